@@ -1,0 +1,1 @@
+//! UCI configuration: parser, typed model, pure diff.

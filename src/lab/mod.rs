@@ -1,0 +1,1 @@
+//! Emulated topologies in network namespaces: links, scenarios, workloads, reports.

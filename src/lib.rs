@@ -1,0 +1,28 @@
+//! Braid bonds the uplinks of a router into one multipath tunnel to a cloud peer.
+//!
+//! `braid edge` runs on the router, `braid core` on the server. Client packets enter the edge
+//! through its hub (a veth into a namespace it owns), are spread over every uplink, sealed with
+//! authenticated encryption, and restored in order by the core, which forwards them with NAT.
+//!
+//! # Layout
+//! - [`proto`]: the protocol core, free of I/O and of the clock (time is passed in): wire format,
+//!   Noise handshake and AEAD, per-link estimation, the three schedulers, the reorder buffer and
+//!   the session state machine.
+//! - [`config`]: UCI parser, typed model and the pure diff behind live reload.
+//! - [`os`]: Linux I/O: rtnetlink, the space (namespace), the hub (AF_PACKET), uplink sockets, NAT.
+//! - [`sim`]: the deterministic multi-link simulator behind `braid sim` and the tests.
+//! - [`lab`]: emulated topologies in network namespaces (host builds only).
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod cli;
+pub mod config;
+pub mod proto;
+
+#[cfg(target_os = "linux")]
+pub mod os;
+
+#[cfg(feature = "sim")]
+pub mod sim;
+
+#[cfg(feature = "lab")]
+pub mod lab;

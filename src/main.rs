@@ -1,0 +1,49 @@
+//! `braid`: the command-line entry point.
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+braid - bond every uplink of a router into one multipath tunnel
+
+USAGE:
+    braid <COMMAND> [OPTIONS]
+
+COMMANDS:
+    edge      run the router side (reads /etc/config/braid)
+    core      run the server side
+    status    show session, links, users and counters of the running daemon
+    link      take a link in or out: braid link up|down NAME
+    reload    re-read the configuration without dropping flows
+    genkey    print a new private key (base64)
+    pubkey    read a private key on stdin, print its public key
+    sim       run a simulated scenario: braid sim scenarios/hetero.toml
+    lab       build an emulated topology in namespaces and measure it (host builds)
+
+OPTIONS:
+    -h, --help       print help (also: braid <COMMAND> --help)
+    -V, --version    print the version
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let Some(cmd) = args.next() else {
+        eprint!("{HELP}");
+        return ExitCode::from(2);
+    };
+    let rest: Vec<std::ffi::OsString> = args.collect();
+    match cmd.to_str().unwrap_or("") {
+        "-h" | "--help" | "help" => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        "-V" | "--version" => {
+            println!("braid {}", braid::cli::VERSION);
+            ExitCode::SUCCESS
+        }
+        other => {
+            let _ = rest;
+            eprintln!("braid: unknown command '{other}'\n\n{HELP}");
+            ExitCode::from(2)
+        }
+    }
+}

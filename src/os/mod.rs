@@ -1,0 +1,1 @@
+//! Linux I/O: rtnetlink, the space, the hub, uplink sockets, NAT.

@@ -1,0 +1,1 @@
+//! Noise IK handshake, AEAD and replay window.

@@ -1,0 +1,1 @@
+//! The deterministic multi-link simulator behind `braid sim`.
