@@ -40,8 +40,11 @@ fn main() -> ExitCode {
             println!("braid {}", braid::cli::VERSION);
             ExitCode::SUCCESS
         }
+        #[cfg(feature = "sim")]
+        "sim" => braid::sim::cli_main(rest),
+        #[cfg(feature = "lab")]
+        "lab" => braid::lab::cli_main(rest),
         other => {
-            let _ = rest;
             eprintln!("braid: unknown command '{other}'\n\n{HELP}");
             ExitCode::from(2)
         }
