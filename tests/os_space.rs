@@ -9,7 +9,6 @@ mod os_util;
 use braid::os::hub::{ip_payload, Batch, Capture};
 use braid::os::netlink::{Family, Netlink, RuleAction};
 use braid::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering, RULE_SPAN};
-use braid::os::Prefix;
 use os_util::{root, udp4, v4_summary, wire, Ns};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -311,6 +310,3 @@ fn socket_icmp() -> OwnedFd {
     )
     .unwrap()
 }
-
-#[allow(dead_code)]
-fn unused(_: Prefix) {}

@@ -19,7 +19,7 @@
 pub mod hub;
 pub mod nat;
 pub mod netlink;
-// mod nft; (wired in with nat.rs)
+mod nft;
 pub mod space;
 pub mod uplink;
 

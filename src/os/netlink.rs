@@ -139,7 +139,6 @@ impl MsgBuf {
         self.attr(ty, &v.to_ne_bytes())
     }
 
-    #[allow(dead_code)] // used by nft.rs
     pub(crate) fn attr_be32(&mut self, ty: u16, v: u32) -> &mut Self {
         self.attr(ty, &v.to_be_bytes())
     }
@@ -356,7 +355,6 @@ impl Socket {
     }
 
     /// Sends already framed bytes (an nfnetlink batch of several messages).
-    #[allow(dead_code)] // used by nft.rs
     pub(crate) fn send_raw(&mut self, bytes: &[u8], what: &dyn Fn() -> String) -> Result<()> {
         // SAFETY: valid buffer.
         let n = unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
@@ -366,7 +364,6 @@ impl Socket {
         Ok(())
     }
 
-    #[allow(dead_code)] // used by nft.rs
     pub(crate) fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq
