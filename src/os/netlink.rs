@@ -1367,6 +1367,12 @@ impl Watch {
     }
 }
 
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Watch(fd {})", self.as_raw_fd())
+    }
+}
+
 impl AsRawFd for Watch {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_fd().as_raw_fd()
