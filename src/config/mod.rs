@@ -25,9 +25,13 @@
 //! their file and line; the daemons log each one once), so that a newer LuCI or a typo never
 //! takes the router's bonding down; everything else that is wrong is an error.
 
+pub mod diff;
+pub mod model;
 pub mod uci;
 
 use std::fmt;
+
+pub use model::Config;
 
 /// The path the daemons read when no `--config FILE` is given.
 pub const DEFAULT_PATH: &str = "/etc/config/braid";
@@ -106,4 +110,25 @@ impl std::error::Error for ConfigError {
             _ => None,
         }
     }
+}
+
+/// Read, parse and validate the configuration file at `path`.
+///
+/// Warnings (unknown options, sections that do not apply to the role) are returned in
+/// [`Config::warnings`]; errors stop the load. A `key_file` is not read here: call
+/// [`model::Main::private_key`] when the key is needed.
+pub fn load(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigError> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        path: name.clone(),
+        error,
+    })?;
+    load_str(&name, &text)
+}
+
+/// Parse and validate configuration text; `file` is the name used in messages.
+pub fn load_str(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let doc = uci::parse(file, text).map_err(ConfigError::Syntax)?;
+    model::Config::from_document(file, &doc)
 }
