@@ -935,7 +935,6 @@ impl<'a> Reader<'a> {
     fn entry(&mut self, key: &str) -> Option<&'a Entry> {
         let section: &'a Section = self.section;
         let mut found: Option<&'a Entry> = None;
-        let mut first_line = 0;
         for (i, e) in section.entries.iter().enumerate() {
             if e.key != key {
                 continue;
@@ -949,9 +948,6 @@ impl<'a> Reader<'a> {
                 continue;
             }
             if let Some(prev) = found {
-                if first_line == 0 {
-                    first_line = prev.pos.line;
-                }
                 self.warn(
                     prev.pos,
                     format!(
@@ -1254,6 +1250,206 @@ impl Config {
     /// The peer with this public key.
     pub fn peer(&self, key: &PublicKey) -> Option<&Peer> {
         self.peers.iter().find(|p| &p.public_key == key)
+    }
+
+    /// The configuration as a UCI document (every option written out, rates in bits/s and
+    /// quotas in bytes; class settings on the first policy naming each class). Loading
+    /// [`uci::write`](super::uci::write) of it gives back an equal model (line numbers aside).
+    /// Disabled sections are not in the model, so they are not written.
+    pub fn to_document(&self) -> Document {
+        let mut doc = Document::default();
+        let m = &self.main;
+        let mut s = Section::new("braid", Some("main"));
+        s.push_option("enabled", if m.enabled { "1" } else { "0" });
+        s.push_option(
+            "role",
+            match m.role {
+                Role::Edge => "edge",
+                Role::Core => "core",
+            },
+        );
+        match &m.key {
+            Some(KeySource::Inline(k)) => {
+                s.push_option("private_key", &k.to_base64());
+            }
+            Some(KeySource::File(f)) => {
+                s.push_option("key_file", f);
+            }
+            None => {}
+        }
+        match m.role {
+            Role::Edge => {
+                if let Some(h) = &m.core_host {
+                    s.push_option("core_host", h);
+                }
+                s.push_option("core_port", &m.core_port.to_string());
+                if let Some(k) = &m.core_public_key {
+                    s.push_option("core_public_key", &k.to_base64());
+                }
+                for c in &m.lan {
+                    s.push_list("lan", &c.to_string());
+                }
+                s.push_option(
+                    "steer",
+                    match m.steer {
+                        Steer::All => "all",
+                        Steer::Tcp => "tcp",
+                    },
+                );
+                for c in &m.bypass {
+                    s.push_list("bypass", &c.to_string());
+                }
+            }
+            Role::Core => {
+                s.push_option("listen_port", &m.listen_port.to_string());
+            }
+        }
+        s.push_option("mtu", &m.mtu.to_string());
+        s.push_option(
+            "log_level",
+            match m.log_level {
+                LogLevel::Error => "error",
+                LogLevel::Warn => "warn",
+                LogLevel::Info => "info",
+                LogLevel::Debug => "debug",
+                LogLevel::Trace => "trace",
+            },
+        );
+        s.push_option("space", &m.space);
+        s.push_option("hub", &m.hub);
+        s.push_option("state_file", &m.state_file);
+        s.push_option("control_socket", &m.control_socket);
+        doc.sections.push(s);
+
+        for l in &self.links {
+            let mut s = Section::new("link", Some(&l.name));
+            if let Some(d) = &l.device {
+                s.push_option("device", d);
+            }
+            s.push_option(
+                "transport",
+                match l.transport {
+                    Transport::Udp => "udp",
+                    Transport::Tcp => "tcp",
+                },
+            );
+            s.push_option(
+                "role",
+                match l.role {
+                    LinkRole::Primary => "primary",
+                    LinkRole::Secondary => "secondary",
+                    LinkRole::Backup => "backup",
+                    LinkRole::Never => "never",
+                },
+            );
+            s.push_option("weight", &l.weight.to_string());
+            if let Some(r) = l.upload {
+                s.push_option("upload", &r.to_string());
+            }
+            if let Some(r) = l.download {
+                s.push_option("download", &r.to_string());
+            }
+            if let Some(q) = &l.quota {
+                s.push_option("quota", &q.bytes.to_string());
+                match q.period {
+                    QuotaPeriod::Day => {
+                        s.push_option("quota_period", "day");
+                    }
+                    QuotaPeriod::Month => {
+                        s.push_option("quota_period", "month");
+                        s.push_option("reset_day", &q.reset_day.to_string());
+                    }
+                }
+                s.push_option(
+                    "quota_action",
+                    match q.action {
+                        QuotaAction::Backup => "backup",
+                        QuotaAction::Never => "never",
+                    },
+                );
+            }
+            doc.sections.push(s);
+        }
+
+        let mut classes_written: Vec<&str> = Vec::new();
+        for (i, p) in self.policies.iter().enumerate() {
+            let anon = format!("@policy[{i}]");
+            let mut s = if p.name == anon {
+                Section::new("policy", None)
+            } else if super::uci::valid_name(&p.name) {
+                Section::new("policy", Some(&p.name))
+            } else {
+                let mut s = Section::new("policy", None);
+                s.push_option("name", &p.name);
+                s
+            };
+            for c in &p.src_ip {
+                s.push_list("src_ip", &c.to_string());
+            }
+            for m in &p.src_mac {
+                s.push_list("src_mac", &m.to_string());
+            }
+            let range = |r: &PortRange| {
+                if r.lo == r.hi {
+                    r.lo.to_string()
+                } else {
+                    format!("{}-{}", r.lo, r.hi)
+                }
+            };
+            for r in &p.src_port {
+                s.push_list("src_port", &range(r));
+            }
+            for c in &p.dest_ip {
+                s.push_list("dest_ip", &c.to_string());
+            }
+            for r in &p.dest_port {
+                s.push_list("dest_port", &range(r));
+            }
+            s.push_option(
+                "proto",
+                match p.proto {
+                    Proto::Any => "any",
+                    Proto::Tcp => "tcp",
+                    Proto::Udp => "udp",
+                    Proto::Icmp => "icmp",
+                },
+            );
+            for d in &p.dscp {
+                s.push_list("dscp", &d.to_string());
+            }
+            s.push_option("class", &p.class);
+            if !classes_written.contains(&p.class.as_str()) {
+                classes_written.push(&p.class);
+                if let Some(c) = self.class(&p.class) {
+                    s.push_option("mode", &mode_name(&c.mode));
+                    if let Some(l) = &c.link {
+                        s.push_option("link", l);
+                    }
+                    s.push_option("priority", &c.priority.to_string());
+                    s.push_option("weight", &c.weight.to_string());
+                }
+            }
+            doc.sections.push(s);
+        }
+
+        for (i, p) in self.peers.iter().enumerate() {
+            let anon = format!("@peer[{i}]");
+            let mut s = if p.name == anon {
+                Section::new("peer", None)
+            } else if super::uci::valid_name(&p.name) {
+                Section::new("peer", Some(&p.name))
+            } else {
+                let mut s = Section::new("peer", None);
+                s.push_option("name", &p.name);
+                s
+            };
+            s.push_option("public_key", &p.public_key.to_base64());
+            for c in &p.allowed_lan {
+                s.push_list("allowed_lan", &c.to_string());
+            }
+            doc.sections.push(s);
+        }
+        doc
     }
 }
 

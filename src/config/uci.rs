@@ -80,7 +80,62 @@ pub struct Entry {
     pub value_pos: Pos,
 }
 
+impl Document {
+    /// The first section of type `ty` named `name`.
+    pub fn section(&self, ty: &str, name: &str) -> Option<&Section> {
+        self.sections
+            .iter()
+            .find(|s| s.ty == ty && s.name.as_deref() == Some(name))
+    }
+
+    /// The first section of type `ty` named `name`, appended (empty) if there is none.
+    /// For rewriting a state file: find the section, [`Section::set_option`], [`write`].
+    pub fn section_mut(&mut self, ty: &str, name: &str) -> &mut Section {
+        let i = match self
+            .sections
+            .iter()
+            .position(|s| s.ty == ty && s.name.as_deref() == Some(name))
+        {
+            Some(i) => i,
+            None => {
+                self.sections.push(Section::new(ty, Some(name)));
+                self.sections.len() - 1
+            }
+        };
+        &mut self.sections[i]
+    }
+}
+
 impl Section {
+    /// Set `option key 'value'`: the first entry for `key` is replaced in place, any other
+    /// entries for `key` (repeats, list values) are removed; appended if `key` was absent.
+    pub fn set_option(&mut self, key: &str, value: &str) -> &mut Self {
+        let mut first = true;
+        self.entries.retain_mut(|e| {
+            if e.key != key {
+                return true;
+            }
+            if !first {
+                return false;
+            }
+            first = false;
+            e.kind = Kind::Option;
+            e.value = value.to_string();
+            true
+        });
+        if first {
+            self.push_option(key, value);
+        }
+        self
+    }
+
+    /// Remove every entry for `key`; returns how many there were.
+    pub fn remove(&mut self, key: &str) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.key != key);
+        before - self.entries.len()
+    }
+
     /// A new section with no entries (position 0:0, for building documents to write).
     pub fn new(ty: &str, name: Option<&str>) -> Section {
         Section {
@@ -634,6 +689,25 @@ mod tests {
             write(&doc),
             "\nconfig braid 'main'\n\toption enabled '0'\n\tlist lan '192.168.1.0/24'\n\nconfig policy\n\toption name 'it'\\''s'\n"
         );
+    }
+
+    #[test]
+    fn rewrite_state() {
+        let mut d = p(
+            "\nconfig quota 'lte1'\n\toption used '10'\n\toption used '11'\n\toption since '5'\n",
+        );
+        d.section_mut("quota", "lte1").set_option("used", "12");
+        d.section_mut("quota", "lte2").set_option("used", "7");
+        assert_eq!(d.section_mut("quota", "lte1").remove("since"), 1);
+        assert_eq!(
+            write(&d),
+            "\nconfig quota 'lte1'\n\toption used '12'\n\nconfig quota 'lte2'\n\toption used '7'\n"
+        );
+        assert_eq!(
+            d.section("quota", "lte2").and_then(|s| s.option("used")),
+            Some("7")
+        );
+        assert!(d.section("quota", "lte3").is_none());
     }
 
     fn strip(mut d: Document) -> Document {
