@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod proto;
 
 #[cfg(target_os = "linux")]
