@@ -17,6 +17,8 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+#[cfg(target_os = "linux")]
+pub mod daemon;
 pub mod proto;
 
 #[cfg(target_os = "linux")]
