@@ -587,6 +587,7 @@ fn pct(p: &Pct) -> String {
 fn mode_name(m: Mode) -> String {
     match m {
         Mode::Aggregate => "aggregate".into(),
+        Mode::Weighted => "weighted".into(),
         Mode::Redundant => "redundant".into(),
         Mode::Backup => "backup".into(),
         Mode::Pinned(l) => format!("pinned:{l}"),

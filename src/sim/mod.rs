@@ -77,7 +77,7 @@ SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
 
     [[class]]                     # "default" (aggregate) always exists
     name = "voice"
-    mode = "redundant"            # aggregate | redundant | backup | "pinned:LINK"
+    mode = "redundant"            # aggregate | weighted | redundant | backup | "pinned:LINK"
     priority = 2                  # higher is served first
     weight = 1
 

@@ -66,6 +66,7 @@ pub struct LinkSpec {
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Aggregate,
+    Weighted,
     Redundant,
     Backup,
     Pinned(LinkId),
@@ -734,6 +735,7 @@ impl Cx {
             None => Mode::Aggregate,
             Some((m, l)) => match m.as_str() {
                 "aggregate" => Mode::Aggregate,
+                "weighted" => Mode::Weighted,
                 "redundant" => Mode::Redundant,
                 "backup" => Mode::Backup,
                 _ => match m.strip_prefix("pinned:") {
@@ -744,7 +746,7 @@ impl Cx {
                     None => {
                         return self.err(
                             l,
-                            format!("class `{name}`: `mode` is aggregate, redundant, backup or \"pinned:LINK\", not \"{m}\""),
+                            format!("class `{name}`: `mode` is aggregate, weighted, redundant, backup or \"pinned:LINK\", not \"{m}\""),
                         )
                     }
                 },
