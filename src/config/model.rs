@@ -584,7 +584,7 @@ impl PublicKey {
 
     /// Encode as standard base64 (44 characters).
     pub fn to_base64(&self) -> String {
-        encode_base64(&self.0)
+        crate::proto::seal::key_to_base64(&self.0)
     }
 }
 
@@ -596,7 +596,7 @@ impl PrivateKey {
 
     /// Encode as standard base64 (44 characters).
     pub fn to_base64(&self) -> String {
-        encode_base64(&self.0)
+        crate::proto::seal::key_to_base64(&self.0)
     }
 }
 
@@ -618,58 +618,6 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub fn encode_base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decode standard base64 with padding; `None` on any malformed input.
-pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if s.len() % 4 != 0 {
-        return None;
-    }
-    let val = |c: u8| B64.iter().position(|&x| x == c).map(|p| p as u32);
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    for (ci, chunk) in s.chunks(4).enumerate() {
-        let last = ci == s.len() / 4 - 1;
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - pad] {
-            n = (n << 6) | val(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        // Non-canonical encodings (stray bits under the padding) are rejected.
-        if bytes[3 - pad..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
-}
-
 fn decode_key(s: &str) -> Result<[u8; 32], String> {
     let bad = || {
         format!(
@@ -677,8 +625,7 @@ fn decode_key(s: &str) -> Result<[u8; 32], String> {
             redact(s)
         )
     };
-    let v = decode_base64(s).ok_or_else(bad)?;
-    v.try_into().map_err(|_| bad())
+    crate::proto::seal::key_from_base64(s).ok_or_else(bad)
 }
 
 /// Show only the start of something that might be a secret.
@@ -2030,33 +1977,29 @@ mod tests {
     }
 
     #[test]
-    fn base64_keys() {
+    fn keys() {
         let k = [7u8; 32];
-        let s = encode_base64(&k);
+        let s = PublicKey(k).to_base64();
         assert_eq!(s.len(), 44);
         assert_eq!(PublicKey::from_base64(&s).unwrap().0, k);
-        assert_eq!(encode_base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(encode_base64(b"fo"), "Zm8=");
-        assert_eq!(decode_base64("Zm8="), Some(b"fo".to_vec()));
-        assert_eq!(decode_base64("Zg=="), Some(b"f".to_vec()));
-        assert_eq!(decode_base64("Zh=="), None, "non-canonical");
-        assert_eq!(decode_base64("Zg==Zg=="), None);
-        assert_eq!(decode_base64("Zm9"), None);
+        assert_eq!(PrivateKey::from_base64(&s).unwrap().0, k);
         assert!(PublicKey::from_base64("Zm9vYmFy").is_err());
+        assert!(PublicKey::from_base64(&s[..43]).is_err());
         let p = PrivateKey([1; 32]);
         assert_eq!(format!("{p:?}"), "PrivateKey(<hidden>)");
+        assert_eq!(format!("{:?}", PublicKey(k)), format!("PublicKey({s})"));
     }
 
     proptest::proptest! {
         #[test]
-        fn base64_round_trip(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-            proptest::prop_assert_eq!(decode_base64(&encode_base64(&data)), Some(data));
+        fn key_round_trip(k in proptest::prelude::any::<[u8; 32]>()) {
+            proptest::prop_assert_eq!(PublicKey::from_base64(&PublicKey(k).to_base64()), Ok(PublicKey(k)));
         }
 
         #[test]
         fn value_parsers_never_panic(s in "\\PC{0,24}") {
             let _ = (parse_rate(&s), parse_bytes(&s), parse_dscp(&s), Cidr::parse(&s),
-                     PortRange::parse(&s), Mac::parse(&s), decode_base64(&s));
+                     PortRange::parse(&s), Mac::parse(&s), PublicKey::from_base64(&s));
         }
     }
 }
