@@ -331,6 +331,10 @@ fn error_messages() {
             vec!["braid:11: class 'x': option 'link' names 'sat', which is not a link section; expected 'wan' or 'lte'"],
         ),
         (
+            edge_head() + "config link 'wan'\n option enabled 0\nconfig policy 'p'\n option class x\n option mode pinned\n option link wan\n",
+            vec!["braid:11: class 'x': option 'link' names 'wan', which is disabled: expected an enabled link"],
+        ),
+        (
             edge_head() + "config link 'wan'\nconfig policy 'p'\n option class x\n option link wan\n",
             vec!["braid:9: class 'x': option 'link' only applies with mode 'pinned'"],
         ),
@@ -413,4 +417,38 @@ fn examples_parse_from_the_docs() {
     // The fixtures are the documented examples: keep them loadable.
     assert!(load_str("edge.conf", EDGE).is_ok());
     assert!(load_str("core.conf", CORE).is_ok());
+}
+
+#[test]
+fn shipped_file_loads_and_enables_with_uci_edits() {
+    use braid::config::uci;
+    let text = include_str!("fixtures/config/shipped.conf");
+    let c = load_str("shipped.conf", text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(!c.main.enabled);
+    assert_eq!(c.links.len(), 1);
+    assert!(c.policies.is_empty());
+
+    // What `uci set braid.main.enabled=1` and friends do to it.
+    let mut doc = uci::parse("shipped.conf", text).unwrap();
+    let main = doc.section_mut("braid", "main");
+    main.set_option("enabled", "1");
+    main.set_option("private_key", KEY_A);
+    main.set_option("core_host", "core.example.net");
+    main.set_option("core_public_key", KEY_B);
+    let c = load_str("braid", &uci::write(&doc)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.main.enabled);
+    assert_eq!(c.main.core_host.as_deref(), Some("core.example.net"));
+
+    // Enabled without the required options: each is named.
+    let mut doc = uci::parse("shipped.conf", text).unwrap();
+    doc.section_mut("braid", "main").set_option("enabled", "1");
+    assert_eq!(
+        errors(&uci::write(&doc)),
+        [
+            "braid:2: braid 'main': no key: expected option 'private_key' (from 'braid genkey') or 'key_file'",
+            "braid:2: braid 'main': role edge needs option 'core_host' (the core's address or host name)",
+            "braid:2: braid 'main': role edge needs option 'core_public_key' (the core's public key, 'braid pubkey')",
+        ]
+    );
 }

@@ -1034,6 +1034,7 @@ impl Config {
         let role = main.as_ref().map(|m| m.role).unwrap_or(Role::Edge);
 
         let mut links: Vec<Link> = Vec::new();
+        let mut disabled_links: Vec<String> = Vec::new();
         let mut policies = Vec::new();
         let mut drafts: Vec<ClassDraft> = Vec::new();
         let mut peers: Vec<Peer> = Vec::new();
@@ -1048,6 +1049,11 @@ impl Config {
                             "'config link' sections are ignored on the core (role core)".into(),
                         ));
                         continue;
+                    }
+                    if s.option("enabled").map(parse_bool) == Some(Ok(false)) {
+                        if let Some(n) = &s.name {
+                            disabled_links.push(n.clone());
+                        }
                     }
                     if let Some(l) = read_link(file, s, &mut errors, &mut warnings) {
                         if let Some(prev) = links.iter().find(|p| p.name == l.name) {
@@ -1137,7 +1143,15 @@ impl Config {
                     ),
                 )),
                 (Mode::Pinned, Some((l, line))) => {
-                    if role == Role::Edge && !links.iter().any(|k| &k.name == l) {
+                    if role == Role::Edge && disabled_links.contains(l) {
+                        errors.push(at(
+                            *line,
+                            format!(
+                                "class '{}': option 'link' names '{l}', which is disabled: expected an enabled link",
+                                c.name
+                            ),
+                        ));
+                    } else if role == Role::Edge && !links.iter().any(|k| &k.name == l) {
                         let names: Vec<String> =
                             links.iter().map(|k| format!("'{}'", k.name)).collect();
                         errors.push(at(
