@@ -42,7 +42,7 @@ fn edge_example() {
         m.key,
         Some(KeySource::Inline(PrivateKey::from_base64(KEY_A).unwrap()))
     );
-    assert_eq!(m.private_key().unwrap().to_base64(), KEY_A);
+    assert_eq!(c.private_key().unwrap().to_base64(), KEY_A);
     assert_eq!(m.core_host.as_deref(), Some("core.example.net"));
     assert_eq!(m.core_port, 51830);
     assert_eq!(m.core_public_key.unwrap().to_base64(), KEY_B);
@@ -154,12 +154,12 @@ fn key_file_is_read_on_demand() {
         path.display()
     );
     let c = load_str("braid", &text).unwrap();
-    assert_eq!(c.main.private_key().unwrap().to_base64(), KEY_B);
+    assert_eq!(c.private_key().unwrap().to_base64(), KEY_B);
     std::fs::write(&path, "not a key\n").unwrap();
-    let e = c.main.private_key().unwrap_err().to_string();
+    let e = c.private_key().unwrap_err().to_string();
     assert!(e.contains("expected a 32-byte key in base64"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(matches!(c.main.private_key(), Err(ConfigError::Io { .. })));
+    assert!(matches!(c.private_key(), Err(ConfigError::Io { .. })));
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn shipped_disabled_file_loads_without_keys() {
     let c = load_str("braid", "config braid 'main'\n\toption enabled '0'\n").unwrap();
     assert!(!c.main.enabled);
     assert_eq!(c.main.key, None);
-    assert!(c.main.private_key().is_err());
+    assert!(c.private_key().is_err());
     // Bad values are still errors while disabled.
     assert_eq!(
         errors("config braid 'main'\n\toption enabled '0'\n\toption mtu '99'\n"),

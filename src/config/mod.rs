@@ -116,7 +116,7 @@ impl std::error::Error for ConfigError {
 ///
 /// Warnings (unknown options, sections that do not apply to the role) are returned in
 /// [`Config::warnings`]; errors stop the load. A `key_file` is not read here: call
-/// [`model::Main::private_key`] when the key is needed.
+/// [`Config::private_key`] when the key is needed.
 pub fn load(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigError> {
     let path = path.as_ref();
     let name = path.display().to_string();

@@ -165,41 +165,12 @@ pub struct Main {
     pub control_socket: String,
 }
 
-impl Main {
-    /// This host's private key: the inline `private_key`, or the contents of `key_file`.
-    pub fn private_key(&self) -> Result<PrivateKey, ConfigError> {
-        match &self.key {
-            None => Err(ConfigError::Invalid(vec![Diagnostic {
-                file: String::new(),
-                line: self.line,
-                col: None,
-                message: "braid 'main': no key: expected option 'private_key' or 'key_file'".into(),
-            }])),
-            Some(KeySource::Inline(k)) => Ok(k.clone()),
-            Some(KeySource::File(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
-                    path: path.clone(),
-                    error,
-                })?;
-                PrivateKey::from_base64(text.trim()).map_err(|m| {
-                    ConfigError::Invalid(vec![Diagnostic {
-                        file: path.clone(),
-                        line: 1,
-                        col: None,
-                        message: m,
-                    }])
-                })
-            }
-        }
-    }
-}
-
 /// Where the private key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// `option private_key '...'`.
     Inline(PrivateKey),
-    /// `option key_file '/path'` (read by [`Main::private_key`]).
+    /// `option key_file '/path'` (read by [`Config::private_key`]).
     File(String),
 }
 
@@ -1196,6 +1167,34 @@ impl Config {
             peers,
             warnings,
         })
+    }
+
+    /// This host's private key: the inline `private_key`, or the contents of `key_file`
+    /// (read now, so a key rotated on disk is picked up on restart).
+    pub fn private_key(&self) -> Result<PrivateKey, ConfigError> {
+        match &self.main.key {
+            None => Err(ConfigError::Invalid(vec![Diagnostic {
+                file: self.file.clone(),
+                line: self.main.line,
+                col: None,
+                message: "braid 'main': no key: expected option 'private_key' or 'key_file'".into(),
+            }])),
+            Some(KeySource::Inline(k)) => Ok(k.clone()),
+            Some(KeySource::File(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+                    path: path.clone(),
+                    error,
+                })?;
+                PrivateKey::from_base64(text.trim()).map_err(|m| {
+                    ConfigError::Invalid(vec![Diagnostic {
+                        file: path.clone(),
+                        line: 1,
+                        col: None,
+                        message: format!("key_file: {m}"),
+                    }])
+                })
+            }
+        }
     }
 
     /// The link named `name`.
