@@ -452,3 +452,20 @@ fn shipped_file_loads_and_enables_with_uci_edits() {
         ]
     );
 }
+
+#[test]
+fn example_keys_are_real_pairs() {
+    // The edge example's private key belongs to the core example's first peer, and the edge's
+    // core_public_key to the core's key (EAOzdIre...+2w=, kept out of the files as a key_file).
+    use braid::proto::seal::Keypair;
+    let edge = load_str("edge.conf", EDGE).unwrap();
+    let core = load_str("core.conf", CORE).unwrap();
+    let edge_pair = Keypair::from_private(edge.private_key().unwrap().0);
+    assert_eq!(edge_pair.public, core.peers[0].public_key.0);
+    let core_private =
+        PrivateKey::from_base64("EAOzdIreWDrQnLVH4fVZDhEowdCdlN6hxYNehYzf+2w=").unwrap();
+    assert_eq!(
+        Keypair::from_private(core_private.0).public,
+        edge.main.core_public_key.unwrap().0
+    );
+}
