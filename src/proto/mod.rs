@@ -8,6 +8,7 @@ pub mod link;
 pub mod reorder;
 pub mod sched;
 pub mod seal;
+pub mod session;
 pub mod wire;
 
 use core::ops::{Add, Sub};
