@@ -5,6 +5,7 @@
 //! clock and the sockets, and drive this code through `handle_*` / `poll_*` calls.
 
 pub mod link;
+pub mod packet;
 pub mod reorder;
 pub mod sched;
 pub mod seal;
