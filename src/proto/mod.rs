@@ -10,6 +10,7 @@ pub mod packet;
 pub mod reorder;
 pub mod sched;
 pub mod seal;
+pub mod session;
 pub mod wire;
 
 use core::ops::{Add, Sub};
