@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint unit demo bench cross cross-test ipk ipk-test pkg-test setup clean
+.PHONY: all build test lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test setup clean
 
 all: build
 
@@ -21,6 +21,27 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+## --- lab: `make demo`, `make bench` (as root; see src/lab/) ---
+# Modes the demo compares; add `braid` here once the edge/core daemons run: direct,mptcp,braid
+DEMO_MODES ?= direct,mptcp
+BENCH_MODES ?= direct,mptcp
+LAB_PKGS = iproute2 nftables shadowsocks-libev mptcpize
+
+lab-deps:
+	@command -v ip >/dev/null && command -v nft >/dev/null && command -v ss-redir >/dev/null && \
+	  command -v mptcpize >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_PKGS); }
+
+## demo: bonded goodput against the best single link, the best link cut mid-transfer (~1 min).
+demo: lab-deps
+	$(CARGO) build --locked
+	./target/debug/braid lab demo --mode $(DEMO_MODES)
+
+## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
+bench: lab-deps
+	$(CARGO) build --locked
+	./target/debug/braid lab bench --mode $(BENCH_MODES) --out bench/results
 
 ## Router builds and packages (cross/, openwrt/, hotplug/). ARCH is an OpenWrt package arch:
 ## mipsel_24kc mips_24kc aarch64_cortex-a53 arm_cortex-a7 x86_64.
