@@ -19,7 +19,8 @@ use super::seal::{self, Acceptor, Channel, Keypair, SealError};
 use super::session::{Event, PacketMeta, SendError, Session, SessionConfig};
 use super::{Instant, LinkId};
 
-pub use super::natmap::SessionId;
+/// Identifies a session on the core.
+pub type SessionId = u32;
 
 /// A session that has received nothing for this long is dropped.
 pub const SESSION_IDLE: Duration = Duration::from_secs(180);

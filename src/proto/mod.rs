@@ -6,7 +6,6 @@
 
 pub mod endpoint;
 pub mod link;
-pub mod natmap;
 pub mod packet;
 pub mod reorder;
 pub mod sched;
