@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint unit demo bench cross cross-test ipk setup clean
+.PHONY: all build test lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test setup clean sim
 
 all: build
 
@@ -12,12 +12,66 @@ build:
 	$(CARGO) build --release --locked
 
 ## test: what CI runs: format, lints, unit + simulator tests, and (as root) the namespace tests.
-test: lint
+test: lint pkg-test
 	$(CARGO) test --locked --all-targets
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
+## sim: run every scenario in scenarios/ on the deterministic simulator and print its table.
+sim:
+	$(CARGO) build --release --locked
+	for s in scenarios/*.toml; do echo "== $$s"; ./target/release/braid sim "$$s" || exit 1; done
+
 clean:
 	$(CARGO) clean
+
+## --- lab: `make demo`, `make bench` (as root; see src/lab/) ---
+# Modes the demo compares; add `braid` here once the edge/core daemons run: direct,mptcp,braid
+DEMO_MODES ?= direct,mptcp
+BENCH_MODES ?= direct,mptcp
+LAB_PKGS = iproute2 nftables shadowsocks-libev mptcpize
+
+lab-deps:
+	@command -v ip >/dev/null && command -v nft >/dev/null && command -v ss-redir >/dev/null && \
+	  command -v mptcpize >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_PKGS); }
+
+## demo: bonded goodput against the best single link, the best link cut mid-transfer (~1 min).
+demo: lab-deps
+	$(CARGO) build --locked
+	./target/debug/braid lab demo --mode $(DEMO_MODES)
+
+## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
+bench: lab-deps
+	$(CARGO) build --locked
+	./target/debug/braid lab bench --mode $(BENCH_MODES) --out bench/results
+
+## Router builds and packages (cross/, openwrt/, hotplug/). ARCH is an OpenWrt package arch:
+## mipsel_24kc mips_24kc aarch64_cortex-a53 arm_cortex-a7 x86_64.
+ARCH ?= mipsel_24kc
+CROSS_TEST_ARCHS ?= mips_24kc aarch64_cortex-a53
+
+## cross: build every router target (release and OpenWrt-SDK profiles), run each, print sizes.
+cross:
+	cross/build.sh setup
+	cross/build.sh sizes
+
+## cross-test: unit and simulator tests under qemu-user (big-endian mips first).
+cross-test:
+	cross/build.sh setup $(CROSS_TEST_ARCHS)
+	for a in $(CROSS_TEST_ARCHS); do cross/build.sh test $$a || exit 1; done
+
+## ipk: an installable package for ARCH in dist/, plus luci-app-braid (arch all).
+ipk:
+	cross/build.sh setup $(ARCH)
+	cross/mkipk.sh $(ARCH)
+
+## ipk-test: build the ARCH package, open it and check it, run its binary under qemu.
+ipk-test: ipk
+	tests/pkg/run.sh dist/braid_*_$(ARCH).ipk
+
+## pkg-test: shellcheck and stand-in tests of the init, hotplug and package scripts (no build).
+pkg-test:
+	tests/pkg/run.sh

@@ -1,10 +1,543 @@
 //! Emulated topologies in network namespaces: links, scenarios, workloads, reports.
+//!
+//! `braid lab` builds client - edge - link namespaces - core - server with iproute2, emulates
+//! each uplink per packet in user space ([`emu`], [`link`]: this kernel has no netem), carries
+//! the client's traffic `direct`, over `mptcp` or through `braid` ([`mode`]), runs built-in
+//! workloads ([`work`]) and reports ([`report`]). Everything it creates is named `bl*-` and is
+//! removed on exit, on error, on SIGINT/SIGTERM, and by `braid lab clean`.
+//!
+//! # Layout
+//! - [`emu`]: the sans-IO per-direction link model (rate or trace, delay, jitter, loss, queue,
+//!   outages). [`trace`]: Mahimahi traces.
+//! - [`link`]: a link emulator thread on two veths (AF_PACKET). [`sys`]: `ip`, `nft`, setns,
+//!   the ethtool ioctl, packet sockets.
+//! - [`topo`]: the namespaces and veths, [`Topology`] (tears down on drop), [`topo::clean`].
+//! - [`scenario`]: `scenarios/lab/*.conf`. [`mode`]: direct / mptcp / braid.
+//! - [`work`]: workloads and sampling. [`report`]: table, JSON, markdown, SVG.
+
+pub mod emu;
+pub mod link;
+pub mod mode;
+pub mod report;
+pub mod scenario;
+pub mod sys;
+pub mod topo;
+pub mod trace;
+pub mod work;
 
 use std::ffi::OsString;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use mode::Mode;
+pub use report::RunRecord;
+pub use scenario::Scenario;
+pub use topo::{EdgeSpec, TopoSpec, Topology};
+pub use work::Workload;
+
+/// A small seeded generator (splitmix64): loss, jitter and generated schedules.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x853c_49e6_748f_ea9b)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.f64() < p
+    }
+
+    /// Uniform in [lo, hi].
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// Triangular in [-a, a].
+    pub fn triangular(&mut self, a: i64) -> i64 {
+        ((self.f64() + self.f64() - 1.0) * a as f64) as i64
+    }
+}
+
+/// Set by SIGINT/SIGTERM; every lab loop checks it and unwinds through its teardown.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Route SIGINT and SIGTERM to [`INTERRUPTED`] so that runs end through their teardown.
+pub fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(
+                sig,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
+}
+
+const HELP: &str = "\
+braid lab - emulated uplinks in namespaces, workloads, reports (run as root)
+
+USAGE:
+    braid lab run SCENARIO [--mode direct,mptcp,braid] [--workload W,..|all] [--duration 20s]
+                           [--out DIR] [--tag T]
+    braid lab bench [--scenario S,..] [--mode ..] [--workload ..] [--duration D] [--out DIR]
+    braid lab demo [--mode ..] [--out DIR]
+    braid lab up SCENARIO [--mode M] [--tag T]     build it and wait for Ctrl-C
+    braid lab clean                                remove leftovers of interrupted runs
+    braid lab list                                 scenarios and workloads
+
+SCENARIO is a name in scenarios/lab/ (hetero, lte, hsr, flap, demo, ...) or a file.
+Workloads: bulk1-down bulk8-down bulk1-up bulk8-up rr udp.
+Modes: direct (best single link, plain routing), mptcp (kernel MPTCP + shadowsocks under
+mptcpize, as OpenMPTCProuter), braid (the edge and core daemons, when built).
+Namespaces, veths and nft tables are named bl*-; traces are read from $BRAID_TRACES or
+../shared/traces.
+";
 
 /// `braid lab ...`.
-pub fn cli_main(_args: Vec<OsString>) -> ExitCode {
-    eprintln!("braid lab: not built yet");
-    ExitCode::from(2)
+pub fn cli_main(args: Vec<OsString>) -> ExitCode {
+    match cli(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("braid lab: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Opts {
+    pos: Vec<String>,
+    modes: Option<Vec<Mode>>,
+    workloads: Option<Vec<Workload>>,
+    scenarios: Option<Vec<String>>,
+    duration: Option<Duration>,
+    out: Option<PathBuf>,
+    tag: String,
+}
+
+fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
+    use lexopt::prelude::*;
+    let mut o = Opts::default();
+    let mut p = lexopt::Parser::from_args(args);
+    let list = |v: OsString| -> Result<Vec<String>, String> {
+        Ok(v.into_string()
+            .map_err(|_| "not UTF-8".to_string())?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
+    };
+    while let Some(a) = p.next().map_err(|e| e.to_string())? {
+        match a {
+            Long("mode") => {
+                let v = list(p.value().map_err(|e| e.to_string())?)?;
+                o.modes = Some(v.iter().map(|m| Mode::parse(m)).collect::<Result<_, _>>()?);
+            }
+            Long("workload") => {
+                let v = list(p.value().map_err(|e| e.to_string())?)?;
+                o.workloads = Some(if v == ["all"] {
+                    Workload::all()
+                } else {
+                    v.iter()
+                        .map(|w| Workload::parse(w))
+                        .collect::<Result<_, _>>()?
+                });
+            }
+            Long("scenario") => o.scenarios = Some(list(p.value().map_err(|e| e.to_string())?)?),
+            Long("duration") => {
+                let v: String = p
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
+                o.duration = Some(Duration::from_micros(scenario::parse_time_us(&v)?));
+            }
+            Long("out") => o.out = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("tag") => {
+                o.tag = p
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?
+            }
+            Value(v) => o.pos.push(v.string().map_err(|e| e.to_string())?),
+            _ => return Err(a.unexpected().to_string()),
+        }
+    }
+    Ok(o)
+}
+
+fn need_root() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("the lab builds network namespaces: run it as root".into());
+    }
+    Ok(())
+}
+
+fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
+    let mut args = args.into_iter();
+    let Some(cmd) = args.next() else {
+        eprint!("{HELP}");
+        return Ok(ExitCode::from(2));
+    };
+    let o = parse_opts(args.collect())?;
+    match cmd.to_str().unwrap_or("") {
+        "-h" | "--help" | "help" => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        "list" => {
+            println!("scenarios: {}", scenario::shipped().join(" "));
+            println!(
+                "workloads: {}",
+                Workload::all()
+                    .iter()
+                    .map(|w| w.name())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        "clean" => {
+            need_root()?;
+            let removed = topo::clean();
+            if removed.is_empty() {
+                println!("nothing to clean");
+            } else {
+                println!("removed: {}", removed.join(" "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "run" => {
+            need_root()?;
+            let name = o.pos.first().ok_or("run: which scenario?")?;
+            let sc = scenario::load(&scenario::find(name)?)?;
+            let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/lab"));
+            install_signal_handlers();
+            let recs = run_matrix(&sc, &o.run_opts(), &out)?;
+            finish(&sc.name, &recs, &out)?;
+            Ok(exit_for(&recs))
+        }
+        "demo" => {
+            need_root()?;
+            let sc = scenario::load(&scenario::find("demo")?)?;
+            let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/lab"));
+            let mut o = o;
+            if o.modes.is_none() {
+                // Add `braid` here (or pass --mode) once the daemons exist.
+                let mut m = vec![Mode::Direct, Mode::Mptcp];
+                if Mode::Braid.available().is_ok() {
+                    m.push(Mode::Braid);
+                }
+                o.modes = Some(m);
+            }
+            o.workloads.get_or_insert(vec![Workload::Bulk {
+                flows: 8,
+                dir: work::Dir::Down,
+            }]);
+            install_signal_handlers();
+            println!("{}\n", sc.description);
+            let recs = run_matrix(&sc, &o.run_opts(), &out)?;
+            finish("demo", &recs, &out)?;
+            Ok(exit_for(&recs))
+        }
+        "bench" => {
+            need_root()?;
+            let out = o
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("bench/results"));
+            let names = o.scenarios.clone().unwrap_or_else(|| {
+                ["hetero", "lte", "hsr", "flap"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            });
+            let mut o = o;
+            if o.modes.is_none() {
+                let mut m = vec![Mode::Direct, Mode::Mptcp];
+                if Mode::Braid.available().is_ok() {
+                    m.push(Mode::Braid);
+                }
+                o.modes = Some(m);
+            }
+            o.workloads.get_or_insert_with(Workload::all);
+            install_signal_handlers();
+            let mut all = Vec::new();
+            for n in &names {
+                if INTERRUPTED.load(Ordering::Relaxed) {
+                    break;
+                }
+                let sc = scenario::load(&scenario::find(n)?)?;
+                let recs = run_matrix(&sc, &o.run_opts(), &out)?;
+                finish(&sc.name, &recs, &out)?;
+                all.extend(recs);
+            }
+            let md = out.join("README.md");
+            let text = format!(
+                "# braid lab bench\n\nEvery scenario x workload, each mode measured in the same lab run \
+                 (`make bench`). Goodput is application bytes after the first {} s; `% of sum` is of the \
+                 links' summed mean rate in the workload's direction; `max gap` is the longest time no \
+                 byte arrived.\n\n{}",
+                work::OMIT_MS / 1000,
+                report::markdown(&all)
+            );
+            std::fs::write(&md, text).map_err(|e| format!("{}: {e}", md.display()))?;
+            println!("\nmarkdown table: {}", md.display());
+            Ok(exit_for(&all))
+        }
+        "up" => {
+            need_root()?;
+            let name = o.pos.first().ok_or("up: which scenario?")?;
+            let sc = scenario::load(&scenario::find(name)?)?;
+            install_signal_handlers();
+            let mut t = Topology::up(topo_spec(&sc, &o.tag)).map_err(|e| e.to_string())?;
+            if let Some(m) = o.modes.as_ref().and_then(|m| m.first()) {
+                m.available()?;
+                m.setup(&mut t).map_err(|e| e.to_string())?;
+            }
+            println!("namespaces: {}", t.namespaces().join(" "));
+            println!("server {} ; Ctrl-C tears it all down", topo::SERVER_ADDR);
+            while !INTERRUPTED.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            t.teardown();
+            println!("torn down");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(format!("unknown lab command '{other}'\n\n{HELP}")),
+    }
+}
+
+fn exit_for(recs: &[RunRecord]) -> ExitCode {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        eprintln!("interrupted: everything torn down");
+        return ExitCode::from(130);
+    }
+    if recs.is_empty() {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The topology a scenario runs on: one edge with the scenario's links, one client.
+pub fn topo_spec(sc: &Scenario, tag: &str) -> TopoSpec {
+    TopoSpec {
+        tag: tag.to_string(),
+        seed: sc.seed,
+        edges: vec![EdgeSpec {
+            links: sc.links.clone(),
+            clients: 1,
+            best: sc.best,
+        }],
+    }
+}
+
+/// Mean capacity of one direction over `[from_ms, to_ms)` of the run, Mbit/s.
+fn dir_capacity_mbps(d: &emu::DirSpec, from_ms: u64, to_ms: u64) -> f64 {
+    match &d.rate {
+        emu::Rate::Unlimited => 0.0,
+        emu::Rate::Fixed(b) => *b as f64 / 1e6,
+        emu::Rate::Trace { trace, offset_ms } => {
+            let span = to_ms.saturating_sub(from_ms).max(1);
+            trace.capacity_bits(from_ms, to_ms, *offset_ms) as f64 / span as f64 / 1e3
+        }
+    }
+}
+
+/// Options of [`run_matrix`].
+#[derive(Clone, Debug)]
+pub struct RunOpts {
+    pub modes: Vec<Mode>,
+    pub workloads: Vec<Workload>,
+    /// Overrides the scenario's duration.
+    pub duration: Option<Duration>,
+    /// Namespace tag (see [`TopoSpec::tag`]).
+    pub tag: String,
+}
+
+impl Opts {
+    fn run_opts(&self) -> RunOpts {
+        RunOpts {
+            modes: self
+                .modes
+                .clone()
+                .unwrap_or(vec![Mode::Direct, Mode::Mptcp]),
+            workloads: self.workloads.clone().unwrap_or_else(Workload::all),
+            duration: self.duration,
+            tag: self.tag.clone(),
+        }
+    }
+}
+
+/// Run every mode x workload of a scenario; a fresh topology per mode, link schedules restarted
+/// at the start of each workload. Prints progress and a row per run; stops early (with
+/// everything torn down) when [`INTERRUPTED`] is set.
+pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecord>, String> {
+    {
+        let (modes, workloads) = (&o.modes, &o.workloads);
+        let dur = o.duration.unwrap_or(Duration::from_millis(sc.duration_ms));
+        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let tty = io::stderr().is_terminal();
+        let mut recs = Vec::new();
+        println!(
+            "scenario {}: {} link(s), {} s per workload, best single link {}",
+            sc.name,
+            sc.links.len(),
+            dur.as_secs_f64(),
+            sc.links[sc.best].name
+        );
+        for mode in modes {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Err(e) = mode.available() {
+                eprintln!("skipping mode {}: {e}", mode.name());
+                continue;
+            }
+            let mut t =
+                Topology::up(topo_spec(sc, &o.tag)).map_err(|e| format!("topology: {e}"))?;
+            if let Err(e) = mode.setup(&mut t) {
+                eprintln!("mode {} failed to start: {e}", mode.name());
+                continue;
+            }
+            for w in workloads {
+                if INTERRUPTED.load(Ordering::Relaxed) {
+                    break;
+                }
+                t.restart_links().map_err(|e| format!("links: {e}"))?;
+                let label = format!("{} {} {}", sc.name, mode.name(), w.name());
+                let mut last_print = 0.0;
+                let res = work::run_workload(&t, *w, dur, &INTERRUPTED, |p| {
+                    let every = if tty { 0.5 } else { 5.0 };
+                    if p.elapsed_s - last_print < every {
+                        return;
+                    }
+                    last_print = p.elapsed_s;
+                    let links: Vec<String> = p
+                        .sample
+                        .links_mbps
+                        .iter()
+                        .zip(&sc.links)
+                        .map(|(r, l)| format!("{} {r:5.1}", l.name))
+                        .collect();
+                    let line = format!(
+                        "  {label:<28} {:5.1}/{:.0}s  goodput {:6.2} Mbit/s  | {}",
+                        p.elapsed_s,
+                        p.total_s,
+                        p.sample.total_mbps,
+                        links.join("  ")
+                    );
+                    if tty {
+                        eprint!("\r{line}\x1b[K");
+                    } else {
+                        eprintln!("{line}");
+                    }
+                    let _ = io::stderr().flush();
+                })
+                .map_err(|e| format!("{label}: {e}"))?;
+                if tty {
+                    eprint!("\r\x1b[K");
+                }
+                let dir = w.dir();
+                let end_ms = (res.duration_s * 1000.0) as u64;
+                let links: Vec<report::LinkInfo> = sc
+                    .links
+                    .iter()
+                    .map(|l| report::LinkInfo {
+                        name: l.name.clone(),
+                        mean_mbps: dir_capacity_mbps(
+                            if dir == work::Dir::Up { &l.up } else { &l.down },
+                            work::OMIT_MS.min(end_ms),
+                            end_ms.max(1),
+                        ),
+                    })
+                    .collect();
+                let cap: f64 = links.iter().map(|l| l.mean_mbps).sum();
+                let rec = RunRecord {
+                    scenario: sc.name.clone(),
+                    mode: mode.name().into(),
+                    workload: w.name(),
+                    seed: sc.seed,
+                    capacity_mbps: cap,
+                    best_link: sc.links[sc.best].name.clone(),
+                    best_link_mbps: links[sc.best].mean_mbps,
+                    pct_of_capacity: if cap > 0.0 {
+                        100.0 * res.goodput_mbps / cap
+                    } else {
+                        0.0
+                    },
+                    links,
+                    result: res,
+                };
+                let table = report::table(std::slice::from_ref(&rec));
+                let mut lines = table.lines();
+                let header = lines.next().unwrap_or_default();
+                if recs.is_empty() {
+                    println!("{header}");
+                }
+                println!("{}", lines.next().unwrap_or_default());
+                for e in &rec.result.errors {
+                    eprintln!("    {e}");
+                }
+                recs.push(rec);
+            }
+            t.teardown();
+        }
+        Ok(recs)
+    }
+}
+
+/// Write the JSON and one SVG per workload (all modes stacked); print where they are.
+fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
+    if recs.is_empty() {
+        return Ok(());
+    }
+    let json = out.join(format!("{name}.json"));
+    let text = serde_json::to_string_pretty(recs).map_err(|e| e.to_string())?;
+    std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let mut wl: Vec<&str> = recs.iter().map(|r| r.workload.as_str()).collect();
+    wl.dedup();
+    let mut charts = Vec::new();
+    for w in wl {
+        let runs: Vec<&RunRecord> = recs.iter().filter(|r| r.workload == w).collect();
+        let title =
+            format!("{name} / {w}: goodput over time, per link and in total (sum of links dashed)");
+        let f = out.join(format!("{name}-{w}.svg"));
+        std::fs::write(&f, report::svg(&title, &runs))
+            .map_err(|e| format!("{}: {e}", f.display()))?;
+        charts.push(f);
+    }
+    println!("\n{}", report::table(recs));
+    println!("results: {}", json.display());
+    for c in charts {
+        println!("chart:   {}", c.display());
+    }
+    Ok(())
 }

@@ -1,0 +1,541 @@
+//! The per-packet link model: one [`Pipe`] per direction of an emulated uplink.
+//!
+//! Sans-IO: the caller passes time in (nanoseconds since the emulator started), hands arriving
+//! frames to [`Pipe::enqueue`], calls [`Pipe::advance`], and takes due frames from
+//! [`Pipe::pop_due`]. [`crate::lab::link`] wires two pipes to two veths with AF_PACKET.
+//!
+//! Order of effects for a frame: outage (black-hole drops) -> loss (random or Gilbert-Elliott) ->
+//! drop-tail queue -> bottleneck service (fixed rate, or Mahimahi delivery opportunities) ->
+//! propagation delay + jitter (kept in order unless `reorder` is set) -> out.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::trace::Trace;
+use super::Rng;
+
+/// Bytes counted per frame against the rate: the IP packet (the frame minus its Ethernet header),
+/// so that one 1500-byte MTU packet uses exactly one Mahimahi delivery opportunity.
+pub const ETH_HDR: usize = 14;
+
+/// Bottleneck rate of one direction.
+#[derive(Clone, Debug)]
+pub enum Rate {
+    /// No bottleneck (only delay, loss and outages apply).
+    Unlimited,
+    /// Fixed rate in bits per second.
+    Fixed(u64),
+    /// Mahimahi trace, started `offset_ms` into the trace.
+    Trace { trace: Arc<Trace>, offset_ms: u64 },
+}
+
+impl Rate {
+    /// Mean rate in bits per second (`None` when unlimited).
+    pub fn mean_bps(&self) -> Option<u64> {
+        match self {
+            Rate::Unlimited => None,
+            Rate::Fixed(b) => Some(*b),
+            Rate::Trace { trace, .. } => Some(trace.mean_bps()),
+        }
+    }
+}
+
+/// Loss model: the mean loss probability and the mean burst length in packets (1 = independent
+/// losses; more = Gilbert-Elliott with a good state that loses nothing and a bad state that
+/// loses everything).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Loss {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+/// Drop-tail queue limit before the bottleneck.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QueueLimit {
+    Bytes(u64),
+    /// Converted to bytes at the mean rate.
+    Millis(u64),
+    Unlimited,
+}
+
+/// One direction of a link.
+#[derive(Clone, Debug)]
+pub struct DirSpec {
+    pub rate: Rate,
+    pub delay_us: u64,
+    /// Jitter amplitude: each packet gets a delay in `delay +- jitter` (triangular).
+    pub jitter_us: u64,
+    /// Let jitter reorder packets (default: delivery order is kept).
+    pub reorder: bool,
+    pub loss: Loss,
+    pub queue: QueueLimit,
+}
+
+impl Default for DirSpec {
+    fn default() -> Self {
+        DirSpec {
+            rate: Rate::Unlimited,
+            delay_us: 0,
+            jitter_us: 0,
+            reorder: false,
+            loss: Loss::default(),
+            queue: QueueLimit::Millis(100),
+        }
+    }
+}
+
+/// What an outage does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutageKind {
+    /// Drop everything (queue included).
+    Blackhole,
+    /// Serve nothing, hold what arrives, release it when the stall ends.
+    Stall,
+}
+
+/// One scheduled outage, in nanoseconds from the emulator start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Outage {
+    pub start_ns: u64,
+    pub dur_ns: u64,
+    pub kind: OutageKind,
+}
+
+impl Outage {
+    pub fn end_ns(&self) -> u64 {
+        self.start_ns + self.dur_ns
+    }
+}
+
+/// The outage in force at `now` (schedule sorted or not; the first match wins).
+pub fn outage_at(schedule: &[Outage], now: u64) -> Option<OutageKind> {
+    schedule
+        .iter()
+        .find(|o| o.start_ns <= now && now < o.end_ns())
+        .map(|o| o.kind)
+}
+
+/// The next time after `now` at which the outage state may change.
+pub fn next_outage_edge(schedule: &[Outage], now: u64) -> Option<u64> {
+    schedule
+        .iter()
+        .flat_map(|o| [o.start_ns, o.end_ns()])
+        .filter(|&t| t > now)
+        .min()
+}
+
+/// Counters of one direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PipeStats {
+    pub in_pkts: u64,
+    pub out_pkts: u64,
+    /// IP bytes delivered.
+    pub out_bytes: u64,
+    pub lost: u64,
+    pub queue_drops: u64,
+    pub outage_drops: u64,
+}
+
+/// Hard cap on what a stall holds, whatever the queue limit (a stall is a modem holding data).
+const STALL_HOLD_MAX: u64 = 8 << 20;
+/// Bytes carried by one Mahimahi delivery opportunity.
+const OPP_BYTES: u64 = 1500;
+
+struct Queued {
+    arrival_ns: u64,
+    /// Bytes of this frame not yet served (trace service may split a frame over opportunities).
+    left: u64,
+    frame: Vec<u8>,
+}
+
+/// One direction of an emulated link.
+pub struct Pipe {
+    spec: DirSpec,
+    rng: Rng,
+    limit_bytes: Option<u64>,
+    queue: VecDeque<Queued>,
+    queued_bytes: u64,
+    /// Fixed rate: when the bottleneck finishes the frame it is serving (or finished the last).
+    busy_until: u64,
+    /// Trace: index of the next delivery opportunity (absolute, across repetitions).
+    opp: u64,
+    delay_line: VecDeque<(u64, Vec<u8>)>,
+    last_delivery: u64,
+    ge_bad: bool,
+    stats: PipeStats,
+    free: Vec<Vec<u8>>,
+}
+
+impl Pipe {
+    pub fn new(spec: DirSpec, seed: u64) -> Self {
+        let limit_bytes = match spec.queue {
+            QueueLimit::Bytes(b) => Some(b.max(2 * OPP_BYTES)),
+            QueueLimit::Millis(ms) => spec
+                .rate
+                .mean_bps()
+                .map(|bps| (bps * ms / 8000).max(2 * OPP_BYTES)),
+            QueueLimit::Unlimited => None,
+        };
+        Pipe {
+            spec,
+            rng: Rng::new(seed),
+            limit_bytes,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            busy_until: 0,
+            opp: 0,
+            delay_line: VecDeque::new(),
+            last_delivery: 0,
+            ge_bad: false,
+            stats: PipeStats::default(),
+            free: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> PipeStats {
+        self.stats
+    }
+
+    /// A buffer for the next frame (recycled from delivered ones).
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_else(|| Vec::with_capacity(2048))
+    }
+
+    /// Give a delivered frame's buffer back.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.free.len() < 256 {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+
+    fn lose(&mut self, frame: &[u8]) -> bool {
+        let Loss { rate, burst } = self.spec.loss;
+        if rate <= 0.0 || !is_ip(frame) {
+            return false;
+        }
+        if burst <= 1.0 {
+            return self.rng.chance(rate);
+        }
+        // Gilbert-Elliott with a lossless good state and a lossy bad state:
+        // mean burst = 1/p_bg, stationary loss = p_gb / (p_gb + p_bg).
+        let p_bg = 1.0 / burst;
+        let p_gb = (rate * p_bg / (1.0 - rate).max(1e-9)).min(1.0);
+        self.ge_bad = if self.ge_bad {
+            !self.rng.chance(p_bg)
+        } else {
+            self.rng.chance(p_gb)
+        };
+        self.ge_bad
+    }
+
+    /// A frame arrives at `now` while `outage` is in force.
+    pub fn enqueue(&mut self, now: u64, frame: Vec<u8>, outage: Option<OutageKind>) {
+        self.stats.in_pkts += 1;
+        if outage == Some(OutageKind::Blackhole) {
+            self.stats.outage_drops += 1;
+            self.recycle(frame);
+            return;
+        }
+        if self.lose(&frame) {
+            self.stats.lost += 1;
+            self.recycle(frame);
+            return;
+        }
+        let len = ip_len(&frame);
+        let limit = if outage == Some(OutageKind::Stall) {
+            self.limit_bytes.map(|l| l.max(STALL_HOLD_MAX))
+        } else {
+            self.limit_bytes
+        };
+        if limit.is_some_and(|l| self.queued_bytes + len > l) {
+            self.stats.queue_drops += 1;
+            self.recycle(frame);
+            return;
+        }
+        self.queued_bytes += len;
+        self.queue.push_back(Queued {
+            arrival_ns: now,
+            left: len,
+            frame,
+        });
+    }
+
+    /// Serve the bottleneck up to `now`.
+    pub fn advance(&mut self, now: u64, outage: Option<OutageKind>) {
+        match outage {
+            Some(OutageKind::Blackhole) => {
+                self.stats.outage_drops += self.queue.len() as u64;
+                while let Some(q) = self.queue.pop_front() {
+                    self.recycle(q.frame);
+                }
+                self.queued_bytes = 0;
+                self.busy_until = self.busy_until.max(now);
+                self.skip_opps(now);
+                return;
+            }
+            Some(OutageKind::Stall) => {
+                self.busy_until = self.busy_until.max(now);
+                self.skip_opps(now);
+                return;
+            }
+            None => {}
+        }
+        match self.spec.rate.clone() {
+            Rate::Unlimited => {
+                while let Some(q) = self.queue.pop_front() {
+                    self.queued_bytes -= q.left;
+                    self.push_delay_line(q.arrival_ns.max(self.busy_until), q.frame);
+                }
+            }
+            Rate::Fixed(bps) => {
+                let bps = bps.max(1);
+                while let Some(head) = self.queue.front() {
+                    let start = head.arrival_ns.max(self.busy_until);
+                    let finish = start + head.left * 8 * 1_000_000_000 / bps;
+                    if finish > now {
+                        break;
+                    }
+                    let q = self.queue.pop_front().expect("front checked above");
+                    self.queued_bytes -= q.left;
+                    self.busy_until = finish;
+                    self.push_delay_line(finish, q.frame);
+                }
+            }
+            Rate::Trace { trace, offset_ms } => {
+                while let Some(head) = self.queue.front() {
+                    // Opportunities that passed while the queue was empty are lost.
+                    let first = trace.first_opp_at_or_after(head.arrival_ns, offset_ms);
+                    self.opp = self.opp.max(first);
+                    let t = trace.opp_time_ns(self.opp, offset_ms);
+                    if t > now {
+                        break;
+                    }
+                    let mut credit = OPP_BYTES;
+                    while credit > 0 {
+                        let Some(head) = self.queue.front_mut() else {
+                            break;
+                        };
+                        if head.arrival_ns > t {
+                            break;
+                        }
+                        if head.left <= credit {
+                            credit -= head.left;
+                            self.queued_bytes -= head.left;
+                            let q = self.queue.pop_front().expect("front checked above");
+                            self.push_delay_line(t, q.frame);
+                        } else {
+                            head.left -= credit;
+                            self.queued_bytes -= credit;
+                            credit = 0;
+                        }
+                    }
+                    self.opp += 1;
+                }
+            }
+        }
+    }
+
+    fn skip_opps(&mut self, now: u64) {
+        if let Rate::Trace { trace, offset_ms } = &self.spec.rate {
+            self.opp = self.opp.max(trace.first_opp_at_or_after(now, *offset_ms));
+        }
+    }
+
+    fn push_delay_line(&mut self, served: u64, frame: Vec<u8>) {
+        let j = self.spec.jitter_us as i64 * 1000;
+        let jitter = if j > 0 { self.rng.triangular(j) } else { 0 };
+        let mut at =
+            (served as i64 + self.spec.delay_us as i64 * 1000 + jitter).max(served as i64) as u64;
+        if !self.spec.reorder {
+            at = at.max(self.last_delivery);
+            self.last_delivery = at;
+            self.delay_line.push_back((at, frame));
+        } else {
+            let pos = self.delay_line.partition_point(|(t, _)| *t <= at);
+            self.delay_line.insert(pos, (at, frame));
+        }
+    }
+
+    /// The next frame due at or before `now`.
+    pub fn pop_due(&mut self, now: u64) -> Option<Vec<u8>> {
+        if self.delay_line.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, f) = self.delay_line.pop_front().expect("front checked above");
+            self.stats.out_pkts += 1;
+            self.stats.out_bytes += ip_len(&f);
+            return Some(f);
+        }
+        None
+    }
+
+    /// When [`Pipe::advance`]/[`Pipe::pop_due`] next have work (`None`: idle).
+    pub fn next_wakeup(&self) -> Option<u64> {
+        let line = self.delay_line.front().map(|(t, _)| *t);
+        let head = self.queue.front().map(|h| match &self.spec.rate {
+            Rate::Unlimited => h.arrival_ns,
+            Rate::Fixed(bps) => {
+                h.arrival_ns.max(self.busy_until) + h.left * 8 * 1_000_000_000 / (*bps).max(1)
+            }
+            Rate::Trace { trace, offset_ms } => {
+                let first = trace.first_opp_at_or_after(h.arrival_ns, *offset_ms);
+                trace.opp_time_ns(self.opp.max(first), *offset_ms)
+            }
+        });
+        match (line, head) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
+    }
+}
+
+fn ip_len(frame: &[u8]) -> u64 {
+    frame.len().saturating_sub(ETH_HDR).max(1) as u64
+}
+
+/// IPv4 or IPv6 (loss spares ARP and the like, so a lossy link still resolves neighbours).
+fn is_ip(frame: &[u8]) -> bool {
+    matches!(frame.get(12..14), Some([0x08, 0x00]) | Some([0x86, 0xdd]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip_frame(len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[12] = 0x08;
+        f
+    }
+
+    /// Offer `pps` frames of `len` bytes for `secs` seconds, return delivered IP bytes and the
+    /// delivery time of each frame.
+    fn drive(p: &mut Pipe, len: usize, gap_ns: u64, n: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut now = 0;
+        for i in 0..n {
+            now = i * gap_ns;
+            p.enqueue(now, ip_frame(len), None);
+            p.advance(now, None);
+            while let Some(_f) = p.pop_due(now) {
+                out.push(now);
+            }
+        }
+        // drain
+        while let Some(t) = p.next_wakeup() {
+            now = now.max(t);
+            p.advance(now, None);
+            while p.pop_due(now).is_some() {
+                out.push(now);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fixed_rate_serialises_frames() {
+        let spec = DirSpec {
+            rate: Rate::Fixed(12_000_000),
+            queue: QueueLimit::Unlimited,
+            ..Default::default()
+        };
+        let mut p = Pipe::new(spec, 1);
+        // 1514-byte frames = 1500 IP bytes = 1 ms each at 12 Mbit/s; offered back to back.
+        let t = drive(&mut p, 1514, 0, 100);
+        assert_eq!(t.len(), 100);
+        assert_eq!(*t.last().unwrap(), 100_000_000);
+    }
+
+    #[test]
+    fn delay_is_added_and_order_kept_under_jitter() {
+        let spec = DirSpec {
+            delay_us: 20_000,
+            jitter_us: 5_000,
+            ..Default::default()
+        };
+        let mut p = Pipe::new(spec, 7);
+        let t = drive(&mut p, 100, 1_000_000, 200);
+        assert_eq!(t.len(), 200);
+        assert!(t.windows(2).all(|w| w[0] <= w[1]));
+        assert!(t[0] >= 15_000_000);
+    }
+
+    #[test]
+    fn random_and_bursty_loss_hit_their_mean() {
+        for burst in [1.0, 5.0] {
+            let spec = DirSpec {
+                loss: Loss { rate: 0.02, burst },
+                ..Default::default()
+            };
+            let mut p = Pipe::new(spec, 3);
+            let t = drive(&mut p, 100, 1000, 100_000);
+            let lost = 100_000 - t.len();
+            assert!((1600..2400).contains(&lost), "burst {burst}: lost {lost}");
+        }
+    }
+
+    #[test]
+    fn drop_tail_queue_limits_standing_queue() {
+        let spec = DirSpec {
+            rate: Rate::Fixed(8_000_000),
+            queue: QueueLimit::Millis(10),
+            ..Default::default()
+        };
+        let mut p = Pipe::new(spec, 1);
+        // 10 ms at 8 Mbit/s = 10,000 bytes: offering 100 x 1000 at once keeps 10.
+        for _ in 0..100 {
+            p.enqueue(0, ip_frame(1014), None);
+        }
+        assert_eq!(p.stats().queue_drops, 90);
+    }
+
+    #[test]
+    fn stall_holds_then_releases_and_blackhole_drops() {
+        let mut p = Pipe::new(DirSpec::default(), 1);
+        p.enqueue(0, ip_frame(100), Some(OutageKind::Stall));
+        p.advance(0, Some(OutageKind::Stall));
+        assert!(p.pop_due(0).is_none());
+        p.advance(5, None);
+        assert!(p.pop_due(5).is_some());
+        p.enqueue(6, ip_frame(100), Some(OutageKind::Blackhole));
+        p.advance(6, None);
+        assert!(p.pop_due(6).is_none());
+        assert_eq!(p.stats().outage_drops, 1);
+    }
+
+    #[test]
+    fn trace_gives_one_packet_per_opportunity() {
+        let trace = Arc::new(Trace::parse("1\n").unwrap());
+        let spec = DirSpec {
+            rate: Rate::Trace {
+                trace,
+                offset_ms: 0,
+            },
+            queue: QueueLimit::Unlimited,
+            ..Default::default()
+        };
+        let mut p = Pipe::new(spec, 1);
+        let t = drive(&mut p, 1514, 0, 1000);
+        assert_eq!(t.len(), 1000);
+        let last = *t.last().unwrap();
+        assert!((999_000_000..=1_001_000_000).contains(&last), "{last}");
+    }
+
+    #[test]
+    fn outage_schedule_lookup() {
+        let s = [Outage {
+            start_ns: 10,
+            dur_ns: 5,
+            kind: OutageKind::Stall,
+        }];
+        assert_eq!(outage_at(&s, 9), None);
+        assert_eq!(outage_at(&s, 10), Some(OutageKind::Stall));
+        assert_eq!(outage_at(&s, 15), None);
+        assert_eq!(next_outage_edge(&s, 0), Some(10));
+        assert_eq!(next_outage_edge(&s, 12), Some(15));
+    }
+}

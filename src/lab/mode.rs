@@ -1,0 +1,330 @@
+//! What carries the client's traffic across the links: `direct` (plain routing over the best
+//! single link), `mptcp` (kernel MPTCP with a subflow per WAN behind a transparent proxy on edge
+//! and core, as OpenMPTCProuter runs it), or `braid` (the edge and core daemons).
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::sys;
+use super::topo::{self, Topology, CORE_ADDR, LAN_NET};
+
+/// A way of carrying traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Direct,
+    Mptcp,
+    Braid,
+}
+
+/// Port of the shadowsocks server on the core.
+const SS_PORT: u16 = 8388;
+/// Port of the transparent ss-redir on the edge.
+const REDIR_PORT: u16 = 1080;
+/// The cipher OpenMPTCProuter configures by default.
+const SS_CIPHER: &str = "chacha20-ietf-poly1305";
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        match s {
+            "direct" => Ok(Mode::Direct),
+            "mptcp" => Ok(Mode::Mptcp),
+            "braid" => Ok(Mode::Braid),
+            _ => Err(format!("unknown mode '{s}' (direct, mptcp, braid)")),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::Mptcp => "mptcp",
+            Mode::Braid => "braid",
+        }
+    }
+
+    /// Whether this host can run the mode; the error says what is missing.
+    pub fn available(&self) -> Result<(), String> {
+        match self {
+            Mode::Direct => need(&["ip", "nft"]),
+            Mode::Mptcp => {
+                need(&["ip", "nft", "mptcpize", "ss-redir", "ss-server"])?;
+                if !Path::new("/proc/sys/net/mptcp/enabled").exists() {
+                    return Err("this kernel has no MPTCP (/proc/sys/net/mptcp missing)".into());
+                }
+                Ok(())
+            }
+            Mode::Braid => {
+                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                for role in ["edge", "core"] {
+                    let ok = std::process::Command::new(&exe)
+                        .args([role, "--help"])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false);
+                    if !ok {
+                        return Err(format!(
+                            "`braid {role}` is not built yet (the data-plane issue)"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Set the mode up on a fresh topology (edge 0 and the core).
+    pub fn setup(&self, topo: &mut Topology) -> io::Result<()> {
+        match self {
+            Mode::Direct => Ok(()),
+            Mode::Mptcp => setup_mptcp(topo),
+            Mode::Braid => setup_braid(topo),
+        }
+    }
+}
+
+fn need(progs: &[&str]) -> Result<(), String> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for p in progs {
+        let found = path
+            .split(':')
+            .chain(["/usr/sbin", "/sbin"])
+            .any(|d| Path::new(d).join(p).is_file());
+        if !found {
+            return Err(format!(
+                "`{p}` not found (apt-get install iproute2 nftables shadowsocks-libev mptcpize)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn setup_mptcp(topo: &mut Topology) -> io::Result<()> {
+    let edge = topo.edges[0].ns.clone();
+    let core = topo.core.clone();
+    let n = topo.edges[0].wan_dev.len();
+    sys::run(
+        "ip",
+        &[
+            "-n",
+            &core,
+            "mptcp",
+            "limits",
+            "set",
+            "subflow",
+            "8",
+            "add_addr_accepted",
+            "8",
+        ],
+    )?;
+    sys::run(
+        "ip",
+        &[
+            "-n",
+            &edge,
+            "mptcp",
+            "limits",
+            "set",
+            "subflow",
+            "8",
+            "add_addr_accepted",
+            "8",
+        ],
+    )?;
+    for i in 0..n {
+        let addr = topo::edge_wan_addr(0, i).to_string();
+        let dev = topo.edges[0].wan_dev[i].clone();
+        sys::run(
+            "ip",
+            &[
+                "-n", &edge, "mptcp", "endpoint", "add", &addr, "dev", &dev, "subflow",
+            ],
+        )?;
+    }
+    let port = SS_PORT.to_string();
+    topo.spawn(
+        &core,
+        "ss-server",
+        &[
+            "mptcpize",
+            "run",
+            "ss-server",
+            "-s",
+            "0.0.0.0",
+            "-p",
+            &port,
+            "-k",
+            "braid-lab",
+            "-m",
+            SS_CIPHER,
+            "--no-delay",
+            "--reuse-port",
+        ],
+    )?;
+    let core_addr = CORE_ADDR.to_string();
+    let lport = REDIR_PORT.to_string();
+    topo.spawn(
+        &edge,
+        "ss-redir",
+        &[
+            "mptcpize",
+            "run",
+            "ss-redir",
+            "-s",
+            &core_addr,
+            "-p",
+            &port,
+            "-l",
+            &lport,
+            "-b",
+            "0.0.0.0",
+            "-k",
+            "braid-lab",
+            "-m",
+            SS_CIPHER,
+            "--no-delay",
+            "--reuse-port",
+        ],
+    )?;
+    // Client TCP goes to ss-redir; everything else takes the plain default route.
+    sys::nft(
+        &edge,
+        &format!(
+            "table ip bl_omr {{\n chain pre {{\n  type nat hook prerouting priority dstnat;\n  \
+             iifname \"bl-br0\" ip daddr != {LAN_NET} meta l4proto tcp redirect to :{REDIR_PORT}\n }}\n}}\n"
+        ),
+    )?;
+    wait_listening(&edge, REDIR_PORT)?;
+    wait_listening(&core, SS_PORT)?;
+    topo.check_procs()
+}
+
+fn wait_listening(ns: &str, port: u16) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    loop {
+        let ok = sys::in_ns(ns, || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).map(|_| ())
+        });
+        if ok.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!(
+                "nothing listens on port {port} in {ns}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The UCI files the braid daemons get in the lab: edge 0 with one `config link` per WAN, the
+/// core with one `config peer` per edge. Keys come from `braid genkey`/`braid pubkey`.
+pub fn braid_configs(topo: &Topology, keys: &BraidKeys) -> (Vec<String>, String) {
+    let mut edges = Vec::new();
+    for (e, en) in topo.edges.iter().enumerate() {
+        let mut s = format!(
+            "config braid 'main'\n\toption enabled '1'\n\toption role 'edge'\n\
+             \toption private_key '{}'\n\toption core_host '{CORE_ADDR}'\n\
+             \toption core_public_key '{}'\n\tlist lan '{LAN_NET}'\n\toption space '{p}space{e}'\n\
+             \toption hub 'bl-hub{e}'\n\toption control_socket '/run/braid-lab-edge{e}.sock'\n\
+             \toption state_file '/tmp/braid-lab-edge{e}.state'\n\n",
+            keys.edge_private[e],
+            keys.core_public,
+            p = topo.prefix
+        );
+        for (i, dev) in en.wan_dev.iter().enumerate() {
+            s.push_str(&format!(
+                "config link 'wan{i}'\n\toption device '{dev}'\n\toption transport 'udp'\n\n"
+            ));
+        }
+        edges.push(s);
+    }
+    let mut core = format!(
+        "config braid 'main'\n\toption enabled '1'\n\toption role 'core'\n\toption private_key '{}'\n\
+         \toption space '{}spacec'\n\toption hub 'bl-hubc'\n\toption control_socket '/run/braid-lab-core.sock'\n\n",
+        keys.core_private, topo.prefix
+    );
+    for (e, k) in keys.edge_public.iter().enumerate() {
+        core.push_str(&format!(
+            "config peer 'edge{e}'\n\toption public_key '{k}'\n\n"
+        ));
+    }
+    (edges, core)
+}
+
+/// Key pairs for the core and each edge.
+pub struct BraidKeys {
+    pub core_private: String,
+    pub core_public: String,
+    pub edge_private: Vec<String>,
+    pub edge_public: Vec<String>,
+}
+
+fn keypair(exe: &Path) -> io::Result<(String, String)> {
+    use std::io::Write;
+    let out = std::process::Command::new(exe).arg("genkey").output()?;
+    if !out.status.success() {
+        return Err(io::Error::other("braid genkey failed"));
+    }
+    let private = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut child = std::process::Command::new(exe)
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(private.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other("braid pubkey failed"));
+    }
+    Ok((
+        private,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
+}
+
+/// The hook for `braid` mode: write the UCI files, start `braid core` in the core namespace and
+/// `braid edge` in each edge namespace, and give them a moment to bring their session up.
+fn setup_braid(topo: &mut Topology) -> io::Result<()> {
+    let exe = std::env::current_exe()?;
+    let (core_private, core_public) = keypair(&exe)?;
+    let mut keys = BraidKeys {
+        core_private,
+        core_public,
+        edge_private: Vec::new(),
+        edge_public: Vec::new(),
+    };
+    for _ in &topo.edges {
+        let (a, b) = keypair(&exe)?;
+        keys.edge_private.push(a);
+        keys.edge_public.push(b);
+    }
+    let (edges, core) = braid_configs(topo, &keys);
+    let exe = exe.to_string_lossy().into_owned();
+    let core_file = topo.log_dir.join("core.uci");
+    std::fs::write(&core_file, core)?;
+    let core_ns = topo.core.clone();
+    let cf = core_file.to_string_lossy().into_owned();
+    topo.spawn(&core_ns, "braid-core", &[&exe, "core", "--config", &cf])?;
+    for (e, text) in edges.iter().enumerate() {
+        let f = topo.log_dir.join(format!("edge{e}.uci"));
+        std::fs::write(&f, text)?;
+        let ns = topo.edges[e].ns.clone();
+        let f = f.to_string_lossy().into_owned();
+        topo.spawn(
+            &ns,
+            &format!("braid-edge{e}"),
+            &[&exe, "edge", "--config", &f],
+        )?;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    topo.check_procs()
+}

@@ -1,0 +1,554 @@
+//! Lab scenario files (`scenarios/lab/*.conf`): links, their behaviour, and outage schedules.
+//!
+//! ```text
+//! # comment
+//! duration = 20s            # how long each workload runs
+//! seed = 1                  # for loss, jitter and generated schedules
+//! best = wan0               # link of the `direct` baseline (default: highest mean down rate)
+//!
+//! [link wan0]
+//! rate = 20mbit             # or: trace = TMobile-LTE-short  (NAME.up / NAME.down in the traces dir)
+//! delay = 20ms              # one-way, each direction
+//! jitter = 2ms              # +- around the delay, order kept unless `reorder = yes`
+//! loss = 0.5%               # mean loss; loss_burst = 4 makes it bursty (Gilbert-Elliott)
+//! queue = 100ms             # drop-tail limit: time at the mean rate, or bytes (`64kb`)
+//! up.rate = 5mbit           # `up.` / `down.` prefix: one direction only
+//! outage = 10s 3s blackhole # START DURATION blackhole|stall [every PERIOD]
+//! handover = 10-30s 30-80ms stall        # random interval, random gap (seeded)
+//! failed_handover = 60s 0.5-3s blackhole # one per PERIOD at a random time
+//! [all]                     # outages for every link at once (a tunnel)
+//! outage = 40s 5s blackhole
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::emu::{DirSpec, Loss, Outage, OutageKind, QueueLimit, Rate};
+use super::link::LinkSpec;
+use super::trace::{traces_dir, Trace};
+use super::Rng;
+
+/// A parsed scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    /// The comment lines at the top of the file.
+    pub description: String,
+    pub duration_ms: u64,
+    pub seed: u64,
+    pub links: Vec<LinkSpec>,
+    pub best: usize,
+}
+
+/// Find a scenario by path or by name in `scenarios/lab/`.
+pub fn find(name: &str) -> Result<PathBuf, String> {
+    let p = Path::new(name);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    for dir in [
+        PathBuf::from("scenarios/lab"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/lab"),
+    ] {
+        let f = dir.join(format!("{name}.conf"));
+        if f.is_file() {
+            return Ok(f);
+        }
+    }
+    Err(format!(
+        "no scenario '{name}' (a file, or scenarios/lab/{name}.conf)"
+    ))
+}
+
+/// Names of the scenarios shipped in `scenarios/lab/`.
+pub fn shipped() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/lab");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(".conf").map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Load and parse a scenario file (traces are read from [`traces_dir`]).
+pub fn load(path: &Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parse(&name, &text, &traces_dir()).map_err(|e| format!("{}:{e}", path.display()))
+}
+
+#[derive(Default)]
+struct LinkDraft {
+    name: String,
+    up: DirSpec,
+    down: DirSpec,
+    outages: Vec<Outage>,
+    trace_offset_ms: u64,
+}
+
+/// Parse scenario text. Errors read `LINE: message`.
+pub fn parse(name: &str, text: &str, traces: &Path) -> Result<Scenario, String> {
+    let mut duration_ms = 20_000;
+    let mut seed = 1u64;
+    let mut best_name: Option<String> = None;
+    let mut description = String::new();
+    let mut links: Vec<LinkDraft> = Vec::new();
+    let mut all: Vec<(usize, String, String)> = Vec::new();
+    enum Sect {
+        Top,
+        Link,
+        All,
+    }
+    let mut sect = Sect::Top;
+    let mut seen_key = false;
+    for (n, raw) in text.lines().enumerate() {
+        let ln = n + 1;
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            if !seen_key {
+                if let Some(c) = raw.trim().strip_prefix('#') {
+                    description.push_str(c.trim());
+                    description.push(' ');
+                }
+            }
+            continue;
+        }
+        seen_key = true;
+        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let mut w = h.split_whitespace();
+            match (w.next(), w.next(), w.next()) {
+                (Some("link"), Some(n), None) => {
+                    if links.iter().any(|l| l.name == n) {
+                        return Err(format!("{ln}: link '{n}' defined twice"));
+                    }
+                    links.push(LinkDraft {
+                        name: n.to_string(),
+                        ..Default::default()
+                    });
+                    sect = Sect::Link;
+                }
+                (Some("all"), None, None) => sect = Sect::All,
+                _ => return Err(format!("{ln}: expected [link NAME] or [all], got [{h}]")),
+            }
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(format!("{ln}: expected KEY = VALUE"));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let e = |m: String| format!("{ln}: {k}: {m}");
+        match sect {
+            Sect::Top => match k {
+                "duration" => duration_ms = parse_time_us(v).map_err(e)? / 1000,
+                "seed" => seed = v.parse().map_err(|_| e("not a number".into()))?,
+                "best" => best_name = Some(v.to_string()),
+                "name" => {}
+                _ => return Err(e("unknown key (duration, seed, best)".into())),
+            },
+            Sect::All => all.push((ln, k.to_string(), v.to_string())),
+            Sect::Link => {
+                let l = links.last_mut().expect("in a link section");
+                let rng_seed = seed.wrapping_mul(31).wrapping_add(links_len_hash(&l.name));
+                link_key(l, k, v, traces, duration_ms, rng_seed).map_err(e)?;
+            }
+        }
+    }
+    if links.is_empty() {
+        return Err("0: no [link NAME] section".into());
+    }
+    for (ln, k, v) in &all {
+        for (i, l) in links.iter_mut().enumerate() {
+            let s = seed.wrapping_mul(7919).wrapping_add(i as u64);
+            match k.as_str() {
+                "outage" | "handover" | "failed_handover" => {
+                    link_key(l, k, v, traces, duration_ms, s)
+                        .map_err(|m| format!("{ln}: {k}: {m}"))?
+                }
+                _ => return Err(format!("{ln}: {k}: only outages go in [all]")),
+            }
+        }
+    }
+    // Trace offsets apply once every key of the link is read.
+    for l in &mut links {
+        for d in [&mut l.up, &mut l.down] {
+            if let Rate::Trace { offset_ms, .. } = &mut d.rate {
+                *offset_ms = l.trace_offset_ms;
+            }
+        }
+        l.outages.sort_by_key(|o| o.start_ns);
+    }
+    let best = match best_name {
+        Some(b) => links
+            .iter()
+            .position(|l| l.name == b)
+            .ok_or(format!("0: best: no link '{b}'"))?,
+        None => {
+            let mut bi = 0;
+            for (i, l) in links.iter().enumerate() {
+                if l.down.rate.mean_bps().unwrap_or(u64::MAX)
+                    > links[bi].down.rate.mean_bps().unwrap_or(u64::MAX)
+                {
+                    bi = i;
+                }
+            }
+            bi
+        }
+    };
+    Ok(Scenario {
+        name: name.to_string(),
+        description: description.trim().to_string(),
+        duration_ms,
+        seed,
+        best,
+        links: links
+            .into_iter()
+            .map(|l| LinkSpec {
+                name: l.name,
+                up: l.up,
+                down: l.down,
+                outages: l.outages,
+            })
+            .collect(),
+    })
+}
+
+fn links_len_hash(s: &str) -> u64 {
+    s.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(1099511628211)
+    })
+}
+
+fn link_key(
+    l: &mut LinkDraft,
+    k: &str,
+    v: &str,
+    traces: &Path,
+    duration_ms: u64,
+    seed: u64,
+) -> Result<(), String> {
+    let (dirs, key): (Vec<&str>, &str) = match k.split_once('.') {
+        Some(("up", key)) => (vec!["up"], key),
+        Some(("down", key)) => (vec!["down"], key),
+        Some((d, _)) => return Err(format!("direction '{d}' (up or down)")),
+        None => (vec!["up", "down"], k),
+    };
+    let mut rng = Rng::new(seed);
+    match key {
+        "outage" => {
+            let w: Vec<&str> = v.split_whitespace().collect();
+            let (start, dur, kind) = match w.as_slice() {
+                [s, d, k] | [s, d, k, "every", _] => {
+                    (parse_time_us(s)?, parse_time_us(d)?, parse_kind(k)?)
+                }
+                _ => return Err("START DURATION blackhole|stall [every PERIOD]".into()),
+            };
+            let every = if w.len() == 5 {
+                Some(parse_time_us(w[4])?)
+            } else {
+                None
+            };
+            let mut t = start;
+            loop {
+                l.outages.push(Outage {
+                    start_ns: t * 1000,
+                    dur_ns: dur * 1000,
+                    kind,
+                });
+                match every {
+                    Some(p) if p > 0 && t + p < duration_ms * 1000 => t += p,
+                    _ => break,
+                }
+            }
+            return Ok(());
+        }
+        "handover" => {
+            let w: Vec<&str> = v.split_whitespace().collect();
+            let (iv, gap, kind) = match w.as_slice() {
+                [i, g] => (parse_range(i)?, parse_range(g)?, OutageKind::Stall),
+                [i, g, k] => (parse_range(i)?, parse_range(g)?, parse_kind(k)?),
+                _ => return Err("MIN-MAXs MIN-MAXms [stall|blackhole]".into()),
+            };
+            let mut t = 0u64;
+            loop {
+                t += rng.range(iv.0, iv.1);
+                if t >= duration_ms * 1000 {
+                    break;
+                }
+                l.outages.push(Outage {
+                    start_ns: t * 1000,
+                    dur_ns: rng.range(gap.0, gap.1) * 1000,
+                    kind,
+                });
+            }
+            return Ok(());
+        }
+        "failed_handover" => {
+            let w: Vec<&str> = v.split_whitespace().collect();
+            let (per, dur, kind) = match w.as_slice() {
+                [p, d] => (parse_time_us(p)?, parse_range(d)?, OutageKind::Blackhole),
+                [p, d, k] => (parse_time_us(p)?, parse_range(d)?, parse_kind(k)?),
+                _ => return Err("PERIOD MIN-MAXs [blackhole|stall]".into()),
+            };
+            let per = per.max(1_000);
+            let mut w0 = 0;
+            while w0 < duration_ms * 1000 {
+                let d = rng.range(dur.0, dur.1);
+                let start = w0 + rng.range(0, per.saturating_sub(d));
+                l.outages.push(Outage {
+                    start_ns: start * 1000,
+                    dur_ns: d * 1000,
+                    kind,
+                });
+                w0 += per;
+            }
+            return Ok(());
+        }
+        "trace_offset" => {
+            l.trace_offset_ms = parse_time_us(v)? / 1000;
+            return Ok(());
+        }
+        _ => {}
+    }
+    for d in dirs {
+        let spec = if d == "up" { &mut l.up } else { &mut l.down };
+        match key {
+            "rate" if v == "unlimited" => spec.rate = Rate::Unlimited,
+            "rate" => spec.rate = Rate::Fixed(parse_rate(v)?),
+            "trace" => {
+                let p = if v.contains('/') || v.contains('.') && Path::new(v).is_file() {
+                    PathBuf::from(v)
+                } else if k.contains('.') {
+                    traces.join(v)
+                } else {
+                    traces.join(format!("{v}.{d}"))
+                };
+                spec.rate = Rate::Trace {
+                    trace: Arc::new(Trace::load(&p)?),
+                    offset_ms: 0,
+                };
+            }
+            "delay" => spec.delay_us = parse_time_us(v)?,
+            "jitter" => spec.jitter_us = parse_time_us(v)?,
+            "reorder" => spec.reorder = parse_bool(v)?,
+            "loss" => spec.loss.rate = parse_pct(v)?,
+            "loss_burst" => {
+                spec.loss.burst = v.parse().map_err(|_| "a number of packets".to_string())?
+            }
+            "queue" => spec.queue = parse_queue(v)?,
+            _ => return Err("unknown key".into()),
+        }
+    }
+    let _: Loss = l.up.loss;
+    Ok(())
+}
+
+fn parse_kind(s: &str) -> Result<OutageKind, String> {
+    match s {
+        "blackhole" => Ok(OutageKind::Blackhole),
+        "stall" => Ok(OutageKind::Stall),
+        _ => Err(format!("'{s}': blackhole or stall")),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" | "true" | "1" | "on" => Ok(true),
+        "no" | "false" | "0" | "off" => Ok(false),
+        _ => Err(format!("'{s}': yes or no")),
+    }
+}
+
+/// `20ms`, `1.5s`, `500us`, `2m` -> microseconds.
+pub fn parse_time_us(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mul) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e6)
+    } else {
+        return Err(format!("'{s}': a time with a unit (us, ms, s, m)"));
+    };
+    let x: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': not a time"))?;
+    if x.is_nan() || x < 0.0 {
+        return Err(format!("'{s}': negative"));
+    }
+    Ok((x * mul).round() as u64)
+}
+
+/// `10-30s`, `30-80ms`, `0.5-3s` (unit after the range) -> microseconds.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let unit_at = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or(format!("'{s}': needs a unit"))?;
+    let (nums, unit) = s.split_at(unit_at);
+    let (a, b) = nums.split_once('-').unwrap_or((nums, nums));
+    let (a, b) = (
+        parse_time_us(&format!("{a}{unit}"))?,
+        parse_time_us(&format!("{b}{unit}"))?,
+    );
+    if b < a {
+        return Err(format!("'{s}': empty range"));
+    }
+    Ok((a, b))
+}
+
+/// `20mbit`, `500kbit`, `1gbit`, `20Mbit/s` -> bits per second.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let l = s
+        .to_ascii_lowercase()
+        .replace("/s", "")
+        .replace("bps", "bit");
+    let (num, mul) = if let Some(n) = l.strip_suffix("gbit") {
+        (n, 1e9)
+    } else if let Some(n) = l.strip_suffix("mbit") {
+        (n, 1e6)
+    } else if let Some(n) = l.strip_suffix("kbit") {
+        (n, 1e3)
+    } else if let Some(n) = l.strip_suffix("bit") {
+        (n, 1.0)
+    } else {
+        return Err(format!("'{s}': a rate such as 20mbit"));
+    };
+    let x: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': not a rate"))?;
+    if x.is_nan() || x <= 0.0 {
+        return Err(format!("'{s}': must be positive"));
+    }
+    Ok((x * mul).round() as u64)
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let x: f64 = match s.strip_suffix('%') {
+        Some(n) => n.trim().parse::<f64>().map_err(|_| format!("'{s}'"))? / 100.0,
+        None => s.parse().map_err(|_| format!("'{s}'"))?,
+    };
+    if !(0.0..1.0).contains(&x) {
+        return Err(format!("'{s}': between 0 and 100 %"));
+    }
+    Ok(x)
+}
+
+fn parse_queue(s: &str) -> Result<QueueLimit, String> {
+    let l = s.to_ascii_lowercase();
+    if l == "unlimited" || l == "none" {
+        return Ok(QueueLimit::Unlimited);
+    }
+    if l.ends_with("ms") || l.ends_with('s') && !l.ends_with("kb") {
+        return Ok(QueueLimit::Millis(parse_time_us(&l)? / 1000));
+    }
+    let (n, m) = if let Some(n) = l.strip_suffix("mb") {
+        (n, 1_000_000.0)
+    } else if let Some(n) = l.strip_suffix("kb") {
+        (n, 1000.0)
+    } else if let Some(n) = l.strip_suffix('b') {
+        (n, 1.0)
+    } else {
+        return Err(format!("'{s}': 100ms, 64kb, 30000b or unlimited"));
+    };
+    let x: f64 = n.trim().parse().map_err(|_| format!("'{s}'"))?;
+    Ok(QueueLimit::Bytes((x * m) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_time_us("20ms"), Ok(20_000));
+        assert_eq!(parse_time_us("1.5s"), Ok(1_500_000));
+        assert_eq!(parse_rate("20mbit"), Ok(20_000_000));
+        assert_eq!(parse_rate("10Mbit/s"), Ok(10_000_000));
+        assert_eq!(parse_pct("0.5%"), Ok(0.005));
+        assert_eq!(parse_queue("64kb"), Ok(QueueLimit::Bytes(64_000)));
+        assert_eq!(parse_queue("80ms"), Ok(QueueLimit::Millis(80)));
+        assert_eq!(parse_range("30-80ms"), Ok((30_000, 80_000)));
+        assert!(parse_time_us("20").is_err());
+    }
+
+    #[test]
+    fn parses_links_directions_and_outages() {
+        let s = parse(
+            "t",
+            "# two links\nduration = 30s\n[link a]\nrate = 20mbit\ndelay = 20ms\nup.rate = 5mbit\n\
+             outage = 10s 3s blackhole\n[link b]\nrate = 10mbit\nloss = 1%\nloss_burst = 3\n[all]\noutage = 20s 5s stall\n",
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(s.description, "two links");
+        assert_eq!(s.duration_ms, 30_000);
+        assert_eq!(s.best, 0);
+        assert_eq!(s.links[0].up.rate.mean_bps(), Some(5_000_000));
+        assert_eq!(s.links[0].down.rate.mean_bps(), Some(20_000_000));
+        assert_eq!(s.links[0].up.delay_us, 20_000);
+        assert_eq!(s.links[0].outages.len(), 2);
+        assert_eq!(s.links[1].outages.len(), 1);
+        assert_eq!(
+            s.links[1].down.loss,
+            Loss {
+                rate: 0.01,
+                burst: 3.0
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("t", "[link a]\nrate = fast\n", Path::new("/x")).unwrap_err();
+        assert!(e.starts_with("2: rate"), "{e}");
+        let e = parse("t", "[link a]\nbogus = 1\n", Path::new("/x")).unwrap_err();
+        assert!(e.starts_with("2:"), "{e}");
+    }
+
+    #[test]
+    fn generated_schedules_are_seeded_and_bounded() {
+        let text =
+            "duration = 120s\nseed = 5\n[link a]\nrate = 10mbit\nhandover = 10-30s 30-80ms\n\
+                    failed_handover = 60s 0.5-3s\n";
+        let a = parse("t", text, Path::new("/x")).unwrap();
+        let b = parse("t", text, Path::new("/x")).unwrap();
+        assert_eq!(a.links[0].outages, b.links[0].outages);
+        let o = &a.links[0].outages;
+        let fails = o.iter().filter(|o| o.kind == OutageKind::Blackhole).count();
+        assert_eq!(fails, 2);
+        assert!(o
+            .iter()
+            .all(|o| o.kind == OutageKind::Blackhole
+                || (30_000_000..=80_000_000).contains(&o.dur_ns)));
+        let hos = o.len() - fails;
+        assert!((4..=12).contains(&hos), "{hos}");
+    }
+
+    #[test]
+    fn shipped_scenarios_parse() {
+        for name in shipped() {
+            let p = find(&name).unwrap();
+            if let Err(e) = load(&p) {
+                if e.contains("No such file") && e.contains("traces") {
+                    eprintln!("skip {name}: traces missing");
+                    continue;
+                }
+                panic!("{e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Host plumbing for the lab: running `ip`/`nft`, threads inside a namespace, interface
+//! offloads (the ethtool ioctl), and raw AF_PACKET sockets.
+//!
+//! The lab is host-only tooling, so it drives the topology with iproute2 rather than rtnetlink.
+
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+
+/// Run a program, return its stdout; the error carries the command line and its stderr.
+pub fn run(prog: &str, args: &[&str]) -> io::Result<String> {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("{prog}: {e}")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "`{prog} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Run `ip -batch -` with one command per line (fails on the first error, naming it).
+pub fn ip_batch(cmds: &[String]) -> io::Result<()> {
+    if cmds.is_empty() {
+        return Ok(());
+    }
+    let mut child = Command::new("ip")
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("ip: {e} (is iproute2 installed?)")))?;
+    {
+        let mut stdin = child.stdin.take().expect("stdin piped above");
+        stdin.write_all(cmds.join("\n").as_bytes())?;
+        stdin.write_all(b"\n")?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip -batch failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Feed a script to `nft -f -` inside namespace `ns`.
+pub fn nft(ns: &str, script: &str) -> io::Result<()> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin piped above")
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "nft in {ns} failed (is nftables installed?): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Move the calling thread into network namespace `ns` (a name under /run/netns).
+pub fn enter_netns(ns: &str) -> io::Result<()> {
+    let path = format!("/run/netns/{ns}");
+    let f =
+        std::fs::File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| io::Error::other(format!("setns {ns}: {e}")))
+}
+
+/// Run `f` on a thread inside namespace `ns` and wait for its result. Sockets it creates stay in
+/// that namespace wherever they are used later.
+pub fn in_ns<R: Send, F: FnOnce() -> io::Result<R> + Send>(ns: &str, f: F) -> io::Result<R> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(ns)?;
+            f()
+        })
+        .join()
+        .map_err(|_| io::Error::other("thread in namespace panicked"))?
+    })
+}
+
+/// Spawn a long-lived named thread inside namespace `ns`.
+pub fn spawn_in_ns<R: Send + 'static, F: FnOnce() -> R + Send + 'static>(
+    ns: &str,
+    name: &str,
+    f: F,
+) -> io::Result<std::thread::JoinHandle<io::Result<R>>> {
+    let ns = ns.to_string();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            enter_netns(&ns)?;
+            Ok(f())
+        })
+}
+
+/// Write a sysctl of the calling thread's namespace (`net.ipv4.ip_forward` style).
+pub fn sysctl(key: &str, value: &str) -> io::Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    std::fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}
+
+/// Interface index by name in the calling thread's namespace.
+pub fn ifindex(dev: &str) -> io::Result<i32> {
+    let c = CString::new(dev).map_err(|_| io::Error::other("bad interface name"))?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::other(format!("no interface {dev}")));
+    }
+    Ok(i as i32)
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_SSG: u32 = 0x19;
+const ETHTOOL_STSO: u32 = 0x1f;
+const ETHTOOL_SGSO: u32 = 0x24;
+const ETHTOOL_SGRO: u32 = 0x2c;
+
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+#[repr(C)]
+struct IfreqData {
+    name: [u8; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+/// Turn off checksum offload, scatter-gather, TSO, GSO and GRO on `dev` (what `ethtool -K dev tx
+/// off sg off tso off gso off gro off` does), so every frame on the wire is a real, checksummed
+/// frame within the MTU. Calling thread's namespace.
+pub fn offloads_off(dev: &str) -> io::Result<()> {
+    // SAFETY: plain socket(2) call; the fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    for cmd in [
+        ETHTOOL_STXCSUM,
+        ETHTOOL_SSG,
+        ETHTOOL_STSO,
+        ETHTOOL_SGSO,
+        ETHTOOL_SGRO,
+    ] {
+        let mut val = EthtoolValue { cmd, data: 0 };
+        let mut ifr = IfreqData {
+            name: [0; libc::IFNAMSIZ],
+            data: &mut val as *mut EthtoolValue as *mut libc::c_void,
+            _pad: [0; 16],
+        };
+        let n = dev.len().min(libc::IFNAMSIZ - 1);
+        ifr.name[..n].copy_from_slice(&dev.as_bytes()[..n]);
+        // SAFETY: ifr is a valid ifreq whose data points at a live ethtool_value.
+        let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
+        if r < 0 && cmd == ETHTOOL_STXCSUM {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::other(format!("ethtool tx off on {dev}: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// A raw AF_PACKET socket bound to one interface: sees every frame that interface receives
+/// (not those it sends), and sends whole Ethernet frames out of it.
+pub struct PacketSocket {
+    fd: OwnedFd,
+}
+
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+impl PacketSocket {
+    /// Open on `dev` in the calling thread's namespace, non-blocking.
+    pub fn open(dev: &str) -> io::Result<PacketSocket> {
+        let idx = ifindex(dev)?;
+        // Protocol 0: receive nothing until bound, so no frame of another interface slips in.
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let one: libc::c_int = 1;
+        let buf: libc::c_int = 8 << 20;
+        // SAFETY: valid fd and option pointers of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_IGNORE_OUTGOING,
+                &one as *const _ as *const libc::c_void,
+                4,
+            );
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &buf as *const _ as *const libc::c_void,
+                4,
+            );
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                &buf as *const _ as *const libc::c_void,
+                4,
+            );
+        }
+        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = idx;
+        // SAFETY: sll is a valid sockaddr_ll of the given size.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(PacketSocket { fd })
+    }
+
+    /// Receive one frame into `scratch`; `Ok(None)` when none is waiting.
+    pub fn recv(&self, scratch: &mut [u8]) -> io::Result<Option<usize>> {
+        // SAFETY: scratch is valid for scratch.len() bytes.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                scratch.as_mut_ptr() as *mut libc::c_void,
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
+            return Err(e);
+        }
+        Ok(Some(n as usize))
+    }
+
+    /// Send one whole frame.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: frame is valid for its length.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Namespaces whose names start with `prefix`.
+pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
+    let Ok(out) = run("ip", &["netns", "list"]) else {
+        return Vec::new();
+    };
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Pids of processes inside namespace `ns`.
+pub fn netns_pids(ns: &str) -> Vec<i32> {
+    run("ip", &["netns", "pids", ns])
+        .map(|o| o.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}

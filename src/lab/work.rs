@@ -1,0 +1,748 @@
+//! Built-in workloads (no iperf): bulk TCP (1 or 8 flows, either direction), request/response
+//! latency under bulk download, and a constant-rate UDP stream (a video call). Every run samples
+//! goodput every 100 ms, per link and in total, and the longest delivery gap.
+//!
+//! Servers and clients are threads of this process whose sockets were made inside the server's
+//! and the client's namespaces, so both ends share one clock.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::sys;
+use super::topo::{Topology, SERVER_ADDR};
+
+const TCP_PORT: u16 = 5201;
+const UDP_PORT: u16 = 5202;
+/// Goodput sampling period.
+pub const SAMPLE_MS: u64 = 100;
+/// Start-up time left out of mean goodput (slow start).
+pub const OMIT_MS: u64 = 2000;
+/// A UDP packet later than the lowest one-way delay plus this missed its playout (jitter buffer).
+pub const LATE_MS: f64 = 100.0;
+
+/// Which way bulk data goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+}
+
+/// A workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Bulk {
+        flows: u32,
+        dir: Dir,
+    },
+    /// Request/response latency while 8 flows download.
+    Rr,
+    /// Constant-rate UDP both ways, `kbps` each way.
+    Udp {
+        kbps: u32,
+    },
+}
+
+impl Workload {
+    /// The standard set, in bench order.
+    pub fn all() -> Vec<Workload> {
+        [
+            "bulk1-down",
+            "bulk8-down",
+            "bulk1-up",
+            "bulk8-up",
+            "rr",
+            "udp",
+        ]
+        .iter()
+        .map(|n| Workload::parse(n).expect("names above parse"))
+        .collect()
+    }
+
+    pub fn parse(s: &str) -> Result<Workload, String> {
+        Ok(match s {
+            "bulk1-down" => Workload::Bulk {
+                flows: 1,
+                dir: Dir::Down,
+            },
+            "bulk8-down" => Workload::Bulk {
+                flows: 8,
+                dir: Dir::Down,
+            },
+            "bulk1-up" => Workload::Bulk {
+                flows: 1,
+                dir: Dir::Up,
+            },
+            "bulk8-up" => Workload::Bulk {
+                flows: 8,
+                dir: Dir::Up,
+            },
+            "rr" => Workload::Rr,
+            "udp" => Workload::Udp { kbps: 2000 },
+            _ => {
+                return Err(format!(
+                    "unknown workload '{s}' (bulk1-down, bulk8-down, bulk1-up, bulk8-up, rr, udp)"
+                ))
+            }
+        })
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Workload::Bulk { flows, dir } => format!(
+                "bulk{flows}-{}",
+                if *dir == Dir::Up { "up" } else { "down" }
+            ),
+            Workload::Rr => "rr".into(),
+            Workload::Udp { .. } => "udp".into(),
+        }
+    }
+
+    /// Direction whose link counters the chart shows.
+    pub fn dir(&self) -> Dir {
+        match self {
+            Workload::Bulk { dir, .. } => *dir,
+            _ => Dir::Down,
+        }
+    }
+}
+
+/// Bytes received, and the longest pause between two receptions.
+struct Meter {
+    t0: Instant,
+    bytes: AtomicU64,
+    last_ns: AtomicU64,
+    max_gap_ns: AtomicU64,
+}
+
+impl Meter {
+    fn new(t0: Instant) -> Meter {
+        Meter {
+            t0,
+            bytes: AtomicU64::new(0),
+            last_ns: AtomicU64::new(0),
+            max_gap_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, n: usize) {
+        let now = self.t0.elapsed().as_nanos() as u64;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let prev = self.last_ns.swap(now, Ordering::Relaxed);
+        if prev > 0 {
+            self.max_gap_ns
+                .fetch_max(now.saturating_sub(prev), Ordering::Relaxed);
+        }
+    }
+}
+
+/// One goodput sample.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Sample {
+    pub t_s: f64,
+    pub total_mbps: f64,
+    /// IP-level rate each link delivered in the workload's direction.
+    pub links_mbps: Vec<f64>,
+}
+
+/// Request/response latency.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RrStats {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// One direction of the UDP stream.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct UdpStats {
+    pub sent: u64,
+    pub received: u64,
+    pub loss_pct: f64,
+    /// RFC 3550 interarrival jitter.
+    pub jitter_ms: f64,
+    pub owd_min_ms: f64,
+    pub owd_p99_ms: f64,
+    /// Packets later than the lowest one-way delay + LATE_MS (missed a video call's playout).
+    pub late: u64,
+    pub reordered: u64,
+}
+
+/// What one workload run measured.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WorkResult {
+    pub workload: String,
+    pub duration_s: f64,
+    /// Mean application goodput after the first OMIT_MS.
+    pub goodput_mbps: f64,
+    pub bytes: u64,
+    /// Longest time no byte arrived, once data flowed.
+    pub max_gap_ms: f64,
+    pub flows: u32,
+    /// Flows that failed (refused, reset, closed early).
+    pub flows_failed: u32,
+    pub errors: Vec<String>,
+    pub rr: Option<RrStats>,
+    pub udp_up: Option<UdpStats>,
+    pub udp_down: Option<UdpStats>,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Default)]
+struct UdpRx {
+    received: u64,
+    max_seq: Option<u32>,
+    reordered: u64,
+    owd_ns: Vec<u64>,
+    jitter: f64,
+    last_transit: Option<i64>,
+}
+
+impl UdpRx {
+    fn on_packet(&mut self, seq: u32, sent_ns: u64, now_ns: u64) {
+        self.received += 1;
+        match self.max_seq {
+            Some(m) if seq < m => self.reordered += 1,
+            _ => self.max_seq = Some(seq),
+        }
+        let transit = now_ns as i64 - sent_ns as i64;
+        if let Some(l) = self.last_transit {
+            let d = (transit - l).abs() as f64;
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.last_transit = Some(transit);
+        self.owd_ns.push(transit.max(0) as u64);
+    }
+
+    fn stats(&self, sent: u64) -> UdpStats {
+        let mut owd = self.owd_ns.clone();
+        owd.sort_unstable();
+        let min = owd.first().copied().unwrap_or(0) as f64 / 1e6;
+        let late = owd
+            .iter()
+            .filter(|&&o| o as f64 / 1e6 > min + LATE_MS)
+            .count() as u64;
+        UdpStats {
+            sent,
+            received: self.received,
+            loss_pct: if sent > 0 {
+                100.0 * sent.saturating_sub(self.received) as f64 / sent as f64
+            } else {
+                0.0
+            },
+            jitter_ms: self.jitter / 1e6,
+            owd_min_ms: min,
+            owd_p99_ms: percentile(&owd, 0.99) as f64 / 1e6,
+            late,
+            reordered: self.reordered,
+        }
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Shared state of one run.
+struct Run {
+    t0: Instant,
+    stop: AtomicBool,
+    meter: Meter,
+    errors: Mutex<Vec<String>>,
+    failed: AtomicU64,
+    rr: Mutex<Vec<u64>>,
+    udp_up: Mutex<UdpRx>,
+    udp_down: Mutex<UdpRx>,
+    udp_sent: AtomicU64,
+    udp_echoed: AtomicU64,
+}
+
+impl Run {
+    fn fail(&self, what: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut e = self.errors.lock().expect("errors lock");
+        if e.len() < 20 {
+            e.push(what);
+        }
+    }
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+    fn now_ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+}
+
+fn tcp_server(l: TcpListener, run: Arc<Run>) -> Vec<JoinHandle<()>> {
+    let mut threads = Vec::new();
+    l.set_nonblocking(true).expect("listener non-blocking");
+    while !run.stopped() {
+        match l.accept() {
+            Ok((s, _)) => {
+                let r = run.clone();
+                threads.push(std::thread::spawn(move || serve_conn(s, &r)));
+            }
+            Err(e) if would_block(&e) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                run.fail(format!("accept: {e}"));
+                break;
+            }
+        }
+    }
+    threads
+}
+
+fn serve_conn(mut s: TcpStream, run: &Run) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+    let _ = s.set_nodelay(true);
+    let mut cmd = [0u8; 1];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.read(&mut cmd) {
+            Ok(1) => break,
+            Ok(_) => return,
+            Err(e) if would_block(&e) && Instant::now() < deadline && !run.stopped() => continue,
+            Err(_) => return,
+        }
+    }
+    let mut buf = vec![0u8; 65536];
+    match cmd[0] {
+        b'U' => sink(&mut s, &mut buf, run),
+        b'D' => source(&mut s, &buf, run),
+        b'R' => {
+            let mut req = [0u8; 64];
+            while !run.stopped() {
+                match read_exact_until(&mut s, &mut req, run) {
+                    Ok(true) => {}
+                    _ => return,
+                }
+                if s.write_all(&req).is_err() {
+                    return;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn sink(s: &mut TcpStream, buf: &mut [u8], run: &Run) {
+    while !run.stopped() {
+        match s.read(buf) {
+            Ok(0) => {
+                if !run.stopped() {
+                    run.fail("flow closed early".into());
+                }
+                return;
+            }
+            Ok(n) => run.meter.record(n),
+            Err(e) if would_block(&e) => {}
+            Err(e) => {
+                if !run.stopped() {
+                    run.fail(format!("receive: {e}"));
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn source(s: &mut TcpStream, buf: &[u8], run: &Run) {
+    while !run.stopped() {
+        match s.write(buf) {
+            Ok(_) => {}
+            Err(e) if would_block(&e) => {}
+            Err(e) => {
+                if !run.stopped() {
+                    run.fail(format!("send: {e}"));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Read exactly `buf`, riding out timeouts; `Ok(false)` when stopped or closed.
+fn read_exact_until(s: &mut TcpStream, buf: &mut [u8], run: &Run) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        if run.stopped() {
+            return Ok(false);
+        }
+        match s.read(&mut buf[got..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => got += n,
+            Err(e) if would_block(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn connect(client_ns: &str, cmd: u8) -> io::Result<TcpStream> {
+    let addr = SocketAddr::V4(SocketAddrV4::new(SERVER_ADDR, TCP_PORT));
+    let mut s = sys::in_ns(client_ns, || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    s.set_write_timeout(Some(Duration::from_millis(200)))?;
+    s.set_nodelay(true)?;
+    s.write_all(&[cmd])?;
+    Ok(s)
+}
+
+fn udp_server(sock: UdpSocket, run: Arc<Run>) {
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 2048];
+    while !run.stopped() {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if n < 12 {
+            continue;
+        }
+        let now = run.now_ns();
+        let seq = u32::from_be_bytes(buf[0..4].try_into().expect("length checked"));
+        let sent = u64::from_be_bytes(buf[4..12].try_into().expect("length checked"));
+        run.udp_up
+            .lock()
+            .expect("udp lock")
+            .on_packet(seq, sent, now);
+        buf[4..12].copy_from_slice(&run.now_ns().to_be_bytes());
+        if sock.send_to(&buf[..n], from).is_ok() {
+            run.udp_echoed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Live progress handed to the caller every sample.
+pub struct Progress<'a> {
+    pub elapsed_s: f64,
+    pub total_s: f64,
+    pub sample: &'a Sample,
+}
+
+/// Run `w` for `duration` from client 0 of edge 0 to the server. `interrupted` ends it early.
+pub fn run_workload(
+    topo: &Topology,
+    w: Workload,
+    duration: Duration,
+    interrupted: &AtomicBool,
+    mut progress: impl FnMut(Progress),
+) -> io::Result<WorkResult> {
+    let client = topo.edges[0].clients[0].clone();
+    let t0 = Instant::now();
+    let run = Arc::new(Run {
+        t0,
+        stop: AtomicBool::new(false),
+        meter: Meter::new(t0),
+        errors: Mutex::new(Vec::new()),
+        failed: AtomicU64::new(0),
+        rr: Mutex::new(Vec::new()),
+        udp_up: Mutex::new(UdpRx::default()),
+        udp_down: Mutex::new(UdpRx::default()),
+        udp_sent: AtomicU64::new(0),
+        udp_echoed: AtomicU64::new(0),
+    });
+    let any = SocketAddr::from(([0, 0, 0, 0], TCP_PORT));
+    let listener = sys::in_ns(&topo.server, || TcpListener::bind(any))?;
+    let uany = SocketAddr::from(([0, 0, 0, 0], UDP_PORT));
+    let usock = sys::in_ns(&topo.server, || UdpSocket::bind(uany))?;
+    let r = run.clone();
+    let server = std::thread::spawn(move || tcp_server(listener, r));
+    let r = run.clone();
+    let userver = std::thread::spawn(move || udp_server(usock, r));
+
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut flows = 0;
+    let result = (|| -> io::Result<()> {
+        let bulk = match w {
+            Workload::Bulk { flows, dir } => Some((flows, dir)),
+            Workload::Rr => Some((8, Dir::Down)),
+            Workload::Udp { .. } => None,
+        };
+        if let Some((n, dir)) = bulk {
+            for _ in 0..n {
+                flows += 1;
+                let r = run.clone();
+                match dir {
+                    Dir::Down => {
+                        let mut s = connect(&client, b'D')?;
+                        threads.push(std::thread::spawn(move || {
+                            let mut buf = vec![0u8; 65536];
+                            sink(&mut s, &mut buf, &r);
+                        }));
+                    }
+                    Dir::Up => {
+                        let mut s = connect(&client, b'U')?;
+                        threads.push(std::thread::spawn(move || {
+                            let buf = vec![0x5au8; 65536];
+                            source(&mut s, &buf, &r);
+                        }));
+                    }
+                }
+            }
+        }
+        if w == Workload::Rr {
+            flows += 1;
+            let mut s = connect(&client, b'R')?;
+            let r = run.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while !r.stopped() {
+                    let t = Instant::now();
+                    if s.write_all(&buf).is_err() {
+                        r.fail("rr send".into());
+                        return;
+                    }
+                    match read_exact_until(&mut s, &mut buf, &r) {
+                        Ok(true) => {
+                            r.rr.lock()
+                                .expect("rr lock")
+                                .push(t.elapsed().as_micros() as u64);
+                        }
+                        Ok(false) => return,
+                        Err(e) => {
+                            r.fail(format!("rr: {e}"));
+                            return;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }));
+        }
+        if let Workload::Udp { kbps } = w {
+            flows += 1;
+            let dst = SocketAddr::V4(SocketAddrV4::new(SERVER_ADDR, UDP_PORT));
+            let sock = sys::in_ns(&client, || {
+                let s = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+                s.connect(dst)?;
+                Ok(s)
+            })?;
+            sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let rx = sock.try_clone()?;
+            let r = run.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !r.stopped() {
+                    if let Ok(n) = rx.recv(&mut buf) {
+                        if n >= 12 {
+                            let seq =
+                                u32::from_be_bytes(buf[0..4].try_into().expect("length checked"));
+                            let sent =
+                                u64::from_be_bytes(buf[4..12].try_into().expect("length checked"));
+                            r.meter.record(n);
+                            r.udp_down
+                                .lock()
+                                .expect("udp lock")
+                                .on_packet(seq, sent, r.now_ns());
+                        }
+                    }
+                }
+            }));
+            let r = run.clone();
+            threads.push(std::thread::spawn(move || {
+                let size = 1000usize;
+                let gap_ns = size as u64 * 8 * 1_000_000 / kbps.max(1) as u64;
+                let mut buf = vec![0u8; size];
+                let mut seq = 0u32;
+                let start = Instant::now();
+                while !r.stopped() {
+                    buf[0..4].copy_from_slice(&seq.to_be_bytes());
+                    buf[4..12].copy_from_slice(&r.now_ns().to_be_bytes());
+                    let _ = sock.send(&buf);
+                    r.udp_sent.fetch_add(1, Ordering::Relaxed);
+                    seq += 1;
+                    let next = start + Duration::from_nanos(seq as u64 * gap_ns);
+                    if let Some(d) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                }
+            }));
+        }
+        Ok(())
+    })();
+    if let Err(e) = &result {
+        run.fail(format!("start: {e}"));
+    }
+
+    // Sample until the end (or an interrupt).
+    let links = &topo.links[0];
+    let dir = w.dir();
+    let link_bytes = |i: usize| {
+        let c = &links[i].ctl;
+        match dir {
+            Dir::Up => c.up.out_bytes.load(Ordering::Relaxed),
+            Dir::Down => c.down.out_bytes.load(Ordering::Relaxed),
+        }
+    };
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    let mut prev_total = run.meter.bytes.load(Ordering::Relaxed);
+    let mut prev_links: Vec<u64> = (0..links.len()).map(link_bytes).collect();
+    let mut prev_t = start;
+    let mut omit_bytes = None;
+    let mut k = 1u64;
+    while result.is_ok() && !interrupted.load(Ordering::Relaxed) {
+        let next = start + Duration::from_millis(k * SAMPLE_MS);
+        if next > start + duration {
+            break;
+        }
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        k += 1;
+        let now = Instant::now();
+        let dt = now.duration_since(prev_t).as_secs_f64().max(1e-6);
+        prev_t = now;
+        let total = run.meter.bytes.load(Ordering::Relaxed);
+        let lb: Vec<u64> = (0..links.len()).map(link_bytes).collect();
+        let s = Sample {
+            t_s: now.duration_since(start).as_secs_f64(),
+            total_mbps: (total - prev_total) as f64 * 8.0 / dt / 1e6,
+            links_mbps: lb
+                .iter()
+                .zip(&prev_links)
+                .map(|(a, b)| (a - b) as f64 * 8.0 / dt / 1e6)
+                .collect(),
+        };
+        prev_total = total;
+        prev_links = lb;
+        if omit_bytes.is_none() && now.duration_since(start) >= Duration::from_millis(OMIT_MS) {
+            omit_bytes = Some((total, now));
+        }
+        progress(Progress {
+            elapsed_s: s.t_s,
+            total_s: duration.as_secs_f64(),
+            sample: &s,
+        });
+        samples.push(s);
+    }
+    let end = Instant::now();
+    let end_ns = run.now_ns();
+    run.stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Ok(conns) = server.join() {
+        for t in conns {
+            let _ = t.join();
+        }
+    }
+    let _ = userver.join();
+    result?;
+
+    let bytes = run.meter.bytes.load(Ordering::Relaxed);
+    let goodput = match omit_bytes {
+        Some((b0, t)) if end > t => {
+            (bytes - b0) as f64 * 8.0 / end.duration_since(t).as_secs_f64() / 1e6
+        }
+        _ => bytes as f64 * 8.0 / end.duration_since(start).as_secs_f64().max(1e-6) / 1e6,
+    };
+    let last = run.meter.last_ns.load(Ordering::Relaxed);
+    let mut gap = run.meter.max_gap_ns.load(Ordering::Relaxed);
+    if last > 0 {
+        gap = gap.max(end_ns.saturating_sub(last));
+    }
+    let rr = if w == Workload::Rr {
+        let mut v = run.rr.lock().expect("rr lock").clone();
+        v.sort_unstable();
+        Some(RrStats {
+            count: v.len(),
+            p50_ms: percentile(&v, 0.5) as f64 / 1e3,
+            p99_ms: percentile(&v, 0.99) as f64 / 1e3,
+            max_ms: v.last().copied().unwrap_or(0) as f64 / 1e3,
+        })
+    } else {
+        None
+    };
+    let (udp_up, udp_down) = if matches!(w, Workload::Udp { .. }) {
+        (
+            Some(
+                run.udp_up
+                    .lock()
+                    .expect("udp lock")
+                    .stats(run.udp_sent.load(Ordering::Relaxed)),
+            ),
+            Some(
+                run.udp_down
+                    .lock()
+                    .expect("udp lock")
+                    .stats(run.udp_echoed.load(Ordering::Relaxed)),
+            ),
+        )
+    } else {
+        (None, None)
+    };
+    let errors = run.errors.lock().expect("errors lock").clone();
+    Ok(WorkResult {
+        workload: w.name(),
+        duration_s: end.duration_since(start).as_secs_f64(),
+        goodput_mbps: goodput,
+        bytes,
+        max_gap_ms: gap as f64 / 1e6,
+        flows,
+        flows_failed: run.failed.load(Ordering::Relaxed) as u32,
+        errors,
+        rr,
+        udp_up,
+        udp_down,
+        samples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_names_round_trip() {
+        for w in Workload::all() {
+            assert_eq!(Workload::parse(&w.name()).unwrap(), w);
+        }
+        assert!(Workload::parse("nope").is_err());
+    }
+
+    #[test]
+    fn udp_stats_count_loss_reorder_and_late() {
+        let mut rx = UdpRx::default();
+        // 10 sent, 8 received, one out of order, one 150 ms late.
+        for (seq, sent, at) in [
+            (0, 0, 20),
+            (1, 10, 30),
+            (3, 30, 50),
+            (2, 20, 51),
+            (4, 40, 60),
+            (5, 50, 70),
+            (6, 60, 230),
+            (9, 90, 110),
+        ] {
+            rx.on_packet(seq, sent * 1_000_000, at * 1_000_000);
+        }
+        let s = rx.stats(10);
+        assert_eq!(s.received, 8);
+        assert!((s.loss_pct - 20.0).abs() < 1e-9);
+        assert_eq!(s.reordered, 1);
+        assert_eq!(s.late, 1);
+        assert!((s.owd_min_ms - 20.0).abs() < 1e-9);
+    }
+}

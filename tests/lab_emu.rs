@@ -1,0 +1,282 @@
+//! The link emulator measured from outside: UDP through a real topology, timed at the receiver.
+//! Needs root (namespaces); skipped with a message otherwise.
+//!
+//! Claims checked: a fixed-rate link delivers within 3 % of its rate, a delay within 1 ms, a
+//! Mahimahi trace within 5 % of its capacity over its length.
+
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use braid::lab::emu::{DirSpec, QueueLimit, Rate};
+use braid::lab::link::LinkSpec;
+use braid::lab::trace::Trace;
+use braid::lab::{sys, topo, EdgeSpec, TopoSpec, Topology};
+
+/// Lab tests share the machine's namespaces: one at a time in this binary.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skip: the lab tests build network namespaces and need root");
+        return false;
+    }
+    true
+}
+
+fn one_link(tag: &str, up: DirSpec) -> Topology {
+    let spec = TopoSpec {
+        tag: tag.into(),
+        seed: 1,
+        edges: vec![EdgeSpec {
+            links: vec![LinkSpec {
+                name: "wan0".into(),
+                up,
+                down: DirSpec::default(),
+                outages: vec![],
+            }],
+            clients: 1,
+            best: 0,
+        }],
+    };
+    Topology::up(spec).expect("topology up")
+}
+
+/// Send 1500-byte IP packets (1472 bytes of UDP payload) from the client to the server at
+/// `offered_bps` for `secs`; return each arrival as (ns since the topology's t0, IP bytes,
+/// send time ns since t0).
+fn udp_blast(t: &Topology, offered_bps: u64, secs: f64, payload: usize) -> Vec<(u64, u64, u64)> {
+    let dst = SocketAddr::from((topo::SERVER_ADDR, 6000));
+    let rx = sys::in_ns(&t.server, || {
+        UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 6000)))
+    })
+    .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let tx = sys::in_ns(&t.edges[0].clients[0], || {
+        let s = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        s.connect(dst)?;
+        Ok(s)
+    })
+    .unwrap();
+    let t0 = t.t0;
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let recv = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while !st.load(Ordering::Relaxed) {
+            if let Ok(n) = rx.recv(&mut buf) {
+                let now = t0.elapsed().as_nanos() as u64;
+                let sent = u64::from_be_bytes(buf[0..8].try_into().unwrap());
+                got.push((now, n as u64 + 28, sent));
+            }
+        }
+        got
+    });
+    let gap = Duration::from_nanos((payload as u64 + 28) * 8 * 1_000_000_000 / offered_bps);
+    let start = Instant::now();
+    let mut buf = vec![0u8; payload];
+    let mut k = 0u32;
+    while start.elapsed().as_secs_f64() < secs {
+        buf[0..8].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_be_bytes());
+        let _ = tx.send(&buf);
+        k += 1;
+        let next = start + gap * k;
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    recv.join().unwrap()
+}
+
+/// IP rate delivered in the window [from, to) ns.
+fn rate_in(got: &[(u64, u64, u64)], from: u64, to: u64) -> f64 {
+    let bytes: u64 = got
+        .iter()
+        .filter(|g| g.0 >= from && g.0 < to)
+        .map(|g| g.1)
+        .sum();
+    bytes as f64 * 8.0 / ((to - from) as f64 / 1e9)
+}
+
+#[test]
+fn fixed_rate_within_3_percent() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !root() {
+        return;
+    }
+    for mbit in [10u64, 40] {
+        let mut t = one_link(
+            "ea",
+            DirSpec {
+                rate: Rate::Fixed(mbit * 1_000_000),
+                queue: QueueLimit::Millis(50),
+                ..Default::default()
+            },
+        );
+        t.restart_links().unwrap();
+        // Offer 30 % more than the link carries, so its queue never empties.
+        let got = udp_blast(&t, mbit * 1_300_000, 3.0, 1472);
+        assert!(!got.is_empty(), "nothing arrived");
+        let first = got[0].0;
+        let rate = rate_in(&got, first + 500_000_000, first + 2_500_000_000);
+        let err = (rate / (mbit as f64 * 1e6) - 1.0) * 100.0;
+        println!(
+            "fixed {mbit} Mbit/s: delivered {:.3} Mbit/s ({err:+.2} %)",
+            rate / 1e6
+        );
+        assert!(
+            err.abs() <= 3.0,
+            "fixed {mbit} Mbit/s delivered {:.3} Mbit/s",
+            rate / 1e6
+        );
+        let st = &t.links[0][0].ctl.up;
+        assert_eq!(
+            st.oversize.load(Ordering::Relaxed),
+            0,
+            "frames above the MTU: offloads not off"
+        );
+        t.teardown();
+    }
+}
+
+#[test]
+fn delay_within_1_ms() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !root() {
+        return;
+    }
+    for ms in [5u64, 40] {
+        let mut t = one_link(
+            "eb",
+            DirSpec {
+                delay_us: ms * 1000,
+                ..Default::default()
+            },
+        );
+        t.restart_links().unwrap();
+        // 200 packets/s, far below any limit: one-way delay is the link's delay plus the stack.
+        let got = udp_blast(&t, 200 * 228 * 8, 2.0, 200);
+        assert!(got.len() > 300, "only {} arrived", got.len());
+        let mut owd: Vec<f64> = got.iter().map(|g| (g.0 - g.2) as f64 / 1e6).collect();
+        owd.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (min, med, p99) = (owd[0], owd[owd.len() / 2], owd[owd.len() * 99 / 100]);
+        println!("delay {ms} ms: one-way min {min:.3} median {med:.3} p99 {p99:.3} ms");
+        assert!(min >= ms as f64, "delivered before its delay: {min:.3} ms");
+        assert!(
+            med - ms as f64 <= 1.0,
+            "median one-way {med:.3} ms for a {ms} ms link"
+        );
+        t.teardown();
+    }
+}
+
+#[test]
+fn trace_within_5_percent_of_capacity() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !root() {
+        return;
+    }
+    // A 4 s trace: 1 s at 12 Mbit/s, 1 s at 24, 1 s at 6, 1 s at 18.
+    let mut text = String::new();
+    for ms in 1..=4000u32 {
+        let per_ms = match ms {
+            1..=1000 => 1,
+            1001..=2000 => 2,
+            2001..=3000 => (ms % 2 == 0) as u32,
+            _ => 1 + (ms % 2 == 0) as u32,
+        };
+        for _ in 0..per_ms {
+            text.push_str(&format!("{ms}\n"));
+        }
+    }
+    let trace = Arc::new(Trace::parse(&text).unwrap());
+    let mut t = one_link(
+        "ec",
+        DirSpec {
+            rate: Rate::Trace {
+                trace: trace.clone(),
+                offset_ms: 0,
+            },
+            queue: QueueLimit::Bytes(60_000),
+            ..Default::default()
+        },
+    );
+    t.restart_links().unwrap();
+    // Offer above the trace's peak for its whole length (and a little more).
+    let got = udp_blast(&t, 30_000_000, 4.3, 1472);
+    let cap = trace.capacity_bits(0, 4000, 0) as f64;
+    let delivered: f64 = got
+        .iter()
+        .filter(|g| g.0 < 4_000_000_000)
+        .map(|g| g.1 as f64 * 8.0)
+        .sum();
+    let err = (delivered / cap - 1.0) * 100.0;
+    println!(
+        "trace 4 s: capacity {:.3} Mbit, delivered {:.3} Mbit ({err:+.2} %)",
+        cap / 1e6,
+        delivered / 1e6
+    );
+    // The first packets need ARP and start-up; the criterion is the whole length.
+    assert!(
+        err.abs() <= 5.0,
+        "trace delivered {err:+.2} % of its capacity"
+    );
+    // And per second, where the rate changes.
+    for s in 1..4u64 {
+        let c = trace.capacity_bits(s * 1000, (s + 1) * 1000, 0) as f64;
+        let d = rate_in(&got, s * 1_000_000_000, (s + 1) * 1_000_000_000);
+        println!(
+            "  second {s}: capacity {:.2} Mbit/s, delivered {:.2}",
+            c / 1e6,
+            d / 1e6
+        );
+        assert!((d / c - 1.0).abs() <= 0.05, "second {s}: {d} vs {c}");
+    }
+    let _ = std::io::stdout().flush();
+    t.teardown();
+
+    // A real cellular trace (the shared T-Mobile uplink), 6 s of it from 20 s in.
+    let f = braid::lab::trace::traces_dir().join("TMobile-LTE-short.up");
+    let Ok(real) = Trace::load(&f) else {
+        eprintln!("skip real trace: {} not found", f.display());
+        return;
+    };
+    let real = Arc::new(real);
+    let mut t = one_link(
+        "ec",
+        DirSpec {
+            rate: Rate::Trace {
+                trace: real.clone(),
+                offset_ms: 20_000,
+            },
+            queue: QueueLimit::Bytes(150_000),
+            ..Default::default()
+        },
+    );
+    t.restart_links().unwrap();
+    let got = udp_blast(&t, 30_000_000, 6.3, 1472);
+    let cap = real.capacity_bits(500, 6000, 20_000) as f64;
+    let delivered: f64 = got
+        .iter()
+        .filter(|g| (500_000_000..6_000_000_000).contains(&g.0))
+        .map(|g| g.1 as f64 * 8.0)
+        .sum();
+    let err = (delivered / cap - 1.0) * 100.0;
+    println!(
+        "T-Mobile up, 5.5 s: capacity {:.2} Mbit/s, delivered {:.2} ({err:+.2} %)",
+        cap / 5.5e6,
+        delivered / 5.5e6
+    );
+    assert!(
+        err.abs() <= 5.0,
+        "real trace delivered {err:+.2} % of its capacity"
+    );
+    t.teardown();
+}
