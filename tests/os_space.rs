@@ -11,6 +11,7 @@ use braid::os::netlink::{Family, Netlink, RuleAction};
 use braid::os::plane::EdgePlane;
 use braid::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering, RULE_SPAN};
 use os_util::{root, udp4, v4_summary, wire, Ns};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -298,6 +299,66 @@ fn hub_captures_client_packets_and_space_answers_nothing() {
     // What the client receives, all of it.
     let watch = client.run(|| Capture::open_raw(cl_if, None, [0; 6], [0; 6]).unwrap());
 
+    let (tcp_err, udp_err, ip_back) = probe(&client, &watch);
+    assert_eq!(
+        tcp_err,
+        Some(std::io::ErrorKind::TimedOut),
+        "TCP connect must time out, not be refused"
+    );
+    assert_eq!(
+        udp_err,
+        Some(std::io::ErrorKind::WouldBlock),
+        "no ICMP error for UDP"
+    );
+    // The client received no IP packet at all: no ICMP, no RST, from the host or the space.
+    assert!(ip_back.is_empty(), "client got {ip_back:?}");
+
+    // The capture saw the three kinds of packets from the client.
+    let mut b = Batch::default();
+    let (mut udp, mut syn, mut icmp) = (0, 0, 0);
+    while cap.recv_batch(&mut b).is_ok() {
+        for f in b.iter() {
+            let Some((proto, src, dst, x)) = ip_payload(f).and_then(v4_summary) else {
+                continue;
+            };
+            assert_eq!(src, [10, 77, 1, 2]);
+            assert_eq!(dst, [203, 0, 113, 5]);
+            match (proto, x) {
+                (17, _) => udp += 1,
+                (6, 0x02) => syn += 1,
+                (1, 8) => icmp += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(
+        udp == 1 && icmp == 1 && syn >= 1,
+        "udp {udp} syn {syn} icmp {icmp}"
+    );
+
+    // Writing back: a reply injected by braid reaches the client through the host.
+    let got = client.run(|| {
+        let u = UdpSocket::bind("10.77.1.2:5555").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let pkt = udp4([203, 0, 113, 5], [10, 77, 1, 2], 9, 5555, b"bo-reply");
+        cap.send_ip(&pkt).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = u.recv_from(&mut buf).unwrap();
+        (buf[..n].to_vec(), from)
+    });
+    assert_eq!(got.0, b"bo-reply");
+    assert_eq!(got.1, "203.0.113.5:9".parse::<SocketAddr>().unwrap());
+    // The injected frame did not come back into the capture.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(cap.recv_batch(&mut b).is_err());
+}
+
+type Summary = (u8, [u8; 4], [u8; 4], u8);
+
+/// From the client: a UDP datagram, an ICMP echo request and a TCP SYN to 203.0.113.5.
+/// Returns the TCP connect error, the UDP socket's pending error, and every IPv4 packet the
+/// client's interface received meanwhile (protocol, src, dst, TCP flags / ICMP type).
+fn probe(client: &Ns, watch: &Capture) -> (Option<ErrorKind>, Option<ErrorKind>, Vec<Summary>) {
     let server: SocketAddr = "203.0.113.5:80".parse().unwrap();
     let (tcp_err, udp_err) = client.run(|| {
         // UDP: a connected socket would report an ICMP port/host unreachable as ECONNREFUSED.
@@ -327,62 +388,78 @@ fn hub_captures_client_packets_and_space_answers_nothing() {
             u.recv(&mut b).err().map(|e| e.kind()),
         )
     });
-    assert_eq!(
-        tcp_err,
-        Some(std::io::ErrorKind::TimedOut),
-        "TCP connect must time out, not be refused"
-    );
-    assert_eq!(
-        udp_err,
-        Some(std::io::ErrorKind::WouldBlock),
-        "no ICMP error for UDP"
-    );
-
-    // The capture saw the three kinds of packets from the client.
     let mut b = Batch::default();
-    let (mut udp, mut syn, mut icmp) = (0, 0, 0);
-    while cap.recv_batch(&mut b).is_ok() {
-        for f in b.iter() {
-            let Some((proto, src, dst, x)) = ip_payload(f).and_then(v4_summary) else {
-                continue;
-            };
-            assert_eq!(src, [10, 77, 1, 2]);
-            assert_eq!(dst, [203, 0, 113, 5]);
-            match (proto, x) {
-                (17, _) => udp += 1,
-                (6, 0x02) => syn += 1,
-                (1, 8) => icmp += 1,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
-    assert!(
-        udp == 1 && icmp == 1 && syn >= 1,
-        "udp {udp} syn {syn} icmp {icmp}"
-    );
-
-    // The client received no IP packet at all: no ICMP, no RST, from the host or the space.
-    let mut ip_back = Vec::new();
+    let mut back = Vec::new();
     while watch.recv_batch(&mut b).is_ok() {
-        ip_back.extend(b.iter().filter_map(|f| ip_payload(f).and_then(v4_summary)));
+        back.extend(b.iter().filter_map(|f| ip_payload(f).and_then(v4_summary)));
     }
-    assert!(ip_back.is_empty(), "client got {ip_back:?}");
+    (tcp_err, udp_err, back)
+}
 
-    // Writing back: a reply injected by braid reaches the client through the host.
-    let got = client.run(|| {
-        let u = UdpSocket::bind("10.77.1.2:5555").unwrap();
-        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let pkt = udp4([203, 0, 113, 5], [10, 77, 1, 2], 9, 5555, b"bo-reply");
-        cap.send_ip(&pkt).unwrap();
-        let mut buf = [0u8; 64];
-        let (n, from) = u.recv_from(&mut buf).unwrap();
-        (buf[..n].to_vec(), from)
+/// Negative control for the test above: a space that *does* hold the server's address, with
+/// frames addressed to its own MAC and a route back, answers (RST, echo reply, port
+/// unreachable), and `probe` sees every answer. So the silence above is real, not blindness.
+#[test]
+fn control_an_addressed_space_does_answer() {
+    if !root() {
+        return;
+    }
+    let host = Ns::new();
+    let client = Ns::new();
+    let (_, cl_if) = wire(
+        &host,
+        "bo-lan",
+        "10.77.1.1/24",
+        &client,
+        "bo-cl",
+        "10.77.1.2/24",
+    );
+    host.sysctl("net/ipv4/ip_forward", "1");
+    default_via(&client, "10.77.1.1");
+    let (space, hub, _st) = host.run(|| {
+        let space = Space::new().unwrap();
+        let mut cfg = HubConfig::new("bo9");
+        cfg.peer_mac = cfg.space_mac; // the mistake braid avoids
+        let hub = Hub::create(&space, cfg).unwrap();
+        let st = Steering::install(&hub, steer(9900, 9901)).unwrap();
+        (space, hub, st)
     });
-    assert_eq!(got.0, b"bo-reply");
-    assert_eq!(got.1, "203.0.113.5:9".parse::<SocketAddr>().unwrap());
-    // The injected frame did not come back into the capture.
-    std::thread::sleep(Duration::from_millis(50));
-    assert!(cap.recv_batch(&mut b).is_err());
+    let host_mac = hub.host_mac;
+    space
+        .run(|| {
+            let mut nl = Netlink::open().unwrap();
+            let i = nl.index("bo9-sp").unwrap();
+            nl.add_address(i, "203.0.113.5/32".parse().unwrap())
+                .unwrap();
+            nl.add_neighbour(i, "169.254.98.1".parse().unwrap(), host_mac)
+                .unwrap();
+            let r = braid::os::netlink::Route::new("10.77.1.0/24".parse().unwrap())
+                .via("169.254.98.1".parse().unwrap())
+                .dev(i)
+                .onlink();
+            nl.add_route(&r).unwrap();
+        })
+        .unwrap();
+    let watch = client.run(|| Capture::open_raw(cl_if, None, [0; 6], [0; 6]).unwrap());
+    let (tcp_err, udp_err, back) = probe(&client, &watch);
+    assert_eq!(tcp_err, Some(ErrorKind::ConnectionRefused));
+    assert_eq!(udp_err, Some(ErrorKind::ConnectionRefused));
+    let from_space = |p: &&Summary| p.1 == [203, 0, 113, 5];
+    assert!(
+        back.iter()
+            .filter(from_space)
+            .any(|p| p.0 == 6 && p.3 & 0x04 != 0),
+        "RST: {back:?}"
+    );
+    assert!(
+        back.iter().filter(from_space).any(|p| p.0 == 1 && p.3 == 0),
+        "echo reply"
+    );
+    assert!(
+        back.iter().filter(from_space).any(|p| p.0 == 1 && p.3 == 3),
+        "unreachable"
+    );
+    drop(space);
 }
 
 fn socket_icmp() -> OwnedFd {

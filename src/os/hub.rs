@@ -254,7 +254,8 @@ impl Capture {
                 self.fd.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                // c_int on glibc, c_uint on musl.
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };
