@@ -472,3 +472,94 @@ fn socket_icmp() -> OwnedFd {
     )
     .unwrap()
 }
+
+#[test]
+fn ipv6_client_is_captured_and_unanswered() {
+    if !root() {
+        return;
+    }
+    let host = Ns::new();
+    let client = Ns::new();
+    host.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        nl.create_veth("bo-lan6", "bo-cl6", Some(client.fd()))
+            .unwrap();
+        let i = nl.index("bo-lan6").unwrap();
+        nl.add_address(i, "fd77::1/64".parse().unwrap()).unwrap();
+        nl.set_up(i, true).unwrap();
+        braid::os::sysctl_set("net/ipv6/conf/all/forwarding", "1").unwrap();
+    });
+    let cl_if = client.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let i = nl.index("bo-cl6").unwrap();
+        nl.add_address(i, "fd77::2/64".parse().unwrap()).unwrap();
+        nl.set_up(i, true).unwrap();
+        let r = braid::os::netlink::Route::new("::/0".parse().unwrap())
+            .via("fd77::1".parse().unwrap())
+            .dev(i);
+        nl.add_route(&r).unwrap();
+        assert!(nl.wait_oper_up(i, Duration::from_secs(3)).unwrap());
+        i
+    });
+    let mut cfg = SteerConfig::new();
+    cfg.priority = 9800;
+    cfg.table = 9801;
+    cfg.sources = vec!["fd77::/64".parse().unwrap()];
+    let edge = host.run(|| EdgePlane::start(HubConfig::new("bo10"), cfg.clone()).unwrap());
+    let watch = client.run(|| Capture::open_raw(cl_if, None, [0; 6], [0; 6]).unwrap());
+    let tcp = client.run(|| {
+        let u = UdpSocket::bind("[fd77::2]:0").unwrap();
+        u.connect("[2001:db8::5]:9").unwrap();
+        u.send(b"bo-v6").unwrap();
+        let t = TcpStream::connect_timeout(
+            &"[2001:db8::5]:80".parse().unwrap(),
+            Duration::from_millis(500),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        u.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 16];
+        (
+            t.err().map(|e| e.kind()),
+            u.recv(&mut b).err().map(|e| e.kind()),
+        )
+    });
+    assert_eq!(
+        tcp,
+        (Some(ErrorKind::TimedOut), Some(ErrorKind::WouldBlock))
+    );
+    let mut b = Batch::default();
+    let (mut udp, mut syn) = (0, 0);
+    while edge.capture.recv_batch(&mut b).is_ok() {
+        for f in b.iter() {
+            let ip = ip_payload(f).unwrap();
+            assert_eq!(ip[0] >> 4, 6);
+            assert_eq!(
+                &ip[8..24],
+                &"fd77::2".parse::<std::net::Ipv6Addr>().unwrap().octets()
+            );
+            match ip[6] {
+                17 => udp += 1,
+                6 => syn += 1,
+                other => panic!("unexpected next header {other}"),
+            }
+        }
+    }
+    assert!(udp == 1 && syn >= 1, "udp {udp} syn {syn}");
+    // Nothing came back from the server's address, and no ICMPv6 error from anyone (the
+    // host's own neighbour discovery and MLD chatter are fine).
+    let server = "2001:db8::5"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    while watch.recv_batch(&mut b).is_ok() {
+        for f in b.iter() {
+            let Some(ip) = ip_payload(f) else { continue };
+            assert_eq!(ip[0] >> 4, 6, "no IPv4 here");
+            assert_ne!(&ip[8..24], &server, "an answer from the server's address");
+            assert!(
+                !(ip[6] == 58 && (1..=4).contains(&ip[40])),
+                "ICMPv6 error to the client"
+            );
+        }
+    }
+}
