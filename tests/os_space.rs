@@ -348,6 +348,28 @@ fn hub_captures_client_packets_and_space_answers_nothing() {
     });
     assert_eq!(got.0, b"bo-reply");
     assert_eq!(got.1, "203.0.113.5:9".parse::<SocketAddr>().unwrap());
+    // A batch of replies with one syscall.
+    let got = client.run(|| {
+        let u = UdpSocket::bind("10.77.1.2:5556").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let pkts: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| udp4([203, 0, 113, 5], [10, 77, 1, 2], 9, 5556, &[b'a' + i]))
+            .collect();
+        let refs: Vec<&[u8]> = pkts.iter().map(|p| p.as_slice()).collect();
+        assert_eq!(cap.send_ip_batch(&refs).unwrap(), 5);
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let mut buf = [0u8; 8];
+            let n = u.recv(&mut buf).unwrap();
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    assert_eq!(got, b"abcde");
+    assert_eq!(
+        cap.send_ip_batch(&[&[0u8; 20][..]]).unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
     // The injected frame did not come back into the capture.
     std::thread::sleep(Duration::from_millis(50));
     assert!(cap.recv_batch(&mut b).is_err());
