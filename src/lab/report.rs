@@ -142,8 +142,8 @@ pub fn svg(title: &str, runs: &[&RunRecord]) -> String {
         .fold(1.0f64, f64::max);
     let ymax = runs
         .iter()
-        .flat_map(|r| r.result.samples.iter())
-        .flat_map(|s| std::iter::once(s.total_mbps).chain(s.links_mbps.iter().copied()))
+        .flat_map(|r| r.result.samples.windows(SMOOTH))
+        .map(|w| w.iter().map(|s| s.total_mbps).sum::<f64>() / SMOOTH as f64)
         .chain(runs.iter().map(|r| r.capacity_mbps))
         .fold(1.0f64, f64::max);
     let ymax = nice_ceil(ymax * 1.05);
@@ -272,6 +272,10 @@ pub fn svg(title: &str, runs: &[&RunRecord]) -> String {
     s
 }
 
+/// Samples averaged over this many 100 ms periods in the chart (application reads are bursty
+/// on a busy machine; the JSON keeps every raw sample).
+const SMOOTH: usize = 5;
+
 fn polyline(
     samples: &[Sample],
     f: impl Fn(&Sample) -> f64,
@@ -279,8 +283,11 @@ fn polyline(
     y: &dyn Fn(f64) -> f64,
 ) -> String {
     let mut p = String::new();
-    for smp in samples {
-        let _ = write!(p, "{:.1},{:.1} ", x(smp.t_s), y(f(smp).max(0.0)));
+    for (i, smp) in samples.iter().enumerate() {
+        let from = i.saturating_sub(SMOOTH - 1);
+        let win = &samples[from..=i];
+        let v = win.iter().map(&f).sum::<f64>() / win.len() as f64;
+        let _ = write!(p, "{:.1},{:.1} ", x(smp.t_s), y(v.max(0.0)));
     }
     p
 }
