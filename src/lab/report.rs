@@ -28,6 +28,8 @@ pub struct RunRecord {
     pub best_link_mbps: f64,
     /// Goodput as a share of the summed capacity.
     pub pct_of_capacity: f64,
+    /// Caveats of this run (what the mode does not carry, for instance).
+    pub notes: Vec<String>,
     pub result: WorkResult,
 }
 
@@ -320,6 +322,7 @@ mod tests {
             best_link: "wan0".into(),
             best_link_mbps: 20.0,
             pct_of_capacity: 50.0,
+            notes: vec![],
             result: WorkResult {
                 workload: "bulk1-down".into(),
                 goodput_mbps: 10.0,
