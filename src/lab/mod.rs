@@ -14,6 +14,29 @@
 //! - [`topo`]: the namespaces and veths, [`Topology`] (tears down on drop), [`topo::clean`].
 //! - [`scenario`]: `scenarios/lab/*.conf`. [`mode`]: direct / mptcp / braid.
 //! - [`work`]: workloads and sampling. [`report`]: table, JSON, markdown, SVG.
+//!
+//! # Use from an end-to-end test
+//! ```no_run
+//! use braid::lab::{emu::OutageKind, scenario, work, Mode, Topology};
+//! use std::{sync::atomic::AtomicBool, time::Duration};
+//!
+//! let sc = scenario::load(&scenario::find("hetero").unwrap()).unwrap();
+//! // A tag keeps parallel tests apart: namespaces are `bl<tag>-edge`, `bl<tag>-core`, ...
+//! let mut t = Topology::up(braid::lab::topo_spec(&sc, "x1")).unwrap();
+//! Mode::Braid.setup(&mut t).unwrap(); // or spawn daemons yourself: t.spawn(&t.core.clone(), ..)
+//! t.restart_links().unwrap(); // scenario outages count from here
+//! let cut = t.links[0][0].ctl.clone();
+//! std::thread::spawn(move || {
+//!     std::thread::sleep(Duration::from_secs(5));
+//!     cut.set_outage(Some(OutageKind::Blackhole)); // wan0 black-holed mid-transfer
+//! });
+//! let never = AtomicBool::new(false);
+//! let r = work::run_workload(&t, work::Workload::parse("bulk1-down").unwrap(),
+//!                            Duration::from_secs(10), &never, |_| {}).unwrap();
+//! assert_eq!(r.flows_failed, 0);
+//! println!("goodput {:.1} Mbit/s, longest gap {:.0} ms", r.goodput_mbps, r.max_gap_ms);
+//! // Dropping `t` removes every namespace, veth and process it made.
+//! ```
 
 pub mod emu;
 pub mod link;

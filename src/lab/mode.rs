@@ -58,14 +58,7 @@ impl Mode {
             Mode::Braid => {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
                 for role in ["edge", "core"] {
-                    let ok = std::process::Command::new(&exe)
-                        .args([role, "--help"])
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
-                        .status()
-                        .map(|s| s.success())
-                        .unwrap_or(false);
-                    if !ok {
+                    if !help_succeeds(&exe, role) {
                         return Err(format!(
                             "`braid {role}` is not built yet (the data-plane issue)"
                         ));
@@ -83,6 +76,31 @@ impl Mode {
             Mode::Mptcp => setup_mptcp(topo),
             Mode::Braid => setup_braid(topo),
         }
+    }
+}
+
+/// `braid ROLE --help` exits 0 within 2 s (a binary that would rather start a daemon is killed).
+fn help_succeeds(exe: &Path, role: &str) -> bool {
+    let Ok(mut c) = std::process::Command::new(exe)
+        .args([role, "--help"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.success();
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
