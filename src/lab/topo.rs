@@ -510,7 +510,7 @@ pub fn is_lab_name(n: &str) -> bool {
     let Some(dash) = rest.find('-') else {
         return false;
     };
-    dash <= 3
+    dash <= 6
         && rest[..dash]
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
