@@ -1,4 +1,209 @@
-//! Shared command-line helpers.
+//! The small commands of `braid`: keys and the control-socket clients.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::control::{self, Request};
+use crate::proto::seal::{key_from_base64, key_to_base64, Keypair};
 
 /// The version string printed by `braid --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Prints `msg` as an error of `cmd` and returns the usage exit code.
+pub fn usage_error(cmd: &str, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("braid {cmd}: {msg}\n(see: braid {cmd} --help)");
+    ExitCode::from(2)
+}
+
+fn fail(cmd: &str, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("braid {cmd}: {msg}");
+    ExitCode::from(1)
+}
+
+const GENKEY_HELP: &str = "\
+braid genkey - print a new random private key (base64), as `wg genkey` does
+
+EXAMPLE:
+    umask 077; braid genkey > /etc/braid/private.key
+    braid pubkey < /etc/braid/private.key      # give this to the other side
+";
+
+const PUBKEY_HELP: &str = "\
+braid pubkey - read a private key (base64) on stdin, print its public key
+
+EXAMPLE:
+    braid genkey | tee private.key | braid pubkey > public.key
+";
+
+/// `braid genkey`.
+pub fn genkey(args: Vec<OsString>) -> ExitCode {
+    if let Some(code) = only_help(&args, "genkey", GENKEY_HELP) {
+        return code;
+    }
+    println!("{}", key_to_base64(&Keypair::generate().private));
+    ExitCode::SUCCESS
+}
+
+/// `braid pubkey`.
+pub fn pubkey(args: Vec<OsString>) -> ExitCode {
+    if let Some(code) = only_help(&args, "pubkey", PUBKEY_HELP) {
+        return code;
+    }
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().take(4096).read_to_string(&mut input) {
+        return fail("pubkey", format!("reading stdin: {e}"));
+    }
+    let Some(private) = key_from_base64(&input) else {
+        return fail(
+            "pubkey",
+            "stdin is not a base64 key of 32 bytes (as `braid genkey` prints)",
+        );
+    };
+    println!("{}", key_to_base64(&Keypair::from_private(private).public));
+    ExitCode::SUCCESS
+}
+
+/// Handles `--help` for commands without options; any other argument is an error.
+fn only_help(args: &[OsString], cmd: &str, help: &str) -> Option<ExitCode> {
+    match args.first().and_then(|a| a.to_str()) {
+        None => None,
+        Some("-h" | "--help") => {
+            print!("{help}");
+            Some(ExitCode::SUCCESS)
+        }
+        Some(other) => Some(usage_error(cmd, format!("unexpected argument '{other}'"))),
+    }
+}
+
+const STATUS_HELP: &str = "\
+braid status - show what the running daemon is doing
+
+USAGE:
+    braid status [--json] [--socket PATH]
+
+Shows the session(s), each link (state, role, RTT, loss, rates, bytes, quota), the top users,
+the classes and the counters of dropped or rejected packets.
+
+OPTIONS:
+    --json           print the raw JSON (what LuCI reads)
+    --socket PATH    control socket (default /var/run/braid.sock)
+
+EXAMPLE:
+    braid status
+    braid status --json | jsonfilter -e '@.sessions[0].links[*].state'
+";
+
+const LINK_HELP: &str = "\
+braid link - take a link in or out of the bond at once
+
+USAGE:
+    braid link up|down NAME [--socket PATH]
+
+NAME is the link's section name in /etc/config/braid (its netifd interface, e.g. wan, wwan).
+The hotplug script calls this on ifup/ifdown; queued data moves to the other links.
+
+EXAMPLE:
+    braid link down wwan     # stop using the LTE modem now
+    braid link up wwan
+";
+
+const RELOAD_HELP: &str = "\
+braid reload - re-read /etc/config/braid without dropping flows (same as SIGHUP)
+
+USAGE:
+    braid reload [--socket PATH]
+
+Only what changed is touched: a changed link role or policy applies at once, a new link is
+added, a removed link is drained. Errors in the new file are printed and the old config stays.
+";
+
+fn parse_socket_opts(
+    cmd: &str,
+    help: &str,
+    args: Vec<OsString>,
+) -> Result<(PathBuf, bool, Vec<String>), ExitCode> {
+    use lexopt::prelude::*;
+    let mut socket = PathBuf::from(control::DEFAULT_SOCKET);
+    let mut json = false;
+    let mut free = Vec::new();
+    let mut p = lexopt::Parser::from_args(args);
+    loop {
+        let arg = match p.next() {
+            Ok(Some(a)) => a,
+            Ok(None) => break,
+            Err(e) => return Err(usage_error(cmd, e)),
+        };
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{help}");
+                return Err(ExitCode::SUCCESS);
+            }
+            Long("socket") => match p.value() {
+                Ok(v) => socket = v.into(),
+                Err(e) => return Err(usage_error(cmd, e)),
+            },
+            Long("json") if cmd == "status" => json = true,
+            Value(v) => free.push(v.to_string_lossy().into_owned()),
+            other => return Err(usage_error(cmd, other.unexpected())),
+        }
+    }
+    Ok((socket, json, free))
+}
+
+/// `braid status`.
+pub fn status(args: Vec<OsString>) -> ExitCode {
+    let (socket, json, free) = match parse_socket_opts("status", STATUS_HELP, args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if let Some(x) = free.first() {
+        return usage_error("status", format!("unexpected argument '{x}'"));
+    }
+    match control::request(&socket, &Request::Status) {
+        Ok(reply) => {
+            let status = reply.status.unwrap_or_default();
+            let out = if json {
+                serde_json::to_string_pretty(&status).expect("status serializes") + "\n"
+            } else {
+                control::render(&status)
+            };
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("status", e),
+    }
+}
+
+/// `braid link up|down NAME`.
+pub fn link(args: Vec<OsString>) -> ExitCode {
+    let (socket, _, free) = match parse_socket_opts("link", LINK_HELP, args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let (up, name) = match free.as_slice() {
+        [dir, name] if dir == "up" => (true, name.clone()),
+        [dir, name] if dir == "down" => (false, name.clone()),
+        _ => return usage_error("link", "expected: braid link up|down NAME"),
+    };
+    match control::request(&socket, &Request::Link { name, up }) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail("link", e),
+    }
+}
+
+/// `braid reload`.
+pub fn reload(args: Vec<OsString>) -> ExitCode {
+    let (socket, _, free) = match parse_socket_opts("reload", RELOAD_HELP, args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if let Some(x) = free.first() {
+        return usage_error("reload", format!("unexpected argument '{x}'"));
+    }
+    match control::request(&socket, &Request::Reload) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail("reload", e),
+    }
+}

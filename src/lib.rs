@@ -16,6 +16,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
+#[cfg(target_os = "linux")]
+pub mod daemon;
 pub mod proto;
 
 #[cfg(target_os = "linux")]

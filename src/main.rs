@@ -40,6 +40,11 @@ fn main() -> ExitCode {
             println!("braid {}", braid::cli::VERSION);
             ExitCode::SUCCESS
         }
+        "genkey" => braid::cli::genkey(rest),
+        "pubkey" => braid::cli::pubkey(rest),
+        "status" => braid::cli::status(rest),
+        "link" => braid::cli::link(rest),
+        "reload" => braid::cli::reload(rest),
         #[cfg(feature = "sim")]
         "sim" => braid::sim::cli_main(rest),
         #[cfg(feature = "lab")]

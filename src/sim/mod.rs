@@ -1,10 +1,185 @@
-//! The deterministic multi-link simulator behind `braid sim`.
+//! The deterministic multi-link simulator behind `braid sim` and the `tests/sim_*.rs` tests.
+//!
+//! Two protocol endpoints (edge and core) exchange datagrams over emulated links on a virtual
+//! clock. Nothing reads the wall clock and every random draw comes from the scenario's seed, so a
+//! run is a pure function of its scenario file: same seed, same numbers, on every machine.
+//!
+//! # Layout
+//! - [`scenario`]: the scenario file format (TOML subset read by [`toml`]), strict, with errors
+//!   that name the line and the field.
+//! - [`link`]: one direction of a link: drop-tail queue, fixed or Mahimahi-trace rate, delay,
+//!   jitter, random and Gilbert-Elliott loss, black-hole and stall outages.
+//! - [`traffic`]: bulk (saturating, through `can_send` back-pressure), interactive and realtime
+//!   sources, and the tag each inner packet carries.
+//! - [`tunnel`]: the [`Tunnel`](tunnel::Tunnel) trait the engine drives, and the single-path
+//!   stand-in [`Pipe`](tunnel::Pipe); [`session`] adapts the real protocol session.
+//! - [`engine`]: the event loop; [`metrics`]: what is measured and the report.
+
+pub mod engine;
+pub mod link;
+pub mod metrics;
+pub mod rng;
+pub mod scenario;
+pub mod session;
+pub mod toml;
+pub mod traffic;
+pub mod tunnel;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub use engine::{run, run_with, SimError};
+pub use metrics::Report;
+pub use scenario::{Scenario, ScenarioError};
+
+const HELP: &str = r#"braid sim - run a scenario on the deterministic multi-link simulator
+
+USAGE:
+    braid sim SCENARIO.toml [--json] [--seed N] [--duration 60s] [--tunnel session|pipe]
+
+Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
+prints what it measured. Same file and seed = same numbers. Scenarios live in scenarios/.
+
+OPTIONS:
+    --json            print the report as JSON instead of the table
+    --seed N          override the scenario's seed
+    --duration D      override how long the traffic runs ("60s", "500ms")
+    --tunnel KIND     session (the protocol) or pipe (a single-path stand-in, to test the simulator)
+    -h, --help        this text
+
+SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
+    name = "hetero"               # defaults to the file name
+    seed = 1                      # the run's only source of randomness
+    duration = "60s"              # traffic runs this long ...
+    warmup = "0s"                 # ... rates and fairness count from here ...
+    drain = "3s"                  # ... and in-flight packets get this long to arrive
+
+    [[link]]                      # one per uplink; both directions unless [link.up]/[link.down]
+    name = "lte"
+    rate = "20mbit"               # or trace = "shared/traces/TMobile-LTE-short.up" (Mahimahi,
+                                  #  searched beside the scenario and in every folder above it)
+    trace_offset = "30s"          # start a trace this far in (decorrelates two copies)
+    delay = "20ms"                # one-way propagation delay
+    jitter = "2ms"                # delay is uniform in delay +- jitter; no reordering ...
+    reorder = false               # ... unless this is true
+    loss = "0.5%"                 # random loss (or a fraction: 0.005)
+    burst_loss = { enter = "1%", leave = "30%", loss_bad = "100%", loss_good = "0%" }
+                                  # Gilbert-Elliott: per-packet chance to enter/leave the bad state
+    queue = "100ms"               # drop-tail limit, as time at the link's rate or bytes ("64kB")
+    outages = [{ at = "20s", for = "3s", kind = "blackhole" }]
+                                  # blackhole: all sent/queued/travelling is lost; stall: held
+    role = "primary"              # primary | secondary | backup | never (given to the session)
+    weight = 1
+    rate_cap = "15mbit"           # optional cap given to the session
+    [link.down]                   # override any of the per-direction keys for core -> edge
+    rate = "50mbit"
+
+    [[class]]                     # "default" (aggregate) always exists
+    name = "voice"
+    mode = "redundant"            # aggregate | weighted | redundant | backup | "pinned:LINK"
+    priority = 2                  # higher is served first
+    weight = 1
+
+    [[traffic]]
+    kind = "bulk"                 # bulk: keeps the tunnel's queue full via can_send
+                                  # interactive: one packet every `interval`
+                                  # realtime: constant `rate`
+    user = 1                      # client host; fairness is across users
+    class = "default"
+    dir = "up"                    # up = edge to core, down = core to edge
+    size = 1400                   # inner packet bytes (bulk default 1400)
+    flows = 1                     # 5-tuples the packets are spread over
+    start = "0s"
+    stop = "60s"
+    interval = "20ms"             # interactive
+    rate = "64kbit"               # realtime
+
+WHAT IS MEASURED (per direction, class, user and link):
+    delivered      inner bytes leaving the tunnel per second, from warmup to duration
+    share          delivered / summed link capacity; capacity counts whole outer IP packets
+                   (datagram + 28 bytes IPv4/UDP) and leaves out outage windows
+    lost           packets the tunnel accepted that never left it (after the drain)
+    in order       share of packets not overtaken by a later packet of the same flow
+    added delay    one-way delay above the slowest link's one-way delay (floored at 0)
+    queueing       one-way delay above the base delay of the link that brought the packet
+    longest gap    longest time without any delivery (overall, per class) until duration
+    Jain           fairness of delivered bytes across users running bulk traffic
+"#;
+
 /// `braid sim SCENARIO [--json]`.
-pub fn cli_main(_args: Vec<OsString>) -> ExitCode {
-    eprintln!("braid sim: not built yet");
-    ExitCode::from(2)
+pub fn cli_main(args: Vec<OsString>) -> ExitCode {
+    match cli(args) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("braid sim: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut file: Option<PathBuf> = None;
+    let mut json = false;
+    let mut seed: Option<u64> = None;
+    let mut duration: Option<u64> = None;
+    let mut tunnel: Option<scenario::TunnelKind> = None;
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Long("json") => json = true,
+            Long("seed") => {
+                let v = p.value().map_err(|e| e.to_string())?;
+                seed =
+                    Some(v.to_string_lossy().parse().map_err(|_| {
+                        format!("--seed: `{}` is not a number", v.to_string_lossy())
+                    })?);
+            }
+            Long("duration") => {
+                let v = p.value().map_err(|e| e.to_string())?;
+                duration = Some(
+                    scenario::parse_duration(&v.to_string_lossy())
+                        .map_err(|e| format!("--duration: {e}"))?,
+                );
+            }
+            Long("tunnel") => {
+                let v = p.value().map_err(|e| e.to_string())?;
+                tunnel = Some(match v.to_string_lossy().as_ref() {
+                    "session" => scenario::TunnelKind::Session,
+                    "pipe" => scenario::TunnelKind::Pipe,
+                    other => return Err(format!("--tunnel: `{other}` is not session or pipe")),
+                });
+            }
+            Value(v) if file.is_none() => file = Some(v.into()),
+            other => return Err(format!("{} (see braid sim --help)", other.unexpected())),
+        }
+    }
+    let Some(file) = file else {
+        return Err("which scenario? usage: braid sim SCENARIO.toml [--json] (see --help; scenarios are in scenarios/)".into());
+    };
+    let mut sc = Scenario::load(&file).map_err(|e| e.to_string())?;
+    if let Some(s) = seed {
+        sc.seed = s;
+    }
+    if let Some(d) = duration {
+        sc.set_duration(d).map_err(|e| format!("--duration: {e}"))?;
+    }
+    if let Some(t) = tunnel {
+        sc.tunnel = t;
+    }
+    let report = run(&sc).map_err(|e| format!("{}: {e}", file.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(ExitCode::SUCCESS)
 }

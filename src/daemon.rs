@@ -1,0 +1,271 @@
+//! What the edge and core event loops share: the clock, logging, signals and the control socket.
+
+use std::io::IsTerminal;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::control::{self, Reply, Request};
+use crate::proto::Instant;
+
+/// The daemons' clock: wall-clock microseconds at start plus a monotonic offset, so that time
+/// never goes backwards within a run and handshake timestamps grow across restarts.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    start_wall_us: u64,
+    start: std::time::Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Clock {
+            start_wall_us: wall,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        Instant(self.start_wall_us + self.start.elapsed().as_micros() as u64)
+    }
+
+    /// The tokio deadline for a protocol instant.
+    pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        let from_start = at.0.saturating_sub(self.start_wall_us);
+        tokio::time::Instant::from_std(self.start + std::time::Duration::from_micros(from_start))
+    }
+
+    /// Seconds since the daemon started.
+    pub fn uptime_s(&self) -> u64 {
+        self.start.elapsed().as_secs()
+    }
+}
+
+struct StderrLogger {
+    level: LevelFilter,
+}
+
+impl Log for StderrLogger {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        m.level() <= self.level
+    }
+
+    fn log(&self, r: &Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let tag = match r.level() {
+                Level::Error => "error",
+                Level::Warn => "warn",
+                Level::Info => "info",
+                Level::Debug => "debug",
+                Level::Trace => "trace",
+            };
+            eprintln!("braid[{}] {tag}: {}", std::process::id(), r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Parses a log level name as written in UCI (`option log_level 'info'`).
+pub fn parse_level(s: &str) -> Option<LevelFilter> {
+    match s {
+        "error" | "err" => Some(LevelFilter::Error),
+        "warn" | "warning" => Some(LevelFilter::Warn),
+        "info" | "notice" => Some(LevelFilter::Info),
+        "debug" => Some(LevelFilter::Debug),
+        "trace" => Some(LevelFilter::Trace),
+        "off" | "none" => Some(LevelFilter::Off),
+        _ => None,
+    }
+}
+
+/// Logs to stderr in a terminal (or with `force_stderr`), else to syslog (facility daemon,
+/// tag braid), falling back to stderr when there is no syslog. Safe to call more than once.
+pub fn init_logging(level: LevelFilter, force_stderr: bool) {
+    let use_syslog =
+        !force_stderr && !std::io::stderr().is_terminal() && Path::new("/dev/log").exists();
+    if use_syslog {
+        let formatter = syslog::Formatter3164 {
+            facility: syslog::Facility::LOG_DAEMON,
+            hostname: None,
+            process: "braid".into(),
+            pid: std::process::id(),
+        };
+        if let Ok(logger) = syslog::unix(formatter) {
+            if log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok() {
+                log::set_max_level(level);
+            }
+            return;
+        }
+    }
+    if log::set_boxed_logger(Box::new(StderrLogger { level })).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// A request from the control socket, with the channel its reply goes back on.
+pub struct ControlCall {
+    pub request: Request,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Listens on the control socket (mode 0600) and forwards each request to the event loop.
+/// Removes a stale socket file left by a crash; refuses to start if a daemon answers there.
+pub struct ControlServer {
+    path: PathBuf,
+}
+
+impl ControlServer {
+    pub fn bind(path: &Path, calls: mpsc::Sender<ControlCall>) -> std::io::Result<ControlServer> {
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("another braid answers on {}", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        tokio::task::spawn_local(serve(listener, calls));
+        Ok(ControlServer {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn serve(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let calls = calls.clone();
+        tokio::task::spawn_local(async move {
+            let mut buf = Vec::new();
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                (&mut stream)
+                    .take(control::MAX_MESSAGE as u64)
+                    .read_to_end(&mut buf),
+            )
+            .await;
+            let reply = match read {
+                Ok(Ok(_)) => match control::parse_request(&buf) {
+                    Ok(request) => {
+                        let (tx, rx) = oneshot::channel();
+                        if calls
+                            .send(ControlCall { request, reply: tx })
+                            .await
+                            .is_err()
+                        {
+                            Reply::error("daemon is stopping")
+                        } else {
+                            rx.await
+                                .unwrap_or_else(|_| Reply::error("daemon is stopping"))
+                        }
+                    }
+                    Err(e) => Reply::error(e),
+                },
+                _ => Reply::error("request not received in time"),
+            };
+            let body = serde_json::to_vec(&reply).expect("replies serialize");
+            let _ = stream.write_all(&body).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_is_monotonic_and_maps_to_deadlines() {
+        let c = Clock::new();
+        let a = c.now();
+        let b = c.now();
+        assert!(b >= a);
+        let d = c.deadline(a + std::time::Duration::from_millis(5));
+        assert!(d > tokio::time::Instant::from_std(c.start));
+    }
+
+    #[test]
+    fn control_round_trip_over_a_real_socket() {
+        let dir = std::env::temp_dir().join(format!("braid-ctl-{}", std::process::id()));
+        let path = dir.join("ctl.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let (tx, mut rx) = mpsc::channel(4);
+            let server = ControlServer::bind(&path, tx).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "root only");
+            let p2 = path.clone();
+            let client = tokio::task::spawn_blocking(move || {
+                let link = control::request(
+                    &p2,
+                    &Request::Link {
+                        name: "wwan".into(),
+                        up: false,
+                    },
+                );
+                let status = control::request(&p2, &Request::Status);
+                (link.map(|r| r.ok), status.map(|r| r.status.unwrap().role))
+            });
+            for _ in 0..2 {
+                let call = rx.recv().await.unwrap();
+                let reply = match call.request {
+                    Request::Link { name, up } => {
+                        assert_eq!((name.as_str(), up), ("wwan", false));
+                        Reply::ok()
+                    }
+                    Request::Status => Reply {
+                        status: Some(control::Status {
+                            role: "edge".into(),
+                            ..Default::default()
+                        }),
+                        ..Reply::ok()
+                    },
+                    Request::Reload => Reply::error("unexpected"),
+                };
+                call.reply.send(reply).unwrap();
+            }
+            let (link, status) = client.await.unwrap();
+            assert!(link.unwrap());
+            assert_eq!(status.unwrap(), "edge");
+            // A second daemon on the same socket is refused.
+            let (tx2, _rx2) = mpsc::channel(1);
+            assert!(ControlServer::bind(&path, tx2).is_err());
+            drop(server);
+            assert!(!path.exists(), "socket removed on drop");
+        });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

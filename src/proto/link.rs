@@ -1,0 +1,1298 @@
+//! Per-link estimator: RTT, loss, delivery rate, pacing, in-flight cap and liveness.
+//!
+//! One [`Link`] holds both directions of one uplink's bookkeeping:
+//! - sender side: the record of DATA datagrams in flight (by `link_seq`), RTT (RFC 6298 style,
+//!   from this link's ACKs), a windowed min RTT, BBR-style delivery-rate samples feeding a
+//!   windowed-max bottleneck bandwidth, a pacing rate (btlbw x a gentle gain cycle) and an
+//!   in-flight cap of about two bandwidth-delay products; loss detection by packet threshold
+//!   (3) and time threshold (9/8 RTT), a whole-link timeout, and the Up / Degraded / Down state
+//!   with hysteresis driven by probes;
+//! - receiver side: which `link_seq`s arrived, and when an ACK for this link is due.
+//!
+//! Byte counts here are "wire bytes": the datagram plus [`WIRE_OVERHEAD`] for the IPv4/UDP
+//! header, because that is what a link's capacity is spent on.
+
+use core::time::Duration;
+
+use crate::proto::wire::{Ack, LinkRole};
+use crate::proto::{Instant, LinkId};
+
+/// Bytes of IPv4 + UDP header around each datagram on the wire.
+pub const WIRE_OVERHEAD: u32 = 28;
+/// Typical full-size wire packet, used for the few-packets allowances.
+pub const MSS: u64 = 1500;
+
+/// Interval between probes on an idle link, and on a link that is Down.
+pub const IDLE_PROBE_INTERVAL: Duration = Duration::from_millis(150);
+pub const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// Consecutive probe replies a Down link needs before it is Up again (doubled per recent flap).
+pub const UP_AFTER_REPLIES: u32 = 3;
+/// The receiver acks after this many DATA datagrams, or this long after the first unacked one.
+pub const ACK_EVERY: u32 = 2;
+pub const MAX_ACK_DELAY: Duration = Duration::from_millis(2);
+
+const INITIAL_RTT_US: u64 = 100_000;
+const INITIAL_CWND: u64 = 16 * MSS;
+const MIN_CWND: u64 = 4 * MSS;
+const MIN_RTT_WINDOW_US: u64 = 10_000_000;
+const STARTUP_GAIN: (u64, u64) = (2, 1);
+const DRAIN_GAIN: (u64, u64) = (1, 2);
+/// Probe cycle of pacing gains (numerator over 8), one phase per min RTT: a gentle probe up,
+/// a drain, then six phases at the estimate.
+const CYCLE: [u64; 8] = [9, 7, 8, 8, 8, 8, 8, 8];
+const FLAP_MEMORY_US: u64 = 30_000_000;
+const LOSS_SHIFT: u32 = 7; // EWMA weight 1/128 per resolved packet
+
+/// How the scheduler may use a link (set by the operator, announced to the peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkConfig {
+    pub role: LinkRole,
+    /// Share for the weighted path mode.
+    pub weight: u32,
+    /// Send-rate cap in bit/s on the wire.
+    pub rate_cap_bps: Option<u64>,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            role: LinkRole::Primary,
+            weight: 1,
+            rate_cap_bps: None,
+        }
+    }
+}
+
+/// Liveness and health as seen by the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Up,
+    /// Usable but lossy or with inflated RTT: used like a secondary.
+    Degraded,
+    /// No ACK for too long, or administratively down: only probes are sent.
+    Down,
+}
+
+/// What happened to a DATA datagram the link had in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// The caller's token given to [`Link::on_data_sent`].
+    pub token: u32,
+    pub acked: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    token: u32,
+    bytes: u32,
+    sent: Instant,
+    delivered: u64,
+    delivered_time: Instant,
+    first_sent_time: Instant,
+    app_limited: bool,
+    in_flight: bool,
+}
+
+/// Windowed max over time (three best samples, as Linux `minmax`).
+#[derive(Debug, Clone, Copy, Default)]
+struct MaxFilter {
+    s: [(u64, u64); 3], // (time us, value)
+}
+
+impl MaxFilter {
+    fn get(&self) -> u64 {
+        self.s[0].1
+    }
+
+    fn reset(&mut self, t: u64, v: u64) {
+        self.s = [(t, v); 3];
+    }
+
+    fn update(&mut self, t: u64, win: u64, v: u64) {
+        if v >= self.s[0].1 || t.saturating_sub(self.s[2].0) > win {
+            self.reset(t, v);
+            return;
+        }
+        if v >= self.s[1].1 {
+            self.s[1] = (t, v);
+            self.s[2] = (t, v);
+        } else if v >= self.s[2].1 {
+            self.s[2] = (t, v);
+        }
+        let dt = t.saturating_sub(self.s[0].0);
+        if dt > win {
+            self.s[0] = self.s[1];
+            self.s[1] = self.s[2];
+            self.s[2] = (t, v);
+            if t.saturating_sub(self.s[0].0) > win {
+                self.s[0] = self.s[1];
+                self.s[1] = self.s[2];
+            }
+        } else if self.s[1].0 == self.s[0].0 && dt > win / 4 {
+            self.s[1] = (t, v);
+            self.s[2] = (t, v);
+        } else if self.s[2].0 == self.s[1].0 && dt > win / 2 {
+            self.s[2] = (t, v);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Startup,
+    Drain,
+    Cruise,
+}
+
+/// One link's estimator and bookkeeping. See the module docs.
+#[derive(Debug)]
+pub struct Link {
+    pub id: LinkId,
+    pub cfg: LinkConfig,
+    admin_up: bool,
+    state: LinkState,
+    state_changed: bool,
+    state_since: Instant,
+
+    // --- sender: in flight ---
+    next_seq: u64,
+    base_seq: u64,
+    sent: std::collections::VecDeque<Sent>,
+    inflight: u64,
+    largest_acked: Option<u64>,
+    loss_time: Option<Instant>,
+
+    // --- sender: RTT ---
+    srtt: u64,
+    rttvar: u64,
+    latest_rtt: u64,
+    have_rtt: bool,
+    min_rtt: u64,
+    min_rtt_stamp: Instant,
+
+    // --- sender: delivery rate and pacing ---
+    delivered: u64,
+    delivered_time: Instant,
+    first_sent_time: Instant,
+    btlbw: MaxFilter,
+    phase: Phase,
+    full_bw: u64,
+    full_bw_rounds: u32,
+    round: u64,
+    next_round_delivered: u64,
+    phase_start: Instant,
+    cycle_idx: usize,
+    next_send: Instant,
+    app_limited: bool,
+
+    // --- sender: loss and liveness ---
+    loss_ewma: u32, // fraction x 2^16
+    waiting_since: Option<Instant>,
+    suspect: bool,
+    last_alive: Instant,
+    last_data_sent: Instant,
+    probe_id: u32,
+    probes: [(u32, Instant); 4],
+    next_probe: Instant,
+    replies: u32,
+    last_reply: Instant,
+    flaps: u32,
+    last_flap: Option<Instant>,
+
+    // --- receiver: ACK state ---
+    rx_largest: Option<u64>,
+    rx_bitmap: u64,
+    rx_largest_time: Instant,
+    rx_unacked: u32,
+    rx_first_unacked: Option<Instant>,
+    rx_immediate: bool,
+    pending_probe_reply: Option<u32>,
+
+    // --- counters ---
+    pub bytes_sent: u64,
+    pub bytes_acked: u64,
+    pub packets_sent: u64,
+    pub packets_lost: u64,
+    pub bytes_received: u64,
+}
+
+impl Link {
+    pub fn new(id: LinkId, cfg: LinkConfig, now: Instant) -> Link {
+        Link {
+            id,
+            cfg,
+            admin_up: true,
+            state: LinkState::Up,
+            state_changed: false,
+            state_since: now,
+            next_seq: 0,
+            base_seq: 0,
+            sent: std::collections::VecDeque::with_capacity(256),
+            inflight: 0,
+            largest_acked: None,
+            loss_time: None,
+            srtt: INITIAL_RTT_US,
+            rttvar: INITIAL_RTT_US / 2,
+            latest_rtt: INITIAL_RTT_US,
+            have_rtt: false,
+            min_rtt: INITIAL_RTT_US,
+            min_rtt_stamp: now,
+            delivered: 0,
+            delivered_time: now,
+            first_sent_time: now,
+            btlbw: MaxFilter::default(),
+            phase: Phase::Startup,
+            full_bw: 0,
+            full_bw_rounds: 0,
+            round: 0,
+            next_round_delivered: 0,
+            phase_start: now,
+            cycle_idx: (id as usize) % CYCLE.len(),
+            next_send: now,
+            app_limited: false,
+            loss_ewma: 0,
+            waiting_since: None,
+            suspect: false,
+            last_alive: now,
+            last_data_sent: now,
+            probe_id: 0,
+            probes: [(u32::MAX, now); 4],
+            next_probe: now,
+            replies: 0,
+            last_reply: now,
+            flaps: 0,
+            last_flap: None,
+            rx_largest: None,
+            rx_bitmap: 0,
+            rx_largest_time: now,
+            rx_unacked: 0,
+            rx_first_unacked: None,
+            rx_immediate: false,
+            pending_probe_reply: None,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            packets_sent: 0,
+            packets_lost: 0,
+            bytes_received: 0,
+        }
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    pub fn state(&self) -> LinkState {
+        if !self.admin_up {
+            LinkState::Down
+        } else {
+            self.state
+        }
+    }
+
+    pub fn admin_up(&self) -> bool {
+        self.admin_up
+    }
+
+    /// Whether new data may be assigned to this link at all (up, not suspected dead, role allows).
+    pub fn usable(&self) -> bool {
+        self.admin_up
+            && self.state != LinkState::Down
+            && !self.suspect
+            && self.cfg.role != LinkRole::Never
+    }
+
+    pub fn srtt(&self) -> Duration {
+        Duration::from_micros(self.srtt)
+    }
+
+    pub fn rttvar(&self) -> Duration {
+        Duration::from_micros(self.rttvar)
+    }
+
+    pub fn min_rtt(&self) -> Duration {
+        Duration::from_micros(self.min_rtt)
+    }
+
+    pub fn has_rtt_sample(&self) -> bool {
+        self.have_rtt
+    }
+
+    /// Loss ratio (EWMA over resolved datagrams), 0.0 ..= 1.0.
+    pub fn loss(&self) -> f64 {
+        self.loss_ewma as f64 / 65536.0
+    }
+
+    /// Bottleneck bandwidth estimate in wire bytes/s (0 before the first sample).
+    pub fn btlbw(&self) -> u64 {
+        self.btlbw.get()
+    }
+
+    /// Delivery rate estimate in bit/s.
+    pub fn delivery_rate_bps(&self) -> u64 {
+        self.btlbw.get() * 8
+    }
+
+    /// Current pacing rate in wire bytes/s.
+    pub fn pacing_rate(&self) -> u64 {
+        let bw = self.btlbw.get();
+        let rate = if bw == 0 {
+            // No sample yet: the initial window over the initial RTT guess, doubled.
+            INITIAL_CWND * 1_000_000 / self.srtt.max(1) * 2
+        } else {
+            let (n, d) = match self.phase {
+                Phase::Startup => STARTUP_GAIN,
+                Phase::Drain => DRAIN_GAIN,
+                Phase::Cruise => {
+                    let g = CYCLE[self.cycle_idx];
+                    // A standing queue (RTT well above the minimum) at gain 1: drain a little.
+                    if g == 8 && self.queue_building() {
+                        (7, 8)
+                    } else {
+                        (g, 8)
+                    }
+                }
+            };
+            bw * n / d
+        };
+        match self.cfg.rate_cap_bps {
+            Some(cap) if cap > 0 => rate.min(cap / 8).max(1),
+            _ => rate.max(1),
+        }
+    }
+
+    /// In-flight cap in wire bytes: about 2 x btlbw x min_rtt plus a few packets (1.5 x once
+    /// out of startup, so a link whose rate dropped cannot build more than half a BDP of queue).
+    pub fn cwnd(&self) -> u64 {
+        let bw = self.btlbw.get();
+        if bw == 0 {
+            return INITIAL_CWND;
+        }
+        let bdp = bw * self.min_rtt / 1_000_000;
+        let bdp = match self.phase {
+            Phase::Startup => bdp * 5 / 2,
+            _ => bdp * 3 / 2,
+        };
+        (bdp + 4 * MSS).max(MIN_CWND)
+    }
+
+    /// Whether the latest RTT shows a queue building at the bottleneck.
+    fn queue_building(&self) -> bool {
+        self.have_rtt && self.latest_rtt > self.min_rtt + (self.min_rtt / 8).max(3_000)
+    }
+
+    pub fn inflight(&self) -> u64 {
+        self.inflight
+    }
+
+    /// Earliest time the pacer allows the next datagram.
+    pub fn next_send_time(&self) -> Instant {
+        self.next_send
+    }
+
+    /// Whether a DATA datagram may leave now (usable, under the in-flight cap, pacer allows).
+    pub fn can_send_data(&self, now: Instant) -> bool {
+        self.usable() && self.inflight < self.cwnd() && self.next_send <= now
+    }
+
+    /// Whether the in-flight cap blocks new data (so "waiting" is for ACKs, not the pacer).
+    pub fn cwnd_limited(&self) -> bool {
+        self.inflight >= self.cwnd()
+    }
+
+    /// Retransmission timeout: srtt + 4 rttvar + the peer's ACK delay.
+    pub fn rto(&self) -> Duration {
+        let us = self.srtt + 4 * self.rttvar.max(1_000) + MAX_ACK_DELAY.as_micros() as u64;
+        Duration::from_micros(us.max(10_000))
+    }
+
+    /// No ACK for this long while something is outstanding makes the link Down.
+    pub fn down_after(&self) -> Duration {
+        self.rto().max(DOWN_PROBE_INTERVAL * 3)
+    }
+
+    /// One-way delay estimate (half the smoothed RTT).
+    pub fn one_way(&self) -> Duration {
+        Duration::from_micros(self.srtt / 2)
+    }
+
+    /// Returns the new state once after each change (for `Event::LinkState`).
+    pub fn take_state_change(&mut self) -> Option<LinkState> {
+        if self.state_changed {
+            self.state_changed = false;
+            Some(self.state())
+        } else {
+            None
+        }
+    }
+
+    // ---------------------------------------------------------------- mutators
+
+    pub fn set_config(&mut self, cfg: LinkConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Administrative up/down. Going down resolves everything in flight as lost (into `out`).
+    pub fn set_admin(&mut self, up: bool, now: Instant, out: &mut Vec<Resolved>) {
+        if self.admin_up == up {
+            return;
+        }
+        self.admin_up = up;
+        self.state_changed = true;
+        if !up {
+            self.drain_in_flight(out);
+            self.waiting_since = None;
+            self.suspect = false;
+        } else {
+            // Back from admin-down: prove liveness with probes first.
+            self.set_state(LinkState::Down, now);
+            self.replies = 0;
+            self.next_probe = now;
+        }
+    }
+
+    /// Marks everything in flight as lost (link removal, admin down).
+    pub fn drain_in_flight(&mut self, out: &mut Vec<Resolved>) {
+        for s in self.sent.iter_mut() {
+            if s.in_flight {
+                s.in_flight = false;
+                out.push(Resolved {
+                    token: s.token,
+                    acked: false,
+                });
+            }
+        }
+        self.sent.clear();
+        self.base_seq = self.next_seq;
+        self.inflight = 0;
+        self.loss_time = None;
+    }
+
+    /// Tells the link whether its sender-side queue ran dry (delivery samples taken while
+    /// app-limited only raise the bandwidth estimate, never lower it).
+    pub fn set_app_limited(&mut self, limited: bool) {
+        self.app_limited = limited;
+    }
+
+    /// Records a DATA datagram of `datagram_len` bytes; returns its `link_seq`.
+    pub fn on_data_sent(&mut self, now: Instant, token: u32, datagram_len: usize) -> u16 {
+        let bytes = datagram_len as u32 + WIRE_OVERHEAD;
+        if self.inflight == 0 {
+            self.first_sent_time = now;
+            self.delivered_time = now;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.sent.push_back(Sent {
+            token,
+            bytes,
+            sent: now,
+            delivered: self.delivered,
+            delivered_time: self.delivered_time,
+            first_sent_time: self.first_sent_time,
+            app_limited: self.app_limited,
+            in_flight: true,
+        });
+        self.inflight += bytes as u64;
+        self.on_any_sent(now, bytes as u64);
+        self.last_data_sent = now;
+        self.packets_sent += 1;
+        seq as u16
+    }
+
+    /// Records a datagram without DATA (pure ACK / PROBE / CONTROL): paced, not tracked.
+    pub fn on_other_sent(&mut self, now: Instant, datagram_len: usize) {
+        self.on_any_sent(now, datagram_len as u64 + WIRE_OVERHEAD as u64);
+    }
+
+    fn on_any_sent(&mut self, now: Instant, bytes: u64) {
+        let rate = self.pacing_rate().max(1);
+        // Allow up to ~2 ms of catch-up burst after the timer fired late, never more.
+        let floor = now - Duration::from_millis(2);
+        let start = self.next_send.max(floor);
+        self.next_send = start + Duration::from_micros(bytes * 1_000_000 / rate);
+        self.bytes_sent += bytes;
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+    }
+
+    fn extend_sent_seq(&self, s: u16) -> u64 {
+        // The acked seq is at most next_seq - 1: take the candidate nearest below next_seq.
+        let next = self.next_seq;
+        let cand = (next & !0xffff) | s as u64;
+        if cand >= next {
+            cand.wrapping_sub(0x1_0000)
+        } else {
+            cand
+        }
+    }
+
+    /// Processes an ACK frame about this link. Acked and lost datagrams go to `out`.
+    pub fn on_ack(&mut self, now: Instant, ack: &Ack, out: &mut Vec<Resolved>) {
+        if self.next_seq == 0 {
+            return;
+        }
+        let largest = self.extend_sent_seq(ack.largest);
+        if largest >= self.next_seq || largest < self.base_seq {
+            if largest < self.base_seq {
+                self.on_alive(now);
+            }
+            return;
+        }
+        let mut newly_largest = false;
+        if self.largest_acked.map_or(true, |l| largest > l) {
+            self.largest_acked = Some(largest);
+            newly_largest = true;
+        }
+        // RTT sample from the largest, if it is newly acked.
+        let li = (largest - self.base_seq) as usize;
+        if newly_largest && self.sent[li].in_flight {
+            let sent = self.sent[li].sent;
+            let delay = ack.delay_8us as u64 * 8;
+            self.on_rtt_sample(now, now.0.saturating_sub(sent.0), delay);
+        }
+        // Mark acked: largest and the bitmap below it.
+        let mut rs: Option<Sent> = None;
+        let mut newly_acked = 0u64;
+        for i in 0..65u64 {
+            if i > 0 && ack.bitmap & (1u64 << (i - 1)) == 0 {
+                continue;
+            }
+            let Some(s) = largest.checked_sub(i) else {
+                break;
+            };
+            if s < self.base_seq {
+                break;
+            }
+            let idx = (s - self.base_seq) as usize;
+            let p = &mut self.sent[idx];
+            if !p.in_flight {
+                continue;
+            }
+            p.in_flight = false;
+            let p = *p;
+            self.inflight -= p.bytes as u64;
+            self.delivered += p.bytes as u64;
+            self.bytes_acked += p.bytes as u64;
+            newly_acked += 1;
+            if rs.map_or(true, |r| p.delivered > r.delivered) {
+                rs = Some(p);
+            }
+            self.loss_sample(false);
+            out.push(Resolved {
+                token: p.token,
+                acked: true,
+            });
+        }
+        if newly_acked > 0 {
+            self.delivered_time = now;
+            if let Some(p) = rs {
+                self.first_sent_time = p.sent;
+                self.on_rate_sample(now, &p);
+            }
+        }
+        self.detect_lost(now, out);
+        self.on_alive(now);
+        self.update_health(now);
+    }
+
+    fn on_rtt_sample(&mut self, now: Instant, rtt: u64, ack_delay: u64) {
+        let rtt = rtt.max(1);
+        if rtt < self.min_rtt || !self.have_rtt || now.0 - self.min_rtt_stamp.0 > MIN_RTT_WINDOW_US
+        {
+            self.min_rtt = rtt;
+            self.min_rtt_stamp = now;
+        }
+        let adj = if rtt >= self.min_rtt + ack_delay {
+            rtt - ack_delay
+        } else {
+            rtt
+        };
+        self.latest_rtt = adj;
+        if !self.have_rtt {
+            self.have_rtt = true;
+            self.srtt = adj;
+            self.rttvar = adj / 2;
+        } else {
+            let dev = self.srtt.abs_diff(adj);
+            self.rttvar = (3 * self.rttvar + dev) / 4;
+            self.srtt = (7 * self.srtt + adj) / 8;
+        }
+    }
+
+    fn on_rate_sample(&mut self, now: Instant, p: &Sent) {
+        let send_elapsed = p.sent.0.saturating_sub(p.first_sent_time.0);
+        let ack_elapsed = now.0.saturating_sub(p.delivered_time.0);
+        let interval = send_elapsed.max(ack_elapsed);
+        let delivered = self.delivered - p.delivered;
+        if interval == 0 || interval < self.min_rtt / 2 {
+            return;
+        }
+        let rate = delivered * 1_000_000 / interval;
+        let win = (self.srtt * 6).clamp(200_000, 2_000_000);
+        if !p.app_limited || rate >= self.btlbw.get() {
+            self.btlbw.update(now.0, win, rate);
+        }
+        // Rounds (one per RTT of data) drive startup exit and the gain cycle.
+        if p.delivered >= self.next_round_delivered {
+            self.next_round_delivered = self.delivered;
+            self.round += 1;
+            if self.phase == Phase::Startup && self.queue_building() && self.full_bw > 0 {
+                // The bottleneck queue grows: the pipe is full, stop doubling.
+                self.phase = Phase::Drain;
+                self.phase_start = now;
+            }
+            if self.phase == Phase::Startup && !p.app_limited {
+                let bw = self.btlbw.get();
+                if bw >= self.full_bw + self.full_bw / 4 {
+                    self.full_bw = bw;
+                    self.full_bw_rounds = 0;
+                } else {
+                    self.full_bw_rounds += 1;
+                    if self.full_bw_rounds >= 3 {
+                        self.phase = Phase::Drain;
+                        self.phase_start = now;
+                    }
+                }
+            }
+        }
+        match self.phase {
+            Phase::Drain => {
+                let bdp = self.btlbw.get() * self.min_rtt / 1_000_000;
+                if self.inflight <= bdp || now.0 - self.phase_start.0 > 2 * self.srtt {
+                    self.phase = Phase::Cruise;
+                    self.phase_start = now;
+                }
+            }
+            Phase::Cruise => {
+                if now.0 - self.phase_start.0 >= self.min_rtt.max(5_000) {
+                    self.cycle_idx = (self.cycle_idx + 1) % CYCLE.len();
+                    self.phase_start = now;
+                }
+            }
+            Phase::Startup => {}
+        }
+    }
+
+    fn loss_sample(&mut self, lost: bool) {
+        let x = if lost { 65536u32 } else { 0 };
+        let e = self.loss_ewma as i64;
+        self.loss_ewma = (e + ((x as i64 - e) >> LOSS_SHIFT)) as u32;
+    }
+
+    fn detect_lost(&mut self, now: Instant, out: &mut Vec<Resolved>) {
+        self.loss_time = None;
+        let Some(largest) = self.largest_acked else {
+            return;
+        };
+        let thresh = self.srtt.max(self.latest_rtt) * 9 / 8;
+        let mut i = 0usize;
+        while i < self.sent.len() {
+            let s = self.base_seq + i as u64;
+            if s >= largest {
+                break;
+            }
+            let p = self.sent[i];
+            if p.in_flight {
+                let age = now.0.saturating_sub(p.sent.0);
+                if s + 3 <= largest || age >= thresh {
+                    self.sent[i].in_flight = false;
+                    self.inflight -= p.bytes as u64;
+                    self.packets_lost += 1;
+                    self.loss_sample(true);
+                    out.push(Resolved {
+                        token: p.token,
+                        acked: false,
+                    });
+                } else {
+                    let t = p.sent + Duration::from_micros(thresh);
+                    self.loss_time = Some(self.loss_time.map_or(t, |x| x.min(t)));
+                }
+            }
+            i += 1;
+        }
+        while self.sent.front().is_some_and(|p| !p.in_flight) {
+            self.sent.pop_front();
+            self.base_seq += 1;
+        }
+    }
+
+    /// Any sign of life: an ACK or a probe reply.
+    fn on_alive(&mut self, now: Instant) {
+        self.last_alive = now;
+        self.waiting_since = if self.inflight > 0 || self.probe_outstanding() {
+            Some(now)
+        } else {
+            None
+        };
+        if self.state != LinkState::Down {
+            self.suspect = false;
+        }
+    }
+
+    fn probe_outstanding(&self) -> bool {
+        self.probes.iter().any(|p| p.0 != u32::MAX)
+    }
+
+    fn set_state(&mut self, s: LinkState, now: Instant) {
+        if self.state != s {
+            if s == LinkState::Down && self.state != LinkState::Down {
+                match self.last_flap {
+                    Some(t) if now.0.saturating_sub(t.0) < FLAP_MEMORY_US => {
+                        self.flaps = (self.flaps + 1).min(3)
+                    }
+                    _ => self.flaps = 0,
+                }
+                self.last_flap = Some(now);
+            }
+            self.state = s;
+            self.state_since = now;
+            self.state_changed = true;
+        }
+    }
+
+    fn update_health(&mut self, now: Instant) {
+        if self.state == LinkState::Down {
+            return;
+        }
+        // Dwell at least a second in a state between Up and Degraded.
+        if now.0.saturating_sub(self.state_since.0) < 1_000_000 {
+            return;
+        }
+        let loss = self.loss_ewma;
+        let inflated =
+            self.have_rtt && self.srtt > 4 * self.min_rtt && self.srtt > self.min_rtt + 100_000;
+        let calm = self.srtt < 3 * self.min_rtt || self.srtt < self.min_rtt + 50_000;
+        match self.state {
+            LinkState::Up if loss > 65536 / 10 || inflated => {
+                self.set_state(LinkState::Degraded, now)
+            }
+            LinkState::Degraded if loss < 65536 / 20 && calm => self.set_state(LinkState::Up, now),
+            _ => {}
+        }
+    }
+
+    /// Replies needed to come back Up: doubles with each recent flap.
+    pub fn replies_needed(&self) -> u32 {
+        UP_AFTER_REPLIES << self.flaps
+    }
+
+    // ---------------------------------------------------------------- probes
+
+    /// A probe request to send now, if one is due. The caller sends it and calls
+    /// [`Link::on_probe_sent`] with the returned id.
+    pub fn probe_due(&self, now: Instant) -> Option<u32> {
+        if !self.admin_up {
+            return None;
+        }
+        (self.next_probe_time() <= now).then_some(self.probe_id)
+    }
+
+    fn next_probe_time(&self) -> Instant {
+        if self.state == LinkState::Down {
+            return self.next_probe;
+        }
+        if self.suspect {
+            // Keep asking quickly while suspected dead.
+            return self.next_probe;
+        }
+        // Idle link: probe after an idle interval without data.
+        let idle = self.last_data_sent.max(self.last_alive) + IDLE_PROBE_INTERVAL;
+        idle.max(self.next_probe)
+    }
+
+    pub fn on_probe_sent(&mut self, now: Instant, id: u32) {
+        let slot = (id as usize) % self.probes.len();
+        self.probes[slot] = (id, now);
+        self.probe_id = self.probe_id.wrapping_add(1) & 0x7fff_ffff;
+        let iv = if self.state == LinkState::Down {
+            DOWN_PROBE_INTERVAL
+        } else if self.suspect {
+            Duration::from_micros(self.srtt.clamp(20_000, 100_000))
+        } else {
+            IDLE_PROBE_INTERVAL
+        };
+        self.next_probe = now + iv;
+        self.on_other_sent_probe(now);
+    }
+
+    fn on_other_sent_probe(&mut self, now: Instant) {
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+    }
+
+    pub fn on_probe_reply(&mut self, now: Instant, id: u32) {
+        let slot = (id as usize) % self.probes.len();
+        let (pid, sent) = self.probes[slot];
+        if pid != id {
+            return;
+        }
+        self.probes[slot].0 = u32::MAX;
+        let rtt = now.0.saturating_sub(sent.0);
+        if self.state != LinkState::Down || self.replies > 0 {
+            self.on_rtt_sample(now, rtt, 0);
+        }
+        let gap = now.0.saturating_sub(self.last_reply.0);
+        if gap > DOWN_PROBE_INTERVAL.as_micros() as u64 * 5 / 2 {
+            self.replies = 1;
+        } else {
+            self.replies += 1;
+        }
+        self.last_reply = now;
+        self.on_alive(now);
+        if self.state == LinkState::Down && self.admin_up && self.replies >= self.replies_needed() {
+            self.suspect = false;
+            self.set_state(LinkState::Up, now);
+            // Restart the pacer cleanly; the bandwidth estimate is kept.
+            self.next_send = now;
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// The next time [`Link::on_timeout`] has work (loss timer, RTO, Down timer, probe).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut min = |x: Instant| t = Some(t.map_or(x, |y: Instant| y.min(x)));
+        if let Some(lt) = self.loss_time {
+            min(lt);
+        }
+        if let Some(w) = self.waiting_since {
+            if !self.suspect && self.inflight > 0 {
+                min(w + self.rto());
+            }
+            if self.state != LinkState::Down && self.admin_up {
+                min(w + self.down_after());
+            }
+        }
+        if self.admin_up {
+            min(self.next_probe_time());
+        }
+        if let Some(a) = self.ack_deadline() {
+            min(a);
+        }
+        t
+    }
+
+    /// Runs the loss timer, the RTO and the Down timer. Lost datagrams go to `out`.
+    pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<Resolved>) {
+        if self.loss_time.is_some_and(|t| t <= now) {
+            self.detect_lost(now, out);
+        }
+        let Some(w) = self.waiting_since else { return };
+        if !self.suspect && self.inflight > 0 && w + self.rto() <= now {
+            // Whole-link timeout: everything in flight is presumed lost, no new data until the
+            // link answers again.
+            self.suspect = true;
+            for s in self.sent.iter_mut() {
+                if s.in_flight {
+                    s.in_flight = false;
+                    self.packets_lost += 1;
+                    out.push(Resolved {
+                        token: s.token,
+                        acked: false,
+                    });
+                }
+            }
+            self.sent.clear();
+            self.base_seq = self.next_seq;
+            self.inflight = 0;
+            self.loss_time = None;
+            self.next_probe = now;
+        }
+        if self.state != LinkState::Down && self.admin_up && w + self.down_after() <= now {
+            self.set_state(LinkState::Down, now);
+            self.replies = 0;
+            self.suspect = true;
+            self.next_probe = self.next_probe.min(now + DOWN_PROBE_INTERVAL);
+        }
+    }
+
+    // ---------------------------------------------------------------- receiver side
+
+    /// Records a DATA datagram received on this link with `link_seq`.
+    pub fn on_data_received(&mut self, now: Instant, link_seq: u16, datagram_len: usize) {
+        self.bytes_received += datagram_len as u64 + WIRE_OVERHEAD as u64;
+        let s = match self.rx_largest {
+            None => link_seq as u64 + 0x1_0000, // keep room below for early stragglers
+            Some(l) => {
+                let cand = (l & !0xffff) | link_seq as u64;
+                // The candidate nearest to the largest.
+                let mut best = cand;
+                for c in [cand.wrapping_add(0x1_0000), cand.wrapping_sub(0x1_0000)] {
+                    if c.abs_diff(l) < best.abs_diff(l) {
+                        best = c;
+                    }
+                }
+                best
+            }
+        };
+        match self.rx_largest {
+            Some(l) if s <= l => {
+                let d = l - s;
+                if d == 0 || d > 64 {
+                    return; // duplicate or too old to report
+                }
+                self.rx_bitmap |= 1u64 << (d - 1);
+            }
+            Some(l) => {
+                let d = s - l;
+                if d > 1 {
+                    self.rx_immediate = true; // a gap: report it at once
+                }
+                self.rx_bitmap = if d >= 64 {
+                    0
+                } else {
+                    (self.rx_bitmap << d) | (1u64 << (d - 1))
+                };
+                self.rx_largest = Some(s);
+                self.rx_largest_time = now;
+            }
+            None => {
+                self.rx_largest = Some(s);
+                self.rx_largest_time = now;
+            }
+        }
+        self.rx_unacked += 1;
+        if self.rx_first_unacked.is_none() {
+            self.rx_first_unacked = Some(now);
+        }
+    }
+
+    /// When an ACK must be sent at the latest (None: nothing to ack).
+    pub fn ack_deadline(&self) -> Option<Instant> {
+        let first = self.rx_first_unacked?;
+        if self.rx_immediate || self.rx_unacked >= ACK_EVERY {
+            Some(first)
+        } else {
+            Some(first + MAX_ACK_DELAY)
+        }
+    }
+
+    /// Whether any DATA is unacknowledged (an ACK may be piggybacked).
+    pub fn ack_pending(&self) -> bool {
+        self.rx_first_unacked.is_some()
+    }
+
+    /// Builds the ACK frame and clears the pending state.
+    pub fn take_ack(&mut self, now: Instant) -> Option<Ack> {
+        self.rx_first_unacked?;
+        let l = self.rx_largest?;
+        self.rx_first_unacked = None;
+        self.rx_unacked = 0;
+        self.rx_immediate = false;
+        let delay = now.0.saturating_sub(self.rx_largest_time.0) / 8;
+        Some(Ack {
+            link: self.id,
+            largest: l as u16,
+            delay_8us: delay.min(u16::MAX as u64) as u16,
+            bitmap: self.rx_bitmap,
+        })
+    }
+
+    /// A probe request arrived: remember to reply.
+    pub fn on_probe_request(&mut self, id: u32) {
+        self.pending_probe_reply = Some(id);
+    }
+
+    pub fn take_probe_reply(&mut self) -> Option<u32> {
+        self.pending_probe_reply.take()
+    }
+
+    pub fn probe_reply_pending(&self) -> bool {
+        self.pending_probe_reply.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(x: u64) -> Instant {
+        Instant(x * 1000)
+    }
+
+    /// Drives one link over an ideal pipe: `rate` wire bytes/s, `owd_ms` one way each way,
+    /// datagrams of 1200 bytes, receiver acks every 2. Returns the link after `dur_ms`.
+    struct Pipe {
+        tx: Link,
+        rx: Link,
+        rate: u64,
+        owd: u64,
+        wire_free: u64, // us when the bottleneck is free
+        fwd: std::collections::VecDeque<(u64, u16)>,
+        back: std::collections::VecDeque<(u64, Ack)>,
+        now: u64,
+        drop_every: u64,
+        n: u64,
+        black_hole: bool,
+    }
+
+    impl Pipe {
+        fn new(rate: u64, owd_ms: u64) -> Pipe {
+            Pipe {
+                tx: Link::new(1, LinkConfig::default(), Instant(0)),
+                rx: Link::new(1, LinkConfig::default(), Instant(0)),
+                rate,
+                owd: owd_ms * 1000,
+                wire_free: 0,
+                fwd: Default::default(),
+                back: Default::default(),
+                now: 0,
+                drop_every: 0,
+                n: 0,
+                black_hole: false,
+            }
+        }
+
+        fn run(&mut self, until_ms: u64, out: &mut Vec<Resolved>) {
+            let end = until_ms * 1000;
+            while self.now < end {
+                let now = Instant(self.now);
+                // Sender: saturating, paced.
+                while self.tx.can_send_data(now) {
+                    let seq = self.tx.on_data_sent(now, 0, 1200);
+                    self.n += 1;
+                    let dropped =
+                        self.black_hole || (self.drop_every > 0 && self.n % self.drop_every == 0);
+                    let start = self.wire_free.max(self.now);
+                    self.wire_free = start + 1228 * 1_000_000 / self.rate;
+                    if !dropped {
+                        self.fwd.push_back((self.wire_free + self.owd, seq));
+                    }
+                }
+                if let Some(id) = self.tx.probe_due(now) {
+                    self.tx.on_probe_sent(now, id);
+                    if !self.black_hole {
+                        // Replies come back after one RTT: deliver directly.
+                        self.back.push_back((
+                            self.now + 2 * self.owd,
+                            Ack {
+                                link: 255,
+                                largest: 0,
+                                delay_8us: 0,
+                                bitmap: id as u64,
+                            },
+                        ));
+                    }
+                }
+                while self.fwd.front().is_some_and(|f| f.0 <= self.now) {
+                    let (_, seq) = self.fwd.pop_front().unwrap();
+                    self.rx.on_data_received(now, seq, 1200);
+                }
+                if self.rx.ack_deadline().is_some_and(|d| d <= now) {
+                    let a = self.rx.take_ack(now).unwrap();
+                    self.back.push_back((self.now + self.owd, a));
+                }
+                self.back.make_contiguous().sort_by_key(|b| b.0);
+                while self.back.front().is_some_and(|b| b.0 <= self.now) {
+                    let (_, a) = self.back.pop_front().unwrap();
+                    if a.link == 255 {
+                        self.tx.on_probe_reply(now, a.bitmap as u32);
+                    } else {
+                        self.tx.on_ack(now, &a, out);
+                    }
+                }
+                if self.tx.poll_timeout().is_some_and(|t| t <= now) {
+                    self.tx.on_timeout(now, out);
+                }
+                self.now += 100;
+            }
+        }
+    }
+
+    #[test]
+    fn estimator_converges_to_rate_and_rtt() {
+        // 20 Mbit/s = 2.5 MB/s, 20 ms one way.
+        let mut p = Pipe::new(2_500_000, 20);
+        let mut out = Vec::new();
+        p.run(5_000, &mut out);
+        let l = &p.tx;
+        let bw = l.btlbw() as f64;
+        assert!((bw - 2_500_000.0).abs() < 0.05 * 2_500_000.0, "btlbw {bw}");
+        assert!(
+            l.min_rtt() >= Duration::from_millis(40) && l.min_rtt() < Duration::from_millis(43)
+        );
+        // The queue stays short: smoothed RTT within 25 % of the base RTT.
+        assert!(l.srtt() < Duration::from_millis(50), "srtt {:?}", l.srtt());
+        assert_eq!(l.state(), LinkState::Up);
+        assert!(l.loss() < 0.001);
+        assert!(out.iter().all(|r| r.acked));
+        // Throughput: nearly all of the capacity was used.
+        let acked_rate = l.bytes_acked as f64 / 5.0;
+        assert!(acked_rate > 0.9 * 2_500_000.0, "acked {acked_rate}");
+    }
+
+    #[test]
+    fn loss_is_detected_and_measured() {
+        let mut p = Pipe::new(1_250_000, 40);
+        p.drop_every = 50; // 2 %
+        let mut out = Vec::new();
+        p.run(10_000, &mut out);
+        let lost = out.iter().filter(|r| !r.acked).count() as u64;
+        assert!(lost > 0);
+        // Every dropped datagram (except the last few still in flight) was declared lost.
+        let dropped = p.n / 50;
+        assert!(
+            lost + 5 >= dropped && lost <= dropped,
+            "lost {lost} dropped {dropped}"
+        );
+        let loss = p.tx.loss();
+        assert!(loss > 0.01 && loss < 0.035, "loss {loss}");
+    }
+
+    #[test]
+    fn black_hole_goes_down_then_up_after_probes() {
+        let mut p = Pipe::new(2_500_000, 20);
+        let mut out = Vec::new();
+        p.run(2_000, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Up);
+        p.black_hole = true;
+        out.clear();
+        p.run(2_100, &mut out);
+        // RTO fired: in-flight declared lost, no new data while suspect.
+        assert!(!p.tx.usable());
+        assert!(out.iter().any(|r| !r.acked));
+        assert_eq!(p.tx.inflight(), 0);
+        p.run(2_500, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Down);
+        assert_eq!(p.tx.take_state_change(), Some(LinkState::Down));
+        p.black_hole = false;
+        // Needs 3 consecutive probe replies (about 300 ms) before Up.
+        p.run(2_600, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Down);
+        p.run(3_000, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Up);
+        assert!(p.tx.usable());
+    }
+
+    #[test]
+    fn flapping_link_does_not_flap_state() {
+        let mut p = Pipe::new(2_500_000, 20);
+        let mut out = Vec::new();
+        p.run(1_000, &mut out);
+        let _ = p.tx.take_state_change();
+        let mut changes = 0;
+        // 400 ms dead, 200 ms alive, for 12 s.
+        let mut t = 1_000;
+        for k in 0..40u64 {
+            p.black_hole = k % 2 == 0;
+            let len = if p.black_hole { 400 } else { 200 };
+            for _ in 0..len / 10 {
+                t += 10;
+                p.run(t, &mut out);
+                if p.tx.take_state_change().is_some() {
+                    changes += 1;
+                }
+            }
+        }
+        // Once Down, the link needs 3+ consecutive replies spread over >= 200 ms, which a
+        // 200 ms alive window cannot provide: it stays Down instead of flapping.
+        assert_eq!(changes, 1, "state changed {changes} times");
+        assert_eq!(p.tx.state(), LinkState::Down);
+    }
+
+    #[test]
+    fn recent_flaps_raise_the_bar_for_up() {
+        let mut p = Pipe::new(2_500_000, 20);
+        let mut out = Vec::new();
+        p.run(1_000, &mut out);
+        p.black_hole = true;
+        p.run(1_500, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Down);
+        assert_eq!(p.tx.replies_needed(), 3);
+        p.black_hole = false;
+        p.run(2_000, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Up);
+        p.black_hole = true;
+        p.run(2_500, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Down);
+        // A second outage within 30 s doubles the replies needed.
+        assert_eq!(p.tx.replies_needed(), 6);
+        p.black_hole = false;
+        p.run(2_900, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Down);
+        p.run(3_300, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Up);
+    }
+
+    #[test]
+    fn receiver_acks_every_two_or_after_delay_and_on_gap() {
+        let mut r = Link::new(3, LinkConfig::default(), ms(0));
+        r.on_data_received(ms(0), 10, 100);
+        assert_eq!(r.ack_deadline(), Some(ms(2)));
+        r.on_data_received(ms(1), 11, 100);
+        assert_eq!(r.ack_deadline(), Some(ms(0)));
+        let a = r.take_ack(ms(1)).unwrap();
+        assert_eq!((a.link, a.largest, a.bitmap & 1), (3, 11, 1));
+        assert_eq!(r.ack_deadline(), None);
+        // A gap (13 missing) asks for an immediate ACK.
+        r.on_data_received(ms(5), 14, 100);
+        assert_eq!(r.ack_deadline(), Some(ms(5)));
+        let a = r.take_ack(ms(5)).unwrap();
+        assert_eq!(a.largest, 14);
+        assert_eq!(a.bitmap & 0b111, 0b100); // 13, 12 missing, 11 received
+                                             // Wrap-around of the 16-bit link_seq.
+        let mut r = Link::new(3, LinkConfig::default(), ms(0));
+        r.on_data_received(ms(0), 65535, 100);
+        r.on_data_received(ms(0), 0, 100);
+        let a = r.take_ack(ms(0)).unwrap();
+        assert_eq!((a.largest, a.bitmap & 1), (0, 1));
+    }
+
+    #[test]
+    fn ack_resolves_sender_records_and_rtt() {
+        let mut t = Link::new(1, LinkConfig::default(), ms(0));
+        let mut out = Vec::new();
+        for i in 0..6 {
+            assert_eq!(t.on_data_sent(ms(i), 100 + i as u32, 1000), i as u16);
+        }
+        // Ack 0,1,2 and 5 (largest), 3 and 4 missing.
+        let a = Ack {
+            link: 1,
+            largest: 5,
+            delay_8us: 0,
+            bitmap: 0b11100,
+        };
+        t.on_ack(ms(50), &a, &mut out);
+        let acked: Vec<u32> = out.iter().filter(|r| r.acked).map(|r| r.token).collect();
+        assert_eq!(acked, vec![105, 102, 101, 100]);
+        // 3 and 4 are within the packet threshold, so not lost yet, but a loss timer is armed.
+        assert!(out.iter().all(|r| r.acked));
+        assert!(t.poll_timeout().is_some());
+        assert_eq!(t.srtt(), Duration::from_millis(45));
+        out.clear();
+        // Time threshold: after 9/8 RTT they are declared lost.
+        t.on_timeout(ms(60), &mut out);
+        let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
+        assert_eq!(lost, vec![103, 104]);
+        assert_eq!(t.inflight(), 0);
+    }
+
+    #[test]
+    fn rate_cap_limits_pacing() {
+        let mut l = Link::new(
+            1,
+            LinkConfig {
+                rate_cap_bps: Some(8_000_000),
+                ..Default::default()
+            },
+            ms(0),
+        );
+        assert!(l.pacing_rate() <= 1_000_000);
+        l.cfg.rate_cap_bps = None;
+        assert!(l.pacing_rate() > 0);
+    }
+
+    #[test]
+    fn max_filter_forgets_after_window() {
+        let mut f = MaxFilter::default();
+        f.update(0, 1000, 50);
+        f.update(100, 1000, 40);
+        f.update(600, 1000, 30);
+        assert_eq!(f.get(), 50);
+        f.update(1200, 1000, 20);
+        assert!(f.get() < 50);
+        f.update(2500, 1000, 10);
+        assert_eq!(f.get(), 10);
+    }
+}

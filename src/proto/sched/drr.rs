@@ -1,0 +1,516 @@
+//! Deficit round robin across users, inside classes ordered by strict priority and weighted
+//! against each other by DRR as well.
+//!
+//! Two nested DRR levels: among the classes of the highest priority that has a ready class
+//! (quantum x class weight), and among the users inside the chosen class (one quantum each).
+//! The deficit is charged after a packet is served (it may go negative and is paid back on the
+//! next turn), so no peeking at packet sizes is needed. Queues are bounded per user and in total.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::{ClassConfig, ClassId, ConnOrder, Entry, QueueFull};
+
+/// DRR quantum per turn, in bytes.
+pub const QUANTUM: i64 = 1500;
+
+#[derive(Debug)]
+struct UserQ {
+    user: u32,
+    q: VecDeque<Entry>,
+    deficit: i64,
+    fresh: bool,
+    active: bool,
+}
+
+#[derive(Debug)]
+struct ClassQ {
+    cfg: ClassConfig,
+    users: Vec<UserQ>,
+    index: HashMap<u32, usize>,
+    ring: VecDeque<usize>,
+    deficit: i64,
+    fresh: bool,
+    active: bool,
+    len: usize,
+}
+
+impl ClassQ {
+    fn new(cfg: ClassConfig) -> ClassQ {
+        ClassQ {
+            cfg,
+            users: Vec::new(),
+            index: HashMap::new(),
+            ring: VecDeque::new(),
+            deficit: 0,
+            fresh: false,
+            active: false,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, e: Entry, front: bool) {
+        let i = match self.index.get(&e.user) {
+            Some(&i) => i,
+            None => {
+                self.users.push(UserQ {
+                    user: e.user,
+                    q: VecDeque::new(),
+                    deficit: 0,
+                    fresh: false,
+                    active: false,
+                });
+                self.index.insert(e.user, self.users.len() - 1);
+                self.users.len() - 1
+            }
+        };
+        let u = &mut self.users[i];
+        if front {
+            u.q.push_front(e);
+            // Refund what serving it cost.
+            u.deficit += e.len as i64;
+        } else {
+            u.q.push_back(e);
+        }
+        if !u.active {
+            u.active = true;
+            u.deficit = 0;
+            u.fresh = false;
+            if front {
+                self.ring.push_front(i);
+            } else {
+                self.ring.push_back(i);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Serves one packet by DRR among this class's users.
+    fn pop(&mut self) -> Option<Entry> {
+        while let Some(&i) = self.ring.front() {
+            let u = &mut self.users[i];
+            let Some(&head) = u.q.front() else {
+                u.active = false;
+                self.ring.pop_front();
+                continue;
+            };
+            if !u.fresh {
+                u.deficit += QUANTUM;
+                u.fresh = true;
+            }
+            if u.deficit > 0 {
+                u.q.pop_front();
+                u.deficit -= head.len as i64;
+                self.len -= 1;
+                let mut head = head;
+                head.sparse = u.q.is_empty();
+                if u.q.is_empty() {
+                    u.active = false;
+                    u.deficit = 0;
+                    u.fresh = false;
+                    self.ring.pop_front();
+                }
+                return Some(head);
+            }
+            u.fresh = false;
+            self.ring.rotate_left(1);
+        }
+        None
+    }
+
+    /// Forgets idle users when the table grows large (users come and go over days).
+    fn gc(&mut self) {
+        if self.users.len() < 4096 || self.ring.len() * 2 > self.users.len() {
+            return;
+        }
+        let mut keep = Vec::with_capacity(self.ring.len());
+        let mut ring = VecDeque::with_capacity(self.ring.len());
+        self.index.clear();
+        for &i in &self.ring {
+            let u = std::mem::replace(
+                &mut self.users[i],
+                UserQ {
+                    user: 0,
+                    q: VecDeque::new(),
+                    deficit: 0,
+                    fresh: false,
+                    active: false,
+                },
+            );
+            self.index.insert(u.user, keep.len());
+            ring.push_back(keep.len());
+            keep.push(u);
+        }
+        self.users = keep;
+        self.ring = ring;
+    }
+}
+
+/// The default connection-order scheduler. See the module docs.
+#[derive(Debug)]
+pub struct DrrOrder {
+    classes: Vec<ClassQ>,
+    class_index: [u8; 256], // 0 = unknown (uses the default slot 0)
+    /// Priority levels, highest first; each holds a ring of class slots with packets.
+    levels: Vec<(u8, VecDeque<usize>)>,
+    user_bytes: HashMap<u32, u64>,
+    per_user_cap: u64,
+    total_cap: u64,
+    bytes: u64,
+    len: usize,
+}
+
+impl DrrOrder {
+    /// `per_user_cap` and `total_cap` in bytes of queued packets.
+    pub fn new(per_user_cap: u64, total_cap: u64) -> DrrOrder {
+        let mut d = DrrOrder {
+            classes: Vec::new(),
+            class_index: [0; 256],
+            levels: Vec::new(),
+            user_bytes: HashMap::new(),
+            per_user_cap,
+            total_cap,
+            bytes: 0,
+            len: 0,
+        };
+        d.set_classes(&[]);
+        d
+    }
+
+    fn slot(&self, class: ClassId) -> usize {
+        self.class_index[class as usize] as usize
+    }
+
+    fn activate(&mut self, slot: usize, front: bool) {
+        let c = &mut self.classes[slot];
+        if c.active {
+            return;
+        }
+        c.active = true;
+        c.deficit = 0;
+        c.fresh = false;
+        let prio = c.cfg.priority;
+        let at = match self.levels.iter().position(|(p, _)| *p <= prio) {
+            Some(i) if self.levels[i].0 == prio => i,
+            Some(i) => {
+                self.levels.insert(i, (prio, VecDeque::new()));
+                i
+            }
+            None => {
+                self.levels.push((prio, VecDeque::new()));
+                self.levels.len() - 1
+            }
+        };
+        if front {
+            self.levels[at].1.push_front(slot);
+        } else {
+            self.levels[at].1.push_back(slot);
+        }
+    }
+
+    fn account_out(&mut self, e: &Entry) {
+        self.bytes -= e.len as u64;
+        self.len -= 1;
+        if let Some(b) = self.user_bytes.get_mut(&e.user) {
+            *b -= e.len as u64;
+            if *b == 0 {
+                self.user_bytes.remove(&e.user);
+            }
+        }
+    }
+
+    fn account_in(&mut self, e: &Entry) {
+        self.bytes += e.len as u64;
+        self.len += 1;
+        *self.user_bytes.entry(e.user).or_insert(0) += e.len as u64;
+    }
+}
+
+impl ConnOrder for DrrOrder {
+    fn set_classes(&mut self, classes: &[ClassConfig]) {
+        // Keep queued packets: rebuild the slots and re-enqueue everything in FIFO order.
+        let mut old: Vec<Entry> = Vec::with_capacity(self.len);
+        for c in &mut self.classes {
+            for u in &mut c.users {
+                old.extend(u.q.drain(..));
+            }
+        }
+        self.classes.clear();
+        self.levels.clear();
+        self.class_index = [0; 256];
+        self.classes.push(ClassQ::new(ClassConfig::DEFAULT));
+        for c in classes {
+            if c.id == 0 {
+                self.classes[0].cfg = *c;
+                continue;
+            }
+            self.class_index[c.id as usize] = self.classes.len() as u8;
+            self.classes.push(ClassQ::new(*c));
+            if self.classes.len() == 256 {
+                break;
+            }
+        }
+        self.bytes = 0;
+        self.len = 0;
+        self.user_bytes.clear();
+        for e in old {
+            self.account_in(&e);
+            let s = self.slot(e.class);
+            self.classes[s].push(e, false);
+            self.activate(s, false);
+        }
+    }
+
+    fn can_accept(&self, user: u32, len: u32) -> bool {
+        let ub = self.user_bytes.get(&user).copied().unwrap_or(0);
+        ub + len as u64 <= self.per_user_cap && self.bytes + len as u64 <= self.total_cap
+    }
+
+    fn user_bytes(&self, user: u32) -> u64 {
+        self.user_bytes.get(&user).copied().unwrap_or(0)
+    }
+
+    fn enqueue(&mut self, e: Entry) -> Result<(), QueueFull> {
+        if !self.can_accept(e.user, e.len) {
+            return Err(QueueFull);
+        }
+        self.account_in(&e);
+        let s = self.slot(e.class);
+        if self.classes[s].users.len() >= 4096 {
+            self.classes[s].gc();
+        }
+        self.classes[s].push(e, false);
+        self.activate(s, false);
+        Ok(())
+    }
+
+    fn dequeue(&mut self, ready: &mut dyn FnMut(ClassId) -> bool) -> Option<Entry> {
+        let mut li = 0;
+        while li < self.levels.len() {
+            let n = self.levels[li].1.len();
+            let mut skipped = 0;
+            // DRR among the ready classes of this level.
+            while skipped < n && !self.levels[li].1.is_empty() {
+                let slot = self.levels[li].1[0];
+                let c = &mut self.classes[slot];
+                if c.len == 0 {
+                    c.active = false;
+                    self.levels[li].1.pop_front();
+                    continue;
+                }
+                if !ready(c.cfg.id) {
+                    self.levels[li].1.rotate_left(1);
+                    skipped += 1;
+                    continue;
+                }
+                if !c.fresh {
+                    c.deficit += QUANTUM * c.cfg.weight.max(1) as i64;
+                    c.fresh = true;
+                }
+                if c.deficit > 0 {
+                    let e = c.pop().expect("class len > 0 means a user has a packet");
+                    c.deficit -= e.len as i64;
+                    if c.len == 0 {
+                        c.active = false;
+                        c.deficit = 0;
+                        c.fresh = false;
+                        self.levels[li].1.pop_front();
+                    }
+                    self.account_out(&e);
+                    return Some(e);
+                }
+                c.fresh = false;
+                self.levels[li].1.rotate_left(1);
+            }
+            if self.levels[li].1.is_empty() {
+                self.levels.remove(li);
+                continue;
+            }
+            li += 1;
+        }
+        None
+    }
+
+    fn undo_dequeue(&mut self, mut e: Entry) {
+        e.sparse = false;
+        self.account_in(&e);
+        let s = self.slot(e.class);
+        self.classes[s].push(e, true);
+        let c = &mut self.classes[s];
+        if c.active {
+            c.deficit += e.len as i64;
+        }
+        self.activate(s, true);
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Mode;
+    use super::*;
+
+    fn e(pkt: u32, user: u32, class: ClassId, len: u32) -> Entry {
+        Entry {
+            pkt,
+            len,
+            user,
+            class,
+            sparse: false,
+        }
+    }
+
+    fn all_ready(_: ClassId) -> bool {
+        true
+    }
+
+    #[test]
+    fn fifo_per_user() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        for i in 0..5 {
+            d.enqueue(e(i, 7, 0, 100)).unwrap();
+        }
+        let got: Vec<u32> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
+            .map(|x| x.pkt)
+            .collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert!(d.is_empty());
+        assert_eq!(d.bytes(), 0);
+    }
+
+    #[test]
+    fn drr_is_fair_in_bytes_across_users_with_different_packet_sizes() {
+        let mut d = DrrOrder::new(1 << 24, 1 << 26);
+        // User 1 sends 1500-byte packets, user 2 300-byte, user 3 700-byte; all backlogged.
+        let sizes = [(1u32, 1500u32), (2, 300), (3, 700)];
+        let mut id = 0;
+        for &(u, s) in &sizes {
+            for _ in 0..(3_000_000 / s) {
+                d.enqueue(e(id, u, 0, s)).unwrap();
+                id += 1;
+            }
+        }
+        let mut served = [0u64; 4];
+        let mut total = 0;
+        while total < 1_500_000 {
+            let x = d.dequeue(&mut all_ready).unwrap();
+            served[x.user as usize] += x.len as u64;
+            total += x.len as u64;
+        }
+        let xs: Vec<f64> = served[1..].iter().map(|&b| b as f64).collect();
+        let jain = xs.iter().sum::<f64>().powi(2) / (3.0 * xs.iter().map(|x| x * x).sum::<f64>());
+        assert!(jain > 0.999, "served {served:?} jain {jain}");
+    }
+
+    #[test]
+    fn strict_priority_always_first() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        d.set_classes(&[ClassConfig {
+            id: 5,
+            mode: Mode::Aggregate,
+            priority: 3,
+            weight: 1,
+        }]);
+        for i in 0..10 {
+            d.enqueue(e(i, 1, 0, 1000)).unwrap();
+        }
+        d.enqueue(e(100, 2, 5, 100)).unwrap();
+        d.enqueue(e(101, 2, 5, 100)).unwrap();
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 100);
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 101);
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 0);
+        d.enqueue(e(102, 3, 5, 100)).unwrap();
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 102);
+        // A class that is not ready is skipped, not blocking lower ones.
+        d.enqueue(e(103, 3, 5, 100)).unwrap();
+        assert_eq!(d.dequeue(&mut |c| c != 5).unwrap().pkt, 1);
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 103);
+    }
+
+    #[test]
+    fn weighted_classes_share_by_weight() {
+        let mut d = DrrOrder::new(1 << 26, 1 << 27);
+        d.set_classes(&[
+            ClassConfig {
+                id: 1,
+                mode: Mode::Aggregate,
+                priority: 0,
+                weight: 3,
+            },
+            ClassConfig {
+                id: 2,
+                mode: Mode::Aggregate,
+                priority: 0,
+                weight: 1,
+            },
+        ]);
+        for i in 0..4000 {
+            d.enqueue(e(i, i % 4, 1, 1000)).unwrap();
+            d.enqueue(e(10_000 + i, 9, 2, 1000)).unwrap();
+        }
+        let mut by = [0u32; 3];
+        for _ in 0..4000 {
+            by[d.dequeue(&mut all_ready).unwrap().class as usize] += 1;
+        }
+        assert!((2950..=3050).contains(&by[1]), "{by:?}");
+    }
+
+    #[test]
+    fn sparse_user_is_flagged() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        for i in 0..3 {
+            d.enqueue(e(i, 1, 0, 1500)).unwrap();
+        }
+        d.enqueue(e(10, 2, 0, 100)).unwrap();
+        let a = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!((a.pkt, a.sparse), (0, false));
+        let b = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!((b.pkt, b.sparse), (10, true));
+    }
+
+    #[test]
+    fn bounded_per_user_and_total() {
+        let mut d = DrrOrder::new(3000, 5000);
+        assert!(d.enqueue(e(0, 1, 0, 1500)).is_ok());
+        assert!(d.enqueue(e(1, 1, 0, 1500)).is_ok());
+        assert!(!d.can_accept(1, 1));
+        assert_eq!(d.enqueue(e(2, 1, 0, 1500)), Err(QueueFull));
+        assert!(d.enqueue(e(3, 2, 0, 1500)).is_ok());
+        assert_eq!(d.enqueue(e(4, 3, 0, 1500)), Err(QueueFull)); // total
+        d.dequeue(&mut all_ready).unwrap();
+        assert!(d.can_accept(3, 1500));
+    }
+
+    #[test]
+    fn undo_puts_back_at_head() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        d.enqueue(e(0, 1, 0, 100)).unwrap();
+        d.enqueue(e(1, 1, 0, 100)).unwrap();
+        let x = d.dequeue(&mut all_ready).unwrap();
+        d.undo_dequeue(x);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 0);
+    }
+
+    #[test]
+    fn set_classes_keeps_queued_packets() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        d.enqueue(e(0, 1, 4, 100)).unwrap();
+        d.enqueue(e(1, 1, 0, 100)).unwrap();
+        d.set_classes(&[ClassConfig {
+            id: 4,
+            mode: Mode::Aggregate,
+            priority: 1,
+            weight: 1,
+        }]);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 0);
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 1);
+    }
+}

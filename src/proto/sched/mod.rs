@@ -1,0 +1,159 @@
+//! The three schedulers of the design, each behind a small trait.
+//!
+//! - Connection order ([`ConnOrder`], default [`drr::DrrOrder`]): which user's queued packet
+//!   goes next. Deficit round robin across users; classes with strict priority and weights.
+//! - Path choice ([`PathChoice`], [`path`]): which link(s) carry a packet. Earliest expected
+//!   arrival by default; weighted, redundant, backup (active/standby) and pinned per class.
+//! - Data order ([`resend::ResendQueue`]): lost packets are resent ahead of new data on the
+//!   fastest other link.
+//!
+//! The schedulers see packets only as [`PktId`] handles plus their length, user and class; the
+//! session owns the bytes.
+
+pub mod drr;
+pub mod path;
+pub mod resend;
+
+use crate::proto::wire::LinkRole;
+use crate::proto::{Instant, LinkId};
+
+/// Traffic class, assigned by the caller's classifier.
+pub type ClassId = u8;
+
+/// Handle of a packet stored by the session.
+pub type PktId = u32;
+
+/// How a class uses the links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Spread over the links by earliest expected arrival (the default).
+    #[default]
+    Aggregate,
+    /// Spread over the links in proportion to their configured weights (within capacity).
+    Weighted,
+    /// A copy on each of the two best links; the receiver drops the later copy.
+    Redundant,
+    /// Active/standby: one link at a time (best role first), switching only when it goes down.
+    Backup,
+    /// Only this link; held in the queue while it is unusable.
+    Pinned(LinkId),
+}
+
+/// One class: how it is routed and how it competes for sending time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassConfig {
+    pub id: ClassId,
+    pub mode: Mode,
+    /// Strict priority: a higher value is always served first (and jumps link queues if > 0).
+    pub priority: u8,
+    /// DRR weight among classes of equal priority.
+    pub weight: u32,
+}
+
+impl ClassConfig {
+    pub const DEFAULT: ClassConfig = ClassConfig {
+        id: 0,
+        mode: Mode::Aggregate,
+        priority: 0,
+        weight: 1,
+    };
+}
+
+impl Default for ClassConfig {
+    fn default() -> Self {
+        ClassConfig::DEFAULT
+    }
+}
+
+/// A queued packet as the connection-order scheduler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub pkt: PktId,
+    pub len: u32,
+    pub user: u32,
+    pub class: ClassId,
+    /// Set by the scheduler on dequeue: the user had nothing else queued (a sparse, e.g.
+    /// interactive, user). The session lets such packets skip the link queues, as FQ-CoDel
+    /// favours sparse flows; DRR still bounds what any user gets.
+    pub sparse: bool,
+}
+
+/// The queue for this user (or all users) is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull;
+
+/// Connection order: per-user queues and the order in which they are served.
+pub trait ConnOrder {
+    /// Replaces the class table (unknown classes behave as [`ClassConfig::DEFAULT`]).
+    fn set_classes(&mut self, classes: &[ClassConfig]);
+    /// Whether a packet of `len` bytes from `user` would be accepted now.
+    fn can_accept(&self, user: u32, len: u32) -> bool;
+    /// Bytes queued for `user`.
+    fn user_bytes(&self, user: u32) -> u64;
+    fn enqueue(&mut self, e: Entry) -> Result<(), QueueFull>;
+    /// The next packet in this scheduler's order among classes for which `ready` is true.
+    fn dequeue(&mut self, ready: &mut dyn FnMut(ClassId) -> bool) -> Option<Entry>;
+    /// Puts back a packet just dequeued (the path scheduler could not place it after all).
+    fn undo_dequeue(&mut self, e: Entry);
+    fn len(&self) -> usize;
+    fn bytes(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the path scheduler knows about one link at decision time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkView {
+    pub id: LinkId,
+    pub role: LinkRole,
+    /// Up or Degraded, not suspected dead, not admin-down.
+    pub usable: bool,
+    /// Degraded links are used like secondaries.
+    pub degraded: bool,
+    pub weight: u32,
+    /// Expected arrival at the peer of a packet appended to this link's queue now.
+    pub arrival: Instant,
+    /// Expected arrival of a packet put at the head of this link's queue now.
+    pub arrival_head: Instant,
+    /// One-way delay estimate.
+    pub one_way_us: u64,
+    /// Time one full-size packet takes at this link's pacing rate.
+    pub packet_time_us: u64,
+}
+
+impl LinkView {
+    /// Preference tier: 0 primary, 1 secondary (or degraded primary), 2 backup, None = never.
+    pub fn tier(&self) -> Option<u8> {
+        match self.role {
+            LinkRole::Never => None,
+            LinkRole::Primary if !self.degraded => Some(0),
+            LinkRole::Primary | LinkRole::Secondary => Some(1),
+            LinkRole::Backup => Some(2),
+        }
+    }
+}
+
+/// The links a packet was assigned to (indices into the `links` slice), at most two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    One(usize),
+    Two(usize, usize),
+    /// Every allowed link is saturated (beyond the horizon): keep it in the user queue.
+    Wait,
+    /// No allowed link is usable at all.
+    NoPath,
+}
+
+/// Path choice for one class.
+pub trait PathChoice {
+    /// Picks link(s) for a packet of `class`. `urgent` = it will be put at the head of the link
+    /// queue (priority class), so compare `arrival_head`.
+    fn choose(
+        &mut self,
+        now: Instant,
+        class: &ClassConfig,
+        links: &[LinkView],
+        urgent: bool,
+    ) -> Choice;
+}

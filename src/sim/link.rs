@@ -1,0 +1,605 @@
+//! One direction of an emulated link: drop-tail queue, rate (fixed or Mahimahi trace),
+//! one-way delay with jitter, random and bursty loss, outages.
+//!
+//! The model is FIFO and its schedule is known in advance, so the fate of a datagram (its arrival
+//! time at the far end, or the reason it was dropped) is computed when it is offered: one event
+//! per datagram, no per-byte ticking.
+
+use std::sync::Arc;
+
+use super::rng::Rng;
+use crate::proto::Instant;
+
+/// Bytes of IPv4 + UDP header that the link carries on top of each datagram.
+pub const IP_UDP_OVERHEAD: usize = 28;
+/// Bytes delivered by one Mahimahi delivery opportunity.
+pub const TRACE_MTU: u32 = 1500;
+
+/// How fast a direction serves its queue.
+#[derive(Debug, Clone)]
+pub enum Rate {
+    /// A constant rate in bit/s.
+    Fixed(u64),
+    /// A Mahimahi trace, started `offset_us` into its first period.
+    Trace { trace: Arc<Trace>, offset_us: u64 },
+}
+
+/// A Mahimahi trace: the millisecond of every 1500-byte delivery opportunity, repeating.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub name: String,
+    /// Sorted opportunity times within one period, in ms.
+    pub ms: Vec<u64>,
+    /// Period in ms (the last time stamp; at least 1).
+    pub period_ms: u64,
+}
+
+impl Trace {
+    /// Parse the text of a trace file: one non-negative integer (ms) per line, non-decreasing.
+    pub fn parse(name: &str, text: &str) -> Result<Trace, String> {
+        let mut ms = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let t: u64 = line
+                .parse()
+                .map_err(|_| format!("{name}:{}: `{line}` is not a time in ms", i + 1))?;
+            if ms.last().is_some_and(|&last| t < last) {
+                return Err(format!("{name}:{}: time stamps go backwards", i + 1));
+            }
+            ms.push(t);
+        }
+        let Some(&last) = ms.last() else {
+            return Err(format!("{name}: no delivery opportunities"));
+        };
+        Ok(Trace {
+            name: name.to_string(),
+            ms,
+            period_ms: last.max(1),
+        })
+    }
+
+    /// Mean capacity in bit/s.
+    pub fn mean_bps(&self) -> f64 {
+        self.ms.len() as f64 * f64::from(TRACE_MTU) * 8.0 * 1000.0 / self.period_ms as f64
+    }
+
+    /// Time (µs from the trace start) of opportunity `idx` of period `cycle`.
+    fn at_us(&self, cycle: u64, idx: usize) -> u64 {
+        (cycle * self.period_ms + self.ms[idx]) * 1000
+    }
+
+    /// Number of opportunities in [from_us, to_us) of trace time.
+    fn count_until(&self, t_us: u64) -> u64 {
+        let period_us = self.period_ms * 1000;
+        let cycles = t_us / period_us;
+        let rest = t_us % period_us;
+        let within = self.ms.partition_point(|&m| m * 1000 < rest) as u64;
+        cycles * self.ms.len() as u64 + within
+    }
+}
+
+/// A drop-tail queue limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QueueLimit {
+    Bytes(u64),
+    /// Converted to bytes with the (mean) rate.
+    Time(u64),
+}
+
+/// What an outage does to the direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageKind {
+    /// Everything sent into, queued in or travelling over the link during the window is lost.
+    Blackhole,
+    /// The link serves nothing during the window and holds what is travelling until it ends.
+    Stall,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    pub start_us: u64,
+    pub end_us: u64,
+    pub kind: OutageKind,
+}
+
+/// Gilbert-Elliott bursty loss: a good and a bad state, switching once per datagram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gilbert {
+    /// Probability of moving good -> bad.
+    pub enter: f64,
+    /// Probability of moving bad -> good.
+    pub leave: f64,
+    pub loss_good: f64,
+    pub loss_bad: f64,
+}
+
+impl Gilbert {
+    /// Long-run loss ratio.
+    pub fn mean_loss(&self) -> f64 {
+        let bad = self.enter / (self.enter + self.leave).max(f64::MIN_POSITIVE);
+        bad * self.loss_bad + (1.0 - bad) * self.loss_good
+    }
+}
+
+/// The configuration of one direction.
+#[derive(Debug, Clone)]
+pub struct DirConfig {
+    pub rate: Rate,
+    pub delay_us: u64,
+    /// Each datagram's delay is `delay ± jitter` (uniform).
+    pub jitter_us: u64,
+    /// Let jitter reorder datagrams (off: a datagram never overtakes an earlier one).
+    pub reorder: bool,
+    /// Random loss ratio in [0, 1].
+    pub loss: f64,
+    pub gilbert: Option<Gilbert>,
+    pub queue: QueueLimit,
+    pub outages: Vec<Outage>,
+}
+
+impl DirConfig {
+    /// A fixed-rate direction with a 100 ms queue and nothing else.
+    pub fn fixed(bps: u64, delay_us: u64) -> DirConfig {
+        DirConfig {
+            rate: Rate::Fixed(bps),
+            delay_us,
+            jitter_us: 0,
+            reorder: false,
+            loss: 0.0,
+            gilbert: None,
+            queue: QueueLimit::Time(100_000),
+            outages: Vec::new(),
+        }
+    }
+
+    /// Mean rate in bit/s.
+    pub fn mean_bps(&self) -> f64 {
+        match &self.rate {
+            Rate::Fixed(bps) => *bps as f64,
+            Rate::Trace { trace, .. } => trace.mean_bps(),
+        }
+    }
+
+    /// Capacity in bits offered in [from, to), not counting outage windows.
+    pub fn capacity_bits(&self, from_us: u64, to_us: u64) -> f64 {
+        let mut total = self.raw_capacity_bits(from_us, to_us);
+        for o in &self.outages {
+            let (s, e) = (o.start_us.max(from_us), o.end_us.min(to_us));
+            if s < e {
+                total -= self.raw_capacity_bits(s, e);
+            }
+        }
+        total.max(0.0)
+    }
+
+    fn raw_capacity_bits(&self, from_us: u64, to_us: u64) -> f64 {
+        match &self.rate {
+            Rate::Fixed(bps) => *bps as f64 * (to_us.saturating_sub(from_us)) as f64 / 1e6,
+            Rate::Trace { trace, offset_us } => {
+                let n =
+                    trace.count_until(to_us + offset_us) - trace.count_until(from_us + offset_us);
+                n as f64 * f64::from(TRACE_MTU) * 8.0
+            }
+        }
+    }
+
+    fn queue_limit_bytes(&self) -> u64 {
+        match self.queue {
+            QueueLimit::Bytes(b) => b,
+            QueueLimit::Time(us) => ((self.mean_bps() * us as f64 / 8e6) as u64).max(3000),
+        }
+    }
+
+    fn outage_at(&self, t_us: u64) -> Option<&Outage> {
+        self.outages
+            .iter()
+            .find(|o| o.start_us <= t_us && t_us < o.end_us)
+    }
+}
+
+/// Why a datagram did not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    Queue,
+    Loss,
+    Outage,
+}
+
+/// The fate of an offered datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Arrive(Instant),
+    Dropped(Drop),
+}
+
+/// Counters of one direction (bytes are wire bytes: datagram + IP/UDP header).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DirStats {
+    pub offered_packets: u64,
+    pub offered_bytes: u64,
+    pub delivered_packets: u64,
+    pub delivered_bytes: u64,
+    pub drop_queue: u64,
+    pub drop_loss: u64,
+    pub drop_outage: u64,
+    /// Largest queueing delay seen (µs): time from offer to the end of serialisation.
+    pub max_queue_delay_us: u64,
+}
+
+/// One direction of a link.
+#[derive(Debug)]
+pub struct LinkDir {
+    cfg: DirConfig,
+    rng: Rng,
+    limit_bytes: u64,
+    /// (departure ns, bytes) of datagrams queued or being serialised.
+    queue: std::collections::VecDeque<(u64, u64)>,
+    queued_bytes: u64,
+    /// Fixed rate: when the server is free again (ns).
+    busy_until_ns: u64,
+    /// Trace: current opportunity (cycle, index) and bytes left in it.
+    cursor: (u64, usize),
+    cursor_left: u32,
+    cursor_started: bool,
+    last_arrival_us: u64,
+    gilbert_bad: bool,
+    pub stats: DirStats,
+}
+
+impl LinkDir {
+    pub fn new(cfg: DirConfig, rng: Rng) -> LinkDir {
+        LinkDir {
+            limit_bytes: cfg.queue_limit_bytes(),
+            cfg,
+            rng,
+            queue: Default::default(),
+            queued_bytes: 0,
+            busy_until_ns: 0,
+            cursor: (0, 0),
+            cursor_left: 0,
+            cursor_started: false,
+            last_arrival_us: 0,
+            gilbert_bad: false,
+            stats: DirStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &DirConfig {
+        &self.cfg
+    }
+
+    /// Bytes waiting in (or being serialised by) the queue at `now`.
+    pub fn queued_bytes(&mut self, now: Instant) -> u64 {
+        let now_ns = now.0 * 1000;
+        while let Some(&(dep, bytes)) = self.queue.front() {
+            if dep > now_ns {
+                break;
+            }
+            self.queue.pop_front();
+            self.queued_bytes -= bytes;
+        }
+        self.queued_bytes
+    }
+
+    /// Offer a datagram of `datagram_len` bytes (the IP/UDP header is added here) at `now`.
+    pub fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
+        let wire = (datagram_len + IP_UDP_OVERHEAD) as u64;
+        self.stats.offered_packets += 1;
+        self.stats.offered_bytes += wire;
+        let fate = self.fate(now, wire);
+        match fate {
+            Fate::Arrive(_) => {
+                self.stats.delivered_packets += 1;
+                self.stats.delivered_bytes += wire;
+            }
+            Fate::Dropped(Drop::Queue) => self.stats.drop_queue += 1,
+            Fate::Dropped(Drop::Loss) => self.stats.drop_loss += 1,
+            Fate::Dropped(Drop::Outage) => self.stats.drop_outage += 1,
+        }
+        fate
+    }
+
+    fn fate(&mut self, now: Instant, wire: u64) -> Fate {
+        let now_us = now.0;
+        if let Some(o) = self.cfg.outage_at(now_us) {
+            if o.kind == OutageKind::Blackhole {
+                return Fate::Dropped(Drop::Outage);
+            }
+        }
+        if self.queued_bytes(now) + wire > self.limit_bytes {
+            return Fate::Dropped(Drop::Queue);
+        }
+        let depart_ns = match self.cfg.rate.clone() {
+            Rate::Fixed(bps) => self.serve_fixed(now_us, wire, bps),
+            Rate::Trace { trace, offset_us } => self.serve_trace(now_us, wire, &trace, offset_us),
+        };
+        self.queue.push_back((depart_ns, wire));
+        self.queued_bytes += wire;
+        let depart_us = depart_ns.div_ceil(1000);
+        self.stats.max_queue_delay_us = self.stats.max_queue_delay_us.max(depart_us - now_us);
+
+        // Loss is decided per datagram that got through the queue (it used the capacity).
+        let mut lost = self.rng.chance(self.cfg.loss);
+        if let Some(g) = self.cfg.gilbert {
+            let flip = if self.gilbert_bad { g.leave } else { g.enter };
+            if self.rng.chance(flip) {
+                self.gilbert_bad = !self.gilbert_bad;
+            }
+            let p = if self.gilbert_bad {
+                g.loss_bad
+            } else {
+                g.loss_good
+            };
+            lost |= self.rng.chance(p);
+        }
+
+        let jitter = if self.cfg.jitter_us > 0 {
+            let j = self.cfg.jitter_us as f64;
+            self.rng.range_f64(-j, j)
+        } else {
+            0.0
+        };
+        let delay = (self.cfg.delay_us as f64 + jitter).max(0.0) as u64;
+        let mut arrive = depart_us + delay;
+        // A stall holds what is travelling until it ends; a black hole swallows it.
+        for o in &self.cfg.outages {
+            let overlaps = o.start_us < arrive && depart_us < o.end_us;
+            match o.kind {
+                OutageKind::Blackhole if overlaps => return Fate::Dropped(Drop::Outage),
+                OutageKind::Stall if o.start_us <= arrive && arrive < o.end_us => arrive = o.end_us,
+                _ => {}
+            }
+        }
+        if !self.cfg.reorder {
+            arrive = arrive.max(self.last_arrival_us);
+        }
+        if lost {
+            return Fate::Dropped(Drop::Loss);
+        }
+        self.last_arrival_us = arrive;
+        Fate::Arrive(Instant(arrive))
+    }
+
+    /// Fixed rate: start when the server is free and not stalled; serialise at `bps`.
+    fn serve_fixed(&mut self, now_us: u64, wire: u64, bps: u64) -> u64 {
+        let mut start = self.busy_until_ns.max(now_us * 1000);
+        if let Some(o) = self.stall_at(start / 1000) {
+            start = o * 1000;
+        }
+        let tx_ns = (wire * 8 * 1_000_000_000).div_ceil(bps.max(1));
+        self.busy_until_ns = start + tx_ns;
+        self.busy_until_ns
+    }
+
+    /// End of the stall covering `t_us`, if any.
+    fn stall_at(&self, t_us: u64) -> Option<u64> {
+        self.cfg
+            .outages
+            .iter()
+            .find(|o| o.kind == OutageKind::Stall && o.start_us <= t_us && t_us < o.end_us)
+            .map(|o| o.end_us)
+    }
+
+    /// Trace: each opportunity serves up to 1500 bytes of the queue; unused bytes are lost.
+    fn serve_trace(&mut self, now_us: u64, wire: u64, trace: &Trace, offset_us: u64) -> u64 {
+        let period_us = trace.period_ms * 1000;
+        let opp_us = |c: (u64, usize)| trace.at_us(c.0, c.1).saturating_sub(offset_us);
+        let next = |c: (u64, usize)| {
+            if c.1 + 1 < trace.ms.len() {
+                (c.0, c.1 + 1)
+            } else {
+                (c.0 + 1, 0)
+            }
+        };
+        if !self.cursor_started || opp_us(self.cursor) < now_us {
+            // The queue ran empty: jump to the first opportunity at or after now.
+            let t = now_us + offset_us;
+            let cycle = t / period_us;
+            let rest_ms = (t % period_us).div_ceil(1000);
+            let idx = trace.ms.partition_point(|&m| m < rest_ms);
+            self.cursor = if idx < trace.ms.len() {
+                (cycle, idx)
+            } else {
+                (cycle + 1, 0)
+            };
+            self.cursor_left = TRACE_MTU;
+            self.cursor_started = true;
+        }
+        let mut need = wire;
+        loop {
+            // No service during a stall.
+            while self.stall_at(opp_us(self.cursor)).is_some() {
+                self.cursor = next(self.cursor);
+                self.cursor_left = TRACE_MTU;
+            }
+            let take = need.min(u64::from(self.cursor_left));
+            need -= take;
+            self.cursor_left -= take as u32;
+            if need == 0 {
+                return opp_us(self.cursor) * 1000;
+            }
+            self.cursor = next(self.cursor);
+            self.cursor_left = TRACE_MTU;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_saturated(dir: &mut LinkDir, secs: u64, size: usize) -> (u64, Vec<u64>) {
+        // Offer a datagram whenever the queue has room, 1 ms steps; count delivered wire bytes.
+        let mut delivered = 0;
+        let mut arrivals = Vec::new();
+        for ms in 0..secs * 1000 {
+            let now = Instant(ms * 1000);
+            while dir.queued_bytes(now) + (size + IP_UDP_OVERHEAD) as u64 <= dir.limit_bytes {
+                if let Fate::Arrive(t) = dir.offer(now, size) {
+                    delivered += (size + IP_UDP_OVERHEAD) as u64;
+                    arrivals.push(t.0);
+                }
+            }
+        }
+        (delivered, arrivals)
+    }
+
+    #[test]
+    fn fixed_rate_delivers_its_rate_and_exact_delay() {
+        let mut d = LinkDir::new(DirConfig::fixed(10_000_000, 40_000), Rng::new(1));
+        // An idle link: arrival = serialisation + delay, exactly.
+        assert_eq!(
+            d.offer(Instant(0), 1222),
+            Fate::Arrive(Instant(1000 + 40_000))
+        );
+        let mut d = LinkDir::new(DirConfig::fixed(10_000_000, 40_000), Rng::new(1));
+        let (bytes, _) = run_saturated(&mut d, 10, 1372);
+        let rate = bytes as f64 * 8.0 / 10.0;
+        assert!((rate / 10e6 - 1.0).abs() < 0.015, "rate {rate}");
+    }
+
+    #[test]
+    fn random_and_bursty_loss_rates_match() {
+        let mut cfg = DirConfig::fixed(1_000_000_000, 1000);
+        cfg.loss = 0.02;
+        let mut d = LinkDir::new(cfg.clone(), Rng::new(3));
+        let n = 100_000;
+        for i in 0..n {
+            d.offer(Instant(i * 100), 100);
+        }
+        let r = d.stats.drop_loss as f64 / n as f64;
+        assert!((r - 0.02).abs() < 0.002, "random loss {r}");
+
+        cfg.loss = 0.0;
+        let g = Gilbert {
+            enter: 0.01,
+            leave: 0.2,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        };
+        cfg.gilbert = Some(g);
+        let mut d = LinkDir::new(cfg, Rng::new(4));
+        let mut lost = Vec::new();
+        for i in 0..n {
+            lost.push(matches!(d.offer(Instant(i * 100), 100), Fate::Dropped(_)));
+        }
+        let r = lost.iter().filter(|&&l| l).count() as f64 / n as f64;
+        assert!(
+            (r - g.mean_loss()).abs() < 0.01,
+            "bursty loss {r} vs {}",
+            g.mean_loss()
+        );
+        // Bursty: losses cluster (mean burst length 1/leave = 5).
+        let bursts = lost.windows(2).filter(|w| w[1] && !w[0]).count();
+        let mean_burst = lost.iter().filter(|&&l| l).count() as f64 / bursts as f64;
+        assert!(mean_burst > 3.5, "mean burst {mean_burst}");
+    }
+
+    #[test]
+    fn jitter_without_reordering_and_with() {
+        let mut cfg = DirConfig::fixed(1_000_000_000, 20_000);
+        cfg.jitter_us = 5_000;
+        let mut d = LinkDir::new(cfg.clone(), Rng::new(5));
+        let arr: Vec<u64> = (0..1000)
+            .filter_map(|i| match d.offer(Instant(i * 200), 100) {
+                Fate::Arrive(t) => Some(t.0),
+                _ => None,
+            })
+            .collect();
+        assert!(arr.windows(2).all(|w| w[0] <= w[1]), "no reordering");
+        assert!(arr
+            .iter()
+            .zip(0..)
+            .all(|(&a, i)| a >= i * 200 + 15_000 && a <= i * 200 + 25_001));
+        cfg.reorder = true;
+        let mut d = LinkDir::new(cfg, Rng::new(5));
+        let arr: Vec<u64> = (0..1000)
+            .filter_map(|i| match d.offer(Instant(i * 200), 100) {
+                Fate::Arrive(t) => Some(t.0),
+                _ => None,
+            })
+            .collect();
+        assert!(arr.windows(2).any(|w| w[0] > w[1]), "reordering allowed");
+    }
+
+    #[test]
+    fn drop_tail_queue_bounds_delay() {
+        let mut cfg = DirConfig::fixed(8_000_000, 0);
+        cfg.queue = QueueLimit::Time(50_000); // 50 ms at 1 MB/s = 50 kB
+        let mut d = LinkDir::new(cfg, Rng::new(1));
+        let mut accepted = 0;
+        for _ in 0..100 {
+            if let Fate::Arrive(_) = d.offer(Instant(0), 972) {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 50);
+        assert_eq!(d.stats.drop_queue, 50);
+        assert!(d.stats.max_queue_delay_us <= 50_000);
+    }
+
+    #[test]
+    fn trace_replays_its_capacity() {
+        // Opportunities at 1, 2 and 2 ms, repeating every 2 ms: 1.5 per ms = 18 Mbit/s.
+        let t = Arc::new(Trace::parse("t", "1\n2\n2\n").unwrap());
+        assert_eq!(t.period_ms, 2);
+        let cfg = DirConfig {
+            rate: Rate::Trace {
+                trace: t.clone(),
+                offset_us: 0,
+            },
+            ..DirConfig::fixed(0, 10_000)
+        };
+        assert!((cfg.mean_bps() - 18e6).abs() < 1.0);
+        assert!((cfg.capacity_bits(0, 1_000_000) - 18e6).abs() < 20_000.0);
+        let mut d = LinkDir::new(cfg, Rng::new(1));
+        let (bytes, arrivals) = run_saturated(&mut d, 10, 1472);
+        let rate = bytes as f64 * 8.0 / 10.0;
+        assert!((rate / 18e6 - 1.0).abs() < 0.01, "rate {rate}");
+        // Arrivals only on opportunity instants (+ 10 ms delay).
+        assert!(arrivals.iter().all(|a| a % 1000 == 0));
+    }
+
+    #[test]
+    fn shared_lte_trace_mean_rate() {
+        // shared/ sits beside the repository (CI) or above the worktree.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = crate::sim::scenario::find_file(Some(dir), "shared/traces/TMobile-LTE-short.up")
+            .expect("shared/traces is beside or above the repository");
+        let t = Trace::parse("tm", &std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!((t.mean_bps() / 1e6 - 13.3).abs() < 0.1, "{}", t.mean_bps());
+        assert_eq!(t.period_ms, 140_000);
+    }
+
+    #[test]
+    fn blackhole_drops_and_stall_holds() {
+        let mut cfg = DirConfig::fixed(100_000_000, 10_000);
+        cfg.outages = vec![Outage {
+            start_us: 100_000,
+            end_us: 200_000,
+            kind: OutageKind::Blackhole,
+        }];
+        let mut d = LinkDir::new(cfg.clone(), Rng::new(1));
+        assert!(matches!(d.offer(Instant(50_000), 100), Fate::Arrive(_)));
+        // In flight when the hole opens: lost.
+        assert_eq!(d.offer(Instant(95_000), 100), Fate::Dropped(Drop::Outage));
+        assert_eq!(d.offer(Instant(150_000), 100), Fate::Dropped(Drop::Outage));
+        assert!(matches!(d.offer(Instant(200_000), 100), Fate::Arrive(_)));
+
+        cfg.outages[0].kind = OutageKind::Stall;
+        let mut d = LinkDir::new(cfg, Rng::new(1));
+        // Travelling when the stall starts: held until its end.
+        assert_eq!(
+            d.offer(Instant(95_000), 100),
+            Fate::Arrive(Instant(200_000))
+        );
+        // Sent during the stall: served after it, then the delay.
+        assert_eq!(
+            d.offer(Instant(150_000), 100),
+            Fate::Arrive(Instant(200_000 + 11 + 10_000))
+        );
+    }
+}

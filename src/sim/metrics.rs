@@ -1,0 +1,608 @@
+//! What a run measured: collected at the exit of the tunnel, summarised into a [`Report`].
+//!
+//! Definitions (also in `braid sim --help`):
+//! - delivered rate: inner-packet bytes leaving the tunnel in [warmup, duration], per second;
+//! - share: that rate over the summed capacity of the links in that direction over the same
+//!   window (link capacity counts whole outer IP packets: datagram + 28 bytes; outages excluded);
+//! - lost: packets accepted by the tunnel that never left it (traffic stops at `duration`, the
+//!   run goes on for `drain` so that what is in flight can arrive);
+//! - out of order: a packet leaving after a later packet of the same flow;
+//! - added delay: one-way delay (send to exit) above the slowest link's one-way delay, floored at 0;
+//! - queueing delay: one-way delay above the base delay of the link whose arrival released the
+//!   packet (the fastest link's when a timer released it);
+//! - longest gap: the longest time without a delivery between the first delivery and `duration`;
+//! - Jain fairness: over the users that run bulk traffic in that direction, of their delivered bytes.
+
+use serde::Serialize;
+
+use super::link::DirStats;
+use super::scenario::{Dir, Mode, Role, Scenario, TrafficKind};
+use super::traffic::{read_tag, Tag};
+
+/// Summary of a sample of durations, in ms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Pct {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Pct {
+    /// From µs samples (sorted in place).
+    pub fn of(v: &mut [u32]) -> Pct {
+        if v.is_empty() {
+            return Pct::default();
+        }
+        v.sort_unstable();
+        let at = |q: f64| {
+            let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            f64::from(v[i]) / 1000.0
+        };
+        Pct {
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub tunnel: super::scenario::TunnelKind,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub directions: Vec<DirReport>,
+    pub classes: Vec<ClassReport>,
+    pub users: Vec<UserReport>,
+    pub links: Vec<LinkReport>,
+    /// Datagrams an endpoint rejected (should be 0 without an attacker).
+    pub tunnel_errors: u64,
+    /// Delivered packets that were not ours or were mangled (must be 0).
+    pub corrupt: u64,
+    /// Free-form endpoint statistics (edge, core).
+    pub endpoints: [serde_json::Value; 2],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DirReport {
+    pub dir: Dir,
+    pub capacity_mbit: f64,
+    pub delivered_mbit: f64,
+    /// delivered / capacity.
+    pub share: f64,
+    pub sent: u64,
+    /// Paced packets the tunnel refused (queue full); bulk sources never count here.
+    pub refused: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub loss_ratio: f64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub in_order_ratio: f64,
+    pub latency_ms: Pct,
+    pub added_delay_ms: Pct,
+    pub longest_gap_ms: f64,
+    /// None when fewer than two users run bulk traffic in this direction.
+    pub jain: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassReport {
+    pub class: String,
+    pub dir: Dir,
+    pub mode: Mode,
+    pub priority: u8,
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub delivered_mbit: f64,
+    pub latency_ms: Pct,
+    pub queueing_ms: Pct,
+    pub longest_gap_ms: f64,
+    /// Send interval of the class's paced sources (ms), if any.
+    pub interval_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserReport {
+    pub user: u32,
+    pub dir: Dir,
+    pub bulk: bool,
+    pub delivered_mbit: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkReport {
+    pub link: String,
+    pub dir: Dir,
+    pub role: Role,
+    pub capacity_mbit: f64,
+    /// Wire bytes (datagram + 28) that crossed the link in [warmup, duration], per second.
+    pub carried_mbit: f64,
+    pub stats: DirStats,
+}
+
+/// Per-source counters.
+#[derive(Debug, Clone, Default)]
+struct SourceAcc {
+    sent: u64,
+    refused: u64,
+    delivered: u64,
+    bytes_window: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    seen: Vec<u64>,
+    max_seq_per_flow: Vec<Option<u64>>,
+}
+
+/// Per (class, direction) accumulators.
+#[derive(Debug, Clone, Default)]
+struct ClassAcc {
+    latency: Vec<u32>,
+    queueing: Vec<u32>,
+    last: Option<u64>,
+    gap: u64,
+}
+
+/// Per-direction accumulators.
+#[derive(Debug, Clone, Default)]
+struct DirAcc {
+    latency: Vec<u32>,
+    added: Vec<u32>,
+    last: Option<u64>,
+    gap: u64,
+}
+
+/// Collects measurements during a run.
+#[derive(Debug)]
+pub struct Metrics {
+    sources: Vec<SourceAcc>,
+    classes: Vec<[ClassAcc; 2]>,
+    dirs: [DirAcc; 2],
+    /// Per link, per direction: wire bytes arrived in the window.
+    carried: Vec<[u64; 2]>,
+    corrupt: u64,
+    window: (u64, u64),
+    slowest_us: [u64; 2],
+    fastest_us: [u64; 2],
+}
+
+fn di(d: Dir) -> usize {
+    match d {
+        Dir::Up => 0,
+        Dir::Down => 1,
+    }
+}
+
+impl Metrics {
+    pub fn new(sc: &Scenario) -> Metrics {
+        let delays = |f: fn(&super::scenario::LinkSpec) -> u64| sc.links.iter().map(f);
+        Metrics {
+            sources: sc
+                .traffic
+                .iter()
+                .map(|t| SourceAcc {
+                    max_seq_per_flow: vec![None; t.flows as usize],
+                    ..Default::default()
+                })
+                .collect(),
+            classes: vec![Default::default(); sc.classes.len()],
+            dirs: Default::default(),
+            carried: vec![[0; 2]; sc.links.len()],
+            corrupt: 0,
+            window: (sc.warmup_us, sc.duration_us),
+            slowest_us: [
+                delays(|l| l.up.delay_us).max().unwrap_or(0),
+                delays(|l| l.down.delay_us).max().unwrap_or(0),
+            ],
+            fastest_us: [
+                delays(|l| l.up.delay_us).min().unwrap_or(0),
+                delays(|l| l.down.delay_us).min().unwrap_or(0),
+            ],
+        }
+    }
+
+    fn in_window(&self, t: u64) -> bool {
+        self.window.0 <= t && t < self.window.1
+    }
+
+    pub fn sent(&mut self, source: u32, accepted: bool) {
+        let s = &mut self.sources[source as usize];
+        if accepted {
+            s.sent += 1;
+        } else {
+            s.refused += 1;
+        }
+    }
+
+    /// A datagram of `wire` bytes arrived over `link` in direction `dir` at `now`.
+    pub fn carried(&mut self, link: usize, dir: Dir, now: u64, wire: usize) {
+        if self.in_window(now) {
+            self.carried[link][di(dir)] += wire as u64;
+        }
+    }
+
+    /// An inner packet left the tunnel at `now_us` going in `dir`; `release_delay_us` is the base
+    /// one-way delay of the link whose arrival released it, if one did.
+    pub fn delivered(
+        &mut self,
+        sc: &Scenario,
+        dir: Dir,
+        now_us: u64,
+        packet: &[u8],
+        release_delay_us: Option<u64>,
+    ) {
+        let Some(Tag {
+            source,
+            seq,
+            sent_us,
+            flow,
+        }) = read_tag(packet)
+        else {
+            self.corrupt += 1;
+            return;
+        };
+        let Some(spec) = sc.traffic.get(source as usize) else {
+            self.corrupt += 1;
+            return;
+        };
+        if spec.dir != dir || flow >= spec.flows || seq >= (1 << 40) || sent_us > now_us {
+            self.corrupt += 1;
+            return;
+        }
+        let in_window = self.in_window(now_us);
+        let d = di(dir);
+        let s = &mut self.sources[source as usize];
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if s.seen.len() <= word {
+            s.seen.resize(word + 1, 0);
+        }
+        if s.seen[word] & (1 << bit) != 0 {
+            s.duplicates += 1;
+            return;
+        }
+        s.seen[word] |= 1 << bit;
+        s.delivered += 1;
+        if in_window {
+            s.bytes_window += packet.len() as u64;
+        }
+        let max = &mut s.max_seq_per_flow[flow as usize];
+        match *max {
+            Some(m) if seq < m => s.out_of_order += 1,
+            _ => *max = Some(seq),
+        }
+
+        let latency = now_us - sent_us;
+        let lat32 = latency.min(u64::from(u32::MAX)) as u32;
+        let added = latency
+            .saturating_sub(self.slowest_us[d])
+            .min(u64::from(u32::MAX)) as u32;
+        let queueing = latency
+            .saturating_sub(release_delay_us.unwrap_or(self.fastest_us[d]))
+            .min(u64::from(u32::MAX)) as u32;
+        let before_end = now_us < self.window.1;
+        let da = &mut self.dirs[d];
+        da.latency.push(lat32);
+        da.added.push(added);
+        if before_end {
+            if let Some(last) = da.last {
+                da.gap = da.gap.max(now_us - last);
+            }
+            da.last = Some(now_us);
+        }
+        let ca = &mut self.classes[usize::from(spec.class)][d];
+        ca.latency.push(lat32);
+        ca.queueing.push(queueing);
+        if before_end {
+            if let Some(last) = ca.last {
+                ca.gap = ca.gap.max(now_us - last);
+            }
+            ca.last = Some(now_us);
+        }
+    }
+
+    /// Summarise. `links` are the final per-direction link counters, `[up, down]` per link.
+    pub fn report(
+        mut self,
+        sc: &Scenario,
+        links: &[[DirStats; 2]],
+        tunnel_errors: u64,
+        endpoints: [serde_json::Value; 2],
+    ) -> Report {
+        let secs = (self.window.1 - self.window.0) as f64 / 1e6;
+        let mbit = |bytes: u64| bytes as f64 * 8.0 / secs / 1e6;
+        let mut directions = Vec::new();
+        let mut classes = Vec::new();
+        let mut users: Vec<UserReport> = Vec::new();
+        for dir in [Dir::Up, Dir::Down] {
+            let d = di(dir);
+            let srcs: Vec<usize> = (0..sc.traffic.len())
+                .filter(|&i| sc.traffic[i].dir == dir)
+                .collect();
+            if srcs.is_empty() {
+                continue;
+            }
+            let capacity: f64 = sc
+                .links
+                .iter()
+                .filter(|l| l.role != Role::Never)
+                .map(|l| {
+                    let c = if dir == Dir::Up { &l.up } else { &l.down };
+                    c.capacity_bits(self.window.0, self.window.1)
+                })
+                .sum::<f64>()
+                / secs
+                / 1e6;
+            let sum =
+                |f: fn(&SourceAcc) -> u64| srcs.iter().map(|&i| f(&self.sources[i])).sum::<u64>();
+            let sent = sum(|s| s.sent);
+            let delivered = sum(|s| s.delivered);
+            let bytes = sum(|s| s.bytes_window);
+            let lost = sent.saturating_sub(delivered);
+            let ooo = sum(|s| s.out_of_order);
+            let delivered_mbit = mbit(bytes);
+
+            // Users: delivered bytes in the window; fairness over those with bulk traffic.
+            let mut ulist: Vec<(u32, bool, u64)> = Vec::new();
+            for &i in &srcs {
+                let t = &sc.traffic[i];
+                let bulk = t.kind == TrafficKind::Bulk;
+                match ulist.iter_mut().find(|u| u.0 == t.user) {
+                    Some(u) => {
+                        u.1 |= bulk;
+                        u.2 += self.sources[i].bytes_window;
+                    }
+                    None => ulist.push((t.user, bulk, self.sources[i].bytes_window)),
+                }
+            }
+            ulist.sort_by_key(|u| u.0);
+            let xs: Vec<f64> = ulist.iter().filter(|u| u.1).map(|u| u.2 as f64).collect();
+            let jain = (xs.len() >= 2).then(|| {
+                let s: f64 = xs.iter().sum();
+                let s2: f64 = xs.iter().map(|x| x * x).sum();
+                if s2 > 0.0 {
+                    s * s / (xs.len() as f64 * s2)
+                } else {
+                    0.0
+                }
+            });
+            users.extend(ulist.iter().map(|&(user, bulk, b)| UserReport {
+                user,
+                dir,
+                bulk,
+                delivered_mbit: mbit(b),
+            }));
+
+            let da = &mut self.dirs[d];
+            directions.push(DirReport {
+                dir,
+                capacity_mbit: capacity,
+                delivered_mbit,
+                share: if capacity > 0.0 {
+                    delivered_mbit / capacity
+                } else {
+                    0.0
+                },
+                sent,
+                refused: sum(|s| s.refused),
+                delivered,
+                lost,
+                loss_ratio: if sent > 0 {
+                    lost as f64 / sent as f64
+                } else {
+                    0.0
+                },
+                duplicates: sum(|s| s.duplicates),
+                out_of_order: ooo,
+                in_order_ratio: if delivered > 0 {
+                    1.0 - ooo as f64 / delivered as f64
+                } else {
+                    1.0
+                },
+                latency_ms: Pct::of(&mut da.latency),
+                added_delay_ms: Pct::of(&mut da.added),
+                longest_gap_ms: da.gap as f64 / 1000.0,
+                jain,
+            });
+
+            for c in &sc.classes {
+                let cs: Vec<usize> = srcs
+                    .iter()
+                    .copied()
+                    .filter(|&i| sc.traffic[i].class == c.id)
+                    .collect();
+                if cs.is_empty() {
+                    continue;
+                }
+                let sent: u64 = cs.iter().map(|&i| self.sources[i].sent).sum();
+                let delivered: u64 = cs.iter().map(|&i| self.sources[i].delivered).sum();
+                let bytes: u64 = cs.iter().map(|&i| self.sources[i].bytes_window).sum();
+                let interval = cs.iter().filter_map(|&i| sc.traffic[i].interval_us()).max();
+                let ca = &mut self.classes[usize::from(c.id)][d];
+                classes.push(ClassReport {
+                    class: c.name.clone(),
+                    dir,
+                    mode: c.mode,
+                    priority: c.priority,
+                    sent,
+                    delivered,
+                    lost: sent.saturating_sub(delivered),
+                    delivered_mbit: mbit(bytes),
+                    latency_ms: Pct::of(&mut ca.latency),
+                    queueing_ms: Pct::of(&mut ca.queueing),
+                    longest_gap_ms: ca.gap as f64 / 1000.0,
+                    interval_ms: interval.map(|us| us as f64 / 1000.0),
+                });
+            }
+        }
+        let mut link_reports = Vec::new();
+        for (i, l) in sc.links.iter().enumerate() {
+            for (dir, cfg) in [(Dir::Up, &l.up), (Dir::Down, &l.down)] {
+                link_reports.push(LinkReport {
+                    link: l.name.clone(),
+                    dir,
+                    role: l.role,
+                    capacity_mbit: cfg.capacity_bits(self.window.0, self.window.1) / secs / 1e6,
+                    carried_mbit: mbit(self.carried[i][di(dir)]),
+                    stats: links[i][di(dir)].clone(),
+                });
+            }
+        }
+        Report {
+            scenario: sc.name.clone(),
+            seed: sc.seed,
+            tunnel: sc.tunnel,
+            duration_s: sc.duration_us as f64 / 1e6,
+            warmup_s: sc.warmup_us as f64 / 1e6,
+            directions,
+            classes,
+            users,
+            links: link_reports,
+            tunnel_errors,
+            corrupt: self.corrupt,
+            endpoints,
+        }
+    }
+}
+
+impl Report {
+    pub fn dir(&self, dir: Dir) -> Option<&DirReport> {
+        self.directions.iter().find(|d| d.dir == dir)
+    }
+
+    pub fn class(&self, name: &str, dir: Dir) -> Option<&ClassReport> {
+        self.classes
+            .iter()
+            .find(|c| c.class == name && c.dir == dir)
+    }
+
+    /// The readable table printed by `braid sim`.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "scenario {}  seed {}  tunnel {:?}  {} s (rates from {} s)",
+            self.scenario, self.seed, self.tunnel, self.duration_s, self.warmup_s
+        );
+        for d in &self.directions {
+            let _ = writeln!(o, "\n{:?}stream", d.dir);
+            let _ = writeln!(
+                o,
+                "  delivered      {:8.2} Mbit/s of {:.2} Mbit/s capacity = {:.1} %",
+                d.delivered_mbit,
+                d.capacity_mbit,
+                d.share * 100.0
+            );
+            let _ = writeln!(
+                o,
+                "  packets        {} sent, {} delivered, {} lost ({:.4} %), {} duplicates, {} refused",
+                d.sent,
+                d.delivered,
+                d.lost,
+                d.loss_ratio * 100.0,
+                d.duplicates,
+                d.refused
+            );
+            let _ = writeln!(
+                o,
+                "  order          {:.4} % in order ({} out of order)",
+                d.in_order_ratio * 100.0,
+                d.out_of_order
+            );
+            let _ = writeln!(o, "  latency ms     {}", pct(&d.latency_ms));
+            let _ = writeln!(o, "  added delay ms {}", pct(&d.added_delay_ms));
+            let _ = writeln!(o, "  longest gap    {:.1} ms", d.longest_gap_ms);
+            if let Some(j) = d.jain {
+                let _ = writeln!(o, "  Jain fairness  {j:.4}");
+            }
+        }
+        let _ = writeln!(o, "\nclass        dir   mode       prio  Mbit/s   sent      lost  latency p50/p99 ms  queueing p99 ms  gap ms");
+        for c in &self.classes {
+            let _ = writeln!(
+                o,
+                "{:<12} {:<5} {:<10} {:>4} {:>7.2} {:>7} {:>7} {:>9.1}/{:<9.1} {:>15.1} {:>7.1}",
+                c.class,
+                format!("{:?}", c.dir).to_lowercase(),
+                mode_name(c.mode),
+                c.priority,
+                c.delivered_mbit,
+                c.sent,
+                c.lost,
+                c.latency_ms.p50,
+                c.latency_ms.p99,
+                c.queueing_ms.p99,
+                c.longest_gap_ms
+            );
+        }
+        let _ = writeln!(o, "\nuser  dir   bulk  Mbit/s");
+        for u in &self.users {
+            let _ = writeln!(
+                o,
+                "{:<5} {:<5} {:<5} {:>7.2}",
+                u.user,
+                format!("{:?}", u.dir).to_lowercase(),
+                u.bulk,
+                u.delivered_mbit
+            );
+        }
+        let _ = writeln!(o, "\nlink         dir   capacity  carried  offered  drop:queue  loss  outage  max queue ms");
+        for l in &self.links {
+            let _ = writeln!(
+                o,
+                "{:<12} {:<5} {:>8.2} {:>8.2} {:>8} {:>11} {:>5} {:>7} {:>13.1}",
+                l.link,
+                format!("{:?}", l.dir).to_lowercase(),
+                l.capacity_mbit,
+                l.carried_mbit,
+                l.stats.offered_packets,
+                l.stats.drop_queue,
+                l.stats.drop_loss,
+                l.stats.drop_outage,
+                l.stats.max_queue_delay_us as f64 / 1000.0
+            );
+        }
+        if self.tunnel_errors > 0 || self.corrupt > 0 {
+            let _ = writeln!(
+                o,
+                "\n{} datagrams rejected by an endpoint, {} corrupt deliveries",
+                self.tunnel_errors, self.corrupt
+            );
+        }
+        o
+    }
+}
+
+fn pct(p: &Pct) -> String {
+    format!(
+        "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        p.p50, p.p90, p.p99, p.max
+    )
+}
+
+fn mode_name(m: Mode) -> String {
+    match m {
+        Mode::Aggregate => "aggregate".into(),
+        Mode::Weighted => "weighted".into(),
+        Mode::Redundant => "redundant".into(),
+        Mode::Backup => "backup".into(),
+        Mode::Pinned(l) => format!("pinned:{l}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut v: Vec<u32> = (1..=100).map(|x| x * 1000).collect();
+        let p = Pct::of(&mut v);
+        assert_eq!((p.p50, p.p90, p.p99, p.max), (50.0, 90.0, 99.0, 100.0));
+        assert_eq!(Pct::of(&mut []), Pct::default());
+    }
+}

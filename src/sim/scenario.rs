@@ -1,0 +1,1082 @@
+//! Scenario files: what links, classes and traffic a simulated run has.
+//!
+//! A scenario is a TOML file (see `scenarios/*.toml` and `braid sim --help`). Parsing is strict:
+//! an unknown key, a value of the wrong type or a number without its unit is an error that names
+//! the file, the line and the field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::link::{DirConfig, Gilbert, Outage, OutageKind, QueueLimit, Rate, Trace};
+use super::toml::{self, Spanned, Table, Value};
+use crate::proto::LinkId;
+
+/// A whole scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    /// How long the traffic runs (µs).
+    pub duration_us: u64,
+    /// Deliveries before this time (µs) are left out of the rate and fairness figures.
+    pub warmup_us: u64,
+    /// Extra time after the traffic stops for what is in flight to arrive or be declared lost.
+    pub drain_us: u64,
+    /// Which protocol implementation carries the traffic.
+    pub tunnel: TunnelKind,
+    pub links: Vec<LinkSpec>,
+    pub classes: Vec<ClassSpec>,
+    pub traffic: Vec<TrafficSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelKind {
+    /// The real protocol: a pair of `proto::Session`s.
+    Session,
+    /// The trivial single-path stand-in (first link only, no recovery), to test the simulator.
+    Pipe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Secondary,
+    Backup,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkSpec {
+    pub name: String,
+    pub id: LinkId,
+    pub role: Role,
+    pub weight: u32,
+    pub rate_cap_bps: Option<u64>,
+    /// Edge to core.
+    pub up: DirConfig,
+    /// Core to edge.
+    pub down: DirConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Aggregate,
+    Weighted,
+    Redundant,
+    Backup,
+    Pinned(LinkId),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClassSpec {
+    pub name: String,
+    pub id: u8,
+    pub mode: Mode,
+    pub priority: u8,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    /// Edge to core (client to server).
+    Up,
+    /// Core to edge.
+    Down,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrafficKind {
+    /// Keeps the session's queue full (sends whenever `can_send` allows).
+    Bulk,
+    /// One packet every `interval_us`.
+    Interactive { interval_us: u64 },
+    /// A constant bit rate, packets of `size` bytes.
+    Realtime { bps: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct TrafficSpec {
+    pub name: String,
+    pub user: u32,
+    pub class: u8,
+    pub dir: Dir,
+    pub kind: TrafficKind,
+    /// Inner packet size in bytes.
+    pub size: usize,
+    /// Number of flows (5-tuples); packets are spread over them in turn.
+    pub flows: u32,
+    pub start_us: u64,
+    pub stop_us: u64,
+}
+
+impl TrafficSpec {
+    /// Nominal spacing of packets (µs), for paced kinds.
+    pub fn interval_us(&self) -> Option<u64> {
+        match self.kind {
+            TrafficKind::Bulk => None,
+            TrafficKind::Interactive { interval_us } => Some(interval_us),
+            TrafficKind::Realtime { bps } => Some((self.size as u64 * 8 * 1_000_000) / bps.max(1)),
+        }
+    }
+}
+
+/// An error in a scenario file: where and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: Option<u32>,
+    pub msg: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.msg),
+            None => write!(f, "{}: {}", self.file, self.msg),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Inner packets larger than this do not fit one datagram on a 1500-byte path.
+pub const MAX_INNER: usize = 1400;
+/// The smallest inner packet the simulator can tag (IPv4 header + its own 32-byte tag).
+pub const MIN_INNER: usize = 52;
+
+impl Scenario {
+    /// Read and check a scenario file; traces are looked up beside it (see [`find_file`]).
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.display().to_string(),
+            line: None,
+            msg: format!("cannot read: {e}"),
+        })?;
+        Scenario::parse(&text, &path.display().to_string(), path.parent())
+    }
+
+    /// Parse scenario text. `file` names it in errors; `dir` is where relative trace paths start.
+    pub fn parse(text: &str, file: &str, dir: Option<&Path>) -> Result<Scenario, ScenarioError> {
+        let doc = toml::parse(text).map_err(|e| ScenarioError {
+            file: file.to_string(),
+            line: Some(e.line),
+            msg: e.msg,
+        })?;
+        let cx = Cx {
+            file: file.to_string(),
+            dir: dir.map(Path::to_path_buf),
+        };
+        cx.scenario(&doc)
+    }
+}
+
+impl Scenario {
+    /// Change how long the traffic runs; sources that ran to the old end run to the new one.
+    pub fn set_duration(&mut self, duration_us: u64) -> Result<(), String> {
+        if duration_us <= self.warmup_us {
+            return Err(format!(
+                "must be longer than the warmup ({} s)",
+                self.warmup_us as f64 / 1e6
+            ));
+        }
+        for t in &mut self.traffic {
+            if t.stop_us == self.duration_us || t.stop_us > duration_us {
+                t.stop_us = duration_us;
+            }
+            if t.start_us >= t.stop_us {
+                return Err(format!("traffic `{}` would not run at all", t.name));
+            }
+        }
+        self.duration_us = duration_us;
+        Ok(())
+    }
+}
+
+/// Look for `rel` in `dir` and in each folder above it (so `shared/traces/X` is found from a
+/// worktree, from the main checkout and from a CI clone that has `shared/` beside it).
+pub fn find_file(dir: Option<&Path>, rel: &str) -> Result<PathBuf, Vec<PathBuf>> {
+    let p = Path::new(rel);
+    if p.is_absolute() {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(vec![p.to_path_buf()])
+        };
+    }
+    let start = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let start = start.canonicalize().unwrap_or(start);
+    let mut tried = Vec::new();
+    for anc in start.ancestors() {
+        let cand = anc.join(p);
+        if cand.is_file() {
+            return Ok(cand);
+        }
+        tried.push(cand);
+    }
+    Err(tried)
+}
+
+struct Cx {
+    file: String,
+    dir: Option<PathBuf>,
+}
+
+/// A table being read: remembers which keys were used so that unknown ones are reported.
+struct Fields<'a> {
+    table: &'a Table,
+    what: String,
+    used: Vec<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(table: &'a Table, what: impl Into<String>) -> Fields<'a> {
+        Fields {
+            table,
+            what: what.into(),
+            used: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Spanned> {
+        self.used.push(key);
+        self.table.get(key)
+    }
+}
+
+impl Cx {
+    fn err<T>(&self, line: u32, msg: impl Into<String>) -> Result<T, ScenarioError> {
+        Err(ScenarioError {
+            file: self.file.clone(),
+            line: Some(line),
+            msg: msg.into(),
+        })
+    }
+
+    fn finish(&self, f: &Fields) -> Result<(), ScenarioError> {
+        for (k, v) in &f.table.entries {
+            if !f.used.contains(&k.as_str()) {
+                return self.err(
+                    v.line,
+                    format!(
+                        "{}: unknown key `{k}` (known: {})",
+                        f.what,
+                        f.used.join(", ")
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn string(
+        &self,
+        f: &mut Fields,
+        key: &'static str,
+    ) -> Result<Option<(String, u32)>, ScenarioError> {
+        match f.get(key) {
+            None => Ok(None),
+            Some(Spanned {
+                value: Value::Str(s),
+                line,
+            }) => Ok(Some((s.clone(), *line))),
+            Some(v) => self.err(
+                v.line,
+                format!(
+                    "{}: `{key}` must be a string, not a {}",
+                    f.what,
+                    v.value.type_name()
+                ),
+            ),
+        }
+    }
+
+    fn int(
+        &self,
+        f: &mut Fields,
+        key: &'static str,
+        max: u64,
+    ) -> Result<Option<u64>, ScenarioError> {
+        match f.get(key) {
+            None => Ok(None),
+            Some(Spanned {
+                value: Value::Int(i),
+                line,
+            }) => {
+                if *i < 0 || *i as u64 > max {
+                    self.err(
+                        *line,
+                        format!("{}: `{key}` must be between 0 and {max}", f.what),
+                    )
+                } else {
+                    Ok(Some(*i as u64))
+                }
+            }
+            Some(v) => self.err(
+                v.line,
+                format!(
+                    "{}: `{key}` must be an integer, not a {}",
+                    f.what,
+                    v.value.type_name()
+                ),
+            ),
+        }
+    }
+
+    fn bool(&self, f: &mut Fields, key: &'static str) -> Result<Option<bool>, ScenarioError> {
+        match f.get(key) {
+            None => Ok(None),
+            Some(Spanned {
+                value: Value::Bool(b),
+                ..
+            }) => Ok(Some(*b)),
+            Some(v) => self.err(v.line, format!("{}: `{key}` must be true or false", f.what)),
+        }
+    }
+
+    fn duration(&self, f: &mut Fields, key: &'static str) -> Result<Option<u64>, ScenarioError> {
+        let what = f.what.clone();
+        match f.get(key) {
+            None => Ok(None),
+            Some(v) => match &v.value {
+                Value::Str(s) => parse_duration(s)
+                    .map(Some)
+                    .or_else(|e| self.err(v.line, format!("{what}: `{key}`: {e}"))),
+                _ => self.err(
+                    v.line,
+                    format!(
+                        "{what}: `{key}` needs a unit, as a string: \"20ms\", \"1.5s\", \"500us\""
+                    ),
+                ),
+            },
+        }
+    }
+
+    fn rate(&self, f: &mut Fields, key: &'static str) -> Result<Option<u64>, ScenarioError> {
+        let what = f.what.clone();
+        match f.get(key) {
+            None => Ok(None),
+            Some(v) => match &v.value {
+                Value::Str(s) => parse_rate(s)
+                    .map(Some)
+                    .or_else(|e| self.err(v.line, format!("{what}: `{key}`: {e}"))),
+                _ => self.err(
+                    v.line,
+                    format!("{what}: `{key}` needs a unit, as a string: \"20mbit\", \"512kbit\""),
+                ),
+            },
+        }
+    }
+
+    fn ratio(&self, f: &mut Fields, key: &'static str) -> Result<Option<f64>, ScenarioError> {
+        let what = f.what.clone();
+        let Some(v) = f.get(key) else { return Ok(None) };
+        let r = match &v.value {
+            Value::Str(s) => match s.trim().strip_suffix('%').map(|n| n.trim().parse::<f64>()) {
+                Some(Ok(p)) => p / 100.0,
+                _ => return self.err(v.line, format!("{what}: `{key}`: `{s}` is not a percentage like \"0.5%\"")),
+            },
+            Value::Float(x) => *x,
+            Value::Int(i) => *i as f64,
+            other => {
+                return self.err(
+                    v.line,
+                    format!("{what}: `{key}` must be a fraction (0.005) or a percentage (\"0.5%\"), not a {}", other.type_name()),
+                )
+            }
+        };
+        if !(0.0..=1.0).contains(&r) {
+            return self.err(
+                v.line,
+                format!("{what}: `{key}` must be between 0 and 100 %"),
+            );
+        }
+        Ok(Some(r))
+    }
+
+    fn scenario(&self, doc: &Table) -> Result<Scenario, ScenarioError> {
+        let mut f = Fields::new(doc, "scenario");
+        let name = self
+            .string(&mut f, "name")?
+            .map(|s| s.0)
+            .unwrap_or_else(|| {
+                Path::new(&self.file)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+        let description = self
+            .string(&mut f, "description")?
+            .map(|s| s.0)
+            .unwrap_or_default();
+        let seed = self.int(&mut f, "seed", u64::MAX >> 1)?.unwrap_or(1);
+        let duration_us = self.duration(&mut f, "duration")?.unwrap_or(10_000_000);
+        let warmup_us = self.duration(&mut f, "warmup")?.unwrap_or(0);
+        let drain_us = self.duration(&mut f, "drain")?.unwrap_or(3_000_000);
+        if warmup_us >= duration_us {
+            return self.err(1, "scenario: `warmup` must be shorter than `duration`");
+        }
+        let tunnel = match self.string(&mut f, "tunnel")? {
+            None => TunnelKind::Session,
+            Some((s, line)) => match s.as_str() {
+                "session" => TunnelKind::Session,
+                "pipe" => TunnelKind::Pipe,
+                _ => {
+                    return self.err(
+                        line,
+                        format!("scenario: `tunnel` is \"session\" or \"pipe\", not \"{s}\""),
+                    )
+                }
+            },
+        };
+
+        let links_v = f.get("link");
+        let classes_v = f.get("class");
+        let traffic_v = f.get("traffic");
+        self.finish(&f)?;
+
+        let mut links = Vec::new();
+        for (i, (t, line)) in self.tables(links_v, "link")?.into_iter().enumerate() {
+            if i > usize::from(LinkId::MAX) {
+                return self.err(line, "too many links");
+            }
+            links.push(self.link(t, line, i as LinkId, seed)?);
+        }
+        if links.is_empty() {
+            return self.err(1, "scenario: no [[link]] (at least one link is needed)");
+        }
+        for (i, a) in links.iter().enumerate() {
+            if links[..i].iter().any(|b| b.name == a.name) {
+                return self.err(1, format!("two links are named `{}`", a.name));
+            }
+        }
+
+        let mut classes = vec![ClassSpec {
+            name: "default".into(),
+            id: 0,
+            mode: Mode::Aggregate,
+            priority: 0,
+            weight: 1,
+        }];
+        for (t, line) in self.tables(classes_v, "class")? {
+            let c = self.class(t, line, classes.len(), &links)?;
+            if let Some(prev) = classes.iter().position(|p| p.name == c.name) {
+                if prev != 0 {
+                    return self.err(line, format!("class `{}` is defined twice", c.name));
+                }
+                classes[0] = ClassSpec { id: 0, ..c };
+            } else {
+                classes.push(c);
+            }
+        }
+
+        let mut traffic = Vec::new();
+        for (i, (t, line)) in self.tables(traffic_v, "traffic")?.into_iter().enumerate() {
+            traffic.push(self.traffic(t, line, i, &classes, duration_us)?);
+        }
+        if traffic.is_empty() {
+            return self.err(1, "scenario: no [[traffic]] (nothing to send)");
+        }
+
+        Ok(Scenario {
+            name,
+            description,
+            seed,
+            duration_us,
+            warmup_us,
+            drain_us,
+            tunnel,
+            links,
+            classes,
+            traffic,
+        })
+    }
+
+    fn tables<'a>(
+        &self,
+        v: Option<&'a Spanned>,
+        key: &str,
+    ) -> Result<Vec<(&'a Table, u32)>, ScenarioError> {
+        let Some(v) = v else { return Ok(Vec::new()) };
+        let Value::Array(items) = &v.value else {
+            return self.err(
+                v.line,
+                format!("`{key}` must be written as [[{key}]] sections"),
+            );
+        };
+        items
+            .iter()
+            .map(|it| match &it.value {
+                Value::Table(t) => Ok((t, it.line)),
+                _ => self.err(
+                    it.line,
+                    format!("`{key}` must be written as [[{key}]] sections"),
+                ),
+            })
+            .collect()
+    }
+
+    fn link(&self, t: &Table, line: u32, id: LinkId, seed: u64) -> Result<LinkSpec, ScenarioError> {
+        let _ = seed;
+        let mut f = Fields::new(t, format!("[[link]] #{}", u32::from(id) + 1));
+        let name = match self.string(&mut f, "name")? {
+            Some((n, _)) => n,
+            None => format!("link{}", u32::from(id) + 1),
+        };
+        f.what = format!("link `{name}`");
+        let role = match self.string(&mut f, "role")? {
+            None => Role::Primary,
+            Some((s, l)) => match s.as_str() {
+                "primary" => Role::Primary,
+                "secondary" => Role::Secondary,
+                "backup" => Role::Backup,
+                "never" => Role::Never,
+                _ => {
+                    return self.err(
+                        l,
+                        format!(
+                        "link `{name}`: `role` is primary, secondary, backup or never, not \"{s}\""
+                    ),
+                    )
+                }
+            },
+        };
+        let weight = self.int(&mut f, "weight", 1_000_000)?.unwrap_or(1) as u32;
+        let rate_cap_bps = self.rate(&mut f, "rate_cap")?;
+        let both = self.dir_fields(&mut f, None)?;
+        let up_t = f.get("up");
+        let down_t = f.get("down");
+        self.finish(&f)?;
+        let mut dirs = Vec::new();
+        for (label, sub) in [("up", up_t), ("down", down_t)] {
+            let mut d = both.clone();
+            if let Some(sub) = sub {
+                let Value::Table(st) = &sub.value else {
+                    return self.err(
+                        sub.line,
+                        format!(
+                            "link `{name}`: `{label}` must be a table ([link.{label}] or {{ .. }})"
+                        ),
+                    );
+                };
+                let mut sf = Fields::new(st, format!("link `{name}` {label}"));
+                let over = self.dir_fields(&mut sf, Some(&both))?;
+                self.finish(&sf)?;
+                d = over;
+            }
+            let what = format!("link `{name}` ({label})");
+            dirs.push(d.build(self, &what, line)?);
+        }
+        let down = dirs.pop().expect("two directions");
+        let up = dirs.pop().expect("two directions");
+        Ok(LinkSpec {
+            name,
+            id,
+            role,
+            weight,
+            rate_cap_bps,
+            up,
+            down,
+        })
+    }
+
+    /// Read the per-direction keys; `base` supplies what is not given.
+    fn dir_fields(
+        &self,
+        f: &mut Fields,
+        base: Option<&DirDraft>,
+    ) -> Result<DirDraft, ScenarioError> {
+        let mut d = base.cloned().unwrap_or_default();
+        if let Some(r) = self.rate(f, "rate")? {
+            d.rate = Some(r);
+            d.trace = None;
+        }
+        if let Some((t, l)) = self.string(f, "trace")? {
+            let path = find_file(self.dir.as_deref(), &t).map_err(|tried| ScenarioError {
+                file: self.file.clone(),
+                line: Some(l),
+                msg: format!(
+                    "{}: trace `{t}` not found (looked in: {})",
+                    f.what,
+                    tried
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+            let text = std::fs::read_to_string(&path).map_err(|e| ScenarioError {
+                file: self.file.clone(),
+                line: Some(l),
+                msg: format!("{}: cannot read trace {}: {e}", f.what, path.display()),
+            })?;
+            let trace =
+                Trace::parse(&path.display().to_string(), &text).map_err(|e| ScenarioError {
+                    file: self.file.clone(),
+                    line: Some(l),
+                    msg: format!("{}: {e}", f.what),
+                })?;
+            d.trace = Some(Arc::new(trace));
+            d.rate = None;
+        }
+        if let Some(o) = self.duration(f, "trace_offset")? {
+            d.trace_offset_us = o;
+        }
+        if let Some(v) = self.duration(f, "delay")? {
+            d.delay_us = Some(v);
+        }
+        if let Some(v) = self.duration(f, "jitter")? {
+            d.jitter_us = v;
+        }
+        if let Some(v) = self.bool(f, "reorder")? {
+            d.reorder = v;
+        }
+        if let Some(v) = self.ratio(f, "loss")? {
+            d.loss = v;
+        }
+        let what = f.what.clone();
+        if let Some(v) = f.get("burst_loss") {
+            let Value::Table(t) = &v.value else {
+                return self.err(v.line, format!("{what}: `burst_loss` must be a table {{ enter = \"1%\", leave = \"30%\" }}"));
+            };
+            let mut g = Fields::new(t, format!("{what}: burst_loss"));
+            let enter = self.ratio(&mut g, "enter")?;
+            let leave = self.ratio(&mut g, "leave")?;
+            let loss_bad = self.ratio(&mut g, "loss_bad")?.unwrap_or(1.0);
+            let loss_good = self.ratio(&mut g, "loss_good")?.unwrap_or(0.0);
+            self.finish(&g)?;
+            let (Some(enter), Some(leave)) = (enter, leave) else {
+                return self.err(v.line, format!("{what}: `burst_loss` needs `enter` and `leave` (per-packet chances of entering and leaving the bad state)"));
+            };
+            d.gilbert = Some(Gilbert {
+                enter,
+                leave,
+                loss_good,
+                loss_bad,
+            });
+        }
+        if let Some(v) = f.get("queue") {
+            let Value::Str(s) = &v.value else {
+                return self.err(
+                    v.line,
+                    format!("{what}: `queue` needs a unit, as a string: \"100ms\" or \"64kB\""),
+                );
+            };
+            d.queue = Some(if let Ok(us) = parse_duration(s) {
+                QueueLimit::Time(us)
+            } else {
+                QueueLimit::Bytes(
+                    parse_bytes(s)
+                        .or_else(|e| self.err(v.line, format!("{what}: `queue`: {e}")))?,
+                )
+            });
+        }
+        if let Some(v) = f.get("outages") {
+            let Value::Array(items) = &v.value else {
+                return self.err(v.line, format!("{what}: `outages` must be an array of {{ at = \"20s\", for = \"3s\", kind = \"blackhole\" }}"));
+            };
+            d.outages.clear();
+            for it in items {
+                let Value::Table(t) = &it.value else {
+                    return self.err(it.line, format!("{what}: each outage is {{ at = \"20s\", for = \"3s\", kind = \"blackhole\" }}"));
+                };
+                let mut of = Fields::new(t, format!("{what}: outage"));
+                let at = self.duration(&mut of, "at")?;
+                let dur = self.duration(&mut of, "for")?;
+                let kind = match self.string(&mut of, "kind")? {
+                    None => OutageKind::Blackhole,
+                    Some((k, l)) => match k.as_str() {
+                        "blackhole" => OutageKind::Blackhole,
+                        "stall" => OutageKind::Stall,
+                        _ => {
+                            return self.err(
+                                l,
+                                format!(
+                                "{what}: outage `kind` is \"blackhole\" or \"stall\", not \"{k}\""
+                            ),
+                            )
+                        }
+                    },
+                };
+                self.finish(&of)?;
+                let (Some(at), Some(dur)) = (at, dur) else {
+                    return self.err(it.line, format!("{what}: an outage needs `at` and `for`"));
+                };
+                d.outages.push(Outage {
+                    start_us: at,
+                    end_us: at + dur,
+                    kind,
+                });
+            }
+        }
+        Ok(d)
+    }
+
+    fn class(
+        &self,
+        t: &Table,
+        line: u32,
+        id: usize,
+        links: &[LinkSpec],
+    ) -> Result<ClassSpec, ScenarioError> {
+        let mut f = Fields::new(t, "[[class]]");
+        let Some((name, _)) = self.string(&mut f, "name")? else {
+            return self.err(line, "[[class]]: `name` is required");
+        };
+        f.what = format!("class `{name}`");
+        let mode = match self.string(&mut f, "mode")? {
+            None => Mode::Aggregate,
+            Some((m, l)) => match m.as_str() {
+                "aggregate" => Mode::Aggregate,
+                "weighted" => Mode::Weighted,
+                "redundant" => Mode::Redundant,
+                "backup" => Mode::Backup,
+                _ => match m.strip_prefix("pinned:") {
+                    Some(link) => match links.iter().find(|k| k.name == link) {
+                        Some(k) => Mode::Pinned(k.id),
+                        None => return self.err(l, format!("class `{name}`: no link named `{link}`")),
+                    },
+                    None => {
+                        return self.err(
+                            l,
+                            format!("class `{name}`: `mode` is aggregate, weighted, redundant, backup or \"pinned:LINK\", not \"{m}\""),
+                        )
+                    }
+                },
+            },
+        };
+        let priority = self.int(&mut f, "priority", 255)?.unwrap_or(0) as u8;
+        let weight = self.int(&mut f, "weight", 1_000_000)?.unwrap_or(1) as u32;
+        self.finish(&f)?;
+        if id > 255 {
+            return self.err(line, "too many classes");
+        }
+        Ok(ClassSpec {
+            name,
+            id: id as u8,
+            mode,
+            priority,
+            weight,
+        })
+    }
+
+    fn traffic(
+        &self,
+        t: &Table,
+        line: u32,
+        i: usize,
+        classes: &[ClassSpec],
+        duration_us: u64,
+    ) -> Result<TrafficSpec, ScenarioError> {
+        let mut f = Fields::new(t, format!("[[traffic]] #{}", i + 1));
+        let name = self
+            .string(&mut f, "name")?
+            .map(|s| s.0)
+            .unwrap_or_else(|| format!("traffic{}", i + 1));
+        f.what = format!("traffic `{name}`");
+        let user = self.int(&mut f, "user", u64::from(u32::MAX))?.unwrap_or(1) as u32;
+        let class = match self.string(&mut f, "class")? {
+            None => 0,
+            Some((c, l)) => match classes.iter().find(|k| k.name == c) {
+                Some(k) => k.id,
+                None => {
+                    return self.err(
+                        l,
+                        format!(
+                            "traffic `{name}`: no class named `{c}` (defined: {})",
+                            classes
+                                .iter()
+                                .map(|k| k.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                }
+            },
+        };
+        let dir = match self.string(&mut f, "dir")? {
+            None => Dir::Up,
+            Some((d, l)) => match d.as_str() {
+                "up" => Dir::Up,
+                "down" => Dir::Down,
+                _ => {
+                    return self.err(
+                        l,
+                        format!(
+                        "traffic `{name}`: `dir` is \"up\" (edge to core) or \"down\", not \"{d}\""
+                    ),
+                    )
+                }
+            },
+        };
+        let kind_s = self.string(&mut f, "kind")?;
+        let interval = self.duration(&mut f, "interval")?;
+        let rate = self.rate(&mut f, "rate")?;
+        let kind = match kind_s {
+            None => return self.err(line, format!("traffic `{name}`: `kind` is required: \"bulk\", \"interactive\" or \"realtime\"")),
+            Some((k, l)) => match k.as_str() {
+                "bulk" => TrafficKind::Bulk,
+                "interactive" => TrafficKind::Interactive {
+                    interval_us: match interval {
+                        Some(v) if v > 0 => v,
+                        _ => return self.err(l, format!("traffic `{name}`: interactive traffic needs `interval` (e.g. \"20ms\")")),
+                    },
+                },
+                "realtime" => TrafficKind::Realtime {
+                    bps: match rate {
+                        Some(v) if v > 0 => v,
+                        _ => return self.err(l, format!("traffic `{name}`: realtime traffic needs `rate` (e.g. \"1mbit\")")),
+                    },
+                },
+                _ => return self.err(l, format!("traffic `{name}`: `kind` is \"bulk\", \"interactive\" or \"realtime\", not \"{k}\"")),
+            },
+        };
+        let default_size = match kind {
+            TrafficKind::Bulk => MAX_INNER,
+            TrafficKind::Interactive { .. } => 200,
+            TrafficKind::Realtime { .. } => 1000,
+        };
+        let size = match f.get("size") {
+            None => default_size,
+            Some(v) => match &v.value {
+                Value::Int(n) if (MIN_INNER as i64..=MAX_INNER as i64).contains(n) => *n as usize,
+                _ => return self.err(v.line, format!("traffic `{name}`: `size` is an inner packet size in bytes, {MIN_INNER} to {MAX_INNER}")),
+            },
+        };
+        let flows = self.int(&mut f, "flows", 1_000_000)?.unwrap_or(1).max(1) as u32;
+        let start_us = self.duration(&mut f, "start")?.unwrap_or(0);
+        let stop_us = self
+            .duration(&mut f, "stop")?
+            .unwrap_or(duration_us)
+            .min(duration_us);
+        self.finish(&f)?;
+        if start_us >= stop_us {
+            return self.err(
+                line,
+                format!(
+                    "traffic `{name}`: `start` must be before `stop` and the scenario's `duration`"
+                ),
+            );
+        }
+        Ok(TrafficSpec {
+            name,
+            user,
+            class,
+            dir,
+            kind,
+            size,
+            flows,
+            start_us,
+            stop_us,
+        })
+    }
+}
+
+/// Per-direction settings while reading (the link-level ones are the base of `up`/`down`).
+#[derive(Debug, Clone, Default)]
+struct DirDraft {
+    rate: Option<u64>,
+    trace: Option<Arc<Trace>>,
+    trace_offset_us: u64,
+    delay_us: Option<u64>,
+    jitter_us: u64,
+    reorder: bool,
+    loss: f64,
+    gilbert: Option<Gilbert>,
+    queue: Option<QueueLimit>,
+    outages: Vec<Outage>,
+}
+
+impl DirDraft {
+    fn build(self, cx: &Cx, what: &str, line: u32) -> Result<DirConfig, ScenarioError> {
+        let rate = match (self.rate, self.trace) {
+            (Some(bps), None) if bps > 0 => Rate::Fixed(bps),
+            (None, Some(trace)) => Rate::Trace {
+                trace,
+                offset_us: self.trace_offset_us,
+            },
+            _ => {
+                return cx.err(
+                    line,
+                    format!("{what}: needs a `rate` (e.g. \"20mbit\") or a `trace` file"),
+                )
+            }
+        };
+        let Some(delay_us) = self.delay_us else {
+            return cx.err(
+                line,
+                format!("{what}: needs a one-way `delay` (e.g. \"20ms\")"),
+            );
+        };
+        Ok(DirConfig {
+            rate,
+            delay_us,
+            jitter_us: self.jitter_us,
+            reorder: self.reorder,
+            loss: self.loss,
+            gilbert: self.gilbert,
+            queue: self.queue.unwrap_or(QueueLimit::Time(100_000)),
+            outages: self.outages,
+        })
+    }
+}
+
+fn split_unit(s: &str) -> Option<(f64, String)> {
+    let s = s.trim();
+    let idx = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, u) = s.split_at(idx);
+    let n: f64 = n.trim().parse().ok()?;
+    (n.is_finite() && n >= 0.0).then(|| (n, u.trim().to_ascii_lowercase()))
+}
+
+/// "20ms", "1.5s", "500us", "2min" -> µs.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a duration like \"20ms\", \"1.5s\" or \"500us\"");
+    let (n, unit) = split_unit(s).ok_or_else(bad)?;
+    let mul = match unit.as_str() {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "min" => 60e6,
+        _ => return Err(bad()),
+    };
+    Ok((n * mul).round() as u64)
+}
+
+/// "20mbit", "512kbit", "1gbit", "9600bit" -> bit/s.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a rate like \"20mbit\" or \"512kbit\" (bits per second)");
+    let (n, unit) = split_unit(s).ok_or_else(bad)?;
+    let mul = match unit.trim_end_matches("/s").trim_end_matches("ps") {
+        "bit" => 1.0,
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        _ => return Err(bad()),
+    };
+    Ok((n * mul).round() as u64)
+}
+
+/// "64kB", "1500B", "1MB" -> bytes (k = 1000).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is neither a time (\"100ms\") nor a size (\"64kB\", \"1500B\")");
+    let (n, unit) = split_unit(s).ok_or_else(bad)?;
+    let mul = match unit.as_str() {
+        "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        _ => return Err(bad()),
+    };
+    Ok((n * mul).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+seed = 7
+duration = "5s"
+[[link]]
+name = "a"
+rate = "20mbit"
+delay = "20ms"
+loss = "0.5%"
+outages = [{ at = "1s", for = "300ms" }]
+[link.down]
+rate = "5mbit"
+[[link]]
+name = "b"
+rate = "10mbit"
+delay = "40ms"
+queue = "64kB"
+burst_loss = { enter = "1%", leave = "25%" }
+[[class]]
+name = "voice"
+mode = "redundant"
+priority = 2
+[[traffic]]
+kind = "bulk"
+user = 2
+flows = 4
+[[traffic]]
+kind = "realtime"
+class = "voice"
+rate = "64kbit"
+size = 160
+"#;
+
+    #[test]
+    fn reads_a_full_scenario() {
+        let s = Scenario::parse(GOOD, "t.toml", None).unwrap();
+        assert_eq!(s.seed, 7);
+        assert_eq!(s.duration_us, 5_000_000);
+        assert_eq!(s.links.len(), 2);
+        let a = &s.links[0];
+        assert!(matches!(a.up.rate, Rate::Fixed(20_000_000)));
+        assert!(matches!(a.down.rate, Rate::Fixed(5_000_000)));
+        assert_eq!(a.down.delay_us, 20_000, "down inherits the link's delay");
+        assert_eq!(a.up.loss, 0.005);
+        assert_eq!(a.up.outages[0].end_us, 1_300_000);
+        assert_eq!(s.links[1].up.queue, QueueLimit::Bytes(64_000));
+        assert!(s.links[1].up.gilbert.is_some());
+        assert_eq!(s.classes[1].mode, Mode::Redundant);
+        assert_eq!(s.traffic[1].class, 1);
+        assert_eq!(s.traffic[1].interval_us(), Some(20_000));
+        assert_eq!(s.traffic[0].flows, 4);
+    }
+
+    fn error_of(text: &str) -> String {
+        Scenario::parse(text, "x.toml", None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let e = error_of("[[link]]\nrate = \"20mbit\"\ndelay = 20\n");
+        assert!(
+            e.starts_with("x.toml:3:") && e.contains("delay") && e.contains("unit"),
+            "{e}"
+        );
+        let e = error_of("[[link]]\nrate = \"20mbit\"\ndelay = \"20ms\"\ndelai = \"1ms\"\n");
+        assert!(
+            e.starts_with("x.toml:4:") && e.contains("unknown key `delai`"),
+            "{e}"
+        );
+        let e = error_of("[[link]]\nrate = \"fast\"\n");
+        assert!(e.starts_with("x.toml:2:") && e.contains("rate"), "{e}");
+        let e = error_of("[[link]]\nrate = \"1mbit\"\ndelay = \"1ms\"\n[[traffic]]\nkind = \"bulk\"\nclass = \"nope\"\n");
+        assert!(
+            e.starts_with("x.toml:6:") && e.contains("no class named `nope`"),
+            "{e}"
+        );
+        let e = error_of("[[link]]\nrate = \"1mbit\"\n");
+        assert!(e.contains("x.toml:1:") && e.contains("delay"), "{e}");
+        let e = error_of("[[link]]\ntrace = \"no/such/trace\"\n");
+        assert!(e.starts_with("x.toml:2:") && e.contains("not found"), "{e}");
+        let e = error_of("[[link]]\nloss = \"7\"\n");
+        assert!(
+            e.starts_with("x.toml:2:") && e.contains("percentage"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_duration("1.5s"), Ok(1_500_000));
+        assert_eq!(parse_duration("250us"), Ok(250));
+        assert!(parse_duration("20").is_err());
+        assert_eq!(parse_rate("20mbit"), Ok(20_000_000));
+        assert_eq!(parse_rate("512kbit"), Ok(512_000));
+        assert_eq!(parse_bytes("64kB"), Ok(64_000));
+    }
+}

@@ -1,0 +1,139 @@
+//! The simulator's view of a protocol endpoint, and the trivial stand-in used to test the engine.
+//!
+//! The engine never touches the protocol directly: it drives two [`Tunnel`]s (edge and core)
+//! through this small trait, which mirrors the sans-IO `Session` API (send / can_send /
+//! handle_datagram / poll_transmit / poll_deliver / poll_timeout / handle_timeout).
+
+use std::collections::VecDeque;
+
+use super::link::IP_UDP_OVERHEAD;
+use super::scenario::Scenario;
+use crate::proto::{Instant, LinkId};
+
+/// What the caller knows about an inner packet (classification happens before the tunnel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub user: u32,
+    pub flow: u64,
+    pub class: u8,
+}
+
+/// The two endpoints of a run: (edge, core).
+pub type Pair = (Box<dyn Tunnel>, Box<dyn Tunnel>);
+
+/// One endpoint of the tunnel, as the simulator drives it.
+pub trait Tunnel {
+    /// Whether `send` would accept a packet of this user/class now (back-pressure for bulk).
+    fn can_send(&self, meta: &Meta) -> bool;
+    /// Queue an inner packet; false when refused (queue full).
+    fn send(&mut self, now: Instant, packet: &[u8], meta: &Meta) -> bool;
+    /// A datagram arrived on `link` (the core side pretends not to know and checks the answer).
+    fn handle_datagram(&mut self, now: Instant, link: LinkId, datagram: &mut [u8]);
+    /// The next datagram to put on a link: (link, length written into `out`).
+    fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(LinkId, usize)>;
+    /// The next restored inner packet, copied into `out`; false when none.
+    fn poll_deliver(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    /// Datagrams the endpoint rejected (errors from `handle_datagram`).
+    fn errors(&self) -> u64 {
+        0
+    }
+    /// Endpoint statistics for the report (free-form).
+    fn stats(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// The trivial single-path stand-in: every packet goes over the first link, paced at that link's
+/// (mean) rate, no acknowledgements, no recovery, delivered in arrival order.
+#[derive(Debug)]
+pub struct Pipe {
+    rate_bps: f64,
+    queue: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
+    limit_bytes: usize,
+    next_tx: Instant,
+    delivered: VecDeque<Vec<u8>>,
+    bad: u64,
+}
+
+/// Stand-in header: a marker byte before the inner packet.
+const PIPE_MARK: u8 = 0xB7;
+
+impl Pipe {
+    /// The two ends for a scenario: (edge, core).
+    pub fn pair(sc: &Scenario) -> (Pipe, Pipe) {
+        let l = &sc.links[0];
+        (Pipe::new(l.up.mean_bps()), Pipe::new(l.down.mean_bps()))
+    }
+
+    fn new(rate_bps: f64) -> Pipe {
+        Pipe {
+            rate_bps,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            limit_bytes: 64 * 1024,
+            next_tx: Instant::ZERO,
+            delivered: VecDeque::new(),
+            bad: 0,
+        }
+    }
+}
+
+impl Tunnel for Pipe {
+    fn can_send(&self, _meta: &Meta) -> bool {
+        self.queued_bytes < self.limit_bytes
+    }
+
+    fn send(&mut self, _now: Instant, packet: &[u8], _meta: &Meta) -> bool {
+        // Some headroom above the back-pressure mark, so paced sources are not starved by bulk.
+        if self.queued_bytes + packet.len() > self.limit_bytes + 8 * 1024 {
+            return false;
+        }
+        self.queued_bytes += packet.len();
+        self.queue.push_back(packet.to_vec());
+        true
+    }
+
+    fn handle_datagram(&mut self, _now: Instant, _link: LinkId, datagram: &mut [u8]) {
+        match datagram.split_first() {
+            Some((&PIPE_MARK, inner)) => self.delivered.push_back(inner.to_vec()),
+            _ => self.bad += 1,
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(LinkId, usize)> {
+        if now < self.next_tx {
+            return None;
+        }
+        let p = self.queue.pop_front()?;
+        self.queued_bytes -= p.len();
+        out[0] = PIPE_MARK;
+        out[1..=p.len()].copy_from_slice(&p);
+        let wire = (p.len() + 1 + IP_UDP_OVERHEAD) as f64;
+        let gap_us = (wire * 8e6 / self.rate_bps).ceil() as u64;
+        self.next_tx = Instant(self.next_tx.0.max(now.0) + gap_us);
+        Some((0, p.len() + 1))
+    }
+
+    fn poll_deliver(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
+        match self.delivered.pop_front() {
+            Some(p) => {
+                *out = p;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        (!self.queue.is_empty()).then_some(self.next_tx)
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn errors(&self) -> u64 {
+        self.bad
+    }
+}

@@ -1,0 +1,212 @@
+//! The simulator checked against itself: the single-path stand-in tunnel over simple links must
+//! give the numbers the link model implies (rate, delay, loss, outage), runs must be
+//! reproducible, every shipped scenario must parse, and the command line must behave.
+
+use std::path::Path;
+use std::process::Command;
+
+use braid::sim::scenario::Dir;
+use braid::sim::{run, Report, Scenario};
+
+fn scenario(text: &str) -> Scenario {
+    Scenario::parse(
+        text,
+        "inline.toml",
+        Some(Path::new(env!("CARGO_MANIFEST_DIR"))),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn pipe_run(links: &str, traffic: &str) -> Report {
+    let text = format!("tunnel = \"pipe\"\nduration = \"10s\"\nseed = 3\n{links}\n{traffic}");
+    run(&scenario(&text)).unwrap()
+}
+
+const ONE_LINK: &str = "[[link]]\nrate = \"10mbit\"\ndelay = \"25ms\"\n";
+const BULK: &str = "[[traffic]]\nkind = \"bulk\"\nsize = 1400\n";
+
+#[test]
+fn stand_in_fills_a_fixed_link() {
+    let r = pipe_run(ONE_LINK, BULK);
+    let up = r.dir(Dir::Up).unwrap();
+    // 1400 inner bytes ride in 1400 + 1 (stand-in mark) + 28 (IP/UDP) on the wire.
+    let ceiling = 1400.0 / 1429.0;
+    assert!(
+        up.share <= ceiling && up.share > ceiling - 0.01,
+        "share {}",
+        up.share
+    );
+    assert_eq!(up.lost, 0);
+    assert_eq!(up.in_order_ratio, 1.0);
+    assert!(
+        (r.links[0].carried_mbit - 10.0).abs() < 0.1,
+        "{}",
+        r.links[0].carried_mbit
+    );
+}
+
+#[test]
+fn delay_is_exact_on_an_idle_link() {
+    let r = pipe_run(
+        ONE_LINK,
+        "[[traffic]]\nkind = \"interactive\"\ninterval = \"10ms\"\nsize = 100\n",
+    );
+    let up = r.dir(Dir::Up).unwrap();
+    // 25 ms + serialisation of 100 + 1 + 28 bytes at 10 Mbit/s (103.2 µs, rounded up to µs).
+    assert_eq!(up.latency_ms.p50, 25.104);
+    assert_eq!(up.latency_ms.max, 25.104);
+    assert_eq!(up.delivered, 1000);
+    assert_eq!(up.longest_gap_ms, 10.0);
+    // One link: the slowest is the only one, so nothing is added.
+    assert_eq!(up.added_delay_ms.max, 0.104);
+}
+
+#[test]
+fn stand_in_shows_link_loss_as_loss() {
+    let r = pipe_run(
+        "[[link]]\nrate = \"10mbit\"\ndelay = \"25ms\"\nloss = \"2%\"\n",
+        BULK,
+    );
+    let up = r.dir(Dir::Up).unwrap();
+    assert!(
+        (up.loss_ratio - 0.02).abs() < 0.003,
+        "loss {}",
+        up.loss_ratio
+    );
+    assert_eq!(up.lost, r.links[0].stats.drop_loss);
+}
+
+#[test]
+fn blackhole_shows_as_gap_and_loss() {
+    let r = pipe_run(
+        "[[link]]\nrate = \"10mbit\"\ndelay = \"25ms\"\noutages = [{ at = \"4s\", for = \"1s\" }]\n",
+        BULK,
+    );
+    let up = r.dir(Dir::Up).unwrap();
+    assert!(
+        up.longest_gap_ms >= 1000.0 && up.longest_gap_ms < 1030.0,
+        "gap {}",
+        up.longest_gap_ms
+    );
+    assert_eq!(up.lost, r.links[0].stats.drop_outage);
+    // About a second of packets (10 Mbit/s / 1429 bytes), plus those in flight when it began.
+    assert!((870..=900).contains(&up.lost), "lost {}", up.lost);
+    // Capacity leaves out the outage.
+    assert!(
+        (up.capacity_mbit - 9.0).abs() < 0.01,
+        "{}",
+        up.capacity_mbit
+    );
+}
+
+#[test]
+fn stall_holds_instead_of_dropping() {
+    let r = pipe_run(
+        "[[link]]\nrate = \"10mbit\"\ndelay = \"25ms\"\nqueue = \"2MB\"\noutages = [{ at = \"4s\", for = \"1s\", kind = \"stall\" }]\n",
+        BULK,
+    );
+    let up = r.dir(Dir::Up).unwrap();
+    assert_eq!(up.lost, 0);
+    assert!(up.longest_gap_ms >= 1000.0, "gap {}", up.longest_gap_ms);
+}
+
+#[test]
+fn same_seed_same_report_other_seed_other_report() {
+    let links = "[[link]]\nrate = \"10mbit\"\ndelay = \"25ms\"\njitter = \"3ms\"\nloss = \"1%\"\n";
+    let a = serde_json::to_string(&pipe_run(links, BULK)).unwrap();
+    let b = serde_json::to_string(&pipe_run(links, BULK)).unwrap();
+    assert_eq!(a, b);
+    let text = format!("tunnel = \"pipe\"\nduration = \"10s\"\nseed = 4\n{links}\n{BULK}");
+    let c = serde_json::to_string(&run(&scenario(&text)).unwrap()).unwrap();
+    assert_ne!(a, c);
+}
+
+#[test]
+fn trace_link_carries_the_trace() {
+    // A constant trace (one 1500-byte opportunity per ms = 12 Mbit/s) as a file beside the test.
+    let dir = std::env::temp_dir().join(format!("braid-sim-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("flat.trace"), "1\n").unwrap();
+    let text = format!(
+        "tunnel = \"pipe\"\nduration = \"5s\"\n[[link]]\ntrace = \"flat.trace\"\ndelay = \"10ms\"\n{BULK}"
+    );
+    let sc = Scenario::parse(&text, "inline.toml", Some(&dir)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let r = run(&sc).unwrap();
+    let up = r.dir(Dir::Up).unwrap();
+    assert!((up.capacity_mbit - 12.0).abs() < 0.01);
+    assert!(
+        up.share > 0.96 && up.share <= 1400.0 / 1429.0,
+        "share {}",
+        up.share
+    );
+}
+
+#[test]
+fn every_shipped_scenario_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "only {n} scenarios");
+}
+
+fn braid(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .arg("sim")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_help_table_json_and_errors() {
+    let (ok, out, _) = braid(&["--help"]);
+    assert!(ok && out.contains("SCENARIO FILE") && out.contains("added delay"));
+
+    let (ok, out, err) = braid(&["scenarios/pipe.toml", "--duration", "2s"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("delivered") && !out.contains("Jain") && out.contains("only"));
+
+    let (ok, out, err) = braid(&[
+        "scenarios/pipe.toml",
+        "--json",
+        "--seed",
+        "9",
+        "--duration",
+        "1s",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["seed"], 9);
+    assert_eq!(v["duration_s"], 1.0);
+    assert!(v["directions"][0]["delivered_mbit"].as_f64().unwrap() > 5.0);
+
+    let dir = std::env::temp_dir().join(format!("braid-sim-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[link]]\nrate = \"10mbit\"\ndelay = 25\n").unwrap();
+    let (ok, _, err) = braid(&[bad.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("bad.toml:3:") && err.contains("delay"),
+        "{err}"
+    );
+
+    let (ok, _, err) = braid(&[]);
+    assert!(!ok && err.contains("which scenario"), "{err}");
+    let (ok, _, err) = braid(&["scenarios/pipe.toml", "--bogus"]);
+    assert!(!ok && err.contains("--bogus"), "{err}");
+}
