@@ -17,6 +17,13 @@ use core::time::Duration;
 use crate::proto::wire::{Ack, LinkRole};
 use crate::proto::{Instant, LinkId};
 
+/// ACK delay value marking an ACK relayed on another (faster) link: it reports losses early
+/// but its timing says nothing about this link, so it yields no RTT or rate sample.
+pub const RELAYED_ACK_DELAY: u16 = u16::MAX;
+/// Packet reordering threshold for loss detection: starts here, grows on spurious losses.
+const INITIAL_REORDER_THRESHOLD: u64 = 1;
+const MAX_REORDER_THRESHOLD: u64 = 8;
+
 /// Bytes of IPv4 + UDP header around each datagram on the wire.
 pub const WIRE_OVERHEAD: u32 = 28;
 /// Typical full-size wire packet, used for the few-packets allowances.
@@ -91,6 +98,8 @@ struct Sent {
     first_sent_time: Instant,
     app_limited: bool,
     in_flight: bool,
+    /// Declared lost; kept a while so a late ACK shows the loss was spurious.
+    lost: bool,
 }
 
 /// Windowed max over time (three best samples, as Linux `minmax`).
@@ -161,6 +170,8 @@ pub struct Link {
     inflight: u64,
     largest_acked: Option<u64>,
     loss_time: Option<Instant>,
+    reorder_threshold: u64,
+    pub spurious_losses: u64,
 
     // --- sender: RTT ---
     srtt: u64,
@@ -206,6 +217,7 @@ pub struct Link {
     rx_unacked: u32,
     rx_first_unacked: Option<Instant>,
     rx_immediate: bool,
+    rx_gap: bool,
     pending_probe_reply: Option<u32>,
 
     // --- counters ---
@@ -231,6 +243,8 @@ impl Link {
             inflight: 0,
             largest_acked: None,
             loss_time: None,
+            reorder_threshold: INITIAL_REORDER_THRESHOLD,
+            spurious_losses: 0,
             srtt: INITIAL_RTT_US,
             rttvar: INITIAL_RTT_US / 2,
             latest_rtt: INITIAL_RTT_US,
@@ -268,6 +282,7 @@ impl Link {
             rx_unacked: 0,
             rx_first_unacked: None,
             rx_immediate: false,
+            rx_gap: false,
             pending_probe_reply: None,
             bytes_sent: 0,
             bytes_acked: 0,
@@ -367,7 +382,7 @@ impl Link {
         }
         let bdp = bw * self.min_rtt / 1_000_000;
         let bdp = match self.phase {
-            Phase::Startup => bdp * 5 / 2,
+            Phase::Startup => bdp * 2,
             _ => bdp * 3 / 2,
         };
         (bdp + 4 * MSS).max(MIN_CWND)
@@ -489,9 +504,14 @@ impl Link {
             first_sent_time: self.first_sent_time,
             app_limited: self.app_limited,
             in_flight: true,
+            lost: false,
         });
         self.inflight += bytes as u64;
         self.on_any_sent(now, bytes as u64);
+        // Data elicits ACKs: from now on their absence counts.
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
         self.last_data_sent = now;
         self.packets_sent += 1;
         seq as u16
@@ -509,9 +529,6 @@ impl Link {
         let start = self.next_send.max(floor);
         self.next_send = start + Duration::from_micros(bytes * 1_000_000 / rate);
         self.bytes_sent += bytes;
-        if self.waiting_since.is_none() {
-            self.waiting_since = Some(now);
-        }
     }
 
     fn extend_sent_seq(&self, s: u16) -> u64 {
@@ -542,9 +559,10 @@ impl Link {
             self.largest_acked = Some(largest);
             newly_largest = true;
         }
+        let relayed = ack.delay_8us == RELAYED_ACK_DELAY;
         // RTT sample from the largest, if it is newly acked.
         let li = (largest - self.base_seq) as usize;
-        if newly_largest && self.sent[li].in_flight {
+        if newly_largest && self.sent[li].in_flight && !relayed {
             let sent = self.sent[li].sent;
             let delay = ack.delay_8us as u64 * 8;
             self.on_rtt_sample(now, now.0.saturating_sub(sent.0), delay);
@@ -565,6 +583,13 @@ impl Link {
             let idx = (s - self.base_seq) as usize;
             let p = &mut self.sent[idx];
             if !p.in_flight {
+                if p.lost {
+                    // It arrived after all: the link reorders, be more patient.
+                    p.lost = false;
+                    self.spurious_losses += 1;
+                    self.reorder_threshold =
+                        (self.reorder_threshold + 1).min(MAX_REORDER_THRESHOLD);
+                }
                 continue;
             }
             p.in_flight = false;
@@ -586,7 +611,9 @@ impl Link {
             self.delivered_time = now;
             if let Some(p) = rs {
                 self.first_sent_time = p.sent;
-                self.on_rate_sample(now, &p);
+                if !relayed {
+                    self.on_rate_sample(now, &p);
+                }
             }
         }
         self.detect_lost(now, out);
@@ -631,15 +658,15 @@ impl Link {
         if !p.app_limited || rate >= self.btlbw.get() {
             self.btlbw.update(now.0, win, rate);
         }
+        if self.phase == Phase::Startup && self.queue_building() && self.btlbw.get() > 0 {
+            // The bottleneck queue grows: the pipe is full, stop doubling.
+            self.phase = Phase::Drain;
+            self.phase_start = now;
+        }
         // Rounds (one per RTT of data) drive startup exit and the gain cycle.
         if p.delivered >= self.next_round_delivered {
             self.next_round_delivered = self.delivered;
             self.round += 1;
-            if self.phase == Phase::Startup && self.queue_building() && self.full_bw > 0 {
-                // The bottleneck queue grows: the pipe is full, stop doubling.
-                self.phase = Phase::Drain;
-                self.phase_start = now;
-            }
             if self.phase == Phase::Startup && !p.app_limited {
                 let bw = self.btlbw.get();
                 if bw >= self.full_bw + self.full_bw / 4 {
@@ -693,8 +720,9 @@ impl Link {
             let p = self.sent[i];
             if p.in_flight {
                 let age = now.0.saturating_sub(p.sent.0);
-                if s + 3 <= largest || age >= thresh {
+                if s + self.reorder_threshold <= largest || age >= thresh {
                     self.sent[i].in_flight = false;
+                    self.sent[i].lost = true;
                     self.inflight -= p.bytes as u64;
                     self.packets_lost += 1;
                     self.loss_sample(true);
@@ -709,7 +737,12 @@ impl Link {
             }
             i += 1;
         }
-        while self.sent.front().is_some_and(|p| !p.in_flight) {
+        // Lost records stay until they fall out of the ACK bitmap's reach.
+        while self
+            .sent
+            .front()
+            .is_some_and(|p| !p.in_flight && (!p.lost || self.base_seq + 64 < largest))
+        {
             self.sent.pop_front();
             self.base_seq += 1;
         }
@@ -938,6 +971,7 @@ impl Link {
                 let d = s - l;
                 if d > 1 {
                     self.rx_immediate = true; // a gap: report it at once
+                    self.rx_gap = true;
                 }
                 self.rx_bitmap = if d >= 64 {
                     0
@@ -984,7 +1018,24 @@ impl Link {
         Some(Ack {
             link: self.id,
             largest: l as u16,
-            delay_8us: delay.min(u16::MAX as u64) as u16,
+            delay_8us: delay.min(RELAYED_ACK_DELAY as u64 - 1) as u16,
+            bitmap: self.rx_bitmap,
+        })
+    }
+
+    /// Whether a `link_seq` gap was seen since the last call (a loss to report quickly).
+    pub fn take_gap(&mut self) -> bool {
+        std::mem::take(&mut self.rx_gap)
+    }
+
+    /// A copy of the current ACK state to relay on another link (marked, see
+    /// [`RELAYED_ACK_DELAY`]); the regular ACK on this link is still sent.
+    pub fn relay_ack(&self) -> Option<Ack> {
+        let l = self.rx_largest?;
+        Some(Ack {
+            link: self.id,
+            largest: l as u16,
+            delay_8us: RELAYED_ACK_DELAY,
             bitmap: self.rx_bitmap,
         })
     }
@@ -1256,16 +1307,76 @@ mod tests {
         t.on_ack(ms(50), &a, &mut out);
         let acked: Vec<u32> = out.iter().filter(|r| r.acked).map(|r| r.token).collect();
         assert_eq!(acked, vec![105, 102, 101, 100]);
-        // 3 and 4 are within the packet threshold, so not lost yet, but a loss timer is armed.
-        assert!(out.iter().all(|r| r.acked));
-        assert!(t.poll_timeout().is_some());
-        assert_eq!(t.srtt(), Duration::from_millis(45));
-        out.clear();
-        // Time threshold: after 9/8 RTT they are declared lost.
-        t.on_timeout(ms(60), &mut out);
+        // Links do not reorder by default: a later packet acked means 3 and 4 are lost.
         let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
         assert_eq!(lost, vec![103, 104]);
+        assert_eq!(t.srtt(), Duration::from_millis(45));
         assert_eq!(t.inflight(), 0);
+        // 4 arrives after all: the loss was spurious, the link reorders; be more patient.
+        out.clear();
+        let a = Ack {
+            link: 1,
+            largest: 5,
+            delay_8us: 0,
+            bitmap: 0b11101,
+        };
+        t.on_ack(ms(51), &a, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(t.spurious_losses, 1);
+        for i in 6..9 {
+            t.on_data_sent(ms(60 + i), 100 + i as u32, 1000);
+        }
+        // 8 acked, 6 and 7 missing: 7 is within the threshold of 2 now, 6 is not.
+        let a = Ack {
+            link: 1,
+            largest: 8,
+            delay_8us: 0,
+            bitmap: 0,
+        };
+        t.on_ack(ms(110), &a, &mut out);
+        let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
+        assert_eq!(lost, vec![106]);
+        assert!(t.poll_timeout().is_some());
+        // Time threshold: after 9/8 RTT, 7 is declared lost too.
+        out.clear();
+        t.on_timeout(ms(130), &mut out);
+        let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
+        assert_eq!(lost, vec![107]);
+        assert_eq!(t.inflight(), 0);
+    }
+
+    #[test]
+    fn relayed_ack_reports_loss_without_rtt_sample() {
+        let mut t = Link::new(1, LinkConfig::default(), ms(0));
+        let mut out = Vec::new();
+        for i in 0..3 {
+            t.on_data_sent(ms(i), i as u32, 1000);
+        }
+        let a = Ack {
+            link: 1,
+            largest: 2,
+            delay_8us: RELAYED_ACK_DELAY,
+            bitmap: 0b10,
+        };
+        t.on_ack(ms(30), &a, &mut out);
+        assert!(!t.has_rtt_sample());
+        assert_eq!(
+            out,
+            vec![
+                Resolved {
+                    token: 2,
+                    acked: true
+                },
+                Resolved {
+                    token: 0,
+                    acked: true
+                },
+                Resolved {
+                    token: 1,
+                    acked: false
+                },
+            ]
+        );
     }
 
     #[test]
