@@ -144,9 +144,10 @@ impl Tunnel for End {
                     if now.0 < until * 1000 && now.0 / 50_000 != self.errors / 1_000_000 {
                         for l in s.stats().links {
                             println!(
-                                "t={:.3} link {} srtt {:.1} min {:.1} bw {:.2} pace {:.2} cwnd {} infl {} q {}",
+                                "t={:.3} link {} {:?} srtt {:.1} min {:.1} bw {:.2} pace {:.2} cwnd {} infl {} q {}",
                                 now.0 as f64 / 1e6,
                                 l.id,
+                                l.state,
                                 l.srtt.as_secs_f64() * 1e3,
                                 l.min_rtt.as_secs_f64() * 1e3,
                                 l.delivery_rate_bps as f64 / 1e6,

@@ -31,9 +31,15 @@ pub const MSS: u64 = 1500;
 
 /// Interval between probes on an idle link, and on a link that is Down.
 pub const IDLE_PROBE_INTERVAL: Duration = Duration::from_millis(150);
-pub const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
-/// Consecutive probe replies a Down link needs before it is Up again (doubled per recent flap).
+pub const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
+/// No ACK for at least this long (while data or probes are outstanding) makes a link Down.
+pub const DOWN_AFTER_MIN: Duration = Duration::from_millis(300);
+/// A Down link comes back Up after at least this many consecutive signs of life (probe replies,
+/// ACKs) spread over at least [`UP_AFTER_SPAN`] (doubled per recent flap, up to 8x).
 pub const UP_AFTER_REPLIES: u32 = 3;
+pub const UP_AFTER_SPAN: Duration = Duration::from_millis(100);
+/// Signs of life further apart than this are not consecutive.
+const ALIVE_GAP_US: u64 = 150_000;
 /// The receiver acks after this many DATA datagrams, or this long after the first unacked one.
 pub const ACK_EVERY: u32 = 2;
 pub const MAX_ACK_DELAY: Duration = Duration::from_millis(2);
@@ -207,6 +213,7 @@ pub struct Link {
     next_probe: Instant,
     replies: u32,
     last_reply: Instant,
+    alive_since: Instant,
     flaps: u32,
     last_flap: Option<Instant>,
 
@@ -274,6 +281,7 @@ impl Link {
             next_probe: now,
             replies: 0,
             last_reply: now,
+            alive_since: now,
             flaps: 0,
             last_flap: None,
             rx_largest: None,
@@ -358,7 +366,11 @@ impl Link {
                 Phase::Cruise => {
                     let g = CYCLE[self.cycle_idx];
                     // A standing queue (RTT well above the minimum) at gain 1: drain a little.
-                    if g == 8 && self.queue_building() {
+                    if g == 8 && self.jittery() && self.loss_ewma < 65536 / 50 {
+                        // The rate swings faster than the estimate follows: keep the link's
+                        // buffer fed and let the in-flight cap bound the queue.
+                        (10, 8)
+                    } else if g == 8 && self.queue_building() {
                         (7, 8)
                     } else {
                         (g, 8)
@@ -380,17 +392,23 @@ impl Link {
         if bw == 0 {
             return INITIAL_CWND;
         }
-        let bdp = bw * self.min_rtt / 1_000_000;
-        let bdp = match self.phase {
-            Phase::Startup => bdp * 2,
-            _ => bdp * 3 / 2,
-        };
-        (bdp + 4 * MSS).max(MIN_CWND)
+        // Two round trips of data at the estimate on a steady link; on a link whose RTT swings
+        // (cellular scheduling, ACK bunching) up to three, or ACK gaps would starve the pacer.
+        let rtt = (self.srtt + self.min_rtt).min(3 * self.min_rtt);
+        let window = bw * rtt / 1_000_000;
+        (window + 4 * MSS).max(MIN_CWND)
     }
 
-    /// Whether the latest RTT shows a queue building at the bottleneck.
+    /// Whether the RTT varies a lot relative to its floor (cellular, Wi-Fi).
+    fn jittery(&self) -> bool {
+        self.have_rtt && self.rttvar > self.min_rtt / 8
+    }
+
+    /// Whether the latest RTT shows a queue building at the bottleneck (beyond the link's own
+    /// RTT variation, so a jittery cellular link is not starved).
     fn queue_building(&self) -> bool {
-        self.have_rtt && self.latest_rtt > self.min_rtt + (self.min_rtt / 8).max(3_000)
+        let margin = (self.min_rtt / 8).max(3_000).max(2 * self.rttvar);
+        self.have_rtt && self.latest_rtt > self.min_rtt + margin
     }
 
     pub fn inflight(&self) -> u64 {
@@ -420,7 +438,7 @@ impl Link {
 
     /// No ACK for this long while something is outstanding makes the link Down.
     pub fn down_after(&self) -> Duration {
-        self.rto().max(DOWN_PROBE_INTERVAL * 3)
+        self.rto().max(DOWN_AFTER_MIN)
     }
 
     /// One-way delay estimate (half the smoothed RTT).
@@ -617,6 +635,9 @@ impl Link {
             }
         }
         self.detect_lost(now, out);
+        if self.state == LinkState::Down {
+            self.sign_of_life(now);
+        }
         self.on_alive(now);
         self.update_health(now);
     }
@@ -804,8 +825,8 @@ impl Link {
     }
 
     /// Replies needed to come back Up: doubles with each recent flap.
-    pub fn replies_needed(&self) -> u32 {
-        UP_AFTER_REPLIES << self.flaps
+    pub fn up_span(&self) -> Duration {
+        UP_AFTER_SPAN * (1u32 << self.flaps)
     }
 
     // ---------------------------------------------------------------- probes
@@ -864,15 +885,27 @@ impl Link {
         if self.state != LinkState::Down || self.replies > 0 {
             self.on_rtt_sample(now, rtt, 0);
         }
-        let gap = now.0.saturating_sub(self.last_reply.0);
-        if gap > DOWN_PROBE_INTERVAL.as_micros() as u64 * 5 / 2 {
-            self.replies = 1;
-        } else {
-            self.replies += 1;
-        }
-        self.last_reply = now;
+        self.sign_of_life(now);
         self.on_alive(now);
-        if self.state == LinkState::Down && self.admin_up && self.replies >= self.replies_needed() {
+    }
+
+    /// A probe reply, or an ACK while Down: counts toward coming back Up.
+    fn sign_of_life(&mut self, now: Instant) {
+        let gap = now.0.saturating_sub(self.last_reply.0);
+        if self.replies == 0 || gap > ALIVE_GAP_US {
+            self.replies = 1;
+            self.alive_since = now;
+        } else if gap >= 10_000 {
+            self.replies += 1; // a burst of ACKs counts once
+        }
+        if gap >= 10_000 || self.replies == 1 {
+            self.last_reply = now;
+        }
+        if self.state == LinkState::Down
+            && self.admin_up
+            && self.replies >= UP_AFTER_REPLIES
+            && now.saturating_since(self.alive_since) >= self.up_span()
+        {
             self.suspect = false;
             self.set_state(LinkState::Up, now);
             // Restart the pacer cleanly; the bandwidth estimate is kept.
@@ -1223,6 +1256,7 @@ mod tests {
         p.run(1_000, &mut out);
         let _ = p.tx.take_state_change();
         let mut changes = 0;
+        let mut late_changes = 0;
         // 400 ms dead, 200 ms alive, for 12 s.
         let mut t = 1_000;
         for k in 0..40u64 {
@@ -1233,12 +1267,17 @@ mod tests {
                 p.run(t, &mut out);
                 if p.tx.take_state_change().is_some() {
                     changes += 1;
+                    if t > 4_000 {
+                        late_changes += 1;
+                    }
                 }
             }
         }
-        // Once Down, the link needs 3+ consecutive replies spread over >= 200 ms, which a
-        // 200 ms alive window cannot provide: it stays Down instead of flapping.
-        assert_eq!(changes, 1, "state changed {changes} times");
+        // Once Down, the link needs signs of life spread over 100 ms, doubled per recent flap:
+        // after at most one flap, a 200 ms alive window no longer brings it back (without
+        // hysteresis it would change state 40 times).
+        assert!(changes <= 3, "state changed {changes} times");
+        assert_eq!(late_changes, 0);
         assert_eq!(p.tx.state(), LinkState::Down);
     }
 
@@ -1250,7 +1289,7 @@ mod tests {
         p.black_hole = true;
         p.run(1_500, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
-        assert_eq!(p.tx.replies_needed(), 3);
+        assert_eq!(p.tx.up_span(), Duration::from_millis(100));
         p.black_hole = false;
         p.run(2_000, &mut out);
         assert_eq!(p.tx.state(), LinkState::Up);
@@ -1258,11 +1297,11 @@ mod tests {
         p.run(2_500, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
         // A second outage within 30 s doubles the replies needed.
-        assert_eq!(p.tx.replies_needed(), 6);
+        assert_eq!(p.tx.up_span(), Duration::from_millis(200));
         p.black_hole = false;
-        p.run(2_900, &mut out);
+        p.run(2_680, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
-        p.run(3_300, &mut out);
+        p.run(3_000, &mut out);
         assert_eq!(p.tx.state(), LinkState::Up);
     }
 
