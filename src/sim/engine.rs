@@ -305,25 +305,33 @@ impl Engine<'_> {
                     return Err(SimError::NoSuchLink { link });
                 }
                 let fate = self.links[l][side].offer(now, len);
-                if let Fate::Arrive(at) = fate {
-                    let flight = Flight {
-                        to: 1 - side,
-                        link,
-                        data: self.out[..len].to_vec(),
-                    };
-                    let slot = match self.free.pop() {
-                        Some(s) => {
-                            self.flights[s as usize] = Some(flight);
-                            s
-                        }
-                        None => {
-                            self.flights.push(Some(flight));
-                            (self.flights.len() - 1) as u32
-                        }
-                    };
-                    self.order += 1;
-                    self.heap.push(Reverse((at.0, self.order, slot)));
+                let (at, flip) = match fate {
+                    Fate::Arrive(at) => (at, None),
+                    Fate::Mangled(at, r) => (at, Some(r)),
+                    Fate::Dropped(_) => continue,
+                };
+                let mut data = self.out[..len].to_vec();
+                if let Some(r) = flip {
+                    let byte = (r as usize / 8) % len.max(1);
+                    data[byte] ^= 1 << (r % 8);
                 }
+                let flight = Flight {
+                    to: 1 - side,
+                    link,
+                    data,
+                };
+                let slot = match self.free.pop() {
+                    Some(s) => {
+                        self.flights[s as usize] = Some(flight);
+                        s
+                    }
+                    None => {
+                        self.flights.push(Some(flight));
+                        (self.flights.len() - 1) as u32
+                    }
+                };
+                self.order += 1;
+                self.heap.push(Reverse((at.0, self.order, slot)));
             }
         }
         Ok(any)
