@@ -477,8 +477,12 @@ impl Session {
             self.unref(pid);
             return;
         }
-        if p.acked || p.live > 0 {
-            self.unref(pid); // another copy is alive or arrived
+        // Another copy still alive: wait for it, except for a redundant class, whose point is
+        // never to wait for a timeout.
+        let redundant =
+            self.classes[self.class_of[p.class as usize] as usize].mode == Mode::Redundant;
+        if p.acked || (p.live > 0 && !redundant) {
+            self.unref(pid);
             return;
         }
         if p.resends >= MAX_RESENDS {
