@@ -144,7 +144,7 @@ impl Tunnel for End {
                     if now.0 < until * 1000 && now.0 / 50_000 != self.errors / 1_000_000 {
                         for l in s.stats().links {
                             println!(
-                                "t={:.3} link {} {:?} srtt {:.1} min {:.1} bw {:.2} pace {:.2} cwnd {} infl {} q {}",
+                                "t={:.3} link {} {:?} srtt {:.1} min {:.1} bw {:.2} pace {:.2} cwnd {} infl {} q {} acked {}",
                                 now.0 as f64 / 1e6,
                                 l.id,
                                 l.state,
@@ -154,7 +154,8 @@ impl Tunnel for End {
                                 l.pacing_rate_bps as f64 / 1e6,
                                 l.cwnd_bytes,
                                 l.inflight_bytes,
-                                l.queued_bytes
+                                l.queued_bytes,
+                                l.bytes_acked
                             );
                         }
                         self.errors = now.0 / 50_000 * 1_000_000 + self.errors % 1_000_000;

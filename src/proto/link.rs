@@ -35,7 +35,7 @@ pub const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
 /// No ACK for at least this long (while data or probes are outstanding) makes a link Down.
 pub const DOWN_AFTER_MIN: Duration = Duration::from_millis(300);
 /// A Down link comes back Up after at least this many consecutive signs of life (probe replies,
-/// ACKs) spread over at least [`UP_AFTER_SPAN`] (doubled per recent flap, up to 8x).
+/// ACKs) spread over at least [`UP_AFTER_SPAN`] (doubled after a recent flap).
 pub const UP_AFTER_REPLIES: u32 = 3;
 pub const UP_AFTER_SPAN: Duration = Duration::from_millis(100);
 /// Signs of life further apart than this are not consecutive.
@@ -53,7 +53,10 @@ const DRAIN_GAIN: (u64, u64) = (1, 2);
 /// Probe cycle of pacing gains (numerator over 8), one phase per min RTT: a gentle probe up,
 /// a drain, then six phases at the estimate.
 const CYCLE: [u64; 8] = [9, 7, 8, 8, 8, 8, 8, 8];
-const FLAP_MEMORY_US: u64 = 30_000_000;
+const FLAP_MEMORY_US: u64 = 10_000_000;
+/// How often the Up bar doubles for a link that flaps (1: at most 2x, so an intermittent
+/// cellular link is not locked out for long).
+const MAX_FLAP_SHIFT: u32 = 1;
 const LOSS_SHIFT: u32 = 7; // EWMA weight 1/128 per resolved packet
 
 /// How the scheduler may use a link (set by the operator, announced to the peer).
@@ -791,7 +794,7 @@ impl Link {
             if s == LinkState::Down && self.state != LinkState::Down {
                 match self.last_flap {
                     Some(t) if now.0.saturating_sub(t.0) < FLAP_MEMORY_US => {
-                        self.flaps = (self.flaps + 1).min(3)
+                        self.flaps = (self.flaps + 1).min(MAX_FLAP_SHIFT)
                     }
                     _ => self.flaps = 0,
                 }

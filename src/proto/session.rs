@@ -204,7 +204,13 @@ struct LinkSlot {
     q: LinkQueue,
     /// A cap for the peer's sending on this link (announced in LinkConfig).
     peer_cap_bps: Option<u64>,
+    /// When this link's ACK state was last relayed on another link.
+    last_relay: Instant,
 }
+
+/// ACK state of every link receiving data is also relayed this often on the fastest other
+/// link, so a link whose return path stalls (cellular) is not taken for dead while it delivers.
+const RELAY_EVERY: Duration = Duration::from_millis(50);
 
 /// Wire bytes a queued packet of `len` inner bytes occupies.
 fn wire_len(len: usize) -> u64 {
@@ -345,6 +351,7 @@ impl Session {
                 link: Link::new(id, cfg, now),
                 q: LinkQueue::default(),
                 peer_cap_bps: None,
+                last_relay: Instant::ZERO,
             }),
         }
         self.announce_link(id);
@@ -979,7 +986,9 @@ impl Session {
                     seen_link.get_or_insert(h.link);
                     let i = self.ensure_link(h.link, now);
                     self.links[i].link.on_data_received(now, h.link_seq, dlen);
-                    if self.links[i].link.take_gap() {
+                    let gap = self.links[i].link.take_gap();
+                    if gap || now.saturating_since(self.links[i].last_relay) >= RELAY_EVERY {
+                        self.links[i].last_relay = now;
                         self.relay_gap(i);
                     }
                     self.reorder.insert(now, h.seq, h.prev, payload);
@@ -1009,8 +1018,9 @@ impl Session {
         Ok(seen_link)
     }
 
-    /// A loss showed on link slot `i`: also report it on the fastest link if that is faster,
-    /// so the sender resends about one slow-link delay earlier.
+    /// Relays link slot `i`'s ACK state on the fastest other link if that is faster: on a gap,
+    /// so the sender resends about one slow-link delay earlier; periodically, so a stalled
+    /// return path does not make a delivering link look dead.
     fn relay_gap(&mut self, i: usize) {
         let slow = &self.links[i].link;
         let Some(ack) = slow.relay_ack() else { return };
@@ -1055,6 +1065,7 @@ impl Session {
                     link: Link::new(id, LinkConfig::default(), now),
                     q: LinkQueue::default(),
                     peer_cap_bps: None,
+                    last_relay: Instant::ZERO,
                 });
                 self.links.len() - 1
             }
