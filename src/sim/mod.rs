@@ -66,6 +66,7 @@ SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
     loss = "0.5%"                 # random loss (or a fraction: 0.005)
     burst_loss = { enter = "1%", leave = "30%", loss_bad = "100%", loss_good = "0%" }
                                   # Gilbert-Elliott: per-packet chance to enter/leave the bad state
+    corrupt = "0.1%"              # datagrams that arrive with one bit flipped (tampering)
     queue = "100ms"               # drop-tail limit, as time at the link's rate or bytes ("64kB")
     outages = [{ at = "20s", for = "3s", kind = "blackhole" }]
                                   # blackhole: all sent/queued/travelling is lost; stall: held
