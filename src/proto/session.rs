@@ -312,6 +312,10 @@ impl Session {
     }
 
     /// The channel, e.g. for the core to hand it a rekey (`Channel::rekeyed`).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
     pub fn channel_mut(&mut self) -> &mut Channel {
         &mut self.channel
     }

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Cross builds of braid for the OpenWrt targets, their size table and their tests under qemu-user.
+#
+#   cross/build.sh setup [ARCH...]          install what the builds need (rustup targets, zig, qemu)
+#   cross/build.sh build ARCH [PROFILE]     build the router binary; prints its path on the last line
+#   cross/build.sh sizes [ARCH...]          build release + openwrt profiles, run each, print a table
+#   cross/build.sh test ARCH [cargo args]   run the unit and simulator tests for ARCH under qemu
+#   cross/build.sh list                     the OpenWrt architectures known here
+#
+# ARCH is an OpenWrt package architecture (what `opkg print-architecture` shows on the router).
+# Router builds use --no-default-features: the simulator and the lab stay on the host.
+# Zig is the linker for every target (cargo-zigbuild), so no C cross toolchain is needed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+ALL_ARCHS="mipsel_24kc mips_24kc aarch64_cortex-a53 arm_cortex-a7 x86_64"
+# Budget from DESIGN.md: the mipsel router binary, stripped, without UPX.
+BUDGET_BYTES=$((3 * 1024 * 1024 / 2))
+
+# target_of ARCH: sets TRIPLE, TOOLCHAIN, BUILD_STD, FLAGS and QEMU for an OpenWrt arch.
+#   MIPS (tier 3): nightly with -Zbuild-std, and a non-PIE static binary (a static-pie MIPS
+#   binary crashes at start). mips_24kc is ath79, big endian: the tests run there too.
+#   ARMv7: nightly -Zbuild-std, linked by zig with its own musl (not Rust's self-contained one).
+#   OpenWrt's arm_cortex-a7 is soft-float ABI, but a static binary brings its own libc and
+#   every Cortex-A7 has VFPv4, so the hard-float musleabihf build runs there.
+target_of() {
+	BUILD_STD=0 FLAGS="" TOOLCHAIN=stable QEMU=""
+	case "$1" in
+	mipsel_24kc)
+		TRIPLE=mipsel-unknown-linux-musl TOOLCHAIN=nightly BUILD_STD=1
+		FLAGS="-C relocation-model=static" QEMU=qemu-mipsel ;;
+	mips_24kc)
+		TRIPLE=mips-unknown-linux-musl TOOLCHAIN=nightly BUILD_STD=1
+		FLAGS="-C relocation-model=static" QEMU=qemu-mips ;;
+	aarch64_cortex-a53)
+		TRIPLE=aarch64-unknown-linux-musl QEMU=qemu-aarch64 ;;
+	arm_cortex-a7)
+		TRIPLE=armv7-unknown-linux-musleabihf TOOLCHAIN=nightly BUILD_STD=1
+		FLAGS="-C link-self-contained=no" QEMU=qemu-arm ;;
+	x86_64)
+		TRIPLE=x86_64-unknown-linux-musl ;;
+	*)
+		echo "cross: unknown arch '$1' (known: $ALL_ARCHS)" >&2
+		return 2 ;;
+	esac
+}
+
+# cargo_for ARCH PROFILE SUBCOMMAND ARGS...: runs cargo-zigbuild with the arch's settings.
+# The per-target RUSTFLAGS variable leaves host build scripts and proc macros alone.
+cargo_for() {
+	local arch=$1 profile=$2 sub=$3
+	shift 3
+	target_of "$arch"
+	local var
+	var=$(echo "$TRIPLE" | tr 'a-z-' 'A-Z_')
+	local std=()
+	if [ "$BUILD_STD" = 1 ]; then
+		# panic=abort (release) needs panic_abort built; panic=unwind (openwrt) the default set.
+		# shellcheck disable=SC2054 # the commas belong to the -Z flag
+		if [ "$profile" = openwrt ]; then
+			std=(-Zbuild-std=std,panic_unwind)
+		else
+			std=(-Zbuild-std=std,panic_abort)
+		fi
+	fi
+	local prof=(--profile "$profile")
+	env RUSTUP_TOOLCHAIN="$TOOLCHAIN" \
+		"CARGO_TARGET_${var}_RUSTFLAGS=$FLAGS" \
+		"CARGO_TARGET_${var}_RUNNER=$QEMU" \
+		nice cargo-zigbuild "$sub" --locked --target "$TRIPLE" "${prof[@]}" "${std[@]}" "$@"
+}
+
+# out_dir PROFILE: cargo's directory name for a profile.
+out_dir() {
+	case "$1" in
+	dev | test) echo debug ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# run_bin ARCH FILE ARGS...: runs a binary built for ARCH (natively for x86_64).
+run_bin() {
+	local arch=$1 bin=$2
+	shift 2
+	target_of "$arch"
+	if [ -n "$QEMU" ]; then
+		"$QEMU" "$bin" "$@"
+	else
+		"$bin" "$@"
+	fi
+}
+
+cmd_setup() {
+	local archs=("$@")
+	[ ${#archs[@]} -gt 0 ] || read -r -a archs <<<"$ALL_ARCHS"
+	local need_nightly=0 stable_targets=() arch
+	for arch in "${archs[@]}"; do
+		target_of "$arch"
+		if [ "$TOOLCHAIN" = nightly ]; then need_nightly=1; else stable_targets+=("$TRIPLE"); fi
+	done
+	if [ ${#stable_targets[@]} -gt 0 ]; then
+		rustup target add "${stable_targets[@]}"
+	fi
+	if [ "$need_nightly" = 1 ]; then
+		rustup toolchain install nightly --profile minimal --component rust-src
+	fi
+	if ! command -v cargo-zigbuild >/dev/null || ! python3 -c 'import ziglang' 2>/dev/null; then
+		pip install --quiet ziglang cargo-zigbuild
+	fi
+	command -v qemu-mips >/dev/null || {
+		command -v apt-get >/dev/null || { echo "cross: install qemu-user" >&2; return 1; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null
+	}
+}
+
+# cmd_build ARCH [PROFILE]: the stripped router binary; its path is the last line printed.
+cmd_build() {
+	local arch=$1 profile=${2:-release}
+	cargo_for "$arch" "$profile" build --no-default-features --bin braid >&2
+	target_of "$arch"
+	echo "$ROOT/target/$TRIPLE/$(out_dir "$profile")/braid"
+}
+
+cmd_sizes() {
+	local archs=("$@")
+	[ ${#archs[@]} -gt 0 ] || read -r -a archs <<<"$ALL_ARCHS"
+	local arch profile bin size ver rows=() fail=0
+	for arch in "${archs[@]}"; do
+		for profile in release openwrt; do
+			bin=$(cmd_build "$arch" "$profile" | tail -n 1)
+			size=$(stat -c %s "$bin")
+			if ver=$(run_bin "$arch" "$bin" --version 2>&1); then :; else
+				ver="FAILED: $ver"
+				fail=1
+			fi
+			file "$bin" | grep -q 'not stripped' && { ver="$ver (NOT STRIPPED)"; fail=1; }
+			rows+=("$arch|$profile|$size|$ver")
+		done
+	done
+	echo
+	printf '| %-20s | %-8s | %10s | %9s | %s\n' arch profile bytes KiB "runs (--version under qemu)"
+	printf '|%s|%s|%s|%s|%s\n' ---------------------- ---------- ------------ ----------- -----------
+	local row
+	for row in "${rows[@]}"; do
+		IFS='|' read -r arch profile size ver <<<"$row"
+		printf '| %-20s | %-8s | %10d | %9.1f | %s\n' "$arch" "$profile" "$size" \
+			"$(awk -v s="$size" 'BEGIN { print s / 1024 }')" "$ver"
+		if [ "$arch" = mipsel_24kc ] && [ "$size" -gt "$BUDGET_BYTES" ]; then
+			echo "cross: mipsel_24kc $profile is $size bytes, over the budget of $BUDGET_BYTES" >&2
+			fail=1
+		fi
+	done
+	return $fail
+}
+
+# cmd_test ARCH [ARGS]: the library's unit tests, the binaries' tests and every integration
+# test under tests/ that needs no root (not named netns_* or lab_*: those drive real kernels
+# and namespaces, which qemu-user does not emulate), built with the host features so the
+# simulator tests run too.
+cmd_test() {
+	local arch=$1
+	shift
+	local tests=() t name
+	for t in tests/*.rs; do
+		[ -e "$t" ] || continue
+		name=$(basename "$t" .rs)
+		case "$name" in
+		netns_* | lab_* | pkg_*) continue ;;
+		esac
+		tests+=(--test "$name")
+	done
+	cargo_for "$arch" dev test --lib --bins "${tests[@]}" "$@"
+}
+
+case "${1:-}" in
+setup) shift; cmd_setup "$@" ;;
+build) shift; cmd_build "$@" ;;
+sizes) shift; cmd_sizes "$@" ;;
+test) shift; cmd_test "$@" ;;
+list) echo "$ALL_ARCHS" ;;
+*)
+	sed -n '2,11s/^# \{0,1\}//p' "$0" >&2
+	exit 2 ;;
+esac

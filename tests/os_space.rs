@@ -1,0 +1,312 @@
+//! The space, the hub and the steering rules, in namespaces the test owns:
+//! - install + remove leaves the host as it was;
+//! - a space whose owner is killed with SIGKILL vanishes with its hub, and `cleanup_stale`
+//!   removes the inert rules it left;
+//! - the hub capture sees a client's packets while nothing (no ICMP, no RST) comes back.
+
+mod os_util;
+
+use braid::os::hub::{ip_payload, Batch, Capture};
+use braid::os::netlink::{Family, Netlink, RuleAction};
+use braid::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering, RULE_SPAN};
+use os_util::{root, udp4, v4_summary, wire, Ns};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+fn steer(prio: u32, table: u32) -> SteerConfig {
+    let mut s = SteerConfig::new();
+    s.priority = prio;
+    s.table = table;
+    s.sources = vec!["10.77.1.0/24".parse().unwrap()];
+    s.bypass = vec!["192.0.2.10/32".parse().unwrap()];
+    s
+}
+
+/// Braid's rules (by priority range) and routes (by table) in the calling thread's namespace.
+fn leftovers(s: &SteerConfig, hub: &str) -> (usize, usize, bool) {
+    let mut nl = Netlink::open().unwrap();
+    let rules = nl
+        .rules(Family::V4)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.priority >= s.priority && r.priority < s.priority + RULE_SPAN)
+        .count();
+    let routes = nl.routes(Family::V4, Some(s.table)).unwrap().len();
+    let link = nl.link_by_name(hub).unwrap().is_some();
+    (rules, routes, link)
+}
+
+#[test]
+fn steering_installs_and_removes_cleanly() {
+    if !root() {
+        return;
+    }
+    let h = Ns::new();
+    h.run(|| {
+        let cfg = steer(9100, 9101);
+        let space = Space::new().unwrap();
+        let hub = Hub::create(&space, HubConfig::new("bo1")).unwrap();
+        let st = Steering::install(&hub, cfg.clone()).unwrap();
+        // iif lo, bypass 192.0.2.10, bypass LAN (LAN-to-LAN), from LAN lookup, nop.
+        assert_eq!(st.rules().len(), 5);
+        assert_eq!(leftovers(&cfg, "bo1-hub"), (5, 1, true));
+        let mut nl = Netlink::open().unwrap();
+        let rules = nl.rules(Family::V4).unwrap();
+        let lookup = rules
+            .iter()
+            .find(|r| r.action == RuleAction::Lookup(9101))
+            .unwrap();
+        assert_eq!(lookup.src, Some("10.77.1.0/24".parse().unwrap()));
+        assert!(rules
+            .iter()
+            .any(|r| r.iif.as_deref() == Some("lo") && r.action == RuleAction::Goto(9103)));
+        // The space end exists only in the space, with no address.
+        assert!(nl.link_by_name("bo1-sp").unwrap().is_none());
+        let addrs = space
+            .run(|| Netlink::open().unwrap().addresses(None).unwrap())
+            .unwrap();
+        assert!(addrs.is_empty(), "space has addresses: {addrs:?}");
+        drop(st);
+        assert_eq!(leftovers(&cfg, "bo1-hub"), (0, 0, true));
+        drop(hub);
+        assert_eq!(leftovers(&cfg, "bo1-hub"), (0, 0, false));
+        drop(space);
+        assert_eq!(
+            cleanup_stale(&HubConfig::new("bo1"), &cfg).unwrap(),
+            Default::default()
+        );
+    });
+}
+
+#[test]
+fn tcp_only_and_v6_rules() {
+    if !root() {
+        return;
+    }
+    let mut s = steer(9200, 9201);
+    s.tcp_only = true;
+    s.sources.push("fd77::/64".parse().unwrap());
+    let rules = s.rules();
+    assert!(rules
+        .iter()
+        .filter(|r| matches!(r.action, RuleAction::Lookup(_)))
+        .all(|r| r.ip_proto == Some(6)));
+    assert_eq!(rules.iter().filter(|r| r.family == Family::V6).count(), 4);
+    let h = Ns::new();
+    h.run(|| {
+        let space = Space::new().unwrap();
+        let hub = Hub::create(&space, HubConfig::new("bo2")).unwrap();
+        let st = Steering::install(&hub, s.clone()).unwrap();
+        let mut nl = Netlink::open().unwrap();
+        assert_eq!(nl.routes(Family::V6, Some(9201)).unwrap().len(), 1);
+        let got: Vec<_> = nl
+            .rules(Family::V6)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.priority >= 9200 && r.priority < 9204)
+            .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        drop(st);
+        assert!(nl.routes(Family::V6, Some(9201)).unwrap().is_empty());
+    });
+}
+
+/// Run only by `space_vanishes_when_owner_is_killed` in a child process.
+#[test]
+#[ignore]
+fn space_child_process() {
+    let Ok(fd) = std::env::var("BRAID_OS_CHILD_NS_FD") else {
+        return;
+    };
+    // SAFETY: the parent passed this descriptor to us, we own it now.
+    let ns = unsafe { OwnedFd::from_raw_fd(fd.parse().unwrap()) };
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let space = Space::new().unwrap();
+    let hub = Hub::create(&space, HubConfig::new("bo3")).unwrap();
+    let _st = Steering::install(&hub, steer(9300, 9301)).unwrap();
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+#[test]
+fn space_vanishes_when_owner_is_killed() {
+    if !root() {
+        return;
+    }
+    let h = Ns::new();
+    let dup = nix::unistd::dup(h.0.as_raw_fd()).unwrap(); // no CLOEXEC: inherited
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "space_child_process", "--ignored", "--nocapture"])
+        .env("BRAID_OS_CHILD_NS_FD", dup.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    nix::unistd::close(dup).unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut ready = false;
+    for line in BufReader::new(out).lines() {
+        if line.unwrap().trim() == "READY" {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "child did not get ready");
+    let cfg = steer(9300, 9301);
+    h.run(|| assert_eq!(leftovers(&cfg, "bo3-hub"), (5, 1, true)));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The namespace dies with its last reference; the veth and its routes go with it.
+    let t0 = Instant::now();
+    let gone_after = loop {
+        let (_, routes, link) = h.run(|| leftovers(&cfg, "bo3-hub"));
+        if !link && routes == 0 {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "hub still there after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("hub gone {gone_after:?} after SIGKILL");
+    h.run(|| {
+        // Only the inert rules remain; cleanup_stale removes them.
+        assert_eq!(leftovers(&cfg, "bo3-hub"), (5, 0, false));
+        let c = cleanup_stale(&HubConfig::new("bo3"), &cfg).unwrap();
+        assert_eq!((c.links, c.rules, c.routes), (0, 5, 0));
+        assert_eq!(leftovers(&cfg, "bo3-hub"), (0, 0, false));
+    });
+}
+
+#[test]
+fn hub_captures_client_packets_and_space_answers_nothing() {
+    if !root() {
+        return;
+    }
+    // client (10.77.1.2) --bo-cl/bo-lan-- host (10.77.1.1, no default route) --hub-- space
+    let host = Ns::new();
+    let client = Ns::new();
+    let (_, cl_if) = wire(
+        &host,
+        "bo-lan",
+        "10.77.1.1/24",
+        &client,
+        "bo-cl",
+        "10.77.1.2/24",
+    );
+    host.sysctl("net/ipv4/ip_forward", "1");
+    client.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let r = braid::os::netlink::Route::new("0.0.0.0/0".parse().unwrap())
+            .via("10.77.1.1".parse().unwrap());
+        nl.add_route(&r).unwrap();
+    });
+    let (space, hub, _st) = host.run(|| {
+        let space = Space::new().unwrap();
+        let hub = Hub::create(&space, HubConfig::new("bo4")).unwrap();
+        let st = Steering::install(&hub, steer(9400, 9401)).unwrap();
+        (space, hub, st)
+    });
+    let cap = Capture::open(&space, &hub).unwrap();
+    // What the client receives, all of it.
+    let watch = client.run(|| Capture::open_raw(cl_if, None, [0; 6], [0; 6]).unwrap());
+
+    let server: SocketAddr = "203.0.113.5:80".parse().unwrap();
+    let (tcp_err, udp_err) = client.run(|| {
+        // UDP: a connected socket would report an ICMP port/host unreachable as ECONNREFUSED.
+        let u = UdpSocket::bind("10.77.1.2:40000").unwrap();
+        u.connect("203.0.113.5:9").unwrap();
+        u.send(b"bo-udp").unwrap();
+        // ICMP echo request over a raw socket.
+        let raw = socket_icmp();
+        let mut echo = [8u8, 0, 0, 0, 0x62, 0x6f, 0, 1, b'b', b'o'];
+        let c = os_util::csum(&echo);
+        echo[2..4].copy_from_slice(&c.to_be_bytes());
+        let dst = nix::sys::socket::SockaddrIn::new(203, 0, 113, 5, 0);
+        nix::sys::socket::sendto(
+            raw.as_raw_fd(),
+            &echo,
+            &dst,
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        // TCP: a RST would make connect fail fast with ECONNREFUSED instead of timing out.
+        let t = TcpStream::connect_timeout(&server, Duration::from_millis(700));
+        std::thread::sleep(Duration::from_millis(100));
+        u.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 64];
+        (
+            t.err().map(|e| e.kind()),
+            u.recv(&mut b).err().map(|e| e.kind()),
+        )
+    });
+    assert_eq!(
+        tcp_err,
+        Some(std::io::ErrorKind::TimedOut),
+        "TCP connect must time out, not be refused"
+    );
+    assert_eq!(
+        udp_err,
+        Some(std::io::ErrorKind::WouldBlock),
+        "no ICMP error for UDP"
+    );
+
+    // The capture saw the three kinds of packets from the client.
+    let mut b = Batch::default();
+    let (mut udp, mut syn, mut icmp) = (0, 0, 0);
+    while cap.recv_batch(&mut b).is_ok() {
+        for f in b.iter() {
+            let Some((proto, src, dst, x)) = ip_payload(f).and_then(v4_summary) else {
+                continue;
+            };
+            assert_eq!(src, [10, 77, 1, 2]);
+            assert_eq!(dst, [203, 0, 113, 5]);
+            match (proto, x) {
+                (17, _) => udp += 1,
+                (6, 0x02) => syn += 1,
+                (1, 8) => icmp += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(
+        udp == 1 && icmp == 1 && syn >= 1,
+        "udp {udp} syn {syn} icmp {icmp}"
+    );
+
+    // The client received no IP packet at all: no ICMP, no RST, from the host or the space.
+    let mut ip_back = Vec::new();
+    while watch.recv_batch(&mut b).is_ok() {
+        ip_back.extend(b.iter().filter_map(|f| ip_payload(f).and_then(v4_summary)));
+    }
+    assert!(ip_back.is_empty(), "client got {ip_back:?}");
+
+    // Writing back: a reply injected by braid reaches the client through the host.
+    let got = client.run(|| {
+        let u = UdpSocket::bind("10.77.1.2:5555").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let pkt = udp4([203, 0, 113, 5], [10, 77, 1, 2], 9, 5555, b"bo-reply");
+        cap.send_ip(&pkt).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = u.recv_from(&mut buf).unwrap();
+        (buf[..n].to_vec(), from)
+    });
+    assert_eq!(got.0, b"bo-reply");
+    assert_eq!(got.1, "203.0.113.5:9".parse::<SocketAddr>().unwrap());
+    // The injected frame did not come back into the capture.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(cap.recv_batch(&mut b).is_err());
+}
+
+fn socket_icmp() -> OwnedFd {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+    socket(
+        AddressFamily::Inet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Icmp,
+    )
+    .unwrap()
+}
