@@ -204,7 +204,13 @@ struct LinkSlot {
     q: LinkQueue,
     /// A cap for the peer's sending on this link (announced in LinkConfig).
     peer_cap_bps: Option<u64>,
+    /// When this link's ACK state was last relayed on another link.
+    last_relay: Instant,
 }
+
+/// ACK state of every link receiving data is also relayed this often on the fastest other
+/// link, so a link whose return path stalls (cellular) is not taken for dead while it delivers.
+const RELAY_EVERY: Duration = Duration::from_millis(50);
 
 /// Wire bytes a queued packet of `len` inner bytes occupies.
 fn wire_len(len: usize) -> u64 {
@@ -233,6 +239,8 @@ pub struct Session {
     resend: ResendQueue,
 
     controls: VecDeque<Control>,
+    /// ACKs reporting a loss on a slow link, to send on a faster one: (via, ack).
+    relays: Vec<(LinkId, Ack)>,
     hint_sent: Option<(u32, Instant)>,
     handshake: Vec<u8>,
     handshake_links: Vec<LinkId>,
@@ -274,6 +282,7 @@ impl Session {
             path: ByMode::default(),
             resend: ResendQueue::new(),
             controls: VecDeque::new(),
+            relays: Vec::new(),
             hint_sent: None,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
@@ -342,6 +351,7 @@ impl Session {
                 link: Link::new(id, cfg, now),
                 q: LinkQueue::default(),
                 peer_cap_bps: None,
+                last_relay: Instant::ZERO,
             }),
         }
         self.announce_link(id);
@@ -474,8 +484,12 @@ impl Session {
             self.unref(pid);
             return;
         }
-        if p.acked || p.live > 0 {
-            self.unref(pid); // another copy is alive or arrived
+        // Another copy still alive: wait for it, except for a redundant class, whose point is
+        // never to wait for a timeout.
+        let redundant =
+            self.classes[self.class_of[p.class as usize] as usize].mode == Mode::Redundant;
+        if p.acked || (p.live > 0 && !redundant) {
+            self.unref(pid);
             return;
         }
         if p.resends >= MAX_RESENDS {
@@ -495,14 +509,14 @@ impl Session {
         if self.closed {
             return false;
         }
-        // About 5 ms of the summed pacing rate, at least a few packets, at most the hard cap.
+        // About 2 ms of the summed pacing rate, at least a few packets, at most the hard cap.
         let rate: u64 = self
             .links
             .iter()
             .filter(|l| l.link.usable())
             .map(|l| l.link.pacing_rate())
             .sum();
-        let target = (rate / 200).clamp(8 * MSS, self.cfg.per_user_queue_bytes);
+        let target = (rate / 500).clamp(4 * MSS, self.cfg.per_user_queue_bytes);
         self.conn.user_bytes(meta.user) + MSS <= target
             && self.conn.can_accept(meta.user, MSS as u32)
     }
@@ -725,6 +739,12 @@ impl Session {
             max_var = max_var.max(l.link.rttvar().as_micros() as u64);
         }
         if min_rtt == u64::MAX {
+            // Nothing to measure from: keep the last hint, and the refresh timer quiet.
+            if let Some((w, t)) = self.hint_sent {
+                if now.saturating_since(t) >= HINT_REFRESH {
+                    self.hint_sent = Some((w, now));
+                }
+            }
             return;
         }
         let wait = (max_ow - min_ow) + min_rtt + 4 * max_var + 2 * 2_000;
@@ -759,6 +779,9 @@ impl Session {
         }
         self.update_reorder_hint(now);
         self.schedule(now);
+        let links = &self.links;
+        self.relays
+            .retain(|(v, _)| links.iter().any(|l| l.link.id == *v && l.link.admin_up()));
         let n = self.links.len();
         for k in 0..n {
             let i = (self.rr + k) % n;
@@ -829,7 +852,9 @@ impl Session {
         let ack_due = l.ack_deadline().is_some_and(|d| d <= now) || (has_data && l.ack_pending());
         let reply = l.probe_reply_pending();
         let probe = l.probe_due(now);
-        if !(has_data || ack_due || reply || probe.is_some() || force) {
+        let id = l.id;
+        let relay = self.relays.iter().any(|(v, _)| *v == id);
+        if !(has_data || ack_due || reply || probe.is_some() || force || relay) {
             return None;
         }
         let max_plain = out.len().saturating_sub(seal::OVERHEAD);
@@ -845,6 +870,15 @@ impl Session {
                 let _ = w.push_ack(&a);
             }
         }
+        let mut k = 0;
+        while k < self.relays.len() {
+            if self.relays[k].0 == id && w.push_ack(&self.relays[k].1).is_ok() {
+                self.relays.swap_remove(k);
+            } else {
+                k += 1;
+            }
+        }
+        let link = &mut self.links[i].link;
         if let Some(rid) = link.take_probe_reply() {
             let _ = w.push_probe(&Probe {
                 link: id,
@@ -952,6 +986,11 @@ impl Session {
                     seen_link.get_or_insert(h.link);
                     let i = self.ensure_link(h.link, now);
                     self.links[i].link.on_data_received(now, h.link_seq, dlen);
+                    let gap = self.links[i].link.take_gap();
+                    if gap || now.saturating_since(self.links[i].last_relay) >= RELAY_EVERY {
+                        self.links[i].last_relay = now;
+                        self.relay_gap(i);
+                    }
                     self.reorder.insert(now, h.seq, h.prev, payload);
                 }
                 Frame::Ack(a) => {
@@ -977,6 +1016,25 @@ impl Session {
             return Err(SessionError::Wire(e));
         }
         Ok(seen_link)
+    }
+
+    /// Relays link slot `i`'s ACK state on the fastest other link if that is faster: on a gap,
+    /// so the sender resends about one slow-link delay earlier; periodically, so a stalled
+    /// return path does not make a delivering link look dead.
+    fn relay_gap(&mut self, i: usize) {
+        let slow = &self.links[i].link;
+        let Some(ack) = slow.relay_ack() else { return };
+        let via = self
+            .links
+            .iter()
+            .filter(|l| l.link.usable() && l.link.id != slow.id && l.link.srtt() < slow.srtt())
+            .min_by_key(|l| l.link.srtt())
+            .map(|l| l.link.id);
+        if let Some(via) = via {
+            self.relays
+                .retain(|(v, a)| !(*v == via && a.link == ack.link));
+            self.relays.push((via, ack));
+        }
     }
 
     fn check_established(&mut self, now: Instant) {
@@ -1007,6 +1065,7 @@ impl Session {
                     link: Link::new(id, LinkConfig::default(), now),
                     q: LinkQueue::default(),
                     peer_cap_bps: None,
+                    last_relay: Instant::ZERO,
                 });
                 self.links.len() - 1
             }
@@ -1098,16 +1157,17 @@ impl Session {
         if !self.established {
             return t;
         }
-        if !self.controls.is_empty() {
+        if !self.controls.is_empty() || !self.relays.is_empty() {
             min(Instant::ZERO);
         }
-        let pending = !self.conn.is_empty() || !self.resend.is_empty();
         for l in &self.links {
             if let Some(x) = l.link.poll_timeout() {
                 min(x);
             }
             let queued = !l.q.is_empty();
-            if (queued || pending) && l.link.usable() && !l.link.cwnd_limited() {
+            // Only links with something queued wake the pacer: new data is scheduled when
+            // some link sends (the horizon admits data to any eligible link with a short queue).
+            if queued && l.link.usable() && !l.link.cwnd_limited() {
                 min(l.link.next_send_time());
             }
         }
