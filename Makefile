@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test setup clean
+.PHONY: all build test lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test setup clean sim
 
 all: build
 
@@ -18,6 +18,11 @@ test: lint pkg-test
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## sim: run every scenario in scenarios/ on the deterministic simulator and print its table.
+sim:
+	$(CARGO) build --release --locked
+	for s in scenarios/*.toml; do echo "== $$s"; ./target/release/braid sim "$$s" || exit 1; done
 
 clean:
 	$(CARGO) clean

@@ -42,7 +42,7 @@ fn edge_example() {
         m.key,
         Some(KeySource::Inline(PrivateKey::from_base64(KEY_A).unwrap()))
     );
-    assert_eq!(m.private_key().unwrap().to_base64(), KEY_A);
+    assert_eq!(c.private_key().unwrap().to_base64(), KEY_A);
     assert_eq!(m.core_host.as_deref(), Some("core.example.net"));
     assert_eq!(m.core_port, 51830);
     assert_eq!(m.core_public_key.unwrap().to_base64(), KEY_B);
@@ -154,12 +154,12 @@ fn key_file_is_read_on_demand() {
         path.display()
     );
     let c = load_str("braid", &text).unwrap();
-    assert_eq!(c.main.private_key().unwrap().to_base64(), KEY_B);
+    assert_eq!(c.private_key().unwrap().to_base64(), KEY_B);
     std::fs::write(&path, "not a key\n").unwrap();
-    let e = c.main.private_key().unwrap_err().to_string();
+    let e = c.private_key().unwrap_err().to_string();
     assert!(e.contains("expected a 32-byte key in base64"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(matches!(c.main.private_key(), Err(ConfigError::Io { .. })));
+    assert!(matches!(c.private_key(), Err(ConfigError::Io { .. })));
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn shipped_disabled_file_loads_without_keys() {
     let c = load_str("braid", "config braid 'main'\n\toption enabled '0'\n").unwrap();
     assert!(!c.main.enabled);
     assert_eq!(c.main.key, None);
-    assert!(c.main.private_key().is_err());
+    assert!(c.private_key().is_err());
     // Bad values are still errors while disabled.
     assert_eq!(
         errors("config braid 'main'\n\toption enabled '0'\n\toption mtu '99'\n"),
@@ -331,6 +331,10 @@ fn error_messages() {
             vec!["braid:11: class 'x': option 'link' names 'sat', which is not a link section; expected 'wan' or 'lte'"],
         ),
         (
+            edge_head() + "config link 'wan'\n option enabled 0\nconfig policy 'p'\n option class x\n option mode pinned\n option link wan\n",
+            vec!["braid:11: class 'x': option 'link' names 'wan', which is disabled: expected an enabled link"],
+        ),
+        (
             edge_head() + "config link 'wan'\nconfig policy 'p'\n option class x\n option link wan\n",
             vec!["braid:9: class 'x': option 'link' only applies with mode 'pinned'"],
         ),
@@ -413,4 +417,55 @@ fn examples_parse_from_the_docs() {
     // The fixtures are the documented examples: keep them loadable.
     assert!(load_str("edge.conf", EDGE).is_ok());
     assert!(load_str("core.conf", CORE).is_ok());
+}
+
+#[test]
+fn shipped_file_loads_and_enables_with_uci_edits() {
+    use braid::config::uci;
+    let text = include_str!("fixtures/config/shipped.conf");
+    let c = load_str("shipped.conf", text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(!c.main.enabled);
+    assert_eq!(c.links.len(), 1);
+    assert!(c.policies.is_empty());
+
+    // What `uci set braid.main.enabled=1` and friends do to it.
+    let mut doc = uci::parse("shipped.conf", text).unwrap();
+    let main = doc.section_mut("braid", "main");
+    main.set_option("enabled", "1");
+    main.set_option("private_key", KEY_A);
+    main.set_option("core_host", "core.example.net");
+    main.set_option("core_public_key", KEY_B);
+    let c = load_str("braid", &uci::write(&doc)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.main.enabled);
+    assert_eq!(c.main.core_host.as_deref(), Some("core.example.net"));
+
+    // Enabled without the required options: each is named.
+    let mut doc = uci::parse("shipped.conf", text).unwrap();
+    doc.section_mut("braid", "main").set_option("enabled", "1");
+    assert_eq!(
+        errors(&uci::write(&doc)),
+        [
+            "braid:2: braid 'main': no key: expected option 'private_key' (from 'braid genkey') or 'key_file'",
+            "braid:2: braid 'main': role edge needs option 'core_host' (the core's address or host name)",
+            "braid:2: braid 'main': role edge needs option 'core_public_key' (the core's public key, 'braid pubkey')",
+        ]
+    );
+}
+
+#[test]
+fn example_keys_are_real_pairs() {
+    // The edge example's private key belongs to the core example's first peer, and the edge's
+    // core_public_key to the core's key (EAOzdIre...+2w=, kept out of the files as a key_file).
+    use braid::proto::seal::Keypair;
+    let edge = load_str("edge.conf", EDGE).unwrap();
+    let core = load_str("core.conf", CORE).unwrap();
+    let edge_pair = Keypair::from_private(edge.private_key().unwrap().0);
+    assert_eq!(edge_pair.public, core.peers[0].public_key.0);
+    let core_private =
+        PrivateKey::from_base64("EAOzdIreWDrQnLVH4fVZDhEowdCdlN6hxYNehYzf+2w=").unwrap();
+    assert_eq!(
+        Keypair::from_private(core_private.0).public,
+        edge.main.core_public_key.unwrap().0
+    );
 }

@@ -323,3 +323,114 @@ fn examples_round_trip() {
         assert_eq!(without_lines(a), without_lines(b));
     }
 }
+
+/// Known section types and keys with random values: the model never panics, and a failure is
+/// always a list of diagnostics that each name the file and a line of it.
+fn arb_uci_text() -> impl Strategy<Value = String> {
+    let ty = prop_oneof![Just("link"), Just("policy"), Just("peer"), Just("zone")];
+    let key = prop_oneof![
+        Just("enabled"),
+        Just("role"),
+        Just("private_key"),
+        Just("key_file"),
+        Just("core_host"),
+        Just("core_port"),
+        Just("core_public_key"),
+        Just("listen_port"),
+        Just("lan"),
+        Just("steer"),
+        Just("bypass"),
+        Just("mtu"),
+        Just("device"),
+        Just("transport"),
+        Just("weight"),
+        Just("upload"),
+        Just("quota"),
+        Just("quota_period"),
+        Just("reset_day"),
+        Just("src_ip"),
+        Just("dest_port"),
+        Just("proto"),
+        Just("dscp"),
+        Just("class"),
+        Just("mode"),
+        Just("link"),
+        Just("priority"),
+        Just("public_key"),
+        Just("allowed_lan"),
+        Just("name"),
+        Just("bogus")
+    ];
+    let value = prop_oneof![
+        Just("1".to_string()),
+        Just("core".to_string()),
+        Just("edge".to_string()),
+        Just("pinned".to_string()),
+        Just("ENcqJjBTHok1hXDeoOJNE8jA5pW8NqSlu78dlYIhFng=".to_string()),
+        "[0-9a-f:./-]{0,12}",
+        "\\PC{0,8}",
+    ];
+    let entry = (any::<bool>(), key, value).prop_map(|(list, k, v)| {
+        format!(
+            "\t{} {k} {}\n",
+            if list { "list" } else { "option" },
+            uci::quote(&v)
+        )
+    });
+    let section = (
+        ty,
+        proptest::option::of("[a-z]{1,4}"),
+        proptest::collection::vec(entry.clone(), 0..3),
+    )
+        .prop_map(|(t, n, es)| {
+            let mut s = format!("\nconfig {t}");
+            if let Some(n) = n {
+                s.push_str(&format!(" '{n}'"));
+            }
+            s.push('\n');
+            s.extend(es);
+            s
+        });
+    // A valid main section (edge or core) first, so that loads succeed often enough to test
+    // the success path too; random extra entries may still break it.
+    let head = prop_oneof![
+        Just(format!(
+            "config braid 'main'\n\toption private_key '{K}'\n\toption core_host 'c'\n\toption core_public_key '{K}'\n\tlist lan '10.0.0.0/8'\n"
+        )),
+        Just(format!(
+            "config braid 'main'\n\toption role 'core'\n\toption private_key '{K}'\n"
+        )),
+    ];
+    (
+        head,
+        proptest::collection::vec(entry.clone(), 0..2),
+        proptest::collection::vec(section, 0..6),
+    )
+        .prop_map(|(h, extra, v)| format!("{h}{}{}", extra.concat(), v.concat()))
+}
+
+const K: &str = "ENcqJjBTHok1hXDeoOJNE8jA5pW8NqSlu78dlYIhFng=";
+
+proptest! {
+    #[test]
+    fn model_never_panics_and_errors_name_lines(text in arb_uci_text()) {
+        let lines = text.lines().count() as u32;
+        match load_str("f", &text) {
+            Ok(c) => {
+                for w in &c.warnings {
+                    prop_assert!(w.file == "f" && w.line >= 1 && w.line <= lines.max(1), "{}", w);
+                }
+                // Whatever loaded writes back and loads again to the same model.
+                let again = load_str("f", &uci::write(&c.to_document()))
+                    .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                prop_assert_eq!(without_lines(again), without_lines(Config { warnings: vec![], ..c }));
+            }
+            Err(e) => {
+                prop_assert!(!e.diagnostics().is_empty());
+                for d in e.diagnostics() {
+                    prop_assert!(d.file == "f" && d.line >= 1 && d.line <= lines.max(1), "{}", d);
+                }
+            }
+        }
+    }
+}

@@ -21,6 +21,11 @@
 //! # Ok::<(), braid::config::ConfigError>(())
 //! ```
 //!
+//! On SIGHUP the daemon loads the file again; if that fails it logs every diagnostic and keeps
+//! running on the old configuration. Otherwise it applies [`diff::diff`]`(&old, &new)` change by
+//! change (rebuilding [`crate::proto::packet::Classifier::from_config`] when policies or classes
+//! changed), logs the changes that need a restart, and keeps the new `Config`.
+//!
 //! Unknown options and unknown section types are **warnings** (kept in [`Config::warnings`] with
 //! their file and line; the daemons log each one once), so that a newer LuCI or a typo never
 //! takes the router's bonding down; everything else that is wrong is an error.
@@ -116,7 +121,7 @@ impl std::error::Error for ConfigError {
 ///
 /// Warnings (unknown options, sections that do not apply to the role) are returned in
 /// [`Config::warnings`]; errors stop the load. A `key_file` is not read here: call
-/// [`model::Main::private_key`] when the key is needed.
+/// [`Config::private_key`] when the key is needed.
 pub fn load(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigError> {
     let path = path.as_ref();
     let name = path.display().to_string();

@@ -165,41 +165,12 @@ pub struct Main {
     pub control_socket: String,
 }
 
-impl Main {
-    /// This host's private key: the inline `private_key`, or the contents of `key_file`.
-    pub fn private_key(&self) -> Result<PrivateKey, ConfigError> {
-        match &self.key {
-            None => Err(ConfigError::Invalid(vec![Diagnostic {
-                file: String::new(),
-                line: self.line,
-                col: None,
-                message: "braid 'main': no key: expected option 'private_key' or 'key_file'".into(),
-            }])),
-            Some(KeySource::Inline(k)) => Ok(k.clone()),
-            Some(KeySource::File(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
-                    path: path.clone(),
-                    error,
-                })?;
-                PrivateKey::from_base64(text.trim()).map_err(|m| {
-                    ConfigError::Invalid(vec![Diagnostic {
-                        file: path.clone(),
-                        line: 1,
-                        col: None,
-                        message: m,
-                    }])
-                })
-            }
-        }
-    }
-}
-
 /// Where the private key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// `option private_key '...'`.
     Inline(PrivateKey),
-    /// `option key_file '/path'` (read by [`Main::private_key`]).
+    /// `option key_file '/path'` (read by [`Config::private_key`]).
     File(String),
 }
 
@@ -584,7 +555,7 @@ impl PublicKey {
 
     /// Encode as standard base64 (44 characters).
     pub fn to_base64(&self) -> String {
-        encode_base64(&self.0)
+        crate::proto::seal::key_to_base64(&self.0)
     }
 }
 
@@ -596,7 +567,7 @@ impl PrivateKey {
 
     /// Encode as standard base64 (44 characters).
     pub fn to_base64(&self) -> String {
-        encode_base64(&self.0)
+        crate::proto::seal::key_to_base64(&self.0)
     }
 }
 
@@ -618,58 +589,6 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub fn encode_base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decode standard base64 with padding; `None` on any malformed input.
-pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if s.len() % 4 != 0 {
-        return None;
-    }
-    let val = |c: u8| B64.iter().position(|&x| x == c).map(|p| p as u32);
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    for (ci, chunk) in s.chunks(4).enumerate() {
-        let last = ci == s.len() / 4 - 1;
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - pad] {
-            n = (n << 6) | val(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        // Non-canonical encodings (stray bits under the padding) are rejected.
-        if bytes[3 - pad..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
-}
-
 fn decode_key(s: &str) -> Result<[u8; 32], String> {
     let bad = || {
         format!(
@@ -677,8 +596,7 @@ fn decode_key(s: &str) -> Result<[u8; 32], String> {
             redact(s)
         )
     };
-    let v = decode_base64(s).ok_or_else(bad)?;
-    v.try_into().map_err(|_| bad())
+    crate::proto::seal::key_from_base64(s).ok_or_else(bad)
 }
 
 /// Show only the start of something that might be a secret.
@@ -1087,6 +1005,7 @@ impl Config {
         let role = main.as_ref().map(|m| m.role).unwrap_or(Role::Edge);
 
         let mut links: Vec<Link> = Vec::new();
+        let mut disabled_links: Vec<String> = Vec::new();
         let mut policies = Vec::new();
         let mut drafts: Vec<ClassDraft> = Vec::new();
         let mut peers: Vec<Peer> = Vec::new();
@@ -1101,6 +1020,11 @@ impl Config {
                             "'config link' sections are ignored on the core (role core)".into(),
                         ));
                         continue;
+                    }
+                    if s.option("enabled").map(parse_bool) == Some(Ok(false)) {
+                        if let Some(n) = &s.name {
+                            disabled_links.push(n.clone());
+                        }
                     }
                     if let Some(l) = read_link(file, s, &mut errors, &mut warnings) {
                         if let Some(prev) = links.iter().find(|p| p.name == l.name) {
@@ -1190,7 +1114,15 @@ impl Config {
                     ),
                 )),
                 (Mode::Pinned, Some((l, line))) => {
-                    if role == Role::Edge && !links.iter().any(|k| &k.name == l) {
+                    if role == Role::Edge && disabled_links.contains(l) {
+                        errors.push(at(
+                            *line,
+                            format!(
+                                "class '{}': option 'link' names '{l}', which is disabled: expected an enabled link",
+                                c.name
+                            ),
+                        ));
+                    } else if role == Role::Edge && !links.iter().any(|k| &k.name == l) {
                         let names: Vec<String> =
                             links.iter().map(|k| format!("'{}'", k.name)).collect();
                         errors.push(at(
@@ -1235,6 +1167,34 @@ impl Config {
             peers,
             warnings,
         })
+    }
+
+    /// This host's private key: the inline `private_key`, or the contents of `key_file`
+    /// (read now, so a key rotated on disk is picked up on restart).
+    pub fn private_key(&self) -> Result<PrivateKey, ConfigError> {
+        match &self.main.key {
+            None => Err(ConfigError::Invalid(vec![Diagnostic {
+                file: self.file.clone(),
+                line: self.main.line,
+                col: None,
+                message: "braid 'main': no key: expected option 'private_key' or 'key_file'".into(),
+            }])),
+            Some(KeySource::Inline(k)) => Ok(k.clone()),
+            Some(KeySource::File(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+                    path: path.clone(),
+                    error,
+                })?;
+                PrivateKey::from_base64(text.trim()).map_err(|m| {
+                    ConfigError::Invalid(vec![Diagnostic {
+                        file: path.clone(),
+                        line: 1,
+                        col: None,
+                        message: format!("key_file: {m}"),
+                    }])
+                })
+            }
+        }
     }
 
     /// The link named `name`.
@@ -2030,33 +1990,29 @@ mod tests {
     }
 
     #[test]
-    fn base64_keys() {
+    fn keys() {
         let k = [7u8; 32];
-        let s = encode_base64(&k);
+        let s = PublicKey(k).to_base64();
         assert_eq!(s.len(), 44);
         assert_eq!(PublicKey::from_base64(&s).unwrap().0, k);
-        assert_eq!(encode_base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(encode_base64(b"fo"), "Zm8=");
-        assert_eq!(decode_base64("Zm8="), Some(b"fo".to_vec()));
-        assert_eq!(decode_base64("Zg=="), Some(b"f".to_vec()));
-        assert_eq!(decode_base64("Zh=="), None, "non-canonical");
-        assert_eq!(decode_base64("Zg==Zg=="), None);
-        assert_eq!(decode_base64("Zm9"), None);
+        assert_eq!(PrivateKey::from_base64(&s).unwrap().0, k);
         assert!(PublicKey::from_base64("Zm9vYmFy").is_err());
+        assert!(PublicKey::from_base64(&s[..43]).is_err());
         let p = PrivateKey([1; 32]);
         assert_eq!(format!("{p:?}"), "PrivateKey(<hidden>)");
+        assert_eq!(format!("{:?}", PublicKey(k)), format!("PublicKey({s})"));
     }
 
     proptest::proptest! {
         #[test]
-        fn base64_round_trip(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-            proptest::prop_assert_eq!(decode_base64(&encode_base64(&data)), Some(data));
+        fn key_round_trip(k in proptest::prelude::any::<[u8; 32]>()) {
+            proptest::prop_assert_eq!(PublicKey::from_base64(&PublicKey(k).to_base64()), Ok(PublicKey(k)));
         }
 
         #[test]
         fn value_parsers_never_panic(s in "\\PC{0,24}") {
             let _ = (parse_rate(&s), parse_bytes(&s), parse_dscp(&s), Cidr::parse(&s),
-                     PortRange::parse(&s), Mac::parse(&s), decode_base64(&s));
+                     PortRange::parse(&s), Mac::parse(&s), PublicKey::from_base64(&s));
         }
     }
 }

@@ -89,7 +89,7 @@ impl Document {
     }
 
     /// The first section of type `ty` named `name`, appended (empty) if there is none.
-    /// For rewriting a state file: find the section, [`Section::set_option`], [`write`].
+    /// For rewriting a state file: find the section, [`Section::set_option`], [`write()`].
     pub fn section_mut(&mut self, ty: &str, name: &str) -> &mut Section {
         let i = match self
             .sections

@@ -37,8 +37,9 @@ const MIN_CWND: u64 = 4 * MSS;
 const MIN_RTT_WINDOW_US: u64 = 10_000_000;
 const STARTUP_GAIN: (u64, u64) = (2, 1);
 const DRAIN_GAIN: (u64, u64) = (1, 2);
-/// Probe cycle of pacing gains (numerator over 4), one phase per min RTT.
-const CYCLE: [u64; 8] = [5, 3, 4, 4, 4, 4, 4, 4];
+/// Probe cycle of pacing gains (numerator over 8), one phase per min RTT: a gentle probe up,
+/// a drain, then six phases at the estimate.
+const CYCLE: [u64; 8] = [9, 7, 8, 8, 8, 8, 8, 8];
 const FLAP_MEMORY_US: u64 = 30_000_000;
 const LOSS_SHIFT: u32 = 7; // EWMA weight 1/128 per resolved packet
 
@@ -339,7 +340,15 @@ impl Link {
             let (n, d) = match self.phase {
                 Phase::Startup => STARTUP_GAIN,
                 Phase::Drain => DRAIN_GAIN,
-                Phase::Cruise => (CYCLE[self.cycle_idx], 4),
+                Phase::Cruise => {
+                    let g = CYCLE[self.cycle_idx];
+                    // A standing queue (RTT well above the minimum) at gain 1: drain a little.
+                    if g == 8 && self.queue_building() {
+                        (7, 8)
+                    } else {
+                        (g, 8)
+                    }
+                }
             };
             bw * n / d
         };
@@ -349,15 +358,24 @@ impl Link {
         }
     }
 
-    /// In-flight cap in wire bytes: about 2 x btlbw x min_rtt plus a few packets.
+    /// In-flight cap in wire bytes: about 2 x btlbw x min_rtt plus a few packets (1.5 x once
+    /// out of startup, so a link whose rate dropped cannot build more than half a BDP of queue).
     pub fn cwnd(&self) -> u64 {
         let bw = self.btlbw.get();
         if bw == 0 {
             return INITIAL_CWND;
         }
         let bdp = bw * self.min_rtt / 1_000_000;
-        let gain = if self.phase == Phase::Startup { 3 } else { 2 };
-        (bdp * gain + 4 * MSS).max(MIN_CWND)
+        let bdp = match self.phase {
+            Phase::Startup => bdp * 5 / 2,
+            _ => bdp * 3 / 2,
+        };
+        (bdp + 4 * MSS).max(MIN_CWND)
+    }
+
+    /// Whether the latest RTT shows a queue building at the bottleneck.
+    fn queue_building(&self) -> bool {
+        self.have_rtt && self.latest_rtt > self.min_rtt + (self.min_rtt / 8).max(3_000)
     }
 
     pub fn inflight(&self) -> u64 {
@@ -617,6 +635,11 @@ impl Link {
         if p.delivered >= self.next_round_delivered {
             self.next_round_delivered = self.delivered;
             self.round += 1;
+            if self.phase == Phase::Startup && self.queue_building() && self.full_bw > 0 {
+                // The bottleneck queue grows: the pipe is full, stop doubling.
+                self.phase = Phase::Drain;
+                self.phase_start = now;
+            }
             if self.phase == Phase::Startup && !p.app_limited {
                 let bw = self.btlbw.get();
                 if bw >= self.full_bw + self.full_bw / 4 {

@@ -5,10 +5,12 @@
 //! clock and the sockets, and drive this code through `handle_*` / `poll_*` calls.
 
 pub mod link;
+pub mod natmap;
 pub mod packet;
 pub mod reorder;
 pub mod sched;
 pub mod seal;
+pub mod session;
 pub mod wire;
 
 use core::ops::{Add, Sub};

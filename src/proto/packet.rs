@@ -10,7 +10,8 @@
 //!   [`FlowKey::hash`] is a seeded hash that is the same on every platform and build.
 //! - [`Classifier`] maps a packet to its traffic class using the configured policies.
 //! - [`clamp_mss`] lowers the MSS option of TCP SYNs, updating the checksum incrementally.
-//! - [`icmp_too_big`] builds the ICMP "fragmentation needed" / ICMPv6 "packet too big" reply.
+//! - [`icmp_too_big`] builds the ICMP "fragmentation needed" / ICMPv6 "packet too big" reply;
+//!   [`fragment_v4`] splits an IPv4 packet without DF instead.
 
 use crate::config::model::{Class, Config, Mac, Mode, Policy, Proto};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -566,7 +567,7 @@ fn ip_bytes(a: IpAddr) -> Vec<u8> {
 }
 
 /// RFC 1624 incremental update: the checksum after a 16-bit word `old` became `new`.
-fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
+pub fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
     let sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
     !fold(sum)
 }
@@ -724,6 +725,96 @@ pub fn icmp_too_big(pkt: &[u8], mtu: u16, from: IpAddr) -> Option<Vec<u8>> {
         }
         _ => None,
     }
+}
+
+/// Split an IPv4 packet that does not fit in `mtu` into fragments that do, as a router does
+/// (RFC 791): fragment payloads are multiples of 8 bytes, offsets add to the packet's own
+/// offset (it may already be a fragment), the last fragment keeps the packet's MF bit, and
+/// later fragments carry only the options marked "copied". Header checksums are recomputed.
+///
+/// Returns `None` when the packet must not or cannot be fragmented: DF set (answer with
+/// [`icmp_too_big`] instead), not IPv4, malformed, or `mtu` too small for the header plus 8
+/// bytes. A packet that already fits comes back as one unchanged fragment.
+pub fn fragment_v4(pkt: &[u8], mtu: u16) -> Option<Vec<Vec<u8>>> {
+    let info = parse(pkt).ok()?;
+    if info.version != 4 {
+        return None;
+    }
+    let pkt = &pkt[..info.total_len];
+    let mtu = usize::from(mtu);
+    if pkt.len() <= mtu {
+        return Some(vec![pkt.to_vec()]);
+    }
+    if info.dont_fragment {
+        return None;
+    }
+    let ihl = info.l4_offset;
+    let header = &pkt[..ihl];
+    let later_header = copied_options_header(header);
+    let payload = &pkt[ihl..];
+    let flags_off = u16::from_be_bytes([pkt[6], pkt[7]]);
+    let base_units = usize::from(flags_off & 0x1fff);
+    let orig_mf = flags_off & 0x2000 != 0;
+
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < payload.len() {
+        let hdr: &[u8] = if at == 0 { header } else { &later_header };
+        let room = mtu.checked_sub(hdr.len())? & !7;
+        if room == 0 {
+            return None;
+        }
+        let take = room.min(payload.len() - at);
+        let last = at + take == payload.len();
+        let units = base_units + at / 8;
+        if units > 0x1fff {
+            return None; // past the largest offset IPv4 can express
+        }
+        let mut f = Vec::with_capacity(hdr.len() + take);
+        f.extend_from_slice(hdr);
+        f.extend_from_slice(&payload[at..at + take]);
+        let total = u16::try_from(f.len()).ok()?;
+        f[2..4].copy_from_slice(&total.to_be_bytes());
+        let mf = if last { orig_mf } else { true };
+        let fo = (units as u16) | if mf { 0x2000 } else { 0 };
+        f[6..8].copy_from_slice(&fo.to_be_bytes());
+        f[10] = 0;
+        f[11] = 0;
+        let c = checksum(&f[..hdr.len()], 0);
+        f[10..12].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        at += take;
+    }
+    Some(out)
+}
+
+/// The IPv4 header for fragments after the first: only options with the "copied" bit, padded
+/// with end-of-options to a multiple of 4 bytes, and the IHL adjusted.
+fn copied_options_header(header: &[u8]) -> Vec<u8> {
+    let mut h = header[..20].to_vec();
+    let opts = &header[20..];
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = match opts.get(i + 1) {
+                    Some(&l) if l >= 2 && i + usize::from(l) <= opts.len() => usize::from(l),
+                    _ => break, // malformed: copy nothing more
+                };
+                if kind & 0x80 != 0 {
+                    h.extend_from_slice(&opts[i..i + len]);
+                }
+                i += len;
+            }
+        }
+    }
+    while h.len() % 4 != 0 {
+        h.push(0);
+    }
+    h[0] = 0x40 | (h.len() / 4) as u8;
+    h
 }
 
 /// Is the packet an ICMP error message (or too short to tell)? Errors are never answered.
@@ -959,6 +1050,88 @@ mod tests {
         assert_eq!(&r[44..48], &1280u32.to_be_bytes());
     }
 
+    /// Reassemble fragments (in order) into the payload, checking each header on the way.
+    fn reassemble(frags: &[Vec<u8>], orig: &[u8], mtu: usize) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for (k, f) in frags.iter().enumerate() {
+            assert!(f.len() <= mtu, "fragment {k} is {} > {mtu}", f.len());
+            assert_eq!(
+                checksum(&f[..usize::from(f[0] & 15) * 4], 0),
+                0,
+                "header checksum"
+            );
+            let i = parse(f).unwrap();
+            assert_eq!(
+                (i.src, i.dst, i.proto),
+                (parse(orig).unwrap().src, parse(orig).unwrap().dst, orig[9])
+            );
+            assert_eq!(&f[4..6], &orig[4..6], "same identification");
+            let fo = u16::from_be_bytes([f[6], f[7]]);
+            let orig_fo = u16::from_be_bytes([orig[6], orig[7]]);
+            assert_eq!(
+                usize::from(fo & 0x1fff) - usize::from(orig_fo & 0x1fff),
+                payload.len() / 8
+            );
+            let mf = fo & 0x2000 != 0;
+            if k + 1 < frags.len() {
+                assert!(mf);
+                assert_eq!((f.len() - i.l4_offset) % 8, 0);
+            } else {
+                assert_eq!(mf, orig_fo & 0x2000 != 0);
+            }
+            payload.extend_from_slice(&f[i.l4_offset..]);
+        }
+        payload
+    }
+
+    #[test]
+    fn fragment_v4_udp() {
+        let mut p = golden!("big4");
+        assert_eq!(
+            fragment_v4(&p, 1400),
+            None,
+            "DF set: answer with ICMP instead"
+        );
+        p[6] = 0; // clear DF
+        p[10] = 0;
+        p[11] = 0;
+        let c = checksum(&p[..20], 0);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let frags = fragment_v4(&p, 1400).unwrap();
+        assert_eq!(frags.iter().map(Vec::len).collect::<Vec<_>>(), [1396, 124]);
+        assert_eq!(reassemble(&frags, &p, 1400), p[20..]);
+        assert_eq!(parse(&frags[0]).unwrap().fragment, Fragment::First);
+        assert_eq!(parse(&frags[1]).unwrap().fragment, Fragment::Later);
+        // Fits already: one fragment, unchanged.
+        assert_eq!(fragment_v4(&p, 1500).unwrap(), vec![p.clone()]);
+        // Too small an MTU, or IPv6: no.
+        assert_eq!(fragment_v4(&p, 27), None);
+        assert_eq!(fragment_v4(&golden!("big6"), 1400), None);
+    }
+
+    #[test]
+    fn fragment_v4_options_copied_only_when_marked() {
+        // Header with two options: a copied one (0x94 router alert, 4 bytes) and a non-copied
+        // one (0x07 record route, 7 bytes + 1 EOL pad): IHL 9.
+        let mut p = vec![
+            0x49, 0, 0, 0, 0x12, 0x34, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        p.extend_from_slice(&[0x94, 4, 0, 0, 0x07, 7, 4, 0, 0, 0, 0, 0]);
+        p.extend((0..100u8).map(|b| b.wrapping_mul(7)));
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        let c = checksum(&p[..36], 0);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let frags = fragment_v4(&p, 76).unwrap();
+        assert_eq!(frags[0][0], 0x49, "first fragment keeps all options");
+        assert_eq!(
+            frags[1][0], 0x46,
+            "later fragments keep only the copied option"
+        );
+        assert_eq!(&frags[1][20..24], &[0x94, 4, 0, 0]);
+        assert_eq!(reassemble(&frags, &p, 76), p[36..]);
+    }
+
     fn policy(class: &str) -> Policy {
         Policy {
             name: class.into(),
@@ -1157,6 +1330,7 @@ mod tests {
             let _ = clamp_mss(&mut b, mss);
             let _ = icmp_too_big(&bytes, mtu, IpAddr::from([10, 0, 0, 1]));
             let _ = icmp_too_big(&bytes, mtu, "fd00::1".parse().unwrap());
+            let _ = fragment_v4(&bytes, mtu);
             if let Ok(i) = parse(&bytes) {
                 prop_assert!(i.total_len <= bytes.len());
                 prop_assert!(i.l4_offset <= i.total_len);
@@ -1184,6 +1358,33 @@ mod tests {
             let _ = clamp_mss(&mut b.clone(), mss);
             let _ = icmp_too_big(&b, 1400, IpAddr::from([10, 0, 0, 1]));
             let _ = icmp_too_big(&b, 1400, "fd00::1".parse().unwrap());
+            let _ = fragment_v4(&b, 60);
+        }
+
+        #[test]
+        fn fragments_reassemble(len in 21usize..3000, mtu in 28u16..1600, id in any::<u16>(),
+                                mf in any::<bool>(), off in 0u16..100) {
+            let mut p = vec![0u8; len];
+            p[0] = 0x45;
+            p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            p[4..6].copy_from_slice(&id.to_be_bytes());
+            p[6..8].copy_from_slice(&(off | if mf { 0x2000 } else { 0 }).to_be_bytes());
+            p[8] = 64;
+            p[9] = 17;
+            for (i, b) in p[20..].iter_mut().enumerate() {
+                *b = i as u8;
+            }
+            let c = checksum(&p[..20], 0);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            let fits = len <= usize::from(mtu);
+            match fragment_v4(&p, mtu) {
+                Some(frags) if fits => prop_assert_eq!(frags, vec![p.clone()]),
+                Some(frags) => {
+                    prop_assert!(frags.len() >= 2);
+                    prop_assert_eq!(reassemble(&frags, &p, usize::from(mtu)), p[20..].to_vec());
+                }
+                None => prop_assert!(!fits && usize::from(mtu) < 28),
+            }
         }
 
         #[test]

@@ -101,6 +101,8 @@ impl ClassQ {
                 u.q.pop_front();
                 u.deficit -= head.len as i64;
                 self.len -= 1;
+                let mut head = head;
+                head.sparse = u.q.is_empty();
                 if u.q.is_empty() {
                     u.active = false;
                     u.deficit = 0;
@@ -263,6 +265,10 @@ impl ConnOrder for DrrOrder {
         ub + len as u64 <= self.per_user_cap && self.bytes + len as u64 <= self.total_cap
     }
 
+    fn user_bytes(&self, user: u32) -> u64 {
+        self.user_bytes.get(&user).copied().unwrap_or(0)
+    }
+
     fn enqueue(&mut self, e: Entry) -> Result<(), QueueFull> {
         if !self.can_accept(e.user, e.len) {
             return Err(QueueFull);
@@ -324,7 +330,8 @@ impl ConnOrder for DrrOrder {
         None
     }
 
-    fn undo_dequeue(&mut self, e: Entry) {
+    fn undo_dequeue(&mut self, mut e: Entry) {
+        e.sparse = false;
         self.account_in(&e);
         let s = self.slot(e.class);
         self.classes[s].push(e, true);
@@ -355,6 +362,7 @@ mod tests {
             len,
             user,
             class,
+            sparse: false,
         }
     }
 
@@ -451,6 +459,19 @@ mod tests {
             by[d.dequeue(&mut all_ready).unwrap().class as usize] += 1;
         }
         assert!((2950..=3050).contains(&by[1]), "{by:?}");
+    }
+
+    #[test]
+    fn sparse_user_is_flagged() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        for i in 0..3 {
+            d.enqueue(e(i, 1, 0, 1500)).unwrap();
+        }
+        d.enqueue(e(10, 2, 0, 100)).unwrap();
+        let a = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!((a.pkt, a.sparse), (0, false));
+        let b = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!((b.pkt, b.sparse), (10, true));
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct Entry {
     pub len: u32,
     pub user: u32,
     pub class: ClassId,
+    /// Set by the scheduler on dequeue: the user had nothing else queued (a sparse, e.g.
+    /// interactive, user). The session lets such packets skip the link queues, as FQ-CoDel
+    /// favours sparse flows; DRR still bounds what any user gets.
+    pub sparse: bool,
 }
 
 /// The queue for this user (or all users) is full.
@@ -84,6 +88,8 @@ pub trait ConnOrder {
     fn set_classes(&mut self, classes: &[ClassConfig]);
     /// Whether a packet of `len` bytes from `user` would be accepted now.
     fn can_accept(&self, user: u32, len: u32) -> bool;
+    /// Bytes queued for `user`.
+    fn user_bytes(&self, user: u32) -> u64;
     fn enqueue(&mut self, e: Entry) -> Result<(), QueueFull>;
     /// The next packet in this scheduler's order among classes for which `ready` is true.
     fn dequeue(&mut self, ready: &mut dyn FnMut(ClassId) -> bool) -> Option<Entry>;

@@ -1,0 +1,1175 @@
+//! The edge <-> core session: one sans-IO state machine carrying all links.
+//!
+//! The same type runs on both sides (edge = initiator, core = responder). The caller feeds it
+//! inner packets (`send`) and received datagrams (`handle_datagram`), and drains what it must
+//! do: datagrams to put on links (`poll_transmit`), restored inner packets (`poll_deliver`),
+//! events (`poll_event`), and the next wake-up (`poll_timeout` / `handle_timeout`).
+//!
+//! Sending path: `send` stores the packet (pooled buffer), gives it a session-wide `seq` and a
+//! per-flow `prev`, and queues it in the connection-order scheduler (DRR per user, classes by
+//! priority and weight). Before each transmit, lost packets (resend queue) are placed at the head
+//! of the fastest other link's queue, then new packets are handed to links by the class's path
+//! scheduler while a link's expected arrival is within the horizon. Each link sends from its
+//! small queue when its pacer and in-flight cap allow, piggybacking its ACKs, probes and pending
+//! control frames.
+//!
+//! Receiving path: frames update the links (ACKs, probes), data goes through the reorder buffer.
+//!
+//! A packet stays stored until one copy is acknowledged; a copy declared lost (loss detection,
+//! link timeout, link removal or admin-down) is resent when no other copy is still alive, at
+//! most [`MAX_RESENDS`] times. Nothing is dropped silently: see [`SessionStats`].
+
+use core::time::Duration;
+use std::collections::{HashMap, VecDeque};
+
+use crate::proto::link::{Link, LinkConfig, LinkState, Resolved, MSS, WIRE_OVERHEAD};
+use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
+use crate::proto::sched::drr::DrrOrder;
+use crate::proto::sched::path::ByMode;
+use crate::proto::sched::resend::{pick_resend_link, ResendQueue, MAX_RESENDS};
+use crate::proto::sched::{
+    Choice, ClassConfig, ClassId, ConnOrder, Entry, LinkView, Mode, PathChoice, PktId,
+};
+use crate::proto::seal::{self, Channel, SealError};
+use crate::proto::wire::{
+    self, Ack, Control, DataHeader, Frame, FrameWriter, LinkRole, Probe, WireError,
+};
+use crate::proto::{Instant, LinkId};
+
+/// Largest inner packet `send` accepts by default.
+pub const DEFAULT_MAX_PACKET: usize = 1500;
+/// How often the reorder hint is repeated even when unchanged.
+const HINT_REFRESH: Duration = Duration::from_secs(2);
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub classes: Vec<ClassConfig>,
+    /// Hard cap of queued bytes per user (`send` refuses beyond it).
+    pub per_user_queue_bytes: u64,
+    /// Hard cap of queued bytes over all users.
+    pub total_queue_bytes: u64,
+    /// Largest inner packet accepted.
+    pub max_packet: usize,
+    pub reorder: ReorderConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            classes: Vec::new(),
+            per_user_queue_bytes: 256 * 1024,
+            total_queue_bytes: 8 << 20,
+            max_packet: DEFAULT_MAX_PACKET,
+            reorder: ReorderConfig::default(),
+        }
+    }
+}
+
+/// What the caller's classifier says about an inner packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PacketMeta {
+    pub user: u32,
+    pub flow: u64,
+    pub class: ClassId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The user's (or the total) queue is full: back off.
+    QueueFull,
+    /// Larger than `max_packet`.
+    TooLarge,
+    /// The session is closed.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// The datagram did not open (wrong key, tampered, replayed, ...), counted by the channel.
+    Seal(SealError),
+    /// The plaintext had a malformed frame (frames before it were processed).
+    Wire(WireError),
+}
+
+/// A datagram written by `poll_transmit`: send `out[..len]` on `link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub link: LinkId,
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed; data flows.
+    Established,
+    LinkState {
+        link: LinkId,
+        state: LinkState,
+    },
+    /// The peer closed the session.
+    Closed,
+}
+
+/// One link in [`SessionStats`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkStats {
+    pub id: LinkId,
+    pub role: LinkRole,
+    pub state: LinkState,
+    pub srtt: Duration,
+    pub rttvar: Duration,
+    pub min_rtt: Duration,
+    pub loss: f64,
+    pub delivery_rate_bps: u64,
+    pub pacing_rate_bps: u64,
+    pub cwnd_bytes: u64,
+    pub inflight_bytes: u64,
+    pub bytes_sent: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub packets_lost: u64,
+    pub queued_packets: usize,
+    pub queued_bytes: u64,
+}
+
+/// Counters and per-link figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionStats {
+    pub links: Vec<LinkStats>,
+    /// Inner packets accepted by `send`.
+    pub sent_packets: u64,
+    /// Refused by `send` (queue full / too large).
+    pub refused: u64,
+    /// Packets waiting in the user queues.
+    pub queued_packets: usize,
+    pub queued_bytes: u64,
+    /// Copies resent after a loss.
+    pub resends: u64,
+    /// Given up after MAX_RESENDS resends.
+    pub dropped_resend_limit: u64,
+    /// Dropped because no link could ever carry them (session closed with data queued).
+    pub dropped_no_path: u64,
+    /// Datagrams that did not open or parse.
+    pub bad_datagrams: u64,
+    pub reorder: ReorderStats,
+    /// Current receive-side reorder wait.
+    pub reorder_wait: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Pkt {
+    data: Vec<u8>,
+    seq: u32,
+    prev: u16,
+    class: ClassId,
+    /// Holders: the user queue, link queue entries, in-flight records, resend queue entries.
+    refs: u16,
+    /// Copies in link queues or in flight (not resolved).
+    live: u16,
+    acked: bool,
+    resends: u8,
+}
+
+/// A link's sender-side queue, in three tiers served in order: priority classes (new or
+/// resent), resends of other classes, new data.
+#[derive(Debug, Default)]
+struct LinkQueue {
+    tiers: [VecDeque<PktId>; 3],
+    tier_bytes: [u64; 3],
+    bytes: u64,
+}
+
+const TIER_PRIO: usize = 0;
+const TIER_RESEND: usize = 1;
+const TIER_NEW: usize = 2;
+
+impl LinkQueue {
+    fn is_empty(&self) -> bool {
+        self.tiers.iter().all(|t| t.is_empty())
+    }
+
+    fn len(&self) -> usize {
+        self.tiers.iter().map(|t| t.len()).sum()
+    }
+
+    fn head(&self) -> Option<(PktId, usize)> {
+        (0..3).find_map(|t| self.tiers[t].front().map(|&p| (p, t)))
+    }
+}
+
+struct LinkSlot {
+    link: Link,
+    q: LinkQueue,
+    /// A cap for the peer's sending on this link (announced in LinkConfig).
+    peer_cap_bps: Option<u64>,
+}
+
+/// Wire bytes a queued packet of `len` inner bytes occupies.
+fn wire_len(len: usize) -> u64 {
+    (len + wire::DATA_HEADER_LEN + seal::OVERHEAD) as u64 + WIRE_OVERHEAD as u64
+}
+
+/// The session state machine. See the module docs.
+pub struct Session {
+    channel: Channel,
+    cfg: SessionConfig,
+    classes: Vec<ClassConfig>,
+    class_of: [u8; 256],
+    established: bool,
+    closed: bool,
+    close_pending: bool,
+
+    links: Vec<LinkSlot>,
+    rr: usize,
+
+    pkts: Vec<Pkt>,
+    free: Vec<PktId>,
+    next_seq: u32,
+    flows: HashMap<u64, u32>,
+    conn: Box<dyn ConnOrder>,
+    path: ByMode,
+    resend: ResendQueue,
+
+    controls: VecDeque<Control>,
+    hint_sent: Option<(u32, Instant)>,
+    handshake: Vec<u8>,
+    handshake_links: Vec<LinkId>,
+
+    reorder: Reorder,
+    events: VecDeque<Event>,
+
+    // scratch, reused to avoid per-packet allocation
+    views: Vec<LinkView>,
+    resolved: Vec<Resolved>,
+    plain: Vec<u8>,
+    blocked: [bool; 256],
+
+    stats: SessionStats,
+}
+
+impl Session {
+    pub fn new(channel: Channel, config: SessionConfig, now: Instant) -> Session {
+        let _ = now;
+        let mut conn: Box<dyn ConnOrder> = Box::new(DrrOrder::new(
+            config.per_user_queue_bytes,
+            config.total_queue_bytes,
+        ));
+        conn.set_classes(&config.classes);
+        let mut s = Session {
+            channel,
+            classes: Vec::new(),
+            class_of: [0; 256],
+            established: false,
+            closed: false,
+            close_pending: false,
+            links: Vec::new(),
+            rr: 0,
+            pkts: Vec::new(),
+            free: Vec::new(),
+            next_seq: 1,
+            flows: HashMap::new(),
+            conn,
+            path: ByMode::default(),
+            resend: ResendQueue::new(),
+            controls: VecDeque::new(),
+            hint_sent: None,
+            handshake: Vec::new(),
+            handshake_links: Vec::new(),
+            reorder: Reorder::new(config.reorder),
+            events: VecDeque::new(),
+            views: Vec::new(),
+            resolved: Vec::new(),
+            plain: vec![0; config.max_packet + 256],
+            blocked: [false; 256],
+            stats: SessionStats::default(),
+            cfg: config,
+        };
+        let classes = s.cfg.classes.clone();
+        s.set_classes(&classes);
+        s
+    }
+
+    /// Replaces the class table (queued packets are kept).
+    pub fn set_classes(&mut self, classes: &[ClassConfig]) {
+        self.classes.clear();
+        self.classes.push(ClassConfig::DEFAULT);
+        self.class_of = [0; 256];
+        for c in classes {
+            if c.id == 0 {
+                self.classes[0] = *c;
+            } else if self.classes.len() < 256 {
+                self.class_of[c.id as usize] = self.classes.len() as u8;
+                self.classes.push(*c);
+            }
+        }
+        self.conn.set_classes(classes);
+    }
+
+    fn class(&self, id: ClassId) -> &ClassConfig {
+        &self.classes[self.class_of[id as usize] as usize]
+    }
+
+    /// The channel, e.g. for the core to hand it a rekey (`Channel::rekeyed`).
+    pub fn channel_mut(&mut self) -> &mut Channel {
+        &mut self.channel
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.established
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    // ------------------------------------------------------------------ links
+
+    fn slot(&self, id: LinkId) -> Option<usize> {
+        self.links.iter().position(|l| l.link.id == id)
+    }
+
+    /// Adds a link (or updates its config if it exists).
+    pub fn add_link(&mut self, id: LinkId, cfg: LinkConfig, now: Instant) {
+        match self.slot(id) {
+            Some(i) => self.links[i].link.set_config(cfg),
+            None => self.links.push(LinkSlot {
+                link: Link::new(id, cfg, now),
+                q: LinkQueue::default(),
+                peer_cap_bps: None,
+            }),
+        }
+        self.announce_link(id);
+    }
+
+    /// The download cap the peer should apply on this link (sent in LinkConfig).
+    pub fn set_peer_rate_cap(&mut self, id: LinkId, cap_bps: Option<u64>) {
+        if let Some(i) = self.slot(id) {
+            self.links[i].peer_cap_bps = cap_bps;
+            self.announce_link(id);
+        }
+    }
+
+    fn announce_link(&mut self, id: LinkId) {
+        if !self.channel.is_initiator() {
+            return;
+        }
+        let Some(i) = self.slot(id) else { return };
+        let l = &self.links[i];
+        let c = Control::LinkConfig {
+            link: id,
+            // An admin-down link is announced as "never" so the peer stops using it at once.
+            role: if l.link.admin_up() {
+                l.link.cfg.role
+            } else {
+                LinkRole::Never
+            },
+            weight: l.link.cfg.weight,
+            down_cap_bps: l.peer_cap_bps.unwrap_or(0),
+        };
+        self.controls
+            .retain(|x| !matches!(x, Control::LinkConfig { link, .. } if *link == id));
+        self.controls.push_back(c);
+    }
+
+    /// Removes a link; its queued and in-flight packets move to the other links.
+    pub fn remove_link(&mut self, id: LinkId, now: Instant) {
+        let Some(i) = self.slot(id) else { return };
+        let mut res = std::mem::take(&mut self.resolved);
+        res.clear();
+        self.links[i].link.drain_in_flight(&mut res);
+        self.requeue_link(i);
+        self.links.remove(i);
+        for r in res.drain(..) {
+            self.on_resolved(r, None);
+        }
+        self.resolved = res;
+        if self.channel.is_initiator() {
+            self.controls
+                .retain(|x| !matches!(x, Control::LinkConfig { link, .. } if *link == id));
+            self.controls.push_back(Control::LinkRemoved { link: id });
+        }
+        let _ = now;
+    }
+
+    /// Administrative up/down. Down moves queued and in-flight packets to the other links.
+    pub fn set_link_admin(&mut self, id: LinkId, up: bool, now: Instant) {
+        let Some(i) = self.slot(id) else { return };
+        let mut res = std::mem::take(&mut self.resolved);
+        res.clear();
+        self.links[i].link.set_admin(up, now, &mut res);
+        self.announce_link(id);
+        if !up {
+            self.requeue_link(i);
+        }
+        for r in res.drain(..) {
+            self.on_resolved(r, Some(id));
+        }
+        self.resolved = res;
+        self.collect_link_events();
+    }
+
+    /// Moves a link's queue to the resend queue (or drops the copy if another is alive).
+    fn requeue_link(&mut self, i: usize) {
+        let q = std::mem::take(&mut self.links[i].q);
+        let id = self.links[i].link.id;
+        for pid in q.tiers.into_iter().flatten() {
+            let p = &mut self.pkts[pid as usize];
+            p.live -= 1;
+            if !p.acked && p.live == 0 {
+                self.resend.push(pid, Some(id)); // the queue's ref moves to the resend queue
+            } else {
+                self.unref(pid);
+            }
+        }
+    }
+
+    fn collect_link_events(&mut self) {
+        for l in &mut self.links {
+            if let Some(state) = l.link.take_state_change() {
+                self.events.push_back(Event::LinkState {
+                    link: l.link.id,
+                    state,
+                });
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ packets
+
+    fn alloc(&mut self) -> PktId {
+        match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.pkts.push(Pkt::default());
+                (self.pkts.len() - 1) as PktId
+            }
+        }
+    }
+
+    fn unref(&mut self, pid: PktId) {
+        let p = &mut self.pkts[pid as usize];
+        p.refs -= 1;
+        if p.refs == 0 {
+            p.data.clear();
+            p.live = 0;
+            p.acked = false;
+            p.resends = 0;
+            self.free.push(pid);
+        }
+    }
+
+    /// What happened to one in-flight copy.
+    fn on_resolved(&mut self, r: Resolved, lost_on: Option<LinkId>) {
+        let pid = r.token;
+        let p = &mut self.pkts[pid as usize];
+        p.live -= 1;
+        if r.acked {
+            p.acked = true;
+            self.unref(pid);
+            return;
+        }
+        if p.acked || p.live > 0 {
+            self.unref(pid); // another copy is alive or arrived
+            return;
+        }
+        if p.resends >= MAX_RESENDS {
+            self.stats.dropped_resend_limit += 1;
+            p.acked = true; // given up: stop any other holder from resending it
+            self.unref(pid);
+            return;
+        }
+        p.resends += 1;
+        self.stats.resends += 1;
+        self.resend.push(pid, lost_on); // the in-flight ref moves to the resend queue
+    }
+
+    /// Whether a bulk source should send more for this user now (soft back-pressure: keeps the
+    /// user's backlog short so queueing delay stays low, while DRR always has work).
+    pub fn can_send(&self, meta: &PacketMeta) -> bool {
+        if self.closed {
+            return false;
+        }
+        // About 5 ms of the summed pacing rate, at least a few packets, at most the hard cap.
+        let rate: u64 = self
+            .links
+            .iter()
+            .filter(|l| l.link.usable())
+            .map(|l| l.link.pacing_rate())
+            .sum();
+        let target = (rate / 200).clamp(8 * MSS, self.cfg.per_user_queue_bytes);
+        self.conn.user_bytes(meta.user) + MSS <= target
+            && self.conn.can_accept(meta.user, MSS as u32)
+    }
+
+    /// Queues an inner packet.
+    pub fn send(&mut self, now: Instant, packet: &[u8], meta: PacketMeta) -> Result<(), SendError> {
+        let _ = now;
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        if packet.len() > self.cfg.max_packet {
+            self.stats.refused += 1;
+            return Err(SendError::TooLarge);
+        }
+        if !self.conn.can_accept(meta.user, packet.len() as u32) {
+            self.stats.refused += 1;
+            return Err(SendError::QueueFull);
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        if self.flows.len() > 65536 {
+            self.flows.clear(); // forget old flows: they restart with prev = 0
+        }
+        let prev = match self.flows.insert(meta.flow, seq) {
+            Some(last) => {
+                let d = seq.wrapping_sub(last);
+                if d <= u16::MAX as u32 {
+                    d as u16
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        let pid = self.alloc();
+        let p = &mut self.pkts[pid as usize];
+        p.data.clear();
+        p.data.extend_from_slice(packet);
+        p.seq = seq;
+        p.prev = prev;
+        p.class = meta.class;
+        p.refs = 1;
+        p.live = 0;
+        p.acked = false;
+        p.resends = 0;
+        let e = Entry {
+            pkt: pid,
+            len: packet.len() as u32,
+            user: meta.user,
+            class: meta.class,
+            sparse: false,
+        };
+        self.conn.enqueue(e).expect("capacity checked above");
+        self.stats.sent_packets += 1;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ scheduling
+
+    fn build_views(&mut self, now: Instant) {
+        self.views.clear();
+        for l in &self.links {
+            let link = &l.link;
+            let rate = link.pacing_rate().max(1);
+            let wait = link.next_send_time().0.saturating_sub(now.0);
+            let ow = link.srtt().as_micros() as u64 / 2;
+            let pkt_us = MSS * 1_000_000 / rate;
+            // A link blocked by its in-flight cap drains only as ACKs come back.
+            let stall = if link.cwnd_limited() {
+                link.srtt().as_micros() as u64 / 4
+            } else {
+                0
+            };
+            let base = now.0 + wait + ow + stall;
+            self.views.push(LinkView {
+                id: link.id,
+                role: link.cfg.role,
+                usable: link.usable(),
+                degraded: link.state() == LinkState::Degraded,
+                weight: link.cfg.weight,
+                arrival: Instant(base + (l.q.bytes + MSS) * 1_000_000 / rate),
+                arrival_head: Instant(base + (l.q.tier_bytes[TIER_PRIO] + MSS) * 1_000_000 / rate),
+                one_way_us: ow,
+                packet_time_us: pkt_us,
+            });
+        }
+    }
+
+    fn push_to_link(&mut self, vi: usize, pid: PktId, tier: usize) {
+        let len = self.pkts[pid as usize].data.len();
+        let w = wire_len(len);
+        let l = &mut self.links[vi];
+        l.q.tiers[tier].push_back(pid);
+        l.q.tier_bytes[tier] += w;
+        l.q.bytes += w;
+        let rate = l.link.pacing_rate().max(1);
+        let dt = w * 1_000_000 / rate;
+        let v = &mut self.views[vi];
+        v.arrival = Instant(v.arrival.0 + dt);
+        if tier == TIER_PRIO {
+            v.arrival_head = Instant(v.arrival_head.0 + dt);
+        }
+        let p = &mut self.pkts[pid as usize];
+        p.live += 1;
+    }
+
+    /// Fills link queues: resends first, then new packets in connection order.
+    fn schedule(&mut self, now: Instant) {
+        if self.links.is_empty() || (self.resend.is_empty() && self.conn.is_empty()) {
+            return;
+        }
+        self.build_views(now);
+        // Data order: resends ahead of new data, on the fastest other link.
+        let mut n = self.resend.len();
+        while n > 0 {
+            n -= 1;
+            let Some((pid, lost_on)) = self.resend.pop() else {
+                break;
+            };
+            if self.pkts[pid as usize].acked {
+                self.unref(pid);
+                continue;
+            }
+            let class = *self.class(self.pkts[pid as usize].class);
+            let mode = class.mode;
+            let tier = if class.priority > 0 {
+                TIER_PRIO
+            } else {
+                TIER_RESEND
+            };
+            let pick = pick_resend_link(&self.views, lost_on, |l| match mode {
+                Mode::Pinned(id) => l.id == id,
+                _ => true,
+            });
+            match pick {
+                Some(vi) => {
+                    self.push_to_link(vi, pid, tier); // the resend queue's ref moves along
+                }
+                None => {
+                    self.resend.push_front(pid, lost_on);
+                    break;
+                }
+            }
+        }
+        // Connection order + path choice for new data.
+        self.blocked = [false; 256];
+        loop {
+            let blocked = &self.blocked;
+            let Some(e) = self.conn.dequeue(&mut |c| !blocked[c as usize]) else {
+                break;
+            };
+            let class = *self.class(e.class);
+            let urgent = class.priority > 0 || e.sparse;
+            let tier = if urgent { TIER_PRIO } else { TIER_NEW };
+            match self.path.choose(now, &class, &self.views, urgent) {
+                Choice::One(a) => {
+                    self.push_to_link(a, e.pkt, tier);
+                }
+                Choice::Two(a, b) => {
+                    self.pkts[e.pkt as usize].refs += 1;
+                    self.push_to_link(a, e.pkt, tier);
+                    self.push_to_link(b, e.pkt, tier);
+                }
+                Choice::Wait | Choice::NoPath => {
+                    self.conn.undo_dequeue(e);
+                    self.blocked[e.class as usize] = true;
+                }
+            }
+        }
+    }
+
+    /// Pops the next live packet from a link's queue (dropping copies already acked elsewhere).
+    fn pop_link_queue(&mut self, i: usize) -> Option<PktId> {
+        loop {
+            let q = &mut self.links[i].q;
+            let (pid, t) = q.head()?;
+            q.tiers[t].pop_front();
+            let w = wire_len(self.pkts[pid as usize].data.len());
+            q.bytes -= w;
+            q.tier_bytes[t] -= w;
+            if self.pkts[pid as usize].acked {
+                self.pkts[pid as usize].live -= 1;
+                self.unref(pid);
+                continue;
+            }
+            return Some(pid);
+        }
+    }
+
+    /// Whether a link's queue has a live packet at its head (dead heads are dropped).
+    fn queue_has_live(&mut self, i: usize) -> bool {
+        loop {
+            let Some((pid, _)) = self.links[i].q.head() else {
+                return false;
+            };
+            if !self.pkts[pid as usize].acked {
+                return true;
+            }
+            self.pop_link_queue(i);
+            if self.links[i].q.is_empty() {
+                return false;
+            }
+        }
+    }
+
+    fn update_reorder_hint(&mut self, now: Instant) {
+        let mut min_ow = u64::MAX;
+        let mut max_ow = 0;
+        let mut min_rtt = u64::MAX;
+        let mut max_var = 0;
+        for l in self
+            .links
+            .iter()
+            .filter(|l| l.link.usable() && l.link.has_rtt_sample())
+        {
+            let srtt = l.link.srtt().as_micros() as u64;
+            min_ow = min_ow.min(srtt / 2);
+            max_ow = max_ow.max(srtt / 2);
+            min_rtt = min_rtt.min(srtt);
+            max_var = max_var.max(l.link.rttvar().as_micros() as u64);
+        }
+        if min_rtt == u64::MAX {
+            return;
+        }
+        let wait = (max_ow - min_ow) + min_rtt + 4 * max_var + 2 * 2_000;
+        let wait = wait.min(crate::proto::reorder::MAX_WAIT.as_micros() as u64) as u32;
+        let due = match self.hint_sent {
+            None => true,
+            Some((w, t)) => {
+                let changed = (wait as u64).abs_diff(w as u64) * 10 > w as u64;
+                (changed && now.saturating_since(t) >= Duration::from_millis(50))
+                    || now.saturating_since(t) >= HINT_REFRESH
+            }
+        };
+        if due {
+            self.controls
+                .retain(|c| !matches!(c, Control::ReorderHint { .. }));
+            self.controls
+                .push_back(Control::ReorderHint { wait_us: wait });
+            self.hint_sent = Some((wait, now));
+        }
+    }
+
+    // ------------------------------------------------------------------ transmit
+
+    /// The next datagram to send, written into `out` (give it at least `max_packet` + 100 bytes).
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        // Handshakes (first, retries, rekeys): the same init on every usable link.
+        if let Some(t) = self.poll_handshake(now, out) {
+            return Some(t);
+        }
+        if !self.established || (self.closed && !self.close_pending) {
+            return None;
+        }
+        self.update_reorder_hint(now);
+        self.schedule(now);
+        let n = self.links.len();
+        for k in 0..n {
+            let i = (self.rr + k) % n;
+            if let Some(t) = self.transmit_on(i, now, out, false) {
+                self.rr = (i + 1) % n;
+                return Some(t);
+            }
+        }
+        // Control frames waiting with nothing else going: send them alone on the best link.
+        if !self.controls.is_empty() && n > 0 {
+            let best = (0..n)
+                .filter(|&i| self.links[i].link.admin_up())
+                .min_by_key(|&i| (!self.links[i].link.usable(), self.links[i].link.srtt()));
+            if let Some(i) = best {
+                return self.transmit_on(i, now, out, true);
+            }
+        }
+        None
+    }
+
+    fn poll_handshake(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        if !self.channel.is_initiator() {
+            return None;
+        }
+        if self.handshake_links.is_empty() {
+            let n = self.channel.poll_handshake(now, out)?;
+            self.handshake.clear();
+            self.handshake.extend_from_slice(&out[..n]);
+            let mut ids: Vec<LinkId> = self
+                .links
+                .iter()
+                .filter(|l| l.link.admin_up() && l.link.cfg.role != LinkRole::Never)
+                .map(|l| l.link.id)
+                .collect();
+            if ids.is_empty() {
+                ids = self
+                    .links
+                    .iter()
+                    .filter(|l| l.link.admin_up())
+                    .map(|l| l.link.id)
+                    .collect();
+            }
+            ids.reverse();
+            self.handshake_links = ids;
+        }
+        let link = self.handshake_links.pop()?;
+        let n = self.handshake.len();
+        out[..n].copy_from_slice(&self.handshake);
+        if let Some(i) = self.slot(link) {
+            self.links[i].link.on_other_sent(now, n);
+        }
+        Some(Transmit { link, len: n })
+    }
+
+    /// Builds and seals one datagram for link slot `i` if it has anything to send now.
+    fn transmit_on(
+        &mut self,
+        i: usize,
+        now: Instant,
+        out: &mut [u8],
+        force: bool,
+    ) -> Option<Transmit> {
+        if !self.links[i].link.admin_up() {
+            return None;
+        }
+        let has_data = self.links[i].link.can_send_data(now) && self.queue_has_live(i);
+        let l = &self.links[i].link;
+        let ack_due = l.ack_deadline().is_some_and(|d| d <= now) || (has_data && l.ack_pending());
+        let reply = l.probe_reply_pending();
+        let probe = l.probe_due(now);
+        if !(has_data || ack_due || reply || probe.is_some() || force) {
+            return None;
+        }
+        let max_plain = out.len().saturating_sub(seal::OVERHEAD);
+        let mut plain = std::mem::take(&mut self.plain);
+        if plain.len() < max_plain {
+            plain.resize(max_plain, 0);
+        }
+        let mut w = FrameWriter::new(&mut plain[..max_plain]);
+        let link = &mut self.links[i].link;
+        let id = link.id;
+        if ack_due {
+            if let Some(a) = link.take_ack(now) {
+                let _ = w.push_ack(&a);
+            }
+        }
+        if let Some(rid) = link.take_probe_reply() {
+            let _ = w.push_probe(&Probe {
+                link: id,
+                id: rid,
+                reply: true,
+            });
+        }
+        if let Some(pid) = probe {
+            if w.push_probe(&Probe {
+                link: id,
+                id: pid,
+                reply: false,
+            })
+            .is_ok()
+            {
+                link.on_probe_sent(now, pid);
+            }
+        }
+        while let Some(c) = self.controls.front() {
+            if w.push_control(c).is_err() {
+                break;
+            }
+            if matches!(c, Control::Close) {
+                self.close_pending = false;
+            }
+            self.controls.pop_front();
+        }
+        let mut data_sent = false;
+        if has_data {
+            let room = w.remaining();
+            if let Some((pid, _)) = self.links[i].q.head() {
+                if self.pkts[pid as usize].data.len() + wire::DATA_HEADER_LEN <= room {
+                    let pid = self.pop_link_queue(i).expect("head checked live");
+                    let p = &self.pkts[pid as usize];
+                    let dlen = w.len() + wire::DATA_HEADER_LEN + p.data.len() + seal::OVERHEAD;
+                    let link = &mut self.links[i].link;
+                    let link_seq = link.on_data_sent(now, pid, dlen);
+                    let h = DataHeader {
+                        link: id,
+                        link_seq,
+                        seq: p.seq,
+                        prev: p.prev,
+                    };
+                    w.push_data(&h, &p.data).expect("room checked");
+                    data_sent = true;
+                    let idle = self.links[i].q.is_empty()
+                        && self.conn.is_empty()
+                        && self.resend.is_empty();
+                    self.links[i].link.set_app_limited(idle);
+                }
+            }
+        }
+        let plen = w.len();
+        if plen == 0 {
+            self.plain = plain;
+            return None;
+        }
+        if !data_sent {
+            self.links[i].link.on_other_sent(now, plen + seal::OVERHEAD);
+        }
+        let r = self.channel.seal(now, &plain[..plen], out);
+        self.plain = plain;
+        match r {
+            Ok(len) => Some(Transmit { link: id, len }),
+            Err(_) => None, // keys expired mid-rekey: the copy counts as lost and is resent
+        }
+    }
+
+    // ------------------------------------------------------------------ receive
+
+    /// A datagram arrived. `link` is the link it came on if the caller knows (the edge, by
+    /// socket); the core passes None and gets back the link id read from the frames.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        link: Option<LinkId>,
+        datagram: &mut [u8],
+    ) -> Result<Option<LinkId>, SessionError> {
+        let dlen = datagram.len();
+        let plain = match self.channel.open(now, datagram) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.check_established(now);
+                return Ok(link);
+            }
+            Err(e) => {
+                self.stats.bad_datagrams += 1;
+                return Err(SessionError::Seal(e));
+            }
+        };
+        self.check_established(now);
+        let mut seen_link = link;
+        let mut res = std::mem::take(&mut self.resolved);
+        let mut err = None;
+        for f in wire::frames(plain) {
+            let f = match f {
+                Ok(f) => f,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            };
+            match f {
+                Frame::Data(h, payload) => {
+                    seen_link.get_or_insert(h.link);
+                    let i = self.ensure_link(h.link, now);
+                    self.links[i].link.on_data_received(now, h.link_seq, dlen);
+                    self.reorder.insert(now, h.seq, h.prev, payload);
+                }
+                Frame::Ack(a) => {
+                    seen_link.get_or_insert(a.link);
+                    self.on_ack(now, &a, &mut res);
+                }
+                Frame::Probe(p) => {
+                    seen_link.get_or_insert(p.link);
+                    let i = self.ensure_link(p.link, now);
+                    if p.reply {
+                        self.links[i].link.on_probe_reply(now, p.id);
+                    } else {
+                        self.links[i].link.on_probe_request(p.id);
+                    }
+                }
+                Frame::Control(c) => self.on_control(now, c),
+            }
+        }
+        self.resolved = res;
+        self.collect_link_events();
+        if let Some(e) = err {
+            self.stats.bad_datagrams += 1;
+            return Err(SessionError::Wire(e));
+        }
+        Ok(seen_link)
+    }
+
+    fn check_established(&mut self, now: Instant) {
+        if !self.established && self.channel.is_established() {
+            self.established = true;
+            self.events.push_back(Event::Established);
+            // Tell the core about our links (this also completes its side of the handshake).
+            let ids: Vec<LinkId> = self.links.iter().map(|l| l.link.id).collect();
+            for id in ids {
+                self.announce_link(id);
+            }
+            self.hint_sent = None;
+            self.update_reorder_hint(now);
+            if self.channel.is_initiator() && self.controls.is_empty() {
+                self.controls.push_back(Control::ReorderHint {
+                    wait_us: self.reorder.wait().as_micros() as u32,
+                });
+            }
+        }
+    }
+
+    /// The core learns links from the frames it receives.
+    fn ensure_link(&mut self, id: LinkId, now: Instant) -> usize {
+        match self.slot(id) {
+            Some(i) => i,
+            None => {
+                self.links.push(LinkSlot {
+                    link: Link::new(id, LinkConfig::default(), now),
+                    q: LinkQueue::default(),
+                    peer_cap_bps: None,
+                });
+                self.links.len() - 1
+            }
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, a: &Ack, res: &mut Vec<Resolved>) {
+        let Some(i) = self.slot(a.link) else { return };
+        res.clear();
+        self.links[i].link.on_ack(now, a, res);
+        for r in res.drain(..) {
+            self.on_resolved(r, Some(a.link));
+        }
+    }
+
+    fn on_control(&mut self, now: Instant, c: Control) {
+        match c {
+            Control::LinkConfig {
+                link,
+                role,
+                weight,
+                down_cap_bps,
+            } => {
+                let cfg = LinkConfig {
+                    role,
+                    weight,
+                    rate_cap_bps: (down_cap_bps > 0).then_some(down_cap_bps),
+                };
+                let i = self.ensure_link(link, now);
+                self.links[i].link.set_config(cfg);
+                if role == LinkRole::Never {
+                    self.requeue_link(i);
+                }
+            }
+            Control::LinkRemoved { link } => self.remove_link(link, now),
+            Control::ReorderHint { wait_us } => {
+                self.reorder.set_wait(Duration::from_micros(wait_us as u64));
+            }
+            Control::Close => {
+                if !self.closed {
+                    self.closed = true;
+                    self.events.push_back(Event::Closed);
+                }
+            }
+        }
+    }
+
+    /// Closes the session: a Close frame goes to the peer; `send` refuses from now on.
+    pub fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.close_pending = true;
+            self.controls.push_back(Control::Close);
+        }
+    }
+
+    // ------------------------------------------------------------------ deliver, events, timers
+
+    /// The next restored inner packet, in order per flow.
+    pub fn poll_deliver(&mut self, now: Instant) -> Option<Delivered> {
+        let _ = now;
+        self.reorder.poll()
+    }
+
+    /// Gives a delivered packet's buffer back (optional; avoids allocations).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.reorder.recycle(buf);
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next time `handle_timeout` (or `poll_transmit`) has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut min = |x: Instant| t = Some(t.map_or(x, |y: Instant| y.min(x)));
+        if self.channel.is_initiator() {
+            if !self.handshake_links.is_empty() {
+                min(Instant::ZERO);
+            }
+            if let Some(x) = self.channel.poll_timeout() {
+                min(x);
+            }
+        }
+        if let Some(x) = self.reorder.poll_timeout() {
+            min(x);
+        }
+        if !self.established {
+            return t;
+        }
+        if !self.controls.is_empty() {
+            min(Instant::ZERO);
+        }
+        let pending = !self.conn.is_empty() || !self.resend.is_empty();
+        for l in &self.links {
+            if let Some(x) = l.link.poll_timeout() {
+                min(x);
+            }
+            let queued = !l.q.is_empty();
+            if (queued || pending) && l.link.usable() && !l.link.cwnd_limited() {
+                min(l.link.next_send_time());
+            }
+        }
+        if let Some((_, sent)) = self.hint_sent {
+            min(sent + HINT_REFRESH);
+        }
+        t
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.reorder.handle_timeout(now);
+        let mut res = std::mem::take(&mut self.resolved);
+        for i in 0..self.links.len() {
+            if self.links[i].link.poll_timeout().map_or(true, |t| t > now) {
+                continue;
+            }
+            res.clear();
+            self.links[i].link.on_timeout(now, &mut res);
+            let id = self.links[i].link.id;
+            for r in res.drain(..) {
+                self.on_resolved(r, Some(id));
+            }
+            if !self.links[i].link.usable() {
+                self.requeue_link(i);
+            }
+        }
+        self.resolved = res;
+        self.collect_link_events();
+    }
+
+    // ------------------------------------------------------------------ stats
+
+    pub fn stats(&self) -> SessionStats {
+        let mut s = self.stats.clone();
+        s.links = self
+            .links
+            .iter()
+            .map(|l| {
+                let k = &l.link;
+                LinkStats {
+                    id: k.id,
+                    role: k.cfg.role,
+                    state: k.state(),
+                    srtt: k.srtt(),
+                    rttvar: k.rttvar(),
+                    min_rtt: k.min_rtt(),
+                    loss: k.loss(),
+                    delivery_rate_bps: k.delivery_rate_bps(),
+                    pacing_rate_bps: k.pacing_rate() * 8,
+                    cwnd_bytes: k.cwnd(),
+                    inflight_bytes: k.inflight(),
+                    bytes_sent: k.bytes_sent,
+                    bytes_acked: k.bytes_acked,
+                    bytes_received: k.bytes_received,
+                    packets_sent: k.packets_sent,
+                    packets_lost: k.packets_lost,
+                    queued_packets: l.q.len(),
+                    queued_bytes: l.q.bytes,
+                }
+            })
+            .collect();
+        s.queued_packets = self.conn.len();
+        s.queued_bytes = self.conn.bytes();
+        s.reorder = self.reorder.stats;
+        s.reorder_wait = self.reorder.wait();
+        s
+    }
+}
