@@ -74,3 +74,43 @@ fn every_option_is_shown_in_its_section() {
         );
     }
 }
+
+/// What an operator does after `opkg install braid`: the three `uci set` of the keys and the
+/// core, then `enabled=1`. Before the keys are set, enabling names each missing option.
+#[test]
+fn shipped_config_enables_with_three_uci_sets() {
+    use braid::config::{load_str, uci};
+    let text = std::fs::read_to_string(SHIPPED).unwrap();
+
+    let mut doc = uci::parse("braid", &text).unwrap();
+    doc.section_mut("braid", "main").set_option("enabled", "1");
+    let err = load_str("braid", &uci::write(&doc)).expect_err("keys and core are missing");
+    let msgs: Vec<String> = err
+        .diagnostics()
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    assert_eq!(msgs.len(), 3, "{msgs:?}");
+    for want in ["private_key", "core_host", "core_public_key"] {
+        assert!(
+            msgs.iter().any(|m| m.contains(want)),
+            "no message names {want}: {msgs:?}"
+        );
+    }
+
+    let main = doc.section_mut("braid", "main");
+    main.set_option(
+        "private_key",
+        "ENcqJjBTHok1hXDeoOJNE8jA5pW8NqSlu78dlYIhFng=",
+    );
+    main.set_option("core_host", "core.example.net");
+    main.set_option(
+        "core_public_key",
+        "Nfb+YVedbvKoooMOHuOgWY+0dFrUHatY9F8McRw1uwg=",
+    );
+    let c = load_str("braid", &uci::write(&doc)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.main.enabled);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.links.len(), 2);
+    assert_eq!(c.main.lan.len(), 1, "the default OpenWrt LAN is bonded");
+}
