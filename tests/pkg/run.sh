@@ -510,6 +510,15 @@ test_ipk() {
 	else
 		not_ok "$name: packaged binary runs${qemu:+ under $qemu}" "$out"
 	fi
+	# What the uci-defaults script runs on first boot, and what an operator runs next.
+	local key pub
+	if key=$(${qemu:+$qemu} "$bin" genkey 2>&1) && [[ "$key" =~ ^[A-Za-z0-9+/]{43}=$ ]] &&
+		pub=$(echo "$key" | ${qemu:+$qemu} "$bin" pubkey 2>&1) && [[ "$pub" =~ ^[A-Za-z0-9+/]{43}=$ ]] &&
+		[ "$pub" != "$key" ]; then
+		ok "$name: packaged binary's genkey | pubkey give two base64 keys"
+	else
+		not_ok "$name: packaged binary's genkey | pubkey give two base64 keys" "${key:-} ${pub:-}"
+	fi
 	echo "# $name: binary $(stat -c %s "$bin") bytes, package $(stat -c %s "$ipk") bytes"
 }
 
