@@ -6,13 +6,13 @@
 
 mod os_util;
 
-use braid::os::hub::{ip_payload, Batch, Capture};
+use braid::os::hub::{ip_payload, AsyncCapture, Batch, Capture};
 use braid::os::netlink::{Family, Netlink, RuleAction};
+use braid::os::plane::EdgePlane;
 use braid::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering, RULE_SPAN};
 use os_util::{root, udp4, v4_summary, wire, Ns};
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 fn steer(prio: u32, table: u32) -> SteerConfig {
@@ -117,17 +117,11 @@ fn tcp_only_and_v6_rules() {
 #[test]
 #[ignore]
 fn space_child_process() {
-    let Ok(fd) = std::env::var("BRAID_OS_CHILD_NS_FD") else {
+    if !os_util::enter_child_ns() {
         return;
-    };
-    // SAFETY: the parent passed this descriptor to us, we own it now.
-    let ns = unsafe { OwnedFd::from_raw_fd(fd.parse().unwrap()) };
-    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-    let space = Space::new().unwrap();
-    let hub = Hub::create(&space, HubConfig::new("bo3")).unwrap();
-    let _st = Steering::install(&hub, steer(9300, 9301)).unwrap();
-    println!("READY");
-    std::thread::sleep(Duration::from_secs(30));
+    }
+    let _edge = EdgePlane::start(HubConfig::new("bo3"), steer(9300, 9301)).unwrap();
+    os_util::child_ready_and_wait();
 }
 
 #[test]
@@ -135,29 +129,53 @@ fn space_vanishes_when_owner_is_killed() {
     if !root() {
         return;
     }
+    // client (10.77.1.2) -- host (10.77.1.1) -- wan (10.66.0.2, holds 198.51.100.9)
     let h = Ns::new();
-    let dup = nix::unistd::dup(h.0.as_raw_fd()).unwrap(); // no CLOEXEC: inherited
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "space_child_process", "--ignored", "--nocapture"])
-        .env("BRAID_OS_CHILD_NS_FD", dup.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+    let client = Ns::new();
+    let wan = Ns::new();
+    wire(
+        &h,
+        "bo-lan",
+        "10.77.1.1/24",
+        &client,
+        "bo-cl",
+        "10.77.1.2/24",
+    );
+    wire(&h, "bo-up", "10.66.0.1/24", &wan, "bo-wan", "10.66.0.2/24");
+    h.sysctl("net/ipv4/ip_forward", "1");
+    default_via(&client, "10.77.1.1");
+    default_via(&h, "10.66.0.2");
+    default_via(&wan, "10.66.0.1");
+    wan.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let lo = nl.index("lo").unwrap();
+        nl.add_address(lo, "198.51.100.9/32".parse().unwrap())
+            .unwrap();
+    });
+    let server = wan.run(|| UdpSocket::bind("198.51.100.9:7").unwrap());
+    server
+        .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    nix::unistd::close(dup).unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut ready = false;
-    for line in BufReader::new(out).lines() {
-        if line.unwrap().trim() == "READY" {
-            ready = true;
-            break;
-        }
-    }
-    assert!(ready, "child did not get ready");
+    let send = |tag: &[u8]| {
+        client.run(|| {
+            let u = UdpSocket::bind("10.77.1.2:0").unwrap();
+            u.send_to(tag, "198.51.100.9:7").unwrap();
+        })
+    };
+
+    let mut child = os_util::spawn_child("space_child_process", &h);
     let cfg = steer(9300, 9301);
     h.run(|| assert_eq!(leftovers(&cfg, "bo3-hub"), (5, 1, true)));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    // The namespace dies with its last reference; the veth and its routes go with it.
+    // Steered: the client's packet goes into the hub, not to the WAN.
+    send(b"steered");
+    let mut b = [0u8; 32];
+    assert!(
+        server.recv_from(&mut b).is_err(),
+        "steered traffic leaked to the WAN"
+    );
+
+    child.kill(); // SIGKILL
+                  // The namespace dies with its last reference; the veth and its routes go with it.
     let t0 = Instant::now();
     let gone_after = loop {
         let (_, routes, link) = h.run(|| leftovers(&cfg, "bo3-hub"));
@@ -171,12 +189,79 @@ fn space_vanishes_when_owner_is_killed() {
         std::thread::sleep(Duration::from_millis(10));
     };
     eprintln!("hub gone {gone_after:?} after SIGKILL");
+    // Fail-open: with the inert rules still there, the client reaches the WAN directly.
+    send(b"direct");
+    let (n, from) = server.recv_from(&mut b).unwrap();
+    assert_eq!(
+        (&b[..n], from.ip()),
+        (
+            &b"direct"[..],
+            "10.77.1.2".parse::<std::net::IpAddr>().unwrap()
+        )
+    );
     h.run(|| {
         // Only the inert rules remain; cleanup_stale removes them.
         assert_eq!(leftovers(&cfg, "bo3-hub"), (5, 0, false));
         let c = cleanup_stale(&HubConfig::new("bo3"), &cfg).unwrap();
         assert_eq!((c.links, c.rules, c.routes), (0, 5, 0));
         assert_eq!(leftovers(&cfg, "bo3-hub"), (0, 0, false));
+    });
+}
+
+fn default_via(ns: &Ns, gw: &str) {
+    ns.run(|| {
+        let r =
+            braid::os::netlink::Route::new("0.0.0.0/0".parse().unwrap()).via(gw.parse().unwrap());
+        Netlink::open().unwrap().add_route(&r).unwrap();
+    });
+}
+
+#[test]
+fn edge_plane_with_tokio_capture_then_clean_stop() {
+    if !root() {
+        return;
+    }
+    let h = Ns::new();
+    let client = Ns::new();
+    wire(
+        &h,
+        "bo-lan",
+        "10.77.1.1/24",
+        &client,
+        "bo-cl",
+        "10.77.1.2/24",
+    );
+    h.sysctl("net/ipv4/ip_forward", "1");
+    default_via(&client, "10.77.1.1");
+    let cfg = steer(9600, 9601);
+    h.run(|| {
+        let edge = EdgePlane::start(HubConfig::new("bo7"), cfg.clone()).unwrap();
+        assert_eq!(edge.cleaned, Default::default());
+        let cap = edge.capture.try_clone().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async {
+            let cap = AsyncCapture::new(cap).unwrap();
+            client.run(|| {
+                let u = UdpSocket::bind("10.77.1.2:0").unwrap();
+                u.send_to(b"bo-async", "198.51.100.9:7").unwrap();
+            });
+            let mut b = Batch::default();
+            let n = tokio::time::timeout(Duration::from_secs(2), cap.recv_batch(&mut b))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n >= 1);
+            ip_payload(b.frame(0)).unwrap().to_vec()
+        });
+        assert_eq!(&got[got.len() - 8..], b"bo-async");
+        drop(edge);
+        assert_eq!(leftovers(&cfg, "bo7-hub"), (0, 0, false));
+        // A second start after a clean stop finds nothing to clean.
+        let again = EdgePlane::start(HubConfig::new("bo7"), cfg.clone()).unwrap();
+        assert_eq!(again.cleaned, Default::default());
     });
 }
 

@@ -472,6 +472,13 @@ pub fn run_workload(
     let r = run.clone();
     let userver = std::thread::spawn(move || udp_server(usock, r));
 
+    // One connection first, so that neighbour resolution along the path is not measured.
+    if let Ok(mut s) = connect(&client, b'R') {
+        let mut b = [0u8; 64];
+        let _ = s.write_all(&b);
+        let _ = read_exact_until(&mut s, &mut b, &run);
+    }
+
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut flows = 0;
     let result = (|| -> io::Result<()> {

@@ -198,6 +198,19 @@ impl Capture {
         })
     }
 
+    /// A second handle on the same socket (e.g. one for tokio, one kept by the owner).
+    pub fn try_clone(&self) -> Result<Capture> {
+        Ok(Capture {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| Error::new("duplicate the capture socket", e))?,
+            ifindex: self.ifindex,
+            src_mac: self.src_mac,
+            dst_mac: self.dst_mac,
+        })
+    }
+
     /// The interface it is bound to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
@@ -325,6 +338,47 @@ impl AsRawFd for Capture {
 impl AsFd for Capture {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// A [`Capture`] registered with tokio (must be created inside a runtime).
+#[derive(Debug)]
+pub struct AsyncCapture {
+    inner: tokio::io::unix::AsyncFd<Capture>,
+}
+
+impl AsyncCapture {
+    /// Registers `cap` with the current tokio runtime.
+    pub fn new(cap: Capture) -> io::Result<AsyncCapture> {
+        // SAFETY: `Capture` owns a valid descriptor and never replaces or closes it while the
+        // AsyncFd owns the Capture.
+        let inner = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(cap, tokio::io::Interest::READABLE)?
+        };
+        Ok(AsyncCapture { inner })
+    }
+
+    /// The capture.
+    pub fn get_ref(&self) -> &Capture {
+        self.inner.get_ref()
+    }
+
+    /// Waits for frames and receives up to [`BATCH`] of them. Cancel-safe.
+    pub async fn recv_batch(&self, b: &mut Batch) -> io::Result<usize> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            match guard.try_io(|c| c.get_ref().recv_batch(b)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes an IP packet toward the host (see [`Capture::send_ip`]). The hub never applies
+    /// back-pressure in practice (veth transmits synchronously); `WouldBlock` means the frame
+    /// was not sent.
+    pub fn send_ip(&self, packet: &[u8]) -> io::Result<usize> {
+        self.inner.get_ref().send_ip(packet)
     }
 }
 

@@ -121,14 +121,19 @@ pub fn run_with(
         bulk_turn: 0,
     };
     e.run()?;
-    let stats: Vec<[DirStats; 2]> = e
+    let stats: Vec<[(DirStats, Vec<u32>); 2]> = e
         .links
-        .iter()
-        .map(|[u, d]| [u.stats.clone(), d.stats.clone()])
+        .iter_mut()
+        .map(|[u, d]| {
+            [
+                (u.stats.clone(), std::mem::take(&mut u.queue_delays_us)),
+                (d.stats.clone(), std::mem::take(&mut d.queue_delays_us)),
+            ]
+        })
         .collect();
     let errors = e.ends[0].errors() + e.ends[1].errors();
     let endpoints = [e.ends[0].stats(), e.ends[1].stats()];
-    Ok(e.metrics.report(sc, &stats, errors, endpoints))
+    Ok(e.metrics.report(sc, stats, errors, endpoints))
 }
 
 struct Engine<'a> {

@@ -254,6 +254,8 @@ pub struct LinkDir {
     last_arrival_us: u64,
     gilbert_bad: bool,
     pub stats: DirStats,
+    /// Queueing delay (offer to end of serialisation, µs) of every datagram the queue accepted.
+    pub queue_delays_us: Vec<u32>,
 }
 
 impl LinkDir {
@@ -271,6 +273,7 @@ impl LinkDir {
             last_arrival_us: 0,
             gilbert_bad: false,
             stats: DirStats::default(),
+            queue_delays_us: Vec::new(),
         }
     }
 
@@ -332,6 +335,8 @@ impl LinkDir {
         self.queued_bytes += wire;
         let depart_us = depart_ns.div_ceil(1000);
         self.stats.max_queue_delay_us = self.stats.max_queue_delay_us.max(depart_us - now_us);
+        self.queue_delays_us
+            .push((depart_us - now_us).min(u64::from(u32::MAX)) as u32);
 
         // Loss is decided per datagram that got through the queue (it used the capacity).
         let mut lost = self.rng.chance(self.cfg.loss);

@@ -123,6 +123,8 @@ pub struct LinkReport {
     pub capacity_mbit: f64,
     /// Wire bytes (datagram + 28) that crossed the link in [warmup, duration], per second.
     pub carried_mbit: f64,
+    /// Time datagrams spent in the link's queue (offer to end of serialisation).
+    pub queue_delay_ms: Pct,
     pub stats: DirStats,
 }
 
@@ -309,7 +311,7 @@ impl Metrics {
     pub fn report(
         mut self,
         sc: &Scenario,
-        links: &[[DirStats; 2]],
+        mut links: Vec<[(DirStats, Vec<u32>); 2]>,
         tunnel_errors: u64,
         endpoints: [serde_json::Value; 2],
     ) -> Report {
@@ -448,7 +450,8 @@ impl Metrics {
                     role: l.role,
                     capacity_mbit: cfg.capacity_bits(self.window.0, self.window.1) / secs / 1e6,
                     carried_mbit: mbit(self.carried[i][di(dir)]),
-                    stats: links[i][di(dir)].clone(),
+                    queue_delay_ms: Pct::of(&mut links[i][di(dir)].1),
+                    stats: links[i][di(dir)].0.clone(),
                 });
             }
         }
@@ -550,11 +553,14 @@ impl Report {
                 u.delivered_mbit
             );
         }
-        let _ = writeln!(o, "\nlink         dir   capacity  carried  offered  drop:queue  loss  outage  max queue ms");
+        let _ = writeln!(
+            o,
+            "\nlink         dir   capacity  carried  offered  drop:queue  loss  outage  queue p50/p99/max ms"
+        );
         for l in &self.links {
             let _ = writeln!(
                 o,
-                "{:<12} {:<5} {:>8.2} {:>8.2} {:>8} {:>11} {:>5} {:>7} {:>13.1}",
+                "{:<12} {:<5} {:>8.2} {:>8.2} {:>8} {:>11} {:>5} {:>7}  {:>5.1}/{:.1}/{:.1}",
                 l.link,
                 format!("{:?}", l.dir).to_lowercase(),
                 l.capacity_mbit,
@@ -563,7 +569,9 @@ impl Report {
                 l.stats.drop_queue,
                 l.stats.drop_loss,
                 l.stats.drop_outage,
-                l.stats.max_queue_delay_us as f64 / 1000.0
+                l.queue_delay_ms.p50,
+                l.queue_delay_ms.p99,
+                l.queue_delay_ms.max
             );
         }
         if self.tunnel_errors > 0 || self.corrupt > 0 {
