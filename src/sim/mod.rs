@@ -68,7 +68,7 @@ SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
     burst_loss = { enter = "1%", leave = "30%", loss_bad = "100%", loss_good = "0%" }
                                   # Gilbert-Elliott: per-packet chance to enter/leave the bad state
     corrupt = "0.1%"              # datagrams that arrive with one bit flipped (tampering)
-    queue = "100ms"               # drop-tail limit, as time at the link's rate or bytes ("64kB")
+    queue = "100ms"               # drop-tail limit: time at the link's rate (a trace's mean) or "64kB"
     outages = [{ at = "20s", for = "3s", kind = "blackhole" }]
                                   # blackhole: all sent/queued/travelling is lost; stall: held
     role = "primary"              # primary | secondary | backup | never (given to the session)
