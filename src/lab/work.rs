@@ -145,6 +145,7 @@ impl Meter {
 /// One goodput sample.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Sample {
+    /// Seconds since the link schedules started (so an outage at 10 s shows at 10 s).
     pub t_s: f64,
     pub total_mbps: f64,
     /// IP-level rate each link delivered in the workload's direction.
@@ -626,7 +627,7 @@ pub fn run_workload(
         // Rounded: the JSON keeps every sample, and 10 kbit/s is below what a sample resolves.
         let r2 = |x: f64| (x * 100.0).round() / 100.0;
         let s = Sample {
-            t_s: (now.duration_since(start).as_secs_f64() * 1000.0).round() / 1000.0,
+            t_s: (now.duration_since(topo.t0).as_secs_f64() * 1000.0).round() / 1000.0,
             total_mbps: r2((total - prev_total) as f64 * 8.0 / dt / 1e6),
             links_mbps: lb
                 .iter()
@@ -640,7 +641,7 @@ pub fn run_workload(
             omit_bytes = Some((total, now));
         }
         progress(Progress {
-            elapsed_s: s.t_s,
+            elapsed_s: now.duration_since(start).as_secs_f64(),
             total_s: duration.as_secs_f64(),
             sample: &s,
         });
