@@ -74,7 +74,7 @@ ipk:
 
 ## ipk-test: build the ARCH package, open it and check it, run its binary under qemu.
 ipk-test: ipk
-	tests/pkg/run.sh dist/braid_*_$(ARCH).ipk
+	tests/pkg/run.sh dist/braid_*_$(ARCH).ipk dist/luci-app-braid_*_all.ipk
 
 ## pkg-test: shellcheck and stand-in tests of the init, hotplug and package scripts (no build).
 pkg-test:
