@@ -911,8 +911,12 @@ impl Link {
         {
             self.suspect = false;
             self.set_state(LinkState::Up, now);
-            // Restart the pacer cleanly; the bandwidth estimate is kept.
+            // Restart the pacer cleanly and search for the rate again from the old estimate
+            // (after an outage, a cellular link's capacity is anyone's guess).
             self.next_send = now;
+            self.phase = Phase::Startup;
+            self.full_bw = 0;
+            self.full_bw_rounds = 0;
         }
     }
 
