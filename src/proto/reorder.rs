@@ -297,7 +297,11 @@ impl Reorder {
             seq = s;
         }
         // Keep the oldest live entry at the front, so `poll_timeout` is O(1).
-        while self.fifo.front().is_some_and(|(s, _)| !self.by_seq.contains_key(s)) {
+        while self
+            .fifo
+            .front()
+            .is_some_and(|(s, _)| !self.by_seq.contains_key(s))
+        {
             self.fifo.pop_front();
         }
     }
