@@ -22,7 +22,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::config::model::{self, Config, Role, Steer, Transport};
+use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
 use crate::os::hub::{ip_payload, Batch, Capture};
@@ -35,6 +35,7 @@ use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig};
 use crate::proto::wire::LinkRole;
 use crate::proto::LinkId;
+use crate::quota::{QuotaBook, Verdict};
 
 /// Steering is withdrawn when no link has worked for this long (fail-open).
 pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
@@ -260,6 +261,11 @@ struct Edge {
     started: std::time::Instant,
     warned_handshake: bool,
     drops: HashMap<&'static str, u64>,
+    quota: QuotaBook,
+    /// Link bytes (both directions) at the last quota count.
+    counted: HashMap<LinkId, u64>,
+    /// Links demoted by their quota.
+    demoted: HashMap<LinkId, QuotaAction>,
     // Space last: dropped after the hub and capture that live in it.
     _space: Space,
 }
@@ -395,6 +401,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     }
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| format!("random seed: {e}"))?;
+    let cfg_state_file = cfg.main.state_file.clone();
     let mut edge = Edge {
         classifier: Classifier::from_config(&cfg),
         mss: mss_for_mtu(cfg.main.mtu, 4),
@@ -413,6 +420,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         started: std::time::Instant::now(),
         warned_handshake: false,
         drops: HashMap::new(),
+        quota: load_quota(&cfg_state_file, unix_now()),
+        counted: HashMap::new(),
+        demoted: HashMap::new(),
         _space: space,
     };
 
@@ -508,6 +518,8 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         }
     }
     log::info!("edge stopping: removing steering, hub and space");
+    edge.count_quota();
+    edge.save_quota();
     edge.session.close();
     edge.pump(capture.get_ref());
     if let Some(mut s) = edge.steering.take() {
@@ -621,7 +633,74 @@ impl Edge {
         }
     }
 
+    /// Counts what each link with a quota carried since the last call; demotes or restores it.
+    fn count_quota(&mut self) {
+        let stats = self.session.stats();
+        let now = unix_now();
+        for l in &self.links {
+            let Some(q) = &l.cfg.quota else { continue };
+            let Some(s) = stats.links.iter().find(|s| s.id == l.id) else {
+                continue;
+            };
+            let total = s.bytes_sent + s.bytes_received;
+            let last = self.counted.insert(l.id, total).unwrap_or(0);
+            let verdict = self
+                .quota
+                .account(&l.cfg.name, q, total.saturating_sub(last), now);
+            let was = self.demoted.get(&l.id).copied();
+            let mut cfg = link_config(&l.cfg);
+            match (verdict, was) {
+                (Verdict::Exceeded(action), None) => {
+                    log::warn!(
+                        "link '{}' used its quota ({} bytes): now {}",
+                        l.cfg.name,
+                        self.quota.used(&l.cfg.name),
+                        if action == QuotaAction::Never {
+                            "not used"
+                        } else {
+                            "backup only"
+                        }
+                    );
+                    cfg.role = if action == QuotaAction::Never {
+                        LinkRole::Never
+                    } else {
+                        LinkRole::Backup
+                    };
+                    self.session.add_link(l.id, cfg, self.clock.now());
+                    self.demoted.insert(l.id, action);
+                }
+                (Verdict::Within, Some(_)) => {
+                    log::info!("link '{}': new quota period, back to its role", l.cfg.name);
+                    self.session.add_link(l.id, cfg, self.clock.now());
+                    self.demoted.remove(&l.id);
+                }
+                _ => {}
+            }
+        }
+        if self.quota.should_save(now) {
+            self.save_quota();
+        }
+    }
+
+    fn save_quota(&mut self) {
+        let path = std::path::Path::new(&self.cfg.main.state_file);
+        if self.links.iter().all(|l| l.cfg.quota.is_none()) {
+            return;
+        }
+        let tmp = path.with_extension("tmp");
+        let r = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, self.quota.to_text()))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        match r {
+            Ok(()) => self.quota.mark_saved(unix_now()),
+            Err(e) => log::warn!("cannot write quota state {}: {e}", path.display()),
+        }
+    }
+
     fn housekeeping(&mut self) {
+        self.count_quota();
         let stats = self.session.stats();
         let any_up = stats.links.iter().any(|l| l.state != LinkState::Down);
         if any_up {
@@ -831,7 +910,11 @@ impl Edge {
                     } else {
                         s.map_or("down", |s| state_name(s.state)).into()
                     },
-                    role: role_name(l.cfg.role).into(),
+                    role: match self.demoted.get(&l.id) {
+                        Some(QuotaAction::Backup) => "backup (quota)".into(),
+                        Some(QuotaAction::Never) => "never (quota)".into(),
+                        None => role_name(l.cfg.role).into(),
+                    },
                     rtt_ms: s.map_or(0.0, |s| s.srtt.as_secs_f64() * 1e3),
                     rttvar_ms: s.map_or(0.0, |s| s.rttvar.as_secs_f64() * 1e3),
                     loss_pct: s.map_or(0.0, |s| s.loss * 100.0),
@@ -841,7 +924,7 @@ impl Edge {
                     tx_bytes: s.map_or(0, |s| s.bytes_sent),
                     rx_bytes: s.map_or(0, |s| s.bytes_received),
                     quota_bytes: l.cfg.quota.as_ref().map(|q| q.bytes),
-                    quota_used_bytes: 0,
+                    quota_used_bytes: self.quota.used(&l.cfg.name),
                 }
             })
             .collect();
@@ -897,6 +980,19 @@ impl Edge {
             }],
             drops,
         }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn load_quota(path: &str, now: u64) -> QuotaBook {
+    match std::fs::read_to_string(path) {
+        Ok(text) => QuotaBook::from_text(&text, now),
+        Err(_) => QuotaBook::from_text("", now),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod daemon;
 #[cfg(target_os = "linux")]
 pub mod edge;
 pub mod proto;
+pub mod quota;
 
 #[cfg(target_os = "linux")]
 pub mod os;

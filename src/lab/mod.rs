@@ -645,8 +645,9 @@ fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
     let mut charts = Vec::new();
     for w in wl {
         let runs: Vec<&RunRecord> = recs.iter().filter(|r| r.workload == w).collect();
-        let title =
-            format!("{name} / {w}: goodput over time, per link and in total (sum of links dashed)");
+        let title = format!(
+            "{name} / {w}: goodput per link and in total, 500 ms means (sum of links dashed)"
+        );
         let f = out.join(format!("{name}-{w}.svg"));
         std::fs::write(&f, report::svg(&title, &runs))
             .map_err(|e| format!("{}: {e}", f.display()))?;

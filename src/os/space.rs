@@ -212,6 +212,12 @@ impl Hub {
         nl.add_neighbour(host_index, IpAddr::V4(config.peer_v4), config.peer_mac)?;
         // IPv6 may be disabled on the host: then braid steers IPv4 only.
         let _ = nl.add_neighbour(host_index, IpAddr::V6(config.peer_v6), config.peer_mac);
+        // Frames sent before both ends are operational are dropped by the kernel: wait (briefly).
+        let up = std::time::Duration::from_secs(2);
+        let space_up = space.run(|| Netlink::open()?.wait_oper_up(space_index, up))??;
+        if !nl.wait_oper_up(host_index, up)? || !space_up {
+            log::warn!("hub {hname} not operational after {up:?}; continuing");
+        }
         hub.host_mac = nl
             .link_by_index(host_index)?
             .and_then(|l| l.mac)

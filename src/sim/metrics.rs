@@ -10,7 +10,8 @@
 //! - added delay: one-way delay (send to exit) above the slowest link's one-way delay, floored at 0;
 //! - queueing delay: one-way delay above the base delay of the link whose arrival released the
 //!   packet (the fastest link's when a timer released it);
-//! - longest gap: the longest time without a delivery between the first delivery and `duration`;
+//! - longest gap: the longest time without a delivery between the first delivery and `duration`
+//!   (overall, per class, and the longest any single flow waited);
 //! - Jain fairness: over the users that run bulk traffic in that direction, of their delivered bytes.
 
 use serde::Serialize;
@@ -86,6 +87,8 @@ pub struct DirReport {
     pub latency_ms: Pct,
     pub added_delay_ms: Pct,
     pub longest_gap_ms: f64,
+    /// The longest time one flow went without a delivery (a stalled connection).
+    pub longest_flow_gap_ms: f64,
     /// None when fewer than two users run bulk traffic in this direction.
     pub jain: Option<f64>,
 }
@@ -139,6 +142,8 @@ struct SourceAcc {
     out_of_order: u64,
     seen: Vec<u64>,
     max_seq_per_flow: Vec<Option<u64>>,
+    last_per_flow: Vec<Option<u64>>,
+    flow_gap: u64,
 }
 
 /// Per (class, direction) accumulators.
@@ -189,6 +194,7 @@ impl Metrics {
                 .iter()
                 .map(|t| SourceAcc {
                     max_seq_per_flow: vec![None; t.flows as usize],
+                    last_per_flow: vec![None; t.flows as usize],
                     ..Default::default()
                 })
                 .collect(),
@@ -276,6 +282,13 @@ impl Metrics {
         match *max {
             Some(m) if seq < m => s.out_of_order += 1,
             _ => *max = Some(seq),
+        }
+
+        if now_us < self.window.1 {
+            if let Some(last) = s.last_per_flow[flow as usize] {
+                s.flow_gap = s.flow_gap.max(now_us - last);
+            }
+            s.last_per_flow[flow as usize] = Some(now_us);
         }
 
         let latency = now_us - sent_us;
@@ -408,6 +421,12 @@ impl Metrics {
                 latency_ms: Pct::of(&mut da.latency),
                 added_delay_ms: Pct::of(&mut da.added),
                 longest_gap_ms: da.gap as f64 / 1000.0,
+                longest_flow_gap_ms: srcs
+                    .iter()
+                    .map(|&i| self.sources[i].flow_gap)
+                    .max()
+                    .unwrap_or(0) as f64
+                    / 1000.0,
                 jain,
             });
 
@@ -519,7 +538,11 @@ impl Report {
             );
             let _ = writeln!(o, "  latency ms     {}", pct(&d.latency_ms));
             let _ = writeln!(o, "  added delay ms {}", pct(&d.added_delay_ms));
-            let _ = writeln!(o, "  longest gap    {:.1} ms", d.longest_gap_ms);
+            let _ = writeln!(
+                o,
+                "  longest gap    {:.1} ms (one flow: {:.1} ms)",
+                d.longest_gap_ms, d.longest_flow_gap_ms
+            );
             if let Some(j) = d.jain {
                 let _ = writeln!(o, "  Jain fairness  {j:.4}");
             }

@@ -105,7 +105,7 @@ WHAT IS MEASURED (per direction, class, user and link):
     in order       share of packets not overtaken by a later packet of the same flow
     added delay    one-way delay above the slowest link's one-way delay (floored at 0)
     queueing       one-way delay above the base delay of the link that brought the packet
-    longest gap    longest time without any delivery (overall, per class) until duration
+    longest gap    longest time without any delivery (overall, per class, per flow) until duration
     Jain           fairness of delivered bytes across users running bulk traffic
 "#;
 

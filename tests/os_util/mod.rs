@@ -68,7 +68,16 @@ pub fn wire(na: &Ns, a: &str, aaddr: &str, nb: &Ns, b: &str, baddr: &str) -> (u3
         let _ = sysctl_set(&format!("net/ipv6/conf/{b}/disable_ipv6"), "1");
         nl.add_address(i, baddr.parse::<Prefix>().unwrap()).unwrap();
         nl.set_up(i, true).unwrap();
+        assert!(nl
+            .wait_oper_up(i, std::time::Duration::from_secs(3))
+            .unwrap());
         i
+    });
+    na.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        assert!(nl
+            .wait_oper_up(ia, std::time::Duration::from_secs(3))
+            .unwrap());
     });
     (ia, ib)
 }
