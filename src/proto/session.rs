@@ -1397,6 +1397,28 @@ mod tests {
     }
 
     #[test]
+    fn packets_wait_for_a_link_when_the_last_one_goes() {
+        let mut s = session();
+        for _ in 0..3 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        send_head(&mut s, 0);
+        s.remove_link(1, Instant(0));
+        s.set_link_admin(2, false, Instant(0));
+        s.schedule(Instant(0));
+        assert_eq!(s.resend.len(), 3, "held, not dropped");
+        s.add_link(5, LinkConfig::default(), Instant(1000));
+        s.schedule(Instant(1000));
+        assert!(s.resend.is_empty());
+        assert_eq!(s.links[1].q.len(), 3);
+        let pids: Vec<PktId> = std::iter::from_fn(|| s.pop_link_queue(1)).collect();
+        let mut seqs: Vec<u32> = pids.iter().map(|&p| s.pkts[p as usize].seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, vec![1, 2, 3]);
+    }
+
+    #[test]
     fn priority_and_resend_tiers_come_before_new_data() {
         let cfg = SessionConfig {
             classes: vec![ClassConfig {
