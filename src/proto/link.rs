@@ -20,6 +20,8 @@ use crate::proto::{Instant, LinkId};
 /// ACK delay value marking an ACK relayed on another (faster) link: it reports losses early
 /// but its timing says nothing about this link, so it yields no RTT or rate sample.
 pub const RELAYED_ACK_DELAY: u16 = u16::MAX;
+/// Set in the id of a probe reply relayed on another link (probe ids are 31-bit).
+pub const RELAYED_PROBE_BIT: u32 = 0x8000_0000;
 /// Packet reordering threshold for loss detection: starts here, grows on spurious losses.
 const INITIAL_REORDER_THRESHOLD: u64 = 1;
 const MAX_REORDER_THRESHOLD: u64 = 8;
@@ -878,9 +880,18 @@ impl Link {
     }
 
     pub fn on_probe_reply(&mut self, now: Instant, id: u32) {
+        let relayed = id & RELAYED_PROBE_BIT != 0;
+        let id = id & !RELAYED_PROBE_BIT;
         let slot = (id as usize) % self.probes.len();
         let (pid, sent) = self.probes[slot];
         if pid != id {
+            return;
+        }
+        if relayed {
+            // The probe reached the peer (the forward path works), the reply took another
+            // link: a sign of life, but no RTT sample; the direct reply may still come.
+            self.sign_of_life(now);
+            self.on_alive(now);
             return;
         }
         self.probes[slot].0 = u32::MAX;
@@ -1389,6 +1400,21 @@ mod tests {
         let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
         assert_eq!(lost, vec![107]);
         assert_eq!(t.inflight(), 0);
+    }
+
+    #[test]
+    fn relayed_probe_reply_is_life_without_rtt_sample() {
+        let mut t = Link::new(1, LinkConfig::default(), ms(0));
+        let id = t.probe_due(ms(0)).unwrap();
+        t.on_probe_sent(ms(0), id);
+        t.on_probe_reply(ms(30), id | RELAYED_PROBE_BIT);
+        assert!(!t.has_rtt_sample());
+        // The direct reply still counts and gives the sample.
+        t.on_probe_reply(ms(40), id);
+        assert_eq!(t.srtt(), Duration::from_millis(40));
+        // A reply for an unknown probe is ignored.
+        t.on_probe_reply(ms(50), 12345);
+        assert_eq!(t.srtt(), Duration::from_millis(40));
     }
 
     #[test]
