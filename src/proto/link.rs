@@ -1405,15 +1405,16 @@ mod tests {
     #[test]
     fn relayed_probe_reply_is_life_without_rtt_sample() {
         let mut t = Link::new(1, LinkConfig::default(), ms(0));
-        let id = t.probe_due(ms(0)).unwrap();
-        t.on_probe_sent(ms(0), id);
-        t.on_probe_reply(ms(30), id | RELAYED_PROBE_BIT);
+        assert_eq!(t.probe_due(ms(100)), None, "idle probes every 150 ms");
+        let id = t.probe_due(ms(200)).unwrap();
+        t.on_probe_sent(ms(200), id);
+        t.on_probe_reply(ms(230), id | RELAYED_PROBE_BIT);
         assert!(!t.has_rtt_sample());
         // The direct reply still counts and gives the sample.
-        t.on_probe_reply(ms(40), id);
+        t.on_probe_reply(ms(240), id);
         assert_eq!(t.srtt(), Duration::from_millis(40));
         // A reply for an unknown probe is ignored.
-        t.on_probe_reply(ms(50), 12345);
+        t.on_probe_reply(ms(250), 12345);
         assert_eq!(t.srtt(), Duration::from_millis(40));
     }
 
