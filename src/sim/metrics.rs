@@ -52,6 +52,7 @@ impl Pct {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
+    pub description: String,
     pub seed: u64,
     pub tunnel: super::scenario::TunnelKind,
     pub duration_s: f64,
@@ -476,6 +477,7 @@ impl Metrics {
         }
         Report {
             scenario: sc.name.clone(),
+            description: sc.description.clone(),
             seed: sc.seed,
             tunnel: sc.tunnel,
             duration_s: sc.duration_us as f64 / 1e6,
