@@ -144,6 +144,8 @@ fn stats_json(s: &SessionStats) -> serde_json::Value {
 struct EventLog {
     events: Vec<serde_json::Value>,
     dropped: u64,
+    /// Rejected datagrams by reason.
+    rejected: std::collections::BTreeMap<String, u64>,
 }
 
 /// Events kept per endpoint (the rest are only counted).
@@ -169,6 +171,12 @@ impl EventLog {
     fn add_to(&self, v: &mut serde_json::Value) {
         v["events"] = json!(self.events);
         v["events_not_shown"] = json!(self.dropped);
+        v["rejected"] = json!(self.rejected);
+    }
+
+    /// Count a rejected datagram by the reason's name.
+    fn reject(&mut self, why: String) {
+        *self.rejected.entry(why).or_insert(0) += 1;
     }
 }
 
@@ -188,8 +196,9 @@ impl Tunnel for Edge {
     }
 
     fn handle_datagram(&mut self, now: Instant, link: LinkId, datagram: &mut [u8]) {
-        if self.s.handle_datagram(now, Some(link), datagram).is_err() {
+        if let Err(e) = self.s.handle_datagram(now, Some(link), datagram) {
             self.bad += 1;
+            self.log.reject(format!("{e:?}"));
         }
         self.log.drain(now, &mut self.s);
     }
@@ -281,18 +290,25 @@ impl Tunnel for Core {
                 }
                 // The edge sends its init on every link: copies after the first are stale.
                 Err(seal::SealError::Stale) if self.s.is_some() => self.duplicate_inits += 1,
-                Err(_) => self.bad += 1,
+                Err(e) => {
+                    self.bad += 1;
+                    self.log.reject(format!("handshake {e:?}"));
+                }
             }
             return;
         }
         let Some(s) = &mut self.s else {
             self.bad += 1;
+            self.log.reject("before the handshake".into());
             return;
         };
         match s.handle_datagram(now, None, datagram) {
             Ok(Some(l)) if l != link => self.wrong_link += 1,
             Ok(_) => {}
-            Err(_) => self.bad += 1,
+            Err(e) => {
+                self.bad += 1;
+                self.log.reject(format!("{e:?}"));
+            }
         }
         self.log.drain(now, s);
     }
