@@ -67,6 +67,8 @@ pub struct Report {
     pub corrupt: u64,
     /// Free-form endpoint statistics (edge, core).
     pub endpoints: [serde_json::Value; 2],
+    /// Anomalies the endpoints' adapters noticed.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -489,6 +491,7 @@ impl Metrics {
             tunnel_errors,
             corrupt: self.corrupt,
             endpoints,
+            notes: Vec::new(),
         }
     }
 }
@@ -605,6 +608,9 @@ impl Report {
                 "\n{} datagrams rejected by an endpoint, {} corrupt deliveries",
                 self.tunnel_errors, self.corrupt
             );
+        }
+        for n in &self.notes {
+            let _ = writeln!(o, "note: {n}");
         }
         o
     }

@@ -348,7 +348,18 @@ impl Tunnel for Core {
     }
 
     fn errors(&self) -> u64 {
-        self.bad + self.wrong_link
+        self.bad
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut n = Vec::new();
+        if self.wrong_link > 0 {
+            n.push(format!(
+                "core: {} datagrams arrived on one link but handle_datagram named another",
+                self.wrong_link
+            ));
+        }
+        n
     }
 
     fn stats(&self) -> serde_json::Value {
