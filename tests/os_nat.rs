@@ -6,7 +6,9 @@ mod os_util;
 
 use braid::os::hub::{ip_payload, Batch, Capture};
 use braid::os::nat::{self, CoreNat, Forwarding, NatConfig, SourceMap};
-use braid::os::space::{Hub, HubConfig, Space, SteerConfig, Steering};
+use braid::os::netlink::{Family, Netlink};
+use braid::os::plane::CorePlane;
+use braid::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use os_util::{root, udp4, v4_summary, wire, Ns};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -108,4 +110,74 @@ fn two_edges_with_the_same_lan_through_one_core() {
     }
     got.sort();
     assert_eq!(got, vec![(1, b"re1".to_vec()), (2, b"re2".to_vec())]);
+}
+
+/// Run only by `core_plane_leaves_nothing_when_killed` in a child process.
+#[test]
+#[ignore]
+fn core_child_process() {
+    if !os_util::enter_child_ns() {
+        return;
+    }
+    let mut s = SteerConfig::new();
+    s.priority = 9700;
+    s.table = 9701;
+    let _core = CorePlane::start(HubConfig::new("bo8"), s, &NatConfig::new("bo8")).unwrap();
+    os_util::child_ready_and_wait();
+}
+
+#[test]
+fn core_plane_leaves_nothing_when_killed() {
+    if !root() {
+        return;
+    }
+    let k = Ns::new();
+    let mut child = os_util::spawn_child("core_child_process", &k);
+    let state = || {
+        k.run(|| {
+            let mut nl = Netlink::open().unwrap();
+            (
+                nat::table_exists("bo8").unwrap(),
+                nl.link_by_name("bo8-hub").unwrap().is_some(),
+                nl.routes(Family::V4, Some(9701)).unwrap().len(),
+                nl.rules(Family::V4)
+                    .unwrap()
+                    .iter()
+                    .filter(|r| (9700..9704).contains(&r.priority))
+                    .count(),
+            )
+        })
+    };
+    // Table, hub, one route, and 4 rules (iif lo, to pool, nop... ) per family in use.
+    let before = state();
+    assert!(
+        before.0 && before.1 && before.2 == 1 && before.3 >= 3,
+        "{before:?}"
+    );
+    child.kill(); // SIGKILL
+    let t0 = Instant::now();
+    loop {
+        let (table, hub, routes, _) = state();
+        if !table && !hub && routes == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "still there: {:?}",
+            state()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("nft table and hub gone {:?} after SIGKILL", t0.elapsed());
+    k.run(|| {
+        let mut s = SteerConfig::new();
+        s.priority = 9700;
+        s.table = 9701;
+        s.destinations = NatConfig::new("bo8").pools();
+        let c = cleanup_stale(&HubConfig::new("bo8"), &s).unwrap();
+        // Per family: iif lo, to <pool> lookup, nop; IPv4 and IPv6 pools.
+        assert_eq!((before.3, c.rules), (3, 6));
+        assert!(!nat::cleanup_stale("bo8").unwrap());
+    });
+    assert_eq!(state(), (false, false, 0, 0));
 }

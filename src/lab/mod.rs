@@ -300,6 +300,20 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             println!("{}\n", sc.description);
             let recs = run_matrix(&sc, &o.run_opts(), &out)?;
             finish("demo", &recs, &out)?;
+            if let Some(d) = recs.iter().find(|r| r.mode == "direct") {
+                println!();
+                for r in &recs {
+                    println!(
+                        "{:<7} {:6.2} Mbit/s = {:4.2} x the best single link ({} alone), longest gap {:.0} ms, {} failed flow(s)",
+                        r.mode,
+                        r.result.goodput_mbps,
+                        r.result.goodput_mbps / d.result.goodput_mbps.max(1e-9),
+                        d.best_link,
+                        r.result.max_gap_ms,
+                        r.result.flows_failed
+                    );
+                }
+            }
             Ok(exit_for(&recs))
         }
         "bench" => {
@@ -622,13 +636,18 @@ fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
     let json = out.join(format!("{name}.json"));
     let text = serde_json::to_string_pretty(recs).map_err(|e| e.to_string())?;
     std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
-    let mut wl: Vec<&str> = recs.iter().map(|r| r.workload.as_str()).collect();
-    wl.dedup();
+    let mut wl: Vec<&str> = Vec::new();
+    for r in recs {
+        if !wl.contains(&r.workload.as_str()) {
+            wl.push(&r.workload);
+        }
+    }
     let mut charts = Vec::new();
     for w in wl {
         let runs: Vec<&RunRecord> = recs.iter().filter(|r| r.workload == w).collect();
-        let title =
-            format!("{name} / {w}: goodput over time, per link and in total (sum of links dashed)");
+        let title = format!(
+            "{name} / {w}: goodput per link and in total, 500 ms means (sum of links dashed)"
+        );
         let f = out.join(format!("{name}-{w}.svg"));
         std::fs::write(&f, report::svg(&title, &runs))
             .map_err(|e| format!("{}: {e}", f.display()))?;

@@ -198,6 +198,19 @@ impl Capture {
         })
     }
 
+    /// A second handle on the same socket (e.g. one for tokio, one kept by the owner).
+    pub fn try_clone(&self) -> Result<Capture> {
+        Ok(Capture {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| Error::new("duplicate the capture socket", e))?,
+            ifindex: self.ifindex,
+            src_mac: self.src_mac,
+            dst_mac: self.dst_mac,
+        })
+    }
+
     /// The interface it is bound to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
@@ -241,7 +254,8 @@ impl Capture {
                 self.fd.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                // c_int on glibc, c_uint on musl.
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };
@@ -316,6 +330,72 @@ impl Capture {
     }
 }
 
+impl Capture {
+    /// Writes up to [`BATCH`] IP packets with one `sendmmsg` (see [`Capture::send_ip`] for the
+    /// framing). Returns how many were sent; packets that are not IPv4/IPv6 are refused with
+    /// `InvalidInput` before anything is sent.
+    pub fn send_ip_batch(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        let n = packets.len().min(BATCH);
+        let mut heads = [[0u8; ETH_HLEN]; BATCH];
+        for (h, p) in heads.iter_mut().zip(&packets[..n]) {
+            let ethertype: u16 = match p.first().map(|b| b >> 4) {
+                Some(4) => 0x0800,
+                Some(6) => 0x86dd,
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "not an IPv4/IPv6 packet",
+                    ))
+                }
+            };
+            h[0..6].copy_from_slice(&self.dst_mac);
+            h[6..12].copy_from_slice(&self.src_mac);
+            h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        }
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 2 * BATCH];
+        // SAFETY: zeroed mmsghdr is valid (null name, no control).
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            iov[2 * i] = libc::iovec {
+                iov_base: heads[i].as_mut_ptr().cast(),
+                iov_len: ETH_HLEN,
+            };
+            iov[2 * i + 1] = libc::iovec {
+                iov_base: packets[i].as_ptr() as *mut libc::c_void,
+                iov_len: packets[i].len(),
+            };
+        }
+        // Pointers into `iov` are taken only after it is complete.
+        let base = iov.as_mut_ptr();
+        for (i, m) in msgs.iter_mut().take(n).enumerate() {
+            // SAFETY: 2 * i + 1 < 2 * BATCH.
+            m.msg_hdr.msg_iov = unsafe { base.add(2 * i) };
+            m.msg_hdr.msg_iovlen = 2;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: msgs and their iovecs point to live buffers for the call's duration.
+        let r = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                // c_int on glibc, c_uint on musl.
+                libc::MSG_DONTWAIT as _,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+}
+
 impl AsRawFd for Capture {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -325,6 +405,47 @@ impl AsRawFd for Capture {
 impl AsFd for Capture {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// A [`Capture`] registered with tokio (must be created inside a runtime).
+#[derive(Debug)]
+pub struct AsyncCapture {
+    inner: tokio::io::unix::AsyncFd<Capture>,
+}
+
+impl AsyncCapture {
+    /// Registers `cap` with the current tokio runtime.
+    pub fn new(cap: Capture) -> io::Result<AsyncCapture> {
+        // SAFETY: `Capture` owns a valid descriptor and never replaces or closes it while the
+        // AsyncFd owns the Capture.
+        let inner = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(cap, tokio::io::Interest::READABLE)?
+        };
+        Ok(AsyncCapture { inner })
+    }
+
+    /// The capture.
+    pub fn get_ref(&self) -> &Capture {
+        self.inner.get_ref()
+    }
+
+    /// Waits for frames and receives up to [`BATCH`] of them. Cancel-safe.
+    pub async fn recv_batch(&self, b: &mut Batch) -> io::Result<usize> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            match guard.try_io(|c| c.get_ref().recv_batch(b)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes an IP packet toward the host (see [`Capture::send_ip`]). The hub never applies
+    /// back-pressure in practice (veth transmits synchronously); `WouldBlock` means the frame
+    /// was not sent.
+    pub fn send_ip(&self, packet: &[u8]) -> io::Result<usize> {
+        self.inner.get_ref().send_ip(packet)
     }
 }
 

@@ -12,6 +12,8 @@
 //!   address discovery and interface up/down events.
 //! - [`nat`]: the core's NAT: its own nftables table and the per-session source mapping that keeps
 //!   edges with identical LAN subnets apart.
+//! - [`plane`]: one call per daemon ([`plane::EdgePlane::start`], [`plane::CorePlane::start`])
+//!   that cleans a crashed instance's leftovers and builds all of the above, undone on drop.
 //!
 //! Names of everything created at runtime derive from an *instance name* (default `braid`), so
 //! tests and several daemons can coexist.
@@ -20,6 +22,7 @@ pub mod hub;
 pub mod nat;
 pub mod netlink;
 mod nft;
+pub mod plane;
 pub mod space;
 pub mod uplink;
 

@@ -52,7 +52,9 @@ const RTM_GETRULE: u16 = 34;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_OPERSTATE: u16 = 16;
 const IFLA_LINKINFO: u16 = 18;
+const IF_OPER_UP: u8 = 6;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
@@ -498,6 +500,9 @@ pub struct Link {
     pub up: bool,
     /// Carrier present (IFF_LOWER_UP).
     pub lower_up: bool,
+    /// Operational state is UP (IFLA_OPERSTATE): the kernel has finished bringing it up and
+    /// its queue transmits.
+    pub oper_up: bool,
     /// Hardware address, when the link has one.
     pub mac: Option<[u8; 6]>,
     /// Kind from IFLA_INFO_KIND (`veth`, `bridge`, ...), when reported.
@@ -772,6 +777,22 @@ impl Netlink {
         m.raw(&ifinfomsg(0, 0, 0));
         let v = self.sock.dump(m, &|| "list links".into())?;
         Ok(v.iter().filter_map(|p| parse_link(p)).collect())
+    }
+
+    /// Waits (polling every millisecond, at most `timeout`) until a link's operational state is
+    /// UP. Carrier and queue activation happen asynchronously after [`Netlink::set_up`]; frames
+    /// sent before are dropped. Returns whether it came up in time.
+    pub fn wait_oper_up(&mut self, index: u32, timeout: std::time::Duration) -> Result<bool> {
+        let t0 = std::time::Instant::now();
+        loop {
+            if self.link_by_index(index)?.is_some_and(|l| l.oper_up) {
+                return Ok(true);
+            }
+            if t0.elapsed() >= timeout {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Index of the link named `name`, or an ENODEV error naming it.
@@ -1146,6 +1167,7 @@ pub(crate) fn parse_link(p: &[u8]) -> Option<Link> {
         mtu: 0,
         up: flags & libc::IFF_UP as u32 != 0,
         lower_up: flags & libc::IFF_LOWER_UP as u32 != 0,
+        oper_up: false,
         mac: None,
         kind: None,
     };
@@ -1157,6 +1179,7 @@ pub(crate) fn parse_link(p: &[u8]) -> Option<Link> {
                     .to_string()
             }
             IFLA_MTU => l.mtu = ne_u32(v).unwrap_or(0),
+            IFLA_OPERSTATE => l.oper_up = v.first() == Some(&IF_OPER_UP),
             IFLA_ADDRESS if v.len() == 6 => l.mac = v.try_into().ok(),
             IFLA_LINKINFO => {
                 for (t, k) in attrs(v) {

@@ -21,6 +21,15 @@
 //! disabled, forwarding off and IFF_NOARP on its end, so even a frame addressed to its own MAC
 //! would find no local address to answer from.
 
+//!
+//! # What the host's firewall must allow
+//! The host forwards LAN -> hub and hub -> LAN like any routed interface. On OpenWrt, fw4's
+//! forward chain rejects traffic toward interfaces outside its zones, and braid adds no
+//! firewall rule of its own on the edge (an accept in another nftables table cannot override
+//! fw4's drop). The package must therefore put the device `<instance>-hub` into a firewall zone
+//! with forwarding lan -> that zone (uci-defaults), without masquerading (client addresses
+//! enter the tunnel unchanged). Replies are conntrack-established and pass.
+
 use super::netlink::{Family, Netlink, Route, Rule, RuleAction};
 use super::{in_netns, sysctl_set, Error, Prefix, Result};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -212,6 +221,12 @@ impl Hub {
         nl.add_neighbour(host_index, IpAddr::V4(config.peer_v4), config.peer_mac)?;
         // IPv6 may be disabled on the host: then braid steers IPv4 only.
         let _ = nl.add_neighbour(host_index, IpAddr::V6(config.peer_v6), config.peer_mac);
+        // Frames sent before both ends are operational are dropped by the kernel: wait (briefly).
+        let up = std::time::Duration::from_secs(2);
+        let space_up = space.run(|| Netlink::open()?.wait_oper_up(space_index, up))??;
+        if !nl.wait_oper_up(host_index, up)? || !space_up {
+            log::warn!("hub {hname} not operational after {up:?}; continuing");
+        }
         hub.host_mac = nl
             .link_by_index(host_index)?
             .and_then(|l| l.mac)

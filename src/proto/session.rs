@@ -149,8 +149,10 @@ pub struct SessionStats {
     pub resends: u64,
     /// Given up after MAX_RESENDS resends.
     pub dropped_resend_limit: u64,
-    /// Dropped because no link could ever carry them (session closed with data queued).
+    /// Dropped because their class is pinned to a link the session does not have.
     pub dropped_no_path: u64,
+    /// Dropped because they did not fit the datagram buffer given to `poll_transmit`.
+    pub dropped_too_large: u64,
     /// Datagrams that did not open or parse.
     pub bad_datagrams: u64,
     pub reorder: ReorderStats,
@@ -516,7 +518,7 @@ impl Session {
             .filter(|l| l.link.usable())
             .map(|l| l.link.pacing_rate())
             .sum();
-        let target = (rate / 500).clamp(4 * MSS, self.cfg.per_user_queue_bytes);
+        let target = (rate / 500).max(4 * MSS).min(self.cfg.per_user_queue_bytes);
         self.conn.user_bytes(meta.user) + MSS <= target
             && self.conn.can_accept(meta.user, MSS as u32)
     }
@@ -655,9 +657,14 @@ impl Session {
                 Some(vi) => {
                     self.push_to_link(vi, pid, tier); // the resend queue's ref moves along
                 }
+                None if matches!(mode, Mode::Pinned(id) if self.slot(id).is_none()) => {
+                    self.stats.dropped_no_path += 1;
+                    self.pkts[pid as usize].acked = true;
+                    self.unref(pid);
+                }
                 None => {
-                    self.resend.push_front(pid, lost_on);
-                    break;
+                    // No usable link for it now: retry later, without holding up the others.
+                    self.resend.push(pid, lost_on);
                 }
             }
         }
@@ -679,6 +686,11 @@ impl Session {
                     self.pkts[e.pkt as usize].refs += 1;
                     self.push_to_link(a, e.pkt, tier);
                     self.push_to_link(b, e.pkt, tier);
+                }
+                Choice::NoPath if matches!(class.mode, Mode::Pinned(id) if self.slot(id).is_none()) =>
+                {
+                    self.stats.dropped_no_path += 1;
+                    self.unref(e.pkt);
                 }
                 Choice::Wait | Choice::NoPath => {
                     self.conn.undo_dequeue(e);
@@ -910,7 +922,16 @@ impl Session {
         if has_data {
             let room = w.remaining();
             if let Some((pid, _)) = self.links[i].q.head() {
-                if self.pkts[pid as usize].data.len() + wire::DATA_HEADER_LEN <= room {
+                let need = self.pkts[pid as usize].data.len() + wire::DATA_HEADER_LEN;
+                if need > max_plain {
+                    // Never fits the caller's datagram buffer (max_packet set larger than the
+                    // path allows): drop it, counted, rather than block the link.
+                    let pid = self.pop_link_queue(i).expect("head checked live");
+                    self.pkts[pid as usize].live -= 1;
+                    self.pkts[pid as usize].acked = true;
+                    self.unref(pid);
+                    self.stats.dropped_too_large += 1;
+                } else if need <= room {
                     let pid = self.pop_link_queue(i).expect("head checked live");
                     let p = &self.pkts[pid as usize];
                     let dlen = w.len() + wire::DATA_HEADER_LEN + p.data.len() + seal::OVERHEAD;
@@ -1235,5 +1256,227 @@ impl Session {
         s.reorder = self.reorder.stats;
         s.reorder_wait = self.reorder.wait();
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::seal::Keypair;
+
+    fn session() -> Session {
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let mut s = Session::new(ch, SessionConfig::default(), Instant(0));
+        s.add_link(1, LinkConfig::default(), Instant(0));
+        s.add_link(2, LinkConfig::default(), Instant(0));
+        s
+    }
+
+    fn meta(user: u32) -> PacketMeta {
+        PacketMeta {
+            user,
+            flow: user as u64,
+            class: 0,
+        }
+    }
+
+    /// Emulates sending the head of link slot `i`: the copy is now in flight on that link.
+    fn send_head(s: &mut Session, i: usize) -> PktId {
+        let pid = s.pop_link_queue(i).unwrap();
+        s.links[i].link.on_data_sent(Instant(0), pid, 1000);
+        pid
+    }
+
+    #[test]
+    fn prev_links_packets_of_a_flow() {
+        let mut s = session();
+        for u in [7, 8, 7, 7] {
+            s.send(Instant(0), &[0u8; 100], meta(u)).unwrap();
+        }
+        let seqs: Vec<(u32, u16)> = s.pkts.iter().map(|p| (p.seq, p.prev)).collect();
+        assert_eq!(seqs, vec![(1, 0), (2, 0), (3, 2), (4, 1)]);
+    }
+
+    #[test]
+    fn lost_packet_is_resent_on_the_other_link_ahead_of_new_data() {
+        let mut s = session();
+        for _ in 0..4 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        assert!(s.conn.is_empty(), "all assigned to links");
+        let on1 = s.links[0].q.len();
+        assert!(on1 > 0);
+        let lost = send_head(&mut s, 0);
+        let seq = s.pkts[lost as usize].seq;
+        // More new data arrives and is queued on the links.
+        for _ in 0..4 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        // Link 1 declares the copy lost: it goes to the resend queue, then to link 2's head.
+        let mut res = vec![];
+        s.links[0].link.drain_in_flight(&mut res);
+        assert_eq!(
+            res,
+            vec![Resolved {
+                token: lost,
+                acked: false
+            }]
+        );
+        s.on_resolved(res[0], Some(1));
+        assert_eq!(s.resend.len(), 1);
+        s.schedule(Instant(0));
+        assert!(s.resend.is_empty());
+        assert_eq!(
+            s.pop_link_queue(1),
+            Some(lost),
+            "resend first on the other link"
+        );
+        assert_eq!(s.stats.resends, 1);
+        assert_eq!(s.pkts[lost as usize].seq, seq, "a resend keeps its seq");
+    }
+
+    #[test]
+    fn acked_copy_is_not_resent_and_frees_the_packet() {
+        let mut s = session();
+        s.send(Instant(0), &[0u8; 500], meta(1)).unwrap();
+        s.schedule(Instant(0));
+        let i = if s.links[0].q.is_empty() { 1 } else { 0 };
+        let pid = send_head(&mut s, i);
+        s.on_resolved(
+            Resolved {
+                token: pid,
+                acked: true,
+            },
+            Some(s.links[i].link.id),
+        );
+        assert_eq!(s.free, vec![pid]);
+        assert!(s.resend.is_empty());
+    }
+
+    #[test]
+    fn removing_a_link_requeues_queued_and_in_flight_packets() {
+        let mut s = session();
+        for _ in 0..6 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        let queued_on_1 = s.links[0].q.len();
+        assert!(queued_on_1 >= 2);
+        send_head(&mut s, 0);
+        s.remove_link(1, Instant(0));
+        assert_eq!(s.links.len(), 1);
+        assert_eq!(
+            s.resend.len(),
+            queued_on_1,
+            "in flight + queued move to the resend queue"
+        );
+        s.schedule(Instant(0));
+        assert_eq!(s.resend.len(), 0);
+        let total: usize = s.links.iter().map(|l| l.q.len()).sum();
+        assert_eq!(total, 6, "every packet is queued on the remaining link");
+        assert!(matches!(
+            s.controls.back(),
+            Some(Control::LinkRemoved { link: 1 })
+        ));
+    }
+
+    #[test]
+    fn priority_and_resend_tiers_come_before_new_data() {
+        let cfg = SessionConfig {
+            classes: vec![ClassConfig {
+                id: 3,
+                mode: Mode::Pinned(2),
+                priority: 2,
+                weight: 1,
+            }],
+            ..Default::default()
+        };
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let mut s = Session::new(ch, cfg, Instant(0));
+        s.add_link(2, LinkConfig::default(), Instant(0));
+        for _ in 0..3 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        s.send(
+            Instant(0),
+            &[0u8; 100],
+            PacketMeta {
+                user: 2,
+                flow: 9,
+                class: 3,
+            },
+        )
+        .unwrap();
+        s.schedule(Instant(0));
+        let pids: Vec<PktId> = std::iter::from_fn(|| s.pop_link_queue(0)).collect();
+        let order: Vec<(u32, ClassId)> = pids
+            .iter()
+            .map(|&p| (s.pkts[p as usize].seq, s.pkts[p as usize].class))
+            .collect();
+        // The user's last packet left it idle (sparse, head tier), then the priority packet,
+        // then the bulk of user 1 in order.
+        assert_eq!(order, vec![(3, 0), (4, 3), (1, 0), (2, 0)]);
+    }
+
+    #[test]
+    fn packets_pinned_to_a_missing_link_are_dropped_and_counted() {
+        let cfg = SessionConfig {
+            classes: vec![ClassConfig {
+                id: 4,
+                mode: Mode::Pinned(9),
+                priority: 0,
+                weight: 1,
+            }],
+            ..Default::default()
+        };
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let mut s = Session::new(ch, cfg, Instant(0));
+        s.add_link(1, LinkConfig::default(), Instant(0));
+        s.send(
+            Instant(0),
+            &[0u8; 100],
+            PacketMeta {
+                user: 1,
+                flow: 1,
+                class: 4,
+            },
+        )
+        .unwrap();
+        s.send(Instant(0), &[0u8; 100], meta(2)).unwrap();
+        s.schedule(Instant(0));
+        assert_eq!(s.stats.dropped_no_path, 1);
+        assert!(s.conn.is_empty());
+        assert_eq!(s.links[0].q.len(), 1, "other traffic is not held up");
+    }
+
+    #[test]
+    fn queue_full_is_reported_and_can_send_backs_off() {
+        let cfg = SessionConfig {
+            per_user_queue_bytes: 3000,
+            ..Default::default()
+        };
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let mut s = Session::new(ch, cfg, Instant(0));
+        assert!(s.can_send(&meta(1)));
+        s.send(Instant(0), &[0u8; 1500], meta(1)).unwrap();
+        s.send(Instant(0), &[0u8; 1500], meta(1)).unwrap();
+        assert!(!s.can_send(&meta(1)));
+        assert_eq!(
+            s.send(Instant(0), &[0u8; 1500], meta(1)),
+            Err(SendError::QueueFull)
+        );
+        assert!(s.can_send(&meta(2)));
+        assert_eq!(
+            s.send(Instant(0), &[0u8; 1600], meta(2)),
+            Err(SendError::TooLarge)
+        );
+        assert_eq!(s.stats().refused, 2);
     }
 }

@@ -68,7 +68,16 @@ pub fn wire(na: &Ns, a: &str, aaddr: &str, nb: &Ns, b: &str, baddr: &str) -> (u3
         let _ = sysctl_set(&format!("net/ipv6/conf/{b}/disable_ipv6"), "1");
         nl.add_address(i, baddr.parse::<Prefix>().unwrap()).unwrap();
         nl.set_up(i, true).unwrap();
+        assert!(nl
+            .wait_oper_up(i, std::time::Duration::from_secs(3))
+            .unwrap());
         i
+    });
+    na.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        assert!(nl
+            .wait_oper_up(ia, std::time::Duration::from_secs(3))
+            .unwrap());
     });
     (ia, ib)
 }
@@ -124,4 +133,68 @@ pub fn v4_summary(ip: &[u8]) -> Option<(u8, [u8; 4], [u8; 4], u8)> {
         _ => 0,
     };
     Some((proto, src, dst, extra))
+}
+
+/// Runs the `#[ignore]`d test `name` of the current test binary in a child process whose
+/// threads start in namespace `ns`, and waits until it prints READY. The child is killed
+/// when the guard drops (also when the test fails half-way).
+pub fn spawn_child(name: &str, ns: &Ns) -> ChildGuard {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    let dup = nix::unistd::dup(ns.0.as_raw_fd()).unwrap(); // no CLOEXEC: inherited
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .env("BRAID_OS_CHILD_NS_FD", dup.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    nix::unistd::close(dup).unwrap();
+    let out = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(out).lines() {
+        if line.unwrap().trim() == "READY" {
+            return ChildGuard(child);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("child {name} did not get ready");
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct ChildGuard(std::process::Child);
+
+impl ChildGuard {
+    /// SIGKILL now and reap.
+    pub fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// In a child started by [`spawn_child`]: enters the namespace given by the parent. Returns
+/// false when not running as such a child (the test then does nothing).
+pub fn enter_child_ns() -> bool {
+    use std::os::fd::FromRawFd;
+    let Ok(fd) = std::env::var("BRAID_OS_CHILD_NS_FD") else {
+        return false;
+    };
+    // SAFETY: the parent passed this descriptor to us; we own it now.
+    let ns = unsafe { OwnedFd::from_raw_fd(fd.parse().unwrap()) };
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    true
+}
+
+/// Prints READY for [`spawn_child`] and waits to be killed (at most 30 s).
+pub fn child_ready_and_wait() {
+    use std::io::Write;
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(30));
 }
