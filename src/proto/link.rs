@@ -37,7 +37,7 @@ pub const DOWN_AFTER_MIN: Duration = Duration::from_millis(300);
 /// A Down link comes back Up after at least this many consecutive signs of life (probe replies,
 /// ACKs) spread over at least [`UP_AFTER_SPAN`] (doubled after a recent flap).
 pub const UP_AFTER_REPLIES: u32 = 3;
-pub const UP_AFTER_SPAN: Duration = Duration::from_millis(100);
+pub const UP_AFTER_SPAN: Duration = Duration::from_millis(50);
 /// Signs of life further apart than this are not consecutive.
 const ALIVE_GAP_US: u64 = 150_000;
 /// The receiver acks after this many DATA datagrams, or this long after the first unacked one.
@@ -54,9 +54,9 @@ const DRAIN_GAIN: (u64, u64) = (1, 2);
 /// a drain, then six phases at the estimate.
 const CYCLE: [u64; 8] = [9, 7, 8, 8, 8, 8, 8, 8];
 const FLAP_MEMORY_US: u64 = 10_000_000;
-/// How often the Up bar doubles for a link that flaps (1: at most 2x, so an intermittent
+/// How often the Up bar doubles for a link that flaps (at most 4x, so an intermittent
 /// cellular link is not locked out for long).
-const MAX_FLAP_SHIFT: u32 = 1;
+const MAX_FLAP_SHIFT: u32 = 2;
 const LOSS_SHIFT: u32 = 7; // EWMA weight 1/128 per resolved packet
 
 /// How the scheduler may use a link (set by the operator, announced to the peer).
@@ -911,8 +911,12 @@ impl Link {
         {
             self.suspect = false;
             self.set_state(LinkState::Up, now);
-            // Restart the pacer cleanly; the bandwidth estimate is kept.
+            // Restart the pacer cleanly and search for the rate again from the old estimate
+            // (after an outage, a cellular link's capacity is anyone's guess).
             self.next_send = now;
+            self.phase = Phase::Startup;
+            self.full_bw = 0;
+            self.full_bw_rounds = 0;
         }
     }
 
@@ -1276,10 +1280,10 @@ mod tests {
                 }
             }
         }
-        // Once Down, the link needs signs of life spread over 100 ms, doubled per recent flap:
-        // after at most one flap, a 200 ms alive window no longer brings it back (without
+        // Once Down, the link needs signs of life spread over 50 ms, doubled per recent flap:
+        // after at most two flaps, a 200 ms alive window no longer brings it back (without
         // hysteresis it would change state 40 times).
-        assert!(changes <= 3, "state changed {changes} times");
+        assert!(changes <= 5, "state changed {changes} times");
         assert_eq!(late_changes, 0);
         assert_eq!(p.tx.state(), LinkState::Down);
     }
@@ -1292,7 +1296,7 @@ mod tests {
         p.black_hole = true;
         p.run(1_500, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
-        assert_eq!(p.tx.up_span(), Duration::from_millis(100));
+        assert_eq!(p.tx.up_span(), Duration::from_millis(50));
         p.black_hole = false;
         p.run(2_000, &mut out);
         assert_eq!(p.tx.state(), LinkState::Up);
@@ -1300,9 +1304,9 @@ mod tests {
         p.run(2_500, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
         // A second outage within 30 s doubles the replies needed.
-        assert_eq!(p.tx.up_span(), Duration::from_millis(200));
+        assert_eq!(p.tx.up_span(), Duration::from_millis(100));
         p.black_hole = false;
-        p.run(2_680, &mut out);
+        p.run(2_600, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
         p.run(3_000, &mut out);
         assert_eq!(p.tx.state(), LinkState::Up);

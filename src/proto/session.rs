@@ -16,8 +16,21 @@
 //! Receiving path: frames update the links (ACKs, probes), data goes through the reorder buffer.
 //!
 //! A packet stays stored until one copy is acknowledged; a copy declared lost (loss detection,
-//! link timeout, link removal or admin-down) is resent when no other copy is still alive, at
-//! most [`MAX_RESENDS`] times. Nothing is dropped silently: see [`SessionStats`].
+//! link timeout, link removal or admin-down) is resent when no other copy is still alive (a
+//! redundant class resends at once), at most [`MAX_RESENDS`] times. Nothing is dropped
+//! silently: see [`SessionStats`].
+//!
+//! Beyond the plain design:
+//! - a link's queue has three tiers: priority classes, resends, new data;
+//! - a packet whose user had nothing else queued (a sparse user: interactive, DNS, ACKs of a
+//!   download) goes to the priority tier, as FQ-CoDel favours sparse flows; DRR still bounds
+//!   what any user gets;
+//! - the receiver relays each link's ACK state on the fastest other link (on a `link_seq` gap
+//!   at once, otherwise every 50 ms), marked so it yields no RTT sample: losses on a slow link
+//!   are repaired about one slow-link delay earlier, and a link whose return path stalls is not
+//!   taken for dead while it delivers;
+//! - `can_send` keeps each user's backlog near 2 ms of the summed pacing rate (the hard cap is
+//!   `per_user_queue_bytes`), so bulk sources do not add queueing delay.
 
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
