@@ -516,6 +516,9 @@ impl Report {
             "scenario {}  seed {}  tunnel {:?}  {} s (rates from {} s)",
             self.scenario, self.seed, self.tunnel, self.duration_s, self.warmup_s
         );
+        if !self.description.is_empty() {
+            let _ = writeln!(o, "{}", self.description);
+        }
         for d in &self.directions {
             let _ = writeln!(o, "\n{:?}stream", d.dir);
             let _ = writeln!(
