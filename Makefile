@@ -43,6 +43,10 @@ demo: lab-deps
 	$(CARGO) build --locked
 	./target/debug/braid lab demo --mode $(DEMO_MODES)
 
+## bench-hub: hub capture cost, braid's AF_PACKET socket against pnet_datalink (as root).
+bench-hub:
+	$(CARGO) run --locked --example hub_bench
+
 ## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
 bench: lab-deps
 	$(CARGO) build --locked
@@ -70,7 +74,7 @@ ipk:
 
 ## ipk-test: build the ARCH package, open it and check it, run its binary under qemu.
 ipk-test: ipk
-	tests/pkg/run.sh dist/braid_*_$(ARCH).ipk
+	tests/pkg/run.sh dist/braid_*_$(ARCH).ipk dist/luci-app-braid_*_all.ipk
 
 ## pkg-test: shellcheck and stand-in tests of the init, hotplug and package scripts (no build).
 pkg-test:

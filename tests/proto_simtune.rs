@@ -138,6 +138,30 @@ impl Tunnel for End {
 
     fn handle_timeout(&mut self, now: Instant) {
         if let Some(s) = self.session.as_mut() {
+            if self.acceptor.is_none() {
+                if let Ok(until) = std::env::var("SIMTUNE_TRACE") {
+                    let until: u64 = until.parse().unwrap();
+                    if now.0 < until * 1000 && now.0 / 50_000 != self.errors / 1_000_000 {
+                        for l in s.stats().links {
+                            println!(
+                                "t={:.3} link {} {:?} srtt {:.1} min {:.1} bw {:.2} pace {:.2} cwnd {} infl {} q {} acked {}",
+                                now.0 as f64 / 1e6,
+                                l.id,
+                                l.state,
+                                l.srtt.as_secs_f64() * 1e3,
+                                l.min_rtt.as_secs_f64() * 1e3,
+                                l.delivery_rate_bps as f64 / 1e6,
+                                l.pacing_rate_bps as f64 / 1e6,
+                                l.cwnd_bytes,
+                                l.inflight_bytes,
+                                l.queued_bytes,
+                                l.bytes_acked
+                            );
+                        }
+                        self.errors = now.0 / 50_000 * 1_000_000 + self.errors % 1_000_000;
+                    }
+                }
+            }
             s.handle_timeout(now);
         }
     }

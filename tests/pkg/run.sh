@@ -176,16 +176,17 @@ EOF
 }
 
 # ---------------------------------------------------------------- hotplug
-# hotplug ACTION INTERFACE RUNNING(0|1) BRAID_EXIT: source the script as hotplug-call does
-# (in a subshell, with the environment netifd gives), against stand-ins.
+# hotplug ACTION INTERFACE RUNNING(0|1) BRAID_EXIT [MAIN_OPTION_LINE]: source the script as
+# hotplug-call does (in a subshell, with the environment netifd gives), against stand-ins.
 hotplug() {
 	local h=$TMP/hotplug
 	mkdir -p "$h/bin"
 	export UCI_CONFIG_DIR=$h/config
 	mkdir -p "$UCI_CONFIG_DIR"
-	cat >"$UCI_CONFIG_DIR/braid" <<'EOF'
+	cat >"$UCI_CONFIG_DIR/braid" <<EOF
 config braid 'main'
 	option enabled '1'
+${5:-}
 
 config link 'wan'
 	option role 'primary'
@@ -235,6 +236,9 @@ test_hotplug() {
 	hotplug ifup wan 0 0
 	check "hotplug: braid not running: nothing sent" silent_daemon
 	check "hotplug: braid not running: quiet, exit 0" quiet
+	hotplug ifup wan 1 0 "	option control_socket '/tmp/other.sock'"
+	check "hotplug: the configured control socket is used" \
+		has "$HP_LOG" "braid link up wan --socket /tmp/other.sock"
 	hotplug ifup wan 1 3
 	check "hotplug: a failed 'braid link' is logged to syslog" \
 		grep -q "logger -t braid -p daemon.warn hotplug: 'braid link up wan' failed" "$HP_LOG"
@@ -341,6 +345,94 @@ test_feed() {
 	done < <(grep -o './files/[a-z.-]*\|$(BRAID_SRC)/hotplug/[a-z.-]*' openwrt/Makefile | sort -u)
 }
 
+# ---------------------------------------------------------------- LuCI app
+test_luci() {
+	local l=luci-app f
+	for f in "$l"/htdocs/luci-static/resources/view/braid/*.js; do
+		check "luci: node --check ${f##*/}" node --check "$f"
+	done
+	for f in "$l"/root/usr/share/luci/menu.d/*.json "$l"/root/usr/share/rpcd/acl.d/*.json \
+		"$l"/root/usr/share/ucitrack/*.json; do
+		check "luci: ${f#"$l"/root} is JSON" python3 -m json.tool "$f"
+	done
+	check "luci: ACL splits read (status, uci) from write (link, uci)" python3 - \
+		"$l/root/usr/share/rpcd/acl.d/luci-app-braid.json" <<'EOF'
+import json, sys
+acl = json.load(open(sys.argv[1]))["luci-app-braid"]
+assert acl["read"]["ubus"] == {"luci.braid": ["status"]}, acl["read"]
+assert acl["write"]["ubus"] == {"luci.braid": ["link"]}, acl["write"]
+assert acl["read"]["uci"] == ["braid"] and acl["write"]["uci"] == ["braid"]
+EOF
+	check "luci: menu gated on the ACL and on /etc/config/braid, views exist" python3 - \
+		"$l/root/usr/share/luci/menu.d/luci-app-braid.json" "$l" <<'EOF'
+import json, os, sys
+menu = json.load(open(sys.argv[1]))
+top = menu["admin/services/braid"]
+assert top["depends"]["acl"] == ["luci-app-braid"], top
+assert top["depends"]["uci"] == {"braid": True}, top
+for k, v in menu.items():
+    a = v["action"]
+    if a["type"] == "view":
+        js = os.path.join(sys.argv[2], "htdocs/luci-static/resources/view", a["path"] + ".js")
+        assert os.path.isfile(js), js
+EOF
+	check "luci: ucitrack reloads the braid service" python3 -c \
+		'import json,sys; assert json.load(open(sys.argv[1])) == {"config": "braid", "init": "braid"}' \
+		"$l/root/usr/share/ucitrack/luci-app-braid.json"
+	check "luci: the views call exactly the backend methods the ACL grants" diff \
+		<(grep -ho "method: *'[a-z]*'" "$l"/htdocs/luci-static/resources/view/braid/*.js |
+			grep -o "[a-z]*'$" | tr -d "'" | sort -u) <(printf 'link\nstatus\n')
+	check "luci: status view keeps a sample backend reply" grep -q '"running": true' \
+		"$l/htdocs/luci-static/resources/view/braid/status.js"
+	test_ucode
+}
+
+# ucode_run MODE [SOCKET]: the rpcd backend under node (tests/pkg/ucode-backend.js) against a
+# stand-in braid that answers as a running daemon (MODE up), as the CLI does when none runs
+# (down), or with a broken reply (garbage).
+ucode_run() {
+	local u=$TMP/ucode
+	mkdir -p "$u"
+	cat >"$u/braid" <<EOF
+#!/bin/sh
+echo "braid \$*" >>"$u/log"
+case "$1:\$1" in
+up:status) echo '{"role":"edge","version":"0.1.0","uptime_s":5,"sessions":[],"drops":[]}' ;;
+up:link) exit 0 ;;
+garbage:status) echo 'warning: something'; echo '{"role":' ;;
+*) echo "braid is not running (no daemon on /var/run/braid.sock)" >&2; exit 1 ;;
+esac
+EOF
+	chmod +x "$u/braid"
+	: >"$u/log"
+	node tests/pkg/ucode-backend.js luci-app/root/usr/share/rpcd/ucode/luci.braid "$u/braid" \
+		"${2:-}" >"$u/out" 2>&1
+	U=$u
+}
+
+test_ucode() {
+	ucode_run up /tmp/b.sock
+	check "luci backend: status of a running daemon" grep -qF \
+		'"reply":{"running":true,"status":{"role":"edge","version":"0.1.0"' "$U/out"
+	check "luci backend: link down/up through the CLI, on the configured socket" lines "$U/log" \
+		"braid status --json --socket /tmp/b.sock" "braid link down wan --socket /tmp/b.sock" \
+		"braid link up wwan --socket /tmp/b.sock"
+	check "luci backend: link up/down answer ok" test "$(grep -c '"reply":{"ok":true}' "$U/out")" = 2
+	check "luci backend: a link name with shell characters is refused, never run" grep -qF \
+		'"args":{"name":"wan'"'"'; reboot; '"'"'","up":true},"reply":{"ok":false,"error":"expected a link name' "$U/out"
+	ucode_run up
+	check "luci backend: no control_socket option: the daemon's default socket" \
+		has "$U/log" "braid status --json"
+	ucode_run down
+	check "luci backend: daemon not running: running false with the CLI's message" grep -qF \
+		'"reply":{"running":false,"error":"braid is not running (no daemon on /var/run/braid.sock)"}' "$U/out"
+	check "luci backend: daemon not running: link fails with the message" grep -qF \
+		'"args":{"name":"wan","up":false},"reply":{"ok":false,"error":"braid is not running' "$U/out"
+	ucode_run garbage
+	check "luci backend: unreadable status reply reported, not thrown" grep -qF \
+		'"reply":{"running":false,"error":"unreadable reply from braid status --json' "$U/out"
+}
+
 # ---------------------------------------------------------------- .ipk
 arch_of_file() {
 	case "$(file -b "$1")" in
@@ -418,6 +510,15 @@ test_ipk() {
 	else
 		not_ok "$name: packaged binary runs${qemu:+ under $qemu}" "$out"
 	fi
+	# What the uci-defaults script runs on first boot, and what an operator runs next.
+	local key pub
+	if key=$(${qemu:+$qemu} "$bin" genkey 2>&1) && [[ "$key" =~ ^[A-Za-z0-9+/]{43}=$ ]] &&
+		pub=$(echo "$key" | ${qemu:+$qemu} "$bin" pubkey 2>&1) && [[ "$pub" =~ ^[A-Za-z0-9+/]{43}=$ ]] &&
+		[ "$pub" != "$key" ]; then
+		ok "$name: packaged binary's genkey | pubkey give two base64 keys"
+	else
+		not_ok "$name: packaged binary's genkey | pubkey give two base64 keys" "${key:-} ${pub:-}"
+	fi
 	echo "# $name: binary $(stat -c %s "$bin") bytes, package $(stat -c %s "$ipk") bytes"
 }
 
@@ -428,7 +529,8 @@ test_luci_ipk() {
 	local f
 	for f in www/luci-static/resources/view/braid/status.js \
 		usr/share/luci/menu.d/luci-app-braid.json usr/share/rpcd/acl.d/luci-app-braid.json \
-		usr/share/rpcd/ucode/luci.braid usr/share/ucitrack/luci-app-braid.json; do
+		usr/share/rpcd/ucode/luci.braid usr/share/ucitrack/luci-app-braid.json \
+		www/luci-static/resources/view/braid/settings.js; do
 		check "$name: has /$f" test -f "$x/data/$f"
 	done
 }
@@ -440,6 +542,7 @@ test_hotplug
 test_defaults
 test_maint
 test_feed
+test_luci
 for ipk in "$@"; do
 	if [ -f "$ipk" ]; then test_ipk "$ipk"; else not_ok "package $ipk exists"; fi
 done
