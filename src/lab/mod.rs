@@ -567,8 +567,14 @@ pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecor
                         eprintln!("{line}");
                     }
                     let _ = io::stderr().flush();
-                })
-                .map_err(|e| format!("{label}: {e}"))?;
+                });
+                // A workload that cannot even start is a result too (0 goodput, one failure).
+                let res = res.unwrap_or_else(|e| work::WorkResult {
+                    workload: w.name(),
+                    flows_failed: 1,
+                    errors: vec![e.to_string()],
+                    ..Default::default()
+                });
                 if tty {
                     eprint!("\r\x1b[K");
                 }
