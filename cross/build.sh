@@ -11,6 +11,7 @@
 # Router builds use --no-default-features: the simulator and the lab stay on the host.
 # Zig is the linker for every target (cargo-zigbuild), so no C cross toolchain is needed.
 set -euo pipefail
+shopt -s inherit_errexit
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -66,11 +67,12 @@ cargo_for() {
 			std=(-Zbuild-std=std,panic_abort)
 		fi
 	fi
-	local prof=(--profile "$profile")
-	env RUSTUP_TOOLCHAIN="$TOOLCHAIN" \
-		"CARGO_TARGET_${var}_RUSTFLAGS=$FLAGS" \
-		"CARGO_TARGET_${var}_RUNNER=$QEMU" \
-		nice cargo-zigbuild "$sub" --locked --target "$TRIPLE" "${prof[@]}" "${std[@]}" "$@"
+	# Only what the target needs: cargo rejects an empty runner.
+	local vars=(RUSTUP_TOOLCHAIN="$TOOLCHAIN")
+	[ -z "$FLAGS" ] || vars+=("CARGO_TARGET_${var}_RUSTFLAGS=$FLAGS")
+	[ -z "$QEMU" ] || vars+=("CARGO_TARGET_${var}_RUNNER=$QEMU")
+	env "${vars[@]}" nice cargo-zigbuild "$sub" --locked --target "$TRIPLE" --profile "$profile" \
+		"${std[@]}" "$@"
 }
 
 # out_dir PROFILE: cargo's directory name for a profile.
@@ -121,7 +123,7 @@ cmd_setup() {
 # cmd_build ARCH [PROFILE]: the stripped router binary; its path is the last line printed.
 cmd_build() {
 	local arch=$1 profile=${2:-release}
-	cargo_for "$arch" "$profile" build --no-default-features --bin braid >&2
+	cargo_for "$arch" "$profile" build --no-default-features --bin braid >&2 || return 1
 	target_of "$arch"
 	echo "$ROOT/target/$TRIPLE/$(out_dir "$profile")/braid"
 }
