@@ -43,6 +43,10 @@ demo: lab-deps
 	$(CARGO) build --locked
 	./target/debug/braid lab demo --mode $(DEMO_MODES)
 
+## bench-hub: hub capture cost, braid's AF_PACKET socket against pnet_datalink (as root).
+bench-hub:
+	$(CARGO) run --locked --example hub_bench
+
 ## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
 bench: lab-deps
 	$(CARGO) build --locked

@@ -17,9 +17,16 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+/// `braid core` (a module named `core` would shadow the `core` crate).
+#[cfg(target_os = "linux")]
+#[path = "core.rs"]
+pub mod core_daemon;
 #[cfg(target_os = "linux")]
 pub mod daemon;
+#[cfg(target_os = "linux")]
+pub mod edge;
 pub mod proto;
+pub mod quota;
 
 #[cfg(target_os = "linux")]
 pub mod os;

@@ -40,6 +40,8 @@ fn main() -> ExitCode {
             println!("braid {}", braid::cli::VERSION);
             ExitCode::SUCCESS
         }
+        "edge" => braid::edge::cli_main(rest),
+        "core" => braid::core_daemon::cli_main(rest),
         "genkey" => braid::cli::genkey(rest),
         "pubkey" => braid::cli::pubkey(rest),
         "status" => braid::cli::status(rest),

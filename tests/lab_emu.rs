@@ -18,6 +18,14 @@ use braid::lab::{sys, topo, EdgeSpec, TopoSpec, Topology};
 /// Lab tests share the machine's namespaces: one at a time in this binary.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A namespace tag unique to this test process (several worktrees may run these tests at once):
+/// `first` then two base-36 digits of the pid.
+fn tag(first: char) -> String {
+    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let p = std::process::id() as usize;
+    format!("{first}{}{}", D[p / 36 % 36] as char, D[p % 36] as char)
+}
+
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -28,8 +36,9 @@ fn root() -> bool {
 }
 
 fn one_link(tag: &str, up: DirSpec) -> Topology {
+    let tag = tag.to_string();
     let spec = TopoSpec {
-        tag: tag.into(),
+        tag,
         seed: 1,
         edges: vec![EdgeSpec {
             links: vec![LinkSpec {
@@ -113,7 +122,7 @@ fn fixed_rate_within_3_percent() {
     }
     for mbit in [10u64, 40] {
         let mut t = one_link(
-            "ea",
+            &tag('f'),
             DirSpec {
                 rate: Rate::Fixed(mbit * 1_000_000),
                 queue: QueueLimit::Millis(50),
@@ -154,7 +163,7 @@ fn delay_within_1_ms() {
     }
     for ms in [5u64, 40] {
         let mut t = one_link(
-            "eb",
+            &tag('d'),
             DirSpec {
                 delay_us: ms * 1000,
                 ..Default::default()
@@ -198,7 +207,7 @@ fn trace_within_5_percent_of_capacity() {
     }
     let trace = Arc::new(Trace::parse(&text).unwrap());
     let mut t = one_link(
-        "ec",
+        &tag('t'),
         DirSpec {
             rate: Rate::Trace {
                 trace: trace.clone(),
@@ -250,7 +259,7 @@ fn trace_within_5_percent_of_capacity() {
     };
     let real = Arc::new(real);
     let mut t = one_link(
-        "ec",
+        &tag('t'),
         DirSpec {
             rate: Rate::Trace {
                 trace: real.clone(),

@@ -14,6 +14,14 @@ use braid::lab::{sys, topo, EdgeSpec, Mode, TopoSpec, Topology};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A namespace tag unique to this test process (several worktrees may run these tests at once):
+/// `first` then two base-36 digits of the pid.
+fn tag(first: char) -> String {
+    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let p = std::process::id() as usize;
+    format!("{first}{}{}", D[p / 36 % 36] as char, D[p % 36] as char)
+}
+
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -65,8 +73,10 @@ fn topology_up_reachable_and_torn_down() {
     if !root() {
         return;
     }
+    let tg = tag('a');
+    let p = |n: &str| format!("bl{tg}-{n}");
     let spec = TopoSpec {
-        tag: "ta".into(),
+        tag: tg.clone(),
         seed: 1,
         edges: vec![
             EdgeSpec {
@@ -84,20 +94,11 @@ fn topology_up_reachable_and_torn_down() {
     };
     let mut t = Topology::up(spec).expect("topology up");
     let expect = [
-        "blta-core",
-        "blta-srv",
-        "blta-edge",
-        "blta-cli0",
-        "blta-cli1",
-        "blta-l0",
-        "blta-l1",
-        "blta-edge1",
-        "blta-e1cli0",
-        "blta-e1l0",
+        "core", "srv", "edge", "cli0", "cli1", "l0", "l1", "edge1", "e1cli0", "e1l0",
     ];
-    let mut have = leftovers("blta-");
+    let mut have = leftovers(&p(""));
     have.sort();
-    let mut want: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+    let mut want: Vec<String> = expect.iter().map(|s| p(s)).collect();
     want.sort();
     assert_eq!(have, want);
     assert_eq!(t.links.len(), 2);
@@ -105,12 +106,12 @@ fn topology_up_reachable_and_torn_down() {
 
     let server = sys::in_ns(&t.server, || TcpListener::bind("0.0.0.0:7000")).unwrap();
     // The first edge routes over its best link (wan1, 40 ms each way): RTT >= 80 ms.
-    for c in ["blta-cli0", "blta-cli1"] {
-        let rtt = echo(c, &server);
+    for c in [p("cli0"), p("cli1")] {
+        let rtt = echo(&c, &server);
         assert!(rtt >= Duration::from_millis(80), "{c}: {rtt:?}");
     }
     // The second edge, same LAN addresses, its own 10 ms link.
-    let rtt = echo("blta-e1cli0", &server);
+    let rtt = echo(&p("e1cli0"), &server);
     assert!(rtt >= Duration::from_millis(20), "{rtt:?}");
     // Only the best link carried the first edge's traffic.
     let l = &t.links[0];
@@ -124,12 +125,12 @@ fn topology_up_reachable_and_torn_down() {
     drop(server);
 
     // A spawned process is stopped at teardown.
-    let pid = t.spawn("blta-edge", "sleeper", &["sleep", "600"]).unwrap();
+    let pid = t.spawn(&p("edge"), "sleeper", &["sleep", "600"]).unwrap();
     t.teardown();
     assert!(
-        leftovers("blta-").is_empty(),
+        leftovers(&p("")).is_empty(),
         "left: {:?}",
-        leftovers("blta-")
+        leftovers(&p(""))
     );
     assert!(!alive(pid as i32), "sleeper {pid} still runs");
 }
@@ -200,14 +201,16 @@ fn sigint_leaves_nothing_behind() {
     if !root() {
         return;
     }
-    let mut child = lab_run("ti", mode_for_interrupt());
+    let tg = tag('i');
+    let pre = format!("bl{tg}-");
+    let mut child = lab_run(&tg, mode_for_interrupt());
     assert!(
-        wait_for_ns("blti-srv", 30),
+        wait_for_ns(&format!("{pre}srv"), 30),
         "the run never built its topology"
     );
     // Let traffic flow, then Ctrl-C.
     std::thread::sleep(Duration::from_secs(3));
-    let pids: Vec<i32> = leftovers("blti-")
+    let pids: Vec<i32> = leftovers(&pre)
         .iter()
         .flat_map(|n| sys::netns_pids(n))
         .collect();
@@ -232,11 +235,7 @@ fn sigint_leaves_nothing_behind() {
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(status.code(), Some(130), "stderr: {err}");
-    assert!(
-        leftovers("blti-").is_empty(),
-        "left: {:?}",
-        leftovers("blti-")
-    );
+    assert!(leftovers(&pre).is_empty(), "left: {:?}", leftovers(&pre));
     for p in pids {
         assert!(!alive(p), "process {p} left running");
     }
@@ -248,33 +247,31 @@ fn killed_run_is_cleaned_by_lab_clean() {
     if !root() {
         return;
     }
-    let mut child = lab_run("tk", mode_for_interrupt());
+    let tg = tag('k');
+    let pre = format!("bl{tg}-");
+    let mut child = lab_run(&tg, mode_for_interrupt());
     assert!(
-        wait_for_ns("bltk-srv", 30),
+        wait_for_ns(&format!("{pre}srv"), 30),
         "the run never built its topology"
     );
     std::thread::sleep(Duration::from_secs(2));
-    let pids: Vec<i32> = leftovers("bltk-")
+    let pids: Vec<i32> = leftovers(&pre)
         .iter()
         .flat_map(|n| sys::netns_pids(n))
         .collect();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        !leftovers("bltk-").is_empty(),
+        !leftovers(&pre).is_empty(),
         "a killed run cannot clean up after itself"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_braid"))
-        .args(["lab", "clean"])
+        .args(["lab", "clean", "--tag", &tg])
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("bltk-edge"));
-    assert!(
-        leftovers("bltk-").is_empty(),
-        "left: {:?}",
-        leftovers("bltk-")
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{pre}edge")));
+    assert!(leftovers(&pre).is_empty(), "left: {:?}", leftovers(&pre));
     for p in pids {
         assert!(!alive(p), "process {p} left running");
     }

@@ -49,12 +49,22 @@ struct End {
 
 impl Tunnel for End {
     fn can_send(&self, meta: &Meta) -> bool {
-        let m = PacketMeta { user: meta.user, flow: meta.flow, class: meta.class };
-        self.session.as_ref().is_some_and(|s| s.is_established() && s.can_send(&m))
+        let m = PacketMeta {
+            user: meta.user,
+            flow: meta.flow,
+            class: meta.class,
+        };
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.is_established() && s.can_send(&m))
     }
 
     fn send(&mut self, now: Instant, packet: &[u8], meta: &Meta) -> bool {
-        let m = PacketMeta { user: meta.user, flow: meta.flow, class: meta.class };
+        let m = PacketMeta {
+            user: meta.user,
+            flow: meta.flow,
+            class: meta.class,
+        };
         match self.session.as_mut() {
             Some(s) => s.send(now, packet, m).is_ok(),
             None => false,
@@ -80,7 +90,9 @@ impl Tunnel for End {
                 }
                 return;
             }
-            let Some(s) = self.session.as_mut() else { return };
+            let Some(s) = self.session.as_mut() else {
+                return;
+            };
             match s.handle_datagram(now, None, datagram) {
                 Ok(Some(l)) if l == link => {}
                 Ok(None) => {}
@@ -104,7 +116,9 @@ impl Tunnel for End {
     }
 
     fn poll_deliver(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        let Some(s) = self.session.as_mut() else { return false };
+        let Some(s) = self.session.as_mut() else {
+            return false;
+        };
         match s.poll_deliver(now) {
             Some(d) => {
                 let old = std::mem::replace(out, d.data);
@@ -124,6 +138,30 @@ impl Tunnel for End {
 
     fn handle_timeout(&mut self, now: Instant) {
         if let Some(s) = self.session.as_mut() {
+            if self.acceptor.is_none() {
+                if let Ok(until) = std::env::var("SIMTUNE_TRACE") {
+                    let until: u64 = until.parse().unwrap();
+                    if now.0 < until * 1000 && now.0 / 50_000 != self.errors / 1_000_000 {
+                        for l in s.stats().links {
+                            println!(
+                                "t={:.3} link {} {:?} srtt {:.1} min {:.1} bw {:.2} pace {:.2} cwnd {} infl {} q {} acked {}",
+                                now.0 as f64 / 1e6,
+                                l.id,
+                                l.state,
+                                l.srtt.as_secs_f64() * 1e3,
+                                l.min_rtt.as_secs_f64() * 1e3,
+                                l.delivery_rate_bps as f64 / 1e6,
+                                l.pacing_rate_bps as f64 / 1e6,
+                                l.cwnd_bytes,
+                                l.inflight_bytes,
+                                l.queued_bytes,
+                                l.bytes_acked
+                            );
+                        }
+                        self.errors = now.0 / 50_000 * 1_000_000 + self.errors % 1_000_000;
+                    }
+                }
+            }
             s.handle_timeout(now);
         }
     }
@@ -144,7 +182,11 @@ fn pair(sc: &Scenario) -> (End, End) {
     let ek = Keypair::from_private([7; 32]);
     let ck = Keypair::from_private([9; 32]);
     let cfg = config(sc);
-    let mut edge = Session::new(Channel::initiator(&ek, ck.public, Instant(0)), cfg.clone(), Instant(0));
+    let mut edge = Session::new(
+        Channel::initiator(&ek, ck.public, Instant(0)),
+        cfg.clone(),
+        Instant(0),
+    );
     for l in &sc.links {
         let role = match l.role {
             scenario::Role::Primary => LinkRole::Primary,
@@ -152,10 +194,30 @@ fn pair(sc: &Scenario) -> (End, End) {
             scenario::Role::Backup => LinkRole::Backup,
             scenario::Role::Never => LinkRole::Never,
         };
-        edge.add_link(l.id, LinkConfig { role, weight: l.weight, rate_cap_bps: l.rate_cap_bps }, Instant(0));
+        edge.add_link(
+            l.id,
+            LinkConfig {
+                role,
+                weight: l.weight,
+                rate_cap_bps: l.rate_cap_bps,
+            },
+            Instant(0),
+        );
     }
-    let e = End { session: Some(edge), acceptor: None, cfg: cfg.clone(), out: VecDeque::new(), errors: 0 };
-    let c = End { session: None, acceptor: Some(Acceptor::new(ck)), cfg, out: VecDeque::new(), errors: 0 };
+    let e = End {
+        session: Some(edge),
+        acceptor: None,
+        cfg: cfg.clone(),
+        out: VecDeque::new(),
+        errors: 0,
+    };
+    let c = End {
+        session: None,
+        acceptor: Some(Acceptor::new(ck)),
+        cfg,
+        out: VecDeque::new(),
+        errors: 0,
+    };
     (e, c)
 }
 
@@ -166,10 +228,13 @@ fn simtune() {
         return;
     };
     for name in which.split(',') {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.toml"));
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(format!("{name}.toml"));
         let mut sc = Scenario::load(&path).unwrap();
         if let Ok(d) = std::env::var("SIMTUNE_DURATION") {
-            sc.set_duration(d.parse::<u64>().unwrap() * 1_000_000).unwrap();
+            sc.set_duration(d.parse::<u64>().unwrap() * 1_000_000)
+                .unwrap();
         }
         if let Ok(w) = std::env::var("SIMTUNE_WARMUP") {
             sc.warmup_us = w.parse::<u64>().unwrap() * 1_000_000;

@@ -193,6 +193,17 @@ fn cli_help_table_json_and_errors() {
     assert_eq!(v["duration_s"], 1.0);
     assert!(v["directions"][0]["delivered_mbit"].as_f64().unwrap() > 5.0);
 
+    let (ok, out, err) = braid(&["scenarios/pipe.toml", "--seeds", "3-5", "--duration", "1s"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(" up ")).collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with('3') && lines[2].starts_with('5'),
+        "{out}"
+    );
+    let (ok, _, err) = braid(&["scenarios/pipe.toml", "--seeds", "5-3"]);
+    assert!(!ok && err.contains("--seeds"), "{err}");
+
     let dir = std::env::temp_dir().join(format!("braid-sim-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");

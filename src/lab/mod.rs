@@ -14,6 +14,29 @@
 //! - [`topo`]: the namespaces and veths, [`Topology`] (tears down on drop), [`topo::clean`].
 //! - [`scenario`]: `scenarios/lab/*.conf`. [`mode`]: direct / mptcp / braid.
 //! - [`work`]: workloads and sampling. [`report`]: table, JSON, markdown, SVG.
+//!
+//! # Use from an end-to-end test
+//! ```no_run
+//! use braid::lab::{emu::OutageKind, scenario, work, Mode, Topology};
+//! use std::{sync::atomic::AtomicBool, time::Duration};
+//!
+//! let sc = scenario::load(&scenario::find("hetero").unwrap()).unwrap();
+//! // A tag keeps parallel tests apart: namespaces are `bl<tag>-edge`, `bl<tag>-core`, ...
+//! let mut t = Topology::up(braid::lab::topo_spec(&sc, "x1")).unwrap();
+//! Mode::Braid.setup(&mut t).unwrap(); // or spawn daemons yourself: t.spawn(&t.core.clone(), ..)
+//! t.restart_links().unwrap(); // scenario outages count from here
+//! let cut = t.links[0][0].ctl.clone();
+//! std::thread::spawn(move || {
+//!     std::thread::sleep(Duration::from_secs(5));
+//!     cut.set_outage(Some(OutageKind::Blackhole)); // wan0 black-holed mid-transfer
+//! });
+//! let never = AtomicBool::new(false);
+//! let r = work::run_workload(&t, work::Workload::parse("bulk1-down").unwrap(),
+//!                            Duration::from_secs(10), &never, |_| {}).unwrap();
+//! assert_eq!(r.flows_failed, 0);
+//! println!("goodput {:.1} Mbit/s, longest gap {:.0} ms", r.goodput_mbps, r.max_gap_ms);
+//! // Dropping `t` removes every namespace, veth and process it made.
+//! ```
 
 pub mod emu;
 pub mod link;
@@ -107,8 +130,10 @@ USAGE:
     braid lab bench [--scenario S,..] [--mode ..] [--workload ..] [--duration D] [--out DIR]
     braid lab demo [--mode ..] [--out DIR]
     braid lab up SCENARIO [--mode M] [--tag T]     build it and wait for Ctrl-C
-    braid lab clean                                remove leftovers of interrupted runs
+    braid lab clean [--tag T]                      remove leftovers of interrupted runs (all
+                                                   bl*- namespaces, or only those of tag T)
     braid lab list                                 scenarios and workloads
+    braid lab show SCENARIO                        its links and outage schedule
 
 SCENARIO is a name in scenarios/lab/ (hetero, lte, hsr, flap, demo, ...) or a file.
 Workloads: bulk1-down bulk8-down bulk1-up bulk8-up rr udp.
@@ -224,9 +249,19 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        "show" => {
+            let name = o.pos.first().ok_or("show: which scenario?")?;
+            let sc = scenario::load(&scenario::find(name)?)?;
+            print!("{}", show(&sc));
+            Ok(ExitCode::SUCCESS)
+        }
         "clean" => {
             need_root()?;
-            let removed = topo::clean();
+            let removed = if o.tag.is_empty() {
+                topo::clean()
+            } else {
+                topo::clean_prefix(&topo::prefix(&o.tag))
+            };
             if removed.is_empty() {
                 println!("nothing to clean");
             } else {
@@ -265,6 +300,20 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             println!("{}\n", sc.description);
             let recs = run_matrix(&sc, &o.run_opts(), &out)?;
             finish("demo", &recs, &out)?;
+            if let Some(d) = recs.iter().find(|r| r.mode == "direct") {
+                println!();
+                for r in &recs {
+                    println!(
+                        "{:<7} {:6.2} Mbit/s = {:4.2} x the best single link ({} alone), longest gap {:.0} ms, {} failed flow(s)",
+                        r.mode,
+                        r.result.goodput_mbps,
+                        r.result.goodput_mbps / d.result.goodput_mbps.max(1e-9),
+                        d.best_link,
+                        r.result.max_gap_ms,
+                        r.result.flows_failed
+                    );
+                }
+            }
             Ok(exit_for(&recs))
         }
         "bench" => {
@@ -335,6 +384,62 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     }
 }
 
+/// A scenario in words: links per direction and the outage schedule.
+pub fn show(sc: &Scenario) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "{}\n{} s per workload, seed {}, {} edge(s) x {} client(s), direct uses {}\n",
+        if sc.description.is_empty() {
+            &sc.name
+        } else {
+            &sc.description
+        },
+        sc.duration_ms as f64 / 1000.0,
+        sc.seed,
+        sc.edges,
+        sc.clients,
+        sc.links[sc.best].name
+    );
+    let dir = |d: &emu::DirSpec| {
+        let rate = match &d.rate {
+            emu::Rate::Unlimited => "unlimited".to_string(),
+            emu::Rate::Fixed(b) => format!("{:.1} Mbit/s", *b as f64 / 1e6),
+            emu::Rate::Trace { trace, offset_ms } => format!(
+                "trace, mean {:.1} Mbit/s, from {} s",
+                trace.mean_bps() as f64 / 1e6,
+                offset_ms / 1000
+            ),
+        };
+        format!(
+            "{rate}, {:.1} ms +- {:.1} ms, loss {:.2} % (burst {:.0}), queue {:?}",
+            d.delay_us as f64 / 1000.0,
+            d.jitter_us as f64 / 1000.0,
+            d.loss.rate * 100.0,
+            d.loss.burst.max(1.0),
+            d.queue
+        )
+    };
+    for l in &sc.links {
+        let _ = writeln!(
+            s,
+            "link {}\n  up:   {}\n  down: {}",
+            l.name,
+            dir(&l.up),
+            dir(&l.down)
+        );
+        for o in &l.outages {
+            let _ = writeln!(
+                s,
+                "  {:?} at {:.3} s for {:.3} s",
+                o.kind,
+                o.start_ns as f64 / 1e9,
+                o.dur_ns as f64 / 1e9
+            );
+        }
+    }
+    s
+}
+
 fn exit_for(recs: &[RunRecord]) -> ExitCode {
     if INTERRUPTED.load(Ordering::Relaxed) {
         eprintln!("interrupted: everything torn down");
@@ -351,11 +456,13 @@ pub fn topo_spec(sc: &Scenario, tag: &str) -> TopoSpec {
     TopoSpec {
         tag: tag.to_string(),
         seed: sc.seed,
-        edges: vec![EdgeSpec {
-            links: sc.links.clone(),
-            clients: 1,
-            best: sc.best,
-        }],
+        edges: (0..sc.edges.max(1))
+            .map(|_| EdgeSpec {
+                links: sc.links.clone(),
+                clients: sc.clients.max(1),
+                best: sc.best,
+            })
+            .collect(),
     }
 }
 
@@ -494,6 +601,13 @@ pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecor
                         0.0
                     },
                     links,
+                    notes: match (mode, w) {
+                        (Mode::Mptcp, Workload::Udp { .. }) => vec![
+                            "mptcp: UDP is not proxied; it takes the plain route over the best link".into(),
+                        ],
+                        (Mode::Direct, _) => vec![format!("direct: every packet over {} only", sc.links[sc.best].name)],
+                        _ => vec![],
+                    },
                     result: res,
                 };
                 let table = report::table(std::slice::from_ref(&rec));
@@ -522,13 +636,18 @@ fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
     let json = out.join(format!("{name}.json"));
     let text = serde_json::to_string_pretty(recs).map_err(|e| e.to_string())?;
     std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
-    let mut wl: Vec<&str> = recs.iter().map(|r| r.workload.as_str()).collect();
-    wl.dedup();
+    let mut wl: Vec<&str> = Vec::new();
+    for r in recs {
+        if !wl.contains(&r.workload.as_str()) {
+            wl.push(&r.workload);
+        }
+    }
     let mut charts = Vec::new();
     for w in wl {
         let runs: Vec<&RunRecord> = recs.iter().filter(|r| r.workload == w).collect();
-        let title =
-            format!("{name} / {w}: goodput over time, per link and in total (sum of links dashed)");
+        let title = format!(
+            "{name} / {w}: goodput per link and in total, 500 ms means (sum of links dashed)"
+        );
         let f = out.join(format!("{name}-{w}.svg"));
         std::fs::write(&f, report::svg(&title, &runs))
             .map_err(|e| format!("{}: {e}", f.display()))?;

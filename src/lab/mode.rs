@@ -58,14 +58,7 @@ impl Mode {
             Mode::Braid => {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
                 for role in ["edge", "core"] {
-                    let ok = std::process::Command::new(&exe)
-                        .args([role, "--help"])
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
-                        .status()
-                        .map(|s| s.success())
-                        .unwrap_or(false);
-                    if !ok {
+                    if !help_succeeds(&exe, role) {
                         return Err(format!(
                             "`braid {role}` is not built yet (the data-plane issue)"
                         ));
@@ -83,6 +76,31 @@ impl Mode {
             Mode::Mptcp => setup_mptcp(topo),
             Mode::Braid => setup_braid(topo),
         }
+    }
+}
+
+/// `braid ROLE --help` exits 0 within 2 s (a binary that would rather start a daemon is killed).
+fn help_succeeds(exe: &Path, role: &str) -> bool {
+    let Ok(mut c) = std::process::Command::new(exe)
+        .args([role, "--help"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.success();
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -223,9 +241,14 @@ fn wait_listening(ns: &str, port: u16) -> io::Result<()> {
 
 /// The UCI files the braid daemons get in the lab: edge 0 with one `config link` per WAN, the
 /// core with one `config peer` per edge. Keys come from `braid genkey`/`braid pubkey`.
-pub fn braid_configs(topo: &Topology, keys: &BraidKeys) -> (Vec<String>, String) {
+/// `prefix` is the topology's namespace prefix, `wan_devs[e]` edge e's WAN devices.
+pub fn braid_configs(
+    prefix: &str,
+    wan_devs: &[Vec<String>],
+    keys: &BraidKeys,
+) -> (Vec<String>, String) {
     let mut edges = Vec::new();
-    for (e, en) in topo.edges.iter().enumerate() {
+    for (e, devs) in wan_devs.iter().enumerate() {
         let mut s = format!(
             "config braid 'main'\n\toption enabled '1'\n\toption role 'edge'\n\
              \toption private_key '{}'\n\toption core_host '{CORE_ADDR}'\n\
@@ -234,9 +257,9 @@ pub fn braid_configs(topo: &Topology, keys: &BraidKeys) -> (Vec<String>, String)
              \toption state_file '/tmp/braid-lab-edge{e}.state'\n\n",
             keys.edge_private[e],
             keys.core_public,
-            p = topo.prefix
+            p = prefix
         );
-        for (i, dev) in en.wan_dev.iter().enumerate() {
+        for (i, dev) in devs.iter().enumerate() {
             s.push_str(&format!(
                 "config link 'wan{i}'\n\toption device '{dev}'\n\toption transport 'udp'\n\n"
             ));
@@ -246,7 +269,7 @@ pub fn braid_configs(topo: &Topology, keys: &BraidKeys) -> (Vec<String>, String)
     let mut core = format!(
         "config braid 'main'\n\toption enabled '1'\n\toption role 'core'\n\toption private_key '{}'\n\
          \toption space '{}spacec'\n\toption hub 'bl-hubc'\n\toption control_socket '/run/braid-lab-core.sock'\n\n",
-        keys.core_private, topo.prefix
+        keys.core_private, prefix
     );
     for (e, k) in keys.edge_public.iter().enumerate() {
         core.push_str(&format!(
@@ -307,7 +330,8 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
         keys.edge_private.push(a);
         keys.edge_public.push(b);
     }
-    let (edges, core) = braid_configs(topo, &keys);
+    let devs: Vec<Vec<String>> = topo.edges.iter().map(|e| e.wan_dev.clone()).collect();
+    let (edges, core) = braid_configs(&topo.prefix, &devs, &keys);
     let exe = exe.to_string_lossy().into_owned();
     let core_file = topo.log_dir.join("core.uci");
     std::fs::write(&core_file, core)?;
@@ -327,4 +351,40 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
     }
     std::thread::sleep(Duration::from_secs(2));
     topo.check_procs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::seal::{key_to_base64, Keypair};
+
+    #[test]
+    fn generated_uci_files_load_without_warnings() {
+        let k = || {
+            let p = Keypair::generate();
+            (key_to_base64(&p.private), key_to_base64(&p.public))
+        };
+        let (c, e0, e1) = (k(), k(), k());
+        let keys = BraidKeys {
+            core_private: c.0,
+            core_public: c.1,
+            edge_private: vec![e0.0, e1.0],
+            edge_public: vec![e0.1, e1.1],
+        };
+        let devs = vec![
+            vec!["bl-wan0".to_string(), "bl-wan1".to_string()],
+            vec!["bl-wan0".to_string()],
+        ];
+        let (edges, core) = braid_configs("blx-", &devs, &keys);
+        for (i, text) in edges.iter().enumerate() {
+            let cfg =
+                crate::config::load_str("edge.uci", text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+            assert_eq!(cfg.links.len(), devs[i].len());
+        }
+        let cfg =
+            crate::config::load_str("core.uci", &core).unwrap_or_else(|e| panic!("{e}\n{core}"));
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert_eq!(cfg.peers.len(), 2);
+    }
 }

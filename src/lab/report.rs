@@ -28,6 +28,8 @@ pub struct RunRecord {
     pub best_link_mbps: f64,
     /// Goodput as a share of the summed capacity.
     pub pct_of_capacity: f64,
+    /// Caveats of this run (what the mode does not carry, for instance).
+    pub notes: Vec<String>,
     pub result: WorkResult,
 }
 
@@ -142,8 +144,8 @@ pub fn svg(title: &str, runs: &[&RunRecord]) -> String {
         .fold(1.0f64, f64::max);
     let ymax = runs
         .iter()
-        .flat_map(|r| r.result.samples.iter())
-        .flat_map(|s| std::iter::once(s.total_mbps).chain(s.links_mbps.iter().copied()))
+        .flat_map(|r| r.result.samples.windows(SMOOTH))
+        .map(|w| w.iter().map(|s| s.total_mbps).sum::<f64>() / SMOOTH as f64)
         .chain(runs.iter().map(|r| r.capacity_mbps))
         .fold(1.0f64, f64::max);
     let ymax = nice_ceil(ymax * 1.05);
@@ -272,6 +274,10 @@ pub fn svg(title: &str, runs: &[&RunRecord]) -> String {
     s
 }
 
+/// Samples averaged over this many 100 ms periods in the chart (application reads are bursty
+/// on a busy machine; the JSON keeps every raw sample).
+const SMOOTH: usize = 5;
+
 fn polyline(
     samples: &[Sample],
     f: impl Fn(&Sample) -> f64,
@@ -279,8 +285,11 @@ fn polyline(
     y: &dyn Fn(f64) -> f64,
 ) -> String {
     let mut p = String::new();
-    for smp in samples {
-        let _ = write!(p, "{:.1},{:.1} ", x(smp.t_s), y(f(smp).max(0.0)));
+    for (i, smp) in samples.iter().enumerate() {
+        let from = i.saturating_sub(SMOOTH - 1);
+        let win = &samples[from..=i];
+        let v = win.iter().map(&f).sum::<f64>() / win.len() as f64;
+        let _ = write!(p, "{:.1},{:.1} ", x(smp.t_s), y(v.max(0.0)));
     }
     p
 }
@@ -313,6 +322,7 @@ mod tests {
             best_link: "wan0".into(),
             best_link_mbps: 20.0,
             pct_of_capacity: 50.0,
+            notes: vec![],
             result: WorkResult {
                 workload: "bulk1-down".into(),
                 goodput_mbps: 10.0,

@@ -5,6 +5,8 @@
 //! duration = 20s            # how long each workload runs
 //! seed = 1                  # for loss, jitter and generated schedules
 //! best = wan0               # link of the `direct` baseline (default: highest mean down rate)
+//! edges = 1                 # edges, each with a copy of the links, all on one LAN subnet
+//! clients = 1               # client namespaces per edge
 //!
 //! [link wan0]
 //! rate = 20mbit             # or: trace = TMobile-LTE-short  (NAME.up / NAME.down in the traces dir)
@@ -38,6 +40,10 @@ pub struct Scenario {
     pub seed: u64,
     pub links: Vec<LinkSpec>,
     pub best: usize,
+    /// Edges (each gets a copy of the links; all share the LAN subnet) [1].
+    pub edges: usize,
+    /// Clients per edge [1].
+    pub clients: usize,
 }
 
 /// Find a scenario by path or by name in `scenarios/lab/`.
@@ -100,6 +106,7 @@ struct LinkDraft {
 pub fn parse(name: &str, text: &str, traces: &Path) -> Result<Scenario, String> {
     let mut duration_ms = 20_000;
     let mut seed = 1u64;
+    let (mut edges, mut clients) = (1usize, 1usize);
     let mut best_name: Option<String> = None;
     let mut description = String::new();
     let mut links: Vec<LinkDraft> = Vec::new();
@@ -152,8 +159,26 @@ pub fn parse(name: &str, text: &str, traces: &Path) -> Result<Scenario, String> 
                 "duration" => duration_ms = parse_time_us(v).map_err(e)? / 1000,
                 "seed" => seed = v.parse().map_err(|_| e("not a number".into()))?,
                 "best" => best_name = Some(v.to_string()),
+                "edges" => {
+                    edges = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=4).contains(n))
+                        .ok_or_else(|| e("1 to 4".into()))?
+                }
+                "clients" => {
+                    clients = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=16).contains(n))
+                        .ok_or_else(|| e("1 to 16".into()))?
+                }
                 "name" => {}
-                _ => return Err(e("unknown key (duration, seed, best)".into())),
+                _ => {
+                    return Err(e(
+                        "unknown key (duration, seed, best, edges, clients)".into()
+                    ))
+                }
             },
             Sect::All => all.push((ln, k.to_string(), v.to_string())),
             Sect::Link => {
@@ -210,6 +235,8 @@ pub fn parse(name: &str, text: &str, traces: &Path) -> Result<Scenario, String> 
         duration_ms,
         seed,
         best,
+        edges,
+        clients,
         links: links
             .into_iter()
             .map(|l| LinkSpec {

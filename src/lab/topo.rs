@@ -34,7 +34,8 @@ pub const EDGE_LAN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 70, 0, 1);
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct TopoSpec {
-    /// Up to 3 characters of [a-z0-9] after `bl` in every namespace name.
+    /// Up to 6 characters of [a-z0-9] after `bl` in every namespace name (interface names
+    /// inside the namespaces do not carry it, so they stay short).
     pub tag: String,
     pub edges: Vec<EdgeSpec>,
     pub seed: u64,
@@ -105,13 +106,13 @@ pub fn wan_table(i: usize) -> u32 {
 impl Topology {
     /// Build the topology and start its link emulators.
     pub fn up(spec: TopoSpec) -> io::Result<Topology> {
-        if spec.tag.len() > 3
+        if spec.tag.len() > 6
             || !spec
                 .tag
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         {
-            return Err(io::Error::other("tag: up to 3 characters of [a-z0-9]"));
+            return Err(io::Error::other("tag: up to 6 characters of [a-z0-9]"));
         }
         if spec.edges.is_empty()
             || spec
@@ -501,7 +502,7 @@ pub fn clean() -> Vec<String> {
     removed
 }
 
-/// `bl` + up to 3 of [a-z0-9] + `-`: a lab namespace name.
+/// `bl` + up to 6 of [a-z0-9] + `-`: a lab namespace name.
 pub fn is_lab_name(n: &str) -> bool {
     let Some(rest) = n.strip_prefix("bl") else {
         return false;
@@ -509,7 +510,7 @@ pub fn is_lab_name(n: &str) -> bool {
     let Some(dash) = rest.find('-') else {
         return false;
     };
-    dash <= 3
+    dash <= 6
         && rest[..dash]
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -524,7 +525,8 @@ mod tests {
         assert!(is_lab_name("bl-edge"));
         assert!(is_lab_name("blt1-l0"));
         assert!(!is_lab_name("blue"));
-        assert!(!is_lab_name("blabla-x"));
+        assert!(is_lab_name("blbench-core"));
+        assert!(!is_lab_name("blablabla-x"));
         assert!(!is_lab_name("other"));
     }
 

@@ -1,1 +1,235 @@
 //! Linux I/O: rtnetlink, the space, the hub, uplink sockets, NAT.
+//!
+//! Everything here changes the host only through netlink sockets (rtnetlink for links,
+//! addresses, routes, rules and neighbours; nfnetlink for the core's nftables table) and plain
+//! sockets. No `ip`, `iptables`, `nft` or shell is ever run.
+//!
+//! - [`netlink`]: a small synchronous rtnetlink client with errors that say what was being done.
+//! - [`space`]: the namespace braid owns (it dies with the process), the veth hub between host and
+//!   space, and the host policy rules that steer client traffic into it; cleanup after a crash.
+//! - [`hub`]: AF_PACKET capture and injection on the space end of the hub, usable from tokio.
+//! - [`uplink`]: one socket per link, bound to its WAN device; UDP and TCP transports; link
+//!   address discovery and interface up/down events.
+//! - [`nat`]: the core's NAT: its own nftables table and the per-session source mapping that keeps
+//!   edges with identical LAN subnets apart.
+//! - [`plane`]: one call per daemon ([`plane::EdgePlane::start`], [`plane::CorePlane::start`])
+//!   that cleans a crashed instance's leftovers and builds all of the above, undone on drop.
+//!
+//! Names of everything created at runtime derive from an *instance name* (default `braid`), so
+//! tests and several daemons can coexist.
+
+pub mod hub;
+pub mod nat;
+pub mod netlink;
+mod nft;
+pub mod plane;
+pub mod space;
+pub mod uplink;
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// An OS-level failure: what braid was doing, and the errno the kernel gave.
+#[derive(Debug)]
+pub struct Error {
+    /// What was being done, e.g. `add route 10.0.0.0/8 table 100`.
+    pub context: String,
+    /// The underlying error (carries the errno for kernel failures).
+    pub source: io::Error,
+}
+
+impl Error {
+    /// Wraps `source` with a description of the operation that failed.
+    pub fn new(context: impl Into<String>, source: io::Error) -> Self {
+        Error {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The errno, when the failure came from the kernel.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+
+    pub(crate) fn last(context: impl Into<String>) -> Self {
+        Error::new(context, io::Error::last_os_error())
+    }
+
+    pub(crate) fn invalid(context: impl Into<String>, why: &str) -> Self {
+        Error::new(
+            context,
+            io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.source.raw_os_error() {
+            Some(e) => write!(f, "{}: {} (errno {e})", self.context, self.source),
+            None => write!(f, "{}: {}", self.context, self.source),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.source.kind(), e.to_string())
+    }
+}
+
+/// Result of the OS layer.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An IP prefix (`192.168.1.0/24`, `fd00::/64`, a host is `/32` or `/128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    /// The address (host bits are kept as given; [`Prefix::network`] clears them).
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub len: u8,
+}
+
+impl Prefix {
+    /// A prefix; `len` is clamped to the family's width.
+    pub fn new(addr: IpAddr, len: u8) -> Self {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        Prefix {
+            addr,
+            len: len.min(max),
+        }
+    }
+
+    /// The single-address prefix of `addr`.
+    pub fn host(addr: IpAddr) -> Self {
+        Prefix::new(addr, if addr.is_ipv4() { 32 } else { 128 })
+    }
+
+    /// True for IPv4.
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
+    /// The prefix with host bits cleared.
+    pub fn network(&self) -> Prefix {
+        Prefix {
+            addr: mask_addr(self.addr, self.len),
+            len: self.len,
+        }
+    }
+
+    /// True when `a` is inside the prefix (same family only).
+    pub fn contains(&self, a: IpAddr) -> bool {
+        a.is_ipv4() == self.addr.is_ipv4() && mask_addr(a, self.len) == self.network().addr
+    }
+}
+
+fn mask_addr(a: IpAddr, len: u8) -> IpAddr {
+    match a {
+        IpAddr::V4(v) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            IpAddr::V4(Ipv4Addr::from(u32::from(v) & m))
+        }
+        IpAddr::V6(v) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            IpAddr::V6(Ipv6Addr::from(u128::from(v) & m))
+        }
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| format!("bad address in {s:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| format!("bad prefix length in {s:?}"))?,
+            None => max,
+        };
+        Ok(Prefix { addr, len })
+    }
+}
+
+/// Runs `f` on a new thread whose network namespace is `ns` (an fd of a netns), and returns its
+/// result. Sockets created inside stay in that namespace whatever thread uses them later.
+pub fn in_netns<T: Send>(
+    ns: std::os::fd::BorrowedFd<'_>,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::new("setns into the namespace", e.into()))?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Writes a sysctl under /proc/sys of the calling thread's network namespace
+/// (e.g. `net/ipv4/conf/braid-sp/rp_filter`). Returns the previous value.
+pub fn sysctl_set(path: &str, value: &str) -> Result<String> {
+    let full = format!("/proc/sys/{path}");
+    let old = std::fs::read_to_string(&full).map_err(|e| Error::new(format!("read {full}"), e))?;
+    std::fs::write(&full, value).map_err(|e| Error::new(format!("write {value} to {full}"), e))?;
+    Ok(old.trim().to_string())
+}
+
+/// Reads a sysctl of the calling thread's network namespace.
+pub fn sysctl_get(path: &str) -> Result<String> {
+    let full = format!("/proc/sys/{path}");
+    std::fs::read_to_string(&full)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::new(format!("read {full}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_parse_and_contains() {
+        let p: Prefix = "192.168.1.77/24".parse().unwrap();
+        assert_eq!(p.network().to_string(), "192.168.1.0/24");
+        assert!(p.contains("192.168.1.3".parse().unwrap()));
+        assert!(!p.contains("192.168.2.3".parse().unwrap()));
+        assert!(!p.contains("::1".parse().unwrap()));
+        let h: Prefix = "fd00::1".parse().unwrap();
+        assert_eq!(h.len, 128);
+        assert!("10.0.0.0/33".parse::<Prefix>().is_err());
+        let all: Prefix = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+    }
+}

@@ -4,8 +4,8 @@
 //! needs the time takes an [`Instant`] argument. The event loops (and the simulator) own the
 //! clock and the sockets, and drive this code through `handle_*` / `poll_*` calls.
 
+pub mod endpoint;
 pub mod link;
-pub mod natmap;
 pub mod packet;
 pub mod reorder;
 pub mod sched;

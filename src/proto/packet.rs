@@ -567,7 +567,7 @@ fn ip_bytes(a: IpAddr) -> Vec<u8> {
 }
 
 /// RFC 1624 incremental update: the checksum after a 16-bit word `old` became `new`.
-pub fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
+fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
     let sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
     !fold(sum)
 }

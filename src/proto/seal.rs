@@ -2,7 +2,7 @@
 //! then ChaCha20-Poly1305 with explicit counters and a sliding replay window.
 //!
 //! ```text
-//! init      [1][1][sender u32]                 noise IK msg 1 (e, es, s, ss; payload = timestamp u64)  mac1[16]
+//! init      [1][1][sender u32]                 noise IK msg 1 (e, es, s, ss; payload = timestamp u64, epoch u64)  mac1[16]
 //! response  [1][2][receiver u32][sender u32]   noise IK msg 2 (e, ee, se)                           mac1[16]
 //! data      [1][3][receiver u32][counter u64]  ChaCha20-Poly1305(frames), AAD = these 14 bytes      tag[16]
 //! ```
@@ -11,7 +11,8 @@
 //!   The [`Acceptor`] also rate-limits the handshakes it does compute.
 //! - The init carries the initiator's clock (the caller's `now`; daemons pass wall-clock
 //!   microseconds): the acceptor refuses an init not newer than the last one from that key, so a
-//!   captured init cannot be replayed.
+//!   captured init cannot be replayed. The init also carries the initiator's epoch, random per
+//!   [`Channel`]: the same epoch is a rekey of a running session, a new one a restarted edge.
 //! - Keys are rotated before counters or time run out ([`REKEY_AFTER`], [`REKEY_AFTER_MESSAGES`]);
 //!   keys older than [`REJECT_AFTER`] are refused. The previous keys stay usable for receiving
 //!   while a rotation settles, so packets in flight on slow links are not lost.
@@ -47,8 +48,8 @@ const PROLOGUE: &[u8] = b"braid v1";
 const MAC_LEN: usize = 16;
 const INIT_HEADER_LEN: usize = 6;
 const RESPONSE_HEADER_LEN: usize = 10;
-/// Noise IK message 1 with an 8-byte payload: e (32) + s (32 + 16) + payload (8 + 16).
-const INIT_NOISE_LEN: usize = 104;
+/// Noise IK message 1 with a 16-byte payload (timestamp, epoch): e (32) + s (32 + 16) + payload (16 + 16).
+const INIT_NOISE_LEN: usize = 112;
 /// Noise IK message 2 with an empty payload: e (32) + payload tag (16).
 const RESPONSE_NOISE_LEN: usize = 48;
 /// Length of a handshake init datagram.
@@ -394,6 +395,8 @@ struct PendingInit {
 /// One authenticated, encrypted association, on either side. Handles rekeying by itself.
 pub struct Channel {
     local: Keypair,
+    /// Random per initiator channel; tells a rekey from a restart.
+    epoch: u64,
     peer_public: [u8; 32],
     initiator: bool,
     pending: Option<PendingInit>,
@@ -409,8 +412,11 @@ pub struct Channel {
 impl Channel {
     /// The edge side: `poll_handshake` yields the first init at once.
     pub fn initiator(local: &Keypair, peer_public: [u8; 32], _now: Instant) -> Channel {
+        let mut epoch = [0u8; 8];
+        getrandom::fill(&mut epoch).expect("the OS random source is available");
         Channel {
             local: local.clone(),
+            epoch: u64::from_le_bytes(epoch),
             peer_public,
             initiator: true,
             pending: None,
@@ -431,6 +437,7 @@ impl Channel {
         };
         Channel {
             local: accepted.local.clone(),
+            epoch: accepted.epoch,
             peer_public: accepted.peer_public,
             initiator: false,
             pending: None,
@@ -448,6 +455,11 @@ impl Channel {
         debug_assert_eq!(accepted.peer_public, self.peer_public);
         self.next = Some(accepted.keys);
         self.stats.rekeys += 1;
+    }
+
+    /// The initiator's epoch (random per initiating channel): a new one means a new session.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The peer's static public key.
@@ -510,9 +522,12 @@ impl Channel {
         out[0] = VERSION;
         out[1] = KIND_INIT;
         out[2..6].copy_from_slice(&local_index.to_be_bytes());
+        let mut payload = [0u8; 16];
+        payload[..8].copy_from_slice(&now.as_micros().to_be_bytes());
+        payload[8..].copy_from_slice(&self.epoch.to_be_bytes());
         let n = hs
             .write_message(
-                &now.as_micros().to_be_bytes(),
+                &payload,
                 &mut out[INIT_HEADER_LEN..INIT_HEADER_LEN + INIT_NOISE_LEN],
             )
             .expect("init fits its fixed size");
@@ -681,6 +696,8 @@ impl Channel {
 /// [`Channel::rekeyed`] (a peer that already has a session).
 pub struct Accepted {
     pub peer_public: [u8; 32],
+    /// The initiator's epoch: compare with [`Channel::epoch`] to tell a rekey from a restart.
+    pub epoch: u64,
     /// Length of the response written to `out`; send it back where the init came from.
     pub response_len: usize,
     local: Keypair,
@@ -778,14 +795,14 @@ impl Acceptor {
             .local_private_key(&self.local.private)
             .and_then(|b| b.build_responder())
             .expect("IK responder with its key set");
-        let mut payload = [0u8; 16];
+        let mut payload = [0u8; 32];
         let n = hs
             .read_message(
                 &d[INIT_HEADER_LEN..INIT_HEADER_LEN + INIT_NOISE_LEN],
                 &mut payload,
             )
             .map_err(|_| SealError::Handshake)?;
-        if n != 8 {
+        if n != 16 {
             return Err(SealError::Handshake);
         }
         let mut peer_public = [0u8; 32];
@@ -796,6 +813,9 @@ impl Acceptor {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&payload[..8]);
         let ts = u64::from_be_bytes(ts);
+        let mut epoch = [0u8; 8];
+        epoch.copy_from_slice(&payload[8..16]);
+        let epoch = u64::from_be_bytes(epoch);
         if self
             .last_init
             .get(&peer_public)
@@ -821,6 +841,7 @@ impl Acceptor {
         self.last_init.insert(peer_public, ts);
         Ok(Accepted {
             peer_public,
+            epoch,
             response_len: RESPONSE_LEN,
             local: self.local.clone(),
             keys: Keys::new(local_index, sender, r2i, i2r, now),
@@ -863,6 +884,11 @@ mod tests {
         assert_eq!(acc.peer_public, edge_key.public);
         let m = acc.response_len;
         let core = Channel::responder(acc, now);
+        assert_eq!(
+            core.epoch(),
+            edge.epoch(),
+            "the init carries the initiator's epoch"
+        );
         assert!(edge.open(now, &mut resp[..m]).unwrap().is_none());
         assert!(edge.is_established());
         Pair {

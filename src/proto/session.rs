@@ -149,8 +149,10 @@ pub struct SessionStats {
     pub resends: u64,
     /// Given up after MAX_RESENDS resends.
     pub dropped_resend_limit: u64,
-    /// Dropped because no link could ever carry them (session closed with data queued).
+    /// Dropped because their class is pinned to a link the session does not have.
     pub dropped_no_path: u64,
+    /// Dropped because they did not fit the datagram buffer given to `poll_transmit`.
+    pub dropped_too_large: u64,
     /// Datagrams that did not open or parse.
     pub bad_datagrams: u64,
     pub reorder: ReorderStats,
@@ -204,7 +206,13 @@ struct LinkSlot {
     q: LinkQueue,
     /// A cap for the peer's sending on this link (announced in LinkConfig).
     peer_cap_bps: Option<u64>,
+    /// When this link's ACK state was last relayed on another link.
+    last_relay: Instant,
 }
+
+/// ACK state of every link receiving data is also relayed this often on the fastest other
+/// link, so a link whose return path stalls (cellular) is not taken for dead while it delivers.
+const RELAY_EVERY: Duration = Duration::from_millis(50);
 
 /// Wire bytes a queued packet of `len` inner bytes occupies.
 fn wire_len(len: usize) -> u64 {
@@ -233,6 +241,8 @@ pub struct Session {
     resend: ResendQueue,
 
     controls: VecDeque<Control>,
+    /// ACKs reporting a loss on a slow link, to send on a faster one: (via, ack).
+    relays: Vec<(LinkId, Ack)>,
     hint_sent: Option<(u32, Instant)>,
     handshake: Vec<u8>,
     handshake_links: Vec<LinkId>,
@@ -274,6 +284,7 @@ impl Session {
             path: ByMode::default(),
             resend: ResendQueue::new(),
             controls: VecDeque::new(),
+            relays: Vec::new(),
             hint_sent: None,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
@@ -312,6 +323,10 @@ impl Session {
     }
 
     /// The channel, e.g. for the core to hand it a rekey (`Channel::rekeyed`).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
     pub fn channel_mut(&mut self) -> &mut Channel {
         &mut self.channel
     }
@@ -338,6 +353,7 @@ impl Session {
                 link: Link::new(id, cfg, now),
                 q: LinkQueue::default(),
                 peer_cap_bps: None,
+                last_relay: Instant::ZERO,
             }),
         }
         self.announce_link(id);
@@ -470,8 +486,12 @@ impl Session {
             self.unref(pid);
             return;
         }
-        if p.acked || p.live > 0 {
-            self.unref(pid); // another copy is alive or arrived
+        // Another copy still alive: wait for it, except for a redundant class, whose point is
+        // never to wait for a timeout.
+        let redundant =
+            self.classes[self.class_of[p.class as usize] as usize].mode == Mode::Redundant;
+        if p.acked || (p.live > 0 && !redundant) {
+            self.unref(pid);
             return;
         }
         if p.resends >= MAX_RESENDS {
@@ -491,14 +511,14 @@ impl Session {
         if self.closed {
             return false;
         }
-        // About 5 ms of the summed pacing rate, at least a few packets, at most the hard cap.
+        // About 2 ms of the summed pacing rate, at least a few packets, at most the hard cap.
         let rate: u64 = self
             .links
             .iter()
             .filter(|l| l.link.usable())
             .map(|l| l.link.pacing_rate())
             .sum();
-        let target = (rate / 200).clamp(8 * MSS, self.cfg.per_user_queue_bytes);
+        let target = (rate / 500).max(4 * MSS).min(self.cfg.per_user_queue_bytes);
         self.conn.user_bytes(meta.user) + MSS <= target
             && self.conn.can_accept(meta.user, MSS as u32)
     }
@@ -637,9 +657,14 @@ impl Session {
                 Some(vi) => {
                     self.push_to_link(vi, pid, tier); // the resend queue's ref moves along
                 }
+                None if matches!(mode, Mode::Pinned(id) if self.slot(id).is_none()) => {
+                    self.stats.dropped_no_path += 1;
+                    self.pkts[pid as usize].acked = true;
+                    self.unref(pid);
+                }
                 None => {
-                    self.resend.push_front(pid, lost_on);
-                    break;
+                    // No usable link for it now: retry later, without holding up the others.
+                    self.resend.push(pid, lost_on);
                 }
             }
         }
@@ -661,6 +686,11 @@ impl Session {
                     self.pkts[e.pkt as usize].refs += 1;
                     self.push_to_link(a, e.pkt, tier);
                     self.push_to_link(b, e.pkt, tier);
+                }
+                Choice::NoPath if matches!(class.mode, Mode::Pinned(id) if self.slot(id).is_none()) =>
+                {
+                    self.stats.dropped_no_path += 1;
+                    self.unref(e.pkt);
                 }
                 Choice::Wait | Choice::NoPath => {
                     self.conn.undo_dequeue(e);
@@ -721,6 +751,12 @@ impl Session {
             max_var = max_var.max(l.link.rttvar().as_micros() as u64);
         }
         if min_rtt == u64::MAX {
+            // Nothing to measure from: keep the last hint, and the refresh timer quiet.
+            if let Some((w, t)) = self.hint_sent {
+                if now.saturating_since(t) >= HINT_REFRESH {
+                    self.hint_sent = Some((w, now));
+                }
+            }
             return;
         }
         let wait = (max_ow - min_ow) + min_rtt + 4 * max_var + 2 * 2_000;
@@ -755,6 +791,9 @@ impl Session {
         }
         self.update_reorder_hint(now);
         self.schedule(now);
+        let links = &self.links;
+        self.relays
+            .retain(|(v, _)| links.iter().any(|l| l.link.id == *v && l.link.admin_up()));
         let n = self.links.len();
         for k in 0..n {
             let i = (self.rr + k) % n;
@@ -825,7 +864,9 @@ impl Session {
         let ack_due = l.ack_deadline().is_some_and(|d| d <= now) || (has_data && l.ack_pending());
         let reply = l.probe_reply_pending();
         let probe = l.probe_due(now);
-        if !(has_data || ack_due || reply || probe.is_some() || force) {
+        let id = l.id;
+        let relay = self.relays.iter().any(|(v, _)| *v == id);
+        if !(has_data || ack_due || reply || probe.is_some() || force || relay) {
             return None;
         }
         let max_plain = out.len().saturating_sub(seal::OVERHEAD);
@@ -841,6 +882,15 @@ impl Session {
                 let _ = w.push_ack(&a);
             }
         }
+        let mut k = 0;
+        while k < self.relays.len() {
+            if self.relays[k].0 == id && w.push_ack(&self.relays[k].1).is_ok() {
+                self.relays.swap_remove(k);
+            } else {
+                k += 1;
+            }
+        }
+        let link = &mut self.links[i].link;
         if let Some(rid) = link.take_probe_reply() {
             let _ = w.push_probe(&Probe {
                 link: id,
@@ -872,7 +922,16 @@ impl Session {
         if has_data {
             let room = w.remaining();
             if let Some((pid, _)) = self.links[i].q.head() {
-                if self.pkts[pid as usize].data.len() + wire::DATA_HEADER_LEN <= room {
+                let need = self.pkts[pid as usize].data.len() + wire::DATA_HEADER_LEN;
+                if need > max_plain {
+                    // Never fits the caller's datagram buffer (max_packet set larger than the
+                    // path allows): drop it, counted, rather than block the link.
+                    let pid = self.pop_link_queue(i).expect("head checked live");
+                    self.pkts[pid as usize].live -= 1;
+                    self.pkts[pid as usize].acked = true;
+                    self.unref(pid);
+                    self.stats.dropped_too_large += 1;
+                } else if need <= room {
                     let pid = self.pop_link_queue(i).expect("head checked live");
                     let p = &self.pkts[pid as usize];
                     let dlen = w.len() + wire::DATA_HEADER_LEN + p.data.len() + seal::OVERHEAD;
@@ -948,6 +1007,11 @@ impl Session {
                     seen_link.get_or_insert(h.link);
                     let i = self.ensure_link(h.link, now);
                     self.links[i].link.on_data_received(now, h.link_seq, dlen);
+                    let gap = self.links[i].link.take_gap();
+                    if gap || now.saturating_since(self.links[i].last_relay) >= RELAY_EVERY {
+                        self.links[i].last_relay = now;
+                        self.relay_gap(i);
+                    }
                     self.reorder.insert(now, h.seq, h.prev, payload);
                 }
                 Frame::Ack(a) => {
@@ -973,6 +1037,25 @@ impl Session {
             return Err(SessionError::Wire(e));
         }
         Ok(seen_link)
+    }
+
+    /// Relays link slot `i`'s ACK state on the fastest other link if that is faster: on a gap,
+    /// so the sender resends about one slow-link delay earlier; periodically, so a stalled
+    /// return path does not make a delivering link look dead.
+    fn relay_gap(&mut self, i: usize) {
+        let slow = &self.links[i].link;
+        let Some(ack) = slow.relay_ack() else { return };
+        let via = self
+            .links
+            .iter()
+            .filter(|l| l.link.usable() && l.link.id != slow.id && l.link.srtt() < slow.srtt())
+            .min_by_key(|l| l.link.srtt())
+            .map(|l| l.link.id);
+        if let Some(via) = via {
+            self.relays
+                .retain(|(v, a)| !(*v == via && a.link == ack.link));
+            self.relays.push((via, ack));
+        }
     }
 
     fn check_established(&mut self, now: Instant) {
@@ -1003,6 +1086,7 @@ impl Session {
                     link: Link::new(id, LinkConfig::default(), now),
                     q: LinkQueue::default(),
                     peer_cap_bps: None,
+                    last_relay: Instant::ZERO,
                 });
                 self.links.len() - 1
             }
@@ -1094,16 +1178,17 @@ impl Session {
         if !self.established {
             return t;
         }
-        if !self.controls.is_empty() {
+        if !self.controls.is_empty() || !self.relays.is_empty() {
             min(Instant::ZERO);
         }
-        let pending = !self.conn.is_empty() || !self.resend.is_empty();
         for l in &self.links {
             if let Some(x) = l.link.poll_timeout() {
                 min(x);
             }
             let queued = !l.q.is_empty();
-            if (queued || pending) && l.link.usable() && !l.link.cwnd_limited() {
+            // Only links with something queued wake the pacer: new data is scheduled when
+            // some link sends (the horizon admits data to any eligible link with a short queue).
+            if queued && l.link.usable() && !l.link.cwnd_limited() {
                 min(l.link.next_send_time());
             }
         }
@@ -1171,5 +1256,227 @@ impl Session {
         s.reorder = self.reorder.stats;
         s.reorder_wait = self.reorder.wait();
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::seal::Keypair;
+
+    fn session() -> Session {
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let mut s = Session::new(ch, SessionConfig::default(), Instant(0));
+        s.add_link(1, LinkConfig::default(), Instant(0));
+        s.add_link(2, LinkConfig::default(), Instant(0));
+        s
+    }
+
+    fn meta(user: u32) -> PacketMeta {
+        PacketMeta {
+            user,
+            flow: user as u64,
+            class: 0,
+        }
+    }
+
+    /// Emulates sending the head of link slot `i`: the copy is now in flight on that link.
+    fn send_head(s: &mut Session, i: usize) -> PktId {
+        let pid = s.pop_link_queue(i).unwrap();
+        s.links[i].link.on_data_sent(Instant(0), pid, 1000);
+        pid
+    }
+
+    #[test]
+    fn prev_links_packets_of_a_flow() {
+        let mut s = session();
+        for u in [7, 8, 7, 7] {
+            s.send(Instant(0), &[0u8; 100], meta(u)).unwrap();
+        }
+        let seqs: Vec<(u32, u16)> = s.pkts.iter().map(|p| (p.seq, p.prev)).collect();
+        assert_eq!(seqs, vec![(1, 0), (2, 0), (3, 2), (4, 1)]);
+    }
+
+    #[test]
+    fn lost_packet_is_resent_on_the_other_link_ahead_of_new_data() {
+        let mut s = session();
+        for _ in 0..4 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        assert!(s.conn.is_empty(), "all assigned to links");
+        let on1 = s.links[0].q.len();
+        assert!(on1 > 0);
+        let lost = send_head(&mut s, 0);
+        let seq = s.pkts[lost as usize].seq;
+        // More new data arrives and is queued on the links.
+        for _ in 0..4 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        // Link 1 declares the copy lost: it goes to the resend queue, then to link 2's head.
+        let mut res = vec![];
+        s.links[0].link.drain_in_flight(&mut res);
+        assert_eq!(
+            res,
+            vec![Resolved {
+                token: lost,
+                acked: false
+            }]
+        );
+        s.on_resolved(res[0], Some(1));
+        assert_eq!(s.resend.len(), 1);
+        s.schedule(Instant(0));
+        assert!(s.resend.is_empty());
+        assert_eq!(
+            s.pop_link_queue(1),
+            Some(lost),
+            "resend first on the other link"
+        );
+        assert_eq!(s.stats.resends, 1);
+        assert_eq!(s.pkts[lost as usize].seq, seq, "a resend keeps its seq");
+    }
+
+    #[test]
+    fn acked_copy_is_not_resent_and_frees_the_packet() {
+        let mut s = session();
+        s.send(Instant(0), &[0u8; 500], meta(1)).unwrap();
+        s.schedule(Instant(0));
+        let i = if s.links[0].q.is_empty() { 1 } else { 0 };
+        let pid = send_head(&mut s, i);
+        s.on_resolved(
+            Resolved {
+                token: pid,
+                acked: true,
+            },
+            Some(s.links[i].link.id),
+        );
+        assert_eq!(s.free, vec![pid]);
+        assert!(s.resend.is_empty());
+    }
+
+    #[test]
+    fn removing_a_link_requeues_queued_and_in_flight_packets() {
+        let mut s = session();
+        for _ in 0..6 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        let queued_on_1 = s.links[0].q.len();
+        assert!(queued_on_1 >= 2);
+        send_head(&mut s, 0);
+        s.remove_link(1, Instant(0));
+        assert_eq!(s.links.len(), 1);
+        assert_eq!(
+            s.resend.len(),
+            queued_on_1,
+            "in flight + queued move to the resend queue"
+        );
+        s.schedule(Instant(0));
+        assert_eq!(s.resend.len(), 0);
+        let total: usize = s.links.iter().map(|l| l.q.len()).sum();
+        assert_eq!(total, 6, "every packet is queued on the remaining link");
+        assert!(matches!(
+            s.controls.back(),
+            Some(Control::LinkRemoved { link: 1 })
+        ));
+    }
+
+    #[test]
+    fn priority_and_resend_tiers_come_before_new_data() {
+        let cfg = SessionConfig {
+            classes: vec![ClassConfig {
+                id: 3,
+                mode: Mode::Pinned(2),
+                priority: 2,
+                weight: 1,
+            }],
+            ..Default::default()
+        };
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let mut s = Session::new(ch, cfg, Instant(0));
+        s.add_link(2, LinkConfig::default(), Instant(0));
+        for _ in 0..3 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        s.send(
+            Instant(0),
+            &[0u8; 100],
+            PacketMeta {
+                user: 2,
+                flow: 9,
+                class: 3,
+            },
+        )
+        .unwrap();
+        s.schedule(Instant(0));
+        let pids: Vec<PktId> = std::iter::from_fn(|| s.pop_link_queue(0)).collect();
+        let order: Vec<(u32, ClassId)> = pids
+            .iter()
+            .map(|&p| (s.pkts[p as usize].seq, s.pkts[p as usize].class))
+            .collect();
+        // The user's last packet left it idle (sparse, head tier), then the priority packet,
+        // then the bulk of user 1 in order.
+        assert_eq!(order, vec![(3, 0), (4, 3), (1, 0), (2, 0)]);
+    }
+
+    #[test]
+    fn packets_pinned_to_a_missing_link_are_dropped_and_counted() {
+        let cfg = SessionConfig {
+            classes: vec![ClassConfig {
+                id: 4,
+                mode: Mode::Pinned(9),
+                priority: 0,
+                weight: 1,
+            }],
+            ..Default::default()
+        };
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let mut s = Session::new(ch, cfg, Instant(0));
+        s.add_link(1, LinkConfig::default(), Instant(0));
+        s.send(
+            Instant(0),
+            &[0u8; 100],
+            PacketMeta {
+                user: 1,
+                flow: 1,
+                class: 4,
+            },
+        )
+        .unwrap();
+        s.send(Instant(0), &[0u8; 100], meta(2)).unwrap();
+        s.schedule(Instant(0));
+        assert_eq!(s.stats.dropped_no_path, 1);
+        assert!(s.conn.is_empty());
+        assert_eq!(s.links[0].q.len(), 1, "other traffic is not held up");
+    }
+
+    #[test]
+    fn queue_full_is_reported_and_can_send_backs_off() {
+        let cfg = SessionConfig {
+            per_user_queue_bytes: 3000,
+            ..Default::default()
+        };
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let mut s = Session::new(ch, cfg, Instant(0));
+        assert!(s.can_send(&meta(1)));
+        s.send(Instant(0), &[0u8; 1500], meta(1)).unwrap();
+        s.send(Instant(0), &[0u8; 1500], meta(1)).unwrap();
+        assert!(!s.can_send(&meta(1)));
+        assert_eq!(
+            s.send(Instant(0), &[0u8; 1500], meta(1)),
+            Err(SendError::QueueFull)
+        );
+        assert!(s.can_send(&meta(2)));
+        assert_eq!(
+            s.send(Instant(0), &[0u8; 1600], meta(2)),
+            Err(SendError::TooLarge)
+        );
+        assert_eq!(s.stats().refused, 2);
     }
 }

@@ -27,7 +27,12 @@ pub enum SimError {
     /// The tunnel kind cannot be built (e.g. the real session is not available).
     Tunnel(String),
     /// An endpoint kept asking to be woken at the same instant without making progress.
-    Livelock { at_us: u64 },
+    Livelock {
+        at_us: u64,
+        /// What `poll_timeout` of the edge and of the core said at the end (µs).
+        edge_timeout_us: Option<u64>,
+        core_timeout_us: Option<u64>,
+    },
     /// An endpoint sent on a link the scenario does not have.
     NoSuchLink { link: LinkId },
 }
@@ -36,12 +41,18 @@ impl fmt::Display for SimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SimError::Tunnel(m) => write!(f, "cannot build the tunnel: {m}"),
-            SimError::Livelock { at_us } => write!(
+            SimError::Livelock {
+                at_us,
+                edge_timeout_us,
+                core_timeout_us,
+            } => write!(
                 f,
-                "livelock: an endpoint asked to be woken again and again at t = {:.6} s without progress",
-                *at_us as f64 / 1e6
+                "livelock: an endpoint asked to be woken again and again at t = {at_us} µs without \
+                 progress (poll_timeout: edge {edge_timeout_us:?} µs, core {core_timeout_us:?} µs)"
             ),
-            SimError::NoSuchLink { link } => write!(f, "an endpoint sent on link {link}, which does not exist"),
+            SimError::NoSuchLink { link } => {
+                write!(f, "an endpoint sent on link {link}, which does not exist")
+            }
         }
     }
 }
@@ -110,14 +121,19 @@ pub fn run_with(
         bulk_turn: 0,
     };
     e.run()?;
-    let stats: Vec<[DirStats; 2]> = e
+    let stats: Vec<[(DirStats, Vec<u32>); 2]> = e
         .links
-        .iter()
-        .map(|[u, d]| [u.stats.clone(), d.stats.clone()])
+        .iter_mut()
+        .map(|[u, d]| {
+            [
+                (u.stats.clone(), std::mem::take(&mut u.queue_delays_us)),
+                (d.stats.clone(), std::mem::take(&mut d.queue_delays_us)),
+            ]
+        })
         .collect();
     let errors = e.ends[0].errors() + e.ends[1].errors();
     let endpoints = [e.ends[0].stats(), e.ends[1].stats()];
-    Ok(e.metrics.report(sc, &stats, errors, endpoints))
+    Ok(e.metrics.report(sc, stats, errors, endpoints))
 }
 
 struct Engine<'a> {
@@ -174,7 +190,11 @@ impl Engine<'_> {
             if next <= self.now {
                 same_instant += 1;
                 if same_instant > MAX_STEPS_AT_ONE_INSTANT {
-                    return Err(SimError::Livelock { at_us: self.now });
+                    return Err(SimError::Livelock {
+                        at_us: self.now,
+                        edge_timeout_us: self.ends[0].poll_timeout().map(|t| t.0),
+                        core_timeout_us: self.ends[1].poll_timeout().map(|t| t.0),
+                    });
                 }
             } else {
                 same_instant = 0;
@@ -290,25 +310,33 @@ impl Engine<'_> {
                     return Err(SimError::NoSuchLink { link });
                 }
                 let fate = self.links[l][side].offer(now, len);
-                if let Fate::Arrive(at) = fate {
-                    let flight = Flight {
-                        to: 1 - side,
-                        link,
-                        data: self.out[..len].to_vec(),
-                    };
-                    let slot = match self.free.pop() {
-                        Some(s) => {
-                            self.flights[s as usize] = Some(flight);
-                            s
-                        }
-                        None => {
-                            self.flights.push(Some(flight));
-                            (self.flights.len() - 1) as u32
-                        }
-                    };
-                    self.order += 1;
-                    self.heap.push(Reverse((at.0, self.order, slot)));
+                let (at, flip) = match fate {
+                    Fate::Arrive(at) => (at, None),
+                    Fate::Mangled(at, r) => (at, Some(r)),
+                    Fate::Dropped(_) => continue,
+                };
+                let mut data = self.out[..len].to_vec();
+                if let Some(r) = flip {
+                    let byte = (r as usize / 8) % len.max(1);
+                    data[byte] ^= 1 << (r % 8);
                 }
+                let flight = Flight {
+                    to: 1 - side,
+                    link,
+                    data,
+                };
+                let slot = match self.free.pop() {
+                    Some(s) => {
+                        self.flights[s as usize] = Some(flight);
+                        s
+                    }
+                    None => {
+                        self.flights.push(Some(flight));
+                        (self.flights.len() - 1) as u32
+                    }
+                };
+                self.order += 1;
+                self.heap.push(Reverse((at.0, self.order, slot)));
             }
         }
         Ok(any)

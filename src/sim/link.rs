@@ -136,6 +136,8 @@ pub struct DirConfig {
     /// Random loss ratio in [0, 1].
     pub loss: f64,
     pub gilbert: Option<Gilbert>,
+    /// Ratio of datagrams that arrive with one bit flipped (tampering / corruption).
+    pub corrupt: f64,
     pub queue: QueueLimit,
     pub outages: Vec<Outage>,
 }
@@ -150,6 +152,7 @@ impl DirConfig {
             reorder: false,
             loss: 0.0,
             gilbert: None,
+            corrupt: 0.0,
             queue: QueueLimit::Time(100_000),
             outages: Vec::new(),
         }
@@ -212,6 +215,8 @@ pub enum Drop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
     Arrive(Instant),
+    /// Arrives with one bit flipped: bit `r % 8` of byte `(r / 8) % len`.
+    Mangled(Instant, u32),
     Dropped(Drop),
 }
 
@@ -225,6 +230,8 @@ pub struct DirStats {
     pub drop_queue: u64,
     pub drop_loss: u64,
     pub drop_outage: u64,
+    /// Datagrams delivered with a flipped bit.
+    pub corrupted: u64,
     /// Largest queueing delay seen (µs): time from offer to the end of serialisation.
     pub max_queue_delay_us: u64,
 }
@@ -247,6 +254,8 @@ pub struct LinkDir {
     last_arrival_us: u64,
     gilbert_bad: bool,
     pub stats: DirStats,
+    /// Queueing delay (offer to end of serialisation, µs) of every datagram the queue accepted.
+    pub queue_delays_us: Vec<u32>,
 }
 
 impl LinkDir {
@@ -264,6 +273,7 @@ impl LinkDir {
             last_arrival_us: 0,
             gilbert_bad: false,
             stats: DirStats::default(),
+            queue_delays_us: Vec::new(),
         }
     }
 
@@ -295,6 +305,11 @@ impl LinkDir {
                 self.stats.delivered_packets += 1;
                 self.stats.delivered_bytes += wire;
             }
+            Fate::Mangled(..) => {
+                self.stats.delivered_packets += 1;
+                self.stats.delivered_bytes += wire;
+                self.stats.corrupted += 1;
+            }
             Fate::Dropped(Drop::Queue) => self.stats.drop_queue += 1,
             Fate::Dropped(Drop::Loss) => self.stats.drop_loss += 1,
             Fate::Dropped(Drop::Outage) => self.stats.drop_outage += 1,
@@ -320,6 +335,8 @@ impl LinkDir {
         self.queued_bytes += wire;
         let depart_us = depart_ns.div_ceil(1000);
         self.stats.max_queue_delay_us = self.stats.max_queue_delay_us.max(depart_us - now_us);
+        self.queue_delays_us
+            .push((depart_us - now_us).min(u64::from(u32::MAX)) as u32);
 
         // Loss is decided per datagram that got through the queue (it used the capacity).
         let mut lost = self.rng.chance(self.cfg.loss);
@@ -360,6 +377,9 @@ impl LinkDir {
             return Fate::Dropped(Drop::Loss);
         }
         self.last_arrival_us = arrive;
+        if self.rng.chance(self.cfg.corrupt) {
+            return Fate::Mangled(Instant(arrive), self.rng.next_u64() as u32);
+        }
         Fate::Arrive(Instant(arrive))
     }
 
@@ -496,6 +516,22 @@ mod tests {
         let bursts = lost.windows(2).filter(|w| w[1] && !w[0]).count();
         let mean_burst = lost.iter().filter(|&&l| l).count() as f64 / bursts as f64;
         assert!(mean_burst > 3.5, "mean burst {mean_burst}");
+    }
+
+    #[test]
+    fn corruption_rate_matches() {
+        let mut cfg = DirConfig::fixed(1_000_000_000, 1000);
+        cfg.corrupt = 0.01;
+        let mut d = LinkDir::new(cfg, Rng::new(9));
+        let n = 100_000;
+        let mangled = (0..n)
+            .filter(|&i| matches!(d.offer(Instant(i * 100), 100), Fate::Mangled(..)))
+            .count();
+        assert_eq!(mangled as u64, d.stats.corrupted);
+        assert!(
+            (mangled as f64 / n as f64 - 0.01).abs() < 0.001,
+            "{mangled}"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - added delay: one-way delay (send to exit) above the slowest link's one-way delay, floored at 0;
 //! - queueing delay: one-way delay above the base delay of the link whose arrival released the
 //!   packet (the fastest link's when a timer released it);
-//! - longest gap: the longest time without a delivery between the first delivery and `duration`;
+//! - longest gap: the longest time without a delivery between the first delivery and `duration`
+//!   (overall, per class, and the longest any single flow waited);
 //! - Jain fairness: over the users that run bulk traffic in that direction, of their delivered bytes.
 
 use serde::Serialize;
@@ -86,6 +87,8 @@ pub struct DirReport {
     pub latency_ms: Pct,
     pub added_delay_ms: Pct,
     pub longest_gap_ms: f64,
+    /// The longest time one flow went without a delivery (a stalled connection).
+    pub longest_flow_gap_ms: f64,
     /// None when fewer than two users run bulk traffic in this direction.
     pub jain: Option<f64>,
 }
@@ -123,6 +126,8 @@ pub struct LinkReport {
     pub capacity_mbit: f64,
     /// Wire bytes (datagram + 28) that crossed the link in [warmup, duration], per second.
     pub carried_mbit: f64,
+    /// Time datagrams spent in the link's queue (offer to end of serialisation).
+    pub queue_delay_ms: Pct,
     pub stats: DirStats,
 }
 
@@ -137,6 +142,8 @@ struct SourceAcc {
     out_of_order: u64,
     seen: Vec<u64>,
     max_seq_per_flow: Vec<Option<u64>>,
+    last_per_flow: Vec<Option<u64>>,
+    flow_gap: u64,
 }
 
 /// Per (class, direction) accumulators.
@@ -187,6 +194,7 @@ impl Metrics {
                 .iter()
                 .map(|t| SourceAcc {
                     max_seq_per_flow: vec![None; t.flows as usize],
+                    last_per_flow: vec![None; t.flows as usize],
                     ..Default::default()
                 })
                 .collect(),
@@ -276,6 +284,13 @@ impl Metrics {
             _ => *max = Some(seq),
         }
 
+        if now_us < self.window.1 {
+            if let Some(last) = s.last_per_flow[flow as usize] {
+                s.flow_gap = s.flow_gap.max(now_us - last);
+            }
+            s.last_per_flow[flow as usize] = Some(now_us);
+        }
+
         let latency = now_us - sent_us;
         let lat32 = latency.min(u64::from(u32::MAX)) as u32;
         let added = latency
@@ -309,7 +324,7 @@ impl Metrics {
     pub fn report(
         mut self,
         sc: &Scenario,
-        links: &[[DirStats; 2]],
+        mut links: Vec<[(DirStats, Vec<u32>); 2]>,
         tunnel_errors: u64,
         endpoints: [serde_json::Value; 2],
     ) -> Report {
@@ -406,6 +421,12 @@ impl Metrics {
                 latency_ms: Pct::of(&mut da.latency),
                 added_delay_ms: Pct::of(&mut da.added),
                 longest_gap_ms: da.gap as f64 / 1000.0,
+                longest_flow_gap_ms: srcs
+                    .iter()
+                    .map(|&i| self.sources[i].flow_gap)
+                    .max()
+                    .unwrap_or(0) as f64
+                    / 1000.0,
                 jain,
             });
 
@@ -448,7 +469,8 @@ impl Metrics {
                     role: l.role,
                     capacity_mbit: cfg.capacity_bits(self.window.0, self.window.1) / secs / 1e6,
                     carried_mbit: mbit(self.carried[i][di(dir)]),
-                    stats: links[i][di(dir)].clone(),
+                    queue_delay_ms: Pct::of(&mut links[i][di(dir)].1),
+                    stats: links[i][di(dir)].0.clone(),
                 });
             }
         }
@@ -516,7 +538,11 @@ impl Report {
             );
             let _ = writeln!(o, "  latency ms     {}", pct(&d.latency_ms));
             let _ = writeln!(o, "  added delay ms {}", pct(&d.added_delay_ms));
-            let _ = writeln!(o, "  longest gap    {:.1} ms", d.longest_gap_ms);
+            let _ = writeln!(
+                o,
+                "  longest gap    {:.1} ms (one flow: {:.1} ms)",
+                d.longest_gap_ms, d.longest_flow_gap_ms
+            );
             if let Some(j) = d.jain {
                 let _ = writeln!(o, "  Jain fairness  {j:.4}");
             }
@@ -550,11 +576,14 @@ impl Report {
                 u.delivered_mbit
             );
         }
-        let _ = writeln!(o, "\nlink         dir   capacity  carried  offered  drop:queue  loss  outage  max queue ms");
+        let _ = writeln!(
+            o,
+            "\nlink         dir   capacity  carried  offered  drop:queue  loss  outage  queue p50/p99/max ms"
+        );
         for l in &self.links {
             let _ = writeln!(
                 o,
-                "{:<12} {:<5} {:>8.2} {:>8.2} {:>8} {:>11} {:>5} {:>7} {:>13.1}",
+                "{:<12} {:<5} {:>8.2} {:>8.2} {:>8} {:>11} {:>5} {:>7}  {:>5.1}/{:.1}/{:.1}",
                 l.link,
                 format!("{:?}", l.dir).to_lowercase(),
                 l.capacity_mbit,
@@ -563,7 +592,9 @@ impl Report {
                 l.stats.drop_queue,
                 l.stats.drop_loss,
                 l.stats.drop_outage,
-                l.stats.max_queue_delay_us as f64 / 1000.0
+                l.queue_delay_ms.p50,
+                l.queue_delay_ms.p99,
+                l.queue_delay_ms.max
             );
         }
         if self.tunnel_errors > 0 || self.corrupt > 0 {

@@ -36,7 +36,7 @@ pub use scenario::{Scenario, ScenarioError};
 const HELP: &str = r#"braid sim - run a scenario on the deterministic multi-link simulator
 
 USAGE:
-    braid sim SCENARIO.toml [--json] [--seed N] [--duration 60s] [--tunnel session|pipe]
+    braid sim SCENARIO.toml [--json] [--seed N | --seeds A-B] [--duration 60s] [--tunnel session|pipe]
 
 Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
 prints what it measured. Same file and seed = same numbers. Scenarios live in scenarios/.
@@ -44,6 +44,7 @@ prints what it measured. Same file and seed = same numbers. Scenarios live in sc
 OPTIONS:
     --json            print the report as JSON instead of the table
     --seed N          override the scenario's seed
+    --seeds A-B       run every seed from A to B (or 1 to N with --seeds N): one summary line each
     --duration D      override how long the traffic runs ("60s", "500ms")
     --tunnel KIND     session (the protocol) or pipe (a single-path stand-in, to test the simulator)
     -h, --help        this text
@@ -66,7 +67,8 @@ SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
     loss = "0.5%"                 # random loss (or a fraction: 0.005)
     burst_loss = { enter = "1%", leave = "30%", loss_bad = "100%", loss_good = "0%" }
                                   # Gilbert-Elliott: per-packet chance to enter/leave the bad state
-    queue = "100ms"               # drop-tail limit, as time at the link's rate or bytes ("64kB")
+    corrupt = "0.1%"              # datagrams that arrive with one bit flipped (tampering)
+    queue = "100ms"               # drop-tail limit: time at the link's rate (a trace's mean) or "64kB"
     outages = [{ at = "20s", for = "3s", kind = "blackhole" }]
                                   # blackhole: all sent/queued/travelling is lost; stall: held
     role = "primary"              # primary | secondary | backup | never (given to the session)
@@ -103,7 +105,7 @@ WHAT IS MEASURED (per direction, class, user and link):
     in order       share of packets not overtaken by a later packet of the same flow
     added delay    one-way delay above the slowest link's one-way delay (floored at 0)
     queueing       one-way delay above the base delay of the link that brought the packet
-    longest gap    longest time without any delivery (overall, per class) until duration
+    longest gap    longest time without any delivery (overall, per class, per flow) until duration
     Jain           fairness of delivered bytes across users running bulk traffic
 "#;
 
@@ -124,6 +126,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     let mut file: Option<PathBuf> = None;
     let mut json = false;
     let mut seed: Option<u64> = None;
+    let mut seeds: Option<(u64, u64)> = None;
     let mut duration: Option<u64> = None;
     let mut tunnel: Option<scenario::TunnelKind> = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
@@ -139,6 +142,19 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                     Some(v.to_string_lossy().parse().map_err(|_| {
                         format!("--seed: `{}` is not a number", v.to_string_lossy())
                     })?);
+            }
+            Long("seeds") => {
+                let v = p.value().map_err(|e| e.to_string())?;
+                let v = v.to_string_lossy();
+                let bad = || format!("--seeds: `{v}` is not a range like 1-20 or a count like 20");
+                let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
+                seeds = Some(match v.split_once('-') {
+                    Some((a, b)) => (num(a)?, num(b)?),
+                    None => (1, num(&v)?),
+                });
+                if seeds.is_some_and(|(a, b)| a > b) {
+                    return Err(bad());
+                }
             }
             Long("duration") => {
                 let v = p.value().map_err(|e| e.to_string())?;
@@ -172,6 +188,9 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     if let Some(t) = tunnel {
         sc.tunnel = t;
     }
+    if let Some((a, b)) = seeds {
+        return sweep(&mut sc, a, b, json, &file);
+    }
     let report = run(&sc).map_err(|e| format!("{}: {e}", file.display()))?;
     if json {
         println!(
@@ -180,6 +199,53 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         );
     } else {
         print!("{}", report.table());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run seeds `a..=b`, one summary line per seed and direction (or a JSON array of reports).
+fn sweep(
+    sc: &mut Scenario,
+    a: u64,
+    b: u64,
+    json: bool,
+    file: &std::path::Path,
+) -> Result<ExitCode, String> {
+    let mut reports = Vec::new();
+    if !json {
+        println!("scenario {}  seeds {a}-{b}", sc.name);
+        println!(
+            "seed  dir    Mbit/s  share %   lost  in order %  added p50/p99 ms  gap ms    Jain"
+        );
+    }
+    for s in a..=b {
+        sc.seed = s;
+        let r = run(sc).map_err(|e| format!("{} (seed {s}): {e}", file.display()))?;
+        if json {
+            reports.push(r);
+            continue;
+        }
+        for d in &r.directions {
+            println!(
+                "{:<5} {:<5} {:>7.2} {:>8.2} {:>6} {:>11.3} {:>8.1}/{:<8.1} {:>6.1} {:>7}",
+                s,
+                format!("{:?}", d.dir).to_lowercase(),
+                d.delivered_mbit,
+                d.share * 100.0,
+                d.lost,
+                d.in_order_ratio * 100.0,
+                d.added_delay_ms.p50,
+                d.added_delay_ms.p99,
+                d.longest_gap_ms,
+                d.jain.map_or("-".to_string(), |j| format!("{j:.4}")),
+            );
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

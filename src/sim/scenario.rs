@@ -641,6 +641,9 @@ impl Cx {
         if let Some(v) = self.ratio(f, "loss")? {
             d.loss = v;
         }
+        if let Some(v) = self.ratio(f, "corrupt")? {
+            d.corrupt = v;
+        }
         let what = f.what.clone();
         if let Some(v) = f.get("burst_loss") {
             let Value::Table(t) = &v.value else {
@@ -890,6 +893,7 @@ struct DirDraft {
     reorder: bool,
     loss: f64,
     gilbert: Option<Gilbert>,
+    corrupt: f64,
     queue: Option<QueueLimit>,
     outages: Vec<Outage>,
 }
@@ -922,6 +926,7 @@ impl DirDraft {
             reorder: self.reorder,
             loss: self.loss,
             gilbert: self.gilbert,
+            corrupt: self.corrupt,
             queue: self.queue.unwrap_or(QueueLimit::Time(100_000)),
             outages: self.outages,
         })

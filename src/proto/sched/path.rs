@@ -175,7 +175,9 @@ impl PathChoice for Redundant {
                 return Choice::Two(a, b);
             }
         }
-        Choice::One(a)
+        // A single usable link: two copies on it, so one random loss costs no resend (the
+        // class is small, e.g. voice; the receiver drops the later copy).
+        Choice::Two(a, a)
     }
 }
 
@@ -398,7 +400,7 @@ mod tests {
         assert_eq!(s.choose(T0, &C, &links, false), Choice::Two(0, 1));
         let mut links = links;
         links[1].usable = false;
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(0));
+        assert_eq!(s.choose(T0, &C, &links, false), Choice::Two(0, 0));
     }
 
     #[test]

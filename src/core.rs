@@ -1,0 +1,548 @@
+//! `braid core`: the server side, serving many edges.
+//!
+//! Datagrams from every edge arrive on one UDP port (and the same TCP port for links that must
+//! use TCP). The [`Endpoint`] answers handshakes from the keys in `config peer`, demultiplexes
+//! data to sessions and remembers each link's address. Restored packets get a pool address per
+//! (session, client) from the [`SourceMap`] (so two edges with the same LAN subnet stay apart)
+//! and are written into the core's hub; the host forwards them and masquerades the pool in
+//! braid's own nftables table. Replies to the pool are steered back into the hub, mapped back to
+//! their session and client, and sent down over that edge's links.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::config::model::{Config, Role};
+use crate::control::{self, Reply, Request};
+use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo};
+use crate::edge::{load_config, parse_args, run_local, session_classes, state_name, DaemonArgs};
+use crate::os::hub::{ip_payload, Batch, Capture};
+use crate::os::nat::{CoreNat, Forwarding, NatConfig, SourceMap};
+use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
+use crate::os::uplink::TcpLink;
+use crate::proto::endpoint::{Endpoint, Peer, SessionId};
+use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
+use crate::proto::seal::Keypair;
+use crate::proto::session::{Event, PacketMeta, SessionConfig};
+
+const HELP: &str = "\
+braid core - run the server side: accept edges, forward their traffic to the internet
+
+USAGE:
+    braid core [--config FILE] [--stderr]
+
+Reads `config braid 'main'` (role core, private key, listen_port) and one `config peer` per
+allowed edge (its public key). Listens on UDP and TCP listen_port (default 51830), forwards
+the edges' traffic through its own hub with NAT (its own nftables table `inet <space>`,
+removed on exit), and sends replies back over each edge's links.
+
+OPTIONS:
+    --config FILE    UCI file to read (default /etc/config/braid)
+    --stderr         log to stderr even when not on a terminal (default: syslog)
+
+EXAMPLE:
+    braid genkey > /etc/braid/key
+    cat >> /etc/config/braid <<'EOT'
+    config peer 'train42'
+        option public_key 'output of braid pubkey on the edge'
+    EOT
+    braid core --stderr
+";
+
+/// Where a datagram came from: a UDP address, or one accepted TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Addr {
+    /// Index of the socket (one per local address) and the edge's address.
+    Udp(u8, SocketAddr),
+    Tcp(u32),
+}
+
+/// One UDP socket per local address (loopback and link-local excepted), so each reply leaves
+/// from the address its request came to: a multi-homed core would otherwise answer from the
+/// address of the outgoing route, and the edge's connected link sockets would drop the reply.
+/// Addresses added after start are not listened on (restart the core).
+fn bind_udp(port: u16) -> Result<Vec<Rc<UdpSocket>>, String> {
+    let mut nl = crate::os::netlink::Netlink::open().map_err(|e| e.to_string())?;
+    let addrs = nl.addresses(None).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for a in addrs {
+        let ip = a.prefix.addr;
+        let link_local = matches!(ip, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80);
+        if ip.is_loopback() || link_local || out.len() >= 255 {
+            continue;
+        }
+        let std = std::net::UdpSocket::bind(SocketAddr::new(ip, port))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .map_err(|e| format!("cannot listen on UDP {ip} port {port}: {e}"))?;
+        out.push(Rc::new(
+            UdpSocket::from_std(std).map_err(|e| e.to_string())?,
+        ));
+    }
+    if out.is_empty() {
+        let std = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .map_err(|e| format!("cannot listen on UDP port {port}: {e}"))?;
+        out.push(Rc::new(
+            UdpSocket::from_std(std).map_err(|e| e.to_string())?,
+        ));
+    }
+    Ok(out)
+}
+
+/// `braid core`.
+pub fn cli_main(args: Vec<OsString>) -> ExitCode {
+    let args = match parse_args("core", HELP, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let cfg = match load_config("core", &args, Role::Core) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    daemon::init_logging(cfg.main.log_level.to_filter(), args.stderr);
+    run_local("core", run(args, cfg))
+}
+
+fn peers(cfg: &Config) -> Vec<Peer> {
+    cfg.peers
+        .iter()
+        .map(|p| Peer {
+            name: p.name.clone(),
+            public: p.public_key.0,
+        })
+        .collect()
+}
+
+const DATAGRAM: usize = 1500 - 28;
+
+struct Core {
+    cfg: Config,
+    clock: Clock,
+    ep: Endpoint<Addr>,
+    udp: Vec<Rc<UdpSocket>>,
+    tcp: HashMap<u32, LinkIo>,
+    map: SourceMap,
+    classifier: Classifier,
+    seed: u64,
+    mss: u16,
+    drops: HashMap<&'static str, u64>,
+}
+
+async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
+    let clock = Clock::new();
+    let private = cfg.private_key().map_err(|e| e.to_string())?;
+    if cfg.peers.is_empty() {
+        log::warn!(
+            "{}: no `config peer` section: no edge can connect",
+            cfg.file
+        );
+    }
+    let port = cfg.main.listen_port;
+    let bind = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+    let udp = bind_udp(port)?;
+    let tcp = match TcpListener::bind(bind).await {
+        Ok(l) => l,
+        Err(_) => TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+            .await
+            .map_err(|e| format!("cannot listen on TCP port {port}: {e}"))?,
+    };
+
+    let mut hubc = HubConfig::new(&cfg.main.hub);
+    hubc.mtu = u32::from(cfg.main.mtu);
+    let mut natc = NatConfig::new(&cfg.main.hub);
+    // IPv4 only for now: IPv6 inner packets are refused (and counted) by the source map.
+    natc.pool_v6 = None;
+    let mut steer = SteerConfig::new();
+    steer.destinations = natc.pools();
+    if let Err(e) = cleanup_stale(&hubc, &steer) {
+        log::warn!("cleaning a previous run's state: {e}");
+    }
+    if let Err(e) = crate::os::nat::cleanup_stale(&natc.instance) {
+        log::warn!("cleaning a previous run's nftables table: {e}");
+    }
+    let space = Space::new().map_err(|e| e.to_string())?;
+    let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
+    let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
+    // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
+    let capture = unsafe { AsyncFd::register(capture) }.map_err(|e| format!("capture: {e}"))?;
+    let _forwarding = Forwarding::enable(natc.pool_v6.is_some()).map_err(|e| e.to_string())?;
+    let _nat = CoreNat::install(&natc).map_err(|e| format!("nftables: {e}"))?;
+    let _steering = Steering::install(&hub, steer).map_err(|e| e.to_string())?;
+
+    let mut ep = Endpoint::new(
+        Keypair::from_private(private.0),
+        peers(&cfg),
+        SessionConfig::default(),
+    );
+    let _ = &mut ep;
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| format!("random seed: {e}"))?;
+    let mut core = Core {
+        classifier: Classifier::from_config(&cfg),
+        mss: mss_for_mtu(cfg.main.mtu, 4),
+        map: SourceMap::new(&natc),
+        cfg,
+        clock,
+        ep,
+        udp: udp.clone(),
+        tcp: HashMap::new(),
+        seed: u64::from_le_bytes(seed),
+        drops: HashMap::new(),
+    };
+    core.apply_classes();
+
+    let (in_tx, mut in_rx) = mpsc::channel::<(Addr, Vec<u8>)>(4096);
+    // UDP readers, one per local address.
+    for (i, sock) in udp.iter().enumerate() {
+        let tx = in_tx.clone();
+        let sock = sock.clone();
+        let i = i as u8;
+        tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                if let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                    if tx
+                        .send((Addr::Udp(i, from), buf[..n].to_vec()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    let (tcp_tx, mut tcp_in) = mpsc::channel::<(crate::proto::LinkId, Vec<u8>, SocketAddr)>(4096);
+    let mut next_conn: u32 = 1;
+
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
+    let _ctl = ControlServer::bind(std::path::Path::new(&core.cfg.main.control_socket), ctl_tx)
+        .map_err(|e| format!("control socket {}: {e}", core.cfg.main.control_socket))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut batch = Batch::default();
+    log::info!(
+        "core started on port {port}: {} peer(s), nat owned by the kernel: {}",
+        core.cfg.peers.len(),
+        _nat.owned
+    );
+
+    loop {
+        core.pump(capture.get_ref());
+        let deadline = core.ep.poll_timeout().map(|t| core.clock.deadline(t));
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => {
+                if let Err(e) = core.reload() {
+                    log::error!("reload refused, the running config stays: {e}");
+                }
+            }
+            Some(call) = ctl_rx.recv() => {
+                let reply = core.control(call.request);
+                let _ = call.reply.send(reply);
+            }
+            Ok((stream, from)) = tcp.accept() => {
+                // The connection id travels as the "link id" of the inbound channel (u8 is too
+                // small for ids, so the TCP task tags with 0 and we keep the id in the map key).
+                let id = next_conn;
+                next_conn = if next_conn >= 65535 { 1 } else { next_conn + 1 };
+                let (ctx, mut crx) = mpsc::channel::<(crate::proto::LinkId, Vec<u8>, SocketAddr)>(1024);
+                let io = daemon::tcp_link(0, TcpLink::from_stream(stream), from, ctx);
+                core.tcp.insert(id, io);
+                let fwd = tcp_tx.clone();
+                tokio::task::spawn_local(async move {
+                    while let Some((_, d, _)) = crx.recv().await {
+                        if fwd.send((u8::MAX, d, SocketAddr::from(([0, 0, 0, 0], (id & 0xffff) as u16)))).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                log::debug!("TCP link from {from} (connection {id})");
+            }
+            Some((_, mut d, tagged)) = tcp_in.recv() => {
+                let now = core.clock.now();
+                let id = u32::from(tagged.port());
+                let _ = core.ep.handle_datagram(now, Addr::Tcp(id), &mut d);
+            }
+            r = capture.readable() => {
+                let mut guard = r.map_err(|e| format!("capture: {e}"))?;
+                loop {
+                    match guard.get_inner().recv_batch(&mut batch) {
+                        Ok(n) => {
+                            for i in 0..n {
+                                let frame = batch.frame_mut(i);
+                                core.downstream(frame);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            guard.clear_ready();
+                            break;
+                        }
+                        Err(e) => return Err(format!("capture: {e}")),
+                    }
+                }
+            }
+            Some((from, mut d)) = in_rx.recv() => {
+                let now = core.clock.now();
+                let _ = core.ep.handle_datagram(now, from, &mut d);
+                for _ in 0..64 {
+                    match in_rx.try_recv() {
+                        Ok((from, mut d)) => { let _ = core.ep.handle_datagram(now, from, &mut d); }
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep => core.ep.handle_timeout(core.clock.now()),
+            _ = tick.tick() => core.housekeeping(),
+        }
+    }
+    log::info!("core stopping: removing hub, steering and the nftables table");
+    Ok(())
+}
+
+impl Core {
+    fn apply_classes(&mut self) {
+        // Downstream classes come from the core's own policies; pinned links are not known here.
+        let classes = session_classes(&self.cfg, |_| None);
+        let ids: Vec<SessionId> = self.ep.session_ids().collect();
+        for id in ids {
+            if let Some(s) = self.ep.session_mut(id) {
+                s.set_classes(&classes);
+            }
+        }
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.clock.now().as_micros() / 1_000_000
+    }
+
+    fn pump(&mut self, capture: &Capture) {
+        let now = self.clock.now();
+        let mut out = [0u8; DATAGRAM];
+        for _ in 0..4096 {
+            let Some((addr, n)) = self.ep.poll_transmit(now, &mut out) else {
+                break;
+            };
+            let sent = match addr {
+                Addr::Udp(i, a) => self
+                    .udp
+                    .get(usize::from(i))
+                    .is_some_and(|s| s.try_send_to(&out[..n], a).is_ok()),
+                Addr::Tcp(id) => self.tcp.get(&id).is_some_and(|io| io.tx.send(&out[..n])),
+            };
+            if !sent {
+                *self.drops.entry("socket busy").or_default() += 1;
+            }
+        }
+        let secs = self.now_secs();
+        while let Some((sid, mut d)) = self.ep.poll_deliver(now) {
+            match self.map.outbound(sid, &mut d.data, secs) {
+                Ok(_) => {
+                    clamp_mss(&mut d.data, self.mss);
+                    if capture.send_ip(&d.data).is_err() {
+                        *self.drops.entry("hub write failed").or_default() += 1;
+                    }
+                }
+                Err(_) => {
+                    *self
+                        .drops
+                        .entry("not mappable (pool or family)")
+                        .or_default() += 1
+                }
+            }
+            if let Some(s) = self.ep.session_mut(sid) {
+                s.recycle(d.data);
+            }
+        }
+        let mut new_sessions = false;
+        while let Some((sid, e)) = self.ep.poll_event() {
+            let name = self
+                .ep
+                .peer(sid)
+                .map_or_else(|| format!("session {sid}"), |p| p.name.clone());
+            match e {
+                Event::Established => {
+                    log::info!("edge '{name}' connected (session {sid})");
+                    new_sessions = true;
+                }
+                Event::LinkState { link, state } => {
+                    log::info!("edge '{name}': link {link} is {}", state_name(state))
+                }
+                Event::Closed => {
+                    log::info!("session {sid} ended");
+                    self.map.forget_session(sid);
+                }
+            }
+        }
+        if new_sessions {
+            self.apply_classes();
+        }
+    }
+
+    /// A frame from the hub: a reply from the internet to a pool address.
+    fn downstream(&mut self, frame: &mut [u8]) {
+        if frame.len() < 14
+            || !matches!(u16::from_be_bytes([frame[12], frame[13]]), 0x0800 | 0x86dd)
+        {
+            return;
+        }
+        if ip_payload(frame).is_none() {
+            return;
+        }
+        let pkt = &mut frame[14..];
+        let Some(sid) = self.map.inbound(pkt, self.now_secs()) else {
+            *self.drops.entry("reply for no session").or_default() += 1;
+            return;
+        };
+        let Ok(info) = packet::parse(pkt) else {
+            return;
+        };
+        let len = info.total_len.min(pkt.len());
+        let pkt = &mut pkt[..len];
+        clamp_mss(pkt, self.mss);
+        let verdict = self.classifier.classify(&info, Direction::Down, None);
+        let meta = PacketMeta {
+            user: packet::user_hash(info.dst, self.seed),
+            flow: u64::from(info.flow().hash(self.seed)),
+            class: u8::try_from(verdict.class).unwrap_or(0),
+        };
+        if self.ep.send(self.clock.now(), sid, pkt, meta).is_err() {
+            *self.drops.entry("queue full").or_default() += 1;
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        // TCP connections whose task ended (the edge went away) are dropped.
+        self.tcp
+            .retain(|_, io| !matches!(&io.tx, daemon::LinkTx::Tcp(tx) if tx.is_closed()));
+    }
+
+    fn reload(&mut self) -> Result<(), String> {
+        let new = crate::config::load(std::path::Path::new(&self.cfg.file)).map_err(|e| {
+            let d: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
+            if d.is_empty() {
+                e.to_string()
+            } else {
+                d.join("; ")
+            }
+        })?;
+        let changes = crate::config::diff::diff(&self.cfg, &new);
+        for c in &changes {
+            log::info!("reload: {c:?}");
+            if c.needs_restart() {
+                log::warn!("reload: {c:?} needs a restart to apply");
+            }
+        }
+        self.ep.set_peers(peers(&new));
+        self.classifier = Classifier::from_config(&new);
+        self.mss = mss_for_mtu(new.main.mtu, 4);
+        log::set_max_level(new.main.log_level.to_filter());
+        self.cfg = new;
+        self.apply_classes();
+        log::info!("reload applied ({} change(s))", changes.len());
+        Ok(())
+    }
+
+    fn control(&mut self, req: Request) -> Reply {
+        match req {
+            Request::Status => Reply {
+                status: Some(self.status()),
+                ..Reply::ok()
+            },
+            Request::Link { .. } => {
+                Reply::error("links are managed by the edge; run `braid link` there")
+            }
+            Request::Reload => match self.reload() {
+                Ok(()) => Reply::ok(),
+                Err(e) => Reply::error(e),
+            },
+        }
+    }
+
+    fn status(&self) -> control::Status {
+        let mut sessions = Vec::new();
+        for id in self.ep.session_ids() {
+            let Some(s) = self.ep.session(id) else {
+                continue;
+            };
+            let st = s.stats();
+            sessions.push(control::SessionStatus {
+                peer: self
+                    .ep
+                    .peer(id)
+                    .map_or_else(|| id.to_string(), |p| p.name.clone()),
+                state: if s.is_established() {
+                    "established"
+                } else {
+                    "handshaking"
+                }
+                .into(),
+                established_s: 0,
+                links: st
+                    .links
+                    .iter()
+                    .map(|l| control::LinkStatus {
+                        name: format!("link{}", l.id),
+                        id: l.id,
+                        device: self
+                            .ep
+                            .link_addr(id, l.id)
+                            .map_or_else(String::new, |a| format!("{a:?}")),
+                        state: state_name(l.state).into(),
+                        role: format!("{:?}", l.role).to_lowercase(),
+                        rtt_ms: l.srtt.as_secs_f64() * 1e3,
+                        rttvar_ms: l.rttvar.as_secs_f64() * 1e3,
+                        loss_pct: l.loss * 100.0,
+                        tx_bps: l.delivery_rate_bps,
+                        pacing_bps: l.pacing_rate_bps,
+                        tx_bytes: l.bytes_sent,
+                        rx_bytes: l.bytes_received,
+                        ..Default::default()
+                    })
+                    .collect(),
+                tx_packets: st.sent_packets,
+                rx_packets: st.reorder.delivered,
+                resent_packets: st.resends,
+                ..Default::default()
+            });
+        }
+        let mut drops: Vec<control::Counter> = self
+            .drops
+            .iter()
+            .map(|(k, v)| control::Counter {
+                reason: (*k).into(),
+                count: *v,
+            })
+            .collect();
+        for (d, n) in &self.ep.stats.dropped {
+            drops.push(control::Counter {
+                reason: format!("{d:?}"),
+                count: *n,
+            });
+        }
+        control::Status {
+            role: "core".into(),
+            version: crate::cli::VERSION.into(),
+            uptime_s: self.clock.uptime_s(),
+            sessions,
+            drops,
+        }
+    }
+}

@@ -1,0 +1,1015 @@
+//! `braid edge`: the router side.
+//!
+//! Start-up order is chosen so that a failure leaves the router as it was:
+//! 1. read and check the config (every error names file:line), resolve the core, open every
+//!    link socket (a missing device is named; the edge needs at least one);
+//! 2. remove what a crashed earlier instance left (inert policy rules), create the space (a
+//!    namespace only this process holds) and the hub into it, and open the capture;
+//! 3. handshake with the core over every link;
+//! 4. only once the session is up, install the policy rules that steer the LAN into the hub.
+//!
+//! The rules come out again when no link has worked for [`FAIL_OPEN_AFTER`] (clients use the
+//! plain WAN meanwhile), on a clean stop, and with the space when the process dies.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
+use crate::control::{self, Reply, Request};
+use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
+use crate::os::hub::{ip_payload, Batch, Capture};
+use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
+use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
+use crate::os::Prefix;
+use crate::proto::link::{LinkConfig, LinkState};
+use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
+use crate::proto::seal::{Channel, Keypair};
+use crate::proto::session::{Event, PacketMeta, Session, SessionConfig};
+use crate::proto::wire::LinkRole;
+use crate::proto::LinkId;
+use crate::quota::{QuotaBook, Verdict};
+
+/// Steering is withdrawn when no link has worked for this long (fail-open).
+pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
+/// How long before an unanswered handshake is reported as an error.
+pub const HANDSHAKE_WARN: Duration = Duration::from_secs(10);
+
+const HELP: &str = "\
+braid edge - run the router side of the bond
+
+USAGE:
+    braid edge [--config FILE] [--stderr]
+
+Reads `config braid 'main'` (role edge), every `config link` and `config policy` of FILE
+(default /etc/config/braid), handshakes with the core over every link, and steers the LAN
+sources into the tunnel once the session is up. Runs in the foreground (procd supervises it).
+SIGHUP or `braid reload` applies a changed config without dropping flows; SIGTERM stops it
+and removes everything it made. If it dies, clients fall back to the plain WAN.
+
+OPTIONS:
+    --config FILE    UCI file to read (default /etc/config/braid)
+    --stderr         log to stderr even when not on a terminal (default: syslog)
+
+EXAMPLE:
+    braid genkey > /etc/braid/key; braid pubkey < /etc/braid/key   # give it to the core
+    uci set braid.main.core_host=core.example.net; uci commit braid
+    braid edge --config /etc/config/braid --stderr
+";
+
+/// Parsed command line of `braid edge` / `braid core`.
+pub struct DaemonArgs {
+    pub config: PathBuf,
+    pub stderr: bool,
+}
+
+/// Parses `--config FILE --stderr --help`; `Err(code)` to exit with.
+pub fn parse_args(cmd: &str, help: &str, args: Vec<OsString>) -> Result<DaemonArgs, ExitCode> {
+    use lexopt::prelude::*;
+    let mut out = DaemonArgs {
+        config: PathBuf::from(crate::config::DEFAULT_PATH),
+        stderr: false,
+    };
+    let mut p = lexopt::Parser::from_args(args);
+    loop {
+        match p.next() {
+            Ok(None) => return Ok(out),
+            Ok(Some(Short('h') | Long("help"))) => {
+                print!("{help}");
+                return Err(ExitCode::SUCCESS);
+            }
+            Ok(Some(Short('c') | Long("config"))) => match p.value() {
+                Ok(v) => out.config = v.into(),
+                Err(e) => return Err(crate::cli::usage_error(cmd, e)),
+            },
+            Ok(Some(Long("stderr"))) => out.stderr = true,
+            Ok(Some(other)) => return Err(crate::cli::usage_error(cmd, other.unexpected())),
+            Err(e) => return Err(crate::cli::usage_error(cmd, e)),
+        }
+    }
+}
+
+/// Loads the config for `role`, printing every diagnostic; `Err(code)` to exit with.
+pub fn load_config(cmd: &str, args: &DaemonArgs, role: Role) -> Result<Config, ExitCode> {
+    let cfg = match crate::config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            for d in e.diagnostics() {
+                eprintln!("braid {cmd}: {d}");
+            }
+            if e.diagnostics().is_empty() {
+                eprintln!("braid {cmd}: {e}");
+            }
+            return Err(ExitCode::from(1));
+        }
+    };
+    for w in &cfg.warnings {
+        eprintln!("braid {cmd}: warning: {w}");
+    }
+    if cfg.main.role != role {
+        eprintln!(
+            "braid {cmd}: {}:{}: role is '{}' but this is `braid {cmd}` (set option role '{cmd}')",
+            cfg.file,
+            cfg.main.line,
+            if cfg.main.role == Role::Edge {
+                "edge"
+            } else {
+                "core"
+            }
+        );
+        return Err(ExitCode::from(1));
+    }
+    if !cfg.main.enabled {
+        eprintln!(
+            "braid {cmd}: warning: {}:{}: enabled is '0'; running anyway because started by hand",
+            cfg.file, cfg.main.line
+        );
+    }
+    Ok(cfg)
+}
+
+/// Runs a daemon's async main on a current-thread runtime.
+pub fn run_local<F: std::future::Future<Output = Result<(), String>>>(cmd: &str, f: F) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("braid {cmd}: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    match local.block_on(&rt, f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("braid {cmd}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `braid edge`.
+pub fn cli_main(args: Vec<OsString>) -> ExitCode {
+    let args = match parse_args("edge", HELP, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let cfg = match load_config("edge", &args, Role::Edge) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    daemon::init_logging(cfg.main.log_level.to_filter(), args.stderr);
+    run_local("edge", run(args, cfg))
+}
+
+/// Role of a config link as the protocol knows it.
+pub fn wire_role(r: model::LinkRole) -> LinkRole {
+    match r {
+        model::LinkRole::Primary => LinkRole::Primary,
+        model::LinkRole::Secondary => LinkRole::Secondary,
+        model::LinkRole::Backup => LinkRole::Backup,
+        model::LinkRole::Never => LinkRole::Never,
+    }
+}
+
+/// The session's classes from the config's classes (pinned links by name -> link id).
+pub fn session_classes(
+    cfg: &Config,
+    link_id: impl Fn(&str) -> Option<LinkId>,
+) -> Vec<crate::proto::sched::ClassConfig> {
+    use crate::proto::sched::{ClassConfig, Mode};
+    let classifier = Classifier::from_config(cfg);
+    classifier
+        .classes()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let id = u8::try_from(i).ok()?;
+            let mode = match c.mode {
+                model::Mode::Aggregate => Mode::Aggregate,
+                model::Mode::Redundant => Mode::Redundant,
+                model::Mode::Backup => Mode::Backup,
+                model::Mode::Pinned => {
+                    Mode::Pinned(c.link.as_deref().and_then(&link_id).unwrap_or(0))
+                }
+            };
+            Some(ClassConfig {
+                id,
+                mode,
+                priority: c.priority,
+                weight: u32::from(c.weight.max(1)),
+            })
+        })
+        .collect()
+}
+
+fn link_config(l: &model::Link) -> LinkConfig {
+    LinkConfig {
+        role: wire_role(l.role),
+        weight: u32::from(l.weight.max(1)),
+        rate_cap_bps: l.upload.filter(|&c| c > 0),
+    }
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve core_host '{host}': {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("core_host '{host}' has no address"))
+}
+
+/// One configured link.
+struct EdgeLink {
+    id: LinkId,
+    cfg: model::Link,
+    device: String,
+    io: Option<LinkIo>,
+    admin_up: bool,
+}
+
+struct Edge {
+    cfg: Config,
+    clock: Clock,
+    core: SocketAddr,
+    session: Session,
+    links: Vec<EdgeLink>,
+    classifier: Classifier,
+    seed: u64,
+    mss: u16,
+    inbound: mpsc::Sender<Inbound>,
+    hub: Hub,
+    steer: SteerConfig,
+    steering: Option<Steering>,
+    last_link_ok: std::time::Instant,
+    established_at: Option<std::time::Instant>,
+    started: std::time::Instant,
+    warned_handshake: bool,
+    drops: HashMap<&'static str, u64>,
+    quota: QuotaBook,
+    /// Link bytes (both directions) at the last quota count.
+    counted: HashMap<LinkId, u64>,
+    /// Links demoted by their quota.
+    demoted: HashMap<LinkId, QuotaAction>,
+    // Space last: dropped after the hub and capture that live in it.
+    _space: Space,
+}
+
+fn open_link(
+    id: LinkId,
+    device: &str,
+    l: &model::Link,
+    core: SocketAddr,
+    inbound: &mpsc::Sender<Inbound>,
+) -> Result<LinkIo, String> {
+    let mut nl = crate::os::netlink::Netlink::open().map_err(|e| e.to_string())?;
+    let local = uplink::device_address(&mut nl, device, core.is_ipv4())
+        .map_err(|e| format!("link '{}': {e}", l.name))?;
+    let spec = LinkSocketSpec {
+        device: device.to_string(),
+        local,
+        remote: core,
+    };
+    match l.transport {
+        Transport::Udp => {
+            let s = uplink::udp_socket(&spec).map_err(|e| format!("link '{}': {e}", l.name))?;
+            daemon::udp_link(id, s, inbound.clone()).map_err(|e| format!("link '{}': {e}", l.name))
+        }
+        Transport::Tcp => Ok(daemon::tcp_link(
+            id,
+            TcpLink::new(spec),
+            core,
+            inbound.clone(),
+        )),
+    }
+}
+
+fn prefixes(c: &[model::Cidr]) -> Vec<Prefix> {
+    c.iter().map(|c| Prefix::new(c.addr, c.prefix)).collect()
+}
+
+fn steer_config(cfg: &Config, core: SocketAddr) -> SteerConfig {
+    let mut s = SteerConfig::new();
+    s.sources = prefixes(&cfg.main.lan);
+    s.tcp_only = cfg.main.steer == Steer::Tcp;
+    s.bypass = prefixes(&cfg.main.bypass);
+    // Traffic to the core itself never enters the tunnel.
+    s.bypass.push(Prefix::host(core.ip()));
+    s
+}
+
+fn hub_config(cfg: &Config) -> HubConfig {
+    let mut h = HubConfig::new(&cfg.main.hub);
+    h.mtu = u32::from(cfg.main.mtu);
+    h
+}
+
+/// Datagram buffer size for a WAN MTU of 1500: the outer IPv4 + UDP headers leave this much.
+const DATAGRAM: usize = 1500 - 28;
+
+async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
+    let clock = Clock::new();
+    let private = cfg.private_key().map_err(|e| e.to_string())?;
+    let core_key = cfg
+        .main
+        .core_public_key
+        .ok_or("core_public_key is not set")?;
+    let host = cfg.main.core_host.clone().ok_or("core_host is not set")?;
+    let core = resolve(&host, cfg.main.core_port)?;
+    let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
+
+    // 1. Link sockets (nothing on the host changes if none can be opened).
+    let mut links = Vec::new();
+    let mut problems = Vec::new();
+    for (i, l) in cfg.links.iter().enumerate() {
+        let id = LinkId::try_from(i).map_err(|_| "more than 256 links")?;
+        let device = l.device.clone().unwrap_or_else(|| l.name.clone());
+        let io = match open_link(id, &device, l, core, &in_tx) {
+            Ok(io) => Some(io),
+            Err(e) => {
+                problems.push(format!("{e} (device '{device}', {}:{})", cfg.file, l.line));
+                None
+            }
+        };
+        links.push(EdgeLink {
+            id,
+            cfg: l.clone(),
+            device,
+            io,
+            admin_up: true,
+        });
+    }
+    for p in &problems {
+        log::warn!("{p}; waiting for it to appear");
+    }
+    if links.iter().all(|l| l.io.is_none()) {
+        return Err(if links.is_empty() {
+            format!("{}: no `config link` section: nothing to bond", cfg.file)
+        } else {
+            format!("no link can be opened: {}", problems.join("; "))
+        });
+    }
+
+    // 2. Space, hub, capture.
+    let hubc = hub_config(&cfg);
+    let steer = steer_config(&cfg, core);
+    match cleanup_stale(&hubc, &steer) {
+        Ok(c) => log::debug!("stale state cleaned: {c:?}"),
+        Err(e) => log::warn!("cleaning a previous run's state: {e}"),
+    }
+    let space = Space::new().map_err(|e| e.to_string())?;
+    let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
+    let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
+    // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
+    let capture = unsafe { AsyncFd::register(capture) }.map_err(|e| format!("capture: {e}"))?;
+
+    // 3. The session.
+    let keys = Keypair::from_private(private.0);
+    let now = clock.now();
+    let mut session = Session::new(
+        Channel::initiator(&keys, core_key.0, now),
+        SessionConfig {
+            max_packet: usize::from(cfg.main.mtu),
+            ..SessionConfig::default()
+        },
+        now,
+    );
+    let names: Vec<(String, LinkId)> = links.iter().map(|l| (l.cfg.name.clone(), l.id)).collect();
+    session.set_classes(&session_classes(&cfg, |n| {
+        names.iter().find(|(x, _)| x == n).map(|x| x.1)
+    }));
+    for l in &links {
+        session.add_link(l.id, link_config(&l.cfg), now);
+        if l.io.is_none() {
+            session.set_link_admin(l.id, false, now);
+        }
+    }
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| format!("random seed: {e}"))?;
+    let cfg_state_file = cfg.main.state_file.clone();
+    let mut edge = Edge {
+        classifier: Classifier::from_config(&cfg),
+        mss: mss_for_mtu(cfg.main.mtu, 4),
+        cfg,
+        clock,
+        core,
+        session,
+        links,
+        seed: u64::from_le_bytes(seed),
+        inbound: in_tx,
+        hub,
+        steer,
+        steering: None,
+        last_link_ok: std::time::Instant::now(),
+        established_at: None,
+        started: std::time::Instant::now(),
+        warned_handshake: false,
+        drops: HashMap::new(),
+        quota: load_quota(&cfg_state_file, unix_now()),
+        counted: HashMap::new(),
+        demoted: HashMap::new(),
+        _space: space,
+    };
+
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
+    let _ctl = ControlServer::bind(std::path::Path::new(&edge.cfg.main.control_socket), ctl_tx)
+        .map_err(|e| format!("control socket {}: {e}", edge.cfg.main.control_socket))?;
+    let mut watch = match LinkWatch::open() {
+        // SAFETY: the LinkWatch owns its netlink fd for as long as it lives.
+        Ok(w) => unsafe { AsyncFd::register(w) }.ok(),
+        Err(e) => {
+            log::warn!("not watching interfaces: {e}");
+            None
+        }
+    };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut batch = Batch::default();
+    let mut scratch = vec![0u8; 65536];
+    log::info!(
+        "edge started: core {}, {} link(s), space '{}', hub mtu {}",
+        edge.core,
+        edge.links.len(),
+        edge.cfg.main.space,
+        edge.cfg.main.mtu
+    );
+
+    loop {
+        edge.pump(capture.get_ref());
+        let deadline = edge.session.poll_timeout().map(|t| edge.clock.deadline(t));
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let watch_ready = async {
+            match &watch {
+                Some(w) => w.readable().await.map(|mut g| g.clear_ready()).is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => {
+                if let Err(e) = edge.reload() {
+                    log::error!("reload refused, the running config stays: {e}");
+                }
+            }
+            Some(call) = ctl_rx.recv() => {
+                let reply = edge.control(call.request);
+                let _ = call.reply.send(reply);
+            }
+            r = capture.readable() => {
+                let mut guard = r.map_err(|e| format!("capture: {e}"))?;
+                loop {
+                    match guard.get_inner().recv_batch(&mut batch) {
+                        Ok(n) => {
+                            for i in 0..n {
+                                edge.upstream(batch.frame(i), &mut scratch);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            guard.clear_ready();
+                            break;
+                        }
+                        Err(e) => return Err(format!("capture: {e}")),
+                    }
+                }
+            }
+            Some((id, mut d, _)) = in_rx.recv() => {
+                let now = edge.clock.now();
+                let _ = edge.session.handle_datagram(now, Some(id), &mut d);
+                for _ in 0..64 {
+                    match in_rx.try_recv() {
+                        Ok((id, mut d, _)) => { let _ = edge.session.handle_datagram(now, Some(id), &mut d); }
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep => edge.session.handle_timeout(edge.clock.now()),
+            _ = tick.tick() => edge.housekeeping(),
+            true = watch_ready => {
+                if let Some(w) = watch.as_mut() {
+                    match w.get_mut().read() {
+                        Ok(events) => edge.device_events(events),
+                        Err(e) => log::warn!("interface watch: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    log::info!("edge stopping: removing steering, hub and space");
+    edge.count_quota();
+    edge.save_quota();
+    edge.session.close();
+    edge.pump(capture.get_ref());
+    if let Some(mut s) = edge.steering.take() {
+        if let Err(e) = s.remove() {
+            log::warn!("removing steering: {e}");
+        }
+    }
+    Ok(())
+}
+
+impl Edge {
+    /// Moves everything the session wants done: datagrams out, packets to clients, events.
+    fn pump(&mut self, capture: &Capture) {
+        let now = self.clock.now();
+        let mut out = [0u8; DATAGRAM];
+        for _ in 0..4096 {
+            let Some(t) = self.session.poll_transmit(now, &mut out) else {
+                break;
+            };
+            let sent = self
+                .links
+                .get(usize::from(t.link))
+                .and_then(|l| l.io.as_ref())
+                .is_some_and(|io| io.tx.send(&out[..t.len]));
+            if !sent {
+                *self.drops.entry("link socket busy or closed").or_default() += 1;
+            }
+        }
+        while let Some(mut d) = self.session.poll_deliver(now) {
+            clamp_mss(&mut d.data, self.mss);
+            if capture.send_ip(&d.data).is_err() {
+                *self.drops.entry("hub write failed").or_default() += 1;
+            }
+            self.session.recycle(d.data);
+        }
+        while let Some(e) = self.session.poll_event() {
+            match e {
+                Event::Established => {
+                    log::info!("session with core {} established", self.core);
+                    self.established_at = Some(std::time::Instant::now());
+                    self.last_link_ok = std::time::Instant::now();
+                    self.install_steering();
+                }
+                Event::LinkState { link, state } => {
+                    let name = self
+                        .links
+                        .get(usize::from(link))
+                        .map_or("?", |l| l.cfg.name.as_str());
+                    log::info!("link '{name}' is {}", state_name(state));
+                }
+                Event::Closed => {
+                    log::warn!("the core closed the session");
+                    self.remove_steering("session closed");
+                }
+            }
+        }
+    }
+
+    fn install_steering(&mut self) {
+        if self.steering.is_some() {
+            return;
+        }
+        match Steering::install(&self.hub, self.steer.clone()) {
+            Ok(s) => {
+                log::info!(
+                    "steering {} source prefix(es) into the tunnel",
+                    self.steer.sources.len()
+                );
+                self.steering = Some(s);
+            }
+            Err(e) => log::error!("cannot install steering rules: {e}"),
+        }
+    }
+
+    fn remove_steering(&mut self, why: &str) {
+        if let Some(mut s) = self.steering.take() {
+            log::warn!("{why}: clients use the plain WAN until a link works again");
+            if let Err(e) = s.remove() {
+                log::warn!("removing steering: {e}");
+            }
+        }
+    }
+
+    /// One frame from the hub: a client's packet going up.
+    fn upstream(&mut self, frame: &[u8], scratch: &mut [u8]) {
+        let Some(ip) = ip_payload(frame) else {
+            return;
+        };
+        if ip.len() > scratch.len() {
+            return;
+        }
+        let pkt = &mut scratch[..ip.len()];
+        pkt.copy_from_slice(ip);
+        let info = match packet::parse(pkt) {
+            Ok(i) => i,
+            Err(_) => {
+                *self.drops.entry("malformed client packet").or_default() += 1;
+                return;
+            }
+        };
+        let pkt = &mut pkt[..info.total_len.min(ip.len())];
+        clamp_mss(pkt, self.mss);
+        let verdict = self.classifier.classify(&info, Direction::Up, None);
+        let meta = PacketMeta {
+            user: packet::user_hash(info.src, self.seed),
+            flow: u64::from(info.flow().hash(self.seed)),
+            class: u8::try_from(verdict.class).unwrap_or(0),
+        };
+        if self.session.send(self.clock.now(), pkt, meta).is_err() {
+            *self.drops.entry("queue full").or_default() += 1;
+        }
+    }
+
+    /// Counts what each link with a quota carried since the last call; demotes or restores it.
+    fn count_quota(&mut self) {
+        let stats = self.session.stats();
+        let now = unix_now();
+        for l in &self.links {
+            let Some(q) = &l.cfg.quota else { continue };
+            let Some(s) = stats.links.iter().find(|s| s.id == l.id) else {
+                continue;
+            };
+            let total = s.bytes_sent + s.bytes_received;
+            let last = self.counted.insert(l.id, total).unwrap_or(0);
+            let verdict = self
+                .quota
+                .account(&l.cfg.name, q, total.saturating_sub(last), now);
+            let was = self.demoted.get(&l.id).copied();
+            let mut cfg = link_config(&l.cfg);
+            match (verdict, was) {
+                (Verdict::Exceeded(action), None) => {
+                    log::warn!(
+                        "link '{}' used its quota ({} bytes): now {}",
+                        l.cfg.name,
+                        self.quota.used(&l.cfg.name),
+                        if action == QuotaAction::Never {
+                            "not used"
+                        } else {
+                            "backup only"
+                        }
+                    );
+                    cfg.role = if action == QuotaAction::Never {
+                        LinkRole::Never
+                    } else {
+                        LinkRole::Backup
+                    };
+                    self.session.add_link(l.id, cfg, self.clock.now());
+                    self.demoted.insert(l.id, action);
+                }
+                (Verdict::Within, Some(_)) => {
+                    log::info!("link '{}': new quota period, back to its role", l.cfg.name);
+                    self.session.add_link(l.id, cfg, self.clock.now());
+                    self.demoted.remove(&l.id);
+                }
+                _ => {}
+            }
+        }
+        if self.quota.should_save(now) {
+            self.save_quota();
+        }
+    }
+
+    fn save_quota(&mut self) {
+        let path = std::path::Path::new(&self.cfg.main.state_file);
+        if self.links.iter().all(|l| l.cfg.quota.is_none()) {
+            return;
+        }
+        let tmp = path.with_extension("tmp");
+        let r = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, self.quota.to_text()))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        match r {
+            Ok(()) => self.quota.mark_saved(unix_now()),
+            Err(e) => log::warn!("cannot write quota state {}: {e}", path.display()),
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.count_quota();
+        let stats = self.session.stats();
+        let any_up = stats.links.iter().any(|l| l.state != LinkState::Down);
+        if any_up {
+            self.last_link_ok = std::time::Instant::now();
+        }
+        if self.session.is_established() {
+            if any_up {
+                self.install_steering();
+            } else if self.last_link_ok.elapsed() >= FAIL_OPEN_AFTER {
+                self.remove_steering("no link has worked for 3 s");
+            }
+        } else if !self.warned_handshake && self.started.elapsed() >= HANDSHAKE_WARN {
+            self.warned_handshake = true;
+            log::error!(
+                "no answer from core {} on any link after {} s: check core_host, core_port, core_public_key, \
+                 that the core lists this edge's public key, and that UDP/TCP to it is not blocked; still trying",
+                self.core,
+                HANDSHAKE_WARN.as_secs()
+            );
+        }
+    }
+
+    fn link_index(&self, name: &str) -> Option<usize> {
+        self.links
+            .iter()
+            .position(|l| l.cfg.name == name || l.device == name)
+    }
+
+    fn set_link(&mut self, i: usize, up: bool) -> Result<(), String> {
+        let now = self.clock.now();
+        let l = &mut self.links[i];
+        if up && l.io.is_none() {
+            l.io = Some(open_link(
+                l.id,
+                &l.device,
+                &l.cfg,
+                self.core,
+                &self.inbound,
+            )?);
+        }
+        if !up {
+            // Close the socket: a device coming back may have a new address.
+            l.io = None;
+        }
+        l.admin_up = up;
+        self.session.set_link_admin(l.id, up, now);
+        log::info!(
+            "link '{}' taken {}",
+            l.cfg.name,
+            if up { "up" } else { "down" }
+        );
+        Ok(())
+    }
+
+    fn device_events(&mut self, events: Vec<uplink::DeviceEvent>) {
+        use uplink::DeviceEvent::*;
+        for e in events {
+            let (device, up) = match &e {
+                Up { device } | AddressAdded { device, .. } => (device.clone(), true),
+                Down { device } => (device.clone(), false),
+                AddressRemoved { device, .. } => (device.clone(), false),
+                Resync => continue,
+            };
+            let Some(i) = self.links.iter().position(|l| l.device == device) else {
+                continue;
+            };
+            let is_up = self.links[i].io.is_some();
+            if up != is_up || matches!(e, AddressRemoved { .. }) {
+                if let Err(err) = self.set_link(i, up) {
+                    log::warn!("{err}");
+                }
+                if matches!(e, AddressRemoved { .. }) {
+                    // Reopen with whatever address remains.
+                    let _ = self.set_link(i, true);
+                }
+            }
+        }
+    }
+
+    fn control(&mut self, req: Request) -> Reply {
+        match req {
+            Request::Status => Reply {
+                status: Some(self.status()),
+                ..Reply::ok()
+            },
+            Request::Link { name, up } => match self.link_index(&name) {
+                Some(i) => match self.set_link(i, up) {
+                    Ok(()) => Reply::ok(),
+                    Err(e) => Reply::error(e),
+                },
+                None => Reply::error(format!("no link named '{name}' (see braid status)")),
+            },
+            Request::Reload => match self.reload() {
+                Ok(()) => Reply::ok(),
+                Err(e) => Reply::error(e),
+            },
+        }
+    }
+
+    /// Re-reads the config and applies what changed, without touching the session's flows.
+    fn reload(&mut self) -> Result<(), String> {
+        let new = crate::config::load(std::path::Path::new(&self.cfg.file)).map_err(|e| {
+            let d: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
+            if d.is_empty() {
+                e.to_string()
+            } else {
+                d.join("; ")
+            }
+        })?;
+        let changes = crate::config::diff::diff(&self.cfg, &new);
+        if changes.is_empty() {
+            log::info!("reload: nothing changed");
+            return Ok(());
+        }
+        let now = self.clock.now();
+        for c in &changes {
+            log::info!("reload: {c:?}");
+            if c.needs_restart() {
+                log::warn!("reload: {c:?} needs a restart (/etc/init.d/braid restart) to apply");
+            }
+        }
+        // Links: removed ones drain to the others, new ones open, changed ones are updated.
+        let mut kept = Vec::new();
+        for l in std::mem::take(&mut self.links) {
+            match new.link(&l.cfg.name) {
+                Some(_) => kept.push(l),
+                None => {
+                    log::info!("link '{}' removed", l.cfg.name);
+                    self.session.remove_link(l.id, now);
+                }
+            }
+        }
+        self.links = kept;
+        for nl in &new.links {
+            let device = nl.device.clone().unwrap_or_else(|| nl.name.clone());
+            if let Some(l) = self.links.iter_mut().find(|l| l.cfg.name == nl.name) {
+                let reopen = l.device != device || l.cfg.transport != nl.transport;
+                l.cfg = nl.clone();
+                l.device = device;
+                self.session.add_link(l.id, link_config(nl), now);
+                if reopen && l.admin_up {
+                    l.io = open_link(l.id, &l.device, &l.cfg, self.core, &self.inbound).ok();
+                }
+                continue;
+            }
+            let Some(id) = (0..=255u8).find(|id| !self.links.iter().any(|l| l.id == *id)) else {
+                return Err("more than 256 links".into());
+            };
+            let io = open_link(id, &device, nl, self.core, &self.inbound);
+            if let Err(e) = &io {
+                log::warn!("{e}; waiting for it to appear");
+            }
+            self.session.add_link(id, link_config(nl), now);
+            let up = io.is_ok();
+            self.links.push(EdgeLink {
+                id,
+                cfg: nl.clone(),
+                device,
+                io: io.ok(),
+                admin_up: true,
+            });
+            if !up {
+                self.session.set_link_admin(id, false, now);
+            }
+            log::info!("link '{}' added", nl.name);
+        }
+        self.links.sort_by_key(|l| l.id);
+        // Policies and classes.
+        self.classifier = Classifier::from_config(&new);
+        let names: Vec<(String, LinkId)> = self
+            .links
+            .iter()
+            .map(|l| (l.cfg.name.clone(), l.id))
+            .collect();
+        self.session.set_classes(&session_classes(&new, |n| {
+            names.iter().find(|(x, _)| x == n).map(|x| x.1)
+        }));
+        self.mss = mss_for_mtu(new.main.mtu, 4);
+        let new_steer = steer_config(&new, self.core);
+        let steer_changed = new_steer.sources != self.steer.sources
+            || new_steer.bypass != self.steer.bypass
+            || new_steer.tcp_only != self.steer.tcp_only;
+        self.steer = new_steer;
+        if steer_changed && self.steering.is_some() {
+            self.steering = None; // drop removes the old rules
+            self.install_steering();
+        }
+        log::set_max_level(new.main.log_level.to_filter());
+        self.cfg = new;
+        log::info!("reload applied ({} change(s))", changes.len());
+        Ok(())
+    }
+
+    fn status(&self) -> control::Status {
+        let stats = self.session.stats();
+        let links = self
+            .links
+            .iter()
+            .map(|l| {
+                let s = stats.links.iter().find(|s| s.id == l.id);
+                control::LinkStatus {
+                    name: l.cfg.name.clone(),
+                    id: l.id,
+                    device: l.device.clone(),
+                    state: if !l.admin_up {
+                        "admin-down".into()
+                    } else {
+                        s.map_or("down", |s| state_name(s.state)).into()
+                    },
+                    role: match self.demoted.get(&l.id) {
+                        Some(QuotaAction::Backup) => "backup (quota)".into(),
+                        Some(QuotaAction::Never) => "never (quota)".into(),
+                        None => role_name(l.cfg.role).into(),
+                    },
+                    rtt_ms: s.map_or(0.0, |s| s.srtt.as_secs_f64() * 1e3),
+                    rttvar_ms: s.map_or(0.0, |s| s.rttvar.as_secs_f64() * 1e3),
+                    loss_pct: s.map_or(0.0, |s| s.loss * 100.0),
+                    tx_bps: s.map_or(0, |s| s.delivery_rate_bps),
+                    rx_bps: 0,
+                    pacing_bps: s.map_or(0, |s| s.pacing_rate_bps),
+                    tx_bytes: s.map_or(0, |s| s.bytes_sent),
+                    rx_bytes: s.map_or(0, |s| s.bytes_received),
+                    quota_bytes: l.cfg.quota.as_ref().map(|q| q.bytes),
+                    quota_used_bytes: self.quota.used(&l.cfg.name),
+                }
+            })
+            .collect();
+        let classes = Classifier::from_config(&self.cfg)
+            .classes()
+            .iter()
+            .map(|c| control::ClassStatus {
+                name: c.name.clone(),
+                mode: model::mode_name(&c.mode),
+                priority: c.priority,
+                packets: 0,
+            })
+            .collect();
+        let mut drops: Vec<control::Counter> = self
+            .drops
+            .iter()
+            .map(|(k, v)| control::Counter {
+                reason: (*k).into(),
+                count: *v,
+            })
+            .collect();
+        for (reason, count) in [
+            ("refused by the send queue", stats.refused),
+            ("given up after resends", stats.dropped_resend_limit),
+            ("no path", stats.dropped_no_path),
+            ("bad datagrams from the core", stats.bad_datagrams),
+            ("duplicates received", stats.reorder.duplicates),
+        ] {
+            drops.push(control::Counter {
+                reason: reason.into(),
+                count,
+            });
+        }
+        control::Status {
+            role: "edge".into(),
+            version: crate::cli::VERSION.into(),
+            uptime_s: self.clock.uptime_s(),
+            sessions: vec![control::SessionStatus {
+                peer: self.core.to_string(),
+                state: if self.session.is_established() {
+                    "established"
+                } else {
+                    "handshaking"
+                }
+                .into(),
+                established_s: self.established_at.map_or(0, |t| t.elapsed().as_secs()),
+                links,
+                users: Vec::new(),
+                classes,
+                tx_packets: stats.sent_packets,
+                rx_packets: stats.reorder.delivered,
+                resent_packets: stats.resends,
+            }],
+            drops,
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn load_quota(path: &str, now: u64) -> QuotaBook {
+    match std::fs::read_to_string(path) {
+        Ok(text) => QuotaBook::from_text(&text, now),
+        Err(_) => QuotaBook::from_text("", now),
+    }
+}
+
+/// A link state as `braid status` prints it.
+pub fn state_name(s: LinkState) -> &'static str {
+    match s {
+        LinkState::Up => "up",
+        LinkState::Degraded => "degraded",
+        LinkState::Down => "down",
+    }
+}
+
+fn role_name(r: model::LinkRole) -> &'static str {
+    match r {
+        model::LinkRole::Primary => "primary",
+        model::LinkRole::Secondary => "secondary",
+        model::LinkRole::Backup => "backup",
+        model::LinkRole::Never => "never",
+    }
+}

@@ -1,0 +1,479 @@
+//! Capture and injection on the space end of the hub: a raw AF_PACKET socket.
+//!
+//! The socket is opened inside the space ([`Capture::open`] does it through
+//! [`Space::run`]), bound to the space end, non-blocking, and filtered in the kernel (classic
+//! BPF) to the frames the host routed to the hub's next hop (destination MAC = `peer_mac`), so
+//! the host end's own chatter (IPv6 router solicitations, MLD, ...) never reaches braid. Frames
+//! braid writes are not looped back to it (PACKET_IGNORE_OUTGOING). Receiving is batched with
+//! `recvmmsg` (one syscall for up to [`BATCH`] frames). Wrap it in tokio's `AsyncFd` (it
+//! implements `AsRawFd`) and call [`Capture::recv_batch`] until it returns `WouldBlock`.
+//!
+//! `examples/hub_bench.rs` compares this socket with `pnet_datalink` (packets/s and CPU time per
+//! packet); this one was cheaper, see the report in that file's header.
+
+use super::space::{Hub, Space};
+use super::{Error, Result};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Frames per `recvmmsg` in [`Capture::recv_batch`].
+pub const BATCH: usize = 32;
+/// Largest frame a batch slot holds (Ethernet header + 9000-byte jumbo payload).
+pub const SLOT: usize = 9018;
+
+const ETH_P_ALL: u16 = 0x0003;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const ETH_HLEN: usize = 14;
+
+/// A raw packet socket on one interface.
+#[derive(Debug)]
+pub struct Capture {
+    fd: OwnedFd,
+    ifindex: u32,
+    /// Source MAC of frames built by [`Capture::send_ip`].
+    pub src_mac: [u8; 6],
+    /// Destination MAC of frames built by [`Capture::send_ip`].
+    pub dst_mac: [u8; 6],
+}
+
+/// Receive buffers for [`Capture::recv_batch`]: `BATCH` slots of `SLOT` bytes.
+pub struct Batch {
+    data: Vec<u8>,
+    lens: [usize; BATCH],
+    n: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            data: vec![0u8; BATCH * SLOT],
+            lens: [0; BATCH],
+            n: 0,
+        }
+    }
+}
+
+impl Batch {
+    /// Number of frames in the batch.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    /// Frame `i` (Ethernet header included).
+    pub fn frame(&self, i: usize) -> &[u8] {
+        &self.data[i * SLOT..i * SLOT + self.lens[i].min(SLOT)]
+    }
+    /// Frame `i`, mutable.
+    pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
+        let l = self.lens[i].min(SLOT);
+        &mut self.data[i * SLOT..i * SLOT + l]
+    }
+    /// The frames.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.n).map(|i| self.frame(i))
+    }
+}
+
+/// The IP packet inside an Ethernet frame (IPv4 or IPv6 ethertype), if any.
+pub fn ip_payload(frame: &[u8]) -> Option<&[u8]> {
+    if frame.len() < ETH_HLEN {
+        return None;
+    }
+    match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 | 0x86dd => Some(&frame[ETH_HLEN..]),
+        _ => None,
+    }
+}
+
+fn bpf_dst_mac(mac: [u8; 6]) -> [libc::sock_filter; 6] {
+    let hi = u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
+    let lo = u32::from(u16::from_be_bytes([mac[4], mac[5]]));
+    let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    const LD_W_ABS: u16 = 0x20;
+    const LD_H_ABS: u16 = 0x28;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    [
+        ins(LD_W_ABS, 0, 0, 0),
+        ins(JEQ_K, 0, 3, hi),
+        ins(LD_H_ABS, 0, 0, 4),
+        ins(JEQ_K, 0, 1, lo),
+        ins(RET_K, 0, 0, 0x40000),
+        ins(RET_K, 0, 0, 0),
+    ]
+}
+
+fn setsockopt_raw<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: v points to a live T of the given size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            v as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Capture {
+    /// Opens the capture on the hub's space end, inside `space`: receives the frames the host
+    /// steered into the hub; [`Capture::send_ip`] writes IP packets toward the host (and on to
+    /// the client).
+    pub fn open(space: &Space, hub: &Hub) -> Result<Capture> {
+        let (ifindex, peer, host) = (hub.space_index, hub.config.peer_mac, hub.host_mac);
+        space.run(move || Capture::open_raw(ifindex, Some(peer), peer, host))?
+    }
+
+    /// Opens a packet socket on `ifindex` of the calling thread's namespace. With `filter`, only
+    /// frames whose destination MAC is `filter` are received. `src_mac`/`dst_mac` are used by
+    /// [`Capture::send_ip`].
+    pub fn open_raw(
+        ifindex: u32,
+        filter: Option<[u8; 6]>,
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+    ) -> Result<Capture> {
+        let what = || format!("open packet socket on link #{ifindex}");
+        // Protocol 0: receive nothing until bound, so no foreign frame slips in before the filter.
+        // SAFETY: socket(2); the fd is owned right below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::last(what()));
+        }
+        // SAFETY: fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let raw = fd.as_raw_fd();
+        if let Some(mac) = filter {
+            let prog = bpf_dst_mac(mac);
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr() as *mut libc::sock_filter,
+            };
+            setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+                .map_err(|e| Error::new(format!("{}: attach filter", what()), e))?;
+        }
+        let one: libc::c_int = 1;
+        // Old kernels (< 4.20) lack it: then braid sees its own writes and must ignore them.
+        let _ = setsockopt_raw(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
+        let buf: libc::c_int = 4 << 20;
+        if setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf).is_err() {
+            let _ = setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &buf);
+        }
+        // SAFETY: zeroed sockaddr_ll is valid.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_protocol = ETH_P_ALL.to_be();
+        sa.sll_ifindex = ifindex as i32;
+        // SAFETY: sa is a valid sockaddr_ll.
+        let r = unsafe {
+            libc::bind(
+                raw,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(Error::last(format!("{}: bind", what())));
+        }
+        Ok(Capture {
+            fd,
+            ifindex,
+            src_mac,
+            dst_mac,
+        })
+    }
+
+    /// A second handle on the same socket (e.g. one for tokio, one kept by the owner).
+    pub fn try_clone(&self) -> Result<Capture> {
+        Ok(Capture {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| Error::new("duplicate the capture socket", e))?,
+            ifindex: self.ifindex,
+            src_mac: self.src_mac,
+            dst_mac: self.dst_mac,
+        })
+    }
+
+    /// The interface it is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Receives one frame (Ethernet header included); `WouldBlock` when none is queued.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is writable for its length.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Receives up to [`BATCH`] frames in one syscall; `WouldBlock` when none is queued.
+    pub fn recv_batch(&self, b: &mut Batch) -> io::Result<usize> {
+        let base = b.data.as_mut_ptr();
+        let mut iov: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
+            // SAFETY: i * SLOT + SLOT <= data.len() by construction.
+            iov_base: unsafe { base.add(i * SLOT) }.cast(),
+            iov_len: SLOT,
+        });
+        // SAFETY: zeroed mmsghdr is valid (null name, no control).
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: msgs and the iovecs point into live buffers for the call's duration.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                // c_int on glibc, c_uint on musl.
+                libc::MSG_DONTWAIT as _,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            b.n = 0;
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (i, m) in msgs.iter().take(n).enumerate() {
+            b.lens[i] = m.msg_len as usize;
+        }
+        b.n = n;
+        Ok(n)
+    }
+
+    /// Writes one raw frame.
+    pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        // SAFETY: frame is readable for its length.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Writes an IP packet (v4 or v6, by its version nibble) in an Ethernet frame from
+    /// `src_mac` to `dst_mac`. Uses a gather write, so the packet is not copied.
+    pub fn send_ip(&self, packet: &[u8]) -> io::Result<usize> {
+        let ethertype: u16 = match packet.first().map(|b| b >> 4) {
+            Some(4) => 0x0800,
+            Some(6) => 0x86dd,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not an IPv4/IPv6 packet",
+                ))
+            }
+        };
+        let mut h = [0u8; ETH_HLEN];
+        h[0..6].copy_from_slice(&self.dst_mac);
+        h[6..12].copy_from_slice(&self.src_mac);
+        h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        let iov = [
+            libc::iovec {
+                iov_base: h.as_ptr() as *mut libc::c_void,
+                iov_len: ETH_HLEN,
+            },
+            libc::iovec {
+                iov_base: packet.as_ptr() as *mut libc::c_void,
+                iov_len: packet.len(),
+            },
+        ];
+        // SAFETY: zeroed msghdr is valid; iov points to live buffers.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = 2;
+        // SAFETY: msg is valid for the call.
+        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+impl Capture {
+    /// Writes up to [`BATCH`] IP packets with one `sendmmsg` (see [`Capture::send_ip`] for the
+    /// framing). Returns how many were sent; packets that are not IPv4/IPv6 are refused with
+    /// `InvalidInput` before anything is sent.
+    pub fn send_ip_batch(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        let n = packets.len().min(BATCH);
+        let mut heads = [[0u8; ETH_HLEN]; BATCH];
+        for (h, p) in heads.iter_mut().zip(&packets[..n]) {
+            let ethertype: u16 = match p.first().map(|b| b >> 4) {
+                Some(4) => 0x0800,
+                Some(6) => 0x86dd,
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "not an IPv4/IPv6 packet",
+                    ))
+                }
+            };
+            h[0..6].copy_from_slice(&self.dst_mac);
+            h[6..12].copy_from_slice(&self.src_mac);
+            h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        }
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 2 * BATCH];
+        // SAFETY: zeroed mmsghdr is valid (null name, no control).
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            iov[2 * i] = libc::iovec {
+                iov_base: heads[i].as_mut_ptr().cast(),
+                iov_len: ETH_HLEN,
+            };
+            iov[2 * i + 1] = libc::iovec {
+                iov_base: packets[i].as_ptr() as *mut libc::c_void,
+                iov_len: packets[i].len(),
+            };
+        }
+        // Pointers into `iov` are taken only after it is complete.
+        let base = iov.as_mut_ptr();
+        for (i, m) in msgs.iter_mut().take(n).enumerate() {
+            // SAFETY: 2 * i + 1 < 2 * BATCH.
+            m.msg_hdr.msg_iov = unsafe { base.add(2 * i) };
+            m.msg_hdr.msg_iovlen = 2;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: msgs and their iovecs point to live buffers for the call's duration.
+        let r = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                // c_int on glibc, c_uint on musl.
+                libc::MSG_DONTWAIT as _,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+}
+
+impl AsRawFd for Capture {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Capture {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A [`Capture`] registered with tokio (must be created inside a runtime).
+#[derive(Debug)]
+pub struct AsyncCapture {
+    inner: tokio::io::unix::AsyncFd<Capture>,
+}
+
+impl AsyncCapture {
+    /// Registers `cap` with the current tokio runtime.
+    pub fn new(cap: Capture) -> io::Result<AsyncCapture> {
+        // SAFETY: `Capture` owns a valid descriptor and never replaces or closes it while the
+        // AsyncFd owns the Capture.
+        let inner = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(cap, tokio::io::Interest::READABLE)?
+        };
+        Ok(AsyncCapture { inner })
+    }
+
+    /// The capture.
+    pub fn get_ref(&self) -> &Capture {
+        self.inner.get_ref()
+    }
+
+    /// Waits for frames and receives up to [`BATCH`] of them. Cancel-safe.
+    pub async fn recv_batch(&self, b: &mut Batch) -> io::Result<usize> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            match guard.try_io(|c| c.get_ref().recv_batch(b)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes an IP packet toward the host (see [`Capture::send_ip`]). The hub never applies
+    /// back-pressure in practice (veth transmits synchronously); `WouldBlock` means the frame
+    /// was not sent.
+    pub fn send_ip(&self, packet: &[u8]) -> io::Result<usize> {
+        self.inner.get_ref().send_ip(packet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_payload_by_ethertype() {
+        let mut f = vec![0u8; 20];
+        f[12] = 0x08;
+        assert_eq!(ip_payload(&f).unwrap().len(), 6);
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        assert!(ip_payload(&f).is_some());
+        f[12] = 0x08;
+        f[13] = 0x06; // ARP
+        assert!(ip_payload(&f).is_none());
+        assert!(ip_payload(&f[..5]).is_none());
+    }
+
+    #[test]
+    fn bpf_program_compares_the_destination_mac() {
+        let p = bpf_dst_mac([0x02, 0x62, 0x72, 0x64, 0x00, 0x02]);
+        assert_eq!(p[1].k, 0x0262_7264);
+        assert_eq!(p[3].k, 0x0002);
+        // Both mismatches jump to the final "drop".
+        assert_eq!(1 + 1 + p[1].jf as usize, 5);
+        assert_eq!(3 + 1 + p[3].jf as usize, 5);
+    }
+}

@@ -1,0 +1,717 @@
+//! The core's NAT: its own nftables table, and the per-session source mapping that keeps edges
+//! with identical LAN subnets apart.
+//!
+//! # Design
+//! Two edges may both use `192.168.1.0/24`; their clients' packets reach the core with the same
+//! source addresses. Before a restored packet enters the core's hub, [`SourceMap::outbound`]
+//! rewrites its source to an address of a private *pool* (default `100.64.0.0/16`, and
+//! `fd62:7261:6964::/64` for IPv6), one pool address per (session, client address), allocated
+//! on first sight and kept while it is in use (stateful 1:1 NAT; addresses idle longer than
+//! `idle_secs` may be reused). The host then masquerades the pool toward the internet with the
+//! rule in braid's nftables table ([`CoreNat`]). A reply comes back from the internet, conntrack
+//! restores its destination to the pool address, the steering rule `to <pool> lookup <table>`
+//! (see [`crate::os::space::SteerConfig::destinations`]) sends it into the hub, and
+//! [`SourceMap::inbound`] finds the session *by that destination address alone*, restores the
+//! client's address and tells the core which session to send it to. Neither conntrack zones nor
+//! per-edge interfaces are needed, the mapping works for any LAN layout (several prefixes per
+//! edge, IPv4 and IPv6), and the core's kernel sees distinct sources, so its conntrack table
+//! never confuses two edges' flows.
+//!
+//! Rewriting fixes the IPv4 header checksum and the TCP/UDP/ICMPv6 checksums incrementally
+//! (RFC 1624), and also the packet quoted inside ICMP errors (so "fragmentation needed" and
+//! "port unreachable" reach the right client intact).
+//!
+//! # nftables table
+//! [`CoreNat::install`] creates table `inet <instance>` with one `postrouting` NAT chain and one
+//! masquerade rule per pool, over nfnetlink (no `nft` program). The table is owned by braid's
+//! netlink socket (`NFT_TABLE_F_OWNER`), so the kernel deletes it when braid exits or is killed;
+//! on kernels without owned tables it is deleted on drop and by [`cleanup_stale`] on the next
+//! start.
+
+use super::nft::{self, NftTable};
+use super::{sysctl_get, sysctl_set, Prefix, Result};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Identifies an edge session on the core.
+pub type SessionId = u32;
+
+/// Core NAT settings.
+#[derive(Clone, Debug)]
+pub struct NatConfig {
+    /// Instance name: the nftables table is `inet <instance>`.
+    pub instance: String,
+    /// IPv4 pool the clients of every edge are mapped into.
+    pub pool_v4: Prefix,
+    /// IPv6 pool (None: IPv6 from edges is refused by [`SourceMap::outbound`]).
+    pub pool_v6: Option<Prefix>,
+    /// A pool address unused this long may be given to another client.
+    pub idle_secs: u64,
+}
+
+impl NatConfig {
+    /// Defaults for an instance name.
+    pub fn new(instance: &str) -> Self {
+        NatConfig {
+            instance: instance.to_string(),
+            pool_v4: Prefix::new(IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)), 16),
+            pool_v6: Some(Prefix::new(
+                IpAddr::V6(Ipv6Addr::new(0xfd62, 0x7261, 0x6964, 0, 0, 0, 0, 0)),
+                64,
+            )),
+            idle_secs: 600,
+        }
+    }
+
+    /// The pools (destinations the core steers into its hub).
+    pub fn pools(&self) -> Vec<Prefix> {
+        std::iter::once(self.pool_v4).chain(self.pool_v6).collect()
+    }
+}
+
+/// Braid's nftables table on the core; dropping it deletes the table.
+pub struct CoreNat {
+    table: NftTable,
+    /// Whether the kernel ties the table to braid's socket (it vanishes even on SIGKILL).
+    pub owned: bool,
+}
+
+impl std::fmt::Debug for CoreNat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CoreNat(owned: {})", self.owned)
+    }
+}
+
+impl CoreNat {
+    /// Creates table `inet <instance>` in the calling thread's namespace with masquerade for
+    /// the pools.
+    pub fn install(cfg: &NatConfig) -> Result<CoreNat> {
+        let (mut table, owned) = match NftTable::create(&cfg.instance, true) {
+            Ok(t) => (t, true),
+            // Kernels before 5.12 refuse the owner flag.
+            Err(e) if matches!(e.errno(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)) => {
+                (NftTable::create(&cfg.instance, false)?, false)
+            }
+            Err(e) => return Err(e),
+        };
+        for p in cfg.pools() {
+            table.add_masquerade(p)?;
+        }
+        Ok(CoreNat { table, owned })
+    }
+
+    /// Deletes the table now (also done on drop).
+    pub fn remove(&mut self) -> Result<()> {
+        self.table.delete()
+    }
+}
+
+/// True when table `inet <instance>` exists in the calling thread's namespace.
+pub fn table_exists(instance: &str) -> Result<bool> {
+    nft::table_exists(instance)
+}
+
+/// Deletes a crashed instance's table (only left behind on kernels without owned tables).
+/// Returns whether there was one.
+pub fn cleanup_stale(instance: &str) -> Result<bool> {
+    nft::delete_table(instance)
+}
+
+/// Turns IPv4 (and IPv6) forwarding on for the core's namespace and restores the previous
+/// values on drop.
+#[derive(Debug)]
+pub struct Forwarding {
+    restore: Vec<(String, String)>,
+}
+
+impl Forwarding {
+    /// Enables forwarding; `v6` also for IPv6.
+    pub fn enable(v6: bool) -> Result<Forwarding> {
+        let mut restore = Vec::new();
+        let mut keys = vec!["net/ipv4/ip_forward"];
+        if v6 {
+            keys.push("net/ipv6/conf/all/forwarding");
+        }
+        for k in keys {
+            if sysctl_get(k)? != "1" {
+                let old = sysctl_set(k, "1")?;
+                restore.push((k.to_string(), old));
+            }
+        }
+        Ok(Forwarding { restore })
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        for (k, v) in self.restore.drain(..) {
+            if let Err(e) = sysctl_set(&k, &v) {
+                log::warn!("restore {k}: {e}");
+            }
+        }
+    }
+}
+
+// --- the source map --------------------------------------------------------------------------
+
+/// Why a packet could not be mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// Not an IPv4/IPv6 packet, or too short for its header.
+    Malformed,
+    /// IPv6 packet but no IPv6 pool configured.
+    NoPool,
+    /// Every pool address is in use and none is idle.
+    PoolExhausted,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    session: SessionId,
+    client: IpAddr,
+    last: u64,
+}
+
+#[derive(Debug)]
+struct Pool {
+    net: Prefix,
+    next: u128,
+}
+
+impl Pool {
+    fn size(&self) -> u128 {
+        let bits = if self.net.is_ipv4() { 32 } else { 128 } - u32::from(self.net.len);
+        // Skip the network address and (for IPv4) the broadcast address.
+        if bits >= 127 {
+            u128::MAX / 2
+        } else {
+            (1u128 << bits).saturating_sub(2).max(1)
+        }
+    }
+    fn nth(&self, i: u128) -> IpAddr {
+        match self.net.network().addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(1 + i as u32))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(1 + i))),
+        }
+    }
+}
+
+/// Stateful 1:1 mapping of (session, client address) to pool addresses; see the module doc.
+/// Pure: no I/O, time is passed in (seconds, any monotonic origin).
+#[derive(Debug)]
+pub struct SourceMap {
+    v4: Pool,
+    v6: Option<Pool>,
+    idle: u64,
+    fwd: HashMap<(SessionId, IpAddr), IpAddr>,
+    rev: HashMap<IpAddr, Entry>,
+}
+
+/// How many candidates an allocation probes before giving up.
+const PROBE: u32 = 4096;
+
+impl SourceMap {
+    /// An empty map over the configured pools.
+    pub fn new(cfg: &NatConfig) -> Self {
+        SourceMap {
+            v4: Pool {
+                net: cfg.pool_v4,
+                next: 0,
+            },
+            v6: cfg.pool_v6.map(|net| Pool { net, next: 0 }),
+            idle: cfg.idle_secs,
+            fwd: HashMap::new(),
+            rev: HashMap::new(),
+        }
+    }
+
+    /// Number of live mappings.
+    pub fn len(&self) -> usize {
+        self.fwd.len()
+    }
+
+    /// True when no mapping exists.
+    pub fn is_empty(&self) -> bool {
+        self.fwd.is_empty()
+    }
+
+    /// The pool address of a client of a session, if mapped.
+    pub fn mapped(&self, session: SessionId, client: IpAddr) -> Option<IpAddr> {
+        self.fwd.get(&(session, client)).copied()
+    }
+
+    /// Edge -> internet: rewrites the source of `pkt` (an IP packet from `session`) to its pool
+    /// address, allocating one on first sight. Returns the pool address.
+    pub fn outbound(
+        &mut self,
+        session: SessionId,
+        pkt: &mut [u8],
+        now: u64,
+    ) -> std::result::Result<IpAddr, MapError> {
+        let client = addr_of(pkt, Field::Src).ok_or(MapError::Malformed)?;
+        let mapped = match self.fwd.get(&(session, client)) {
+            Some(m) => *m,
+            None => self.allocate(session, client, now)?,
+        };
+        if let Some(e) = self.rev.get_mut(&mapped) {
+            e.last = now;
+        }
+        rewrite(pkt, Field::Src, mapped)?;
+        Ok(mapped)
+    }
+
+    /// Internet -> edge: if the destination of `pkt` is a pool address in use, restores the
+    /// client's address and returns the session to send it to.
+    pub fn inbound(&mut self, pkt: &mut [u8], now: u64) -> Option<SessionId> {
+        let dst = addr_of(pkt, Field::Dst)?;
+        let e = self.rev.get_mut(&dst)?;
+        e.last = now;
+        let (session, client) = (e.session, e.client);
+        rewrite(pkt, Field::Dst, client).ok()?;
+        Some(session)
+    }
+
+    /// Drops every mapping of a session (it closed).
+    pub fn forget_session(&mut self, session: SessionId) {
+        self.fwd.retain(|(s, _), _| *s != session);
+        self.rev.retain(|_, e| e.session != session);
+    }
+
+    fn allocate(
+        &mut self,
+        session: SessionId,
+        client: IpAddr,
+        now: u64,
+    ) -> std::result::Result<IpAddr, MapError> {
+        let idle = self.idle;
+        let pool = if client.is_ipv4() {
+            &mut self.v4
+        } else {
+            self.v6.as_mut().ok_or(MapError::NoPool)?
+        };
+        let size = pool.size();
+        for _ in 0..PROBE.min(u32::try_from(size).unwrap_or(u32::MAX)) {
+            let cand = pool.nth(pool.next % size);
+            pool.next = (pool.next + 1) % size;
+            match self.rev.get(&cand) {
+                Some(e) if now.saturating_sub(e.last) < idle => continue,
+                Some(e) => {
+                    let old = (e.session, e.client);
+                    self.fwd.remove(&old);
+                }
+                None => {}
+            }
+            self.rev.insert(
+                cand,
+                Entry {
+                    session,
+                    client,
+                    last: now,
+                },
+            );
+            self.fwd.insert((session, client), cand);
+            return Ok(cand);
+        }
+        Err(MapError::PoolExhausted)
+    }
+}
+
+// --- packet rewriting ------------------------------------------------------------------------
+
+/// Which address of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// Source.
+    Src,
+    /// Destination.
+    Dst,
+}
+
+fn addr_of(pkt: &[u8], f: Field) -> Option<IpAddr> {
+    match pkt.first()? >> 4 {
+        4 if pkt.len() >= 20 => {
+            let o = if f == Field::Src { 12 } else { 16 };
+            Some(IpAddr::V4(Ipv4Addr::new(
+                pkt[o],
+                pkt[o + 1],
+                pkt[o + 2],
+                pkt[o + 3],
+            )))
+        }
+        6 if pkt.len() >= 40 => {
+            let o = if f == Field::Src { 8 } else { 24 };
+            let b: [u8; 16] = pkt[o..o + 16].try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
+/// RFC 1624: adjusts a checksum for `old` bytes replaced by `new` (same even length).
+fn csum_adjust(hc: u16, old: &[u8], new: &[u8]) -> u16 {
+    let mut s = u32::from(!hc);
+    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+        let o = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
+        let n = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
+        s += u32::from(!o) + u32::from(n);
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn get16(p: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*p.get(at)?, *p.get(at + 1)?]))
+}
+
+fn put16(p: &mut [u8], at: usize, v: u16) {
+    p[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Locates the transport header: (protocol, offset) or None for a non-first fragment.
+fn l4(pkt: &[u8]) -> Option<(u8, usize)> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(pkt[0] & 15) * 4;
+            let frag = get16(pkt, 6)? & 0x1fff;
+            (ihl >= 20 && frag == 0 && pkt.len() >= ihl).then_some((pkt[9], ihl))
+        }
+        6 => {
+            let (mut nh, mut off) = (*pkt.get(6)?, 40usize);
+            loop {
+                match nh {
+                    0 | 43 | 60 => {
+                        let next = *pkt.get(off)?;
+                        off += (usize::from(*pkt.get(off + 1)?) + 1) * 8;
+                        nh = next;
+                    }
+                    44 => {
+                        if get16(pkt, off + 2)? & 0xfff8 != 0 {
+                            return None;
+                        }
+                        nh = *pkt.get(off)?;
+                        off += 8;
+                    }
+                    _ => return (off <= pkt.len()).then_some((nh, off)),
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Offset of the checksum of a transport header whose checksum covers the addresses
+/// (TCP, UDP, ICMPv6), if present in the packet.
+fn pseudo_csum_at(pkt: &[u8], proto: u8, off: usize, v6: bool) -> Option<usize> {
+    let at = match proto {
+        6 => off + 16,
+        17 => off + 6,
+        58 if v6 => off + 2,
+        _ => return None,
+    };
+    (at + 2 <= pkt.len()).then_some(at)
+}
+
+/// Replaces one address of an IP packet, fixing every checksum that covers it, and the
+/// quoted packet of an ICMP error (its opposite address field).
+pub fn rewrite(pkt: &mut [u8], f: Field, new: IpAddr) -> std::result::Result<(), MapError> {
+    let old = addr_of(pkt, f).ok_or(MapError::Malformed)?;
+    if old.is_ipv4() != new.is_ipv4() {
+        return Err(MapError::Malformed);
+    }
+    let (ob, nb) = (octets(&old), octets(&new));
+    let v6 = old.is_ipv6();
+    let at = match (v6, f) {
+        (false, Field::Src) => 12,
+        (false, Field::Dst) => 16,
+        (true, Field::Src) => 8,
+        (true, Field::Dst) => 24,
+    };
+    pkt[at..at + ob.len()].copy_from_slice(&nb);
+    if !v6 {
+        let c = get16(pkt, 10).ok_or(MapError::Malformed)?;
+        put16(pkt, 10, csum_adjust(c, &ob, &nb));
+    }
+    let Some((proto, off)) = l4(pkt) else {
+        return Ok(());
+    };
+    if let Some(cs) = pseudo_csum_at(pkt, proto, off, v6) {
+        let c = get16(pkt, cs).expect("bounds checked");
+        if !(proto == 17 && !v6 && c == 0) {
+            let mut n = csum_adjust(c, &ob, &nb);
+            if proto == 17 && n == 0 {
+                n = 0xffff;
+            }
+            put16(pkt, cs, n);
+        }
+    }
+    let is_error = match (v6, proto) {
+        (false, 1) => matches!(pkt.get(off), Some(3 | 11 | 12)),
+        (true, 58) => matches!(pkt.get(off), Some(1..=4)),
+        _ => false,
+    };
+    if is_error {
+        fix_quoted(pkt, off, f, &ob, &nb, v6);
+    }
+    Ok(())
+}
+
+/// In an ICMP error at `off`, the quoted packet travelled the other way: when the outer
+/// destination changes, the quoted source is the same address (and vice versa).
+fn fix_quoted(pkt: &mut [u8], off: usize, f: Field, ob: &[u8], nb: &[u8], v6: bool) {
+    let q = off + 8;
+    let qf = if f == Field::Dst {
+        Field::Src
+    } else {
+        Field::Dst
+    };
+    let Some(inner) = pkt.get(q..) else { return };
+    if addr_of(inner, qf).map(|a| octets(&a)) != Some(ob.to_vec()) {
+        return;
+    }
+    let icmp_cs = off + 2;
+    let mut icmp = get16(pkt, icmp_cs).unwrap_or(0);
+    let at = q + match (v6, qf) {
+        (false, Field::Src) => 12,
+        (false, Field::Dst) => 16,
+        (true, Field::Src) => 8,
+        (true, Field::Dst) => 24,
+    };
+    pkt[at..at + ob.len()].copy_from_slice(nb);
+    icmp = csum_adjust(icmp, ob, nb);
+    if !v6 {
+        if let Some(c) = get16(pkt, q + 10) {
+            let n = csum_adjust(c, ob, nb);
+            put16(pkt, q + 10, n);
+            icmp = csum_adjust(icmp, &c.to_be_bytes(), &n.to_be_bytes());
+        }
+    }
+    // The quoted transport checksum, when quoted far enough.
+    let inner = &pkt[q..];
+    if let Some((p, o)) = l4(inner) {
+        if let Some(cs) = pseudo_csum_at(inner, p, o, v6) {
+            let c = get16(inner, cs).expect("bounds checked");
+            if !(p == 17 && !v6 && c == 0) {
+                let n = csum_adjust(c, ob, nb);
+                put16(pkt, q + cs, n);
+                icmp = csum_adjust(icmp, &c.to_be_bytes(), &n.to_be_bytes());
+            }
+        }
+    }
+    put16(pkt, icmp_cs, icmp);
+}
+
+fn octets(a: &IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(data: &[u8]) -> u32 {
+        data.chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum()
+    }
+    fn fold(mut s: u32) -> u16 {
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    }
+
+    /// Full recomputation: true when every checksum of the packet verifies.
+    fn valid(p: &[u8]) -> bool {
+        let v6 = p[0] >> 4 == 6;
+        if !v6 && fold(sum(&p[..20])) != 0 {
+            return false;
+        }
+        let (proto, off) = l4(p).unwrap();
+        let seg = &p[off..];
+        let pseudo = if v6 {
+            sum(&p[8..40]) + u32::from(proto) + seg.len() as u32
+        } else {
+            sum(&p[12..20]) + u32::from(proto) + seg.len() as u32
+        };
+        match proto {
+            1 => fold(sum(seg)) == 0,
+            17 if !v6 && get16(seg, 6) == Some(0) => true,
+            _ => fold(sum(seg) + pseudo) == 0,
+        }
+    }
+
+    fn fill_csum(p: &mut [u8]) {
+        let v6 = p[0] >> 4 == 6;
+        if !v6 {
+            put16(p, 10, 0);
+            let c = fold(sum(&p[..20]));
+            put16(p, 10, c);
+        }
+        let (proto, off) = l4(p).unwrap();
+        let at = match proto {
+            1 | 58 => off + 2,
+            6 => off + 16,
+            _ => off + 6,
+        };
+        put16(p, at, 0);
+        let seg = &p[off..];
+        let pseudo = if v6 {
+            sum(&p[8..40]) + u32::from(proto) + seg.len() as u32
+        } else {
+            sum(&p[12..20]) + u32::from(proto) + seg.len() as u32
+        };
+        let c = if proto == 1 {
+            fold(sum(seg))
+        } else {
+            fold(sum(seg) + pseudo)
+        };
+        put16(p, at, c);
+    }
+
+    fn v4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(l4);
+        let l = p.len() as u16;
+        put16(&mut p, 2, l);
+        fill_csum(&mut p);
+        p
+    }
+
+    fn v6(nh: u8, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[nh, 64]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(l4);
+        fill_csum(&mut p);
+        p
+    }
+
+    const TCP: [u8; 24] = [
+        0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xff, 0xff, 0, 0, 0, 0, 2, 4, 5,
+        0xb4,
+    ];
+
+    #[test]
+    fn rewrite_keeps_every_checksum_valid() {
+        let udp = [0x9c, 0x40, 0, 53, 0, 11, 0, 0, 1, 2, 3];
+        let icmp = [8, 0, 0, 0, 0, 1, 0, 1, 0xaa];
+        for (proto, body) in [(6u8, &TCP[..]), (17, &udp[..]), (1, &icmp[..])] {
+            let mut p = v4(proto, [192, 168, 1, 10], [8, 8, 8, 8], body);
+            assert!(valid(&p));
+            rewrite(&mut p, Field::Src, "100.64.0.7".parse().unwrap()).unwrap();
+            assert!(valid(&p), "proto {proto}");
+            assert_eq!(addr_of(&p, Field::Src), Some("100.64.0.7".parse().unwrap()));
+            rewrite(&mut p, Field::Dst, "1.2.3.4".parse().unwrap()).unwrap();
+            assert!(valid(&p), "proto {proto}");
+        }
+        let a: Ipv6Addr = "fd00::10".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        for (nh, body) in [
+            (6u8, &TCP[..]),
+            (17, &udp[..]),
+            (58, &[128u8, 0, 0, 0, 0, 1, 0, 1][..]),
+        ] {
+            let mut p = v6(nh, a, b, body);
+            assert!(valid(&p));
+            rewrite(&mut p, Field::Src, "fd62:7261:6964::5".parse().unwrap()).unwrap();
+            assert!(valid(&p), "nh {nh}");
+        }
+        // UDP over IPv4 without checksum stays without.
+        let mut p = v4(17, [10, 0, 0, 1], [10, 0, 0, 2], &udp);
+        put16(&mut p, 26, 0);
+        rewrite(&mut p, Field::Src, "100.64.0.9".parse().unwrap()).unwrap();
+        assert_eq!(get16(&p, 26), Some(0));
+        assert!(valid(&p));
+    }
+
+    #[test]
+    fn icmp_error_quote_is_restored() {
+        // The server's "port unreachable" about a UDP packet from pool address 100.64.0.7.
+        let udp = [0x9c, 0x40, 0, 53, 0, 8, 0, 0];
+        let quoted = v4(17, [100, 64, 0, 7], [8, 8, 8, 8], &udp);
+        let mut body = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&quoted);
+        let mut p = v4(1, [8, 8, 8, 8], [100, 64, 0, 7], &body);
+        assert!(valid(&p));
+        rewrite(&mut p, Field::Dst, "192.168.1.10".parse().unwrap()).unwrap();
+        assert!(valid(&p));
+        let inner = &p[28..];
+        assert_eq!(
+            addr_of(inner, Field::Src),
+            Some("192.168.1.10".parse().unwrap())
+        );
+        assert!(valid(inner), "quoted packet's own checksums");
+    }
+
+    #[test]
+    fn two_sessions_with_the_same_lan_stay_apart() {
+        let cfg = NatConfig::new("bo");
+        let mut m = SourceMap::new(&cfg);
+        let mut a = v4(6, [192, 168, 1, 10], [8, 8, 8, 8], &TCP);
+        let mut b = a.clone();
+        let ma = m.outbound(1, &mut a, 0).unwrap();
+        let mb = m.outbound(2, &mut b, 0).unwrap();
+        assert_ne!(ma, mb);
+        assert!(cfg.pool_v4.contains(ma) && cfg.pool_v4.contains(mb));
+        assert_eq!(
+            m.outbound(1, &mut v4(6, [192, 168, 1, 10], [1, 1, 1, 1], &TCP), 1),
+            Ok(ma)
+        );
+        // Replies find their session by destination, and get the client address back.
+        let mut ra = v4(6, [8, 8, 8, 8], [0; 4], &TCP);
+        rewrite(&mut ra, Field::Dst, ma).unwrap();
+        let mut rb = ra.clone();
+        rewrite(&mut rb, Field::Dst, mb).unwrap();
+        assert_eq!(m.inbound(&mut ra, 2), Some(1));
+        assert_eq!(m.inbound(&mut rb, 2), Some(2));
+        assert_eq!(
+            addr_of(&ra, Field::Dst),
+            Some("192.168.1.10".parse().unwrap())
+        );
+        assert!(valid(&ra) && valid(&rb));
+        // Unknown destination: not ours.
+        let mut x = v4(6, [8, 8, 8, 8], [100, 64, 9, 9], &TCP);
+        assert_eq!(m.inbound(&mut x, 2), None);
+        m.forget_session(1);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.mapped(1, "192.168.1.10".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn pool_exhaustion_and_idle_reuse() {
+        let mut cfg = NatConfig::new("bo");
+        cfg.pool_v4 = "100.64.0.0/30".parse().unwrap(); // 2 usable
+        cfg.pool_v6 = None;
+        cfg.idle_secs = 10;
+        let mut m = SourceMap::new(&cfg);
+        for i in 0..2u8 {
+            m.outbound(1, &mut v4(17, [10, 0, 0, i], [8, 8, 8, 8], &[0; 8]), 0)
+                .unwrap();
+        }
+        let mut third = v4(17, [10, 0, 0, 9], [8, 8, 8, 8], &[0; 8]);
+        assert_eq!(
+            m.outbound(1, &mut third.clone(), 5),
+            Err(MapError::PoolExhausted)
+        );
+        // After the idle time, the oldest address is reused.
+        assert!(m.outbound(1, &mut third, 11).is_ok());
+        assert_eq!(m.len(), 2);
+        let mut six = v6(
+            17,
+            "fd00::1".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            &[0; 8],
+        );
+        assert_eq!(m.outbound(1, &mut six, 0), Err(MapError::NoPool));
+        assert_eq!(m.outbound(1, &mut [0x45, 0], 0), Err(MapError::Malformed));
+    }
+}

@@ -1,0 +1,703 @@
+//! Uplink sockets: one per link, bound to its WAN device (SO_BINDTODEVICE) and source address,
+//! so each link leaves through its own interface whatever the main routing table prefers.
+//!
+//! - UDP: [`udp_socket`] gives a connected, non-blocking std socket; wrap it with
+//!   `tokio::net::UdpSocket::from_std` inside the runtime.
+//! - TCP (for networks that block UDP): [`TcpLink`] carries datagrams over a stream, each
+//!   prefixed with its length (u16, big endian); the edge side reconnects by itself with
+//!   exponential backoff. A datagram queued when a connection dies is lost, as it would be on
+//!   UDP: the protocol above recovers.
+//! - Discovery: [`device_address`] (a device's first global address of a family) and
+//!   [`LinkWatch`] (rtnetlink multicast: links going up/down, addresses coming and going), so
+//!   links can be added and removed at runtime.
+//!
+//! - Source routing: [`LinkRouting`] gives a link its own table (`default via <gateway> dev
+//!   <device>`) and rule (`from <link address> lookup <table>`), as multi-WAN routers do. It is
+//!   needed where the WAN devices use strict reverse-path filtering (rp_filter=1): without it,
+//!   replies arriving on a WAN that the main table does not prefer are dropped by the kernel.
+//!
+//! The kernel picks the route *through the bound device*: with per-interface default routes
+//! (OpenWrt gives each WAN interface its own metric) the packet uses that interface's gateway;
+//! with none, the kernel treats the destination as on-link, which is what point-to-point
+//! cellular devices (wwan, ppp) need.
+
+use super::netlink::{
+    Address, Event, Family, Netlink, Route, Rule, RuleAction, Watch, RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV6_IFADDR, RTMGRP_LINK, TABLE_MAIN,
+};
+use super::{Error, Prefix, Result};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Where one link's socket goes out and to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSocketSpec {
+    /// WAN device (`wwan0`, `eth1`, ...).
+    pub device: String,
+    /// Source address (None: the kernel picks the device's).
+    pub local: Option<IpAddr>,
+    /// The core's address and port.
+    pub remote: SocketAddr,
+}
+
+fn sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: zeroed sockaddr_storage is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(v) => {
+            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v.ip().octets());
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = v.port().to_be();
+            sin6.sin6_addr.s6_addr = v.ip().octets();
+            sin6.sin6_scope_id = v.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// A socket of `ty` bound to `spec.device` and `spec.local` (port `local_port`), non-blocking.
+fn bound_socket(spec: &LinkSocketSpec, ty: libc::c_int, local_port: u16) -> Result<OwnedFd> {
+    let what = || format!("open link socket on {} to {}", spec.device, spec.remote);
+    let fam = if spec.remote.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket(2); the fd is owned right below.
+    let fd = unsafe { libc::socket(fam, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Error::last(what()));
+    }
+    // SAFETY: fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let dev = spec.device.as_bytes();
+    // SAFETY: dev points to device-name bytes of the given length.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_ptr().cast(),
+            dev.len() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(Error::last(format!(
+            "{}: bind to device {}",
+            what(),
+            spec.device
+        )));
+    }
+    let one: libc::c_int = 1;
+    if ty == libc::SOCK_STREAM {
+        // SAFETY: pointer to a c_int.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    let local = match spec.local {
+        Some(ip) => Some(SocketAddr::new(ip, local_port)),
+        None if local_port != 0 => Some(SocketAddr::new(
+            if spec.remote.is_ipv4() {
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            },
+            local_port,
+        )),
+        None => None,
+    };
+    if let Some(l) = local {
+        let (ss, len) = sockaddr(&l);
+        // SAFETY: ss holds a valid address of length len.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &ss as *const _ as *const libc::sockaddr,
+                len,
+            )
+        };
+        if r < 0 {
+            return Err(Error::last(format!("{}: bind to {l}", what())));
+        }
+    }
+    Ok(fd)
+}
+
+/// A UDP socket for one link: bound to the device and source, connected to the core,
+/// non-blocking. Wrap it with `tokio::net::UdpSocket::from_std`.
+pub fn udp_socket(spec: &LinkSocketSpec) -> Result<std::net::UdpSocket> {
+    let fd = bound_socket(spec, libc::SOCK_DGRAM, 0)?;
+    let (ss, len) = sockaddr(&spec.remote);
+    // SAFETY: ss holds a valid address of length len.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &ss as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    if r < 0 {
+        return Err(Error::last(format!(
+            "connect UDP link socket on {} to {}",
+            spec.device, spec.remote
+        )));
+    }
+    Ok(std::net::UdpSocket::from(fd))
+}
+
+/// Connects a TCP stream for one link, bound to the device and source (must run inside a
+/// tokio runtime).
+pub async fn tcp_connect(spec: &LinkSocketSpec) -> Result<TcpStream> {
+    let fd = bound_socket(spec, libc::SOCK_STREAM, 0)?;
+    let (ss, len) = sockaddr(&spec.remote);
+    // SAFETY: ss holds a valid address of length len.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &ss as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    let what = || format!("connect TCP link on {} to {}", spec.device, spec.remote);
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(Error::new(what(), e));
+        }
+    }
+    let stream =
+        TcpStream::from_std(std::net::TcpStream::from(fd)).map_err(|e| Error::new(what(), e))?;
+    stream.writable().await.map_err(|e| Error::new(what(), e))?;
+    if let Some(e) = stream.take_error().map_err(|e| Error::new(what(), e))? {
+        return Err(Error::new(what(), e));
+    }
+    // A refused connect shows as "not connected" here on some kernels.
+    stream.peer_addr().map_err(|e| Error::new(what(), e))?;
+    Ok(stream)
+}
+
+/// Largest datagram a [`TcpLink`] frame carries.
+pub const MAX_FRAME: usize = u16::MAX as usize;
+/// Bytes a [`TcpLink`] queues for sending before refusing more (`WouldBlock`).
+pub const TX_QUEUE: usize = 256 * 1024;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Datagrams over a TCP stream, each prefixed by its length (u16 BE); zero-length frames are
+/// keepalives and are skipped. Reconnects by itself when made with [`TcpLink::new`].
+#[derive(Debug)]
+pub struct TcpLink {
+    spec: Option<LinkSocketSpec>,
+    stream: Option<TcpStream>,
+    rbuf: Vec<u8>,
+    rlen: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    backoff: Duration,
+    retry_at: Option<tokio::time::Instant>,
+    /// Connections made so far (the first one included).
+    pub connects: u32,
+}
+
+impl TcpLink {
+    /// An edge-side link (not connected yet: [`TcpLink::recv`] connects, and reconnects after
+    /// a failure with backoff from 100 ms to 5 s).
+    pub fn new(spec: LinkSocketSpec) -> Self {
+        Self::with(Some(spec), None)
+    }
+
+    /// A core-side link over an accepted stream (no reconnection).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        Self::with(None, Some(stream))
+    }
+
+    fn with(spec: Option<LinkSocketSpec>, stream: Option<TcpStream>) -> Self {
+        TcpLink {
+            spec,
+            stream,
+            rbuf: vec![0u8; 2 * (MAX_FRAME + 2)],
+            rlen: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            backoff: BACKOFF_MIN,
+            retry_at: None,
+            connects: 0,
+        }
+    }
+
+    /// True while a connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Bytes queued but not yet written to the socket.
+    pub fn queued(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Queues one datagram and writes what the socket takes now. `NotConnected` while down,
+    /// `WouldBlock` when [`TX_QUEUE`] bytes are already queued (the datagram is dropped).
+    pub fn try_send(&mut self, dgram: &[u8]) -> io::Result<()> {
+        if dgram.len() > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "datagram too long",
+            ));
+        }
+        if self.stream.is_none() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        if self.queued() + dgram.len() + 2 > TX_QUEUE {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if self.wpos > 0 && self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        self.wbuf
+            .extend_from_slice(&(dgram.len() as u16).to_be_bytes());
+        self.wbuf.extend_from_slice(dgram);
+        self.flush_now()
+    }
+
+    fn flush_now(&mut self) -> io::Result<()> {
+        let Some(s) = &self.stream else {
+            return Ok(());
+        };
+        while self.wpos < self.wbuf.len() {
+            match s.try_write(&self.wbuf[self.wpos..]) {
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    self.drop_connection();
+                    return Err(e);
+                }
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    fn drop_connection(&mut self) {
+        self.stream = None;
+        self.rlen = 0;
+        self.wbuf.clear();
+        self.wpos = 0;
+        self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    fn take_frame(&mut self, out: &mut [u8]) -> Option<io::Result<usize>> {
+        loop {
+            if self.rlen < 2 {
+                return None;
+            }
+            let len = usize::from(u16::from_be_bytes([self.rbuf[0], self.rbuf[1]]));
+            if self.rlen < 2 + len {
+                return None;
+            }
+            let res = if len > out.len() {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "frame longer than buffer",
+                ))
+            } else {
+                out[..len].copy_from_slice(&self.rbuf[2..2 + len]);
+                Ok(len)
+            };
+            self.rbuf.copy_within(2 + len..self.rlen, 0);
+            self.rlen -= 2 + len;
+            if len > 0 {
+                return Some(res);
+            }
+        }
+    }
+
+    /// (Re)connects now if down and allowed by the backoff; waits for the backoff first.
+    pub async fn connect(&mut self) -> Result<()> {
+        let Some(spec) = self.spec.clone() else {
+            return Err(Error::new(
+                "reconnect an accepted TCP link",
+                io::ErrorKind::NotConnected.into(),
+            ));
+        };
+        if let Some(t) = self.retry_at {
+            tokio::time::sleep_until(t).await;
+        }
+        match tcp_connect(&spec).await {
+            Ok(s) => {
+                self.stream = Some(s);
+                self.retry_at = None;
+                self.backoff = BACKOFF_MIN;
+                self.connects += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                Err(e)
+            }
+        }
+    }
+
+    /// Receives the next datagram into `out` (also flushes queued writes while waiting).
+    /// Cancel-safe: partial frames stay buffered. When the connection fails it returns that
+    /// error once; the next call reconnects (edge side) or keeps returning `NotConnected`
+    /// (core side).
+    pub async fn recv(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(r) = self.take_frame(out) {
+                return r;
+            }
+            if self.stream.is_none() {
+                if self.spec.is_none() {
+                    return Err(io::ErrorKind::NotConnected.into());
+                }
+                self.connect().await?;
+                continue;
+            }
+            let s = self.stream.as_ref().expect("checked above");
+            let interest = if self.queued() > 0 {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let ready = match s.ready(interest).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.drop_connection();
+                    return Err(e);
+                }
+            };
+            if ready.is_writable() {
+                self.flush_now()?;
+            }
+            if ready.is_readable() {
+                let Some(s) = &self.stream else { continue };
+                match s.try_read(&mut self.rbuf[self.rlen..]) {
+                    Ok(0) => {
+                        self.drop_connection();
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    Ok(n) => self.rlen += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        self.drop_connection();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every queued byte is written.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        while self.queued() > 0 {
+            let Some(s) = &self.stream else {
+                return Err(io::ErrorKind::NotConnected.into());
+            };
+            s.writable().await?;
+            self.flush_now()?;
+        }
+        Ok(())
+    }
+}
+
+/// The first address of `family` (v4 when `v4`) with global scope on `device`, if any.
+pub fn device_address(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option<IpAddr>> {
+    let Some(link) = nl.link_by_name(device)? else {
+        return Err(Error::new(
+            format!("find WAN device {device}"),
+            io::Error::from_raw_os_error(libc::ENODEV),
+        ));
+    };
+    Ok(nl
+        .addresses(Some(link.index))?
+        .into_iter()
+        .filter(|a: &Address| a.scope == 0 && a.prefix.addr.is_ipv4() == v4)
+        .map(|a| a.prefix.addr)
+        .next())
+}
+
+/// What happened to a WAN device, as [`LinkWatch`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// The device is usable: administratively up with carrier.
+    Up {
+        /// Device name.
+        device: String,
+    },
+    /// The device lost carrier, was set down or was deleted.
+    Down {
+        /// Device name.
+        device: String,
+    },
+    /// An address appeared on the device.
+    AddressAdded {
+        /// Device name.
+        device: String,
+        /// The address.
+        addr: IpAddr,
+    },
+    /// An address was removed from the device.
+    AddressRemoved {
+        /// Device name.
+        device: String,
+        /// The address.
+        addr: IpAddr,
+    },
+    /// The kernel dropped events (we were slow): re-read the state of every device.
+    Resync,
+}
+
+/// Watches links and addresses over rtnetlink multicast. Non-blocking: register
+/// [`LinkWatch::as_raw_fd`] with tokio's `AsyncFd` and call [`LinkWatch::read`] when readable.
+#[derive(Debug)]
+pub struct LinkWatch {
+    watch: Watch,
+    nl: Netlink,
+    /// Last known (index -> name, usable) so only changes are reported.
+    known: std::collections::HashMap<u32, (String, bool)>,
+}
+
+impl LinkWatch {
+    /// Subscribes in the calling thread's namespace and records the current state.
+    pub fn open() -> Result<LinkWatch> {
+        let watch = Watch::open(RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)?;
+        let mut nl = Netlink::open()?;
+        let known = nl
+            .links()?
+            .into_iter()
+            .map(|l| (l.index, (l.name, l.up && l.lower_up)))
+            .collect();
+        Ok(LinkWatch { watch, nl, known })
+    }
+
+    /// True when `device` exists, is up and has carrier.
+    pub fn is_usable(&self, device: &str) -> bool {
+        self.known.values().any(|(n, u)| n == device && *u)
+    }
+
+    /// Pending changes (empty when none).
+    pub fn read(&mut self) -> Result<Vec<DeviceEvent>> {
+        let evs = match self.watch.read() {
+            Ok(e) => e,
+            Err(e) if e.errno() == Some(libc::ENOBUFS) => {
+                self.known = self
+                    .nl
+                    .links()?
+                    .into_iter()
+                    .map(|l| (l.index, (l.name, l.up && l.lower_up)))
+                    .collect();
+                return Ok(vec![DeviceEvent::Resync]);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for ev in evs {
+            match ev {
+                Event::Link(l) => {
+                    let usable = l.up && l.lower_up;
+                    let prev = self.known.insert(l.index, (l.name.clone(), usable));
+                    if prev.map(|p| p.1) != Some(usable) {
+                        let device = l.name;
+                        out.push(if usable {
+                            DeviceEvent::Up { device }
+                        } else {
+                            DeviceEvent::Down { device }
+                        });
+                    }
+                }
+                // (The guard removes the entry whether or not it was usable.)
+                Event::LinkGone(l) if self.known.remove(&l.index).is_some_and(|p| p.1) => {
+                    out.push(DeviceEvent::Down { device: l.name });
+                }
+                Event::AddrAdded(a) | Event::AddrRemoved(a) if a.scope == 0 => {
+                    let device = self
+                        .known
+                        .get(&a.index)
+                        .map(|k| k.0.clone())
+                        .unwrap_or_default();
+                    let added = matches!(ev, Event::AddrAdded(_));
+                    let addr = a.prefix.addr;
+                    out.push(if added {
+                        DeviceEvent::AddressAdded { device, addr }
+                    } else {
+                        DeviceEvent::AddressRemoved { device, addr }
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl AsRawFd for LinkWatch {
+    fn as_raw_fd(&self) -> RawFd {
+        self.watch.as_raw_fd()
+    }
+}
+
+impl AsFd for LinkWatch {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.watch.as_fd()
+    }
+}
+
+/// The gateway of the main table's default route through `device` (lowest metric), if any.
+pub fn default_gateway(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option<IpAddr>> {
+    let index = nl.index(device)?;
+    let fam = if v4 { Family::V4 } else { Family::V6 };
+    let mut routes: Vec<Route> = nl
+        .routes(fam, Some(TABLE_MAIN))?
+        .into_iter()
+        .filter(|r| r.dst.len == 0 && r.oif == Some(index) && r.gateway.is_some())
+        .collect();
+    routes.sort_by_key(|r| r.metric.unwrap_or(0));
+    Ok(routes.first().and_then(|r| r.gateway))
+}
+
+/// One link's source routing; see the module doc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRouteConfig {
+    /// WAN device.
+    pub device: String,
+    /// The link's source address (the rule matches it).
+    pub local: IpAddr,
+    /// Next hop (None: the destination is on-link, e.g. point-to-point cellular devices).
+    pub gateway: Option<IpAddr>,
+    /// The link's own routing table.
+    pub table: u32,
+    /// Priority of its rule.
+    pub priority: u32,
+    /// Marks braid's route and rule (see [`cleanup_stale_links`]).
+    pub protocol: u8,
+}
+
+/// An installed [`LinkRouteConfig`]; dropping it removes rule and route.
+#[derive(Debug)]
+pub struct LinkRouting {
+    nl: Netlink,
+    route: Route,
+    rule: Rule,
+    removed: bool,
+}
+
+impl LinkRouting {
+    /// Installs the route, then the rule, in the calling thread's namespace.
+    pub fn install(cfg: &LinkRouteConfig) -> Result<LinkRouting> {
+        let mut nl = Netlink::open()?;
+        let index = nl.index(&cfg.device)?;
+        let any = if cfg.local.is_ipv4() {
+            "0.0.0.0/0"
+        } else {
+            "::/0"
+        };
+        let mut route = Route::new(any.parse().expect("literal prefix"))
+            .dev(index)
+            .table(cfg.table)
+            .protocol(cfg.protocol);
+        if let Some(g) = cfg.gateway {
+            route = route.via(g);
+        }
+        nl.replace_route(&route)?;
+        let mut rule = Rule::new(
+            Family::of(&cfg.local),
+            cfg.priority,
+            RuleAction::Lookup(cfg.table),
+        );
+        rule.src = Some(Prefix::host(cfg.local));
+        rule.protocol = cfg.protocol;
+        let mut lr = LinkRouting {
+            nl,
+            route,
+            rule,
+            removed: false,
+        };
+        // On failure `lr` drops and removes the route again.
+        let rule = lr.rule.clone();
+        lr.nl.add_rule(&rule)?;
+        Ok(lr)
+    }
+
+    /// Removes rule and route (also done on drop).
+    pub fn remove(&mut self) -> Result<()> {
+        if self.removed {
+            return Ok(());
+        }
+        self.removed = true;
+        let r1 = match self.nl.del_rule(&self.rule) {
+            Err(e) if e.errno() != Some(libc::ENOENT) => Err(e),
+            _ => Ok(()),
+        };
+        let r2 = match self.nl.del_route(&self.route) {
+            Err(e) if !matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Err(e),
+            _ => Ok(()),
+        };
+        r1.and(r2)
+    }
+}
+
+impl Drop for LinkRouting {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            log::warn!("link routing cleanup: {e}");
+        }
+    }
+}
+
+/// Removes link rules a crashed instance left (priority in `priorities`, marked with
+/// `protocol`) and flushes the tables they pointed to. Returns the number of rules removed.
+pub fn cleanup_stale_links(priorities: std::ops::Range<u32>, protocol: u8) -> Result<usize> {
+    let mut nl = Netlink::open()?;
+    let mut n = 0;
+    for fam in [Family::V4, Family::V6] {
+        let rules = match nl.rules(fam) {
+            Ok(r) => r,
+            Err(e) if fam == Family::V6 && e.errno() == Some(libc::EAFNOSUPPORT) => continue,
+            Err(e) => return Err(e),
+        };
+        for r in rules {
+            if !priorities.contains(&r.priority) || r.protocol != protocol {
+                continue;
+            }
+            if let RuleAction::Lookup(t) = r.action {
+                if t != TABLE_MAIN && t != 255 && t != 253 {
+                    nl.flush_table(t)?;
+                }
+            }
+            match nl.del_rule(&r) {
+                Ok(()) => n += 1,
+                Err(e) if e.errno() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,538 @@
+//! The core's side of many sessions: handshakes, demultiplexing and link addresses.
+//!
+//! Sans-IO like the rest of `proto`: the caller owns the sockets and passes each datagram with
+//! the address it came from (any `Copy + Eq + Hash` type: a `SocketAddr`, a TCP connection id,
+//! or the simulator's link index). The endpoint
+//! - answers handshake inits from allowed keys (one session per peer key; a new init from a
+//!   known key is a rekey of its session, so flows survive an edge's rekey),
+//! - routes data datagrams to their session by receiver index, dropping unknown ones cheaply,
+//! - remembers, per session and link, the address the link's packets last came from, so replies
+//!   leave over the same link even behind NAT and after a modem changes address,
+//! - forgets sessions silent for [`SESSION_IDLE`] (the edge restarted or went away).
+
+use core::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+use super::reorder::Delivered;
+use super::seal::{self, Acceptor, Channel, Keypair, SealError};
+use super::session::{Event, PacketMeta, SendError, Session, SessionConfig};
+use super::{Instant, LinkId};
+
+/// Identifies a session on the core.
+pub type SessionId = u32;
+
+/// A session that has received nothing for this long is dropped.
+pub const SESSION_IDLE: Duration = Duration::from_secs(180);
+
+/// An allowed peer (from `config peer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub public: [u8; 32],
+}
+
+/// What happened to a datagram given to [`Endpoint::handle_datagram`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// A handshake: a response is queued for `poll_transmit`.
+    Handshake { session: SessionId, new: bool },
+    /// Data for a session, received on `link` (if the frames named one).
+    Data {
+        session: SessionId,
+        link: Option<LinkId>,
+    },
+}
+
+/// Why a datagram was dropped. Counted in [`EndpointStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Drop {
+    /// No session has this receiver index (stale, forged, or from before a restart).
+    UnknownIndex,
+    /// Neither a handshake init nor a datagram with a receiver index.
+    Malformed,
+    /// The handshake was refused.
+    Handshake(SealError),
+    /// The session refused it (bad authentication, replay, malformed frames).
+    Session,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointStats {
+    pub sessions_started: u64,
+    pub sessions_ended: u64,
+    pub dropped: HashMap<Drop, u64>,
+    /// Datagrams a session wanted to send on a link whose address is not known yet.
+    pub no_address: u64,
+}
+
+struct Slot<A> {
+    session: Session,
+    peer: usize,
+    addrs: HashMap<LinkId, A>,
+    /// Where the last datagram of any link came from (for links not yet named).
+    last_addr: A,
+    last_heard: Instant,
+}
+
+/// Many sessions behind one socket. See the module docs.
+pub struct Endpoint<A> {
+    acceptor: Acceptor,
+    peers: Vec<Peer>,
+    config: SessionConfig,
+    sessions: HashMap<SessionId, Slot<A>>,
+    by_index: HashMap<u32, SessionId>,
+    by_peer: HashMap<[u8; 32], SessionId>,
+    next_id: SessionId,
+    next_index: u32,
+    responses: VecDeque<(A, Vec<u8>)>,
+    events: VecDeque<(SessionId, Event)>,
+    ended: VecDeque<SessionId>,
+    rr: Vec<SessionId>,
+    rr_at: usize,
+    pub stats: EndpointStats,
+}
+
+impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
+    pub fn new(keypair: Keypair, peers: Vec<Peer>, config: SessionConfig) -> Endpoint<A> {
+        let mut seed = [0u8; 4];
+        getrandom::fill(&mut seed).expect("the OS random source is available");
+        Endpoint {
+            acceptor: Acceptor::new(keypair),
+            peers,
+            config,
+            sessions: HashMap::new(),
+            by_index: HashMap::new(),
+            by_peer: HashMap::new(),
+            next_id: 1,
+            next_index: u32::from_le_bytes(seed),
+            responses: VecDeque::new(),
+            events: VecDeque::new(),
+            ended: VecDeque::new(),
+            rr: Vec::new(),
+            rr_at: 0,
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Replaces the allowed peers (reload); sessions of removed keys end at once.
+    pub fn set_peers(&mut self, peers: Vec<Peer>) {
+        self.peers = peers;
+        let gone: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !self.peers.iter().any(|p| p.public == s.session_peer()))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            self.end(id);
+        }
+    }
+
+    /// The peer of a session.
+    pub fn peer(&self, id: SessionId) -> Option<&Peer> {
+        self.sessions.get(&id).and_then(|s| self.peers.get(s.peer))
+    }
+
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(&id).map(|s| &s.session)
+    }
+
+    pub fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(&id).map(|s| &mut s.session)
+    }
+
+    pub fn session_ids(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.sessions.keys().copied()
+    }
+
+    /// The address a session's link was last heard from.
+    pub fn link_addr(&self, id: SessionId, link: LinkId) -> Option<A> {
+        self.sessions
+            .get(&id)
+            .and_then(|s| s.addrs.get(&link).copied())
+    }
+
+    pub fn acceptor_stats(&self) -> &seal::SealStats {
+        &self.acceptor.stats
+    }
+
+    fn count(&mut self, d: Drop) {
+        *self.stats.dropped.entry(d).or_default() += 1;
+    }
+
+    fn fresh_index(&mut self) -> u32 {
+        loop {
+            self.next_index = self
+                .next_index
+                .wrapping_mul(747_796_405)
+                .wrapping_add(2_891_336_453);
+            let i = self.next_index;
+            if !self.by_index.contains_key(&i) {
+                return i;
+            }
+        }
+    }
+
+    /// A datagram from `from`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: A,
+        datagram: &mut [u8],
+    ) -> Result<Handled, Drop> {
+        if seal::is_init(datagram) {
+            return self.handle_init(now, from, datagram);
+        }
+        let Some(index) = seal::receiver_index(datagram) else {
+            self.count(Drop::Malformed);
+            return Err(Drop::Malformed);
+        };
+        let Some(&id) = self.by_index.get(&index) else {
+            self.count(Drop::UnknownIndex);
+            return Err(Drop::UnknownIndex);
+        };
+        let slot = self
+            .sessions
+            .get_mut(&id)
+            .expect("index map points at live sessions");
+        match slot.session.handle_datagram(now, None, datagram) {
+            Ok(link) => {
+                slot.last_heard = now;
+                slot.last_addr = from;
+                if let Some(l) = link {
+                    slot.addrs.insert(l, from);
+                }
+                self.reindex(id);
+                Ok(Handled::Data { session: id, link })
+            }
+            Err(_) => {
+                self.count(Drop::Session);
+                Err(Drop::Session)
+            }
+        }
+    }
+
+    fn handle_init(&mut self, now: Instant, from: A, datagram: &[u8]) -> Result<Handled, Drop> {
+        let index = self.fresh_index();
+        let mut out = vec![0u8; seal::RESPONSE_LEN];
+        let peers = &self.peers;
+        let accepted = match self.acceptor.accept(
+            now,
+            datagram,
+            |k| peers.iter().any(|p| p.public == *k),
+            index,
+            &mut out,
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                self.count(Drop::Handshake(e));
+                return Err(Drop::Handshake(e));
+            }
+        };
+        out.truncate(accepted.response_len);
+        let peer_key = accepted.peer_public;
+        let peer = self
+            .peers
+            .iter()
+            .position(|p| p.public == peer_key)
+            .expect("accepted keys are allowed");
+        self.responses.push_back((from, out));
+        if let Some(&id) = self.by_peer.get(&peer_key) {
+            let slot = self
+                .sessions
+                .get_mut(&id)
+                .expect("peer map points at live sessions");
+            slot.session.channel_mut().rekeyed(accepted);
+            slot.last_heard = now;
+            self.reindex(id);
+            return Ok(Handled::Handshake {
+                session: id,
+                new: false,
+            });
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let session = Session::new(Channel::responder(accepted, now), self.config.clone(), now);
+        self.sessions.insert(
+            id,
+            Slot {
+                session,
+                peer,
+                addrs: HashMap::new(),
+                last_addr: from,
+                last_heard: now,
+            },
+        );
+        self.by_peer.insert(peer_key, id);
+        self.rr.push(id);
+        self.reindex(id);
+        self.stats.sessions_started += 1;
+        Ok(Handled::Handshake {
+            session: id,
+            new: true,
+        })
+    }
+
+    /// Registers every receiver index a session's channel answers to (they change on rekey).
+    fn reindex(&mut self, id: SessionId) {
+        let Some(slot) = self.sessions.get(&id) else {
+            return;
+        };
+        let live: Vec<u32> = slot.session.channel().local_indices().collect();
+        self.by_index.retain(|i, s| *s != id || live.contains(i));
+        for i in live {
+            self.by_index.insert(i, id);
+        }
+    }
+
+    fn end(&mut self, id: SessionId) {
+        if let Some(slot) = self.sessions.remove(&id) {
+            self.by_index.retain(|_, s| *s != id);
+            self.by_peer.remove(&slot.session_peer());
+            self.rr.retain(|&s| s != id);
+            self.ended.push_back(id);
+            self.stats.sessions_ended += 1;
+        }
+    }
+
+    /// Queues an inner packet (from the internet) for a session.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        packet: &[u8],
+        meta: PacketMeta,
+    ) -> Result<(), SendError> {
+        match self.sessions.get_mut(&id) {
+            Some(s) => s.session.send(now, packet, meta),
+            None => Err(SendError::Closed),
+        }
+    }
+
+    /// The next datagram to send: `out[..len]` to `addr`.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(A, usize)> {
+        if let Some((addr, bytes)) = self.responses.pop_front() {
+            out[..bytes.len()].copy_from_slice(&bytes);
+            return Some((addr, bytes.len()));
+        }
+        let n = self.rr.len();
+        for k in 0..n {
+            let id = self.rr[(self.rr_at + k) % n];
+            let slot = self
+                .sessions
+                .get_mut(&id)
+                .expect("round robin holds live sessions");
+            while let Some(t) = slot.session.poll_transmit(now, out) {
+                let addr = slot.addrs.get(&t.link).copied();
+                match addr {
+                    Some(a) => {
+                        self.rr_at = (self.rr_at + k + 1) % n;
+                        return Some((a, t.len));
+                    }
+                    // The session chose a link the edge has not used yet: nowhere to send it;
+                    // the session's loss detection moves the data to a link that works.
+                    None => self.stats.no_address += 1,
+                }
+            }
+        }
+        None
+    }
+
+    /// The next restored inner packet of any session.
+    pub fn poll_deliver(&mut self, now: Instant) -> Option<(SessionId, Delivered)> {
+        for slot in self.sessions.iter_mut() {
+            if let Some(d) = slot.1.session.poll_deliver(now) {
+                return Some((*slot.0, d));
+            }
+        }
+        None
+    }
+
+    /// Session events; also `Event::Closed` for sessions the endpoint ended (idle, peer removed).
+    pub fn poll_event(&mut self) -> Option<(SessionId, Event)> {
+        for (&id, slot) in self.sessions.iter_mut() {
+            if let Some(e) = slot.session.poll_event() {
+                self.events.push_back((id, e));
+            }
+        }
+        if let Some(id) = self.ended.pop_front() {
+            return Some((id, Event::Closed));
+        }
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let idle = self.sessions.values().map(|s| s.last_heard + SESSION_IDLE);
+        self.sessions
+            .values()
+            .filter_map(|s| s.session.poll_timeout())
+            .chain(idle)
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        for (&id, slot) in self.sessions.iter_mut() {
+            slot.session.handle_timeout(now);
+            if slot.session.is_closed() || now.saturating_since(slot.last_heard) >= SESSION_IDLE {
+                gone.push(id);
+            }
+        }
+        for id in gone {
+            self.end(id);
+        }
+    }
+}
+
+impl<A> Slot<A> {
+    fn session_peer(&self) -> [u8; 32] {
+        self.session.channel().peer_public()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::link::LinkConfig;
+
+    const MS: u64 = 1000;
+
+    fn pair() -> (Session, Endpoint<u8>, Keypair) {
+        let edge_key = Keypair::generate();
+        let core_key = Keypair::generate();
+        let peers = vec![Peer {
+            name: "train-1".into(),
+            public: edge_key.public,
+        }];
+        let ep = Endpoint::new(core_key.clone(), peers, SessionConfig::default());
+        let mut edge = Session::new(
+            Channel::initiator(&edge_key, core_key.public, Instant(0)),
+            SessionConfig::default(),
+            Instant(0),
+        );
+        edge.add_link(0, LinkConfig::default(), Instant(0));
+        edge.add_link(1, LinkConfig::default(), Instant(0));
+        (edge, ep, edge_key)
+    }
+
+    /// Moves everything both sides want to send, instantly; edge link i arrives from address i.
+    fn exchange(edge: &mut Session, ep: &mut Endpoint<u8>, now: Instant) -> usize {
+        let mut moved = 0;
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..100 {
+            let mut any = false;
+            while let Some(t) = edge.poll_transmit(now, &mut buf) {
+                let _ = ep.handle_datagram(now, t.link, &mut buf[..t.len]);
+                any = true;
+                moved += 1;
+            }
+            while let Some((addr, n)) = ep.poll_transmit(now, &mut buf) {
+                let _ = edge.handle_datagram(now, Some(addr), &mut buf[..n]);
+                any = true;
+                moved += 1;
+            }
+            if !any {
+                break;
+            }
+        }
+        moved
+    }
+
+    #[test]
+    fn handshake_data_and_link_addresses() {
+        let (mut edge, mut ep, _) = pair();
+        let mut now = Instant(0);
+        exchange(&mut edge, &mut ep, now);
+        assert!(edge.is_established());
+        let id = ep.session_ids().next().expect("one session");
+        assert_eq!(ep.peer(id).unwrap().name, "train-1");
+        for i in 0..20u8 {
+            now = Instant(u64::from(i) * MS);
+            edge.send(now, &[0x45, i], PacketMeta::default()).unwrap();
+            exchange(&mut edge, &mut ep, now);
+            edge.handle_timeout(now);
+            ep.handle_timeout(now);
+        }
+        let mut got = Vec::new();
+        while let Some((sid, d)) = ep.poll_deliver(now) {
+            assert_eq!(sid, id);
+            got.push(d.data[1]);
+        }
+        assert_eq!(got, (0..20).collect::<Vec<u8>>());
+        assert!(ep.link_addr(id, 0).is_some() || ep.link_addr(id, 1).is_some());
+    }
+
+    #[test]
+    fn strangers_and_junk_are_dropped_and_counted() {
+        let (_, mut ep, _) = pair();
+        let stranger = Keypair::generate();
+        let mut s = Session::new(
+            Channel::initiator(&stranger, ep.acceptor.public(), Instant(0)),
+            SessionConfig::default(),
+            Instant(0),
+        );
+        s.add_link(0, LinkConfig::default(), Instant(0));
+        let mut buf = vec![0u8; 2048];
+        let t = s.poll_transmit(Instant(0), &mut buf).unwrap();
+        assert_eq!(
+            ep.handle_datagram(Instant(0), 9, &mut buf[..t.len]),
+            Err(Drop::Handshake(SealError::NotAllowed))
+        );
+        let mut junk = [
+            1u8, 3, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0,
+        ];
+        assert_eq!(
+            ep.handle_datagram(Instant(0), 9, &mut junk),
+            Err(Drop::UnknownIndex)
+        );
+        assert_eq!(
+            ep.handle_datagram(Instant(0), 9, &mut [0xff; 3]),
+            Err(Drop::Malformed)
+        );
+        assert_eq!(ep.session_ids().count(), 0, "nothing was created");
+        assert_eq!(ep.stats.dropped.values().sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn idle_sessions_end_and_removed_peers_are_cut() {
+        let (mut edge, mut ep, _) = pair();
+        exchange(&mut edge, &mut ep, Instant(0));
+        let id = ep.session_ids().next().unwrap();
+        ep.set_peers(Vec::new());
+        assert_eq!(ep.session_ids().count(), 0);
+        let mut saw_closed = false;
+        while let Some((sid, e)) = ep.poll_event() {
+            saw_closed |= sid == id && e == Event::Closed;
+        }
+        assert!(saw_closed);
+
+        let (mut edge, mut ep, _) = pair();
+        exchange(&mut edge, &mut ep, Instant(0));
+        ep.handle_timeout(Instant(0) + SESSION_IDLE);
+        assert_eq!(ep.session_ids().count(), 0, "silent for SESSION_IDLE");
+    }
+
+    #[test]
+    fn a_restarted_edge_gets_a_fresh_session() {
+        let (mut edge, mut ep, edge_key) = pair();
+        exchange(&mut edge, &mut ep, Instant(0));
+        let first = ep.session_ids().next().unwrap();
+        // Same key, new process: a new init with a later timestamp replaces the keys.
+        let mut edge2 = Session::new(
+            Channel::initiator(&edge_key, ep.acceptor.public(), Instant(5 * MS)),
+            SessionConfig::default(),
+            Instant(5 * MS),
+        );
+        edge2.add_link(0, LinkConfig::default(), Instant(5 * MS));
+        exchange(&mut edge2, &mut ep, Instant(5 * MS));
+        assert!(edge2.is_established());
+        assert_eq!(
+            ep.session_ids().collect::<Vec<_>>(),
+            vec![first],
+            "one session per peer key"
+        );
+    }
+}

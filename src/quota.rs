@@ -1,0 +1,274 @@
+//! Data quotas per link: counting, periods, demotion, and a state file that spares the flash.
+//!
+//! Pure logic (time comes in as UNIX seconds, UTC); the edge feeds it the bytes each link
+//! carried and writes [`QuotaBook::to_text`] to `state_file` when [`QuotaBook::should_save`]
+//! says so (rarely: after 10 minutes *and* a meaningful change, and on stop), so a router's
+//! flash is written a few times an hour at most, and a reboot loses at most that much counting.
+//!
+//! Periods: `day` restarts at 00:00 UTC; `month` restarts at 00:00 UTC on `reset_day` (clamped
+//! to the month's last day, so 31 means "the last day" in short months).
+
+use std::collections::BTreeMap;
+
+use crate::config::model::{Quota, QuotaAction, QuotaPeriod};
+
+/// Least time between two writes of the state file (except on stop).
+pub const SAVE_EVERY_SECS: u64 = 600;
+
+/// One link's counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Start of the period the counter belongs to (UNIX seconds).
+    pub period_start: u64,
+    /// Bytes counted in that period (both directions).
+    pub used: u64,
+}
+
+/// What a link's quota says now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within quota (or none): its configured role.
+    Within,
+    /// Past quota: demoted as `quota_action` says.
+    Exceeded(QuotaAction),
+}
+
+/// Counters of every link with a quota.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaBook {
+    links: BTreeMap<String, Usage>,
+    saved_at: u64,
+    saved: BTreeMap<String, Usage>,
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    // Howard Hinnant's algorithm: days since 1970-01-01 of a proleptic Gregorian date.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    let next = if m == 12 {
+        days_from_civil(y + 1, 1, 1)
+    } else {
+        days_from_civil(y, m + 1, 1)
+    };
+    (next - days_from_civil(y, m, 1)) as u32
+}
+
+/// The start (UNIX seconds) of the quota period containing `now`.
+pub fn period_start(now: u64, period: QuotaPeriod, reset_day: u8) -> u64 {
+    let day = (now / 86_400) as i64;
+    match period {
+        QuotaPeriod::Day => day as u64 * 86_400,
+        QuotaPeriod::Month => {
+            let (y, m, d) = civil_from_days(day);
+            let reset_in = |y: i64, m: u32| u32::from(reset_day.max(1)).min(days_in_month(y, m));
+            let (y, m) = if d >= reset_in(y, m) {
+                (y, m)
+            } else if m == 1 {
+                (y - 1, 12)
+            } else {
+                (y, m - 1)
+            };
+            (days_from_civil(y, m, reset_in(y, m)) as u64) * 86_400
+        }
+    }
+}
+
+impl QuotaBook {
+    /// Adds `bytes` carried by `link` at `now`; a new period restarts the counter first.
+    pub fn account(&mut self, link: &str, quota: &Quota, bytes: u64, now: u64) -> Verdict {
+        let start = period_start(now, quota.period, quota.reset_day);
+        let u = self.links.entry(link.to_string()).or_default();
+        if u.period_start != start {
+            *u = Usage {
+                period_start: start,
+                used: 0,
+            };
+        }
+        u.used = u.used.saturating_add(bytes);
+        if u.used >= quota.bytes {
+            Verdict::Exceeded(quota.action)
+        } else {
+            Verdict::Within
+        }
+    }
+
+    /// Bytes used by `link` in its current period.
+    pub fn used(&self, link: &str) -> u64 {
+        self.links.get(link).map_or(0, |u| u.used)
+    }
+
+    /// Forgets links no longer configured with a quota.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.links.retain(|k, _| keep(k));
+    }
+
+    /// Whether to write the state now: not more often than [`SAVE_EVERY_SECS`], and only when
+    /// some counter moved by at least 1 MiB since the last write.
+    pub fn should_save(&self, now: u64) -> bool {
+        if now < self.saved_at + SAVE_EVERY_SECS {
+            return false;
+        }
+        self.links.iter().any(|(k, u)| {
+            let old = self.saved.get(k).copied().unwrap_or_default();
+            old.period_start != u.period_start || u.used.abs_diff(old.used) >= 1 << 20
+        })
+    }
+
+    /// Records that the state was written at `now`.
+    pub fn mark_saved(&mut self, now: u64) {
+        self.saved_at = now;
+        self.saved = self.links.clone();
+    }
+
+    /// The state file's text: `link period_start used` per line.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("# braid quota counters: link period_start(unix) bytes_used\n");
+        for (k, u) in &self.links {
+            s.push_str(&format!("{k} {} {}\n", u.period_start, u.used));
+        }
+        s
+    }
+
+    /// Reads a state file's text; malformed lines are skipped (a torn write loses one line,
+    /// never the daemon).
+    pub fn from_text(text: &str, now: u64) -> QuotaBook {
+        let mut b = QuotaBook {
+            saved_at: now,
+            ..Default::default()
+        };
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let [name, start, used] = f[..] {
+                if let (Ok(start), Ok(used)) = (start.parse(), used.parse()) {
+                    b.links.insert(
+                        name.to_string(),
+                        Usage {
+                            period_start: start,
+                            used,
+                        },
+                    );
+                }
+            }
+        }
+        b.saved = b.links.clone();
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(y: i64, m: u32, d: u32, h: u64) -> u64 {
+        days_from_civil(y, m, d) as u64 * 86_400 + h * 3600
+    }
+
+    fn quota(bytes: u64, period: QuotaPeriod, reset_day: u8, action: QuotaAction) -> Quota {
+        Quota {
+            bytes,
+            period,
+            reset_day,
+            action,
+        }
+    }
+
+    #[test]
+    fn calendar_round_trip() {
+        for z in [-1000i64, 0, 1, 59, 365, 10_957, 19_000, 20_000, 60_000] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_in_month(2024, 2), 29);
+        assert_eq!(days_in_month(2026, 2), 28);
+    }
+
+    #[test]
+    fn periods() {
+        let now = secs(2026, 11, 26, 13);
+        assert_eq!(
+            period_start(now, QuotaPeriod::Day, 1),
+            secs(2026, 11, 26, 0)
+        );
+        assert_eq!(
+            period_start(now, QuotaPeriod::Month, 15),
+            secs(2026, 11, 15, 0)
+        );
+        assert_eq!(
+            period_start(now, QuotaPeriod::Month, 27),
+            secs(2026, 10, 27, 0)
+        );
+        assert_eq!(
+            period_start(secs(2026, 1, 3, 0), QuotaPeriod::Month, 5),
+            secs(2025, 12, 5, 0)
+        );
+        // reset_day 31 in February means its last day.
+        assert_eq!(
+            period_start(secs(2026, 3, 1, 0), QuotaPeriod::Month, 31),
+            secs(2026, 2, 28, 0)
+        );
+        assert_eq!(
+            period_start(secs(2026, 2, 28, 5), QuotaPeriod::Month, 31),
+            secs(2026, 2, 28, 0)
+        );
+    }
+
+    #[test]
+    fn crossing_the_quota_demotes_and_a_new_period_restores() {
+        let q = quota(1000, QuotaPeriod::Day, 1, QuotaAction::Backup);
+        let mut b = QuotaBook::default();
+        let t = secs(2026, 11, 26, 10);
+        assert_eq!(b.account("lte2", &q, 600, t), Verdict::Within);
+        assert_eq!(
+            b.account("lte2", &q, 400, t + 60),
+            Verdict::Exceeded(QuotaAction::Backup)
+        );
+        assert_eq!(b.used("lte2"), 1000);
+        assert_eq!(
+            b.account("lte2", &q, 10, secs(2026, 11, 27, 0)),
+            Verdict::Within,
+            "midnight resets"
+        );
+        assert_eq!(b.used("lte2"), 10);
+    }
+
+    #[test]
+    fn state_survives_a_restart_and_writes_rarely() {
+        let q = quota(10 << 30, QuotaPeriod::Month, 1, QuotaAction::Never);
+        let t = secs(2026, 11, 26, 10);
+        let mut b = QuotaBook::from_text("", t);
+        b.account("wwan", &q, 5 << 20, t);
+        assert!(!b.should_save(t + 60), "not within 10 minutes of start");
+        assert!(b.should_save(t + SAVE_EVERY_SECS));
+        b.mark_saved(t + SAVE_EVERY_SECS);
+        b.account("wwan", &q, 1000, t + 2 * SAVE_EVERY_SECS);
+        assert!(
+            !b.should_save(t + 2 * SAVE_EVERY_SECS),
+            "a few bytes are not worth a flash write"
+        );
+        let text = b.to_text();
+        let back = QuotaBook::from_text(&(text + "garbage line\nwwan2 x 1\n"), t);
+        assert_eq!(back.used("wwan"), (5 << 20) + 1000);
+        assert_eq!(back.used("wwan2"), 0);
+    }
+}

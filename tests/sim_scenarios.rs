@@ -1,0 +1,205 @@
+//! Issue #2's acceptance cases: the real protocol (an edge and a core `Session`) over the
+//! emulated links of the scenario files in `scenarios/`, seeded and deterministic.
+//!
+//! Cases the protocol does not meet yet are `#[ignore]`d (never with a weaker threshold): run
+//! them with `cargo test --test sim_scenarios -- --ignored --nocapture` to see where it stands.
+//!
+//! Each test prints the full report before asserting, so a failure shows every measured number
+//! (`cargo test --test sim_scenarios -- --nocapture` shows them on success too).
+
+use std::path::Path;
+
+use braid::sim::link::{Outage, OutageKind};
+use braid::sim::scenario::Dir;
+use braid::sim::{run, Report, Scenario};
+
+fn load(name: &str) -> Scenario {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.toml"));
+    Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Datagrams the outages swallowed on link `name`, both directions.
+fn outage_drops(r: &Report, name: &str) -> u64 {
+    r.links
+        .iter()
+        .filter(|l| l.link == name)
+        .map(|l| l.stats.drop_outage)
+        .sum()
+}
+
+fn run_shown(sc: &Scenario) -> Report {
+    let r = run(sc).unwrap_or_else(|e| panic!("{}: {e}", sc.name));
+    println!("{}", r.table());
+    assert_eq!(r.corrupt, 0, "the exit delivered mangled packets");
+    r
+}
+
+#[test]
+fn hetero_aggregates_recovers_and_keeps_order() {
+    let r = run_shown(&load("hetero"));
+    let up = r.dir(Dir::Up).unwrap();
+    assert_eq!(up.capacity_mbit, 30.0);
+    assert!(
+        up.delivered_mbit >= 0.92 * 30.0,
+        "delivered {:.2} Mbit/s of inner bytes, need >= 27.6",
+        up.delivered_mbit
+    );
+    assert!(
+        up.loss_ratio <= 0.0001,
+        "loss after recovery {:.5} % ({} of {})",
+        up.loss_ratio * 100.0,
+        up.lost,
+        up.sent
+    );
+    assert!(
+        up.in_order_ratio >= 0.999,
+        "in order {:.4} %",
+        up.in_order_ratio * 100.0
+    );
+    assert!(
+        up.added_delay_ms.p99 <= 50.0,
+        "p99 added delay {} ms",
+        up.added_delay_ms.p99
+    );
+}
+
+#[test]
+fn hetero_blackhole_fails_over_fast_and_loses_nothing() {
+    let r = run_shown(&load("hetero-blackhole"));
+    let up = r.dir(Dir::Up).unwrap();
+    assert!(
+        outage_drops(&r, "fast") > 0,
+        "the outage must have swallowed datagrams"
+    );
+    assert!(
+        up.longest_gap_ms <= 300.0,
+        "longest gap {} ms",
+        up.longest_gap_ms
+    );
+    assert_eq!(up.lost, 0, "lost {} of {}", up.lost, up.sent);
+}
+
+#[test]
+fn three_users_share_fairly() {
+    let r = run_shown(&load("fairness"));
+    let jain = r.dir(Dir::Up).unwrap().jain.unwrap();
+    assert!(jain >= 0.98, "Jain {jain:.4}");
+}
+
+#[test]
+fn priority_class_does_not_queue() {
+    let r = run_shown(&load("priority"));
+    let c = r.class("priority", Dir::Up).unwrap();
+    assert!(c.delivered > 0);
+    assert!(
+        c.queueing_ms.p99 <= 10.0,
+        "priority p99 queueing {} ms",
+        c.queueing_ms.p99
+    );
+    // The bulk users beside it still share fairly.
+    let jain = r.dir(Dir::Up).unwrap().jain.unwrap();
+    assert!(jain >= 0.98, "Jain {jain:.4}");
+}
+
+#[test]
+fn interactive_stays_near_the_fastest_link() {
+    let sc = load("interactive");
+    let fastest_ms = sc.links.iter().map(|l| l.up.delay_us).min().unwrap() as f64 / 1000.0;
+    let r = run_shown(&sc);
+    let c = r.class("interactive", Dir::Up).unwrap();
+    assert!(c.delivered > 1000);
+    assert!(
+        c.latency_ms.p99 <= fastest_ms + 20.0,
+        "interactive p99 one-way {} ms, fastest link {} ms",
+        c.latency_ms.p99,
+        fastest_ms
+    );
+}
+
+/// "Zero delivery gap" for a redundant class: nothing of it is lost, and no gap between its
+/// deliveries is longer than its own packet spacing plus the links' delay difference (the copy
+/// on the surviving link arrives that much later) plus 5 ms of link queueing. A gap from loss
+/// detection and a resend would be at least one round trip more.
+#[test]
+fn redundant_class_has_no_gap_when_either_link_is_black_holed() {
+    for cut in 0..2 {
+        let mut sc = load("redundant");
+        for (i, l) in sc.links.iter_mut().enumerate() {
+            for d in [&mut l.up, &mut l.down] {
+                d.outages.clear();
+                if i == cut {
+                    d.outages.push(Outage {
+                        start_us: 10_000_000,
+                        end_us: 13_000_000,
+                        kind: OutageKind::Blackhole,
+                    });
+                }
+            }
+        }
+        let delays: Vec<u64> = sc.links.iter().map(|l| l.up.delay_us).collect();
+        let spread_ms = (delays.iter().max().unwrap() - delays.iter().min().unwrap()) as f64 / 1e3;
+        let r = run_shown(&sc);
+        assert!(outage_drops(&r, &sc.links[cut].name) > 0);
+        let c = r.class("voice", Dir::Up).unwrap();
+        let bound = c.interval_ms.unwrap() + spread_ms + 5.0;
+        assert_eq!(
+            c.lost, 0,
+            "link {cut} cut: voice lost {} of {}",
+            c.lost, c.sent
+        );
+        assert!(
+            c.longest_gap_ms <= bound,
+            "link {cut} cut: voice gap {} ms > {bound} ms",
+            c.longest_gap_ms
+        );
+    }
+}
+
+#[test]
+#[ignore = "issue #2 target not met by the protocol yet: --ignored shows the measured numbers"]
+fn lte_traces_are_aggregated() {
+    let r = run_shown(&load("lte"));
+    let up = r.dir(Dir::Up).unwrap();
+    assert!(
+        up.share >= 0.90,
+        "delivered {:.2} of {:.2} Mbit/s = {:.1} %",
+        up.delivered_mbit,
+        up.capacity_mbit,
+        up.share * 100.0
+    );
+}
+
+#[test]
+fn runs_are_reproducible() {
+    let mut sc = load("hetero-blackhole");
+    sc.set_duration(5_000_000).unwrap();
+    let a = serde_json::to_string(&run(&sc).unwrap()).unwrap();
+    let b = serde_json::to_string(&run(&sc).unwrap()).unwrap();
+    assert_eq!(a, b);
+}
+
+/// Datagrams with a flipped bit (tampering on the path) are rejected by the receiving endpoint,
+/// never delivered, and what they carried is recovered by resending.
+#[test]
+fn tampered_datagrams_are_rejected_and_recovered() {
+    let mut sc = load("hetero");
+    sc.set_duration(10_000_000).unwrap();
+    for l in &mut sc.links {
+        l.up.corrupt = 0.002;
+        l.down.corrupt = 0.002;
+    }
+    let r = run_shown(&sc);
+    let corrupted: u64 = r.links.iter().map(|l| l.stats.corrupted).sum();
+    assert!(corrupted > 50, "only {corrupted} datagrams corrupted");
+    // Every mangled datagram that arrived before the end was refused (a few may still travel).
+    assert!(
+        r.tunnel_errors <= corrupted && r.tunnel_errors + 10 >= corrupted,
+        "{} refused of {corrupted} corrupted",
+        r.tunnel_errors
+    );
+    let up = r.dir(Dir::Up).unwrap();
+    assert_eq!(up.lost, 0, "lost {} of {}", up.lost, up.sent);
+    assert_eq!(up.duplicates, 0);
+}
