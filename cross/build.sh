@@ -161,8 +161,8 @@ cmd_sizes() {
 }
 
 # cmd_test ARCH [ARGS]: the library's unit tests, the binaries' tests and every integration
-# test under tests/ that needs no root (not named netns_* or lab_*: those drive real kernels
-# and namespaces, which qemu-user does not emulate), built with the `sim` feature so the
+# test under tests/ that needs no root (not named netns_*, lab_* or os_*: those drive real
+# kernels and namespaces, which qemu-user does not emulate), built with the `sim` feature so the
 # simulator tests run too (not `lab`: it is host-only and never built for a router). Tests that start the braid binary as a child are skipped under
 # qemu (see spawning-tests.awk); x86_64 runs natively and skips nothing.
 cmd_test() {
@@ -174,7 +174,7 @@ cmd_test() {
 		[ -e "$t" ] || continue
 		name=$(basename "$t" .rs)
 		case "$name" in
-		netns_* | lab_* | pkg_*) continue ;;
+		netns_* | lab_* | os_* | pkg_*) continue ;;
 		esac
 		tests+=(--test "$name")
 		if [ -n "$QEMU" ]; then
