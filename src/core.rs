@@ -134,7 +134,16 @@ struct Core {
     seed: u64,
     mss: u16,
     drops: HashMap<&'static str, u64>,
+    /// When a refused handshake from an address was last logged.
+    refusals_logged: HashMap<Addr, std::time::Instant>,
+    /// When any refused handshake was last logged (forged sources cannot flood the log).
+    last_refusal_log: Option<std::time::Instant>,
 }
+
+/// A refused handshake from one address is logged at most this often...
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// ... and refused handshakes from anywhere at most this often.
+const ANY_REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 
 async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let clock = Clock::new();
@@ -201,6 +210,8 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         tcp: HashMap::new(),
         seed: u64::from_le_bytes(seed),
         drops: HashMap::new(),
+        refusals_logged: HashMap::new(),
+        last_refusal_log: None,
     };
     core.apply_classes();
 
@@ -281,7 +292,8 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             Some((_, mut d, tagged)) = tcp_in.recv() => {
                 let now = core.clock.now();
                 let id = u32::from(tagged.port());
-                let _ = core.ep.handle_datagram(now, Addr::Tcp(id), &mut d);
+                let r = core.ep.handle_datagram(now, Addr::Tcp(id), &mut d);
+                core.note_refusal(Addr::Tcp(id), r.err());
             }
             r = capture.readable() => {
                 let mut guard = r.map_err(|e| format!("capture: {e}"))?;
@@ -303,10 +315,14 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             }
             Some((from, mut d)) = in_rx.recv() => {
                 let now = core.clock.now();
-                let _ = core.ep.handle_datagram(now, from, &mut d);
+                let r = core.ep.handle_datagram(now, from, &mut d);
+                core.note_refusal(from, r.err());
                 for _ in 0..64 {
                     match in_rx.try_recv() {
-                        Ok((from, mut d)) => { let _ = core.ep.handle_datagram(now, from, &mut d); }
+                        Ok((from, mut d)) => {
+                            let r = core.ep.handle_datagram(now, from, &mut d);
+                            core.note_refusal(from, r.err());
+                        }
                         Err(_) => break,
                     }
                 }
@@ -320,6 +336,50 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
 }
 
 impl Core {
+    /// Logs (rate-limited per address) a handshake refused for a reason the operator can fix:
+    /// an edge whose key no `config peer` lists, or one configured with another core's key.
+    /// Everything else unauthenticated stays silent (counted in `braid status`).
+    fn note_refusal(&mut self, from: Addr, drop: Option<crate::proto::endpoint::Drop>) {
+        use crate::proto::endpoint::Drop;
+        use crate::proto::seal::SealError;
+        let why = match drop {
+            Some(Drop::Handshake(SealError::NotAllowed)) => {
+                "its public key is not in any `config peer` (add the output of `braid pubkey` \
+                 on that edge)"
+            }
+            Some(Drop::Handshake(SealError::BadMac)) => {
+                "it was made for another key: the edge's core_public_key is not this core's \
+                 public key"
+            }
+            _ => return,
+        };
+        let now = std::time::Instant::now();
+        if self
+            .last_refusal_log
+            .is_some_and(|t| now.duration_since(t) < ANY_REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        if self
+            .refusals_logged
+            .get(&from)
+            .is_some_and(|t| now.duration_since(*t) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        if self.refusals_logged.len() > 1024 {
+            self.refusals_logged
+                .retain(|_, t| now.duration_since(*t) < REFUSAL_LOG_EVERY);
+        }
+        self.refusals_logged.insert(from, now);
+        self.last_refusal_log = Some(now);
+        let addr = match from {
+            Addr::Udp(_, a) => a.to_string(),
+            Addr::Tcp(id) => format!("TCP connection {id}"),
+        };
+        log::warn!("handshake from {addr} refused: {why}");
+    }
+
     fn apply_classes(&mut self) {
         // Downstream classes come from the core's own policies; pinned links are not known here.
         let classes = session_classes(&self.cfg, |_| None);

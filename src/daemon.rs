@@ -215,7 +215,14 @@ impl LinkTx {
     /// recovers lost datagrams; blocking the event loop would hurt every link).
     pub fn send(&self, d: &[u8]) -> bool {
         match self {
-            LinkTx::Udp(s) => s.try_send(d).is_ok(),
+            LinkTx::Udp(s) => match s.try_send(d) {
+                Ok(_) => true,
+                // tokio learns that a new socket is writable only once its reactor has turned:
+                // the first datagrams of a fresh link socket (the handshake) would be dropped and
+                // the handshake retried a second later. Ask the kernel instead.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => send_now(s, d),
+                Err(_) => false,
+            },
             LinkTx::Tcp(tx) => tx.try_send(d.to_vec()).is_ok(),
         }
     }
@@ -227,6 +234,21 @@ impl LinkTx {
             LinkTx::Tcp(tx) => tx.try_send(d.to_vec()).is_ok(),
         }
     }
+}
+
+/// A non-blocking send(2) on a connected UDP socket, bypassing tokio's readiness cache.
+fn send_now(s: &tokio::net::UdpSocket, d: &[u8]) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the socket's fd is open for the call; `d` is valid for its length.
+    let n = unsafe {
+        libc::send(
+            s.as_raw_fd(),
+            d.as_ptr().cast(),
+            d.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    n >= 0
 }
 
 /// A running link socket: its sender and the task reading it (aborted on drop).

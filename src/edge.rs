@@ -354,15 +354,15 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             admin_up: true,
         });
     }
-    for p in &problems {
-        log::warn!("{p}; waiting for it to appear");
-    }
     if links.iter().all(|l| l.io.is_none()) {
         return Err(if links.is_empty() {
             format!("{}: no `config link` section: nothing to bond", cfg.file)
         } else {
             format!("no link can be opened: {}", problems.join("; "))
         });
+    }
+    for p in &problems {
+        log::warn!("{p}; waiting for it to appear");
     }
 
     // 2. The control socket first: it refuses to start when another edge answers on it, so a

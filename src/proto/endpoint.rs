@@ -239,6 +239,17 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
             .position(|p| p.public == peer_key)
             .expect("accepted keys are allowed");
         self.responses.push_back((from, out));
+        // The same epoch is a rekey of the running session; another one is a restarted edge,
+        // whose fresh session numbers its data from zero: the old session ends, a new one starts.
+        if let Some(&id) = self.by_peer.get(&peer_key) {
+            let same = self
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.session.channel().epoch() == accepted.epoch);
+            if !same {
+                self.end(id);
+            }
+        }
         if let Some(&id) = self.by_peer.get(&peer_key) {
             let slot = self
                 .sessions
@@ -520,6 +531,13 @@ mod tests {
         let (mut edge, mut ep, edge_key) = pair();
         exchange(&mut edge, &mut ep, Instant(0));
         let first = ep.session_ids().next().unwrap();
+        // The first process sends some data, so its session has numbered packets.
+        for i in 0..10u8 {
+            edge.send(Instant(0), &[0x45, i], PacketMeta::default())
+                .unwrap();
+            exchange(&mut edge, &mut ep, Instant(0));
+        }
+        while ep.poll_deliver(Instant(0)).is_some() {}
         // Same key, new process: a new init with a later timestamp replaces the keys.
         let mut edge2 = Session::new(
             Channel::initiator(&edge_key, ep.acceptor.public(), Instant(5 * MS)),
@@ -529,10 +547,47 @@ mod tests {
         edge2.add_link(0, LinkConfig::default(), Instant(5 * MS));
         exchange(&mut edge2, &mut ep, Instant(5 * MS));
         assert!(edge2.is_established());
-        assert_eq!(
-            ep.session_ids().collect::<Vec<_>>(),
-            vec![first],
-            "one session per peer key"
+        let ids: Vec<_> = ep.session_ids().collect();
+        assert_eq!(ids.len(), 1, "one session per peer key");
+        assert_ne!(
+            ids[0], first,
+            "a new epoch (a new process) gets a new session"
         );
+        assert!(
+            std::iter::from_fn(|| ep.poll_event()).any(|(id, e)| id == first && e == Event::Closed),
+            "the old session is reported closed"
+        );
+        // The new process numbers its data from the start again, and it is delivered at once.
+        let now = Instant(6 * MS);
+        edge2.send(now, &[0x45, 99], PacketMeta::default()).unwrap();
+        exchange(&mut edge2, &mut ep, now);
+        let (sid, d) = ep
+            .poll_deliver(now)
+            .expect("the restarted edge's data is delivered");
+        assert_eq!((sid, &d.data[..]), (ids[0], &[0x45, 99][..]));
+    }
+
+    #[test]
+    fn a_rekey_keeps_the_session() {
+        let (mut edge, mut ep, _) = pair();
+        exchange(&mut edge, &mut ep, Instant(0));
+        let first = ep.session_ids().next().unwrap();
+        // Past the rekey time the same channel (same epoch) handshakes again: same session.
+        let secs = crate::proto::seal::REKEY_AFTER.as_secs() + 5;
+        for s in 1..=secs {
+            let now = Instant(s * 1000 * MS);
+            edge.send(now, &[0x45, s as u8], PacketMeta::default())
+                .unwrap();
+            edge.handle_timeout(now);
+            ep.handle_timeout(now);
+            exchange(&mut edge, &mut ep, now);
+        }
+        assert!(
+            edge.channel().stats().rekeys
+                + ep.session(first).map_or(0, |s| s.channel().stats().rekeys)
+                > 0,
+            "no rekey happened"
+        );
+        assert_eq!(ep.session_ids().collect::<Vec<_>>(), vec![first]);
     }
 }
