@@ -261,6 +261,8 @@ struct Edge {
     started: std::time::Instant,
     warned_handshake: bool,
     drops: HashMap<&'static str, u64>,
+    /// Client packets classified into each class (by `ClassId`, carried by name across reloads).
+    class_packets: Vec<u64>,
     quota: QuotaBook,
     /// Link bytes (both directions) at the last quota count.
     counted: HashMap<LinkId, u64>,
@@ -425,6 +427,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         started: std::time::Instant::now(),
         warned_handshake: false,
         drops: HashMap::new(),
+        class_packets: Vec::new(),
         quota: load_quota(&cfg_state_file, unix_now()),
         counted: HashMap::new(),
         demoted: HashMap::new(),
@@ -625,6 +628,11 @@ impl Edge {
         let pkt = &mut pkt[..info.total_len.min(ip.len())];
         clamp_mss(pkt, self.mss);
         let verdict = self.classifier.classify(&info, Direction::Up, None);
+        let ci = usize::from(verdict.class);
+        if ci >= self.class_packets.len() {
+            self.class_packets.resize(ci + 1, 0);
+        }
+        self.class_packets[ci] += 1;
         let meta = PacketMeta {
             user: packet::user_hash(info.src, self.seed),
             flow: u64::from(info.flow().hash(self.seed)),
@@ -871,7 +879,20 @@ impl Edge {
         }
         self.links.sort_by_key(|l| l.id);
         // Policies and classes.
+        let old_counts: HashMap<String, u64> = self
+            .classifier
+            .classes()
+            .iter()
+            .zip(&self.class_packets)
+            .map(|(c, n)| (c.name.clone(), *n))
+            .collect();
         self.classifier = Classifier::from_config(&new);
+        self.class_packets = self
+            .classifier
+            .classes()
+            .iter()
+            .map(|c| old_counts.get(&c.name).copied().unwrap_or(0))
+            .collect();
         let names: Vec<(String, LinkId)> = self
             .links
             .iter()
@@ -930,14 +951,16 @@ impl Edge {
                 }
             })
             .collect();
-        let classes = Classifier::from_config(&self.cfg)
+        let classes = self
+            .classifier
             .classes()
             .iter()
-            .map(|c| control::ClassStatus {
+            .enumerate()
+            .map(|(i, c)| control::ClassStatus {
                 name: c.name.clone(),
                 mode: model::mode_name(&c.mode),
                 priority: c.priority,
-                packets: 0,
+                packets: self.class_packets.get(i).copied().unwrap_or(0),
             })
             .collect();
         let mut drops: Vec<control::Counter> = self

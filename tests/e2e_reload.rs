@@ -5,7 +5,8 @@
 //! Measured: every flow keeps transferring after the reload (no reset, every byte intact), wan1's
 //! transmitted bytes (edge: upstream, core: downstream) stop growing beyond probes while wan0
 //! keeps carrying, and the new class shows in `braid status` and counts the flows' packets.
-//! Needs root and iproute2; skipped with a message otherwise.
+//! Needs root and iproute2; skipped with a message otherwise. `RELOAD_ONLY=role` or
+//! `RELOAD_ONLY=policy` applies only one of the two changes (to tell them apart).
 
 mod e2e_util;
 
@@ -143,11 +144,17 @@ fn core_tx(st: &Status) -> Vec<u64> {
     v.into_iter().map(|x| x.1).collect()
 }
 
-// Ignored: with both changes applied together the flows stall. Measured (3 TCP flows, two
-// 10 Mbit/s 10 ms links, reload after 3 s): in the 5 s window after the reload the downloads
-// moved 2696 B each and the upload 0 B (before it: 1.6-1.8 MB each in 3 s); no reset, the bytes
-// that did arrive were intact; the edge sent 15.9 kB on wan0 and 6.2 kB on wan1 in that window.
-// Each change alone works (RELOAD_ONLY=role or =policy: flows keep moving 0.8-5 MB per 5 s).
+// Ignored: flaky, and the failure is a real scheduler/congestion-control bug that is not in
+// reload's code. Measured in 11 runs (3 TCP flows, two 10 Mbit/s 10 ms links, reload 3 s in,
+// 5 s window 1 s after it): it passes when, before the reload, the edge's upstream wan0 carried
+// its share. It fails (6 of 11 runs) when wan0's rate estimate had already collapsed before the
+// reload while wan1 carried almost everything (edge wan0: pacing 76-98 kbit/s, 65-109 kB sent in
+// 3 s, against 1.1-3.1 MB on wan1). Once wan1 is backup the flows almost stop: 0-24 kB per flow
+// in the 5 s window (before: 0.7-4 MB each in 3 s), the edge sends 5-218 kB on wan0, and wan0's
+// pacing stays at 27-97 kbit/s (once 0.9 Mbit/s). The same happens with only the role change
+// (RELOAD_ONLY=role, 4 of 5 runs), so the policy is not the cause. What does hold in every run:
+// no flow is reset, every byte is intact, wan1 (backup) sends only 5-12 kB per 5 s (probes),
+// the role and class show in `braid status`, and class `bulk` counts the flows' packets (edge.rs fix).
 #[test]
 #[ignore]
 fn reload_role_and_policy_under_tcp_load() {
@@ -289,6 +296,19 @@ fn reload_role_and_policy_under_tcp_load() {
         })
         .collect();
     println!("  edge links after: {roles:?}; classes: {classes:?}");
+    for (when, st) in [
+        ("edge before", &e0),
+        ("edge after", &e2),
+        ("core before", &c0),
+        ("core after", &c2),
+    ] {
+        for l in &st.sessions[0].links {
+            println!(
+                "  {when}: {} {} {} rtt {:.1} ms loss {:.1}% pacing {} bit/s tx {} bit/s",
+                l.name, l.state, l.role, l.rtt_ms, l.loss_pct, l.pacing_bps, l.tx_bps
+            );
+        }
+    }
     for (who, st) in [("edge", &e2), ("core", &c2)] {
         let d: Vec<String> = st
             .drops
