@@ -296,16 +296,27 @@ fn space_answers_nothing_with_the_core_gone() {
         .iter()
         .filter(|f| f.outgoing && f.ipv4().is_some())
         .collect();
+    // Whatever the space might send would be addressed to the client (an ICMP error, a RST):
+    // every packet to the client counts, and any ICMP or RST to anyone. (The router's own
+    // multicast, e.g. IGMP reports of its LAN bridge, is not the space's.)
+    let client_ip = topo::client_addr(0).octets();
     let bad: Vec<String> = frames
         .iter()
         .filter(|f| !f.outgoing)
-        .filter(|f| f.ipv4().is_some())
+        .filter(|f| {
+            f.ipv4().is_some_and(|ip| {
+                let rst = ip[9] == 6
+                    && ipv4_body(ip).is_some_and(|(_, b)| b.len() >= 14 && b[13] & 4 != 0);
+                ip[16..20] == client_ip || ip[9] == 1 || rst
+            })
+        })
         .map(|f| f.describe())
         .collect();
     println!(
         "core killed; for {:.1} s ({rounds} rounds) the client sent {sent} probes (TCP SYN, UDP, \
          ping to 4 destinations) with steering still in place (still there at the end: {still}); \
-         {} entered the hub; the client's capture saw {} packets leave and {} arrive",
+         {} entered the hub; the client's capture saw {} packets leave and {} arrive for it \
+         (or ICMP/RST for anyone)",
         t.elapsed().as_secs_f64(),
         hub1 - hub0,
         out.len(),
