@@ -34,7 +34,8 @@ clean:
 ## --- lab: `make demo`, `make bench` (as root; see src/lab/) ---
 # Modes the demo compares; add `braid` here once the edge/core daemons run: direct,mptcp,braid
 DEMO_MODES ?= direct,mptcp
-BENCH_MODES ?= direct,mptcp
+# Empty: direct, mptcp, and braid when `braid edge`/`braid core` are built.
+BENCH_MODES ?=
 LAB_PKGS = iproute2 nftables shadowsocks-libev mptcpize
 
 lab-deps:
@@ -54,7 +55,7 @@ bench-hub:
 ## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
 bench: lab-deps
 	$(CARGO) build --locked
-	./target/debug/braid lab bench --mode $(BENCH_MODES) --out bench/results
+	./target/debug/braid lab bench $(if $(BENCH_MODES),--mode $(BENCH_MODES)) --out bench/results
 
 ## Router builds and packages (cross/, openwrt/, hotplug/). ARCH is an OpenWrt package arch:
 ## mipsel_24kc mips_24kc aarch64_cortex-a53 arm_cortex-a7 x86_64.

@@ -11,6 +11,7 @@
 # Router builds use --no-default-features: the simulator and the lab stay on the host.
 # Zig is the linker for every target (cargo-zigbuild), so no C cross toolchain is needed.
 set -euo pipefail
+shopt -s inherit_errexit
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -66,11 +67,12 @@ cargo_for() {
 			std=(-Zbuild-std=std,panic_abort)
 		fi
 	fi
-	local prof=(--profile "$profile")
-	env RUSTUP_TOOLCHAIN="$TOOLCHAIN" \
-		"CARGO_TARGET_${var}_RUSTFLAGS=$FLAGS" \
-		"CARGO_TARGET_${var}_RUNNER=$QEMU" \
-		nice cargo-zigbuild "$sub" --locked --target "$TRIPLE" "${prof[@]}" "${std[@]}" "$@"
+	# Only what the target needs: cargo rejects an empty runner.
+	local vars=(RUSTUP_TOOLCHAIN="$TOOLCHAIN")
+	[ -z "$FLAGS" ] || vars+=("CARGO_TARGET_${var}_RUSTFLAGS=$FLAGS")
+	[ -z "$QEMU" ] || vars+=("CARGO_TARGET_${var}_RUNNER=$QEMU")
+	env "${vars[@]}" nice cargo-zigbuild "$sub" --locked --target "$TRIPLE" --profile "$profile" \
+		"${std[@]}" "$@"
 }
 
 # out_dir PROFILE: cargo's directory name for a profile.
@@ -121,7 +123,7 @@ cmd_setup() {
 # cmd_build ARCH [PROFILE]: the stripped router binary; its path is the last line printed.
 cmd_build() {
 	local arch=$1 profile=${2:-release}
-	cargo_for "$arch" "$profile" build --no-default-features --bin braid >&2
+	cargo_for "$arch" "$profile" build --no-default-features --bin braid >&2 || return 1
 	target_of "$arch"
 	echo "$ROOT/target/$TRIPLE/$(out_dir "$profile")/braid"
 }
@@ -159,8 +161,8 @@ cmd_sizes() {
 }
 
 # cmd_test ARCH [ARGS]: the library's unit tests, the binaries' tests and every integration
-# test under tests/ that needs no root (not named netns_* or lab_*: those drive real kernels
-# and namespaces, which qemu-user does not emulate), built with the `sim` feature so the
+# test under tests/ that needs no root (not named netns_*, lab_* or os_*: those drive real
+# kernels and namespaces, which qemu-user does not emulate), built with the `sim` feature so the
 # simulator tests run too (not `lab`: it is host-only and never built for a router). Tests that start the braid binary as a child are skipped under
 # qemu (see spawning-tests.awk); x86_64 runs natively and skips nothing.
 cmd_test() {
@@ -172,7 +174,7 @@ cmd_test() {
 		[ -e "$t" ] || continue
 		name=$(basename "$t" .rs)
 		case "$name" in
-		netns_* | lab_* | pkg_*) continue ;;
+		netns_* | lab_* | os_* | pkg_*) continue ;;
 		esac
 		tests+=(--test "$name")
 		if [ -n "$QEMU" ]; then

@@ -164,6 +164,11 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on TCP port {port}: {e}"))?,
     };
 
+    // The control socket first: a second core on the same socket is refused before it touches
+    // the first one's hub, rules or table.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
+    let _ctl = ControlServer::bind(std::path::Path::new(&cfg.main.control_socket), ctl_tx)
+        .map_err(|e| format!("control socket {}: {e}", cfg.main.control_socket))?;
     let mut hubc = HubConfig::new(&cfg.main.hub);
     hubc.mtu = u32::from(cfg.main.mtu);
     let mut natc = NatConfig::new(&cfg.main.hub);
@@ -234,9 +239,6 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let (tcp_tx, mut tcp_in) = mpsc::channel::<(crate::proto::LinkId, Vec<u8>, SocketAddr)>(4096);
     let mut next_conn: u32 = 1;
 
-    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
-    let _ctl = ControlServer::bind(std::path::Path::new(&core.cfg.main.control_socket), ctl_tx)
-        .map_err(|e| format!("control socket {}: {e}", core.cfg.main.control_socket))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;

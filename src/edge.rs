@@ -365,7 +365,12 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         log::warn!("{p}; waiting for it to appear");
     }
 
-    // 2. Space, hub, capture.
+    // 2. The control socket first: it refuses to start when another edge answers on it, so a
+    //    second instance cannot clean away the first one's rules.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
+    let _ctl = ControlServer::bind(std::path::Path::new(&cfg.main.control_socket), ctl_tx)
+        .map_err(|e| format!("control socket {}: {e}", cfg.main.control_socket))?;
+    // Space, hub, capture.
     let hubc = hub_config(&cfg);
     let steer = steer_config(&cfg, core);
     match cleanup_stale(&hubc, &steer) {
@@ -426,9 +431,6 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         _space: space,
     };
 
-    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
-    let _ctl = ControlServer::bind(std::path::Path::new(&edge.cfg.main.control_socket), ctl_tx)
-        .map_err(|e| format!("control socket {}: {e}", edge.cfg.main.control_socket))?;
     let mut watch = match LinkWatch::open() {
         // SAFETY: the LinkWatch owns its netlink fd for as long as it lives.
         Ok(w) => unsafe { AsyncFd::register(w) }.ok(),

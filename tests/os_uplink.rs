@@ -5,9 +5,10 @@
 
 mod os_util;
 
-use braid::os::netlink::{Netlink, Route};
+use braid::os::netlink::{Family, Netlink, Route};
 use braid::os::uplink::{
-    device_address, tcp_connect, udp_socket, DeviceEvent, LinkSocketSpec, LinkWatch, TcpLink,
+    cleanup_stale_links, default_gateway, device_address, tcp_connect, udp_socket, DeviceEvent,
+    LinkRouteConfig, LinkRouting, LinkSocketSpec, LinkWatch, TcpLink,
 };
 use os_util::{root, wire, Ns};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -226,5 +227,72 @@ fn discovery_and_up_down_events() {
             device: "bo-r2".into(),
             addr: "10.2.0.9".parse().unwrap()
         }));
+    });
+}
+
+#[test]
+fn source_routing_lets_replies_pass_strict_rp_filter() {
+    if !root() {
+        return;
+    }
+    let (r, _w1, w2) = topology();
+    r.sysctl("net/ipv4/conf/all/rp_filter", "1");
+    let s2 = w2.run(|| UdpSocket::bind(format!("{CORE}:9002")).unwrap());
+    s2.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let link = r.run(|| udp_socket(&spec("bo-r2", "10.2.0.1", 9002)).unwrap());
+    link.set_nonblocking(false).unwrap();
+    link.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    let mut round_trip = |tag: &[u8]| -> bool {
+        link.send(tag).unwrap();
+        let (_, from) = s2.recv_from(&mut b).unwrap();
+        s2.send_to(b"back", from).unwrap();
+        link.recv(&mut b).is_ok()
+    };
+    // Strict reverse-path filtering drops the reply: the main table prefers WAN 1.
+    assert!(
+        !round_trip(b"strict"),
+        "reply should be dropped without source routing"
+    );
+    let (gw, routing) = r.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let gw = default_gateway(&mut nl, "bo-r2", true).unwrap();
+        let cfg = LinkRouteConfig {
+            device: "bo-r2".into(),
+            local: "10.2.0.1".parse().unwrap(),
+            gateway: gw,
+            table: 9811,
+            priority: 9810,
+            protocol: 98,
+        };
+        (gw, LinkRouting::install(&cfg).unwrap())
+    });
+    assert_eq!(gw, Some("10.2.0.2".parse().unwrap()));
+    assert!(
+        round_trip(b"routed"),
+        "reply must pass with the link's own table"
+    );
+    drop(routing);
+    r.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        assert!(nl.routes(Family::V4, Some(9811)).unwrap().is_empty());
+        assert!(!nl
+            .rules(Family::V4)
+            .unwrap()
+            .iter()
+            .any(|x| x.priority == 9810));
+        // What a crash would leave, removed by cleanup_stale_links.
+        let cfg = LinkRouteConfig {
+            device: "bo-r2".into(),
+            local: "10.2.0.1".parse().unwrap(),
+            gateway: gw,
+            table: 9811,
+            priority: 9810,
+            protocol: 98,
+        };
+        std::mem::forget(LinkRouting::install(&cfg).unwrap());
+        assert_eq!(cleanup_stale_links(9810..9820, 98).unwrap(), 1);
+        assert!(nl.routes(Family::V4, Some(9811)).unwrap().is_empty());
     });
 }

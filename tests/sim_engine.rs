@@ -221,3 +221,34 @@ fn cli_help_table_json_and_errors() {
     let (ok, _, err) = braid(&["scenarios/pipe.toml", "--bogus"]);
     assert!(!ok && err.contains("--bogus"), "{err}");
 }
+
+#[test]
+fn both_directions_are_measured_apart() {
+    let r = pipe_run(
+        "[[link]]\nrate = \"10mbit\"\ndelay = \"25ms\"\n[link.down]\nrate = \"20mbit\"\ndelay = \"5ms\"\n",
+        "[[traffic]]\nkind = \"bulk\"\nuser = 1\n[[traffic]]\nkind = \"bulk\"\ndir = \"down\"\nuser = 2\n",
+    );
+    let up = r.dir(Dir::Up).unwrap();
+    let down = r.dir(Dir::Down).unwrap();
+    assert!((up.capacity_mbit - 10.0).abs() < 1e-9 && (down.capacity_mbit - 20.0).abs() < 1e-9);
+    assert!(
+        up.share > 0.96 && down.share > 0.96,
+        "{} {}",
+        up.share,
+        down.share
+    );
+    // Each direction: its own delay plus the stand-in's full 64 KiB queue at its own rate.
+    let expect = |delay_ms: f64, mbit: f64| delay_ms + 65536.0 * 8.0 / (mbit * 1e3);
+    assert!(
+        (up.latency_ms.p50 - expect(25.0, 10.0)).abs() < 5.0,
+        "{}",
+        up.latency_ms.p50
+    );
+    assert!(
+        (down.latency_ms.p50 - expect(5.0, 20.0)).abs() < 5.0,
+        "{}",
+        down.latency_ms.p50
+    );
+    let users: Vec<(u32, Dir)> = r.users.iter().map(|u| (u.user, u.dir)).collect();
+    assert_eq!(users, vec![(1, Dir::Up), (2, Dir::Down)]);
+}

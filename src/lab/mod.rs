@@ -348,6 +348,8 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 finish(&sc.name, &recs, &out)?;
                 all.extend(recs);
             }
+            // The table covers every scenario whose results are in `out`, not only this run's.
+            let all = collect_results(&out, all);
             let md = out.join("README.md");
             let text = format!(
                 "# braid lab bench\n\nEvery scenario x workload, each mode measured in the same lab run \
@@ -438,6 +440,41 @@ pub fn show(sc: &Scenario) -> String {
         }
     }
     s
+}
+
+/// Records of every `<scenario>.json` in `dir` (hetero, lte, hsr, flap first), with `fresh`
+/// standing in for the scenarios it covers.
+fn collect_results(dir: &Path, fresh: Vec<RunRecord>) -> Vec<RunRecord> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(".json").map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rank = |n: &str| {
+        ["hetero", "lte", "hsr", "flap"]
+            .iter()
+            .position(|x| *x == n)
+            .unwrap_or(99)
+    };
+    names.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    let mut out = Vec::new();
+    for n in names {
+        let from_run: Vec<RunRecord> = fresh.iter().filter(|r| r.scenario == n).cloned().collect();
+        if !from_run.is_empty() {
+            out.extend(from_run);
+            continue;
+        }
+        let recs = std::fs::read_to_string(dir.join(format!("{n}.json")))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Vec<RunRecord>>(&t).ok());
+        out.extend(recs.unwrap_or_default());
+    }
+    out
 }
 
 fn exit_for(recs: &[RunRecord]) -> ExitCode {
@@ -567,8 +604,14 @@ pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecor
                         eprintln!("{line}");
                     }
                     let _ = io::stderr().flush();
-                })
-                .map_err(|e| format!("{label}: {e}"))?;
+                });
+                // A workload that cannot even start is a result too (0 goodput, one failure).
+                let res = res.unwrap_or_else(|e| work::WorkResult {
+                    workload: w.name(),
+                    flows_failed: 1,
+                    errors: vec![e.to_string()],
+                    ..Default::default()
+                });
                 if tty {
                     eprint!("\r\x1b[K");
                 }

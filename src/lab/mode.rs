@@ -241,20 +241,23 @@ fn wait_listening(ns: &str, port: u16) -> io::Result<()> {
 
 /// The UCI files the braid daemons get in the lab: edge 0 with one `config link` per WAN, the
 /// core with one `config peer` per edge. Keys come from `braid genkey`/`braid pubkey`.
-/// `prefix` is the topology's namespace prefix, `wan_devs[e]` edge e's WAN devices.
+/// `prefix` is the topology's namespace prefix, `dir` where control sockets and state files go
+/// (one per topology, so parallel labs do not meet), `wan_devs[e]` edge e's WAN devices.
 pub fn braid_configs(
     prefix: &str,
+    dir: &Path,
     wan_devs: &[Vec<String>],
     keys: &BraidKeys,
 ) -> (Vec<String>, String) {
+    let d = dir.display();
     let mut edges = Vec::new();
     for (e, devs) in wan_devs.iter().enumerate() {
         let mut s = format!(
             "config braid 'main'\n\toption enabled '1'\n\toption role 'edge'\n\
              \toption private_key '{}'\n\toption core_host '{CORE_ADDR}'\n\
              \toption core_public_key '{}'\n\tlist lan '{LAN_NET}'\n\toption space '{p}space{e}'\n\
-             \toption hub 'bl-hub{e}'\n\toption control_socket '/run/braid-lab-edge{e}.sock'\n\
-             \toption state_file '/tmp/braid-lab-edge{e}.state'\n\n",
+             \toption hub 'bl-hub{e}'\n\toption control_socket '{d}/edge{e}.sock'\n\
+             \toption state_file '{d}/edge{e}.state'\n\n",
             keys.edge_private[e],
             keys.core_public,
             p = prefix
@@ -268,7 +271,7 @@ pub fn braid_configs(
     }
     let mut core = format!(
         "config braid 'main'\n\toption enabled '1'\n\toption role 'core'\n\toption private_key '{}'\n\
-         \toption space '{}spacec'\n\toption hub 'bl-hubc'\n\toption control_socket '/run/braid-lab-core.sock'\n\n",
+         \toption space '{}spacec'\n\toption hub 'bl-hubc'\n\toption control_socket '{d}/core.sock'\n\n",
         keys.core_private, prefix
     );
     for (e, k) in keys.edge_public.iter().enumerate() {
@@ -331,7 +334,7 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
         keys.edge_public.push(b);
     }
     let devs: Vec<Vec<String>> = topo.edges.iter().map(|e| e.wan_dev.clone()).collect();
-    let (edges, core) = braid_configs(&topo.prefix, &devs, &keys);
+    let (edges, core) = braid_configs(&topo.prefix, &topo.log_dir, &devs, &keys);
     let exe = exe.to_string_lossy().into_owned();
     let core_file = topo.log_dir.join("core.uci");
     std::fs::write(&core_file, core)?;
@@ -349,7 +352,30 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
             &[&exe, "edge", "--config", &f],
         )?;
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // Ready when every edge reports an established session.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for e in 0..edges.len() {
+        let sock = topo.log_dir.join(format!("edge{e}.sock"));
+        loop {
+            topo.check_procs()?;
+            let out = std::process::Command::new(&exe)
+                .args(["status", "--json", "--socket"])
+                .arg(&sock)
+                .output();
+            if let Ok(o) = out {
+                if String::from_utf8_lossy(&o.stdout).contains("\"established\"") {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "edge {e} has no established session after 15 s (logs in {})",
+                    topo.log_dir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     topo.check_procs()
 }
 
@@ -375,7 +401,7 @@ mod tests {
             vec!["bl-wan0".to_string(), "bl-wan1".to_string()],
             vec!["bl-wan0".to_string()],
         ];
-        let (edges, core) = braid_configs("blx-", &devs, &keys);
+        let (edges, core) = braid_configs("blx-", Path::new("/tmp/x"), &devs, &keys);
         for (i, text) in edges.iter().enumerate() {
             let cfg =
                 crate::config::load_str("edge.uci", text).unwrap_or_else(|e| panic!("{e}\n{text}"));

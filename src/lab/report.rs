@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::work::{Sample, WorkResult};
 
 /// One link as the scenario describes it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LinkInfo {
     pub name: String,
     /// Mean rate in the workload's direction, Mbit/s.
@@ -14,7 +14,7 @@ pub struct LinkInfo {
 }
 
 /// One (scenario, mode, workload) run with its baselines' context.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
     pub scenario: String,
     pub mode: String,
@@ -29,6 +29,7 @@ pub struct RunRecord {
     /// Goodput as a share of the summed capacity.
     pub pct_of_capacity: f64,
     /// Caveats of this run (what the mode does not carry, for instance).
+    #[serde(default)]
     pub notes: Vec<String>,
     pub result: WorkResult,
 }

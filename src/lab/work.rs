@@ -143,7 +143,7 @@ impl Meter {
 }
 
 /// One goodput sample.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     /// Seconds since the link schedules started (so an outage at 10 s shows at 10 s).
     pub t_s: f64,
@@ -153,7 +153,7 @@ pub struct Sample {
 }
 
 /// Request/response latency.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RrStats {
     pub count: usize,
     pub p50_ms: f64,
@@ -162,7 +162,7 @@ pub struct RrStats {
 }
 
 /// One direction of the UDP stream.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct UdpStats {
     pub sent: u64,
     pub received: u64,
@@ -177,7 +177,7 @@ pub struct UdpStats {
 }
 
 /// What one workload run measured.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct WorkResult {
     pub workload: String,
     pub duration_s: f64,

@@ -21,6 +21,15 @@
 //! disabled, forwarding off and IFF_NOARP on its end, so even a frame addressed to its own MAC
 //! would find no local address to answer from.
 
+//!
+//! # What the host's firewall must allow
+//! The host forwards LAN -> hub and hub -> LAN like any routed interface. On OpenWrt, fw4's
+//! forward chain rejects traffic toward interfaces outside its zones, and braid adds no
+//! firewall rule of its own on the edge (an accept in another nftables table cannot override
+//! fw4's drop). The package must therefore put the device `<instance>-hub` into a firewall zone
+//! with forwarding lan -> that zone (uci-defaults), without masquerading (client addresses
+//! enter the tunnel unchanged). Replies are conntrack-established and pass.
+
 use super::netlink::{Family, Netlink, Route, Rule, RuleAction};
 use super::{in_netns, sysctl_set, Error, Prefix, Result};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -11,15 +11,21 @@
 //!   [`LinkWatch`] (rtnetlink multicast: links going up/down, addresses coming and going), so
 //!   links can be added and removed at runtime.
 //!
+//! - Source routing: [`LinkRouting`] gives a link its own table (`default via <gateway> dev
+//!   <device>`) and rule (`from <link address> lookup <table>`), as multi-WAN routers do. It is
+//!   needed where the WAN devices use strict reverse-path filtering (rp_filter=1): without it,
+//!   replies arriving on a WAN that the main table does not prefer are dropped by the kernel.
+//!
 //! The kernel picks the route *through the bound device*: with per-interface default routes
 //! (OpenWrt gives each WAN interface its own metric) the packet uses that interface's gateway;
 //! with none, the kernel treats the destination as on-link, which is what point-to-point
 //! cellular devices (wwan, ppp) need.
 
 use super::netlink::{
-    Address, Event, Netlink, Watch, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK,
+    Address, Event, Family, Netlink, Route, Rule, RuleAction, Watch, RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV6_IFADDR, RTMGRP_LINK, TABLE_MAIN,
 };
-use super::{Error, Result};
+use super::{Error, Prefix, Result};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -562,4 +568,136 @@ impl AsFd for LinkWatch {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.watch.as_fd()
     }
+}
+
+/// The gateway of the main table's default route through `device` (lowest metric), if any.
+pub fn default_gateway(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option<IpAddr>> {
+    let index = nl.index(device)?;
+    let fam = if v4 { Family::V4 } else { Family::V6 };
+    let mut routes: Vec<Route> = nl
+        .routes(fam, Some(TABLE_MAIN))?
+        .into_iter()
+        .filter(|r| r.dst.len == 0 && r.oif == Some(index) && r.gateway.is_some())
+        .collect();
+    routes.sort_by_key(|r| r.metric.unwrap_or(0));
+    Ok(routes.first().and_then(|r| r.gateway))
+}
+
+/// One link's source routing; see the module doc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRouteConfig {
+    /// WAN device.
+    pub device: String,
+    /// The link's source address (the rule matches it).
+    pub local: IpAddr,
+    /// Next hop (None: the destination is on-link, e.g. point-to-point cellular devices).
+    pub gateway: Option<IpAddr>,
+    /// The link's own routing table.
+    pub table: u32,
+    /// Priority of its rule.
+    pub priority: u32,
+    /// Marks braid's route and rule (see [`cleanup_stale_links`]).
+    pub protocol: u8,
+}
+
+/// An installed [`LinkRouteConfig`]; dropping it removes rule and route.
+#[derive(Debug)]
+pub struct LinkRouting {
+    nl: Netlink,
+    route: Route,
+    rule: Rule,
+    removed: bool,
+}
+
+impl LinkRouting {
+    /// Installs the route, then the rule, in the calling thread's namespace.
+    pub fn install(cfg: &LinkRouteConfig) -> Result<LinkRouting> {
+        let mut nl = Netlink::open()?;
+        let index = nl.index(&cfg.device)?;
+        let any = if cfg.local.is_ipv4() {
+            "0.0.0.0/0"
+        } else {
+            "::/0"
+        };
+        let mut route = Route::new(any.parse().expect("literal prefix"))
+            .dev(index)
+            .table(cfg.table)
+            .protocol(cfg.protocol);
+        if let Some(g) = cfg.gateway {
+            route = route.via(g);
+        }
+        nl.replace_route(&route)?;
+        let mut rule = Rule::new(
+            Family::of(&cfg.local),
+            cfg.priority,
+            RuleAction::Lookup(cfg.table),
+        );
+        rule.src = Some(Prefix::host(cfg.local));
+        rule.protocol = cfg.protocol;
+        let mut lr = LinkRouting {
+            nl,
+            route,
+            rule,
+            removed: false,
+        };
+        // On failure `lr` drops and removes the route again.
+        let rule = lr.rule.clone();
+        lr.nl.add_rule(&rule)?;
+        Ok(lr)
+    }
+
+    /// Removes rule and route (also done on drop).
+    pub fn remove(&mut self) -> Result<()> {
+        if self.removed {
+            return Ok(());
+        }
+        self.removed = true;
+        let r1 = match self.nl.del_rule(&self.rule) {
+            Err(e) if e.errno() != Some(libc::ENOENT) => Err(e),
+            _ => Ok(()),
+        };
+        let r2 = match self.nl.del_route(&self.route) {
+            Err(e) if !matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Err(e),
+            _ => Ok(()),
+        };
+        r1.and(r2)
+    }
+}
+
+impl Drop for LinkRouting {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            log::warn!("link routing cleanup: {e}");
+        }
+    }
+}
+
+/// Removes link rules a crashed instance left (priority in `priorities`, marked with
+/// `protocol`) and flushes the tables they pointed to. Returns the number of rules removed.
+pub fn cleanup_stale_links(priorities: std::ops::Range<u32>, protocol: u8) -> Result<usize> {
+    let mut nl = Netlink::open()?;
+    let mut n = 0;
+    for fam in [Family::V4, Family::V6] {
+        let rules = match nl.rules(fam) {
+            Ok(r) => r,
+            Err(e) if fam == Family::V6 && e.errno() == Some(libc::EAFNOSUPPORT) => continue,
+            Err(e) => return Err(e),
+        };
+        for r in rules {
+            if !priorities.contains(&r.priority) || r.protocol != protocol {
+                continue;
+            }
+            if let RuleAction::Lookup(t) = r.action {
+                if t != TABLE_MAIN && t != 255 && t != 253 {
+                    nl.flush_table(t)?;
+                }
+            }
+            match nl.del_rule(&r) {
+                Ok(()) => n += 1,
+                Err(e) if e.errno() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(n)
 }

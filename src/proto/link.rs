@@ -20,6 +20,8 @@ use crate::proto::{Instant, LinkId};
 /// ACK delay value marking an ACK relayed on another (faster) link: it reports losses early
 /// but its timing says nothing about this link, so it yields no RTT or rate sample.
 pub const RELAYED_ACK_DELAY: u16 = u16::MAX;
+/// Set in the id of a probe reply relayed on another link (probe ids are 31-bit).
+pub const RELAYED_PROBE_BIT: u32 = 0x8000_0000;
 /// Packet reordering threshold for loss detection: starts here, grows on spurious losses.
 const INITIAL_REORDER_THRESHOLD: u64 = 1;
 const MAX_REORDER_THRESHOLD: u64 = 8;
@@ -37,7 +39,7 @@ pub const DOWN_AFTER_MIN: Duration = Duration::from_millis(300);
 /// A Down link comes back Up after at least this many consecutive signs of life (probe replies,
 /// ACKs) spread over at least [`UP_AFTER_SPAN`] (doubled after a recent flap).
 pub const UP_AFTER_REPLIES: u32 = 3;
-pub const UP_AFTER_SPAN: Duration = Duration::from_millis(100);
+pub const UP_AFTER_SPAN: Duration = Duration::from_millis(50);
 /// Signs of life further apart than this are not consecutive.
 const ALIVE_GAP_US: u64 = 150_000;
 /// The receiver acks after this many DATA datagrams, or this long after the first unacked one.
@@ -54,9 +56,9 @@ const DRAIN_GAIN: (u64, u64) = (1, 2);
 /// a drain, then six phases at the estimate.
 const CYCLE: [u64; 8] = [9, 7, 8, 8, 8, 8, 8, 8];
 const FLAP_MEMORY_US: u64 = 10_000_000;
-/// How often the Up bar doubles for a link that flaps (1: at most 2x, so an intermittent
+/// How often the Up bar doubles for a link that flaps (at most 4x, so an intermittent
 /// cellular link is not locked out for long).
-const MAX_FLAP_SHIFT: u32 = 1;
+const MAX_FLAP_SHIFT: u32 = 2;
 const LOSS_SHIFT: u32 = 7; // EWMA weight 1/128 per resolved packet
 
 /// How the scheduler may use a link (set by the operator, announced to the peer).
@@ -878,9 +880,18 @@ impl Link {
     }
 
     pub fn on_probe_reply(&mut self, now: Instant, id: u32) {
+        let relayed = id & RELAYED_PROBE_BIT != 0;
+        let id = id & !RELAYED_PROBE_BIT;
         let slot = (id as usize) % self.probes.len();
         let (pid, sent) = self.probes[slot];
         if pid != id {
+            return;
+        }
+        if relayed {
+            // The probe reached the peer (the forward path works), the reply took another
+            // link: a sign of life, but no RTT sample; the direct reply may still come.
+            self.sign_of_life(now);
+            self.on_alive(now);
             return;
         }
         self.probes[slot].0 = u32::MAX;
@@ -911,8 +922,12 @@ impl Link {
         {
             self.suspect = false;
             self.set_state(LinkState::Up, now);
-            // Restart the pacer cleanly; the bandwidth estimate is kept.
+            // Restart the pacer cleanly and search for the rate again from the old estimate
+            // (after an outage, a cellular link's capacity is anyone's guess).
             self.next_send = now;
+            self.phase = Phase::Startup;
+            self.full_bw = 0;
+            self.full_bw_rounds = 0;
         }
     }
 
@@ -1276,10 +1291,10 @@ mod tests {
                 }
             }
         }
-        // Once Down, the link needs signs of life spread over 100 ms, doubled per recent flap:
-        // after at most one flap, a 200 ms alive window no longer brings it back (without
+        // Once Down, the link needs signs of life spread over 50 ms, doubled per recent flap:
+        // after at most two flaps, a 200 ms alive window no longer brings it back (without
         // hysteresis it would change state 40 times).
-        assert!(changes <= 3, "state changed {changes} times");
+        assert!(changes <= 5, "state changed {changes} times");
         assert_eq!(late_changes, 0);
         assert_eq!(p.tx.state(), LinkState::Down);
     }
@@ -1292,7 +1307,7 @@ mod tests {
         p.black_hole = true;
         p.run(1_500, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
-        assert_eq!(p.tx.up_span(), Duration::from_millis(100));
+        assert_eq!(p.tx.up_span(), Duration::from_millis(50));
         p.black_hole = false;
         p.run(2_000, &mut out);
         assert_eq!(p.tx.state(), LinkState::Up);
@@ -1300,9 +1315,9 @@ mod tests {
         p.run(2_500, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
         // A second outage within 30 s doubles the replies needed.
-        assert_eq!(p.tx.up_span(), Duration::from_millis(200));
+        assert_eq!(p.tx.up_span(), Duration::from_millis(100));
         p.black_hole = false;
-        p.run(2_680, &mut out);
+        p.run(2_600, &mut out);
         assert_eq!(p.tx.state(), LinkState::Down);
         p.run(3_000, &mut out);
         assert_eq!(p.tx.state(), LinkState::Up);
@@ -1385,6 +1400,22 @@ mod tests {
         let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
         assert_eq!(lost, vec![107]);
         assert_eq!(t.inflight(), 0);
+    }
+
+    #[test]
+    fn relayed_probe_reply_is_life_without_rtt_sample() {
+        let mut t = Link::new(1, LinkConfig::default(), ms(0));
+        assert_eq!(t.probe_due(ms(100)), None, "idle probes every 150 ms");
+        let id = t.probe_due(ms(200)).unwrap();
+        t.on_probe_sent(ms(200), id);
+        t.on_probe_reply(ms(230), id | RELAYED_PROBE_BIT);
+        assert!(!t.has_rtt_sample());
+        // The direct reply still counts and gives the sample.
+        t.on_probe_reply(ms(240), id);
+        assert_eq!(t.srtt(), Duration::from_millis(40));
+        // A reply for an unknown probe is ignored.
+        t.on_probe_reply(ms(250), 12345);
+        assert_eq!(t.srtt(), Duration::from_millis(40));
     }
 
     #[test]

@@ -296,6 +296,14 @@ impl Reorder {
             self.emit(s, data);
             seq = s;
         }
+        // Keep the oldest live entry at the front, so `poll_timeout` is O(1).
+        while self
+            .fifo
+            .front()
+            .is_some_and(|(s, _)| !self.by_seq.contains_key(s))
+        {
+            self.fifo.pop_front();
+        }
     }
 
     /// Force-releases the oldest waiting packet (and its chain). False if none waits.
@@ -313,10 +321,8 @@ impl Reorder {
 
     /// When the oldest waiting packet times out.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.fifo
-            .iter()
-            .find(|(s, _)| self.by_seq.contains_key(s))
-            .map(|&(_, t)| t + self.wait)
+        // Released entries are popped from the front as they go (see `release_chain`).
+        self.fifo.front().map(|&(_, t)| t + self.wait)
     }
 
     /// Releases packets that waited the full reorder wait.

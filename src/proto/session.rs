@@ -16,13 +16,28 @@
 //! Receiving path: frames update the links (ACKs, probes), data goes through the reorder buffer.
 //!
 //! A packet stays stored until one copy is acknowledged; a copy declared lost (loss detection,
-//! link timeout, link removal or admin-down) is resent when no other copy is still alive, at
-//! most [`MAX_RESENDS`] times. Nothing is dropped silently: see [`SessionStats`].
+//! link timeout, link removal or admin-down) is resent when no other copy is still alive (a
+//! redundant class resends at once), at most [`MAX_RESENDS`] times. Nothing is dropped
+//! silently: see [`SessionStats`].
+//!
+//! Beyond the plain design:
+//! - a link's queue has three tiers: priority classes, resends, new data;
+//! - a packet whose user had nothing else queued (a sparse user: interactive, DNS, ACKs of a
+//!   download) goes to the priority tier, as FQ-CoDel favours sparse flows; DRR still bounds
+//!   what any user gets;
+//! - the receiver relays each link's ACK state on the fastest other link (on a `link_seq` gap
+//!   at once, otherwise every 50 ms), marked so it yields no RTT sample: losses on a slow link
+//!   are repaired about one slow-link delay earlier, and a link whose return path stalls is not
+//!   taken for dead while it delivers;
+//! - `can_send` keeps each user's backlog near 2 ms of the summed pacing rate (the hard cap is
+//!   `per_user_queue_bytes`), so bulk sources do not add queueing delay.
 
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 
-use crate::proto::link::{Link, LinkConfig, LinkState, Resolved, MSS, WIRE_OVERHEAD};
+use crate::proto::link::{
+    Link, LinkConfig, LinkState, Resolved, MSS, RELAYED_ACK_DELAY, RELAYED_PROBE_BIT, WIRE_OVERHEAD,
+};
 use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
 use crate::proto::sched::drr::DrrOrder;
 use crate::proto::sched::path::ByMode;
@@ -243,6 +258,8 @@ pub struct Session {
     controls: VecDeque<Control>,
     /// ACKs reporting a loss on a slow link, to send on a faster one: (via, ack).
     relays: Vec<(LinkId, Ack)>,
+    /// Probe replies to send on another link than the probed one: (via, reply).
+    relay_probes: Vec<(LinkId, Probe)>,
     hint_sent: Option<(u32, Instant)>,
     handshake: Vec<u8>,
     handshake_links: Vec<LinkId>,
@@ -285,6 +302,7 @@ impl Session {
             resend: ResendQueue::new(),
             controls: VecDeque::new(),
             relays: Vec::new(),
+            relay_probes: Vec::new(),
             hint_sent: None,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
@@ -794,6 +812,8 @@ impl Session {
         let links = &self.links;
         self.relays
             .retain(|(v, _)| links.iter().any(|l| l.link.id == *v && l.link.admin_up()));
+        self.relay_probes
+            .retain(|(v, _)| links.iter().any(|l| l.link.id == *v && l.link.admin_up()));
         let n = self.links.len();
         for k in 0..n {
             let i = (self.rr + k) % n;
@@ -865,7 +885,8 @@ impl Session {
         let reply = l.probe_reply_pending();
         let probe = l.probe_due(now);
         let id = l.id;
-        let relay = self.relays.iter().any(|(v, _)| *v == id);
+        let relay = self.relays.iter().any(|(v, _)| *v == id)
+            || self.relay_probes.iter().any(|(v, _)| *v == id);
         if !(has_data || ack_due || reply || probe.is_some() || force || relay) {
             return None;
         }
@@ -886,6 +907,14 @@ impl Session {
         while k < self.relays.len() {
             if self.relays[k].0 == id && w.push_ack(&self.relays[k].1).is_ok() {
                 self.relays.swap_remove(k);
+            } else {
+                k += 1;
+            }
+        }
+        let mut k = 0;
+        while k < self.relay_probes.len() {
+            if self.relay_probes[k].0 == id && w.push_probe(&self.relay_probes[k].1).is_ok() {
+                self.relay_probes.swap_remove(k);
             } else {
                 k += 1;
             }
@@ -1015,16 +1044,22 @@ impl Session {
                     self.reorder.insert(now, h.seq, h.prev, payload);
                 }
                 Frame::Ack(a) => {
-                    seen_link.get_or_insert(a.link);
+                    // A relayed ACK travelled on another link: it says nothing about this one.
+                    if a.delay_8us != RELAYED_ACK_DELAY {
+                        seen_link.get_or_insert(a.link);
+                    }
                     self.on_ack(now, &a, &mut res);
                 }
                 Frame::Probe(p) => {
-                    seen_link.get_or_insert(p.link);
+                    if !(p.reply && p.id & RELAYED_PROBE_BIT != 0) {
+                        seen_link.get_or_insert(p.link);
+                    }
                     let i = self.ensure_link(p.link, now);
                     if p.reply {
                         self.links[i].link.on_probe_reply(now, p.id);
                     } else {
                         self.links[i].link.on_probe_request(p.id);
+                        self.relay_probe_reply(i, p.id);
                     }
                 }
                 Frame::Control(c) => self.on_control(now, c),
@@ -1037,6 +1072,28 @@ impl Session {
             return Err(SessionError::Wire(e));
         }
         Ok(seen_link)
+    }
+
+    /// Also answers a probe on link slot `i` via the best other usable link: if the probed
+    /// link's return path is stalled, the sender still learns that its forward path works.
+    fn relay_probe_reply(&mut self, i: usize, id: u32) {
+        let probed = self.links[i].link.id;
+        let via = self
+            .links
+            .iter()
+            .filter(|l| l.link.usable() && l.link.id != probed)
+            .min_by_key(|l| l.link.srtt())
+            .map(|l| l.link.id);
+        if let Some(via) = via {
+            let p = Probe {
+                link: probed,
+                id: id | RELAYED_PROBE_BIT,
+                reply: true,
+            };
+            self.relay_probes
+                .retain(|(v, q)| !(*v == via && q.link == probed));
+            self.relay_probes.push((via, p));
+        }
     }
 
     /// Relays link slot `i`'s ACK state on the fastest other link if that is faster: on a gap,
@@ -1178,7 +1235,7 @@ impl Session {
         if !self.established {
             return t;
         }
-        if !self.controls.is_empty() || !self.relays.is_empty() {
+        if !self.controls.is_empty() || !self.relays.is_empty() || !self.relay_probes.is_empty() {
             min(Instant::ZERO);
         }
         for l in &self.links {
@@ -1381,6 +1438,28 @@ mod tests {
             s.controls.back(),
             Some(Control::LinkRemoved { link: 1 })
         ));
+    }
+
+    #[test]
+    fn packets_wait_for_a_link_when_the_last_one_goes() {
+        let mut s = session();
+        for _ in 0..3 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        send_head(&mut s, 0);
+        s.remove_link(1, Instant(0));
+        s.set_link_admin(2, false, Instant(0));
+        s.schedule(Instant(0));
+        assert_eq!(s.resend.len(), 3, "held, not dropped");
+        s.add_link(5, LinkConfig::default(), Instant(1000));
+        s.schedule(Instant(1000));
+        assert!(s.resend.is_empty());
+        assert_eq!(s.links[1].q.len(), 3);
+        let pids: Vec<PktId> = std::iter::from_fn(|| s.pop_link_queue(1)).collect();
+        let mut seqs: Vec<u32> = pids.iter().map(|&p| s.pkts[p as usize].seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, vec![1, 2, 3]);
     }
 
     #[test]

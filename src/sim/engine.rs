@@ -133,7 +133,9 @@ pub fn run_with(
         .collect();
     let errors = e.ends[0].errors() + e.ends[1].errors();
     let endpoints = [e.ends[0].stats(), e.ends[1].stats()];
-    Ok(e.metrics.report(sc, stats, errors, endpoints))
+    let mut report = e.metrics.report(sc, stats, errors, endpoints);
+    report.notes = e.ends.iter().flat_map(|t| t.notes()).collect();
+    Ok(report)
 }
 
 struct Engine<'a> {

@@ -52,6 +52,7 @@ impl Pct {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
+    pub description: String,
     pub seed: u64,
     pub tunnel: super::scenario::TunnelKind,
     pub duration_s: f64,
@@ -66,6 +67,8 @@ pub struct Report {
     pub corrupt: u64,
     /// Free-form endpoint statistics (edge, core).
     pub endpoints: [serde_json::Value; 2],
+    /// Anomalies the endpoints' adapters noticed.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -476,6 +479,7 @@ impl Metrics {
         }
         Report {
             scenario: sc.name.clone(),
+            description: sc.description.clone(),
             seed: sc.seed,
             tunnel: sc.tunnel,
             duration_s: sc.duration_us as f64 / 1e6,
@@ -487,6 +491,7 @@ impl Metrics {
             tunnel_errors,
             corrupt: self.corrupt,
             endpoints,
+            notes: Vec::new(),
         }
     }
 }
@@ -511,6 +516,9 @@ impl Report {
             "scenario {}  seed {}  tunnel {:?}  {} s (rates from {} s)",
             self.scenario, self.seed, self.tunnel, self.duration_s, self.warmup_s
         );
+        if !self.description.is_empty() {
+            let _ = writeln!(o, "{}", self.description);
+        }
         for d in &self.directions {
             let _ = writeln!(o, "\n{:?}stream", d.dir);
             let _ = writeln!(
@@ -603,6 +611,9 @@ impl Report {
                 "\n{} datagrams rejected by an endpoint, {} corrupt deliveries",
                 self.tunnel_errors, self.corrupt
             );
+        }
+        for n in &self.notes {
+            let _ = writeln!(o, "note: {n}");
         }
         o
     }

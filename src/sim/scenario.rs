@@ -447,7 +447,7 @@ impl Cx {
             if i > usize::from(LinkId::MAX) {
                 return self.err(line, "too many links");
             }
-            links.push(self.link(t, line, i as LinkId, seed)?);
+            links.push(self.link(t, line, i as LinkId)?);
         }
         if links.is_empty() {
             return self.err(1, "scenario: no [[link]] (at least one link is needed)");
@@ -523,8 +523,7 @@ impl Cx {
             .collect()
     }
 
-    fn link(&self, t: &Table, line: u32, id: LinkId, seed: u64) -> Result<LinkSpec, ScenarioError> {
-        let _ = seed;
+    fn link(&self, t: &Table, line: u32, id: LinkId) -> Result<LinkSpec, ScenarioError> {
         let mut f = Fields::new(t, format!("[[link]] #{}", u32::from(id) + 1));
         let name = match self.string(&mut f, "name")? {
             Some((n, _)) => n,

@@ -17,7 +17,7 @@ use super::tunnel::{Meta, Pair, Tunnel};
 use crate::proto::link::LinkConfig;
 use crate::proto::sched::{ClassConfig, Mode as PMode};
 use crate::proto::seal::{self, Acceptor, Channel, Keypair};
-use crate::proto::session::{PacketMeta, Session, SessionConfig, SessionStats};
+use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
 use crate::proto::wire::{self, LinkRole};
 use crate::proto::{Instant, LinkId};
 
@@ -57,7 +57,11 @@ pub fn pair(sc: &Scenario) -> Result<Pair, String> {
     }
     let edge_public = edge_key.public;
     Ok((
-        Box::new(Edge { s: edge, bad: 0 }),
+        Box::new(Edge {
+            s: edge,
+            bad: 0,
+            log: EventLog::default(),
+        }),
         Box::new(Core {
             acceptor: Acceptor::new(core_key),
             edge_public,
@@ -67,6 +71,7 @@ pub fn pair(sc: &Scenario) -> Result<Pair, String> {
             bad: 0,
             wrong_link: 0,
             duplicate_inits: 0,
+            log: EventLog::default(),
         }),
     ))
 }
@@ -134,9 +139,51 @@ fn stats_json(s: &SessionStats) -> serde_json::Value {
     })
 }
 
+/// Session events worth showing in the report (link state changes, establishment, close).
+#[derive(Default)]
+struct EventLog {
+    events: Vec<serde_json::Value>,
+    dropped: u64,
+    /// Rejected datagrams by reason.
+    rejected: std::collections::BTreeMap<String, u64>,
+}
+
+/// Events kept per endpoint (the rest are only counted).
+const MAX_EVENTS: usize = 200;
+
+impl EventLog {
+    fn drain(&mut self, now: Instant, s: &mut Session) {
+        while let Some(e) = s.poll_event() {
+            if self.events.len() >= MAX_EVENTS {
+                self.dropped += 1;
+                continue;
+            }
+            let t_ms = now.0 as f64 / 1000.0;
+            self.events.push(match e {
+                Event::LinkState { link, state } => {
+                    json!({ "t_ms": t_ms, "link": link, "state": format!("{state:?}") })
+                }
+                other => json!({ "t_ms": t_ms, "event": format!("{other:?}") }),
+            });
+        }
+    }
+
+    fn add_to(&self, v: &mut serde_json::Value) {
+        v["events"] = json!(self.events);
+        v["events_not_shown"] = json!(self.dropped);
+        v["rejected"] = json!(self.rejected);
+    }
+
+    /// Count a rejected datagram by the reason's name.
+    fn reject(&mut self, why: String) {
+        *self.rejected.entry(why).or_insert(0) += 1;
+    }
+}
+
 struct Edge {
     s: Session,
     bad: u64,
+    log: EventLog,
 }
 
 impl Tunnel for Edge {
@@ -149,10 +196,11 @@ impl Tunnel for Edge {
     }
 
     fn handle_datagram(&mut self, now: Instant, link: LinkId, datagram: &mut [u8]) {
-        if self.s.handle_datagram(now, Some(link), datagram).is_err() {
+        if let Err(e) = self.s.handle_datagram(now, Some(link), datagram) {
             self.bad += 1;
+            self.log.reject(format!("{e:?}"));
         }
-        while self.s.poll_event().is_some() {}
+        self.log.drain(now, &mut self.s);
     }
 
     fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(LinkId, usize)> {
@@ -176,7 +224,7 @@ impl Tunnel for Edge {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.s.handle_timeout(now);
-        while self.s.poll_event().is_some() {}
+        self.log.drain(now, &mut self.s);
     }
 
     fn errors(&self) -> u64 {
@@ -184,7 +232,9 @@ impl Tunnel for Edge {
     }
 
     fn stats(&self) -> serde_json::Value {
-        stats_json(&self.s.stats())
+        let mut v = stats_json(&self.s.stats());
+        self.log.add_to(&mut v);
+        v
     }
 }
 
@@ -196,6 +246,7 @@ struct Core {
     /// Handshake responses to send: (link, bytes).
     out: VecDeque<(LinkId, Vec<u8>)>,
     bad: u64,
+    log: EventLog,
     /// Copies of the handshake init that arrived after one was accepted (not errors).
     duplicate_inits: u64,
     /// Datagrams the session attributed to another link than the one they came on.
@@ -239,20 +290,27 @@ impl Tunnel for Core {
                 }
                 // The edge sends its init on every link: copies after the first are stale.
                 Err(seal::SealError::Stale) if self.s.is_some() => self.duplicate_inits += 1,
-                Err(_) => self.bad += 1,
+                Err(e) => {
+                    self.bad += 1;
+                    self.log.reject(format!("handshake {e:?}"));
+                }
             }
             return;
         }
         let Some(s) = &mut self.s else {
             self.bad += 1;
+            self.log.reject("before the handshake".into());
             return;
         };
         match s.handle_datagram(now, None, datagram) {
             Ok(Some(l)) if l != link => self.wrong_link += 1,
             Ok(_) => {}
-            Err(_) => self.bad += 1,
+            Err(e) => {
+                self.bad += 1;
+                self.log.reject(format!("{e:?}"));
+            }
         }
-        while s.poll_event().is_some() {}
+        self.log.drain(now, s);
     }
 
     fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(LinkId, usize)> {
@@ -285,12 +343,23 @@ impl Tunnel for Core {
     fn handle_timeout(&mut self, now: Instant) {
         if let Some(s) = &mut self.s {
             s.handle_timeout(now);
-            while s.poll_event().is_some() {}
+            self.log.drain(now, s);
         }
     }
 
     fn errors(&self) -> u64 {
-        self.bad + self.wrong_link
+        self.bad
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut n = Vec::new();
+        if self.wrong_link > 0 {
+            n.push(format!(
+                "core: {} datagrams arrived on one link but handle_datagram named another",
+                self.wrong_link
+            ));
+        }
+        n
     }
 
     fn stats(&self) -> serde_json::Value {
@@ -299,6 +368,7 @@ impl Tunnel for Core {
                 let mut v = stats_json(&s.stats());
                 v["wrong_link"] = json!(self.wrong_link);
                 v["duplicate_inits"] = json!(self.duplicate_inits);
+                self.log.add_to(&mut v);
                 v
             }
             None => serde_json::Value::Null,

@@ -39,6 +39,10 @@ pub trait Tunnel {
     fn errors(&self) -> u64 {
         0
     }
+    /// Anomalies worth a line under the report (not errors of the run).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Endpoint statistics for the report (free-form).
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null
