@@ -253,8 +253,8 @@ pub fn braid_configs(
             "config braid 'main'\n\toption enabled '1'\n\toption role 'edge'\n\
              \toption private_key '{}'\n\toption core_host '{CORE_ADDR}'\n\
              \toption core_public_key '{}'\n\tlist lan '{LAN_NET}'\n\toption space '{p}space{e}'\n\
-             \toption hub 'bl-hub{e}'\n\toption control_socket '/run/braid-lab-edge{e}.sock'\n\
-             \toption state_file '/tmp/braid-lab-edge{e}.state'\n\n",
+             \toption hub 'bl-hub{e}'\n\toption control_socket '/run/{p}edge{e}.sock'\n\
+             \toption state_file '/tmp/{p}edge{e}.state'\n\n",
             keys.edge_private[e],
             keys.core_public,
             p = prefix
@@ -268,8 +268,8 @@ pub fn braid_configs(
     }
     let mut core = format!(
         "config braid 'main'\n\toption enabled '1'\n\toption role 'core'\n\toption private_key '{}'\n\
-         \toption space '{}spacec'\n\toption hub 'bl-hubc'\n\toption control_socket '/run/braid-lab-core.sock'\n\n",
-        keys.core_private, prefix
+         \toption space '{}spacec'\n\toption hub 'bl-hubc'\n\toption control_socket '/run/{}core.sock'\n\n",
+        keys.core_private, prefix, prefix
     );
     for (e, k) in keys.edge_public.iter().enumerate() {
         core.push_str(&format!(
