@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test setup clean sim
+.PHONY: all build test e2e lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test setup clean sim
 
 all: build
 
@@ -14,6 +14,10 @@ build:
 ## test: what CI runs: format, lints, unit + simulator tests, and (as root) the namespace tests.
 test: lint pkg-test
 	$(CARGO) test --locked --all-targets
+
+## e2e: only the end-to-end tests (root: real edge and core daemons in the lab's namespaces).
+e2e:
+	$(CARGO) test --locked --test 'e2e_*' -- --nocapture
 
 lint:
 	$(CARGO) fmt --check

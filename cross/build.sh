@@ -174,7 +174,7 @@ cmd_test() {
 		[ -e "$t" ] || continue
 		name=$(basename "$t" .rs)
 		case "$name" in
-		netns_* | lab_* | os_* | pkg_*) continue ;;
+		netns_* | lab_* | os_* | pkg_* | e2e_*) continue ;;
 		esac
 		tests+=(--test "$name")
 		if [ -n "$QEMU" ]; then

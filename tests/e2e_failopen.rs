@@ -94,6 +94,22 @@ fn fail_open_after_kill_then_bonded_again_and_nothing_left_behind() {
         braid_footprint(&edge_ns)
     );
 
+    // A UDP flow that exists before the crash (one socket, one 5-tuple).
+    let old_flow = sys::in_ns(&client, || {
+        std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+    })
+    .unwrap();
+    old_flow.connect(server.addr()).unwrap();
+    old_flow
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    old_flow.send(b"before").unwrap();
+    let mut b = [0u8; 256];
+    let n = old_flow
+        .recv(&mut b)
+        .expect("the old flow works before the crash");
+    assert!(String::from_utf8_lossy(&b[..n]).starts_with(&format!("{CORE_SEEN}:")));
+
     // kill -9: new connections take the plain WAN within a second.
     lab.edge_mut(0).kill9();
     let t = Instant::now();
@@ -124,6 +140,25 @@ fn fail_open_after_kill_then_bonded_again_and_nothing_left_behind() {
     assert!(gone.is_some(), "the space outlived the process");
     let seen = seen_by_server(&client, server.addr(), Duration::from_secs(2)).unwrap();
     assert_eq!(seen.ip(), plain, "TCP after the crash takes the plain WAN");
+    // The flow that existed before the crash: the router's conntrack entry for it was made
+    // while it went into the hub (no NAT), so its packets now leave the WAN unmasqueraded until
+    // that entry expires. Measured and printed, not asserted (a known limit of fail-open).
+    let t = Instant::now();
+    let mut recovered = None;
+    while t.elapsed() < Duration::from_secs(2) {
+        let _ = old_flow.send(b"after");
+        if let Ok(n) = old_flow.recv(&mut b) {
+            recovered = Some((t.elapsed(), String::from_utf8_lossy(&b[..n]).into_owned()));
+            break;
+        }
+    }
+    println!(
+        "the UDP flow opened before the crash (same socket): {}",
+        match &recovered {
+            Some((d, a)) => format!("answered again after {d:?} ({a})"),
+            None => "no answer within 2 s of the fallback (its conntrack entry has no NAT)".into(),
+        }
+    );
     // Only the rules may outlive the process, and they are inert: the table they point at is
     // empty (its routes went with the hub), so lookup falls through to the main table.
     assert!(
@@ -296,16 +331,27 @@ fn space_answers_nothing_with_the_core_gone() {
         .iter()
         .filter(|f| f.outgoing && f.ipv4().is_some())
         .collect();
+    // Whatever the space might send would be addressed to the client (an ICMP error, a RST):
+    // every packet to the client counts, and any ICMP or RST to anyone. (The router's own
+    // multicast, e.g. IGMP reports of its LAN bridge, is not the space's.)
+    let client_ip = topo::client_addr(0).octets();
     let bad: Vec<String> = frames
         .iter()
         .filter(|f| !f.outgoing)
-        .filter(|f| f.ipv4().is_some())
+        .filter(|f| {
+            f.ipv4().is_some_and(|ip| {
+                let rst = ip[9] == 6
+                    && ipv4_body(ip).is_some_and(|(_, b)| b.len() >= 14 && b[13] & 4 != 0);
+                ip[16..20] == client_ip || ip[9] == 1 || rst
+            })
+        })
         .map(|f| f.describe())
         .collect();
     println!(
         "core killed; for {:.1} s ({rounds} rounds) the client sent {sent} probes (TCP SYN, UDP, \
          ping to 4 destinations) with steering still in place (still there at the end: {still}); \
-         {} entered the hub; the client's capture saw {} packets leave and {} arrive",
+         {} entered the hub; the client's capture saw {} packets leave and {} arrive for it \
+         (or ICMP/RST for anyone)",
         t.elapsed().as_secs_f64(),
         hub1 - hub0,
         out.len(),

@@ -7,6 +7,8 @@
 //!   receives nothing but the server's packets.
 //! - A link black-holed for 3 s mid-transfer: both TCP transfers complete intact, the longest
 //!   delivery gap is printed.
+//! - `braid link down wan0` on the edge's control socket mid-download, `up` 2 s later: the
+//!   stream continues intact, the longest gap is printed, `braid status` shows admin-down.
 //! - Two edges with the same LAN subnet (and the same client address and ports) through one
 //!   core: each client gets only its own replies.
 
@@ -259,9 +261,12 @@ fn tcp_udp_icmp_through_edge_and_core() {
     }
 
     // The client received only the server's packets (no ICMP error, no RST from anywhere else).
+    // (Packets to the client: the router's own multicast, such as its bridge's IGMP reports,
+    // is not part of the path under test.)
+    let client_ip = topo::client_addr(0).octets();
     let incoming: Vec<&Frame> = frames
         .iter()
-        .filter(|f| !f.outgoing && f.ipv4().is_some())
+        .filter(|f| !f.outgoing && f.ipv4().is_some_and(|ip| ip[16..20] == client_ip))
         .collect();
     let foreign: Vec<String> = incoming
         .iter()
@@ -449,6 +454,85 @@ fn link_blackholed_mid_transfer() {
         "the download stalled {:.1} s: it never resumed on wan1",
         dn.max_gap.as_secs_f64()
     );
+}
+
+#[test]
+fn link_taken_down_by_command_mid_transfer() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(
+        &tag('w'),
+        vec![edge_spec(vec![link("wan0", 12, 15), link("wan1", 12, 15)])],
+    );
+    lab.start_core();
+    lab.start_edge(0);
+    lab.wait_bonded(0, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = lab.client(0);
+    let server = Server::start(&lab.t.server, 7004);
+    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+
+    // `braid link down wan0` 1.5 s into a 5 s download, `braid link up wan0` 2 s later.
+    let socket = lab.edge(0).socket.clone();
+    let ctl = std::thread::spawn(move || {
+        let link = |up: bool| {
+            std::process::Command::new(BRAID)
+                .args(["link", if up { "up" } else { "down" }, "wan0", "--socket"])
+                .arg(&socket)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        let status = || {
+            std::process::Command::new(BRAID)
+                .args(["status", "--json", "--socket"])
+                .arg(&socket)
+                .output()
+                .ok()
+                .and_then(|o| serde_json::from_slice::<braid::control::Status>(&o.stdout).ok())
+                .map(|s| s.sessions[0].links[0].state.clone())
+                .unwrap_or_default()
+        };
+        std::thread::sleep(Duration::from_millis(1500));
+        let down = link(false);
+        std::thread::sleep(Duration::from_millis(500));
+        let state_down = status();
+        std::thread::sleep(Duration::from_millis(1500));
+        let up = link(true);
+        (down, state_down, up)
+    });
+    let dn = stream_down(&client, server.addr(), Duration::from_secs(5));
+    let (down, state_down, up) = ctl.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = lab.edge(0).status().unwrap();
+    let dn = dn.unwrap_or_else(|e| panic!("download across `braid link down` failed: {e}"));
+    println!(
+        "`braid link down wan0` at 1.5 s, up at 3.5 s of a 5 s download: {} B intact ({:.2} \
+         Mbit/s), longest gap {:.0} ms at {:.2} s; wan0 was '{state_down}' while down, '{}' after",
+        dn.good,
+        mbit(dn.bytes, dn.took),
+        dn.max_gap.as_secs_f64() * 1e3,
+        dn.gap_at.as_secs_f64(),
+        after.sessions[0].links[0].state
+    );
+    assert!(down && up, "braid link down/up failed: {down} {up}");
+    assert_eq!(state_down, "admin-down");
+    assert_eq!(dn.good, dn.bytes, "download: bytes corrupted");
+    assert!(
+        dn.max_gap < Duration::from_secs(2),
+        "the download stalled {:.1} s while wan0 was down",
+        dn.max_gap.as_secs_f64()
+    );
+    let t = Instant::now();
+    while lab.edge(0).status().unwrap().sessions[0].links[0].state != "up" {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "wan0 did not come back up after `braid link up`"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -616,7 +616,11 @@ pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecor
                     eprint!("\r\x1b[K");
                 }
                 let dir = w.dir();
-                let end_ms = (res.duration_s * 1000.0) as u64;
+                let end_ms = if res.duration_s > 0.0 {
+                    (res.duration_s * 1000.0) as u64
+                } else {
+                    dur.as_millis() as u64
+                };
                 let links: Vec<report::LinkInfo> = sc
                     .links
                     .iter()

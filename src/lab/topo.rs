@@ -429,6 +429,8 @@ impl Topology {
         }
         self.procs.clear();
         clean_prefix(&self.prefix);
+        // The log directory goes too when nothing was logged (tests make one per tag and run).
+        let _ = std::fs::remove_dir(&self.log_dir);
     }
 }
 

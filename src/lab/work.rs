@@ -266,6 +266,8 @@ fn would_block(e: &io::Error) -> bool {
 struct Run {
     t0: Instant,
     stop: AtomicBool,
+    /// Senders of the UDP stream stop first, so packets still in flight are not counted lost.
+    stop_sending: AtomicBool,
     meter: Meter,
     errors: Mutex<Vec<String>>,
     failed: AtomicU64,
@@ -455,6 +457,7 @@ pub fn run_workload(
     let run = Arc::new(Run {
         t0,
         stop: AtomicBool::new(false),
+        stop_sending: AtomicBool::new(false),
         meter: Meter::new(t0),
         errors: Mutex::new(Vec::new()),
         failed: AtomicU64::new(0),
@@ -574,7 +577,7 @@ pub fn run_workload(
                 let mut buf = vec![0u8; size];
                 let mut seq = 0u32;
                 let start = Instant::now();
-                while !r.stopped() {
+                while !r.stopped() && !r.stop_sending.load(Ordering::Relaxed) {
                     buf[0..4].copy_from_slice(&seq.to_be_bytes());
                     buf[4..12].copy_from_slice(&r.now_ns().to_be_bytes());
                     let _ = sock.send(&buf);
@@ -649,6 +652,12 @@ pub fn run_workload(
     }
     let end = Instant::now();
     let end_ns = run.now_ns();
+    let bytes = run.meter.bytes.load(Ordering::Relaxed);
+    if matches!(w, Workload::Udp { .. }) {
+        // Let the echoes of the last packets come home (a second covers any sane queue).
+        run.stop_sending.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
     run.stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
@@ -661,7 +670,6 @@ pub fn run_workload(
     let _ = userver.join();
     result?;
 
-    let bytes = run.meter.bytes.load(Ordering::Relaxed);
     let goodput = match omit_bytes {
         Some((b0, t)) if end > t => {
             (bytes - b0) as f64 * 8.0 / end.duration_since(t).as_secs_f64() / 1e6

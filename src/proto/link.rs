@@ -275,7 +275,8 @@ impl Link {
             phase_start: now,
             cycle_idx: (id as usize) % CYCLE.len(),
             next_send: now,
-            app_limited: false,
+            // Nothing sent yet: a first lone packet must not be taken for the link's rate.
+            app_limited: true,
             loss_ewma: 0,
             waiting_since: None,
             suspect: false,
@@ -361,9 +362,15 @@ impl Link {
     /// Current pacing rate in wire bytes/s.
     pub fn pacing_rate(&self) -> u64 {
         let bw = self.btlbw.get();
+        // The initial window over the RTT (the initial guess until measured), doubled.
+        let initial = INITIAL_CWND * 1_000_000 / self.srtt.max(1) * 2;
         let rate = if bw == 0 {
-            // No sample yet: the initial window over the initial RTT guess, doubled.
-            INITIAL_CWND * 1_000_000 / self.srtt.max(1) * 2
+            initial
+        } else if self.phase == Phase::Startup {
+            // Until startup ends the estimate comes from a few (often app-limited) packets: never
+            // pace below the initial rate, or a link that carried one lone packet would be judged
+            // by it and never get enough data to learn its real rate.
+            (bw * STARTUP_GAIN.0 / STARTUP_GAIN.1).max(initial)
         } else {
             let (n, d) = match self.phase {
                 Phase::Startup => STARTUP_GAIN,
@@ -401,7 +408,21 @@ impl Link {
         // (cellular scheduling, ACK bunching) up to three, or ACK gaps would starve the pacer.
         let rtt = (self.srtt + self.min_rtt).min(3 * self.min_rtt);
         let window = bw * rtt / 1_000_000;
-        (window + 4 * MSS).max(MIN_CWND)
+        let floor = if self.phase == Phase::Startup {
+            INITIAL_CWND
+        } else {
+            MIN_CWND
+        };
+        (window + 4 * MSS).max(floor)
+    }
+
+    /// Whether the pacer currently sends below the estimate (drain): delivery samples of such
+    /// packets show the pacing rate, not the link's, so they may only raise the estimate (else
+    /// a link whose RTT is inflated by something else than its own queue, e.g. a busy CPU or
+    /// the reverse traffic, would ratchet its estimate down phase after phase).
+    fn pacing_below_estimate(&self) -> bool {
+        let bw = self.btlbw.get();
+        bw > 0 && self.pacing_rate() < bw
     }
 
     /// Whether the RTT varies a lot relative to its floor (cellular, Wi-Fi).
@@ -525,7 +546,7 @@ impl Link {
             delivered: self.delivered,
             delivered_time: self.delivered_time,
             first_sent_time: self.first_sent_time,
-            app_limited: self.app_limited,
+            app_limited: self.app_limited || self.pacing_below_estimate(),
             in_flight: true,
             lost: false,
         });
@@ -684,7 +705,12 @@ impl Link {
         if !p.app_limited || rate >= self.btlbw.get() {
             self.btlbw.update(now.0, win, rate);
         }
-        if self.phase == Phase::Startup && self.queue_building() && self.btlbw.get() > 0 {
+        if self.phase == Phase::Startup
+            && !p.app_limited
+            && self.queue_building()
+            && self.latest_rtt > self.min_rtt + self.min_rtt / 2
+            && self.btlbw.get() > 0
+        {
             // The bottleneck queue grows: the pipe is full, stop doubling.
             self.phase = Phase::Drain;
             self.phase_start = now;
@@ -1131,8 +1157,10 @@ mod tests {
 
     impl Pipe {
         fn new(rate: u64, owd_ms: u64) -> Pipe {
+            let mut tx = Link::new(1, LinkConfig::default(), Instant(0));
+            tx.set_app_limited(false); // a saturating sender
             Pipe {
-                tx: Link::new(1, LinkConfig::default(), Instant(0)),
+                tx,
                 rx: Link::new(1, LinkConfig::default(), Instant(0)),
                 rate,
                 owd: owd_ms * 1000,

@@ -10,6 +10,9 @@ use std::collections::{HashMap, VecDeque};
 
 use super::{ClassConfig, ClassId, ConnOrder, Entry, QueueFull};
 
+/// Packets up to this size (IP bytes) get extra queue room, see `can_accept`.
+const SMALL_PACKET: u32 = 128;
+
 /// DRR quantum per turn, in bytes.
 pub const QUANTUM: i64 = 1500;
 
@@ -262,7 +265,18 @@ impl ConnOrder for DrrOrder {
 
     fn can_accept(&self, user: u32, len: u32) -> bool {
         let ub = self.user_bytes.get(&user).copied().unwrap_or(0);
-        ub + len as u64 <= self.per_user_cap && self.bytes + len as u64 <= self.total_cap
+        // Small packets (TCP handshakes and ACKs, DNS) get a quarter more room: a bulk flow that
+        // keeps its user's queue full must not starve the handshake of that user's next
+        // connection or the ACKs of its downloads.
+        let (user_cap, total_cap) = if len <= SMALL_PACKET {
+            (
+                self.per_user_cap + self.per_user_cap / 4,
+                self.total_cap + self.total_cap / 4,
+            )
+        } else {
+            (self.per_user_cap, self.total_cap)
+        };
+        ub + len as u64 <= user_cap && self.bytes + len as u64 <= total_cap
     }
 
     fn user_bytes(&self, user: u32) -> u64 {
@@ -479,7 +493,10 @@ mod tests {
         let mut d = DrrOrder::new(3000, 5000);
         assert!(d.enqueue(e(0, 1, 0, 1500)).is_ok());
         assert!(d.enqueue(e(1, 1, 0, 1500)).is_ok());
-        assert!(!d.can_accept(1, 1));
+        assert!(!d.can_accept(1, 1500));
+        // A small packet still fits (slack for handshakes and ACKs), a large one does not.
+        assert!(d.can_accept(1, 100));
+        assert!(!d.can_accept(1, 1000));
         assert_eq!(d.enqueue(e(2, 1, 0, 1500)), Err(QueueFull));
         assert!(d.enqueue(e(3, 2, 0, 1500)).is_ok());
         assert_eq!(d.enqueue(e(4, 3, 0, 1500)), Err(QueueFull)); // total
