@@ -263,6 +263,8 @@ struct Edge {
     drops: HashMap<&'static str, u64>,
     /// Client packets classified into each class (by `ClassId`, carried by name across reloads).
     class_packets: Vec<u64>,
+    users: crate::users::UserTable,
+    users_rolled: std::time::Instant,
     quota: QuotaBook,
     /// Link bytes (both directions) at the last quota count.
     counted: HashMap<LinkId, u64>,
@@ -428,6 +430,8 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         warned_handshake: false,
         drops: HashMap::new(),
         class_packets: Vec::new(),
+        users: crate::users::UserTable::default(),
+        users_rolled: std::time::Instant::now(),
         quota: load_quota(&cfg_state_file, unix_now()),
         counted: HashMap::new(),
         demoted: HashMap::new(),
@@ -554,6 +558,9 @@ impl Edge {
             }
         }
         while let Some(mut d) = self.session.poll_deliver(now) {
+            if let Ok(info) = packet::parse(&d.data) {
+                self.users.down(info.dst, d.data.len());
+            }
             clamp_mss(&mut d.data, self.mss);
             if capture.send_ip(&d.data).is_err() {
                 *self.drops.entry("hub write failed").or_default() += 1;
@@ -633,9 +640,11 @@ impl Edge {
             self.class_packets.resize(ci + 1, 0);
         }
         self.class_packets[ci] += 1;
+        let flow_hash = info.flow().hash(self.seed);
+        self.users.up(info.src, flow_hash, pkt.len());
         let meta = PacketMeta {
             user: packet::user_hash(info.src, self.seed),
-            flow: u64::from(info.flow().hash(self.seed)),
+            flow: u64::from(flow_hash),
             class: u8::try_from(verdict.class).unwrap_or(0),
         };
         if self.session.send(self.clock.now(), pkt, meta).is_err() {
@@ -711,6 +720,10 @@ impl Edge {
 
     fn housekeeping(&mut self) {
         self.count_quota();
+        if self.users_rolled.elapsed() >= Duration::from_secs(30) {
+            self.users.roll();
+            self.users_rolled = std::time::Instant::now();
+        }
         let stats = self.session.stats();
         let any_up = stats.links.iter().any(|l| l.state != LinkState::Down);
         if any_up {
@@ -997,7 +1010,17 @@ impl Edge {
                 .into(),
                 established_s: self.established_at.map_or(0, |t| t.elapsed().as_secs()),
                 links,
-                users: Vec::new(),
+                users: self
+                    .users
+                    .top(10)
+                    .into_iter()
+                    .map(|u| control::UserStatus {
+                        address: u.address.to_string(),
+                        tx_bytes: u.tx_bytes,
+                        rx_bytes: u.rx_bytes,
+                        flows: u.flows,
+                    })
+                    .collect(),
                 classes,
                 tx_packets: stats.sent_packets,
                 rx_packets: stats.reorder.delivered,

@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod edge;
 pub mod proto;
 pub mod quota;
+pub mod users;
 
 #[cfg(target_os = "linux")]
 pub mod os;

@@ -229,6 +229,16 @@ fn tcp_udp_icmp_through_edge_and_core() {
         "echo requests must reach the server from the core's address"
     );
 
+    // `braid status` names the client as the top user, with bytes both ways and its flows.
+    let users = &after.sessions[0].users;
+    println!("edge status users: {users:?}");
+    let me = users.first().expect("status lists the client as a user");
+    assert_eq!(me.address, topo::client_addr(0).to_string());
+    assert!(
+        me.tx_bytes > 0 && me.rx_bytes > 0 && me.flows >= 1,
+        "{me:?}"
+    );
+
     // The session carried it: packets counted by the edge, on both links.
     let (b, a) = (&before.sessions[0], &after.sessions[0]);
     println!(

@@ -1,0 +1,153 @@
+//! Per-user accounting for `braid status`: bytes each way and active flows, bounded in memory.
+//!
+//! A user is a client address. Flows are counted as distinct flow hashes seen in the current
+//! window ([`UserTable::roll`] starts a new one; the edge rolls every 30 s), so the figure is
+//! "flows active lately", not a lifetime total. At most [`MAX_USERS`] users and
+//! [`MAX_FLOWS_PER_USER`] flows each are tracked; past that the quietest user is forgotten.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+/// Users tracked at most.
+pub const MAX_USERS: usize = 1024;
+/// Flows counted per user and window at most.
+pub const MAX_FLOWS_PER_USER: usize = 256;
+
+#[derive(Debug, Default, Clone)]
+struct User {
+    tx: u64,
+    rx: u64,
+    flows: HashSet<u32>,
+    last_flows: usize,
+}
+
+/// The table. See the module docs.
+#[derive(Debug, Default, Clone)]
+pub struct UserTable {
+    users: HashMap<IpAddr, User>,
+}
+
+/// One row of [`UserTable::top`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub address: IpAddr,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub flows: u32,
+}
+
+impl UserTable {
+    fn user(&mut self, a: IpAddr) -> &mut User {
+        if !self.users.contains_key(&a) && self.users.len() >= MAX_USERS {
+            if let Some(quiet) = self
+                .users
+                .iter()
+                .min_by_key(|(_, u)| u.tx + u.rx)
+                .map(|(k, _)| *k)
+            {
+                self.users.remove(&quiet);
+            }
+        }
+        self.users.entry(a).or_default()
+    }
+
+    /// A packet from `user` (going up) of `bytes`, in flow `flow`.
+    pub fn up(&mut self, user: IpAddr, flow: u32, bytes: usize) {
+        let u = self.user(user);
+        u.tx += bytes as u64;
+        if u.flows.len() < MAX_FLOWS_PER_USER {
+            u.flows.insert(flow);
+        }
+    }
+
+    /// A packet to `user` (coming down) of `bytes`.
+    pub fn down(&mut self, user: IpAddr, bytes: usize) {
+        self.user(user).rx += bytes as u64;
+    }
+
+    /// Starts a new flow-counting window.
+    pub fn roll(&mut self) {
+        for u in self.users.values_mut() {
+            u.last_flows = u.flows.len();
+            u.flows.clear();
+        }
+    }
+
+    /// The `n` users with the most bytes, most first.
+    pub fn top(&self, n: usize) -> Vec<UserRow> {
+        let mut rows: Vec<UserRow> = self
+            .users
+            .iter()
+            .map(|(a, u)| UserRow {
+                address: *a,
+                tx_bytes: u.tx,
+                rx_bytes: u.rx,
+                flows: u.flows.len().max(u.last_flows) as u32,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (b.tx_bytes + b.rx_bytes)
+                .cmp(&(a.tx_bytes + a.rx_bytes))
+                .then(a.address.cmp(&b.address))
+        });
+        rows.truncate(n);
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([192, 168, 1, n])
+    }
+
+    #[test]
+    fn counts_bytes_and_flows_and_ranks_users() {
+        let mut t = UserTable::default();
+        t.up(ip(1), 7, 1000);
+        t.up(ip(1), 8, 1000);
+        t.up(ip(1), 7, 500);
+        t.down(ip(1), 3000);
+        t.up(ip(2), 9, 100);
+        let top = t.top(10);
+        assert_eq!(
+            top[0],
+            UserRow {
+                address: ip(1),
+                tx_bytes: 2500,
+                rx_bytes: 3000,
+                flows: 2
+            }
+        );
+        assert_eq!(top[1].address, ip(2));
+        assert_eq!(t.top(1).len(), 1);
+        t.roll();
+        assert_eq!(
+            t.top(1)[0].flows,
+            2,
+            "the last window's count stays until the new one is larger"
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut t = UserTable::default();
+        for i in 0..(MAX_USERS as u32 + 50) {
+            t.up(IpAddr::from(i.to_be_bytes()), i, 10 + i as usize);
+        }
+        assert_eq!(t.users.len(), MAX_USERS);
+        for f in 0..1000 {
+            t.up(ip(9), f, 1);
+        }
+        assert_eq!(
+            t.top(MAX_USERS)
+                .iter()
+                .find(|r| r.address == ip(9))
+                .unwrap()
+                .flows,
+            MAX_FLOWS_PER_USER as u32
+        );
+    }
+}
