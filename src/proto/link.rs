@@ -701,7 +701,11 @@ impl Link {
             return;
         }
         let rate = delivered * 1_000_000 / interval;
-        let win = (self.srtt * 6).clamp(200_000, 2_000_000);
+        // At least one whole gain cycle (plus two phases): on a long-RTT link six RTTs are less
+        // than a cycle of eight phases, so the probe-up sample expired before the next probe-up
+        // and the estimate sank to what the gain-1 phases delivered.
+        let cycle = self.min_rtt.max(5_000) * (CYCLE.len() as u64 + 2);
+        let win = (self.srtt * 6).max(cycle).clamp(200_000, 2_000_000);
         if !p.app_limited || rate >= self.btlbw.get() {
             self.btlbw.update(now.0, win, rate);
         }

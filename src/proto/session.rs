@@ -974,9 +974,12 @@ impl Session {
                     };
                     w.push_data(&h, &p.data).expect("room checked");
                     data_sent = true;
-                    let idle = self.links[i].q.is_empty()
-                        && self.conn.is_empty()
-                        && self.resend.is_empty();
+                    // App-limited when this link has nothing more of its own to send: backlog
+                    // held in the user queues does not count, because the path scheduler only
+                    // feeds a link within the horizon (a slow or in-flight-capped link gets
+                    // nothing while it is behind), so its samples then show how it was fed,
+                    // not what it can carry.
+                    let idle = self.links[i].q.is_empty();
                     self.links[i].link.set_app_limited(idle);
                 }
             }
