@@ -32,8 +32,8 @@ clean:
 	$(CARGO) clean
 
 ## --- lab: `make demo`, `make bench` (as root; see src/lab/) ---
-# Modes the demo compares; add `braid` here once the edge/core daemons run: direct,mptcp,braid
-DEMO_MODES ?= direct,mptcp
+# Modes the demo compares: Braid, the best single link (direct) and MPTCP (OpenMPTCProuter).
+DEMO_MODES ?= braid,direct,mptcp
 # Empty: direct, mptcp, and braid when `braid edge`/`braid core` are built.
 BENCH_MODES ?=
 LAB_PKGS = iproute2 nftables shadowsocks-libev mptcpize
