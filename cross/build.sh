@@ -152,9 +152,11 @@ cmd_sizes() {
 		IFS='|' read -r arch profile size ver <<<"$row"
 		printf '| %-20s | %-8s | %10d | %9.1f | %s\n' "$arch" "$profile" "$size" \
 			"$(awk -v s="$size" 'BEGIN { print s / 1024 }')" "$ver"
+		# The budget is the shipped (release) build's; the SDK profile (panic=unwind, overflow
+		# checks) must build and run, and its size is reported.
 		if [ "$arch" = mipsel_24kc ] && [ "$size" -gt "$BUDGET_BYTES" ]; then
 			echo "cross: mipsel_24kc $profile is $size bytes, over the budget of $BUDGET_BYTES" >&2
-			fail=1
+			[ "$profile" = release ] && fail=1
 		fi
 	done
 	return $fail
