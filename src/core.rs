@@ -253,12 +253,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     loop {
         core.pump(capture.get_ref());
         let deadline = core.ep.poll_timeout().map(|t| core.clock.deadline(t));
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = daemon::sleep_until(deadline);
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -497,14 +492,7 @@ impl Core {
     }
 
     fn reload(&mut self) -> Result<(), String> {
-        let new = crate::config::load(std::path::Path::new(&self.cfg.file)).map_err(|e| {
-            let d: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
-            if d.is_empty() {
-                e.to_string()
-            } else {
-                d.join("; ")
-            }
-        })?;
+        let new = daemon::reload_config(&self.cfg.file)?;
         let changes = crate::config::diff::diff(&self.cfg, &new);
         for c in &changes {
             log::info!("reload: {c:?}");
@@ -585,14 +573,7 @@ impl Core {
                 ..Default::default()
             });
         }
-        let mut drops: Vec<control::Counter> = self
-            .drops
-            .iter()
-            .map(|(k, v)| control::Counter {
-                reason: (*k).into(),
-                count: *v,
-            })
-            .collect();
+        let mut drops = daemon::counters(&self.drops);
         for (d, n) in &self.ep.stats.dropped {
             drops.push(control::Counter {
                 reason: format!("{d:?}"),

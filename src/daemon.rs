@@ -199,6 +199,39 @@ async fn serve(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
     }
 }
 
+/// Re-reads a config file for a reload: every diagnostic in one line, for the log and the reply.
+pub fn reload_config(file: &str) -> Result<crate::config::model::Config, String> {
+    crate::config::load(Path::new(file)).map_err(|e| {
+        let d: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
+        if d.is_empty() {
+            e.to_string()
+        } else {
+            d.join("; ")
+        }
+    })
+}
+
+/// A daemon's drop counters as the status protocol lists them.
+pub fn counters<'a>(
+    drops: impl IntoIterator<Item = (&'a &'static str, &'a u64)>,
+) -> Vec<control::Counter> {
+    drops
+        .into_iter()
+        .map(|(k, v)| control::Counter {
+            reason: (*k).into(),
+            count: *v,
+        })
+        .collect()
+}
+
+/// Sleeps until `deadline`, or forever when there is none (a `select!` arm for the next timer).
+pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A datagram received on a link socket: (link, bytes, where it came from).
 pub type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
 

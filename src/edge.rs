@@ -463,12 +463,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     loop {
         edge.pump(capture.get_ref());
         let deadline = edge.session.poll_timeout().map(|t| edge.clock.deadline(t));
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = daemon::sleep_until(deadline);
         let watch_ready = async {
             match &watch {
                 Some(w) => w.readable().await.map(|mut g| g.clear_ready()).is_ok(),
@@ -825,14 +820,7 @@ impl Edge {
 
     /// Re-reads the config and applies what changed, without touching the session's flows.
     fn reload(&mut self) -> Result<(), String> {
-        let new = crate::config::load(std::path::Path::new(&self.cfg.file)).map_err(|e| {
-            let d: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
-            if d.is_empty() {
-                e.to_string()
-            } else {
-                d.join("; ")
-            }
-        })?;
+        let new = daemon::reload_config(&self.cfg.file)?;
         let changes = crate::config::diff::diff(&self.cfg, &new);
         if changes.is_empty() {
             log::info!("reload: nothing changed");
@@ -976,14 +964,7 @@ impl Edge {
                 packets: self.class_packets.get(i).copied().unwrap_or(0),
             })
             .collect();
-        let mut drops: Vec<control::Counter> = self
-            .drops
-            .iter()
-            .map(|(k, v)| control::Counter {
-                reason: (*k).into(),
-                count: *v,
-            })
-            .collect();
+        let mut drops = daemon::counters(&self.drops);
         for (reason, count) in [
             ("refused by the send queue", stats.refused),
             ("given up after resends", stats.dropped_resend_limit),
