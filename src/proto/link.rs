@@ -704,7 +704,11 @@ impl Link {
         // and the estimate sank to what the gain-1 phases delivered.
         let cycle = self.min_rtt.max(5_000) * (CYCLE.len() as u64 + 2);
         let win = (self.srtt * 6).max(cycle).clamp(200_000, 2_000_000);
-        if !p.app_limited || rate >= self.btlbw.get() {
+        // A sample over a couple of packets (the first ones after an idle spell: a TCP ACK and
+        // a FIN queued together) says nothing about the link's rate; taken as a full sample it
+        // reset the expired filter to a few hundred kbit/s and the next transfer crawled.
+        let thin = delivered < 4 * MSS;
+        if !(p.app_limited || thin) || rate >= self.btlbw.get() {
             self.btlbw.update(now.0, win, rate);
         }
         if self.phase == Phase::Startup
