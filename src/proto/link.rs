@@ -387,7 +387,16 @@ impl Link {
                     }
                 }
             };
-            bw * n / d
+            let r = bw * n / d;
+            if self.app_limited && self.phase == Phase::Cruise {
+                // Not fed (its own queue is empty): offer it at least the initial rate, so the
+                // path scheduler tries it and it can learn a rate it never had the data to show
+                // (an uplink that only carried ACKs kept 0.5 Mbit/s and never got data again).
+                // The in-flight cap still bounds what a truly slow link receives.
+                r.max(initial)
+            } else {
+                r
+            }
         };
         match self.cfg.rate_cap_bps {
             Some(cap) if cap > 0 => rate.min(cap / 8).max(1),
