@@ -389,7 +389,16 @@ impl Link {
                     }
                 }
             };
-            bw * n / d
+            let r = bw * n / d;
+            if self.app_limited && self.phase == Phase::Cruise {
+                // Not fed (its own queue is empty): offer it at least the initial rate, so the
+                // path scheduler tries it and it can learn a rate it never had the data to show
+                // (an uplink that only carried ACKs kept 0.5 Mbit/s and never got data again).
+                // The in-flight cap still bounds what a truly slow link receives.
+                r.max(initial)
+            } else {
+                r
+            }
         };
         match self.cfg.rate_cap_bps {
             Some(cap) if cap > 0 => rate.min(cap / 8).max(1),
@@ -706,7 +715,11 @@ impl Link {
         // and the estimate sank to what the gain-1 phases delivered.
         let cycle = self.min_rtt.max(5_000) * (CYCLE.len() as u64 + 2);
         let win = (self.srtt * 6).max(cycle).clamp(200_000, 2_000_000);
-        if !p.app_limited || rate >= self.btlbw.get() {
+        // A sample over a couple of packets (the first ones after an idle spell: a TCP ACK and
+        // a FIN queued together) says nothing about the link's rate; taken as a full sample it
+        // reset the expired filter to a few hundred kbit/s and the next transfer crawled.
+        let thin = delivered < 4 * MSS;
+        if !(p.app_limited || thin) || rate >= self.btlbw.get() {
             self.btlbw.update(now.0, win, rate);
         }
         if self.phase == Phase::Startup
