@@ -289,7 +289,7 @@ impl Metrics {
 
         if now_us < self.window.1 {
             if let Some(last) = s.last_per_flow[flow as usize] {
-                s.flow_gap = s.flow_gap.max(now_us - last);
+                s.flow_gap = s.flow_gap.max(now_us.saturating_sub(last));
             }
             s.last_per_flow[flow as usize] = Some(now_us);
         }
@@ -308,7 +308,7 @@ impl Metrics {
         da.added.push(added);
         if before_end {
             if let Some(last) = da.last {
-                da.gap = da.gap.max(now_us - last);
+                da.gap = da.gap.max(now_us.saturating_sub(last));
             }
             da.last = Some(now_us);
         }
@@ -317,7 +317,7 @@ impl Metrics {
         ca.queueing.push(queueing);
         if before_end {
             if let Some(last) = ca.last {
-                ca.gap = ca.gap.max(now_us - last);
+                ca.gap = ca.gap.max(now_us.saturating_sub(last));
             }
             ca.last = Some(now_us);
         }
@@ -639,6 +639,80 @@ fn mode_name(m: Mode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::sim::scenario::Scenario;
+    use crate::sim::traffic::build_packet;
+
+    fn feed(m: &mut Metrics, sc: &Scenario, source: u32, seq: u64, flow: u32, sent: u64, at: u64) {
+        let mut p = Vec::new();
+        let size = sc.traffic[source as usize].size;
+        build_packet(
+            &mut p,
+            size,
+            Tag {
+                source,
+                seq,
+                sent_us: sent,
+                flow,
+            },
+        );
+        m.delivered(sc, Dir::Up, at, &p, Some(20_000));
+    }
+
+    #[test]
+    fn definitions_on_hand_fed_deliveries() {
+        let sc = Scenario::parse(
+            "duration = \"1s\"\n\
+             [[link]]\nrate = \"10mbit\"\ndelay = \"20ms\"\n\
+             [[link]]\nrate = \"10mbit\"\ndelay = \"40ms\"\n\
+             [[traffic]]\nkind = \"bulk\"\nuser = 1\nflows = 2\nsize = 1000\n\
+             [[traffic]]\nkind = \"bulk\"\nuser = 2\nsize = 1000\n",
+            "t.toml",
+            None,
+        )
+        .unwrap();
+        let mut m = Metrics::new(&sc);
+        for _ in 0..4 {
+            m.sent(0, true);
+        }
+        m.sent(1, true);
+        m.sent(1, true);
+        // Source 0: flow 0 gets seq 2 then 0 (0 is out of order), flow 1 gets 1 and 3, then 3
+        // again (a duplicate).
+        feed(&mut m, &sc, 0, 2, 0, 0, 100_000);
+        feed(&mut m, &sc, 0, 0, 0, 0, 150_000);
+        feed(&mut m, &sc, 0, 1, 1, 0, 160_000);
+        // Source 1 delivers one of its two packets: one lost.
+        feed(&mut m, &sc, 1, 0, 0, 400_000, 460_000);
+        feed(&mut m, &sc, 0, 3, 1, 0, 500_000);
+        feed(&mut m, &sc, 0, 3, 1, 0, 510_000);
+        let r = m.report(
+            &sc,
+            vec![Default::default(), Default::default()],
+            0,
+            Default::default(),
+        );
+        let up = r.dir(Dir::Up).unwrap();
+        assert_eq!(
+            (up.sent, up.delivered, up.lost, up.duplicates),
+            (6, 5, 1, 1)
+        );
+        assert_eq!(up.out_of_order, 1);
+        assert!((up.in_order_ratio - 0.8).abs() < 1e-12);
+        // Deliveries at 100, 150, 160, 460, 500 ms: longest gap 300 ms; flow 1 waited 340 ms.
+        assert_eq!(up.longest_gap_ms, 300.0);
+        assert_eq!(up.longest_flow_gap_ms, 340.0);
+        // Latency 60 ms above the slowest link's 40 ms is 20 ms added; the max is 500 - 40.
+        assert_eq!(up.added_delay_ms.max, 460.0);
+        assert_eq!(up.latency_ms.p50, 150.0);
+        // User 1 got 4000 bytes, user 2 1000: Jain = 25e6 / (2 * 17e6).
+        let jain = up.jain.unwrap();
+        assert!((jain - 25.0 / 34.0).abs() < 1e-12, "{jain}");
+        assert_eq!(r.corrupt, 0);
+        // Queueing: above the releasing link's 20 ms.
+        let c = r.class("default", Dir::Up).unwrap();
+        assert_eq!(c.queueing_ms.max, 480.0);
+    }
 
     #[test]
     fn percentiles() {
