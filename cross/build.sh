@@ -163,10 +163,11 @@ cmd_sizes() {
 }
 
 # cmd_test ARCH [ARGS]: the library's unit tests, the binaries' tests and every integration
-# test under tests/ that needs no root (not named netns_*, lab_* or os_*: those drive real
-# kernels and namespaces, which qemu-user does not emulate), built with the `sim` feature so the
-# simulator tests run too (not `lab`: it is host-only and never built for a router). Tests that start the braid binary as a child are skipped under
-# qemu (see spawning-tests.awk); x86_64 runs natively and skips nothing.
+# test under tests/ that needs no root (not named netns_*, lab_*, os_* or e2e_*: those drive
+# real kernels and namespaces, which qemu-user does not emulate), built with the `sim` feature
+# so the simulator tests run too (not `lab`: it is host-only and never built for a router).
+# Tests that start the braid binary as a child are skipped under qemu (see
+# spawning-tests.awk); x86_64 runs natively and skips nothing.
 cmd_test() {
 	local arch=$1
 	shift
