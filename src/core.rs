@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::config::model::{Config, Role};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo};
-use crate::edge::{load_config, parse_args, run_local, session_classes, state_name, DaemonArgs};
+use crate::edge::{daemon_main, session_classes, state_name, DaemonArgs};
 use crate::os::hub::{ip_payload, Batch, Capture};
 use crate::os::nat::{CoreNat, Forwarding, NatConfig, SourceMap};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
@@ -99,16 +99,7 @@ fn bind_udp(port: u16) -> Result<Vec<Rc<UdpSocket>>, String> {
 
 /// `braid core`.
 pub fn cli_main(args: Vec<OsString>) -> ExitCode {
-    let args = match parse_args("core", HELP, args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let cfg = match load_config("core", &args, Role::Core) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    daemon::init_logging(cfg.main.log_level.to_filter(), args.stderr);
-    run_local("core", run(args, cfg))
+    daemon_main("core", HELP, Role::Core, args, run)
 }
 
 fn peers(cfg: &Config) -> Vec<Peer> {

@@ -158,18 +158,34 @@ pub fn run_local<F: std::future::Future<Output = Result<(), String>>>(cmd: &str,
     }
 }
 
-/// `braid edge`.
-pub fn cli_main(args: Vec<OsString>) -> ExitCode {
-    let args = match parse_args("edge", HELP, args) {
+/// The shared entry of `braid edge` and `braid core`: arguments, config for `role`, logging,
+/// then the daemon's async `main` on a current-thread runtime.
+pub fn daemon_main<F, Fut>(
+    cmd: &str,
+    help: &str,
+    role: Role,
+    args: Vec<OsString>,
+    main: F,
+) -> ExitCode
+where
+    F: FnOnce(DaemonArgs, Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let args = match parse_args(cmd, help, args) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let cfg = match load_config("edge", &args, Role::Edge) {
+    let cfg = match load_config(cmd, &args, role) {
         Ok(c) => c,
         Err(code) => return code,
     };
     daemon::init_logging(cfg.main.log_level.to_filter(), args.stderr);
-    run_local("edge", run(args, cfg))
+    run_local(cmd, main(args, cfg))
+}
+
+/// `braid edge`.
+pub fn cli_main(args: Vec<OsString>) -> ExitCode {
+    daemon_main("edge", HELP, Role::Edge, args, run)
 }
 
 /// Role of a config link as the protocol knows it.
