@@ -237,6 +237,27 @@ fn link_config(l: &model::Link) -> LinkConfig {
     }
 }
 
+/// A link's session config, demoted by `action` when past its quota: `backup` or `never`, but
+/// never promoted (a `never` link past its quota stays `never`).
+pub fn demoted_config(l: &model::Link, action: Option<QuotaAction>) -> LinkConfig {
+    let mut c = link_config(l);
+    let floor = match action {
+        None => return c,
+        Some(QuotaAction::Backup) => LinkRole::Backup,
+        Some(QuotaAction::Never) => LinkRole::Never,
+    };
+    let rank = |r: LinkRole| match r {
+        LinkRole::Primary => 0,
+        LinkRole::Secondary => 1,
+        LinkRole::Backup => 2,
+        LinkRole::Never => 3,
+    };
+    if rank(floor) > rank(c.role) {
+        c.role = floor;
+    }
+    c
+}
+
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
@@ -454,6 +475,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         _space: space,
     };
 
+    // Counters read back from the state file demote a link past its quota before it carries.
+    edge.count_quota();
+
     let mut watch = match LinkWatch::open() {
         // SAFETY: the LinkWatch owns its netlink fd for as long as it lives.
         Ok(w) => unsafe { AsyncFd::register(w) }.ok(),
@@ -667,6 +691,7 @@ impl Edge {
     fn count_quota(&mut self) {
         let stats = self.session.stats();
         let now = unix_now();
+        let mut changed = Vec::new();
         for l in &self.links {
             let Some(q) = &l.cfg.quota else { continue };
             let Some(s) = stats.links.iter().find(|s| s.id == l.id) else {
@@ -678,9 +703,8 @@ impl Edge {
                 .quota
                 .account(&l.cfg.name, q, total.saturating_sub(last), now);
             let was = self.demoted.get(&l.id).copied();
-            let mut cfg = link_config(&l.cfg);
             match (verdict, was) {
-                (Verdict::Exceeded(action), None) => {
+                (Verdict::Exceeded(action), was) if was != Some(action) => {
                     log::warn!(
                         "link '{}' used its quota ({} bytes): now {}",
                         l.cfg.name,
@@ -691,25 +715,51 @@ impl Edge {
                             "backup only"
                         }
                     );
-                    cfg.role = if action == QuotaAction::Never {
-                        LinkRole::Never
-                    } else {
-                        LinkRole::Backup
-                    };
-                    self.session.add_link(l.id, cfg, self.clock.now());
                     self.demoted.insert(l.id, action);
+                    changed.push(l.id);
                 }
                 (Verdict::Within, Some(_)) => {
-                    log::info!("link '{}': new quota period, back to its role", l.cfg.name);
-                    self.session.add_link(l.id, cfg, self.clock.now());
+                    log::info!(
+                        "link '{}': within its quota again, back to its role",
+                        l.cfg.name
+                    );
                     self.demoted.remove(&l.id);
+                    changed.push(l.id);
                 }
                 _ => {}
+            }
+        }
+        // A link without a quota (any more) is never demoted.
+        let with_quota: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|l| l.cfg.quota.is_some())
+            .map(|l| l.id)
+            .collect();
+        let stale: Vec<LinkId> = self
+            .demoted
+            .keys()
+            .filter(|id| !with_quota.contains(id))
+            .copied()
+            .collect();
+        for id in stale {
+            self.demoted.remove(&id);
+            changed.push(id);
+        }
+        for id in changed {
+            if let Some(l) = self.links.iter().find(|l| l.id == id) {
+                let cfg = self.session_link_config(l);
+                self.session.add_link(id, cfg, self.clock.now());
             }
         }
         if self.quota.should_save(now) {
             self.save_quota();
         }
+    }
+
+    /// What the session should use for link `l`: its config, demoted if past its quota.
+    fn session_link_config(&self, l: &EdgeLink) -> LinkConfig {
+        demoted_config(&l.cfg, self.demoted.get(&l.id).copied())
     }
 
     fn save_quota(&mut self) {
@@ -867,7 +917,10 @@ impl Edge {
                 let reopen = l.device != device || l.cfg.transport != nl.transport;
                 l.cfg = nl.clone();
                 l.device = device;
-                self.session.add_link(l.id, link_config(nl), now);
+                // A link past its quota stays demoted (count_quota re-checks it against the
+                // new quota settings right after this).
+                let cfg = demoted_config(nl, self.demoted.get(&l.id).copied());
+                self.session.add_link(l.id, cfg, now);
                 if reopen && l.admin_up {
                     l.io = open_link(l.id, &l.device, &l.cfg, self.core, &self.inbound).ok();
                 }
@@ -930,6 +983,9 @@ impl Edge {
         }
         log::set_max_level(new.main.log_level.to_filter());
         self.cfg = new;
+        self.demoted
+            .retain(|id, _| self.links.iter().any(|l| l.id == *id));
+        self.count_quota();
         log::info!("reload applied ({} change(s))", changes.len());
         Ok(())
     }
@@ -950,10 +1006,10 @@ impl Edge {
                     } else {
                         s.map_or("down", |s| state_name(s.state)).into()
                     },
-                    role: match self.demoted.get(&l.id) {
-                        Some(QuotaAction::Backup) => "backup (quota)".into(),
-                        Some(QuotaAction::Never) => "never (quota)".into(),
-                        None => role_name(l.cfg.role).into(),
+                    role: match self.session_link_config(l).role {
+                        r if r == wire_role(l.cfg.role) => role_name(l.cfg.role).into(),
+                        LinkRole::Never => "never (quota)".into(),
+                        _ => "backup (quota)".into(),
                     },
                     rtt_ms: s.map_or(0.0, |s| s.srtt.as_secs_f64() * 1e3),
                     rttvar_ms: s.map_or(0.0, |s| s.rttvar.as_secs_f64() * 1e3),
@@ -1056,5 +1112,50 @@ fn role_name(r: model::LinkRole) -> &'static str {
         model::LinkRole::Secondary => "secondary",
         model::LinkRole::Backup => "backup",
         model::LinkRole::Never => "never",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(role: model::LinkRole) -> model::Link {
+        model::Link {
+            name: "lte".into(),
+            line: 1,
+            device: None,
+            transport: Transport::Udp,
+            role,
+            weight: 2,
+            upload: Some(5_000_000),
+            download: None,
+            quota: None,
+        }
+    }
+
+    #[test]
+    fn a_quota_demotes_but_never_promotes() {
+        use model::LinkRole as R;
+        let p = link(R::Primary);
+        assert_eq!(demoted_config(&p, None).role, LinkRole::Primary);
+        let c = demoted_config(&p, Some(QuotaAction::Backup));
+        assert_eq!(
+            (c.role, c.weight, c.rate_cap_bps),
+            (LinkRole::Backup, 2, Some(5_000_000)),
+            "only the role changes"
+        );
+        assert_eq!(
+            demoted_config(&p, Some(QuotaAction::Never)).role,
+            LinkRole::Never
+        );
+        assert_eq!(
+            demoted_config(&link(R::Secondary), Some(QuotaAction::Backup)).role,
+            LinkRole::Backup
+        );
+        assert_eq!(
+            demoted_config(&link(R::Never), Some(QuotaAction::Backup)).role,
+            LinkRole::Never,
+            "a 'never' link stays unused"
+        );
     }
 }

@@ -11,10 +11,8 @@
 
 mod e2e_util;
 
-use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,108 +21,6 @@ use e2e_util::*;
 
 /// The port the server listens on, which the added policy matches.
 const PORT: u16 = 7011;
-
-/// One running flow: bytes moved so far (intact for downloads), and its outcome at the end.
-struct Flow {
-    what: String,
-    moved: Arc<AtomicU64>,
-    handle: std::thread::JoinHandle<Result<String, String>>,
-}
-
-/// Downloads the server's pattern stream until `stop`, checking every byte.
-fn down_flow(ns: &str, server: SocketAddr, stop: Arc<AtomicBool>, what: &str) -> Flow {
-    let moved = Arc::new(AtomicU64::new(0));
-    let m = moved.clone();
-    let ns = ns.to_string();
-    let handle = std::thread::spawn(move || {
-        let never = AtomicBool::new(false);
-        let mut s =
-            connect(&ns, server, None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        let mut hdr = [0u8; 9];
-        hdr[0] = b'D';
-        hdr[1..9].copy_from_slice(&(1u64 << 40).to_be_bytes());
-        write_full(&mut s, &hdr, &never).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 65536];
-        let mut off = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            match s.read(&mut buf) {
-                Ok(0) => return Err(format!("closed by the other side after {off} bytes")),
-                Ok(n) => {
-                    if let Some(i) = (0..n).find(|i| buf[*i] != pattern(off + *i as u64)) {
-                        return Err(format!("corrupted byte at offset {}", off + i as u64));
-                    }
-                    off += n as u64;
-                    m.store(off, Ordering::Relaxed);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(format!("after {off} bytes: {e}")),
-            }
-        }
-        Ok(format!("{off} B received intact"))
-    });
-    Flow {
-        what: what.into(),
-        moved,
-        handle,
-    }
-}
-
-/// Sends pattern bytes to the server (`S`) until `stop`, then asks for the server's verdict.
-fn up_flow(ns: &str, server: SocketAddr, stop: Arc<AtomicBool>, what: &str) -> Flow {
-    let moved = Arc::new(AtomicU64::new(0));
-    let m = moved.clone();
-    let ns = ns.to_string();
-    let handle = std::thread::spawn(move || {
-        let never = AtomicBool::new(false);
-        let mut s =
-            connect(&ns, server, None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        let mut hdr = [0u8; 9];
-        hdr[0] = b'S';
-        write_full(&mut s, &hdr, &never).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 8192];
-        let mut off = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = pattern(off + i as u64);
-            }
-            match s.write(&buf) {
-                Ok(n) => {
-                    off += n as u64;
-                    m.store(off, Ordering::Relaxed);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(format!("after {off} bytes: {e}")),
-            }
-        }
-        s.shutdown(std::net::Shutdown::Write)
-            .map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .map_err(|e| e.to_string())?;
-        let mut r = [0u8; 24];
-        read_full(&mut s, &mut r, &never).map_err(|e| format!("server verdict: {e}"))?;
-        let good = u64::from_be_bytes(r[0..8].try_into().unwrap());
-        let total = u64::from_be_bytes(r[8..16].try_into().unwrap());
-        if (good, total) != (off, off) {
-            return Err(format!(
-                "wrote {off} B, the server got {total} B of which {good} intact"
-            ));
-        }
-        Ok(format!("{off} B sent, all intact at the server"))
-    });
-    Flow {
-        what: what.into(),
-        moved,
-        handle,
-    }
-}
 
 /// Bytes sent on link `name` by the one session in `st` (0 if absent).
 fn tx(st: &Status, name: &str) -> u64 {
