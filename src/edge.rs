@@ -26,6 +26,7 @@ use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
 use crate::os::hub::{ip_payload, Batch, Capture};
+use crate::os::neigh::{read_neighbours, MacMap};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
 use crate::os::Prefix;
@@ -39,6 +40,10 @@ use crate::quota::{QuotaBook, Verdict};
 
 /// Steering is withdrawn when no link has worked for this long (fail-open).
 pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
+/// How often the neighbour table is read for `src_mac` policies.
+pub const MACS_EVERY: Duration = Duration::from_secs(5);
+/// ... and how soon after a packet from a LAN address not in it yet.
+pub const MACS_MISS_EVERY: Duration = Duration::from_secs(1);
 /// How long before an unanswered handshake is reported as an error.
 pub const HANDSHAKE_WARN: Duration = Duration::from_secs(10);
 
@@ -307,6 +312,14 @@ struct Edge {
     counted: HashMap<LinkId, u64>,
     /// Links demoted by their quota.
     demoted: HashMap<LinkId, QuotaAction>,
+    /// LAN addresses by client MAC (from the neighbour table), for `src_mac` policies.
+    macs: MacMap,
+    /// The netlink socket the neighbour table is read with (opened on first use).
+    neigh_nl: Option<crate::os::netlink::Netlink>,
+    /// When the neighbour table was last read.
+    macs_read: Option<std::time::Instant>,
+    /// A client address not in `macs` sent a packet (read the table again soon).
+    macs_miss: bool,
     // Space last: dropped after the hub and capture that live in it.
     _space: Space,
 }
@@ -472,8 +485,13 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         quota: load_quota(&cfg_state_file, unix_now()),
         counted: HashMap::new(),
         demoted: HashMap::new(),
+        macs: MacMap::default(),
+        neigh_nl: None,
+        macs_read: None,
+        macs_miss: false,
         _space: space,
     };
+    edge.refresh_macs(true);
 
     // Counters read back from the state file demote a link past its quota before it carries.
     edge.count_quota();
@@ -669,6 +687,11 @@ impl Edge {
         };
         let pkt = &mut pkt[..info.total_len.min(ip.len())];
         clamp_mss(pkt, self.mss);
+        if !self.macs_miss && self.neigh_nl.is_some() && !self.macs.knows(info.src) {
+            self.macs_miss = true;
+        }
+        // The frame's source MAC is the router's (the hub's host end), not the client's:
+        // src_mac policies match by the addresses refresh_macs resolved.
         let verdict = self.classifier.classify(&info, Direction::Up, None);
         let ci = usize::from(verdict.class);
         if ci >= self.class_packets.len() {
@@ -779,7 +802,63 @@ impl Edge {
         }
     }
 
+    /// Reads the neighbour table and gives the classifier the current addresses of the MACs
+    /// its policies name: every [`MACS_EVERY`], sooner ([`MACS_MISS_EVERY`]) after a packet
+    /// from an address it does not know yet, and at once when `force`d (start, reload).
+    fn refresh_macs(&mut self, force: bool) {
+        let wanted = self.classifier.policy_macs();
+        if wanted.is_empty() {
+            self.macs = MacMap::default();
+            self.macs_miss = false;
+            return;
+        }
+        let since = self.macs_read.map(|t| t.elapsed());
+        let due = match since {
+            None => true,
+            Some(s) => s >= MACS_EVERY || (self.macs_miss && s >= MACS_MISS_EVERY),
+        };
+        if !force && !due {
+            return;
+        }
+        self.macs_read = Some(std::time::Instant::now());
+        self.macs_miss = false;
+        if self.neigh_nl.is_none() {
+            match crate::os::netlink::Netlink::open() {
+                Ok(nl) => self.neigh_nl = Some(nl),
+                Err(e) => {
+                    log::warn!("src_mac policies: cannot open netlink: {e}");
+                    return;
+                }
+            }
+        }
+        let dump = match self.neigh_nl.as_mut().map(read_neighbours) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                log::warn!("src_mac policies: cannot read the neighbour table: {e}");
+                self.neigh_nl = None;
+                return;
+            }
+            None => return,
+        };
+        let lan = &self.cfg.main.lan;
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let changed = self.macs.update(now_ms, &dump, |a| {
+            lan.is_empty() || lan.iter().any(|c| c.contains(a))
+        });
+        if changed || force {
+            let table = self.macs.table(&wanted);
+            log::debug!(
+                "src_mac policies: {} of {} MAC(s) resolved: {:?}",
+                table.len(),
+                wanted.len(),
+                table
+            );
+            self.classifier.set_mac_addresses(&table);
+        }
+    }
+
     fn housekeeping(&mut self) {
+        self.refresh_macs(false);
         self.count_quota();
         if self.users_rolled.elapsed() >= Duration::from_secs(30) {
             self.users.roll();
@@ -986,6 +1065,7 @@ impl Edge {
         self.demoted
             .retain(|id, _| self.links.iter().any(|l| l.id == *id));
         self.count_quota();
+        self.refresh_macs(true);
         log::info!("reload applied ({} change(s))", changes.len());
         Ok(())
     }

@@ -20,6 +20,7 @@
 
 pub mod hub;
 pub mod nat;
+pub mod neigh;
 pub mod netlink;
 mod nft;
 pub mod plane;

@@ -8,13 +8,16 @@
 //!   [`PacketInfo`]: addresses, upper protocol, ports, DSCP, lengths, fragment state, TCP flags.
 //! - [`FlowKey`] and [`PacketInfo::user`] give the flow (5-tuple) and the user (client address);
 //!   [`FlowKey::hash`] is a seeded hash that is the same on every platform and build.
-//! - [`Classifier`] maps a packet to its traffic class using the configured policies.
+//! - [`Classifier`] maps a packet to its traffic class using the configured policies. A
+//!   `src_mac` policy also matches the client addresses the edge resolved for its MACs
+//!   ([`Classifier::set_mac_addresses`]; the lookup itself happens outside `proto`).
 //! - [`clamp_mss`] lowers the MSS option of TCP SYNs, updating the checksum incrementally.
 //! - [`icmp_too_big`] builds the ICMP "fragmentation needed" / ICMPv6 "packet too big" reply;
 //!   [`fragment_v4`] splits an IPv4 packet without DF instead.
 
 use crate::config::model::{Class, Config, Mac, Mode, Policy, Proto};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::BTreeMap;
 
 /// IP protocol numbers used here.
 pub mod ipproto {
@@ -411,12 +414,25 @@ pub struct Verdict {
     pub policy: Option<u16>,
 }
 
+/// Client addresses by MAC address, as the edge resolved them (from the router's neighbour
+/// table): what lets a `src_mac` policy match packets whose Ethernet header the edge never sees.
+pub type MacAddresses = BTreeMap<Mac, Vec<IpAddr>>;
+
+/// One compiled policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    policy: Policy,
+    class: ClassId,
+    /// The client addresses of the policy's `src_mac` list, sorted (empty without MACs).
+    mac_addrs: Vec<IpAddr>,
+}
+
 /// Maps packets to classes using the configured policies (first match wins).
 ///
 /// Built once per configuration (and rebuilt on reload); classifying allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classifier {
-    rules: Vec<(Policy, ClassId)>,
+    rules: Vec<Rule>,
     classes: Vec<Class>,
 }
 
@@ -447,10 +463,42 @@ impl Classifier {
                     .position(|c| c.name == p.class)
                     .and_then(|i| ClassId::try_from(i).ok())
                     .unwrap_or(0);
-                (p.clone(), id)
+                Rule {
+                    policy: p.clone(),
+                    class: id,
+                    mac_addrs: Vec::new(),
+                }
             })
             .collect();
         Classifier { rules, classes }
+    }
+
+    /// Every MAC address a policy names (what the edge needs resolved).
+    pub fn policy_macs(&self) -> Vec<Mac> {
+        let mut v: Vec<Mac> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.policy.src_mac.iter().copied())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Sets the client addresses of every `src_mac` policy from `map` (replacing what an
+    /// earlier call set). A packet then matches the MAC condition when its client address is
+    /// one of them, in either direction.
+    pub fn set_mac_addresses(&mut self, map: &MacAddresses) {
+        for r in &mut self.rules {
+            r.mac_addrs.clear();
+            for m in &r.policy.src_mac {
+                if let Some(a) = map.get(m) {
+                    r.mac_addrs.extend_from_slice(a);
+                }
+            }
+            r.mac_addrs.sort();
+            r.mac_addrs.dedup();
+        }
     }
 
     /// The classes, indexed by [`ClassId`].
@@ -466,13 +514,14 @@ impl Classifier {
     }
 
     /// Classify a packet travelling in `dir`. `client_mac` is the client's MAC address when
-    /// known (the edge reads it from the frame; the core passes `None`, so `src_mac` policies
-    /// never match there).
+    /// known from the frame (on a router the hub's frames carry the router's own MAC, so the
+    /// edge passes `None` and relies on [`Classifier::set_mac_addresses`]; the core has
+    /// neither, so `src_mac` policies never match there).
     pub fn classify(&self, p: &PacketInfo, dir: Direction, client_mac: Option<Mac>) -> Verdict {
-        for (i, (rule, class)) in self.rules.iter().enumerate() {
+        for (i, rule) in self.rules.iter().enumerate() {
             if matches(rule, p, dir, client_mac) {
                 return Verdict {
-                    class: *class,
+                    class: rule.class,
                     policy: u16::try_from(i).ok(),
                 };
             }
@@ -484,7 +533,8 @@ impl Classifier {
     }
 }
 
-fn matches(rule: &Policy, p: &PacketInfo, dir: Direction, mac: Option<Mac>) -> bool {
+fn matches(r: &Rule, p: &PacketInfo, dir: Direction, mac: Option<Mac>) -> bool {
+    let rule = &r.policy;
     let (client, client_port, server, server_port) = match dir {
         Direction::Up => (p.src, p.src_port, p.dst, p.dst_port),
         Direction::Down => (p.dst, p.dst_port, p.src, p.src_port),
@@ -508,7 +558,9 @@ fn matches(rule: &Policy, p: &PacketInfo, dir: Direction, mac: Option<Mac>) -> b
         && port_ok(&rule.src_port, client_port)
         && port_ok(&rule.dest_port, server_port)
         && (rule.dscp.is_empty() || rule.dscp.contains(&p.dscp))
-        && (rule.src_mac.is_empty() || mac.is_some_and(|m| rule.src_mac.contains(&m)))
+        && (rule.src_mac.is_empty()
+            || mac.is_some_and(|m| rule.src_mac.contains(&m))
+            || r.mac_addrs.binary_search(&client).is_ok())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1220,6 +1272,69 @@ mod tests {
         assert_eq!(c.classify(&other, Direction::Up, None).class, 0);
         let mac = Some(Mac([2, 0, 0, 0xaa, 0xbb, 0xcc]));
         assert_eq!(c.classify(&other, Direction::Up, mac).class, 3);
+    }
+
+    #[test]
+    fn src_mac_policies_match_the_resolved_addresses() {
+        let crew_mac = Mac([2, 0, 0, 0xaa, 0xbb, 0xcc]);
+        let mut crew = policy("crew");
+        crew.src_mac = vec![crew_mac, Mac([2, 0, 0, 0, 0, 1])];
+        let mut voip = policy("realtime");
+        voip.proto = Proto::Udp;
+        voip.src_mac = vec![crew_mac];
+        let mut c = Classifier::new(
+            &[voip, crew],
+            &[class("default"), class("realtime"), class("crew")],
+        );
+        assert_eq!(c.policy_macs(), vec![Mac([2, 0, 0, 0, 0, 1]), crew_mac]);
+        let syn = parse(&golden!("syn4")).unwrap(); // TCP from 192.168.1.10
+        let client = syn.src;
+        assert_eq!(
+            c.classify(&syn, Direction::Up, None).class,
+            0,
+            "nothing resolved yet"
+        );
+
+        let mut map = MacAddresses::new();
+        map.insert(crew_mac, vec![IpAddr::from([192, 168, 1, 99]), client]);
+        map.insert(
+            Mac([2, 0, 0, 0, 0, 9]),
+            vec![IpAddr::from([192, 168, 1, 7])],
+        );
+        c.set_mac_addresses(&map);
+        assert_eq!(
+            c.classify(&syn, Direction::Up, None),
+            Verdict {
+                class: 2,
+                policy: Some(1)
+            },
+            "TCP: not voip, crew by address"
+        );
+        // Downstream the client is the destination.
+        let mut rev = syn;
+        (rev.src, rev.dst) = (syn.dst, syn.src);
+        (rev.src_port, rev.dst_port) = (syn.dst_port, syn.src_port);
+        assert_eq!(c.classify(&rev, Direction::Down, None).class, 2);
+        assert_eq!(
+            c.classify(&rev, Direction::Up, None).class,
+            0,
+            "server side"
+        );
+        let big = parse(&golden!("big4")).unwrap(); // UDP from 192.168.1.10
+        assert_eq!(c.classify(&big, Direction::Up, None).class, 1);
+
+        // The client moved to another address: the old one no longer matches.
+        map.insert(crew_mac, vec![IpAddr::from([192, 168, 1, 99])]);
+        c.set_mac_addresses(&map);
+        assert_eq!(c.classify(&syn, Direction::Up, None).class, 0);
+        let mut moved = syn;
+        moved.src = IpAddr::from([192, 168, 1, 99]);
+        assert_eq!(c.classify(&moved, Direction::Up, None).class, 2);
+        // Another MAC's address never matches.
+        moved.src = IpAddr::from([192, 168, 1, 7]);
+        assert_eq!(c.classify(&moved, Direction::Up, None).class, 0);
+        c.set_mac_addresses(&MacAddresses::new());
+        assert_eq!(c.classify(&syn, Direction::Up, None).class, 0);
     }
 
     #[test]
