@@ -431,7 +431,12 @@ impl Core {
                     new_sessions = true;
                 }
                 Event::LinkState { link, state } => {
-                    log::info!("edge '{name}': link {link} is {}", state_name(state))
+                    let ln = self
+                        .ep
+                        .session(sid)
+                        .and_then(|s| s.link_name(link))
+                        .map_or_else(|| link.to_string(), |n| format!("'{n}' ({link})"));
+                    log::info!("edge '{name}': link {ln} is {}", state_name(state))
                 }
                 Event::Closed => {
                     log::info!("session {sid} ended");
@@ -540,7 +545,10 @@ impl Core {
                     .links
                     .iter()
                     .map(|l| control::LinkStatus {
-                        name: format!("link{}", l.id),
+                        // The edge's name for it, once the edge told (LinkName).
+                        name: s
+                            .link_name(l.id)
+                            .map_or_else(|| format!("link{}", l.id), str::to_string),
                         id: l.id,
                         device: self
                             .ep

@@ -454,6 +454,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     }));
     for l in &links {
         session.add_link(l.id, link_config(&l.cfg), now);
+        session.set_link_name(l.id, &l.cfg.name);
         if l.io.is_none() {
             session.set_link_admin(l.id, false, now);
         }
@@ -1013,6 +1014,7 @@ impl Edge {
                 log::warn!("{e}; waiting for it to appear");
             }
             self.session.add_link(id, link_config(nl), now);
+            self.session.set_link_name(id, &nl.name);
             let up = io.is_ok();
             self.links.push(EdgeLink {
                 id,

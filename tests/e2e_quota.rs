@@ -96,6 +96,29 @@ fn quota_crossing_demotes_a_running_link_and_survives_a_restart() {
     let client = lab.client(0);
     let server = Server::start(&lab.t.server, PORT);
     seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+    // The core names the edge's links as the edge does (carried in LinkName controls), in
+    // its JSON and in its table.
+    let core = lab.core.as_ref().unwrap();
+    let mut core_names: Vec<String> = core
+        .status()
+        .unwrap()
+        .sessions
+        .first()
+        .map(|s| s.links.iter().map(|l| l.name.clone()).collect())
+        .unwrap_or_default();
+    core_names.sort();
+    let table = std::process::Command::new(BRAID)
+        .args(["status", "--socket"])
+        .arg(&core.socket)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    println!("core's status table:\n{table}");
+    assert_eq!(core_names, ["wan0", "wan1"]);
+    assert!(
+        table.lines().any(|l| l.trim_start().starts_with("wan1 ")),
+        "{table}"
+    );
     let st0 = lab.edge(0).status().unwrap();
     assert_eq!(role(&st0, "wan1"), "primary", "{:?}", st0.sessions);
     assert_eq!(

@@ -620,3 +620,22 @@ fn backup_role_link_unused_until_primaries_fail() {
     h.run_until(5_000);
     assert!(h.link(3).up.sent_bytes - b0 > 500_000);
 }
+
+#[test]
+fn the_core_learns_the_edges_link_names() {
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.edge.set_link_name(1, "wan");
+    // Cut to 32 bytes on a character boundary: "lte" + 14 two-byte characters.
+    h.edge.set_link_name(2, &format!("lte{}", "é".repeat(20)));
+    assert_eq!(h.edge.link_name(1), Some("wan"));
+    assert_eq!(h.edge.link_name(2).map(str::len), Some(31));
+    h.run_until(1_000);
+    let core = h.core.as_ref().unwrap();
+    assert_eq!(core.link_name(1), Some("wan"));
+    assert_eq!(core.link_name(2), h.edge.link_name(2));
+    assert_eq!(core.link_name(9), None);
+    // A rename (reload) reaches the core too.
+    h.edge.set_link_name(1, "wan-b");
+    h.run_until(1_500);
+    assert_eq!(h.core.as_ref().unwrap().link_name(1), Some("wan-b"));
+}

@@ -223,6 +223,8 @@ struct LinkSlot {
     peer_cap_bps: Option<u64>,
     /// When this link's ACK state was last relayed on another link.
     last_relay: Instant,
+    /// The edge's name for the link (set on the edge, learnt from LinkName on the core).
+    name: String,
 }
 
 /// ACK state of every link receiving data is also relayed this often on the fastest other
@@ -372,6 +374,7 @@ impl Session {
                 q: LinkQueue::default(),
                 peer_cap_bps: None,
                 last_relay: Instant::ZERO,
+                name: String::new(),
             }),
         }
         self.announce_link(id);
@@ -383,6 +386,28 @@ impl Session {
             self.links[i].peer_cap_bps = cap_bps;
             self.announce_link(id);
         }
+    }
+
+    /// Names a link (the edge's config name); the edge tells the core, whose status shows it.
+    /// Cut to [`wire::LINK_NAME_MAX`] bytes.
+    pub fn set_link_name(&mut self, id: LinkId, name: &str) {
+        let Some(i) = self.slot(id) else { return };
+        let mut end = name.len().min(wire::LINK_NAME_MAX);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        if self.links[i].name != name[..end] {
+            self.links[i].name = name[..end].to_string();
+            self.announce_link(id);
+        }
+    }
+
+    /// The edge's name for a link: set by [`Session::set_link_name`] on the edge, learnt from
+    /// the edge on the core (`None` until then, or for an unknown link).
+    pub fn link_name(&self, id: LinkId) -> Option<&str> {
+        self.slot(id)
+            .map(|i| self.links[i].name.as_str())
+            .filter(|n| !n.is_empty())
     }
 
     fn announce_link(&mut self, id: LinkId) {
@@ -402,9 +427,18 @@ impl Session {
             weight: l.link.cfg.weight,
             down_cap_bps: l.peer_cap_bps.unwrap_or(0),
         };
-        self.controls
-            .retain(|x| !matches!(x, Control::LinkConfig { link, .. } if *link == id));
+        let name = (!l.name.is_empty()).then(|| Control::LinkName {
+            link: id,
+            name: l.name.clone(),
+        });
+        self.controls.retain(|x| {
+            !matches!(x, Control::LinkConfig { link, .. } | Control::LinkName { link, .. }
+                if *link == id)
+        });
         self.controls.push_back(c);
+        if let Some(n) = name {
+            self.controls.push_back(n);
+        }
     }
 
     /// Removes a link; its queued and in-flight packets move to the other links.
@@ -420,8 +454,10 @@ impl Session {
         }
         self.resolved = res;
         if self.channel.is_initiator() {
-            self.controls
-                .retain(|x| !matches!(x, Control::LinkConfig { link, .. } if *link == id));
+            self.controls.retain(|x| {
+                !matches!(x, Control::LinkConfig { link, .. } | Control::LinkName { link, .. }
+                    if *link == id)
+            });
             self.controls.push_back(Control::LinkRemoved { link: id });
         }
         let _ = now;
@@ -1147,6 +1183,7 @@ impl Session {
                     q: LinkQueue::default(),
                     peer_cap_bps: None,
                     last_relay: Instant::ZERO,
+                    name: String::new(),
                 });
                 self.links.len() - 1
             }
@@ -1182,6 +1219,13 @@ impl Session {
                 }
             }
             Control::LinkRemoved { link } => self.remove_link(link, now),
+            Control::LinkName { link, name } => {
+                // Shown by status: printable and short, or not taken.
+                if name.len() <= wire::LINK_NAME_MAX && name.chars().all(|c| !c.is_control()) {
+                    let i = self.ensure_link(link, now);
+                    self.links[i].name = name;
+                }
+            }
             Control::ReorderHint { wait_us } => {
                 self.reorder.set_wait(Duration::from_micros(wait_us as u64));
             }

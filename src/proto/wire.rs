@@ -128,7 +128,14 @@ pub enum Control {
     ReorderHint { wait_us: u32 },
     /// The peer is closing the session.
     Close,
+    /// The edge's name for a link (its UCI section, e.g. `wan`, `lte1`), so the core's status
+    /// shows it. Sent with each LinkConfig; at most [`LINK_NAME_MAX`] bytes.
+    LinkName { link: LinkId, name: String },
 }
+
+/// Longest link name carried in [`Control::LinkName`] (longer names are cut on a character
+/// boundary by the sender and refused by the receiver).
+pub const LINK_NAME_MAX: usize = 32;
 
 /// One frame read from a plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -396,7 +403,7 @@ mod tests {
 
     #[test]
     fn golden_control() {
-        let cases: [(Control, &[u8]); 4] = [
+        let cases: [(Control, &[u8]); 5] = [
             (
                 Control::LinkConfig {
                     link: 1,
@@ -417,6 +424,14 @@ mod tests {
                 &[0x04, 0x00, 0x04, 0x02, 0xc0, 0xb8, 0x02],
             ),
             (Control::Close, &[0x04, 0x00, 0x01, 0x03]),
+            (
+                Control::LinkName {
+                    link: 1,
+                    name: "wan".into(),
+                },
+                // len 6: variant 4, link 1, string length 3, "wan"
+                &[0x04, 0x00, 0x06, 0x04, 0x01, 0x03, b'w', b'a', b'n'],
+            ),
         ];
         for (c, golden) in cases {
             assert_eq!(write(|w| w.push_control(&c).unwrap()), golden, "{c:?}");
