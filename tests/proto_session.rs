@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use braid::proto::link::LinkConfig;
 use braid::proto::sched::{ClassConfig, Mode};
 use braid::proto::seal::{Acceptor, Channel, Keypair};
-use braid::proto::session::{Event, PacketMeta, Session, SessionConfig};
+use braid::proto::session::{Event, PacketMeta, Session, SessionConfig, ANNOUNCE_EVERY};
 use braid::proto::wire::LinkRole;
 use braid::proto::{Instant, LinkId};
 
@@ -638,4 +638,44 @@ fn the_core_learns_the_edges_link_names() {
     h.edge.set_link_name(1, "wan-b");
     h.run_until(1_500);
     assert_eq!(h.core.as_ref().unwrap().link_name(1), Some("wan-b"));
+}
+
+#[test]
+fn a_lost_link_announcement_is_repeated() {
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.run_until(1_000);
+    let core_role = |h: &Harness, id: LinkId| {
+        h.core
+            .as_ref()
+            .unwrap()
+            .stats()
+            .links
+            .iter()
+            .find(|l| l.id == id)
+            .map(|l| l.role)
+    };
+    assert_eq!(core_role(&h, 2), Some(LinkRole::Primary));
+    // The role change goes out while every upstream datagram is lost.
+    for id in [1, 2] {
+        h.link(id).up.black_hole = true;
+    }
+    h.edge.add_link(
+        2,
+        LinkConfig {
+            role: LinkRole::Backup,
+            ..Default::default()
+        },
+        Instant(1_000_000),
+    );
+    h.edge.set_link_name(2, "lte");
+    h.run_until(1_100);
+    for id in [1, 2] {
+        h.link(id).up.black_hole = false;
+    }
+    h.run_until(2_000);
+    assert_eq!(core_role(&h, 2), Some(LinkRole::Primary), "lost, as meant");
+    assert_eq!(h.core.as_ref().unwrap().link_name(2), None);
+    h.run_until(1_100 + ANNOUNCE_EVERY.as_millis() as u64 + 500);
+    assert_eq!(core_role(&h, 2), Some(LinkRole::Backup));
+    assert_eq!(h.core.as_ref().unwrap().link_name(2), Some("lte"));
 }

@@ -227,6 +227,9 @@ struct LinkSlot {
     name: String,
 }
 
+/// How often the edge announces its links again (see `refresh_announcements`).
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
+
 /// ACK state of every link receiving data is also relayed this often on the fastest other
 /// link, so a link whose return path stalls (cellular) is not taken for dead while it delivers.
 const RELAY_EVERY: Duration = Duration::from_millis(50);
@@ -263,6 +266,8 @@ pub struct Session {
     /// Probe replies to send on another link than the probed one: (via, reply).
     relay_probes: Vec<(LinkId, Probe)>,
     hint_sent: Option<(u32, Instant)>,
+    /// When the edge last announced every link (LinkConfig, LinkName) to the core.
+    announced_at: Instant,
     handshake: Vec<u8>,
     handshake_links: Vec<LinkId>,
 
@@ -306,6 +311,7 @@ impl Session {
             relays: Vec::new(),
             relay_probes: Vec::new(),
             hint_sent: None,
+            announced_at: Instant::ZERO,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
             reorder: Reorder::new(config.reorder),
@@ -438,6 +444,21 @@ impl Session {
         self.controls.push_back(c);
         if let Some(n) = name {
             self.controls.push_back(n);
+        }
+    }
+
+    /// Control frames are sent once, unacknowledged: the edge announces every link again every
+    /// [`ANNOUNCE_EVERY`], so a LinkConfig or LinkName lost on the way (a role change from a
+    /// reload or a quota) reaches the core all the same.
+    fn refresh_announcements(&mut self, now: Instant) {
+        if !self.channel.is_initiator() || now.saturating_since(self.announced_at) < ANNOUNCE_EVERY
+        {
+            return;
+        }
+        self.announced_at = now;
+        let ids: Vec<LinkId> = self.links.iter().map(|l| l.link.id).collect();
+        for id in ids {
+            self.announce_link(id);
         }
     }
 
@@ -844,6 +865,7 @@ impl Session {
             return None;
         }
         self.update_reorder_hint(now);
+        self.refresh_announcements(now);
         self.schedule(now);
         let links = &self.links;
         self.relays
@@ -1163,6 +1185,7 @@ impl Session {
             for id in ids {
                 self.announce_link(id);
             }
+            self.announced_at = now;
             self.hint_sent = None;
             self.update_reorder_hint(now);
             if self.channel.is_initiator() && self.controls.is_empty() {
