@@ -9,7 +9,10 @@
 //! 4. only once the session is up, install the policy rules that steer the LAN into the hub.
 //!
 //! The rules come out again when no link has worked for [`FAIL_OPEN_AFTER`] (clients use the
-//! plain WAN meanwhile), on a clean stop, and with the space when the process dies.
+//! plain WAN meanwhile), on a clean stop, and with the space when the process dies. Whenever the
+//! edge removes them, and at start (after a crash), it also deletes the router's conntrack
+//! entries of the flows the hub carried ([`crate::os::conntrack`]): made without NAT, they would
+//! keep a running UDP stream from being masqueraded onto the plain WAN.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -431,6 +434,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         Ok(c) => log::debug!("stale state cleaned: {c:?}"),
         Err(e) => log::warn!("cleaning a previous run's state: {e}"),
     }
+    // Flows a crashed instance steered have conntrack entries without NAT: until a session
+    // steers them again they must get fresh (masqueraded) ones to reach the plain WAN.
+    flush_conntrack(&steer, "flows of an earlier run");
     let space = Space::new().map_err(|e| e.to_string())?;
     let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
     let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
@@ -589,8 +595,19 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         if let Err(e) = s.remove() {
             log::warn!("removing steering: {e}");
         }
+        flush_conntrack(&edge.steer, "flows that were in the tunnel");
     }
     Ok(())
+}
+
+/// Deletes the conntrack entries of flows steered into the hub, so their next packets get
+/// masqueraded out of a WAN (see [`crate::os::conntrack`]); logs what it did.
+fn flush_conntrack(steer: &SteerConfig, what: &str) {
+    match crate::os::conntrack::flush_steered(steer) {
+        Ok(0) => {}
+        Ok(n) => log::info!("fail-open: {n} conntrack entries of {what} removed"),
+        Err(e) => log::warn!("fail-open: cannot remove conntrack entries of {what}: {e}"),
+    }
 }
 
 impl Edge {
@@ -666,6 +683,7 @@ impl Edge {
             if let Err(e) = s.remove() {
                 log::warn!("removing steering: {e}");
             }
+            flush_conntrack(&self.steer, "flows that were in the tunnel");
         }
     }
 

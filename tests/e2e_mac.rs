@@ -6,7 +6,7 @@
 //! `crew`, client 1's go to `default`; after a reload that names client 1's MAC instead, the
 //! roles swap.
 //! Needs root and iproute2; skipped with a message otherwise.
-//! Namespaces: `blm<pid>-*` (tag 'm'), apart from the lab's default `bl-*` and other tests' tags.
+//! Namespaces: `bln<pid>-*` (tag 'n'), apart from the lab's default `bl-*` and other tests' tags.
 
 mod e2e_util;
 
@@ -88,7 +88,7 @@ fn src_mac_policy_classifies_by_the_clients_address() {
     }
     let mut spec = edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)]);
     spec.clients = 2;
-    let mut lab = Lab::new(&tag('m'), vec![spec]);
+    let mut lab = Lab::new(&tag('n'), vec![spec]);
     let (c0, c1) = (
         lab.t.edges[0].clients[0].clone(),
         lab.t.edges[0].clients[1].clone(),

@@ -18,6 +18,7 @@
 //! Names of everything created at runtime derive from an *instance name* (default `braid`), so
 //! tests and several daemons can coexist.
 
+pub mod conntrack;
 pub mod hub;
 pub mod nat;
 pub mod neigh;
