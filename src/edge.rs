@@ -619,9 +619,11 @@ impl Edge {
             let Some(t) = self.session.poll_transmit(now, &mut out) else {
                 break;
             };
+            // By id: after a reload removed a link, ids no longer match positions.
             let sent = self
                 .links
-                .get(usize::from(t.link))
+                .iter()
+                .find(|l| l.id == t.link)
                 .and_then(|l| l.io.as_ref())
                 .is_some_and(|io| io.tx.send(&out[..t.len]));
             if !sent {
@@ -649,7 +651,8 @@ impl Edge {
                 Event::LinkState { link, state } => {
                     let name = self
                         .links
-                        .get(usize::from(link))
+                        .iter()
+                        .find(|l| l.id == link)
                         .map_or("?", |l| l.cfg.name.as_str());
                     log::info!("link '{name}' is {}", state_name(state));
                 }

@@ -263,3 +263,87 @@ fn reload_role_and_policy_under_tcp_load() {
     );
     assert!(edge.log_text().contains("reload applied"));
 }
+
+/// A reload that removes the first of two links while TCP flows run: the flows carry on over
+/// the remaining link. (Before the edge looked its links up by id, datagrams for link id 1 were
+/// looked up at index 1 of what had become a one-link list, and every one was dropped.)
+#[test]
+fn reload_removing_a_link_keeps_flows_on_the_others() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new(
+        &tag('v'),
+        vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],
+    );
+    lab.start_core();
+    lab.start_edge(0);
+    lab.wait_bonded(0, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = lab.client(0);
+    let server = Server::start(&lab.t.server, PORT);
+    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flows = vec![
+        down_flow(&client, server.addr(), stop.clone(), "download"),
+        up_flow(&client, server.addr(), stop.clone(), "upload"),
+    ];
+    std::thread::sleep(Duration::from_secs(2));
+
+    let full = lab.edge_conf(0).uci();
+    let start = full.find("config link 'wan0'").unwrap();
+    let end = start + full[start..].find("\n\n").unwrap() + 2;
+    let uci = format!("{}{}", &full[..start], &full[end..]);
+    assert!(!uci.contains("wan0") && uci.contains("config link 'wan1'"));
+    std::fs::write(lab.edge_config(0), &uci).unwrap();
+    let edge = lab.edge(0);
+    edge.reload().unwrap_or_else(|e| panic!("reload: {e}"));
+    std::thread::sleep(Duration::from_secs(1));
+    let e1 = edge.status().unwrap();
+    let m1: Vec<u64> = flows
+        .iter()
+        .map(|f| f.moved.load(Ordering::Relaxed))
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    let e2 = edge.status().unwrap();
+    let m2: Vec<u64> = flows
+        .iter()
+        .map(|f| f.moved.load(Ordering::Relaxed))
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<(String, Result<String, String>)> = flows
+        .into_iter()
+        .map(|f| (f.what, f.handle.join().unwrap()))
+        .collect();
+    let busy = |st: &Status| {
+        st.drops
+            .iter()
+            .find(|c| c.reason == "link socket busy or closed")
+            .map_or(0, |c| c.count)
+    };
+    let names: Vec<String> = e2.sessions[0]
+        .links
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
+    println!("reload removing wan0 of two 10 Mbit/s links under a download and an upload:");
+    println!(
+        "  4 s window from 1 s after: wan1 sent {} B; datagrams dropped as 'link socket busy or closed': {}; links {names:?}",
+        tx(&e2, "wan1") - tx(&e1, "wan1"),
+        busy(&e2) - busy(&e1)
+    );
+    for (i, (what, r)) in results.iter().enumerate() {
+        println!("  {what}: {} B in the window; {r:?}", m2[i] - m1[i]);
+    }
+    assert_eq!(names, ["wan1"]);
+    for (i, (what, r)) in results.iter().enumerate() {
+        assert!(r.is_ok(), "{what}: {r:?}");
+        assert!(m2[i] - m1[i] > 100_000, "{what} moved {} B", m2[i] - m1[i]);
+    }
+    assert!(
+        busy(&e2) - busy(&e1) < 100,
+        "{} datagrams dropped",
+        busy(&e2) - busy(&e1)
+    );
+}
