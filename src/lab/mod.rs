@@ -232,7 +232,12 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         eprint!("{HELP}");
         return Ok(ExitCode::from(2));
     };
-    let o = parse_opts(args.collect())?;
+    let rest: Vec<OsString> = args.collect();
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let o = parse_opts(rest)?;
     match cmd.to_str().unwrap_or("") {
         "-h" | "--help" | "help" => {
             print!("{HELP}");
