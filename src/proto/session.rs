@@ -644,6 +644,7 @@ impl Session {
             len: packet.len() as u32,
             user: meta.user,
             class: meta.class,
+            flow: meta.flow as u32,
             sparse: false,
         };
         self.conn.enqueue(e).expect("capacity checked above");

@@ -5,6 +5,13 @@
 //! (quantum x class weight), and among the users inside the chosen class (one quantum each).
 //! The deficit is charged after a packet is served (it may go negative and is paid back on the
 //! next turn), so no peeking at packet sizes is needed. Queues are bounded per user and in total.
+//!
+//! Inside a user, a packet whose flow has nothing queued when it arrives (a request/response
+//! exchange, a DNS query, the ACKs of an upload) goes to the user's fast lane, served before the
+//! user's bulk backlog, as FQ-CoDel serves new flows first: one household's download does not
+//! delay its own web browsing. A flow has at most one packet in the fast lane at a time (the
+//! next one finds the first queued), so bulk flows cannot use it, and order within a flow is
+//! kept. Flows are counted in [`FLOW_BUCKETS`] hash buckets.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -16,9 +23,14 @@ const SMALL_PACKET: u32 = 128;
 /// DRR quantum per turn, in bytes.
 pub const QUANTUM: i64 = 1500;
 
+/// Buckets counting queued packets per flow (flow hash modulo this).
+pub const FLOW_BUCKETS: usize = 1024;
+
 #[derive(Debug)]
 struct UserQ {
     user: u32,
+    /// Packets of flows that had nothing queued when they arrived; served first.
+    fast: VecDeque<Entry>,
     q: VecDeque<Entry>,
     deficit: i64,
     fresh: bool,
@@ -51,12 +63,15 @@ impl ClassQ {
         }
     }
 
-    fn push(&mut self, e: Entry, front: bool) {
+    /// Queues `e` for its user: at the head when `front` (an undone dequeue), in the fast lane
+    /// when `fast`, else at the tail.
+    fn push(&mut self, e: Entry, front: bool, fast: bool) {
         let i = match self.index.get(&e.user) {
             Some(&i) => i,
             None => {
                 self.users.push(UserQ {
                     user: e.user,
+                    fast: VecDeque::new(),
                     q: VecDeque::new(),
                     deficit: 0,
                     fresh: false,
@@ -68,9 +83,14 @@ impl ClassQ {
         };
         let u = &mut self.users[i];
         if front {
-            u.q.push_front(e);
+            // An undone dequeue: it was served first (the fast lane is served before the
+            // backlog, so if it came from the backlog the fast lane was empty), so it goes to
+            // the head of the lane served first.
+            u.fast.push_front(e);
             // Refund what serving it cost.
             u.deficit += e.len as i64;
+        } else if fast {
+            u.fast.push_back(e);
         } else {
             u.q.push_back(e);
         }
@@ -91,7 +111,8 @@ impl ClassQ {
     fn pop(&mut self) -> Option<Entry> {
         while let Some(&i) = self.ring.front() {
             let u = &mut self.users[i];
-            let Some(&head) = u.q.front() else {
+            let from_fast = !u.fast.is_empty();
+            let Some(&head) = u.fast.front().or(u.q.front()) else {
                 u.active = false;
                 self.ring.pop_front();
                 continue;
@@ -101,12 +122,17 @@ impl ClassQ {
                 u.fresh = true;
             }
             if u.deficit > 0 {
-                u.q.pop_front();
+                if from_fast {
+                    u.fast.pop_front();
+                } else {
+                    u.q.pop_front();
+                }
                 u.deficit -= head.len as i64;
                 self.len -= 1;
                 let mut head = head;
-                head.sparse = u.q.is_empty();
-                if u.q.is_empty() {
+                let idle = u.q.is_empty() && u.fast.is_empty();
+                head.sparse = idle;
+                if idle {
                     u.active = false;
                     u.deficit = 0;
                     u.fresh = false;
@@ -133,6 +159,7 @@ impl ClassQ {
                 &mut self.users[i],
                 UserQ {
                     user: 0,
+                    fast: VecDeque::new(),
                     q: VecDeque::new(),
                     deficit: 0,
                     fresh: false,
@@ -156,6 +183,8 @@ pub struct DrrOrder {
     /// Priority levels, highest first; each holds a ring of class slots with packets.
     levels: Vec<(u8, VecDeque<usize>)>,
     user_bytes: HashMap<u32, u64>,
+    /// Queued packets per flow bucket (see the module docs).
+    flow_packets: Box<[u16; FLOW_BUCKETS]>,
     per_user_cap: u64,
     total_cap: u64,
     bytes: u64,
@@ -170,6 +199,7 @@ impl DrrOrder {
             class_index: [0; 256],
             levels: Vec::new(),
             user_bytes: HashMap::new(),
+            flow_packets: Box::new([0; FLOW_BUCKETS]),
             per_user_cap,
             total_cap,
             bytes: 0,
@@ -213,6 +243,8 @@ impl DrrOrder {
     fn account_out(&mut self, e: &Entry) {
         self.bytes -= e.len as u64;
         self.len -= 1;
+        let b = &mut self.flow_packets[e.flow as usize % FLOW_BUCKETS];
+        *b = b.saturating_sub(1);
         if let Some(b) = self.user_bytes.get_mut(&e.user) {
             *b -= e.len as u64;
             if *b == 0 {
@@ -221,10 +253,15 @@ impl DrrOrder {
         }
     }
 
-    fn account_in(&mut self, e: &Entry) {
+    /// Counts `e` in; whether its flow had nothing queued.
+    fn account_in(&mut self, e: &Entry) -> bool {
+        let b = &mut self.flow_packets[e.flow as usize % FLOW_BUCKETS];
+        let first = *b == 0;
+        *b = b.saturating_add(1);
         self.bytes += e.len as u64;
         self.len += 1;
         *self.user_bytes.entry(e.user).or_insert(0) += e.len as u64;
+        first
     }
 }
 
@@ -234,6 +271,7 @@ impl ConnOrder for DrrOrder {
         let mut old: Vec<Entry> = Vec::with_capacity(self.len);
         for c in &mut self.classes {
             for u in &mut c.users {
+                old.extend(u.fast.drain(..));
                 old.extend(u.q.drain(..));
             }
         }
@@ -255,10 +293,11 @@ impl ConnOrder for DrrOrder {
         self.bytes = 0;
         self.len = 0;
         self.user_bytes.clear();
+        self.flow_packets.fill(0);
         for e in old {
-            self.account_in(&e);
+            let fast = self.account_in(&e);
             let s = self.slot(e.class);
-            self.classes[s].push(e, false);
+            self.classes[s].push(e, false, fast);
             self.activate(s, false);
         }
     }
@@ -287,12 +326,12 @@ impl ConnOrder for DrrOrder {
         if !self.can_accept(e.user, e.len) {
             return Err(QueueFull);
         }
-        self.account_in(&e);
+        let fast = self.account_in(&e);
         let s = self.slot(e.class);
         if self.classes[s].users.len() >= 4096 {
             self.classes[s].gc();
         }
-        self.classes[s].push(e, false);
+        self.classes[s].push(e, false, fast);
         self.activate(s, false);
         Ok(())
     }
@@ -344,11 +383,10 @@ impl ConnOrder for DrrOrder {
         None
     }
 
-    fn undo_dequeue(&mut self, mut e: Entry) {
-        e.sparse = false;
+    fn undo_dequeue(&mut self, e: Entry) {
         self.account_in(&e);
         let s = self.slot(e.class);
-        self.classes[s].push(e, true);
+        self.classes[s].push(e, true, false);
         let c = &mut self.classes[s];
         if c.active {
             c.deficit += e.len as i64;
@@ -370,12 +408,14 @@ mod tests {
     use super::super::Mode;
     use super::*;
 
+    /// A packet of user `user`'s bulk flow (one flow per user).
     fn e(pkt: u32, user: u32, class: ClassId, len: u32) -> Entry {
         Entry {
             pkt,
             len,
             user,
             class,
+            flow: user,
             sparse: false,
         }
     }
@@ -482,10 +522,76 @@ mod tests {
             d.enqueue(e(i, 1, 0, 1500)).unwrap();
         }
         d.enqueue(e(10, 2, 0, 100)).unwrap();
-        let a = d.dequeue(&mut all_ready).unwrap();
-        assert_eq!((a.pkt, a.sparse), (0, false));
-        let b = d.dequeue(&mut all_ready).unwrap();
-        assert_eq!((b.pkt, b.sparse), (10, true));
+        let got: Vec<(u32, bool)> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
+            .map(|x| (x.pkt, x.sparse))
+            .collect();
+        // User 1's last packet left it idle; user 2 had a single packet.
+        assert_eq!(got, vec![(0, false), (10, true), (1, false), (2, true)]);
+    }
+
+    #[test]
+    fn a_new_flow_of_a_busy_user_goes_first_and_keeps_its_order() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        for i in 0..5 {
+            d.enqueue(e(i, 1, 0, 1500)).unwrap();
+        }
+        // Same user, another flow (a request/response exchange beside a download).
+        let rr = |pkt| Entry {
+            flow: 77,
+            ..e(pkt, 1, 0, 100)
+        };
+        d.enqueue(rr(100)).unwrap();
+        d.enqueue(rr(101)).unwrap();
+        let got: Vec<(u32, bool)> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
+            .map(|x| (x.pkt, x.sparse))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, false),
+                (100, false),
+                (1, false),
+                (2, false),
+                (3, false),
+                (4, false),
+                (101, true)
+            ],
+            "the rr flow's first packet skips the backlog, its second (queued behind its first) \
+             does not"
+        );
+        // Once the flow's packets have left, its next packet is fast again.
+        for i in 0..3 {
+            d.enqueue(e(200 + i, 1, 0, 1500)).unwrap();
+        }
+        d.enqueue(rr(102)).unwrap();
+        let order: Vec<u32> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
+            .map(|x| x.pkt)
+            .collect();
+        assert_eq!(order, vec![200, 102, 201, 202]);
+        assert_eq!(d.flow_packets.iter().map(|&n| n as u32).sum::<u32>(), 0);
+    }
+
+    #[test]
+    fn undo_keeps_a_fast_packet_first() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        for i in 0..3 {
+            d.enqueue(e(i, 1, 0, 1500)).unwrap();
+        }
+        d.enqueue(Entry {
+            flow: 9,
+            ..e(10, 1, 0, 100)
+        })
+        .unwrap();
+        let x = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!(x.pkt, 0);
+        d.undo_dequeue(x);
+        let y = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!(y.pkt, 0);
+        d.undo_dequeue(y);
+        let order: Vec<u32> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
+            .map(|x| x.pkt)
+            .collect();
+        assert_eq!(order, vec![0, 10, 1, 2]);
     }
 
     #[test]
