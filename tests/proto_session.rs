@@ -8,7 +8,9 @@ use std::collections::VecDeque;
 use braid::proto::link::LinkConfig;
 use braid::proto::sched::{ClassConfig, Mode};
 use braid::proto::seal::{Acceptor, Channel, Keypair};
-use braid::proto::session::{Event, PacketMeta, Session, SessionConfig, ANNOUNCE_EVERY};
+use braid::proto::session::{
+    Event, PacketMeta, Session, SessionConfig, ANNOUNCE_EVERY, REHANDSHAKE_AFTER,
+};
 use braid::proto::wire::LinkRole;
 use braid::proto::{Instant, LinkId};
 
@@ -678,4 +680,43 @@ fn a_lost_link_announcement_is_repeated() {
     h.run_until(1_100 + ANNOUNCE_EVERY.as_millis() as u64 + 500);
     assert_eq!(core_role(&h, 2), Some(LinkRole::Backup));
     assert_eq!(h.core.as_ref().unwrap().link_name(2), Some("lte"));
+}
+
+#[test]
+fn a_restarted_core_gets_a_new_handshake_and_traffic_resumes() {
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.edge.set_link_name(1, "wan");
+    h.run_until(2_000);
+    let before = h.delivered_bytes();
+    assert!(before > 1_000_000, "{before}");
+    // The core restarts: its session is gone; the edge's datagrams are not understood.
+    h.core = None;
+    let t = 2_000;
+    let mut resumed_at = None;
+    let mut named_at_resume = false;
+    let mut last = h.delivered_bytes();
+    for ms in (t + 100..=t + 30_000).step_by(100) {
+        h.run_until(ms);
+        let d = h.delivered_bytes();
+        if let Some(c) = h.core.as_ref().filter(|_| d > last + 100_000) {
+            if resumed_at.is_none() {
+                resumed_at = Some(ms - t);
+                named_at_resume = c.link_name(1).is_some();
+            }
+        }
+        last = d;
+    }
+    let st = h.edge.stats();
+    eprintln!(
+        "core restarted at {t} ms: traffic resumed after {resumed_at:?} ms; links {:?}",
+        st.links.iter().map(|l| l.state).collect::<Vec<_>>()
+    );
+    let resumed = resumed_at.expect("traffic never resumed within 30 s of a core restart");
+    assert!(
+        resumed <= (REHANDSHAKE_AFTER.as_millis() as u64) + 3_000,
+        "resumed after {resumed} ms"
+    );
+    // The new core learnt the links' names from the edge's announcements after the handshake.
+    assert_eq!(h.core.as_ref().unwrap().link_name(1), Some("wan"));
+    assert!(named_at_resume, "the links were announced only later");
 }

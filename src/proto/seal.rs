@@ -457,6 +457,15 @@ impl Channel {
         self.stats.rekeys += 1;
     }
 
+    /// Initiator: handshake again at the next [`Channel::poll_handshake`] (unless one is under
+    /// way). The keys in use stay until the answer comes, so a peer that still knows them keeps
+    /// working; a peer that restarted answers with a new session.
+    pub fn request_handshake(&mut self) {
+        if self.initiator && self.pending.is_none() {
+            self.want_handshake = true;
+        }
+    }
+
     /// The initiator's epoch (random per initiating channel): a new one means a new session.
     pub fn epoch(&self) -> u64 {
         self.epoch

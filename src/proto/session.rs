@@ -227,6 +227,10 @@ struct LinkSlot {
     name: String,
 }
 
+/// The edge handshakes again when nothing authenticated has come from the core for this long
+/// (a restarted core has no session: it drops everything but a handshake).
+pub const REHANDSHAKE_AFTER: Duration = Duration::from_secs(5);
+
 /// How often the edge announces its links again (see `refresh_announcements`).
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 
@@ -266,8 +270,11 @@ pub struct Session {
     /// Probe replies to send on another link than the probed one: (via, reply).
     relay_probes: Vec<(LinkId, Probe)>,
     hint_sent: Option<(u32, Instant)>,
-    /// When the edge last announced every link (LinkConfig, LinkName) to the core.
-    announced_at: Instant,
+    /// When the edge last announced every link (LinkConfig, LinkName) to the core; `None`:
+    /// announce at the next transmit.
+    announced_at: Option<Instant>,
+    /// When a datagram from the peer last opened (or a handshake answer came).
+    heard_at: Instant,
     handshake: Vec<u8>,
     handshake_links: Vec<LinkId>,
 
@@ -311,7 +318,8 @@ impl Session {
             relays: Vec::new(),
             relay_probes: Vec::new(),
             hint_sent: None,
-            announced_at: Instant::ZERO,
+            announced_at: None,
+            heard_at: now,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
             reorder: Reorder::new(config.reorder),
@@ -451,11 +459,14 @@ impl Session {
     /// [`ANNOUNCE_EVERY`], so a LinkConfig or LinkName lost on the way (a role change from a
     /// reload or a quota) reaches the core all the same.
     fn refresh_announcements(&mut self, now: Instant) {
-        if !self.channel.is_initiator() || now.saturating_since(self.announced_at) < ANNOUNCE_EVERY
+        if !self.channel.is_initiator()
+            || self
+                .announced_at
+                .is_some_and(|t| now.saturating_since(t) < ANNOUNCE_EVERY)
         {
             return;
         }
-        self.announced_at = now;
+        self.announced_at = Some(now);
         let ids: Vec<LinkId> = self.links.iter().map(|l| l.link.id).collect();
         for id in ids {
             self.announce_link(id);
@@ -867,6 +878,12 @@ impl Session {
         }
         self.update_reorder_hint(now);
         self.refresh_announcements(now);
+        if self.channel.is_initiator() && now.saturating_since(self.heard_at) >= REHANDSHAKE_AFTER {
+            // Silence on every link: the links may all be down, or the core restarted and
+            // drops what it cannot open. A handshake costs little either way.
+            self.channel.request_handshake();
+            self.heard_at = now;
+        }
         self.schedule(now);
         let links = &self.links;
         self.relays
@@ -1071,8 +1088,17 @@ impl Session {
     ) -> Result<Option<LinkId>, SessionError> {
         let dlen = datagram.len();
         let plain = match self.channel.open(now, datagram) {
-            Ok(Some(p)) => p,
+            Ok(Some(p)) => {
+                self.heard_at = now;
+                p
+            }
             Ok(None) => {
+                self.heard_at = now;
+                if self.established && self.channel.is_initiator() {
+                    // A handshake answer: a rekey, or a restarted core that knows nothing of
+                    // our links yet; announce them at once.
+                    self.announced_at = None;
+                }
                 self.check_established(now);
                 return Ok(link);
             }
@@ -1186,7 +1212,7 @@ impl Session {
             for id in ids {
                 self.announce_link(id);
             }
-            self.announced_at = now;
+            self.announced_at = Some(now);
             self.hint_sent = None;
             self.update_reorder_hint(now);
             if self.channel.is_initiator() && self.controls.is_empty() {
