@@ -606,7 +606,10 @@ fn flush_conntrack(steer: &SteerConfig, what: &str) {
     match crate::os::conntrack::flush_steered(steer) {
         Ok(0) => {}
         Ok(n) => log::info!("fail-open: {n} conntrack entries of {what} removed"),
-        Err(e) => log::warn!("fail-open: cannot remove conntrack entries of {what}: {e}"),
+        Err(e) => log::warn!(
+            "fail-open: cannot remove conntrack entries of {what} (kmod-nf-conntrack-netlink \
+             missing?): {e}"
+        ),
     }
 }
 
