@@ -1081,10 +1081,20 @@ impl Edge {
         let steer_changed = new_steer.sources != self.steer.sources
             || new_steer.bypass != self.steer.bypass
             || new_steer.tcp_only != self.steer.tcp_only;
-        self.steer = new_steer;
+        let old_steer = std::mem::replace(&mut self.steer, new_steer);
         if steer_changed && self.steering.is_some() {
             self.steering = None; // drop removes the old rules
             self.install_steering();
+            // Flows no longer steered take the plain WAN: their entries were made without NAT.
+            match crate::os::conntrack::flush_unsteered(&old_steer, &self.steer) {
+                Ok(0) => {}
+                Ok(n) => {
+                    log::info!("reload: {n} conntrack entries of flows no longer steered removed")
+                }
+                Err(e) => log::warn!(
+                    "reload: cannot remove conntrack entries of flows no longer steered: {e}"
+                ),
+            }
         }
         log::set_max_level(new.main.log_level.to_filter());
         self.cfg = new;

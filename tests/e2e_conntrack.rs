@@ -4,9 +4,11 @@
 //! entry was made while the flow went into the hub, without NAT, so once the hub stops carrying
 //! it the stream's datagrams leave the WAN unmasqueraded and get no answer, for as long as the
 //! stream runs. The edge deletes those entries (ctnetlink) when it withdraws its steering and
-//! when it starts. Measured:
+//! when it starts, and a reload drops the entries of flows it no longer steers. Measured:
+//! - a reload that no longer steers the client's LAN: the running stream is answered over the
+//!   plain WAN (the server sees the edge's WAN address);
 //! - the core killed: the edge withdraws steering after its 3 s fail-open delay, and the running
-//!   stream is answered again over the plain WAN (the server sees the edge's WAN address); the
+//!   stream is answered again over the plain WAN; the
 //!   core started again: the same edge handshakes anew and a new stream runs in the tunnel;
 //! - core and edge killed together (-9, no clean-up): the stream gets no answer; a restarted edge
 //!   that cannot reach the core still frees it at start, and it is answered over the WAN.
@@ -140,6 +142,45 @@ fn running_udp_streams_fail_open_when_steering_goes_and_after_a_crash() {
     let client = lab.client(0);
     let server = Server::start(&lab.t.server, PORT);
 
+    // 0. A reload stops steering the client's LAN: its running stream moves to the WAN.
+    let s0 = Stream::start(&client, server.addr());
+    let t = Instant::now();
+    assert!(
+        s0.wait_answer(t, via_core, Duration::from_secs(5))
+            .is_some(),
+        "stream 0 not answered through the tunnel"
+    );
+    let uci = lab.edge_conf(0).uci();
+    let narrowed = uci.replace(
+        &format!("\tlist lan '{}'\n", topo::LAN_NET),
+        "\tlist lan '10.99.0.0/24'\n",
+    );
+    assert_ne!(uci, narrowed);
+    std::fs::write(lab.edge_config(0), &narrowed).unwrap();
+    lab.edge(0)
+        .reload()
+        .unwrap_or_else(|e| panic!("reload: {e}"));
+    let t_reload = Instant::now();
+    let back0 = s0.wait_answer(t_reload, via_wan, Duration::from_secs(10));
+    println!("running UDP stream (20 datagrams/s) when the tunnel goes:");
+    println!(
+        "  reload no longer steering its LAN: stream 0 answered over the WAN {} after the reload",
+        back0.map_or("never (10 s)".into(), |d| format!(
+            "{:.2} s",
+            d.as_secs_f64()
+        ))
+    );
+    assert!(
+        back0.is_some(),
+        "stream 0 never came back over the WAN:\n{}",
+        lab.edge(0).log_text()
+    );
+    drop(s0);
+    std::fs::write(lab.edge_config(0), &uci).unwrap();
+    lab.edge(0)
+        .reload()
+        .unwrap_or_else(|e| panic!("reload: {e}"));
+
     // 1. The core dies: the edge withdraws steering; the running stream moves to the WAN.
     let s1 = Stream::start(&client, server.addr());
     let t = Instant::now();
@@ -150,7 +191,6 @@ fn running_udp_streams_fail_open_when_steering_goes_and_after_a_crash() {
     let t_kill = Instant::now();
     let back1 = s1.wait_answer(t_kill, via_wan, Duration::from_secs(15));
     let log = lab.edge(0).log_text();
-    println!("running UDP stream (20 datagrams/s) when the tunnel goes:");
     println!(
         "  core killed: stream 1 answered over the WAN {} after the kill",
         back1.map_or("never (15 s)".into(), |d| format!(

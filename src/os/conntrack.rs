@@ -154,12 +154,20 @@ fn dump(sock: &mut Socket) -> Result<Vec<Entry>> {
 /// Deletes the conntrack entries of the flows `steer` sent into the hub (see the module doc);
 /// how many. An entry that expired meanwhile is not an error.
 pub fn flush_steered(steer: &SteerConfig) -> Result<usize> {
+    flush(|e| was_steered(e, steer))
+}
+
+/// Deletes the entries of flows `old` steered and `new` does not (a reload that narrowed the
+/// steering: those flows now take the plain WAN).
+pub fn flush_unsteered(old: &SteerConfig, new: &SteerConfig) -> Result<usize> {
+    flush(|e| was_steered(e, old) && !was_steered(e, new))
+}
+
+/// Deletes every IPv4 entry `pick` chooses; how many.
+pub fn flush(pick: impl Fn(&Entry) -> bool) -> Result<usize> {
     let mut sock = Socket::open(libc::NETLINK_NETFILTER, 0, false)?;
     let mut n = 0;
-    for e in dump(&mut sock)?
-        .into_iter()
-        .filter(|e| was_steered(e, steer))
-    {
+    for e in dump(&mut sock)?.into_iter().filter(|e| pick(e)) {
         let mut m = ct_msg(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST);
         m.attr(CTA_TUPLE_ORIG | NLA_F_NESTED, &e.orig);
         match sock.request(m, &|| {
