@@ -29,7 +29,7 @@ use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
 use crate::os::hub::{ip_payload, Batch, Capture};
-use crate::os::neigh::{read_neighbours, MacMap};
+use crate::os::neigh::{read_neighbours, MacMap, NeighWatch};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
 use crate::os::Prefix;
@@ -511,6 +511,16 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             None
         }
     };
+    // Neighbour changes, merged as they come (src_mac policies; the table is also read
+    // periodically, so a missing subscription only slows them down).
+    let mut neigh = match NeighWatch::open() {
+        // SAFETY: the NeighWatch owns its netlink fd for as long as it lives.
+        Ok(w) => unsafe { AsyncFd::register(w) }.ok(),
+        Err(e) => {
+            log::warn!("not watching the neighbour table: {e}");
+            None
+        }
+    };
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -531,6 +541,12 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         let sleep = daemon::sleep_until(deadline);
         let watch_ready = async {
             match &watch {
+                Some(w) => w.readable().await.map(|mut g| g.clear_ready()).is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let neigh_ready = async {
+            match &neigh {
                 Some(w) => w.readable().await.map(|mut g| g.clear_ready()).is_ok(),
                 None => std::future::pending().await,
             }
@@ -576,6 +592,17 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             }
             _ = sleep => edge.session.handle_timeout(edge.clock.now()),
             _ = tick.tick() => edge.housekeeping(),
+            true = neigh_ready => {
+                if let Some(w) = neigh.as_mut() {
+                    match w.get_mut().read() {
+                        Ok(seen) => edge.neigh_events(&seen),
+                        Err(e) => {
+                            log::debug!("neighbour notifications: {e}; reading the table");
+                            edge.refresh_macs(true);
+                        }
+                    }
+                }
+            }
             true = watch_ready => {
                 if let Some(w) = watch.as_mut() {
                     match w.get_mut().read() {
@@ -878,6 +905,23 @@ impl Edge {
                 wanted.len(),
                 table
             );
+            self.classifier.set_mac_addresses(&table);
+        }
+    }
+
+    /// Neighbour entries the kernel announced: merged at once when a `src_mac` policy exists.
+    fn neigh_events(&mut self, seen: &[(std::net::IpAddr, model::Mac)]) {
+        let wanted = self.classifier.policy_macs();
+        if wanted.is_empty() || seen.is_empty() {
+            return;
+        }
+        let lan = &self.cfg.main.lan;
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        if self.macs.update(now_ms, seen, |a| {
+            lan.is_empty() || lan.iter().any(|c| c.contains(a))
+        }) {
+            let table = self.macs.table(&wanted);
+            log::debug!("src_mac policies: neighbour change: {table:?}");
             self.classifier.set_mac_addresses(&table);
         }
     }

@@ -6,14 +6,17 @@
 //! rtnetlink (RTM_GETNEIGH, no `ip` command); [`MacMap`] merges successive dumps into the
 //! current address(es) of every MAC, keeping an entry the kernel garbage-collected for
 //! [`KEEP_MS`] (a quiet client keeps its class), and dropping an address as soon as it shows up
-//! under another MAC (DHCP gave it to someone else). [`MacMap::table`] is what the classifier
-//! gets ([`crate::proto::packet::Classifier::set_mac_addresses`]).
+//! under another MAC (DHCP gave it to someone else). [`NeighWatch`] subscribes to the kernel's
+//! neighbour notifications, so a new or moved entry is merged as it happens, between dumps.
+//! [`MacMap::table`] is what the classifier gets
+//! ([`crate::proto::packet::Classifier::set_mac_addresses`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use super::netlink::{Family, Netlink};
-use super::Result;
+use super::netlink::{parse_neigh, Family, Netlink, Socket};
+use super::{Error, Result};
 use crate::config::model::Mac;
 use crate::proto::packet::MacAddresses;
 
@@ -42,6 +45,60 @@ pub fn read_neighbours(nl: &mut Netlink) -> Result<Vec<(IpAddr, Mac)>> {
         .filter(|n| nud_valid(n.state))
         .filter_map(|n| Some((n.addr, Mac(n.mac?))))
         .collect())
+}
+
+const RTM_NEWNEIGH: u16 = 28;
+/// rtnetlink multicast group of neighbour changes.
+const RTMGRP_NEIGH: u32 = 0x4;
+
+/// A non-blocking subscription to neighbour changes (poll its fd, then [`NeighWatch::read`]).
+pub struct NeighWatch {
+    sock: Socket,
+}
+
+impl NeighWatch {
+    /// Subscribes in the calling thread's namespace.
+    pub fn open() -> Result<NeighWatch> {
+        Ok(NeighWatch {
+            sock: Socket::open(libc::NETLINK_ROUTE, RTMGRP_NEIGH, true)?,
+        })
+    }
+
+    /// The (address, MAC) of every valid entry announced since the last call (empty when none).
+    /// An error with errno ENOBUFS means notifications were lost: read the table again.
+    pub fn read(&mut self) -> Result<Vec<(IpAddr, Mac)>> {
+        let mut out = Vec::new();
+        loop {
+            let n = match self.sock.recv_raw(libc::MSG_DONTWAIT) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(out),
+                Err(e) => return Err(Error::new("read neighbour notifications", e)),
+            };
+            let rx = self.sock.rx();
+            let mut off = 0;
+            while off + 16 <= n {
+                let b = &rx[off..n];
+                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                if len < 16 || len > b.len() {
+                    break;
+                }
+                if u16::from_ne_bytes([b[4], b[5]]) == RTM_NEWNEIGH {
+                    if let Some(nb) = parse_neigh(&b[16..len]).filter(|nb| nud_valid(nb.state)) {
+                        if let Some(mac) = nb.mac {
+                            out.push((nb.addr, Mac(mac)));
+                        }
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+}
+
+impl AsRawFd for NeighWatch {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_fd().as_raw_fd()
+    }
 }
 
 /// The current MAC of every LAN address seen in the neighbour table.

@@ -1303,7 +1303,7 @@ fn parse_rule(p: &[u8]) -> Option<Rule> {
     Some(r)
 }
 
-fn parse_neigh(p: &[u8]) -> Option<Neighbour> {
+pub(crate) fn parse_neigh(p: &[u8]) -> Option<Neighbour> {
     if p.len() < 12 {
         return None;
     }
