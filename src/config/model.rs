@@ -48,7 +48,7 @@
 //! | `enabled` | (default `1`) |
 //! | `name` | a label for logs and status (default: the section name, or `@policy[N]`, N counting policy sections from 0) |
 //! | `src_ip` | list of client addresses or subnets (default any) |
-//! | `src_mac` | list of client MAC addresses; the edge matches the addresses the router's neighbour (ARP/NDP) table gives each MAC on the LAN, read every 5 s, after a reload, and within 1 s of a new client address (the core cannot: on the core the policy never matches) (default any) |
+//! | `src_mac` | list of client MAC addresses; the edge matches the addresses the router's neighbour (ARP/NDP) table gives each MAC on the LAN, followed through the kernel's neighbour notifications and read in full every 5 s, after a reload, and within 1 s of a packet from an unknown client address (the core cannot: on the core the policy never matches) (default any) |
 //! | `src_port` | list of client ports or ranges `1000-2000` (`1000:2000` too) (default any) |
 //! | `dest_ip` | list of server addresses or subnets (default any) |
 //! | `dest_port` | list of server ports or ranges (default any) |
