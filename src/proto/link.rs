@@ -603,6 +603,11 @@ impl Link {
         let largest = self.extend_sent_seq(ack.largest);
         if largest >= self.next_seq || largest < self.base_seq {
             if largest < self.base_seq {
+                // About datagrams already given up on (timeout): the link delivers again.
+                // While Down that counts toward coming back Up, as a probe reply does.
+                if self.state == LinkState::Down {
+                    self.sign_of_life(now);
+                }
                 self.on_alive(now);
             }
             return;
@@ -1342,6 +1347,30 @@ mod tests {
         assert!(changes <= 5, "state changed {changes} times");
         assert_eq!(late_changes, 0);
         assert_eq!(p.tx.state(), LinkState::Down);
+    }
+
+    #[test]
+    fn acks_of_timed_out_datagrams_bring_a_down_link_back() {
+        let mut p = Pipe::new(2_500_000, 20);
+        let mut out = Vec::new();
+        p.run(1_000, &mut out);
+        p.black_hole = true;
+        p.run(1_500, &mut out);
+        assert_eq!(p.tx.state(), LinkState::Down);
+        // A dead spell that held the datagrams (a cellular modem's queue) ends: ACKs arrive for
+        // datagrams the link timed out before it went Down, before any probe reply.
+        let old = (p.tx.base_seq - 1) as u16;
+        for k in 0..4 {
+            let a = Ack {
+                link: 1,
+                largest: old,
+                delay_8us: 0,
+                bitmap: 0,
+            };
+            p.tx.on_ack(ms(1_500 + 20 * k), &a, &mut out);
+        }
+        assert_eq!(p.tx.state(), LinkState::Up);
+        assert!(p.tx.usable());
     }
 
     #[test]
