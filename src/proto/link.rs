@@ -60,6 +60,10 @@ const FLAP_MEMORY_US: u64 = 10_000_000;
 /// cellular link is not locked out for long).
 const MAX_FLAP_SHIFT: u32 = 2;
 const LOSS_SHIFT: u32 = 7; // EWMA weight 1/128 per resolved packet
+/// A link whose RTT varied (see `jittery`) this recently counts as one of variable capacity...
+const VARIABLE_MEMORY_US: u64 = 2_000_000;
+/// ... judged only after this long in cruise (draining startup's queue also makes RTTs vary).
+const VARIABLE_SETTLE_US: u64 = 1_000_000;
 
 /// How the scheduler may use a link (set by the operator, announced to the peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +213,11 @@ pub struct Link {
 
     // --- sender: loss and liveness ---
     loss_ewma: u32, // fraction x 2^16
+    cruise_since: Instant,
+    /// Last RTT sample that showed variation (`jittery`) in settled cruise.
+    jittery_at: Option<Instant>,
+    /// Whether `jittery_at` is within VARIABLE_MEMORY_US of the latest RTT sample.
+    variable: bool,
     waiting_since: Option<Instant>,
     suspect: bool,
     last_alive: Instant,
@@ -278,6 +287,9 @@ impl Link {
             // Nothing sent yet: a first lone packet must not be taken for the link's rate.
             app_limited: true,
             loss_ewma: 0,
+            cruise_since: now,
+            jittery_at: None,
+            variable: false,
             waiting_since: None,
             suspect: false,
             last_alive: now,
@@ -384,6 +396,12 @@ impl Link {
                         (10, 8)
                     } else if g == 8 && self.queue_building() {
                         (7, 8)
+                    } else if g == 8 && self.variable && !self.app_limited && self.rtt_at_floor() {
+                        // A link of variable capacity (cellular) whose queue ran empty while it
+                        // has data: its capacity rose above the estimate, and at gain 1 it
+                        // would take a whole probe cycle per 1/8 step to find it. Probe now;
+                        // the queue that builds turns the gain down again (the branch above).
+                        (10, 8)
                     } else {
                         (g, 8)
                     }
@@ -432,6 +450,11 @@ impl Link {
     fn pacing_below_estimate(&self) -> bool {
         let bw = self.btlbw.get();
         bw > 0 && self.pacing_rate() < bw
+    }
+
+    /// Whether the latest RTT is at the link's floor: nothing queued at the bottleneck.
+    fn rtt_at_floor(&self) -> bool {
+        self.have_rtt && self.latest_rtt <= self.min_rtt + self.min_rtt / 16 + 1_000
     }
 
     /// Whether the RTT varies a lot relative to its floor (cellular, Wi-Fi).
@@ -704,6 +727,13 @@ impl Link {
             self.rttvar = (3 * self.rttvar + dev) / 4;
             self.srtt = (7 * self.srtt + adj) / 8;
         }
+        let settled = now.0.saturating_sub(self.cruise_since.0) >= VARIABLE_SETTLE_US;
+        if self.phase == Phase::Cruise && settled && self.jittery() {
+            self.jittery_at = Some(now);
+        }
+        self.variable = self
+            .jittery_at
+            .is_some_and(|t| now.0.saturating_sub(t.0) < VARIABLE_MEMORY_US);
     }
 
     fn on_rate_sample(&mut self, now: Instant, p: &Sent) {
@@ -760,6 +790,7 @@ impl Link {
                 let bdp = self.btlbw.get() * self.min_rtt / 1_000_000;
                 if self.inflight <= bdp || now.0 - self.phase_start.0 > 2 * self.srtt {
                     self.phase = Phase::Cruise;
+                    self.cruise_since = now;
                     self.phase_start = now;
                 }
             }
