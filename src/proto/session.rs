@@ -1129,16 +1129,19 @@ impl Session {
         }
     }
 
-    /// Relays link slot `i`'s ACK state on the fastest other link if that is faster: on a gap,
-    /// so the sender resends about one slow-link delay earlier; periodically, so a stalled
-    /// return path does not make a delivering link look dead.
+    /// Relays link slot `i`'s ACK state on the fastest other usable link: on a gap, so the
+    /// sender resends about one slow-link delay earlier; periodically, so a stalled return path
+    /// does not make a delivering link look dead. Also when the other link's RTT is the higher
+    /// one: a return path that stalls (an LTE downlink's dead spell) is slower still, and
+    /// without the relay the sender starved the link (in-flight cap reached, no ACKs), timed
+    /// it out and resent on the other link what had already arrived.
     fn relay_gap(&mut self, i: usize) {
         let slow = &self.links[i].link;
         let Some(ack) = slow.relay_ack() else { return };
         let via = self
             .links
             .iter()
-            .filter(|l| l.link.usable() && l.link.id != slow.id && l.link.srtt() < slow.srtt())
+            .filter(|l| l.link.usable() && l.link.id != slow.id)
             .min_by_key(|l| l.link.srtt())
             .map(|l| l.link.id);
         if let Some(via) = via {
