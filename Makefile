@@ -62,7 +62,7 @@ bench: lab-deps
 ARCH ?= mipsel_24kc
 CROSS_TEST_ARCHS ?= mips_24kc aarch64_cortex-a53
 
-## cross: build every router target (release and OpenWrt-SDK profiles), run each, print sizes.
+## cross: build every router target (router and OpenWrt-SDK profiles), run each, print sizes.
 cross:
 	cross/build.sh setup
 	cross/build.sh sizes

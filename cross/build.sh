@@ -3,12 +3,13 @@
 #
 #   cross/build.sh setup [ARCH...]          install what the builds need (rustup targets, zig, qemu)
 #   cross/build.sh build ARCH [PROFILE]     build the router binary; prints its path on the last line
-#   cross/build.sh sizes [ARCH...]          build release + openwrt profiles, run each, print a table
+#   cross/build.sh sizes [ARCH...]          build router + openwrt profiles, run each, print a table
 #   cross/build.sh test ARCH [cargo args]   run the unit and simulator tests for ARCH under qemu
 #   cross/build.sh list                     the OpenWrt architectures known here
 #
 # ARCH is an OpenWrt package architecture (what `opkg print-architecture` shows on the router).
 # Router builds use --no-default-features: the simulator and the lab stay on the host.
+# PROFILE is a Cargo profile: `router` (default: size-optimised, what ships) or `openwrt`.
 # Zig is the linker for every target (cargo-zigbuild), so no C cross toolchain is needed.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -59,7 +60,7 @@ cargo_for() {
 	var=$(echo "$TRIPLE" | tr 'a-z-' 'A-Z_')
 	local std=()
 	if [ "$BUILD_STD" = 1 ]; then
-		# panic=abort (release) needs panic_abort built; panic=unwind (openwrt) the default set.
+		# panic=abort (router) needs panic_abort built; panic=unwind (openwrt) the default set.
 		# shellcheck disable=SC2054 # the commas belong to the -Z flag
 		if [ "$profile" = openwrt ]; then
 			std=(-Zbuild-std=std,panic_unwind)
@@ -122,7 +123,7 @@ cmd_setup() {
 
 # cmd_build ARCH [PROFILE]: the stripped router binary; its path is the last line printed.
 cmd_build() {
-	local arch=$1 profile=${2:-release}
+	local arch=$1 profile=${2:-router}
 	cargo_for "$arch" "$profile" build --no-default-features --bin braid >&2 || return 1
 	target_of "$arch"
 	echo "$ROOT/target/$TRIPLE/$(out_dir "$profile")/braid"
@@ -133,7 +134,7 @@ cmd_sizes() {
 	[ ${#archs[@]} -gt 0 ] || read -r -a archs <<<"$ALL_ARCHS"
 	local arch profile bin size ver rows=() fail=0
 	for arch in "${archs[@]}"; do
-		for profile in release openwrt; do
+		for profile in router openwrt; do
 			bin=$(cmd_build "$arch" "$profile" | tail -n 1)
 			size=$(stat -c %s "$bin")
 			if ver=$(run_bin "$arch" "$bin" --version 2>&1); then :; else
@@ -152,11 +153,11 @@ cmd_sizes() {
 		IFS='|' read -r arch profile size ver <<<"$row"
 		printf '| %-20s | %-8s | %10d | %9.1f | %s\n' "$arch" "$profile" "$size" \
 			"$(awk -v s="$size" 'BEGIN { print s / 1024 }')" "$ver"
-		# The budget is the shipped (release) build's; the SDK profile (panic=unwind, overflow
+		# The budget is the shipped (router) build's; the SDK profile (panic=unwind, overflow
 		# checks) must build and run, and its size is reported.
 		if [ "$arch" = mipsel_24kc ] && [ "$size" -gt "$BUDGET_BYTES" ]; then
 			echo "cross: mipsel_24kc $profile is $size bytes, over the budget of $BUDGET_BYTES" >&2
-			[ "$profile" = release ] && fail=1
+			[ "$profile" = router ] && fail=1
 		fi
 	done
 	return $fail
@@ -200,6 +201,6 @@ sizes) shift; cmd_sizes "$@" ;;
 test) shift; cmd_test "$@" ;;
 list) echo "$ALL_ARCHS" ;;
 *)
-	sed -n '2,11s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
 	exit 2 ;;
 esac

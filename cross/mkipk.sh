@@ -61,7 +61,7 @@ EOF
 build_braid() {
 	local arch=$1 bin=${2:-}
 	if [ -z "$bin" ]; then
-		bin=$(cross/build.sh build "$arch" release | tail -n 1)
+		bin=$(cross/build.sh build "$arch" router | tail -n 1)
 	fi
 	[ -x "$bin" ] || { echo "mkipk: no binary at '$bin'" >&2; return 1; }
 	local stage

@@ -158,7 +158,6 @@ fn redundant_class_has_no_gap_when_either_link_is_black_holed() {
 }
 
 #[test]
-#[ignore = "issue #2 target not met by the protocol yet: --ignored shows the measured numbers"]
 fn lte_traces_are_aggregated() {
     let r = run_shown(&load("lte"));
     let up = r.dir(Dir::Up).unwrap();

@@ -6,12 +6,12 @@
 //! The deficit is charged after a packet is served (it may go negative and is paid back on the
 //! next turn), so no peeking at packet sizes is needed. Queues are bounded per user and in total.
 //!
-//! Inside a user, a packet whose flow has nothing queued when it arrives (a request/response
-//! exchange, a DNS query, the ACKs of an upload) goes to the user's fast lane, served before the
-//! user's bulk backlog, as FQ-CoDel serves new flows first: one household's download does not
-//! delay its own web browsing. A flow has at most one packet in the fast lane at a time (the
-//! next one finds the first queued), so bulk flows cannot use it, and order within a flow is
-//! kept. Flows are counted in [`FLOW_BUCKETS`] hash buckets.
+//! Inside a user, a packet whose flow had nothing waiting when it arrived (`Entry::sparse` on
+//! enqueue, decided by the session: a request/response exchange, a DNS query, the ACKs of an
+//! upload) goes to the user's fast lane, served before the user's bulk backlog, as FQ-CoDel
+//! serves new flows first: one household's download does not delay its own web browsing. A
+//! flow has at most one packet in the fast lane at a time (the next one finds the first
+//! waiting), so bulk flows cannot use it, and order within a flow is kept.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,9 +22,6 @@ const SMALL_PACKET: u32 = 128;
 
 /// DRR quantum per turn, in bytes.
 pub const QUANTUM: i64 = 1500;
-
-/// Buckets counting queued packets per flow (flow hash modulo this).
-pub const FLOW_BUCKETS: usize = 1024;
 
 #[derive(Debug)]
 struct UserQ {
@@ -83,10 +80,13 @@ impl ClassQ {
         };
         let u = &mut self.users[i];
         if front {
-            // An undone dequeue: it was served first (the fast lane is served before the
-            // backlog, so if it came from the backlog the fast lane was empty), so it goes to
-            // the head of the lane served first.
-            u.fast.push_front(e);
+            // An undone dequeue, back to the head of the lane it came from (a sparse packet
+            // from the fast lane, or the last of an idle user's backlog, which is alone).
+            if e.sparse {
+                u.fast.push_front(e);
+            } else {
+                u.q.push_front(e);
+            }
             // Refund what serving it cost.
             u.deficit += e.len as i64;
         } else if fast {
@@ -130,9 +130,8 @@ impl ClassQ {
                 u.deficit -= head.len as i64;
                 self.len -= 1;
                 let mut head = head;
-                let idle = u.q.is_empty() && u.fast.is_empty();
-                head.sparse = idle;
-                if idle {
+                head.sparse = from_fast || (u.q.is_empty() && u.fast.is_empty());
+                if u.q.is_empty() && u.fast.is_empty() {
                     u.active = false;
                     u.deficit = 0;
                     u.fresh = false;
@@ -183,8 +182,6 @@ pub struct DrrOrder {
     /// Priority levels, highest first; each holds a ring of class slots with packets.
     levels: Vec<(u8, VecDeque<usize>)>,
     user_bytes: HashMap<u32, u64>,
-    /// Queued packets per flow bucket (see the module docs).
-    flow_packets: Box<[u16; FLOW_BUCKETS]>,
     per_user_cap: u64,
     total_cap: u64,
     bytes: u64,
@@ -199,7 +196,6 @@ impl DrrOrder {
             class_index: [0; 256],
             levels: Vec::new(),
             user_bytes: HashMap::new(),
-            flow_packets: Box::new([0; FLOW_BUCKETS]),
             per_user_cap,
             total_cap,
             bytes: 0,
@@ -243,8 +239,6 @@ impl DrrOrder {
     fn account_out(&mut self, e: &Entry) {
         self.bytes -= e.len as u64;
         self.len -= 1;
-        let b = &mut self.flow_packets[e.flow as usize % FLOW_BUCKETS];
-        *b = b.saturating_sub(1);
         if let Some(b) = self.user_bytes.get_mut(&e.user) {
             *b -= e.len as u64;
             if *b == 0 {
@@ -253,15 +247,10 @@ impl DrrOrder {
         }
     }
 
-    /// Counts `e` in; whether its flow had nothing queued.
-    fn account_in(&mut self, e: &Entry) -> bool {
-        let b = &mut self.flow_packets[e.flow as usize % FLOW_BUCKETS];
-        let first = *b == 0;
-        *b = b.saturating_add(1);
+    fn account_in(&mut self, e: &Entry) {
         self.bytes += e.len as u64;
         self.len += 1;
         *self.user_bytes.entry(e.user).or_insert(0) += e.len as u64;
-        first
     }
 }
 
@@ -293,11 +282,10 @@ impl ConnOrder for DrrOrder {
         self.bytes = 0;
         self.len = 0;
         self.user_bytes.clear();
-        self.flow_packets.fill(0);
         for e in old {
-            let fast = self.account_in(&e);
+            self.account_in(&e);
             let s = self.slot(e.class);
-            self.classes[s].push(e, false, fast);
+            self.classes[s].push(e, false, e.sparse);
             self.activate(s, false);
         }
     }
@@ -326,12 +314,12 @@ impl ConnOrder for DrrOrder {
         if !self.can_accept(e.user, e.len) {
             return Err(QueueFull);
         }
-        let fast = self.account_in(&e);
+        self.account_in(&e);
         let s = self.slot(e.class);
         if self.classes[s].users.len() >= 4096 {
             self.classes[s].gc();
         }
-        self.classes[s].push(e, false, fast);
+        self.classes[s].push(e, false, e.sparse);
         self.activate(s, false);
         Ok(())
     }
@@ -408,14 +396,13 @@ mod tests {
     use super::super::Mode;
     use super::*;
 
-    /// A packet of user `user`'s bulk flow (one flow per user).
+    /// A packet of a flow with others waiting.
     fn e(pkt: u32, user: u32, class: ClassId, len: u32) -> Entry {
         Entry {
             pkt,
             len,
             user,
             class,
-            flow: user,
             sparse: false,
         }
     }
@@ -530,68 +517,70 @@ mod tests {
     }
 
     #[test]
-    fn a_new_flow_of_a_busy_user_goes_first_and_keeps_its_order() {
+    fn a_new_flow_of_a_busy_user_goes_first() {
         let mut d = DrrOrder::new(1 << 20, 1 << 20);
         for i in 0..5 {
             d.enqueue(e(i, 1, 0, 1500)).unwrap();
         }
-        // Same user, another flow (a request/response exchange beside a download).
-        let rr = |pkt| Entry {
-            flow: 77,
-            ..e(pkt, 1, 0, 100)
-        };
-        d.enqueue(rr(100)).unwrap();
-        d.enqueue(rr(101)).unwrap();
+        // Same user, a packet of a flow with nothing waiting (a request beside a download),
+        // then one of a flow that has (the session decides which is which).
+        d.enqueue(Entry {
+            sparse: true,
+            ..e(100, 1, 0, 100)
+        })
+        .unwrap();
+        d.enqueue(e(101, 1, 0, 100)).unwrap();
         let got: Vec<(u32, bool)> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
             .map(|x| (x.pkt, x.sparse))
             .collect();
         assert_eq!(
             got,
             vec![
+                (100, true),
                 (0, false),
-                (100, false),
                 (1, false),
                 (2, false),
                 (3, false),
                 (4, false),
                 (101, true)
             ],
-            "the rr flow's first packet skips the backlog, its second (queued behind its first) \
-             does not"
+            "the new flow's packet skips the backlog and stays sparse; the last one leaves the \
+             user idle"
         );
-        // Once the flow's packets have left, its next packet is fast again.
-        for i in 0..3 {
-            d.enqueue(e(200 + i, 1, 0, 1500)).unwrap();
-        }
-        d.enqueue(rr(102)).unwrap();
-        let order: Vec<u32> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
-            .map(|x| x.pkt)
-            .collect();
-        assert_eq!(order, vec![200, 102, 201, 202]);
-        assert_eq!(d.flow_packets.iter().map(|&n| n as u32).sum::<u32>(), 0);
     }
 
     #[test]
-    fn undo_keeps_a_fast_packet_first() {
+    fn undo_keeps_the_served_packet_first() {
         let mut d = DrrOrder::new(1 << 20, 1 << 20);
         for i in 0..3 {
             d.enqueue(e(i, 1, 0, 1500)).unwrap();
         }
         d.enqueue(Entry {
-            flow: 9,
+            sparse: true,
             ..e(10, 1, 0, 100)
         })
         .unwrap();
+        // Undone twice: a fast packet stays fast, a backlog packet does not become fast.
         let x = d.dequeue(&mut all_ready).unwrap();
-        assert_eq!(x.pkt, 0);
+        assert_eq!((x.pkt, x.sparse), (10, true));
         d.undo_dequeue(x);
         let y = d.dequeue(&mut all_ready).unwrap();
-        assert_eq!(y.pkt, 0);
+        assert_eq!((y.pkt, y.sparse), (10, true));
         d.undo_dequeue(y);
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 10);
+        let z = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!((z.pkt, z.sparse), (0, false));
+        d.undo_dequeue(z);
+        let z = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!(
+            (z.pkt, z.sparse),
+            (0, false),
+            "an undone backlog packet stays backlog"
+        );
         let order: Vec<u32> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
             .map(|x| x.pkt)
             .collect();
-        assert_eq!(order, vec![0, 10, 1, 2]);
+        assert_eq!(order, vec![1, 2]);
     }
 
     #[test]
