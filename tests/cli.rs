@@ -63,8 +63,23 @@ fn status_without_a_daemon_says_so() {
 
 #[test]
 fn every_command_teaches_with_help() {
-    for cmd in ["genkey", "pubkey", "status", "link", "reload"] {
-        let (code, out, _) = braid(&[cmd, "--help"], "");
+    for cmd in [
+        "genkey",
+        "pubkey",
+        "status",
+        "link",
+        "reload",
+        "edge",
+        "core",
+        "sim",
+        "lab",
+        "lab run",
+        "lab bench",
+        "lab demo",
+    ] {
+        let mut args: Vec<&str> = cmd.split(' ').collect();
+        args.push("--help");
+        let (code, out, _) = braid(&args, "");
         assert_eq!(code, 0, "{cmd}");
         assert!(
             out.contains("EXAMPLE") || out.contains("USAGE"),

@@ -136,7 +136,8 @@ USAGE:
     braid lab show SCENARIO                        its links and outage schedule
 
 SCENARIO is a name in scenarios/lab/ (hetero, lte, hsr, flap, demo, ...) or a file.
-Workloads: bulk1-down bulk8-down bulk1-up bulk8-up rr udp.
+Workloads: bulk1-down bulk8-down bulk1-up bulk8-up rr udp (the bench set); any bulkN-down or
+bulkN-up with N from 1 to 64 flows, e.g. bulk4-down.
 Modes: direct (best single link, plain routing), mptcp (kernel MPTCP + shadowsocks under
 mptcpize, as OpenMPTCProuter), braid (the edge and core daemons, when built).
 Namespaces, veths and nft tables are named bl*-; traces are read from $BRAID_TRACES or
@@ -231,7 +232,12 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         eprint!("{HELP}");
         return Ok(ExitCode::from(2));
     };
-    let o = parse_opts(args.collect())?;
+    let rest: Vec<OsString> = args.collect();
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let o = parse_opts(rest)?;
     match cmd.to_str().unwrap_or("") {
         "-h" | "--help" | "help" => {
             print!("{HELP}");

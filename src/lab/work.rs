@@ -65,30 +65,30 @@ impl Workload {
         .collect()
     }
 
+    /// `bulkN-down`, `bulkN-up` (N flows, 1 to 64), `rr` or `udp`.
     pub fn parse(s: &str) -> Result<Workload, String> {
+        let bad = || {
+            format!(
+                "unknown workload '{s}' (bulkN-down or bulkN-up with N flows from 1 to 64, \
+                 e.g. bulk4-down; rr; udp)"
+            )
+        };
         Ok(match s {
-            "bulk1-down" => Workload::Bulk {
-                flows: 1,
-                dir: Dir::Down,
-            },
-            "bulk8-down" => Workload::Bulk {
-                flows: 8,
-                dir: Dir::Down,
-            },
-            "bulk1-up" => Workload::Bulk {
-                flows: 1,
-                dir: Dir::Up,
-            },
-            "bulk8-up" => Workload::Bulk {
-                flows: 8,
-                dir: Dir::Up,
-            },
             "rr" => Workload::Rr,
             "udp" => Workload::Udp { kbps: 2000 },
             _ => {
-                return Err(format!(
-                    "unknown workload '{s}' (bulk1-down, bulk8-down, bulk1-up, bulk8-up, rr, udp)"
-                ))
+                let rest = s.strip_prefix("bulk").ok_or_else(bad)?;
+                let (n, dir) = rest.split_once('-').ok_or_else(bad)?;
+                let dir = match dir {
+                    "down" => Dir::Down,
+                    "up" => Dir::Up,
+                    _ => return Err(bad()),
+                };
+                let flows: u32 = n.parse().map_err(|_| bad())?;
+                if !(1..=64).contains(&flows) || n.starts_with('0') || n.starts_with('+') {
+                    return Err(bad());
+                }
+                Workload::Bulk { flows, dir }
             }
         })
     }
@@ -738,6 +738,23 @@ mod tests {
             assert_eq!(Workload::parse(&w.name()).unwrap(), w);
         }
         assert!(Workload::parse("nope").is_err());
+        assert_eq!(
+            Workload::parse("bulk4-down").unwrap(),
+            Workload::Bulk {
+                flows: 4,
+                dir: Dir::Down
+            }
+        );
+        for bad in [
+            "bulk0-down",
+            "bulk65-up",
+            "bulk04-up",
+            "bulk4-sideways",
+            "bulk-down",
+            "bulk4",
+        ] {
+            assert!(Workload::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -187,7 +187,13 @@ struct Pkt {
     live: u16,
     acked: bool,
     resends: u8,
+    /// Counted in `Session::flow_waiting` (until its first copy leaves a link queue).
+    waiting: bool,
+    flow_bucket: u16,
 }
+
+/// Buckets counting each flow's packets waiting to be sent (flow hash modulo this).
+const FLOW_BUCKETS: usize = 1024;
 
 /// A link's sender-side queue, in three tiers served in order: priority classes (new or
 /// resent), resends of other classes, new data.
@@ -248,6 +254,9 @@ pub struct Session {
     rr: usize,
 
     pkts: Vec<Pkt>,
+    /// Packets per flow bucket waiting in the user queues or the link queues: a packet that
+    /// finds its bucket empty belongs to a sparse flow (see `send`).
+    flow_waiting: Box<[u16; FLOW_BUCKETS]>,
     free: Vec<PktId>,
     next_seq: u32,
     flows: HashMap<u64, u32>,
@@ -295,6 +304,7 @@ impl Session {
             rr: 0,
             pkts: Vec::new(),
             free: Vec::new(),
+            flow_waiting: Box::new([0; FLOW_BUCKETS]),
             next_seq: 1,
             flows: HashMap::new(),
             conn,
@@ -486,6 +496,12 @@ impl Session {
         let p = &mut self.pkts[pid as usize];
         p.refs -= 1;
         if p.refs == 0 {
+            if p.waiting {
+                p.waiting = false;
+                let b = &mut self.flow_waiting[usize::from(p.flow_bucket)];
+                *b = b.saturating_sub(1);
+            }
+            let p = &mut self.pkts[pid as usize];
             p.data.clear();
             p.live = 0;
             p.acked = false;
@@ -582,12 +598,20 @@ impl Session {
         p.live = 0;
         p.acked = false;
         p.resends = 0;
+        // A packet whose flow has nothing waiting to be sent (a request, a DNS query, an ACK)
+        // goes before its user's backlog and skips the link queues; a bulk flow always has
+        // packets waiting, so it cannot.
+        let bucket = (meta.flow % FLOW_BUCKETS as u64) as usize;
+        let sparse = self.flow_waiting[bucket] == 0;
+        self.flow_waiting[bucket] = self.flow_waiting[bucket].saturating_add(1);
+        p.waiting = true;
+        p.flow_bucket = bucket as u16;
         let e = Entry {
             pkt: pid,
             len: packet.len() as u32,
             user: meta.user,
             class: meta.class,
-            sparse: false,
+            sparse,
         };
         self.conn.enqueue(e).expect("capacity checked above");
         self.stats.sent_packets += 1;
@@ -731,6 +755,12 @@ impl Session {
                 self.pkts[pid as usize].live -= 1;
                 self.unref(pid);
                 continue;
+            }
+            let p = &mut self.pkts[pid as usize];
+            if p.waiting {
+                p.waiting = false;
+                let b = &mut self.flow_waiting[usize::from(p.flow_bucket)];
+                *b = b.saturating_sub(1);
             }
             return Some(pid);
         }
@@ -1392,10 +1422,17 @@ mod tests {
         assert_eq!(s.resend.len(), 1);
         s.schedule(Instant(0));
         assert!(s.resend.is_empty());
-        assert_eq!(
-            s.pop_link_queue(1),
-            Some(lost),
-            "resend first on the other link"
+        // Ahead of all new data on the other link (only sparse packets, each batch's last,
+        // which left its user idle, may go first: their tier is above resends).
+        let pids: Vec<PktId> = std::iter::from_fn(|| s.pop_link_queue(1)).collect();
+        let order: Vec<u32> = pids.iter().map(|&p| s.pkts[p as usize].seq).collect();
+        let at = order
+            .iter()
+            .position(|&q| q == seq)
+            .expect("resent on link 2");
+        assert!(
+            order[..at].iter().all(|&q| q == 4 || q == 8),
+            "resend first on the other link: {order:?}"
         );
         assert_eq!(s.stats.resends, 1);
         assert_eq!(s.pkts[lost as usize].seq, seq, "a resend keeps its seq");
@@ -1503,9 +1540,9 @@ mod tests {
             .iter()
             .map(|&p| (s.pkts[p as usize].seq, s.pkts[p as usize].class))
             .collect();
-        // The user's last packet left it idle (sparse, head tier), then the priority packet,
-        // then the bulk of user 1 in order.
-        assert_eq!(order, vec![(3, 0), (4, 3), (1, 0), (2, 0)]);
+        // Sparse packets in the head tier: the flow's first (nothing of its flow waiting) and
+        // the user's last (it left the user idle); then the priority packet, then the bulk.
+        assert_eq!(order, vec![(1, 0), (3, 0), (4, 3), (2, 0)]);
     }
 
     #[test]

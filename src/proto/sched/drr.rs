@@ -5,6 +5,13 @@
 //! (quantum x class weight), and among the users inside the chosen class (one quantum each).
 //! The deficit is charged after a packet is served (it may go negative and is paid back on the
 //! next turn), so no peeking at packet sizes is needed. Queues are bounded per user and in total.
+//!
+//! Inside a user, a packet whose flow had nothing waiting when it arrived (`Entry::sparse` on
+//! enqueue, decided by the session: a request/response exchange, a DNS query, the ACKs of an
+//! upload) goes to the user's fast lane, served before the user's bulk backlog, as FQ-CoDel
+//! serves new flows first: one household's download does not delay its own web browsing. A
+//! flow has at most one packet in the fast lane at a time (the next one finds the first
+//! waiting), so bulk flows cannot use it, and order within a flow is kept.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -19,6 +26,8 @@ pub const QUANTUM: i64 = 1500;
 #[derive(Debug)]
 struct UserQ {
     user: u32,
+    /// Packets of flows that had nothing queued when they arrived; served first.
+    fast: VecDeque<Entry>,
     q: VecDeque<Entry>,
     deficit: i64,
     fresh: bool,
@@ -51,12 +60,15 @@ impl ClassQ {
         }
     }
 
-    fn push(&mut self, e: Entry, front: bool) {
+    /// Queues `e` for its user: at the head when `front` (an undone dequeue), in the fast lane
+    /// when `fast`, else at the tail.
+    fn push(&mut self, e: Entry, front: bool, fast: bool) {
         let i = match self.index.get(&e.user) {
             Some(&i) => i,
             None => {
                 self.users.push(UserQ {
                     user: e.user,
+                    fast: VecDeque::new(),
                     q: VecDeque::new(),
                     deficit: 0,
                     fresh: false,
@@ -68,9 +80,17 @@ impl ClassQ {
         };
         let u = &mut self.users[i];
         if front {
-            u.q.push_front(e);
+            // An undone dequeue, back to the head of the lane it came from (a sparse packet
+            // from the fast lane, or the last of an idle user's backlog, which is alone).
+            if e.sparse {
+                u.fast.push_front(e);
+            } else {
+                u.q.push_front(e);
+            }
             // Refund what serving it cost.
             u.deficit += e.len as i64;
+        } else if fast {
+            u.fast.push_back(e);
         } else {
             u.q.push_back(e);
         }
@@ -91,7 +111,8 @@ impl ClassQ {
     fn pop(&mut self) -> Option<Entry> {
         while let Some(&i) = self.ring.front() {
             let u = &mut self.users[i];
-            let Some(&head) = u.q.front() else {
+            let from_fast = !u.fast.is_empty();
+            let Some(&head) = u.fast.front().or(u.q.front()) else {
                 u.active = false;
                 self.ring.pop_front();
                 continue;
@@ -101,12 +122,16 @@ impl ClassQ {
                 u.fresh = true;
             }
             if u.deficit > 0 {
-                u.q.pop_front();
+                if from_fast {
+                    u.fast.pop_front();
+                } else {
+                    u.q.pop_front();
+                }
                 u.deficit -= head.len as i64;
                 self.len -= 1;
                 let mut head = head;
-                head.sparse = u.q.is_empty();
-                if u.q.is_empty() {
+                head.sparse = from_fast || (u.q.is_empty() && u.fast.is_empty());
+                if u.q.is_empty() && u.fast.is_empty() {
                     u.active = false;
                     u.deficit = 0;
                     u.fresh = false;
@@ -133,6 +158,7 @@ impl ClassQ {
                 &mut self.users[i],
                 UserQ {
                     user: 0,
+                    fast: VecDeque::new(),
                     q: VecDeque::new(),
                     deficit: 0,
                     fresh: false,
@@ -234,6 +260,7 @@ impl ConnOrder for DrrOrder {
         let mut old: Vec<Entry> = Vec::with_capacity(self.len);
         for c in &mut self.classes {
             for u in &mut c.users {
+                old.extend(u.fast.drain(..));
                 old.extend(u.q.drain(..));
             }
         }
@@ -258,7 +285,7 @@ impl ConnOrder for DrrOrder {
         for e in old {
             self.account_in(&e);
             let s = self.slot(e.class);
-            self.classes[s].push(e, false);
+            self.classes[s].push(e, false, e.sparse);
             self.activate(s, false);
         }
     }
@@ -292,7 +319,7 @@ impl ConnOrder for DrrOrder {
         if self.classes[s].users.len() >= 4096 {
             self.classes[s].gc();
         }
-        self.classes[s].push(e, false);
+        self.classes[s].push(e, false, e.sparse);
         self.activate(s, false);
         Ok(())
     }
@@ -344,11 +371,10 @@ impl ConnOrder for DrrOrder {
         None
     }
 
-    fn undo_dequeue(&mut self, mut e: Entry) {
-        e.sparse = false;
+    fn undo_dequeue(&mut self, e: Entry) {
         self.account_in(&e);
         let s = self.slot(e.class);
-        self.classes[s].push(e, true);
+        self.classes[s].push(e, true, false);
         let c = &mut self.classes[s];
         if c.active {
             c.deficit += e.len as i64;
@@ -370,6 +396,7 @@ mod tests {
     use super::super::Mode;
     use super::*;
 
+    /// A packet of a flow with others waiting.
     fn e(pkt: u32, user: u32, class: ClassId, len: u32) -> Entry {
         Entry {
             pkt,
@@ -482,10 +509,78 @@ mod tests {
             d.enqueue(e(i, 1, 0, 1500)).unwrap();
         }
         d.enqueue(e(10, 2, 0, 100)).unwrap();
-        let a = d.dequeue(&mut all_ready).unwrap();
-        assert_eq!((a.pkt, a.sparse), (0, false));
-        let b = d.dequeue(&mut all_ready).unwrap();
-        assert_eq!((b.pkt, b.sparse), (10, true));
+        let got: Vec<(u32, bool)> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
+            .map(|x| (x.pkt, x.sparse))
+            .collect();
+        // User 1's last packet left it idle; user 2 had a single packet.
+        assert_eq!(got, vec![(0, false), (10, true), (1, false), (2, true)]);
+    }
+
+    #[test]
+    fn a_new_flow_of_a_busy_user_goes_first() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        for i in 0..5 {
+            d.enqueue(e(i, 1, 0, 1500)).unwrap();
+        }
+        // Same user, a packet of a flow with nothing waiting (a request beside a download),
+        // then one of a flow that has (the session decides which is which).
+        d.enqueue(Entry {
+            sparse: true,
+            ..e(100, 1, 0, 100)
+        })
+        .unwrap();
+        d.enqueue(e(101, 1, 0, 100)).unwrap();
+        let got: Vec<(u32, bool)> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
+            .map(|x| (x.pkt, x.sparse))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (100, true),
+                (0, false),
+                (1, false),
+                (2, false),
+                (3, false),
+                (4, false),
+                (101, true)
+            ],
+            "the new flow's packet skips the backlog and stays sparse; the last one leaves the \
+             user idle"
+        );
+    }
+
+    #[test]
+    fn undo_keeps_the_served_packet_first() {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        for i in 0..3 {
+            d.enqueue(e(i, 1, 0, 1500)).unwrap();
+        }
+        d.enqueue(Entry {
+            sparse: true,
+            ..e(10, 1, 0, 100)
+        })
+        .unwrap();
+        // Undone twice: a fast packet stays fast, a backlog packet does not become fast.
+        let x = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!((x.pkt, x.sparse), (10, true));
+        d.undo_dequeue(x);
+        let y = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!((y.pkt, y.sparse), (10, true));
+        d.undo_dequeue(y);
+        assert_eq!(d.dequeue(&mut all_ready).unwrap().pkt, 10);
+        let z = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!((z.pkt, z.sparse), (0, false));
+        d.undo_dequeue(z);
+        let z = d.dequeue(&mut all_ready).unwrap();
+        assert_eq!(
+            (z.pkt, z.sparse),
+            (0, false),
+            "an undone backlog packet stays backlog"
+        );
+        let order: Vec<u32> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
+            .map(|x| x.pkt)
+            .collect();
+        assert_eq!(order, vec![1, 2]);
     }
 
     #[test]

@@ -72,9 +72,11 @@ pub struct Entry {
     pub len: u32,
     pub user: u32,
     pub class: ClassId,
-    /// Set by the scheduler on dequeue: the user had nothing else queued (a sparse, e.g.
-    /// interactive, user). The session lets such packets skip the link queues, as FQ-CoDel
-    /// favours sparse flows; DRR still bounds what any user gets.
+    /// On enqueue, set by the session: the packet's flow had nothing waiting to be sent (a
+    /// request/response exchange, a DNS query, the ACKs of an upload); such packets go before
+    /// their user's backlog. On dequeue, set by the scheduler: that, or the user had nothing
+    /// else queued (a sparse, e.g. interactive, user). The session lets sparse packets skip the
+    /// link queues, as FQ-CoDel favours sparse flows; DRR still bounds what any user gets.
     pub sparse: bool,
 }
 
