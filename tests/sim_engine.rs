@@ -252,3 +252,45 @@ fn both_directions_are_measured_apart() {
     let users: Vec<(u32, Dir)> = r.users.iter().map(|u| (u.user, u.dir)).collect();
     assert_eq!(users, vec![(1, Dir::Up), (2, Dir::Down)]);
 }
+
+/// The unused-capacity breakdown adds up (causes sum to the total, the total is the capacity
+/// less what was served) and puts a black hole's time down to the link being Down.
+#[test]
+fn unused_capacity_adds_up_and_names_the_outage() {
+    let text = "duration = \"10s\"\nseed = 1\n\
+        [[link]]\nname = \"a\"\nrate = \"10mbit\"\ndelay = \"20ms\"\n\
+        outages = [{ at = \"3s\", for = \"3s\", kind = \"blackhole\" }]\n\
+        [[link]]\nname = \"b\"\nrate = \"5mbit\"\ndelay = \"30ms\"\n\
+        [[traffic]]\nkind = \"bulk\"\nflows = 4\n";
+    let r = run(&scenario(text)).unwrap();
+    let a = r
+        .links
+        .iter()
+        .find(|l| l.link == "a" && l.dir == Dir::Up)
+        .unwrap();
+    let u = a
+        .unused
+        .as_ref()
+        .expect("the session shows its link states");
+    let sum = u.down_mbit + u.at_cap_mbit + u.pacer_mbit + u.idle_mbit;
+    assert!((sum - u.total_mbit).abs() < 1e-9, "{u:?}");
+    // Capacity counts no outage window; what was served is about what arrived.
+    assert!(
+        (u.total_mbit - (a.capacity_mbit - a.carried_mbit)).abs() < 0.1,
+        "{u:?} capacity {} carried {}",
+        a.capacity_mbit,
+        a.carried_mbit
+    );
+    // The link was Down for most of the 3 s black hole (after its timeout, until probes
+    // brought it back).
+    assert!(u.down_s > 2.0 && u.down_s < 3.5, "{u:?}");
+    // No traffic downstream: no breakdown there; the stand-in tunnel shows none at all.
+    assert!(r
+        .links
+        .iter()
+        .all(|l| l.dir == Dir::Up || l.unused.is_none()));
+    assert!(pipe_run(ONE_LINK, BULK)
+        .links
+        .iter()
+        .all(|l| l.unused.is_none()));
+}

@@ -1409,6 +1409,38 @@ mod tests {
         assert!(p.tx.usable());
     }
 
+    /// Capacity doubles after 3 s. A link whose RTT varied lately (cellular) finds the new
+    /// rate within a second by probing at 10/8 whenever its queue is empty; a steady link
+    /// keeps its gentle 1/8-per-cycle probe (the fixed-link behaviour is unchanged).
+    #[test]
+    fn variable_link_finds_a_rate_rise_fast_steady_link_probes_gently() {
+        let mut bw_after = [0u64; 2];
+        for (k, jitter) in [false, true].into_iter().enumerate() {
+            let mut p = Pipe::new(1_250_000, 20);
+            let mut out = Vec::new();
+            p.run(2_000, &mut out);
+            if jitter {
+                // One second of RTTs swinging by 30 ms (a cellular scheduler's doing).
+                for i in 0..20u64 {
+                    p.owd = if i % 2 == 0 { 35_000 } else { 20_000 };
+                    p.run(2_050 + 50 * i, &mut out);
+                }
+                assert!(p.tx.variable, "rttvar {:?}", p.tx.rttvar());
+                p.owd = 20_000;
+            } else {
+                p.run(3_000, &mut out);
+                assert!(!p.tx.variable);
+            }
+            p.run(3_200, &mut out); // settle at the old rate
+            p.rate = 2_500_000;
+            p.run(4_200, &mut out);
+            bw_after[k] = p.tx.btlbw();
+        }
+        // Measured: steady 1.81 MB/s, variable 2.51 (2.08 without the 10/8 probe).
+        assert!(bw_after[0] < 2_100_000, "steady link: {bw_after:?}");
+        assert!(bw_after[1] > 2_300_000, "variable link: {bw_after:?}");
+    }
+
     #[test]
     fn recent_flaps_raise_the_bar_for_up() {
         let mut p = Pipe::new(2_500_000, 20);

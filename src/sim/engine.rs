@@ -15,7 +15,7 @@ use super::metrics::{Metrics, Report};
 use super::rng::Rng;
 use super::scenario::{Dir, Scenario, TunnelKind};
 use super::traffic::{build_packet, Source};
-use super::tunnel::{Pair, Pipe, Tunnel};
+use super::tunnel::{Pair, Pipe, SenderView, Tunnel};
 use crate::proto::{Instant, LinkId};
 
 /// The largest datagram a link carries: a 1500-byte IP MTU less the IPv4 and UDP headers.
@@ -119,6 +119,9 @@ pub fn run_with(
         out: vec![0; MAX_DATAGRAM],
         exit: Vec::with_capacity(2048),
         bulk_turn: 0,
+        sample_at: 0,
+        served: vec![[0; 2]; sc.links.len()],
+        views: [Vec::new(), Vec::new()],
     };
     e.run()?;
     let stats: Vec<[(DirStats, Vec<u32>); 2]> = e
@@ -155,7 +158,16 @@ struct Engine<'a> {
     out: Vec<u8>,
     exit: Vec<u8>,
     bulk_turn: usize,
+    /// Next sample time; per link and side, bytes served at the last sample; per side, the
+    /// senders' link states at the last sample (they hold until the next one).
+    sample_at: u64,
+    served: Vec<[u64; 2]>,
+    views: [Vec<SenderView>; 2],
 }
+
+/// How often the links' use and the senders' link states are sampled for the report's
+/// breakdown of unused capacity.
+const SAMPLE_US: u64 = 10_000;
 
 /// Steps at one instant before the run is declared a livelock.
 const MAX_STEPS_AT_ONE_INSTANT: u32 = 100_000;
@@ -189,6 +201,7 @@ impl Engine<'_> {
             if next == u64::MAX || next > end {
                 break;
             }
+            self.sample_links(next);
             if next <= self.now {
                 same_instant += 1;
                 if same_instant > MAX_STEPS_AT_ONE_INSTANT {
@@ -205,6 +218,32 @@ impl Engine<'_> {
             self.step()?;
         }
         Ok(())
+    }
+
+    /// Samples every SAMPLE_US up to `upto` (state holds between events, so a sample at t
+    /// sees what the last step before t left): each link's capacity left unused since the last
+    /// sample, put down to what its sender was doing at the last sample.
+    fn sample_links(&mut self, upto: u64) {
+        while self.sample_at <= upto {
+            let t = self.sample_at;
+            for side in 0..2 {
+                let dir = if side == 0 { Dir::Up } else { Dir::Down };
+                for (i, cfg) in self.sc.links.iter().enumerate() {
+                    let served = self.links[i][side].served_bytes(Instant(t));
+                    if t > 0 {
+                        let d = if side == 0 { &cfg.up } else { &cfg.down };
+                        let cap = d.capacity_bits(t - SAMPLE_US, t) / 8.0;
+                        let used = served - self.served[i][side];
+                        let view = self.views[side].iter().find(|v| usize::from(v.link) == i);
+                        self.metrics
+                            .link_sample(i, dir, t - SAMPLE_US, t, cap - used as f64, view);
+                    }
+                    self.served[i][side] = served;
+                }
+                self.views[side] = self.ends[side].link_views();
+            }
+            self.sample_at += SAMPLE_US;
+        }
     }
 
     fn step(&mut self) -> Result<(), SimError> {

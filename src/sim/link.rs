@@ -230,6 +230,8 @@ pub struct DirStats {
     pub drop_queue: u64,
     pub drop_loss: u64,
     pub drop_outage: u64,
+    /// Wire bytes the queue accepted (they take the link's capacity, even if lost after it).
+    pub accepted_bytes: u64,
     /// Datagrams delivered with a flipped bit.
     pub corrupted: u64,
     /// Largest queueing delay seen (µs): time from offer to the end of serialisation.
@@ -294,6 +296,11 @@ impl LinkDir {
         self.queued_bytes
     }
 
+    /// Wire bytes the link has finished serialising by `now` (its capacity actually used).
+    pub fn served_bytes(&mut self, now: Instant) -> u64 {
+        self.stats.accepted_bytes - self.queued_bytes(now)
+    }
+
     /// Offer a datagram of `datagram_len` bytes (the IP/UDP header is added here) at `now`.
     pub fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
         let wire = (datagram_len + IP_UDP_OVERHEAD) as u64;
@@ -333,6 +340,7 @@ impl LinkDir {
         };
         self.queue.push_back((depart_ns, wire));
         self.queued_bytes += wire;
+        self.stats.accepted_bytes += wire;
         let depart_us = depart_ns.div_ceil(1000);
         self.stats.max_queue_delay_us = self.stats.max_queue_delay_us.max(depart_us - now_us);
         self.queue_delays_us

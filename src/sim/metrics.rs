@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::link::DirStats;
 use super::scenario::{Dir, Mode, Role, Scenario, TrafficKind};
 use super::traffic::{read_tag, Tag};
+use super::tunnel::SenderView;
 
 /// Summary of a sample of durations, in ms.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -132,6 +133,38 @@ pub struct LinkReport {
     /// Time datagrams spent in the link's queue (offer to end of serialisation).
     pub queue_delay_ms: Pct,
     pub stats: DirStats,
+    /// Capacity left unused and what the sender was doing with the link meanwhile (absent if
+    /// the tunnel shows no per-link sender state).
+    pub unused: Option<Unused>,
+}
+
+/// Capacity a link direction left unused over the window (its capacity less the wire bytes
+/// it served), split by the sending endpoint's state for that link at the time (sampled every
+/// 10 ms), and the time the sender spent in some states.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unused {
+    pub total_mbit: f64,
+    /// While the link was Down.
+    pub down_mbit: f64,
+    /// While in flight was at the link's cap (waiting for ACKs).
+    pub at_cap_mbit: f64,
+    /// While data waited in the link's own queue (the pacer held it back).
+    pub pacer_mbit: f64,
+    /// While nothing was queued for the link (the scheduler gave it nothing, or no data).
+    pub idle_mbit: f64,
+    pub down_s: f64,
+    pub degraded_s: f64,
+    pub at_cap_s: f64,
+}
+
+/// Accumulates [`Unused`] (bytes by cause: down, at cap, pacer, idle; microseconds).
+#[derive(Debug, Clone, Default)]
+struct UnusedAcc {
+    seen: bool,
+    bytes: [f64; 4],
+    down_us: u64,
+    degraded_us: u64,
+    at_cap_us: u64,
 }
 
 /// Per-source counters.
@@ -175,6 +208,7 @@ pub struct Metrics {
     dirs: [DirAcc; 2],
     /// Per link, per direction: wire bytes arrived in the window.
     carried: Vec<[u64; 2]>,
+    unused: Vec<[UnusedAcc; 2]>,
     corrupt: u64,
     window: (u64, u64),
     slowest_us: [u64; 2],
@@ -204,6 +238,7 @@ impl Metrics {
             classes: vec![Default::default(); sc.classes.len()],
             dirs: Default::default(),
             carried: vec![[0; 2]; sc.links.len()],
+            unused: vec![Default::default(); sc.links.len()],
             corrupt: 0,
             window: (sc.warmup_us, sc.duration_us),
             slowest_us: [
@@ -234,6 +269,45 @@ impl Metrics {
     pub fn carried(&mut self, link: usize, dir: Dir, now: u64, wire: usize) {
         if self.in_window(now) {
             self.carried[link][di(dir)] += wire as u64;
+        }
+    }
+
+    /// Over [t0, t1), `link` left `unused` bytes of its capacity in `dir` unused while its
+    /// sender was in state `view` (None: the tunnel shows no sender state).
+    pub fn link_sample(
+        &mut self,
+        link: usize,
+        dir: Dir,
+        t0: u64,
+        t1: u64,
+        unused: f64,
+        view: Option<&SenderView>,
+    ) {
+        let Some(v) = view else { return };
+        if t0 < self.window.0 || t1 > self.window.1 {
+            return;
+        }
+        let a = &mut self.unused[link][di(dir)];
+        let dt = t1 - t0;
+        a.seen = true;
+        let cause = if v.down {
+            0
+        } else if v.at_cap {
+            1
+        } else if v.queued {
+            2
+        } else {
+            3
+        };
+        a.bytes[cause] += unused;
+        if v.down {
+            a.down_us += dt;
+        }
+        if v.degraded {
+            a.degraded_us += dt;
+        }
+        if v.at_cap {
+            a.at_cap_us += dt;
         }
     }
 
@@ -474,6 +548,22 @@ impl Metrics {
                     carried_mbit: mbit(self.carried[i][di(dir)]),
                     queue_delay_ms: Pct::of(&mut links[i][di(dir)].1),
                     stats: links[i][di(dir)].0.clone(),
+                    // Only for a direction that carries traffic (else it is all idle).
+                    unused: Some(&self.unused[i][di(dir)])
+                        .filter(|a| a.seen && sc.traffic.iter().any(|t| t.dir == dir))
+                        .map(|a| {
+                            let m = |b: f64| b * 8.0 / secs / 1e6;
+                            Unused {
+                                total_mbit: m(a.bytes.iter().sum()),
+                                down_mbit: m(a.bytes[0]),
+                                at_cap_mbit: m(a.bytes[1]),
+                                pacer_mbit: m(a.bytes[2]),
+                                idle_mbit: m(a.bytes[3]),
+                                down_s: a.down_us as f64 / 1e6,
+                                degraded_s: a.degraded_us as f64 / 1e6,
+                                at_cap_s: a.at_cap_us as f64 / 1e6,
+                            }
+                        }),
                 });
             }
         }
@@ -604,6 +694,29 @@ impl Report {
                 l.queue_delay_ms.p99,
                 l.queue_delay_ms.max
             );
+        }
+        if self.links.iter().any(|l| l.unused.is_some()) {
+            let _ = writeln!(
+                o,
+                "\nunused capacity  Mbit/s: total   Down  at cap   pacer   idle    s: Down  Degraded  at cap"
+            );
+            for l in &self.links {
+                let Some(u) = &l.unused else { continue };
+                let _ = writeln!(
+                    o,
+                    "{:<12} {:<5}   {:>12.2} {:>6.2} {:>7.2} {:>7.2} {:>6.2}  {:>10.1} {:>9.1} {:>7.1}",
+                    l.link,
+                    format!("{:?}", l.dir).to_lowercase(),
+                    u.total_mbit,
+                    u.down_mbit,
+                    u.at_cap_mbit,
+                    u.pacer_mbit,
+                    u.idle_mbit,
+                    u.down_s,
+                    u.degraded_s,
+                    u.at_cap_s
+                );
+            }
         }
         if self.tunnel_errors > 0 || self.corrupt > 0 {
             let _ = writeln!(

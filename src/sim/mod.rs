@@ -106,6 +106,10 @@ WHAT IS MEASURED (per direction, class, user and link):
     added delay    one-way delay above the slowest link's one-way delay (floored at 0)
     queueing       one-way delay above the base delay of the link that brought the packet
     longest gap    longest time without any delivery (overall, per class, per flow) until duration
+    unused         per link direction with traffic: capacity less the wire bytes it served, split
+                   by what the sender did with the link then (10 ms samples): Down, at its
+                   in-flight cap, data queued but held by the pacer, or nothing queued (idle);
+                   and the seconds it spent Down, Degraded and at the cap
     Jain           fairness of delivered bytes across users running bulk traffic
 "#;
 

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::engine::MAX_DATAGRAM;
 use super::scenario::{Mode, Role, Scenario};
-use super::tunnel::{Meta, Pair, Tunnel};
-use crate::proto::link::LinkConfig;
+use super::tunnel::{Meta, Pair, SenderView, Tunnel};
+use crate::proto::link::{LinkConfig, LinkState};
 use crate::proto::sched::{ClassConfig, Mode as PMode};
 use crate::proto::seal::{self, Acceptor, Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
@@ -99,6 +99,20 @@ fn session_config(sc: &Scenario) -> SessionConfig {
         max_packet: MAX_DATAGRAM - seal::OVERHEAD - wire::DATA_HEADER_LEN,
         ..SessionConfig::default()
     }
+}
+
+fn views(s: &Session) -> Vec<SenderView> {
+    s.stats()
+        .links
+        .iter()
+        .map(|l| SenderView {
+            link: l.id,
+            down: l.state == LinkState::Down,
+            degraded: l.state == LinkState::Degraded,
+            at_cap: l.inflight_bytes >= l.cwnd_bytes,
+            queued: l.queued_bytes > 0,
+        })
+        .collect()
 }
 
 fn pmeta(m: &Meta) -> PacketMeta {
@@ -231,6 +245,10 @@ impl Tunnel for Edge {
         self.bad
     }
 
+    fn link_views(&self) -> Vec<SenderView> {
+        views(&self.s)
+    }
+
     fn stats(&self) -> serde_json::Value {
         let mut v = stats_json(&self.s.stats());
         self.log.add_to(&mut v);
@@ -349,6 +367,10 @@ impl Tunnel for Core {
 
     fn errors(&self) -> u64 {
         self.bad
+    }
+
+    fn link_views(&self) -> Vec<SenderView> {
+        self.s.as_ref().map(views).unwrap_or_default()
     }
 
     fn notes(&self) -> Vec<String> {

@@ -18,6 +18,19 @@ pub struct Meta {
     pub class: u8,
 }
 
+/// A sender's state for one link at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderView {
+    pub link: LinkId,
+    /// Down (timed out, or administratively): only probes go out.
+    pub down: bool,
+    pub degraded: bool,
+    /// In flight at or above the link's in-flight cap.
+    pub at_cap: bool,
+    /// Data waits in the link's own queue (so the pacer, not the scheduler, holds it back).
+    pub queued: bool,
+}
+
 /// The two endpoints of a run: (edge, core).
 pub type Pair = (Box<dyn Tunnel>, Box<dyn Tunnel>);
 
@@ -41,6 +54,11 @@ pub trait Tunnel {
     }
     /// Anomalies worth a line under the report (not errors of the run).
     fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// What this endpoint's sender is doing with each link (for the report's breakdown of
+    /// unused capacity); empty if the tunnel has no per-link sender state.
+    fn link_views(&self) -> Vec<SenderView> {
         Vec::new()
     }
     /// Endpoint statistics for the report (free-form).
