@@ -54,6 +54,8 @@ struct Echoes {
     gap_at: Duration,
     /// Round-trip times of the echoes, sorted.
     rtts: Vec<Duration>,
+    /// The worst round-trip time per 500 ms of send time (None: nothing echoed).
+    timeline: Vec<Option<Duration>>,
 }
 
 impl Echoes {
@@ -79,6 +81,15 @@ impl Echoes {
             ms(self.max_gap),
             self.gap_at.as_secs_f64()
         )
+    }
+
+    /// The worst RTT (ms) per 500 ms of send time, `-` where nothing came back.
+    fn timeline(&self) -> String {
+        self.timeline
+            .iter()
+            .map(|r| r.map_or("-".to_string(), |r| format!("{:.0}", ms(r))))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -142,6 +153,8 @@ fn udp_echo_stream(
 
     let mut seen = std::collections::BTreeSet::new();
     let (mut late, mut rtts, mut times) = (0, Vec::new(), Vec::new());
+    let slots = (every * n as u32).as_millis().div_ceil(500) as usize;
+    let mut timeline: Vec<Option<Duration>> = vec![None; slots.max(1)];
     for (seq, at) in arrivals {
         if seq >= n || !seen.insert(seq) {
             continue;
@@ -153,6 +166,10 @@ fn udp_echo_stream(
         }
         rtts.push(rtt);
         times.push(at);
+        let slot = ((every * seq as u32).as_millis() / 500) as usize;
+        if let Some(t) = timeline.get_mut(slot) {
+            *t = Some(t.map_or(rtt, |x| x.max(rtt)));
+        }
     }
     rtts.sort();
     times.sort();
@@ -171,7 +188,18 @@ fn udp_echo_stream(
         max_gap,
         gap_at,
         rtts,
+        timeline,
     }
+}
+
+/// `braid status --json` of the daemon at control socket `sock`.
+fn status_of(sock: &std::path::Path) -> Result<Status, String> {
+    let out = std::process::Command::new(BRAID)
+        .args(["status", "--json", "--socket"])
+        .arg(sock)
+        .output()
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
 /// Appends `extra` to the UCI files of the edge and the core.
@@ -232,11 +260,47 @@ fn redundant_class_rides_out_a_link_cut() {
         std::thread::sleep(Duration::from_secs(3));
         cut.set_outage(None);
     });
+    // Link states on both sides every 300 ms, printed if the redundant stream suffered.
+    let socks = (lab.edge_socket(0), lab.core_socket());
+    let monitor = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut seen = Vec::new();
+        while t0.elapsed() < Duration::from_millis(6000) {
+            std::thread::sleep(Duration::from_millis(300));
+            let at = t0.elapsed().as_secs_f64();
+            for (who, sock) in [("edge", &socks.0), ("core", &socks.1)] {
+                if let Ok(st) = status_of(sock) {
+                    let links: Vec<String> = st.sessions[0]
+                        .links
+                        .iter()
+                        .map(|l| {
+                            format!(
+                                "{} {} rtt {:.0} loss {:.0}% pacing {:.1}",
+                                l.name,
+                                l.state,
+                                l.rtt_ms,
+                                l.loss_pct,
+                                l.pacing_bps as f64 / 1e6
+                            )
+                        })
+                        .collect();
+                    seen.push(format!("{at:5.2}s {who}: {}", links.join(" | ")));
+                }
+            }
+        }
+        seen
+    });
     let (c2, to_ag) = (client.clone(), ag.addr());
     let agg = std::thread::spawn(move || udp_echo_stream(&c2, to_ag, N, 200, EVERY, LATE));
     let red = udp_echo_stream(&client, rt.addr(), N, 200, EVERY, LATE);
     let agg = agg.join().unwrap();
     cutter.join().unwrap();
+    let monitor = monitor.join().unwrap();
+    if red.late > 0 || !red.rtts.is_empty() && std::env::var_os("POLICY_TRACE").is_some() {
+        for l in &monitor {
+            println!("  {l}");
+        }
+    }
     let (e1, c1) = (
         lab.edge(0).status().unwrap(),
         lab.core.as_ref().unwrap().status().unwrap(),
@@ -256,9 +320,22 @@ fn redundant_class_rides_out_a_link_cut() {
     );
     println!("  redundant class 'realtime': {}", red.line());
     println!("  default class (aggregate):  {}", agg.line());
+    println!("  worst RTT (ms) per 500 ms of send time:");
+    println!("    redundant: {}", red.timeline());
+    println!("    aggregate: {}", agg.timeline());
     println!(
         "  class counters: edge realtime {e_rt} default {e_def}; core realtime {c_rt} default {c_def}"
     );
+    for (who, st) in [("edge", &e0), ("core", &c0)] {
+        for l in &st.sessions[0].links {
+            println!(
+                "  before the cut, {who} {}: rtt {:.1} ms, pacing {:.2} Mbit/s",
+                l.name,
+                l.rtt_ms,
+                l.pacing_bps as f64 / 1e6
+            );
+        }
+    }
     let s = &e1.sessions[0];
     for l in &s.links {
         println!(
