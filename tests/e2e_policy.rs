@@ -7,6 +7,15 @@
 //!   the `default` (aggregate) class. The best link is black-holed (emulator outage) for 3 s.
 //!   Measured per stream: echoes lost, echoes later than the base RTT + 30 ms, the longest gap between
 //!   consecutive echoes; and the class's packet counters in `braid status --json`.
+//!   Known failure (about 1 run in 5, both streams alike): the surviving link's pacing rate
+//!   collapses from ~7.6 to 0.3-0.6 Mbit/s at the cut (seen on both daemons in `braid status`),
+//!   and the echoes' RTT grows ~0.8 s per second of outage to ~2.2 s until the cut ends. The
+//!   link had only carried this light stream for over 2 s, so its bandwidth filter
+//!   (`MaxFilter` in src/proto/link.rs, window <= 2 s) had expired, and the first
+//!   non-app-limited sample after the burst of resends moved onto it (just over the `thin`
+//!   4 x MSS bound) reset the estimate to that sample's rate. The 9/8 probe phase then climbs
+//!   back by 1/8 per cycle. The worst RTT per 500 ms of send time and the link states at 3.2 s
+//!   are printed when it happens (`POLICY_TRACE=1`: every 300 ms, always).
 //! - `privileged_user_keeps_low_latency_under_saturation`: client 1 saturates the links with four
 //!   bulk TCP downloads and an upload; client 0 runs small UDP request/response exchanges (100 B
 //!   every 10 ms) and a heavy UDP echo stream (14.4 Mbit/s each way, more than a fair share of
@@ -260,12 +269,17 @@ fn redundant_class_rides_out_a_link_cut() {
         std::thread::sleep(Duration::from_secs(3));
         cut.set_outage(None);
     });
-    // Link states on both sides every 300 ms, printed if the redundant stream suffered.
+    // Link states on both sides in the middle of the cut (every 300 ms with POLICY_TRACE set),
+    // printed if the redundant stream suffered.
     let socks = (lab.edge_socket(0), lab.core_socket());
     let monitor = std::thread::spawn(move || {
         let t0 = Instant::now();
         let mut seen = Vec::new();
-        while t0.elapsed() < Duration::from_millis(6000) {
+        let trace = std::env::var_os("POLICY_TRACE").is_some();
+        if !trace {
+            std::thread::sleep(Duration::from_millis(3200));
+        }
+        while t0.elapsed() < Duration::from_millis(if trace { 6000 } else { 3600 }) {
             std::thread::sleep(Duration::from_millis(300));
             let at = t0.elapsed().as_secs_f64();
             for (who, sock) in [("edge", &socks.0), ("core", &socks.1)] {
@@ -296,7 +310,7 @@ fn redundant_class_rides_out_a_link_cut() {
     let agg = agg.join().unwrap();
     cutter.join().unwrap();
     let monitor = monitor.join().unwrap();
-    if red.late > 0 || !red.rtts.is_empty() && std::env::var_os("POLICY_TRACE").is_some() {
+    if red.late > 0 || std::env::var_os("POLICY_TRACE").is_some() {
         for l in &monitor {
             println!("  {l}");
         }
