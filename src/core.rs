@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::config::model::{Config, Role};
+use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo};
 use crate::edge::{daemon_main, session_classes, state_name, DaemonArgs};
@@ -122,6 +122,9 @@ struct Core {
     tcp: HashMap<u32, LinkIo>,
     map: SourceMap,
     classifier: Classifier,
+    /// Downstream packets classified into each class (by `ClassId`), per session; carried by
+    /// class name across reloads, as the edge does for upstream.
+    class_packets: HashMap<SessionId, Vec<u64>>,
     seed: u64,
     mss: u16,
     drops: HashMap<&'static str, u64>,
@@ -200,6 +203,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         udp: udp.clone(),
         tcp: HashMap::new(),
         seed: u64::from_le_bytes(seed),
+        class_packets: HashMap::new(),
         drops: HashMap::new(),
         refusals_logged: HashMap::new(),
         last_refusal_log: None,
@@ -471,6 +475,12 @@ impl Core {
         let pkt = &mut pkt[..len];
         clamp_mss(pkt, self.mss);
         let verdict = self.classifier.classify(&info, Direction::Down, None);
+        let counts = self.class_packets.entry(sid).or_default();
+        let ci = usize::from(verdict.class);
+        if ci >= counts.len() {
+            counts.resize(ci + 1, 0);
+        }
+        counts[ci] += 1;
         let meta = PacketMeta {
             user: packet::user_hash(info.dst, self.seed),
             flow: u64::from(info.flow().hash(self.seed)),
@@ -485,6 +495,9 @@ impl Core {
         // TCP connections whose task ended (the edge went away) are dropped.
         self.tcp
             .retain(|_, io| !matches!(&io.tx, daemon::LinkTx::Tcp(tx) if tx.is_closed()));
+        // Class counters of sessions that ended.
+        let ep = &self.ep;
+        self.class_packets.retain(|id, _| ep.session(*id).is_some());
     }
 
     fn reload(&mut self) -> Result<(), String> {
@@ -497,7 +510,26 @@ impl Core {
             }
         }
         self.ep.set_peers(peers(&new));
+        let old_names: Vec<String> = self
+            .classifier
+            .classes()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
         self.classifier = Classifier::from_config(&new);
+        let new_classes = self.classifier.classes();
+        for counts in self.class_packets.values_mut() {
+            *counts = new_classes
+                .iter()
+                .map(|c| {
+                    old_names
+                        .iter()
+                        .position(|n| *n == c.name)
+                        .and_then(|i| counts.get(i).copied())
+                        .unwrap_or(0)
+                })
+                .collect();
+        }
         self.mss = mss_for_mtu(new.main.mtu, 4);
         log::set_max_level(new.main.log_level.to_filter());
         self.cfg = new;
@@ -564,6 +596,23 @@ impl Core {
                         tx_bytes: l.bytes_sent,
                         rx_bytes: l.bytes_received,
                         ..Default::default()
+                    })
+                    .collect(),
+                classes: self
+                    .classifier
+                    .classes()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| control::ClassStatus {
+                        name: c.name.clone(),
+                        mode: model::mode_name(&c.mode),
+                        priority: c.priority,
+                        packets: self
+                            .class_packets
+                            .get(&id)
+                            .and_then(|v| v.get(i))
+                            .copied()
+                            .unwrap_or(0),
                     })
                     .collect(),
                 tx_packets: st.sent_packets,
