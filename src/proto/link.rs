@@ -578,7 +578,9 @@ impl Link {
             delivered: self.delivered,
             delivered_time: self.delivered_time,
             first_sent_time: self.first_sent_time,
-            app_limited: self.app_limited || self.pacing_below_estimate(),
+            app_limited: self.app_limited
+                || self.pacing_below_estimate()
+                || self.inflight < self.btlbw.get() * self.min_rtt / 1_000_000,
             in_flight: true,
             lost: false,
         });
