@@ -125,6 +125,8 @@ struct Core {
     /// Downstream packets classified into each class (by `ClassId`), per session; carried by
     /// class name across reloads, as the edge does for upstream.
     class_packets: HashMap<SessionId, Vec<u64>>,
+    /// When each session was established (for `braid status`).
+    established_at: HashMap<SessionId, std::time::Instant>,
     seed: u64,
     mss: u16,
     drops: HashMap<&'static str, u64>,
@@ -204,6 +206,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         tcp: HashMap::new(),
         seed: u64::from_le_bytes(seed),
         class_packets: HashMap::new(),
+        established_at: HashMap::new(),
         drops: HashMap::new(),
         refusals_logged: HashMap::new(),
         last_refusal_log: None,
@@ -432,6 +435,7 @@ impl Core {
             match e {
                 Event::Established => {
                     log::info!("edge '{name}' connected (session {sid})");
+                    self.established_at.insert(sid, std::time::Instant::now());
                     new_sessions = true;
                 }
                 Event::LinkState { link, state } => {
@@ -498,6 +502,8 @@ impl Core {
         // Class counters of sessions that ended.
         let ep = &self.ep;
         self.class_packets.retain(|id, _| ep.session(*id).is_some());
+        self.established_at
+            .retain(|id, _| ep.session(*id).is_some());
     }
 
     fn reload(&mut self) -> Result<(), String> {
@@ -572,7 +578,10 @@ impl Core {
                     "handshaking"
                 }
                 .into(),
-                established_s: 0,
+                established_s: self
+                    .established_at
+                    .get(&id)
+                    .map_or(0, |t| t.elapsed().as_secs()),
                 links: st
                     .links
                     .iter()

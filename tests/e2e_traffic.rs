@@ -1052,6 +1052,17 @@ fn wan_interface_down_and_up_without_session_restart() {
         s0.rx_packets,
         s1.rx_packets
     );
+    // The core kept its session too (its age counts from the handshake).
+    let core = lab.core.as_ref().unwrap().status().unwrap();
+    println!(
+        "core: session established {} s ago",
+        core.sessions[0].established_s
+    );
+    assert!(
+        core.sessions[0].established_s >= 5,
+        "the core's session is {} s old: rebuilt during the test",
+        core.sessions[0].established_s
+    );
     // wan0 is used again: it sends more after coming back.
     let before = tx0(&s1);
     let _ = download(&client, server.addr(), 1_000_000, Duration::from_secs(20)).expect("download");
