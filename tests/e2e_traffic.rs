@@ -120,6 +120,19 @@ fn download(ns: &str, server: SocketAddr, len: u64, deadline: Duration) -> std::
     })
 }
 
+/// The state of the first session's first link, from `braid status --json` on `socket` (for
+/// threads that do not hold the `Daemon`); empty when the daemon does not answer.
+fn first_link_state(socket: &std::path::Path) -> String {
+    std::process::Command::new(BRAID)
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<braid::control::Status>(&o.stdout).ok())
+        .map(|s| s.sessions[0].links[0].state.clone())
+        .unwrap_or_default()
+}
+
 fn mbit(bytes: u64, d: Duration) -> f64 {
     bytes as f64 * 8.0 / d.as_secs_f64() / 1e6
 }
@@ -499,16 +512,7 @@ fn link_taken_down_by_command_mid_transfer() {
                 .map(|o| o.status.success())
                 .unwrap_or(false)
         };
-        let status = || {
-            std::process::Command::new(BRAID)
-                .args(["status", "--json", "--socket"])
-                .arg(&socket)
-                .output()
-                .ok()
-                .and_then(|o| serde_json::from_slice::<braid::control::Status>(&o.stdout).ok())
-                .map(|s| s.sessions[0].links[0].state.clone())
-                .unwrap_or_default()
-        };
+        let status = || first_link_state(&socket);
         std::thread::sleep(Duration::from_millis(1500));
         let down = link(false);
         std::thread::sleep(Duration::from_millis(500));
@@ -968,16 +972,7 @@ fn wan_interface_down_and_up_without_session_restart() {
     let dev = lab.t.edges[0].wan_dev[0].clone();
     let socket = lab.edge(0).socket.clone();
     let ctl = std::thread::spawn(move || {
-        let state = || {
-            std::process::Command::new(BRAID)
-                .args(["status", "--json", "--socket"])
-                .arg(&socket)
-                .output()
-                .ok()
-                .and_then(|o| serde_json::from_slice::<braid::control::Status>(&o.stdout).ok())
-                .map(|s| s.sessions[0].links[0].state.clone())
-                .unwrap_or_default()
-        };
+        let state = || first_link_state(&socket);
         std::thread::sleep(Duration::from_millis(1500));
         ip(&ns, &["link", "set", &dev, "down"]);
         let t = Instant::now();

@@ -560,15 +560,22 @@ impl Session {
         }
     }
 
+    /// The packet no longer counts as waiting for its flow (its first copy left a link
+    /// queue, or it was freed before that).
+    fn stop_waiting(&mut self, pid: PktId) {
+        let p = &mut self.pkts[pid as usize];
+        if p.waiting {
+            p.waiting = false;
+            let b = &mut self.flow_waiting[usize::from(p.flow_bucket)];
+            *b = b.saturating_sub(1);
+        }
+    }
+
     fn unref(&mut self, pid: PktId) {
         let p = &mut self.pkts[pid as usize];
         p.refs -= 1;
         if p.refs == 0 {
-            if p.waiting {
-                p.waiting = false;
-                let b = &mut self.flow_waiting[usize::from(p.flow_bucket)];
-                *b = b.saturating_sub(1);
-            }
+            self.stop_waiting(pid);
             let p = &mut self.pkts[pid as usize];
             p.data.clear();
             p.live = 0;
@@ -824,12 +831,7 @@ impl Session {
                 self.unref(pid);
                 continue;
             }
-            let p = &mut self.pkts[pid as usize];
-            if p.waiting {
-                p.waiting = false;
-                let b = &mut self.flow_waiting[usize::from(p.flow_bucket)];
-                *b = b.saturating_sub(1);
-            }
+            self.stop_waiting(pid);
             return Some(pid);
         }
     }

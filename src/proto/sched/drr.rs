@@ -130,8 +130,9 @@ impl ClassQ {
                 u.deficit -= head.len as i64;
                 self.len -= 1;
                 let mut head = head;
-                head.sparse = from_fast || (u.q.is_empty() && u.fast.is_empty());
-                if u.q.is_empty() && u.fast.is_empty() {
+                let idle = u.q.is_empty() && u.fast.is_empty();
+                head.sparse = from_fast || idle;
+                if idle {
                     u.active = false;
                     u.deficit = 0;
                     u.fresh = false;
