@@ -64,28 +64,50 @@ struct Down {
 
 /// Receives `len` pattern bytes from the server (`D`), checking every byte.
 fn download(ns: &str, server: SocketAddr, len: u64, deadline: Duration) -> std::io::Result<Down> {
+    receive(ns, server, Some(len), deadline)
+}
+
+/// Receives the server's pattern stream (`D`) for `dur`, checking every byte and timing gaps.
+fn stream_down(ns: &str, server: SocketAddr, dur: Duration) -> std::io::Result<Down> {
+    receive(ns, server, None, dur)
+}
+
+/// The receiving side of `download` (`len` bytes, an error after `limit`) and `stream_down`
+/// (`len` None: an endless stream read for `limit`, a trailing silence counting as a gap).
+fn receive(
+    ns: &str,
+    server: SocketAddr,
+    len: Option<u64>,
+    limit: Duration,
+) -> std::io::Result<Down> {
     let stop = AtomicBool::new(false);
     let mut s = connect(ns, server, None, Duration::from_secs(5))?;
     let t = Instant::now();
     let mut hdr = [0u8; 9];
     hdr[0] = b'D';
-    hdr[1..9].copy_from_slice(&len.to_be_bytes());
+    hdr[1..9].copy_from_slice(&len.unwrap_or(1 << 40).to_be_bytes());
     write_full(&mut s, &hdr, &stop)?;
     s.set_read_timeout(Some(Duration::from_millis(20)))?;
     let mut buf = vec![0u8; 65536];
     let (mut off, mut good) = (0u64, 0u64);
     let (mut last, mut max_gap, mut gap_at) = (None::<Instant>, Duration::ZERO, Duration::ZERO);
-    while off < len {
-        if t.elapsed() > deadline {
-            return Err(std::io::Error::other(format!(
-                "download: {off} of {len} bytes after {deadline:?}"
-            )));
+    loop {
+        match len {
+            Some(len) if off >= len => break,
+            Some(len) if t.elapsed() > limit => {
+                return Err(std::io::Error::other(format!(
+                    "download: {off} of {len} bytes after {limit:?}"
+                )))
+            }
+            None if t.elapsed() >= limit => break,
+            _ => {}
         }
         match s.read(&mut buf) {
             Ok(0) => {
-                return Err(std::io::Error::other(format!(
-                    "download: closed after {off} of {len} bytes"
-                )))
+                return Err(std::io::Error::other(match len {
+                    Some(len) => format!("download: closed after {off} of {len} bytes"),
+                    None => format!("stream closed by the other side after {off} bytes"),
+                }))
             }
             Ok(n) => {
                 let now = Instant::now();
@@ -109,6 +131,13 @@ fn download(ns: &str, server: SocketAddr, len: u64, deadline: Duration) -> std::
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
             Err(e) => return Err(e),
+        }
+    }
+    // A stream's trailing silence counts as a gap too.
+    if let (None, Some(l)) = (len, last) {
+        if l.elapsed() > max_gap {
+            max_gap = l.elapsed();
+            gap_at = l - t;
         }
     }
     Ok(Down {
@@ -311,66 +340,6 @@ fn tcp_udp_icmp_through_edge_and_core() {
         "packets not from the server: {foreign:#?}"
     );
     lab.core.as_ref().unwrap().status().unwrap();
-}
-
-/// Receives the server's pattern stream (`D`) for `dur`, checking every byte and timing gaps.
-fn stream_down(ns: &str, server: SocketAddr, dur: Duration) -> std::io::Result<Down> {
-    let stop = AtomicBool::new(false);
-    let mut s = connect(ns, server, None, Duration::from_secs(5))?;
-    let t = Instant::now();
-    let mut hdr = [0u8; 9];
-    hdr[0] = b'D';
-    hdr[1..9].copy_from_slice(&(1u64 << 40).to_be_bytes());
-    write_full(&mut s, &hdr, &stop)?;
-    s.set_read_timeout(Some(Duration::from_millis(20)))?;
-    let mut buf = vec![0u8; 65536];
-    let (mut off, mut good) = (0u64, 0u64);
-    let (mut last, mut max_gap, mut gap_at) = (None::<Instant>, Duration::ZERO, Duration::ZERO);
-    while t.elapsed() < dur {
-        match s.read(&mut buf) {
-            Ok(0) => {
-                return Err(std::io::Error::other(format!(
-                    "stream closed by the other side after {off} bytes"
-                )))
-            }
-            Ok(n) => {
-                let now = Instant::now();
-                if let Some(l) = last {
-                    if now - l > max_gap {
-                        max_gap = now - l;
-                        gap_at = l - t;
-                    }
-                }
-                last = Some(now);
-                good += buf[..n]
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, b)| **b == pattern(off + *i as u64))
-                    .count() as u64;
-                off += n as u64;
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // A trailing silence counts as a gap too.
-    if let Some(l) = last {
-        if l.elapsed() > max_gap {
-            max_gap = l.elapsed();
-            gap_at = l - t;
-        }
-    }
-    Ok(Down {
-        good,
-        bytes: off,
-        took: t.elapsed(),
-        max_gap,
-        gap_at,
-    })
 }
 
 /// Sends pattern bytes to the server (`S`) for `dur`, then shuts down and waits for the
