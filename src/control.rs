@@ -84,6 +84,15 @@ pub struct SessionStatus {
     pub tx_packets: u64,
     pub rx_packets: u64,
     pub resent_packets: u64,
+    /// Bytes waiting in the user queues (not yet given to a link).
+    #[serde(default)]
+    pub queued_bytes: u64,
+    /// Received packets released by the reorder buffer after its full wait (a gap not filled).
+    #[serde(default)]
+    pub reorder_timeouts: u64,
+    /// The receive side's current reorder wait.
+    #[serde(default)]
+    pub reorder_wait_ms: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -103,6 +112,13 @@ pub struct LinkStatus {
     pub pacing_bps: u64,
     pub tx_bytes: u64,
     pub rx_bytes: u64,
+    /// Congestion window, bytes in flight and bytes waiting in the link's own queue.
+    #[serde(default)]
+    pub cwnd_bytes: u64,
+    #[serde(default)]
+    pub inflight_bytes: u64,
+    #[serde(default)]
+    pub queued_bytes: u64,
     pub quota_bytes: Option<u64>,
     pub quota_used_bytes: u64,
 }

@@ -604,6 +604,9 @@ impl Core {
                         pacing_bps: l.pacing_rate_bps,
                         tx_bytes: l.bytes_sent,
                         rx_bytes: l.bytes_received,
+                        cwnd_bytes: l.cwnd_bytes,
+                        inflight_bytes: l.inflight_bytes,
+                        queued_bytes: l.queued_bytes,
                         ..Default::default()
                     })
                     .collect(),
@@ -627,6 +630,9 @@ impl Core {
                 tx_packets: st.sent_packets,
                 rx_packets: st.reorder.delivered,
                 resent_packets: st.resends,
+                queued_bytes: st.queued_bytes,
+                reorder_timeouts: st.reorder.timed_out,
+                reorder_wait_ms: st.reorder_wait.as_secs_f64() * 1e3,
                 ..Default::default()
             });
         }

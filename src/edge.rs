@@ -1179,6 +1179,9 @@ impl Edge {
                     pacing_bps: s.map_or(0, |s| s.pacing_rate_bps),
                     tx_bytes: s.map_or(0, |s| s.bytes_sent),
                     rx_bytes: s.map_or(0, |s| s.bytes_received),
+                    cwnd_bytes: s.map_or(0, |s| s.cwnd_bytes),
+                    inflight_bytes: s.map_or(0, |s| s.inflight_bytes),
+                    queued_bytes: s.map_or(0, |s| s.queued_bytes),
                     quota_bytes: l.cfg.quota.as_ref().map(|q| q.bytes),
                     quota_used_bytes: self.quota.used(&l.cfg.name),
                 }
@@ -1238,6 +1241,9 @@ impl Edge {
                 tx_packets: stats.sent_packets,
                 rx_packets: stats.reorder.delivered,
                 resent_packets: stats.resends,
+                queued_bytes: stats.queued_bytes,
+                reorder_timeouts: stats.reorder.timed_out,
+                reorder_wait_ms: stats.reorder_wait.as_secs_f64() * 1e3,
             }],
             drops,
         }
