@@ -115,6 +115,8 @@ struct Sent {
     in_flight: bool,
     /// Declared lost; kept a while so a late ACK shows the loss was spurious.
     lost: bool,
+    /// Declared lost by the whole-link timeout (a stall, not reordering).
+    timed_out: bool,
 }
 
 /// Windowed max over time (three best samples, as Linux `minmax`).
@@ -187,6 +189,8 @@ pub struct Link {
     loss_time: Option<Instant>,
     reorder_threshold: u64,
     pub spurious_losses: u64,
+    /// Tokens of copies declared lost that were acked after all (see `take_late_acks`).
+    late_acks: Vec<u32>,
 
     // --- sender: RTT ---
     srtt: u64,
@@ -266,6 +270,7 @@ impl Link {
             loss_time: None,
             reorder_threshold: INITIAL_REORDER_THRESHOLD,
             spurious_losses: 0,
+            late_acks: Vec::new(),
             srtt: INITIAL_RTT_US,
             rttvar: INITIAL_RTT_US / 2,
             latest_rtt: INITIAL_RTT_US,
@@ -539,6 +544,12 @@ impl Link {
         }
     }
 
+    /// Tokens of copies this link had declared lost whose ACK came after all (a stall or
+    /// reordering, not a loss), oldest first; the caller drops their queued resends.
+    pub fn take_late_acks(&mut self) -> std::vec::Drain<'_, u32> {
+        self.late_acks.drain(..)
+    }
+
     /// Marks everything in flight as lost (link removal, admin down).
     pub fn drain_in_flight(&mut self, out: &mut Vec<Resolved>) {
         for s in self.sent.iter_mut() {
@@ -583,6 +594,7 @@ impl Link {
                 || self.inflight < self.btlbw.get() * self.min_rtt / 1_000_000,
             in_flight: true,
             lost: false,
+            timed_out: false,
         });
         self.inflight += bytes as u64;
         self.on_any_sent(now, bytes as u64);
@@ -667,11 +679,15 @@ impl Link {
             let p = &mut self.sent[idx];
             if !p.in_flight {
                 if p.lost {
-                    // It arrived after all: the link reorders, be more patient.
+                    // It arrived after all: the caller may drop the copies it has not sent
+                    // yet. Unless the link stalled (timeout), it reorders: be more patient.
                     p.lost = false;
                     self.spurious_losses += 1;
-                    self.reorder_threshold =
-                        (self.reorder_threshold + 1).min(MAX_REORDER_THRESHOLD);
+                    self.late_acks.push(p.token);
+                    if !p.timed_out {
+                        self.reorder_threshold =
+                            (self.reorder_threshold + 1).min(MAX_REORDER_THRESHOLD);
+                    }
                 }
                 continue;
             }
@@ -1053,9 +1069,14 @@ impl Link {
             // Whole-link timeout: everything in flight is presumed lost, no new data until the
             // link answers again.
             self.suspect = true;
+            // The records stay (as lost) while the ACK bitmap can reach them: when the link
+            // wakes up, the ACKs of packets that were only held up show which resends are
+            // not needed.
             for s in self.sent.iter_mut() {
                 if s.in_flight {
                     s.in_flight = false;
+                    s.lost = true;
+                    s.timed_out = true;
                     self.packets_lost += 1;
                     out.push(Resolved {
                         token: s.token,
@@ -1063,8 +1084,6 @@ impl Link {
                     });
                 }
             }
-            self.sent.clear();
-            self.base_seq = self.next_seq;
             self.inflight = 0;
             self.loss_time = None;
             self.next_probe = now;
@@ -1489,6 +1508,47 @@ mod tests {
         r.on_data_received(ms(0), 0, 100);
         let a = r.take_ack(ms(0)).unwrap();
         assert_eq!((a.largest, a.bitmap & 1), (0, 1));
+    }
+
+    #[test]
+    fn a_late_ack_after_the_link_timeout_is_reported_not_taken_for_reordering() {
+        let mut t = Link::new(1, LinkConfig::default(), ms(0));
+        let mut out = Vec::new();
+        t.on_data_sent(ms(0), 100, 1000);
+        t.on_ack(
+            ms(40),
+            &Ack {
+                link: 1,
+                largest: 0,
+                delay_8us: 0,
+                bitmap: 0,
+            },
+            &mut out,
+        );
+        for i in 1..4 {
+            t.on_data_sent(ms(40 + i), 100 + i as u32, 1000);
+        }
+        // The link stalls: the whole-link timeout declares 1..3 lost.
+        out.clear();
+        let rto = t.poll_timeout().unwrap();
+        t.on_timeout(rto, &mut out);
+        let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
+        assert_eq!(lost, vec![101, 102, 103]);
+        assert_eq!(t.take_late_acks().count(), 0);
+        // It wakes up: 1 and 2 were only held up.
+        out.clear();
+        let a = Ack {
+            link: 1,
+            largest: 2,
+            delay_8us: 0,
+            bitmap: 0b1,
+        };
+        t.on_ack(rto + Duration::from_millis(5), &a, &mut out);
+        assert!(out.is_empty(), "already resolved as lost: {out:?}");
+        assert_eq!(t.take_late_acks().collect::<Vec<_>>(), vec![102, 101]);
+        // A stall is not reordering: the packet threshold stays.
+        assert_eq!(t.reorder_threshold, INITIAL_REORDER_THRESHOLD);
+        assert_eq!(t.spurious_losses, 2);
     }
 
     #[test]

@@ -162,6 +162,8 @@ pub struct SessionStats {
     pub queued_bytes: u64,
     /// Copies resent after a loss.
     pub resends: u64,
+    /// Packets declared lost whose ACK came after all (their unsent resends were dropped).
+    pub late_acks: u64,
     /// Given up after MAX_RESENDS resends.
     pub dropped_resend_limit: u64,
     /// Dropped because their class is pinned to a link the session does not have.
@@ -190,6 +192,9 @@ struct Pkt {
     /// Counted in `Session::flow_waiting` (until its first copy leaves a link queue).
     waiting: bool,
     flow_bucket: u16,
+    /// Bumped each time the slot is reused: a link's token for a copy is (slot, generation),
+    /// so a late ACK for a slot since reused is recognised and ignored.
+    generation: u8,
 }
 
 /// Buckets counting each flow's packets waiting to be sent (flow hash modulo this).
@@ -552,7 +557,11 @@ impl Session {
 
     fn alloc(&mut self) -> PktId {
         match self.free.pop() {
-            Some(i) => i,
+            Some(i) => {
+                let p = &mut self.pkts[i as usize];
+                p.generation = p.generation.wrapping_add(1);
+                i
+            }
             None => {
                 self.pkts.push(Pkt::default());
                 (self.pkts.len() - 1) as PktId
@@ -585,9 +594,26 @@ impl Session {
         }
     }
 
+    /// The token a link keeps for a copy of `pid`.
+    fn token(&self, pid: PktId) -> u32 {
+        pid << 8 | u32::from(self.pkts[pid as usize].generation)
+    }
+
+    /// A copy that a link had declared lost was acked after all: the packet arrived, so its
+    /// queued resends are dropped (pop_link_queue skips acked packets) and none follow.
+    fn on_late_ack(&mut self, token: u32) {
+        let pid = (token >> 8) as usize;
+        if let Some(p) = self.pkts.get_mut(pid) {
+            if p.refs > 0 && p.generation == token as u8 && !p.acked {
+                p.acked = true;
+                self.stats.late_acks += 1;
+            }
+        }
+    }
+
     /// What happened to one in-flight copy.
     fn on_resolved(&mut self, r: Resolved, lost_on: Option<LinkId>) {
-        let pid = r.token;
+        let pid = r.token >> 8;
         let p = &mut self.pkts[pid as usize];
         p.live -= 1;
         if r.acked {
@@ -1069,10 +1095,11 @@ impl Session {
                     self.stats.dropped_too_large += 1;
                 } else if need <= room {
                     let pid = self.pop_link_queue(i).expect("head checked live");
+                    let token = self.token(pid);
                     let p = &self.pkts[pid as usize];
                     let dlen = w.len() + wire::DATA_HEADER_LEN + p.data.len() + seal::OVERHEAD;
                     let link = &mut self.links[i].link;
-                    let link_seq = link.on_data_sent(now, pid, dlen);
+                    let link_seq = link.on_data_sent(now, token, dlen);
                     let h = DataHeader {
                         link: id,
                         link_seq,
@@ -1281,6 +1308,10 @@ impl Session {
         for r in res.drain(..) {
             self.on_resolved(r, Some(a.link));
         }
+        let late: heapless::Vec<u32, 65> = self.links[i].link.take_late_acks().collect();
+        for t in late {
+            self.on_late_ack(t);
+        }
     }
 
     fn on_control(&mut self, now: Instant, c: Control) {
@@ -1472,7 +1503,8 @@ mod tests {
     /// Emulates sending the head of link slot `i`: the copy is now in flight on that link.
     fn send_head(s: &mut Session, i: usize) -> PktId {
         let pid = s.pop_link_queue(i).unwrap();
-        s.links[i].link.on_data_sent(Instant(0), pid, 1000);
+        let token = s.token(pid);
+        s.links[i].link.on_data_sent(Instant(0), token, 1000);
         pid
     }
 
@@ -1509,7 +1541,7 @@ mod tests {
         assert_eq!(
             res,
             vec![Resolved {
-                token: lost,
+                token: s.token(lost),
                 acked: false
             }]
         );
@@ -1534,6 +1566,37 @@ mod tests {
     }
 
     #[test]
+    fn a_late_ack_drops_the_queued_resend() {
+        let mut s = session();
+        s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        s.schedule(Instant(0));
+        let i = if s.links[0].q.is_empty() { 1 } else { 0 };
+        let pid = send_head(&mut s, i);
+        let token = s.token(pid);
+        // Declared lost (say by the link's timeout): a resend is queued on the other link.
+        s.on_resolved(
+            Resolved {
+                token,
+                acked: false,
+            },
+            Some(s.links[i].link.id),
+        );
+        s.schedule(Instant(0));
+        assert_eq!(s.links[1 - i].q.len(), 1);
+        // The ACK of the first copy comes after all: the resend is not sent, the slot is freed.
+        s.on_late_ack(token);
+        assert_eq!(s.stats.late_acks, 1);
+        assert_eq!(s.pop_link_queue(1 - i), None);
+        assert_eq!(s.free, vec![pid]);
+        // A late ACK for a slot since reused (new generation) is ignored.
+        s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        assert_ne!(s.token(pid), token);
+        s.on_late_ack(token);
+        assert_eq!(s.stats.late_acks, 1);
+        assert!(!s.pkts[pid as usize].acked);
+    }
+
+    #[test]
     fn acked_copy_is_not_resent_and_frees_the_packet() {
         let mut s = session();
         s.send(Instant(0), &[0u8; 500], meta(1)).unwrap();
@@ -1542,7 +1605,7 @@ mod tests {
         let pid = send_head(&mut s, i);
         s.on_resolved(
             Resolved {
-                token: pid,
+                token: s.token(pid),
                 acked: true,
             },
             Some(s.links[i].link.id),
