@@ -744,6 +744,11 @@ impl Session {
                 weight: link.cfg.weight,
                 arrival: Instant(base + (l.q.bytes + MSS) * 1_000_000 / rate),
                 arrival_head: Instant(base + (l.q.tier_bytes[TIER_PRIO] + MSS) * 1_000_000 / rate),
+                arrival_resend: Instant(
+                    base + (l.q.tier_bytes[TIER_PRIO] + l.q.tier_bytes[TIER_RESEND] + MSS)
+                        * 1_000_000
+                        / rate,
+                ),
                 one_way_us: ow,
                 packet_time_us: pkt_us,
             });
@@ -763,6 +768,9 @@ impl Session {
         v.arrival = Instant(v.arrival.0 + dt);
         if tier == TIER_PRIO {
             v.arrival_head = Instant(v.arrival_head.0 + dt);
+        }
+        if tier <= TIER_RESEND {
+            v.arrival_resend = Instant(v.arrival_resend.0 + dt);
         }
         let p = &mut self.pkts[pid as usize];
         p.live += 1;
@@ -792,7 +800,7 @@ impl Session {
             } else {
                 TIER_RESEND
             };
-            let pick = pick_resend_link(&self.views, lost_on, |l| match mode {
+            let pick = pick_resend_link(now, &self.views, lost_on, |l| match mode {
                 Mode::Pinned(id) => l.id == id,
                 _ => true,
             });
@@ -1632,9 +1640,11 @@ mod tests {
             "in flight + queued move to the resend queue"
         );
         s.schedule(Instant(0));
-        assert_eq!(s.resend.len(), 0);
-        let total: usize = s.links.iter().map(|l| l.q.len()).sum();
-        assert_eq!(total, 6, "every packet is queued on the remaining link");
+        // The resends go to the remaining link as far as its horizon allows, the rest wait at
+        // the head of the resend queue: nothing is lost.
+        let placed: usize = s.links.iter().map(|l| l.q.len()).sum();
+        assert!(placed >= 1 && s.resend.len() < queued_on_1);
+        assert_eq!(placed + s.resend.len() + s.conn.len(), 6);
         assert!(matches!(
             s.controls.back(),
             Some(Control::LinkRemoved { link: 1 })

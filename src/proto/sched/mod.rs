@@ -118,6 +118,8 @@ pub struct LinkView {
     pub arrival: Instant,
     /// Expected arrival of a packet put at the head of this link's queue now.
     pub arrival_head: Instant,
+    /// Expected arrival of a resend queued now (behind the priority and resend tiers).
+    pub arrival_resend: Instant,
     /// One-way delay estimate.
     pub one_way_us: u64,
     /// Time one full-size packet takes at this link's pacing rate.

@@ -294,6 +294,7 @@ mod tests {
             weight: 1,
             arrival: Instant((queue_ms + owd_ms) * 1000 + 500),
             arrival_head: Instant(owd_ms * 1000 + 500),
+            arrival_resend: Instant(owd_ms * 1000 + 500),
             one_way_us: owd_ms * 1000,
             packet_time_us: 500,
         }
