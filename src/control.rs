@@ -241,17 +241,34 @@ pub fn render(s: &Status) -> String {
         );
         let _ = writeln!(
             o,
-            "  {:<10} {:<10} {:<10} {:>8} {:>6} {:>13} {:>13} {:>11} {:>11}",
-            "LINK", "STATE", "ROLE", "RTT ms", "LOSS%", "UP", "DOWN", "SENT", "QUOTA"
+            "  waiting to be sent {}, reorder wait {:.0} ms, {} packets released after it",
+            fmt_bytes(sess.queued_bytes),
+            sess.reorder_wait_ms,
+            sess.reorder_timeouts
+        );
+        let _ = writeln!(
+            o,
+            "  {:<10} {:<10} {:<10} {:>8} {:>6} {:>13} {:>13} {:>11} {:>15} {:>11}",
+            "LINK",
+            "STATE",
+            "ROLE",
+            "RTT ms",
+            "LOSS%",
+            "UP",
+            "DOWN",
+            "SENT",
+            "IN FLIGHT/CAP",
+            "QUOTA"
         );
         for l in &sess.links {
             let quota = match l.quota_bytes {
                 Some(q) => format!("{}/{}", fmt_bytes(l.quota_used_bytes), fmt_bytes(q)),
                 None => "-".into(),
             };
+            let flight = format!("{}/{} KiB", l.inflight_bytes / 1024, l.cwnd_bytes / 1024);
             let _ = writeln!(
                 o,
-                "  {:<10} {:<10} {:<10} {:>8.1} {:>6.2} {:>13} {:>13} {:>11} {:>11}",
+                "  {:<10} {:<10} {:<10} {:>8.1} {:>6.2} {:>13} {:>13} {:>11} {:>15} {:>11}",
                 l.name,
                 l.state,
                 l.role,
@@ -260,6 +277,7 @@ pub fn render(s: &Status) -> String {
                 fmt_rate(l.tx_bps),
                 fmt_rate(l.rx_bps),
                 fmt_bytes(l.tx_bytes),
+                flight,
                 quota
             );
         }
@@ -346,8 +364,13 @@ mod tests {
                     tx_bps: 20_000_000,
                     quota_bytes: Some(1 << 30),
                     quota_used_bytes: 1 << 29,
+                    inflight_bytes: 61_440,
+                    cwnd_bytes: 204_800,
                     ..Default::default()
                 }],
+                queued_bytes: 3 << 10,
+                reorder_wait_ms: 120.0,
+                reorder_timeouts: 7,
                 ..Default::default()
             }],
             drops: vec![Counter {
@@ -359,6 +382,11 @@ mod tests {
         assert!(t.contains("wan"), "{t}");
         assert!(t.contains("20.0 Mbit/s"), "{t}");
         assert!(t.contains("512.0 MiB/1.00 GiB"), "{t}");
+        assert!(t.contains("60/200 KiB"), "{t}");
+        assert!(
+            t.contains("waiting to be sent 3.0 KiB, reorder wait 120 ms, 7 packets"),
+            "{t}"
+        );
         assert!(t.contains("replay"), "{t}");
     }
 
