@@ -25,6 +25,8 @@ pub const RELAYED_PROBE_BIT: u32 = 0x8000_0000;
 /// Packet reordering threshold for loss detection: starts here, grows on spurious losses.
 const INITIAL_REORDER_THRESHOLD: u64 = 1;
 const MAX_REORDER_THRESHOLD: u64 = 8;
+/// How far behind the largest acked datagram records declared lost are kept, for late ACKs.
+const LOST_RECORDS: u64 = 256;
 
 /// Bytes of IPv4 + UDP header around each datagram on the wire.
 pub const WIRE_OVERHEAD: u32 = 28;
@@ -679,12 +681,20 @@ impl Link {
             let p = &mut self.sent[idx];
             if !p.in_flight {
                 if p.lost {
-                    // It arrived after all: the caller may drop the copies it has not sent
-                    // yet. Unless the link stalled (timeout), it reorders: be more patient.
+                    // It arrived after all. After a stall (timeout) the caller drops the
+                    // copies it has not sent yet; otherwise the link reorders: be more patient.
+                    // (Passing on reordering's late ACKs too lost packets in the simulator:
+                    // rough, 193 of 137230 never delivered; not understood yet.)
                     p.lost = false;
+                    // It was delivered: count it, or the rate samples of a link that reorders
+                    // (every spurious loss) undercount what it carries.
+                    let bytes = p.bytes as u64;
+                    self.delivered += bytes;
+                    self.bytes_acked += bytes;
                     self.spurious_losses += 1;
-                    self.late_acks.push(p.token);
-                    if !p.timed_out {
+                    if p.timed_out {
+                        self.late_acks.push(p.token);
+                    } else {
                         self.reorder_threshold =
                             (self.reorder_threshold + 1).min(MAX_REORDER_THRESHOLD);
                     }
@@ -860,11 +870,14 @@ impl Link {
             }
             i += 1;
         }
-        // Lost records stay until they fall out of the ACK bitmap's reach.
+        // Lost records stay a while: a late ACK shows the loss was spurious. ACKs of one link
+        // come both directly and relayed on a faster link, so the direct ones arrive well
+        // behind the largest acked; records kept only 64 behind it (the bitmap's reach) were
+        // gone by then, and a link that delays unevenly had every such loss look real.
         while self
             .sent
             .front()
-            .is_some_and(|p| !p.in_flight && (!p.lost || self.base_seq + 64 < largest))
+            .is_some_and(|p| !p.in_flight && (!p.lost || self.base_seq + LOST_RECORDS < largest))
         {
             self.sent.pop_front();
             self.base_seq += 1;
@@ -1549,6 +1562,41 @@ mod tests {
         // A stall is not reordering: the packet threshold stays.
         assert_eq!(t.reorder_threshold, INITIAL_REORDER_THRESHOLD);
         assert_eq!(t.spurious_losses, 2);
+    }
+
+    #[test]
+    fn a_late_direct_ack_behind_a_relayed_one_still_finds_the_lost_record() {
+        let mut t = Link::new(1, LinkConfig::default(), ms(0));
+        let mut out = Vec::new();
+        for i in 0..100 {
+            t.on_data_sent(ms(i / 10), 100 + i as u32, 1000);
+        }
+        // A relayed ACK (on a faster link) reports 99 and everything from 36 up: 0..35 look
+        // lost, 10 among them.
+        let a = Ack {
+            link: 1,
+            largest: 99,
+            delay_8us: RELAYED_ACK_DELAY,
+            bitmap: u64::MAX,
+        };
+        t.on_ack(ms(30), &a, &mut out);
+        assert!(out.iter().any(|r| r.token == 110 && !r.acked));
+        let delivered = t.delivered;
+        // The link's own, older ACK arrives: 10 was delivered (89 behind the largest).
+        out.clear();
+        let a = Ack {
+            link: 1,
+            largest: 10,
+            delay_8us: 0,
+            bitmap: 0,
+        };
+        t.on_ack(ms(31), &a, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(t.spurious_losses, 1);
+        assert_eq!(t.reorder_threshold, INITIAL_REORDER_THRESHOLD + 1);
+        assert_eq!(t.delivered, delivered + 1000 + u64::from(WIRE_OVERHEAD));
+        // Not a stall: only a stall's late ACKs are passed on (see `on_ack`).
+        assert_eq!(t.take_late_acks().count(), 0);
     }
 
     #[test]
