@@ -853,21 +853,12 @@ impl Session {
 
     /// Pops the next live packet from a link's queue (dropping copies already acked elsewhere).
     fn pop_link_queue(&mut self, i: usize) -> Option<PktId> {
-        loop {
-            let q = &mut self.links[i].q;
-            let (pid, t) = q.head()?;
-            q.tiers[t].pop_front();
-            let w = wire_len(self.pkts[pid as usize].data.len());
-            q.bytes -= w;
-            q.tier_bytes[t] -= w;
-            if self.pkts[pid as usize].acked {
-                self.pkts[pid as usize].live -= 1;
-                self.unref(pid);
-                continue;
-            }
-            self.stop_waiting(pid);
-            return Some(pid);
+        if !self.queue_has_live(i) {
+            return None;
         }
+        let pid = self.take_head(i)?;
+        self.stop_waiting(pid);
+        Some(pid)
     }
 
     /// Whether a link's queue has a live packet at its head (dead heads are dropped).
@@ -879,11 +870,23 @@ impl Session {
             if !self.pkts[pid as usize].acked {
                 return true;
             }
-            self.pop_link_queue(i);
-            if self.links[i].q.is_empty() {
-                return false;
-            }
+            // A copy acked elsewhere: drop it. Only the dead head: the live packet behind it
+            // stays queued (taking it here, as this once did, lost it for good).
+            self.take_head(i);
+            self.pkts[pid as usize].live -= 1;
+            self.unref(pid);
         }
+    }
+
+    /// Removes the head of a link's queue, keeping the byte counts.
+    fn take_head(&mut self, i: usize) -> Option<PktId> {
+        let q = &mut self.links[i].q;
+        let (pid, t) = q.head()?;
+        q.tiers[t].pop_front();
+        let w = wire_len(self.pkts[pid as usize].data.len());
+        q.bytes -= w;
+        q.tier_bytes[t] -= w;
+        Some(pid)
     }
 
     fn update_reorder_hint(&mut self, now: Instant) {
@@ -1602,6 +1605,28 @@ mod tests {
         s.on_late_ack(token);
         assert_eq!(s.stats.late_acks, 1);
         assert!(!s.pkts[pid as usize].acked);
+    }
+
+    #[test]
+    fn a_dead_head_is_dropped_and_the_live_packet_behind_it_stays_queued() {
+        let mut s = session();
+        for _ in 0..6 {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
+        }
+        s.schedule(Instant(0));
+        // The head of a queue of several has since been acked (a copy delivered elsewhere).
+        let i = if s.links[0].q.len() >= 2 { 0 } else { 1 };
+        let n = s.links[i].q.len();
+        assert!(n >= 2);
+        let (dead, _) = s.links[i].q.head().unwrap();
+        s.pkts[dead as usize].acked = true;
+        assert!(s.queue_has_live(i));
+        assert_eq!(s.links[i].q.len(), n - 1, "only the dead head goes");
+        let live = s
+            .pop_link_queue(i)
+            .expect("the live packet is still queued");
+        assert_ne!(live, dead);
+        assert!(s.free.contains(&dead));
     }
 
     #[test]
