@@ -7,6 +7,12 @@
 //! `/tmp/braid-e2e-<tag>/`) and removed when the [`Lab`] drops, also when the test fails.
 #![allow(dead_code)]
 
+/// The low-level namespace, root-check and packet helpers, shared with the tests/os_*.rs files.
+#[path = "../os_util/mod.rs"]
+mod os_util;
+
+use os_util::csum;
+
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -40,9 +46,7 @@ pub static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Whether the test can run; prints why not.
 pub fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skip: the end-to-end tests build network namespaces and need root");
+    if !os_util::root() {
         return false;
     }
     let have_ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
@@ -1045,23 +1049,6 @@ pub fn udp_seen(ns: &str, server: SocketAddr, timeout: Duration) -> io::Result<S
     }
     addr.parse()
         .map_err(|_| io::Error::other(format!("bad address '{addr}'")))
-}
-
-/// Internet checksum.
-pub fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        s += u32::from(w);
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// A raw ICMP socket in a namespace: sends echo requests, receives every ICMP packet.
