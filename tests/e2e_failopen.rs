@@ -76,10 +76,7 @@ fn fail_open_after_kill_then_bonded_again_and_nothing_left_behind() {
         "without braid the server sees the edge's WAN address"
     );
 
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_bonded();
     let seen = seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
     assert_eq!(seen.ip(), bonded, "bonded: the server sees the core");
     let space = lab.edge(0).held_namespaces();
@@ -281,10 +278,7 @@ fn space_answers_nothing_with_the_core_gone() {
     let mut lab = Lab::new(&tag('s'), vec![edge_spec(vec![link("wan0", 20, 10)])]);
     let edge_ns = lab.t.edges[0].ns.clone();
     let client = lab.client(0);
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_bonded();
     let hub = "bl-hub-hub";
     let cap = Capture::start(&client, "bl-eth0").unwrap();
     // The core dies: the edge keeps steering into the hub until it gives the links up.

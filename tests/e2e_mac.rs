@@ -96,10 +96,7 @@ fn src_mac_policy_classifies_by_the_clients_address() {
     let (mac0, mac1) = (mac_of(&c0, "bl-eth0"), mac_of(&c1, "bl-eth0"));
     let base = lab.edge_conf(0).uci();
     std::fs::write(lab.edge_config(0), base.clone() + &policy(&mac0)).unwrap();
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_bonded();
     let server = Server::start(&lab.t.server, PORT);
     // Both clients talk once (the router learns their MACs as any router does), then the edge
     // has read its neighbour table within a few seconds.

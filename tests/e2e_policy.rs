@@ -237,10 +237,7 @@ fn redundant_class_rides_out_a_link_cut() {
              \toption class 'realtime'\n\toption mode 'redundant'\n\toption priority '6'\n\n"
         ),
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_bonded();
     let client = lab.client(0);
     let rt = Server::start(&lab.t.server, RT_PORT);
     let ag = Server::start(&lab.t.server, AG_PORT);
@@ -407,10 +404,7 @@ fn privileged_user_keeps_low_latency_under_saturation() {
         lab.t.edges[0].clients[0].clone(),
         lab.t.edges[0].clients[1].clone(),
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_bonded();
     let server = Server::start(&lab.t.server, PORT);
     seen_by_server(&c0, server.addr(), Duration::from_secs(3)).unwrap();
     seen_by_server(&c1, server.addr(), Duration::from_secs(3)).unwrap();
@@ -486,11 +480,7 @@ fn privileged_user_keeps_low_latency_under_saturation() {
         lab.edge(0).status().unwrap(),
         lab.core.as_ref().unwrap().status().unwrap(),
     );
-    stop.store(true, Ordering::Relaxed);
-    let outcomes: Vec<(String, Result<String, String>)> = flows
-        .drain(..)
-        .map(|f| (f.what, f.handle.join().unwrap()))
-        .collect();
+    let outcomes = finish_flows(&stop, flows);
 
     println!(
         "client 0: UDP exchanges of 100 B every 10 ms and a 14.4 Mbit/s UDP echo stream, {SECS} s, \

@@ -15,22 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use braid::control::{LinkStatus, Status};
+use braid::control::Status;
 use e2e_util::*;
 
 const PORT: u16 = 7021;
 /// wan1's daily allowance, both directions (UCI `6M`: powers of 1000).
 const QUOTA: u64 = 6_000_000;
-
-fn link_of<'a>(st: &'a Status, name: &str) -> Option<&'a LinkStatus> {
-    st.sessions
-        .first()
-        .and_then(|s| s.links.iter().find(|l| l.name == name))
-}
-
-fn tx(st: &Status, name: &str) -> u64 {
-    link_of(st, name).map_or(0, |l| l.tx_bytes)
-}
 
 fn rx(st: &Status, name: &str) -> u64 {
     link_of(st, name).map_or(0, |l| l.rx_bytes)
@@ -42,24 +32,6 @@ fn used(st: &Status, name: &str) -> u64 {
 
 fn role(st: &Status, name: &str) -> String {
     link_of(st, name).map_or_else(|| "absent".into(), |l| l.role.clone())
-}
-
-/// The core's bytes sent per link, in link-id order.
-fn core_tx(st: &Status) -> Vec<u64> {
-    let mut v: Vec<(u8, u64)> = st
-        .sessions
-        .first()
-        .map(|s| s.links.iter().map(|l| (l.id, l.tx_bytes)).collect())
-        .unwrap_or_default();
-    v.sort();
-    v.into_iter().map(|x| x.1).collect()
-}
-
-fn moved(flows: &[Flow]) -> Vec<u64> {
-    flows
-        .iter()
-        .map(|f| f.moved.load(Ordering::Relaxed))
-        .collect()
 }
 
 #[test]
@@ -89,13 +61,9 @@ fn quota_crossing_demotes_a_running_link_and_survives_a_restart() {
              \toption quota_action 'backup'\n",
         );
     std::fs::write(lab.edge_config(0), &uci).unwrap();
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_bonded();
     let client = lab.client(0);
-    let server = Server::start(&lab.t.server, PORT);
-    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+    let server = lab.reached_server(0, PORT);
     // The core names the edge's links as the edge does (carried in LinkName controls), in
     // its JSON and in its table.
     let core = lab.core.as_ref().unwrap();
@@ -128,29 +96,24 @@ fn quota_crossing_demotes_a_running_link_and_survives_a_restart() {
 
     // Load: two downloads and an upload.
     let stop = Arc::new(AtomicBool::new(false));
-    let flows = vec![
-        down_flow(&client, server.addr(), stop.clone(), "download 1"),
-        down_flow(&client, server.addr(), stop.clone(), "download 2"),
-        up_flow(&client, server.addr(), stop.clone(), "upload"),
-    ];
+    let flows = two_down_one_up(&client, server.addr(), &stop);
     let t0 = Instant::now();
 
     // Poll until wan1 is demoted (at most 30 s: 6 MB at up to 20 Mbit/s both ways takes ~3 s).
     let mut samples: Vec<(f64, u64, String)> = Vec::new();
-    let (t_demoted, at_demotion) = loop {
-        let st = lab.edge(0).status().unwrap();
-        let (u, r) = (used(&st, "wan1"), role(&st, "wan1"));
-        samples.push((t0.elapsed().as_secs_f64(), u, r.clone()));
-        if r != "primary" {
-            break (t0.elapsed(), st);
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "wan1 not demoted after 30 s: {samples:?}\n{}",
-            lab.edge(0).log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (t_demoted, at_demotion) =
+        poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            let st = lab.edge(0).status().unwrap();
+            let (u, r) = (used(&st, "wan1"), role(&st, "wan1"));
+            samples.push((t0.elapsed().as_secs_f64(), u, r.clone()));
+            (r != "primary").then(|| (t0.elapsed(), st))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "wan1 not demoted after 30 s: {samples:?}\n{}",
+                lab.edge(0).log_text()
+            )
+        });
     let last_within = samples
         .iter()
         .rev()
@@ -186,13 +149,9 @@ fn quota_crossing_demotes_a_running_link_and_survives_a_restart() {
     let (e3, c3) = (lab.edge(0).status().unwrap(), core.status().unwrap());
     std::thread::sleep(Duration::from_secs(4));
     let (e4, c4) = (lab.edge(0).status().unwrap(), core.status().unwrap());
-    stop.store(true, Ordering::Relaxed);
-    let results: Vec<(String, Result<String, String>)> = flows
-        .into_iter()
-        .map(|f| (f.what, f.handle.join().unwrap()))
-        .collect();
+    let results = finish_flows(&stop, flows);
 
-    let d = |a: &Status, b: &Status, n: &str| (tx(b, n) - tx(a, n), rx(b, n) - rx(a, n));
+    let d = |a: &Status, b: &Status, n: &str| (link_tx(b, n) - link_tx(a, n), rx(b, n) - rx(a, n));
     let (w0, w1) = (d(&e1, &e2, "wan0"), d(&e1, &e2, "wan1"));
     let (cc1, cc2) = (core_tx(&c1), core_tx(&c2));
     assert_eq!(cc2.len(), 2, "core links: {:?}", c2.sessions);
@@ -206,8 +165,8 @@ fn quota_crossing_demotes_a_running_link_and_survives_a_restart() {
         last_within,
         used(&at_demotion, "wan1"),
         role(&at_demotion, "wan1"),
-        tx(&at_demotion, "wan0"),
-        tx(&at_demotion, "wan1"),
+        link_tx(&at_demotion, "wan0"),
+        link_tx(&at_demotion, "wan1"),
     );
     println!(
         "  window of {:.0} s from 1 s after the demotion: edge wan0 sent {} B received {} B; \

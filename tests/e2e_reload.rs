@@ -12,7 +12,7 @@
 mod e2e_util;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,25 +21,6 @@ use e2e_util::*;
 
 /// The port the server listens on, which the added policy matches.
 const PORT: u16 = 7011;
-
-/// Bytes sent on link `name` by the one session in `st` (0 if absent).
-fn tx(st: &Status, name: &str) -> u64 {
-    st.sessions
-        .first()
-        .and_then(|s| s.links.iter().find(|l| l.name == name))
-        .map_or(0, |l| l.tx_bytes)
-}
-
-/// The core's view of the edge's links, in link-id order (its names may differ from the edge's).
-fn core_tx(st: &Status) -> Vec<u64> {
-    let mut v: Vec<(u8, u64)> = st
-        .sessions
-        .first()
-        .map(|s| s.links.iter().map(|l| (l.id, l.tx_bytes)).collect())
-        .unwrap_or_default();
-    v.sort();
-    v.into_iter().map(|x| x.1).collect()
-}
 
 // History: before main's 592827b (link estimates no longer ratchet down) this failed in 6 of
 // 11 runs: the edge's wan0 estimate had collapsed to probe rate (pacing ~97 kbit/s) while wan1
@@ -52,25 +33,16 @@ fn reload_role_and_policy_under_tcp_load() {
     if !can_run() {
         return;
     }
-    let mut lab = Lab::new(
+    let lab = Lab::bonded(
         &tag('r'),
         vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
     let client = lab.client(0);
-    let server = Server::start(&lab.t.server, PORT);
-    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+    let server = lab.reached_server(0, PORT);
 
     // Three long flows: two downloads, one upload.
     let stop = Arc::new(AtomicBool::new(false));
-    let flows = vec![
-        down_flow(&client, server.addr(), stop.clone(), "download 1"),
-        down_flow(&client, server.addr(), stop.clone(), "download 2"),
-        up_flow(&client, server.addr(), stop.clone(), "upload"),
-    ];
+    let flows = two_down_one_up(&client, server.addr(), &stop);
     std::thread::sleep(Duration::from_secs(3));
     let (edge, core) = (lab.edge(0), lab.core.as_ref().unwrap());
     let (e0, c0) = (edge.status().unwrap(), core.status().unwrap());
@@ -91,10 +63,7 @@ fn reload_role_and_policy_under_tcp_load() {
     let tmp = lab.dir.join("edge0.uci.new");
     std::fs::write(&tmp, &uci).unwrap();
     std::fs::rename(&tmp, lab.edge_config(0)).unwrap();
-    let moved_at_reload: Vec<u64> = flows
-        .iter()
-        .map(|f| f.moved.load(Ordering::Relaxed))
-        .collect();
+    let moved_at_reload = moved(&flows);
     let out = Command::new(BRAID)
         .args(["reload", "--socket"])
         .arg(&edge.socket)
@@ -111,22 +80,12 @@ fn reload_role_and_policy_under_tcp_load() {
     // Let packets in flight and queues on wan1 drain, then measure a window.
     std::thread::sleep(Duration::from_secs(1));
     let (e1, c1) = (edge.status().unwrap(), core.status().unwrap());
-    let moved_1: Vec<u64> = flows
-        .iter()
-        .map(|f| f.moved.load(Ordering::Relaxed))
-        .collect();
+    let moved_1 = moved(&flows);
     const WINDOW: Duration = Duration::from_secs(5);
     std::thread::sleep(WINDOW);
     let (e2, c2) = (edge.status().unwrap(), core.status().unwrap());
-    let moved_2: Vec<u64> = flows
-        .iter()
-        .map(|f| f.moved.load(Ordering::Relaxed))
-        .collect();
-    stop.store(true, Ordering::Relaxed);
-    let results: Vec<(String, Result<String, String>)> = flows
-        .into_iter()
-        .map(|f| (f.what, f.handle.join().unwrap()))
-        .collect();
+    let moved_2 = moved(&flows);
+    let results = finish_flows(&stop, flows);
     let took = t_reload.elapsed();
 
     // Figures.
@@ -147,15 +106,19 @@ fn reload_role_and_policy_under_tcp_load() {
     let c_before = core_tx(&c0);
     let (c_1, c_2) = (core_tx(&c1), core_tx(&c2));
     assert_eq!(c_2.len(), 2, "core links: {:?}", c2.sessions);
-    let edge_rates =
-        |a: &Status, b: &Status| [tx(b, "wan0") - tx(a, "wan0"), tx(b, "wan1") - tx(a, "wan1")];
+    let edge_rates = |a: &Status, b: &Status| {
+        [
+            link_tx(b, "wan0") - link_tx(a, "wan0"),
+            link_tx(b, "wan1") - link_tx(a, "wan1"),
+        ]
+    };
     let edge_before = edge_rates(&e0, &e1);
     let edge_after = edge_rates(&e1, &e2);
     let core_after = [c_2[0] - c_1[0], c_2[1] - c_1[1]];
     println!(
         "  edge sent before the reload (3 s of load): wan0 {} B, wan1 {} B",
-        tx(&e0, "wan0"),
-        tx(&e0, "wan1")
+        link_tx(&e0, "wan0"),
+        link_tx(&e0, "wan1")
     );
     println!("  core sent before the reload: {c_before:?} B");
     println!(
@@ -223,9 +186,9 @@ fn reload_role_and_policy_under_tcp_load() {
     }
     // Before the reload both links carried (so the change is what stopped wan1).
     assert!(
-        tx(&e0, "wan1") > 100_000 && c_before[1] > 100_000,
+        link_tx(&e0, "wan1") > 100_000 && c_before[1] > 100_000,
         "wan1 carried little before the reload: edge {} B, core {} B",
-        tx(&e0, "wan1"),
+        link_tx(&e0, "wan1"),
         c_before[1]
     );
     // After it wan0 carries, wan1 only probes: at most 5% of wan0's bytes, each direction.
@@ -273,17 +236,12 @@ fn reload_removing_a_link_keeps_flows_on_the_others() {
     if !can_run() {
         return;
     }
-    let mut lab = Lab::new(
+    let lab = Lab::bonded(
         &tag('v'),
         vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
     let client = lab.client(0);
-    let server = Server::start(&lab.t.server, PORT);
-    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+    let server = lab.reached_server(0, PORT);
     let stop = Arc::new(AtomicBool::new(false));
     let flows = vec![
         down_flow(&client, server.addr(), stop.clone(), "download"),
@@ -301,21 +259,11 @@ fn reload_removing_a_link_keeps_flows_on_the_others() {
     edge.reload().unwrap_or_else(|e| panic!("reload: {e}"));
     std::thread::sleep(Duration::from_secs(1));
     let e1 = edge.status().unwrap();
-    let m1: Vec<u64> = flows
-        .iter()
-        .map(|f| f.moved.load(Ordering::Relaxed))
-        .collect();
+    let m1 = moved(&flows);
     std::thread::sleep(Duration::from_secs(4));
     let e2 = edge.status().unwrap();
-    let m2: Vec<u64> = flows
-        .iter()
-        .map(|f| f.moved.load(Ordering::Relaxed))
-        .collect();
-    stop.store(true, Ordering::Relaxed);
-    let results: Vec<(String, Result<String, String>)> = flows
-        .into_iter()
-        .map(|f| (f.what, f.handle.join().unwrap()))
-        .collect();
+    let m2 = moved(&flows);
+    let results = finish_flows(&stop, flows);
     let busy = |st: &Status| {
         st.drops
             .iter()
@@ -330,7 +278,7 @@ fn reload_removing_a_link_keeps_flows_on_the_others() {
     println!("reload removing wan0 of two 10 Mbit/s links under a download and an upload:");
     println!(
         "  4 s window from 1 s after: wan1 sent {} B; datagrams dropped as 'link socket busy or closed': {}; links {names:?}",
-        tx(&e2, "wan1") - tx(&e1, "wan1"),
+        link_tx(&e2, "wan1") - link_tx(&e1, "wan1"),
         busy(&e2) - busy(&e1)
     );
     for (i, (what, r)) in results.iter().enumerate() {

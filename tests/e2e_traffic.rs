@@ -176,11 +176,7 @@ fn tcp_udp_icmp_through_edge_and_core() {
         &tag('x'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 10, 25)])],
     );
-    lab.start_core();
-    lab.start_edge(0);
-    let took = lab
-        .wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let took = lab.start_bonded()[0];
     println!(
         "session up and steering installed {:.0} ms after start",
         took.as_secs_f64() * 1e3
@@ -387,18 +383,12 @@ fn link_blackholed_mid_transfer() {
     if !can_run() {
         return;
     }
-    let mut lab = Lab::new(
+    let lab = Lab::bonded(
         &tag('y'),
         vec![edge_spec(vec![link("wan0", 12, 15), link("wan1", 12, 15)])],
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
     let client = lab.client(0);
-    let server = Server::start(&lab.t.server, 7002);
-    // Warm-up: neighbour resolution along the path is not what is measured.
-    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+    let server = lab.reached_server(0, 7002);
 
     // Cut wan0 (both directions, queue included) 2 s into the transfers, for 3 s; the
     // transfers run 8 s.
@@ -458,17 +448,12 @@ fn link_taken_down_by_command_mid_transfer() {
     if !can_run() {
         return;
     }
-    let mut lab = Lab::new(
+    let lab = Lab::bonded(
         &tag('w'),
         vec![edge_spec(vec![link("wan0", 12, 15), link("wan1", 12, 15)])],
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
     let client = lab.client(0);
-    let server = Server::start(&lab.t.server, 7004);
-    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+    let server = lab.reached_server(0, 7004);
 
     // `braid link down wan0` 1.5 s into a 5 s download, `braid link up wan0` 2 s later.
     let socket = lab.edge(0).socket.clone();
@@ -512,14 +497,13 @@ fn link_taken_down_by_command_mid_transfer() {
         "the download stalled {:.1} s while wan0 was down",
         dn.max_gap.as_secs_f64()
     );
-    let t = Instant::now();
-    while lab.edge(0).status().unwrap().sessions[0].links[0].state != "up" {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "wan0 did not come back up after `braid link up`"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let back_up = poll_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        (lab.edge(0).status().unwrap().sessions[0].links[0].state == "up").then_some(())
+    });
+    assert!(
+        back_up.is_some(),
+        "wan0 did not come back up after `braid link up`"
+    );
 }
 
 #[test]
@@ -535,13 +519,7 @@ fn two_edges_same_lan_each_gets_its_own_replies() {
             edge_spec(vec![link("wan0", 20, 10)]),
         ],
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.start_edge(1);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
-    lab.wait_bonded(1, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_bonded();
     let (c0, c1) = (lab.client(0), lab.client(1));
     let server = Server::start(&lab.t.server, 7003);
 
@@ -754,14 +732,10 @@ fn mss_clamped_and_oversized_packets_fragmented_or_answered() {
     if !can_run() {
         return;
     }
-    let mut lab = Lab::new(
+    let lab = Lab::bonded(
         &tag('m'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 10, 25)])],
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
     let client = lab.client(0);
 
     // MSS: a plain listener in the server namespace, so the test holds the accepted socket.
@@ -868,10 +842,7 @@ fn tcp_transport_link_carries_traffic() {
             .replacen("option transport 'udp'", "option transport 'tcp'", 1);
     assert!(conf.contains("transport 'tcp'"));
     std::fs::write(lab.edge_config(0), conf).unwrap();
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_bonded();
     let client = lab.client(0);
     let server = Server::start(&lab.t.server, 7012);
     let t = Instant::now();
@@ -923,17 +894,12 @@ fn wan_interface_down_and_up_without_session_restart() {
     if !can_run() {
         return;
     }
-    let mut lab = Lab::new(
+    let lab = Lab::bonded(
         &tag('i'),
         vec![edge_spec(vec![link("wan0", 12, 15), link("wan1", 12, 15)])],
     );
-    lab.start_core();
-    lab.start_edge(0);
-    lab.wait_bonded(0, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
     let client = lab.client(0);
-    let server = Server::start(&lab.t.server, 7013);
-    seen_by_server(&client, server.addr(), Duration::from_secs(3)).unwrap();
+    let server = lab.reached_server(0, 7013);
     let since = |s: &braid::control::Status| s.sessions[0].clone();
     let s0 = since(&lab.edge(0).status().unwrap());
 

@@ -7,6 +7,12 @@
 //! `/tmp/braid-e2e-<tag>/`) and removed when the [`Lab`] drops, also when the test fails.
 #![allow(dead_code)]
 
+/// The low-level namespace, root-check and packet helpers, shared with the tests/os_*.rs files.
+#[path = "../os_util/mod.rs"]
+mod os_util;
+
+use os_util::csum;
+
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -19,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use braid::control::Status;
+use braid::control::{LinkStatus, Status};
 use braid::lab::emu::{DirSpec, Rate};
 use braid::lab::link::LinkSpec;
 use braid::lab::{sys, topo, EdgeSpec, TopoSpec, Topology};
@@ -40,9 +46,7 @@ pub static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Whether the test can run; prints why not.
 pub fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skip: the end-to-end tests build network namespaces and need root");
+    if !os_util::root() {
         return false;
     }
     let have_ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
@@ -356,6 +360,49 @@ pub fn namespace_referenced(ns: &str) -> bool {
     false
 }
 
+/// Calls `f` every `every` until it gives a value, for at most `timeout` (`f` runs at least
+/// once, and once more after the last pause).
+pub fn poll_until<T>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Link `name` of the first session in `st`.
+pub fn link_of<'a>(st: &'a Status, name: &str) -> Option<&'a LinkStatus> {
+    st.sessions
+        .first()
+        .and_then(|s| s.links.iter().find(|l| l.name == name))
+}
+
+/// Bytes sent on link `name` of the first session in `st` (0 if absent).
+pub fn link_tx(st: &Status, name: &str) -> u64 {
+    link_of(st, name).map_or(0, |l| l.tx_bytes)
+}
+
+/// Bytes sent per link of the first session in `st`, in link-id order (the core's view of an
+/// edge's links).
+pub fn core_tx(st: &Status) -> Vec<u64> {
+    let mut v: Vec<(u8, u64)> = st
+        .sessions
+        .first()
+        .map(|s| s.links.iter().map(|l| (l.id, l.tx_bytes)).collect())
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|x| x.1).collect()
+}
+
 /// A topology, its keys, and the braid processes running in it. Dropping it stops every
 /// process and removes every namespace, veth and file it made.
 pub struct Lab {
@@ -467,6 +514,36 @@ impl Lab {
 
     pub fn edge_mut(&mut self, e: usize) -> &mut Daemon {
         self.edges[e].as_mut().expect("edge started")
+    }
+
+    /// [`Lab::new`], then [`Lab::start_bonded`].
+    pub fn bonded(tag: &str, edges: Vec<EdgeSpec>) -> Lab {
+        let mut lab = Lab::new(tag, edges);
+        lab.start_bonded();
+        lab
+    }
+
+    /// Starts the core and every edge, then waits up to 10 s for each edge to bond (panics with
+    /// their logs otherwise); how long each edge took.
+    pub fn start_bonded(&mut self) -> Vec<Duration> {
+        self.start_core();
+        for e in 0..self.edges.len() {
+            self.start_edge(e);
+        }
+        (0..self.edges.len())
+            .map(|e| {
+                self.wait_bonded(e, Duration::from_secs(10))
+                    .unwrap_or_else(|err| panic!("{err}"))
+            })
+            .collect()
+    }
+
+    /// A [`Server`] on `port` in the server namespace, once edge `e`'s client has been answered
+    /// by it (within 3 s): neighbour resolution along the path is not what tests measure.
+    pub fn reached_server(&self, e: usize, port: u16) -> Server {
+        let server = Server::start(&self.t.server, port);
+        seen_by_server(&self.client(e), server.addr(), Duration::from_secs(3)).unwrap();
+        server
     }
 
     /// Waits until edge `e` reports an established session and its steering rules are in place;
@@ -856,6 +933,32 @@ pub struct Flow {
     pub handle: std::thread::JoinHandle<Result<String, String>>,
 }
 
+/// Two downloads and an upload from `ns` to `server`, running until `stop`.
+pub fn two_down_one_up(ns: &str, server: SocketAddr, stop: &Arc<AtomicBool>) -> Vec<Flow> {
+    vec![
+        down_flow(ns, server, stop.clone(), "download 1"),
+        down_flow(ns, server, stop.clone(), "download 2"),
+        up_flow(ns, server, stop.clone(), "upload"),
+    ]
+}
+
+/// Bytes each flow has moved so far.
+pub fn moved(flows: &[Flow]) -> Vec<u64> {
+    flows
+        .iter()
+        .map(|f| f.moved.load(Ordering::Relaxed))
+        .collect()
+}
+
+/// Sets `stop` and joins every flow: (what, outcome) of each.
+pub fn finish_flows(stop: &AtomicBool, flows: Vec<Flow>) -> Vec<(String, Result<String, String>)> {
+    stop.store(true, Ordering::Relaxed);
+    flows
+        .into_iter()
+        .map(|f| (f.what, f.handle.join().unwrap()))
+        .collect()
+}
+
 /// Downloads the server's pattern stream until `stop`, checking every byte.
 pub fn down_flow(ns: &str, server: SocketAddr, stop: Arc<AtomicBool>, what: &str) -> Flow {
     let moved = Arc::new(AtomicU64::new(0));
@@ -1045,23 +1148,6 @@ pub fn udp_seen(ns: &str, server: SocketAddr, timeout: Duration) -> io::Result<S
     }
     addr.parse()
         .map_err(|_| io::Error::other(format!("bad address '{addr}'")))
-}
-
-/// Internet checksum.
-pub fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        s += u32::from(w);
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// A raw ICMP socket in a namespace: sends echo requests, receives every ICMP packet.

@@ -1,4 +1,4 @@
-//! Helpers shared by the tests/os_*.rs files: anonymous namespaces owned by the test process
+//! Helpers shared by the tests/os_*.rs files (and by tests/e2e_util, which includes this file): anonymous namespaces owned by the test process
 //! (they vanish with it, nothing is ever bind-mounted), veth plumbing and packet builders.
 #![allow(dead_code)]
 
