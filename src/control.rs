@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::proto::session::{LinkStats, SessionStats};
+
 /// Where the daemon listens unless told otherwise (`--socket`).
 pub const DEFAULT_SOCKET: &str = "/var/run/braid.sock";
 
@@ -121,6 +123,41 @@ pub struct LinkStatus {
     pub queued_bytes: u64,
     pub quota_bytes: Option<u64>,
     pub quota_used_bytes: u64,
+}
+
+impl SessionStatus {
+    /// The session's counters as both daemons show them; the caller fills in who and what.
+    pub fn figures(st: &SessionStats) -> SessionStatus {
+        SessionStatus {
+            tx_packets: st.sent_packets,
+            rx_packets: st.reorder.delivered,
+            resent_packets: st.resends,
+            queued_bytes: st.queued_bytes,
+            reorder_timeouts: st.reorder.timed_out,
+            reorder_wait_ms: st.reorder_wait.as_secs_f64() * 1e3,
+            ..Default::default()
+        }
+    }
+}
+
+impl LinkStatus {
+    /// A link's measured figures as both daemons show them; the caller fills in its name,
+    /// device, state, role and quota.
+    pub fn figures(l: &LinkStats) -> LinkStatus {
+        LinkStatus {
+            rtt_ms: l.srtt.as_secs_f64() * 1e3,
+            rttvar_ms: l.rttvar.as_secs_f64() * 1e3,
+            loss_pct: l.loss * 100.0,
+            tx_bps: l.delivery_rate_bps,
+            pacing_bps: l.pacing_rate_bps,
+            tx_bytes: l.bytes_sent,
+            rx_bytes: l.bytes_received,
+            cwnd_bytes: l.cwnd_bytes,
+            inflight_bytes: l.inflight_bytes,
+            queued_bytes: l.queued_bytes,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -597,17 +597,7 @@ impl Core {
                             .map_or_else(String::new, |a| format!("{a:?}")),
                         state: state_name(l.state).into(),
                         role: format!("{:?}", l.role).to_lowercase(),
-                        rtt_ms: l.srtt.as_secs_f64() * 1e3,
-                        rttvar_ms: l.rttvar.as_secs_f64() * 1e3,
-                        loss_pct: l.loss * 100.0,
-                        tx_bps: l.delivery_rate_bps,
-                        pacing_bps: l.pacing_rate_bps,
-                        tx_bytes: l.bytes_sent,
-                        rx_bytes: l.bytes_received,
-                        cwnd_bytes: l.cwnd_bytes,
-                        inflight_bytes: l.inflight_bytes,
-                        queued_bytes: l.queued_bytes,
-                        ..Default::default()
+                        ..control::LinkStatus::figures(l)
                     })
                     .collect(),
                 classes: self
@@ -627,13 +617,7 @@ impl Core {
                             .unwrap_or(0),
                     })
                     .collect(),
-                tx_packets: st.sent_packets,
-                rx_packets: st.reorder.delivered,
-                resent_packets: st.resends,
-                queued_bytes: st.queued_bytes,
-                reorder_timeouts: st.reorder.timed_out,
-                reorder_wait_ms: st.reorder_wait.as_secs_f64() * 1e3,
-                ..Default::default()
+                ..control::SessionStatus::figures(&st)
             });
         }
         let mut drops = daemon::counters(&self.drops);

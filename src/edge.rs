@@ -1171,19 +1171,9 @@ impl Edge {
                         LinkRole::Never => "never (quota)".into(),
                         _ => "backup (quota)".into(),
                     },
-                    rtt_ms: s.map_or(0.0, |s| s.srtt.as_secs_f64() * 1e3),
-                    rttvar_ms: s.map_or(0.0, |s| s.rttvar.as_secs_f64() * 1e3),
-                    loss_pct: s.map_or(0.0, |s| s.loss * 100.0),
-                    tx_bps: s.map_or(0, |s| s.delivery_rate_bps),
-                    rx_bps: 0,
-                    pacing_bps: s.map_or(0, |s| s.pacing_rate_bps),
-                    tx_bytes: s.map_or(0, |s| s.bytes_sent),
-                    rx_bytes: s.map_or(0, |s| s.bytes_received),
-                    cwnd_bytes: s.map_or(0, |s| s.cwnd_bytes),
-                    inflight_bytes: s.map_or(0, |s| s.inflight_bytes),
-                    queued_bytes: s.map_or(0, |s| s.queued_bytes),
                     quota_bytes: l.cfg.quota.as_ref().map(|q| q.bytes),
                     quota_used_bytes: self.quota.used(&l.cfg.name),
+                    ..s.map_or_else(Default::default, control::LinkStatus::figures)
                 }
             })
             .collect();
@@ -1238,12 +1228,7 @@ impl Edge {
                     })
                     .collect(),
                 classes,
-                tx_packets: stats.sent_packets,
-                rx_packets: stats.reorder.delivered,
-                resent_packets: stats.resends,
-                queued_bytes: stats.queued_bytes,
-                reorder_timeouts: stats.reorder.timed_out,
-                reorder_wait_ms: stats.reorder_wait.as_secs_f64() * 1e3,
+                ..control::SessionStatus::figures(&stats)
             }],
             drops,
         }
