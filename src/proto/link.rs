@@ -1079,9 +1079,8 @@ impl Link {
             // Whole-link timeout: everything in flight is presumed lost, no new data until the
             // link answers again.
             self.suspect = true;
-            // The records stay (as lost) while the ACK bitmap can reach them: when the link
-            // wakes up, the ACKs of packets that were only held up show which resends are
-            // not needed.
+            // The records stay, as lost (see LOST_RECORDS): when the link wakes up, the ACKs
+            // of packets that were only held up show which resends are not needed.
             for s in self.sent.iter_mut() {
                 if s.in_flight {
                     s.in_flight = false;
@@ -1226,6 +1225,16 @@ mod tests {
 
     fn ms(x: u64) -> Instant {
         Instant(x * 1000)
+    }
+
+    /// An ACK frame about link 1.
+    fn ack(largest: u16, delay_8us: u16, bitmap: u64) -> Ack {
+        Ack {
+            link: 1,
+            largest,
+            delay_8us,
+            bitmap,
+        }
     }
 
     /// Drives one link over an ideal pipe: `rate` wire bytes/s, `owd_ms` one way each way,
@@ -1428,12 +1437,7 @@ mod tests {
         // datagrams the link timed out before it went Down, before any probe reply.
         let old = (p.tx.base_seq - 1) as u16;
         for k in 0..4 {
-            let a = Ack {
-                link: 1,
-                largest: old,
-                delay_8us: 0,
-                bitmap: 0,
-            };
+            let a = ack(old, 0, 0);
             p.tx.on_ack(ms(1_500 + 20 * k), &a, &mut out);
         }
         assert_eq!(p.tx.state(), LinkState::Up);
@@ -1525,16 +1529,7 @@ mod tests {
         let mut t = Link::new(1, LinkConfig::default(), ms(0));
         let mut out = Vec::new();
         t.on_data_sent(ms(0), 100, 1000);
-        t.on_ack(
-            ms(40),
-            &Ack {
-                link: 1,
-                largest: 0,
-                delay_8us: 0,
-                bitmap: 0,
-            },
-            &mut out,
-        );
+        t.on_ack(ms(40), &ack(0, 0, 0), &mut out);
         for i in 1..4 {
             t.on_data_sent(ms(40 + i), 100 + i as u32, 1000);
         }
@@ -1547,12 +1542,7 @@ mod tests {
         assert_eq!(t.take_late_acks().count(), 0);
         // It wakes up: 1 and 2 were only held up.
         out.clear();
-        let a = Ack {
-            link: 1,
-            largest: 2,
-            delay_8us: 0,
-            bitmap: 0b1,
-        };
+        let a = ack(2, 0, 0b1);
         t.on_ack(rto + Duration::from_millis(5), &a, &mut out);
         assert!(out.is_empty(), "already resolved as lost: {out:?}");
         assert_eq!(t.take_late_acks().collect::<Vec<_>>(), vec![102, 101]);
@@ -1570,23 +1560,13 @@ mod tests {
         }
         // A relayed ACK (on a faster link) reports 99 and everything from 36 up: 0..35 look
         // lost, 10 among them.
-        let a = Ack {
-            link: 1,
-            largest: 99,
-            delay_8us: RELAYED_ACK_DELAY,
-            bitmap: u64::MAX,
-        };
+        let a = ack(99, RELAYED_ACK_DELAY, u64::MAX);
         t.on_ack(ms(30), &a, &mut out);
         assert!(out.iter().any(|r| r.token == 110 && !r.acked));
         let delivered = t.delivered;
         // The link's own, older ACK arrives: 10 was delivered (89 behind the largest).
         out.clear();
-        let a = Ack {
-            link: 1,
-            largest: 10,
-            delay_8us: 0,
-            bitmap: 0,
-        };
+        let a = ack(10, 0, 0);
         t.on_ack(ms(31), &a, &mut out);
         assert!(out.is_empty());
         assert_eq!(t.spurious_losses, 1);
@@ -1603,12 +1583,7 @@ mod tests {
             assert_eq!(t.on_data_sent(ms(i), 100 + i as u32, 1000), i as u16);
         }
         // Ack 0,1,2 and 5 (largest), 3 and 4 missing.
-        let a = Ack {
-            link: 1,
-            largest: 5,
-            delay_8us: 0,
-            bitmap: 0b11100,
-        };
+        let a = ack(5, 0, 0b11100);
         t.on_ack(ms(50), &a, &mut out);
         let acked: Vec<u32> = out.iter().filter(|r| r.acked).map(|r| r.token).collect();
         assert_eq!(acked, vec![105, 102, 101, 100]);
@@ -1619,12 +1594,7 @@ mod tests {
         assert_eq!(t.inflight(), 0);
         // 4 arrives after all: the loss was spurious, the link reorders; be more patient.
         out.clear();
-        let a = Ack {
-            link: 1,
-            largest: 5,
-            delay_8us: 0,
-            bitmap: 0b11101,
-        };
+        let a = ack(5, 0, 0b11101);
         t.on_ack(ms(51), &a, &mut out);
         assert!(out.is_empty());
         assert_eq!(t.spurious_losses, 1);
@@ -1632,12 +1602,7 @@ mod tests {
             t.on_data_sent(ms(60 + i), 100 + i as u32, 1000);
         }
         // 8 acked, 6 and 7 missing: 7 is within the threshold of 2 now, 6 is not.
-        let a = Ack {
-            link: 1,
-            largest: 8,
-            delay_8us: 0,
-            bitmap: 0,
-        };
+        let a = ack(8, 0, 0);
         t.on_ack(ms(110), &a, &mut out);
         let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
         assert_eq!(lost, vec![106]);
@@ -1673,12 +1638,7 @@ mod tests {
         for i in 0..3 {
             t.on_data_sent(ms(i), i as u32, 1000);
         }
-        let a = Ack {
-            link: 1,
-            largest: 2,
-            delay_8us: RELAYED_ACK_DELAY,
-            bitmap: 0b10,
-        };
+        let a = ack(2, RELAYED_ACK_DELAY, 0b10);
         t.on_ack(ms(30), &a, &mut out);
         assert!(!t.has_rtt_sample());
         assert_eq!(

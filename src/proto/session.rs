@@ -594,17 +594,22 @@ impl Session {
         }
     }
 
-    /// The token a link keeps for a copy of `pid`.
+    /// The token a link keeps for a copy of `pid`: its slot and the slot's generation.
     fn token(&self, pid: PktId) -> u32 {
         pid << 8 | u32::from(self.pkts[pid as usize].generation)
+    }
+
+    /// The slot and generation a token names (see `token`).
+    fn slot_of(token: u32) -> (PktId, u8) {
+        (token >> 8, token as u8)
     }
 
     /// A copy that a link had declared lost was acked after all: the packet arrived, so its
     /// queued resends are dropped (pop_link_queue skips acked packets) and none follow.
     fn on_late_ack(&mut self, token: u32) {
-        let pid = (token >> 8) as usize;
-        if let Some(p) = self.pkts.get_mut(pid) {
-            if p.refs > 0 && p.generation == token as u8 && !p.acked {
+        let (pid, generation) = Self::slot_of(token);
+        if let Some(p) = self.pkts.get_mut(pid as usize) {
+            if p.refs > 0 && p.generation == generation && !p.acked {
                 p.acked = true;
                 self.stats.late_acks += 1;
             }
@@ -613,7 +618,8 @@ impl Session {
 
     /// What happened to one in-flight copy.
     fn on_resolved(&mut self, r: Resolved, lost_on: Option<LinkId>) {
-        let pid = r.token >> 8;
+        // An in-flight copy holds a reference: its slot cannot have been reused.
+        let (pid, _) = Self::slot_of(r.token);
         let p = &mut self.pkts[pid as usize];
         p.live -= 1;
         if r.acked {
@@ -1319,7 +1325,9 @@ impl Session {
         for r in res.drain(..) {
             self.on_resolved(r, Some(a.link));
         }
-        let late: heapless::Vec<u32, 65> = self.links[i].link.take_late_acks().collect();
+        // Collected first (the link is borrowed); empty, as it nearly always is, it allocates
+        // nothing.
+        let late: Vec<u32> = self.links[i].link.take_late_acks().collect();
         for t in late {
             self.on_late_ack(t);
         }
@@ -1519,6 +1527,14 @@ mod tests {
         pid
     }
 
+    /// Queues one packet of `len` bytes and sends it: (the link slot it went to, its id).
+    fn send_one(s: &mut Session, len: usize) -> (usize, PktId) {
+        s.send(Instant(0), &vec![0u8; len], meta(1)).unwrap();
+        s.schedule(Instant(0));
+        let i = if s.links[0].q.is_empty() { 1 } else { 0 };
+        (i, send_head(s, i))
+    }
+
     #[test]
     fn prev_links_packets_of_a_flow() {
         let mut s = session();
@@ -1579,10 +1595,7 @@ mod tests {
     #[test]
     fn a_late_ack_drops_the_queued_resend() {
         let mut s = session();
-        s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        s.schedule(Instant(0));
-        let i = if s.links[0].q.is_empty() { 1 } else { 0 };
-        let pid = send_head(&mut s, i);
+        let (i, pid) = send_one(&mut s, 1000);
         let token = s.token(pid);
         // Declared lost (say by the link's timeout): a resend is queued on the other link.
         s.on_resolved(
@@ -1632,10 +1645,7 @@ mod tests {
     #[test]
     fn acked_copy_is_not_resent_and_frees_the_packet() {
         let mut s = session();
-        s.send(Instant(0), &[0u8; 500], meta(1)).unwrap();
-        s.schedule(Instant(0));
-        let i = if s.links[0].q.is_empty() { 1 } else { 0 };
-        let pid = send_head(&mut s, i);
+        let (i, pid) = send_one(&mut s, 500);
         s.on_resolved(
             Resolved {
                 token: s.token(pid),
