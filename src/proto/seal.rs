@@ -4,7 +4,7 @@
 //! ```text
 //! init      [1][1][sender u32]                 noise IK msg 1 (e, es, s, ss; payload = timestamp u64, epoch u64)  mac1[16]
 //! response  [1][2][receiver u32][sender u32]   noise IK msg 2 (e, ee, se)                           mac1[16]
-//! data      [1][3][receiver u32][counter u64]  ChaCha20-Poly1305(frames), AAD = these 14 bytes      tag[16]
+//! data      [2][3][receiver u32][counter u32]  ChaCha20-Poly1305(frames), AAD = these 10 bytes      tag[16]
 //! ```
 //! - `mac1` is a keyed BLAKE2s over the message, keyed by a hash of the receiver's public key: junk
 //!   and packets for another server are dropped before any Diffie-Hellman, at the cost of one hash.
@@ -13,6 +13,9 @@
 //!   microseconds): the acceptor refuses an init not newer than the last one from that key, so a
 //!   captured init cannot be replayed. The init also carries the initiator's epoch, random per
 //!   [`Channel`]: the same epoch is a rekey of a running session, a new one a restarted edge.
+//! - A data datagram carries the low 32 bits of its 64-bit counter; the receiver takes the
+//!   counter nearest to the highest it has opened (as QUIC decodes packet numbers). The nonce
+//!   is the whole counter; a wrong guess (2^31 datagrams of reordering) fails authentication.
 //! - Keys are rotated before counters or time run out ([`REKEY_AFTER`], [`REKEY_AFTER_MESSAGES`]);
 //!   keys older than [`REJECT_AFTER`] are refused. The previous keys stay usable for receiving
 //!   while a rotation settles, so packets in flight on slow links are not lost.
@@ -37,7 +40,7 @@ pub const KIND_RESPONSE: u8 = 2;
 pub const KIND_DATA: u8 = 3;
 
 /// Bytes of a data datagram's header.
-pub const DATA_HEADER_LEN: usize = 14;
+pub const DATA_HEADER_LEN: usize = 10;
 /// Bytes of the Poly1305 tag.
 pub const TAG_LEN: usize = 16;
 /// Bytes a data datagram adds to its plaintext.
@@ -330,6 +333,19 @@ impl Keys {
     }
 }
 
+/// The 64-bit counter whose low 32 bits are `low`, nearest to `top` (the highest opened).
+fn widen_counter(top: u64, low: u32) -> u64 {
+    const SPAN: u64 = 1 << 32;
+    let c = (top & !(SPAN - 1)) | u64::from(low);
+    if c > top.saturating_add(SPAN / 2) && c >= SPAN {
+        c - SPAN
+    } else if c.saturating_add(SPAN / 2) < top && c < u64::MAX - SPAN {
+        c + SPAN
+    } else {
+        c
+    }
+}
+
 fn nonce(counter: u64) -> Nonce {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_le_bytes());
@@ -596,7 +612,7 @@ impl Channel {
         out[0] = VERSION;
         out[1] = KIND_DATA;
         out[2..6].copy_from_slice(&keys.remote_index.to_be_bytes());
-        out[6..14].copy_from_slice(&counter.to_be_bytes());
+        out[6..10].copy_from_slice(&(counter as u32).to_be_bytes());
         let (header, body) = out.split_at_mut(DATA_HEADER_LEN);
         let body = &mut body[..plaintext.len() + TAG_LEN];
         body[..plaintext.len()].copy_from_slice(plaintext);
@@ -674,9 +690,7 @@ impl Channel {
             return Err(SealError::Malformed);
         }
         let index = u32::from_be_bytes([d[2], d[3], d[4], d[5]]);
-        let mut counter_bytes = [0u8; 8];
-        counter_bytes.copy_from_slice(&d[6..14]);
-        let counter = u64::from_be_bytes(counter_bytes);
+        let low = u32::from_be_bytes([d[6], d[7], d[8], d[9]]);
         let which = [&self.current, &self.next, &self.previous]
             .iter()
             .position(|k| k.as_ref().is_some_and(|k| k.local_index == index))
@@ -690,6 +704,7 @@ impl Channel {
         if now.saturating_since(keys.created) >= REJECT_AFTER {
             return Err(SealError::Expired);
         }
+        let counter = widen_counter(keys.replay.top, low);
         if !keys.replay.check(counter) {
             return Err(SealError::Replay);
         }
@@ -971,6 +986,39 @@ mod tests {
         let mut good = d.clone();
         assert_eq!(p.core.open(t(3), &mut good).unwrap(), Some(&b"payload"[..]));
         assert!(p.core.stats().refused(SealError::Decrypt) >= 2);
+    }
+
+    #[test]
+    fn a_counter_is_widened_to_the_nearest_of_the_highest_opened() {
+        const S: u64 = 1 << 32;
+        assert_eq!(widen_counter(0, 5), 5);
+        assert_eq!(widen_counter(0, u32::MAX), u64::from(u32::MAX));
+        assert_eq!(widen_counter(S + 10, 0xffff_fff0), S - 16);
+        assert_eq!(widen_counter(S - 10, 5), S + 5);
+        assert_eq!(widen_counter(7 * S + 3, 2), 7 * S + 2);
+        assert_eq!(widen_counter(u64::MAX - 5, u32::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn counters_cross_the_32_bit_wrap_in_any_order() {
+        let mut p = handshake(t(0));
+        p.edge.current.as_mut().unwrap().send_counter = (1 << 32) - 50;
+        let ds: Vec<_> = (0..100u8).map(|i| seal(&mut p.edge, t(1), &[i])).collect();
+        for i in [10usize, 60, 40, 99, 0, 55, 49, 50, 51] {
+            let mut d = ds[i].clone();
+            assert_eq!(
+                p.core.open(t(2), &mut d).unwrap(),
+                Some(&[i as u8][..]),
+                "datagram {i}"
+            );
+        }
+        let mut again = ds[50].clone();
+        assert_eq!(p.core.open(t(3), &mut again), Err(SealError::Replay));
+        let mut other = ds[70].clone();
+        other[9] ^= 1; // names counter 2^32 + 21 instead of + 20
+        assert_eq!(p.core.open(t(3), &mut other), Err(SealError::Decrypt));
+        let mut good = ds[70].clone();
+        assert_eq!(p.core.open(t(3), &mut good).unwrap(), Some(&[70u8][..]));
     }
 
     #[test]
