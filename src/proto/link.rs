@@ -119,6 +119,10 @@ struct Sent {
     lost: bool,
     /// Declared lost by the whole-link timeout (a stall, not reordering).
     timed_out: bool,
+    /// Acknowledged by an ACK relayed on another link, its direct ACK still to come: kept a
+    /// while, and counted as delivered (for the rate samples) only when the direct ACK shows
+    /// when this link delivered it.
+    relay_acked: bool,
 }
 
 /// Windowed max over time (three best samples, as Linux `minmax`).
@@ -597,6 +601,7 @@ impl Link {
             in_flight: true,
             lost: false,
             timed_out: false,
+            relay_acked: false,
         });
         self.inflight += bytes as u64;
         self.on_any_sent(now, bytes as u64);
@@ -657,16 +662,18 @@ impl Link {
             newly_largest = true;
         }
         let relayed = ack.delay_8us == RELAYED_ACK_DELAY;
-        // RTT sample from the largest, if it is newly acked.
+        // RTT sample from the largest, if it is newly acked, or acked so far only by a relay
+        // (on a slow link whose ACKs are all relayed first, the direct ones time it).
         let li = (largest - self.base_seq) as usize;
-        if newly_largest && self.sent[li].in_flight && !relayed {
+        let first_direct = (newly_largest && self.sent[li].in_flight) || self.sent[li].relay_acked;
+        if first_direct && !relayed {
             let sent = self.sent[li].sent;
             let delay = ack.delay_8us as u64 * 8;
             self.on_rtt_sample(now, now.0.saturating_sub(sent.0), delay);
         }
         // Mark acked: largest and the bitmap below it.
         let mut rs: Option<Sent> = None;
-        let mut newly_acked = 0u64;
+        let mut newly_delivered = 0u64;
         for i in 0..65u64 {
             if i > 0 && ack.bitmap & (1u64 << (i - 1)) == 0 {
                 continue;
@@ -680,6 +687,16 @@ impl Link {
             let idx = (s - self.base_seq) as usize;
             let p = &mut self.sent[idx];
             if !p.in_flight {
+                if p.relay_acked && !relayed {
+                    p.relay_acked = false;
+                    let p = *p;
+                    self.delivered += p.bytes as u64;
+                    newly_delivered += 1;
+                    if rs.map_or(true, |r| p.delivered > r.delivered) {
+                        rs = Some(p);
+                    }
+                    continue;
+                }
                 if p.lost {
                     // It arrived after all: the caller drops the copies it has not sent yet.
                     // Unless the link stalled (timeout), it reorders: be more patient.
@@ -699,13 +716,20 @@ impl Link {
                 continue;
             }
             p.in_flight = false;
+            p.relay_acked = relayed;
             let p = *p;
             self.inflight -= p.bytes as u64;
-            self.delivered += p.bytes as u64;
             self.bytes_acked += p.bytes as u64;
-            newly_acked += 1;
-            if rs.map_or(true, |r| p.delivered > r.delivered) {
-                rs = Some(p);
+            // A relayed ACK arrives ahead of this link's own: counting its bytes as delivered
+            // then made every sample of the link's direct ACKs too high (bytes acked through
+            // the faster link over an interval timed on this one). Its delivery counts when
+            // the direct ACK comes; until then it only resolves the copy.
+            if !relayed {
+                self.delivered += p.bytes as u64;
+                newly_delivered += 1;
+                if rs.map_or(true, |r| p.delivered > r.delivered) {
+                    rs = Some(p);
+                }
             }
             self.loss_sample(false);
             out.push(Resolved {
@@ -713,13 +737,11 @@ impl Link {
                 acked: true,
             });
         }
-        if newly_acked > 0 {
+        if newly_delivered > 0 {
             self.delivered_time = now;
             if let Some(p) = rs {
                 self.first_sent_time = p.sent;
-                if !relayed {
-                    self.on_rate_sample(now, &p);
-                }
+                self.on_rate_sample(now, &p);
             }
         }
         self.detect_lost(now, out);
@@ -871,11 +893,9 @@ impl Link {
         // come both directly and relayed on a faster link, so the direct ones arrive well
         // behind the largest acked; records kept only 64 behind it (the bitmap's reach) were
         // gone by then, and a link that delays unevenly had every such loss look real.
-        while self
-            .sent
-            .front()
-            .is_some_and(|p| !p.in_flight && (!p.lost || self.base_seq + LOST_RECORDS < largest))
-        {
+        while self.sent.front().is_some_and(|p| {
+            !p.in_flight && ((!p.lost && !p.relay_acked) || self.base_seq + LOST_RECORDS < largest)
+        }) {
             self.sent.pop_front();
             self.base_seq += 1;
         }
@@ -1573,6 +1593,36 @@ mod tests {
         assert_eq!(t.reorder_threshold, INITIAL_REORDER_THRESHOLD + 1);
         assert_eq!(t.delivered, delivered + 1000 + u64::from(WIRE_OVERHEAD));
         assert_eq!(t.take_late_acks().collect::<Vec<_>>(), vec![110]);
+    }
+
+    #[test]
+    fn a_link_whose_acks_are_all_relayed_first_learns_its_rate_from_its_own_acks() {
+        // One 1000-byte datagram a millisecond; every ACK comes relayed on a faster link after
+        // 20 ms, then directly after 60 ms. Relayed ACKs resolve the copies but time nothing:
+        // the rate must come from the direct ACKs, and match what the link delivered.
+        let mut t = Link::new(1, LinkConfig::default(), ms(0));
+        let mut out = Vec::new();
+        for i in 0..2000u64 {
+            t.on_data_sent(ms(i), i as u32, 1000);
+            if i >= 20 {
+                t.on_ack(
+                    ms(i),
+                    &ack((i - 20) as u16, RELAYED_ACK_DELAY, u64::MAX),
+                    &mut out,
+                );
+            }
+            if i >= 60 {
+                t.on_ack(ms(i), &ack((i - 60) as u16, 0, u64::MAX), &mut out);
+            }
+        }
+        let sent_rate = (1000 + u64::from(WIRE_OVERHEAD)) * 1000;
+        let bw = t.btlbw();
+        assert!(
+            bw * 100 >= sent_rate * 90 && bw * 100 <= sent_rate * 110,
+            "estimate {bw} B/s, delivered {sent_rate} B/s"
+        );
+        assert_eq!(t.min_rtt(), Duration::from_millis(60));
+        assert!(out.iter().all(|r| r.acked), "nothing was lost");
     }
 
     #[test]

@@ -128,6 +128,7 @@ fn stats_json(s: &SessionStats) -> serde_json::Value {
         "sent_packets": s.sent_packets,
         "refused": s.refused,
         "queued_packets": s.queued_packets,
+        "queued_bytes": s.queued_bytes,
         "resends": s.resends,
         "dropped_resend_limit": s.dropped_resend_limit,
         "dropped_no_path": s.dropped_no_path,
@@ -149,6 +150,9 @@ fn stats_json(s: &SessionStats) -> serde_json::Value {
             "pacing_mbit": l.pacing_rate_bps as f64 / 1e6,
             "packets_sent": l.packets_sent,
             "packets_lost": l.packets_lost,
+            "cwnd_bytes": l.cwnd_bytes,
+            "inflight_bytes": l.inflight_bytes,
+            "queued_bytes": l.queued_bytes,
         })).collect::<Vec<_>>(),
     })
 }
