@@ -287,8 +287,11 @@ pub struct Session {
     /// When the edge last announced every link (LinkConfig, LinkName) to the core; `None`:
     /// announce at the next transmit.
     announced_at: Option<Instant>,
-    /// When a datagram from the peer last opened (or a handshake answer came).
+    /// When a datagram from the peer last opened (or a handshake answer came); also pushed
+    /// forward when a rehandshake is requested, to space the requests.
     heard_at: Instant,
+    /// When a datagram from the peer last opened (or a handshake answer came); `None` before.
+    last_heard: Option<Instant>,
     handshake: Vec<u8>,
     handshake_links: Vec<LinkId>,
 
@@ -335,6 +338,7 @@ impl Session {
             hint_sent: None,
             announced_at: None,
             heard_at: now,
+            last_heard: None,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
             reorder: Reorder::new(config.reorder),
@@ -386,6 +390,13 @@ impl Session {
 
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// When the peer was last heard from: a datagram that opened (any frame: data, ACK, probe
+    /// reply) or a handshake answer, on any link, whatever state the links are in. `None`
+    /// before the first. A sign of life even while every link is still Down.
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.last_heard
     }
 
     // ------------------------------------------------------------------ links
@@ -1165,10 +1176,12 @@ impl Session {
         let plain = match self.channel.open(now, datagram) {
             Ok(Some(p)) => {
                 self.heard_at = now;
+                self.last_heard = Some(now);
                 p
             }
             Ok(None) => {
                 self.heard_at = now;
+                self.last_heard = Some(now);
                 if self.established && self.channel.is_initiator() {
                     // A handshake answer: a rekey, or a restarted core that knows nothing of
                     // our links yet; announce them at once.
