@@ -8,11 +8,22 @@
 //! 3. handshake with the core over every link;
 //! 4. only once the session is up, install the policy rules that steer the LAN into the hub.
 //!
-//! The rules come out again when no link has worked for [`FAIL_OPEN_AFTER`] (clients use the
-//! plain WAN meanwhile), on a clean stop, and with the space when the process dies. Whenever the
-//! edge removes them, and at start (after a crash), it also deletes the router's conntrack
-//! entries of the flows the hub carried ([`crate::os::conntrack`]): made without NAT, they would
-//! keep a running UDP stream from being masqueraded onto the plain WAN.
+//! The rules come out again when for [`FAIL_OPEN_AFTER`] no link has worked and nothing from
+//! the core has been heard (clients use the plain WAN meanwhile), when the session closes, on a
+//! clean stop, and with the space when the process dies. Whenever the edge removes them, and at
+//! start (after a crash), it also deletes the router's conntrack entries of the flows the hub
+//! carried ([`crate::os::conntrack`]): made without NAT, they would keep a running UDP stream
+//! from being masqueraded onto the plain WAN.
+//!
+//! After such a fail-open the rules go back in at the first sign of life: the first datagram
+//! from the core that opens (a probe reply, while every link is still Down), not only once a
+//! link is declared Up ([`FailOpen`]). When all links fail together (a train in a tunnel) the
+//! plain WAN is as dead as they are, and the sooner the steering returns, the fewer of the
+//! clients' retransmissions leave by a WAN where the server answers a bonded flow with a reset.
+//! Steering back, the edge deletes the conntrack entries of every steered flow, masqueraded
+//! ones included: those the WAN made meanwhile would otherwise translate the flow's packets
+//! to the router's WAN address, and its replies from the tunnel to random ports the client
+//! resets.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -41,7 +52,8 @@ use crate::proto::wire::LinkRole;
 use crate::proto::{Instant, LinkId};
 use crate::quota::{QuotaBook, Verdict};
 
-/// Steering is withdrawn when no link has worked for this long (fail-open).
+/// Steering is withdrawn when no link has worked and the core has not been heard for this long
+/// (fail-open).
 pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 /// How often the neighbour table is read for `src_mac` policies.
 pub const MACS_EVERY: Duration = Duration::from_secs(5);

@@ -14,11 +14,15 @@
 //!
 //! The reverse happens when the steering comes back after a fail-open: a bonded TCP flow whose
 //! client retransmitted while the rules were out got a new entry *with* source NAT (made by the
-//! WAN's masquerade, even when that WAN was as dead as the links). Steered again, its packets
-//! would enter the hub already translated to the router's WAN address, the core would see a
-//! new flow, and the server would answer with a reset. [`flush_resteered`] deletes the entries
-//! of every flow the steering takes back, translated or not, so the next packet makes a fresh,
-//! untranslated one and the flow goes on through the core with its original mapping.
+//! WAN's masquerade, even when that WAN was as dead as the links). Left in place, it translates
+//! the flow's packets to the router's WAN address as they enter the hub (the core takes them
+//! for a new flow nobody answers), and the server's packets coming back through the tunnel
+//! clash with it: the router's NAT gives each a new, random source port, the client answers
+//! each with a reset, and the core carries those resets to the server (seen in the lab: 55
+//! resets from one client after a 5 s outage, and the flow reset or stalled). [`flush_resteered`]
+//! deletes the entries of every flow the steering takes back, translated or not, so the next
+//! packet makes a fresh, untranslated one and the flow goes on through the core with its
+//! original mapping.
 
 use std::net::{IpAddr, Ipv4Addr};
 
