@@ -95,6 +95,14 @@ pub struct SessionStatus {
     /// The receive side's current reorder wait.
     #[serde(default)]
     pub reorder_wait_ms: f64,
+    /// Packets sent with packed headers, and the header bytes that saved.
+    #[serde(default)]
+    pub packed_packets: u64,
+    #[serde(default)]
+    pub packed_saved_bytes: u64,
+    /// Packed packets received whose flow context was unknown (dropped; should stay 0).
+    #[serde(default)]
+    pub unpack_errors: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -135,6 +143,9 @@ impl SessionStatus {
             queued_bytes: st.queued_bytes,
             reorder_timeouts: st.reorder.timed_out,
             reorder_wait_ms: st.reorder_wait.as_secs_f64() * 1e3,
+            packed_packets: st.pack.packed,
+            packed_saved_bytes: st.pack.saved_bytes,
+            unpack_errors: st.unpack_errors,
             ..Default::default()
         }
     }
@@ -285,6 +296,17 @@ pub fn render(s: &Status) -> String {
         );
         let _ = writeln!(
             o,
+            "  headers packed: {} packets, {} saved{}",
+            sess.packed_packets,
+            fmt_bytes(sess.packed_saved_bytes),
+            if sess.unpack_errors > 0 {
+                format!(", {} received with an unknown context", sess.unpack_errors)
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            o,
             "  {:<10} {:<10} {:<10} {:>8} {:>6} {:>13} {:>13} {:>11} {:>15} {:>11}",
             "LINK",
             "STATE",
@@ -408,6 +430,8 @@ mod tests {
                 queued_bytes: 3 << 10,
                 reorder_wait_ms: 120.0,
                 reorder_timeouts: 7,
+                packed_packets: 1000,
+                packed_saved_bytes: 25_000,
                 ..Default::default()
             }],
             drops: vec![Counter {
@@ -425,6 +449,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("replay"), "{t}");
+        assert!(
+            t.contains("headers packed: 1000 packets, 24.4 KiB saved\n"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -340,6 +340,10 @@ impl Core {
                 "its public key is not in any `config peer` (add the output of `braid pubkey` \
                  on that edge)"
             }
+            Some(Drop::Handshake(SealError::Version)) => {
+                "it speaks another protocol version: upgrade the edges and the core together \
+                 (`braid --version` on both)"
+            }
             Some(Drop::Handshake(SealError::BadMac)) => {
                 "it was made for another key: the edge's core_public_key is not this core's \
                  public key"

@@ -1079,7 +1079,8 @@ impl Edge {
             self.warned_handshake = true;
             log::error!(
                 "no answer from core {} on any link after {} s: check core_host, core_port, core_public_key, \
-                 that the core lists this edge's public key, and that UDP/TCP to it is not blocked; still trying",
+                 that the core lists this edge's public key, that UDP/TCP to it is not blocked, \
+                 and that both run the same braid version; still trying",
                 self.core,
                 HANDSHAKE_WARN.as_secs()
             );

@@ -78,18 +78,31 @@ struct NetLink {
     down: Dir,
 }
 
-/// Inner packet layout: flow u64, n u64 (per flow), sent_at u64, then padding.
+/// Inner packet: an IPv4 + UDP header (port = flow, IP id = n, so the session packs it like a
+/// client's), then flow u64, n u64 (per flow), sent_at u64, then padding.
 fn make_packet(flow: u64, n: u64, now: u64, len: usize) -> Vec<u8> {
     let mut p = vec![0u8; len];
-    p[0..8].copy_from_slice(&flow.to_be_bytes());
-    p[8..16].copy_from_slice(&n.to_be_bytes());
-    p[16..24].copy_from_slice(&now.to_be_bytes());
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&(n as u16).to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 17;
+    p[12..20].copy_from_slice(&[10, 0, 0, 2, 192, 0, 2, 1]);
+    let sum = braid::proto::packet::checksum(&p[..20], 0);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p[20..22].copy_from_slice(&(flow as u16).to_be_bytes());
+    p[22..24].copy_from_slice(&9u16.to_be_bytes());
+    p[24..26].copy_from_slice(&(len as u16 - 20).to_be_bytes());
+    p[28..36].copy_from_slice(&flow.to_be_bytes());
+    p[36..44].copy_from_slice(&n.to_be_bytes());
+    p[44..52].copy_from_slice(&now.to_be_bytes());
     p
 }
 
 fn parse(p: &[u8]) -> (u64, u64, u64) {
     let r = |i: usize| u64::from_be_bytes(p[i..i + 8].try_into().unwrap());
-    (r(0), r(8), r(16))
+    (r(28), r(36), r(44))
 }
 
 #[derive(Clone, Copy)]
@@ -260,6 +273,10 @@ impl Harness {
             while let Some(d) = c.poll_deliver(now) {
                 let (flow, n, sent_at) = parse(&d.data);
                 let k = self.sources.iter().position(|s| s.flow == flow).unwrap();
+                assert!(
+                    d.data == make_packet(flow, n, sent_at, self.sources[k].len),
+                    "packet {n} of flow {flow} arrived changed"
+                );
                 let r = &mut self.rx[k];
                 if n >= r.next {
                     if n == r.next {
@@ -682,6 +699,35 @@ fn a_lost_link_announcement_is_repeated() {
     assert_eq!(h.core.as_ref().unwrap().link_name(2), Some("lte"));
 }
 
+#[test]
+fn headers_are_packed_once_the_core_knows_the_flow() {
+    let mut h = Harness::new(
+        two_links(0.01),
+        SessionConfig::default(),
+        vec![bulk(1, 1), bulk(2, 2)],
+    );
+    h.run_until(3_000);
+    let edge = h.edge.stats();
+    let core = h.core.as_ref().unwrap().stats();
+    eprintln!(
+        "edge {:?}, core unpack errors {}",
+        edge.pack, core.unpack_errors
+    );
+    // Every packet arrived byte for byte (checked on delivery); nearly all went packed, each
+    // 23 bytes shorter (28-byte IPv4 + UDP header sent as 5).
+    assert!(h.rx.iter().all(|r| r.received > 1000));
+    assert!(
+        edge.pack.packed > 20 * edge.pack.installs,
+        "{:?}",
+        edge.pack
+    );
+    assert_eq!(edge.pack.saved_bytes, 23 * edge.pack.packed);
+    assert_eq!(edge.pack.whole, 0);
+    assert_eq!(core.unpack_errors, 0);
+}
+
+/// Also proves the edge installs its flows' contexts again after a new handshake: a restarted
+/// core knows none, and packed frames alone would never be delivered.
 #[test]
 fn a_restarted_core_gets_a_new_handshake_and_traffic_resumes() {
     let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);

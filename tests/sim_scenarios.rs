@@ -120,8 +120,12 @@ fn interactive_stays_near_the_fastest_link() {
 
 /// "Zero delivery gap" for a redundant class: nothing of it is lost, and no gap between its
 /// deliveries is longer than its own packet spacing plus the links' delay difference (the copy
-/// on the surviving link arrives that much later) plus 5 ms of link queueing. A gap from loss
-/// detection and a resend would be at least one round trip more.
+/// on the surviving link arrives that much later) plus 10 ms of link queueing. A gap from loss
+/// detection and a resend would be at least one round trip (80 ms on `lossy`) more.
+///
+/// The queueing allowance was 5 ms until header packing moved the timing of the bulk traffic:
+/// the longest gap (cutting `fast`) is always the packet sent just before the cut, whose `lossy`
+/// copy met 3.5 ms of bulk in that link's queue before and 7.4 ms after (gaps 41.9 and 45.8 ms).
 #[test]
 fn redundant_class_has_no_gap_when_either_link_is_black_holed() {
     for cut in 0..2 {
@@ -143,7 +147,7 @@ fn redundant_class_has_no_gap_when_either_link_is_black_holed() {
         let r = run_shown(&sc);
         assert!(outage_drops(&r, &sc.links[cut].name) > 0);
         let c = r.class("voice", Dir::Up).unwrap();
-        let bound = c.interval_ms.unwrap() + spread_ms + 5.0;
+        let bound = c.interval_ms.unwrap() + spread_ms + 10.0;
         assert_eq!(
             c.lost, 0,
             "link {cut} cut: voice lost {} of {}",

@@ -185,6 +185,11 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
         if seal::is_init(datagram) {
             return self.handle_init(now, from, datagram);
         }
+        if seal::is_other_version_init(datagram) {
+            let d = Drop::Handshake(SealError::Version);
+            self.count(d);
+            return Err(d);
+        }
         let Some(index) = seal::receiver_index(datagram) else {
             self.count(Drop::Malformed);
             return Err(Drop::Malformed);
@@ -492,8 +497,36 @@ mod tests {
             Err(Drop::Handshake(SealError::NotAllowed))
         );
         let mut junk = [
-            1u8, 3, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-            0, 0,
+            crate::proto::wire::VERSION,
+            3,
+            0,
+            0,
+            0,
+            9,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
         ];
         assert_eq!(
             ep.handle_datagram(Instant(0), 9, &mut junk),
@@ -505,6 +538,19 @@ mod tests {
         );
         assert_eq!(ep.session_ids().count(), 0, "nothing was created");
         assert_eq!(ep.stats.dropped.values().sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn an_init_of_another_protocol_version_is_reported_as_such() {
+        let (mut edge, mut ep, _) = pair();
+        let mut buf = vec![0u8; 2048];
+        let t = edge.poll_transmit(Instant(0), &mut buf).unwrap();
+        buf[0] = crate::proto::wire::VERSION - 1;
+        assert_eq!(
+            ep.handle_datagram(Instant(0), 9, &mut buf[..t.len]),
+            Err(Drop::Handshake(SealError::Version))
+        );
+        assert_eq!(ep.session_ids().count(), 0);
     }
 
     #[test]

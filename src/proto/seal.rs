@@ -98,6 +98,8 @@ pub enum SealError {
     NotEstablished,
     /// The output buffer is too small.
     NoRoom,
+    /// A handshake init of another protocol version.
+    Version,
 }
 
 impl core::fmt::Display for SealError {
@@ -114,6 +116,7 @@ impl core::fmt::Display for SealError {
             SealError::Replay => "replayed counter",
             SealError::Expired => "keys expired",
             SealError::NotEstablished => "session not established",
+            SealError::Version => "another protocol version",
             SealError::NoRoom => "buffer too small",
         };
         f.write_str(s)
@@ -379,6 +382,12 @@ pub fn receiver_index(datagram: &[u8]) -> Option<u32> {
         ])),
         _ => None,
     }
+}
+
+/// Whether a datagram looks like a handshake init of another protocol version (an edge or core
+/// not upgraded with its peer): it cannot be answered, but it can be reported.
+pub fn is_other_version_init(datagram: &[u8]) -> bool {
+    datagram.len() == INIT_LEN && datagram[0] != VERSION && datagram[1] == KIND_INIT
 }
 
 /// Whether a datagram is a handshake init (to be given to an [`Acceptor`]).

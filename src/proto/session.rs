@@ -38,6 +38,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::proto::link::{
     Link, LinkConfig, LinkState, Resolved, MSS, RELAYED_ACK_DELAY, RELAYED_PROBE_BIT, WIRE_OVERHEAD,
 };
+use crate::proto::pack::{self, Form, PackStats, Packer, Unpacker};
 use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
 use crate::proto::sched::drr::DrrOrder;
 use crate::proto::sched::path::ByMode;
@@ -47,7 +48,7 @@ use crate::proto::sched::{
 };
 use crate::proto::seal::{self, Channel, SealError};
 use crate::proto::wire::{
-    self, Ack, Control, DataHeader, Frame, FrameWriter, LinkRole, Probe, WireError,
+    self, Ack, Control, DataForm, DataHeader, Frame, FrameWriter, LinkRole, Probe, WireError,
 };
 use crate::proto::{Instant, LinkId};
 
@@ -175,6 +176,10 @@ pub struct SessionStats {
     pub reorder: ReorderStats,
     /// Current receive-side reorder wait.
     pub reorder_wait: Duration,
+    /// Header packing of the packets sent (see [`crate::proto::pack`]).
+    pub pack: PackStats,
+    /// Packed frames received that could not be rebuilt (unknown context or generation).
+    pub unpack_errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -195,6 +200,8 @@ struct Pkt {
     /// Bumped each time the slot is reused: a link's token for a copy is (slot, generation),
     /// so a late ACK for a slot since reused is recognised and ignored.
     generation: u8,
+    /// The flow context the last copy sent installed: an ACK confirms it to the packer.
+    install: Option<u16>,
 }
 
 /// Buckets counting each flow's packets waiting to be sent (flow hash modulo this).
@@ -297,11 +304,14 @@ pub struct Session {
 
     reorder: Reorder,
     events: VecDeque<Event>,
+    packer: Packer,
+    unpacker: Unpacker,
 
     // scratch, reused to avoid per-packet allocation
     views: Vec<LinkView>,
     resolved: Vec<Resolved>,
     plain: Vec<u8>,
+    unpacked: Vec<u8>,
     blocked: [bool; 256],
 
     stats: SessionStats,
@@ -343,9 +353,12 @@ impl Session {
             handshake_links: Vec::new(),
             reorder: Reorder::new(config.reorder),
             events: VecDeque::new(),
+            packer: Packer::new(),
+            unpacker: Unpacker::new(),
             views: Vec::new(),
             resolved: Vec::new(),
             plain: vec![0; config.max_packet + 256],
+            unpacked: Vec::with_capacity(config.max_packet + 64),
             blocked: [false; 256],
             stats: SessionStats::default(),
             cfg: config,
@@ -623,6 +636,9 @@ impl Session {
             if p.refs > 0 && p.generation == generation && !p.acked {
                 p.acked = true;
                 self.stats.late_acks += 1;
+                if let Some(c) = p.install {
+                    self.packer.confirm(c);
+                }
             }
         }
     }
@@ -635,6 +651,9 @@ impl Session {
         p.live -= 1;
         if r.acked {
             p.acked = true;
+            if let Some(c) = p.install {
+                self.packer.confirm(c);
+            }
             self.unref(pid);
             return;
         }
@@ -716,6 +735,7 @@ impl Session {
         p.live = 0;
         p.acked = false;
         p.resends = 0;
+        p.install = None;
         // A packet whose flow has nothing waiting to be sent (a request, a DNS query, an ACK)
         // goes before its user's backlog and skips the link queues; a bulk flow always has
         // packets waiting, so it cannot.
@@ -1121,28 +1141,53 @@ impl Session {
                     self.pkts[pid as usize].acked = true;
                     self.unref(pid);
                     self.stats.dropped_too_large += 1;
-                } else if need <= room {
-                    let pid = self.pop_link_queue(i).expect("head checked live");
-                    let token = self.token(pid);
+                } else {
+                    let mut head = [0u8; pack::MAX_PACKED_HEAD];
                     let p = &self.pkts[pid as usize];
-                    let dlen = w.len() + wire::DATA_HEADER_LEN + p.data.len() + seal::OVERHEAD;
-                    let link = &mut self.links[i].link;
-                    let link_seq = link.on_data_sent(now, token, dlen);
-                    let h = DataHeader {
-                        link: id,
-                        link_seq,
-                        seq: p.seq,
-                        prev: p.prev,
+                    // An INSTALL frame is 2 bytes longer than DATA: without room for it, whole.
+                    let form = if need + 2 <= room {
+                        self.packer.pack(&p.data, &mut head)
+                    } else {
+                        Form::Whole
                     };
-                    w.push_data(&h, &p.data).expect("room checked");
-                    data_sent = true;
-                    // App-limited when this link has nothing more of its own to send: backlog
-                    // held in the user queues does not count, because the path scheduler only
-                    // feeds a link within the horizon (a slow or in-flight-capped link gets
-                    // nothing while it is behind), so its samples then show how it was fed,
-                    // not what it can carry.
-                    let idle = self.links[i].q.is_empty();
-                    self.links[i].link.set_app_limited(idle);
+                    let (dform, head_len, body_at) = match form {
+                        Form::Whole => (DataForm::Whole, 0, 0),
+                        Form::Install(c) => (DataForm::Install(c), 0, 0),
+                        Form::Packed {
+                            ctx,
+                            head_len,
+                            body,
+                        } => (DataForm::Packed(ctx), head_len, body),
+                    };
+                    let flen = dform.header_len() + head_len + p.data.len() - body_at;
+                    if flen <= room {
+                        let pid = self.pop_link_queue(i).expect("head checked live");
+                        let token = self.token(pid);
+                        let dlen = w.len() + flen + seal::OVERHEAD;
+                        let link = &mut self.links[i].link;
+                        let link_seq = link.on_data_sent(now, token, dlen);
+                        let p = &mut self.pkts[pid as usize];
+                        let h = DataHeader {
+                            link: id,
+                            link_seq,
+                            seq: p.seq,
+                            prev: p.prev,
+                            form: dform,
+                        };
+                        w.push_data_parts(&h, &head[..head_len], &p.data[body_at..])
+                            .expect("room checked");
+                        if let DataForm::Install(c) = dform {
+                            p.install = Some(c);
+                        }
+                        data_sent = true;
+                        // App-limited when this link has nothing more of its own to send: backlog
+                        // held in the user queues does not count, because the path scheduler only
+                        // feeds a link within the horizon (a slow or in-flight-capped link gets
+                        // nothing while it is behind), so its samples then show how it was fed,
+                        // not what it can carry.
+                        let idle = self.links[i].q.is_empty();
+                        self.links[i].link.set_app_limited(idle);
+                    }
                 }
             }
         }
@@ -1182,6 +1227,8 @@ impl Session {
             Ok(None) => {
                 self.heard_at = now;
                 self.last_heard = Some(now);
+                // A handshake answer: the core may have restarted with no flow contexts.
+                self.packer.forget_confirmations();
                 if self.established && self.channel.is_initiator() {
                     // A handshake answer: a rekey, or a restarted core that knows nothing of
                     // our links yet; announce them at once.
@@ -1217,7 +1264,25 @@ impl Session {
                         self.links[i].last_relay = now;
                         self.relay_gap(i);
                     }
-                    self.reorder.insert(now, h.seq, h.prev, payload);
+                    match h.form {
+                        DataForm::Whole => {
+                            self.reorder.insert(now, h.seq, h.prev, payload);
+                        }
+                        DataForm::Install(c) => {
+                            // Before anything else, even for a duplicate: the sender takes
+                            // the ACK as proof the context is installed.
+                            self.unpacker.install(c, payload);
+                            self.reorder.insert(now, h.seq, h.prev, payload);
+                        }
+                        DataForm::Packed(c) => {
+                            match self.unpacker.unpack(c, payload, &mut self.unpacked) {
+                                Ok(()) => {
+                                    self.reorder.insert(now, h.seq, h.prev, &self.unpacked);
+                                }
+                                Err(_) => self.stats.unpack_errors += 1,
+                            }
+                        }
+                    }
                 }
                 Frame::Ack(a) => {
                     // A relayed ACK travelled on another link: it says nothing about this one.
@@ -1502,6 +1567,7 @@ impl Session {
                 }
             })
             .collect();
+        s.pack = self.packer.stats();
         s.queued_packets = self.conn.len();
         s.queued_bytes = self.conn.bytes();
         s.reorder = self.reorder.stats;

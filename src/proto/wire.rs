@@ -6,13 +6,16 @@
 //!
 //! ```text
 //! DATA    0x01 link u8 | link_seq u16 | seq u32 | prev u16 | inner IP packet .. to the end
+//! INSTALL 0x05 link u8 | link_seq u16 | seq u32 | prev u16 | context u16 | inner IP packet ..
+//! PACKED  0x06 link u8 | link_seq u16 | seq u32 | prev u16 | context u16 | packed headers, payload ..
 //! ACK     0x02 link u8 | largest u16 | delay u16 (8 µs units) | bitmap u64
 //! PROBE   0x03 link u8 | id u32 | reply u8
 //! CONTROL 0x04 len u16 | postcard(Control)
 //! PAD     0x00 .. to the end (ignored)
 //! ```
 //!
-//! DATA is always the last frame of a datagram: its packet runs to the end, which saves a length
+//! INSTALL and PACKED are DATA frames whose packet's headers are packed by flow context (see
+//! [`super::pack`]). DATA is always the last frame of a datagram: its packet runs to the end, which saves a length
 //! field on every packet. Parsing never panics on hostile input: every accessor works on bounds
 //! checked slices, and unknown kinds are an error, not a guess.
 
@@ -20,17 +23,22 @@ use serde::{Deserialize, Serialize};
 
 use super::LinkId;
 
-/// The protocol version, the first byte of every datagram.
-pub const VERSION: u8 = 1;
+/// The protocol version, the first byte of every datagram. 2: DATA frames may pack their
+/// packet's headers (INSTALL, PACKED).
+pub const VERSION: u8 = 2;
 
 pub const KIND_PAD: u8 = 0x00;
 pub const KIND_DATA: u8 = 0x01;
 pub const KIND_ACK: u8 = 0x02;
 pub const KIND_PROBE: u8 = 0x03;
 pub const KIND_CONTROL: u8 = 0x04;
+pub const KIND_DATA_INSTALL: u8 = 0x05;
+pub const KIND_DATA_PACKED: u8 = 0x06;
 
 /// Bytes of a DATA frame before the inner packet.
 pub const DATA_HEADER_LEN: usize = 10;
+/// ... and of an INSTALL or PACKED frame (the context follows).
+pub const DATA_CTX_HEADER_LEN: usize = DATA_HEADER_LEN + 2;
 /// Bytes of an ACK frame.
 pub const ACK_LEN: usize = 14;
 /// Bytes of a PROBE frame.
@@ -75,6 +83,30 @@ pub struct DataHeader {
     pub seq: u32,
     /// `seq` minus the seq of the previous packet of the same flow; 0 = none known.
     pub prev: u16,
+    /// Whether the packet's headers are packed (see [`super::pack`]).
+    pub form: DataForm,
+}
+
+/// How a DATA frame carries its packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataForm {
+    /// As it is (DATA).
+    #[default]
+    Whole,
+    /// As it is, installing the flow's context (INSTALL).
+    Install(u16),
+    /// Headers packed by the flow's context (PACKED).
+    Packed(u16),
+}
+
+impl DataForm {
+    /// Bytes of a DATA frame's header in this form.
+    pub fn header_len(self) -> usize {
+        match self {
+            DataForm::Whole => DATA_HEADER_LEN,
+            _ => DATA_CTX_HEADER_LEN,
+        }
+    }
 }
 
 /// Acknowledgement of DATA datagrams received on one link, sent back on that link.
@@ -182,17 +214,28 @@ impl<'a> FrameIter<'a> {
         };
         let (frame, used) = match kind {
             KIND_PAD => return Ok(None),
-            KIND_DATA => {
-                if b.len() < DATA_HEADER_LEN {
+            KIND_DATA | KIND_DATA_INSTALL | KIND_DATA_PACKED => {
+                let len = if kind == KIND_DATA {
+                    DATA_HEADER_LEN
+                } else {
+                    DATA_CTX_HEADER_LEN
+                };
+                if b.len() < len {
                     return Err(WireError::Truncated);
                 }
+                let form = match kind {
+                    KIND_DATA => DataForm::Whole,
+                    KIND_DATA_INSTALL => DataForm::Install(be16(b, DATA_HEADER_LEN)),
+                    _ => DataForm::Packed(be16(b, DATA_HEADER_LEN)),
+                };
                 let h = DataHeader {
                     link: b[1],
                     link_seq: be16(b, 2),
                     seq: be32(b, 4),
                     prev: be16(b, 8),
+                    form,
                 };
-                (Frame::Data(h, &b[DATA_HEADER_LEN..]), b.len())
+                (Frame::Data(h, &b[len..]), b.len())
             }
             KIND_ACK => {
                 if b.len() < ACK_LEN {
@@ -322,13 +365,33 @@ impl<'a> FrameWriter<'a> {
 
     /// Appends the DATA frame; it must be the last frame of the datagram.
     pub fn push_data(&mut self, h: &DataHeader, packet: &[u8]) -> Result<(), WireError> {
-        let b = self.reserve(DATA_HEADER_LEN + packet.len())?;
-        b[0] = KIND_DATA;
+        self.push_data_parts(h, &[], packet)
+    }
+
+    /// Appends a DATA frame whose body is `head` then `body` (a packed header and the payload).
+    pub fn push_data_parts(
+        &mut self,
+        h: &DataHeader,
+        head: &[u8],
+        body: &[u8],
+    ) -> Result<(), WireError> {
+        let hl = h.form.header_len();
+        let b = self.reserve(hl + head.len() + body.len())?;
+        b[0] = match h.form {
+            DataForm::Whole => KIND_DATA,
+            DataForm::Install(_) => KIND_DATA_INSTALL,
+            DataForm::Packed(_) => KIND_DATA_PACKED,
+        };
         b[1] = h.link;
         b[2..4].copy_from_slice(&h.link_seq.to_be_bytes());
         b[4..8].copy_from_slice(&h.seq.to_be_bytes());
         b[8..10].copy_from_slice(&h.prev.to_be_bytes());
-        b[DATA_HEADER_LEN..].copy_from_slice(packet);
+        if let DataForm::Install(c) | DataForm::Packed(c) = h.form {
+            b[DATA_HEADER_LEN..hl].copy_from_slice(&c.to_be_bytes());
+        }
+        let (hb, bb) = b[hl..].split_at_mut(head.len());
+        hb.copy_from_slice(head);
+        bb.copy_from_slice(body);
         Ok(())
     }
 }
@@ -357,6 +420,7 @@ mod tests {
             link_seq: 0x0102,
             seq: 0x0a0b0c0d,
             prev: 3,
+            form: DataForm::Whole,
         };
         let bytes = write(|w| w.push_data(&h, &[0x45, 0x00, 0xff]).unwrap());
         let golden = [
@@ -369,6 +433,40 @@ mod tests {
         ];
         assert_eq!(bytes, golden);
         assert_eq!(read(&golden), vec![Frame::Data(h, &[0x45, 0x00, 0xff][..])]);
+    }
+
+    #[test]
+    fn golden_install_and_packed() {
+        let mut h = DataHeader {
+            link: 2,
+            link_seq: 0x0102,
+            seq: 0x0a0b0c0d,
+            prev: 3,
+            form: DataForm::Install(0x1234),
+        };
+        let bytes = write(|w| w.push_data(&h, &[0x45, 0x00]).unwrap());
+        let golden = [
+            0x05, // INSTALL
+            0x02, 0x01, 0x02, 0x0a, 0x0b, 0x0c, 0x0d, 0x00, 0x03, // as DATA
+            0x12, 0x34, // context
+            0x45, 0x00, // the inner packet
+        ];
+        assert_eq!(bytes, golden);
+        assert_eq!(read(&golden), vec![Frame::Data(h, &[0x45, 0x00][..])]);
+        h.form = DataForm::Packed(0x0041);
+        let bytes = write(|w| w.push_data_parts(&h, &[0xaa], &[0xbb, 0xcc]).unwrap());
+        let golden = [
+            0x06, // PACKED
+            0x02, 0x01, 0x02, 0x0a, 0x0b, 0x0c, 0x0d, 0x00, 0x03, // as DATA
+            0x00, 0x41, // context
+            0xaa, 0xbb, 0xcc, // packed header, payload
+        ];
+        assert_eq!(bytes, golden);
+        assert_eq!(read(&golden), vec![Frame::Data(h, &[0xaa, 0xbb, 0xcc][..])]);
+        assert_eq!(
+            frames(&golden[..11]).next(),
+            Some(Err(WireError::Truncated))
+        );
     }
 
     #[test]
@@ -457,6 +555,7 @@ mod tests {
             link_seq: 5,
             seq: 6,
             prev: 0,
+            form: DataForm::Whole,
         };
         let bytes = write(|w| {
             w.push_ack(&a).unwrap();
@@ -532,6 +631,7 @@ mod tests {
             link_seq: 0,
             seq: 0,
             prev: 0,
+            form: DataForm::Whole,
         };
         assert_eq!(w.push_data(&h, &[0; 3]), Err(WireError::NoRoom));
         w.push_data(&h, &[0; 2]).unwrap();
@@ -560,8 +660,13 @@ mod tests {
             #[test]
             fn round_trip(link in any::<u8>(), ls in any::<u16>(), seq in any::<u32>(), prev in any::<u16>(),
                           largest in any::<u16>(), bitmap in any::<u64>(), wait in any::<u32>(),
-                          pkt in proptest::collection::vec(any::<u8>(), 0..64)) {
-                let h = DataHeader { link, link_seq: ls, seq, prev };
+                          pkt in proptest::collection::vec(any::<u8>(), 0..64), form in 0u8..3, ctx in any::<u16>()) {
+                let form = match form {
+                    0 => DataForm::Whole,
+                    1 => DataForm::Install(ctx),
+                    _ => DataForm::Packed(ctx),
+                };
+                let h = DataHeader { link, link_seq: ls, seq, prev, form };
                 let a = Ack { link, largest, delay_8us: ls, bitmap };
                 let c = Control::ReorderHint { wait_us: wait };
                 let mut buf = [0u8; 256];

@@ -1,16 +1,21 @@
 //! Traffic sources and the tag every simulated inner packet carries.
 //!
-//! An inner packet is a minimal IPv4 header (so it looks like what the hub captures) followed by
-//! a 32-byte tag: magic, source, sequence number, send time and flow, then zero padding up to the
-//! configured size. The exit reads the tag back to measure delay, loss, order and duplicates.
+//! An inner packet is a valid IPv4 + UDP header (so it looks like what the hub captures, and
+//! the session packs its headers as it would a client's) followed by a 32-byte tag: magic,
+//! source, sequence number, send time and flow, then zero padding up to the configured size.
+//! The source address and port encode the source and flow too: the exit reads the tag back to
+//! measure delay, loss, order and duplicates, and counts a packet whose headers do not match its
+//! tag as corrupt (a packed header rebuilt from the wrong flow's context would be).
 
 use super::scenario::{TrafficKind, TrafficSpec};
 use super::tunnel::Meta;
+use crate::proto::packet::checksum;
 
 const MAGIC: u32 = 0x4252_534d; // "BRSM"
 const IP_HEADER: usize = 20;
+const HEADER: usize = IP_HEADER + 8;
 /// Bytes of header + tag at the front of every simulated packet.
-pub const TAG_END: usize = IP_HEADER + 32;
+pub const TAG_END: usize = HEADER + 32;
 
 /// What the exit reads back from a delivered packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +33,18 @@ pub fn build_packet(buf: &mut Vec<u8>, size: usize, tag: Tag) {
     let len = buf.len() as u16;
     buf[0] = 0x45; // IPv4, 20-byte header
     buf[2..4].copy_from_slice(&len.to_be_bytes());
+    buf[4..6].copy_from_slice(&(tag.seq as u16).to_be_bytes()); // IP id
+    buf[6] = 0x40; // DF
     buf[8] = 64; // TTL
     buf[9] = 17; // UDP
-    buf[12..16].copy_from_slice(&[10, 0, (tag.source >> 8) as u8, tag.source as u8]);
+    buf[12..16].copy_from_slice(&source_addr(tag.source));
     buf[16..20].copy_from_slice(&[192, 0, 2, 1]);
-    let t = &mut buf[IP_HEADER..TAG_END];
+    let sum = checksum(&buf[..IP_HEADER], 0);
+    buf[10..12].copy_from_slice(&sum.to_be_bytes());
+    buf[20..22].copy_from_slice(&flow_port(tag.flow).to_be_bytes());
+    buf[22..24].copy_from_slice(&9u16.to_be_bytes());
+    buf[24..26].copy_from_slice(&(len - IP_HEADER as u16).to_be_bytes());
+    let t = &mut buf[HEADER..TAG_END];
     t[0..4].copy_from_slice(&MAGIC.to_be_bytes());
     t[4..8].copy_from_slice(&tag.source.to_be_bytes());
     t[8..16].copy_from_slice(&tag.seq.to_be_bytes());
@@ -42,19 +54,32 @@ pub fn build_packet(buf: &mut Vec<u8>, size: usize, tag: Tag) {
 
 /// Read the tag of a delivered packet; None if it is not one of ours (or was mangled).
 pub fn read_tag(p: &[u8]) -> Option<Tag> {
-    let t = p.get(IP_HEADER..TAG_END)?;
+    let t = p.get(HEADER..TAG_END)?;
     let word = |r: core::ops::Range<usize>| -> u64 {
         t[r].iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
     };
     if word(0..4) != u64::from(MAGIC) || p.len() != usize::from(u16::from_be_bytes([p[2], p[3]])) {
         return None;
     }
-    Some(Tag {
+    let tag = Tag {
         source: word(4..8) as u32,
         seq: word(8..16),
         sent_us: word(16..24),
         flow: word(24..28) as u32,
-    })
+    };
+    let headers_match = p[12..16] == source_addr(tag.source)
+        && p[20..22] == flow_port(tag.flow).to_be_bytes()
+        && p[4..6] == (tag.seq as u16).to_be_bytes()
+        && checksum(&p[..IP_HEADER], 0) == 0;
+    headers_match.then_some(tag)
+}
+
+fn source_addr(source: u32) -> [u8; 4] {
+    [10, 0, (source >> 8) as u8, source as u8]
+}
+
+fn flow_port(flow: u32) -> u16 {
+    10_000u16.wrapping_add(flow as u16)
 }
 
 /// A traffic source: one `[[traffic]]` of the scenario.
