@@ -126,6 +126,8 @@ fn a_bonded_tcp_flow_survives_every_link_failing_longer_than_the_fail_open_delay
     let resteered = poll_until(Duration::from_secs(5), Duration::from_millis(10), || {
         steering_installed(&edge_ns).then(|| back.elapsed())
     });
+    // What the steering left in place once back (the edge flushes right after the rules).
+    std::thread::sleep(Duration::from_millis(200));
     let entries_after = client_entries(&edge_ns);
     // The flow must carry on: wait for 1 MB more, at most 20 s.
     let resumed = poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
@@ -149,7 +151,7 @@ fn a_bonded_tcp_flow_survives_every_link_failing_longer_than_the_fail_open_delay
         "upload through the tunnel, every link black-holed {} s: {before} B sent before the cut, \
          {at_cut_end} B by its end; steering withdrawn {} after the cut; masqueraded conntrack \
          entries of the flow during the fail-open: up to {natted_max} ({natted_at_end} when the \
-         links returned); steering back {} after the links returned, then {} masqueraded, {} \
+         links returned); steering back {} after the links returned, 0.2 s later {} masqueraded, {} \
          untranslated; 1 MB more sent {} after the links returned; TCP resets on the client's \
          wire: {}; outcome: {:?}",
         OUTAGE.as_secs(),
