@@ -814,3 +814,29 @@ fn the_core_is_heard_again_before_a_black_holed_link_is_up() {
     // At most a Down probe interval (50 ms) and the 40 ms round trip of the faster link.
     assert!(heard_at <= 6_000 + 50 + 40 + 5, "{heard_at}");
 }
+
+#[test]
+fn a_silent_core_is_not_heard_whatever_the_edge_retries() {
+    // The edge's rehandshakes after REHANDSHAKE_AFTER of silence must not count as hearing the
+    // core: the edge would otherwise steer its clients back into a dead tunnel.
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.run_until(2_000);
+    for id in [1, 2] {
+        h.link(id).up.black_hole = true;
+        h.link(id).down.black_hole = true;
+    }
+    let quiet_ms = 3 * REHANDSHAKE_AFTER.as_millis() as u64;
+    h.run_until(2_000 + quiet_ms);
+    let heard = h.edge.last_heard().unwrap();
+    assert!(
+        heard <= Instant::from_micros(2_100_000),
+        "heard at {heard:?} with the core unreachable for {quiet_ms} ms"
+    );
+    // Reachable again: the first answer (to a handshake or a probe) counts.
+    for id in [1, 2] {
+        h.link(id).up.black_hole = false;
+        h.link(id).down.black_hole = false;
+    }
+    h.run_until(2_000 + quiet_ms + REHANDSHAKE_AFTER.as_millis() as u64);
+    assert!(h.edge.last_heard() > Some(Instant::from_micros((2_000 + quiet_ms) * 1000)));
+}
