@@ -8,11 +8,22 @@
 //! 3. handshake with the core over every link;
 //! 4. only once the session is up, install the policy rules that steer the LAN into the hub.
 //!
-//! The rules come out again when no link has worked for [`FAIL_OPEN_AFTER`] (clients use the
-//! plain WAN meanwhile), on a clean stop, and with the space when the process dies. Whenever the
-//! edge removes them, and at start (after a crash), it also deletes the router's conntrack
-//! entries of the flows the hub carried ([`crate::os::conntrack`]): made without NAT, they would
-//! keep a running UDP stream from being masqueraded onto the plain WAN.
+//! The rules come out again when for [`FAIL_OPEN_AFTER`] no link has worked and nothing from
+//! the core has been heard (clients use the plain WAN meanwhile), when the session closes, on a
+//! clean stop, and with the space when the process dies. Whenever the edge removes them, and at
+//! start (after a crash), it also deletes the router's conntrack entries of the flows the hub
+//! carried ([`crate::os::conntrack`]): made without NAT, they would keep a running UDP stream
+//! from being masqueraded onto the plain WAN.
+//!
+//! After such a fail-open the rules go back in at the first sign of life: the first datagram
+//! from the core that opens (a probe reply, while every link is still Down), not only once a
+//! link is declared Up ([`FailOpen`]). When all links fail together (a train in a tunnel) the
+//! plain WAN is as dead as they are, and the sooner the steering returns, the fewer of the
+//! clients' retransmissions leave by a WAN where the server answers a bonded flow with a reset.
+//! Steering back, the edge deletes the conntrack entries of every steered flow, masqueraded
+//! ones included: those the WAN made meanwhile would otherwise translate the flow's packets
+//! to the router's WAN address, and its replies from the tunnel to random ports the client
+//! resets.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -38,10 +49,11 @@ use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
 use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig};
 use crate::proto::wire::LinkRole;
-use crate::proto::LinkId;
+use crate::proto::{Instant, LinkId};
 use crate::quota::{QuotaBook, Verdict};
 
-/// Steering is withdrawn when no link has worked for this long (fail-open).
+/// Steering is withdrawn when no link has worked and the core has not been heard for this long
+/// (fail-open).
 pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 /// How often the neighbour table is read for `src_mac` policies.
 pub const MACS_EVERY: Duration = Duration::from_secs(5);
@@ -279,6 +291,80 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("core_host '{host}' has no address"))
 }
 
+/// What to do with the steering rules, as [`FailOpen::review`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerAction {
+    /// Leave them as they are.
+    Keep,
+    /// Install them. `after_fail_open`: this process withdrew them earlier, so clients used
+    /// the plain WAN meanwhile and the conntrack entries it made must go too.
+    Install { after_fail_open: bool },
+    /// Withdraw them: clients fail open to the plain WAN.
+    Withdraw,
+}
+
+/// When the edge steers the LAN into the tunnel and when its clients fail open to the plain
+/// WAN: the decision alone, fed by the event loop (times as [`crate::proto::Instant`]).
+///
+/// Steering goes in once the session is established, and comes out when for
+/// [`FAIL_OPEN_AFTER`] no link has been anything but Down *and* no datagram from the core has
+/// opened (a dead or unreachable core, every link black-holed), or when the session closes.
+/// It goes back in at the first sign of life: a link not Down, or any datagram from the core
+/// (a probe reply on a link still Down), so that the clients' retransmissions stop leaving by
+/// the plain WAN as early as possible.
+#[derive(Debug, Clone)]
+pub struct FailOpen {
+    /// When a link last worked: not Down, or the core heard on it.
+    last_ok: Instant,
+    /// The steering was withdrawn and has not been installed since.
+    withdrawn: bool,
+}
+
+impl FailOpen {
+    pub fn new(now: Instant) -> FailOpen {
+        FailOpen {
+            last_ok: now,
+            withdrawn: false,
+        }
+    }
+
+    /// What to do now. `live`: the session is established and not closed; `installed`: the
+    /// rules are in place; `any_up`: a link is not Down; `heard`: when a datagram from the
+    /// core last opened. A `Withdraw` is taken as done; an `Install`, once
+    /// [`FailOpen::installed`] is called.
+    pub fn review(
+        &mut self,
+        now: Instant,
+        live: bool,
+        installed: bool,
+        any_up: bool,
+        heard: Option<Instant>,
+    ) -> SteerAction {
+        if any_up {
+            self.last_ok = self.last_ok.max(now);
+        }
+        if let Some(h) = heard {
+            self.last_ok = self.last_ok.max(h);
+        }
+        let quiet = now.saturating_since(self.last_ok) >= FAIL_OPEN_AFTER;
+        match (installed, live && !quiet) {
+            (true, false) => {
+                self.withdrawn = true;
+                SteerAction::Withdraw
+            }
+            (false, true) => SteerAction::Install {
+                after_fail_open: self.withdrawn,
+            },
+            _ => SteerAction::Keep,
+        }
+    }
+
+    /// The rules asked for by an `Install` are in place.
+    pub fn installed(&mut self) {
+        self.withdrawn = false;
+    }
+}
+
 /// One configured link.
 struct EdgeLink {
     id: LinkId,
@@ -301,7 +387,7 @@ struct Edge {
     hub: Hub,
     steer: SteerConfig,
     steering: Option<Steering>,
-    last_link_ok: std::time::Instant,
+    fail_open: FailOpen,
     established_at: Option<std::time::Instant>,
     started: std::time::Instant,
     warned_handshake: bool,
@@ -481,7 +567,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         hub,
         steer,
         steering: None,
-        last_link_ok: std::time::Instant::now(),
+        fail_open: FailOpen::new(now),
         established_at: None,
         started: std::time::Instant::now(),
         warned_handshake: false,
@@ -589,6 +675,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
                         Err(_) => break,
                     }
                 }
+                edge.sign_of_life();
             }
             _ = sleep => edge.session.handle_timeout(edge.clock.now()),
             _ = tick.tick() => edge.housekeeping(),
@@ -625,6 +712,19 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         flush_conntrack(&edge.steer, "flows that were in the tunnel");
     }
     Ok(())
+}
+
+/// After the steering came back from a fail-open: deletes the conntrack entries of every
+/// steered flow, masqueraded ones included (made by the plain WAN meanwhile), so that bonded
+/// flows re-enter the hub untranslated (see [`crate::os::conntrack`]); logs what it did.
+fn flush_resteered(steer: &SteerConfig) {
+    match crate::os::conntrack::flush_resteered(steer) {
+        Ok(n) => log::info!(
+            "steering back: {n} conntrack entries of steered flows (made meanwhile by the plain \
+             WAN, masqueraded or not) removed"
+        ),
+        Err(e) => log::warn!("steering back: cannot remove conntrack entries: {e}"),
+    }
 }
 
 /// Deletes the conntrack entries of flows steered into the hub, so their next packets get
@@ -675,8 +775,7 @@ impl Edge {
                 Event::Established => {
                     log::info!("session with core {} established", self.core);
                     self.established_at = Some(std::time::Instant::now());
-                    self.last_link_ok = std::time::Instant::now();
-                    self.install_steering();
+                    self.review_steering(false);
                 }
                 Event::LinkState { link, state } => {
                     let name = self
@@ -688,23 +787,60 @@ impl Edge {
                 }
                 Event::Closed => {
                     log::warn!("the core closed the session");
-                    self.remove_steering("session closed");
+                    self.review_steering(false);
                 }
             }
         }
     }
 
-    fn install_steering(&mut self) {
+    /// Installs or withdraws the steering as [`FailOpen`] decides. `any_up`: a link is not
+    /// Down (the event loop checks only on its housekeeping tick; false elsewhere, where the
+    /// core having just been heard is what counts).
+    fn review_steering(&mut self, any_up: bool) {
+        let now = self.clock.now();
+        let live = self.session.is_established() && !self.session.is_closed();
+        let heard = self.session.last_heard();
+        match self
+            .fail_open
+            .review(now, live, self.steering.is_some(), any_up, heard)
+        {
+            SteerAction::Keep => {}
+            SteerAction::Install { after_fail_open } => self.install_steering(after_fail_open),
+            SteerAction::Withdraw => self.remove_steering(if live {
+                "no link has worked and the core was not heard for 3 s"
+            } else {
+                "session closed"
+            }),
+        }
+    }
+
+    /// A datagram from the core opened: while the steering is out (a fail-open, say every link
+    /// black-holed in a tunnel), that is enough to steer again at once, before any link is
+    /// declared Up, so that clients' retransmissions stop leaving by the plain WAN (where the
+    /// server answers a bonded flow with a reset).
+    fn sign_of_life(&mut self) {
+        if self.steering.is_none() {
+            self.review_steering(false);
+        }
+    }
+
+    fn install_steering(&mut self, after_fail_open: bool) {
         if self.steering.is_some() {
             return;
         }
         match Steering::install(&self.hub, self.steer.clone()) {
             Ok(s) => {
                 log::info!(
-                    "steering {} source prefix(es) into the tunnel",
-                    self.steer.sources.len()
+                    "steering {} source prefix(es) into the tunnel{}",
+                    self.steer.sources.len(),
+                    if after_fail_open { " again" } else { "" }
                 );
                 self.steering = Some(s);
+                self.fail_open.installed();
+                if after_fail_open {
+                    // After the rules: a packet in between would make a new masqueraded entry.
+                    flush_resteered(&self.steer);
+                }
             }
             Err(e) => log::error!("cannot install steering rules: {e}"),
         }
@@ -935,16 +1071,11 @@ impl Edge {
         }
         let stats = self.session.stats();
         let any_up = stats.links.iter().any(|l| l.state != LinkState::Down);
-        if any_up {
-            self.last_link_ok = std::time::Instant::now();
-        }
-        if self.session.is_established() {
-            if any_up {
-                self.install_steering();
-            } else if self.last_link_ok.elapsed() >= FAIL_OPEN_AFTER {
-                self.remove_steering("no link has worked for 3 s");
-            }
-        } else if !self.warned_handshake && self.started.elapsed() >= HANDSHAKE_WARN {
+        self.review_steering(any_up);
+        if !self.session.is_established()
+            && !self.warned_handshake
+            && self.started.elapsed() >= HANDSHAKE_WARN
+        {
             self.warned_handshake = true;
             log::error!(
                 "no answer from core {} on any link after {} s: check core_host, core_port, core_public_key, \
@@ -1129,7 +1260,7 @@ impl Edge {
         let old_steer = std::mem::replace(&mut self.steer, new_steer);
         if steer_changed && self.steering.is_some() {
             self.steering = None; // drop removes the old rules
-            self.install_steering();
+            self.install_steering(false);
             // Flows no longer steered take the plain WAN: their entries were made without NAT.
             match crate::os::conntrack::flush_unsteered(&old_steer, &self.steer) {
                 Ok(0) => {}
@@ -1283,6 +1414,132 @@ mod tests {
             download: None,
             quota: None,
         }
+    }
+
+    fn ms(n: u64) -> Instant {
+        Instant(n * 1000)
+    }
+
+    #[test]
+    fn steering_goes_in_once_established_and_out_after_3_s_of_silence() {
+        let mut f = FailOpen::new(ms(0));
+        // Not established yet: nothing, whatever the links say.
+        assert_eq!(
+            f.review(ms(100), false, false, true, None),
+            SteerAction::Keep
+        );
+        // Established (the handshake answer is a datagram from the core).
+        let first = SteerAction::Install {
+            after_fail_open: false,
+        };
+        assert_eq!(f.review(ms(200), true, false, false, Some(ms(200))), first);
+        f.installed();
+        assert_eq!(
+            f.review(ms(700), true, true, true, Some(ms(650))),
+            SteerAction::Keep
+        );
+        // The core dies at 1 s: heard last at 1 s, a link Down from 1.5 s.
+        assert_eq!(
+            f.review(ms(1500), true, true, true, Some(ms(1000))),
+            SteerAction::Keep
+        );
+        for t in (2000..4500).step_by(500) {
+            assert_eq!(
+                f.review(ms(t), true, true, false, Some(ms(1000))),
+                SteerAction::Keep,
+                "at {t} ms"
+            );
+        }
+        // 3 s after the last link was up: withdrawn (not later than before the core's
+        // datagrams counted).
+        assert_eq!(
+            f.review(ms(4500), true, true, false, Some(ms(1000))),
+            SteerAction::Withdraw
+        );
+        // Still dead: stays out.
+        assert_eq!(
+            f.review(ms(9000), true, false, false, Some(ms(1000))),
+            SteerAction::Keep
+        );
+    }
+
+    #[test]
+    fn the_first_datagram_from_the_core_steers_again_before_any_link_is_up() {
+        let mut f = FailOpen::new(ms(0));
+        assert!(matches!(
+            f.review(ms(0), true, false, true, Some(ms(0))),
+            SteerAction::Install { .. }
+        ));
+        f.installed();
+        // Every link black-holed from 10 s: Down from 10.3 s, withdrawn 3 s later.
+        assert_eq!(
+            f.review(ms(10_300), true, true, true, Some(ms(10_000))),
+            SteerAction::Keep
+        );
+        assert_eq!(
+            f.review(ms(13_000), true, true, false, Some(ms(10_000))),
+            SteerAction::Keep
+        );
+        assert_eq!(
+            f.review(ms(13_500), true, true, false, Some(ms(10_000))),
+            SteerAction::Withdraw
+        );
+        assert_eq!(
+            f.review(ms(14_000), true, false, false, Some(ms(10_000))),
+            SteerAction::Keep
+        );
+        // 15 s: a probe reply opens; every link is still Down.
+        let again = SteerAction::Install {
+            after_fail_open: true,
+        };
+        assert_eq!(
+            f.review(ms(15_010), true, false, false, Some(ms(15_000))),
+            again
+        );
+        // Until it is in place, the answer stays (an install that failed is tried again).
+        assert_eq!(
+            f.review(ms(15_500), true, false, false, Some(ms(15_000))),
+            again
+        );
+        f.installed();
+        // The links take a while to be declared Up: the steering stays meanwhile.
+        assert_eq!(
+            f.review(ms(16_000), true, true, false, Some(ms(15_900))),
+            SteerAction::Keep
+        );
+        assert_eq!(
+            f.review(ms(16_500), true, true, true, Some(ms(16_450))),
+            SteerAction::Keep
+        );
+        // A later fail-open is reported as one again; a later install as a first one after
+        // `installed`.
+        assert_eq!(
+            f.review(ms(20_000), true, true, false, Some(ms(16_500))),
+            SteerAction::Withdraw
+        );
+        assert_eq!(
+            f.review(ms(20_100), true, false, true, Some(ms(16_500))),
+            again
+        );
+    }
+
+    #[test]
+    fn a_closed_session_never_steers() {
+        let mut f = FailOpen::new(ms(0));
+        assert!(matches!(
+            f.review(ms(0), true, false, true, Some(ms(0))),
+            SteerAction::Install { .. }
+        ));
+        f.installed();
+        // The core closed the session: out at once, though the links are fine.
+        assert_eq!(
+            f.review(ms(1000), false, true, true, Some(ms(1000))),
+            SteerAction::Withdraw
+        );
+        assert_eq!(
+            f.review(ms(1500), false, false, true, Some(ms(1500))),
+            SteerAction::Keep
+        );
     }
 
     #[test]

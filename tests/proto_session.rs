@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use braid::proto::link::LinkConfig;
+use braid::proto::link::{LinkConfig, LinkState};
 use braid::proto::sched::{ClassConfig, Mode};
 use braid::proto::seal::{Acceptor, Channel, Keypair};
 use braid::proto::session::{
@@ -765,4 +765,78 @@ fn a_restarted_core_gets_a_new_handshake_and_traffic_resumes() {
     // The new core learnt the links' names from the edge's announcements after the handshake.
     assert_eq!(h.core.as_ref().unwrap().link_name(1), Some("wan"));
     assert!(named_at_resume, "the links were announced only later");
+}
+
+#[test]
+fn the_core_is_heard_again_before_a_black_holed_link_is_up() {
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.run_until(2_000);
+    let heard = h.edge.last_heard().expect("heard during the handshake");
+    assert!(heard > Instant::from_micros(1_900_000), "{heard:?}");
+    // Every link black-holed for 4 s (a tunnel): the core goes silent, the links Down.
+    for id in [1, 2] {
+        h.link(id).up.black_hole = true;
+        h.link(id).down.black_hole = true;
+    }
+    h.run_until(6_000);
+    let down = |h: &Harness| {
+        h.edge
+            .stats()
+            .links
+            .iter()
+            .all(|l| l.state == LinkState::Down)
+    };
+    assert!(down(&h), "{:?}", h.edge.stats().links);
+    let silent = h.edge.last_heard().unwrap();
+    assert!(
+        silent < Instant::from_micros(2_100_000),
+        "heard during the outage: {silent:?}"
+    );
+    for id in [1, 2] {
+        h.link(id).up.black_hole = false;
+        h.link(id).down.black_hole = false;
+    }
+    // The first probe reply is a sign of life while every link is still Down; Up comes later.
+    let (mut heard_at, mut up_at) = (None, None);
+    for ms in 6_001..=8_000 {
+        h.run_until(ms);
+        if heard_at.is_none() && h.edge.last_heard() > Some(Instant::from_micros(6_000_000)) {
+            assert!(down(&h), "a link was Up before the core was heard");
+            heard_at = Some(ms);
+        }
+        if up_at.is_none() && !down(&h) {
+            up_at = Some(ms);
+        }
+    }
+    println!("outage over at 6000 ms: core heard at {heard_at:?} ms, a link Up at {up_at:?} ms");
+    let (heard_at, up_at) = (heard_at.expect("never heard"), up_at.expect("never Up"));
+    assert!(heard_at < up_at);
+    // At most a Down probe interval (50 ms) and the 40 ms round trip of the faster link.
+    assert!(heard_at <= 6_000 + 50 + 40 + 5, "{heard_at}");
+}
+
+#[test]
+fn a_silent_core_is_not_heard_whatever_the_edge_retries() {
+    // The edge's rehandshakes after REHANDSHAKE_AFTER of silence must not count as hearing the
+    // core: the edge would otherwise steer its clients back into a dead tunnel.
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.run_until(2_000);
+    for id in [1, 2] {
+        h.link(id).up.black_hole = true;
+        h.link(id).down.black_hole = true;
+    }
+    let quiet_ms = 3 * REHANDSHAKE_AFTER.as_millis() as u64;
+    h.run_until(2_000 + quiet_ms);
+    let heard = h.edge.last_heard().unwrap();
+    assert!(
+        heard <= Instant::from_micros(2_100_000),
+        "heard at {heard:?} with the core unreachable for {quiet_ms} ms"
+    );
+    // Reachable again: the first answer (to a handshake or a probe) counts.
+    for id in [1, 2] {
+        h.link(id).up.black_hole = false;
+        h.link(id).down.black_hole = false;
+    }
+    h.run_until(2_000 + quiet_ms + REHANDSHAKE_AFTER.as_millis() as u64);
+    assert!(h.edge.last_heard() > Some(Instant::from_micros((2_000 + quiet_ms) * 1000)));
 }

@@ -11,6 +11,18 @@
 //! steers, a destination it does not bypass, no source NAT. The next packet makes a new entry,
 //! which the router's masquerade translates, and the flow carries on over the plain WAN.
 //! (IPv6 is routed without NAT: its entries keep working and are left alone.)
+//!
+//! The reverse happens when the steering comes back after a fail-open: a bonded TCP flow whose
+//! client retransmitted while the rules were out got a new entry *with* source NAT (made by the
+//! WAN's masquerade, even when that WAN was as dead as the links). Left in place, it translates
+//! the flow's packets to the router's WAN address as they enter the hub (the core takes them
+//! for a new flow nobody answers), and the server's packets coming back through the tunnel
+//! clash with it: the router's NAT gives each a new, random source port, the client answers
+//! each with a reset, and the core carries those resets to the server (seen in the lab: 55
+//! resets from one client after a 5 s outage, and the flow reset or stalled). [`flush_resteered`]
+//! deletes the entries of every flow the steering takes back, translated or not, so the next
+//! packet makes a fresh, untranslated one and the flow goes on through the core with its
+//! original mapping.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -119,9 +131,15 @@ pub fn parse_entry(p: &[u8]) -> Option<Entry> {
 /// the sources and the bypasses, TCP if only TCP is steered, and no source NAT (a flow that
 /// went out of a WAN was masqueraded, and keeps working).
 pub fn was_steered(e: &Entry, steer: &SteerConfig) -> bool {
+    e.status & IPS_SRC_NAT == 0 && is_steered(e, steer)
+}
+
+/// Whether `steer` sends the flow of `e` into the hub, whatever its entry translates: a
+/// steered source, a destination outside the sources and the bypasses, TCP if only TCP is
+/// steered.
+pub fn is_steered(e: &Entry, steer: &SteerConfig) -> bool {
     let (src, dst) = (IpAddr::V4(e.src), IpAddr::V4(e.dst));
-    e.status & IPS_SRC_NAT == 0
-        && !e.dst.is_multicast()
+    !e.dst.is_multicast()
         && !e.dst.is_broadcast()
         && (!steer.tcp_only || e.proto == 6)
         && steer.sources.iter().any(|p| p.contains(src))
@@ -155,6 +173,14 @@ fn dump(sock: &mut Socket) -> Result<Vec<Entry>> {
 /// how many. An entry that expired meanwhile is not an error.
 pub fn flush_steered(steer: &SteerConfig) -> Result<usize> {
     flush(|e| was_steered(e, steer))
+}
+
+/// Deletes the conntrack entries of every flow `steer` sends into the hub, with source NAT or
+/// without: called when the steering is installed again after a fail-open, so that flows
+/// whose packets were masqueraded onto a WAN meanwhile re-enter the hub untranslated (see the
+/// module doc); how many.
+pub fn flush_resteered(steer: &SteerConfig) -> Result<usize> {
+    flush(|e| is_steered(e, steer))
 }
 
 /// Deletes the entries of flows `old` steered and `new` does not (a reload that narrowed the
@@ -247,6 +273,40 @@ mod tests {
         tcp.tcp_only = true;
         assert!(!was_steered(&e(17, client, [8, 8, 8, 8], 0), &tcp));
         assert!(was_steered(&e(6, client, [8, 8, 8, 8], 0), &tcp));
+    }
+
+    #[test]
+    fn resteering_takes_back_masqueraded_flows_of_steered_sources_only() {
+        let s = steer();
+        let client = [192, 168, 1, 20];
+        let natted = 0x0e | IPS_SRC_NAT;
+        assert!(
+            is_steered(&e(6, client, [1, 1, 1, 1], natted), &s),
+            "a bonded flow masqueraded onto the WAN during the fail-open"
+        );
+        assert!(is_steered(&e(6, client, [1, 1, 1, 1], 0x0e), &s));
+        assert!(is_steered(&e(17, client, [8, 8, 8, 8], natted), &s));
+        assert!(
+            !is_steered(&e(6, [192, 168, 2, 20], [1, 1, 1, 1], natted), &s),
+            "not a steered source"
+        );
+        assert!(!is_steered(&e(6, client, [192, 168, 1, 1], natted), &s));
+        assert!(
+            !is_steered(&e(17, client, [203, 0, 113, 7], natted), &s),
+            "the core is bypassed"
+        );
+        assert!(
+            !is_steered(&e(6, client, [10, 1, 2, 3], natted), &s),
+            "bypass"
+        );
+        assert!(!is_steered(&e(2, client, [224, 0, 0, 22], natted), &s));
+        assert!(!is_steered(&e(17, client, [255, 255, 255, 255], 0), &s));
+        let mut tcp = steer();
+        tcp.tcp_only = true;
+        assert!(!is_steered(&e(17, client, [8, 8, 8, 8], natted), &tcp));
+        assert!(is_steered(&e(6, client, [8, 8, 8, 8], natted), &tcp));
+        // The other flushes still leave masqueraded entries alone.
+        assert!(!was_steered(&e(6, client, [1, 1, 1, 1], natted), &s));
     }
 
     fn nla(ty: u16, body: &[u8]) -> Vec<u8> {

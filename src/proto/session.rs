@@ -294,8 +294,11 @@ pub struct Session {
     /// When the edge last announced every link (LinkConfig, LinkName) to the core; `None`:
     /// announce at the next transmit.
     announced_at: Option<Instant>,
-    /// When a datagram from the peer last opened (or a handshake answer came).
+    /// When a datagram from the peer last opened (or a handshake answer came); also pushed
+    /// forward when a rehandshake is requested, to space the requests.
     heard_at: Instant,
+    /// When a datagram from the peer last opened (or a handshake answer came); `None` before.
+    last_heard: Option<Instant>,
     handshake: Vec<u8>,
     handshake_links: Vec<LinkId>,
 
@@ -345,6 +348,7 @@ impl Session {
             hint_sent: None,
             announced_at: None,
             heard_at: now,
+            last_heard: None,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
             reorder: Reorder::new(config.reorder),
@@ -399,6 +403,13 @@ impl Session {
 
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// When the peer was last heard from: a datagram that opened (any frame: data, ACK, probe
+    /// reply) or a handshake answer, on any link, whatever state the links are in. `None`
+    /// before the first. A sign of life even while every link is still Down.
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.last_heard
     }
 
     // ------------------------------------------------------------------ links
@@ -1210,10 +1221,12 @@ impl Session {
         let plain = match self.channel.open(now, datagram) {
             Ok(Some(p)) => {
                 self.heard_at = now;
+                self.last_heard = Some(now);
                 p
             }
             Ok(None) => {
                 self.heard_at = now;
+                self.last_heard = Some(now);
                 // A handshake answer: the core may have restarted with no flow contexts.
                 self.packer.forget_confirmations();
                 if self.established && self.channel.is_initiator() {
