@@ -126,6 +126,8 @@ fn topology_up_reachable_and_torn_down() {
 
     // A spawned process is stopped at teardown.
     let pid = t.spawn(&p("edge"), "sleeper", &["sleep", "600"]).unwrap();
+    let logs = t.log_dir.clone();
+    assert!(logs.join("sleeper.log").exists());
     t.teardown();
     assert!(
         leftovers(&p("")).is_empty(),
@@ -133,6 +135,7 @@ fn topology_up_reachable_and_torn_down() {
         leftovers(&p(""))
     );
     assert!(!alive(pid as i32), "sleeper {pid} still runs");
+    assert!(!logs.exists(), "{} left behind", logs.display());
 }
 
 /// Whether `pid` still runs (a zombie waiting for a reaper does not), after up to 2 s.
@@ -236,6 +239,9 @@ fn sigint_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(status.code(), Some(130), "stderr: {err}");
     assert!(leftovers(&pre).is_empty(), "left: {:?}", leftovers(&pre));
+    let logs = topo::log_dir(&tg);
+    assert!(!logs.exists(), "{} left behind", logs.display());
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join("braid-lab-test-out"));
     for p in pids {
         assert!(!alive(p), "process {p} left running");
     }
@@ -265,6 +271,8 @@ fn killed_run_is_cleaned_by_lab_clean() {
         !leftovers(&pre).is_empty(),
         "a killed run cannot clean up after itself"
     );
+    let logs = topo::log_dir(&tg);
+    assert!(logs.exists(), "a killed run leaves its logs");
     let out = Command::new(env!("CARGO_BIN_EXE_braid"))
         .args(["lab", "clean", "--tag", &tg])
         .output()
@@ -272,6 +280,8 @@ fn killed_run_is_cleaned_by_lab_clean() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{pre}edge")));
     assert!(leftovers(&pre).is_empty(), "left: {:?}", leftovers(&pre));
+    assert!(!logs.exists(), "lab clean left {}", logs.display());
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join("braid-lab-test-out"));
     for p in pids {
         assert!(!alive(p), "process {p} left running");
     }

@@ -131,7 +131,8 @@ USAGE:
     braid lab demo [--mode ..] [--out DIR]
     braid lab up SCENARIO [--mode M] [--tag T]     build it and wait for Ctrl-C
     braid lab clean [--tag T]                      remove leftovers of interrupted runs (all
-                                                   bl*- namespaces, or only those of tag T)
+                                                   bl*- namespaces and /tmp/braid-lab* logs,
+                                                   or only those of tag T)
     braid lab list                                 scenarios and workloads
     braid lab show SCENARIO                        its links and outage schedule
 
@@ -141,7 +142,8 @@ bulkN-up with N from 1 to 64 flows, e.g. bulk4-down.
 Modes: direct (best single link, plain routing), mptcp (kernel MPTCP + shadowsocks under
 mptcpize, as OpenMPTCProuter), braid (the edge and core daemons, when built).
 Namespaces, veths and nft tables are named bl*-; traces are read from $BRAID_TRACES or
-../shared/traces.
+../shared/traces. The daemons of a braid run log to /tmp/braid-lab<tag>/ (with their configs);
+the directory is removed after the run unless a daemon failed or BRAID_LAB_KEEP_LOGS=1 is set.
 ";
 
 /// `braid lab ...`.
@@ -263,11 +265,12 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         }
         "clean" => {
             need_root()?;
-            let removed = if o.tag.is_empty() {
+            let mut removed = if o.tag.is_empty() {
                 topo::clean()
             } else {
                 topo::clean_prefix(&topo::prefix(&o.tag))
             };
+            removed.extend(topo::clean_logs(&o.tag));
             if removed.is_empty() {
                 println!("nothing to clean");
             } else {

@@ -368,6 +368,7 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
                 }
             }
             if Instant::now() > deadline {
+                topo.keep_logs = true;
                 return Err(io::Error::other(format!(
                     "edge {e} has no established session after 15 s (logs in {})",
                     topo.log_dir.display()

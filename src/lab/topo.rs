@@ -73,7 +73,10 @@ pub struct Topology {
     pub links: Vec<Vec<LinkHandle>>,
     /// Time zero of the link schedules.
     pub t0: Instant,
+    /// The daemons' logs and configs: removed at teardown unless [`Topology::keep_logs`] is set
+    /// (a process failed, or `BRAID_LAB_KEEP_LOGS` is in the environment).
     pub log_dir: PathBuf,
+    pub keep_logs: bool,
     procs: Vec<(String, Child)>,
     down: bool,
 }
@@ -152,7 +155,7 @@ impl Topology {
                 }
             })
             .collect();
-        let log_dir = std::env::temp_dir().join(format!("braid-lab{}", spec.tag));
+        let log_dir = log_dir(&spec.tag);
         let _ = std::fs::create_dir_all(&log_dir);
         let mut topo = Topology {
             core: format!("{p}core"),
@@ -162,6 +165,7 @@ impl Topology {
             links: Vec::new(),
             t0: Instant::now(),
             log_dir,
+            keep_logs: std::env::var_os(KEEP_LOGS_ENV).is_some(),
             procs: Vec::new(),
             down: false,
             spec,
@@ -394,7 +398,11 @@ impl Topology {
                     .rev()
                     .collect::<Vec<_>>()
                     .join("\n");
-                return Err(io::Error::other(format!("{label} exited ({st}): {tail}")));
+                self.keep_logs = true;
+                return Err(io::Error::other(format!(
+                    "{label} exited ({st}), logs in {}: {tail}",
+                    self.log_dir.display()
+                )));
             }
         }
         Ok(())
@@ -429,8 +437,14 @@ impl Topology {
         }
         self.procs.clear();
         clean_prefix(&self.prefix);
-        // The log directory goes too when nothing was logged (tests make one per tag and run).
-        let _ = std::fs::remove_dir(&self.log_dir);
+        // The logs go too, unless something failed or they were asked for.
+        if self.keep_logs {
+            if std::fs::remove_dir(&self.log_dir).is_err() {
+                eprintln!("lab logs kept in {}", self.log_dir.display());
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
     }
 }
 
@@ -461,6 +475,44 @@ fn ns_batch(ns: &str, cmds: &[String]) -> io::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Set in the environment, a lab run keeps its daemons' logs and configs in [`log_dir`].
+pub const KEEP_LOGS_ENV: &str = "BRAID_LAB_KEEP_LOGS";
+
+/// Where a lab run of `tag` writes its daemons' logs and configs.
+pub fn log_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("braid-lab{tag}"))
+}
+
+/// Removes the log directories of lab runs: of `tag`, or of every tag when it is empty.
+/// Returns those removed.
+pub fn clean_logs(tag: &str) -> Vec<String> {
+    let dirs: Vec<PathBuf> = if tag.is_empty() {
+        std::fs::read_dir(std::env::temp_dir())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .and_then(|n| n.strip_prefix("braid-lab"))
+                            .is_some_and(|t| {
+                                // The default tag is empty: /tmp/braid-lab itself.
+                                t.chars()
+                                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                            })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        vec![log_dir(tag)]
+    };
+    dirs.into_iter()
+        .filter(|d| d.is_dir() && std::fs::remove_dir_all(d).is_ok())
+        .map(|d| d.display().to_string())
+        .collect()
 }
 
 /// Kill every process inside, then delete, every namespace whose name starts with `prefix`.
