@@ -39,6 +39,7 @@
 use std::collections::HashMap;
 
 use super::packet::checksum;
+use super::wire::DataForm;
 
 /// Contexts per direction of a session (the index has 10 bits).
 pub const CONTEXTS: usize = 1024;
@@ -53,19 +54,24 @@ const PROTO_UDP: u8 = 17;
 /// NOP, NOP, timestamp kind 8 length 10: the options of nearly every TCP segment.
 const TS_OPTIONS: [u8; 4] = [1, 1, 8, 10];
 
-/// How the DATA frame carries one packet.
+/// How the DATA frame carries one packet: its form, and for [`DataForm::Packed`] the packed
+/// header's length (written to the caller's buffer) and where the payload starts in the packet
+/// (both 0 otherwise: the packet goes as it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
-    /// The packet as it is (a DATA frame).
-    Whole,
-    /// The packet as it is, installing its flow's context on the way (DATA_INSTALL).
-    Install(u16),
-    /// The packed header, then the packet's bytes from `body` on (DATA_PACKED).
-    Packed {
-        ctx: u16,
-        head_len: usize,
-        body: usize,
-    },
+pub struct Packing {
+    pub form: DataForm,
+    pub head_len: usize,
+    pub body: usize,
+}
+
+impl Packing {
+    pub fn whole(form: DataForm) -> Packing {
+        Packing {
+            form,
+            head_len: 0,
+            body: 0,
+        }
+    }
 }
 
 /// The fields that define a flow's context.
@@ -226,11 +232,11 @@ impl Packer {
         self.stats
     }
 
-    /// How to send `p` now; for [`Form::Packed`] the packed header is in `head`.
-    pub fn pack(&mut self, p: &[u8], head: &mut [u8; MAX_PACKED_HEAD]) -> Form {
+    /// How to send `p` now; when packed, the packed header is in `head`.
+    pub fn pack(&mut self, p: &[u8], head: &mut [u8; MAX_PACKED_HEAD]) -> Packing {
         let Some(s) = shape(p) else {
             self.stats.whole += 1;
-            return Form::Whole;
+            return Packing::whole(DataForm::Whole);
         };
         let i = match self.flows.get(&s.tmpl.key) {
             Some(&i) => usize::from(i),
@@ -247,13 +253,13 @@ impl Packer {
         let ctx = wire_ctx(i, c.generation);
         if !c.confirmed {
             self.stats.installs += 1;
-            return Form::Install(ctx);
+            return Packing::whole(DataForm::Install(ctx));
         }
         let head_len = write_packed(p, &s, head);
         self.stats.packed += 1;
         self.stats.saved_bytes += (s.header - head_len) as u64;
-        Form::Packed {
-            ctx,
+        Packing {
+            form: DataForm::Packed(ctx),
             head_len,
             body: s.header,
         }
@@ -481,31 +487,27 @@ mod tests {
     }
 
     /// Sends `p` through a packer and an unpacker the way a session does; what arrives.
-    fn send(tx: &mut Packer, rx: &mut Unpacker, p: &[u8]) -> (Form, Vec<u8>) {
+    fn send(tx: &mut Packer, rx: &mut Unpacker, p: &[u8]) -> (Packing, Vec<u8>) {
         let mut head = [0u8; MAX_PACKED_HEAD];
-        let form = tx.pack(p, &mut head);
+        let f = tx.pack(p, &mut head);
         let mut out = Vec::new();
-        match form {
-            Form::Whole => out.extend_from_slice(p),
-            Form::Install(ctx) => {
+        match f.form {
+            DataForm::Whole => out.extend_from_slice(p),
+            DataForm::Install(ctx) => {
                 assert!(rx.install(ctx, p));
                 out.extend_from_slice(p);
             }
-            Form::Packed {
-                ctx,
-                head_len,
-                body,
-            } => {
-                let mut frame = head[..head_len].to_vec();
-                frame.extend_from_slice(&p[body..]);
+            DataForm::Packed(ctx) => {
+                let mut frame = head[..f.head_len].to_vec();
+                frame.extend_from_slice(&p[f.body..]);
                 rx.unpack(ctx, &frame, &mut out).expect("known context");
             }
         }
-        (form, out)
+        (f, out)
     }
 
-    fn confirm(tx: &mut Packer, f: Form) {
-        if let Form::Install(ctx) = f {
+    fn confirm(tx: &mut Packer, f: Packing) {
+        if let DataForm::Install(ctx) = f.form {
             tx.confirm(ctx);
         }
     }
@@ -514,7 +516,7 @@ mod tests {
     fn a_flow_installs_until_acknowledged_then_packs_and_rebuilds_exactly() {
         let (mut tx, mut rx) = (Packer::new(), Unpacker::new());
         let (f1, out) = send(&mut tx, &mut rx, &tcp_ts(5000, 1));
-        assert!(matches!(f1, Form::Install(_)));
+        assert!(matches!(f1.form, DataForm::Install(_)));
         assert_eq!(out, tcp_ts(5000, 1));
         let (f2, _) = send(&mut tx, &mut rx, &tcp_ts(5000, 2));
         assert_eq!(f2, f1, "still installing: nothing acknowledged yet");
@@ -523,8 +525,8 @@ mod tests {
         let (f3, out) = send(&mut tx, &mut rx, &p);
         assert_eq!(
             f3,
-            Form::Packed {
-                ctx: 0,
+            Packing {
+                form: DataForm::Packed(0),
                 head_len: 25,
                 body: 52
             }
@@ -549,7 +551,7 @@ mod tests {
             let (f, _) = send(&mut tx, &mut rx, p);
             confirm(&mut tx, f);
             let (f, out) = send(&mut tx, &mut rx, p);
-            assert!(matches!(f, Form::Packed { .. }), "{f:?}");
+            assert!(matches!(f.form, DataForm::Packed(_)), "{f:?}");
             assert_eq!(&out, p);
         }
         assert_eq!(tx.stats().packed, 4);
@@ -592,7 +594,11 @@ mod tests {
         for p in [bad_sum, fragment, urgent, odd_options, icmp, v6, short] {
             let mut tx = Packer::new();
             let mut head = [0u8; MAX_PACKED_HEAD];
-            assert_eq!(tx.pack(&p, &mut head), Form::Whole, "{p:?}");
+            assert_eq!(
+                tx.pack(&p, &mut head),
+                Packing::whole(DataForm::Whole),
+                "{p:?}"
+            );
             assert!(!Unpacker::new().install(0, &p));
         }
     }
@@ -607,8 +613,8 @@ mod tests {
             confirm(&mut tx, f);
         }
         let old = tcp_ts(1000, 2);
-        let Form::Packed {
-            ctx: old_ctx,
+        let Packing {
+            form: DataForm::Packed(old_ctx),
             head_len,
             body,
         } = tx.pack(&old, &mut head)
@@ -624,7 +630,7 @@ mod tests {
         }
         let mut head2 = [0u8; MAX_PACKED_HEAD];
         let f = tx.pack(&tcp_ts(9000, 1), &mut head2);
-        let Form::Install(new_ctx) = f else {
+        let DataForm::Install(new_ctx) = f.form else {
             panic!("{f:?}")
         };
         assert_eq!(split_ctx(new_ctx).0, split_ctx(old_ctx).0, "index reused");
@@ -639,8 +645,8 @@ mod tests {
         assert!(!rx.install(old_ctx, &tcp_ts(1000, 1)));
         // The evicted flow is a new flow again: it installs before it packs.
         assert!(matches!(
-            tx.pack(&tcp_ts(1000, 4), &mut head),
-            Form::Install(_)
+            tx.pack(&tcp_ts(1000, 4), &mut head).form,
+            DataForm::Install(_)
         ));
     }
 
@@ -656,18 +662,27 @@ mod tests {
         let sum = checksum(&q[..20], 0);
         q[10..12].copy_from_slice(&sum.to_be_bytes());
         let (g, out) = send(&mut tx, &mut rx, &q);
-        let (Form::Install(a), Form::Install(b)) = (f, g) else {
+        let (DataForm::Install(a), DataForm::Install(b)) = (f.form, g.form) else {
             panic!("{f:?} {g:?}")
         };
         assert_eq!(split_ctx(a).0, split_ctx(b).0);
         assert_ne!(a, b);
         assert_eq!(out, q);
         tx.confirm(a); // the old generation's ACK arriving late confirms nothing
-        assert!(matches!(send(&mut tx, &mut rx, &q).0, Form::Install(_)));
+        assert!(matches!(
+            send(&mut tx, &mut rx, &q).0.form,
+            DataForm::Install(_)
+        ));
         tx.confirm(b);
-        assert!(matches!(send(&mut tx, &mut rx, &q).0, Form::Packed { .. }));
+        assert!(matches!(
+            send(&mut tx, &mut rx, &q).0.form,
+            DataForm::Packed(_)
+        ));
         tx.forget_confirmations();
-        assert!(matches!(send(&mut tx, &mut rx, &q).0, Form::Install(_)));
+        assert!(matches!(
+            send(&mut tx, &mut rx, &q).0.form,
+            DataForm::Install(_)
+        ));
     }
 
     #[test]
@@ -686,7 +701,9 @@ mod tests {
             rx.unpack(0, &[0; 16], &mut out),
             Err(UnpackError::Truncated)
         );
-        let Form::Install(u) = udp_f else { panic!() };
+        let DataForm::Install(u) = udp_f.form else {
+            panic!()
+        };
         assert_eq!(rx.unpack(u, &[0; 4], &mut out), Err(UnpackError::Truncated));
     }
 

@@ -38,7 +38,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::proto::link::{
     Link, LinkConfig, LinkState, Resolved, MSS, RELAYED_ACK_DELAY, RELAYED_PROBE_BIT, WIRE_OVERHEAD,
 };
-use crate::proto::pack::{self, Form, PackStats, Packer, Unpacker};
+use crate::proto::pack::{self, PackStats, Packer, Packing, Unpacker};
 use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
 use crate::proto::sched::drr::DrrOrder;
 use crate::proto::sched::path::ByMode;
@@ -1144,20 +1144,16 @@ impl Session {
                 } else {
                     let mut head = [0u8; pack::MAX_PACKED_HEAD];
                     let p = &self.pkts[pid as usize];
-                    // An INSTALL frame is 2 bytes longer than DATA: without room for it, whole.
-                    let form = if need + 2 <= room {
+                    // An INSTALL frame is longer than DATA: without room for it, whole.
+                    let ctx_room = p.data.len() + wire::DATA_CTX_HEADER_LEN <= room;
+                    let Packing {
+                        form: dform,
+                        head_len,
+                        body: body_at,
+                    } = if ctx_room {
                         self.packer.pack(&p.data, &mut head)
                     } else {
-                        Form::Whole
-                    };
-                    let (dform, head_len, body_at) = match form {
-                        Form::Whole => (DataForm::Whole, 0, 0),
-                        Form::Install(c) => (DataForm::Install(c), 0, 0),
-                        Form::Packed {
-                            ctx,
-                            head_len,
-                            body,
-                        } => (DataForm::Packed(ctx), head_len, body),
+                        Packing::whole(DataForm::Whole)
                     };
                     let flen = dform.header_len() + head_len + p.data.len() - body_at;
                     if flen <= room {
