@@ -686,17 +686,21 @@ impl Link {
             }
             let idx = (s - self.base_seq) as usize;
             let p = &mut self.sent[idx];
-            if !p.in_flight {
-                if p.relay_acked && !relayed {
-                    p.relay_acked = false;
-                    let p = *p;
-                    self.delivered += p.bytes as u64;
-                    newly_delivered += 1;
-                    if rs.map_or(true, |r| p.delivered > r.delivered) {
-                        rs = Some(p);
-                    }
-                    continue;
-                }
+            if p.in_flight {
+                p.in_flight = false;
+                p.relay_acked = relayed;
+                let p = *p;
+                self.inflight -= p.bytes as u64;
+                self.bytes_acked += p.bytes as u64;
+                self.loss_sample(false);
+                out.push(Resolved {
+                    token: p.token,
+                    acked: true,
+                });
+            } else if p.relay_acked && !relayed {
+                // Resolved by a relayed ACK before: its delivery counts now (below).
+                p.relay_acked = false;
+            } else {
                 if p.lost {
                     // It arrived after all: the caller drops the copies it has not sent yet.
                     // Unless the link stalled (timeout), it reorders: be more patient.
@@ -715,27 +719,18 @@ impl Link {
                 }
                 continue;
             }
-            p.in_flight = false;
-            p.relay_acked = relayed;
-            let p = *p;
-            self.inflight -= p.bytes as u64;
-            self.bytes_acked += p.bytes as u64;
             // A relayed ACK arrives ahead of this link's own: counting its bytes as delivered
             // then made every sample of the link's direct ACKs too high (bytes acked through
             // the faster link over an interval timed on this one). Its delivery counts when
             // the direct ACK comes; until then it only resolves the copy.
             if !relayed {
+                let p = self.sent[idx];
                 self.delivered += p.bytes as u64;
                 newly_delivered += 1;
                 if rs.map_or(true, |r| p.delivered > r.delivered) {
                     rs = Some(p);
                 }
             }
-            self.loss_sample(false);
-            out.push(Resolved {
-                token: p.token,
-                acked: true,
-            });
         }
         if newly_delivered > 0 {
             self.delivered_time = now;
