@@ -714,27 +714,23 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// After the steering came back from a fail-open: deletes the conntrack entries of every
-/// steered flow, masqueraded ones included (made by the plain WAN meanwhile), so that bonded
-/// flows re-enter the hub untranslated (see [`crate::os::conntrack`]); logs what it did.
-fn flush_resteered(steer: &SteerConfig) {
-    match crate::os::conntrack::flush_resteered(steer) {
-        Ok(n) => log::info!(
-            "steering back: {n} conntrack entries of steered flows (made meanwhile by the plain \
-             WAN, masqueraded or not) removed"
-        ),
-        Err(e) => log::warn!("steering back: cannot remove conntrack entries: {e}"),
-    }
-}
-
 /// Deletes the conntrack entries of flows steered into the hub, so their next packets get
 /// masqueraded out of a WAN (see [`crate::os::conntrack`]); logs what it did.
 fn flush_conntrack(steer: &SteerConfig, what: &str) {
-    match crate::os::conntrack::flush_steered(steer) {
+    log_flush(
+        "fail-open",
+        what,
+        crate::os::conntrack::flush_steered(steer),
+    );
+}
+
+/// Logs what a conntrack flush did: `when` names the moment, `what` the flows.
+fn log_flush(when: &str, what: &str, removed: crate::os::Result<usize>) {
+    match removed {
         Ok(0) => {}
-        Ok(n) => log::info!("fail-open: {n} conntrack entries of {what} removed"),
+        Ok(n) => log::info!("{when}: {n} conntrack entries of {what} removed"),
         Err(e) => log::warn!(
-            "fail-open: cannot remove conntrack entries of {what} (kmod-nf-conntrack-netlink \
+            "{when}: cannot remove conntrack entries of {what} (kmod-nf-conntrack-netlink \
              missing?): {e}"
         ),
     }
@@ -839,7 +835,13 @@ impl Edge {
                 self.fail_open.installed();
                 if after_fail_open {
                     // After the rules: a packet in between would make a new masqueraded entry.
-                    flush_resteered(&self.steer);
+                    // Every steered flow's entry goes, masqueraded ones included (made by the
+                    // plain WAN meanwhile), so bonded flows re-enter the hub untranslated.
+                    log_flush(
+                        "steering back",
+                        "steered flows (masqueraded or not)",
+                        crate::os::conntrack::flush_resteered(&self.steer),
+                    );
                 }
             }
             Err(e) => log::error!("cannot install steering rules: {e}"),
@@ -1262,15 +1264,11 @@ impl Edge {
             self.steering = None; // drop removes the old rules
             self.install_steering(false);
             // Flows no longer steered take the plain WAN: their entries were made without NAT.
-            match crate::os::conntrack::flush_unsteered(&old_steer, &self.steer) {
-                Ok(0) => {}
-                Ok(n) => {
-                    log::info!("reload: {n} conntrack entries of flows no longer steered removed")
-                }
-                Err(e) => log::warn!(
-                    "reload: cannot remove conntrack entries of flows no longer steered: {e}"
-                ),
-            }
+            log_flush(
+                "reload",
+                "flows no longer steered",
+                crate::os::conntrack::flush_unsteered(&old_steer, &self.steer),
+            );
         }
         log::set_max_level(new.main.log_level.to_filter());
         self.cfg = new;

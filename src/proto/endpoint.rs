@@ -496,38 +496,11 @@ mod tests {
             ep.handle_datagram(Instant(0), 9, &mut buf[..t.len]),
             Err(Drop::Handshake(SealError::NotAllowed))
         );
-        let mut junk = [
-            crate::proto::wire::VERSION,
-            3,
-            0,
-            0,
-            0,
-            9,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            1,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
+        // A data datagram for receiver index 9, which no session has; the rest is junk.
+        let mut junk = [0u8; 30];
+        junk[..2].copy_from_slice(&[crate::proto::wire::VERSION, 3]);
+        junk[5] = 9;
+        junk[13] = 1;
         assert_eq!(
             ep.handle_datagram(Instant(0), 9, &mut junk),
             Err(Drop::UnknownIndex)
