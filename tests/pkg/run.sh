@@ -653,16 +653,19 @@ test_ucode() {
 }
 
 # ---------------------------------------------------------------- .ipk
+# arch_of_file FILE: the binary's family, as arch_family names it.
 arch_of_file() {
 	case "$(file -b "$1")" in
-	*"MIPS"*"MSB"* | *"MSB"*"MIPS"*) echo mips_24kc ;;
-	*"MIPS"*"LSB"* | *"LSB"*"MIPS"*) echo mipsel_24kc ;;
-	*aarch64*) echo aarch64_cortex-a53 ;;
-	*ARM*) echo arm_cortex-a7 ;;
+	*"MIPS"*"MSB"* | *"MSB"*"MIPS"*) echo mips ;;
+	*"MIPS"*"LSB"* | *"LSB"*"MIPS"*) echo mipsel ;;
+	*aarch64*) echo aarch64 ;;
+	*ARM*) echo arm ;;
 	*x86-64*) echo x86_64 ;;
 	*) echo unknown ;;
 	esac
 }
+# arch_family ARCH: mips_24kc -> mips, aarch64_cortex-a72 -> aarch64, ...
+arch_family() { case "$1" in x86_64) echo x86_64 ;; *) echo "${1%%_*}" ;; esac; }
 
 test_ipk() {
 	local ipk=$1 name arch x
@@ -699,17 +702,25 @@ test_ipk() {
 	fi
 	check "$name: Package braid" has "$c" "Package: braid"
 	check "$name: Depends kmod-veth" grep -qE '^Depends: (.*, )?kmod-veth(,|$)' "$c"
-	check "$name: conffiles is /etc/config/braid" lines "$x/control/conffiles" /etc/config/braid
-	check "$name: postinst and prerm executable" test -x "$x/control/postinst" -a -x "$x/control/prerm"
-	check "$name: postinst is the shipped one" cmp "$x/control/postinst" openwrt/files/braid.postinst
-	check "$name: prerm is the shipped one" cmp "$x/control/prerm" openwrt/files/braid.prerm
+	check "$name: conffiles: the config and /etc/braid/" lines "$x/control/conffiles" \
+		/etc/config/braid /etc/braid/
+	check "$name: control files" lines <(cd "$x/control" && find . -type f -printf '%p %m\n' | sort) \
+		"./conffiles 644" "./control 644" "./postinst 755" "./prerm 755" "./prerm-pkg 755"
+	cross/mkipk.sh control "$x/want"
+	local f
+	for f in postinst prerm prerm-pkg; do
+		check "$name: $f is the SDK's" cmp "$x/control/$f" "$x/want/$f"
+	done
 	check "$name: files" lines <(cd "$x/data" && find . -type f | sort) \
-		./etc/capabilities/braid.json ./etc/config/braid ./etc/hotplug.d/iface/30-braid \
-		./etc/init.d/braid ./etc/uci-defaults/90-braid ./usr/sbin/braid
+		./etc/config/braid ./etc/hotplug.d/iface/30-braid ./etc/init.d/braid \
+		./etc/uci-defaults/90-braid ./lib/upgrade/keep.d/braid ./usr/sbin/braid
+	check "$name: sysupgrade keeps /etc/braid/ (keep.d)" lines "$x/data/lib/upgrade/keep.d/braid" /etc/braid/
+	check "$name: every directory 0755 (opkg applies them to /, /etc, ...)" bash -c \
+		'! tar -tvzf "$0" | grep "^d" | grep -v "^drwxr-xr-x"' "$x/outer/data.tar.gz"
 	local want
 	for want in "usr/sbin/braid 755" "etc/init.d/braid 755" "etc/config/braid 600" \
 		"etc/uci-defaults/90-braid 755" "etc/hotplug.d/iface/30-braid 644" \
-		"etc/capabilities/braid.json 644"; do
+		"lib/upgrade/keep.d/braid 644"; do
 		check "$name: mode of /${want% *} is ${want#* }" test \
 			"$(stat -c %a "$x/data/${want% *}")" = "${want#* }"
 	done
@@ -719,7 +730,7 @@ test_ipk() {
 	local bin=$x/data/usr/sbin/braid
 	check "$name: binary is static" bash -c 'file -b "$0" | grep -q "statically linked"' "$bin"
 	check "$name: binary is stripped" bash -c 'file -b "$0" | grep -qv "not stripped"' "$bin"
-	check "$name: binary is built for $arch" test "$(arch_of_file "$bin")" = "$arch"
+	check "$name: binary is built for $arch" test "$(arch_of_file "$bin")" = "$(arch_family "$arch")"
 	# shellcheck source=cross/build.sh
 	local qemu
 	qemu=$(bash -c '. <(sed -n "/^target_of()/,/^}/p" cross/build.sh); target_of "$0"; echo "$QEMU"' "$arch")
@@ -741,6 +752,35 @@ test_ipk() {
 	echo "# $name: binary $(stat -c %s "$bin") bytes, package $(stat -c %s "$ipk") bytes"
 }
 
+# The package made by a builder whose umask is 077 (no real binary needed): the same modes.
+test_mkipk_umask() {
+	local d=$TMP/umask x
+	rm -rf "$d"
+	mkdir -p "$d"
+	cp /bin/true "$d/braid"
+	if ! (umask 077 && DIST=$d/dist cross/mkipk.sh aarch64_cortex-a72 "$d/braid") >"$d/out" 2>&1; then
+		not_ok "mkipk under umask 077" "$(cat "$d/out")"
+		return
+	fi
+	for x in "$d"/dist/*.ipk; do
+		mkdir -p "$d/o" && tar -xzf "$x" -C "$d/o"
+		check "mkipk under umask 077: $(basename "$x"): members 0644" bash -c \
+			'! tar -tvzf "$0" | grep -v "^-rw-r--r--"' "$x"
+		check "mkipk under umask 077: $(basename "$x"): every directory 0755" bash -c \
+			'! tar -tvzf "$0/data.tar.gz" | grep "^d" | grep -v "^drwxr-xr-x" &&
+			! tar -tvzf "$0/control.tar.gz" | grep "^d" | grep -v "^drwxr-xr-x"' "$d/o"
+		rm -rf "$d/o"
+	done
+	mkdir -p "$d/o" && tar -xzf "$d/dist/braid_"*"_aarch64_cortex-a72.ipk" -C "$d/o"
+	check "mkipk under umask 077: file modes as set, not the umask's" lines \
+		<(tar -tvzf "$d/o/data.tar.gz" | awk '$1 !~ /^d/ {print $1, $6}' | sort -k2) \
+		"-rw------- ./etc/config/braid" "-rw-r--r-- ./etc/hotplug.d/iface/30-braid" \
+		"-rwxr-xr-x ./etc/init.d/braid" "-rwxr-xr-x ./etc/uci-defaults/90-braid" \
+		"-rw-r--r-- ./lib/upgrade/keep.d/braid" "-rwxr-xr-x ./usr/sbin/braid"
+	check "mkipk: an arch OpenWrt does not have is refused" bash -c \
+		'cross/mkipk.sh arm_cortex-a9 /bin/true 2>&1 | grep -q "unknown arch .arm_cortex-a9."'
+}
+
 test_luci_ipk() {
 	local name=$1 x=$2 c=$2/control/control
 	check "$name: Architecture all" has "$c" "Architecture: all"
@@ -760,6 +800,7 @@ test_hotplug
 test_defaults
 test_maint
 test_feed
+test_mkipk_umask
 test_luci
 for ipk in "$@"; do
 	if [ -f "$ipk" ]; then test_ipk "$ipk"; else not_ok "package $ipk exists"; fi
