@@ -601,6 +601,8 @@ EOF
 	check "luci: the views call exactly the backend methods the ACL grants" diff \
 		<(grep -ho "method: *'[a-z]*'" "$l"/htdocs/luci-static/resources/view/braid/*.js |
 			grep -o "[a-z]*'$" | tr -d "'" | sort -u) <(printf 'link\nstatus\n')
+	check "luci: po/templates/braid.pot has every _() string of the views (cross/mkpot.py)" \
+		cross/mkpot.py --check
 	check "luci: status view keeps a sample backend reply" grep -q '"running": true' \
 		"$l/htdocs/luci-static/resources/view/braid/status.js"
 	test_ucode
