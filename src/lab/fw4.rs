@@ -471,6 +471,10 @@ mod tests {
             .forwardings
             .iter()
             .any(|f| f.src == "lan" && f.dest == "braid"));
+        assert!(fw
+            .forwardings
+            .iter()
+            .any(|f| f.src == "braid" && f.dest == "lan"));
     }
 
     #[test]
@@ -503,7 +507,7 @@ mod tests {
             "\tchain forward_lan {\n\t\tjump accept_to_wan comment \"!fw4: Accept lan to wan forwarding\"\n\t\tjump accept_to_braid comment \"!fw4: Accept lan to braid forwarding\"\n\t\tjump accept_to_lan\n\t}",
             "\tchain accept_to_braid {\n\t\toifname \"bl-hub*\" counter accept comment \"!fw4: accept braid IPv4/IPv6 traffic\"\n\t}",
             "\t\tiifname \"bl-hub*\" jump forward_braid comment",
-            "\tchain forward_braid {\n\t\tjump reject_to_braid\n\t}",
+            "\tchain forward_braid {\n\t\tjump accept_to_lan comment \"!fw4: Accept braid to lan forwarding\"\n\t\tjump reject_to_braid\n\t}",
         ] {
             assert!(r.contains(want), "missing\n{want}\nin\n{r}");
         }

@@ -351,8 +351,10 @@ want = ["option name 'braid'", "list device 'braid0'", "option input 'REJECT'",
 for w in want:
     assert w in zone, (w, zone)
 assert "masq" not in zone, zone
-fwd = text.split("config forwarding 'braid_lan'")[1]
+fwd = text.split("config forwarding 'braid_lan'")[1].split("config ")[0]
 assert "option src 'lan'" in fwd and "option dest 'braid'" in fwd, fwd
+back = text.split("config forwarding 'braid_return'")[1].split("config ")[0]
+assert "option src 'braid'" in back and "option dest 'lan'" in back, back
 EOF
 	check "uci-defaults: firewall: committed, and fw4 (running) reloaded" bash -c \
 		'grep -qx "uci commit firewall" "$0" && grep -qx "firewall reload" "$0"' "$D/ucilog"
@@ -395,7 +397,7 @@ maint() {
 	printf 'echo "uci-defaults ran" >>"%s"\n' "$m/log" >"$m/router/etc/uci-defaults/90-braid"
 	printf 'echo "rc.common $* IPKG_INSTROOT=$IPKG_INSTROOT" >>"%s"\n' "$m/log" >"$m/instroot/etc/rc.common"
 	chmod +x "$m/router/etc/init.d/braid" "$m/router/etc/init.d/firewall"
-	printf "config zone 'braid'\n\toption name 'braid'\n\nconfig forwarding 'braid_lan'\n\toption src 'lan'\n" \
+	printf "config zone 'braid'\n\toption name 'braid'\n\nconfig forwarding 'braid_lan'\n\toption src 'lan'\n\nconfig forwarding 'braid_return'\n\toption src 'braid'\n" \
 		>"$m/config/firewall"
 	# The scripts as opkg installs them, pointed at the scratch router.
 	local s
@@ -437,9 +439,9 @@ test_maint() {
 	check "prerm (upgrade): the zone is still in the firewall config" grep -q "config zone 'braid'" \
 		"$M/config/firewall"
 	maint prerm PKG_UPGRADE=0
-	check "prerm (remove): stop, zone and forwarding out of fw4, firewall reloaded, disable" \
+	check "prerm (remove): stop, zone and forwardings out of fw4, firewall reloaded, disable" \
 		lines "$M/log" "uci get firewall.braid" "init stop" "uci delete firewall.braid" \
-		"uci delete firewall.braid_lan" \
+		"uci delete firewall.braid_lan" "uci delete firewall.braid_return" \
 		"uci commit firewall" "firewall reload" "init disable" "init stop"
 	check "prerm (remove): the firewall config has no braid section left" \
 		lacks "$M/config/firewall" 'braid'
