@@ -57,8 +57,9 @@ bench: lab-deps
 	$(CARGO) build --locked
 	./target/debug/braid lab bench $(if $(BENCH_MODES),--mode $(BENCH_MODES)) --out bench/results
 
-## Router builds and packages (cross/, openwrt/, hotplug/). ARCH is an OpenWrt package arch:
-## mipsel_24kc mips_24kc aarch64_cortex-a53 arm_cortex-a7 x86_64.
+## Router builds and packages (cross/, openwrt/, hotplug/). ARCH is an OpenWrt package arch, as
+## `opkg print-architecture` shows it (`cross/build.sh list`: mipsel_24kc, mips_24kc,
+## aarch64_cortex-a53, aarch64_generic, arm_cortex-a7_neon-vfpv4, x86_64, ...).
 ARCH ?= mipsel_24kc
 CROSS_TEST_ARCHS ?= mips_24kc aarch64_cortex-a53
 

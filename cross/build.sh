@@ -18,7 +18,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# One of each binary (what `sizes` and `setup` build by default).
 ALL_ARCHS="mipsel_24kc mips_24kc aarch64_cortex-a53 arm_cortex-a7 x86_64"
+# Every package architecture a package can be made for: OpenWrt's ARCH_PACKAGES,
+# <arch>_<cpu type>[_<cpu subtype>], as `opkg print-architecture` (or `apk --print-arch`) shows
+# it on the router. Targets sharing a binary: aarch64 (filogic/mvebu a53, bcm2711/mvebu a72,
+# bcm2712 a76, armsr/rockchip generic), ARMv7 with VFP (ipq40xx/sunxi/bcm2709 cortex-a7 neon,
+# mt7629 cortex-a7, mvebu cortex-a9 vfpv3-d16, ipq806x cortex-a15 neon).
+KNOWN_ARCHS="mipsel_24kc mips_24kc aarch64_cortex-a53 aarch64_cortex-a72 aarch64_cortex-a76 \
+aarch64_generic arm_cortex-a7 arm_cortex-a7_neon-vfpv4 arm_cortex-a9_vfpv3-d16 \
+arm_cortex-a15_neon-vfpv4 x86_64"
 # Budget from DESIGN.md: the mipsel router binary, stripped, without UPX.
 BUDGET_BYTES=$((3 * 1024 * 1024 / 2))
 
@@ -37,15 +46,15 @@ target_of() {
 	mips_24kc)
 		TRIPLE=mips-unknown-linux-musl TOOLCHAIN=nightly BUILD_STD=1
 		FLAGS="-C relocation-model=static" QEMU=qemu-mips ;;
-	aarch64_cortex-a53)
+	aarch64_cortex-a53 | aarch64_cortex-a72 | aarch64_cortex-a76 | aarch64_generic)
 		TRIPLE=aarch64-unknown-linux-musl QEMU=qemu-aarch64 ;;
-	arm_cortex-a7)
+	arm_cortex-a7 | arm_cortex-a7_neon-vfpv4 | arm_cortex-a9_vfpv3-d16 | arm_cortex-a15_neon-vfpv4)
 		TRIPLE=armv7-unknown-linux-musleabihf TOOLCHAIN=nightly BUILD_STD=1
 		FLAGS="-C link-self-contained=no" QEMU=qemu-arm ;;
 	x86_64)
 		TRIPLE=x86_64-unknown-linux-musl ;;
 	*)
-		echo "cross: unknown arch '$1' (known: $ALL_ARCHS)" >&2
+		echo "cross: unknown arch '$1' (known: $KNOWN_ARCHS)" >&2
 		return 2 ;;
 	esac
 }
@@ -205,7 +214,7 @@ setup) shift; cmd_setup "$@" ;;
 build) shift; cmd_build "$@" ;;
 sizes) shift; cmd_sizes "$@" ;;
 test) shift; cmd_test "$@" ;;
-list) echo "$ALL_ARCHS" ;;
+list) echo "$KNOWN_ARCHS" ;;
 *)
 	sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
 	exit 2 ;;

@@ -2,10 +2,17 @@
 # Build braid_<version>_<ARCH>.ipk (and luci-app-braid_<version>_all.ipk) in dist/, without
 # the OpenWrt SDK, laid out as OpenWrt's scripts/ipkg-build lays them out: a gzipped tar of
 # ./debian-binary, ./data.tar.gz and ./control.tar.gz (GNU format, numeric root owner,
-# sorted names), which is what opkg installs.
+# sorted names), which is what opkg installs. The maintainer scripts are the SDK's: postinst
+# and prerm call default_postinst/default_prerm of the router's /lib/functions.sh, which run
+# the package's prerm-pkg (Package/braid/prerm in openwrt/Makefile); conffiles that are not
+# files of the package go to /lib/upgrade/keep.d/braid, as the SDK does, so sysupgrade keeps
+# them. Every mode in the archives is set here, whatever the builder's umask: opkg applies a
+# directory's mode from the archive to an existing directory (/, /etc, /usr...).
 #
 #   cross/mkipk.sh ARCH [BINARY]    BINARY defaults to a fresh `cross/build.sh build ARCH`
 #   cross/mkipk.sh luci             only the LuCI package
+#   cross/mkipk.sh control DIR      only braid's control files (conffiles, postinst, prerm,
+#                                   prerm-pkg) in DIR (the package tests run them)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,15 +30,20 @@ EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 TAR_OPTS=(--format=gnu --numeric-owner --owner=0 --group=0 --sort=name --mtime="@$EPOCH")
 
 # pack STAGE OUT_IPK: STAGE holds root/ (the files) and CONTROL/ (control, scripts, conffiles).
+# Directories are 0755 (the root ./ too: mktemp made it 0700), files keep the mode set when
+# they were staged.
 pack() {
 	local stage=$1 out=$2 tmp
+	find "$stage/root" "$stage/CONTROL" -type d -exec chmod 0755 {} +
 	tmp=$(mktemp -d)
+	chmod 0755 "$tmp"
 	(cd "$stage/root" && tar "${TAR_OPTS[@]}" -cf - .) | gzip -n9 >"$tmp/data.tar.gz"
 	local size
 	size=$(zcat "$tmp/data.tar.gz" | wc -c)
 	sed -i "s/^Installed-Size: .*/Installed-Size: $size/" "$stage/CONTROL/control"
 	(cd "$stage/CONTROL" && tar "${TAR_OPTS[@]}" -cf - .) | gzip -n9 >"$tmp/control.tar.gz"
 	echo "2.0" >"$tmp/debian-binary"
+	chmod 0644 "$tmp/debian-binary" "$tmp/data.tar.gz" "$tmp/control.tar.gz"
 	mkdir -p "$(dirname "$out")"
 	(cd "$tmp" && tar "${TAR_OPTS[@]}" -cf - ./debian-binary ./data.tar.gz ./control.tar.gz) |
 		gzip -n9 >"$out"
@@ -60,6 +72,10 @@ EOF
 
 build_braid() {
 	local arch=$1 bin=${2:-}
+	if ! cross/build.sh list | tr ' ' '\n' | grep -qxF -- "$arch"; then
+		echo "mkipk: unknown arch '$arch' (known: $(cross/build.sh list))" >&2
+		return 2
+	fi
 	if [ -z "$bin" ]; then
 		bin=$(cross/build.sh build "$arch" router | tail -n 1)
 	fi
@@ -82,23 +98,50 @@ build_braid() {
 	install -D -m0755 openwrt/files/braid.init "$r/etc/init.d/braid"
 	install -D -m0600 openwrt/files/braid.config "$r/etc/config/braid"
 	install -D -m0755 openwrt/files/braid.uci-defaults "$r/etc/uci-defaults/90-braid"
-	install -D -m0644 openwrt/files/braid.capabilities.json "$r/etc/capabilities/braid.json"
 	install -D -m0644 hotplug/braid.iface "$r/etc/hotplug.d/iface/30-braid"
 
 	local c=$stage/CONTROL
 	mkdir -p "$c"
-	sed -n '/^define Package\/braid\/description/,/^endef/p' openwrt/Makefile |
-		sed '1d;$d; s/^  //' >"$stage/description"
+	makefile_define 'Package/braid/description' | sed 's/^  //' >"$stage/description"
 	local depends
 	# shellcheck disable=SC2016 # $(RUST_ARCH_DEPENDS) is make syntax, matched literally
 	depends=$(sed -n 's/^  DEPENDS:=$(RUST_ARCH_DEPENDS) //p' openwrt/Makefile | sed 's/+//g; s/ /, /g')
 	control braid "$arch" "$depends" net "$stage/description" >"$c/control"
-	sed -n '/^define Package\/braid\/conffiles/,/^endef/p' openwrt/Makefile | sed '1d;$d' \
-		>"$c/conffiles"
-	install -m0755 openwrt/files/braid.postinst "$c/postinst"
-	install -m0755 openwrt/files/braid.prerm "$c/prerm"
+	chmod 0644 "$c/control"
+	control_scripts "$c"
+	# As the SDK: conffiles that are not files of the package are kept by sysupgrade.
+	local keep
+	while read -r keep; do
+		[ -f "$r$keep" ] && continue
+		mkdir -p "$r/lib/upgrade/keep.d"
+		echo "$keep" >>"$r/lib/upgrade/keep.d/braid"
+	done <"$c/conffiles"
+	[ ! -f "$r/lib/upgrade/keep.d/braid" ] || chmod 0644 "$r/lib/upgrade/keep.d/braid"
 	pack "$stage" "$DIST/braid_${FULL_VERSION}_${arch}.ipk"
 	rm -rf "$stage"
+}
+
+# makefile_define NAME: the body of `define NAME` in openwrt/Makefile, as make expands it
+# ($$ -> $).
+makefile_define() {
+	sed -n "\\#^define $1\$#,/^endef/p" openwrt/Makefile | sed '1d;$d; s/\$\$/$/g'
+}
+
+# control_scripts DIR: conffiles, and postinst, prerm and prerm-pkg as OpenWrt's
+# package-pack.mk writes them for an .ipk.
+control_scripts() {
+	mkdir -p "$1"
+	makefile_define 'Package/braid/conffiles' >"$1/conffiles"
+	makefile_define 'Package/braid/prerm' >"$1/prerm-pkg"
+	# shellcheck disable=SC2016 # written literally, expanded on the router
+	printf '%s\n' '#!/bin/sh' '[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0' \
+		'[ -s ${IPKG_INSTROOT}/lib/functions.sh ] || exit 0' '. ${IPKG_INSTROOT}/lib/functions.sh' \
+		'default_postinst $0 $@' >"$1/postinst"
+	# shellcheck disable=SC2016
+	printf '%s\n' '#!/bin/sh' '[ -s ${IPKG_INSTROOT}/lib/functions.sh ] || exit 0' \
+		'. ${IPKG_INSTROOT}/lib/functions.sh' 'default_prerm $0 $@' >"$1/prerm"
+	chmod 0644 "$1/conffiles"
+	chmod 0755 "$1/postinst" "$1/prerm" "$1/prerm-pkg"
 }
 
 build_luci() {
@@ -119,6 +162,7 @@ build_luci() {
 		>"$stage/description"
 	control luci-app-braid all "luci-base, rpcd-mod-ucode, braid" luci "$stage/description" \
 		>"$stage/CONTROL/control"
+	chmod 0644 "$stage/CONTROL/control"
 	install -m0755 luci-app/postinst "$stage/CONTROL/postinst"
 	pack "$stage" "$DIST/luci-app-braid_${FULL_VERSION}_all.ipk"
 	rm -rf "$stage"
@@ -127,6 +171,7 @@ build_luci() {
 case "${1:-}" in
 "") sed -n '2,9s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 luci) build_luci ;;
+control) control_scripts "${2:?usage: cross/mkipk.sh control DIR}" ;;
 *)
 	build_braid "$@"
 	build_luci

@@ -12,6 +12,7 @@
 //! - [`link`]: a link emulator thread on two veths (AF_PACKET). [`sys`]: `ip`, `nft`, setns,
 //!   the ethtool ioctl, packet sockets.
 //! - [`topo`]: the namespaces and veths, [`Topology`] (tears down on drop), [`topo::clean`].
+//!   [`fw4`]: a stand-in of OpenWrt's firewall on each edge, with the package's hub zone.
 //! - [`scenario`]: `scenarios/lab/*.conf`. [`mode`]: direct / mptcp / braid.
 //! - [`work`]: workloads and sampling. [`report`]: table, JSON, markdown, SVG.
 //!
@@ -39,6 +40,7 @@
 //! ```
 
 pub mod emu;
+pub mod fw4;
 pub mod link;
 pub mod mode;
 pub mod report;

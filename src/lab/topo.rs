@@ -316,6 +316,8 @@ impl Topology {
                      ip saddr {LAN_NET} oifname \"bl-wan*\" masquerade\n }}\n}}\n"
                 ),
             )?;
+            // What a stock OpenWrt's fw4 loads, with the Braid package's hub zone (src/lab/fw4.rs).
+            super::fw4::install(&en.ns, &["bl-br0".to_string()], &en.wan_dev)?;
             for cns in &en.clients {
                 sys::in_ns(cns, || sys::offloads_off("bl-eth0"))?;
             }
