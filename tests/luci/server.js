@@ -132,7 +132,7 @@ class World {
 			fs.mkdirSync(path.dirname(full), { recursive: true });
 			fs.writeFileSync(full, content, { mode: 0o600 });
 		}
-		fs.writeFileSync(path.join(this.tmp, 'stub-state.json'), JSON.stringify({ status: opts.status || 'edge', down: [], log: [] }));
+		fs.writeFileSync(path.join(this.tmp, 'stub-state.json'), JSON.stringify({ status: opts.status || 'edge', patch: opts.statusPatch || null, down: [], log: [] }));
 		this.logins = Object.assign({
 			operator: { groups: { 'luci-base': 'write', 'unauthenticated': 'read', 'luci-app-braid': 'write' } },
 			viewer: { groups: { 'luci-base': 'read', 'unauthenticated': 'read', 'luci-app-braid': 'read' } },
@@ -424,6 +424,10 @@ function start(opts) {
 			const html = page(world, url.pathname.substr('/cgi-bin/luci/'.length), url.searchParams);
 			res.writeHead(html ? 200 : 404, { 'Content-Type': 'text/html' });
 			return res.end(html || 'no such page');
+		}
+		if (url.pathname === '/favicon.ico') {
+			res.writeHead(204);
+			return res.end();
 		}
 		if (url.pathname === '/stand.js') {
 			res.writeHead(200, { 'Content-Type': 'application/javascript' });

@@ -30,9 +30,11 @@ switch (args[0]) {
 case 'status': {
 	if (state.status === 'garbage') { save(); process.stdout.write('warning: something\n{"role":'); process.exit(0); }
 	const st = JSON.parse(fs.readFileSync(path.join(process.env.BRAID_STUB_FIXTURES, `${state.status}.json`), 'utf8'));
-	for (const s of st.sessions)
+	for (const s of st.sessions) {
+		Object.assign(s, state.patch || {});
 		for (const l of s.links)
 			if (state.down.includes(l.name)) Object.assign(l, { state: 'admin-down', state_s: 0, tx_bps: 0, rx_bps: 0 });
+	}
 	save();
 	process.stdout.write(JSON.stringify(st, null, 2) + '\n');
 	break;

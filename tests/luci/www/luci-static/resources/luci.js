@@ -36,9 +36,14 @@
 	};
 
 	function classExtend(Parent, props) {
+		// A class without an __init__ of its own runs its parent's through super(), so that
+		// the parent's own super('__init__') continues from there.
 		var C = function() {
 			if (!(this instanceof C)) throw new TypeError('Constructor must not be called without "new"');
-			if (typeof this.__init__ == 'function') this.__init__.apply(this, arguments);
+			if (Object.prototype.hasOwnProperty.call(Object.getPrototypeOf(this), '__init__')) {
+				if (typeof this.__init__ == 'function') this.__init__.apply(this, arguments);
+			}
+			else this.super('__init__', arguments);
 		};
 		C.prototype = Object.create(Parent.prototype);
 		Object.getOwnPropertyNames(props || {}).forEach(function(k) {
@@ -159,21 +164,22 @@
 			if (typeof val == 'object') val = JSON.stringify(val);
 			node.setAttribute(key, val === true ? '' : String(val));
 		},
+		// E(tag | [nodes] | node | '<html>', [attributes], [children]): attributes whose
+		// value is a function become event listeners.
 		create: function(html, attr, data) {
 			var elem;
-			if (Array.isArray(html)) {
-				elem = document.createDocumentFragment();
-				this.append(elem, html);
-				return elem;
-			}
-			if (this.elem(html)) elem = html;
-			else if (html.charAt(0) == '<') elem = this.parse(html);
-			else elem = document.createElement(html);
-			if (!elem) return null;
-			if (attr !== undefined && (Array.isArray(attr) || typeof attr != 'object' || this.elem(attr) || attr === null)) {
+			if (!(attr instanceof Object) || Array.isArray(attr) || this.elem(attr)) {
 				data = attr;
 				attr = null;
 			}
+			if (Array.isArray(html)) {
+				elem = document.createDocumentFragment();
+				for (var i = 0; i < html.length; i++) elem.appendChild(this.create(html[i]));
+			}
+			else if (this.elem(html)) elem = html;
+			else if (html.charAt(0) == '<') elem = this.parse(html);
+			else elem = document.createElement(html);
+			if (!elem) return null;
 			if (attr) this.attr(elem, attr);
 			this.append(elem, data);
 			return elem;
