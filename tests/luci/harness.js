@@ -46,6 +46,8 @@ class Ctx {
 		await page.goto(`${this.srv.url}/cgi-bin/luci/${route}${route.includes('?') ? '&' : '?'}${q}`, { waitUntil: 'load' });
 		const ok = await page.evaluate(() => window.__stand.ready.then(() => true, (e) => String(e))).catch((e) => String(e));
 		if (ok !== true) throw new Error(`view at ${route} failed: ${ok}\n${(await this.pageErrors(page)).join('\n')}`);
+		// Time does not pass by itself: a test polls when it means to (window.__stand.poll()).
+		await page.evaluate(() => L.Poll.stop());
 		await this.settle(page);
 		return page;
 	}
@@ -82,6 +84,8 @@ class Ctx {
 		for (const width of [ 1280, 390 ]) {
 			const page = await this.open(route, Object.assign({}, opts, { width }));
 			await this.assertNoErrors(page);
+			const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+			assert.ok(wide <= width, `${route} at ${width} px is ${wide} px wide`);
 			await this.screenshot(page, name);
 			await page.close();
 		}
@@ -143,7 +147,10 @@ async function run(tests, filter) {
 		const ctx = new Ctx(srv, browser, t.name);
 		ctx.reset({});
 		try {
-			await Promise.race([ t.fn(ctx), new Promise((_, rej) => setTimeout(() => rej(new Error('timed out after 30 s')), 30000)) ]);
+			const limit = t.timeout || 30000;
+			let timer;
+			await Promise.race([ t.fn(ctx), new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${limit / 1000} s`)), limit); }) ]);
+			clearTimeout(timer);
 			pass++;
 			console.log(`ok - ${t.name}`);
 		}

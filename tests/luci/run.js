@@ -14,6 +14,7 @@ const path = require('path');
 const { run, assert } = require('./harness');
 
 const ROOT = path.resolve(__dirname, '../..');
+const SCREENS = process.env.LUCI_SCREENS || path.join(ROOT, 'target/luci-screens');
 const VALUES = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/fixtures/config/values.json'), 'utf8'));
 const EDGE_SAMPLE = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/fixtures/status/edge.json'), 'utf8'));
 const CORE_KEY = 'oFreshKeyoFreshKeyoFreshKeyoFreshKeyoFresh0=';
@@ -172,7 +173,7 @@ function setCalls(ctx) {
 }
 
 const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
+const test = (name, opts, fn) => tests.push(typeof opts == 'function' ? { name, fn: opts } : Object.assign({ name, fn }, opts));
 
 // ------------------------------------------------------------------ the eight bugs
 
@@ -547,6 +548,24 @@ test('descriptions: what the shipped file\'s comments said is on the form', asyn
 	await editRow(ctx, page, 'lte');
 	const m = await ctx.text(page, '#modal_overlay');
 	for (const re of [ /20 GB \(20,000,000,000 bytes/, /backup: only when nothing else is up/, /short month uses its last day/ ]) assert.match(m, re);
+});
+
+test('screens: the status page with five minutes of live graphs', { timeout: 60000 }, async (ctx) => {
+	edgeWorld(ctx, { vary: true });
+	for (const [ width, polls ] of [ [ 1280, 104 ], [ 390, 40 ] ]) {
+		const page = await ctx.open(STATUS, { width });
+		for (let i = 0; i < polls; i++) await page.evaluate(() => window.__stand.poll());
+		await ctx.settle(page);
+		const n = await page.$eval('[data-graph="link-wan"] polyline', (l) => +l.getAttribute('data-points'));
+		assert.strictEqual(n, Math.min(100, polls + 1), 'samples kept: five minutes at most');
+		await ctx.assertNoErrors(page);
+		await ctx.screenshot(page, 'status-edge-live');
+		if (width == 1280) {
+			// The README's picture: the session, the links and the first row of graphs.
+			const bottom = await page.$eval('.braid-graphs', (g) => g.children[2].getBoundingClientRect().bottom + window.scrollY + 8);
+			await page.screenshot({ path: path.join(SCREENS, 'status-readme.png'), clip: { x: 40, y: 90, width: 1200, height: bottom - 90 } });
+		}
+	}
 });
 
 test('screens: every page at 1280 and 390 px without errors', async (ctx) => {

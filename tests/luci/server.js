@@ -132,7 +132,7 @@ class World {
 			fs.mkdirSync(path.dirname(full), { recursive: true });
 			fs.writeFileSync(full, content, { mode: 0o600 });
 		}
-		fs.writeFileSync(path.join(this.tmp, 'stub-state.json'), JSON.stringify({ status: opts.status || 'edge', patch: opts.statusPatch || null, down: [], log: [] }));
+		fs.writeFileSync(path.join(this.tmp, 'stub-state.json'), JSON.stringify({ status: opts.status || 'edge', patch: opts.statusPatch || null, vary: !!opts.vary, down: [], log: [] }));
 		this.logins = Object.assign({
 			operator: { groups: { 'luci-base': 'write', 'unauthenticated': 'read', 'luci-app-braid': 'write' } },
 			viewer: { groups: { 'luci-base': 'read', 'unauthenticated': 'read', 'luci-app-braid': 'read' } },

@@ -1,6 +1,7 @@
 // A stand-in for the `braid` command line, as luci.braid calls it:
 //   braid status --json [--socket P]   the fixture of the role in the state file (edge, core),
-//                                      links taken down shown admin-down; 'down': not running
+//                                      links taken down shown admin-down; 'down': not running;
+//                                      with `vary`, rates that change from call to call
 //   braid link up|down NAME [...]      recorded; refused on a core, as the daemon does
 //   braid genkey / braid pubkey        a fresh X25519 key / the public key of the one on stdin
 // State: $BRAID_STUB_STATE (JSON: status, down, log); fixtures: $BRAID_STUB_FIXTURES.
@@ -30,8 +31,23 @@ switch (args[0]) {
 case 'status': {
 	if (state.status === 'garbage') { save(); process.stdout.write('warning: something\n{"role":'); process.exit(0); }
 	const st = JSON.parse(fs.readFileSync(path.join(process.env.BRAID_STUB_FIXTURES, `${state.status}.json`), 'utf8'));
+	// vary: rates and RTTs that wander from one call to the next, for graphs worth a look.
+	const n = state.n = (state.n || 0) + 1;
 	for (const s of st.sessions) {
 		Object.assign(s, state.patch || {});
+		if (state.vary) {
+			let rx = 0, tx = 0;
+			s.links.forEach((l, i) => {
+				const f = Math.max(0.05, 1 + 0.35 * Math.sin(n / 5 + i * 1.7) + 0.12 * Math.sin(n / 1.3 + i));
+				l.rx_bps = Math.round(l.rx_bps * f);
+				l.tx_bps = Math.round(l.tx_bps * (2 - f) * 0.9);
+				if (l.rtt_ms) l.rtt_ms = +(l.rtt_ms * (1 + 0.25 * Math.max(0, Math.sin(n / 4 + i)) * f)).toFixed(1);
+				rx += l.rx_bps;
+				tx += l.tx_bps;
+			});
+			s.rx_bps = Math.round(rx * 0.93);
+			s.tx_bps = Math.round(tx * 0.91);
+		}
 		for (const l of s.links)
 			if (state.down.includes(l.name)) Object.assign(l, { state: 'admin-down', state_s: 0, tx_bps: 0, rx_bps: 0 });
 	}

@@ -26,6 +26,7 @@ var STYLE = [
 	'.braid-badge.s-down{background:#c62828}',
 	'.braid-badge.s-admin-down,.braid-badge.s-stopped{background:#757575}',
 	'.braid-since{color:#777;font-size:12px;margin-left:4px;white-space:nowrap}',
+	'.braid-note{color:#777;font-size:12px}',
 	'.braid-graphs{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px;margin:8px 0 16px}',
 	'.braid-graph{border:1px solid #ddd;border-radius:4px;padding:6px 8px}',
 	'.braid-graph h5{margin:0 0 4px;font-size:13px}',
@@ -228,10 +229,10 @@ return baseclass.extend({
 			E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td' }, [ opts.peerLabel || _('Peer') ]), E('td', { 'class': 'td' }, [ sess.peer ]) ]),
 			E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td' }, [ _('Session') ]), E('td', { 'class': 'td' }, [ badge(sess.state, sess.established_s) ]) ]),
 			E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td' }, [ _('Links working') ]), E('td', { 'class': 'td', 'id': id + '-working' }, [ _('%d of %d').format(up, links.length) ]) ]),
-			E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td' }, [ _('Bonded') ]), E('td', { 'class': 'td', 'id': id + '-bonded' }, [
-				_('down %s, up %s').format(fmtRate(sess.rx_bps), fmtRate(sess.tx_bps)),
-				E('span', { 'class': 'braid-since' }, [ _('(links: down %s, up %s, with tunnel overhead, copies and resends)').format(fmtRate(sumRx), fmtRate(sumTx)) ])
-			]) ]),
+			E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td' }, [ _('Bonded') ]), E('td', { 'class': 'td', 'id': id + '-bonded' }, [ E('span', [
+				_('down %s, up %s').format(fmtRate(sess.rx_bps), fmtRate(sess.tx_bps)), ' ',
+				E('span', { 'class': 'braid-note' }, [ _('(links: down %s, up %s, with tunnel overhead, copies and resends)').format(fmtRate(sumRx), fmtRate(sumTx)) ])
+			]) ]) ]),
 			E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td' }, [ _('Packets') ]), E('td', { 'class': 'td' }, [
 				_('%d sent, %d received, %d resent').format(sess.tx_packets, sess.rx_packets, sess.resent_packets) ]) ])
 		]);
@@ -276,7 +277,7 @@ return baseclass.extend({
 	notRunning: function(res) {
 		return E('div', { 'class': 'alert-message warning' }, [
 			E('h4', [ _('Braid is not running') ]),
-			E('pre', [ (res && res.error) || '' ]),
+			E('pre', { 'style': 'white-space:pre-wrap' }, [ (res && res.error) || '' ]),
 			E('p', [ _('Enable it under Services > Braid > Settings, or run /etc/init.d/braid start.') ])
 		]);
 	}

@@ -369,11 +369,12 @@ return view.extend({
 		o = s.option(form.Value, 'name', _('Name'), _('A label for logs and status (default: the section name).'));
 		o = s.option(form.Value, 'public_key', _('Public key'), _('The edge\'s public key.'));
 		o.rmempty = false;
+		o.textvalue = function(sid) { return E('span', { 'class': 'braid-key' }, [ this.cfgvalue(sid) || '' ]); };
 		o.validate = function(sid, v) { return validate.key(v); };
 		o = s.option(form.DynamicList, 'allowed_lan', _('Allowed subnets'), _('Source subnets accepted from this edge (empty: any).'));
 		o.validate = validate.optional('cidr');
 
-		return m.render();
+		return m.render().then(function(node) { return E([], [ common.style(), node ]); });
 	}
 });
 

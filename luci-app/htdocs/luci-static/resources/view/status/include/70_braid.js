@@ -31,7 +31,7 @@ return baseclass.extend({
 				var links = s.links || [], working = links.filter(common.working);
 				rows.push([ _('Session'), E([], [ common.badge(s.state, s.established_s), ' ', s.peer ]) ]);
 				rows.push([ _('Links working'), E('span', { 'title': working.map(function(l) { return l.name; }).join(', ') },
-					[ _('%d of %d').format(working.length, links.length), ' ', E('span', { 'class': 'braid-since' },
+					[ _('%d of %d').format(working.length, links.length), ' ', E('span', { 'class': 'braid-note' },
 						[ working.map(function(l) { return l.name; }).join(', ') ]) ]) ]);
 				rows.push([ _('Bonded'), _('down %s, up %s').format(common.rate(s.rx_bps), common.rate(s.tx_bps)) ]);
 			}
