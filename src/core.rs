@@ -538,30 +538,25 @@ impl Core {
     fn sample_meter(&mut self) {
         let now = std::time::Instant::now();
         let ids: Vec<SessionId> = self.ep.session_ids().collect();
+        let mut live = std::collections::HashSet::new();
         for id in &ids {
             let Some(s) = self.ep.session(*id) else {
                 continue;
             };
             let st = s.stats();
             for l in &st.links {
+                let key = (*id, Some(l.id));
                 let state = state_name(l.state);
-                self.meter.sample(
-                    (*id, Some(l.id)),
-                    now,
-                    l.bytes_sent,
-                    l.bytes_received,
-                    state,
-                );
+                self.meter
+                    .sample(key, now, l.bytes_sent, l.bytes_received, state);
+                live.insert(key);
             }
             let (tx, rx) = self.users.get(id).map_or((0, 0), |u| u.totals());
             let state = session_state(s.is_established());
             self.meter.sample((*id, None), now, tx, rx, state);
+            live.insert((*id, None));
         }
-        let ep = &self.ep;
-        self.meter.retain(|(id, link)| {
-            ep.session(*id)
-                .is_some_and(|s| link.map_or(true, |l| s.stats().links.iter().any(|x| x.id == l)))
-        });
+        self.meter.retain(|k| live.contains(k));
     }
 
     fn reload(&mut self) -> Result<(), String> {
