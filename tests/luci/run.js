@@ -347,6 +347,19 @@ test('bug 8: with luci-base and this app only, the uplink device list is filled'
 	await ctx.assertNoErrors(page);
 });
 
+test('names from the daemon are shown as text, never as markup', async (ctx) => {
+	const evil = '<img src=x onerror="window.__pwned=1">';
+	const link = Object.assign({}, EDGE_SAMPLE.sessions[0].links[0], { name: evil, device: evil });
+	edgeWorld(ctx, { statusPatch: { links: [ link ], users: [ { address: evil, flows: 1, tx_bytes: 1, rx_bytes: 1 } ],
+		classes: [ { name: evil, mode: evil, priority: 0, packets: 1 } ] } });
+	const page = await ctx.open(STATUS);
+	assert.strictEqual(await page.$$eval('#view img', (i) => i.length), 0);
+	assert.strictEqual(await page.evaluate(() => window.__pwned), undefined);
+	const t = await ctx.text(page, '#view');
+	assert.ok(t.split(evil).length >= 5, 'the names are there, as text');
+	await ctx.assertNoErrors(page);
+});
+
 // ------------------------------------------------------------------ the ACL, derived
 
 // Calls the views make that the ACL refuses on purpose; network.js tolerates each.

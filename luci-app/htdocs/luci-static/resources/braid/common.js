@@ -37,6 +37,10 @@ var STYLE = [
 	'.braid-key{font-family:monospace;word-break:break-all}'
 ].join('\n');
 
+// A table cell holding `s` as text: LuCI's ui.Table puts a string cell in as HTML, and names
+// come from the daemon (on a core, an edge names its own links).
+function text(s) { return '%h'.format(s == null ? '' : s); }
+
 function fmtRate(bps) {
 	var b = Math.max(0, +bps || 0);
 	if (b >= 1e9) return '%.2f Gbit/s'.format(b / 1e9);
@@ -149,20 +153,20 @@ function quota(l) {
 }
 
 function role(l) {
-	return l.over_quota ? E('span', { 'title': _('Past its quota') }, [ l.role, ' ', E('em', [ _('(quota)') ]) ]) : l.role;
+	return l.over_quota ? E('span', { 'title': _('Past its quota') }, [ l.role, ' ', E('em', [ _('(quota)') ]) ]) : text(l.role);
 }
 
 function usersTable(id, users) {
 	var t = new ui.Table([ _('Address'), _('Flows'), _('Sent'), _('Received') ], { id: id, placeholder: E('em', [ _('No users') ]) });
 	t.update((users || []).map(function(u) {
-		return [ u.address, u.flows, [ u.tx_bytes, fmtBytes(u.tx_bytes) ], [ u.rx_bytes, fmtBytes(u.rx_bytes) ] ];
+		return [ text(u.address), u.flows, [ u.tx_bytes, fmtBytes(u.tx_bytes) ], [ u.rx_bytes, fmtBytes(u.rx_bytes) ] ];
 	}));
 	return t.render();
 }
 
 function classesTable(id, classes) {
 	var t = new ui.Table([ _('Class'), _('Mode'), _('Priority'), _('Packets') ], { id: id, placeholder: E('em', [ _('No classes') ]) });
-	t.update((classes || []).map(function(c) { return [ c.name, c.mode, c.priority, c.packets ]; }));
+	t.update((classes || []).map(function(c) { return [ text(c.name), text(c.mode), c.priority, c.packets ]; }));
 	return t.render();
 }
 
@@ -197,6 +201,7 @@ return baseclass.extend({
 	callLink: callLink,
 	callAccess: callAccess,
 	POLL: POLL,
+	text: text,
 	rate: fmtRate,
 	bytes: fmtBytes,
 	age: fmtAge,
@@ -242,8 +247,8 @@ return baseclass.extend({
 		var t = new ui.Table(captions, { id: id + '-links', placeholder: E('em', [ _('No links') ]) });
 		t.update(links.map(function(l) {
 			var row = [
-				l.name,
-				opts.core ? E('span', [ l.address || '-', ' ', E('small', [ (l.transport || '').toUpperCase() ]) ]) : (l.device || '-'),
+				text(l.name),
+				opts.core ? E('span', [ l.address || '-', ' ', E('small', [ (l.transport || '').toUpperCase() ]) ]) : text(l.device || '-'),
 				[ l.state, badge(l.state, l.state_s) ],
 				role(l),
 				[ l.rtt_ms, '%.1f ms (±%.1f)'.format(l.rtt_ms, l.rttvar_ms) ],
@@ -270,7 +275,7 @@ return baseclass.extend({
 
 	dropsTable: function(drops) {
 		var t = new ui.Table([ _('Reason'), _('Packets') ], { id: 'braid-drops', placeholder: E('em', [ _('None') ]) });
-		t.update((drops || []).filter(function(d) { return d.count > 0; }).map(function(d) { return [ d.reason, d.count ]; }));
+		t.update((drops || []).filter(function(d) { return d.count > 0; }).map(function(d) { return [ text(d.reason), d.count ]; }));
 		return t.render();
 	},
 

@@ -99,7 +99,7 @@ return view.extend({
 		t.update((st.sessions || []).map(function(s) {
 			var links = s.links || [];
 			return [
-				s.peer,
+				common.text(s.peer),
 				[ s.state, common.badge(s.state, s.established_s) ],
 				'%d / %d'.format(links.filter(common.working).length, links.length),
 				[ s.rx_bps, common.rate(s.rx_bps) ],
