@@ -460,6 +460,10 @@ test('Status > Overview: session state, links working, bonded rate', async (ctx)
 	await page.evaluate(() => window.__stand.poll());
 	await ctx.settle(page);
 	assert.match(await ctx.text(page, '[data-include="Braid"]'), /not running/);
+	// A login without the Braid ACL sees no Braid section at all.
+	const other = await ctx.open('admin/status/overview', { login: 'nobody' });
+	assert.ok(await other.$eval('[data-include="Braid"]', (n) => n.classList.contains('hidden')));
+	await ctx.assertNoErrors(other);
 });
 
 test('keys: the public key from the key file with a copy button; a new key; the private key never sent', async (ctx) => {

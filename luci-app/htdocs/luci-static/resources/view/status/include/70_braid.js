@@ -9,10 +9,15 @@ return baseclass.extend({
 	title: _('Braid'),
 
 	load: function() {
-		return L.resolveDefault(common.callStatus(), null);
+		return common.allowed('luci.braid', 'status').then(function(ok) {
+			return ok ? L.resolveDefault(common.callStatus(), null) : false;
+		});
 	},
 
+	// Nothing (the section stays hidden) for a login the ACL does not let see Braid.
 	render: function(res) {
+		if (res === false)
+			return null;
 		var link = E('a', { 'href': L.url('admin/services/braid/status') }, [ _('Details') ]);
 		if (!res || !res.running)
 			return E('div', { 'class': 'braid-overview' }, [ common.style(), common.badge('stopped'), ' ', E('span', [ (res && res.error) || _('No answer from the Braid backend') ]), ' ', link ]);

@@ -1,6 +1,7 @@
 // Stand-in for luci-mod-status's Status > Overview page: loads every
 // view/status/include/*.js (their names come from the page's env), and for each renders a
-// section titled with the include's `title`, refreshed by polling its load() and render().
+// section titled with the include's `title`, refreshed by polling its load() and render();
+// a section whose render() gives null is hidden, as LuCI's overview does.
 'use strict';
 'require view';
 'require dom';
@@ -19,7 +20,11 @@ return view.extend({
 			rv.appendChild(E('div', { 'class': 'cbi-section', 'data-include': inc.title }, [ E('h3', [ inc.title ]), body ]));
 			if (inc.failed) { dom.content(body, E('pre', [ String(inc.failed) ])); return; }
 			var refresh = function() {
-				return Promise.resolve(inc.load()).then(function(data) { dom.content(body, inc.render(data)); });
+				return Promise.resolve(inc.load()).then(function(data) {
+					var content = inc.render(data);
+					body.parentNode.classList[content == null ? 'add' : 'remove']('hidden');
+					if (content != null) dom.content(body, content);
+				});
 			};
 			refresh();
 			poll.add(refresh);
