@@ -569,7 +569,7 @@ test('descriptions: what the shipped file\'s comments said is on the form', asyn
 
 test('screens: the status page with five minutes of live graphs', { timeout: 60000 }, async (ctx) => {
 	edgeWorld(ctx, { vary: true });
-	for (const [ width, polls ] of [ [ 1280, 104 ], [ 390, 40 ] ]) {
+	for (const [ width, polls ] of [ [ 1280, 104 ], [ 390, 15 ] ]) {
 		const page = await ctx.open(STATUS, { width });
 		for (let i = 0; i < polls; i++) await page.evaluate(() => window.__stand.poll());
 		await ctx.settle(page);
