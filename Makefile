@@ -4,15 +4,16 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test e2e lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test setup clean sim
+.PHONY: all build test e2e lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
 
 all: build
 
 build:
 	$(CARGO) build --release --locked
 
-## test: what CI runs: format, lints, unit + simulator tests, and (as root) the namespace tests.
-test: lint pkg-test
+## test: what CI runs: format, lints, package and LuCI tests, unit + simulator tests, and (as root)
+## the namespace tests.
+test: lint pkg-test luci-test
 	$(CARGO) test --locked --all-targets
 
 ## e2e: only the end-to-end tests (root: real edge and core daemons in the lab's namespaces).
@@ -85,3 +86,11 @@ ipk-test: ipk
 ## pkg-test: shellcheck and stand-in tests of the init, hotplug and package scripts (no build).
 pkg-test:
 	tests/pkg/run.sh
+
+## luci-test: luci-app-braid in headless Chromium against a LuCI stand-in (tests/luci/README.md):
+## the validators against the daemon's table, then the views; screens in target/luci-screens/.
+## Needs Debian's chromium and node; installs puppeteer-core from tests/luci/package-lock.json.
+luci-test:
+	node tests/luci/validate.test.js
+	cd tests/luci && { [ -d node_modules/puppeteer-core ] || npm ci --no-audit --no-fund; }
+	node tests/luci/run.js

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Write luci-app/po/templates/braid.pot: every _('...') string of the LuCI views, as LuCI's
-i18n-scan does (msgids sorted, each with the file:line it comes from), for translators.
+"""Write luci-app/po/templates/braid.pot: every _('...') string of the LuCI app's JavaScript
+(views and the shared braid/*.js modules), as LuCI's i18n-scan does (msgids sorted, each with
+the file:line it comes from), for translators.
 
     cross/mkpot.py            rewrite the template
     cross/mkpot.py --check    exit 1 if the template's msgids differ from the views' strings
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VIEWS = ROOT / "luci-app/htdocs/luci-static/resources/view"
+VIEWS = ROOT / "luci-app/htdocs/luci-static/resources"
 POT = ROOT / "luci-app/po/templates/braid.pot"
 
 # _('...') or _("..."), with backslash escapes; the first argument only.

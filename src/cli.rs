@@ -83,11 +83,14 @@ braid status - show what the running daemon is doing
 USAGE:
     braid status [--json] [--socket PATH]
 
-Shows the session(s), each link (state, role, RTT, loss, rates, bytes, quota), the top users,
-the classes and the counters of dropped or rejected packets.
+Shows the session(s) with the bonded rates, each link (state and time in it, role, RTT, loss,
+rates measured each way beside the scheduler's estimate, bytes, quota), the top users, the
+classes and the counters of dropped or rejected packets. Rates are bits per second, sizes SI
+(1 GB = 10^9 bytes, as option quota '20G' means).
 
 OPTIONS:
-    --json           print the raw JSON (what LuCI reads)
+    --json           print the JSON LuCI reads: rates in bit/s, sizes in bytes, times in
+                     the unit their name ends in (_s, _ms)
     --socket PATH    control socket (default /var/run/braid.sock)
 
 EXAMPLE:

@@ -8,6 +8,15 @@
 //! -> {"cmd":"reload"}                       <- {"ok":true}  or {"ok":false,"error":"..."}
 //! ```
 //! The status body is [`Status`]; LuCI's rpcd backend reads it through `braid status --json`.
+//!
+//! # The status JSON is a contract
+//! LuCI, scripts and operators read it, so it holds plain values and human words only (never
+//! Rust `Debug` text), in one unit convention: rates in bits per second, sizes in bytes, times
+//! in whole seconds or milliseconds as the field name says; shown, sizes use SI prefixes
+//! (1 GB = 10^9 bytes, as `option quota '20G'` parses). A sample for each role is checked in,
+//! `tests/fixtures/status/edge.json` and `core.json`: a real daemon's output must have exactly
+//! their fields and types ([`contract_mismatches`], asserted by `tests/e2e_status.rs`), and the
+//! LuCI tests render them. A field added here is added to both samples in the same change.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -81,11 +90,23 @@ pub struct SessionStatus {
     pub state: String,
     pub established_s: u64,
     pub links: Vec<LinkStatus>,
+    /// The clients with the most bytes (edge: its LAN hosts; core: that edge's clients).
     pub users: Vec<UserStatus>,
     pub classes: Vec<ClassStatus>,
     pub tx_packets: u64,
     pub rx_packets: u64,
     pub resent_packets: u64,
+    /// The bonded traffic itself (client packets, before tunnel overhead, copies and resends),
+    /// measured over the last second or two: sent to the peer, and received from it.
+    #[serde(default)]
+    pub tx_bps: u64,
+    #[serde(default)]
+    pub rx_bps: u64,
+    /// Client bytes sent to and received from the peer since the session started.
+    #[serde(default)]
+    pub tx_bytes: u64,
+    #[serde(default)]
+    pub rx_bytes: u64,
     /// Bytes waiting in the user queues (not yet given to a link).
     #[serde(default)]
     pub queued_bytes: u64,
@@ -107,18 +128,42 @@ pub struct SessionStatus {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinkStatus {
+    /// Edge: the `config link` section (its netifd interface); core: the name the edge gave.
     pub name: String,
     pub id: u8,
-    pub device: String,
+    /// Edge: the WAN device the link's socket is bound to (`eth1`); core: null.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Core: the edge's address and port as the core sees them (`203.0.113.7:54721`, `[v6]:port`);
+    /// edge: null.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// "udp" or "tcp".
+    #[serde(default)]
+    pub transport: String,
     /// "up", "degraded", "down", "admin-down".
     pub state: String,
-    /// "primary", "secondary", "backup", "never".
+    /// Seconds since the link entered `state` (sampled every half second on the edge, every
+    /// second on the core).
+    #[serde(default)]
+    pub state_s: u64,
+    /// The role in effect: "primary", "secondary", "backup", "never".
     pub role: String,
+    /// The link is past its data quota, and `role` is its `quota_action` ("backup" or "never").
+    #[serde(default)]
+    pub over_quota: bool,
     pub rtt_ms: f64,
     pub rttvar_ms: f64,
     pub loss_pct: f64,
+    /// Measured over the last second or two: bits sent on the link, and received on it
+    /// (datagrams as sent, tunnel overhead, copies and resends included).
     pub tx_bps: u64,
     pub rx_bps: u64,
+    /// What the link is estimated to carry (its measured delivery rate), which steers the
+    /// scheduler; not what it carries now.
+    #[serde(default)]
+    pub estimate_bps: u64,
+    /// The rate the sender paces the link at.
     pub pacing_bps: u64,
     pub tx_bytes: u64,
     pub rx_bytes: u64,
@@ -129,6 +174,7 @@ pub struct LinkStatus {
     pub inflight_bytes: u64,
     #[serde(default)]
     pub queued_bytes: u64,
+    /// The data allowance per period in bytes (null: no quota), and what was used of it.
     pub quota_bytes: Option<u64>,
     pub quota_used_bytes: u64,
 }
@@ -152,14 +198,14 @@ impl SessionStatus {
 }
 
 impl LinkStatus {
-    /// A link's measured figures as both daemons show them; the caller fills in its name,
-    /// device, state, role and quota.
+    /// A link's protocol figures as both daemons show them; the caller fills in its name,
+    /// device or address, state, role, quota and measured rates ([`Meter`]).
     pub fn figures(l: &LinkStats) -> LinkStatus {
         LinkStatus {
             rtt_ms: l.srtt.as_secs_f64() * 1e3,
             rttvar_ms: l.rttvar.as_secs_f64() * 1e3,
             loss_pct: l.loss * 100.0,
-            tx_bps: l.delivery_rate_bps,
+            estimate_bps: l.delivery_rate_bps,
             pacing_bps: l.pacing_rate_bps,
             tx_bytes: l.bytes_sent,
             rx_bytes: l.bytes_received,
@@ -191,6 +237,210 @@ pub struct ClassStatus {
 pub struct Counter {
     pub reason: String,
     pub count: u64,
+}
+
+/// Rates measured from byte counters, and how long each thing has been in its state: what
+/// `braid status` reports as `tx_bps`/`rx_bps` and `state_s`.
+///
+/// The daemon calls [`Meter::sample`] for each link and session about once a second (the edge
+/// on its half-second tick, the core on a one-second tick) with its current counters and state;
+/// [`Meter::read`] then gives the rate since the newest sample at least a second old, so a
+/// status read at any moment shows the last one to two seconds, not a figure from one poll to
+/// the next (two LuCI tabs polling do not disturb each other).
+#[derive(Debug, Default)]
+pub struct Meter<K> {
+    keys: std::collections::HashMap<K, Track>,
+}
+
+#[derive(Debug)]
+struct Track {
+    /// (when, bytes sent, bytes received), oldest first, at most [`Track::KEEP`].
+    samples: std::collections::VecDeque<(std::time::Instant, u64, u64)>,
+    state: String,
+    since: std::time::Instant,
+}
+
+impl Track {
+    const KEEP: usize = 6;
+}
+
+/// One [`Meter::read`]: measured rates in bits/s and the seconds in the current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reading {
+    pub tx_bps: u64,
+    pub rx_bps: u64,
+    pub state_s: u64,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Meter<K> {
+    pub fn new() -> Self {
+        Meter {
+            keys: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Records `key`'s byte counters and state at `now`.
+    pub fn sample(&mut self, key: K, now: std::time::Instant, tx: u64, rx: u64, state: &str) {
+        let t = self.keys.entry(key).or_insert_with(|| Track {
+            samples: Default::default(),
+            state: state.to_string(),
+            since: now,
+        });
+        if t.state != state {
+            t.state = state.to_string();
+            t.since = now;
+        }
+        // A counter that went backwards (the link was re-created) starts the history anew.
+        if t.samples.back().is_some_and(|&(_, a, b)| tx < a || rx < b) {
+            t.samples.clear();
+        }
+        t.samples.push_back((now, tx, rx));
+        while t.samples.len() > Track::KEEP {
+            t.samples.pop_front();
+        }
+    }
+
+    /// Records a state change the daemon made itself (a link taken out or in) at the moment it
+    /// happens, rather than at the next sample.
+    pub fn note_state(&mut self, key: K, now: std::time::Instant, state: &str) {
+        if let Some(t) = self.keys.get_mut(&key) {
+            if t.state != state {
+                t.state = state.to_string();
+                t.since = now;
+            }
+        }
+    }
+
+    /// Rates of `key` from its counters now against the newest sample at least a second old
+    /// (or the oldest there is), and the time in `state` (0 if `state` is not the one sampled
+    /// last: it has just changed).
+    pub fn read(&self, key: &K, now: std::time::Instant, tx: u64, rx: u64, state: &str) -> Reading {
+        let Some(t) = self.keys.get(key) else {
+            return Reading::default();
+        };
+        let state_s = if t.state == state {
+            now.saturating_duration_since(t.since).as_secs()
+        } else {
+            0
+        };
+        let base = t
+            .samples
+            .iter()
+            .rev()
+            .find(|s| now.saturating_duration_since(s.0) >= std::time::Duration::from_secs(1))
+            .or(t.samples.front());
+        let Some(&(at, tx0, rx0)) = base else {
+            return Reading {
+                state_s,
+                ..Default::default()
+            };
+        };
+        let dt = now.saturating_duration_since(at).as_secs_f64();
+        if dt < 0.2 {
+            return Reading {
+                state_s,
+                ..Default::default()
+            };
+        }
+        let bps = |now: u64, then: u64| (now.saturating_sub(then) as f64 * 8.0 / dt) as u64;
+        Reading {
+            tx_bps: bps(tx, tx0),
+            rx_bps: bps(rx, rx0),
+            state_s,
+        }
+    }
+
+    /// Forgets the keys `keep` refuses (links and sessions that are gone).
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.keys.retain(|k, _| keep(k));
+    }
+}
+
+/// Where a status JSON `real` departs from the checked-in `sample` of the contract: fields
+/// missing or extra, or of another JSON type, as one line each (`sessions[0].links[0].rx_bps:
+/// missing`). Empty when `real` fits. A `null` on either side stands for "may be null" and
+/// matches anything; every element of an array is checked against the sample's first element
+/// (an empty array in the sample matches any array). Strings must also be plain words: text
+/// that looks like Rust `Debug` output (`Udp(0, ..)`, `Handshake(Stale)`) is reported.
+pub fn contract_mismatches(sample: &serde_json::Value, real: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    shape(sample, real, "", &mut out);
+    out
+}
+
+fn shape(sample: &serde_json::Value, real: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    use serde_json::Value as V;
+    let here = if at.is_empty() { "(top)" } else { at };
+    match (sample, real) {
+        (V::Null, _) | (_, V::Null) => {}
+        (V::Object(a), V::Object(b)) => {
+            for (k, va) in a {
+                let p = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match b.get(k) {
+                    Some(vb) => shape(va, vb, &p, out),
+                    None => out.push(format!("{p}: missing")),
+                }
+            }
+            for k in b.keys().filter(|k| !a.contains_key(*k)) {
+                let p = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                out.push(format!("{p}: not in the sample (add it to the contract)"));
+            }
+        }
+        (V::Array(a), V::Array(b)) => {
+            if let Some(first) = a.first() {
+                for (i, vb) in b.iter().enumerate() {
+                    shape(first, vb, &format!("{at}[{i}]"), out);
+                }
+            }
+        }
+        (V::Number(_), V::Number(_)) | (V::Bool(_), V::Bool(_)) => {}
+        (V::String(_), V::String(s)) => {
+            if looks_like_debug(s) {
+                out.push(format!("{here}: '{s}' looks like Rust Debug text"));
+            }
+        }
+        (a, b) => out.push(format!("{here}: expected {}, got {}", kind(a), kind(b))),
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// `Word(` or `Word {` at a word start: how Rust's `Debug` prints enum variants and structs.
+fn looks_like_debug(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_uppercase() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+            let mut j = i + 1;
+            while j < b.len() && b[j].is_ascii_alphanumeric() {
+                j += 1;
+            }
+            if j > i + 1 && (b.get(j) == Some(&b'(') || s[j..].starts_with(" {")) {
+                return true;
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// Errors of the client side.
@@ -259,12 +509,24 @@ fn fmt_rate(bps: u64) -> String {
     }
 }
 
+/// Bytes with SI prefixes (1 GB = 10^9 bytes), as quotas are written and carriers bill.
 fn fmt_bytes(b: u64) -> String {
     match b {
-        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b if b >= 1_000_000_000_000 => format!("{:.2} TB", b as f64 / 1e12),
+        b if b >= 1_000_000_000 => format!("{:.2} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
         b => format!("{b} B"),
+    }
+}
+
+/// A duration in the largest whole units: `45s`, `12m`, `3h 5m`, `2d 4h`.
+fn fmt_age(s: u64) -> String {
+    match s {
+        s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -289,6 +551,14 @@ pub fn render(s: &Status) -> String {
         );
         let _ = writeln!(
             o,
+            "  bonded: up {}, down {} ({} sent, {} received)",
+            fmt_rate(sess.tx_bps),
+            fmt_rate(sess.rx_bps),
+            fmt_bytes(sess.tx_bytes),
+            fmt_bytes(sess.rx_bytes)
+        );
+        let _ = writeln!(
+            o,
             "  waiting to be sent {}, reorder wait {:.0} ms, {} packets released after it",
             fmt_bytes(sess.queued_bytes),
             sess.reorder_wait_ms,
@@ -307,7 +577,7 @@ pub fn render(s: &Status) -> String {
         );
         let _ = writeln!(
             o,
-            "  {:<10} {:<10} {:<10} {:>8} {:>6} {:>13} {:>13} {:>11} {:>15} {:>11}",
+            "  {:<10} {:<16} {:<16} {:>8} {:>6} {:>13} {:>13} {:>13} {:>11} {:>15} {:>11}",
             "LINK",
             "STATE",
             "ROLE",
@@ -315,6 +585,7 @@ pub fn render(s: &Status) -> String {
             "LOSS%",
             "UP",
             "DOWN",
+            "ESTIMATE",
             "SENT",
             "IN FLIGHT/CAP",
             "QUOTA"
@@ -324,17 +595,28 @@ pub fn render(s: &Status) -> String {
                 Some(q) => format!("{}/{}", fmt_bytes(l.quota_used_bytes), fmt_bytes(q)),
                 None => "-".into(),
             };
-            let flight = format!("{}/{} KiB", l.inflight_bytes / 1024, l.cwnd_bytes / 1024);
+            let flight = format!(
+                "{}/{}",
+                fmt_bytes(l.inflight_bytes),
+                fmt_bytes(l.cwnd_bytes)
+            );
+            let state = format!("{} {}", l.state, fmt_age(l.state_s));
+            let role = if l.over_quota {
+                format!("{} (quota)", l.role)
+            } else {
+                l.role.clone()
+            };
             let _ = writeln!(
                 o,
-                "  {:<10} {:<10} {:<10} {:>8.1} {:>6.2} {:>13} {:>13} {:>11} {:>15} {:>11}",
+                "  {:<10} {:<16} {:<16} {:>8.1} {:>6.2} {:>13} {:>13} {:>13} {:>11} {:>15} {:>11}",
                 l.name,
-                l.state,
-                l.role,
+                state,
+                role,
                 l.rtt_ms,
                 l.loss_pct,
                 fmt_rate(l.tx_bps),
                 fmt_rate(l.rx_bps),
+                fmt_rate(l.estimate_bps),
                 fmt_bytes(l.tx_bytes),
                 flight,
                 quota
@@ -421,8 +703,11 @@ mod tests {
                     role: "primary".into(),
                     rtt_ms: 41.5,
                     tx_bps: 20_000_000,
-                    quota_bytes: Some(1 << 30),
-                    quota_used_bytes: 1 << 29,
+                    rx_bps: 3_500_000,
+                    estimate_bps: 30_000_000,
+                    state_s: 125,
+                    quota_bytes: Some(20_000_000_000),
+                    quota_used_bytes: 5_000_000_000,
                     inflight_bytes: 61_440,
                     cwnd_bytes: 204_800,
                     ..Default::default()
@@ -442,17 +727,121 @@ mod tests {
         let t = render(&s);
         assert!(t.contains("wan"), "{t}");
         assert!(t.contains("20.0 Mbit/s"), "{t}");
-        assert!(t.contains("512.0 MiB/1.00 GiB"), "{t}");
-        assert!(t.contains("60/200 KiB"), "{t}");
+        assert!(t.contains("3.5 Mbit/s"), "measured download: {t}");
+        assert!(t.contains("30.0 Mbit/s"), "the estimate beside them: {t}");
+        assert!(t.contains("up 2m"), "time in state: {t}");
         assert!(
-            t.contains("waiting to be sent 3.0 KiB, reorder wait 120 ms, 7 packets"),
+            t.contains("5.00 GB/20.00 GB"),
+            "SI, as quota '20G' means: {t}"
+        );
+        assert!(t.contains("61.4 kB/204.8 kB"), "{t}");
+        assert!(
+            t.contains("waiting to be sent 3.1 kB, reorder wait 120 ms, 7 packets"),
             "{t}"
         );
         assert!(t.contains("replay"), "{t}");
         assert!(
-            t.contains("headers packed: 1000 packets, 24.4 KiB saved\n"),
+            t.contains("headers packed: 1000 packets, 25.0 kB saved\n"),
             "{t}"
         );
+    }
+
+    fn sample(role: &str) -> serde_json::Value {
+        let p = format!(
+            "{}/tests/fixtures/status/{role}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_samples_are_exactly_what_status_serializes() {
+        for role in ["edge", "core"] {
+            let s = sample(role);
+            let st: Status = serde_json::from_value(s.clone()).unwrap();
+            let back = serde_json::to_value(&st).unwrap();
+            // Both ways: a field of Status missing from the sample, or a sample field Status
+            // does not have, is a contract the daemon cannot keep.
+            assert_eq!(
+                contract_mismatches(&s, &back),
+                Vec::<String>::new(),
+                "{role}"
+            );
+            assert_eq!(
+                contract_mismatches(&back, &s),
+                Vec::<String>::new(),
+                "{role}"
+            );
+            assert_eq!(st.role, role);
+        }
+        // What the bugs were: Debug text on the core, an estimate shown as the upload.
+        let core: Status = serde_json::from_value(sample("core")).unwrap();
+        assert!(core.sessions[0].links.iter().all(|l| l.address.is_some()));
+    }
+
+    #[test]
+    fn contract_mismatches_names_missing_extra_and_debug_text() {
+        let sample = serde_json::json!({"a": 1, "b": [{"c": "x", "d": null}], "e": "s"});
+        let real = serde_json::json!({"a": "1", "b": [{"c": "y", "d": 5, "z": 0}], "e": "Udp(0, 10.71.0.1:54721)"});
+        let m = contract_mismatches(&sample, &real);
+        assert_eq!(
+            m,
+            vec![
+                "a: expected a number, got a string".to_string(),
+                "b[0].z: not in the sample (add it to the contract)".into(),
+                "e: 'Udp(0, 10.71.0.1:54721)' looks like Rust Debug text".into(),
+            ]
+        );
+        let m = contract_mismatches(&sample, &serde_json::json!({"a": 2, "b": []}));
+        assert_eq!(m, vec!["e: missing".to_string()]);
+        for plain in [
+            "handshakes refused: replayed",
+            "wan (TCP)",
+            "10.0.0.1:5",
+            "up",
+        ] {
+            assert!(!looks_like_debug(plain), "{plain}");
+        }
+        for debug in ["Handshake(Stale)", "x Some(3)", "Peer { name }"] {
+            assert!(looks_like_debug(debug), "{debug}");
+        }
+    }
+
+    #[test]
+    fn meter_measures_rates_over_at_least_a_second_and_time_in_state() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut m: Meter<u8> = Meter::new();
+        assert_eq!(m.read(&1, at(0), 0, 0, "up"), Reading::default());
+        // 1 MB/s up, 2 MB/s down, sampled every half second.
+        for i in 0..=6u64 {
+            m.sample(1, at(500 * i), 500_000 * i, 1_000_000 * i, "up");
+        }
+        // Read 200 ms after the last sample: against the sample >= 1 s before that moment.
+        let r = m.read(&1, at(3200), 3_200_000, 6_400_000, "up");
+        assert_eq!((r.tx_bps, r.rx_bps), (8_000_000, 16_000_000));
+        assert_eq!(r.state_s, 3);
+        // The state changes: time counts from the sample that saw it, 0 before any did.
+        assert_eq!(m.read(&1, at(3300), 0, 0, "down").state_s, 0);
+        m.sample(1, at(3500), 3_500_000, 7_000_000, "down");
+        assert_eq!(
+            m.read(&1, at(5600), 3_500_000, 7_000_000, "down").state_s,
+            2
+        );
+        // Nothing moved for over a second: 0, not the old rate.
+        m.sample(1, at(4500), 3_500_000, 7_000_000, "down");
+        let r = m.read(&1, at(5600), 3_500_000, 7_000_000, "down");
+        assert_eq!((r.tx_bps, r.rx_bps), (0, 0));
+        // A counter that restarts (link re-created) gives no negative or huge rate.
+        m.sample(1, at(6000), 10, 10, "up");
+        let r = m.read(&1, at(7100), 1_000_010, 10, "up");
+        assert_eq!((r.tx_bps, r.rx_bps), (7_272_727, 0));
+        // A change the daemon makes itself counts from that moment.
+        m.note_state(1, at(6500), "admin-down");
+        assert_eq!(m.read(&1, at(8600), 0, 0, "admin-down").state_s, 2);
+        m.retain(|k| *k != 1);
+        assert_eq!(m.read(&1, at(7100), 5, 5, "up"), Reading::default());
     }
 
     #[test]

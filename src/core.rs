@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo};
-use crate::edge::{daemon_main, session_classes, state_name, DaemonArgs};
+use crate::edge::{daemon_main, session_classes, state_name, wire_role_name, DaemonArgs};
 use crate::os::hub::{ip_payload, Batch, Capture};
 use crate::os::nat::{CoreNat, Forwarding, NatConfig, SourceMap};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
@@ -32,6 +32,7 @@ use crate::proto::endpoint::{Endpoint, Peer, SessionId};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
 use crate::proto::seal::Keypair;
 use crate::proto::session::{Event, PacketMeta, SessionConfig};
+use crate::proto::LinkId;
 
 const HELP: &str = "\
 braid core - run the server side: accept edges, forward their traffic to the internet
@@ -127,6 +128,12 @@ struct Core {
     class_packets: HashMap<SessionId, Vec<u64>>,
     /// When each session was established (for `braid status`).
     established_at: HashMap<SessionId, std::time::Instant>,
+    /// Each edge's clients (by their LAN address) and bytes, for `braid status`.
+    users: HashMap<SessionId, crate::users::UserTable>,
+    /// Measured rates and time in state: (session, link), the session itself as link `None`.
+    meter: control::Meter<(SessionId, Option<LinkId>)>,
+    /// The edge's address of each accepted TCP link connection.
+    tcp_peers: HashMap<u32, SocketAddr>,
     seed: u64,
     mss: u16,
     drops: HashMap<&'static str, u64>,
@@ -207,6 +214,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         seed: u64::from_le_bytes(seed),
         class_packets: HashMap::new(),
         established_at: HashMap::new(),
+        users: HashMap::new(),
+        meter: control::Meter::new(),
+        tcp_peers: HashMap::new(),
         drops: HashMap::new(),
         refusals_logged: HashMap::new(),
         last_refusal_log: None,
@@ -241,6 +251,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut meter_tick = tokio::time::interval(Duration::from_secs(1));
     let mut batch = Batch::default();
     log::info!(
         "core started on port {port}: {} peer(s), nat owned by the kernel: {}",
@@ -272,6 +283,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
                 let (ctx, mut crx) = mpsc::channel::<(crate::proto::LinkId, Vec<u8>, SocketAddr)>(1024);
                 let io = daemon::tcp_link(0, TcpLink::from_stream(stream), from, ctx);
                 core.tcp.insert(id, io);
+                core.tcp_peers.insert(id, from);
                 let fwd = tcp_tx.clone();
                 tokio::task::spawn_local(async move {
                     while let Some((_, d, _)) = crx.recv().await {
@@ -322,6 +334,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             }
             _ = sleep => core.ep.handle_timeout(core.clock.now()),
             _ = tick.tick() => core.housekeeping(),
+            _ = meter_tick.tick() => core.sample_meter(),
         }
     }
     log::info!("core stopping: removing hub, steering and the nftables table");
@@ -412,6 +425,13 @@ impl Core {
         }
         let secs = self.now_secs();
         while let Some((sid, mut d)) = self.ep.poll_deliver(now) {
+            if let Ok(info) = packet::parse(&d.data) {
+                let flow = info.flow().hash(self.seed);
+                self.users
+                    .entry(sid)
+                    .or_default()
+                    .up(info.src, flow, d.data.len());
+            }
             match self.map.outbound(sid, &mut d.data, secs) {
                 Ok(_) => {
                     clamp_mss(&mut d.data, self.mss);
@@ -480,6 +500,7 @@ impl Core {
             return;
         };
         let len = info.total_len.min(pkt.len());
+        self.users.entry(sid).or_default().down(info.dst, len);
         let pkt = &mut pkt[..len];
         clamp_mss(pkt, self.mss);
         let verdict = self.classifier.classify(&info, Direction::Down, None);
@@ -508,6 +529,34 @@ impl Core {
         self.class_packets.retain(|id, _| ep.session(*id).is_some());
         self.established_at
             .retain(|id, _| ep.session(*id).is_some());
+        self.users.retain(|id, _| ep.session(*id).is_some());
+        let tcp = &self.tcp;
+        self.tcp_peers.retain(|id, _| tcp.contains_key(id));
+    }
+
+    /// One sample of every session's and link's counters for the measured rates.
+    fn sample_meter(&mut self) {
+        let now = std::time::Instant::now();
+        let ids: Vec<SessionId> = self.ep.session_ids().collect();
+        let mut live = std::collections::HashSet::new();
+        for id in &ids {
+            let Some(s) = self.ep.session(*id) else {
+                continue;
+            };
+            let st = s.stats();
+            for l in &st.links {
+                let key = (*id, Some(l.id));
+                let state = state_name(l.state);
+                self.meter
+                    .sample(key, now, l.bytes_sent, l.bytes_received, state);
+                live.insert(key);
+            }
+            let (tx, rx) = self.users.get(id).map_or((0, 0), |u| u.totals());
+            let state = session_state(s.is_established());
+            self.meter.sample((*id, None), now, tx, rx, state);
+            live.insert((*id, None));
+        }
+        self.meter.retain(|k| live.contains(k));
     }
 
     fn reload(&mut self) -> Result<(), String> {
@@ -565,45 +614,80 @@ impl Core {
     }
 
     fn status(&self) -> control::Status {
+        let now = std::time::Instant::now();
         let mut sessions = Vec::new();
         for id in self.ep.session_ids() {
             let Some(s) = self.ep.session(id) else {
                 continue;
             };
             let st = s.stats();
+            let state = session_state(s.is_established());
+            let users = self.users.get(&id);
+            let (tx, rx) = users.map_or((0, 0), |u| u.totals());
+            let bonded = self.meter.read(&(id, None), now, tx, rx, state);
             sessions.push(control::SessionStatus {
                 peer: self
                     .ep
                     .peer(id)
                     .map_or_else(|| id.to_string(), |p| p.name.clone()),
-                state: if s.is_established() {
-                    "established"
-                } else {
-                    "handshaking"
-                }
-                .into(),
+                state: state.into(),
                 established_s: self
                     .established_at
                     .get(&id)
                     .map_or(0, |t| t.elapsed().as_secs()),
+                tx_bps: bonded.tx_bps,
+                rx_bps: bonded.rx_bps,
+                tx_bytes: tx,
+                rx_bytes: rx,
                 links: st
                     .links
                     .iter()
-                    .map(|l| control::LinkStatus {
-                        // The edge's name for it, once the edge told (LinkName).
-                        name: s
-                            .link_name(l.id)
-                            .map_or_else(|| format!("link{}", l.id), str::to_string),
-                        id: l.id,
-                        device: self
-                            .ep
-                            .link_addr(id, l.id)
-                            .map_or_else(String::new, |a| format!("{a:?}")),
-                        state: state_name(l.state).into(),
-                        role: format!("{:?}", l.role).to_lowercase(),
-                        ..control::LinkStatus::figures(l)
+                    .map(|l| {
+                        let state = state_name(l.state);
+                        let m = self.meter.read(
+                            &(id, Some(l.id)),
+                            now,
+                            l.bytes_sent,
+                            l.bytes_received,
+                            state,
+                        );
+                        let addr = self.ep.link_addr(id, l.id);
+                        control::LinkStatus {
+                            // The edge's name for it, once the edge told (LinkName).
+                            name: s
+                                .link_name(l.id)
+                                .map_or_else(|| format!("link{}", l.id), str::to_string),
+                            id: l.id,
+                            device: None,
+                            address: addr.and_then(|a| match a {
+                                Addr::Udp(_, a) => Some(a.to_string()),
+                                Addr::Tcp(c) => self.tcp_peers.get(&c).map(|a| a.to_string()),
+                            }),
+                            transport: match addr {
+                                Some(Addr::Tcp(_)) => "tcp",
+                                _ => "udp",
+                            }
+                            .into(),
+                            state: state.into(),
+                            state_s: m.state_s,
+                            role: wire_role_name(l.role).into(),
+                            tx_bps: m.tx_bps,
+                            rx_bps: m.rx_bps,
+                            ..control::LinkStatus::figures(l)
+                        }
                     })
                     .collect(),
+                users: users.map_or_else(Vec::new, |u| {
+                    u.top(10)
+                        .into_iter()
+                        .map(|u| control::UserStatus {
+                            address: u.address.to_string(),
+                            tx_bytes: u.tx_bytes,
+                            rx_bytes: u.rx_bytes,
+                            flows: u.flows,
+                        })
+                        .collect()
+                }),
                 classes: self
                     .classifier
                     .classes()
@@ -625,11 +709,16 @@ impl Core {
             });
         }
         let mut drops = daemon::counters(&self.drops);
-        for (d, n) in &self.ep.stats.dropped {
-            drops.push(control::Counter {
-                reason: format!("{d:?}"),
-                count: *n,
-            });
+        let mut dropped: Vec<(String, u64)> = self
+            .ep
+            .stats
+            .dropped
+            .iter()
+            .map(|(d, n)| (drop_reason(*d), *n))
+            .collect();
+        dropped.sort();
+        for (reason, count) in dropped {
+            drops.push(control::Counter { reason, count });
         }
         control::Status {
             role: "core".into(),
@@ -638,5 +727,40 @@ impl Core {
             sessions,
             drops,
         }
+    }
+}
+
+/// A session's state as `braid status` names it.
+fn session_state(established: bool) -> &'static str {
+    if established {
+        "established"
+    } else {
+        "handshaking"
+    }
+}
+
+/// Why the endpoint dropped datagrams, in the words `braid status` shows.
+fn drop_reason(d: crate::proto::endpoint::Drop) -> String {
+    use crate::proto::endpoint::Drop;
+    use crate::proto::seal::SealError as E;
+    match d {
+        Drop::UnknownIndex => "for no session (stale, forged, or from before a restart)".into(),
+        Drop::Malformed => "malformed datagrams".into(),
+        Drop::Session => {
+            "refused by a session (failed authentication, replayed, or malformed)".into()
+        }
+        Drop::Handshake(e) => format!(
+            "handshakes refused: {}",
+            match e {
+                E::NotAllowed => "the edge's key is in no config peer",
+                E::BadMac => "made for another core key",
+                E::Handshake => "wrong key or tampered",
+                E::Stale => "replayed or out of date",
+                E::RateLimited => "too many at once",
+                E::Version => "another protocol version",
+                E::Malformed => "malformed",
+                _ => "other",
+            }
+        ),
     }
 }

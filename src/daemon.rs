@@ -124,14 +124,26 @@ pub struct ControlCall {
 }
 
 /// Listens on the control socket (mode 0600) and forwards each request to the event loop.
-/// Removes a stale socket file left by a crash; refuses to start if a daemon answers there.
+/// Removes a stale socket file left by a crash; refuses to start if a daemon answers there, or
+/// if the path is anything but a socket (option control_socket is set by whoever may write
+/// /etc/config/braid, LuCI logins included: root must not delete a file named there).
 pub struct ControlServer {
     path: PathBuf,
 }
 
 impl ControlServer {
     pub fn bind(path: &Path, calls: mpsc::Sender<ControlCall>) -> std::io::Result<ControlServer> {
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is not a socket: not removed (check option control_socket)",
+                        path.display()
+                    ),
+                ));
+            }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
@@ -374,6 +386,31 @@ mod tests {
         assert!(b >= a);
         let d = c.deadline(a + std::time::Duration::from_millis(5));
         assert!(d > tokio::time::Instant::from_std(c.start));
+    }
+
+    #[test]
+    fn a_control_socket_path_that_is_not_a_socket_is_left_alone() {
+        let dir = std::env::temp_dir().join(format!("braid-ctl-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("passwd");
+        std::fs::write(&path, "root:x:0:0\n").unwrap();
+        let link = dir.join("link.sock");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            for p in [&path, &link] {
+                let (tx, _rx) = mpsc::channel(4);
+                let e = ControlServer::bind(p, tx).err().expect("refused");
+                assert!(e.to_string().contains("is not a socket"), "{e}");
+            }
+        });
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "root:x:0:0\n");
+        assert!(std::fs::symlink_metadata(&link).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crate::os::Prefix;
 use crate::proto::link::{LinkConfig, LinkState};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
 use crate::proto::seal::{Channel, Keypair};
-use crate::proto::session::{Event, PacketMeta, Session, SessionConfig};
+use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
 use crate::proto::wire::LinkRole;
 use crate::proto::{Instant, LinkId};
 use crate::quota::{QuotaBook, Verdict};
@@ -396,6 +396,8 @@ struct Edge {
     class_packets: Vec<u64>,
     users: crate::users::UserTable,
     users_rolled: std::time::Instant,
+    /// Measured rates and time in state for `braid status`: links by id, the session as `None`.
+    meter: control::Meter<Option<LinkId>>,
     quota: QuotaBook,
     /// Link bytes (both directions) at the last quota count.
     counted: HashMap<LinkId, u64>,
@@ -575,6 +577,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         class_packets: Vec::new(),
         users: crate::users::UserTable::default(),
         users_rolled: std::time::Instant::now(),
+        meter: control::Meter::new(),
         quota: load_quota(&cfg_state_file, unix_now()),
         counted: HashMap::new(),
         demoted: HashMap::new(),
@@ -1067,6 +1070,7 @@ impl Edge {
     fn housekeeping(&mut self) {
         self.refresh_macs(false);
         self.count_quota();
+        self.sample_meter();
         if self.users_rolled.elapsed() >= Duration::from_secs(30) {
             self.users.roll();
             self.users_rolled = std::time::Instant::now();
@@ -1113,6 +1117,10 @@ impl Edge {
         }
         l.admin_up = up;
         self.session.set_link_admin(l.id, up, now);
+        if !up {
+            self.meter
+                .note_state(Some(l.id), std::time::Instant::now(), "admin-down");
+        }
         log::info!(
             "link '{}' taken {}",
             l.cfg.name,
@@ -1280,29 +1288,73 @@ impl Edge {
         Ok(())
     }
 
+    /// A link's state as `braid status` names it.
+    fn link_state(&self, l: &EdgeLink, stats: &SessionStats) -> &'static str {
+        if !l.admin_up {
+            return "admin-down";
+        }
+        stats
+            .links
+            .iter()
+            .find(|s| s.id == l.id)
+            .map_or("down", |s| state_name(s.state))
+    }
+
+    /// One sample of every link's and the session's counters for the measured rates.
+    fn sample_meter(&mut self) {
+        let now = std::time::Instant::now();
+        let stats = self.session.stats();
+        for l in &self.links {
+            let (tx, rx) = stats
+                .links
+                .iter()
+                .find(|s| s.id == l.id)
+                .map_or((0, 0), |s| (s.bytes_sent, s.bytes_received));
+            let state = self.link_state(l, &stats);
+            self.meter.sample(Some(l.id), now, tx, rx, state);
+        }
+        let (tx, rx) = self.users.totals();
+        let state = if self.session.is_established() {
+            "established"
+        } else {
+            "handshaking"
+        };
+        self.meter.sample(None, now, tx, rx, state);
+        let links = &self.links;
+        self.meter
+            .retain(|k| k.map_or(true, |id| links.iter().any(|l| l.id == id)));
+    }
+
     fn status(&self) -> control::Status {
         let stats = self.session.stats();
+        let now = std::time::Instant::now();
         let links = self
             .links
             .iter()
             .map(|l| {
                 let s = stats.links.iter().find(|s| s.id == l.id);
+                let state = self.link_state(l, &stats);
+                let (tx, rx) = s.map_or((0, 0), |s| (s.bytes_sent, s.bytes_received));
+                let m = self.meter.read(&Some(l.id), now, tx, rx, state);
+                let role = self.session_link_config(l).role;
                 control::LinkStatus {
                     name: l.cfg.name.clone(),
                     id: l.id,
-                    device: l.device.clone(),
-                    state: if !l.admin_up {
-                        "admin-down".into()
-                    } else {
-                        s.map_or("down", |s| state_name(s.state)).into()
-                    },
-                    role: match self.session_link_config(l).role {
-                        r if r == wire_role(l.cfg.role) => role_name(l.cfg.role).into(),
-                        LinkRole::Never => "never (quota)".into(),
-                        _ => "backup (quota)".into(),
-                    },
+                    device: Some(l.device.clone()),
+                    address: None,
+                    transport: match l.cfg.transport {
+                        Transport::Udp => "udp",
+                        Transport::Tcp => "tcp",
+                    }
+                    .into(),
+                    state: state.into(),
+                    state_s: m.state_s,
+                    role: wire_role_name(role).into(),
+                    over_quota: role != wire_role(l.cfg.role),
                     quota_bytes: l.cfg.quota.as_ref().map(|q| q.bytes),
                     quota_used_bytes: self.quota.used(&l.cfg.name),
+                    tx_bps: m.tx_bps,
+                    rx_bps: m.rx_bps,
                     ..s.map_or_else(Default::default, control::LinkStatus::figures)
                 }
             })
@@ -1332,18 +1384,24 @@ impl Edge {
                 count,
             });
         }
+        let state = if self.session.is_established() {
+            "established"
+        } else {
+            "handshaking"
+        };
+        let (tx, rx) = self.users.totals();
+        let bonded = self.meter.read(&None, now, tx, rx, state);
         control::Status {
             role: "edge".into(),
             version: crate::cli::VERSION.into(),
             uptime_s: self.clock.uptime_s(),
             sessions: vec![control::SessionStatus {
                 peer: self.core.to_string(),
-                state: if self.session.is_established() {
-                    "established"
-                } else {
-                    "handshaking"
-                }
-                .into(),
+                state: state.into(),
+                tx_bps: bonded.tx_bps,
+                rx_bps: bonded.rx_bps,
+                tx_bytes: tx,
+                rx_bytes: rx,
                 established_s: self.established_at.map_or(0, |t| t.elapsed().as_secs()),
                 links,
                 users: self
@@ -1378,21 +1436,22 @@ fn load_quota(path: &str, now: u64) -> QuotaBook {
     }
 }
 
+/// A link role (as the session uses it) as `braid status` prints it.
+pub fn wire_role_name(r: LinkRole) -> &'static str {
+    match r {
+        LinkRole::Primary => "primary",
+        LinkRole::Secondary => "secondary",
+        LinkRole::Backup => "backup",
+        LinkRole::Never => "never",
+    }
+}
+
 /// A link state as `braid status` prints it.
 pub fn state_name(s: LinkState) -> &'static str {
     match s {
         LinkState::Up => "up",
         LinkState::Degraded => "degraded",
         LinkState::Down => "down",
-    }
-}
-
-fn role_name(r: model::LinkRole) -> &'static str {
-    match r {
-        model::LinkRole::Primary => "primary",
-        model::LinkRole::Secondary => "secondary",
-        model::LinkRole::Backup => "backup",
-        model::LinkRole::Never => "never",
     }
 }
 

@@ -25,6 +25,9 @@ struct User {
 #[derive(Debug, Default, Clone)]
 pub struct UserTable {
     users: HashMap<IpAddr, User>,
+    /// Bytes of every user each way, forgotten users included.
+    tx_total: u64,
+    rx_total: u64,
 }
 
 /// One row of [`UserTable::top`].
@@ -53,6 +56,7 @@ impl UserTable {
 
     /// A packet from `user` (going up) of `bytes`, in flow `flow`.
     pub fn up(&mut self, user: IpAddr, flow: u32, bytes: usize) {
+        self.tx_total += bytes as u64;
         let u = self.user(user);
         u.tx += bytes as u64;
         if u.flows.len() < MAX_FLOWS_PER_USER {
@@ -62,7 +66,13 @@ impl UserTable {
 
     /// A packet to `user` (coming down) of `bytes`.
     pub fn down(&mut self, user: IpAddr, bytes: usize) {
+        self.rx_total += bytes as u64;
         self.user(user).rx += bytes as u64;
+    }
+
+    /// Bytes of all users up and down since the table was made (the bonded traffic).
+    pub fn totals(&self) -> (u64, u64) {
+        (self.tx_total, self.rx_total)
     }
 
     /// Starts a new flow-counting window.
@@ -149,5 +159,17 @@ mod tests {
                 .flows,
             MAX_FLOWS_PER_USER as u32
         );
+    }
+
+    #[test]
+    fn totals_keep_the_bytes_of_forgotten_users() {
+        let mut t = UserTable::default();
+        let n = MAX_USERS as u32 + 10;
+        for i in 0..n {
+            t.up(IpAddr::from(i.to_be_bytes()), i, 100);
+            t.down(IpAddr::from(i.to_be_bytes()), 7);
+        }
+        assert_eq!(t.users.len(), MAX_USERS);
+        assert_eq!(t.totals(), (u64::from(n) * 100, u64::from(n) * 7));
     }
 }

@@ -2,7 +2,7 @@
 //! binary) in the lab's namespaces, client - edge - two emulated 10 Mbit/s links - core - server.
 //! `wan1` has a small daily quota (`quota_action 'backup'`); TCP flows run both ways.
 //! Measured from `braid status --json`: wan1's quota use crosses the limit, wan1 turns
-//! `backup (quota)`, after that its bytes (edge: upstream, core: downstream, quota counter: both)
+//! `backup` with `over_quota` (shown `backup (quota)`), after that its bytes (edge: upstream, core: downstream, quota counter: both)
 //! stop growing beyond probes while wan0 carries on and no flow breaks. Then the edge is stopped:
 //! the counter is in the state file, and a restarted edge reads it back and keeps wan1 demoted
 //! (a new download then runs over wan0 alone).
@@ -30,8 +30,18 @@ fn used(st: &Status, name: &str) -> u64 {
     link_of(st, name).map_or(0, |l| l.quota_used_bytes)
 }
 
+/// The role in effect, with " (quota)" when the quota demoted it (`over_quota`).
 fn role(st: &Status, name: &str) -> String {
-    link_of(st, name).map_or_else(|| "absent".into(), |l| l.role.clone())
+    link_of(st, name).map_or_else(
+        || "absent".into(),
+        |l| {
+            if l.over_quota {
+                format!("{} (quota)", l.role)
+            } else {
+                l.role.clone()
+            }
+        },
+    )
 }
 
 #[test]

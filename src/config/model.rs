@@ -816,6 +816,45 @@ fn parse_class_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// Checks one option value as the parser would, by kind: what LuCI's form validators mirror
+/// (luci-app-braid's `braid/validate.js`), tested against this function on one shared table
+/// of good and bad values (`tests/fixtures/config/values.json`), messages included.
+///
+/// Kinds: `rate` (upload, download), `quota`, `dscp`, `ports` (a src_port/dest_port entry,
+/// ranges and commas), `port`, `key` (a public key), `cidr`, `mac`, `host`, `ifname`,
+/// `weight`, `priority`, `mtu`, `reset_day`, `class`.
+pub fn check_value(kind: &str, v: &str) -> Result<(), String> {
+    fn ok<T>(r: Result<T, String>) -> Result<(), String> {
+        r.map(|_| ())
+    }
+    match kind {
+        "rate" => ok(parse_rate(v)),
+        "quota" => match parse_bytes(v) {
+            Ok(0) => Err(QUOTA_ZERO.into()),
+            r => ok(r),
+        },
+        "dscp" => ok(parse_dscp(v)),
+        "ports" => ok(v
+            .split(',')
+            .map(PortRange::parse)
+            .collect::<Result<Vec<_>, _>>()),
+        "port" => ok(parse_port(v)),
+        "key" => ok(PublicKey::from_base64(v)),
+        "cidr" => ok(Cidr::parse(v)),
+        "mac" => ok(Mac::parse(v)),
+        "host" => ok(parse_host(v)),
+        "ifname" => ok(parse_ifname(v)),
+        "weight" => ok(parse_range::<u16>(v, 1, 1000)),
+        "priority" => ok(parse_range::<u8>(v, 0, 7)),
+        "mtu" => ok(parse_range::<u16>(v, 1280, 9000)),
+        "reset_day" => ok(parse_range::<u8>(v, 1, 31)),
+        "class" => ok(parse_class_name(v)),
+        _ => Err(format!("no such kind of value '{kind}'")),
+    }
+}
+
+const QUOTA_ZERO: &str = "a quota of 0 bytes: remove the option for no quota, or use role 'never'";
+
 // ---------------------------------------------------------------------------------------------
 // Building the model from a document
 
@@ -1611,9 +1650,7 @@ fn read_link(
     let upload = r.get("upload", parse_rate).filter(|&v| v > 0);
     let download = r.get("download", parse_rate).filter(|&v| v > 0);
     let bytes = r.get("quota", |v| match parse_bytes(v) {
-        Ok(0) => {
-            Err("a quota of 0 bytes: remove the option for no quota, or use role 'never'".into())
-        }
+        Ok(0) => Err(QUOTA_ZERO.into()),
         x => x,
     });
     let has_quota = r.has("quota");

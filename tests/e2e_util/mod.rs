@@ -270,6 +270,19 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
     }
 
+    /// `braid status --json --socket <socket>` as printed, unparsed (the contract LuCI reads).
+    pub fn status_json(&self) -> Result<serde_json::Value, String> {
+        let out = Command::new(BRAID)
+            .args(["status", "--json", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+    }
+
     /// `braid reload --socket <socket>`.
     pub fn reload(&self) -> Result<(), String> {
         let out = Command::new(BRAID)
