@@ -11,6 +11,8 @@
 //! - [`config`]: UCI parser, typed model and the pure diff behind live reload.
 //! - [`os`]: Linux I/O: rtnetlink, the space (namespace), the hub (AF_PACKET), uplink sockets, NAT.
 //! - [`sim`]: the deterministic multi-link simulator behind `braid sim` and the tests.
+//! - [`trace`]: Mahimahi link traces: the cellular link model and presets behind generated
+//!   traces (`gen:hsr`), recorded trace files, their statistics (`braid trace`; host builds).
 //! - [`lab`]: emulated topologies in network namespaces (host builds only).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -34,6 +36,9 @@ pub mod os;
 
 #[cfg(feature = "sim")]
 pub mod sim;
+
+#[cfg(feature = "sim")]
+pub mod trace;
 
 #[cfg(feature = "lab")]
 pub mod lab;

@@ -17,6 +17,7 @@ COMMANDS:
     genkey    print a new private key (base64)
     pubkey    read a private key on stdin, print its public key
     sim       run a simulated scenario: braid sim scenarios/hetero.toml
+    trace     generate cellular link traces, print a trace's statistics (host builds)
     lab       build an emulated topology in namespaces and measure it (host builds)
 
 OPTIONS:
@@ -49,6 +50,8 @@ fn main() -> ExitCode {
         "reload" => braid::cli::reload(rest),
         #[cfg(feature = "sim")]
         "sim" => braid::sim::cli_main(rest),
+        #[cfg(feature = "sim")]
+        "trace" => braid::trace::cli::cli_main(rest),
         #[cfg(feature = "lab")]
         "lab" => braid::lab::cli_main(rest),
         other => {

@@ -72,6 +72,9 @@ fn every_command_teaches_with_help() {
         "edge",
         "core",
         "sim",
+        "trace",
+        "trace gen",
+        "trace stats",
         "lab",
         "lab run",
         "lab bench",
@@ -89,4 +92,120 @@ fn every_command_teaches_with_help() {
     let (code, out, _) = braid(&["--version"], "");
     assert_eq!(code, 0);
     assert!(out.starts_with("braid "));
+}
+
+#[test]
+fn trace_gen_writes_mahimahi_and_stats_reads_it() {
+    // One direction to standard output: Mahimahi lines, the period = --seconds.
+    let (code, out, err) = braid(
+        &[
+            "trace",
+            "gen",
+            "lte-good/up",
+            "--seed",
+            "2",
+            "--seconds",
+            "5",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let ms: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(ms.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(*ms.last().unwrap(), 5000);
+    let mbit = ms.len() as f64 * 12_000.0 / 5.0 / 1e6;
+    assert!((mbit / 13.0 - 1.0).abs() < 0.02, "{mbit} Mbit/s");
+    // The same with the scenario spelling gives the same trace.
+    let (_, same, _) = braid(&["trace", "gen", "gen:lte-good/up?seed=2&seconds=5"], "");
+    assert_eq!(same, out);
+
+    // Both directions of a modem into NAME.up and NAME.down; stats reads them back.
+    let dir = std::env::temp_dir().join(format!("braid-cli-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("hsr");
+    let (code, _, err) = braid(
+        &[
+            "trace",
+            "gen",
+            "hsr",
+            "--seed",
+            "3",
+            "--modem",
+            "1",
+            "--seconds",
+            "30",
+            "--out",
+            base.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("gen:hsr/down?seed=3&modem=1&seconds=30"),
+        "{err}"
+    );
+    let up = base.with_extension("up");
+    let (code, out, err) = braid(
+        &[
+            "trace",
+            "stats",
+            up.to_str().unwrap(),
+            "gen:hsr/down?seed=3&modem=1&seconds=30",
+        ],
+        "",
+    );
+    let down_file = std::fs::read_to_string(base.with_extension("down")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].contains("mean") && lines[0].contains("p90") && lines[0].contains("dead"));
+    let mean = |l: &str| -> f64 { l.split_whitespace().nth(2).unwrap().parse().unwrap() };
+    assert!((mean(lines[1]) / 4.0 - 1.0).abs() < 0.02, "{out}");
+    assert!((mean(lines[2]) / 10.0 - 1.0).abs() < 0.02, "{out}");
+    // The file written for `down` is the trace stats generated.
+    let (_, gen_down, _) = braid(
+        &["trace", "gen", "gen:hsr/down?seed=3&modem=1&seconds=30"],
+        "",
+    );
+    assert_eq!(down_file, gen_down);
+}
+
+#[test]
+fn trace_errors_teach() {
+    let (code, _, err) = braid(&["trace", "gen", "hsr"], "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("hsr/up or hsr/down") && err.contains("--out"),
+        "{err}"
+    );
+    let (code, _, err) = braid(&["trace", "gen", "5g"], "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no preset `5g`") && err.contains("lte-driving"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["trace", "stats", "TMobile-LTE-short.up"])
+        .env_remove("BRAID_TRACES")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    for part in [
+        "TMobile-LTE-short.up` not found",
+        "BRAID_TRACES is not set",
+        "github.com/ravinet/mahimahi",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    let (code, out, _) = braid(&["trace", "list"], "");
+    assert_eq!(code, 0);
+    for p in ["lte-good", "lte-driving", "umts", "hsr"] {
+        assert!(
+            out.contains(&format!("gen:{p}/up")) && out.contains(&format!("gen:{p}/down")),
+            "{out}"
+        );
+    }
 }

@@ -161,9 +161,7 @@ fn redundant_class_has_no_gap_when_either_link_is_black_holed() {
     }
 }
 
-#[test]
-fn lte_traces_are_aggregated() {
-    let r = run_shown(&load("lte"));
+fn assert_lte_aggregated(r: &Report) {
     let up = r.dir(Dir::Up).unwrap();
     assert!(
         up.share >= 0.90,
@@ -172,6 +170,30 @@ fn lte_traces_are_aggregated() {
         up.capacity_mbit,
         up.share * 100.0
     );
+}
+
+/// The generated LTE pair (lte-good + lte-driving, seed 1): 91.9 % when it replaced the recorded
+/// traces (issue 18). Not a margin to rely on: over seeds 1-6 the share is 88.8-93.3 %, and the
+/// recorded traces give 92.3 % over their first 60 s but 77.9 % over 130 s (where the T-Mobile
+/// uplink is fast). `braid sim scenarios/lte.toml --seeds 1-20` shows where the protocol stands.
+#[test]
+fn lte_traces_are_aggregated() {
+    assert_lte_aggregated(&run_shown(&load("lte")));
+}
+
+/// The recorded T-Mobile and AT&T LTE traces (scenarios/recorded/lte.toml), when
+/// $BRAID_TRACES has them (CI does); a SKIP line otherwise.
+#[test]
+fn lte_recorded_traces_are_aggregated() {
+    let test = "lte_recorded_traces_are_aggregated";
+    for f in ["TMobile-LTE-short", "ATT-LTE-driving-2016"] {
+        for d in ["up", "down"] {
+            if braid::trace::recorded_for_test(&format!("{f}.{d}"), test).is_none() {
+                return;
+            }
+        }
+    }
+    assert_lte_aggregated(&run_shown(&load("recorded/lte")));
 }
 
 #[test]

@@ -137,14 +137,18 @@ USAGE:
                                                    or only those of tag T)
     braid lab list                                 scenarios and workloads
     braid lab show SCENARIO                        its links and outage schedule
+    Every command that reads a scenario takes --traces DIR (recorded traces; default
+    $BRAID_TRACES).
 
 SCENARIO is a name in scenarios/lab/ (hetero, lte, hsr, flap, demo, ...) or a file.
 Workloads: bulk1-down bulk8-down bulk1-up bulk8-up rr udp (the bench set); any bulkN-down or
 bulkN-up with N from 1 to 64 flows, e.g. bulk4-down.
 Modes: direct (best single link, plain routing), mptcp (kernel MPTCP + shadowsocks under
 mptcpize, as OpenMPTCProuter), braid (the edge and core daemons, when built).
-Namespaces, veths and nft tables are named bl*-; traces are read from $BRAID_TRACES or
-../shared/traces. The daemons of a braid run log to /tmp/braid-lab<tag>/ (with their configs);
+A link's trace is generated (trace = gen:lte-driving; presets: braid trace list) or recorded:
+a file looked up in --traces DIR or $BRAID_TRACES, then in the scenario's folder (the public
+Mahimahi traces: the traces/ folder of github.com/ravinet/mahimahi).
+Namespaces, veths and nft tables are named bl*-. The daemons of a braid run log to /tmp/braid-lab<tag>/ (with their configs);
 the directory is removed after the run unless a daemon failed or BRAID_LAB_KEEP_LOGS=1 is set.
 ";
 
@@ -168,6 +172,7 @@ struct Opts {
     duration: Option<Duration>,
     out: Option<PathBuf>,
     tag: String,
+    traces: Option<PathBuf>,
 }
 
 fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
@@ -208,6 +213,7 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
                 o.duration = Some(Duration::from_micros(scenario::parse_time_us(&v)?));
             }
             Long("out") => o.out = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("traces") => o.traces = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
             Long("tag") => {
                 o.tag = p
                     .value()
@@ -242,6 +248,8 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let o = parse_opts(rest)?;
+    let traces = o.traces.clone().or_else(crate::trace::traces_from_env);
+    let load = |name: &str| scenario::load_with(&scenario::find(name)?, traces.as_deref());
     match cmd.to_str().unwrap_or("") {
         "-h" | "--help" | "help" => {
             print!("{HELP}");
@@ -261,7 +269,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         }
         "show" => {
             let name = o.pos.first().ok_or("show: which scenario?")?;
-            let sc = scenario::load(&scenario::find(name)?)?;
+            let sc = load(name)?;
             print!("{}", show(&sc));
             Ok(ExitCode::SUCCESS)
         }
@@ -283,7 +291,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         "run" => {
             need_root()?;
             let name = o.pos.first().ok_or("run: which scenario?")?;
-            let sc = scenario::load(&scenario::find(name)?)?;
+            let sc = load(name)?;
             let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/lab"));
             install_signal_handlers();
             let recs = run_matrix(&sc, &o.run_opts(), &out)?;
@@ -292,7 +300,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         }
         "demo" => {
             need_root()?;
-            let sc = scenario::load(&scenario::find("demo")?)?;
+            let sc = load("demo")?;
             let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/lab"));
             let mut o = o;
             if o.modes.is_none() {
@@ -354,7 +362,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 if INTERRUPTED.load(Ordering::Relaxed) {
                     break;
                 }
-                let sc = scenario::load(&scenario::find(n)?)?;
+                let sc = load(n)?;
                 let recs = run_matrix(&sc, &o.run_opts(), &out)?;
                 finish(&sc.name, &recs, &out)?;
                 all.extend(recs);
@@ -377,7 +385,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         "up" => {
             need_root()?;
             let name = o.pos.first().ok_or("up: which scenario?")?;
-            let sc = scenario::load(&scenario::find(name)?)?;
+            let sc = load(name)?;
             install_signal_handlers();
             let mut t = Topology::up(topo_spec(&sc, &o.tag)).map_err(|e| e.to_string())?;
             if let Some(m) = o.modes.as_ref().and_then(|m| m.first()) {
@@ -418,7 +426,8 @@ pub fn show(sc: &Scenario) -> String {
             emu::Rate::Unlimited => "unlimited".to_string(),
             emu::Rate::Fixed(b) => format!("{:.1} Mbit/s", *b as f64 / 1e6),
             emu::Rate::Trace { trace, offset_ms } => format!(
-                "trace, mean {:.1} Mbit/s, from {} s",
+                "trace {}, mean {:.1} Mbit/s, from {} s",
+                trace.name,
                 trace.mean_bps() as f64 / 1e6,
                 offset_ms / 1000
             ),

@@ -9,7 +9,12 @@
 //! clients = 1               # client namespaces per edge
 //!
 //! [link wan0]
-//! rate = 20mbit             # or: trace = TMobile-LTE-short  (NAME.up / NAME.down in the traces dir)
+//! rate = 20mbit             # or a trace: gen:lte-driving (generated, each direction its own;
+//!                           # seed = the scenario's, modem = the link's position) or
+//!                           # gen:hsr/up?seed=3&modem=1&seconds=60, or a recorded NAME (NAME.up /
+//!                           # NAME.down, or NAME, in $BRAID_TRACES or --traces DIR, then beside
+//!                           # this file): see crate::trace
+//! trace_offset = 10s        # start the trace this far in
 //! delay = 20ms              # one-way, each direction
 //! jitter = 2ms              # +- around the delay, order kept unless `reorder = yes`
 //! loss = 0.5%               # mean loss; loss_burst = 4 makes it bursty (Gilbert-Elliott)
@@ -27,8 +32,9 @@ use std::sync::Arc;
 
 use super::emu::{DirSpec, Loss, Outage, OutageKind, QueueLimit, Rate};
 use super::link::LinkSpec;
-use super::trace::{traces_dir, Trace};
+use super::trace::Trace;
 use super::Rng;
+use crate::trace as tr;
 
 /// A parsed scenario.
 #[derive(Clone, Debug)]
@@ -83,27 +89,41 @@ pub fn shipped() -> Vec<String> {
     v
 }
 
-/// Load and parse a scenario file (traces are read from [`traces_dir`]).
+/// Load and parse a scenario file (recorded traces are read from `$BRAID_TRACES`, then beside
+/// the file).
 pub fn load(path: &Path) -> Result<Scenario, String> {
+    load_with(path, tr::traces_from_env().as_deref())
+}
+
+/// [`load`] with recorded traces read from `traces` (then beside the file).
+pub fn load_with(path: &Path, traces: Option<&Path>) -> Result<Scenario, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    parse(&name, &text, &traces_dir()).map_err(|e| format!("{}:{e}", path.display()))
+    parse(&name, &text, traces, path.parent()).map_err(|e| format!("{}:{e}", path.display()))
 }
 
 #[derive(Default)]
 struct LinkDraft {
     name: String,
+    /// Position in the file: a generated trace's default modem.
+    index: u32,
     up: DirSpec,
     down: DirSpec,
     outages: Vec<Outage>,
     trace_offset_ms: u64,
 }
 
-/// Parse scenario text. Errors read `LINE: message`.
-pub fn parse(name: &str, text: &str, traces: &Path) -> Result<Scenario, String> {
+/// Parse scenario text. Errors read `LINE: message`. Recorded traces are looked up in `traces`,
+/// then in `beside` (the scenario's folder).
+pub fn parse(
+    name: &str,
+    text: &str,
+    traces: Option<&Path>,
+    beside: Option<&Path>,
+) -> Result<Scenario, String> {
     let mut duration_ms = 20_000;
     let mut seed = 1u64;
     let (mut edges, mut clients) = (1usize, 1usize);
@@ -140,6 +160,7 @@ pub fn parse(name: &str, text: &str, traces: &Path) -> Result<Scenario, String> 
                     }
                     links.push(LinkDraft {
                         name: n.to_string(),
+                        index: links.len() as u32,
                         ..Default::default()
                     });
                     sect = Sect::Link;
@@ -184,7 +205,13 @@ pub fn parse(name: &str, text: &str, traces: &Path) -> Result<Scenario, String> 
             Sect::Link => {
                 let l = links.last_mut().expect("in a link section");
                 let rng_seed = seed.wrapping_mul(31).wrapping_add(links_len_hash(&l.name));
-                link_key(l, k, v, traces, duration_ms, rng_seed).map_err(e)?;
+                let tcx = tr::Context {
+                    traces: traces.map(Path::to_path_buf),
+                    beside: beside.map(Path::to_path_buf),
+                    seed,
+                    modem: l.index,
+                };
+                link_key(l, k, v, &tcx, duration_ms, rng_seed).map_err(e)?;
             }
         }
     }
@@ -196,7 +223,7 @@ pub fn parse(name: &str, text: &str, traces: &Path) -> Result<Scenario, String> 
             let s = seed.wrapping_mul(7919).wrapping_add(i as u64);
             match k.as_str() {
                 "outage" | "handover" | "failed_handover" => {
-                    link_key(l, k, v, traces, duration_ms, s)
+                    link_key(l, k, v, &tr::Context::default(), duration_ms, s)
                         .map_err(|m| format!("{ln}: {k}: {m}"))?
                 }
                 _ => return Err(format!("{ln}: {k}: only outages go in [all]")),
@@ -259,7 +286,7 @@ fn link_key(
     l: &mut LinkDraft,
     k: &str,
     v: &str,
-    traces: &Path,
+    tcx: &tr::Context,
     duration_ms: u64,
     seed: u64,
 ) -> Result<(), String> {
@@ -352,15 +379,14 @@ fn link_key(
             "rate" if v == "unlimited" => spec.rate = Rate::Unlimited,
             "rate" => spec.rate = Rate::Fixed(parse_rate(v)?),
             "trace" => {
-                let p = if v.contains('/') || v.contains('.') && Path::new(v).is_file() {
-                    PathBuf::from(v)
-                } else if k.contains('.') {
-                    traces.join(v)
+                let dir = if d == "up" {
+                    tr::Dir::Up
                 } else {
-                    traces.join(format!("{v}.{d}"))
+                    tr::Dir::Down
                 };
+                let t = tr::load(v, dir, !k.contains('.'), tcx)?;
                 spec.rate = Rate::Trace {
-                    trace: Arc::new(Trace::load(&p)?),
+                    trace: Arc::new(Trace::from_ms(&t.name, t.ms)),
                     offset_ms: 0,
                 };
             }
@@ -518,7 +544,8 @@ mod tests {
             "t",
             "# two links\nduration = 30s\n[link a]\nrate = 20mbit\ndelay = 20ms\nup.rate = 5mbit\n\
              outage = 10s 3s blackhole\n[link b]\nrate = 10mbit\nloss = 1%\nloss_burst = 3\n[all]\noutage = 20s 5s stall\n",
-            Path::new("/nonexistent"),
+            None,
+            None,
         )
         .unwrap();
         assert_eq!(s.description, "two links");
@@ -540,9 +567,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse("t", "[link a]\nrate = fast\n", Path::new("/x")).unwrap_err();
+        let e = parse("t", "[link a]\nrate = fast\n", None, None).unwrap_err();
         assert!(e.starts_with("2: rate"), "{e}");
-        let e = parse("t", "[link a]\nbogus = 1\n", Path::new("/x")).unwrap_err();
+        let e = parse("t", "[link a]\nbogus = 1\n", None, None).unwrap_err();
         assert!(e.starts_with("2:"), "{e}");
     }
 
@@ -551,8 +578,8 @@ mod tests {
         let text =
             "duration = 120s\nseed = 5\n[link a]\nrate = 10mbit\nhandover = 10-30s 30-80ms\n\
                     failed_handover = 60s 0.5-3s\n";
-        let a = parse("t", text, Path::new("/x")).unwrap();
-        let b = parse("t", text, Path::new("/x")).unwrap();
+        let a = parse("t", text, None, None).unwrap();
+        let b = parse("t", text, None, None).unwrap();
         assert_eq!(a.links[0].outages, b.links[0].outages);
         let o = &a.links[0].outages;
         let fails = o.iter().filter(|o| o.kind == OutageKind::Blackhole).count();
@@ -565,17 +592,83 @@ mod tests {
         assert!((4..=12).contains(&hos), "{hos}");
     }
 
+    fn trace_name(d: &DirSpec) -> &str {
+        match &d.rate {
+            Rate::Trace { trace, .. } => &trace.name,
+            _ => "not a trace",
+        }
+    }
+
     #[test]
-    fn shipped_scenarios_parse() {
-        for name in shipped() {
-            let p = find(&name).unwrap();
-            if let Err(e) = load(&p) {
-                if e.contains("No such file") && e.contains("traces") {
-                    eprintln!("skip {name}: traces missing");
-                    continue;
-                }
-                panic!("{e}");
+    fn traces_generated_and_recorded() {
+        let text = "seed = 6\n[link a]\ntrace = gen:hsr?seconds=30\ntrace_offset = 5s\n\
+                    [link b]\ntrace = gen:umts?seconds=30\ndown.trace = gen:hsr/up?modem=0&seconds=30\n";
+        let s = parse("t", text, None, None).unwrap();
+        let (a, b) = (&s.links[0], &s.links[1]);
+        assert_eq!(trace_name(&a.up), "gen:hsr/up?seed=6&modem=0&seconds=30");
+        assert_eq!(
+            trace_name(&a.down),
+            "gen:hsr/down?seed=6&modem=0&seconds=30"
+        );
+        assert_eq!(trace_name(&b.up), "gen:umts/up?seed=6&modem=1&seconds=30");
+        assert_eq!(trace_name(&b.down), "gen:hsr/up?seed=6&modem=0&seconds=30");
+        assert!(matches!(
+            a.up.rate,
+            Rate::Trace {
+                offset_ms: 5000,
+                ..
             }
+        ));
+        let mean = a.down.rate.mean_bps().unwrap() as f64;
+        assert!((mean / 10e6 - 1.0).abs() < 0.01, "{mean}");
+        // The same trace as the simulator's (one generator).
+        let Rate::Trace { trace, .. } = &b.down.rate else {
+            unreachable!()
+        };
+        let sim = crate::trace::load(
+            "gen:hsr/up?seed=6&modem=0&seconds=30",
+            crate::trace::Dir::Down,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(**trace, Trace::from_ms(&sim.name, sim.ms));
+
+        // Recorded: NAME.up / NAME.down in the traces folder; a missing one says how to get it.
+        let dir = std::env::temp_dir().join(format!("braid-lab-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("car.up"), "1\n").unwrap();
+        std::fs::write(dir.join("car.down"), "1\n1\n").unwrap();
+        let text = "[link a]\ntrace = car\n";
+        let s = parse("t", text, Some(&dir), None);
+        let e = parse("t", text, None, Some(&dir)).map(|_| ());
+        let e2 = parse("t", "[link a]\nup.trace = car\n", Some(&dir), None).map(|_| ());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let s = s.unwrap();
+        assert_eq!(s.links[0].up.rate.mean_bps(), Some(12_000_000));
+        assert_eq!(s.links[0].down.rate.mean_bps(), Some(24_000_000));
+        // Beside the scenario `car.up` is found too.
+        assert!(e.is_ok(), "{e:?}");
+        // One direction names the file exactly: there is no `car`.
+        let e2 = e2.unwrap_err();
+        assert!(e2.starts_with("2: up.trace:"), "{e2}");
+        for part in ["trace `car` not found", "mahimahi", "gen:lte-driving"] {
+            assert!(e2.contains(part), "{part}: {e2}");
+        }
+        let e = parse("t", "[link a]\ntrace = gen:hsr/left\n", None, None).unwrap_err();
+        assert!(
+            e.starts_with("2: trace:") && e.contains("up nor down"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shipped_scenarios_parse_without_recorded_traces() {
+        let names = shipped();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in names {
+            let p = find(&name).unwrap();
+            load_with(&p, None).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }

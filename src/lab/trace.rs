@@ -1,11 +1,14 @@
-//! Mahimahi link traces: one line per 1500-byte delivery opportunity, a time in milliseconds;
-//! the trace repeats with a period equal to its last time stamp.
+//! Mahimahi link traces as the lab's emulator replays them: one line per 1500-byte delivery
+//! opportunity, a time in milliseconds; the trace repeats with a period equal to its last time
+//! stamp. Where traces come from (generated or recorded) is [`crate::trace`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A parsed trace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
+    /// Where it came from: a file, or the full `gen:` name.
+    pub name: String,
     /// Opportunity times in ms, non-decreasing.
     ts: Vec<u64>,
     period_ms: u64,
@@ -14,33 +17,30 @@ pub struct Trace {
 impl Trace {
     /// Parse the text of a trace file.
     pub fn parse(text: &str) -> Result<Trace, String> {
-        let mut ts = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            let t: u64 = line
-                .parse()
-                .map_err(|_| format!("line {}: not a time in ms: {line:?}", i + 1))?;
-            if ts.last().is_some_and(|&l| t < l) {
-                return Err(format!("line {}: time goes backwards", i + 1));
-            }
-            ts.push(t);
-        }
-        let Some(&last) = ts.last() else {
-            return Err("empty trace".into());
-        };
-        Ok(Trace {
+        Ok(Trace::from_ms(
+            "trace",
+            crate::trace::parse_mahimahi("trace", text)?,
+        ))
+    }
+
+    /// A trace from its opportunity times (ms, non-decreasing, not empty), e.g. a generated one.
+    pub fn from_ms(name: &str, ts: Vec<u64>) -> Trace {
+        let period_ms = ts.last().copied().unwrap_or(1).max(1);
+        Trace {
+            name: name.to_string(),
             ts,
-            period_ms: last.max(1),
-        })
+            period_ms,
+        }
     }
 
     /// Read a trace file.
     pub fn load(path: &Path) -> Result<Trace, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Trace::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let name = path.display().to_string();
+        Ok(Trace::from_ms(
+            &name,
+            crate::trace::parse_mahimahi(&name, &text)?,
+        ))
     }
 
     pub fn period_ms(&self) -> u64 {
@@ -85,26 +85,6 @@ impl Trace {
     }
 }
 
-/// Where the shared traces are: `$BRAID_TRACES`, `../shared/traces` (beside the repo, as CI
-/// lays it), or `/work/shared/traces`.
-pub fn traces_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("BRAID_TRACES") {
-        return PathBuf::from(d);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for c in [
-        PathBuf::from("../shared/traces"),
-        manifest.join("../shared/traces"),
-        manifest.join("../../shared/traces"),
-        PathBuf::from("/work/shared/traces"),
-    ] {
-        if c.is_dir() {
-            return c;
-        }
-    }
-    PathBuf::from("../shared/traces")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,19 +113,17 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_line() {
-        assert!(Trace::parse("1\nx\n").unwrap_err().contains("line 2"));
+        assert!(Trace::parse("1\nx\n").unwrap_err().contains("trace:2:"));
         assert!(Trace::parse("5\n3\n").is_err());
         assert!(Trace::parse("").is_err());
     }
 
     #[test]
-    fn shared_traces_mean_rates_match_readme() {
-        let dir = traces_dir();
-        let f = dir.join("TMobile-LTE-short.down");
-        if !f.exists() {
-            eprintln!("skip: {} not found", f.display());
+    fn recorded_trace_mean_rate_matches_its_readme() {
+        let test = "recorded_trace_mean_rate_matches_its_readme";
+        let Some(f) = crate::trace::recorded_for_test("TMobile-LTE-short.down", test) else {
             return;
-        }
+        };
         let t = Trace::load(&f).unwrap();
         let mbps = t.mean_bps() as f64 / 1e6;
         assert!((16.0..17.5).contains(&mbps), "{mbps}");

@@ -37,28 +37,20 @@ pub struct Trace {
 impl Trace {
     /// Parse the text of a trace file: one non-negative integer (ms) per line, non-decreasing.
     pub fn parse(name: &str, text: &str) -> Result<Trace, String> {
-        let mut ms = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            let t: u64 = line
-                .parse()
-                .map_err(|_| format!("{name}:{}: `{line}` is not a time in ms", i + 1))?;
-            if ms.last().is_some_and(|&last| t < last) {
-                return Err(format!("{name}:{}: time stamps go backwards", i + 1));
-            }
-            ms.push(t);
-        }
-        let Some(&last) = ms.last() else {
-            return Err(format!("{name}: no delivery opportunities"));
-        };
-        Ok(Trace {
+        Ok(Trace::from_ms(
+            name,
+            crate::trace::parse_mahimahi(name, text)?,
+        ))
+    }
+
+    /// A trace from its opportunity times (ms, non-decreasing, not empty), e.g. a generated one.
+    pub fn from_ms(name: &str, ms: Vec<u64>) -> Trace {
+        let period_ms = ms.last().copied().unwrap_or(1).max(1);
+        Trace {
             name: name.to_string(),
             ms,
-            period_ms: last.max(1),
-        })
+            period_ms,
+        }
     }
 
     /// Mean capacity in bit/s.
@@ -608,14 +600,33 @@ mod tests {
     }
 
     #[test]
-    fn shared_lte_trace_mean_rate() {
-        // shared/ sits beside the repository (CI) or above the worktree.
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let path = crate::sim::scenario::find_file(Some(dir), "shared/traces/TMobile-LTE-short.up")
-            .expect("shared/traces is beside or above the repository");
+    fn recorded_lte_trace_mean_rate() {
+        let Some(path) =
+            crate::trace::recorded_for_test("TMobile-LTE-short.up", "recorded_lte_trace_mean_rate")
+        else {
+            return;
+        };
         let t = Trace::parse("tm", &std::fs::read_to_string(path).unwrap()).unwrap();
         assert!((t.mean_bps() / 1e6 - 13.3).abs() < 0.1, "{}", t.mean_bps());
         assert_eq!(t.period_ms, 140_000);
+    }
+
+    #[test]
+    fn generated_trace_gives_its_preset_mean() {
+        let l = crate::trace::load(
+            "gen:lte-driving/down?seed=4",
+            crate::trace::Dir::Up,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
+        let t = Trace::from_ms(&l.name, l.ms);
+        assert_eq!(t.period_ms, 120_000);
+        assert!(
+            (t.mean_bps() / 4.6e6 - 1.0).abs() < 0.01,
+            "{}",
+            t.mean_bps()
+        );
     }
 
     #[test]

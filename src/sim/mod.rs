@@ -37,16 +37,18 @@ const HELP: &str = r#"braid sim - run a scenario on the deterministic multi-link
 
 USAGE:
     braid sim SCENARIO.toml [--json] [--seed N | --seeds A-B] [--duration 60s] [--tunnel session|pipe]
+                            [--traces DIR]
 
 Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
 prints what it measured. Same file and seed = same numbers. Scenarios live in scenarios/.
 
 OPTIONS:
     --json            print the report as JSON instead of the table
-    --seed N          override the scenario's seed
+    --seed N          override the scenario's seed (its gen: traces follow it unless they name one)
     --seeds A-B       run every seed from A to B (or 1 to N with --seeds N): one summary line each
     --duration D      override how long the traffic runs ("60s", "500ms")
     --tunnel KIND     session (the protocol) or pipe (a single-path stand-in, to test the simulator)
+    --traces DIR      where recorded traces are (default: $BRAID_TRACES)
     -h, --help        this text
 
 SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
@@ -58,8 +60,13 @@ SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
 
     [[link]]                      # one per uplink; both directions unless [link.up]/[link.down]
     name = "lte"
-    rate = "20mbit"               # or trace = "shared/traces/TMobile-LTE-short.up" (Mahimahi,
-                                  #  searched beside the scenario and in every folder above it)
+    rate = "20mbit"               # or a Mahimahi trace (braid trace --help):
+                                  #  trace = "gen:lte-driving" generated: each direction its own
+                                  #  (gen:P/up, gen:P/down), seed = the scenario's, modem = the
+                                  #  link's position, 120 s; or "gen:hsr/up?seed=3&modem=1&seconds=60"
+                                  #  presets: lte-good lte-driving umts hsr (braid trace list)
+                                  #  trace = "TMobile-LTE-short" recorded: NAME.up / NAME.down (or
+                                  #  NAME) in --traces DIR or $BRAID_TRACES, then beside the scenario
     trace_offset = "30s"          # start a trace this far in (decorrelates two copies)
     delay = "20ms"                # one-way propagation delay
     jitter = "2ms"                # delay is uniform in delay +- jitter; no reordering ...
@@ -133,6 +140,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     let mut seeds: Option<(u64, u64)> = None;
     let mut duration: Option<u64> = None;
     let mut tunnel: Option<scenario::TunnelKind> = None;
+    let mut traces: Option<PathBuf> = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => {
@@ -175,6 +183,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                     other => return Err(format!("--tunnel: `{other}` is not session or pipe")),
                 });
             }
+            Long("traces") => traces = Some(p.value().map_err(|e| e.to_string())?.into()),
             Value(v) if file.is_none() => file = Some(v.into()),
             other => return Err(format!("{} (see braid sim --help)", other.unexpected())),
         }
@@ -182,18 +191,28 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     let Some(file) = file else {
         return Err("which scenario? usage: braid sim SCENARIO.toml [--json] (see --help; scenarios are in scenarios/)".into());
     };
-    let mut sc = Scenario::load(&file).map_err(|e| e.to_string())?;
-    if let Some(s) = seed {
-        sc.seed = s;
-    }
-    if let Some(d) = duration {
-        sc.set_duration(d).map_err(|e| format!("--duration: {e}"))?;
-    }
-    if let Some(t) = tunnel {
-        sc.tunnel = t;
-    }
+    let opts = scenario::LoadOpts {
+        traces: traces.or_else(crate::trace::traces_from_env),
+        seed,
+    };
+    // The scenario for one seed (its generated traces follow the seed), with the overrides.
+    let load = |seed: Option<u64>| -> Result<Scenario, String> {
+        let o = scenario::LoadOpts {
+            seed: seed.or(opts.seed),
+            ..opts.clone()
+        };
+        let mut sc = Scenario::load_with(&file, &o).map_err(|e| e.to_string())?;
+        if let Some(d) = duration {
+            sc.set_duration(d).map_err(|e| format!("--duration: {e}"))?;
+        }
+        if let Some(t) = tunnel {
+            sc.tunnel = t;
+        }
+        Ok(sc)
+    };
+    let sc = load(None)?;
     if let Some((a, b)) = seeds {
-        return sweep(&mut sc, a, b, json, &file);
+        return sweep(|s| load(Some(s)), &sc, a, b, json, &file);
     }
     let report = run(&sc).map_err(|e| format!("{}: {e}", file.display()))?;
     let cpu = cpu_line(1, &sc);
@@ -241,9 +260,11 @@ fn cpu_line(runs: u64, sc: &Scenario) -> String {
     )
 }
 
-/// Run seeds `a..=b`, one summary line per seed and direction (or a JSON array of reports).
+/// Run seeds `a..=b` (`load` gives the scenario for a seed), one summary line per seed and
+/// direction (or a JSON array of reports).
 fn sweep(
-    sc: &mut Scenario,
+    load: impl Fn(u64) -> Result<Scenario, String>,
+    sc: &Scenario,
     a: u64,
     b: u64,
     json: bool,
@@ -257,8 +278,8 @@ fn sweep(
         );
     }
     for s in a..=b {
-        sc.seed = s;
-        let r = run(sc).map_err(|e| format!("{} (seed {s}): {e}", file.display()))?;
+        let sc = load(s)?;
+        let r = run(&sc).map_err(|e| format!("{} (seed {s}): {e}", file.display()))?;
         if json {
             reports.push(r);
             continue;

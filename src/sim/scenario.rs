@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::link::{DirConfig, Gilbert, Outage, OutageKind, QueueLimit, Rate, Trace};
 use super::toml::{self, Spanned, Table, Value};
 use crate::proto::LinkId;
+use crate::trace;
 
 /// A whole scenario.
 #[derive(Debug, Clone)]
@@ -150,19 +151,56 @@ pub const MAX_INNER: usize = 1400;
 /// The smallest inner packet the simulator can tag (IPv4 header + its own 32-byte tag).
 pub const MIN_INNER: usize = 52;
 
+/// What loading a scenario takes besides its file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOpts {
+    /// The folder of recorded traces (`--traces`, `$BRAID_TRACES`), searched before the
+    /// scenario's own folder (see [`crate::trace`]).
+    pub traces: Option<PathBuf>,
+    /// Replaces the scenario's `seed`, which its generated traces default to as well.
+    pub seed: Option<u64>,
+}
+
+impl LoadOpts {
+    /// Recorded traces from `$BRAID_TRACES`, the file's own seed.
+    pub fn from_env() -> LoadOpts {
+        LoadOpts {
+            traces: trace::traces_from_env(),
+            seed: None,
+        }
+    }
+}
+
 impl Scenario {
-    /// Read and check a scenario file; traces are looked up beside it (see [`find_file`]).
+    /// Read and check a scenario file; recorded traces are looked up in `$BRAID_TRACES`, then
+    /// beside the file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::load_with(path, &LoadOpts::from_env())
+    }
+
+    /// [`Scenario::load`] with the traces folder and seed given.
+    pub fn load_with(path: &Path, o: &LoadOpts) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             file: path.display().to_string(),
             line: None,
             msg: format!("cannot read: {e}"),
         })?;
-        Scenario::parse(&text, &path.display().to_string(), path.parent())
+        Scenario::parse_with(&text, &path.display().to_string(), path.parent(), o)
     }
 
-    /// Parse scenario text. `file` names it in errors; `dir` is where relative trace paths start.
+    /// Parse scenario text. `file` names it in errors; `dir` is where relative trace names are
+    /// looked up (no `$BRAID_TRACES` here: the result depends on the arguments only).
     pub fn parse(text: &str, file: &str, dir: Option<&Path>) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_with(text, file, dir, &LoadOpts::default())
+    }
+
+    /// [`Scenario::parse`] with the traces folder and seed given.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        dir: Option<&Path>,
+        o: &LoadOpts,
+    ) -> Result<Scenario, ScenarioError> {
         let doc = toml::parse(text).map_err(|e| ScenarioError {
             file: file.to_string(),
             line: Some(e.line),
@@ -171,6 +209,8 @@ impl Scenario {
         let cx = Cx {
             file: file.to_string(),
             dir: dir.map(Path::to_path_buf),
+            traces: o.traces.clone(),
+            seed: o.seed,
         };
         cx.scenario(&doc)
     }
@@ -198,35 +238,12 @@ impl Scenario {
     }
 }
 
-/// Look for `rel` in `dir` and in each folder above it (so `shared/traces/X` is found from a
-/// worktree, from the main checkout and from a CI clone that has `shared/` beside it).
-pub fn find_file(dir: Option<&Path>, rel: &str) -> Result<PathBuf, Vec<PathBuf>> {
-    let p = Path::new(rel);
-    if p.is_absolute() {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(vec![p.to_path_buf()])
-        };
-    }
-    let start = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let start = start.canonicalize().unwrap_or(start);
-    let mut tried = Vec::new();
-    for anc in start.ancestors() {
-        let cand = anc.join(p);
-        if cand.is_file() {
-            return Ok(cand);
-        }
-        tried.push(cand);
-    }
-    Err(tried)
-}
-
 struct Cx {
     file: String,
     dir: Option<PathBuf>,
+    traces: Option<PathBuf>,
+    /// Overrides the file's seed.
+    seed: Option<u64>,
 }
 
 /// A table being read: remembers which keys were used so that unknown ones are reported.
@@ -416,7 +433,8 @@ impl Cx {
             .string(&mut f, "description")?
             .map(|s| s.0)
             .unwrap_or_default();
-        let seed = self.int(&mut f, "seed", u64::MAX >> 1)?.unwrap_or(1);
+        let file_seed = self.int(&mut f, "seed", u64::MAX >> 1)?.unwrap_or(1);
+        let seed = self.seed.unwrap_or(file_seed);
         let duration_us = self.duration(&mut f, "duration")?.unwrap_or(10_000_000);
         let warmup_us = self.duration(&mut f, "warmup")?.unwrap_or(0);
         let drain_us = self.duration(&mut f, "drain")?.unwrap_or(3_000_000);
@@ -447,7 +465,7 @@ impl Cx {
             if i > usize::from(LinkId::MAX) {
                 return self.err(line, "too many links");
             }
-            links.push(self.link(t, line, i as LinkId)?);
+            links.push(self.link(t, line, i as LinkId, seed)?);
         }
         if links.is_empty() {
             return self.err(1, "scenario: no [[link]] (at least one link is needed)");
@@ -523,7 +541,7 @@ impl Cx {
             .collect()
     }
 
-    fn link(&self, t: &Table, line: u32, id: LinkId) -> Result<LinkSpec, ScenarioError> {
+    fn link(&self, t: &Table, line: u32, id: LinkId, seed: u64) -> Result<LinkSpec, ScenarioError> {
         let mut f = Fields::new(t, format!("[[link]] #{}", u32::from(id) + 1));
         let name = match self.string(&mut f, "name")? {
             Some((n, _)) => n,
@@ -554,7 +572,16 @@ impl Cx {
         let down_t = f.get("down");
         self.finish(&f)?;
         let mut dirs = Vec::new();
-        for (label, sub) in [("up", up_t), ("down", down_t)] {
+        let tcx = trace::Context {
+            traces: self.traces.clone(),
+            beside: self.dir.clone(),
+            seed,
+            modem: u32::from(id),
+        };
+        for (label, sub, dir) in [
+            ("up", up_t, trace::Dir::Up),
+            ("down", down_t, trace::Dir::Down),
+        ] {
             let mut d = both.clone();
             if let Some(sub) = sub {
                 let Value::Table(st) = &sub.value else {
@@ -571,7 +598,7 @@ impl Cx {
                 d = over;
             }
             let what = format!("link `{name}` ({label})");
-            dirs.push(d.build(self, &what, line)?);
+            dirs.push(d.build(self, &what, line, dir, &tcx)?);
         }
         let down = dirs.pop().expect("two directions");
         let up = dirs.pop().expect("two directions");
@@ -598,31 +625,10 @@ impl Cx {
             d.trace = None;
         }
         if let Some((t, l)) = self.string(f, "trace")? {
-            let path = find_file(self.dir.as_deref(), &t).map_err(|tried| ScenarioError {
-                file: self.file.clone(),
-                line: Some(l),
-                msg: format!(
-                    "{}: trace `{t}` not found (looked in: {})",
-                    f.what,
-                    tried
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })?;
-            let text = std::fs::read_to_string(&path).map_err(|e| ScenarioError {
-                file: self.file.clone(),
-                line: Some(l),
-                msg: format!("{}: cannot read trace {}: {e}", f.what, path.display()),
-            })?;
-            let trace =
-                Trace::parse(&path.display().to_string(), &text).map_err(|e| ScenarioError {
-                    file: self.file.clone(),
-                    line: Some(l),
-                    msg: format!("{}: {e}", f.what),
-                })?;
-            d.trace = Some(Arc::new(trace));
+            // Checked here, read when each direction is built (a link-level value gives each
+            // direction its own: gen:P/up and /down, or NAME.up and NAME.down).
+            trace::Spec::parse(&t).or_else(|e| self.err(l, format!("{}: `trace` {e}", f.what)))?;
+            d.trace = Some((t, l, base.is_none()));
             d.rate = None;
         }
         if let Some(o) = self.duration(f, "trace_offset")? {
@@ -885,7 +891,8 @@ impl Cx {
 #[derive(Debug, Clone, Default)]
 struct DirDraft {
     rate: Option<u64>,
-    trace: Option<Arc<Trace>>,
+    /// The `trace` value, its line, and whether it was given for both directions.
+    trace: Option<(String, u32, bool)>,
     trace_offset_us: u64,
     delay_us: Option<u64>,
     jitter_us: u64,
@@ -898,13 +905,24 @@ struct DirDraft {
 }
 
 impl DirDraft {
-    fn build(self, cx: &Cx, what: &str, line: u32) -> Result<DirConfig, ScenarioError> {
+    fn build(
+        self,
+        cx: &Cx,
+        what: &str,
+        line: u32,
+        dir: trace::Dir,
+        tcx: &trace::Context,
+    ) -> Result<DirConfig, ScenarioError> {
         let rate = match (self.rate, self.trace) {
             (Some(bps), None) if bps > 0 => Rate::Fixed(bps),
-            (None, Some(trace)) => Rate::Trace {
-                trace,
-                offset_us: self.trace_offset_us,
-            },
+            (None, Some((value, l, both))) => {
+                let t = trace::load(&value, dir, both, tcx)
+                    .or_else(|e| cx.err(l, format!("{what}: {e}")))?;
+                Rate::Trace {
+                    trace: Arc::new(Trace::from_ms(&t.name, t.ms)),
+                    offset_us: self.trace_offset_us,
+                }
+            }
             _ => {
                 return cx.err(
                     line,
@@ -1072,6 +1090,102 @@ size = 160
             e.starts_with("x.toml:2:") && e.contains("percentage"),
             "{e}"
         );
+    }
+
+    fn trace_name(d: &DirConfig) -> &str {
+        match &d.rate {
+            Rate::Trace { trace, .. } => &trace.name,
+            Rate::Fixed(_) => "fixed",
+        }
+    }
+
+    const TWO_GEN: &str =
+        "seed = 7\n[[link]]\ntrace = \"gen:lte-driving?seconds=20\"\ndelay = \"10ms\"\n\
+        [[link]]\ntrace = \"gen:lte-driving?seconds=20\"\ndelay = \"10ms\"\n\
+        [link.down]\ntrace = \"gen:hsr/up?seed=3&seconds=10\"\n[[traffic]]\nkind = \"bulk\"\n";
+
+    #[test]
+    fn generated_traces_take_direction_seed_and_modem_from_the_scenario() {
+        let s = Scenario::parse(TWO_GEN, "x.toml", None).unwrap();
+        let (a, b) = (&s.links[0], &s.links[1]);
+        assert_eq!(
+            trace_name(&a.up),
+            "gen:lte-driving/up?seed=7&modem=0&seconds=20"
+        );
+        assert_eq!(
+            trace_name(&a.down),
+            "gen:lte-driving/down?seed=7&modem=0&seconds=20"
+        );
+        assert_eq!(
+            trace_name(&b.up),
+            "gen:lte-driving/up?seed=7&modem=1&seconds=20"
+        );
+        assert_eq!(trace_name(&b.down), "gen:hsr/up?seed=3&modem=1&seconds=10");
+        assert!(
+            (a.up.mean_bps() / 1.9e6 - 1.0).abs() < 0.02,
+            "{}",
+            a.up.mean_bps()
+        );
+        // `--seed` moves the generated traces that do not name their own seed.
+        let o = LoadOpts {
+            seed: Some(9),
+            ..LoadOpts::default()
+        };
+        let s = Scenario::parse_with(TWO_GEN, "x.toml", None, &o).unwrap();
+        assert_eq!(s.seed, 9);
+        assert_eq!(
+            trace_name(&s.links[0].up),
+            "gen:lte-driving/up?seed=9&modem=0&seconds=20"
+        );
+        assert_eq!(
+            trace_name(&s.links[1].down),
+            "gen:hsr/up?seed=3&modem=1&seconds=10"
+        );
+        let e = error_of("[[link]]\ndelay = \"1ms\"\ntrace = \"gen:lte-fast\"\n");
+        assert!(
+            e.starts_with("x.toml:3:") && e.contains("no preset `lte-fast`") && e.contains("hsr"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn recorded_traces_are_found_in_the_traces_folder_then_beside() {
+        let root = std::env::temp_dir().join(format!("braid-sim-rec-{}", std::process::id()));
+        let (traces, beside) = (root.join("traces"), root.join("scen"));
+        std::fs::create_dir_all(&traces).unwrap();
+        std::fs::create_dir_all(&beside).unwrap();
+        std::fs::write(traces.join("car.up"), "1\n").unwrap();
+        std::fs::write(traces.join("car.down"), "1\n1\n").unwrap();
+        std::fs::write(beside.join("flat"), "2\n").unwrap();
+        let text = "[[link]]\ntrace = \"car\"\ndelay = \"1ms\"\n[[link]]\ntrace = \"flat\"\n\
+                    delay = \"1ms\"\n[[traffic]]\nkind = \"bulk\"\n";
+        let o = LoadOpts {
+            traces: Some(traces.clone()),
+            seed: None,
+        };
+        let s = Scenario::parse_with(text, "x.toml", Some(&beside), &o).unwrap();
+        let got = (
+            s.links[0].up.mean_bps(),
+            s.links[0].down.mean_bps(),
+            s.links[1].up.mean_bps(),
+        );
+        // Without the traces folder, `car` is nowhere: the error says where it looked and how to
+        // get recorded traces.
+        let e = Scenario::parse(text, "x.toml", Some(&beside))
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(got, (12e6, 24e6, 6e6));
+        assert!(e.starts_with("x.toml:2:"), "{e}");
+        for part in [
+            "trace `car` not found",
+            "car.up",
+            "BRAID_TRACES is not set",
+            "mahimahi",
+            "gen:",
+        ] {
+            assert!(e.contains(part), "{part}: {e}");
+        }
     }
 
     #[test]
