@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use braid::proto::link::{LinkConfig, LinkState};
 use braid::proto::sched::{ClassConfig, Mode};
-use braid::proto::seal::{Acceptor, Channel, Keypair};
+use braid::proto::seal::{Acceptor, Admission, Channel, Keypair};
 use braid::proto::session::{
     Event, PacketMeta, Session, SessionConfig, ANNOUNCE_EVERY, REHANDSHAKE_AFTER,
 };
@@ -322,7 +322,18 @@ impl Harness {
         }
         if braid::proto::seal::is_init(d) {
             let mut out = [0u8; 256];
-            let Ok(acc) = self.acceptor.accept(now, d, |_| true, 7, &mut out) else {
+            let same = self
+                .core
+                .as_ref()
+                .is_some_and(|c| c.channel().is_established());
+            let admit = |_: &[u8; 32], _| {
+                if same {
+                    Admission::SameSession
+                } else {
+                    Admission::NewSession
+                }
+            };
+            let Ok(acc) = self.acceptor.accept(now, d, admit, 7, &mut out) else {
                 return;
             };
             let resp = out[..acc.response_len].to_vec();
