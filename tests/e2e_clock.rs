@@ -65,7 +65,7 @@ fn an_edge_whose_clock_went_back_a_day_bonds_at_once() {
     let log = lab.edge(0).log_text();
     lab.edge_mut(0).term();
     // ... and again two days behind, the state file lost.
-    std::fs::remove_file(&state).expect("remove the state file");
+    let _ = std::fs::remove_file(&state);
     lab.start_edge_env(0, &faketime_env(lib, "-2d"));
     let lost = lab.wait_bonded(0, Duration::from_secs(5));
     println!(
