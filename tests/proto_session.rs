@@ -333,7 +333,10 @@ impl Harness {
                     Admission::NewSession
                 }
             };
-            let Ok(acc) = self.acceptor.accept(now, d, admit, 7, &mut out) else {
+            // A receiver index of its own per handshake, as the core's endpoint gives: a rekey
+            // under the same index would be opened with the old keys and fail.
+            let index = 7 + self.acceptor.stats.handshakes as u32;
+            let Ok(acc) = self.acceptor.accept(now, d, admit, index, &mut out) else {
                 return;
             };
             let resp = out[..acc.response_len].to_vec();
@@ -770,7 +773,7 @@ fn a_restarted_core_gets_a_new_handshake_and_traffic_resumes() {
     );
     let resumed = resumed_at.expect("traffic never resumed within 30 s of a core restart");
     assert!(
-        resumed <= (REHANDSHAKE_AFTER.as_millis() as u64) + 3_000,
+        resumed <= (REHANDSHAKE_AFTER.as_millis() as u64) + 500,
         "resumed after {resumed} ms"
     );
     // The new core learnt the links' names from the edge's announcements after the handshake.
