@@ -50,7 +50,7 @@ use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
 use crate::proto::wire::LinkRole;
 use crate::proto::{Instant, LinkId};
-use crate::quota::{QuotaBook, Verdict};
+use crate::quota::{QuotaBook, StampMark, Verdict};
 
 /// Steering is withdrawn when no link has worked and the core has not been heard for this long
 /// (fail-open).
@@ -399,6 +399,8 @@ struct Edge {
     /// Measured rates and time in state for `braid status`: links by id, the session as `None`.
     meter: control::Meter<Option<LinkId>>,
     quota: QuotaBook,
+    /// The handshake clock's mark, kept in the state file with the quota counters.
+    mark: StampMark,
     /// Link bytes (both directions) at the last quota count.
     counted: HashMap<LinkId, u64>,
     /// Links demoted by their quota.
@@ -549,13 +551,15 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     for l in &links {
         session.add_link(l.id, link_config(&l.cfg), now);
         session.set_link_name(l.id, &l.cfg.name);
+        session.set_peer_rate_cap(l.id, l.cfg.download);
         if l.io.is_none() {
             session.set_link_admin(l.id, false, now);
         }
     }
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| format!("random seed: {e}"))?;
-    let cfg_state_file = cfg.main.state_file.clone();
+    // The state file: quota counters and the handshake clock's mark.
+    let state = std::fs::read_to_string(&cfg.main.state_file).unwrap_or_default();
     let mut edge = Edge {
         classifier: Classifier::from_config(&cfg),
         mss: mss_for_mtu(cfg.main.mtu, 4),
@@ -578,7 +582,8 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         users: crate::users::UserTable::default(),
         users_rolled: std::time::Instant::now(),
         meter: control::Meter::new(),
-        quota: load_quota(&cfg_state_file, unix_now()),
+        quota: QuotaBook::from_text(&state, unix_now()),
+        mark: StampMark::from_text(&state),
         counted: HashMap::new(),
         demoted: HashMap::new(),
         macs: MacMap::default(),
@@ -588,6 +593,10 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         _space: space,
     };
     edge.refresh_macs(true);
+    // Handshake times go on from the mark of the last run, whatever the clock says now.
+    let mark = edge.mark.saved;
+    edge.session.channel_mut().raise_stamp_floor(mark);
+    edge.keep_stamp_mark();
 
     // Counters read back from the state file demote a link past its quota before it carries.
     edge.count_quota();
@@ -705,6 +714,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     }
     log::info!("edge stopping: removing steering, hub and space");
     edge.count_quota();
+    edge.keep_stamp_mark();
     edge.save_quota();
     edge.session.close();
     edge.pump(capture.get_ref());
@@ -771,6 +781,17 @@ impl Edge {
         }
         while let Some(e) = self.session.poll_event() {
             match e {
+                Event::Established if self.established_at.is_some() => {
+                    // Renewed: the core answered our handshake (after a second without a word
+                    // from it) with a new session.
+                    log::warn!(
+                        "the core {} had lost this edge's session (restarted?): new session \
+                         established, flows go on",
+                        self.core
+                    );
+                    self.established_at = Some(std::time::Instant::now());
+                    self.review_steering(false);
+                }
                 Event::Established => {
                     log::info!("session with core {} established", self.core);
                     self.established_at = Some(std::time::Instant::now());
@@ -978,20 +999,30 @@ impl Edge {
         demoted_config(&l.cfg, self.demoted.get(&l.id).copied())
     }
 
+    /// Writes the state file: quota counters and the handshake clock's mark.
     fn save_quota(&mut self) {
         let path = std::path::Path::new(&self.cfg.main.state_file);
-        if self.links.iter().all(|l| l.cfg.quota.is_none()) {
-            return;
-        }
         let tmp = path.with_extension("tmp");
+        let text = self.quota.to_text() + &self.mark.to_text();
         let r = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&tmp, self.quota.to_text()))
+            .and_then(|()| std::fs::write(&tmp, text))
             .and_then(|()| std::fs::rename(&tmp, path));
         match r {
             Ok(()) => self.quota.mark_saved(unix_now()),
-            Err(e) => log::warn!("cannot write quota state {}: {e}", path.display()),
+            Err(e) => log::warn!("cannot write the state file {}: {e}", path.display()),
+        }
+    }
+
+    /// Reads the wall clock again (one set right since start, by NTP say, is used from now
+    /// on) and writes the state file before handshake times could reach its mark.
+    fn keep_stamp_mark(&mut self) {
+        let ch = self.session.channel_mut();
+        ch.raise_stamp_floor(unix_now_us());
+        let high = ch.stamp_high().max(self.clock.now().as_micros());
+        if self.mark.advance(high) {
+            self.save_quota();
         }
     }
 
@@ -1068,6 +1099,7 @@ impl Edge {
     }
 
     fn housekeeping(&mut self) {
+        self.keep_stamp_mark();
         self.refresh_macs(false);
         self.count_quota();
         self.sample_meter();
@@ -1211,6 +1243,7 @@ impl Edge {
                 // new quota settings right after this).
                 let cfg = demoted_config(nl, self.demoted.get(&l.id).copied());
                 self.session.add_link(l.id, cfg, now);
+                self.session.set_peer_rate_cap(l.id, nl.download);
                 if reopen && l.admin_up {
                     l.io = open_link(l.id, &l.device, &l.cfg, self.core, &self.inbound).ok();
                 }
@@ -1225,6 +1258,7 @@ impl Edge {
             }
             self.session.add_link(id, link_config(nl), now);
             self.session.set_link_name(id, &nl.name);
+            self.session.set_peer_rate_cap(id, nl.download);
             let up = io.is_ok();
             self.links.push(EdgeLink {
                 id,
@@ -1429,11 +1463,10 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn load_quota(path: &str, now: u64) -> QuotaBook {
-    match std::fs::read_to_string(path) {
-        Ok(text) => QuotaBook::from_text(&text, now),
-        Err(_) => QuotaBook::from_text("", now),
-    }
+fn unix_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// A link role (as the session uses it) as `braid status` prints it.

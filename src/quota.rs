@@ -7,6 +7,15 @@
 //!
 //! Periods: `day` restarts at 00:00 UTC; `month` restarts at 00:00 UTC on `reset_day` (clamped
 //! to the month's last day, so 31 means "the last day" in short months).
+//!
+//! The same file keeps the edge's handshake clock mark ([`StampMark`]): the core refuses a
+//! handshake whose time is not newer than the last it accepted from the edge, and a router
+//! without a real-time clock boots with a clock that may be days behind. The edge's handshake
+//! times never go below the mark, and every time it used is below the mark it last wrote, so a
+//! reboot with any clock goes on from there. It is written at start and then about once an
+//! hour (an hour ahead each time). If the file is lost (a sysupgrade that does not keep
+//! /etc/braid) the edge starts from its clock, and a core that has seen a later time answers
+//! with that time (see `proto::seal`): one more round trip, never a lock-out.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +23,47 @@ use crate::config::model::{Quota, QuotaAction, QuotaPeriod};
 
 /// Least time between two writes of the state file (except on stop).
 pub const SAVE_EVERY_SECS: u64 = 600;
+
+/// How far ahead of the handshake times in use the [`StampMark`] is written (microseconds).
+pub const MARK_AHEAD_US: u64 = 3_600_000_000;
+/// The mark is written again when the times in use come this close to it.
+const MARK_MARGIN_US: u64 = 60_000_000;
+
+/// The handshake clock's high-water mark in the state file (`handshake_clock MICROS`); see the
+/// module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StampMark {
+    /// Every handshake time used is below this.
+    pub saved: u64,
+}
+
+impl StampMark {
+    /// The mark in a state file's text (0 if none).
+    pub fn from_text(text: &str) -> StampMark {
+        let saved = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("handshake_clock "))
+            .filter_map(|v| v.trim().parse().ok())
+            .max()
+            .unwrap_or(0);
+        StampMark { saved }
+    }
+
+    /// The mark's line for the state file.
+    pub fn to_text(&self) -> String {
+        format!("handshake_clock {}\n", self.saved)
+    }
+
+    /// Handshake times up to `high` are about to be used: true if the mark moved (an hour
+    /// ahead of them) and must be written before they are.
+    pub fn advance(&mut self, high: u64) -> bool {
+        if high.saturating_add(MARK_MARGIN_US) < self.saved {
+            return false;
+        }
+        self.saved = high.saturating_add(MARK_AHEAD_US);
+        true
+    }
+}
 
 /// One link's counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -270,5 +320,44 @@ mod tests {
         let back = QuotaBook::from_text(&(text + "garbage line\nwwan2 x 1\n"), t);
         assert_eq!(back.used("wwan"), (5 << 20) + 1000);
         assert_eq!(back.used("wwan2"), 0);
+    }
+
+    #[test]
+    fn the_stamp_mark_shares_the_file_grows_only_and_is_written_rarely() {
+        let hour = MARK_AHEAD_US;
+        let t0 = 1_800_000_000 * 1_000_000; // 2027, in microseconds
+        let q = quota(10 << 30, QuotaPeriod::Month, 1, QuotaAction::Never);
+        let mut b = QuotaBook::from_text("", t0 / 1_000_000);
+        b.account("wwan", &q, 5 << 20, t0 / 1_000_000);
+        let mut m = StampMark::from_text("");
+        assert_eq!(m.saved, 0);
+        // At start: always written, an hour ahead.
+        assert!(m.advance(t0));
+        assert_eq!(m.saved, t0 + hour);
+        let text = b.to_text() + &m.to_text();
+        assert_eq!(
+            QuotaBook::from_text(&text, t0 / 1_000_000).used("wwan"),
+            5 << 20
+        );
+        assert_eq!(StampMark::from_text(&text), m);
+        // Half-hourly checks for a day: written about once an hour, never behind the times.
+        let mut writes = 0;
+        for k in 1..=48 {
+            let now = t0 + k * hour / 2;
+            if m.advance(now) {
+                writes += 1;
+            }
+            assert!(m.saved > now);
+        }
+        assert!((23..=25).contains(&writes), "{writes} writes in a day");
+        // A clock set back a day: the mark stays where it is.
+        let saved = m.saved;
+        assert!(!m.advance(t0 - 24 * hour));
+        assert_eq!(m.saved, saved);
+        // A torn file, or one from before the mark existed.
+        assert_eq!(
+            StampMark::from_text("handshake_clock x\nwwan 1 2\n").saved,
+            0
+        );
     }
 }

@@ -55,21 +55,13 @@ fn quota_crossing_demotes_a_running_link_and_survives_a_restart() {
         vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],
     );
     let state = lab.dir.join("quota.state");
-    let uci = lab
-        .edge_conf(0)
-        .uci()
-        .replace(
-            "config braid 'main'\n",
-            &format!(
-                "config braid 'main'\n\toption state_file '{}'\n",
-                state.display()
-            ),
-        )
-        .replace(
-            "config link 'wan1'\n",
-            "config link 'wan1'\n\toption quota '6M'\n\toption quota_period 'day'\n\
+    let mut conf = lab.edge_conf(0);
+    conf.state = state.clone();
+    let uci = conf.uci().replace(
+        "config link 'wan1'\n",
+        "config link 'wan1'\n\toption quota '6M'\n\toption quota_period 'day'\n\
              \toption quota_action 'backup'\n",
-        );
+    );
     std::fs::write(lab.edge_config(0), &uci).unwrap();
     lab.start_bonded();
     let client = lab.client(0);

@@ -76,7 +76,18 @@ impl Tunnel for End {
         if let Some(acc) = self.acceptor.as_mut() {
             if seal::is_init(datagram) {
                 let mut out = [0u8; 256];
-                match acc.accept(now, datagram, |_| true, 1, &mut out) {
+                let same = self
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.channel().is_established());
+                let admit = |_: &[u8; 32], _| {
+                    if same {
+                        seal::Admission::SameSession
+                    } else {
+                        seal::Admission::NewSession
+                    }
+                };
+                match acc.accept(now, datagram, admit, 1, &mut out) {
                     Ok(a) => {
                         self.out.push_back((link, out[..a.response_len].to_vec()));
                         match self.session.as_mut() {

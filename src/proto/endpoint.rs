@@ -4,7 +4,10 @@
 //! the address it came from (any `Copy + Eq + Hash` type: a `SocketAddr`, a TCP connection id,
 //! or the simulator's link index). The endpoint
 //! - answers handshake inits from allowed keys (one session per peer key; a new init from a
-//!   known key is a rekey of its session, so flows survive an edge's rekey),
+//!   known key and epoch is a rekey of its session, so flows survive an edge's rekey; the
+//!   answer tells the edge whether its session goes on or starts anew: after a restart of the
+//!   core, or once it forgot an idle session, the edge learns it at its next handshake, which
+//!   it makes after a second of silence),
 //! - routes data datagrams to their session by receiver index, dropping unknown ones cheaply,
 //! - remembers, per session and link, the address the link's packets last came from, so replies
 //!   leave over the same link even behind NAT and after a modem changes address,
@@ -15,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 use super::reorder::Delivered;
-use super::seal::{self, Acceptor, Channel, Keypair, SealError};
+use super::seal::{self, Acceptor, Admission, Channel, Keypair, SealError};
 use super::session::{Event, PacketMeta, SendError, Session, SessionConfig};
 use super::{Instant, LinkId};
 
@@ -222,16 +225,33 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
     fn handle_init(&mut self, now: Instant, from: A, datagram: &[u8]) -> Result<Handled, Drop> {
         let index = self.fresh_index();
         let mut out = vec![0u8; seal::RESPONSE_LEN];
-        let peers = &self.peers;
-        let accepted = match self.acceptor.accept(
-            now,
-            datagram,
-            |k| peers.iter().any(|p| p.public == *k),
-            index,
-            &mut out,
-        ) {
+        let (peers, by_peer, sessions) = (&self.peers, &self.by_peer, &self.sessions);
+        // A rekey goes on with the session only if that session has carried the edge's data
+        // under this epoch: one created by an init whose answer was lost is new to the edge.
+        let admit = |k: &[u8; 32], epoch: u64| {
+            if !peers.iter().any(|p| p.public == *k) {
+                return Admission::Refused;
+            }
+            let same = by_peer
+                .get(k)
+                .and_then(|id| sessions.get(id))
+                .is_some_and(|s| {
+                    let ch = s.session.channel();
+                    ch.epoch() == epoch && ch.is_established()
+                });
+            if same {
+                Admission::SameSession
+            } else {
+                Admission::NewSession
+            }
+        };
+        let accepted = match self.acceptor.accept(now, datagram, admit, index, &mut out) {
             Ok(a) => a,
             Err(e) => {
+                if e == SealError::Behind {
+                    // The edge's clock went back: it learns the time to beat and tries again.
+                    self.responses.push_back((from, out));
+                }
                 self.count(Drop::Handshake(e));
                 return Err(Drop::Handshake(e));
             }
@@ -412,6 +432,7 @@ impl<A> Slot<A> {
 mod tests {
     use super::*;
     use crate::proto::link::LinkConfig;
+    use crate::proto::session::REHANDSHAKE_AFTER;
 
     const MS: u64 = 1000;
 
@@ -584,6 +605,163 @@ mod tests {
             .poll_deliver(now)
             .expect("the restarted edge's data is delivered");
         assert_eq!((sid, &d.data[..]), (ids[0], &[0x45, 99][..]));
+    }
+
+    /// The core's side of `pair`, restarted: same key and peers, nothing else.
+    fn restarted(edge_key: &Keypair, core_key: &Keypair) -> Endpoint<u8> {
+        let peers = vec![Peer {
+            name: "train-1".into(),
+            public: edge_key.public,
+        }];
+        Endpoint::new(core_key.clone(), peers, SessionConfig::default())
+    }
+
+    /// Runs `ms` milliseconds in 10 ms steps: one packet each way per step (upstream marked
+    /// 0x45 `u`, downstream 0x45 `d`), every datagram delivered at once except those `lose`
+    /// drops. The times (ms) at which the core and the edge last delivered, and the count of
+    /// each after `from` ms.
+    fn traffic(
+        edge: &mut Session,
+        ep: &mut Endpoint<u8>,
+        ms: std::ops::Range<u64>,
+        from: u64,
+        mut lose: impl FnMut(&[u8]) -> bool,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 2048];
+        for t in ms.step_by(10) {
+            let now = Instant(t * MS);
+            edge.handle_timeout(now);
+            ep.handle_timeout(now);
+            if edge.is_established() {
+                edge.send(now, &[0x45, b'u'], PacketMeta::default())
+                    .unwrap();
+            }
+            for id in ep.session_ids().collect::<Vec<_>>() {
+                let _ = ep.send(now, id, &[0x45, b'd'], PacketMeta::default());
+            }
+            for _ in 0..20 {
+                let mut any = false;
+                while let Some(t) = edge.poll_transmit(now, &mut buf) {
+                    any = true;
+                    if !lose(&buf[..t.len]) {
+                        let _ = ep.handle_datagram(now, t.link, &mut buf[..t.len]);
+                    }
+                }
+                while let Some((addr, n)) = ep.poll_transmit(now, &mut buf) {
+                    any = true;
+                    if !lose(&buf[..n]) {
+                        let _ = edge.handle_datagram(now, Some(addr), &mut buf[..n]);
+                    }
+                }
+                if !any {
+                    break;
+                }
+            }
+            while ep.poll_deliver(now).is_some() {
+                if t >= from {
+                    up.push(t);
+                }
+            }
+            while edge.poll_deliver(now).is_some() {
+                if t >= from {
+                    down.push(t);
+                }
+            }
+        }
+        (up, down)
+    }
+
+    #[test]
+    fn a_restarted_core_is_noticed_and_both_ways_resume_within_a_second_and_a_bit() {
+        for lose_first_answer in [false, true] {
+            let edge_key = Keypair::generate();
+            let core_key = Keypair::generate();
+            let mut ep = restarted(&edge_key, &core_key);
+            let mut edge = Session::new(
+                Channel::initiator(&edge_key, core_key.public, Instant(0)),
+                SessionConfig::default(),
+                Instant(0),
+            );
+            edge.add_link(0, LinkConfig::default(), Instant(0));
+            edge.add_link(1, LinkConfig::default(), Instant(0));
+            edge.set_link_name(1, "lte");
+            edge.set_peer_rate_cap(1, Some(5_000_000));
+            // The new core numbers its packets from the start again: the edge must not take
+            // them for duplicates of the old session's.
+            let (up, down) = traffic(&mut edge, &mut ep, 0..3000, 2000, |_| false);
+            assert!(
+                up.len() > 90 && down.len() > 90,
+                "{} {}",
+                up.len(),
+                down.len()
+            );
+            // The core restarts at 3 s; the edge keeps sending into the void.
+            let mut ep = restarted(&edge_key, &core_key);
+            let mut lost = 0;
+            let (up, down) = traffic(&mut edge, &mut ep, 3000..6000, 3000, |d| {
+                let answer = d.len() == seal::RESPONSE_LEN && d[1] == seal::KIND_RESPONSE;
+                if answer && lose_first_answer && lost == 0 {
+                    lost += 1;
+                    return true;
+                }
+                false
+            });
+            let first_up = *up.first().expect("upstream never delivered again");
+            let first_down = *down.first().expect("downstream never delivered again");
+            eprintln!(
+                "answer lost: {lose_first_answer}: core restarted at 3000 ms: upstream \
+                 delivered again at {first_up} ms, downstream at {first_down} ms"
+            );
+            let bound = 3000 + REHANDSHAKE_AFTER.as_millis() as u64 + 100;
+            let bound = bound + if lose_first_answer { 1000 } else { 0 };
+            assert!(
+                first_up <= bound && first_down <= bound,
+                "{first_up} {first_down}"
+            );
+            // ... and keep flowing: one packet each way per step from then on.
+            assert!(
+                up.len() as u64 >= (6000 - first_up) / 10 - 2,
+                "{}",
+                up.len()
+            );
+            assert!(
+                down.len() as u64 >= (6000 - first_down) / 10 - 2,
+                "{}",
+                down.len()
+            );
+            assert_eq!(edge.stats().renewals, 1);
+            // The new core learnt the links' settings again.
+            let id = ep.session_ids().next().unwrap();
+            let core = ep.session(id).unwrap();
+            assert_eq!(core.link_name(1), Some("lte"));
+            let l1 = core.stats().links.into_iter().find(|l| l.id == 1).unwrap();
+            assert!(l1.pacing_rate_bps <= 5_000_000, "{l1:?}");
+        }
+    }
+
+    #[test]
+    fn a_rekey_through_silence_keeps_the_session_and_its_packets() {
+        // Every link silent for 2 s (a tunnel): the edge's handshake reaches a core that still
+        // has the session, which goes on (no renewal); nothing the edge queued is lost.
+        let (mut edge, mut ep, _) = pair();
+        traffic(&mut edge, &mut ep, 0..1000, 0, |_| false);
+        let id = ep.session_ids().next().unwrap();
+        let (up, _) = traffic(&mut edge, &mut ep, 1000..3000, 0, |_| true);
+        assert!(up.is_empty());
+        let (up, down) = traffic(&mut edge, &mut ep, 3000..5000, 3000, |_| false);
+        assert!(
+            up.len() > 150 && down.len() > 150,
+            "{} {}",
+            up.len(),
+            down.len()
+        );
+        assert_eq!(edge.stats().renewals, 0);
+        assert_eq!(ep.session_ids().collect::<Vec<_>>(), vec![id]);
+        assert!(
+            edge.channel().stats().rekeys > 0,
+            "no handshake in the silence"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! init      [1][1][sender u32]                 noise IK msg 1 (e, es, s, ss; payload = timestamp u64, epoch u64)  mac1[16]
-//! response  [1][2][receiver u32][sender u32]   noise IK msg 2 (e, ee, se)                           mac1[16]
+//! response  [1][2][receiver u32][sender u32]   noise IK msg 2 (e, ee, se; payload = answer u8, time u64)  mac1[16]
 //! data      [2][3][receiver u32][counter u32]  ChaCha20-Poly1305(frames), AAD = these 10 bytes      tag[16]
 //! ```
 //! - `mac1` is a keyed BLAKE2s over the message, keyed by a hash of the receiver's public key: junk
@@ -13,6 +13,20 @@
 //!   microseconds): the acceptor refuses an init not newer than the last one from that key, so a
 //!   captured init cannot be replayed. The init also carries the initiator's epoch, random per
 //!   [`Channel`]: the same epoch is a rekey of a running session, a new one a restarted edge.
+//! - The response's payload (encrypted and authenticated like the rest of Noise message 2, so
+//!   only the responder's key can write it and only the initiator can read it) answers the init:
+//!   [`ANSWER_SAME`] (the keys continue the session the responder has for this epoch),
+//!   [`ANSWER_NEW`] (the responder starts a new session: it restarted, or forgot an idle one, and
+//!   the initiator must start afresh too; [`Channel::take_renewed`]), or [`ANSWER_BEHIND`] (the
+//!   init's time is older than the last one accepted from this key, given as `time`: the
+//!   initiator's clock went back, e.g. a router without a real-time clock after a reboot; it
+//!   retries at once with a later time, and no keys are installed on either side). A copy of
+//!   the last accepted init (the same init arrives on every link) or a replay of it gets no
+//!   answer. A replayed older init gets a BEHIND answer, which costs the responder nothing more
+//!   than refusing it did (the same rate-limited Diffie-Hellman work, no state) and tells the
+//!   sender of the copy nothing it can read; it is shorter than the init (no amplification).
+//! - The initiator's time is `max(now, floor, last + 1)`: the caller raises the floor with the
+//!   wall clock and a high-water mark it keeps across restarts ([`Channel::raise_stamp_floor`]).
 //! - A data datagram carries the low 32 bits of its 64-bit counter; the receiver takes the
 //!   counter nearest to the highest it has opened (as QUIC decodes packet numbers). The nonce
 //!   is the whole counter; a wrong guess (2^31 datagrams of reordering) fails authentication.
@@ -53,8 +67,18 @@ const INIT_HEADER_LEN: usize = 6;
 const RESPONSE_HEADER_LEN: usize = 10;
 /// Noise IK message 1 with a 16-byte payload (timestamp, epoch): e (32) + s (32 + 16) + payload (16 + 16).
 const INIT_NOISE_LEN: usize = 112;
-/// Noise IK message 2 with an empty payload: e (32) + payload tag (16).
-const RESPONSE_NOISE_LEN: usize = 48;
+/// Noise IK message 2 with a 9-byte payload (answer, time): e (32) + payload (9 + 16).
+const RESPONSE_NOISE_LEN: usize = 57;
+/// Bytes of the response's payload: the answer kind and a time.
+const ANSWER_LEN: usize = 9;
+/// Response answer: the keys continue the responder's session for this epoch (a rekey).
+pub const ANSWER_SAME: u8 = 0;
+/// Response answer: the responder starts a new session (it had none for this epoch, or one
+/// never used): the initiator starts afresh too.
+pub const ANSWER_NEW: u8 = 1;
+/// Response answer: the init's time is older than the last accepted from this key, which the
+/// response carries; no keys were installed.
+pub const ANSWER_BEHIND: u8 = 2;
 /// Length of a handshake init datagram.
 pub const INIT_LEN: usize = INIT_HEADER_LEN + INIT_NOISE_LEN + MAC_LEN;
 /// Length of a handshake response datagram.
@@ -85,8 +109,12 @@ pub enum SealError {
     Handshake,
     /// The initiator's key is not allowed here.
     NotAllowed,
-    /// A handshake init not newer than the last one from this key (replayed).
+    /// A copy of the last handshake init accepted from this key (sent on another link, or
+    /// replayed): not answered.
     Stale,
+    /// A handshake init older than the last one accepted from this key (the initiator's clock
+    /// went back, or an old init replayed): answered with that time, nothing installed.
+    Behind,
     /// Too many handshakes to compute right now.
     RateLimited,
     /// No keys with this receiver index.
@@ -112,7 +140,8 @@ impl core::fmt::Display for SealError {
             SealError::BadMac => "mac1 mismatch",
             SealError::Handshake => "handshake failed (wrong key or tampered)",
             SealError::NotAllowed => "peer key not allowed",
-            SealError::Stale => "handshake init replayed or out of date",
+            SealError::Stale => "handshake init replayed or a copy",
+            SealError::Behind => "handshake init older than the last accepted",
             SealError::RateLimited => "handshake rate limit",
             SealError::UnknownIndex => "unknown receiver index",
             SealError::Decrypt => "authentication failed (tampered or wrong key)",
@@ -431,6 +460,12 @@ pub struct Channel {
     previous: Option<Keys>,
     /// Responder only: keys from a rekey, used for sending once the initiator has used them.
     next: Option<Keys>,
+    /// Initiator: handshake times are at least this (see [`Channel::raise_stamp_floor`]).
+    stamp_floor: u64,
+    /// Initiator: the time of the last init sent.
+    last_stamp: u64,
+    /// Initiator: a handshake answered [`ANSWER_NEW`] replaced keys the peer no longer knows.
+    renewed: bool,
     stats: SealStats,
 }
 
@@ -449,6 +484,9 @@ impl Channel {
             current: None,
             previous: None,
             next: None,
+            stamp_floor: 0,
+            last_stamp: 0,
+            renewed: false,
             stats: SealStats::default(),
         }
     }
@@ -470,6 +508,9 @@ impl Channel {
             current: None,
             previous: None,
             next: Some(accepted.keys),
+            stamp_floor: 0,
+            last_stamp: 0,
+            renewed: false,
             stats,
         }
     }
@@ -494,6 +535,49 @@ impl Channel {
     /// The initiator's epoch (random per initiating channel): a new one means a new session.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Initiator: handshake inits carry a time of at least `floor` from now on (it never
+    /// lowers). The edge passes the wall clock (read again at every call, so a clock set
+    /// right later is used) and its high-water mark kept across restarts: a router whose clock
+    /// went back at a reboot is not refused as a replay.
+    pub fn raise_stamp_floor(&mut self, floor: u64) {
+        self.stamp_floor = self.stamp_floor.max(floor);
+    }
+
+    /// Initiator: the highest handshake time used or allowed so far (what a high-water mark
+    /// kept across restarts must stay above).
+    pub fn stamp_high(&self) -> u64 {
+        self.stamp_floor.max(self.last_stamp)
+    }
+
+    /// Initiator: whether a handshake since the last call was answered [`ANSWER_NEW`] while
+    /// keys of an earlier session were in use: the peer lost that session (restarted), so the
+    /// caller starts its own session state afresh over the new keys.
+    pub fn take_renewed(&mut self) -> bool {
+        std::mem::take(&mut self.renewed)
+    }
+
+    /// A copy of this channel without keys or a handshake under way, same identity and epoch;
+    /// the original is left as it was. For a session that starts afresh over the same keys,
+    /// which moves the keyed channel into its new state and leaves this one behind.
+    pub(crate) fn take(&mut self) -> Channel {
+        let bare = Channel {
+            local: self.local.clone(),
+            epoch: self.epoch,
+            peer_public: self.peer_public,
+            initiator: self.initiator,
+            pending: None,
+            want_handshake: false,
+            current: None,
+            previous: None,
+            next: None,
+            stamp_floor: self.stamp_floor,
+            last_stamp: self.last_stamp,
+            renewed: false,
+            stats: SealStats::default(),
+        };
+        std::mem::replace(self, bare)
     }
 
     /// The peer's static public key.
@@ -556,8 +640,13 @@ impl Channel {
         out[0] = VERSION;
         out[1] = KIND_INIT;
         out[2..6].copy_from_slice(&local_index.to_be_bytes());
+        let stamp = now
+            .as_micros()
+            .max(self.stamp_floor)
+            .max(self.last_stamp.saturating_add(1));
+        self.last_stamp = stamp;
         let mut payload = [0u8; 16];
-        payload[..8].copy_from_slice(&now.as_micros().to_be_bytes());
+        payload[..8].copy_from_slice(&stamp.to_be_bytes());
         payload[8..].copy_from_slice(&self.epoch.to_be_bytes());
         let n = hs
             .write_message(
@@ -666,15 +755,24 @@ impl Channel {
         if pending.local_index != receiver {
             return Err(SealError::UnknownIndex);
         }
-        let mut payload = [0u8; 16];
-        pending
+        let mut payload = [0u8; 32];
+        let n = pending
             .hs
             .read_message(
                 &d[RESPONSE_HEADER_LEN..RESPONSE_HEADER_LEN + RESPONSE_NOISE_LEN],
                 &mut payload,
             )
             .map_err(|_| SealError::Handshake)?;
+        let (kind, time) = read_answer(&payload[..n]).ok_or(SealError::Handshake)?;
         let mut pending = self.pending.take().expect("checked above");
+        if kind == ANSWER_BEHIND {
+            // Our clock is behind the last time the peer accepted: go past it at once. The
+            // keys in use (if any) stay: the peer installed nothing.
+            self.stamp_floor = self.stamp_floor.max(time.saturating_add(1));
+            self.want_handshake = true;
+            return Ok(());
+        }
+        self.renewed |= kind == ANSWER_NEW && self.current.is_some();
         let (i2r, r2i) = pending.hs.dangerously_get_raw_split();
         self.previous = self.current.take();
         self.current = Some(Keys::new(pending.local_index, sender, i2r, r2i, now));
@@ -737,6 +835,35 @@ pub struct Accepted {
     keys: Keys,
 }
 
+/// What the [`Acceptor`]'s caller says of an authenticated initiator (its key and epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The key is not allowed here.
+    Refused,
+    /// Allowed; no session of this epoch has carried data yet: answered [`ANSWER_NEW`].
+    NewSession,
+    /// Allowed; a rekey of a session of this epoch that carries data: answered [`ANSWER_SAME`].
+    SameSession,
+}
+
+/// The answer payload of a response: kind, then the time (big-endian).
+fn answer(kind: u8, time: u64) -> [u8; ANSWER_LEN] {
+    let mut a = [0u8; ANSWER_LEN];
+    a[0] = kind;
+    a[1..].copy_from_slice(&time.to_be_bytes());
+    a
+}
+
+/// Reads an answer payload: (kind, time), `None` if malformed or of an unknown kind.
+fn read_answer(p: &[u8]) -> Option<(u8, u64)> {
+    if p.len() != ANSWER_LEN || p[0] > ANSWER_BEHIND {
+        return None;
+    }
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&p[1..]);
+    Some((p[0], u64::from_be_bytes(t)))
+}
+
 /// The core side of handshakes: checks, rate-limits and answers inits.
 pub struct Acceptor {
     local: Keypair,
@@ -769,17 +896,19 @@ impl Acceptor {
         self.local.public
     }
 
-    /// Accepts a handshake init from a peer `allowed` admits, writing the response to `out`.
-    /// `local_index` is the receiver index the caller reserves for the new keys.
+    /// Accepts a handshake init from a peer that `admit` (given its key and epoch) allows,
+    /// writing the response to `out`. `local_index` is the receiver index the caller reserves
+    /// for the new keys. On [`SealError::Behind`] a response is written all the same
+    /// (`out[..RESPONSE_LEN]`, no keys): send it back where the init came from.
     pub fn accept(
         &mut self,
         now: Instant,
         datagram: &[u8],
-        allowed: impl Fn(&[u8; 32]) -> bool,
+        admit: impl Fn(&[u8; 32], u64) -> Admission,
         local_index: u32,
         out: &mut [u8],
     ) -> Result<Accepted, SealError> {
-        match self.accept_inner(now, datagram, allowed, local_index, out) {
+        match self.accept_inner(now, datagram, admit, local_index, out) {
             Ok(a) => {
                 self.stats.handshakes += 1;
                 Ok(a)
@@ -807,7 +936,7 @@ impl Acceptor {
         &mut self,
         now: Instant,
         d: &[u8],
-        allowed: impl Fn(&[u8; 32]) -> bool,
+        admit: impl Fn(&[u8; 32], u64) -> Admission,
         local_index: u32,
         out: &mut [u8],
     ) -> Result<Accepted, SealError> {
@@ -840,29 +969,37 @@ impl Acceptor {
         }
         let mut peer_public = [0u8; 32];
         peer_public.copy_from_slice(hs.get_remote_static().ok_or(SealError::Handshake)?);
-        if !allowed(&peer_public) {
-            return Err(SealError::NotAllowed);
-        }
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&payload[..8]);
         let ts = u64::from_be_bytes(ts);
         let mut epoch = [0u8; 8];
         epoch.copy_from_slice(&payload[8..16]);
         let epoch = u64::from_be_bytes(epoch);
-        if self
-            .last_init
-            .get(&peer_public)
-            .is_some_and(|&last| ts <= last)
-        {
-            return Err(SealError::Stale);
+        let admission = admit(&peer_public, epoch);
+        if admission == Admission::Refused {
+            return Err(SealError::NotAllowed);
         }
+        let last = self.last_init.get(&peer_public).copied();
+        let kind = match last {
+            Some(l) if ts == l => return Err(SealError::Stale),
+            Some(l) if ts < l => ANSWER_BEHIND,
+            _ if admission == Admission::SameSession => ANSWER_SAME,
+            _ => ANSWER_NEW,
+        };
         out[0] = VERSION;
         out[1] = KIND_RESPONSE;
         out[2..6].copy_from_slice(&sender.to_be_bytes());
         out[6..10].copy_from_slice(&local_index.to_be_bytes());
         let n = hs
             .write_message(
-                &[],
+                &answer(
+                    kind,
+                    if kind == ANSWER_BEHIND {
+                        last.unwrap_or(0)
+                    } else {
+                        0
+                    },
+                ),
                 &mut out[RESPONSE_HEADER_LEN..RESPONSE_HEADER_LEN + RESPONSE_NOISE_LEN],
             )
             .expect("response fits its fixed size");
@@ -870,6 +1007,9 @@ impl Acceptor {
         let body = RESPONSE_HEADER_LEN + RESPONSE_NOISE_LEN;
         let m = mac1(&mac1_key(&peer_public), &out[..body]);
         out[body..RESPONSE_LEN].copy_from_slice(&m);
+        if kind == ANSWER_BEHIND {
+            return Err(SealError::Behind);
+        }
         let (i2r, r2i) = hs.dangerously_get_raw_split();
         self.last_init.insert(peer_public, ts);
         Ok(Accepted {
@@ -892,6 +1032,14 @@ mod tests {
         Instant(ms * MS)
     }
 
+    fn admit_only(k: &[u8; 32], allowed: &[u8; 32]) -> Admission {
+        if k == allowed {
+            Admission::NewSession
+        } else {
+            Admission::Refused
+        }
+    }
+
     struct Pair {
         edge: Channel,
         core: Channel,
@@ -912,7 +1060,13 @@ mod tests {
         let mut resp = [0u8; 256];
         let allowed = edge_key.public;
         let acc = acceptor
-            .accept(now, &init[..n], |k| *k == allowed, 77, &mut resp)
+            .accept(
+                now,
+                &init[..n],
+                |k, _| admit_only(k, &allowed),
+                77,
+                &mut resp,
+            )
             .unwrap();
         assert_eq!(acc.peer_public, edge_key.public);
         let m = acc.response_len;
@@ -1061,7 +1215,7 @@ mod tests {
         let n = edge.poll_handshake(t(0), &mut init).unwrap();
         let mut acceptor = Acceptor::new(core_key);
         let mut resp = [0u8; 256];
-        let r = acceptor.accept(t(0), &init[..n], |_| true, 1, &mut resp);
+        let r = acceptor.accept(t(0), &init[..n], |_, _| Admission::NewSession, 1, &mut resp);
         assert_eq!(
             r.err(),
             Some(SealError::BadMac),
@@ -1079,7 +1233,7 @@ mod tests {
         let n = edge.poll_handshake(t(0), &mut init).unwrap();
         let mut acceptor = Acceptor::new(core_key);
         let mut resp = [0u8; 256];
-        let r = acceptor.accept(t(0), &init[..n], |_| false, 1, &mut resp);
+        let r = acceptor.accept(t(0), &init[..n], |_, _| Admission::Refused, 1, &mut resp);
         assert_eq!(r.err(), Some(SealError::NotAllowed));
     }
 
@@ -1093,10 +1247,154 @@ mod tests {
         let mut acceptor = Acceptor::new(core_key);
         let mut resp = [0u8; 256];
         assert!(acceptor
-            .accept(t(5), &init[..n], |_| true, 1, &mut resp)
+            .accept(t(5), &init[..n], |_, _| Admission::NewSession, 1, &mut resp)
             .is_ok());
-        let r = acceptor.accept(t(6), &init[..n], |_| true, 2, &mut resp);
+        let r = acceptor.accept(t(6), &init[..n], |_, _| Admission::NewSession, 2, &mut resp);
         assert_eq!(r.err(), Some(SealError::Stale));
+    }
+
+    #[test]
+    fn a_copy_of_the_accepted_init_is_not_answered() {
+        let edge_key = Keypair::generate();
+        let core_key = Keypair::generate();
+        let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
+        let mut init = [0u8; 256];
+        let n = edge.poll_handshake(t(5), &mut init).unwrap();
+        let mut acceptor = Acceptor::new(core_key);
+        let mut resp = [0u8; 256];
+        let admit = |_: &[u8; 32], _| Admission::NewSession;
+        assert!(acceptor
+            .accept(t(5), &init[..n], admit, 1, &mut resp)
+            .is_ok());
+        // The same init, arriving on the second link (or replayed): nothing written.
+        let mut quiet = [0u8; 256];
+        let r = acceptor.accept(t(6), &init[..n], admit, 2, &mut quiet);
+        assert_eq!(r.err(), Some(SealError::Stale));
+        assert!(quiet.iter().all(|&b| b == 0), "a copy got an answer");
+    }
+
+    #[test]
+    fn an_init_behind_the_last_accepted_learns_the_time_and_gets_in_at_once() {
+        let edge_key = Keypair::generate();
+        let core_key = Keypair::generate();
+        let mut acceptor = Acceptor::new(core_key.clone());
+        let admit = |_: &[u8; 32], _| Admission::NewSession;
+        let (mut init, mut resp) = ([0u8; 256], [0u8; 256]);
+        // A first run of the edge, its clock a day ahead of the second run's.
+        let day = 86_400_000;
+        let mut first = Channel::initiator(&edge_key, core_key.public, t(day));
+        let n = first.poll_handshake(t(day), &mut init).unwrap();
+        acceptor
+            .accept(t(0), &init[..n], admit, 1, &mut resp)
+            .unwrap();
+        // The router rebooted without a clock and lost its high-water mark.
+        let mut edge = Channel::initiator(&edge_key, core_key.public, t(5));
+        let n = edge.poll_handshake(t(5), &mut init).unwrap();
+        let r = acceptor.accept(t(10), &init[..n], admit, 2, &mut resp);
+        assert_eq!(r.err(), Some(SealError::Behind));
+        assert_eq!(acceptor.stats.refused(SealError::Behind), 1);
+        // The answer is authenticated and installs nothing; the edge goes past that time.
+        assert_eq!(edge.open(t(20), &mut resp[..RESPONSE_LEN]), Ok(None));
+        assert!(!edge.is_established());
+        assert_eq!(edge.stamp_high(), day * MS + 1);
+        let n = edge
+            .poll_handshake(t(20), &mut init)
+            .expect("a new init at once, not after the retry time");
+        let acc = acceptor
+            .accept(t(20), &init[..n], admit, 3, &mut resp)
+            .expect("accepted");
+        edge.open(t(30), &mut resp[..acc.response_len]).unwrap();
+        assert!(edge.is_established());
+        // Someone else's answer (tampered) moves nothing.
+        let mut other = Channel::initiator(&edge_key, core_key.public, t(5));
+        let n = other.poll_handshake(t(40), &mut init).unwrap();
+        let mut resp2 = [0u8; 256];
+        assert_eq!(
+            acceptor
+                .accept(t(40), &init[..n], admit, 4, &mut resp2)
+                .err(),
+            Some(SealError::Behind)
+        );
+        resp2[30] ^= 1;
+        assert!(other.open(t(41), &mut resp2[..RESPONSE_LEN]).is_err());
+        assert_eq!(
+            other.stamp_high(),
+            40_000,
+            "only the true answer raises the floor"
+        );
+    }
+
+    #[test]
+    fn stamps_grow_from_the_floor_whatever_the_clock() {
+        let edge_key = Keypair::generate();
+        let core_key = Keypair::generate();
+        let mut acceptor = Acceptor::new(core_key.clone());
+        let admit = |_: &[u8; 32], _| Admission::NewSession;
+        let (mut init, mut resp) = ([0u8; 256], [0u8; 256]);
+        let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
+        edge.raise_stamp_floor(7_000_000);
+        edge.raise_stamp_floor(3_000_000); // never lowers
+        for i in 0..3 {
+            // The same `now` each time (a clock that does not move): still newer every time.
+            edge.request_handshake();
+            edge.pending = None;
+            let n = edge.poll_handshake(t(1), &mut init).unwrap();
+            assert_eq!(edge.stamp_high(), 7_000_000 + i);
+            assert!(acceptor
+                .accept(t(1), &init[..n], admit, i as u32, &mut resp)
+                .is_ok());
+        }
+    }
+
+    #[test]
+    fn the_answer_tells_a_new_session_from_the_same_one() {
+        let mut p = handshake(t(0));
+        assert!(!p.edge.take_renewed(), "a first handshake renews nothing");
+        let allowed = p.edge_key.public;
+        for (admission, renewed) in [
+            (Admission::SameSession, false),
+            (Admission::NewSession, true),
+            (Admission::SameSession, false),
+        ] {
+            p.edge.request_handshake();
+            let mut init = [0u8; 256];
+            let n = p.edge.poll_handshake(t(1), &mut init).unwrap();
+            let mut resp = [0u8; 256];
+            let acc = p
+                .acceptor
+                .accept(
+                    t(1),
+                    &init[..n],
+                    |k, e| {
+                        assert_eq!((*k, e), (allowed, p.edge.epoch()));
+                        admission
+                    },
+                    9,
+                    &mut resp,
+                )
+                .unwrap();
+            p.edge.open(t(2), &mut resp[..acc.response_len]).unwrap();
+            assert_eq!(p.edge.take_renewed(), renewed, "{admission:?}");
+            assert!(!p.edge.take_renewed(), "taken once");
+        }
+    }
+
+    #[test]
+    fn golden_answers() {
+        assert_eq!(
+            answer(ANSWER_BEHIND, 0x0102_0304_0506_0708),
+            [0x02, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08]
+        );
+        assert_eq!(answer(ANSWER_SAME, 0), [0; 9]);
+        assert_eq!(answer(ANSWER_NEW, 0)[0], 0x01);
+        assert_eq!(
+            read_answer(&[0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x00]),
+            Some((ANSWER_BEHIND, 256))
+        );
+        assert_eq!(read_answer(&[0x03, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(read_answer(&[0x00; 8]), None);
+        assert_eq!(read_answer(&[0x00; 10]), None);
+        assert_eq!((INIT_LEN, RESPONSE_LEN), (134, 83));
     }
 
     #[test]
@@ -1111,11 +1409,13 @@ mod tests {
         bad[40] ^= 1;
         let mut resp = [0u8; 256];
         assert_eq!(
-            acceptor.accept(t(0), &bad, |_| true, 1, &mut resp).err(),
+            acceptor
+                .accept(t(0), &bad, |_, _| Admission::NewSession, 1, &mut resp)
+                .err(),
             Some(SealError::BadMac)
         );
         let acc = acceptor
-            .accept(t(0), &init[..n], |_| true, 1, &mut resp)
+            .accept(t(0), &init[..n], |_, _| Admission::NewSession, 1, &mut resp)
             .unwrap();
         let mut bad_resp = resp[..acc.response_len].to_vec();
         bad_resp[20] ^= 1;
@@ -1135,7 +1435,9 @@ mod tests {
                 junk[1] = KIND_DATA;
                 let _ = p.core.open(t(1), &mut junk);
                 junk[1] = KIND_INIT;
-                let _ = p.acceptor.accept(t(1), &junk, |_| true, 9, &mut resp);
+                let _ = p
+                    .acceptor
+                    .accept(t(1), &junk, |_, _| Admission::NewSession, 9, &mut resp);
             }
         }
     }
@@ -1159,7 +1461,19 @@ mod tests {
         let allowed = p.edge_key.public;
         let acc = p
             .acceptor
-            .accept(later, &buf[..n], |k| *k == allowed, 78, &mut resp)
+            .accept(
+                later,
+                &buf[..n],
+                |k, _| {
+                    if *k == allowed {
+                        Admission::SameSession
+                    } else {
+                        Admission::Refused
+                    }
+                },
+                78,
+                &mut resp,
+            )
             .unwrap();
         let m = acc.response_len;
         p.core.rekeyed(acc);
@@ -1225,7 +1539,7 @@ mod tests {
                 .poll_handshake(Instant(u64::from(i) + 1), &mut init)
                 .unwrap();
             if acceptor
-                .accept(t(0), &init[..n], |_| true, i, &mut resp)
+                .accept(t(0), &init[..n], |_, _| Admission::NewSession, i, &mut resp)
                 .err()
                 == Some(SealError::RateLimited)
             {

@@ -180,6 +180,9 @@ pub struct SessionStats {
     pub pack: PackStats,
     /// Packed frames received that could not be rebuilt (unknown context or generation).
     pub unpack_errors: u64,
+    /// Times the edge started its session afresh because the core answered a handshake with a
+    /// new session (it restarted, or forgot ours).
+    pub renewals: u64,
 }
 
 #[derive(Debug, Default)]
@@ -246,8 +249,11 @@ struct LinkSlot {
 }
 
 /// The edge handshakes again when nothing authenticated has come from the core for this long
-/// (a restarted core has no session: it drops everything but a handshake).
-pub const REHANDSHAKE_AFTER: Duration = Duration::from_secs(5);
+/// after it sent something (a probe goes out every 150 ms even on an idle link, and the core
+/// answers each): a restarted core has no session and drops everything but a handshake, whose
+/// answer tells the edge to start afresh (see [`Session::handle_datagram`]). When the core
+/// still has the session (every link was silent, say in a tunnel) it is a plain rekey.
+pub const REHANDSHAKE_AFTER: Duration = Duration::from_secs(1);
 
 /// How often the edge announces its links again (see `refresh_announcements`).
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
@@ -294,9 +300,9 @@ pub struct Session {
     /// When the edge last announced every link (LinkConfig, LinkName) to the core; `None`:
     /// announce at the next transmit.
     announced_at: Option<Instant>,
-    /// When a datagram from the peer last opened (or a handshake answer came); also pushed
-    /// forward when a rehandshake is requested, to space the requests.
-    heard_at: Instant,
+    /// The first datagram sent since the peer was last heard (`None`: nothing unanswered); also
+    /// pushed forward when a rehandshake is requested, to space the requests.
+    quiet_since: Option<Instant>,
     /// When a datagram from the peer last opened (or a handshake answer came); `None` before.
     last_heard: Option<Instant>,
     handshake: Vec<u8>,
@@ -347,7 +353,7 @@ impl Session {
             relay_probes: Vec::new(),
             hint_sent: None,
             announced_at: None,
-            heard_at: now,
+            quiet_since: None,
             last_heard: None,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
@@ -974,6 +980,14 @@ impl Session {
 
     /// The next datagram to send, written into `out` (give it at least `max_packet` + 100 bytes).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        let t = self.next_transmit(now, out);
+        if t.is_some() && self.quiet_since.is_none() {
+            self.quiet_since = Some(now);
+        }
+        t
+    }
+
+    fn next_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         // Handshakes (first, retries, rekeys): the same init on every usable link.
         if let Some(t) = self.poll_handshake(now, out) {
             return Some(t);
@@ -983,11 +997,15 @@ impl Session {
         }
         self.update_reorder_hint(now);
         self.refresh_announcements(now);
-        if self.channel.is_initiator() && now.saturating_since(self.heard_at) >= REHANDSHAKE_AFTER {
+        if self.channel.is_initiator()
+            && self
+                .quiet_since
+                .is_some_and(|t| now.saturating_since(t) >= REHANDSHAKE_AFTER)
+        {
             // Silence on every link: the links may all be down, or the core restarted and
             // drops what it cannot open. A handshake costs little either way.
             self.channel.request_handshake();
-            self.heard_at = now;
+            self.quiet_since = Some(now);
         }
         self.schedule(now);
         let links = &self.links;
@@ -1216,13 +1234,17 @@ impl Session {
         let dlen = datagram.len();
         let plain = match self.channel.open(now, datagram) {
             Ok(Some(p)) => {
-                self.heard_at = now;
+                self.quiet_since = None;
                 self.last_heard = Some(now);
                 p
             }
             Ok(None) => {
-                self.heard_at = now;
+                self.quiet_since = None;
                 self.last_heard = Some(now);
+                if self.channel.take_renewed() && self.established && !self.closed {
+                    // The core answered with a new session: it restarted, or forgot ours.
+                    self.renew(now);
+                }
                 // A handshake answer: the core may have restarted with no flow contexts.
                 self.packer.forget_confirmations();
                 if self.established && self.channel.is_initiator() {
@@ -1375,6 +1397,53 @@ impl Session {
         }
     }
 
+    /// Starts afresh over the keys of a handshake the core answered with a new session (it
+    /// restarted, or forgot ours after a long silence): its sequence numbers, flow contexts,
+    /// link and reorder state begin anew, so ours must too, or its data would be taken for
+    /// duplicates of ours and ours would wait on packets it never saw. The links keep their
+    /// settings (role, weight, caps, names, admin state) and counters, the session its
+    /// classes and counters; packets queued or in flight are dropped (the clients' transports
+    /// send them again). Then `check_established` announces the links as at the first
+    /// handshake.
+    fn renew(&mut self, now: Instant) {
+        let mut fresh = Session::new(self.channel.take(), self.cfg.clone(), now);
+        let classes = self.classes.clone();
+        fresh.set_classes(&classes);
+        let mut res = Vec::new();
+        for l in &self.links {
+            let old = &l.link;
+            let mut link = Link::new(old.id, old.cfg, now);
+            link.set_admin(old.admin_up(), now, &mut res);
+            link.bytes_sent = old.bytes_sent;
+            link.bytes_acked = old.bytes_acked;
+            link.bytes_received = old.bytes_received;
+            link.packets_sent = old.packets_sent;
+            link.packets_lost = old.packets_lost;
+            let _ = link.take_state_change();
+            if old.state() != link.state() {
+                fresh.events.push_back(Event::LinkState {
+                    link: old.id,
+                    state: link.state(),
+                });
+            }
+            fresh.links.push(LinkSlot {
+                link,
+                q: LinkQueue::default(),
+                peer_cap_bps: l.peer_cap_bps,
+                last_relay: Instant::ZERO,
+                name: l.name.clone(),
+            });
+        }
+        fresh.reorder.stats = self.reorder.stats;
+        fresh.stats = std::mem::take(&mut self.stats);
+        fresh.stats.renewals += 1;
+        fresh.last_heard = self.last_heard;
+        let mut events = std::mem::take(&mut self.events);
+        events.append(&mut fresh.events);
+        fresh.events = events;
+        *self = fresh;
+    }
+
     /// The core learns links from the frames it receives.
     fn ensure_link(&mut self, id: LinkId, now: Instant) -> usize {
         match self.slot(id) {
@@ -1489,6 +1558,9 @@ impl Session {
         }
         if !self.established {
             return t;
+        }
+        if let Some(q) = self.quiet_since.filter(|_| self.channel.is_initiator()) {
+            min(q + REHANDSHAKE_AFTER);
         }
         if !self.controls.is_empty() || !self.relays.is_empty() || !self.relay_probes.is_empty() {
             min(Instant::ZERO);

@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use super::LinkId;
 
 /// The protocol version, the first byte of every datagram. 2: DATA frames may pack their
-/// packet's headers (INSTALL, PACKED).
-pub const VERSION: u8 = 2;
+/// packet's headers (INSTALL, PACKED). 3: the handshake response answers the init (the same
+/// session goes on, a new one starts, or the init's time is behind; see [`super::seal`]).
+pub const VERSION: u8 = 3;
 
 pub const KIND_PAD: u8 = 0x00;
 pub const KIND_DATA: u8 = 0x01;

@@ -292,10 +292,16 @@ impl Tunnel for Core {
             let mut resp = vec![0u8; seal::RESPONSE_LEN];
             let index = 1 + self.out.len() as u32;
             let edge = self.edge_public;
-            match self
-                .acceptor
-                .accept(now, datagram, |k| *k == edge, index, &mut resp)
-            {
+            let same = self
+                .s
+                .as_ref()
+                .is_some_and(|s| s.channel().is_established());
+            let admit = |k: &[u8; 32], _| match (*k == edge, same) {
+                (false, _) => seal::Admission::Refused,
+                (true, true) => seal::Admission::SameSession,
+                (true, false) => seal::Admission::NewSession,
+            };
+            match self.acceptor.accept(now, datagram, admit, index, &mut resp) {
                 Ok(acc) => {
                     resp.truncate(acc.response_len);
                     self.out.push_back((link, resp));

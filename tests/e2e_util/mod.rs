@@ -104,6 +104,9 @@ pub struct EdgeConf {
     /// Link devices (`config link 'wan<i>'`, option device).
     pub devices: Vec<String>,
     pub socket: PathBuf,
+    /// `state_file` (quota counters, handshake clock mark): in the test's directory, never
+    /// the host's /etc/braid.
+    pub state: PathBuf,
 }
 
 impl EdgeConf {
@@ -111,12 +114,14 @@ impl EdgeConf {
         let mut s = format!(
             "config braid 'main'\n\toption enabled '1'\n\toption role 'edge'\n\
              \toption private_key '{}'\n\toption core_host '{}'\n\toption core_public_key '{}'\n\
-             \tlist lan '{}'\n\toption hub 'bl-hub'\n\toption control_socket '{}'\n\n",
+             \tlist lan '{}'\n\toption hub 'bl-hub'\n\toption control_socket '{}'\n\
+             \toption state_file '{}'\n\n",
             self.private,
             self.core_host,
             self.core_public,
             topo::LAN_NET,
-            self.socket.display()
+            self.socket.display(),
+            self.state.display()
         );
         for (i, d) in self.devices.iter().enumerate() {
             s.push_str(&format!(
@@ -158,6 +163,18 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `braid <role> --config <config> --stderr` inside namespace `ns`.
     pub fn start(ns: &str, role: &str, config: &Path, socket: &Path, log: &Path) -> Daemon {
+        Daemon::start_env(ns, role, config, socket, log, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_env(
+        ns: &str,
+        role: &str,
+        config: &Path,
+        socket: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let label = log
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -175,7 +192,8 @@ impl Daemon {
             .arg("--stderr")
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("dup log"))
-            .stderr(f);
+            .stderr(f)
+            .envs(env.iter().copied());
         // SAFETY: setns(2) is async-signal-safe; the fd stays open in the parent until spawn
         // returns.
         unsafe {
@@ -483,6 +501,7 @@ impl Lab {
             core_public: self.core_key.1.clone(),
             devices: self.t.edges[e].wan_dev.clone(),
             socket: self.edge_socket(e),
+            state: self.dir.join(format!("edge{e}.state")),
         }
     }
 
@@ -511,12 +530,18 @@ impl Lab {
     }
 
     pub fn start_edge(&mut self, e: usize) {
-        let d = Daemon::start(
+        self.start_edge_env(e, &[]);
+    }
+
+    /// [`Lab::start_edge`] with extra environment variables (libfaketime, say).
+    pub fn start_edge_env(&mut self, e: usize, env: &[(&str, &str)]) {
+        let d = Daemon::start_env(
             &self.t.edges[e].ns,
             "edge",
             &self.edge_config(e),
             &self.edge_socket(e),
             &self.dir.join(format!("edge{e}.log")),
+            env,
         );
         self.edges[e] = Some(d);
     }
