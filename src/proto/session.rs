@@ -1562,7 +1562,15 @@ impl Session {
         if let Some(q) = self.quiet_since.filter(|_| self.channel.is_initiator()) {
             min(q + REHANDSHAKE_AFTER);
         }
-        if !self.controls.is_empty() || !self.relays.is_empty() || !self.relay_probes.is_empty() {
+        // Frames waiting for a link are due now only if a link can carry them: with every link
+        // admin-down (or a relay's link taken down) they wait, and asking for a wake-up now
+        // would be a busy loop.
+        let carried = |id: LinkId| self.slot(id).is_some_and(|i| self.links[i].link.admin_up());
+        let any_up = self.links.iter().any(|l| l.link.admin_up());
+        if (any_up && !self.controls.is_empty())
+            || self.relays.iter().any(|(v, _)| carried(*v))
+            || self.relay_probes.iter().any(|(v, _)| carried(*v))
+        {
             min(Instant::ZERO);
         }
         for l in &self.links {
