@@ -25,10 +25,12 @@ pub mod control;
 pub mod core_daemon;
 #[cfg(target_os = "linux")]
 pub mod daemon;
+pub mod devices;
 #[cfg(target_os = "linux")]
 pub mod edge;
 pub mod proto;
 pub mod quota;
+pub mod resolve;
 pub mod users;
 
 #[cfg(target_os = "linux")]
