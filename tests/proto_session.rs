@@ -981,3 +981,20 @@ fn every_link_taken_down_leaves_the_edge_idle() {
         "link 1 carries again"
     );
 }
+
+/// A session the core closed (a Close frame) sends nothing more: its rehandshake timer must not
+/// stay due meanwhile (it would once the silence passed REHANDSHAKE_AFTER: a busy loop).
+#[test]
+fn a_session_closed_by_the_core_leaves_the_edge_idle() {
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.run_until(2_000);
+    h.stopped = true;
+    h.core.as_mut().unwrap().close();
+    h.run_until(2_500);
+    assert!(h.edge.is_closed(), "the core's Close arrived");
+    let wakeups = h
+        .idle_wakeups(12_500, 100)
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("edge wake-ups in 10 s after the core closed the session: {wakeups}");
+    assert!(wakeups <= 50, "{wakeups} wake-ups in 10 s");
+}

@@ -1566,7 +1566,9 @@ impl Session {
         if let Some(x) = self.reorder.poll_timeout() {
             min(x);
         }
-        if !self.established {
+        // What poll_transmit does nothing for (before the handshake, once closed) has no
+        // timer either: a deadline nobody serves would be due at every wake-up.
+        if !self.established || (self.closed && !self.close_pending) {
             return t;
         }
         if let Some(q) = self.quiet_since.filter(|_| self.channel.is_initiator()) {
