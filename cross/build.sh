@@ -70,9 +70,14 @@ cargo_for() {
 	local std=()
 	if [ "$BUILD_STD" = 1 ]; then
 		# panic=abort (router) needs panic_abort built; panic=unwind (openwrt) the default set.
+		# The router's std leaves out backtrace symbolization (gimli, addr2line, the
+		# demangler: about 230 KB of the mipsel binary), which a stripped binary cannot use:
+		# a panic still prints its message. Tests keep the default set.
 		# shellcheck disable=SC2054 # the commas belong to the -Z flag
 		if [ "$profile" = openwrt ]; then
 			std=(-Zbuild-std=std,panic_unwind)
+		elif [ "$profile" = router ]; then
+			std=(-Zbuild-std=std,panic_abort -Zbuild-std-features=)
 		else
 			std=(-Zbuild-std=std,panic_abort)
 		fi

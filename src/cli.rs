@@ -99,17 +99,28 @@ EXAMPLE:
 ";
 
 const LINK_HELP: &str = "\
-braid link - take a link in or out of the bond at once
+braid link - take a link in or out of the bond at once, or move it to another device
 
 USAGE:
-    braid link up|down NAME [--socket PATH]
+    braid link up NAME [--device DEV] [--socket PATH]
+    braid link down NAME [--socket PATH]
 
 NAME is the link's section name in /etc/config/braid (its netifd interface, e.g. wan, wwan).
-The hotplug script calls this on ifup/ifdown; queued data moves to the other links.
+`down` takes it out: queued data moves to the other links. `up` puts it back; with --device,
+DEV is the link's device as netifd names it now (pppoe-wan, wwan0, eth0.2) and the link's
+socket moves to it without touching the session or the other links. The hotplug script
+calls `braid link up NAME --device $DEVICE` on every ifup and `braid link down NAME` on
+ifdown. `option device` in the config, when set, wins over --device. A link whose device
+is not there yet (or has no address) waits for it: `braid status` says so.
+
+OPTIONS:
+    --device DEV     (with up) the link's device now, from netifd
+    --socket PATH    control socket (default /var/run/braid.sock)
 
 EXAMPLE:
-    braid link down wwan     # stop using the LTE modem now
+    braid link down wwan                     # stop using the LTE modem now
     braid link up wwan
+    braid link up wan --device pppoe-wan     # what hotplug does after a PPPoE reconnect
 ";
 
 const RELOAD_HELP: &str = "\
@@ -122,15 +133,23 @@ Only what changed is touched: a changed link role or policy applies at once, a n
 added, a removed link is drained. Errors in the new file are printed and the old config stays.
 ";
 
-fn parse_socket_opts(
-    cmd: &str,
-    help: &str,
-    args: Vec<OsString>,
-) -> Result<(PathBuf, bool, Vec<String>), ExitCode> {
+/// What the control-socket commands take: `--socket PATH`, `--json` (status), `--device DEV`
+/// (link), and the free words.
+struct Opts {
+    socket: PathBuf,
+    json: bool,
+    device: Option<String>,
+    free: Vec<String>,
+}
+
+fn parse_socket_opts(cmd: &str, help: &str, args: Vec<OsString>) -> Result<Opts, ExitCode> {
     use lexopt::prelude::*;
-    let mut socket = PathBuf::from(control::DEFAULT_SOCKET);
-    let mut json = false;
-    let mut free = Vec::new();
+    let mut o = Opts {
+        socket: PathBuf::from(control::DEFAULT_SOCKET),
+        json: false,
+        device: None,
+        free: Vec::new(),
+    };
     let mut p = lexopt::Parser::from_args(args);
     loop {
         let arg = match p.next() {
@@ -144,20 +163,26 @@ fn parse_socket_opts(
                 return Err(ExitCode::SUCCESS);
             }
             Long("socket") => match p.value() {
-                Ok(v) => socket = v.into(),
+                Ok(v) => o.socket = v.into(),
                 Err(e) => return Err(usage_error(cmd, e)),
             },
-            Long("json") if cmd == "status" => json = true,
-            Value(v) => free.push(v.to_string_lossy().into_owned()),
+            Long("json") if cmd == "status" => o.json = true,
+            Long("device") if cmd == "link" => match p.value() {
+                Ok(v) => o.device = Some(v.to_string_lossy().into_owned()),
+                Err(e) => return Err(usage_error(cmd, e)),
+            },
+            Value(v) => o.free.push(v.to_string_lossy().into_owned()),
             other => return Err(usage_error(cmd, other.unexpected())),
         }
     }
-    Ok((socket, json, free))
+    Ok(o)
 }
 
 /// `braid status`.
 pub fn status(args: Vec<OsString>) -> ExitCode {
-    let (socket, json, free) = match parse_socket_opts("status", STATUS_HELP, args) {
+    let Opts {
+        socket, json, free, ..
+    } = match parse_socket_opts("status", STATUS_HELP, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -179,26 +204,44 @@ pub fn status(args: Vec<OsString>) -> ExitCode {
     }
 }
 
-/// `braid link up|down NAME`.
+/// `braid link up|down NAME [--device DEV]`.
 pub fn link(args: Vec<OsString>) -> ExitCode {
-    let (socket, _, free) = match parse_socket_opts("link", LINK_HELP, args) {
+    let o = match parse_socket_opts("link", LINK_HELP, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let (up, name) = match free.as_slice() {
+    let (up, name) = match o.free.as_slice() {
         [dir, name] if dir == "up" => (true, name.clone()),
         [dir, name] if dir == "down" => (false, name.clone()),
-        _ => return usage_error("link", "expected: braid link up|down NAME"),
+        _ => {
+            return usage_error(
+                "link",
+                "expected: braid link up|down NAME (up takes --device DEV)",
+            )
+        }
     };
-    match control::request(&socket, &Request::Link { name, up }) {
-        Ok(_) => ExitCode::SUCCESS,
+    if o.device.is_some() && !up {
+        return usage_error("link", "--device goes with `braid link up`");
+    }
+    let req = Request::Link {
+        name,
+        up,
+        device: o.device,
+    };
+    match control::request(&o.socket, &req) {
+        Ok(reply) => {
+            if let Some(n) = reply.note {
+                eprintln!("braid link: {n}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => fail("link", e),
     }
 }
 
 /// `braid reload`.
 pub fn reload(args: Vec<OsString>) -> ExitCode {
-    let (socket, _, free) = match parse_socket_opts("reload", RELOAD_HELP, args) {
+    let Opts { socket, free, .. } = match parse_socket_opts("reload", RELOAD_HELP, args) {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -5,6 +5,8 @@
 //! ```text
 //! -> {"cmd":"status"}                       <- {"ok":true,"status":{...}}
 //! -> {"cmd":"link","name":"wan","up":false} <- {"ok":true}
+//! -> {"cmd":"link","name":"wan","up":true,"device":"pppoe-wan"}
+//!                                           <- {"ok":true}  or {"ok":true,"note":"..."}
 //! -> {"cmd":"reload"}                       <- {"ok":true}  or {"ok":false,"error":"..."}
 //! ```
 //! The status body is [`Status`]; LuCI's rpcd backend reads it through `braid status --json`.
@@ -38,7 +40,14 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     Status,
-    Link { name: String, up: bool },
+    Link {
+        name: String,
+        up: bool,
+        /// With `up`: the link's device as netifd names it now (the hotplug script's
+        /// `$DEVICE`); the link's socket moves to it. `option device` in the config wins.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+    },
     Reload,
 }
 
@@ -50,6 +59,9 @@ pub struct Reply {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// Done, but something the caller should know (a link taken up that waits for its device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Reply {
@@ -58,6 +70,7 @@ impl Reply {
             ok: true,
             error: None,
             status: None,
+            note: None,
         }
     }
 
@@ -66,6 +79,7 @@ impl Reply {
             ok: false,
             error: Some(e.into()),
             status: None,
+            note: None,
         }
     }
 }
@@ -80,6 +94,10 @@ pub struct Status {
     pub sessions: Vec<SessionStatus>,
     /// Counters of dropped or rejected packets, by reason.
     pub drops: Vec<Counter>,
+    /// What the daemon as a whole waits for ("waiting for the address of core_host ..."),
+    /// if anything; each link says what it waits for in its own `waiting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,7 +149,8 @@ pub struct LinkStatus {
     /// Edge: the `config link` section (its netifd interface); core: the name the edge gave.
     pub name: String,
     pub id: u8,
-    /// Edge: the WAN device the link's socket is bound to (`eth1`); core: null.
+    /// Edge: the WAN device the link uses (`eth1`; null while netifd has not named it);
+    /// core: null.
     #[serde(default)]
     pub device: Option<String>,
     /// Core: the edge's address and port as the core sees them (`203.0.113.7:54721`, `[v6]:port`);
@@ -141,7 +160,7 @@ pub struct LinkStatus {
     /// "udp" or "tcp".
     #[serde(default)]
     pub transport: String,
-    /// "up", "degraded", "down", "admin-down".
+    /// "up", "degraded", "down", "admin-down", "waiting" (edge: see `waiting`).
     pub state: String,
     /// Seconds since the link entered `state` (sampled every half second on the edge, every
     /// second on the core).
@@ -177,6 +196,10 @@ pub struct LinkStatus {
     /// The data allowance per period in bytes (null: no quota), and what was used of it.
     pub quota_bytes: Option<u64>,
     pub quota_used_bytes: u64,
+    /// Why the link is not open (state "waiting"): its device not known or not there yet, no
+    /// address on it, the core's address not known yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl SessionStatus {
@@ -535,16 +558,21 @@ pub fn render(s: &Status) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let _ = writeln!(o, "braid {} ({}), up {} s", s.version, s.role, s.uptime_s);
+    if let Some(w) = &s.waiting {
+        let _ = writeln!(o, "{w}");
+    }
     if s.sessions.is_empty() {
         let _ = writeln!(o, "no session");
     }
     for sess in &s.sessions {
         let _ = writeln!(
             o,
-            "\nsession with {}: {} for {} s, {} packets out, {} in, {} resent",
+            "\nsession with {}: {}, {} packets out, {} in, {} resent",
             sess.peer,
-            sess.state,
-            sess.established_s,
+            match sess.state.as_str() {
+                "established" => format!("established for {} s", sess.established_s),
+                other => other.to_string(),
+            },
             sess.tx_packets,
             sess.rx_packets,
             sess.resent_packets
@@ -622,6 +650,11 @@ pub fn render(s: &Status) -> String {
                 quota
             );
         }
+        for l in &sess.links {
+            if let Some(w) = &l.waiting {
+                let _ = writeln!(o, "  link '{}': {w}", l.name);
+            }
+        }
         if !sess.users.is_empty() {
             let _ = writeln!(
                 o,
@@ -677,10 +710,29 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::Link {
                 name: "wan".into(),
-                up: false
+                up: false,
+                device: None,
             })
             .unwrap(),
             r#"{"cmd":"link","name":"wan","up":false}"#
+        );
+        // The device is optional both ways: older clients, and hotplug with netifd's $DEVICE.
+        assert_eq!(
+            parse_request(br#"{"cmd":"link","name":"wan","up":true,"device":"pppoe-wan"}"#),
+            Ok(Request::Link {
+                name: "wan".into(),
+                up: true,
+                device: Some("pppoe-wan".into()),
+            })
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Link {
+                name: "wan".into(),
+                up: true,
+                device: Some("wwan0".into()),
+            })
+            .unwrap(),
+            r#"{"cmd":"link","name":"wan","up":true,"device":"wwan0"}"#
         );
         assert_eq!(parse_request(br#"{"cmd":"reload"}"#), Ok(Request::Reload));
         assert!(parse_request(b"{\"cmd\":\"format-disk\"}")
@@ -697,21 +749,29 @@ mod tests {
             sessions: vec![SessionStatus {
                 peer: "core.example:51820".into(),
                 state: "established".into(),
-                links: vec![LinkStatus {
-                    name: "wan".into(),
-                    state: "up".into(),
-                    role: "primary".into(),
-                    rtt_ms: 41.5,
-                    tx_bps: 20_000_000,
-                    rx_bps: 3_500_000,
-                    estimate_bps: 30_000_000,
-                    state_s: 125,
-                    quota_bytes: Some(20_000_000_000),
-                    quota_used_bytes: 5_000_000_000,
-                    inflight_bytes: 61_440,
-                    cwnd_bytes: 204_800,
-                    ..Default::default()
-                }],
+                links: vec![
+                    LinkStatus {
+                        name: "wwan".into(),
+                        state: "waiting".into(),
+                        waiting: Some("waiting for device 'wwan0' to appear".into()),
+                        ..Default::default()
+                    },
+                    LinkStatus {
+                        name: "wan".into(),
+                        state: "up".into(),
+                        role: "primary".into(),
+                        rtt_ms: 41.5,
+                        tx_bps: 20_000_000,
+                        rx_bps: 3_500_000,
+                        estimate_bps: 30_000_000,
+                        state_s: 125,
+                        quota_bytes: Some(20_000_000_000),
+                        quota_used_bytes: 5_000_000_000,
+                        inflight_bytes: 61_440,
+                        cwnd_bytes: 204_800,
+                        ..Default::default()
+                    },
+                ],
                 queued_bytes: 3 << 10,
                 reorder_wait_ms: 120.0,
                 reorder_timeouts: 7,
@@ -723,6 +783,7 @@ mod tests {
                 reason: "replay".into(),
                 count: 3,
             }],
+            waiting: Some("waiting for the address of core_host 'core.example'".into()),
         };
         let t = render(&s);
         assert!(t.contains("wan"), "{t}");
@@ -740,6 +801,14 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("replay"), "{t}");
+        assert!(
+            t.contains("\nwaiting for the address of core_host 'core.example'\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\n  link 'wwan': waiting for device 'wwan0' to appear\n"),
+            "{t}"
+        );
         assert!(
             t.contains("headers packed: 1000 packets, 25.0 kB saved\n"),
             "{t}"

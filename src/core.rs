@@ -726,6 +726,7 @@ impl Core {
             uptime_s: self.clock.uptime_s(),
             sessions,
             drops,
+            waiting: None,
         }
     }
 }

@@ -434,6 +434,7 @@ mod tests {
                     &Request::Link {
                         name: "wwan".into(),
                         up: false,
+                        device: None,
                     },
                 );
                 let status = control::request(&p2, &Request::Status);
@@ -442,7 +443,7 @@ mod tests {
             for _ in 0..2 {
                 let call = rx.recv().await.unwrap();
                 let reply = match call.request {
-                    Request::Link { name, up } => {
+                    Request::Link { name, up, .. } => {
                         assert_eq!((name.as_str(), up), ("wwan", false));
                         Reply::ok()
                     }

@@ -1,12 +1,23 @@
 //! `braid edge`: the router side.
 //!
 //! Start-up order is chosen so that a failure leaves the router as it was:
-//! 1. read and check the config (every error names file:line), resolve the core, open every
-//!    link socket (a missing device is named; the edge needs at least one);
+//! 1. read and check the config (every error names file:line): only a config error (or a
+//!    host that cannot give braid its namespace) stops the edge at start;
 //! 2. remove what a crashed earlier instance left (inert policy rules), create the space (a
 //!    namespace only this process holds) and the hub into it, and open the capture;
-//! 3. handshake with the core over every link;
+//! 3. resolve `core_host` and open each link's socket on its device as soon as both are known,
+//!    and handshake with the core over every open link;
 //! 4. only once the session is up, install the policy rules that steer the LAN into the hub.
+//!
+//! A router boots before its modems: at first the name may not resolve and the devices may not
+//! be there. The edge waits and says for what (`braid status`, the log, once and then on each
+//! change): it asks the resolver off the event loop ([`crate::resolve`]: with backoff, at once
+//! when a link comes up, every 5 minutes while running; every address the name has is tried in
+//! turn while the one in use does not answer), and a link opens as soon as its device is up
+//! with an address (the interface watch's events, and a look every [`WAITS_EVERY`]). A link's
+//! device is `option device`, else the one netifd reported ([`crate::devices`]); the link
+//! follows it when it changes (a new name or index, a new address) and when the core's
+//! address changes, without touching the session or the other links.
 //!
 //! The rules come out again when for [`FAIL_OPEN_AFTER`] no link has worked and nothing from
 //! the core has been heard (clients use the plain WAN meanwhile), when the session closes, on a
@@ -27,7 +38,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,6 +50,7 @@ use tokio::sync::mpsc;
 use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
+use crate::devices::{self, DevicesFile};
 use crate::os::hub::{ip_payload, Batch, Capture};
 use crate::os::neigh::{read_neighbours, MacMap, NeighWatch};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
@@ -51,6 +63,7 @@ use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionSt
 use crate::proto::wire::LinkRole;
 use crate::proto::{Instant, LinkId};
 use crate::quota::{QuotaBook, StampMark, Verdict};
+use crate::resolve::{self, CoreAddr};
 
 /// Steering is withdrawn when no link has worked and the core has not been heard for this long
 /// (fail-open).
@@ -59,14 +72,17 @@ pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 pub const MACS_EVERY: Duration = Duration::from_secs(5);
 /// ... and how soon after a packet from a LAN address not in it yet.
 pub const MACS_MISS_EVERY: Duration = Duration::from_secs(1);
-/// How long before an unanswered handshake is reported as an error.
+/// How long before an unanswered handshake is reported as an error (from the first link open
+/// toward the core).
 pub const HANDSHAKE_WARN: Duration = Duration::from_secs(10);
+/// How often links that wait are looked at again, besides the interface watch's events.
+pub const WAITS_EVERY: Duration = Duration::from_secs(2);
 
 const HELP: &str = "\
 braid edge - run the router side of the bond
 
 USAGE:
-    braid edge [--config FILE] [--stderr]
+    braid edge [--config FILE] [--devices FILE] [--stderr]
 
 Reads `config braid 'main'` (role edge), every `config link` and `config policy` of FILE
 (default /etc/config/braid), handshakes with the core over every link, and steers the LAN
@@ -74,28 +90,45 @@ sources into the tunnel once the session is up. Runs in the foreground (procd su
 SIGHUP or `braid reload` applies a changed config without dropping flows; SIGTERM stops it
 and removes everything it made. If it dies, clients fall back to the plain WAN.
 
+Only an error in the config stops it at start. Until core_host resolves and a link's device
+is there, it waits and says for what (`braid status`, the log): it asks the resolver again
+every few seconds, at once when a link comes up, and every 5 minutes while running (it uses
+every address the name has); a link joins as soon as its device has an address.
+
+A link's device is its `option device`; without one, the device netifd names for the
+interface (`pppoe-wan`, `wwan0`, `eth0.2`): from the devices file, or from
+`braid link up NAME --device DEV` (the hotplug script, on every ifup), whichever came last.
+A link whose device is not known waits; it never guesses one from its section's name.
+
 OPTIONS:
     --config FILE    UCI file to read (default /etc/config/braid)
+    --devices FILE   `INTERFACE DEVICE` per line (netifd's L3 device of each link's interface),
+                     read at start and on every reload; a missing file or line: not known yet
     --stderr         log to stderr even when not on a terminal (default: syslog)
 
 EXAMPLE:
     braid genkey > /etc/braid/key; braid pubkey < /etc/braid/key   # give it to the core
     uci set braid.main.core_host=core.example.net; uci commit braid
-    braid edge --config /etc/config/braid --stderr
+    echo \"wan $(ifstatus wan | jsonfilter -e @.l3_device)\" > /var/run/braid.devices
+    braid edge --config /etc/config/braid --devices /var/run/braid.devices --stderr
 ";
 
 /// Parsed command line of `braid edge` / `braid core`.
 pub struct DaemonArgs {
     pub config: PathBuf,
     pub stderr: bool,
+    /// `--devices FILE` (edge only).
+    pub devices: Option<PathBuf>,
 }
 
-/// Parses `--config FILE --stderr --help`; `Err(code)` to exit with.
+/// Parses `--config FILE --stderr --help` (and `--devices FILE` for the edge); `Err(code)` to
+/// exit with.
 pub fn parse_args(cmd: &str, help: &str, args: Vec<OsString>) -> Result<DaemonArgs, ExitCode> {
     use lexopt::prelude::*;
     let mut out = DaemonArgs {
         config: PathBuf::from(crate::config::DEFAULT_PATH),
         stderr: false,
+        devices: None,
     };
     let mut p = lexopt::Parser::from_args(args);
     loop {
@@ -110,6 +143,10 @@ pub fn parse_args(cmd: &str, help: &str, args: Vec<OsString>) -> Result<DaemonAr
                 Err(e) => return Err(crate::cli::usage_error(cmd, e)),
             },
             Ok(Some(Long("stderr"))) => out.stderr = true,
+            Ok(Some(Long("devices"))) if cmd == "edge" => match p.value() {
+                Ok(v) => out.devices = Some(v.into()),
+                Err(e) => return Err(crate::cli::usage_error(cmd, e)),
+            },
             Ok(Some(other)) => return Err(crate::cli::usage_error(cmd, other.unexpected())),
             Err(e) => return Err(crate::cli::usage_error(cmd, e)),
         }
@@ -278,19 +315,6 @@ pub fn demoted_config(l: &model::Link, action: Option<QuotaAction>) -> LinkConfi
     c
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve core_host '{host}': {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("core_host '{host}' has no address"))
-}
-
 /// What to do with the steering rules, as [`FailOpen::review`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SteerAction {
@@ -369,15 +393,65 @@ impl FailOpen {
 struct EdgeLink {
     id: LinkId,
     cfg: model::Link,
-    device: String,
+    /// The device netifd reported last (`braid link up NAME --device DEV`, the devices file),
+    /// and as of when; `option device` wins over it ([`devices`]).
+    reported: Option<String>,
+    reported_at: Option<std::time::SystemTime>,
+    /// The open socket, and where it is open.
     io: Option<LinkIo>,
+    opened: Option<Opened>,
+    /// Not taken out by the operator (`braid link down`).
     admin_up: bool,
+    /// Why it is not open while the operator wants it (`braid status`; logged when it changes).
+    waiting: Option<String>,
+    /// What the session was told last: the link can carry (`Session::set_link_admin`).
+    in_session: bool,
+}
+
+impl EdgeLink {
+    fn new(id: LinkId, cfg: &model::Link) -> EdgeLink {
+        EdgeLink {
+            id,
+            cfg: cfg.clone(),
+            reported: None,
+            reported_at: None,
+            io: None,
+            opened: None,
+            admin_up: true,
+            waiting: None,
+            in_session: true,
+        }
+    }
+
+    /// The device it uses: `option device`, else the one netifd reported.
+    fn device(&self) -> Option<&str> {
+        devices::effective(self.cfg.device.as_deref(), self.reported.as_deref())
+    }
+}
+
+/// Where a link's socket is open: a change of any of these reopens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Opened {
+    device: String,
+    /// A device made again under the same name (`pppoe-wan` after a reconnect) has a new one.
+    index: u32,
+    local: std::net::IpAddr,
+    core: SocketAddr,
 }
 
 struct Edge {
     cfg: Config,
     clock: Clock,
-    core: SocketAddr,
+    /// The core's address(es), from `core_host`.
+    core: CoreAddr,
+    /// Where the resolver's answers come back to the event loop.
+    answers: mpsc::Sender<resolve::Answer>,
+    /// `--devices FILE`.
+    devices: Option<DevicesFile>,
+    /// When a link was first open toward the core (the handshake warning counts from there).
+    trying_since: Option<std::time::Instant>,
+    /// When waiting links were last looked at (a device event may have been missed).
+    waits_checked: std::time::Instant,
     session: Session,
     links: Vec<EdgeLink>,
     classifier: Classifier,
@@ -419,28 +493,24 @@ struct Edge {
 
 fn open_link(
     id: LinkId,
-    device: &str,
+    at: &Opened,
     l: &model::Link,
-    core: SocketAddr,
     inbound: &mpsc::Sender<Inbound>,
 ) -> Result<LinkIo, String> {
-    let mut nl = crate::os::netlink::Netlink::open().map_err(|e| e.to_string())?;
-    let local = uplink::device_address(&mut nl, device, core.is_ipv4())
-        .map_err(|e| format!("link '{}': {e}", l.name))?;
     let spec = LinkSocketSpec {
-        device: device.to_string(),
-        local,
-        remote: core,
+        device: at.device.clone(),
+        local: Some(at.local),
+        remote: at.core,
     };
     match l.transport {
         Transport::Udp => {
-            let s = uplink::udp_socket(&spec).map_err(|e| format!("link '{}': {e}", l.name))?;
-            daemon::udp_link(id, s, inbound.clone()).map_err(|e| format!("link '{}': {e}", l.name))
+            let s = uplink::udp_socket(&spec).map_err(|e| e.to_string())?;
+            daemon::udp_link(id, s, inbound.clone()).map_err(|e| e.to_string())
         }
         Transport::Tcp => Ok(daemon::tcp_link(
             id,
             TcpLink::new(spec),
-            core,
+            at.core,
             inbound.clone(),
         )),
     }
@@ -450,13 +520,13 @@ fn prefixes(c: &[model::Cidr]) -> Vec<Prefix> {
     c.iter().map(|c| Prefix::new(c.addr, c.prefix)).collect()
 }
 
-fn steer_config(cfg: &Config, core: SocketAddr) -> SteerConfig {
+fn steer_config(cfg: &Config, core: &[SocketAddr]) -> SteerConfig {
     let mut s = SteerConfig::new();
     s.sources = prefixes(&cfg.main.lan);
     s.tcp_only = cfg.main.steer == Steer::Tcp;
     s.bypass = prefixes(&cfg.main.bypass);
-    // Traffic to the core itself never enters the tunnel.
-    s.bypass.push(Prefix::host(core.ip()));
+    // Traffic to the core itself (any of its addresses) never enters the tunnel.
+    s.bypass.extend(core.iter().map(|a| Prefix::host(a.ip())));
     s
 }
 
@@ -469,7 +539,7 @@ fn hub_config(cfg: &Config) -> HubConfig {
 /// Datagram buffer size for a WAN MTU of 1500: the outer IPv4 + UDP headers leave this much.
 const DATAGRAM: usize = 1500 - 28;
 
-async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
+async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let clock = Clock::new();
     let private = cfg.private_key().map_err(|e| e.to_string())?;
     let core_key = cfg
@@ -477,39 +547,21 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         .core_public_key
         .ok_or("core_public_key is not set")?;
     let host = cfg.main.core_host.clone().ok_or("core_host is not set")?;
-    let core = resolve(&host, cfg.main.core_port)?;
+    if cfg.links.is_empty() {
+        return Err(format!(
+            "{}: no `config link` section: nothing to bond",
+            cfg.file
+        ));
+    }
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
+    let (ans_tx, mut ans_rx) = mpsc::channel::<resolve::Answer>(8);
 
-    // 1. Link sockets (nothing on the host changes if none can be opened).
+    // 1. The links: their sockets open once the core's address and their devices are known
+    //    (nothing waits here: a router boots before its modems).
     let mut links = Vec::new();
-    let mut problems = Vec::new();
     for (i, l) in cfg.links.iter().enumerate() {
         let id = LinkId::try_from(i).map_err(|_| "more than 256 links")?;
-        let device = l.device.clone().unwrap_or_else(|| l.name.clone());
-        let io = match open_link(id, &device, l, core, &in_tx) {
-            Ok(io) => Some(io),
-            Err(e) => {
-                problems.push(format!("{e} (device '{device}', {}:{})", cfg.file, l.line));
-                None
-            }
-        };
-        links.push(EdgeLink {
-            id,
-            cfg: l.clone(),
-            device,
-            io,
-            admin_up: true,
-        });
-    }
-    if links.iter().all(|l| l.io.is_none()) {
-        return Err(if links.is_empty() {
-            format!("{}: no `config link` section: nothing to bond", cfg.file)
-        } else {
-            format!("no link can be opened: {}", problems.join("; "))
-        });
-    }
-    for p in &problems {
-        log::warn!("{p}; waiting for it to appear");
+        links.push(EdgeLink::new(id, l));
     }
 
     // 2. The control socket first: it refuses to start when another edge answers on it, so a
@@ -519,7 +571,8 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("control socket {}: {e}", cfg.main.control_socket))?;
     // Space, hub, capture.
     let hubc = hub_config(&cfg);
-    let steer = steer_config(&cfg, core);
+    let core = CoreAddr::new(&host, cfg.main.core_port, clock.now());
+    let steer = steer_config(&cfg, core.all());
     match cleanup_stale(&hubc, &steer) {
         Ok(c) => log::debug!("stale state cleaned: {c:?}"),
         Err(e) => log::warn!("cleaning a previous run's state: {e}"),
@@ -552,9 +605,6 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         session.add_link(l.id, link_config(&l.cfg), now);
         session.set_link_name(l.id, &l.cfg.name);
         session.set_peer_rate_cap(l.id, l.cfg.download);
-        if l.io.is_none() {
-            session.set_link_admin(l.id, false, now);
-        }
     }
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| format!("random seed: {e}"))?;
@@ -566,6 +616,10 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         cfg,
         clock,
         core,
+        answers: ans_tx,
+        devices: args.devices.as_deref().map(DevicesFile::new),
+        trying_since: None,
+        waits_checked: std::time::Instant::now(),
         session,
         links,
         seed: u64::from_le_bytes(seed),
@@ -600,6 +654,11 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
 
     // Counters read back from the state file demote a link past its quota before it carries.
     edge.count_quota();
+    // The links' devices netifd reported, the core's address: each link opens once both are
+    // known (and says what it waits for until then).
+    edge.read_devices();
+    edge.ask_resolver();
+    edge.sync_links();
 
     let mut watch = match LinkWatch::open() {
         // SAFETY: the LinkWatch owns its netlink fd for as long as it lives.
@@ -627,7 +686,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let mut scratch = vec![0u8; 65536];
     log::info!(
         "edge started: core {}, {} link(s), space '{}', hub mtu {}",
-        edge.core,
+        edge.core.describe(),
         edge.links.len(),
         edge.cfg.main.space,
         edge.cfg.main.mtu
@@ -689,6 +748,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
                 }
                 edge.sign_of_life();
             }
+            Some(answer) = ans_rx.recv() => edge.resolved(answer),
             _ = sleep => edge.session.handle_timeout(edge.clock.now()),
             _ = tick.tick() => edge.housekeeping(),
             true = neigh_ready => {
@@ -787,13 +847,13 @@ impl Edge {
                     log::warn!(
                         "the core {} had lost this edge's session (restarted?): new session \
                          established, flows go on",
-                        self.core
+                        self.core.describe()
                     );
                     self.established_at = Some(std::time::Instant::now());
                     self.review_steering(false);
                 }
                 Event::Established => {
-                    log::info!("session with core {} established", self.core);
+                    log::info!("session with core {} established", self.core.describe());
                     self.established_at = Some(std::time::Instant::now());
                     self.review_steering(false);
                 }
@@ -1110,79 +1170,326 @@ impl Edge {
         let stats = self.session.stats();
         let any_up = stats.links.iter().any(|l| l.state != LinkState::Down);
         self.review_steering(any_up);
+        self.ask_resolver();
+        if self.links.iter().any(|l| l.io.is_some()) {
+            let now = self.clock.now();
+            let o = self.core.check_silence(now, self.session.last_heard());
+            self.core_outcome(o);
+        }
+        if self.waits_checked.elapsed() >= WAITS_EVERY {
+            // A device event may have been missed (or the interface watch is not running).
+            self.waits_checked = std::time::Instant::now();
+            let waiting: Vec<usize> = (0..self.links.len())
+                .filter(|&i| self.links[i].waiting.is_some())
+                .collect();
+            for i in waiting {
+                self.sync_link(i);
+            }
+        }
         if !self.session.is_established()
             && !self.warned_handshake
-            && self.started.elapsed() >= HANDSHAKE_WARN
+            && self
+                .trying_since
+                .is_some_and(|t| t.elapsed() >= HANDSHAKE_WARN)
         {
             self.warned_handshake = true;
             log::error!(
                 "no answer from core {} on any link after {} s: check core_host, core_port, core_public_key, \
                  that the core lists this edge's public key, that UDP/TCP to it is not blocked, \
                  and that both run the same braid version; still trying",
-                self.core,
+                self.core.describe(),
                 HANDSHAKE_WARN.as_secs()
             );
+        }
+    }
+
+    /// Starts a lookup of `core_host` if one is due (see [`CoreAddr`]): on a thread of its
+    /// own, the answer comes back to the event loop ([`Edge::resolved`]).
+    fn ask_resolver(&mut self) {
+        if let Some(n) = self.core.start(self.clock.now()) {
+            resolve::lookup_in_thread(
+                self.core.host(),
+                self.cfg.main.core_port,
+                n,
+                self.answers.clone(),
+            );
+        }
+    }
+
+    /// An answer of the resolver.
+    fn resolved(&mut self, answer: resolve::Answer) {
+        let o = self.core.answer(self.clock.now(), answer);
+        self.core_outcome(o);
+    }
+
+    /// Carries out what the core's address asks for: log, steering bypass, links moved.
+    fn core_outcome(&mut self, o: resolve::Outcome) {
+        match o.log {
+            Some((true, m)) => log::warn!("{m}"),
+            Some((false, m)) => log::info!("{m}"),
+            None => {}
+        }
+        if o.changed {
+            let new = steer_config(&self.cfg, self.core.all());
+            self.set_steer(new, "the core's addresses changed");
+        }
+        if o.moved {
+            self.sync_links();
+        }
+    }
+
+    /// Replaces the steering config: rewrites the rules if they are in place. `why` for the
+    /// conntrack flush's log line.
+    fn set_steer(&mut self, new: SteerConfig, why: &str) {
+        let changed = new.sources != self.steer.sources
+            || new.bypass != self.steer.bypass
+            || new.tcp_only != self.steer.tcp_only;
+        let old = std::mem::replace(&mut self.steer, new);
+        if changed && self.steering.is_some() {
+            self.steering = None; // drop removes the old rules
+            self.install_steering(false);
+            // Flows no longer steered take the plain WAN: their entries were made without NAT.
+            log_flush(
+                why,
+                "flows no longer steered",
+                crate::os::conntrack::flush_unsteered(&old, &self.steer),
+            );
+        }
+    }
+
+    /// Reads the devices file (`--devices`) and takes each device it names for a link that
+    /// has not heard from hotplug since the file was written.
+    fn read_devices(&mut self) {
+        let Some(r) = self.devices.as_ref().and_then(|f| f.read()) else {
+            return;
+        };
+        for p in r.problems {
+            log::warn!("devices file: {p}");
+        }
+        for (name, dev) in r.entries {
+            let Some(l) = self.links.iter_mut().find(|l| l.cfg.name == name) else {
+                continue;
+            };
+            if !devices::file_is_newer(r.written, l.reported_at) {
+                continue;
+            }
+            if l.reported.as_deref() != Some(dev.as_str()) {
+                log::info!("link '{name}': netifd's device is '{dev}' (devices file)");
+            }
+            l.reported = Some(dev);
+            l.reported_at = Some(r.written);
+        }
+    }
+
+    fn sync_links(&mut self) {
+        for i in 0..self.links.len() {
+            self.sync_link(i);
+        }
+    }
+
+    /// Where link `i`'s socket should be open, `Err` with what it waits for, `None` when the
+    /// operator took it down.
+    fn want(&self, i: usize) -> Option<Result<Opened, String>> {
+        let l = &self.links[i];
+        if !l.admin_up {
+            return None;
+        }
+        let Some(core) = self.core.current() else {
+            return Some(Err(format!(
+                "waiting for the address of core_host '{}'",
+                self.core.host()
+            )));
+        };
+        let Some(dev) = l.device() else {
+            return Some(Err(format!(
+                "waiting for netifd to report the device of interface '{}'",
+                l.cfg.name
+            )));
+        };
+        let v4 = core.is_ipv4();
+        let info = crate::os::netlink::Netlink::open()
+            .and_then(|mut nl| uplink::device_info(&mut nl, dev, v4));
+        Some(match info {
+            Err(e) => Err(format!("cannot look up device '{dev}': {e}")),
+            Ok(None) => Err(format!(
+                "waiting for device '{dev}' to appear ({})",
+                match l.cfg.device {
+                    Some(_) => format!("option device, {}:{}", self.cfg.file, l.cfg.line),
+                    None => "as netifd reported it".into(),
+                }
+            )),
+            Ok(Some(d)) if !d.usable => Err(format!("waiting for device '{dev}' to come up")),
+            Ok(Some(d)) => match d.address {
+                None => Err(format!(
+                    "waiting for an {} address on device '{dev}'",
+                    if v4 { "IPv4" } else { "IPv6" }
+                )),
+                Some(local) => Ok(Opened {
+                    device: dev.to_string(),
+                    index: d.index,
+                    local,
+                    core,
+                }),
+            },
+        })
+    }
+
+    /// Opens, reopens or closes link `i`'s socket so that it is open on its device toward the
+    /// core's address while the operator wants it; says once why it waits. A socket moved to
+    /// a new device or address leaves the session alone (the core follows the link's new
+    /// source; flows on other links are not touched).
+    fn sync_link(&mut self, i: usize) {
+        let want = self.want(i);
+        let none_open = self.links.iter().all(|l| l.io.is_none());
+        let l = &mut self.links[i];
+        let why = match want {
+            None => {
+                l.io = None;
+                l.opened = None;
+                l.waiting = None;
+                None
+            }
+            Some(Ok(at)) if l.io.is_some() && l.opened.as_ref() == Some(&at) => None,
+            Some(Ok(at)) => match open_link(l.id, &at, &l.cfg, &self.inbound) {
+                Ok(io) => {
+                    log::info!(
+                        "link '{}' {} device '{}' ({}) toward the core at {}",
+                        l.cfg.name,
+                        if l.io.is_some() {
+                            "moved to"
+                        } else {
+                            "open on"
+                        },
+                        at.device,
+                        at.local,
+                        at.core
+                    );
+                    l.io = Some(io);
+                    l.opened = Some(at);
+                    l.waiting = None;
+                    None
+                }
+                Err(e) => Some(format!(
+                    "cannot open a socket on device '{}': {e}",
+                    at.device
+                )),
+            },
+            Some(Err(why)) => Some(why),
+        };
+        if let Some(why) = why {
+            if l.io.is_some() {
+                log::warn!("link '{}' closed: {why}", l.cfg.name);
+            } else if l.waiting.as_deref() != Some(why.as_str()) {
+                log::warn!("link '{}': {why}", l.cfg.name);
+            }
+            l.io = None;
+            l.opened = None;
+            l.waiting = Some(why);
+        }
+        let open = l.io.is_some();
+        if open != l.in_session {
+            l.in_session = open;
+            self.session.set_link_admin(l.id, open, self.clock.now());
+        }
+        if open && none_open {
+            // The first link toward the core: the handshake starts now, and a silent address
+            // is given up only after it had its chance.
+            self.core.trying_from(self.clock.now());
+            self.trying_since
+                .get_or_insert_with(std::time::Instant::now);
         }
     }
 
     fn link_index(&self, name: &str) -> Option<usize> {
         self.links
             .iter()
-            .position(|l| l.cfg.name == name || l.device == name)
+            .position(|l| l.cfg.name == name || l.device() == Some(name))
     }
 
-    fn set_link(&mut self, i: usize, up: bool) -> Result<(), String> {
-        let now = self.clock.now();
+    /// `braid link up|down NAME [--device DEV]`: the operator's (or hotplug's) word. A note
+    /// for the caller when the link waits or the config's device wins.
+    fn set_link(
+        &mut self,
+        i: usize,
+        up: bool,
+        device: Option<String>,
+    ) -> Result<Option<String>, String> {
+        let mut note = None;
         let l = &mut self.links[i];
-        if up && l.io.is_none() {
-            l.io = Some(open_link(
-                l.id,
-                &l.device,
-                &l.cfg,
-                self.core,
-                &self.inbound,
-            )?);
+        if let Some(d) = device {
+            if !up {
+                return Err("--device goes with `braid link up`".into());
+            }
+            if !model::valid_ifname(&d) {
+                return Err(format!("'{d}' is not a device name"));
+            }
+            if let Some(c) = l.cfg.device.as_deref().filter(|c| *c != d) {
+                note = Some(format!(
+                    "link '{}' keeps device '{c}': option device in {}:{} wins over '{d}'",
+                    l.cfg.name, self.cfg.file, l.cfg.line
+                ));
+            }
+            if l.reported.as_deref() != Some(d.as_str()) {
+                log::info!("link '{}': netifd's device is '{d}'", l.cfg.name);
+            }
+            l.reported = Some(d);
+            l.reported_at = Some(std::time::SystemTime::now());
         }
-        if !up {
-            // Close the socket: a device coming back may have a new address.
-            l.io = None;
+        if l.admin_up != up {
+            l.admin_up = up;
+            log::info!(
+                "link '{}' taken {}",
+                l.cfg.name,
+                if up { "up" } else { "down" }
+            );
         }
-        l.admin_up = up;
-        self.session.set_link_admin(l.id, up, now);
+        self.sync_link(i);
+        let l = &self.links[i];
         if !up {
             self.meter
                 .note_state(Some(l.id), std::time::Instant::now(), "admin-down");
         }
-        log::info!(
-            "link '{}' taken {}",
-            l.cfg.name,
-            if up { "up" } else { "down" }
-        );
-        Ok(())
+        if let Some(w) = &l.waiting {
+            note = Some(format!("link '{}' is up and {w}", l.cfg.name));
+        }
+        if up && l.io.is_some() {
+            self.core.link_event(self.clock.now());
+            self.ask_resolver();
+        }
+        Ok(note)
     }
 
+    /// Devices that changed (the interface watch): the links on them follow, and a device
+    /// coming up may bring DNS with it.
     fn device_events(&mut self, events: Vec<uplink::DeviceEvent>) {
         use uplink::DeviceEvent::*;
+        let mut touched = vec![false; self.links.len()];
+        let mut came_up = false;
         for e in events {
-            let (device, up) = match &e {
-                Up { device } | AddressAdded { device, .. } => (device.clone(), true),
-                Down { device } => (device.clone(), false),
-                AddressRemoved { device, .. } => (device.clone(), false),
-                Resync => continue,
-            };
-            let Some(i) = self.links.iter().position(|l| l.device == device) else {
-                continue;
-            };
-            let is_up = self.links[i].io.is_some();
-            if up != is_up || matches!(e, AddressRemoved { .. }) {
-                if let Err(err) = self.set_link(i, up) {
-                    log::warn!("{err}");
+            let device = match &e {
+                Up { device } | AddressAdded { device, .. } => {
+                    came_up = true;
+                    device
                 }
-                if matches!(e, AddressRemoved { .. }) {
-                    // Reopen with whatever address remains.
-                    let _ = self.set_link(i, true);
+                Down { device } | AddressRemoved { device, .. } => device,
+                Resync => {
+                    touched.iter_mut().for_each(|t| *t = true);
+                    continue;
                 }
+            };
+            for (i, l) in self.links.iter().enumerate() {
+                let on = l.opened.as_ref().is_some_and(|o| &o.device == device);
+                touched[i] |= on || l.device() == Some(device.as_str());
             }
+        }
+        for (i, t) in touched.into_iter().enumerate() {
+            if t {
+                self.sync_link(i);
+            }
+        }
+        if came_up {
+            self.core.link_event(self.clock.now());
+            self.ask_resolver();
         }
     }
 
@@ -1192,9 +1499,12 @@ impl Edge {
                 status: Some(self.status()),
                 ..Reply::ok()
             },
-            Request::Link { name, up } => match self.link_index(&name) {
-                Some(i) => match self.set_link(i, up) {
-                    Ok(()) => Reply::ok(),
+            Request::Link { name, up, device } => match self.link_index(&name) {
+                Some(i) => match self.set_link(i, up, device) {
+                    Ok(note) => Reply {
+                        note,
+                        ..Reply::ok()
+                    },
                     Err(e) => Reply::error(e),
                 },
                 None => Reply::error(format!("no link named '{name}' (see braid status)")),
@@ -1211,7 +1521,10 @@ impl Edge {
         let new = daemon::reload_config(&self.cfg.file)?;
         let changes = crate::config::diff::diff(&self.cfg, &new);
         if changes.is_empty() {
-            log::info!("reload: nothing changed");
+            log::info!("reload: nothing changed in {}", self.cfg.file);
+            // The devices file may have: the links follow it.
+            self.read_devices();
+            self.sync_links();
             return Ok(());
         }
         let now = self.clock.now();
@@ -1234,45 +1547,32 @@ impl Edge {
         }
         self.links = kept;
         for nl in &new.links {
-            let device = nl.device.clone().unwrap_or_else(|| nl.name.clone());
             if let Some(l) = self.links.iter_mut().find(|l| l.cfg.name == nl.name) {
-                let reopen = l.device != device || l.cfg.transport != nl.transport;
+                if l.cfg.transport != nl.transport {
+                    // Another kind of socket: made again below.
+                    l.io = None;
+                    l.opened = None;
+                }
                 l.cfg = nl.clone();
-                l.device = device;
                 // A link past its quota stays demoted (count_quota re-checks it against the
                 // new quota settings right after this).
                 let cfg = demoted_config(nl, self.demoted.get(&l.id).copied());
                 self.session.add_link(l.id, cfg, now);
                 self.session.set_peer_rate_cap(l.id, nl.download);
-                if reopen && l.admin_up {
-                    l.io = open_link(l.id, &l.device, &l.cfg, self.core, &self.inbound).ok();
-                }
                 continue;
             }
             let Some(id) = (0..=255u8).find(|id| !self.links.iter().any(|l| l.id == *id)) else {
                 return Err("more than 256 links".into());
             };
-            let io = open_link(id, &device, nl, self.core, &self.inbound);
-            if let Err(e) = &io {
-                log::warn!("{e}; waiting for it to appear");
-            }
             self.session.add_link(id, link_config(nl), now);
             self.session.set_link_name(id, &nl.name);
             self.session.set_peer_rate_cap(id, nl.download);
-            let up = io.is_ok();
-            self.links.push(EdgeLink {
-                id,
-                cfg: nl.clone(),
-                device,
-                io: io.ok(),
-                admin_up: true,
-            });
-            if !up {
-                self.session.set_link_admin(id, false, now);
-            }
+            // In id order (kept without a sort: each one costs the router binary about 4 KB).
+            let at = self.links.iter().position(|l| l.id > id);
+            self.links
+                .insert(at.unwrap_or(self.links.len()), EdgeLink::new(id, nl));
             log::info!("link '{}' added", nl.name);
         }
-        self.links.sort_by_key(|l| l.id);
         // Policies and classes.
         let old_counts: HashMap<String, u64> = self
             .classifier
@@ -1297,23 +1597,13 @@ impl Edge {
             names.iter().find(|(x, _)| x == n).map(|x| x.1)
         }));
         self.mss = mss_for_mtu(new.main.mtu, 4);
-        let new_steer = steer_config(&new, self.core);
-        let steer_changed = new_steer.sources != self.steer.sources
-            || new_steer.bypass != self.steer.bypass
-            || new_steer.tcp_only != self.steer.tcp_only;
-        let old_steer = std::mem::replace(&mut self.steer, new_steer);
-        if steer_changed && self.steering.is_some() {
-            self.steering = None; // drop removes the old rules
-            self.install_steering(false);
-            // Flows no longer steered take the plain WAN: their entries were made without NAT.
-            log_flush(
-                "reload",
-                "flows no longer steered",
-                crate::os::conntrack::flush_unsteered(&old_steer, &self.steer),
-            );
-        }
+        self.set_steer(steer_config(&new, self.core.all()), "reload");
         log::set_max_level(new.main.log_level.to_filter());
         self.cfg = new;
+        // Devices: the config's (`option device`) and netifd's (the devices file) as they are
+        // now; each link follows.
+        self.read_devices();
+        self.sync_links();
         self.demoted
             .retain(|id, _| self.links.iter().any(|l| l.id == *id));
         self.count_quota();
@@ -1322,10 +1612,25 @@ impl Edge {
         Ok(())
     }
 
+    /// The session's state as `braid status` names it: "waiting" while no link is open
+    /// (the core's address or every device not known yet).
+    fn session_state(&self) -> &'static str {
+        if self.session.is_established() {
+            "established"
+        } else if self.links.iter().all(|l| l.io.is_none()) {
+            "waiting"
+        } else {
+            "handshaking"
+        }
+    }
+
     /// A link's state as `braid status` names it.
     fn link_state(&self, l: &EdgeLink, stats: &SessionStats) -> &'static str {
         if !l.admin_up {
             return "admin-down";
+        }
+        if l.waiting.is_some() {
+            return "waiting";
         }
         stats
             .links
@@ -1348,11 +1653,7 @@ impl Edge {
             self.meter.sample(Some(l.id), now, tx, rx, state);
         }
         let (tx, rx) = self.users.totals();
-        let state = if self.session.is_established() {
-            "established"
-        } else {
-            "handshaking"
-        };
+        let state = self.session_state();
         self.meter.sample(None, now, tx, rx, state);
         let links = &self.links;
         self.meter
@@ -1374,7 +1675,7 @@ impl Edge {
                 control::LinkStatus {
                     name: l.cfg.name.clone(),
                     id: l.id,
-                    device: Some(l.device.clone()),
+                    device: l.device().map(str::to_string),
                     address: None,
                     transport: match l.cfg.transport {
                         Transport::Udp => "udp",
@@ -1383,6 +1684,7 @@ impl Edge {
                     .into(),
                     state: state.into(),
                     state_s: m.state_s,
+                    waiting: l.waiting.clone(),
                     role: wire_role_name(role).into(),
                     over_quota: role != wire_role(l.cfg.role),
                     quota_bytes: l.cfg.quota.as_ref().map(|q| q.bytes),
@@ -1418,11 +1720,7 @@ impl Edge {
                 count,
             });
         }
-        let state = if self.session.is_established() {
-            "established"
-        } else {
-            "handshaking"
-        };
+        let state = self.session_state();
         let (tx, rx) = self.users.totals();
         let bonded = self.meter.read(&None, now, tx, rx, state);
         control::Status {
@@ -1430,7 +1728,7 @@ impl Edge {
             version: crate::cli::VERSION.into(),
             uptime_s: self.clock.uptime_s(),
             sessions: vec![control::SessionStatus {
-                peer: self.core.to_string(),
+                peer: self.core.describe(),
                 state: state.into(),
                 tx_bps: bonded.tx_bps,
                 rx_bps: bonded.rx_bps,
@@ -1453,6 +1751,7 @@ impl Edge {
                 ..control::SessionStatus::figures(&stats)
             }],
             drops,
+            waiting: self.core.waiting(self.clock.now()),
         }
     }
 }

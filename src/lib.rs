@@ -10,6 +10,8 @@
 //!   the session state machine.
 //! - [`config`]: UCI parser, typed model and the pure diff behind live reload.
 //! - [`os`]: Linux I/O: rtnetlink, the space (namespace), the hub (AF_PACKET), uplink sockets, NAT.
+//! - [`resolve`], [`devices`]: what the edge waits for at boot: the core's address (resolved off
+//!   the event loop, with backoff and failover between addresses) and each link's device.
 //! - [`sim`]: the deterministic multi-link simulator behind `braid sim` and the tests.
 //! - [`trace`]: Mahimahi link traces: the cellular link model and presets behind generated
 //!   traces (`gen:hsr`), recorded trace files, their statistics (`braid trace`; host builds).
@@ -25,10 +27,12 @@ pub mod control;
 pub mod core_daemon;
 #[cfg(target_os = "linux")]
 pub mod daemon;
+pub mod devices;
 #[cfg(target_os = "linux")]
 pub mod edge;
 pub mod proto;
 pub mod quota;
+pub mod resolve;
 pub mod users;
 
 #[cfg(target_os = "linux")]

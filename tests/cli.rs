@@ -49,6 +49,12 @@ fn bad_input_gets_a_clear_message() {
     let (code, _, err) = braid(&["link", "sideways", "wan"], "");
     assert_eq!(code, 2);
     assert!(err.contains("up|down"), "{err}");
+    let (code, _, err) = braid(&["link", "down", "wan", "--device", "eth1"], "");
+    assert_eq!(code, 2);
+    assert!(err.contains("--device goes with `braid link up`"), "{err}");
+    let (code, _, err) = braid(&["core", "--devices", "/tmp/x"], "");
+    assert_eq!(code, 2, "--devices is the edge's");
+    assert!(err.contains("--devices"), "{err}");
     let (code, _, err) = braid(&["frobnicate"], "");
     assert_eq!(code, 2);
     assert!(err.contains("unknown command"), "{err}");

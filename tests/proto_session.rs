@@ -142,6 +142,10 @@ struct Harness {
     events: Vec<Event>,
     measure_from: u64,
     stopped: bool,
+    /// The core sends bulk data to the edge too (a download), while not `stopped`.
+    download: bool,
+    /// Inner bytes the edge delivered (the download).
+    edge_rx_bytes: u64,
 }
 
 impl Harness {
@@ -171,6 +175,8 @@ impl Harness {
             events: Vec::new(),
             measure_from: 0,
             stopped: false,
+            download: false,
+            edge_rx_bytes: 0,
         }
     }
 
@@ -183,6 +189,54 @@ impl Harness {
         while self.now < end {
             self.step();
             self.now += 50;
+        }
+    }
+
+    /// Runs as the daemons' event loops do, from one event to the next (the edge's and the
+    /// core's timers, arrivals) until `until_ms`; sources should be stopped. Returns how often
+    /// the edge's timer woke it, or an error naming the deadline when the loop found something
+    /// due at the same instant `limit` times in a row: a busy loop (`poll_timeout` keeps
+    /// asking for a time that `handle_timeout` and `poll_transmit` do not move on).
+    fn idle_wakeups(&mut self, until_ms: u64, limit: u32) -> Result<u32, String> {
+        let end = until_ms * 1000;
+        let (mut wakeups, mut repeats) = (0u32, 0u32);
+        loop {
+            let edge_t = self.edge.poll_timeout().map(|t| t.0);
+            let mut next = end;
+            let mut min = |t: Option<u64>| next = next.min(t.unwrap_or(u64::MAX));
+            min(edge_t);
+            min(self
+                .core
+                .as_ref()
+                .and_then(|c| c.poll_timeout())
+                .map(|t| t.0));
+            for l in &self.links {
+                min(l.up.flying.front().map(|f| f.0));
+                min(l.down.flying.front().map(|f| f.0));
+            }
+            if next >= end {
+                self.now = end;
+                return Ok(wakeups);
+            }
+            let at = next.max(self.now);
+            if at == self.now {
+                repeats += 1;
+                if repeats > limit {
+                    return Err(format!(
+                        "busy loop at {} us: the edge's next wake-up is {:?} us, the core's {:?}",
+                        self.now,
+                        edge_t,
+                        self.core.as_ref().and_then(|c| c.poll_timeout())
+                    ));
+                }
+            } else {
+                repeats = 0;
+            }
+            if edge_t.is_some_and(|t| t <= at) {
+                wakeups += 1;
+            }
+            self.now = at;
+            self.step();
         }
     }
 
@@ -213,6 +267,23 @@ impl Harness {
                             self.next_at[k] = self.now + iv;
                         }
                     }
+                }
+            }
+        }
+        if self.download && !self.stopped {
+            if let Some(c) = self.core.as_mut().filter(|c| c.is_established()) {
+                let meta = PacketMeta {
+                    user: 1,
+                    flow: 99,
+                    class: 0,
+                };
+                let mut n = 0;
+                while c.can_send(&meta) {
+                    let p = make_packet(99, n, self.now, PKT);
+                    if c.send(now, &p, meta).is_err() {
+                        break;
+                    }
+                    n += 1;
                 }
             }
         }
@@ -267,6 +338,10 @@ impl Harness {
         }
         while let Some(e) = self.edge.poll_event() {
             self.events.push(e);
+        }
+        while let Some(d) = self.edge.poll_deliver(now) {
+            self.edge_rx_bytes += d.data.len() as u64;
+            self.edge.recycle(d.data);
         }
         // Deliveries at the core exit.
         if let Some(c) = self.core.as_mut() {
@@ -853,4 +928,73 @@ fn a_silent_core_is_not_heard_whatever_the_edge_retries() {
     }
     h.run_until(2_000 + quiet_ms + REHANDSHAKE_AFTER.as_millis() as u64);
     assert!(h.edge.last_heard() > Some(Instant::from_micros((2_000 + quiet_ms) * 1000)));
+}
+
+/// Issue 12 item 6: `braid edge` sat at 100 % CPU after a transfer with a link taken out
+/// (`braid link down`). The link had an ACK pending (data received, ACK delayed): its deadline
+/// stayed in `poll_timeout`, in the past, but nothing sends on an admin-down link, so every
+/// wake-up found it due again. Datagrams the link's socket had already received are still
+/// handled after the link is taken down (the daemon's channel holds them), and set one too.
+#[test]
+fn a_link_taken_down_mid_transfer_leaves_the_edge_idle() {
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.download = true;
+    h.run_until(2_000);
+    assert!(h.edge_rx_bytes > 1_000_000, "download {}", h.edge_rx_bytes);
+    h.edge.set_link_admin(2, false, Instant(h.now));
+    let late: Vec<_> = h.link(2).down.flying.drain(..).collect();
+    assert!(!late.is_empty(), "nothing was in flight on link 2");
+    for (_, mut d) in late {
+        let _ = h.edge.handle_datagram(Instant(h.now), Some(2), &mut d);
+    }
+    h.stopped = true;
+    h.run_until(3_000);
+    let wakeups = h.idle_wakeups(8_000, 100).unwrap_or_else(|e| panic!("{e}"));
+    println!("edge wake-ups in 5 s idle with link 2 down: {wakeups}");
+    // Probes of the idle link 1 (every 150 ms), their answers, reorder hints, announcements.
+    assert!(wakeups <= 200, "{wakeups} wake-ups in 5 s of idle");
+}
+
+/// With every link taken down, control frames (the links' announcements) wait for a link:
+/// they must not make the edge spin meanwhile, and they go out once a link is back.
+#[test]
+fn every_link_taken_down_leaves_the_edge_idle() {
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.run_until(2_000);
+    h.stopped = true;
+    h.run_until(2_500);
+    for id in [1, 2] {
+        h.edge.set_link_admin(id, false, Instant(h.now));
+    }
+    let wakeups = h.idle_wakeups(7_500, 100).unwrap_or_else(|e| panic!("{e}"));
+    println!("edge wake-ups in 5 s with every link down: {wakeups}");
+    assert!(
+        wakeups <= 50,
+        "{wakeups} wake-ups in 5 s with every link down"
+    );
+    let sent = h.link(1).up.sent_bytes;
+    h.edge.set_link_admin(1, true, Instant(h.now));
+    h.stopped = false;
+    h.run_until(9_500);
+    assert!(
+        h.link(1).up.sent_bytes > sent + 1_000_000,
+        "link 1 carries again"
+    );
+}
+
+/// A session the core closed (a Close frame) sends nothing more: its rehandshake timer must not
+/// stay due meanwhile (it would once the silence passed REHANDSHAKE_AFTER: a busy loop).
+#[test]
+fn a_session_closed_by_the_core_leaves_the_edge_idle() {
+    let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
+    h.run_until(2_000);
+    h.stopped = true;
+    h.core.as_mut().unwrap().close();
+    h.run_until(2_500);
+    assert!(h.edge.is_closed(), "the core's Close arrived");
+    let wakeups = h
+        .idle_wakeups(12_500, 100)
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("edge wake-ups in 10 s after the core closed the session: {wakeups}");
+    assert!(wakeups <= 50, "{wakeups} wake-ups in 10 s");
 }

@@ -430,18 +430,44 @@ impl TcpLink {
 
 /// The first address of `family` (v4 when `v4`) with global scope on `device`, if any.
 pub fn device_address(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option<IpAddr>> {
-    let Some(link) = nl.link_by_name(device)? else {
-        return Err(Error::new(
+    match device_info(nl, device, v4)? {
+        Some(d) => Ok(d.address),
+        None => Err(Error::new(
             format!("find WAN device {device}"),
             io::Error::from_raw_os_error(libc::ENODEV),
-        ));
+        )),
+    }
+}
+
+/// A WAN device as a link socket needs it: see [`device_info`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Interface index (a device deleted and made again, as `pppoe-wan` on a reconnect, gets
+    /// a new one: a socket bound to the old index no longer sends).
+    pub index: u32,
+    /// Administratively up with carrier.
+    pub usable: bool,
+    /// Its first global address of the family asked for.
+    pub address: Option<IpAddr>,
+}
+
+/// `device`'s index, state and first global address of a family (v4 when `v4`); `None` when
+/// there is no such device (yet).
+pub fn device_info(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option<DeviceInfo>> {
+    let Some(link) = nl.link_by_name(device)? else {
+        return Ok(None);
     };
-    Ok(nl
+    let address = nl
         .addresses(Some(link.index))?
         .into_iter()
         .filter(|a: &Address| a.scope == 0 && a.prefix.addr.is_ipv4() == v4)
         .map(|a| a.prefix.addr)
-        .next())
+        .next();
+    Ok(Some(DeviceInfo {
+        index: link.index,
+        usable: link.up && link.lower_up,
+        address,
+    }))
 }
 
 /// What happened to a WAN device, as [`LinkWatch`] reports it.

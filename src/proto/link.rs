@@ -1078,7 +1078,10 @@ impl Link {
         if self.admin_up {
             min(self.next_probe_time());
         }
-        if let Some(a) = self.ack_deadline() {
+        // Only a transmission on this link sends its ACK, and an admin-down link sends nothing:
+        // its deadline, once past, would be due at every wake-up (a busy loop). The ACK goes
+        // when the link is up again.
+        if let Some(a) = self.ack_deadline().filter(|_| self.admin_up) {
             min(a);
         }
         t

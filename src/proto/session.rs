@@ -307,6 +307,9 @@ pub struct Session {
     last_heard: Option<Instant>,
     handshake: Vec<u8>,
     handshake_links: Vec<LinkId>,
+    /// `handshake` was made while no link could carry it: the first link up takes it at
+    /// once, rather than at the next retry up to a second later.
+    handshake_unsent: bool,
 
     reorder: Reorder,
     events: VecDeque<Event>,
@@ -357,6 +360,7 @@ impl Session {
             last_heard: None,
             handshake: Vec::new(),
             handshake_links: Vec::new(),
+            handshake_unsent: false,
             reorder: Reorder::new(config.reorder),
             events: VecDeque::new(),
             packer: Packer::new(),
@@ -547,6 +551,11 @@ impl Session {
         res.clear();
         self.links[i].link.set_admin(up, now, &mut res);
         self.announce_link(id);
+        if up && self.handshake_unsent {
+            // A link came up (the edge booted before its modems): the waiting handshake goes.
+            self.handshake_unsent = false;
+            self.handshake_links.push(id);
+        }
         if !up {
             self.requeue_link(i);
         }
@@ -1056,6 +1065,7 @@ impl Session {
                     .collect();
             }
             ids.reverse();
+            self.handshake_unsent = ids.is_empty();
             self.handshake_links = ids;
         }
         let link = self.handshake_links.pop()?;
@@ -1556,13 +1566,23 @@ impl Session {
         if let Some(x) = self.reorder.poll_timeout() {
             min(x);
         }
-        if !self.established {
+        // What poll_transmit does nothing for (before the handshake, once closed) has no
+        // timer either: a deadline nobody serves would be due at every wake-up.
+        if !self.established || (self.closed && !self.close_pending) {
             return t;
         }
         if let Some(q) = self.quiet_since.filter(|_| self.channel.is_initiator()) {
             min(q + REHANDSHAKE_AFTER);
         }
-        if !self.controls.is_empty() || !self.relays.is_empty() || !self.relay_probes.is_empty() {
+        // Frames waiting for a link are due now only if a link can carry them: with every link
+        // admin-down (or a relay's link taken down) they wait, and asking for a wake-up now
+        // would be a busy loop.
+        let carried = |id: LinkId| self.slot(id).is_some_and(|i| self.links[i].link.admin_up());
+        let any_up = self.links.iter().any(|l| l.link.admin_up());
+        if (any_up && !self.controls.is_empty())
+            || self.relays.iter().any(|(v, _)| carried(*v))
+            || self.relay_probes.iter().any(|(v, _)| carried(*v))
+        {
             min(Instant::ZERO);
         }
         for l in &self.links {
@@ -1680,6 +1700,25 @@ mod tests {
         s.schedule(Instant(0));
         let i = if s.links[0].q.is_empty() { 1 } else { 0 };
         (i, send_head(s, i))
+    }
+
+    #[test]
+    fn a_handshake_made_with_no_link_up_goes_on_the_first_link_up_at_once() {
+        let mut s = session();
+        s.set_link_admin(1, false, Instant(0));
+        s.set_link_admin(2, false, Instant(0));
+        let mut out = vec![0u8; 2048];
+        assert_eq!(s.poll_transmit(Instant(0), &mut out), None, "no link");
+        // 300 ms later link 2 comes up: the handshake goes now, not at the 1 s retry.
+        let t = Instant(300_000);
+        s.set_link_admin(2, true, t);
+        assert_eq!(s.poll_timeout(), Some(Instant::ZERO));
+        let tx = s.poll_transmit(t, &mut out).expect("the handshake");
+        assert_eq!(tx.link, 2);
+        assert!(seal::is_init(&out[..tx.len]));
+        // Once: the next link up waits for the retry with the others.
+        s.set_link_admin(1, true, t);
+        assert_eq!(s.poll_transmit(t, &mut out), None);
     }
 
     #[test]

@@ -101,7 +101,8 @@ pub struct EdgeConf {
     pub private: String,
     pub core_host: String,
     pub core_public: String,
-    /// Link devices (`config link 'wan<i>'`, option device).
+    /// Link devices (`config link 'wan<i>'`, option device; an empty one: no option device,
+    /// the device netifd reports).
     pub devices: Vec<String>,
     pub socket: PathBuf,
     /// `state_file` (quota counters, handshake clock mark): in the test's directory, never
@@ -124,8 +125,13 @@ impl EdgeConf {
             self.state.display()
         );
         for (i, d) in self.devices.iter().enumerate() {
+            let dev = if d.is_empty() {
+                String::new()
+            } else {
+                format!("\toption device '{d}'\n")
+            };
             s.push_str(&format!(
-                "config link 'wan{i}'\n\toption device '{d}'\n\toption transport 'udp'\n\n"
+                "config link 'wan{i}'\n{dev}\toption transport 'udp'\n\n"
             ));
         }
         s
@@ -175,6 +181,23 @@ impl Daemon {
         log: &Path,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::start_with(ns, role, config, socket, log, env, &[], &[])
+    }
+
+    /// [`Daemon::start_env`] with more arguments, and files bind-mounted over others in a mount
+    /// namespace of the daemon's own (`(file, over)`: e.g. a resolv.conf of the test's over
+    /// /etc/resolv.conf), as `ip netns exec` does with /etc/netns/NAME/.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        ns: &str,
+        role: &str,
+        config: &Path,
+        socket: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+        args: &[String],
+        binds: &[(PathBuf, PathBuf)],
+    ) -> Daemon {
         let label = log
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -190,16 +213,53 @@ impl Daemon {
         cmd.args([role, "--config"])
             .arg(config)
             .arg("--stderr")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("dup log"))
             .stderr(f)
             .envs(env.iter().copied());
-        // SAFETY: setns(2) is async-signal-safe; the fd stays open in the parent until spawn
-        // returns.
+        let cstr = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path without NUL")
+        };
+        let binds: Vec<(std::ffi::CString, std::ffi::CString)> =
+            binds.iter().map(|(a, b)| (cstr(a), cstr(b))).collect();
+        // SAFETY: setns(2), unshare(2) and mount(2) are async-signal-safe; the fd stays open in
+        // the parent until spawn returns, and the C strings live in the closure.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
                     return Err(io::Error::last_os_error());
+                }
+                if binds.is_empty() {
+                    return Ok(());
+                }
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // Mounts made here stay here.
+                let root = c"/";
+                let flags = libc::MS_REC | libc::MS_PRIVATE;
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                for (from, over) in &binds {
+                    if libc::mount(
+                        from.as_ptr(),
+                        over.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -299,6 +359,59 @@ impl Daemon {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
         }
         serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+    }
+
+    /// `braid status --socket <socket>`: the table a person reads.
+    pub fn status_text(&self) -> Result<String, String> {
+        let out = Command::new(BRAID)
+            .args(["status", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `braid link up NAME --device DEV --socket <socket>` (what the hotplug script runs on
+    /// ifup): what it printed on stderr (a note) when it succeeded.
+    pub fn link_device(&self, name: &str, device: &str) -> Result<String, String> {
+        let out = Command::new(BRAID)
+            .args(["link", "up", name, "--device", device, "--socket"])
+            .arg(&self.socket)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if !out.status.success() {
+            return Err(err);
+        }
+        Ok(err)
+    }
+
+    /// SIGHUP (what procd sends on `reload`).
+    pub fn hup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    /// CPU time the process has used so far (user + system, every thread), from
+    /// /proc/PID/stat.
+    pub fn cpu_time(&self) -> Duration {
+        let Some(pid) = self.pid() else {
+            return Duration::ZERO;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        // utime and stime are fields 14 and 15 of the whole line.
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        // SAFETY: sysconf(3) has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_micros(ticks * 1_000_000 / hz)
     }
 
     /// `braid reload --socket <socket>`.
@@ -542,6 +655,21 @@ impl Lab {
             &self.edge_socket(e),
             &self.dir.join(format!("edge{e}.log")),
             env,
+        );
+        self.edges[e] = Some(d);
+    }
+
+    /// [`Lab::start_edge`] with more arguments and bind mounts (see [`Daemon::start_with`]).
+    pub fn start_edge_with(&mut self, e: usize, args: &[String], binds: &[(PathBuf, PathBuf)]) {
+        let d = Daemon::start_with(
+            &self.t.edges[e].ns,
+            "edge",
+            &self.edge_config(e),
+            &self.edge_socket(e),
+            &self.dir.join(format!("edge{e}.log")),
+            &[],
+            args,
+            binds,
         );
         self.edges[e] = Some(d);
     }
@@ -1473,4 +1601,170 @@ impl Drop for Capture {
             let _ = t.join();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery
+
+/// Waits until fresh bonded connections from `client` work: a TCP connection and a UDP
+/// datagram that the server sees coming from the core ([`CORE_SEEN`]). The time each took from
+/// `t0`; the error says what was seen last.
+pub fn wait_bonded_data(
+    client: &str,
+    server: SocketAddr,
+    t0: Instant,
+    timeout: Duration,
+) -> Result<(Duration, Duration), String> {
+    let (mut tcp, mut udp) = (None, None);
+    let (mut last_tcp, mut last_udp) = (String::new(), String::new());
+    let bonded = |a: &io::Result<SocketAddr>| {
+        a.as_ref()
+            .is_ok_and(|a| a.ip() == std::net::IpAddr::V4(CORE_SEEN))
+    };
+    loop {
+        if tcp.is_none() {
+            let a = seen_by_server(client, server, Duration::from_millis(300));
+            if bonded(&a) {
+                tcp = Some(t0.elapsed());
+            }
+            last_tcp = format!("{a:?}");
+        }
+        if udp.is_none() {
+            let a = udp_seen(client, server, Duration::from_millis(300));
+            if bonded(&a) {
+                udp = Some(t0.elapsed());
+            }
+            last_udp = format!("{a:?}");
+        }
+        if let (Some(t), Some(u)) = (tcp, udp) {
+            return Ok((t, u));
+        }
+        if t0.elapsed() > timeout {
+            return Err(format!(
+                "no bonded data {timeout:?} after: TCP {tcp:?} (last: {last_tcp}), \
+                 UDP {udp:?} (last: {last_udp})"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What [`Dns`] answers for its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsMode {
+    /// SERVFAIL (what a resolver without upstream says: "Temporary failure in name resolution").
+    Fail,
+    /// Nothing at all (the query times out, the caller's getaddrinfo blocks for seconds).
+    Silent,
+    /// These A records (no AAAA).
+    Answer(Vec<Ipv4Addr>),
+}
+
+/// A DNS server for one name on 127.0.0.1:53 in a namespace, answering as the test says
+/// ([`DnsMode`]); other names get NXDOMAIN. A daemon started with [`Daemon::start_with`] and a
+/// resolv.conf of `nameserver 127.0.0.1` bound over /etc/resolv.conf asks it.
+pub struct Dns {
+    pub mode: Arc<Mutex<DnsMode>>,
+    /// Queries received, and when a first answer with an address went out.
+    pub queries: Arc<AtomicU64>,
+    pub first_answer: Arc<Mutex<Option<Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Dns {
+    pub fn start(ns: &str, name: &str, mode: DnsMode) -> Dns {
+        let sock = sys::in_ns(ns, || UdpSocket::bind("127.0.0.1:53")).expect("dns bind");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mode = Arc::new(Mutex::new(mode));
+        let queries = Arc::new(AtomicU64::new(0));
+        let first_answer = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, q, fa, st) = (
+            mode.clone(),
+            queries.clone(),
+            first_answer.clone(),
+            stop.clone(),
+        );
+        let name = name.to_ascii_lowercase();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !st.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                q.fetch_add(1, Ordering::Relaxed);
+                let mode = m.lock().unwrap().clone();
+                if let Some((reply, answered)) = dns_reply(&buf[..n], &name, &mode) {
+                    let _ = sock.send_to(&reply, from);
+                    if answered {
+                        fa.lock().unwrap().get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+        });
+        Dns {
+            mode,
+            queries,
+            first_answer,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn set(&self, mode: DnsMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reply to one query (None: say nothing), and whether it carries an address.
+fn dns_reply(q: &[u8], name: &str, mode: &DnsMode) -> Option<(Vec<u8>, bool)> {
+    if q.len() < 12 || *mode == DnsMode::Silent {
+        return None;
+    }
+    // The question: labels, then type and class.
+    let mut i = 12;
+    let mut labels = Vec::new();
+    while i < q.len() && q[i] != 0 {
+        let l = usize::from(q[i]);
+        labels.push(String::from_utf8_lossy(q.get(i + 1..i + 1 + l)?).to_ascii_lowercase());
+        i += 1 + l;
+    }
+    let qend = i + 5;
+    if qend > q.len() {
+        return None;
+    }
+    let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
+    let ours = labels.join(".") == name;
+    let (rcode, addrs): (u16, Vec<Ipv4Addr>) = match mode {
+        _ if !ours => (3, vec![]),
+        DnsMode::Fail => (2, vec![]),
+        DnsMode::Answer(a) if qtype == 1 => (0, a.clone()),
+        _ => (0, vec![]),
+    };
+    let mut r = Vec::with_capacity(qend + 16 * addrs.len());
+    r.extend_from_slice(&q[0..2]);
+    // QR, the query's RD, RA, rcode.
+    let flags = 0x8000 | (u16::from(q[2] & 1) << 8) | 0x0080 | rcode;
+    r.extend_from_slice(&flags.to_be_bytes());
+    r.extend_from_slice(&1u16.to_be_bytes());
+    r.extend_from_slice(&(addrs.len() as u16).to_be_bytes());
+    r.extend_from_slice(&[0, 0, 0, 0]);
+    r.extend_from_slice(&q[12..qend]);
+    for a in &addrs {
+        // Name: a pointer to the question's; type A, class IN, TTL 1 s, 4 bytes.
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4]);
+        r.extend_from_slice(&a.octets());
+    }
+    Some((r, !addrs.is_empty()))
 }
