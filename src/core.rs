@@ -307,7 +307,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
                     match guard.get_inner().recv_batch(&mut batch) {
                         Ok(n) => {
                             for i in 0..n {
-                                if let Err(why) = batch.packets(i, &mut seg, |p| core.downstream(p)) {
+                                if let Err(why) = batch.packets(i, &mut seg, &mut |p| core.downstream(p)) {
                                     *core.drops.entry(why).or_default() += 1;
                                 }
                             }

@@ -726,7 +726,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
                     match guard.get_inner().recv_batch(&mut batch) {
                         Ok(n) => {
                             for i in 0..n {
-                                if let Err(why) = batch.packets(i, &mut scratch, |p| edge.upstream(p)) {
+                                if let Err(why) = batch.packets(i, &mut scratch, &mut |p| edge.upstream(p)) {
                                     *edge.drops.entry(why).or_default() += 1;
                                 }
                             }

@@ -24,14 +24,10 @@ use e2e_util::*;
 /// Sets the features of `dev` in namespace `ns` that `want` names, and checks they took.
 fn features(ns: &str, dev: &str, want: fn(&str) -> Option<bool>) {
     let f = sys::in_ns(ns, || {
-        braid::os::ethtool::set_features(dev, want).map_err(std::io::Error::from)
-    })
-    .unwrap_or_else(|e| panic!("features of {dev} in {ns}: {e}"));
-    let all = sys::in_ns(ns, || {
+        braid::os::ethtool::set_features(dev, &want)?;
         braid::os::ethtool::features(dev).map_err(std::io::Error::from)
     })
-    .unwrap();
-    assert_eq!(f, all);
+    .unwrap_or_else(|e| panic!("features of {dev} in {ns}: {e}"));
     let named: Vec<&str> = ["rx-gro", "tx-tcp-segmentation", "tx-checksum-ip-generic"]
         .into_iter()
         .filter(|n| want(n).is_some())

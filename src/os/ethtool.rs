@@ -37,146 +37,126 @@ impl Features {
         let i = self.names.iter().position(|n| n == name)?;
         self.active.get(i).copied()
     }
+}
 
-    /// The features that are on.
-    pub fn on(&self) -> impl Iterator<Item = &str> {
-        self.names
-            .iter()
-            .zip(&self.active)
-            .filter(|(_, a)| **a)
-            .map(|(n, _)| n.as_str())
+/// The ethtool commands' buffers are u32 words in the host's byte order (and bytes).
+fn word(b: &[u8], i: usize) -> u32 {
+    u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+fn words(n: usize, head: &[u32]) -> Vec<u8> {
+    let mut b = vec![0u8; 4 * n];
+    for (i, w) in head.iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
     }
+    b
 }
 
-struct Dev {
+struct Dev<'a> {
     sock: OwnedFd,
-    name: [u8; libc::IFNAMSIZ],
-    dev: String,
+    dev: &'a str,
 }
 
-impl Dev {
-    fn open(dev: &str) -> Result<Dev> {
-        if dev.is_empty() || dev.len() >= libc::IFNAMSIZ {
-            return Err(Error::invalid(
-                format!("features of {dev:?}"),
-                "bad device name",
-            ));
-        }
+impl Dev<'_> {
+    fn open(dev: &str) -> Result<Dev<'_>> {
         // SAFETY: socket(2); the fd is owned right below.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(Error::last(format!("features of {dev}: socket")));
+            return Err(Error::last("ethtool socket"));
         }
-        let mut name = [0u8; libc::IFNAMSIZ];
-        name[..dev.len()].copy_from_slice(dev.as_bytes());
         Ok(Dev {
             // SAFETY: fresh fd we own.
             sock: unsafe { OwnedFd::from_raw_fd(fd) },
-            name,
-            dev: dev.to_string(),
+            dev,
         })
     }
 
-    /// One ethtool command; `buf` starts with the command word.
-    fn call<T>(&self, buf: &mut [T], what: &str) -> Result<libc::c_int> {
+    /// One ethtool command; `buf` starts with the command word. Errors name the command only:
+    /// callers say which device.
+    fn call(&self, buf: &mut [u8], what: &'static str) -> Result<()> {
         let mut ifr = Ifreq {
-            name: self.name,
+            name: [0; libc::IFNAMSIZ],
             data: buf.as_mut_ptr().cast(),
             _pad: [0; 16],
         };
+        let n = self.dev.len().min(libc::IFNAMSIZ - 1);
+        ifr.name[..n].copy_from_slice(&self.dev.as_bytes()[..n]);
         // SAFETY: ifr is a valid ifreq whose data points at a live buffer sized for the command.
         let r = unsafe { libc::ioctl(self.sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
         if r < 0 {
-            return Err(Error::last(format!("{what} of {}", self.dev)));
+            return Err(Error::last(what));
         }
-        Ok(r)
+        Ok(())
     }
 
-    fn names(&self) -> Result<Vec<String>> {
-        // struct ethtool_sset_info: cmd u32, reserved u32, sset_mask u64 (native byte order, as
-        // two u32 words here), data[] u32: one count per set in the mask.
-        let mask = (1u64 << ETH_SS_FEATURES).to_ne_bytes();
-        let word = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        let mut info = [ETHTOOL_GSSET_INFO, 0, word(&mask[..4]), word(&mask[4..]), 0];
-        self.call(&mut info, "feature count")?;
-        let mut got = [0u8; 8];
-        got[..4].copy_from_slice(&info[2].to_ne_bytes());
-        got[4..].copy_from_slice(&info[3].to_ne_bytes());
-        if u64::from_ne_bytes(got) & (1 << ETH_SS_FEATURES) == 0 {
-            return Err(Error::invalid(
-                format!("feature names of {}", self.dev),
-                "no feature string set",
-            ));
-        }
-        let count = info[4] as usize;
+    /// The names of the device's features (after a 12-byte header: 32 bytes each,
+    /// NUL-padded), and how many there are.
+    fn names(&self) -> Result<(Vec<u8>, usize)> {
+        // struct ethtool_sset_info: cmd u32, reserved u32, sset_mask u64 (host byte order),
+        // data[] u32: one count per set in the mask (0 when unsupported).
+        let mut info = words(5, &[ETHTOOL_GSSET_INFO]);
+        info[8..16].copy_from_slice(&(1u64 << ETH_SS_FEATURES).to_ne_bytes());
+        self.call(&mut info, "ethtool feature count")?;
+        let count = word(&info, 4) as usize;
         if count == 0 || count > 4096 {
-            return Err(Error::invalid(
-                format!("feature names of {}", self.dev),
-                "implausible feature count",
-            ));
+            return Err(Error::invalid("ethtool feature count", "implausible"));
         }
         // struct ethtool_gstrings: cmd, string_set, len (u32 each), then len * 32 bytes.
-        let mut buf = vec![0u32; 3 + count * ETH_GSTRING_LEN / 4];
-        buf[0] = ETHTOOL_GSTRINGS;
-        buf[1] = ETH_SS_FEATURES;
-        buf[2] = count as u32;
-        self.call(&mut buf, "feature names")?;
-        let bytes: Vec<u8> = buf[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
-        Ok(bytes
-            .chunks_exact(ETH_GSTRING_LEN)
-            .map(|c| {
-                let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
-                String::from_utf8_lossy(&c[..end]).into_owned()
-            })
-            .collect())
+        let mut buf = words(
+            3 + count * ETH_GSTRING_LEN / 4,
+            &[ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32],
+        );
+        self.call(&mut buf, "ethtool feature names")?;
+        Ok((buf, count))
     }
+}
 
-    fn active(&self, count: usize) -> Result<Vec<bool>> {
-        // struct ethtool_gfeatures: cmd, size, then size blocks of 4 u32 (available, requested,
-        // active, never_changed).
-        let blocks = count.div_ceil(32);
-        let mut buf = vec![0u32; 2 + 4 * blocks];
-        buf[0] = ETHTOOL_GFEATURES;
-        buf[1] = blocks as u32;
-        self.call(&mut buf, "features")?;
-        Ok((0..count)
-            .map(|i| buf[2 + 4 * (i / 32) + 2] & (1 << (i % 32)) != 0)
-            .collect())
-    }
+/// Feature `i` of a [`Dev::names`] buffer ("" if it is not UTF-8).
+fn name(buf: &[u8], i: usize) -> &str {
+    let at = 12 + i * ETH_GSTRING_LEN;
+    let c = buf.get(at..at + ETH_GSTRING_LEN).unwrap_or(&[]);
+    let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+    std::str::from_utf8(&c[..end]).unwrap_or("")
 }
 
 /// The features of `dev` (calling thread's namespace).
 pub fn features(dev: &str) -> Result<Features> {
     let d = Dev::open(dev)?;
-    let names = d.names()?;
-    let active = d.active(names.len())?;
-    Ok(Features { names, active })
+    let (buf, count) = d.names()?;
+    // struct ethtool_gfeatures: cmd, size, then size blocks of 4 u32 (available, requested,
+    // active, never_changed).
+    let blocks = count.div_ceil(32);
+    let mut g = words(2 + 4 * blocks, &[ETHTOOL_GFEATURES, blocks as u32]);
+    d.call(&mut g, "ethtool get features")?;
+    Ok(Features {
+        names: (0..count).map(|i| name(&buf, i).to_string()).collect(),
+        active: (0..count)
+            .map(|i| word(&g, 2 + 4 * (i / 32) + 2) & (1 << (i % 32)) != 0)
+            .collect(),
+    })
 }
 
-/// Sets the features of `dev` for which `want` says `Some(on)` (others are left as they are)
-/// and returns the features as they are afterwards. A feature the device cannot change stays
-/// as it was: compare with the result when it matters.
-pub fn set_features(dev: &str, want: impl Fn(&str) -> Option<bool>) -> Result<Features> {
+/// Sets the features of `dev` for which `want` says `Some(on)`; others are left as they are.
+/// A feature the device cannot change stays as it was: read [`features`] when it matters.
+pub fn set_features(dev: &str, want: &dyn Fn(&str) -> Option<bool>) -> Result<()> {
     let d = Dev::open(dev)?;
-    let names = d.names()?;
+    let (names, count) = d.names()?;
     // struct ethtool_sfeatures: cmd, size, then size blocks of 2 u32 (valid, requested).
-    let blocks = names.len().div_ceil(32);
-    let mut buf = vec![0u32; 2 + 2 * blocks];
-    buf[0] = ETHTOOL_SFEATURES;
-    buf[1] = blocks as u32;
+    let blocks = count.div_ceil(32);
+    let mut head = vec![ETHTOOL_SFEATURES, blocks as u32];
+    head.resize(2 + 2 * blocks, 0);
     let mut any = false;
-    for (i, n) in names.iter().enumerate() {
-        if let Some(on) = want(n) {
+    for i in 0..count {
+        if let Some(on) = want(name(&names, i)) {
             any = true;
-            buf[2 + 2 * (i / 32)] |= 1 << (i % 32);
+            head[2 + 2 * (i / 32)] |= 1 << (i % 32);
             if on {
-                buf[2 + 2 * (i / 32) + 1] |= 1 << (i % 32);
+                head[3 + 2 * (i / 32)] |= 1 << (i % 32);
             }
         }
     }
     if any {
-        d.call(&mut buf, "set features")?;
+        d.call(&mut words(head.len(), &head), "ethtool set features")?;
     }
-    let active = d.active(names.len())?;
-    Ok(Features { names, active })
+    Ok(())
 }

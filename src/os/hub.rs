@@ -19,9 +19,10 @@
 //! [`Batch::packets`] finishes them in user space ([`crate::proto::offload`]): one frame and
 //! one copy per aggregate instead of one per segment, which `examples/offload_bench.rs` measured
 //! cheaper than having the kernel segment before the hub. The hub's host end announces only
-//! the offloads handled there, Internet checksums and TCP segmentation ([`Hub::create`] sets
-//! them, see [`hub_feature`]): for every other kind (UDP GSO, tunnels, SCTP, GSO lists) the
-//! kernel segments and checksums before the frame crosses the hub. Slots are therefore [`SLOT`] bytes, room for a 64 KB aggregate. Frames braid
+//! the offloads handled there, Internet checksums and TCP-over-IPv4 segmentation
+//! ([`Hub::create`] sets them, see [`hub_feature`]): for every other kind (TCP over IPv6, UDP
+//! GSO, tunnels, SCTP, GSO lists) the kernel segments and checksums before the frame crosses
+//! the hub. Slots are therefore [`SLOT`] bytes, room for a 64 KB aggregate. Frames braid
 //! writes carry a zero header: complete packets within the MTU.
 
 use super::space::{Hub, Space};
@@ -45,11 +46,10 @@ const ETH_HLEN: usize = 14;
 const VNET_HDR_LEN: usize = 10;
 const VNET_F_NEEDS_CSUM: u8 = 1;
 const VNET_GSO_TCPV4: u8 = 1;
-const VNET_GSO_TCPV6: u8 = 4;
 const VNET_GSO_ECN: u8 = 0x80;
 
 /// Offload features of the hub's host end that [`Batch::packets`] finishes itself; the
-/// kernel does every other offload before a frame crosses the hub.
+/// kernel does every other offload (TCP over IPv6 too) before a frame crosses the hub.
 const HUB_OFFLOADS: &[&str] = &[
     "tx-checksum-ip-generic",
     "tx-checksum-ipv4",
@@ -60,14 +60,14 @@ const HUB_OFFLOADS: &[&str] = &[
     "tx-tcp-segmentation",
     "tx-tcp-ecn-segmentation",
     "tx-tcp-mangleid-segmentation",
-    "tx-tcp6-segmentation",
 ];
 
 /// What the hub's host end should announce: `Some(false)` for a checksum or segmentation
 /// offload not in [`HUB_OFFLOADS`], `None` (leave it) for everything else.
 pub fn hub_feature(name: &str) -> Option<bool> {
-    let offload = name.starts_with("tx-")
-        && (name.contains("checksum") || name.contains("segmentation") || name.contains("gso"));
+    let offload = name.starts_with("tx-checksum")
+        || name.starts_with("tx-gso")
+        || (name.starts_with("tx-") && name.ends_with("segmentation"));
     (offload && !HUB_OFFLOADS.contains(&name)).then_some(false)
 }
 
@@ -160,7 +160,6 @@ impl Batch {
             t => Some(Gso {
                 kind: match t {
                     VNET_GSO_TCPV4 => GsoKind::Tcp4,
-                    VNET_GSO_TCPV6 => GsoKind::Tcp6,
                     other => GsoKind::Other(other),
                 },
                 size: u16_at(4) as u16,
@@ -177,7 +176,7 @@ impl Batch {
         &mut self,
         i: usize,
         seg: &mut [u8],
-        f: impl FnMut(&mut [u8]),
+        f: &mut dyn FnMut(&mut [u8]),
     ) -> std::result::Result<usize, &'static str> {
         if self.truncated[i] {
             return Err("frame larger than a capture slot");
@@ -258,7 +257,7 @@ impl Capture {
     pub fn enable_offloads(&mut self) -> Result<()> {
         let one: libc::c_int = 1;
         setsockopt_raw(self.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, &one)
-            .map_err(|e| Error::new(format!("PACKET_VNET_HDR on link #{}", self.ifindex), e))?;
+            .map_err(|e| Error::new("PACKET_VNET_HDR on the capture socket", e))?;
         self.vnet = true;
         Ok(())
     }
@@ -613,7 +612,6 @@ mod tests {
         for keep in [
             "tx-checksum-ip-generic",
             "tx-tcp-segmentation",
-            "tx-tcp6-segmentation",
             "tx-scatter-gather",
             "rx-gro",
             "rx-checksum",
@@ -630,6 +628,7 @@ mod tests {
             "tx-sctp-segmentation",
             "tx-checksum-sctp",
             "tx-tcp-accecn-segmentation",
+            "tx-tcp6-segmentation",
         ] {
             assert_eq!(hub_feature(off), Some(false), "{off}");
         }
@@ -687,7 +686,7 @@ mod tests {
         // A truncated frame is dropped whole, with a reason.
         b.truncated[1] = true;
         assert!(b
-            .packets(1, &mut [0u8; 100], |_| panic!("emitted"))
+            .packets(1, &mut [0u8; 100], &mut |_| panic!("emitted"))
             .is_err());
     }
 

@@ -213,12 +213,11 @@ impl Hub {
         nl.set_mtu(host_index, config.mtu)?;
         // The offloads the capture finishes itself, and no other: the kernel does the rest
         // before frames cross the hub (see crate::os::hub).
-        match super::ethtool::set_features(&hname, super::hub::hub_feature) {
-            Ok(f) => log::debug!("{hname} offloads: {}", f.on().collect::<Vec<_>>().join(" ")),
-            Err(e) => log::warn!(
+        if let Err(e) = super::ethtool::set_features(&hname, &super::hub::hub_feature) {
+            log::warn!(
                 "cannot set the offloads of {hname} ({e}): aggregates other than TCP that \
                  reach the hub will be dropped"
-            ),
+            );
         }
         // Loose reverse-path check on the host end: replies written by braid come from internet
         // sources that the host would route elsewhere when steering is TCP-only.

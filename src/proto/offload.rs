@@ -16,11 +16,11 @@
 //! aggregate's, lengths and checksums recomputed.
 //!
 //! The capture's host end announces only the offloads handled here (Internet checksums, TCP
-//! segmentation over IPv4 and IPv6): the kernel finishes everything else (UDP, SCTP, tunnels)
-//! itself before a frame reaches the capture. Anything unexpected is refused with an error,
+//! segmentation over IPv4): the kernel finishes everything else (TCP over IPv6, UDP, SCTP,
+//! tunnels) itself before a frame reaches the capture. Anything unexpected is refused with an error,
 //! never passed on half-done, and nothing here panics on any input.
 
-use super::packet::{self, ipproto, pseudo_header_sum, Fragment};
+use super::packet::{self, ipproto, Fragment};
 
 /// What the capture reported beside a packet (offsets from the start of the IP header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,9 +55,8 @@ pub struct Gso {
 pub enum GsoKind {
     /// TCP over IPv4.
     Tcp4,
-    /// TCP over IPv6.
-    Tcp6,
-    /// Anything else (the capture's code for it): refused with [`OffloadError::Unsupported`].
+    /// Anything else (the capture's code for it), TCP over IPv6 included: refused with
+    /// [`OffloadError::Unsupported`] (the hub lets the kernel segment those).
     Other(u8),
 }
 
@@ -84,6 +83,8 @@ impl OffloadError {
     }
 }
 
+/// The longest IPv4 and TCP headers together (60 + 60 bytes).
+const MAX_HEADERS: usize = 120;
 const FIN: u8 = 0x01;
 const PSH: u8 = 0x08;
 const CWR: u8 = 0x80;
@@ -96,7 +97,7 @@ pub fn finish(
     pkt: &mut [u8],
     off: &Offload,
     seg: &mut [u8],
-    mut emit: impl FnMut(&mut [u8]),
+    emit: &mut dyn FnMut(&mut [u8]),
 ) -> Result<usize, OffloadError> {
     if let Some(g) = off.gso {
         return segment_tcp(pkt, g, off.partial, seg, emit);
@@ -151,25 +152,19 @@ fn segment_tcp(
     g: Gso,
     partial: Option<Partial>,
     seg: &mut [u8],
-    mut emit: impl FnMut(&mut [u8]),
+    emit: &mut dyn FnMut(&mut [u8]),
 ) -> Result<usize, OffloadError> {
-    let version = match g.kind {
-        GsoKind::Tcp4 => 4,
-        GsoKind::Tcp6 => 6,
-        GsoKind::Other(_) => return Err(OffloadError::Unsupported),
-    };
+    if g.kind != GsoKind::Tcp4 {
+        return Err(OffloadError::Unsupported);
+    }
     let info = packet::parse(pkt).map_err(|_| OffloadError::Malformed)?;
-    if info.version != version || info.proto != ipproto::TCP || info.fragment != Fragment::No {
+    if info.version != 4 || info.proto != ipproto::TCP || info.fragment != Fragment::No {
         return Err(OffloadError::Malformed);
     }
     let l4 = info.l4_offset;
     // An aggregate of an encapsulated flow names the inner transport header: not cut here.
     if partial.is_some_and(|p| p.start != l4) {
         return Err(OffloadError::Malformed);
-    }
-    // Behind a routing header the pseudo-header's destination is not the IPv6 header's.
-    if version == 6 && l4 != 40 && has_routing_header(pkt) {
-        return Err(OffloadError::Unsupported);
     }
     let end = info.total_len;
     if end < l4 + 20 {
@@ -178,36 +173,37 @@ fn segment_tcp(
     let thl = usize::from(pkt[l4 + 12] >> 4) * 4;
     let hdr = l4 + thl;
     let mss = usize::from(g.size);
-    if thl < 20 || hdr > end || mss == 0 {
+    if thl < 20 || hdr > end || hdr > MAX_HEADERS || mss == 0 {
         return Err(OffloadError::Malformed);
     }
-    let payload = end - hdr;
-    let count = payload.div_ceil(mss).max(1);
-    if hdr + payload.min(mss) > seg.len() {
+    let (head, body) = pkt[..end].split_at(hdr);
+    let count = body.len().div_ceil(mss).max(1);
+    if hdr + body.len().min(mss) > seg.len() {
         return Err(OffloadError::TooBig);
     }
-    let seq0 = u32::from_be_bytes([pkt[l4 + 4], pkt[l4 + 5], pkt[l4 + 6], pkt[l4 + 7]]);
-    let id0 = u16::from_be_bytes([pkt[4], pkt[5]]);
-    let flags = pkt[l4 + 13];
+    // Each segment's headers are built here, then copied in front of its payload.
+    let mut h = [0u8; MAX_HEADERS];
+    h[..hdr].copy_from_slice(head);
+    // IHL is at most 15 words: the mask only tells the compiler so (no bounds checks below).
+    let l4 = l4 & 63;
+    let seq0 = u32::from_be_bytes([h[l4 + 4], h[l4 + 5], h[l4 + 6], h[l4 + 7]]);
+    let id0 = u16::from_be_bytes([h[4], h[5]]);
+    let flags = h[l4 + 13];
     for k in 0..count {
-        let from = hdr + k * mss;
-        let len = mss.min(end - from);
-        let out = &mut seg[..hdr + len];
-        out[..hdr].copy_from_slice(&pkt[..hdr]);
-        out[hdr..].copy_from_slice(&pkt[from..from + len]);
-        let total = hdr + len;
-        if version == 4 {
-            // total <= the aggregate's length, which came from a u16.
-            out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-            out[4..6].copy_from_slice(&id0.wrapping_add(k as u16).to_be_bytes());
-            out[10..12].copy_from_slice(&[0, 0]);
-            let c = packet::checksum(&out[..l4], 0);
-            out[10..12].copy_from_slice(&c.to_be_bytes());
-        } else {
-            out[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
-        }
+        let chunk = body.get(k * mss..).unwrap_or(&[]);
+        let chunk = &chunk[..chunk.len().min(mss)];
+        let total = hdr + chunk.len();
+        // IPv4 header: length (at most the aggregate's, which came from a u16), id, checksum.
+        h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id0.wrapping_add(k as u16).to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let c = packet::checksum(&h[..l4], 0);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        // TCP header: sequence number, flags (FIN and PSH on the last segment only, CWR on the
+        // first only), checksum over the pseudo-header (addresses, protocol, length), the
+        // header and the payload.
         let seq = seq0.wrapping_add((k * mss) as u32);
-        out[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+        h[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
         let mut f = flags;
         if k + 1 < count {
             f &= !(FIN | PSH);
@@ -215,40 +211,23 @@ fn segment_tcp(
         if k > 0 {
             f &= !CWR;
         }
-        out[l4 + 13] = f;
-        out[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
-        let acc = pseudo_header_sum(info.src, info.dst, ipproto::TCP, (total - l4) as u32);
-        let c = packet::checksum(&out[l4..], acc);
-        out[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        h[l4 + 13] = f;
+        h[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
+        let acc = packet::ones_sum(&h[12..20], u32::from(ipproto::TCP) + (total - l4) as u32);
+        let c = packet::checksum(chunk, packet::ones_sum(&h[l4..hdr], acc));
+        h[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        let out = &mut seg[..total];
+        out[..hdr].copy_from_slice(&h[..hdr]);
+        out[hdr..].copy_from_slice(chunk);
         emit(out);
     }
     Ok(count)
 }
 
-/// True when an IPv6 packet's extension headers include a routing header.
-fn has_routing_header(pkt: &[u8]) -> bool {
-    let mut next = pkt[6];
-    let mut off = 40;
-    for _ in 0..8 {
-        match next {
-            43 => return true,
-            0 | 60 => {
-                let (Some(&nh), Some(&len)) = (pkt.get(off), pkt.get(off + 1)) else {
-                    return false;
-                };
-                next = nh;
-                off += (usize::from(len) + 1) * 8;
-            }
-            _ => return false,
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::packet::{checksum, ones_sum};
+    use crate::proto::packet::{checksum, ones_sum, pseudo_header_sum};
     use core::net::IpAddr;
     use proptest::prelude::*;
 
@@ -338,7 +317,7 @@ mod tests {
     fn collect(pkt: &mut [u8], off: &Offload) -> Result<Vec<Vec<u8>>, OffloadError> {
         let mut seg = vec![0u8; 65536];
         let mut out = Vec::new();
-        let n = finish(pkt, off, &mut seg, |s| out.push(s.to_vec()))?;
+        let n = finish(pkt, off, &mut seg, &mut |s| out.push(s.to_vec()))?;
         assert_eq!(n, out.len());
         Ok(out)
     }
@@ -442,25 +421,23 @@ mod tests {
     }
 
     #[test]
-    fn a_tcp6_aggregate_is_cut_too() {
-        let data = payload(3000);
-        let mut agg = tcp6_partial(5, 0x10, &data);
+    fn a_tcp6_partial_checksum_is_finished_but_its_aggregates_are_left_to_the_kernel() {
+        let mut p = tcp6_partial(5, 0x10, &payload(3000));
         let off = Offload {
             partial: partial_tcp(40),
+            gso: None,
+        };
+        let out = collect(&mut p, &off).unwrap();
+        assert!(checksums_ok(&out[0]));
+        let mut agg = tcp6_partial(5, 0x10, &payload(3000));
+        let gso = Offload {
+            partial: partial_tcp(40),
             gso: Some(Gso {
-                kind: GsoKind::Tcp6,
+                kind: GsoKind::Other(4),
                 size: 1440,
             }),
         };
-        let segs = collect(&mut agg, &off).unwrap();
-        assert_eq!(segs.len(), 3);
-        let mut joined = Vec::new();
-        for s in &segs {
-            assert!(checksums_ok(s));
-            assert_eq!(packet::parse(s).unwrap().total_len, s.len());
-            joined.extend_from_slice(&s[60..]);
-        }
-        assert_eq!(joined, data);
+        assert_eq!(collect(&mut agg, &gso), Err(OffloadError::Unsupported));
     }
 
     #[test]
@@ -519,6 +496,19 @@ mod tests {
                 },
                 OffloadError::Malformed,
             ),
+            // Not TCP.
+            (
+                {
+                    let mut p = agg.clone();
+                    p[9] = 17;
+                    p
+                },
+                Offload {
+                    partial: partial_tcp(20),
+                    gso: gso4,
+                },
+                OffloadError::Malformed,
+            ),
             // Zero segment size.
             (
                 agg.clone(),
@@ -547,7 +537,7 @@ mod tests {
         for (i, (mut p, off, want)) in cases.into_iter().enumerate() {
             let mut emitted = 0;
             let mut seg = vec![0u8; 65536];
-            let r = finish(&mut p, &off, &mut seg, |_| emitted += 1);
+            let r = finish(&mut p, &off, &mut seg, &mut |_| emitted += 1);
             assert_eq!(r, Err(want), "case {i}");
             assert_eq!(emitted, 0, "case {i}");
         }
@@ -561,7 +551,7 @@ mod tests {
                 gso: gso4,
             },
             &mut seg,
-            |_| {},
+            &mut |_| {},
         );
         assert_eq!(r, Err(OffloadError::TooBig));
     }
@@ -578,25 +568,23 @@ mod tests {
             let gso = match kind {
                 0 => None,
                 1 => Some(Gso { kind: GsoKind::Tcp4, size }),
-                2 => Some(Gso { kind: GsoKind::Tcp6, size }),
                 _ => Some(Gso { kind: GsoKind::Other(kind), size }),
             };
             let off = Offload { partial: Some(Partial { start, offset }), gso };
             let mut seg = vec![0u8; 256];
-            let _ = finish(&mut pkt, &off, &mut seg, |s| assert!(s.len() <= 256));
+            let _ = finish(&mut pkt, &off, &mut seg, &mut |s| assert!(s.len() <= 256));
         }
 
         /// Every aggregate comes back as valid segments carrying its payload in order.
         #[test]
-        fn segments_carry_the_payload(n in 0usize..9000, mss in 1u16..2000, v6 in any::<bool>()) {
+        fn segments_carry_the_payload(n in 0usize..9000, mss in 1u16..2000, df in any::<bool>()) {
             let data = payload(n);
-            let (mut agg, kind, l4) = if v6 {
-                (tcp6_partial(9, 0x18, &data), GsoKind::Tcp6, 40)
-            } else {
-                (tcp4_partial(9, 0x18, &data, true), GsoKind::Tcp4, 20)
-            };
+            let mut agg = tcp4_partial(9, 0x18, &data, df);
             let hdr = agg.len() - n;
-            let off = Offload { partial: partial_tcp(l4), gso: Some(Gso { kind, size: mss }) };
+            let off = Offload {
+                partial: partial_tcp(20),
+                gso: Some(Gso { kind: GsoKind::Tcp4, size: mss }),
+            };
             let segs = collect(&mut agg, &off).unwrap();
             prop_assert_eq!(segs.len(), n.div_ceil(usize::from(mss)).max(1));
             let mut joined = Vec::new();
