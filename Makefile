@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test e2e lint unit demo bench lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
+.PHONY: all build test e2e lint unit demo bench bench-hub bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
 
 all: build
 
@@ -52,6 +52,11 @@ demo: lab-deps
 ## bench-hub: hub capture cost, braid's AF_PACKET socket against pnet_datalink (as root).
 bench-hub:
 	$(CARGO) run --locked --example hub_bench
+
+## bench-offload: CPU per GB of finishing the hosts' offloads in user space (braid) against
+## the kernel segmenting before the hub, on TCP through a real hub (as root; ~4 min).
+bench-offload:
+	$(CARGO) run --release --locked --example offload_bench
 
 ## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
 bench: lab-deps

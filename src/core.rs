@@ -24,7 +24,7 @@ use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo};
 use crate::edge::{daemon_main, session_classes, state_name, wire_role_name, DaemonArgs};
-use crate::os::hub::{ip_payload, Batch, Capture};
+use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, Forwarding, NatConfig, SourceMap};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::os::uplink::TcpLink;
@@ -253,6 +253,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut meter_tick = tokio::time::interval(Duration::from_secs(1));
     let mut batch = Batch::default();
+    let mut seg = vec![0u8; 65536];
     log::info!(
         "core started on port {port}: {} peer(s), nat owned by the kernel: {}",
         core.cfg.peers.len(),
@@ -306,8 +307,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
                     match guard.get_inner().recv_batch(&mut batch) {
                         Ok(n) => {
                             for i in 0..n {
-                                let frame = batch.frame_mut(i);
-                                core.downstream(frame);
+                                if let Err(why) = batch.packets(i, &mut seg, &mut |p| core.downstream(p)) {
+                                    *core.drops.entry(why).or_default() += 1;
+                                }
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -481,17 +483,8 @@ impl Core {
         }
     }
 
-    /// A frame from the hub: a reply from the internet to a pool address.
-    fn downstream(&mut self, frame: &mut [u8]) {
-        if frame.len() < 14
-            || !matches!(u16::from_be_bytes([frame[12], frame[13]]), 0x0800 | 0x86dd)
-        {
-            return;
-        }
-        if ip_payload(frame).is_none() {
-            return;
-        }
-        let pkt = &mut frame[14..];
+    /// A packet from the hub (offloads finished): a reply from the internet to a pool address.
+    fn downstream(&mut self, pkt: &mut [u8]) {
         let Some(sid) = self.map.inbound(pkt, self.now_secs()) else {
             *self.drops.entry("reply for no session").or_default() += 1;
             return;

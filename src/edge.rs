@@ -51,7 +51,7 @@ use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
 use crate::devices::{self, DevicesFile};
-use crate::os::hub::{ip_payload, Batch, Capture};
+use crate::os::hub::{Batch, Capture};
 use crate::os::neigh::{read_neighbours, MacMap, NeighWatch};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
@@ -726,7 +726,9 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
                     match guard.get_inner().recv_batch(&mut batch) {
                         Ok(n) => {
                             for i in 0..n {
-                                edge.upstream(batch.frame(i), &mut scratch);
+                                if let Err(why) = batch.packets(i, &mut scratch, &mut |p| edge.upstream(p)) {
+                                    *edge.drops.entry(why).or_default() += 1;
+                                }
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -942,16 +944,8 @@ impl Edge {
         }
     }
 
-    /// One frame from the hub: a client's packet going up.
-    fn upstream(&mut self, frame: &[u8], scratch: &mut [u8]) {
-        let Some(ip) = ip_payload(frame) else {
-            return;
-        };
-        if ip.len() > scratch.len() {
-            return;
-        }
-        let pkt = &mut scratch[..ip.len()];
-        pkt.copy_from_slice(ip);
+    /// One packet from the hub (offloads finished): a client's packet going up.
+    fn upstream(&mut self, pkt: &mut [u8]) {
         let info = match packet::parse(pkt) {
             Ok(i) => i,
             Err(_) => {
@@ -959,7 +953,8 @@ impl Edge {
                 return;
             }
         };
-        let pkt = &mut pkt[..info.total_len.min(ip.len())];
+        let len = info.total_len.min(pkt.len());
+        let pkt = &mut pkt[..len];
         clamp_mss(pkt, self.mss);
         if !self.macs_miss && self.neigh_nl.is_some() && !self.macs.knows(info.src) {
             self.macs_miss = true;

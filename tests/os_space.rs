@@ -298,6 +298,18 @@ fn hub_captures_client_packets_and_space_answers_nothing() {
     let cap = Capture::open(&space, &hub).unwrap();
     // What the client receives, all of it.
     let watch = client.run(|| Capture::open_raw(cl_if, None, [0; 6], [0; 6]).unwrap());
+    // The host end announces the offloads the capture finishes (checksums, TCP segmentation)
+    // and no other: the kernel segments UDP and tunnels before the hub.
+    let f = host.run(|| braid::os::ethtool::features("bo4-hub").unwrap());
+    for (name, on) in [
+        ("tx-checksum-ip-generic", true),
+        ("tx-tcp-segmentation", true),
+        ("tx-udp-segmentation", false),
+        ("tx-gre-segmentation", false),
+        ("tx-gso-list", false),
+    ] {
+        assert_eq!(f.get(name), Some(on), "{name} of the hub's host end");
+    }
 
     let (tcp_err, udp_err, ip_back) = probe(&client, &watch);
     assert_eq!(

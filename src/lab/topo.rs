@@ -300,8 +300,10 @@ impl Topology {
                 )?;
             }
             // The router: forwards and masquerades LAN traffic out of its WANs, as any router does.
-            let mut devs = en.wan_dev.clone();
-            devs.extend((0..en.clients.len()).map(|c| format!("bl-lan{c}")));
+            // Its LAN devices and the clients keep the kernel's default offloads, as on a real
+            // router (packets reach the hub partial or aggregated); only the WAN devices, whose
+            // frames the emulators handle one by one, have theirs off.
+            let devs = en.wan_dev.clone();
             sys::in_ns(&en.ns, move || {
                 sys::sysctl("net.ipv4.ip_forward", "1")?;
                 for d in &devs {
@@ -318,19 +320,16 @@ impl Topology {
             )?;
             // What a stock OpenWrt's fw4 loads, with the Braid package's hub zone (src/lab/fw4.rs).
             super::fw4::install(&en.ns, &["bl-br0".to_string()], &en.wan_dev)?;
-            for cns in &en.clients {
-                sys::in_ns(cns, || sys::offloads_off("bl-eth0"))?;
-            }
         }
+        // The core's WAN side off (emulated links), its internet side and the server default.
         let core_devs: Vec<String> = self.edges.iter().flat_map(|e| e.core_dev.clone()).collect();
         sys::in_ns(&core, move || {
             sys::sysctl("net.ipv4.ip_forward", "1")?;
-            for d in core_devs.iter().chain(["bl-srv0".to_string()].iter()) {
+            for d in &core_devs {
                 sys::offloads_off(d)?;
             }
             Ok(())
         })?;
-        sys::in_ns(&srv, || sys::offloads_off("bl-eth0"))?;
 
         // The emulators, all on one clock.
         self.start_links()

@@ -10,37 +10,89 @@
 //!
 //! `examples/hub_bench.rs` compares this socket with `pnet_datalink` (packets/s and CPU time per
 //! packet); this one was cheaper, see the report in that file's header.
+//!
+//! # Offloads
+//! With the kernel's default offloads (checksum offload, TSO/GSO on the hosts' devices, GRO on
+//! their NICs), a packet routed into the hub may have a checksum the kernel left for the device
+//! to finish (CHECKSUM_PARTIAL) or be a TCP aggregate of up to 64 KB. [`Capture::open`] reads
+//! both from the `virtio_net_hdr` the socket puts before each frame (`PACKET_VNET_HDR`), and
+//! [`Batch::packets`] finishes them in user space ([`crate::proto::offload`]): one frame and
+//! one copy per aggregate instead of one per segment, which `examples/offload_bench.rs` measured
+//! cheaper than having the kernel segment before the hub. The hub's host end announces only
+//! the offloads handled there, Internet checksums and TCP-over-IPv4 segmentation
+//! ([`Hub::create`] sets them, see [`hub_feature`]): for every other kind (TCP over IPv6, UDP
+//! GSO, tunnels, SCTP, GSO lists) the kernel segments and checksums before the frame crosses
+//! the hub. Slots are therefore [`SLOT`] bytes, room for a 64 KB aggregate. Frames braid
+//! writes carry a zero header: complete packets within the MTU.
 
 use super::space::{Hub, Space};
 use super::{Error, Result};
+use crate::proto::offload::{self, Gso, GsoKind, Offload, Partial};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Frames per `recvmmsg` in [`Capture::recv_batch`].
 pub const BATCH: usize = 32;
-/// Largest frame a batch slot holds (Ethernet header + 9000-byte jumbo payload).
-pub const SLOT: usize = 9018;
+/// Bytes of a batch slot: the socket's `virtio_net_hdr`, the Ethernet header and the largest
+/// IP packet (an IPv6 header and a 64 KB payload).
+pub const SLOT: usize = VNET_HDR_LEN + ETH_HLEN + 40 + 65535;
 
 const ETH_P_ALL: u16 = 0x0003;
+const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const ETH_HLEN: usize = 14;
+/// `struct virtio_net_hdr`: flags u8, gso_type u8, hdr_len, gso_size, csum_start, csum_offset
+/// (u16 each, in the host's byte order for packet sockets).
+const VNET_HDR_LEN: usize = 10;
+const VNET_F_NEEDS_CSUM: u8 = 1;
+const VNET_GSO_TCPV4: u8 = 1;
+const VNET_GSO_ECN: u8 = 0x80;
+
+/// Offload features of the hub's host end that [`Batch::packets`] finishes itself; the
+/// kernel does every other offload (TCP over IPv6 too) before a frame crosses the hub.
+const HUB_OFFLOADS: &[&str] = &[
+    "tx-checksum-ip-generic",
+    "tx-checksum-ipv4",
+    "tx-checksum-ipv6",
+    "tx-scatter-gather",
+    "tx-scatter-gather-fraglist",
+    "tx-generic-segmentation",
+    "tx-tcp-segmentation",
+    "tx-tcp-ecn-segmentation",
+    "tx-tcp-mangleid-segmentation",
+];
+
+/// What the hub's host end should announce: `Some(false)` for a checksum or segmentation
+/// offload not in [`HUB_OFFLOADS`], `None` (leave it) for everything else.
+pub fn hub_feature(name: &str) -> Option<bool> {
+    let offload = name.starts_with("tx-checksum")
+        || name.starts_with("tx-gso")
+        || (name.starts_with("tx-") && name.ends_with("segmentation"));
+    (offload && !HUB_OFFLOADS.contains(&name)).then_some(false)
+}
 
 /// A raw packet socket on one interface.
 #[derive(Debug)]
 pub struct Capture {
     fd: OwnedFd,
     ifindex: u32,
+    /// Frames carry a `virtio_net_hdr` (both ways).
+    vnet: bool,
     /// Source MAC of frames built by [`Capture::send_ip`].
     pub src_mac: [u8; 6],
     /// Destination MAC of frames built by [`Capture::send_ip`].
     pub dst_mac: [u8; 6],
 }
 
-/// Receive buffers for [`Capture::recv_batch`]: `BATCH` slots of `SLOT` bytes.
+/// Receive buffers for [`Capture::recv_batch`]: `BATCH` slots of `SLOT` bytes (allocated, not
+/// touched: pages count in memory only once a frame that large arrived).
 pub struct Batch {
     data: Vec<u8>,
     lens: [usize; BATCH],
+    truncated: [bool; BATCH],
     n: usize,
+    /// Each slot starts with a `virtio_net_hdr`.
+    vnet: bool,
 }
 
 impl Default for Batch {
@@ -48,7 +100,9 @@ impl Default for Batch {
         Batch {
             data: vec![0u8; BATCH * SLOT],
             lens: [0; BATCH],
+            truncated: [false; BATCH],
             n: 0,
+            vnet: false,
         }
     }
 }
@@ -62,18 +116,77 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
-    /// Frame `i` (Ethernet header included).
+    fn span(&self, i: usize) -> (usize, usize) {
+        let skip = if self.vnet { VNET_HDR_LEN } else { 0 };
+        let len = self.lens[i].min(SLOT);
+        (i * SLOT + skip.min(len), i * SLOT + len)
+    }
+    /// Frame `i` (Ethernet header included) as received: with the socket's offloads, a packet
+    /// may still need [`Batch::packets`] to be one a wire would carry.
     pub fn frame(&self, i: usize) -> &[u8] {
-        &self.data[i * SLOT..i * SLOT + self.lens[i].min(SLOT)]
+        let (a, b) = self.span(i);
+        &self.data[a..b]
     }
     /// Frame `i`, mutable.
     pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
-        let l = self.lens[i].min(SLOT);
-        &mut self.data[i * SLOT..i * SLOT + l]
+        let (a, b) = self.span(i);
+        &mut self.data[a..b]
     }
     /// The frames.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         (0..self.n).map(|i| self.frame(i))
+    }
+
+    /// What the socket reported beside frame `i` (offsets from the IP header).
+    pub fn offload(&self, i: usize) -> std::result::Result<Offload, &'static str> {
+        if !self.vnet {
+            return Ok(Offload::default());
+        }
+        let h = &self.data[i * SLOT..i * SLOT + VNET_HDR_LEN];
+        let u16_at = |at: usize| usize::from(u16::from_ne_bytes([h[at], h[at + 1]]));
+        let partial = if h[0] & VNET_F_NEEDS_CSUM != 0 {
+            let start = u16_at(6)
+                .checked_sub(ETH_HLEN)
+                .ok_or("offloaded packet malformed")?;
+            Some(Partial {
+                start,
+                offset: u16_at(8),
+            })
+        } else {
+            None
+        };
+        let gso = match h[1] & !VNET_GSO_ECN {
+            0 => None,
+            t => Some(Gso {
+                kind: match t {
+                    VNET_GSO_TCPV4 => GsoKind::Tcp4,
+                    other => GsoKind::Other(other),
+                },
+                size: u16_at(4) as u16,
+            }),
+        };
+        Ok(Offload { partial, gso })
+    }
+
+    /// Calls `f` with each IP packet of frame `i`, as a wire would carry it: its checksum
+    /// finished in place, or for an aggregate each segment in turn, built in `seg` (give it
+    /// 64 KB). Returns how many packets there were (0 for a frame that is not IPv4/IPv6), or
+    /// why the frame was dropped whole (for a drop counter).
+    pub fn packets(
+        &mut self,
+        i: usize,
+        seg: &mut [u8],
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> std::result::Result<usize, &'static str> {
+        if self.truncated[i] {
+            return Err("frame larger than a capture slot");
+        }
+        let off = self.offload(i)?;
+        let frame = self.frame_mut(i);
+        if ip_payload(frame).is_none() {
+            return Ok(0);
+        }
+        offload::finish(&mut frame[ETH_HLEN..], &off, seg, f).map_err(|e| e.reason())
     }
 }
 
@@ -128,9 +241,25 @@ impl Capture {
     /// Opens the capture on the hub's space end, inside `space`: receives the frames the host
     /// steered into the hub; [`Capture::send_ip`] writes IP packets toward the host (and on to
     /// the client).
+    ///
+    /// Frames come with the offloads [`Hub::create`] left on the host end (see the module
+    /// doc): [`Batch::packets`] finishes them.
     pub fn open(space: &Space, hub: &Hub) -> Result<Capture> {
         let (ifindex, peer, host) = (hub.space_index, hub.config.peer_mac, hub.host_mac);
-        space.run(move || Capture::open_raw(ifindex, Some(peer), peer, host))?
+        let mut cap = space.run(move || Capture::open_raw(ifindex, Some(peer), peer, host))??;
+        cap.enable_offloads()?;
+        Ok(cap)
+    }
+
+    /// Makes the socket report offloads beside each frame (`PACKET_VNET_HDR`): received
+    /// frames may then be partial or aggregates, which [`Batch::packets`] finishes, and sent
+    /// frames get a header saying they are complete.
+    pub fn enable_offloads(&mut self) -> Result<()> {
+        let one: libc::c_int = 1;
+        setsockopt_raw(self.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, &one)
+            .map_err(|e| Error::new("PACKET_VNET_HDR on the capture socket", e))?;
+        self.vnet = true;
+        Ok(())
     }
 
     /// Opens a packet socket on `ifindex` of the calling thread's namespace. With `filter`, only
@@ -193,6 +322,7 @@ impl Capture {
         Ok(Capture {
             fd,
             ifindex,
+            vnet: false,
             src_mac,
             dst_mac,
         })
@@ -206,6 +336,7 @@ impl Capture {
                 .try_clone()
                 .map_err(|e| Error::new("duplicate the capture socket", e))?,
             ifindex: self.ifindex,
+            vnet: self.vnet,
             src_mac: self.src_mac,
             dst_mac: self.dst_mac,
         })
@@ -216,7 +347,8 @@ impl Capture {
         self.ifindex
     }
 
-    /// Receives one frame (Ethernet header included); `WouldBlock` when none is queued.
+    /// Receives one frame (Ethernet header included, preceded by the `virtio_net_hdr` once
+    /// [`Capture::enable_offloads`] was called); `WouldBlock` when none is queued.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: buf is writable for its length.
         let n = unsafe {
@@ -266,32 +398,44 @@ impl Capture {
         let n = n as usize;
         for (i, m) in msgs.iter().take(n).enumerate() {
             b.lens[i] = m.msg_len as usize;
+            b.truncated[i] = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         }
         b.n = n;
+        b.vnet = self.vnet;
         Ok(n)
     }
 
-    /// Writes one raw frame.
+    /// Writes one raw frame (a complete one: the `virtio_net_hdr`, if any, is added here).
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        // SAFETY: frame is readable for its length.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
+        let vnet = [0u8; VNET_HDR_LEN];
+        let iov = [
+            libc::iovec {
+                iov_base: vnet.as_ptr() as *mut libc::c_void,
+                iov_len: VNET_HDR_LEN,
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        let skip = usize::from(!self.vnet);
+        // SAFETY: zeroed msghdr is valid; iov points to live buffers.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov[skip..].as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = (2 - skip) as _;
+        // SAFETY: msg is valid for the call.
+        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
-            Ok(n as usize)
+            Ok((n as usize).saturating_sub(VNET_HDR_LEN * (1 - skip)))
         }
     }
 
-    /// Writes an IP packet (v4 or v6, by its version nibble) in an Ethernet frame from
-    /// `src_mac` to `dst_mac`. Uses a gather write, so the packet is not copied.
-    pub fn send_ip(&self, packet: &[u8]) -> io::Result<usize> {
+    /// The header braid puts before an IP packet it writes: the zero `virtio_net_hdr` (a
+    /// complete packet) when the socket has offloads enabled, then Ethernet from `src_mac` to
+    /// `dst_mac`. Returns the buffer and where the header starts in it.
+    fn head(&self, packet: &[u8]) -> io::Result<([u8; VNET_HDR_LEN + ETH_HLEN], usize)> {
         let ethertype: u16 = match packet.first().map(|b| b >> 4) {
             Some(4) => 0x0800,
             Some(6) => 0x86dd,
@@ -302,14 +446,23 @@ impl Capture {
                 ))
             }
         };
-        let mut h = [0u8; ETH_HLEN];
-        h[0..6].copy_from_slice(&self.dst_mac);
-        h[6..12].copy_from_slice(&self.src_mac);
-        h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        let mut h = [0u8; VNET_HDR_LEN + ETH_HLEN];
+        let e = &mut h[VNET_HDR_LEN..];
+        e[0..6].copy_from_slice(&self.dst_mac);
+        e[6..12].copy_from_slice(&self.src_mac);
+        e[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        Ok((h, if self.vnet { 0 } else { VNET_HDR_LEN }))
+    }
+
+    /// Writes an IP packet (v4 or v6, by its version nibble) in an Ethernet frame from
+    /// `src_mac` to `dst_mac`. Uses a gather write, so the packet is not copied. Returns the
+    /// packet's length.
+    pub fn send_ip(&self, packet: &[u8]) -> io::Result<usize> {
+        let (h, at) = self.head(packet)?;
         let iov = [
             libc::iovec {
-                iov_base: h.as_ptr() as *mut libc::c_void,
-                iov_len: ETH_HLEN,
+                iov_base: h[at..].as_ptr() as *mut libc::c_void,
+                iov_len: h.len() - at,
             },
             libc::iovec {
                 iov_base: packet.as_ptr() as *mut libc::c_void,
@@ -325,32 +478,18 @@ impl Capture {
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
-            Ok(n as usize)
+            Ok(packet.len())
         }
     }
-}
 
-impl Capture {
     /// Writes up to [`BATCH`] IP packets with one `sendmmsg` (see [`Capture::send_ip`] for the
     /// framing). Returns how many were sent; packets that are not IPv4/IPv6 are refused with
     /// `InvalidInput` before anything is sent.
     pub fn send_ip_batch(&self, packets: &[&[u8]]) -> io::Result<usize> {
         let n = packets.len().min(BATCH);
-        let mut heads = [[0u8; ETH_HLEN]; BATCH];
+        let mut heads = [([0u8; VNET_HDR_LEN + ETH_HLEN], 0usize); BATCH];
         for (h, p) in heads.iter_mut().zip(&packets[..n]) {
-            let ethertype: u16 = match p.first().map(|b| b >> 4) {
-                Some(4) => 0x0800,
-                Some(6) => 0x86dd,
-                _ => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "not an IPv4/IPv6 packet",
-                    ))
-                }
-            };
-            h[0..6].copy_from_slice(&self.dst_mac);
-            h[6..12].copy_from_slice(&self.src_mac);
-            h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+            *h = self.head(p)?;
         }
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -359,9 +498,10 @@ impl Capture {
         // SAFETY: zeroed mmsghdr is valid (null name, no control).
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for i in 0..n {
+            let (h, at) = &mut heads[i];
             iov[2 * i] = libc::iovec {
-                iov_base: heads[i].as_mut_ptr().cast(),
-                iov_len: ETH_HLEN,
+                iov_base: h[*at..].as_mut_ptr().cast(),
+                iov_len: h.len() - *at,
             };
             iov[2 * i + 1] = libc::iovec {
                 iov_base: packets[i].as_ptr() as *mut libc::c_void,
@@ -465,6 +605,89 @@ mod tests {
         f[13] = 0x06; // ARP
         assert!(ip_payload(&f).is_none());
         assert!(ip_payload(&f[..5]).is_none());
+    }
+
+    #[test]
+    fn the_hub_announces_only_the_offloads_braid_finishes() {
+        for keep in [
+            "tx-checksum-ip-generic",
+            "tx-tcp-segmentation",
+            "tx-scatter-gather",
+            "rx-gro",
+            "rx-checksum",
+            "highdma",
+        ] {
+            assert_eq!(hub_feature(keep), None, "{keep}");
+        }
+        for off in [
+            "tx-udp-segmentation",
+            "tx-gre-segmentation",
+            "tx-udp_tnl-csum-segmentation",
+            "tx-gso-list",
+            "tx-gso-partial",
+            "tx-sctp-segmentation",
+            "tx-checksum-sctp",
+            "tx-tcp-accecn-segmentation",
+            "tx-tcp6-segmentation",
+        ] {
+            assert_eq!(hub_feature(off), Some(false), "{off}");
+        }
+    }
+
+    /// A frame as the socket delivers it with PACKET_VNET_HDR: the header (host byte order,
+    /// offsets from the Ethernet header), then the frame.
+    fn vnet_frame(b: &mut Batch, i: usize, hdr: [u16; 4], flags: u8, gso: u8, ip: &[u8]) {
+        let at = i * SLOT;
+        b.data[at] = flags;
+        b.data[at + 1] = gso;
+        for (k, v) in hdr.iter().enumerate() {
+            b.data[at + 2 + 2 * k..at + 4 + 2 * k].copy_from_slice(&v.to_ne_bytes());
+        }
+        let f = at + VNET_HDR_LEN;
+        b.data[f + 12..f + 14].copy_from_slice(&[0x08, 0x00]);
+        b.data[f + ETH_HLEN..f + ETH_HLEN + ip.len()].copy_from_slice(ip);
+        b.lens[i] = VNET_HDR_LEN + ETH_HLEN + ip.len();
+        b.n = b.n.max(i + 1);
+        b.vnet = true;
+    }
+
+    #[test]
+    fn the_socket_header_gives_the_offload_from_the_ip_header() {
+        let mut b = Batch::default();
+        let ip = [0x45u8; 40];
+        // hdr_len, gso_size, csum_start (14 + 20), csum_offset.
+        vnet_frame(&mut b, 0, [54, 1448, 34, 16], 1, 0x80 | 1, &ip);
+        vnet_frame(&mut b, 1, [0, 0, 0, 0], 0, 0, &ip);
+        vnet_frame(&mut b, 2, [0, 1000, 34, 6], 1, 5, &ip);
+        vnet_frame(&mut b, 3, [0, 0, 4, 16], 1, 0, &ip);
+        let tcp = Some(Partial {
+            start: 20,
+            offset: 16,
+        });
+        assert_eq!(
+            b.offload(0),
+            Ok(Offload {
+                partial: tcp,
+                gso: Some(Gso {
+                    kind: GsoKind::Tcp4,
+                    size: 1448
+                })
+            })
+        );
+        assert_eq!(b.offload(1), Ok(Offload::default()));
+        assert_eq!(
+            b.offload(2).unwrap().gso.map(|g| g.kind),
+            Some(GsoKind::Other(5))
+        );
+        // A checksum start inside the Ethernet header.
+        assert!(b.offload(3).is_err());
+        assert_eq!(b.frame(1).len(), ETH_HLEN + 40);
+        assert_eq!(b.frame(1)[12..14], [0x08, 0x00]);
+        // A truncated frame is dropped whole, with a reason.
+        b.truncated[1] = true;
+        assert!(b
+            .packets(1, &mut [0u8; 100], &mut |_| panic!("emitted"))
+            .is_err());
     }
 
     #[test]

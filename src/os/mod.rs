@@ -7,6 +7,8 @@
 //! - [`netlink`]: a small synchronous rtnetlink client with errors that say what was being done.
 //! - [`space`]: the namespace braid owns (it dies with the process), the veth hub between host and
 //!   space, and the host policy rules that steer client traffic into it; cleanup after a crash.
+//! - [`ethtool`]: a device's offload features by name (the hub's host end announces only the
+//!   offloads the capture finishes itself).
 //! - [`hub`]: AF_PACKET capture and injection on the space end of the hub, usable from tokio.
 //! - [`uplink`]: one socket per link, bound to its WAN device; UDP and TCP transports; link
 //!   address discovery and interface up/down events.
@@ -19,6 +21,7 @@
 //! tests and several daemons can coexist.
 
 pub mod conntrack;
+pub mod ethtool;
 pub mod hub;
 pub mod nat;
 pub mod neigh;

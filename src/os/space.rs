@@ -211,6 +211,14 @@ impl Hub {
         })??;
         hub.space_index = space_index;
         nl.set_mtu(host_index, config.mtu)?;
+        // The offloads the capture finishes itself, and no other: the kernel does the rest
+        // before frames cross the hub (see crate::os::hub).
+        if let Err(e) = super::ethtool::set_features(&hname, &super::hub::hub_feature) {
+            log::warn!(
+                "cannot set the offloads of {hname} ({e}): aggregates other than TCP that \
+                 reach the hub will be dropped"
+            );
+        }
         // Loose reverse-path check on the host end: replies written by braid come from internet
         // sources that the host would route elsewhere when steering is TCP-only.
         sysctl_set(&format!("net/ipv4/conf/{hname}/rp_filter"), "2")?;

@@ -6,6 +6,7 @@
 
 pub mod endpoint;
 pub mod link;
+pub mod offload;
 pub mod pack;
 pub mod packet;
 pub mod reorder;

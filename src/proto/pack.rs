@@ -15,7 +15,8 @@
 //! Everything else comes back from the flow's context (addresses, ports, protocol, TTL, the
 //! don't-fragment flag) or from the packet itself (IPv4 total length, UDP length, the IPv4 header
 //! checksum, recomputed). The TCP and UDP checksums travel untouched: they still prove the
-//! payload end to end, and a sender's offloaded (partial) checksum stays exactly as it was.
+//! payload end to end (the hub finishes offloaded ones before a packet gets here, see
+//! [`super::offload`]).
 //!
 //! ## Contexts never go wrong, only unused
 //! The sender ([`Packer`]) owns the context table: it picks an index for a new flow and sends the

@@ -899,7 +899,7 @@ impl Server {
         let mut threads = Vec::new();
         let (st, pe) = (stop.clone(), peers.clone());
         threads.push(std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
+            let mut buf = vec![0u8; 65536];
             while !st.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = u.recv_from(&mut buf) {
                     pe.lock().unwrap().push(from);
