@@ -448,6 +448,24 @@ test('badges: coloured state with the time in it', async (ctx) => {
 	assert.strictEqual(new Set(badges.map((b) => b[2])).size, 3, 'three colours');
 });
 
+test('waiting: what a booting edge waits for, on the status page and the overview', async (ctx) => {
+	// As `braid status --json` says it while the edge waits (src/control.rs): the daemon's
+	// own wait, and a link whose device has not appeared yet.
+	const wwan = Object.assign({}, EDGE_SAMPLE.sessions[0].links[0], { name: 'lte', device: 'wwan0', state: 'waiting', state_s: 12, waiting: "waiting for device 'wwan0' to appear" });
+	edgeWorld(ctx, { statusTop: { waiting: "waiting for the address of core_host 'core.example.net'" }, statusPatch: { links: [ wwan ] } });
+	const page = await ctx.open(STATUS);
+	assert.match(await ctx.text(page, '.braid-waiting'), /waiting for the address of core_host 'core\.example\.net'/);
+	const row = await linkRow(page, 'lte');
+	assert.match(row.State, /waiting for 12s/);
+	assert.match(row.State, /waiting for device 'wwan0' to appear/);
+	await ctx.assertNoErrors(page);
+	// No session yet: the overview says what the edge waits for instead of a bare "no session".
+	ctx.world.reset(Object.assign({}, ctx.world.opts, { statusTop: { sessions: [], waiting: "waiting for the address of core_host 'core.example.net'" } }));
+	const ov = await ctx.open('admin/status/overview');
+	assert.match(await ctx.text(ov, '[data-include="Braid"]'), /Session\s+waiting for the address of core_host/);
+	await ctx.assertNoErrors(ov);
+});
+
 test('Status > Overview: session state, links working, bonded rate', async (ctx) => {
 	edgeWorld(ctx);
 	const page = await ctx.open('admin/status/overview');

@@ -116,6 +116,7 @@ class World {
 	}
 
 	// opts: { braid: uci text, network: uci text, status: 'edge'|'core'|'down'|'garbage',
+	//         statusPatch: {fields of every session}, statusTop: {fields of the status itself},
 	//         logins: {sid: {groups}}, features: {}, netdevs: {}, ifaces: [], wifi: bool }
 	reset(opts) {
 		this.calls = [];
@@ -132,7 +133,7 @@ class World {
 			fs.mkdirSync(path.dirname(full), { recursive: true });
 			fs.writeFileSync(full, content, { mode: 0o600 });
 		}
-		fs.writeFileSync(path.join(this.tmp, 'stub-state.json'), JSON.stringify({ status: opts.status || 'edge', patch: opts.statusPatch || null, vary: !!opts.vary, down: [], log: [] }));
+		fs.writeFileSync(path.join(this.tmp, 'stub-state.json'), JSON.stringify({ status: opts.status || 'edge', patch: opts.statusPatch || null, top: opts.statusTop || null, vary: !!opts.vary, down: [], log: [] }));
 		this.logins = Object.assign({
 			operator: { groups: { 'luci-base': 'write', 'unauthenticated': 'read', 'luci-app-braid': 'write' } },
 			viewer: { groups: { 'luci-base': 'read', 'unauthenticated': 'read', 'luci-app-braid': 'read' } },

@@ -33,6 +33,7 @@ case 'status': {
 	const st = JSON.parse(fs.readFileSync(path.join(process.env.BRAID_STUB_FIXTURES, `${state.status}.json`), 'utf8'));
 	// vary: rates and RTTs that wander from one call to the next, for graphs worth a look.
 	const n = state.n = (state.n || 0) + 1;
+	Object.assign(st, state.top || {});
 	for (const s of st.sessions) {
 		Object.assign(s, state.patch || {});
 		if (state.vary) {

@@ -22,7 +22,7 @@ var POLL = 3;
 var STYLE = [
 	'.braid-badge{display:inline-block;padding:1px 8px;border-radius:9px;color:#fff;font-size:12px;white-space:nowrap}',
 	'.braid-badge.s-up,.braid-badge.s-established{background:#2e7d32}',
-	'.braid-badge.s-degraded,.braid-badge.s-handshaking{background:#ef6c00}',
+	'.braid-badge.s-degraded,.braid-badge.s-handshaking,.braid-badge.s-waiting{background:#ef6c00}',
 	'.braid-badge.s-down{background:#c62828}',
 	'.braid-badge.s-admin-down,.braid-badge.s-stopped{background:#757575}',
 	'.braid-since{color:#777;font-size:12px;margin-left:4px;white-space:nowrap}',
@@ -68,7 +68,8 @@ function fmtAge(s) {
 
 var STATE_WORDS = {
 	'up': _('up'), 'degraded': _('degraded'), 'down': _('down'), 'admin-down': _('taken out'),
-	'established': _('established'), 'handshaking': _('handshaking'), 'stopped': _('not running')
+	'established': _('established'), 'handshaking': _('handshaking'), 'stopped': _('not running'),
+	'waiting': _('waiting')
 };
 
 // A coloured state badge, with the time in that state when known.
@@ -249,7 +250,8 @@ return baseclass.extend({
 			var row = [
 				text(l.name),
 				opts.core ? E('span', [ l.address || '-', ' ', E('small', [ (l.transport || '').toUpperCase() ]) ]) : text(l.device || '-'),
-				[ l.state, badge(l.state, l.state_s) ],
+				[ l.state, l.waiting ? E([], [ badge(l.state, l.state_s), E('div', { 'class': 'braid-note braid-waiting' }, [ l.waiting ]) ])
+					: badge(l.state, l.state_s) ],
 				role(l),
 				[ l.rtt_ms, '%.1f ms (±%.1f)'.format(l.rtt_ms, l.rttvar_ms) ],
 				[ l.loss_pct, '%.1f%%'.format(l.loss_pct) ],

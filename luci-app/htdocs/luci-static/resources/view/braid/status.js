@@ -14,12 +14,14 @@ hold it to, are tests/fixtures/status/edge.json and core.json.
 	"running": true,
 	"status": {
 		"role": "edge", "version": "0.1.0", "uptime_s": 5400,
+		"waiting": "waiting for the address of core_host 'core.example.net' ...",  (only while it waits)
 		"sessions": [ {
 			"peer": "core.example.net:51830", "state": "established", "established_s": 5390,
 			"tx_bps": 24705788, "rx_bps": 20673025, "tx_bytes": 15202623, "rx_bytes": 13851483,
 			"links": [ {
 				"name": "wan", "id": 0, "device": "eth1", "address": null, "transport": "udp",
 				"state": "up", "state_s": 5390, "role": "primary", "over_quota": false,
+				"waiting": "waiting for device 'wwan0' to appear",  (state "waiting" only)
 				"rtt_ms": 49.2, "rttvar_ms": 0.8, "loss_pct": 0.0,
 				"tx_bps": 19134449, "rx_bps": 17862860, "estimate_bps": 24673720, "pacing_bps": 27757928,
 				"tx_bytes": 5100000000, "rx_bytes": 27000000000,
@@ -120,6 +122,9 @@ return view.extend({
 		var st = res.status || {}, self = this, core = (st.role == 'core');
 		out.push(E('p', [ core ? _('Core, version %s, up %s').format(st.version, common.age(st.uptime_s))
 			: _('Edge, version %s, up %s').format(st.version, common.age(st.uptime_s)) ]));
+		// What the edge waits for before it can bond (the core's address, a link's device).
+		if (st.waiting)
+			out.push(E('p', { 'class': 'alert-message warning braid-waiting' }, [ st.waiting ]));
 		if (core) {
 			out.push(E('h3', [ _('Edges') ]));
 			out.push(this.renderEdges(st));

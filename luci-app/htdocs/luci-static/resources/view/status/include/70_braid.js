@@ -31,7 +31,7 @@ return baseclass.extend({
 		else {
 			var s = sessions[0];
 			if (!s)
-				rows.push([ _('Session'), E('em', [ _('no session yet') ]) ]);
+				rows.push([ _('Session'), E('em', [ st.waiting || _('no session yet') ]) ]);
 			else {
 				var links = s.links || [], working = links.filter(common.working);
 				rows.push([ _('Session'), E([], [ common.badge(s.state, s.established_s), ' ', s.peer ]) ]);
