@@ -868,7 +868,8 @@ impl Edge {
                     log::info!("link '{name}' is {}", state_name(state));
                 }
                 Event::Closed => {
-                    log::warn!("the core closed the session");
+                    // The session handshakes again by itself (a new session when answered).
+                    log::warn!("the core closed the session: handshaking again");
                     self.review_steering(false);
                 }
             }
