@@ -182,8 +182,11 @@ pub struct SessionStats {
     /// Packed frames received that could not be rebuilt (unknown context or generation).
     pub unpack_errors: u64,
     /// Times the edge started its session afresh because the core answered a handshake with a
-    /// new session (it restarted, or forgot ours).
+    /// new session (it restarted, forgot ours, or closed it).
     pub renewals: u64,
+    /// Handshakes completed over the session's life: the first, and every rehandshake since
+    /// (a rekey, or the edge's after a second without a word from the core).
+    pub handshakes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -1650,6 +1653,7 @@ impl Session {
 
     pub fn stats(&self) -> SessionStats {
         let mut s = self.stats.clone();
+        s.handshakes = self.channel.stats().handshakes;
         s.links = self
             .links
             .iter()
