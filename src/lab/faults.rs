@@ -168,7 +168,8 @@ pub struct FaultRun {
     pub udp_ms: Option<f64>,
     /// The first new bonded 64 KB TCP download after the fault's end, ms.
     pub tcp_ms: Option<f64>,
-    /// The download that ran across the fault moved again this long after its end, ms.
+    /// The download that ran across the fault moved again this long after its end, ms (none
+    /// for the boot faults: it took the plain WAN until then).
     pub old_tcp_ms: Option<f64>,
     /// The longest time without a bonded UDP echo from the fault's start on, ms (none for the
     /// boot faults, bonded only after them).
@@ -498,7 +499,12 @@ impl FaultLab {
             .zip(&before)
             .map(|(f, b)| f.moved() > *b)
             .collect();
-        let old_tcp = flows[0].first_progress_after(t_end);
+        // Before a boot fault's end the flows took the plain WAN: their moving says nothing.
+        let old_tcp = if boot {
+            None
+        } else {
+            flows[0].first_progress_after(t_end)
+        };
         stop.store(true, Ordering::Relaxed);
         let fates: Vec<(String, Fate)> = flows
             .into_iter()
@@ -1012,10 +1018,12 @@ pub fn table(runs: &[FaultRun], o: &FaultOpts) -> String {
         let col = |g: &dyn Fn(&FaultRun) -> Option<f64>| {
             spread(&rs.iter().map(|r| g(r)).collect::<Vec<_>>())
         };
-        let gap = if rs.iter().all(|r| r.udp_gap_ms.is_none()) {
-            "-".into()
+        // The boot faults have no bonded flow before their end: nothing to say there.
+        let boot = matches!(f, Fault::Dns | Fault::DeviceLate);
+        let (gap, old) = if boot {
+            ("-".into(), "-".into())
         } else {
-            col(&|r| r.udp_gap_ms)
+            (col(&|r| r.udp_gap_ms), col(&|r| r.old_tcp_ms))
         };
         let count = |f: &dyn Fn(&Fate) -> bool| -> usize {
             rs.iter()
@@ -1036,7 +1044,7 @@ pub fn table(runs: &[FaultRun], o: &FaultOpts) -> String {
             col(&|r| r.udp_ms),
             col(&|r| r.tcp_ms),
             format!("({})", col(&|r| r.tcp_baseline_ms)),
-            col(&|r| r.old_tcp_ms),
+            old,
             gap,
             fates
         );
