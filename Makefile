@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test e2e lint unit demo bench bench-hub bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
+.PHONY: all build test e2e lint unit demo bench bench-faults bench-hub bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
 
 all: build
 
@@ -57,6 +57,14 @@ bench-hub:
 ## the kernel segmenting before the hub, on TCP through a real hub (as root; ~4 min).
 bench-offload:
 	$(CARGO) run --release --locked --example offload_bench
+
+## bench-faults: restarts, kills, black holes, a flapping link, a boot without DNS or devices, a
+## clock a day behind: how long until bonded UDP and TCP carry data again, and the client's TCP
+## flows reset (release binaries; as root; ~3 min per repeat; FAULTS_REPEAT runs each).
+FAULTS_REPEAT ?= 3
+bench-faults: lab-deps
+	$(CARGO) build --release --locked
+	./target/release/braid lab faults --repeat $(FAULTS_REPEAT) --out bench/faults
 
 ## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
 bench: lab-deps

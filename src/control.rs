@@ -142,6 +142,14 @@ pub struct SessionStatus {
     /// Packed packets received whose flow context was unknown (dropped; should stay 0).
     #[serde(default)]
     pub unpack_errors: u64,
+    /// Handshakes completed in this session: the first, then every rehandshake (a rekey, or the
+    /// edge's after a second without a word from the core).
+    #[serde(default)]
+    pub handshakes: u64,
+    /// Edge: times the session started afresh because the core had lost it (restarted, or
+    /// closed it). Always 0 on the core, where such an edge shows as a new session.
+    #[serde(default)]
+    pub renewals: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -215,6 +223,8 @@ impl SessionStatus {
             packed_packets: st.pack.packed,
             packed_saved_bytes: st.pack.saved_bytes,
             unpack_errors: st.unpack_errors,
+            handshakes: st.handshakes,
+            renewals: st.renewals,
             ..Default::default()
         }
     }
@@ -605,6 +615,19 @@ pub fn render(s: &Status) -> String {
         );
         let _ = writeln!(
             o,
+            "  handshakes: {}{}",
+            sess.handshakes,
+            match sess.renewals {
+                0 => String::new(),
+                n => format!(
+                    ", started afresh {n} time(s) because the {} had lost the session \
+                     (restarted, or closed it)",
+                    if s.role == "edge" { "core" } else { "peer" }
+                ),
+            }
+        );
+        let _ = writeln!(
+            o,
             "  {:<10} {:<16} {:<16} {:>8} {:>6} {:>13} {:>13} {:>13} {:>11} {:>15} {:>11}",
             "LINK",
             "STATE",
@@ -777,6 +800,8 @@ mod tests {
                 reorder_timeouts: 7,
                 packed_packets: 1000,
                 packed_saved_bytes: 25_000,
+                handshakes: 4,
+                renewals: 2,
                 ..Default::default()
             }],
             drops: vec![Counter {
@@ -801,6 +826,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("replay"), "{t}");
+        assert!(
+            t.contains("handshakes: 4, started afresh 2 time(s) because the core had lost"),
+            "{t}"
+        );
         assert!(
             t.contains("\nwaiting for the address of core_host 'core.example'\n"),
             "{t}"

@@ -868,7 +868,8 @@ impl Edge {
                     log::info!("link '{name}' is {}", state_name(state));
                 }
                 Event::Closed => {
-                    log::warn!("the core closed the session");
+                    // The session handshakes again by itself (a new session when answered).
+                    log::warn!("the core closed the session: handshaking again");
                     self.review_steering(false);
                 }
             }
@@ -1608,9 +1609,10 @@ impl Edge {
     }
 
     /// The session's state as `braid status` names it: "waiting" while no link is open
-    /// (the core's address or every device not known yet).
+    /// (the core's address or every device not known yet); "handshaking" also after the core
+    /// closed the session, until it answers the new handshake.
     fn session_state(&self) -> &'static str {
-        if self.session.is_established() {
+        if self.session.is_established() && !self.session.is_closed() {
             "established"
         } else if self.links.iter().all(|l| l.io.is_none()) {
             "waiting"

@@ -133,6 +133,9 @@ fn status_json_keeps_the_contract_and_measures_rates() {
         cs.users
     );
     assert!(cs.tx_bps > 0 && cs.rx_bps > 0);
+    // One handshake made the session (more if the run took a rekey); nothing lost it.
+    assert!(es.handshakes >= 1 && cs.handshakes >= 1, "{es:?} {cs:?}");
+    assert_eq!((es.renewals, cs.renewals), (0, 0));
     // Both daemons have run a few seconds: time in state counts.
     assert!(
         es.links.iter().all(|l| l.state == "up" && l.state_s >= 2),

@@ -39,7 +39,10 @@
 //! // Dropping `t` removes every namespace, veth and process it made.
 //! ```
 
+pub mod daemon;
+pub mod dns;
 pub mod emu;
+pub mod faults;
 pub mod fw4;
 pub mod link;
 pub mod mode;
@@ -131,6 +134,10 @@ USAGE:
                            [--out DIR] [--tag T]
     braid lab bench [--scenario S,..] [--mode ..] [--workload ..] [--duration D] [--out DIR]
     braid lab demo [--mode ..] [--out DIR]
+    braid lab faults [--fault F,..] [--repeat N] [--out DIR] [--tag T]
+                                                   restart, kill, black-hole, flap, boot without
+                                                   DNS or devices, clock behind: how long until
+                                                   bonded UDP and TCP carry data again
     braid lab up SCENARIO [--mode M] [--tag T]     build it and wait for Ctrl-C
     braid lab clean [--tag T]                      remove leftovers of interrupted runs (all
                                                    bl*- namespaces and /tmp/braid-lab* logs,
@@ -148,6 +155,11 @@ mptcpize, as OpenMPTCProuter), braid (the edge and core daemons, when built).
 A link's trace is generated (trace = gen:lte-driving; presets: braid trace list) or recorded:
 a file looked up in --traces DIR or $BRAID_TRACES, then in the scenario's folder (the public
 Mahimahi traces: the traces/ folder of github.com/ravinet/mahimahi).
+Faults: core-restart core-kill edge-restart blackhole flap dns device-late clock-behind (all
+by default), each run --repeat times (default 3) on a fresh topology with the daemons of this
+binary; the table gives min/median/max ms after each fault's end, and the client's TCP flows
+that were reset. About 3 minutes per repeat; results in DIR/faults.json and faults.md
+(default target/lab).
 Namespaces, veths and nft tables are named bl*-. The daemons of a braid run log to /tmp/braid-lab<tag>/ (with their configs);
 the directory is removed after the run unless a daemon failed or BRAID_LAB_KEEP_LOGS=1 is set.
 ";
@@ -173,6 +185,8 @@ struct Opts {
     out: Option<PathBuf>,
     tag: String,
     traces: Option<PathBuf>,
+    faults: Option<Vec<faults::Fault>>,
+    repeat: Option<usize>,
 }
 
 fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
@@ -214,6 +228,27 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
             }
             Long("out") => o.out = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
             Long("traces") => o.traces = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("fault") => {
+                let v = list(p.value().map_err(|e| e.to_string())?)?;
+                o.faults = Some(
+                    v.iter()
+                        .map(|f| faults::Fault::parse(f))
+                        .collect::<Result<_, _>>()?,
+                );
+            }
+            Long("repeat") => {
+                let v: String = p
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
+                let n: usize = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=50).contains(n))
+                    .ok_or_else(|| format!("--repeat {v}: a count from 1 to 50"))?;
+                o.repeat = Some(n);
+            }
             Long("tag") => {
                 o.tag = p
                     .value()
@@ -382,6 +417,14 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             println!("\nmarkdown table: {}", md.display());
             Ok(exit_for(&all))
         }
+        "faults" => {
+            need_root()?;
+            Mode::Braid.available()?;
+            let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/lab"));
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            install_signal_handlers();
+            Ok(run_faults(&o, &out))
+        }
         "up" => {
             need_root()?;
             let name = o.pos.first().ok_or("up: which scenario?")?;
@@ -403,6 +446,117 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         }
         other => Err(format!("unknown lab command '{other}'\n\n{HELP}")),
     }
+}
+
+/// `braid lab faults`: every fault asked for, `--repeat` times each; progress on stderr, the
+/// table on stdout, the runs in `out/faults.json`.
+fn run_faults(o: &Opts, out: &Path) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("braid lab faults: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut fo = faults::FaultOpts::bench(exe);
+    if !o.tag.is_empty() {
+        fo.tag = o.tag.chars().take(6).collect();
+    }
+    let list = o.faults.clone().unwrap_or_else(faults::Fault::all);
+    let repeat = o.repeat.unwrap_or(3);
+    let total = list.len() * repeat;
+    let started = std::time::Instant::now();
+    println!(
+        "fault bench: {} fault(s) x {repeat} run(s), daemons of {}",
+        list.len(),
+        fo.exe.display()
+    );
+    let mut runs = Vec::new();
+    let mut failed = 0;
+    'all: for r in 0..repeat {
+        for (i, f) in list.iter().enumerate() {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                break 'all;
+            }
+            let k = r * list.len() + i + 1;
+            let label = format!(
+                "[{k}/{total} {:>4.0} s] {} (run {}/{repeat})",
+                started.elapsed().as_secs_f64(),
+                f.describe(&fo),
+                r + 1
+            );
+            eprintln!("{label}");
+            let res = faults::run(*f, &fo, &mut |line| eprintln!("    {line}"));
+            match res {
+                Ok(run) => {
+                    let ms =
+                        |x: Option<f64>| x.map_or("never".to_string(), |v| format!("{v:.0} ms"));
+                    eprintln!(
+                        "    UDP back after {}, new TCP after {}, flows: {}{}",
+                        ms(run.udp_ms),
+                        ms(run.tcp_ms),
+                        run.flows
+                            .iter()
+                            .map(|(w, f)| format!("{w} {f:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if run.notes.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {}", run.notes.join("; "))
+                        }
+                    );
+                    runs.push(run);
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("    failed: {e}");
+                }
+            }
+        }
+    }
+    if !runs.is_empty() {
+        let table = faults::table(&runs, &fo);
+        println!("\n{table}");
+        let json = out.join("faults.json");
+        match faults::write_json(&runs, &json) {
+            Ok(()) => println!("results: {}", json.display()),
+            Err(e) => eprintln!("{}: {e}", json.display()),
+        }
+        let md = out.join("faults.md");
+        let text =
+            format!(
+            "# braid lab faults\n\n`make bench-faults`: {} run(s) of each fault, the daemons of the \
+             {} build, two links (20 Mbit/s 10 ms, 10 Mbit/s 15 ms).\n\n```\n{table}```\n",
+            repeat,
+            fo.exe
+                .parent()
+                .and_then(|p| p.file_name())
+                .map_or("braid".into(), |n| n.to_string_lossy()),
+        );
+        match std::fs::write(&md, text) {
+            Ok(()) => println!("table:   {}", md.display()),
+            Err(e) => eprintln!("{}: {e}", md.display()),
+        }
+    }
+    println!(
+        "{} run(s) in {:.0} s{}",
+        runs.len(),
+        started.elapsed().as_secs_f64(),
+        if failed > 0 {
+            format!(", {failed} failed to run (see above)")
+        } else {
+            String::new()
+        }
+    );
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        eprintln!("interrupted: everything torn down");
+        return ExitCode::from(130);
+    }
+    if failed > 0 || runs.is_empty() {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 /// A scenario in words: links per direction and the outage schedule.

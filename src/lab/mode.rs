@@ -290,7 +290,7 @@ pub struct BraidKeys {
     pub edge_public: Vec<String>,
 }
 
-fn keypair(exe: &Path) -> io::Result<(String, String)> {
+pub(crate) fn keypair(exe: &Path) -> io::Result<(String, String)> {
     use std::io::Write;
     let out = std::process::Command::new(exe).arg("genkey").output()?;
     if !out.status.success() {

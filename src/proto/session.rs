@@ -123,7 +123,8 @@ pub enum Event {
         link: LinkId,
         state: LinkState,
     },
-    /// The peer closed the session.
+    /// The peer closed the session. The edge handshakes again at once, and starts a new session
+    /// (`Established` again) when the core answers.
     Closed,
 }
 
@@ -181,8 +182,11 @@ pub struct SessionStats {
     /// Packed frames received that could not be rebuilt (unknown context or generation).
     pub unpack_errors: u64,
     /// Times the edge started its session afresh because the core answered a handshake with a
-    /// new session (it restarted, or forgot ours).
+    /// new session (it restarted, forgot ours, or closed it).
     pub renewals: u64,
+    /// Handshakes completed over the session's life: the first, and every rehandshake since
+    /// (a rekey, or the edge's after a second without a word from the core).
+    pub handshakes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -276,6 +280,10 @@ pub struct Session {
     established: bool,
     closed: bool,
     close_pending: bool,
+    /// The edge: the core closed the session (a Close frame), and how many handshakes the
+    /// channel had completed then: the next answer that gives keys starts afresh (see
+    /// `on_control`).
+    peer_closed: Option<u64>,
 
     links: Vec<LinkSlot>,
     rr: usize,
@@ -341,6 +349,7 @@ impl Session {
             established: false,
             closed: false,
             close_pending: false,
+            peer_closed: None,
             links: Vec::new(),
             rr: 0,
             pkts: Vec::new(),
@@ -1251,8 +1260,17 @@ impl Session {
             Ok(None) => {
                 self.quiet_since = None;
                 self.last_heard = Some(now);
-                if self.channel.take_renewed() && self.established && !self.closed {
-                    // The core answered with a new session: it restarted, or forgot ours.
+                let renewed = self.channel.take_renewed();
+                // Keys from an answer after the core closed our session: whatever the answer
+                // says (a core that had not yet dropped the closed session rekeys it; it will
+                // drop it, and the edge's next handshake after a second of silence gets a new
+                // one), the closed session is done with.
+                let reopened = self
+                    .peer_closed
+                    .is_some_and(|n| self.channel.stats().handshakes > n);
+                if self.established && ((renewed && !self.closed) || reopened) {
+                    // The core answered with a new session: it restarted, forgot ours, or
+                    // closed it.
                     self.renew(now);
                 }
                 // A handshake answer: the core may have restarted with no flow contexts.
@@ -1520,6 +1538,13 @@ impl Session {
                 if !self.closed {
                     self.closed = true;
                     self.events.push_back(Event::Closed);
+                    if self.channel.is_initiator() {
+                        // The core ended our session (it is shutting down, or dropped it): an
+                        // edge never gives up, it handshakes at once (and again on the
+                        // channel's retry timer) and starts afresh when the core answers.
+                        self.peer_closed = Some(self.channel.stats().handshakes);
+                        self.channel.request_handshake();
+                    }
                 }
             }
         }
@@ -1628,6 +1653,7 @@ impl Session {
 
     pub fn stats(&self) -> SessionStats {
         let mut s = self.stats.clone();
+        s.handshakes = self.channel.stats().handshakes;
         s.links = self
             .links
             .iter()
