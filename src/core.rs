@@ -545,15 +545,16 @@ impl Core {
         }
         let secs = self.now_secs();
         while let Some((sid, mut d)) = self.ep.poll_deliver(now) {
-            if let Ok(info) = packet::parse(&d.data) {
-                let flow = info.flow().hash(self.seed);
-                self.users
-                    .entry(sid)
-                    .or_default()
-                    .up(info.src, flow, d.data.len());
-            }
+            // Counted before the source is rewritten, and only once admitted: refused sources
+            // (a spoofing edge) take no place in the user table.
+            let user = packet::parse(&d.data)
+                .ok()
+                .map(|info| (info.src, info.flow().hash(self.seed), d.data.len()));
             match self.admit(sid, &mut d.data, secs) {
                 Ok(()) => {
+                    if let Some((src, flow, len)) = user {
+                        self.users.entry(sid).or_default().up(src, flow, len);
+                    }
                     clamp_mss(&mut d.data, self.mss);
                     if capture.send_ip(&d.data).is_err() {
                         *self.drops.entry("hub write failed").or_default() += 1;
