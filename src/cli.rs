@@ -133,6 +133,22 @@ Only what changed is touched: a changed link role or policy applies at once, a n
 added, a removed link is drained. Errors in the new file are printed and the old config stays.
 ";
 
+const STOP_HELP: &str = "\
+braid stop - stop the core for good: it removes its nftables table, routes and hub
+
+USAGE:
+    braid stop [--socket PATH]
+
+`braid core` takes SIGTERM (procd's or systemd's restart, an upgrade) for a restart: it keeps
+its NAT table, steering rules and its clients' pool addresses so that the next `braid core`
+adopts them and open connections go on. `braid stop` asks the running core to stop and leave
+nothing behind, and waits (up to 10 s) until it has. The OpenWrt init script runs it on
+`/etc/init.d/braid stop`, not on `restart`.
+
+EXAMPLE:
+    braid stop && systemctl stop braid-core
+";
+
 /// What the control-socket commands take: `--socket PATH`, `--json` (status), `--device DEV`
 /// (link), and the free words.
 struct Opts {
@@ -252,4 +268,27 @@ pub fn reload(args: Vec<OsString>) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail("reload", e),
     }
+}
+
+/// `braid stop`.
+pub fn stop(args: Vec<OsString>) -> ExitCode {
+    let Opts { socket, free, .. } = match parse_socket_opts("stop", STOP_HELP, args) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if let Some(x) = free.first() {
+        return usage_error("stop", format!("unexpected argument '{x}'"));
+    }
+    if let Err(e) = control::request(&socket, &Request::Stop) {
+        return fail("stop", e);
+    }
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(10) {
+        // The daemon removes its socket last, once everything else is gone.
+        if !socket.exists() {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    fail("stop", "the daemon did not stop within 10 s")
 }

@@ -49,6 +49,8 @@ pub enum Request {
         device: Option<String>,
     },
     Reload,
+    /// Stop for good: the core removes everything (SIGTERM keeps its NAT for a restart).
+    Stop,
 }
 
 /// The daemon's answer.
@@ -94,6 +96,9 @@ pub struct Status {
     pub sessions: Vec<SessionStatus>,
     /// Counters of dropped or rejected packets, by reason.
     pub drops: Vec<Counter>,
+    /// Core: client packets refused by the forward policy, by reason (`braid::forward`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Vec<Counter>>,
     /// What the daemon as a whole waits for ("waiting for the address of core_host ..."),
     /// if anything; each link says what it waits for in its own `waiting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +116,9 @@ pub struct SessionStatus {
     /// The clients with the most bytes (edge: its LAN hosts; core: that edge's clients).
     pub users: Vec<UserStatus>,
     pub classes: Vec<ClassStatus>,
+    /// Core: this edge's client packets refused by the forward policy, by reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Vec<Counter>>,
     pub tx_packets: u64,
     pub rx_packets: u64,
     pub resent_packets: u64,
@@ -717,6 +725,13 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(o, "  {:<32} {:>10}", c.reason, c.count);
         }
     }
+    let refused: Vec<_> = s.refused.iter().flatten().filter(|c| c.count > 0).collect();
+    if !refused.is_empty() {
+        let _ = writeln!(o, "\nrefused by the forward policy:");
+        for c in refused {
+            let _ = writeln!(o, "  {:<56} {:>10}", c.reason, c.count);
+        }
+    }
     o
 }
 
@@ -808,6 +823,10 @@ mod tests {
                 reason: "replay".into(),
                 count: 3,
             }],
+            refused: Some(vec![Counter {
+                reason: "to the cloud metadata service (169.254.169.254)".into(),
+                count: 4,
+            }]),
             waiting: Some("waiting for the address of core_host 'core.example'".into()),
         };
         let t = render(&s);
@@ -828,6 +847,10 @@ mod tests {
         assert!(t.contains("replay"), "{t}");
         assert!(
             t.contains("handshakes: 4, started afresh 2 time(s) because the core had lost"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\nrefused by the forward policy:\n  to the cloud metadata service"),
             "{t}"
         );
         assert!(

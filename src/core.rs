@@ -2,11 +2,22 @@
 //!
 //! Datagrams from every edge arrive on one UDP port (and the same TCP port for links that must
 //! use TCP). The [`Endpoint`] answers handshakes from the keys in `config peer`, demultiplexes
-//! data to sessions and remembers each link's address. Restored packets get a pool address per
-//! (session, client) from the [`SourceMap`] (so two edges with the same LAN subnet stay apart)
-//! and are written into the core's hub; the host forwards them and masquerades the pool in
-//! braid's own nftables table. Replies to the pool are steered back into the hub, mapped back to
-//! their session and client, and sent down over that edge's links.
+//! data to sessions and remembers each link's address. Restored packets are checked against
+//! the forward policy ([`crate::forward`]: public destinations only, the edge's `allowed_lan`),
+//! get a pool address per (edge, client) from the [`SourceMap`] (so two edges with the same LAN
+//! subnet stay apart) and are written into the core's hub; the host forwards them and
+//! masquerades the pool in braid's own nftables table. Replies to the pool are steered back
+//! into the hub, mapped back to their edge and client, and sent down over that edge's links.
+//!
+//! # Restart and stop
+//! SIGTERM (procd's and systemd's stop and restart, an upgrade) is a *restart*: the core
+//! keeps its nftables table, its steering rules and a blackhole route for the pool, and
+//! writes the pool's secret and every client's address to `state_file`. Until the next core
+//! adopts them, packets of open connections are still translated by the kernel and dropped
+//! silently at the blackhole (never answered with a reset by the host's own stack), and the
+//! next core gives every client the same pool address: open TCP connections go on.
+//! `braid stop` (the init script's `stop`) and SIGINT are a *stop for good*: the core removes
+//! its table, rules, routes and hub, and restores IP forwarding, leaving nothing behind.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -24,9 +35,10 @@ use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo};
 use crate::edge::{daemon_main, session_classes, state_name, wire_role_name, DaemonArgs};
+use crate::forward::{ForwardPolicy, Refusal, Refusals};
 use crate::os::hub::{Batch, Capture};
-use crate::os::nat::{CoreNat, Forwarding, NatConfig, SourceMap};
-use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
+use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
+use crate::os::space::{adopt_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::os::uplink::TcpLink;
 use crate::proto::endpoint::{Endpoint, Peer, SessionId};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
@@ -42,8 +54,15 @@ USAGE:
 
 Reads `config braid 'main'` (role core, private key, listen_port) and one `config peer` per
 allowed edge (its public key). Listens on UDP and TCP listen_port (default 51830), forwards
-the edges' traffic through its own hub with NAT (its own nftables table `inet <space>`,
-removed on exit), and sends replies back over each edge's links.
+the edges' traffic to public destinations (allow_dest/deny_dest change that) through its own
+hub with NAT (its own nftables table `inet <hub>`), and sends replies back over each edge's
+links.
+
+STOPPING:
+    SIGTERM (procd or systemd stop/restart, an upgrade) is a restart: the nftables table,
+    the steering rules and the clients' pool addresses (in state_file) are kept, so the next
+    `braid core` adopts them and open connections go on. `braid stop` (the init script's
+    `stop`) or SIGINT (Ctrl-C) stops for good: everything is removed.
 
 OPTIONS:
     --config FILE    UCI file to read (default /etc/config/braid)
@@ -137,6 +156,18 @@ struct Core {
     seed: u64,
     mss: u16,
     drops: HashMap<&'static str, u64>,
+    /// The current session of each connected edge (by its key: pool addresses outlive sessions).
+    edges: HashMap<EdgeKey, SessionId>,
+    /// Each configured edge's `allowed_lan`.
+    allowed_lan: HashMap<EdgeKey, Vec<model::Cidr>>,
+    policy: ForwardPolicy,
+    /// Client packets refused, by reason: since start, and per session.
+    refused: Refusals,
+    refused_by: HashMap<SessionId, Refusals>,
+    /// `braid stop`: remove everything on exit (otherwise keep it for the next core).
+    for_good: bool,
+    /// The sysctls to restore when the core stops for good (kept across restarts).
+    forwarding_restore: Vec<(String, String)>,
     /// When a refused handshake from an address was last logged.
     refusals_logged: HashMap<Addr, std::time::Instant>,
     /// When any refused handshake was last logged (forged sources cannot flood the log).
@@ -174,25 +205,37 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("control socket {}: {e}", cfg.main.control_socket))?;
     let mut hubc = HubConfig::new(&cfg.main.hub);
     hubc.mtu = u32::from(cfg.main.mtu);
-    let mut natc = NatConfig::new(&cfg.main.hub);
-    // IPv4 only for now: IPv6 inner packets are refused (and counted) by the source map.
-    natc.pool_v6 = None;
+    let natc = nat_config(&cfg);
     let mut steer = SteerConfig::new();
     steer.destinations = natc.pools();
-    if let Err(e) = cleanup_stale(&hubc, &steer) {
-        log::warn!("cleaning a previous run's state: {e}");
-    }
-    if let Err(e) = crate::os::nat::cleanup_stale(&natc.instance) {
-        log::warn!("cleaning a previous run's nftables table: {e}");
+    steer.hold = true;
+    // What a previous core kept for its restart: its rules and blackhole (adopted as they are,
+    // so packets to the pool never take another route meanwhile), its nftables table (its rules
+    // replaced in one transaction), the pool's secret and addresses, and forwarding's old value.
+    let state = std::fs::read_to_string(&cfg.main.state_file).unwrap_or_default();
+    let mut map = SourceMap::from_text(&natc, &state, 0).unwrap_or_else(|| SourceMap::new(&natc));
+    let kept_forwarding = forwarding_before(&state);
+    match adopt_stale(&hubc, &steer) {
+        Ok(c) if c.links + c.rules > 0 => log::info!("removed a previous run's {c:?}"),
+        Ok(_) => {}
+        Err(e) => log::warn!("cleaning a previous run's state: {e}"),
     }
     let space = Space::new().map_err(|e| e.to_string())?;
     let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
     let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
     // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
     let capture = unsafe { AsyncFd::register(capture) }.map_err(|e| format!("capture: {e}"))?;
-    let _forwarding = Forwarding::enable(natc.pool_v6.is_some()).map_err(|e| e.to_string())?;
-    let _nat = CoreNat::install(&natc).map_err(|e| format!("nftables: {e}"))?;
-    let _steering = Steering::install(&hub, steer).map_err(|e| e.to_string())?;
+    let forwarding = Forwarding::enable_after(natc.pool_v6.is_some(), kept_forwarding)
+        .map_err(|e| e.to_string())?;
+    let nat = CoreNat::adopt(&natc).map_err(|e| format!("nftables: {e}"))?;
+    let steering = Steering::install(&hub, steer).map_err(|e| e.to_string())?;
+    if !map.is_empty() {
+        log::info!(
+            "{} client address(es) kept from the previous run",
+            map.len()
+        );
+    }
+    let _ = map.take_dirty();
 
     let mut ep = Endpoint::new(
         Keypair::from_private(private.0),
@@ -205,7 +248,14 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let mut core = Core {
         classifier: Classifier::from_config(&cfg),
         mss: mss_for_mtu(cfg.main.mtu, 4),
-        map: SourceMap::new(&natc),
+        map,
+        edges: HashMap::new(),
+        allowed_lan: allowed_lans(&cfg),
+        policy: forward_policy(&cfg),
+        refused: Refusals::default(),
+        refused_by: HashMap::new(),
+        for_good: false,
+        forwarding_restore: forwarding.pending().to_vec(),
         cfg,
         clock,
         ep,
@@ -222,6 +272,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         last_refusal_log: None,
     };
     core.apply_classes();
+    core.refresh_local();
 
     let (in_tx, mut in_rx) = mpsc::channel::<(Addr, Vec<u8>)>(4096);
     // UDP readers, one per local address.
@@ -255,9 +306,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let mut batch = Batch::default();
     let mut seg = vec![0u8; 65536];
     log::info!(
-        "core started on port {port}: {} peer(s), nat owned by the kernel: {}",
+        "core started on port {port}: {} peer(s), nat table tied to braid (persistent): {}",
         core.cfg.peers.len(),
-        _nat.owned
+        nat.owned
     );
 
     loop {
@@ -266,15 +317,25 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         let sleep = daemon::sleep_until(deadline);
         tokio::select! {
             _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = sigint.recv() => {
+                core.for_good = true;
+                break;
+            }
             _ = sighup.recv() => {
                 if let Err(e) = core.reload() {
                     log::error!("reload refused, the running config stays: {e}");
                 }
             }
             Some(call) = ctl_rx.recv() => {
+                let stop = call.request == Request::Stop;
                 let reply = core.control(call.request);
                 let _ = call.reply.send(reply);
+                if stop {
+                    core.for_good = true;
+                    // Let the control task write the answer before the runtime ends.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break;
+                }
             }
             Ok((stream, from)) = tcp.accept() => {
                 // The connection id travels as the "link id" of the inbound channel (u8 is too
@@ -336,11 +397,68 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             }
             _ = sleep => core.ep.handle_timeout(core.clock.now()),
             _ = tick.tick() => core.housekeeping(),
-            _ = meter_tick.tick() => core.sample_meter(),
+            _ = meter_tick.tick() => {
+                core.sample_meter();
+                if core.map.take_dirty() {
+                    core.save_state();
+                }
+            }
         }
     }
-    log::info!("core stopping: removing hub, steering and the nftables table");
+    if core.for_good {
+        log::info!("core stopping for good: removing hub, steering and the nftables table");
+        core.save_state();
+        drop(steering);
+        drop(nat);
+        drop(forwarding);
+    } else {
+        log::info!(
+            "core stopping for a restart: the nftables table, steering rules and {} client \
+             address(es) are kept for the next start (`braid stop` removes them)",
+            core.map.len()
+        );
+        core.save_state();
+        forwarding.keep();
+        steering.keep();
+        nat.keep();
+    }
     Ok(())
+}
+
+/// The NAT settings from the configuration.
+fn nat_config(cfg: &Config) -> NatConfig {
+    let mut natc = NatConfig::new(&cfg.main.hub);
+    natc.pool_v4 = crate::os::Prefix::new(cfg.main.pool.addr, cfg.main.pool.prefix);
+    // IPv4 only for now: IPv6 inner packets are refused (and counted).
+    natc.pool_v6 = None;
+    natc.max_clients = usize::from(cfg.main.max_clients);
+    natc
+}
+
+fn forward_policy(cfg: &Config) -> ForwardPolicy {
+    ForwardPolicy {
+        pool: vec![cfg.main.pool],
+        allow: cfg.main.allow_dest.clone(),
+        deny: cfg.main.deny_dest.clone(),
+        local: Vec::new(),
+    }
+}
+
+fn allowed_lans(cfg: &Config) -> HashMap<EdgeKey, Vec<model::Cidr>> {
+    cfg.peers
+        .iter()
+        .map(|p| (p.public_key.0, p.allowed_lan.clone()))
+        .collect()
+}
+
+/// The sysctl values a core that stopped for a restart had found (`forwarding_before KEY VALUE`).
+fn forwarding_before(state: &str) -> Vec<(String, String)> {
+    state
+        .lines()
+        .filter_map(|l| l.strip_prefix("forwarding_before "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
 }
 
 impl Core {
@@ -427,25 +545,24 @@ impl Core {
         }
         let secs = self.now_secs();
         while let Some((sid, mut d)) = self.ep.poll_deliver(now) {
-            if let Ok(info) = packet::parse(&d.data) {
-                let flow = info.flow().hash(self.seed);
-                self.users
-                    .entry(sid)
-                    .or_default()
-                    .up(info.src, flow, d.data.len());
-            }
-            match self.map.outbound(sid, &mut d.data, secs) {
-                Ok(_) => {
+            // Counted before the source is rewritten, and only once admitted: refused sources
+            // (a spoofing edge) take no place in the user table.
+            let user = packet::parse(&d.data)
+                .ok()
+                .map(|info| (info.src, info.flow().hash(self.seed), d.data.len()));
+            match self.admit(sid, &mut d.data, secs) {
+                Ok(()) => {
+                    if let Some((src, flow, len)) = user {
+                        self.users.entry(sid).or_default().up(src, flow, len);
+                    }
                     clamp_mss(&mut d.data, self.mss);
                     if capture.send_ip(&d.data).is_err() {
                         *self.drops.entry("hub write failed").or_default() += 1;
                     }
                 }
-                Err(_) => {
-                    *self
-                        .drops
-                        .entry("not mappable (pool or family)")
-                        .or_default() += 1
+                Err(r) => {
+                    self.refused.add(r);
+                    self.refused_by.entry(sid).or_default().add(r);
                 }
             }
             if let Some(s) = self.ep.session_mut(sid) {
@@ -462,6 +579,9 @@ impl Core {
                 Event::Established => {
                     log::info!("edge '{name}' connected (session {sid})");
                     self.established_at.insert(sid, std::time::Instant::now());
+                    if let Some(p) = self.ep.peer(sid) {
+                        self.edges.insert(p.public, sid);
+                    }
                     new_sessions = true;
                 }
                 Event::LinkState { link, state } => {
@@ -474,7 +594,8 @@ impl Core {
                 }
                 Event::Closed => {
                     log::info!("session {sid} ended");
-                    self.map.forget_session(sid);
+                    // The edge's pool addresses stay (idle ones expire): it may come back.
+                    self.edges.retain(|_, s| *s != sid);
                 }
             }
         }
@@ -485,7 +606,11 @@ impl Core {
 
     /// A packet from the hub (offloads finished): a reply from the internet to a pool address.
     fn downstream(&mut self, pkt: &mut [u8]) {
-        let Some(sid) = self.map.inbound(pkt, self.now_secs()) else {
+        let Some(sid) = self
+            .map
+            .inbound(pkt, self.now_secs())
+            .and_then(|edge| self.edges.get(&edge).copied())
+        else {
             *self.drops.entry("reply for no session").or_default() += 1;
             return;
         };
@@ -513,7 +638,67 @@ impl Core {
         }
     }
 
+    /// The forward policy for one client packet of session `sid`: its source must be in the
+    /// edge's `allowed_lan`, its destination allowed; then its source becomes the client's
+    /// pool address.
+    fn admit(&mut self, sid: SessionId, pkt: &mut [u8], secs: u64) -> Result<(), Refusal> {
+        let info = packet::parse(pkt).map_err(|_| Refusal::Family)?;
+        if !info.src.is_ipv4() {
+            return Err(Refusal::Family);
+        }
+        let edge = self.ep.peer(sid).map(|p| p.public).ok_or(Refusal::Family)?;
+        let lan = self.allowed_lan.get(&edge).map_or(&[][..], Vec::as_slice);
+        if !ForwardPolicy::source_allowed(lan, info.src) {
+            return Err(Refusal::OutsideLan);
+        }
+        self.policy.check(info.dst)?;
+        match self.map.outbound(&edge, pkt, secs) {
+            Ok(_) => Ok(()),
+            Err(MapError::PoolExhausted) => Err(Refusal::PoolFull),
+            Err(MapError::EdgeLimit) => Err(Refusal::ClientLimit),
+            Err(MapError::Malformed | MapError::NoPool) => Err(Refusal::Family),
+        }
+    }
+
+    /// The host's own addresses (refused as destinations unless allowed).
+    fn refresh_local(&mut self) {
+        match crate::os::netlink::Netlink::open().and_then(|mut nl| nl.addresses(None)) {
+            Ok(v) => self.policy.local = v.into_iter().map(|a| a.prefix.addr).collect(),
+            Err(e) => log::warn!("reading the host's addresses: {e}"),
+        }
+    }
+
+    /// Writes `state_file` (whole, through a temporary file): the pool's secret and, unless
+    /// stopping for good, every client's address and the sysctls to restore, for the next core.
+    fn save_state(&self) {
+        let mut text = self.map.to_text();
+        if self.for_good {
+            text = text
+                .lines()
+                .filter(|l| l.starts_with("nat_secret "))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        } else {
+            for (k, v) in &self.forwarding_restore {
+                text.push_str(&format!("forwarding_before {k} {v}\n"));
+            }
+        }
+        let path = std::path::Path::new(&self.cfg.main.state_file);
+        let tmp = path.with_extension("tmp");
+        let r = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, &text))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = r {
+            log::warn!("writing {}: {e}", path.display());
+        }
+    }
+
     fn housekeeping(&mut self) {
+        self.refresh_local();
+        let ep = &self.ep;
+        self.refused_by.retain(|id, _| ep.session(*id).is_some());
         // TCP connections whose task ended (the edge went away) are dropped.
         self.tcp
             .retain(|_, io| !matches!(&io.tx, daemon::LinkTx::Tcp(tx) if tx.is_closed()));
@@ -562,6 +747,19 @@ impl Core {
             }
         }
         self.ep.set_peers(peers(&new));
+        self.allowed_lan = allowed_lans(&new);
+        for gone in self
+            .cfg
+            .peers
+            .iter()
+            .filter(|p| !self.allowed_lan.contains_key(&p.public_key.0))
+        {
+            self.map.forget_edge(&gone.public_key.0);
+        }
+        let local = std::mem::take(&mut self.policy.local);
+        self.policy = forward_policy(&new);
+        self.policy.local = local;
+        self.map.set_max_clients(usize::from(new.main.max_clients));
         let old_names: Vec<String> = self
             .classifier
             .classes()
@@ -603,6 +801,7 @@ impl Core {
                 Ok(()) => Reply::ok(),
                 Err(e) => Reply::error(e),
             },
+            Request::Stop => Reply::ok(),
         }
     }
 
@@ -698,6 +897,11 @@ impl Core {
                             .unwrap_or(0),
                     })
                     .collect(),
+                refused: Some(
+                    self.refused_by
+                        .get(&id)
+                        .map_or_else(Vec::new, Refusals::counters),
+                ),
                 ..control::SessionStatus::figures(&st)
             });
         }
@@ -719,6 +923,7 @@ impl Core {
             uptime_s: self.clock.uptime_s(),
             sessions,
             drops,
+            refused: Some(self.refused.counters()),
             waiting: None,
         }
     }

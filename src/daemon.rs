@@ -454,7 +454,7 @@ mod tests {
                         }),
                         ..Reply::ok()
                     },
-                    Request::Reload => Reply::error("unexpected"),
+                    Request::Reload | Request::Stop => Reply::error("unexpected"),
                 };
                 call.reply.send(reply).unwrap();
             }

@@ -1509,6 +1509,10 @@ impl Edge {
                 Ok(()) => Reply::ok(),
                 Err(e) => Reply::error(e),
             },
+            Request::Stop => Reply::error(
+                "`braid stop` is for the core; the edge removes everything whenever it stops \
+                 (SIGTERM, /etc/init.d/braid stop)",
+            ),
         }
     }
 
@@ -1748,6 +1752,7 @@ impl Edge {
                 ..control::SessionStatus::figures(&stats)
             }],
             drops,
+            refused: None,
             waiting: self.core.waiting(self.clock.now()),
         }
     }

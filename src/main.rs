@@ -14,6 +14,7 @@ COMMANDS:
     status    show session, links, users and counters of the running daemon
     link      take a link in or out: braid link up|down NAME
     reload    re-read the configuration without dropping flows
+    stop      stop the core for good (SIGTERM is a restart: it keeps its NAT for the next start)
     genkey    print a new private key (base64)
     pubkey    read a private key on stdin, print its public key
     sim       run a simulated scenario: braid sim scenarios/hetero.toml
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         "status" => braid::cli::status(rest),
         "link" => braid::cli::link(rest),
         "reload" => braid::cli::reload(rest),
+        "stop" => braid::cli::stop(rest),
         #[cfg(feature = "sim")]
         "sim" => braid::sim::cli_main(rest),
         #[cfg(feature = "sim")]

@@ -129,6 +129,10 @@ fn core_example() {
     );
     assert_eq!(c.main.listen_port, 51830);
     assert_eq!(c.main.log_level, LogLevel::Warn);
+    assert_eq!(c.main.max_clients, 512);
+    assert_eq!(c.main.pool.to_string(), "100.64.0.0/16");
+    assert_eq!(c.main.allow_dest[0].to_string(), "10.10.0.0/24");
+    assert_eq!(c.main.deny_dest[0].to_string(), "198.51.100.0/24");
     assert!(c.links.is_empty());
     assert_eq!(c.peers.len(), 2);
     assert_eq!(c.peers[0].name, "train042");
@@ -261,6 +265,15 @@ fn error_messages() {
             vec!["braid:3:21: braid 'main': option 'private_key': expected a 32-byte key in base64 (44 characters, as 'braid genkey' prints), got 'c2hv...'"],
         ),
         (
+            format!("config braid 'main'\n option role core\n option private_key '{KEY_A}'\n option pool '100.64.0.0/28'\n option max_clients 0\n list allow_dest 'x'\n list deny_dest '10.0.0.0/33'\n"),
+            vec![
+                "braid:4:14: braid 'main': option 'pool': expected an IPv4 subnet of /8 to /24 for the client pool, got '100.64.0.0/28'",
+                "braid:5:21: braid 'main': option 'max_clients': expected a number 1..65535, got '0'",
+                "braid:6:18: braid 'main': allow_dest: expected an address or subnet like '192.168.1.0/24' or 'fd00::/64', got 'x'",
+                "braid:7:17: braid 'main': deny_dest: expected a prefix length 0..32 after '/', got '10.0.0.0/33'",
+            ],
+        ),
+        (
             format!("config braid 'main'\n option role core\n option private_key '{KEY_A}'\nconfig braid 'other'\n option role core\n"),
             vec!["braid:4: a second 'config braid' section (the first is on line 1): expected exactly one"],
         ),
@@ -377,7 +390,7 @@ fn warning_messages() {
     assert_eq!(
         warnings(&(edge_head() + " option wieght 3\n option listen_port 1\n")),
         [
-            "braid:6:9: braid 'main': unknown option 'wieght' (ignored); known options: enabled, role, private_key, key_file, core_host, core_port, core_public_key, listen_port, lan, steer, bypass, mtu, log_level, space, hub, state_file, control_socket",
+            "braid:6:9: braid 'main': unknown option 'wieght' (ignored); known options: enabled, role, private_key, key_file, core_host, core_port, core_public_key, listen_port, pool, max_clients, allow_dest, deny_dest, lan, steer, bypass, mtu, log_level, space, hub, state_file, control_socket",
             "braid:7:9: braid 'main': option 'listen_port' is ignored on the edge (role edge)",
         ]
     );

@@ -193,6 +193,18 @@ fn arb_config() -> impl Strategy<Value = Config> {
                 core_port: if core { DEFAULT_PORT } else { cport },
                 core_public_key: (!core).then_some(PublicKey(key)),
                 listen_port: if core { lport } else { DEFAULT_PORT },
+                pool: if core && cport % 2 == 0 {
+                    braid::config::model::Cidr::parse("10.200.0.0/20").unwrap()
+                } else {
+                    braid::config::model::default_pool()
+                },
+                max_clients: if core {
+                    cport
+                } else {
+                    braid::config::model::DEFAULT_MAX_CLIENTS
+                },
+                allow_dest: if core { lan.clone() } else { vec![] },
+                deny_dest: if core { bypass.clone() } else { vec![] },
                 lan: if core { vec![] } else { lan },
                 steer: if tcp && !core { Steer::Tcp } else { Steer::All },
                 bypass: if core { vec![] } else { bypass },

@@ -5,8 +5,8 @@
 //! - kill -9 the edge: new client connections reach the server over the plain WAN (the server
 //!   sees the edge's WAN address instead of the core's) within a second; the space is gone with
 //!   the process; a restarted edge bonds again (`braid status --socket`). A clean stop, and a
-//!   crash followed by a restart and a clean stop, leave the router (and the core's namespace)
-//!   exactly as before: interfaces, rules, routes of every table, permanent neighbours, nftables.
+//!   crash followed by a restart and a clean stop, leave the router (and the core's namespace,
+//!   stopped with `braid stop`) exactly as before: interfaces, rules, routes of every table, permanent neighbours, nftables.
 //! - With the core gone while steering is still in place, TCP SYNs, UDP and pings from a client
 //!   go into the hub, and a capture on the client side sees no ICMP error and no RST: the space
 //!   answers nothing.
@@ -231,10 +231,14 @@ fn fail_open_after_kill_then_bonded_again_and_nothing_left_behind() {
     assert!(st.is_some_and(|s| s.success()), "SIGTERM: exit {st:?}");
     assert_same("after crash, restart and SIGTERM", &edge_before, &edge_ns);
 
-    // The core too: a clean stop, then a crash, a restart and a clean stop.
-    let st = lab.core.as_mut().unwrap().term();
-    assert!(st.is_some_and(|s| s.success()), "core SIGTERM: exit {st:?}");
-    assert_same("core after SIGTERM", &core_before, &core_ns);
+    // The core too: a stop for good (`braid stop`; SIGTERM is a restart and keeps its NAT, see
+    // e2e_restart), then a crash, a restart and a stop for good.
+    let st = lab.core.as_mut().unwrap().stop_for_good();
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "core braid stop: exit {st:?}"
+    );
+    assert_same("core after braid stop", &core_before, &core_ns);
     lab.start_core();
     std::thread::sleep(Duration::from_millis(500));
     let running = braid_footprint(&core_ns);
@@ -250,10 +254,13 @@ fn fail_open_after_kill_then_bonded_again_and_nothing_left_behind() {
     );
     lab.start_core();
     std::thread::sleep(Duration::from_millis(500));
-    let st = lab.core.as_mut().unwrap().term();
-    assert!(st.is_some_and(|s| s.success()), "core SIGTERM: exit {st:?}");
+    let st = lab.core.as_mut().unwrap().stop_for_good();
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "core braid stop: exit {st:?}"
+    );
     assert_same(
-        "core after crash, restart and SIGTERM",
+        "core after crash, restart and braid stop",
         &core_before,
         &core_ns,
     );

@@ -35,6 +35,50 @@ fn nft_table_created_and_removed() {
     });
 }
 
+/// `nft list table inet NAME` in the calling thread's namespace.
+fn nft_list(name: &str) -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "inet", name])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn nft_table_kept_for_a_restart_and_adopted() {
+    if !root() {
+        return;
+    }
+    let k = Ns::new();
+    k.run(|| {
+        let cfg = NatConfig::new("bo9");
+        let n = CoreNat::adopt(&cfg).unwrap();
+        assert!(
+            n.owned,
+            "this kernel (6.9+) keeps owned tables (NFT_TABLE_F_PERSIST)"
+        );
+        // Owned while braid runs: nobody else deletes it.
+        let del = std::process::Command::new("nft")
+            .args(["delete", "table", "inet", "bo9"])
+            .output()
+            .unwrap();
+        assert!(
+            !del.status.success(),
+            "another program deleted braid's table"
+        );
+        n.keep();
+        // Its socket is closed: the table stays, with its masquerade, for the next core.
+        assert!(nat::table_exists("bo9").unwrap());
+        assert_eq!(nft_list("bo9").matches("masquerade").count(), 2);
+        let mut again = CoreNat::adopt(&cfg).unwrap();
+        assert!(again.owned);
+        // Adopted with its rules replaced, not doubled.
+        assert_eq!(nft_list("bo9").matches("masquerade").count(), 2);
+        again.remove().unwrap();
+        assert!(!nat::table_exists("bo9").unwrap());
+    });
+}
+
 #[test]
 fn two_edges_with_the_same_lan_through_one_core() {
     if !root() {
@@ -68,17 +112,17 @@ fn two_edges_with_the_same_lan_through_one_core() {
     let srv = server.run(|| UdpSocket::bind("10.88.0.2:7000").unwrap());
     srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
 
-    // Two edges (sessions 1 and 2), the same client address and port.
+    // Two edges (keys [1; 32] and [2; 32]), the same client address and port.
     let mut map = SourceMap::new(&cfg);
-    for session in [1u32, 2] {
+    for session in [1u8, 2] {
         let mut p = udp4(
             [192, 168, 1, 10],
             [10, 88, 0, 2],
             4000,
             7000,
-            &[b'0' + session as u8],
+            &[b'0' + session],
         );
-        map.outbound(session, &mut p, 0).unwrap();
+        map.outbound(&[session; 32], &mut p, 0).unwrap();
         cap.send_ip(&p).unwrap();
     }
     // The server sees the core's address, never the clients', and answers each.
@@ -105,7 +149,7 @@ fn two_edges_with_the_same_lan_through_one_core() {
             let (proto, src, dst, _) = v4_summary(&ip).unwrap();
             assert_eq!((proto, src, dst), (17, [10, 88, 0, 2], [192, 168, 1, 10]));
             assert_eq!(u16::from_be_bytes([ip[22], ip[23]]), 4000);
-            got.push((session, ip[28..].to_vec()));
+            got.push((session[0], ip[28..].to_vec()));
         }
     }
     got.sort();

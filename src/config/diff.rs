@@ -94,6 +94,12 @@ pub enum MainField {
     CorePublicKey,
     /// `listen_port` (restart).
     ListenPort,
+    /// `pool` (restart).
+    Pool,
+    /// `max_clients` (live: applies to new clients).
+    MaxClients,
+    /// `allow_dest` and `deny_dest` (live).
+    Destinations,
     /// `lan` (live: steering rules rewritten).
     Lan,
     /// `steer` (live: steering rules rewritten).
@@ -120,6 +126,8 @@ impl MainField {
         !matches!(
             self,
             MainField::Lan
+                | MainField::MaxClients
+                | MainField::Destinations
                 | MainField::Steer
                 | MainField::Bypass
                 | MainField::Mtu
@@ -137,6 +145,9 @@ impl MainField {
             MainField::CorePort => "core_port",
             MainField::CorePublicKey => "core_public_key",
             MainField::ListenPort => "listen_port",
+            MainField::Pool => "pool",
+            MainField::MaxClients => "max_clients",
+            MainField::Destinations => "allow_dest/deny_dest",
             MainField::Lan => "lan",
             MainField::Steer => "steer",
             MainField::Bypass => "bypass",
@@ -203,6 +214,12 @@ fn diff_main(old: &Config, new: &Config, out: &mut Vec<Change>) {
             a.core_public_key != b.core_public_key,
         ),
         (MainField::ListenPort, a.listen_port != b.listen_port),
+        (MainField::Pool, a.pool != b.pool),
+        (MainField::MaxClients, a.max_clients != b.max_clients),
+        (
+            MainField::Destinations,
+            a.allow_dest != b.allow_dest || a.deny_dest != b.deny_dest,
+        ),
         (MainField::Lan, a.lan != b.lan),
         (MainField::Steer, a.steer != b.steer),
         (MainField::Bypass, a.bypass != b.bypass),

@@ -16,6 +16,10 @@
 //! | `core_port` | edge: the core's UDP/TCP port (default `51830`) |
 //! | `core_public_key` | edge: the core's public key, base64 (required on the edge) |
 //! | `listen_port` | core: the port it listens on, UDP and TCP (default `51830`) |
+//! | `pool` | core: the IPv4 subnet the edges' clients are mapped into (one address per client of each edge), /8 to /24, never a destination (default `100.64.0.0/16`) |
+//! | `max_clients` | core: most client addresses one edge holds at once, 1..65535; a new one beyond is refused until one has been idle 10 minutes (default `1024`) |
+//! | `allow_dest` | core, list: destination subnets clients may reach although private, link-local, shared (CGNAT) or the core host's own (default none: only public destinations) |
+//! | `deny_dest` | core, list: destination subnets clients may never reach (wins over `allow_dest`) (default none) |
 //! | `lan` | edge, list: client subnets whose traffic is bonded (required on the edge) |
 //! | `steer` | edge: `all` (all IP) or `tcp` (TCP only; the rest takes the plain WAN) (default `all`) |
 //! | `bypass` | edge, list: destination subnets never bonded (default none) |
@@ -23,7 +27,7 @@
 //! | `log_level` | `error`, `warn`, `info`, `debug`, `trace` (default `info`) |
 //! | `space` | name of the network namespace braid owns (default `braid`) |
 //! | `hub` | name of the host end of the hub veth, at most 15 bytes (default `braid0`) |
-//! | `state_file` | where quota counters survive reboots (default `/etc/braid/state`) |
+//! | `state_file` | edge: where quota counters and the handshake clock survive reboots; core: the pool's secret and its clients' addresses, so a restarted core gives each client the same one (default `/etc/braid/state`) |
 //! | `control_socket` | the local control socket (default `/var/run/braid.sock`) |
 //!
 //! The default port is 51830, not WireGuard's 51820, so that both can run on one core.
@@ -105,6 +109,27 @@ pub const DEFAULT_PORT: u16 = 51830;
 pub const DEFAULT_MTU: u16 = 1400;
 /// The name of the class of traffic that matches no policy.
 pub const DEFAULT_CLASS: &str = "default";
+/// The default `max_clients`: client addresses one edge may hold on the core.
+pub const DEFAULT_MAX_CLIENTS: u16 = 1024;
+
+/// The default `pool`: `100.64.0.0/16`.
+pub fn default_pool() -> Cidr {
+    Cidr {
+        addr: IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)),
+        prefix: 16,
+    }
+}
+
+/// `pool`: an IPv4 subnet of /8 to /24.
+fn parse_pool(v: &str) -> Result<Cidr, String> {
+    let c = Cidr::parse(v)?;
+    if !c.addr.is_ipv4() || !(8..=24).contains(&c.prefix) {
+        return Err(format!(
+            "expected an IPv4 subnet of /8 to /24 for the client pool, got '{v}'"
+        ));
+    }
+    Ok(c)
+}
 
 /// The whole configuration, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +170,14 @@ pub struct Main {
     pub core_public_key: Option<PublicKey>,
     /// `listen_port` (core).
     pub listen_port: u16,
+    /// `pool` (core).
+    pub pool: Cidr,
+    /// `max_clients` (core).
+    pub max_clients: u16,
+    /// `allow_dest` (core).
+    pub allow_dest: Vec<Cidr>,
+    /// `deny_dest` (core).
+    pub deny_dest: Vec<Cidr>,
     /// `lan` (edge).
     pub lan: Vec<Cidr>,
     /// `steer` (edge).
@@ -990,7 +1023,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-const MAIN_KEYS: &str = "enabled, role, private_key, key_file, core_host, core_port, core_public_key, listen_port, lan, steer, bypass, mtu, log_level, space, hub, state_file, control_socket";
+const MAIN_KEYS: &str = "enabled, role, private_key, key_file, core_host, core_port, core_public_key, listen_port, pool, max_clients, allow_dest, deny_dest, lan, steer, bypass, mtu, log_level, space, hub, state_file, control_socket";
 const LINK_KEYS: &str =
     "enabled, device, transport, role, weight, upload, download, quota, quota_period, reset_day, quota_action";
 const POLICY_KEYS: &str = "enabled, name, src_ip, src_mac, src_port, dest_ip, dest_port, proto, dscp, class, mode, link, priority, weight";
@@ -1301,6 +1334,14 @@ impl Config {
             }
             Role::Core => {
                 s.push_option("listen_port", &m.listen_port.to_string());
+                s.push_option("pool", &m.pool.to_string());
+                s.push_option("max_clients", &m.max_clients.to_string());
+                for c in &m.allow_dest {
+                    s.push_list("allow_dest", &c.to_string());
+                }
+                for c in &m.deny_dest {
+                    s.push_list("deny_dest", &c.to_string());
+                }
             }
         }
         s.push_option("mtu", &m.mtu.to_string());
@@ -1531,6 +1572,10 @@ fn read_main(
         core_port: DEFAULT_PORT,
         core_public_key: None,
         listen_port: DEFAULT_PORT,
+        pool: default_pool(),
+        max_clients: DEFAULT_MAX_CLIENTS,
+        allow_dest: Vec::new(),
+        deny_dest: Vec::new(),
         lan: Vec::new(),
         steer: Steer::All,
         bypass: Vec::new(),
@@ -1591,10 +1636,24 @@ fn read_main(
                     r.error(header_pos(s), format!("role edge needs {what}"));
                 }
             }
-            r.not_applicable("listen_port", "on the edge (role edge)");
+            for k in [
+                "listen_port",
+                "pool",
+                "max_clients",
+                "allow_dest",
+                "deny_dest",
+            ] {
+                r.not_applicable(k, "on the edge (role edge)");
+            }
         }
         Role::Core => {
             main.listen_port = r.get_or("listen_port", DEFAULT_PORT, parse_port);
+            main.pool = r.get_or("pool", default_pool(), parse_pool);
+            main.max_clients = r.get_or("max_clients", DEFAULT_MAX_CLIENTS, |v| {
+                parse_range(v, 1, 65535)
+            });
+            main.allow_dest = r.list("allow_dest", Cidr::parse);
+            main.deny_dest = r.list("deny_dest", Cidr::parse);
             for k in [
                 "core_host",
                 "core_port",

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::sys;
-use super::topo::{self, Topology, CORE_ADDR, LAN_NET};
+use super::topo::{self, Topology, CORE_ADDR, LAN_NET, SERVER_NET};
 
 /// A way of carrying traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -271,7 +271,8 @@ pub fn braid_configs(
     }
     let mut core = format!(
         "config braid 'main'\n\toption enabled '1'\n\toption role 'core'\n\toption private_key '{}'\n\
-         \toption space '{}spacec'\n\toption hub 'bl-hubc'\n\toption control_socket '{d}/core.sock'\n\n",
+         \toption space '{}spacec'\n\toption hub 'bl-hubc'\n\toption control_socket '{d}/core.sock'\n\
+         \toption state_file '{d}/core.state'\n\tlist allow_dest '{SERVER_NET}'\n\n",
         keys.core_private, prefix
     );
     for (e, k) in keys.edge_public.iter().enumerate() {

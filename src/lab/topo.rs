@@ -24,6 +24,10 @@ use super::sys;
 pub const LAN_NET: &str = "10.70.0.0/24";
 /// The core's public address (on its loopback), reachable over every link.
 pub const CORE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 72, 0, 1);
+/// The server as a destination the core forwards to (`allow_dest`): the lab's "internet" uses
+/// private addresses, which the core refuses by default. Only the server: the core's own
+/// address beside it (10.73.0.1) stays refused.
+pub const SERVER_NET: &str = "10.73.0.2/32";
 /// The server's address.
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 73, 0, 2);
 /// Core's address toward the server.

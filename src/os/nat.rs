@@ -33,9 +33,6 @@ use super::{sysctl_get, sysctl_set, Prefix, Result};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Identifies an edge session on the core.
-pub type SessionId = u32;
-
 /// Core NAT settings.
 #[derive(Clone, Debug)]
 pub struct NatConfig {
@@ -47,6 +44,8 @@ pub struct NatConfig {
     pub pool_v6: Option<Prefix>,
     /// A pool address unused this long may be given to another client.
     pub idle_secs: u64,
+    /// Most client addresses one edge holds at once (`max_clients`).
+    pub max_clients: usize,
 }
 
 impl NatConfig {
@@ -60,6 +59,7 @@ impl NatConfig {
                 64,
             )),
             idle_secs: 600,
+            max_clients: 1024,
         }
     }
 
@@ -100,6 +100,23 @@ impl CoreNat {
         Ok(CoreNat { table, owned })
     }
 
+    /// The table for a core that keeps its NAT across restarts: creates table `inet
+    /// <instance>`, or adopts the one a stopped (or killed) core left, replacing its rules in
+    /// one transaction. Existing connections keep being translated throughout: the kernel
+    /// NATs established flows only while some NAT chain exists. `owned` tells whether the
+    /// kernel ties it to braid while it runs (`NFT_TABLE_F_PERSIST`, Linux 6.9+: no other
+    /// program can flush it); on older kernels it is a plain table. Dropping it deletes it,
+    /// unless [`CoreNat::keep`] was called.
+    pub fn adopt(cfg: &NatConfig) -> Result<CoreNat> {
+        let (table, owned) = NftTable::adopt(&cfg.instance, &cfg.pools())?;
+        Ok(CoreNat { table, owned })
+    }
+
+    /// Leaves the table in place for the next core (a restart): nothing deletes it on drop.
+    pub fn keep(mut self) {
+        self.table.keep();
+    }
+
     /// Deletes the table now (also done on drop).
     pub fn remove(&mut self) -> Result<()> {
         self.table.delete()
@@ -125,6 +142,29 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
+    /// [`Forwarding::enable`], and restores on drop also the values a previous core found
+    /// before it (it stopped for a restart and left forwarding on: [`Forwarding::keep`]).
+    pub fn enable_after(v6: bool, before: Vec<(String, String)>) -> Result<Forwarding> {
+        let mut f = Forwarding::enable(v6)?;
+        for (k, v) in before {
+            if !f.restore.iter().any(|(a, _)| *a == k) {
+                f.restore.push((k, v));
+            }
+        }
+        Ok(f)
+    }
+
+    /// The values restored on drop: (sysctl, value).
+    pub fn pending(&self) -> &[(String, String)] {
+        &self.restore
+    }
+
+    /// Leaves forwarding on (a restart: the next core needs it, and restores these values
+    /// when it stops for good).
+    pub fn keep(mut self) {
+        self.restore.clear();
+    }
+
     /// Enables forwarding; `v6` also for IPv6.
     pub fn enable(v6: bool) -> Result<Forwarding> {
         let mut restore = Vec::new();
@@ -154,6 +194,10 @@ impl Drop for Forwarding {
 
 // --- the source map --------------------------------------------------------------------------
 
+/// An edge as the source map knows it: its public key, the same across its sessions and across
+/// restarts of the core (a session id is not).
+pub type EdgeKey = [u8; 32];
+
 /// Why a packet could not be mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
@@ -161,13 +205,16 @@ pub enum MapError {
     Malformed,
     /// IPv6 packet but no IPv6 pool configured.
     NoPool,
-    /// Every pool address is in use and none is idle.
+    /// Every candidate pool address of this client is in use by another client and none is
+    /// idle.
     PoolExhausted,
+    /// The edge already has `max_clients` client addresses in use, none idle.
+    EdgeLimit,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    session: SessionId,
+    edge: EdgeKey,
     client: IpAddr,
     last: u64,
 }
@@ -175,7 +222,6 @@ struct Entry {
 #[derive(Debug)]
 struct Pool {
     net: Prefix,
-    next: u128,
 }
 
 impl Pool {
@@ -196,32 +242,58 @@ impl Pool {
     }
 }
 
-/// Stateful 1:1 mapping of (session, client address) to pool addresses; see the module doc.
+/// Stateful 1:1 mapping of (edge, client address) to pool addresses; see the module doc.
 /// Pure: no I/O, time is passed in (seconds, any monotonic origin).
+///
+/// A client's address is one of [`PROBES`] candidates drawn from a keyed hash of the secret,
+/// the edge's key and the client's address: the same after a restart of the core (the secret
+/// and the live mappings are kept in its state file, [`SourceMap::to_text`]), unguessable
+/// from outside, and found in a bounded number of steps. The first candidate not in use by
+/// another client (or idle longer than `idle_secs`) is taken; when all are busy the packet is
+/// refused ([`MapError::PoolExhausted`]). One edge holds at most `max_clients` addresses.
 #[derive(Debug)]
 pub struct SourceMap {
     v4: Pool,
     v6: Option<Pool>,
+    secret: [u8; 32],
     idle: u64,
-    fwd: HashMap<(SessionId, IpAddr), IpAddr>,
+    max_clients: usize,
+    fwd: HashMap<(EdgeKey, IpAddr), IpAddr>,
     rev: HashMap<IpAddr, Entry>,
+    /// Each edge's clients with an address.
+    clients: HashMap<EdgeKey, Vec<IpAddr>>,
+    /// An edge at its limit with nothing idle: no reclaim is tried before this time.
+    full_until: HashMap<EdgeKey, u64>,
+    dirty: bool,
 }
 
-/// How many candidates an allocation probes before giving up.
-const PROBE: u32 = 4096;
+/// How many candidate addresses an allocation tries (the bound of the search per new source).
+pub const PROBES: u32 = 16;
 
 impl SourceMap {
-    /// An empty map over the configured pools.
+    /// An empty map over the configured pools, with a new random secret.
     pub fn new(cfg: &NatConfig) -> Self {
+        let mut secret = [0u8; 32];
+        if getrandom::fill(&mut secret).is_err() {
+            // No randomness: addresses stay distinct and stable, only guessable.
+            log::warn!("no random secret for the pool addresses");
+        }
+        Self::with_secret(cfg, secret)
+    }
+
+    /// An empty map with a given secret.
+    pub fn with_secret(cfg: &NatConfig, secret: [u8; 32]) -> Self {
         SourceMap {
-            v4: Pool {
-                net: cfg.pool_v4,
-                next: 0,
-            },
-            v6: cfg.pool_v6.map(|net| Pool { net, next: 0 }),
+            v4: Pool { net: cfg.pool_v4 },
+            v6: cfg.pool_v6.map(|net| Pool { net }),
+            secret,
             idle: cfg.idle_secs,
+            max_clients: cfg.max_clients.max(1),
             fwd: HashMap::new(),
             rev: HashMap::new(),
+            clients: HashMap::new(),
+            full_until: HashMap::new(),
+            dirty: false,
         }
     }
 
@@ -235,23 +307,39 @@ impl SourceMap {
         self.fwd.is_empty()
     }
 
-    /// The pool address of a client of a session, if mapped.
-    pub fn mapped(&self, session: SessionId, client: IpAddr) -> Option<IpAddr> {
-        self.fwd.get(&(session, client)).copied()
+    /// Changes `max_clients` (for new clients; those above it keep their address).
+    pub fn set_max_clients(&mut self, n: usize) {
+        self.max_clients = n.max(1);
+        self.full_until.clear();
     }
 
-    /// Edge -> internet: rewrites the source of `pkt` (an IP packet from `session`) to its pool
+    /// How many client addresses an edge holds.
+    pub fn clients_of(&self, edge: &EdgeKey) -> usize {
+        self.clients.get(edge).map_or(0, Vec::len)
+    }
+
+    /// The pool address of a client of an edge, if mapped.
+    pub fn mapped(&self, edge: &EdgeKey, client: IpAddr) -> Option<IpAddr> {
+        self.fwd.get(&(*edge, client)).copied()
+    }
+
+    /// Whether a mapping was made or dropped since the last [`SourceMap::take_dirty`].
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Edge -> internet: rewrites the source of `pkt` (an IP packet from `edge`) to its pool
     /// address, allocating one on first sight. Returns the pool address.
     pub fn outbound(
         &mut self,
-        session: SessionId,
+        edge: &EdgeKey,
         pkt: &mut [u8],
         now: u64,
     ) -> std::result::Result<IpAddr, MapError> {
         let client = addr_of(pkt, Field::Src).ok_or(MapError::Malformed)?;
-        let mapped = match self.fwd.get(&(session, client)) {
+        let mapped = match self.fwd.get(&(*edge, client)) {
             Some(m) => *m,
-            None => self.allocate(session, client, now)?,
+            None => self.allocate(edge, client, now)?,
         };
         if let Some(e) = self.rev.get_mut(&mapped) {
             e.last = now;
@@ -261,59 +349,198 @@ impl SourceMap {
     }
 
     /// Internet -> edge: if the destination of `pkt` is a pool address in use, restores the
-    /// client's address and returns the session to send it to.
-    pub fn inbound(&mut self, pkt: &mut [u8], now: u64) -> Option<SessionId> {
+    /// client's address and returns the edge to send it to.
+    pub fn inbound(&mut self, pkt: &mut [u8], now: u64) -> Option<EdgeKey> {
         let dst = addr_of(pkt, Field::Dst)?;
         let e = self.rev.get_mut(&dst)?;
         e.last = now;
-        let (session, client) = (e.session, e.client);
+        let (edge, client) = (e.edge, e.client);
         rewrite(pkt, Field::Dst, client).ok()?;
-        Some(session)
+        Some(edge)
     }
 
-    /// Drops every mapping of a session (it closed).
-    pub fn forget_session(&mut self, session: SessionId) {
-        self.fwd.retain(|(s, _), _| *s != session);
-        self.rev.retain(|_, e| e.session != session);
+    /// Whether `a` is in one of the pools.
+    pub fn in_pool(&self, a: IpAddr) -> bool {
+        self.v4.net.contains(a) || self.v6.as_ref().is_some_and(|p| p.net.contains(a))
+    }
+
+    /// Drops every mapping of an edge (it is no longer configured).
+    pub fn forget_edge(&mut self, edge: &EdgeKey) {
+        for c in self.clients.remove(edge).unwrap_or_default() {
+            if let Some(m) = self.fwd.remove(&(*edge, c)) {
+                self.rev.remove(&m);
+            }
+        }
+        self.full_until.remove(edge);
+        self.dirty = true;
+    }
+
+    /// The `i`th candidate address of a client.
+    fn candidate(&self, pool: &Pool, edge: &EdgeKey, client: IpAddr, i: u32) -> IpAddr {
+        use blake2::{Blake2s256, Digest};
+        let mut h = Blake2s256::new();
+        h.update(self.secret);
+        h.update(edge);
+        h.update(octets(&client));
+        h.update(i.to_be_bytes());
+        let d = h.finalize();
+        let n = u128::from_be_bytes(d[..16].try_into().expect("32-byte digest"));
+        pool.nth(n % pool.size())
+    }
+
+    fn remove(&mut self, addr: IpAddr) {
+        if let Some(e) = self.rev.remove(&addr) {
+            self.fwd.remove(&(e.edge, e.client));
+            if let Some(v) = self.clients.get_mut(&e.edge) {
+                v.retain(|c| *c != e.client);
+                if v.is_empty() {
+                    self.clients.remove(&e.edge);
+                }
+            }
+            self.full_until.remove(&e.edge);
+            self.dirty = true;
+        }
+    }
+
+    fn insert(&mut self, addr: IpAddr, edge: &EdgeKey, client: IpAddr, now: u64) {
+        self.rev.insert(
+            addr,
+            Entry {
+                edge: *edge,
+                client,
+                last: now,
+            },
+        );
+        self.fwd.insert((*edge, client), addr);
+        self.clients.entry(*edge).or_default().push(client);
+        self.dirty = true;
     }
 
     fn allocate(
         &mut self,
-        session: SessionId,
+        edge: &EdgeKey,
         client: IpAddr,
         now: u64,
     ) -> std::result::Result<IpAddr, MapError> {
-        let idle = self.idle;
-        let pool = if client.is_ipv4() {
-            &mut self.v4
-        } else {
-            self.v6.as_mut().ok_or(MapError::NoPool)?
-        };
-        let size = pool.size();
-        for _ in 0..PROBE.min(u32::try_from(size).unwrap_or(u32::MAX)) {
-            let cand = pool.nth(pool.next % size);
-            pool.next = (pool.next + 1) % size;
-            match self.rev.get(&cand) {
-                Some(e) if now.saturating_sub(e.last) < idle => continue,
-                Some(e) => {
-                    let old = (e.session, e.client);
-                    self.fwd.remove(&old);
-                }
-                None => {}
-            }
-            self.rev.insert(
-                cand,
-                Entry {
-                    session,
-                    client,
-                    last: now,
-                },
-            );
-            self.fwd.insert((session, client), cand);
-            return Ok(cand);
+        if !client.is_ipv4() && self.v6.is_none() {
+            return Err(MapError::NoPool);
         }
-        Err(MapError::PoolExhausted)
+        if self.clients_of(edge) >= self.max_clients {
+            self.reclaim(edge, now)?;
+        }
+        let pool = match &self.v6 {
+            Some(p) if !client.is_ipv4() => p,
+            _ => &self.v4,
+        };
+        let idle = self.idle;
+        let mut free = None;
+        for i in 0..PROBES {
+            let cand = self.candidate(pool, edge, client, i);
+            match self.rev.get(&cand) {
+                None => {
+                    free = Some(cand);
+                    break;
+                }
+                Some(e) if now.saturating_sub(e.last) >= idle => {
+                    free = Some(cand);
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+        let cand = free.ok_or(MapError::PoolExhausted)?;
+        self.remove(cand);
+        self.insert(cand, edge, client, now);
+        Ok(cand)
     }
+
+    /// An edge at its limit gives back its longest-idle address if it is idle; otherwise the
+    /// new client is refused, and no scan is tried again before the first could be idle.
+    fn reclaim(&mut self, edge: &EdgeKey, now: u64) -> std::result::Result<(), MapError> {
+        if self.full_until.get(edge).is_some_and(|t| now < *t) {
+            return Err(MapError::EdgeLimit);
+        }
+        let mut oldest: Option<(u64, IpAddr)> = None;
+        for c in self.clients.get(edge).map_or(&[][..], Vec::as_slice) {
+            let Some(a) = self.fwd.get(&(*edge, *c)) else {
+                continue;
+            };
+            let last = self.rev.get(a).map_or(0, |e| e.last);
+            match oldest {
+                Some((l, _)) if l <= last => {}
+                _ => oldest = Some((last, *a)),
+            }
+        }
+        match oldest {
+            Some((last, a)) if now.saturating_sub(last) >= self.idle => {
+                self.remove(a);
+                Ok(())
+            }
+            Some((last, _)) => {
+                self.full_until
+                    .insert(*edge, last.saturating_add(self.idle));
+                Err(MapError::EdgeLimit)
+            }
+            None => Err(MapError::EdgeLimit),
+        }
+    }
+
+    /// The secret and the live mappings, as lines of the core's state file:
+    /// `nat_secret HEX` and `nat POOL-ADDRESS EDGE-KEY-HEX CLIENT-ADDRESS`.
+    pub fn to_text(&self) -> String {
+        let mut s = format!("nat_secret {}\n", hex(&self.secret));
+        let mut v: Vec<_> = self.rev.iter().collect();
+        v.sort_by_key(|(a, _)| **a);
+        for (a, e) in v {
+            s.push_str(&format!("nat {a} {} {}\n", hex(&e.edge), e.client));
+        }
+        s
+    }
+
+    /// A map from a state file's text ([`SourceMap::to_text`]): its secret and mappings (those
+    /// in the configured pools; each counts as just used). `None` without a valid secret.
+    pub fn from_text(cfg: &NatConfig, text: &str, now: u64) -> Option<SourceMap> {
+        let secret = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("nat_secret "))
+            .find_map(|h| unhex::<32>(h.trim()))?;
+        let mut m = SourceMap::with_secret(cfg, secret);
+        for l in text.lines() {
+            let mut w = l.split_whitespace();
+            if w.next() != Some("nat") {
+                continue;
+            }
+            let (Some(a), Some(k), Some(c)) = (w.next(), w.next(), w.next()) else {
+                continue;
+            };
+            let (Ok(a), Some(k), Ok(c)) = (a.parse::<IpAddr>(), unhex::<32>(k), c.parse()) else {
+                continue;
+            };
+            if !m.in_pool(a) || m.rev.contains_key(&a) || m.fwd.contains_key(&(k, c)) {
+                continue;
+            }
+            if m.clients_of(&k) < m.max_clients {
+                m.insert(a, &k, c, now);
+            }
+        }
+        m.dirty = false;
+        Some(m)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 // --- packet rewriting ------------------------------------------------------------------------
@@ -652,27 +879,30 @@ mod tests {
         assert!(valid(inner), "quoted packet's own checksums");
     }
 
+    const A: EdgeKey = [1; 32];
+    const B: EdgeKey = [2; 32];
+
     #[test]
-    fn two_sessions_with_the_same_lan_stay_apart() {
+    fn two_edges_with_the_same_lan_stay_apart() {
         let cfg = NatConfig::new("bo");
         let mut m = SourceMap::new(&cfg);
         let mut a = v4(6, [192, 168, 1, 10], [8, 8, 8, 8], &TCP);
         let mut b = a.clone();
-        let ma = m.outbound(1, &mut a, 0).unwrap();
-        let mb = m.outbound(2, &mut b, 0).unwrap();
+        let ma = m.outbound(&A, &mut a, 0).unwrap();
+        let mb = m.outbound(&B, &mut b, 0).unwrap();
         assert_ne!(ma, mb);
         assert!(cfg.pool_v4.contains(ma) && cfg.pool_v4.contains(mb));
         assert_eq!(
-            m.outbound(1, &mut v4(6, [192, 168, 1, 10], [1, 1, 1, 1], &TCP), 1),
+            m.outbound(&A, &mut v4(6, [192, 168, 1, 10], [1, 1, 1, 1], &TCP), 1),
             Ok(ma)
         );
-        // Replies find their session by destination, and get the client address back.
+        // Replies find their edge by destination, and get the client address back.
         let mut ra = v4(6, [8, 8, 8, 8], [0; 4], &TCP);
         rewrite(&mut ra, Field::Dst, ma).unwrap();
         let mut rb = ra.clone();
         rewrite(&mut rb, Field::Dst, mb).unwrap();
-        assert_eq!(m.inbound(&mut ra, 2), Some(1));
-        assert_eq!(m.inbound(&mut rb, 2), Some(2));
+        assert_eq!(m.inbound(&mut ra, 2), Some(A));
+        assert_eq!(m.inbound(&mut rb, 2), Some(B));
         assert_eq!(
             addr_of(&ra, Field::Dst),
             Some("192.168.1.10".parse().unwrap())
@@ -681,9 +911,53 @@ mod tests {
         // Unknown destination: not ours.
         let mut x = v4(6, [8, 8, 8, 8], [100, 64, 9, 9], &TCP);
         assert_eq!(m.inbound(&mut x, 2), None);
-        m.forget_session(1);
+        m.forget_edge(&A);
         assert_eq!(m.len(), 1);
-        assert_eq!(m.mapped(1, "192.168.1.10".parse().unwrap()), None);
+        assert_eq!(m.mapped(&A, "192.168.1.10".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn addresses_are_scattered_and_the_same_after_a_restart() {
+        let cfg = NatConfig::new("bo");
+        let mut m = SourceMap::new(&cfg);
+        let mut got = Vec::new();
+        for i in 0..50u8 {
+            let mut p = v4(17, [10, 0, 0, i], [8, 8, 8, 8], &[0; 8]);
+            got.push(m.outbound(&A, &mut p, 0).unwrap());
+        }
+        // Not handed out in order: neighbours' addresses do not follow each other.
+        let in_order = got
+            .windows(2)
+            .filter(|w| match (w[0], w[1]) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(b) == u32::from(a) + 1,
+                _ => false,
+            })
+            .count();
+        assert!(in_order < 3, "{got:?}");
+        // A restarted core reads its state: same addresses, replies find their clients at once.
+        let text = m.to_text();
+        assert!(m.take_dirty());
+        let mut r = SourceMap::from_text(&cfg, &text, 500).unwrap();
+        assert_eq!(r.len(), 50);
+        let mut reply = v4(6, [8, 8, 8, 8], [0; 4], &TCP);
+        rewrite(&mut reply, Field::Dst, got[7]).unwrap();
+        assert_eq!(r.inbound(&mut reply, 501), Some(A));
+        assert_eq!(
+            addr_of(&reply, Field::Dst),
+            Some("10.0.0.7".parse().unwrap())
+        );
+        // Without the mappings (killed before it wrote them), the secret alone gives the same.
+        let secret_only: String = text.lines().take(1).map(|l| format!("{l}\n")).collect();
+        let mut s = SourceMap::from_text(&cfg, &secret_only, 0).unwrap();
+        for (i, want) in got.iter().enumerate() {
+            let mut p = v4(17, [10, 0, 0, i as u8], [8, 8, 8, 8], &[0; 8]);
+            assert_eq!(s.outbound(&A, &mut p, 0).as_ref(), Ok(want));
+        }
+        // Another secret (another core): other addresses.
+        let mut o = SourceMap::new(&cfg);
+        let mut p = v4(17, [10, 0, 0, 0], [8, 8, 8, 8], &[0; 8]);
+        assert_ne!(o.outbound(&A, &mut p, 0), Ok(got[0]));
+        assert!(SourceMap::from_text(&cfg, "nat 1.2.3.4", 0).is_none());
     }
 
     #[test]
@@ -692,18 +966,23 @@ mod tests {
         cfg.pool_v4 = "100.64.0.0/30".parse().unwrap(); // 2 usable
         cfg.pool_v6 = None;
         cfg.idle_secs = 10;
-        let mut m = SourceMap::new(&cfg);
-        for i in 0..2u8 {
-            m.outbound(1, &mut v4(17, [10, 0, 0, i], [8, 8, 8, 8], &[0; 8]), 0)
-                .unwrap();
+        let mut m = SourceMap::with_secret(&cfg, [7; 32]);
+        let mut n = 0;
+        for i in 0..40u8 {
+            if m.outbound(&A, &mut v4(17, [10, 0, 0, i], [8, 8, 8, 8], &[0; 8]), 0)
+                .is_ok()
+            {
+                n += 1;
+            }
         }
-        let mut third = v4(17, [10, 0, 0, 9], [8, 8, 8, 8], &[0; 8]);
+        assert_eq!(n, 2, "both addresses in use");
+        let mut third = v4(17, [10, 0, 0, 99], [8, 8, 8, 8], &[0; 8]);
         assert_eq!(
-            m.outbound(1, &mut third.clone(), 5),
+            m.outbound(&B, &mut third.clone(), 5),
             Err(MapError::PoolExhausted)
         );
-        // After the idle time, the oldest address is reused.
-        assert!(m.outbound(1, &mut third, 11).is_ok());
+        // After the idle time, an address is reused.
+        assert!(m.outbound(&B, &mut third, 11).is_ok());
         assert_eq!(m.len(), 2);
         let mut six = v6(
             17,
@@ -711,7 +990,43 @@ mod tests {
             "2001:db8::1".parse().unwrap(),
             &[0; 8],
         );
-        assert_eq!(m.outbound(1, &mut six, 0), Err(MapError::NoPool));
-        assert_eq!(m.outbound(1, &mut [0x45, 0], 0), Err(MapError::Malformed));
+        assert_eq!(m.outbound(&A, &mut six, 0), Err(MapError::NoPool));
+        assert_eq!(m.outbound(&A, &mut [0x45, 0], 0), Err(MapError::Malformed));
+    }
+
+    #[test]
+    fn one_edge_cannot_take_the_pool() {
+        let mut cfg = NatConfig::new("bo");
+        cfg.pool_v4 = "100.64.0.0/24".parse().unwrap();
+        cfg.max_clients = 20;
+        cfg.idle_secs = 100;
+        let mut m = SourceMap::new(&cfg);
+        let mut refused = 0;
+        for i in 0..=255u8 {
+            for j in [1u8, 2] {
+                let mut p = v4(17, [10, j, 0, i], [8, 8, 8, 8], &[0; 8]);
+                match m.outbound(&A, &mut p, 0) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        assert_eq!(e, MapError::EdgeLimit);
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!((m.clients_of(&A), refused), (20, 512 - 20));
+        // Another edge still gets addresses.
+        let mut p = v4(17, [10, 1, 0, 1], [8, 8, 8, 8], &[0; 8]);
+        assert!(m.outbound(&B, &mut p, 1).is_ok());
+        // Clients in use keep theirs; once one is idle, a new client of A takes its place.
+        let mut p = v4(17, [10, 1, 0, 0], [8, 8, 8, 8], &[0; 8]);
+        assert!(
+            m.outbound(&A, &mut p, 50).is_ok(),
+            "a mapped client goes on"
+        );
+        let mut p = v4(17, [10, 9, 9, 9], [8, 8, 8, 8], &[0; 8]);
+        assert_eq!(m.outbound(&A, &mut p.clone(), 60), Err(MapError::EdgeLimit));
+        assert!(m.outbound(&A, &mut p, 101).is_ok());
+        assert_eq!(m.clients_of(&A), 20);
     }
 }

@@ -18,10 +18,13 @@ const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
 
 const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_TABLE_FLAGS: u16 = 2;
 const NFT_TABLE_F_OWNER: u32 = 2;
+/// Linux >= 6.9: an owned table outlives its owner's socket (orphaned; the next owner adopts it).
+const NFT_TABLE_F_PERSIST: u32 = 4;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_CHAIN_HOOK: u16 = 4;
@@ -69,20 +72,61 @@ fn data(m: &mut MsgBuf, ty: u16, v: &[u8]) {
 impl NftTable {
     /// Creates (or, without `owner`, reuses) table `inet <name>` with a `postrouting` NAT chain.
     pub(crate) fn create(name: &str, owner: bool) -> Result<NftTable> {
-        let sock = Socket::open(libc::NETLINK_NETFILTER, 0, false)?;
-        let mut t = NftTable {
-            sock,
+        let mut t = NftTable::open(name)?;
+        let flags = owner.then_some(NFT_TABLE_F_OWNER);
+        let msgs = t.table_and_chain(flags);
+        t.batch(msgs, &|| format!("create nftables table inet {name}"))?;
+        Ok(t)
+    }
+
+    /// Creates table `inet <name>`, or adopts the one a previous braid left, with a
+    /// `postrouting` NAT chain holding exactly `ip saddr <src> masquerade` for each prefix, in
+    /// one transaction (an adopted table never misses its rules, so the kernel's NAT of
+    /// existing connections never stops). The table outlives braid: tied to braid's socket
+    /// with `NFT_TABLE_F_PERSIST` where the kernel has it (6.9+; others cannot change or
+    /// flush it while braid runs), a plain table on older kernels. Returns whether it is owned.
+    pub(crate) fn adopt(name: &str, masquerade: &[Prefix]) -> Result<(NftTable, bool)> {
+        let mut t = NftTable::open(name)?;
+        let what = || format!("create or adopt nftables table inet {name}");
+        let mut msgs = t.table_and_chain(Some(NFT_TABLE_F_OWNER | NFT_TABLE_F_PERSIST));
+        msgs.extend(t.flush_and_masquerade(masquerade));
+        match t.batch(msgs, &what) {
+            Ok(()) => return Ok((t, true)),
+            // Kernels before 6.9 (no PERSIST), before 5.12 (no OWNER), or a plain table left
+            // by such a kernel's braid: a plain table, reused as it is.
+            Err(e) if matches!(e.errno(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut msgs = t.table_and_chain(None);
+        msgs.extend(t.flush_and_masquerade(masquerade));
+        t.batch(msgs, &what)?;
+        Ok((t, false))
+    }
+
+    /// Leaves the table in place when this value drops (for the next braid to adopt).
+    pub(crate) fn keep(&mut self) {
+        self.deleted = true;
+    }
+
+    fn open(name: &str) -> Result<NftTable> {
+        Ok(NftTable {
+            sock: Socket::open(libc::NETLINK_NETFILTER, 0, false)?,
             name: name.to_string(),
             deleted: false,
-        };
+        })
+    }
+
+    /// The table (with `flags`, or none given: an existing table keeps its own) and its chain.
+    fn table_and_chain(&self, flags: Option<u32>) -> Vec<MsgBuf> {
+        let name = self.name.as_str();
         let mut tm = msg(
             NFT_MSG_NEWTABLE,
             NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
             NFPROTO_INET,
         );
         tm.attr_str(NFTA_TABLE_NAME, name);
-        if owner {
-            tm.attr_be32(NFTA_TABLE_FLAGS, NFT_TABLE_F_OWNER);
+        if let Some(f) = flags {
+            tm.attr_be32(NFTA_TABLE_FLAGS, f);
         }
         let mut cm = msg(
             NFT_MSG_NEWCHAIN,
@@ -97,14 +141,30 @@ impl NftTable {
             .end();
         cm.attr_be32(NFTA_CHAIN_POLICY, NF_ACCEPT)
             .attr_str(NFTA_CHAIN_TYPE, "nat");
-        t.batch(vec![tm, cm], &|| {
-            format!("create nftables table inet {name}")
-        })?;
-        Ok(t)
+        vec![tm, cm]
+    }
+
+    /// Messages that empty the postrouting chain and add one masquerade rule per prefix.
+    fn flush_and_masquerade(&self, masquerade: &[Prefix]) -> Vec<MsgBuf> {
+        let mut flush = msg(NFT_MSG_DELRULE, NLM_F_REQUEST | NLM_F_ACK, NFPROTO_INET);
+        flush
+            .attr_str(NFTA_RULE_TABLE, &self.name)
+            .attr_str(NFTA_RULE_CHAIN, "postrouting");
+        let mut v = vec![flush];
+        v.extend(masquerade.iter().map(|p| self.masquerade_msg(*p)));
+        v
     }
 
     /// Appends `ip[6] saddr <prefix> masquerade` to the postrouting chain.
     pub(crate) fn add_masquerade(&mut self, src: Prefix) -> Result<()> {
+        let m = self.masquerade_msg(src);
+        let name = self.name.clone();
+        self.batch(vec![m], &|| {
+            format!("add masquerade for {src} to table inet {name}")
+        })
+    }
+
+    fn masquerade_msg(&self, src: Prefix) -> MsgBuf {
         let mut m = msg(
             NFT_MSG_NEWRULE,
             NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
@@ -153,10 +213,7 @@ impl NftTable {
             .attr_str(NFTA_EXPR_NAME, "masq")
             .end();
         m.end();
-        let name = self.name.clone();
-        self.batch(vec![m], &|| {
-            format!("add masquerade for {src} to table inet {name}")
-        })
+        m
     }
 
     /// Sends messages as one nfnetlink batch (one transaction) and waits for every ack.

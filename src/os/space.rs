@@ -281,7 +281,15 @@ pub struct SteerConfig {
     /// Destinations never steered (the core's address, operator bypasses). The source prefixes
     /// themselves are always bypassed as destinations, so LAN-to-LAN traffic stays local.
     pub bypass: Vec<Prefix>,
+    /// Core: a blackhole route behind the hub's in the table, so that while no braid runs (a
+    /// restart) packets to the destinations are dropped silently instead of following the
+    /// main table (out to the internet, or to the host's own stack). Never on the edge: its
+    /// fail-open needs the table to empty when braid dies.
+    pub hold: bool,
 }
+
+/// Metric of the [`SteerConfig::hold`] blackhole: behind any route through the hub.
+pub const HOLD_METRIC: u32 = u32::MAX;
 
 /// Number of rule priorities [`Steering`] uses from [`SteerConfig::priority`].
 pub const RULE_SPAN: u32 = 4;
@@ -297,6 +305,7 @@ impl SteerConfig {
             destinations: Vec::new(),
             tcp_only: false,
             bypass: Vec::new(),
+            hold: false,
         }
     }
 
@@ -407,11 +416,40 @@ impl Steering {
                 .protocol(config.protocol);
             nl.replace_route(&v6)?;
         }
+        if config.hold {
+            let fams: &[IpAddr] = if want_v6 {
+                &[
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                ]
+            } else {
+                &[IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+            };
+            for a in fams {
+                let hole = Route::new(Prefix::new(*a, 0))
+                    .table(config.table)
+                    .protocol(config.protocol)
+                    .metric(HOLD_METRIC)
+                    .kind(super::netlink::RouteKind::Blackhole);
+                nl.replace_route(&hole)?;
+            }
+        }
         for r in config.rules() {
-            st.nl.add_rule(&r)?;
+            match st.nl.add_rule(&r) {
+                // Kept by a previous core for its restart (see `keep`).
+                Err(e) if e.errno() == Some(libc::EEXIST) => {}
+                x => x?,
+            }
             st.rules.push(r);
         }
         Ok(st)
+    }
+
+    /// Leaves the rules and the table's routes in place when this value drops (a core's
+    /// restart: the next one adopts them, see [`adopt_stale`]). Routes through the hub go when
+    /// the hub does; with [`SteerConfig::hold`] the blackhole behind them stays.
+    pub fn keep(mut self) {
+        self.removed = true;
     }
 
     /// The rules installed.
@@ -447,6 +485,41 @@ impl Drop for Steering {
             log::warn!("steering cleanup: {e}");
         }
     }
+}
+
+/// A core's start after a restart: removes a stale hub (if any) and those of braid's rules
+/// that `steer` would not install, and keeps the rest, and the table's routes (its blackhole),
+/// so that packets to the pool are never routed elsewhere while the new core starts.
+/// [`Steering::install`] then adds what is missing.
+pub fn adopt_stale(hub: &HubConfig, steer: &SteerConfig) -> Result<Cleaned> {
+    let mut nl = Netlink::open()?;
+    let mut c = Cleaned::default();
+    if nl.delete_link_by_name(&hub.host_name())? {
+        c.links += 1;
+    }
+    let want = steer.rules();
+    let lo = steer.priority;
+    let hi = steer.priority + RULE_SPAN;
+    for fam in [Family::V4, Family::V6] {
+        let rules = match nl.rules(fam) {
+            Ok(r) => r,
+            Err(e) if fam == Family::V6 && e.errno() == Some(libc::EAFNOSUPPORT) => continue,
+            Err(e) => return Err(e),
+        };
+        for r in rules {
+            if r.priority < lo || r.priority >= hi || want.contains(&r) {
+                continue;
+            }
+            if r.protocol == steer.protocol {
+                match nl.del_rule(&r) {
+                    Ok(()) => c.rules += 1,
+                    Err(e) if e.errno() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(c)
 }
 
 /// What [`cleanup_stale`] removed.

@@ -138,13 +138,17 @@ impl EdgeConf {
     }
 }
 
-/// The core's UCI file: one `config peer` per public key.
+/// The core's UCI file: one `config peer` per public key; its state file beside the socket;
+/// the lab's "internet" (the server's subnet, private addresses) opened to the clients.
 pub fn core_uci(private: &str, peers: &[String], socket: &Path) -> String {
     let mut s = format!(
         "config braid 'main'\n\toption enabled '1'\n\toption role 'core'\n\
          \toption private_key '{private}'\n\toption hub 'bl-hubc'\n\
-         \toption control_socket '{}'\n\n",
-        socket.display()
+         \toption control_socket '{}'\n\toption state_file '{}'\n\
+         \tlist allow_dest '{}'\n\n",
+        socket.display(),
+        socket.with_file_name("core.state").display(),
+        topo::SERVER_NET
     );
     for (i, k) in peers.iter().enumerate() {
         s.push_str(&format!(
@@ -327,6 +331,30 @@ impl Daemon {
             self.kill9();
             eprintln!("{} did not stop within 5 s of SIGTERM: killed", self.label);
             return None;
+        }
+        st
+    }
+
+    /// `braid stop --socket <socket>` (a core stops for good, removing everything), then waits
+    /// up to 5 s for the exit; the exit status (None: it had to be killed).
+    pub fn stop_for_good(&mut self) -> Option<ExitStatus> {
+        let out = Command::new(BRAID)
+            .args(["stop", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("run braid stop");
+        assert!(
+            out.status.success(),
+            "braid stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let st = self.wait_exit(Duration::from_secs(5));
+        if st.is_none() {
+            self.kill9();
+            eprintln!(
+                "{} did not stop within 5 s of braid stop: killed",
+                self.label
+            );
         }
         st
     }

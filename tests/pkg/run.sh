@@ -71,8 +71,12 @@ init_world() {
 	: >"$PROCD_LOG"
 	: >"$NETIFD_DEVICES"
 	DEVS=$W/run/braid/devices
+	# The daemon's command-line client (`braid stop`): a stand-in that logs its arguments.
+	printf '#!/bin/sh\necho "braid-cli $*" >>"$PROCD_LOG"\n' >"$W/braid-cli"
+	chmod +x "$W/braid-cli"
 	sed -e "s#^CONF=.*#CONF=$W/config/braid#" -e "s#^DEVICES=.*#DEVICES=$DEVS#" \
-		-e "s#^NETWORK_SH=.*#NETWORK_SH=$STUB/network.sh#" openwrt/files/braid.init >"$W/braid"
+		-e "s#^NETWORK_SH=.*#NETWORK_SH=$STUB/network.sh#" \
+		-e "s#\"\$PROG\" stop#$W/braid-cli stop#" openwrt/files/braid.init >"$W/braid"
 }
 # main_conf ENABLED ROLE: a braid config with those main options (empty = absent), and one
 # link 'wan' without a device.
@@ -159,6 +163,20 @@ test_init() {
 		has "$PROCD_LOG" "procd: start core: /usr/sbin/braid core --config $conf"
 	check "init: core watches the config only" has "$PROCD_LOG" "procd_set_param file $conf"
 	check "init: role change is not a mere HUP" lacks "$PROCD_LOG" '^procd: signal'
+
+	rc restart
+	check "init: core restart: procd restarts it" \
+		has "$PROCD_LOG" "procd: start core: /usr/sbin/braid core --config $conf"
+	check "init: core restart: no braid stop (the core keeps its NAT for the next start)" \
+		lacks "$PROCD_LOG" '^braid-cli stop'
+	PKG_UPGRADE=1 rc stop
+	check "init: core stop in an upgrade: no braid stop" lacks "$PROCD_LOG" '^braid-cli stop'
+	rc start
+	rc stop
+	check "init: core stop: braid stop first (nothing left behind)" \
+		has "$PROCD_LOG" "braid-cli stop --socket /var/run/braid.sock"
+	check "init: core stop: then procd stops it" has "$PROCD_LOG" "procd: stop core"
+	rc start
 
 	main_conf 0 core
 	rc reload
