@@ -94,6 +94,10 @@ pub struct Status {
     pub sessions: Vec<SessionStatus>,
     /// Counters of dropped or rejected packets, by reason.
     pub drops: Vec<Counter>,
+    /// What the daemon refused on purpose (handshakes, connections over a limit, packets its
+    /// policy forbids), by reason.
+    #[serde(default)]
+    pub refusals: Vec<Counter>,
     /// What the daemon as a whole waits for ("waiting for the address of core_host ..."),
     /// if anything; each link says what it waits for in its own `waiting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -694,6 +698,13 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(o, "  {:<32} {:>10}", c.reason, c.count);
         }
     }
+    let refused: Vec<_> = s.refusals.iter().filter(|c| c.count > 0).collect();
+    if !refused.is_empty() {
+        let _ = writeln!(o, "\nrefused:");
+        for c in refused {
+            let _ = writeln!(o, "  {:<48} {:>10}", c.reason, c.count);
+        }
+    }
     o
 }
 
@@ -783,6 +794,10 @@ mod tests {
                 reason: "replay".into(),
                 count: 3,
             }],
+            refusals: vec![Counter {
+                reason: "handshakes: too many at once".into(),
+                count: 5,
+            }],
             waiting: Some("waiting for the address of core_host 'core.example'".into()),
         };
         let t = render(&s);
@@ -801,6 +816,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("replay"), "{t}");
+        assert!(
+            t.contains("refused:") && t.contains("handshakes: too many at once"),
+            "{t}"
+        );
         assert!(
             t.contains("\nwaiting for the address of core_host 'core.example'\n"),
             "{t}"

@@ -236,6 +236,88 @@ pub fn counters<'a>(
         .collect()
 }
 
+/// How often one reason of refusal is logged at most.
+pub const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a daemon refused on purpose (an unknown key, a flood, a connection over a limit, a
+/// packet its policy forbids), counted by reason in the words `braid status` shows, and logged
+/// at most once a minute per reason: a flood from forged addresses cannot fill the log, and the
+/// line says how many more there were since the last one.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// In the order first seen (a stable order for `braid status`).
+    reasons: Vec<Refusal>,
+}
+
+#[derive(Debug)]
+struct Refusal {
+    reason: &'static str,
+    count: u64,
+    logged_at: Option<std::time::Instant>,
+    /// Refusals of this reason since it was last logged.
+    unlogged: u64,
+}
+
+impl Refusals {
+    /// Counts one refusal for `reason` (plain words, e.g. "handshakes: too many at once") and
+    /// logs it with `detail` (who, and what the operator can do) unless this reason was logged
+    /// less than [`REFUSAL_LOG_EVERY`] before `now`. Returns whether it was logged.
+    pub fn refuse(
+        &mut self,
+        now: std::time::Instant,
+        reason: &'static str,
+        detail: impl FnOnce() -> String,
+    ) -> bool {
+        let i = match self.reasons.iter().position(|r| r.reason == reason) {
+            Some(i) => i,
+            None => {
+                self.reasons.push(Refusal {
+                    reason,
+                    count: 0,
+                    logged_at: None,
+                    unlogged: 0,
+                });
+                self.reasons.len() - 1
+            }
+        };
+        let r = &mut self.reasons[i];
+        r.count += 1;
+        if r.logged_at
+            .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            r.unlogged += 1;
+            return false;
+        }
+        let more = match r.unlogged {
+            0 => String::new(),
+            n => format!(" ({n} more since the last report)"),
+        };
+        log::warn!("refused ({reason}): {}{more}", detail());
+        r.logged_at = Some(now);
+        r.unlogged = 0;
+        true
+    }
+
+    /// How many were refused for `reason`.
+    pub fn count(&self, reason: &str) -> u64 {
+        self.reasons
+            .iter()
+            .find(|r| r.reason == reason)
+            .map_or(0, |r| r.count)
+    }
+
+    /// The counters as the status protocol lists them.
+    pub fn counters(&self) -> Vec<control::Counter> {
+        self.reasons
+            .iter()
+            .map(|r| control::Counter {
+                reason: r.reason.into(),
+                count: r.count,
+            })
+            .collect()
+    }
+}
+
 /// Sleeps until `deadline`, or forever when there is none (a `select!` arm for the next timer).
 pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -300,6 +382,13 @@ fn send_now(s: &tokio::net::UdpSocket, d: &[u8]) -> bool {
 pub struct LinkIo {
     pub tx: LinkTx,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl LinkIo {
+    /// A link's sender and the task that reads (and, for TCP, writes) its socket.
+    pub fn from_parts(tx: LinkTx, task: tokio::task::JoinHandle<()>) -> LinkIo {
+        LinkIo { tx, task }
+    }
 }
 
 impl Drop for LinkIo {
@@ -377,6 +466,35 @@ pub fn tcp_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_counted_always_and_logged_once_a_minute_per_reason() {
+        let mut r = Refusals::default();
+        let t0 = std::time::Instant::now();
+        let s = std::time::Duration::from_secs;
+        assert!(r.refuse(t0, "handshakes: too many at once", || "from a".into()));
+        assert!(
+            !r.refuse(t0 + s(1), "handshakes: too many at once", || "from b"
+                .into())
+        );
+        assert!(r.refuse(t0 + s(1), "TCP connections: too many in all", || "c".into()));
+        assert!(!r.refuse(t0 + s(59), "handshakes: too many at once", || "d".into()));
+        assert!(r.refuse(t0 + s(61), "handshakes: too many at once", || "e".into()));
+        assert_eq!(r.count("handshakes: too many at once"), 4);
+        assert_eq!(
+            r.counters(),
+            vec![
+                control::Counter {
+                    reason: "handshakes: too many at once".into(),
+                    count: 4
+                },
+                control::Counter {
+                    reason: "TCP connections: too many in all".into(),
+                    count: 1
+                },
+            ]
+        );
+    }
 
     #[test]
     fn clock_is_monotonic_and_maps_to_deadlines() {

@@ -1746,6 +1746,7 @@ impl Edge {
                 ..control::SessionStatus::figures(&stats)
             }],
             drops,
+            refusals: Vec::new(),
             waiting: self.core.waiting(self.clock.now()),
         }
     }
