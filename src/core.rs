@@ -761,6 +761,11 @@ fn handshake_refusal(e: crate::proto::seal::SealError) -> Option<(&'static str, 
             "handshakes: too many at once",
             " (a flood of handshakes, or very many edges at once)",
         ),
+        E::Cookie => (
+            "handshakes: under load, answered with a cookie",
+            " (a flood of handshakes, perhaps from forged addresses; edges that can receive \
+             get in at their next try)",
+        ),
         E::Malformed => ("handshakes: malformed", ""),
         E::Stale | E::Behind => return None,
         _ => ("handshakes: other", ""),

@@ -1242,6 +1242,16 @@ impl Session {
         datagram: &mut [u8],
     ) -> Result<Option<LinkId>, SessionError> {
         let dlen = datagram.len();
+        if super::cookie::is_reply(datagram) {
+            // The core is under load: our next init proves our address with this cookie.
+            return match self.channel.handle_cookie(now, datagram) {
+                Ok(()) => Ok(link),
+                Err(e) => {
+                    self.stats.bad_datagrams += 1;
+                    Err(SessionError::Seal(e))
+                }
+            };
+        }
         let plain = match self.channel.open(now, datagram) {
             Ok(Some(p)) => {
                 self.quiet_since = None;
