@@ -152,16 +152,49 @@ impl ControlServer {
             }
             std::fs::remove_file(path)?;
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = bind_private(path)?;
         tokio::task::spawn_local(serve(listener, calls));
         Ok(ControlServer {
             path: path.to_owned(),
         })
     }
+}
+
+/// Binds a Unix socket at `path` that is never reachable with a mode other than 0600: it is
+/// bound in a fresh directory of mode 0700 beside `path`, made 0600 there, then renamed into
+/// place (binding at `path` and then changing the mode left a moment when any local user
+/// could connect; the umask is process-wide, so not changed here).
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the control socket path names no file"))?;
+    let mut private_name = std::ffi::OsString::from(".");
+    private_name.push(name);
+    private_name.push(format!(".{}", std::process::id()));
+    let private = dir.join(private_name);
+    // A leftover of a crashed daemon that had this pid: only ever a directory we made.
+    if std::fs::symlink_metadata(&private).is_ok_and(|m| m.is_dir()) {
+        let _ = std::fs::remove_file(private.join("s"));
+        let _ = std::fs::remove_dir(&private);
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let inner = private.join("s");
+    let bound = UnixListener::bind(&inner).and_then(|l| {
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&inner, path)?;
+        Ok(l)
+    });
+    if bound.is_err() {
+        let _ = std::fs::remove_file(&inner);
+    }
+    let _ = std::fs::remove_dir(&private);
+    bound
 }
 
 impl Drop for ControlServer {
@@ -528,6 +561,48 @@ mod tests {
         });
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "root:x:0:0\n");
         assert!(std::fs::symlink_metadata(&link).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The socket is never seen at its path with a mode other than 0600 (another thread
+    /// watches the path while the socket is made again and again), and nothing else is left.
+    #[test]
+    fn the_control_socket_is_never_open_to_others() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = std::env::temp_dir().join(format!("braid-ctl-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(m) = std::fs::symlink_metadata(&path) {
+                        seen.insert(m.permissions().mode() & 0o777);
+                    }
+                }
+                seen
+            })
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for _ in 0..300 {
+                let l = bind_private(&path).unwrap();
+                drop(l);
+                std::fs::remove_file(&path).unwrap();
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        assert!(!seen.is_empty(), "the watcher saw the socket");
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![0o600]);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
