@@ -30,6 +30,9 @@ pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 /// A proven connection silent this long is closed (the endpoint forgets its session by then).
 pub const IDLE: Duration = crate::proto::endpoint::SESSION_IDLE;
 
+/// Largest frame an unproven connection may send (a datagram of one MTU).
+const UNPROVEN_FRAME: usize = 2048;
+
 /// How many connections the core keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -179,8 +182,13 @@ pub fn spawn(
     let task = tokio::task::spawn_local(async move {
         let accepted = tokio::time::Instant::now();
         let mut heard = accepted;
-        let mut buf = vec![0u8; crate::os::uplink::MAX_FRAME];
+        // Small until proven: no valid first datagram (an init, or data of a session) is
+        // larger; a longer frame ends the connection. Full size once proven.
+        let mut buf = vec![0u8; UNPROVEN_FRAME];
         loop {
+            if proven.get() && buf.len() < crate::os::uplink::MAX_FRAME {
+                buf.resize(crate::os::uplink::MAX_FRAME, 0);
+            }
             let until = if proven.get() {
                 heard + IDLE
             } else {

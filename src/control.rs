@@ -146,6 +146,9 @@ pub struct SessionStatus {
     /// Packed packets received whose flow context was unknown (dropped; should stay 0).
     #[serde(default)]
     pub unpack_errors: u64,
+    /// Key rotations completed in this session (every 2 minutes, and after a silence).
+    #[serde(default)]
+    pub rekeys: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -219,6 +222,7 @@ impl SessionStatus {
             packed_packets: st.pack.packed,
             packed_saved_bytes: st.pack.saved_bytes,
             unpack_errors: st.unpack_errors,
+            rekeys: st.rekeys,
             ..Default::default()
         }
     }

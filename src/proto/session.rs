@@ -183,6 +183,8 @@ pub struct SessionStats {
     /// Times the edge started its session afresh because the core answered a handshake with a
     /// new session (it restarted, or forgot ours).
     pub renewals: u64,
+    /// Key rotations completed (handshakes after the first of this session).
+    pub rekeys: u64,
 }
 
 #[derive(Debug, Default)]
@@ -1666,6 +1668,7 @@ impl Session {
             })
             .collect();
         s.pack = self.packer.stats();
+        s.rekeys = self.channel.stats().rekeys;
         s.queued_packets = self.conn.len();
         s.queued_bytes = self.conn.bytes();
         s.reorder = self.reorder.stats;
