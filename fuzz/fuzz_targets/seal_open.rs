@@ -21,19 +21,32 @@ fn pair() -> Pair {
     let mut acceptor = Acceptor::new(core_key.clone());
     let mut edge = Channel::initiator(&edge_key, core_key.public, Instant(1));
     let mut init = [0u8; 256];
-    let n = edge.poll_handshake(Instant(1), &mut init).expect("first init");
+    let n = edge
+        .poll_handshake(Instant(1), &mut init)
+        .expect("first init");
     let mut resp = [0u8; 256];
     let accepted = acceptor
-        .accept(Instant(1), &init[..n], |_, _| Admission::NewSession, 7, &mut resp)
+        .accept(
+            Instant(1),
+            &init[..n],
+            |_, _| Admission::NewSession,
+            7,
+            &mut resp,
+        )
         .expect("the edge's init is accepted");
     let len = accepted.response_len;
     let mut core = Channel::responder(accepted, Instant(1));
-    edge.open(Instant(2), &mut resp[..len]).expect("response opens");
+    edge.open(Instant(2), &mut resp[..len])
+        .expect("response opens");
     // The edge's first data establishes the core's side.
     let mut d = [0u8; 128];
     let n = edge.seal(Instant(3), b"hello", &mut d).expect("seals");
     core.open(Instant(3), &mut d[..n]).expect("data opens");
-    Pair { acceptor, edge, core }
+    Pair {
+        acceptor,
+        edge,
+        core,
+    }
 }
 
 thread_local! {
