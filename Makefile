@@ -4,7 +4,9 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test e2e lint unit demo bench bench-faults bench-hub bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
+FUZZ_SECONDS ?= 600
+
+.PHONY: fuzz all build test e2e lint unit demo bench bench-faults bench-hub bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
 
 all: build
 
@@ -31,6 +33,12 @@ sim:
 
 clean:
 	$(CARGO) clean
+
+## fuzz: every cargo-fuzz target (fuzz/, nightly libFuzzer) for FUZZ_SECONDS each (default 600),
+## seeded from fuzz/seeds/ (the golden vectors); a crash leaves its input in fuzz/artifacts/.
+## Needs `rustup toolchain install nightly` and `cargo +nightly install cargo-fuzz`.
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 ## --- lab: `make demo`, `make bench` (as root; see src/lab/) ---
 # Modes the demo compares: Braid, the best single link (direct) and MPTCP (OpenMPTCProuter).

@@ -99,6 +99,10 @@ pub struct Status {
     /// Core: client packets refused by the forward policy, by reason (`braid::forward`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Vec<Counter>>,
+    /// What the daemon refused on purpose (handshakes, connections over a limit, packets its
+    /// policy forbids), by reason.
+    #[serde(default)]
+    pub refusals: Vec<Counter>,
     /// What the daemon as a whole waits for ("waiting for the address of core_host ..."),
     /// if anything; each link says what it waits for in its own `waiting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +162,9 @@ pub struct SessionStatus {
     /// closed it). Always 0 on the core, where such an edge shows as a new session.
     #[serde(default)]
     pub renewals: u64,
+    /// Key rotations completed in this session (every 2 minutes, and after a silence).
+    #[serde(default)]
+    pub rekeys: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -233,6 +240,7 @@ impl SessionStatus {
             unpack_errors: st.unpack_errors,
             handshakes: st.handshakes,
             renewals: st.renewals,
+            rekeys: st.rekeys,
             ..Default::default()
         }
     }
@@ -732,6 +740,13 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(o, "  {:<56} {:>10}", c.reason, c.count);
         }
     }
+    let refusals: Vec<_> = s.refusals.iter().filter(|c| c.count > 0).collect();
+    if !refusals.is_empty() {
+        let _ = writeln!(o, "\nrefused:");
+        for c in refusals {
+            let _ = writeln!(o, "  {:<48} {:>10}", c.reason, c.count);
+        }
+    }
     o
 }
 
@@ -827,6 +842,10 @@ mod tests {
                 reason: "to the cloud metadata service (169.254.169.254)".into(),
                 count: 4,
             }]),
+            refusals: vec![Counter {
+                reason: "handshakes: too many at once".into(),
+                count: 5,
+            }],
             waiting: Some("waiting for the address of core_host 'core.example'".into()),
         };
         let t = render(&s);
@@ -851,6 +870,10 @@ mod tests {
         );
         assert!(
             t.contains("\nrefused by the forward policy:\n  to the cloud metadata service"),
+            "{t}"
+        );
+        assert!(
+            t.contains("refused:") && t.contains("handshakes: too many at once"),
             "{t}"
         );
         assert!(

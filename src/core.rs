@@ -31,15 +31,15 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::accept::{self, Conn, Conns};
 use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
-use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo};
+use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo, Refusals};
 use crate::edge::{daemon_main, session_classes, state_name, wire_role_name, DaemonArgs};
-use crate::forward::{ForwardPolicy, Refusal, Refusals};
+use crate::forward::{self, ForwardPolicy, Refusal};
 use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
 use crate::os::space::{adopt_stale, Hub, HubConfig, Space, SteerConfig, Steering};
-use crate::os::uplink::TcpLink;
 use crate::proto::endpoint::{Endpoint, Peer, SessionId};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
 use crate::proto::seal::Keypair;
@@ -139,7 +139,8 @@ struct Core {
     clock: Clock,
     ep: Endpoint<Addr>,
     udp: Vec<Rc<UdpSocket>>,
-    tcp: HashMap<u32, LinkIo>,
+    /// Accepted TCP link connections, with the edge's address of each.
+    tcp: Conns<LinkIo>,
     map: SourceMap,
     classifier: Classifier,
     /// Downstream packets classified into each class (by `ClassId`), per session; carried by
@@ -151,8 +152,6 @@ struct Core {
     users: HashMap<SessionId, crate::users::UserTable>,
     /// Measured rates and time in state: (session, link), the session itself as link `None`.
     meter: control::Meter<(SessionId, Option<LinkId>)>,
-    /// The edge's address of each accepted TCP link connection.
-    tcp_peers: HashMap<u32, SocketAddr>,
     seed: u64,
     mss: u16,
     drops: HashMap<&'static str, u64>,
@@ -162,22 +161,15 @@ struct Core {
     allowed_lan: HashMap<EdgeKey, Vec<model::Cidr>>,
     policy: ForwardPolicy,
     /// Client packets refused, by reason: since start, and per session.
-    refused: Refusals,
-    refused_by: HashMap<SessionId, Refusals>,
+    refused: forward::Refusals,
+    refused_by: HashMap<SessionId, forward::Refusals>,
     /// `braid stop`: remove everything on exit (otherwise keep it for the next core).
     for_good: bool,
     /// The sysctls to restore when the core stops for good (kept across restarts).
     forwarding_restore: Vec<(String, String)>,
-    /// When a refused handshake from an address was last logged.
-    refusals_logged: HashMap<Addr, std::time::Instant>,
-    /// When any refused handshake was last logged (forged sources cannot flood the log).
-    last_refusal_log: Option<std::time::Instant>,
+    /// What the core refused on purpose, by reason (logged once a minute per reason).
+    refusals: Refusals,
 }
-
-/// A refused handshake from one address is logged at most this often...
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
-/// ... and refused handshakes from anywhere at most this often.
-const ANY_REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 
 async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let clock = Clock::new();
@@ -252,7 +244,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         edges: HashMap::new(),
         allowed_lan: allowed_lans(&cfg),
         policy: forward_policy(&cfg),
-        refused: Refusals::default(),
+        refused: forward::Refusals::default(),
         refused_by: HashMap::new(),
         for_good: false,
         forwarding_restore: forwarding.pending().to_vec(),
@@ -260,16 +252,14 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         clock,
         ep,
         udp: udp.clone(),
-        tcp: HashMap::new(),
+        tcp: Conns::new(accept::Limits::default()),
         seed: u64::from_le_bytes(seed),
         class_packets: HashMap::new(),
         established_at: HashMap::new(),
         users: HashMap::new(),
         meter: control::Meter::new(),
-        tcp_peers: HashMap::new(),
         drops: HashMap::new(),
-        refusals_logged: HashMap::new(),
-        last_refusal_log: None,
+        refusals: Refusals::default(),
     };
     core.apply_classes();
     core.refresh_local();
@@ -295,8 +285,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             }
         });
     }
-    let (tcp_tx, mut tcp_in) = mpsc::channel::<(crate::proto::LinkId, Vec<u8>, SocketAddr)>(4096);
-    let mut next_conn: u32 = 1;
+    let (tcp_tx, mut tcp_in) = mpsc::channel::<(u32, Vec<u8>)>(4096);
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -337,30 +326,11 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
                     break;
                 }
             }
-            Ok((stream, from)) = tcp.accept() => {
-                // The connection id travels as the "link id" of the inbound channel (u8 is too
-                // small for ids, so the TCP task tags with 0 and we keep the id in the map key).
-                let id = next_conn;
-                next_conn = if next_conn >= 65535 { 1 } else { next_conn + 1 };
-                let (ctx, mut crx) = mpsc::channel::<(crate::proto::LinkId, Vec<u8>, SocketAddr)>(1024);
-                let io = daemon::tcp_link(0, TcpLink::from_stream(stream), from, ctx);
-                core.tcp.insert(id, io);
-                core.tcp_peers.insert(id, from);
-                let fwd = tcp_tx.clone();
-                tokio::task::spawn_local(async move {
-                    while let Some((_, d, _)) = crx.recv().await {
-                        if fwd.send((u8::MAX, d, SocketAddr::from(([0, 0, 0, 0], (id & 0xffff) as u16)))).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-                log::debug!("TCP link from {from} (connection {id})");
-            }
-            Some((_, mut d, tagged)) = tcp_in.recv() => {
+            Ok((stream, from)) = tcp.accept() => core.accept_tcp(stream, from, &tcp_tx),
+            Some((id, mut d)) = tcp_in.recv() => {
                 let now = core.clock.now();
-                let id = u32::from(tagged.port());
                 let r = core.ep.handle_datagram(now, Addr::Tcp(id), &mut d);
-                core.note_refusal(Addr::Tcp(id), r.err());
+                core.handled(Addr::Tcp(id), r);
             }
             r = capture.readable() => {
                 let mut guard = r.map_err(|e| format!("capture: {e}"))?;
@@ -384,12 +354,12 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             Some((from, mut d)) = in_rx.recv() => {
                 let now = core.clock.now();
                 let r = core.ep.handle_datagram(now, from, &mut d);
-                core.note_refusal(from, r.err());
+                core.handled(from, r);
                 for _ in 0..64 {
                     match in_rx.try_recv() {
                         Ok((from, mut d)) => {
                             let r = core.ep.handle_datagram(now, from, &mut d);
-                            core.note_refusal(from, r.err());
+                            core.handled(from, r);
                         }
                         Err(_) => break,
                     }
@@ -462,52 +432,71 @@ fn forwarding_before(state: &str) -> Vec<(String, String)> {
 }
 
 impl Core {
-    /// Logs (rate-limited per address) a handshake refused for a reason the operator can fix:
-    /// an edge whose key no `config peer` lists, or one configured with another core's key.
-    /// Everything else unauthenticated stays silent (counted in `braid status`).
-    fn note_refusal(&mut self, from: Addr, drop: Option<crate::proto::endpoint::Drop>) {
+    /// Keeps an accepted TCP connection if the limits allow (see [`accept`]), else closes it.
+    fn accept_tcp(
+        &mut self,
+        stream: tokio::net::TcpStream,
+        from: SocketAddr,
+        inbound: &mpsc::Sender<(u32, Vec<u8>)>,
+    ) {
+        if let Err(why) = self.tcp.admit(from.ip(), accept::alive) {
+            self.refusals
+                .refuse(std::time::Instant::now(), why.reason(), || {
+                    format!("TCP connection from {from} closed at once")
+                });
+            return;
+        }
+        let id = self.tcp.fresh_id();
+        let proven = Rc::new(std::cell::Cell::new(false));
+        let io = accept::spawn(
+            id,
+            stream,
+            inbound.clone(),
+            proven.clone(),
+            accept::HANDSHAKE_DEADLINE,
+        );
+        self.tcp.insert(
+            id,
+            Conn {
+                io,
+                peer: from,
+                proven,
+            },
+        );
+        log::debug!("TCP link from {from} (connection {id})");
+    }
+
+    /// What the endpoint made of a datagram: a TCP connection that carried an accepted one is
+    /// proven; a refused handshake is counted (and logged once a minute) by reason.
+    fn handled(
+        &mut self,
+        from: Addr,
+        r: Result<crate::proto::endpoint::Handled, crate::proto::endpoint::Drop>,
+    ) {
         use crate::proto::endpoint::Drop;
-        use crate::proto::seal::SealError;
-        let why = match drop {
-            Some(Drop::Handshake(SealError::NotAllowed)) => {
-                "its public key is not in any `config peer` (add the output of `braid pubkey` \
-                 on that edge)"
+        let e = match r {
+            Ok(_) => {
+                if let Addr::Tcp(id) = from {
+                    self.tcp.prove(id);
+                }
+                return;
             }
-            Some(Drop::Handshake(SealError::Version)) => {
-                "it speaks another protocol version: upgrade the edges and the core together \
-                 (`braid --version` on both)"
-            }
-            Some(Drop::Handshake(SealError::BadMac)) => {
-                "it was made for another key: the edge's core_public_key is not this core's \
-                 public key"
-            }
-            _ => return,
+            Err(Drop::Handshake(e)) => e,
+            Err(_) => return,
         };
-        let now = std::time::Instant::now();
-        if self
-            .last_refusal_log
-            .is_some_and(|t| now.duration_since(t) < ANY_REFUSAL_LOG_EVERY)
-        {
+        let Some((reason, hint)) = handshake_refusal(e) else {
             return;
-        }
-        if self
-            .refusals_logged
-            .get(&from)
-            .is_some_and(|t| now.duration_since(*t) < REFUSAL_LOG_EVERY)
-        {
-            return;
-        }
-        if self.refusals_logged.len() > 1024 {
-            self.refusals_logged
-                .retain(|_, t| now.duration_since(*t) < REFUSAL_LOG_EVERY);
-        }
-        self.refusals_logged.insert(from, now);
-        self.last_refusal_log = Some(now);
+        };
         let addr = match from {
             Addr::Udp(_, a) => a.to_string(),
-            Addr::Tcp(id) => format!("TCP connection {id}"),
+            Addr::Tcp(id) => self.tcp.get(id).map_or_else(
+                || format!("TCP connection {id}"),
+                |c| format!("{} (TCP)", c.peer),
+            ),
         };
-        log::warn!("handshake from {addr} refused: {why}");
+        self.refusals.refuse(std::time::Instant::now(), reason, || {
+            format!("from {addr}{hint}")
+        });
     }
 
     fn apply_classes(&mut self) {
@@ -537,7 +526,7 @@ impl Core {
                     .udp
                     .get(usize::from(i))
                     .is_some_and(|s| s.try_send_to(&out[..n], a).is_ok()),
-                Addr::Tcp(id) => self.tcp.get(&id).is_some_and(|io| io.tx.send(&out[..n])),
+                Addr::Tcp(id) => self.tcp.get(id).is_some_and(|c| c.io.tx.send(&out[..n])),
             };
             if !sent {
                 *self.drops.entry("socket busy").or_default() += 1;
@@ -699,17 +688,14 @@ impl Core {
         self.refresh_local();
         let ep = &self.ep;
         self.refused_by.retain(|id, _| ep.session(*id).is_some());
-        // TCP connections whose task ended (the edge went away) are dropped.
-        self.tcp
-            .retain(|_, io| !matches!(&io.tx, daemon::LinkTx::Tcp(tx) if tx.is_closed()));
+        // TCP connections whose task ended (closed, failed, unproven in time, idle) are freed.
+        self.tcp.retain_alive(accept::alive);
         // Class counters of sessions that ended.
         let ep = &self.ep;
         self.class_packets.retain(|id, _| ep.session(*id).is_some());
         self.established_at
             .retain(|id, _| ep.session(*id).is_some());
         self.users.retain(|id, _| ep.session(*id).is_some());
-        let tcp = &self.tcp;
-        self.tcp_peers.retain(|id, _| tcp.contains_key(id));
     }
 
     /// One sample of every session's and link's counters for the measured rates.
@@ -853,7 +839,7 @@ impl Core {
                             device: None,
                             address: addr.and_then(|a| match a {
                                 Addr::Udp(_, a) => Some(a.to_string()),
-                                Addr::Tcp(c) => self.tcp_peers.get(&c).map(|a| a.to_string()),
+                                Addr::Tcp(c) => self.tcp.get(c).map(|c| c.peer.to_string()),
                             }),
                             transport: match addr {
                                 Some(Addr::Tcp(_)) => "tcp",
@@ -900,7 +886,7 @@ impl Core {
                 refused: Some(
                     self.refused_by
                         .get(&id)
-                        .map_or_else(Vec::new, Refusals::counters),
+                        .map_or_else(Vec::new, forward::Refusals::counters),
                 ),
                 ..control::SessionStatus::figures(&st)
             });
@@ -911,7 +897,7 @@ impl Core {
             .stats
             .dropped
             .iter()
-            .map(|(d, n)| (drop_reason(*d), *n))
+            .filter_map(|(d, n)| drop_reason(*d).map(|r| (r, *n)))
             .collect();
         dropped.sort();
         for (reason, count) in dropped {
@@ -924,6 +910,7 @@ impl Core {
             sessions,
             drops,
             refused: Some(self.refused.counters()),
+            refusals: self.refusals.counters(),
             waiting: None,
         }
     }
@@ -938,28 +925,54 @@ fn session_state(established: bool) -> &'static str {
     }
 }
 
-/// Why the endpoint dropped datagrams, in the words `braid status` shows.
-fn drop_reason(d: crate::proto::endpoint::Drop) -> String {
+/// Why the endpoint dropped datagrams, in the words `braid status` shows; `None` for refused
+/// handshakes, which are counted as refusals (see [`handshake_refusal`]).
+fn drop_reason(d: crate::proto::endpoint::Drop) -> Option<String> {
     use crate::proto::endpoint::Drop;
     use crate::proto::seal::SealError as E;
-    match d {
+    Some(match d {
         Drop::UnknownIndex => "for no session (stale, forged, or from before a restart)".into(),
         Drop::Malformed => "malformed datagrams".into(),
         Drop::Session => {
             "refused by a session (failed authentication, replayed, or malformed)".into()
         }
-        Drop::Handshake(e) => format!(
-            "handshakes refused: {}",
-            match e {
-                E::NotAllowed => "the edge's key is in no config peer",
-                E::BadMac => "made for another core key",
-                E::Handshake => "wrong key or tampered",
-                E::Stale => "replayed or out of date",
-                E::RateLimited => "too many at once",
-                E::Version => "another protocol version",
-                E::Malformed => "malformed",
-                _ => "other",
-            }
+        // The same init arrives on every link: the copies are expected, not refused.
+        Drop::Handshake(E::Stale) => "handshake copies (the same init on another link)".into(),
+        // An edge whose clock went back is told the time to beat, and gets in at once.
+        Drop::Handshake(E::Behind) => "handshakes behind the last one (answered)".into(),
+        Drop::Handshake(_) => return None,
+    })
+}
+
+/// A refused handshake as `braid status` counts it, and what the log adds to it (a hint for
+/// the reasons an operator can fix). `None`: not a refusal (counted as a drop).
+fn handshake_refusal(e: crate::proto::seal::SealError) -> Option<(&'static str, &'static str)> {
+    use crate::proto::seal::SealError as E;
+    Some(match e {
+        E::NotAllowed => (
+            "handshakes: the edge's key is in no config peer",
+            ": add the output of `braid pubkey` on that edge as a `config peer`",
         ),
-    }
+        E::BadMac => (
+            "handshakes: made for another core key",
+            ": the edge's core_public_key is not this core's public key",
+        ),
+        E::Version => (
+            "handshakes: another protocol version",
+            ": upgrade the edges and the core together (`braid --version` on both)",
+        ),
+        E::Handshake => ("handshakes: wrong key or tampered", ""),
+        E::RateLimited => (
+            "handshakes: too many at once",
+            " (a flood of handshakes, or very many edges at once)",
+        ),
+        E::Cookie => (
+            "handshakes: under load, answered with a cookie",
+            " (a flood of handshakes, perhaps from forged addresses; edges that can receive \
+             get in at their next try)",
+        ),
+        E::Malformed => ("handshakes: malformed", ""),
+        E::Stale | E::Behind => return None,
+        _ => ("handshakes: other", ""),
+    })
 }

@@ -152,16 +152,49 @@ impl ControlServer {
             }
             std::fs::remove_file(path)?;
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = bind_private(path)?;
         tokio::task::spawn_local(serve(listener, calls));
         Ok(ControlServer {
             path: path.to_owned(),
         })
     }
+}
+
+/// Binds a Unix socket at `path` that is never reachable with a mode other than 0600: it is
+/// bound in a fresh directory of mode 0700 beside `path`, made 0600 there, then renamed into
+/// place (binding at `path` and then changing the mode left a moment when any local user
+/// could connect; the umask is process-wide, so not changed here).
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the control socket path names no file"))?;
+    let mut private_name = std::ffi::OsString::from(".");
+    private_name.push(name);
+    private_name.push(format!(".{}", std::process::id()));
+    let private = dir.join(private_name);
+    // A leftover of a crashed daemon that had this pid: only ever a directory we made.
+    if std::fs::symlink_metadata(&private).is_ok_and(|m| m.is_dir()) {
+        let _ = std::fs::remove_file(private.join("s"));
+        let _ = std::fs::remove_dir(&private);
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let inner = private.join("s");
+    let bound = UnixListener::bind(&inner).and_then(|l| {
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&inner, path)?;
+        Ok(l)
+    });
+    if bound.is_err() {
+        let _ = std::fs::remove_file(&inner);
+    }
+    let _ = std::fs::remove_dir(&private);
+    bound
 }
 
 impl Drop for ControlServer {
@@ -236,6 +269,88 @@ pub fn counters<'a>(
         .collect()
 }
 
+/// How often one reason of refusal is logged at most.
+pub const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a daemon refused on purpose (an unknown key, a flood, a connection over a limit, a
+/// packet its policy forbids), counted by reason in the words `braid status` shows, and logged
+/// at most once a minute per reason: a flood from forged addresses cannot fill the log, and the
+/// line says how many more there were since the last one.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// In the order first seen (a stable order for `braid status`).
+    reasons: Vec<Refusal>,
+}
+
+#[derive(Debug)]
+struct Refusal {
+    reason: &'static str,
+    count: u64,
+    logged_at: Option<std::time::Instant>,
+    /// Refusals of this reason since it was last logged.
+    unlogged: u64,
+}
+
+impl Refusals {
+    /// Counts one refusal for `reason` (plain words, e.g. "handshakes: too many at once") and
+    /// logs it with `detail` (who, and what the operator can do) unless this reason was logged
+    /// less than [`REFUSAL_LOG_EVERY`] before `now`. Returns whether it was logged.
+    pub fn refuse(
+        &mut self,
+        now: std::time::Instant,
+        reason: &'static str,
+        detail: impl FnOnce() -> String,
+    ) -> bool {
+        let i = match self.reasons.iter().position(|r| r.reason == reason) {
+            Some(i) => i,
+            None => {
+                self.reasons.push(Refusal {
+                    reason,
+                    count: 0,
+                    logged_at: None,
+                    unlogged: 0,
+                });
+                self.reasons.len() - 1
+            }
+        };
+        let r = &mut self.reasons[i];
+        r.count += 1;
+        if r.logged_at
+            .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            r.unlogged += 1;
+            return false;
+        }
+        let more = match r.unlogged {
+            0 => String::new(),
+            n => format!(" ({n} more since the last report)"),
+        };
+        log::warn!("refused ({reason}): {}{more}", detail());
+        r.logged_at = Some(now);
+        r.unlogged = 0;
+        true
+    }
+
+    /// How many were refused for `reason`.
+    pub fn count(&self, reason: &str) -> u64 {
+        self.reasons
+            .iter()
+            .find(|r| r.reason == reason)
+            .map_or(0, |r| r.count)
+    }
+
+    /// The counters as the status protocol lists them.
+    pub fn counters(&self) -> Vec<control::Counter> {
+        self.reasons
+            .iter()
+            .map(|r| control::Counter {
+                reason: r.reason.into(),
+                count: r.count,
+            })
+            .collect()
+    }
+}
+
 /// Sleeps until `deadline`, or forever when there is none (a `select!` arm for the next timer).
 pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -300,6 +415,13 @@ fn send_now(s: &tokio::net::UdpSocket, d: &[u8]) -> bool {
 pub struct LinkIo {
     pub tx: LinkTx,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl LinkIo {
+    /// A link's sender and the task that reads (and, for TCP, writes) its socket.
+    pub fn from_parts(tx: LinkTx, task: tokio::task::JoinHandle<()>) -> LinkIo {
+        LinkIo { tx, task }
+    }
 }
 
 impl Drop for LinkIo {
@@ -379,6 +501,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refusals_are_counted_always_and_logged_once_a_minute_per_reason() {
+        let mut r = Refusals::default();
+        let t0 = std::time::Instant::now();
+        let s = std::time::Duration::from_secs;
+        assert!(r.refuse(t0, "handshakes: too many at once", || "from a".into()));
+        assert!(
+            !r.refuse(t0 + s(1), "handshakes: too many at once", || "from b"
+                .into())
+        );
+        assert!(r.refuse(t0 + s(1), "TCP connections: too many in all", || "c".into()));
+        assert!(!r.refuse(t0 + s(59), "handshakes: too many at once", || "d".into()));
+        assert!(r.refuse(t0 + s(61), "handshakes: too many at once", || "e".into()));
+        assert_eq!(r.count("handshakes: too many at once"), 4);
+        assert_eq!(
+            r.counters(),
+            vec![
+                control::Counter {
+                    reason: "handshakes: too many at once".into(),
+                    count: 4
+                },
+                control::Counter {
+                    reason: "TCP connections: too many in all".into(),
+                    count: 1
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn clock_is_monotonic_and_maps_to_deadlines() {
         let c = Clock::new();
         let a = c.now();
@@ -410,6 +561,48 @@ mod tests {
         });
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "root:x:0:0\n");
         assert!(std::fs::symlink_metadata(&link).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The socket is never seen at its path with a mode other than 0600 (another thread
+    /// watches the path while the socket is made again and again), and nothing else is left.
+    #[test]
+    fn the_control_socket_is_never_open_to_others() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = std::env::temp_dir().join(format!("braid-ctl-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(m) = std::fs::symlink_metadata(&path) {
+                        seen.insert(m.permissions().mode() & 0o777);
+                    }
+                }
+                seen
+            })
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for _ in 0..300 {
+                let l = bind_private(&path).unwrap();
+                drop(l);
+                std::fs::remove_file(&path).unwrap();
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        assert!(!seen.is_empty(), "the watcher saw the socket");
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![0o600]);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1753,6 +1753,7 @@ impl Edge {
             }],
             drops,
             refused: None,
+            refusals: Vec::new(),
             waiting: self.core.waiting(self.clock.now()),
         }
     }

@@ -18,6 +18,8 @@
 //! - [`lab`]: emulated topologies in network namespaces (host builds only).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+#[cfg(target_os = "linux")]
+pub mod accept;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -482,3 +482,43 @@ fn example_keys_are_real_pairs() {
         edge.main.core_public_key.unwrap().0
     );
 }
+
+/// The files root writes or replaces (`state_file`, `control_socket`): a config in /etc/config
+/// (which LuCI and the raw ubus uci ACL can write) may only put them in braid's own directories.
+#[test]
+fn a_system_config_cannot_point_the_daemon_at_other_files() {
+    for (key, bad) in [
+        ("state_file", "/etc/passwd"),
+        ("control_socket", "/etc/shadow"),
+        ("state_file", "/etc/braid/../passwd"),
+        ("control_socket", "/var/run/braid/"),
+    ] {
+        let text = format!("{}\toption {key} '{bad}'\n", edge_head());
+        let e = match load_str("/etc/config/braid", &text) {
+            Ok(_) => panic!("{key} '{bad}' must be refused"),
+            Err(e) => e
+                .diagnostics()
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>(),
+        };
+        assert!(
+            e.iter()
+                .any(|d| d.starts_with("/etc/config/braid:6:") && d.contains("/etc/braid/")),
+            "{key} '{bad}': {e:?}"
+        );
+        // Elsewhere (the lab, a test, an operator's own --config) the path is the writer's.
+        assert!(load_str("/tmp/lab/braid", &text).is_ok(), "{key} '{bad}'");
+    }
+    for (key, good) in [
+        ("state_file", "/etc/braid/state"),
+        ("control_socket", "/var/run/braid.sock"),
+        ("control_socket", "/var/run/braid/ctl.sock"),
+    ] {
+        let text = format!("{}\toption {key} '{good}'\n", edge_head());
+        assert!(
+            load_str("/etc/config/braid", &text).is_ok(),
+            "{key} '{good}'"
+        );
+    }
+}

@@ -886,6 +886,31 @@ pub fn check_value(kind: &str, v: &str) -> Result<(), String> {
     }
 }
 
+/// Where the system's config lives: files there can be written through LuCI and ubus.
+pub const SYSTEM_CONFIG_DIR: &str = "/etc/config/";
+/// Where a config in [`SYSTEM_CONFIG_DIR`] may put the files the daemon writes or replaces
+/// (`state_file`, `control_socket`), so that whoever may write the config (a LuCI login, the
+/// raw ubus uci ACL) cannot make root overwrite another file. A config given elsewhere (the
+/// lab, a test, an operator's own `--config`) was written by whoever runs the daemon.
+pub const DAEMON_PATH_DIRS: [&str; 4] = [
+    "/etc/braid/",
+    "/var/run/braid/",
+    "/run/braid/",
+    "/tmp/run/braid/",
+];
+/// The default control socket, beside those directories.
+const DEFAULT_CONTROL_SOCKET: &str = "/var/run/braid.sock";
+
+/// Whether a config in [`SYSTEM_CONFIG_DIR`] may name `p` as a file the daemon writes.
+pub fn daemon_path_allowed(p: &str) -> bool {
+    let plain = !p.split('/').any(|c| c == ".." || c == ".");
+    plain
+        && (p == DEFAULT_CONTROL_SOCKET
+            || DAEMON_PATH_DIRS
+                .iter()
+                .any(|d| p.starts_with(d) && p.len() > d.len()))
+}
+
 const QUOTA_ZERO: &str = "a quota of 0 bytes: remove the option for no quota, or use role 'never'";
 
 // ---------------------------------------------------------------------------------------------
@@ -1584,7 +1609,7 @@ fn read_main(
         space: "braid".into(),
         hub: "braid0".into(),
         state_file: "/etc/braid/state".into(),
-        control_socket: "/var/run/braid.sock".into(),
+        control_socket: DEFAULT_CONTROL_SOCKET.into(),
     };
     main.mtu = r.get_or("mtu", DEFAULT_MTU, |v| parse_range(v, 1280, 9000));
     main.log_level = r.get_or("log_level", LogLevel::Info, |v| {
@@ -1601,12 +1626,19 @@ fn read_main(
     });
     main.space = r.get_or("space", main.space.clone(), parse_ifname);
     main.hub = r.get_or("hub", main.hub.clone(), parse_ifname);
+    let system = r.file.starts_with(SYSTEM_CONFIG_DIR);
     let path = |v: &str| {
-        if v.starts_with('/') {
-            Ok(v.to_string())
-        } else {
-            Err(format!("expected an absolute path, got '{v}'"))
+        if !v.starts_with('/') {
+            return Err(format!("expected an absolute path, got '{v}'"));
         }
+        if system && !daemon_path_allowed(v) {
+            return Err(format!(
+                "'{v}': the daemon (root) writes and replaces this file; in {SYSTEM_CONFIG_DIR} \
+                 (which LuCI can write) it must be under {}",
+                DAEMON_PATH_DIRS.join(" or ")
+            ));
+        }
+        Ok(v.to_string())
     };
     main.state_file = r.get_or("state_file", main.state_file.clone(), path);
     main.control_socket = r.get_or("control_socket", main.control_socket.clone(), path);

@@ -199,6 +199,8 @@ pub async fn tcp_connect(spec: &LinkSocketSpec) -> Result<TcpStream> {
 
 /// Largest datagram a [`TcpLink`] frame carries.
 pub const MAX_FRAME: usize = u16::MAX as usize;
+/// Most bytes a [`TcpLink`] buffers for reading: a whole frame and the start of the next.
+const RBUF_MAX: usize = 2 * (MAX_FRAME + 2);
 /// Bytes a [`TcpLink`] queues for sending before refusing more (`WouldBlock`).
 pub const TX_QUEUE: usize = 256 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -237,7 +239,8 @@ impl TcpLink {
         TcpLink {
             spec,
             stream,
-            rbuf: vec![0u8; 2 * (MAX_FRAME + 2)],
+            // Grows to RBUF_MAX as frames need it: an idle or unproven connection costs 4 KiB.
+            rbuf: vec![0u8; 4096],
             rlen: 0,
             wbuf: Vec::new(),
             wpos: 0,
@@ -398,6 +401,11 @@ impl TcpLink {
                 self.flush_now()?;
             }
             if ready.is_readable() {
+                if self.rlen == self.rbuf.len() {
+                    // Full without a whole frame (take_frame above took every whole one).
+                    let n = (self.rbuf.len() * 2).min(RBUF_MAX);
+                    self.rbuf.resize(n, 0);
+                }
                 let Some(s) = &self.stream else { continue };
                 match s.try_read(&mut self.rbuf[self.rlen..]) {
                     Ok(0) => {

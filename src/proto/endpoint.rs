@@ -17,6 +17,7 @@ use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
+use super::cookie;
 use super::reorder::Delivered;
 use super::seal::{self, Acceptor, Admission, Channel, Keypair, SealError};
 use super::session::{Event, PacketMeta, SendError, Session, SessionConfig};
@@ -27,6 +28,9 @@ pub type SessionId = u32;
 
 /// A session that has received nothing for this long is dropped.
 pub const SESSION_IDLE: Duration = Duration::from_secs(180);
+
+/// Handshake answers (responses, cookie replies) queued for `poll_transmit` at most.
+const MAX_RESPONSES: usize = 1024;
 
 /// An allowed peer (from `config peer`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,11 +249,20 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
                 Admission::NewSession
             }
         };
-        let accepted = match self.acceptor.accept(now, datagram, admit, index, &mut out) {
+        let accepted = match self
+            .acceptor
+            .accept_from(now, datagram, &from, admit, index, &mut out)
+        {
             Ok(a) => a,
             Err(e) => {
-                if e == SealError::Behind {
+                // Bounded: a flood cannot queue replies without end if the socket stalls.
+                let room = self.responses.len() < MAX_RESPONSES;
+                if e == SealError::Behind && room {
                     // The edge's clock went back: it learns the time to beat and tries again.
+                    self.responses.push_back((from, out));
+                } else if e == SealError::Cookie && room {
+                    // Under load: the sender proves its address with the cookie next time.
+                    out.truncate(cookie::REPLY_LEN);
                     self.responses.push_back((from, out));
                 }
                 self.count(Drop::Handshake(e));

@@ -4,6 +4,7 @@
 //! needs the time takes an [`Instant`] argument. The event loops (and the simulator) own the
 //! clock and the sockets, and drive this code through `handle_*` / `poll_*` calls.
 
+pub mod cookie;
 pub mod endpoint;
 pub mod link;
 pub mod offload;

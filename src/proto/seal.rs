@@ -2,13 +2,15 @@
 //! then ChaCha20-Poly1305 with explicit counters and a sliding replay window.
 //!
 //! ```text
-//! init      [1][1][sender u32]                 noise IK msg 1 (e, es, s, ss; payload = timestamp u64, epoch u64)  mac1[16]
+//! init      [1][1][sender u32]                 noise IK msg 1 (e, es, s, ss; payload = timestamp u64, epoch u64)  mac1[16]  (mac2[16])
 //! response  [1][2][receiver u32][sender u32]   noise IK msg 2 (e, ee, se; payload = answer u8, time u64)  mac1[16]
 //! data      [2][3][receiver u32][counter u32]  ChaCha20-Poly1305(frames), AAD = these 10 bytes      tag[16]
 //! ```
 //! - `mac1` is a keyed BLAKE2s over the message, keyed by a hash of the receiver's public key: junk
 //!   and packets for another server are dropped before any Diffie-Hellman, at the cost of one hash.
-//!   The [`Acceptor`] also rate-limits the handshakes it does compute.
+//!   The [`Acceptor`] also rate-limits the handshakes it does compute; under load it answers
+//!   inits without a valid mac2 with a cookie reply instead, and the initiator's next init
+//!   carries mac2, bound to its source address (see [`super::cookie`]).
 //! - The init carries the initiator's clock (the caller's `now`; daemons pass wall-clock
 //!   microseconds): the acceptor refuses an init not newer than the last one from that key, so a
 //!   captured init cannot be replayed. The init also carries the initiator's epoch, random per
@@ -45,6 +47,7 @@ use blake2::{Blake2s256, Blake2sMac};
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 
+use super::cookie::{self, CookieJar, COOKIE_LIFE};
 use super::wire::VERSION;
 use super::Instant;
 
@@ -81,6 +84,8 @@ pub const ANSWER_NEW: u8 = 1;
 pub const ANSWER_BEHIND: u8 = 2;
 /// Length of a handshake init datagram.
 pub const INIT_LEN: usize = INIT_HEADER_LEN + INIT_NOISE_LEN + MAC_LEN;
+/// Length of a handshake init that carries mac2 (sent after a cookie reply).
+pub const INIT_MAC2_LEN: usize = INIT_LEN + MAC_LEN;
 /// Length of a handshake response datagram.
 pub const RESPONSE_LEN: usize = RESPONSE_HEADER_LEN + RESPONSE_NOISE_LEN + MAC_LEN;
 
@@ -131,6 +136,8 @@ pub enum SealError {
     NoRoom,
     /// A handshake init of another protocol version.
     Version,
+    /// Under load, an init without a valid mac2: answered with a cookie reply, not computed.
+    Cookie,
 }
 
 impl core::fmt::Display for SealError {
@@ -150,6 +157,7 @@ impl core::fmt::Display for SealError {
             SealError::NotEstablished => "session not established",
             SealError::Version => "another protocol version",
             SealError::NoRoom => "buffer too small",
+            SealError::Cookie => "under load: answered with a cookie",
         };
         f.write_str(s)
     }
@@ -435,15 +443,20 @@ pub fn is_other_version_init(datagram: &[u8]) -> bool {
     datagram.len() == INIT_LEN && datagram[0] != VERSION && datagram[1] == KIND_INIT
 }
 
-/// Whether a datagram is a handshake init (to be given to an [`Acceptor`]).
+/// Whether a datagram is a handshake init, with or without mac2 (to be given to an
+/// [`Acceptor`]).
 pub fn is_init(datagram: &[u8]) -> bool {
-    datagram.len() == INIT_LEN && datagram[0] == VERSION && datagram[1] == KIND_INIT
+    (datagram.len() == INIT_LEN || datagram.len() == INIT_MAC2_LEN)
+        && datagram[0] == VERSION
+        && datagram[1] == KIND_INIT
 }
 
 struct PendingInit {
     hs: snow::HandshakeState,
     local_index: u32,
     sent_at: Instant,
+    /// The init's mac1: a cookie reply to it is authenticated with it.
+    mac1: [u8; MAC_LEN],
 }
 
 /// One authenticated, encrypted association, on either side. Handles rekeying by itself.
@@ -466,6 +479,8 @@ pub struct Channel {
     last_stamp: u64,
     /// Initiator: a handshake answered [`ANSWER_NEW`] replaced keys the peer no longer knows.
     renewed: bool,
+    /// Initiator: the last cookie the peer sent under load, and when (see [`cookie`]).
+    cookie: Option<([u8; cookie::COOKIE_LEN], Instant)>,
     stats: SealStats,
 }
 
@@ -487,6 +502,7 @@ impl Channel {
             stamp_floor: 0,
             last_stamp: 0,
             renewed: false,
+            cookie: None,
             stats: SealStats::default(),
         }
     }
@@ -511,6 +527,7 @@ impl Channel {
             stamp_floor: 0,
             last_stamp: 0,
             renewed: false,
+            cookie: None,
             stats,
         }
     }
@@ -575,6 +592,7 @@ impl Channel {
             stamp_floor: self.stamp_floor,
             last_stamp: self.last_stamp,
             renewed: false,
+            cookie: self.cookie,
             stats: SealStats::default(),
         };
         std::mem::replace(self, bare)
@@ -618,7 +636,8 @@ impl Channel {
         }
     }
 
-    /// A handshake datagram to send now (first init, retry, or rekey), written to `out`.
+    /// A handshake datagram to send now (first init, retry, or rekey), written to `out` (room
+    /// for [`INIT_MAC2_LEN`] bytes lets it carry mac2 when the peer sent a cookie).
     /// Send it on every usable link: whichever arrives first wins.
     pub fn poll_handshake(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         if !self.initiator || out.len() < INIT_LEN {
@@ -662,9 +681,38 @@ impl Channel {
             hs,
             local_index,
             sent_at: now,
+            mac1: m,
         });
         self.want_handshake = false;
-        Some(INIT_LEN)
+        match self.cookie {
+            Some((c, at))
+                if now.saturating_since(at) < COOKIE_LIFE && out.len() >= INIT_MAC2_LEN =>
+            {
+                let m2 = cookie::mac(&c, &out[..INIT_LEN]);
+                out[INIT_LEN..INIT_MAC2_LEN].copy_from_slice(&m2);
+                Some(INIT_MAC2_LEN)
+            }
+            _ => Some(INIT_LEN),
+        }
+    }
+
+    /// Initiator: a cookie reply (see [`cookie::is_reply`]) to the pending init: the next init
+    /// carries mac2 with it (the retry, [`HANDSHAKE_RETRY`] after the init it answers).
+    pub fn handle_cookie(&mut self, now: Instant, reply: &[u8]) -> Result<(), SealError> {
+        let r = match &self.pending {
+            _ if !self.initiator => Err(SealError::Malformed),
+            Some(p) if cookie::reply_receiver(reply) == Some(p.local_index) => {
+                cookie::open_reply(&self.peer_public, &p.mac1, reply).ok_or(SealError::Decrypt)
+            }
+            _ => Err(SealError::UnknownIndex),
+        };
+        match r {
+            Ok(c) => {
+                self.cookie = Some((c, now));
+                Ok(())
+            }
+            Err(e) => Err(self.stats.refuse(e)),
+        }
     }
 
     /// When the channel next needs `poll_handshake` (retry or rekey).
@@ -873,6 +921,8 @@ pub struct Acceptor {
     /// Token bucket for handshakes that cost a Diffie-Hellman.
     tokens: u32,
     refilled: Instant,
+    /// Cookies and per-source limits for handshakes under load.
+    cookies: CookieJar,
     pub stats: SealStats,
 }
 
@@ -882,12 +932,14 @@ pub const HANDSHAKES_PER_SECOND: u32 = 200;
 impl Acceptor {
     pub fn new(local: Keypair) -> Acceptor {
         let mac_key = mac1_key(&local.public);
+        let cookies = CookieJar::new(&local.public);
         Acceptor {
             local,
             mac_key,
             last_init: HashMap::new(),
             tokens: HANDSHAKES_PER_SECOND,
             refilled: Instant::ZERO,
+            cookies,
             stats: SealStats::default(),
         }
     }
@@ -899,7 +951,8 @@ impl Acceptor {
     /// Accepts a handshake init from a peer that `admit` (given its key and epoch) allows,
     /// writing the response to `out`. `local_index` is the receiver index the caller reserves
     /// for the new keys. On [`SealError::Behind`] a response is written all the same
-    /// (`out[..RESPONSE_LEN]`, no keys): send it back where the init came from.
+    /// (`out[..RESPONSE_LEN]`, no keys): send it back where the init came from. Every init
+    /// counts as from one source: see [`Acceptor::accept_from`].
     pub fn accept(
         &mut self,
         now: Instant,
@@ -908,7 +961,24 @@ impl Acceptor {
         local_index: u32,
         out: &mut [u8],
     ) -> Result<Accepted, SealError> {
-        match self.accept_inner(now, datagram, admit, local_index, out) {
+        self.accept_from(now, datagram, &(), admit, local_index, out)
+    }
+
+    /// [`Acceptor::accept`] of an init that came from `source` (its address, as the caller
+    /// knows it). Under load (more than half the handshakes of a second spent) an init without
+    /// the mac2 of `source`'s cookie is refused with [`SealError::Cookie`] and a cookie reply
+    /// written to `out[..cookie::REPLY_LEN]`: send it back where the init came from. An init
+    /// with that mac2 is computed within its source's own limit and the rest of the budget.
+    pub fn accept_from(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        source: &impl core::hash::Hash,
+        admit: impl Fn(&[u8; 32], u64) -> Admission,
+        local_index: u32,
+        out: &mut [u8],
+    ) -> Result<Accepted, SealError> {
+        match self.accept_inner(now, datagram, source, admit, local_index, out) {
             Ok(a) => {
                 self.stats.handshakes += 1;
                 Ok(a)
@@ -917,25 +987,26 @@ impl Acceptor {
         }
     }
 
-    fn take_token(&mut self, now: Instant) -> bool {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_since(self.refilled);
-        let add =
-            (elapsed.as_micros() as u64 * u64::from(HANDSHAKES_PER_SECOND) / 1_000_000) as u32;
+        let add = elapsed.as_micros() as u64 * u64::from(HANDSHAKES_PER_SECOND) / 1_000_000;
         if add > 0 {
-            self.tokens = (self.tokens + add).min(HANDSHAKES_PER_SECOND);
+            self.tokens =
+                (u64::from(self.tokens) + add).min(u64::from(HANDSHAKES_PER_SECOND)) as u32;
             self.refilled = now;
         }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
+    }
+
+    /// Whether the acceptor is under load: inits without mac2 get a cookie reply.
+    fn under_load(&self) -> bool {
+        self.tokens <= HANDSHAKES_PER_SECOND / 2
     }
 
     fn accept_inner(
         &mut self,
         now: Instant,
         d: &[u8],
+        source: &impl core::hash::Hash,
         admit: impl Fn(&[u8; 32], u64) -> Admission,
         local_index: u32,
         out: &mut [u8],
@@ -946,12 +1017,27 @@ impl Acceptor {
         if out.len() < RESPONSE_LEN {
             return Err(SealError::NoRoom);
         }
-        if !mac1_ok(&self.mac_key, d) {
+        let (init, mac2) = d.split_at(INIT_LEN);
+        if !mac1_ok(&self.mac_key, init) {
             return Err(SealError::BadMac);
         }
-        if !self.take_token(now) {
+        self.refill(now);
+        let proven = !mac2.is_empty() && self.cookies.mac2_ok(now, source, init, mac2);
+        if proven {
+            // Proven by a round trip: its own source's small budget, then any token left.
+            if !self.cookies.source_allows(now, source) {
+                return Err(SealError::RateLimited);
+            }
+        } else if self.under_load() {
+            let sender = u32::from_be_bytes([d[2], d[3], d[4], d[5]]);
+            self.cookies
+                .write_reply(now, source, sender, &init[INIT_LEN - MAC_LEN..], out);
+            return Err(SealError::Cookie);
+        }
+        if self.tokens == 0 {
             return Err(SealError::RateLimited);
         }
+        self.tokens -= 1;
         let sender = u32::from_be_bytes([d[2], d[3], d[4], d[5]]);
         let mut hs = noise_builder()
             .local_private_key(&self.local.private)
@@ -1531,22 +1617,134 @@ mod tests {
         let mut acceptor = Acceptor::new(core_key.clone());
         let edge_key = Keypair::generate();
         let mut resp = [0u8; 256];
-        let mut limited = 0;
+        let (mut computed, mut cookies) = (0, 0);
         for i in 0..(HANDSHAKES_PER_SECOND + 50) {
             let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
             let mut init = [0u8; 256];
             let n = edge
                 .poll_handshake(Instant(u64::from(i) + 1), &mut init)
                 .unwrap();
-            if acceptor
-                .accept(t(0), &init[..n], |_, _| Admission::NewSession, i, &mut resp)
-                .err()
-                == Some(SealError::RateLimited)
-            {
-                limited += 1;
+            match acceptor.accept(t(0), &init[..n], |_, _| Admission::NewSession, i, &mut resp) {
+                Err(SealError::Cookie) => cookies += 1,
+                _ => computed += 1,
             }
         }
-        assert_eq!(limited, 50);
+        // Past half the second's budget, inits without mac2 are answered with a cookie.
+        assert_eq!(computed, HANDSHAKES_PER_SECOND / 2);
+        assert_eq!(cookies, HANDSHAKES_PER_SECOND / 2 + 50);
+    }
+
+    fn source(n: u32) -> std::net::SocketAddr {
+        std::net::SocketAddr::from((n.to_be_bytes(), 40000))
+    }
+
+    /// A flood of forged inits (valid mac1, 10,000 a second, each from another address): the
+    /// acceptor computes a bounded number of them, and a configured edge, answered with a
+    /// cookie at its first try, gets in at its second; its rekey (cookie in hand) at its first.
+    #[test]
+    fn under_a_forged_flood_a_real_edge_gets_in_at_its_second_try() {
+        let core_key = Keypair::generate();
+        let edge_key = Keypair::generate();
+        let mut acc = Acceptor::new(core_key.clone());
+        let forged: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                let mut ch = Channel::initiator(&Keypair::generate(), core_key.public, t(0));
+                let mut b = [0u8; 256];
+                let n = ch.poll_handshake(t(i), &mut b).unwrap();
+                b[..n].to_vec()
+            })
+            .collect();
+        let allowed = edge_key.public;
+        let admit = move |k: &[u8; 32], _| {
+            if *k == allowed {
+                Admission::NewSession
+            } else {
+                Admission::Refused
+            }
+        };
+        let edge_src = source(0xc633_6407);
+        let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
+        let (mut forged_computed, mut tries, mut rekey_tries) = (0u32, 0, 0);
+        let mut established_at = None;
+        let mut out = [0u8; 256];
+        let mut init = [0u8; 256];
+        for ms in 0..4000u64 {
+            let now = t(ms);
+            for j in 0..10u32 {
+                let src = source(ms as u32 * 10 + j);
+                let r = acc.accept_from(now, &forged[j as usize % 8], &src, admit, j, &mut out);
+                if !matches!(r, Err(SealError::Cookie) | Err(SealError::RateLimited)) {
+                    forged_computed += 1;
+                }
+            }
+            if ms == 2500 {
+                edge.request_handshake();
+            }
+            if ms < 500 {
+                continue; // the flood first
+            }
+            let Some(n) = edge.poll_handshake(now, &mut init) else {
+                continue;
+            };
+            if established_at.is_none() {
+                tries += 1;
+            } else {
+                rekey_tries += 1;
+            }
+            match acc.accept_from(now, &init[..n], &edge_src, admit, 99, &mut out) {
+                Ok(a) => {
+                    edge.open(now, &mut out[..a.response_len]).unwrap();
+                    assert!(edge.is_established());
+                    if established_at.is_some() {
+                        break;
+                    }
+                    established_at = Some(ms);
+                }
+                Err(SealError::Cookie) => {
+                    assert_eq!(n, INIT_LEN, "no cookie yet: no mac2");
+                    edge.handle_cookie(now, &out[..cookie::REPLY_LEN]).unwrap();
+                }
+                Err(e) => panic!("the edge's init at {ms} ms: {e}"),
+            }
+        }
+        assert_eq!(tries, 2, "in at the second try");
+        assert_eq!(established_at, Some(1500));
+        assert_eq!(rekey_tries, 1, "the rekey carries mac2 at once");
+        // 4 s of flood: the first burst plus half a budget per second at most.
+        assert!(
+            forged_computed <= HANDSHAKES_PER_SECOND + 4 * HANDSHAKES_PER_SECOND / 2,
+            "{forged_computed}"
+        );
+    }
+
+    #[test]
+    fn a_cookie_reply_for_another_init_is_refused() {
+        let core_key = Keypair::generate();
+        let mut acc = Acceptor::new(core_key.clone());
+        let mut edge = Channel::initiator(&Keypair::generate(), core_key.public, t(0));
+        let mut a = [0u8; 256];
+        let n = edge.poll_handshake(t(0), &mut a).unwrap();
+        let mut reply = [0u8; 256];
+        // Spend the budget so that the acceptor answers with a cookie.
+        acc.tokens = 0;
+        let r = acc.accept_from(
+            t(0),
+            &a[..n],
+            &source(1),
+            |_, _| Admission::NewSession,
+            1,
+            &mut reply,
+        );
+        assert_eq!(r.err(), Some(SealError::Cookie));
+        let reply = &reply[..cookie::REPLY_LEN];
+        // The edge retried meanwhile: the reply answers an init it no longer waits for.
+        let _ = edge.poll_handshake(t(1000), &mut a).unwrap();
+        assert_eq!(
+            edge.handle_cookie(t(1000), reply),
+            Err(SealError::UnknownIndex)
+        );
+        let n = edge.poll_handshake(t(2000), &mut a).unwrap();
+        assert_eq!(n, INIT_LEN, "no cookie taken");
     }
 
     #[test]

@@ -187,6 +187,8 @@ pub struct SessionStats {
     /// Handshakes completed over the session's life: the first, and every rehandshake since
     /// (a rekey, or the edge's after a second without a word from the core).
     pub handshakes: u64,
+    /// Key rotations completed (handshakes after the first of this session).
+    pub rekeys: u64,
 }
 
 #[derive(Debug, Default)]
@@ -1251,6 +1253,16 @@ impl Session {
         datagram: &mut [u8],
     ) -> Result<Option<LinkId>, SessionError> {
         let dlen = datagram.len();
+        if super::cookie::is_reply(datagram) {
+            // The core is under load: our next init proves our address with this cookie.
+            return match self.channel.handle_cookie(now, datagram) {
+                Ok(()) => Ok(link),
+                Err(e) => {
+                    self.stats.bad_datagrams += 1;
+                    Err(SessionError::Seal(e))
+                }
+            };
+        }
         let plain = match self.channel.open(now, datagram) {
             Ok(Some(p)) => {
                 self.quiet_since = None;
@@ -1682,6 +1694,7 @@ impl Session {
             })
             .collect();
         s.pack = self.packer.stats();
+        s.rekeys = self.channel.stats().rekeys;
         s.queued_packets = self.conn.len();
         s.queued_bytes = self.conn.bytes();
         s.reorder = self.reorder.stats;
