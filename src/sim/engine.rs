@@ -344,6 +344,7 @@ impl Engine<'_> {
                 resends: c.resends - prev[side].resends,
                 reorder_timeouts: rx.reorder_timeouts - prev[1 - side].reorder_timeouts,
                 duplicates: rx.duplicates - prev[1 - side].duplicates,
+                queued_kb: c.queued_bytes as f64 / 1e3,
                 tcp_goodput_mbit: 0.0,
             });
         }

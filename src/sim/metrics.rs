@@ -110,6 +110,8 @@ pub struct TimelineEnd {
     /// Packets the receiver released after the full reorder wait, and duplicates it dropped.
     pub reorder_timeouts: u64,
     pub duplicates: u64,
+    /// Bytes in the sender's user queues at the end of the second.
+    pub queued_kb: f64,
     /// TCP goodput in this direction (all TCP traffic).
     pub tcp_goodput_mbit: f64,
 }
@@ -704,14 +706,14 @@ impl Report {
             };
             let _ = writeln!(
                 o,
-                "\n{:?}stream, per second: per link capacity/carried Mbit/s, sender's estimate/pacing Mbit/s, in flight/cap kB, queued kB, srtt ms; then TCP goodput, resends, reorder timeouts",
+                "\n{:?}stream, per second: per link capacity/carried Mbit/s, sender's estimate/pacing Mbit/s, in flight/cap kB, queued kB, srtt ms; then TCP goodput, resends, reorder timeouts, user queues kB",
                 dir
             );
             let _ = write!(o, "   s");
             for l in &links {
                 let _ = write!(o, " | {l:<49}");
             }
-            let _ = writeln!(o, " |  tcp  rsnd  rto");
+            let _ = writeln!(o, " |  tcp  rsnd  rto  uq kB");
             for e in ends {
                 let _ = write!(o, "{:>4}", e.t_s);
                 for l in &links {
@@ -746,8 +748,8 @@ impl Report {
                 }
                 let _ = writeln!(
                     o,
-                    " | {:>5.1} {:>4} {:>4}",
-                    e.tcp_goodput_mbit, e.resends, e.reorder_timeouts
+                    " | {:>5.1} {:>4} {:>4} {:>6.0}",
+                    e.tcp_goodput_mbit, e.resends, e.reorder_timeouts, e.queued_kb
                 );
             }
         }

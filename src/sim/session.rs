@@ -127,6 +127,7 @@ fn counters(s: &Session) -> EndCounters {
         resends: st.resends,
         reorder_timeouts: st.reorder.timed_out,
         duplicates: st.reorder.duplicates,
+        queued_bytes: st.queued_bytes,
     }
 }
 

@@ -47,6 +47,8 @@ pub struct EndCounters {
     /// Packets the receiver released after the full reorder wait.
     pub reorder_timeouts: u64,
     pub duplicates: u64,
+    /// Bytes waiting in the sender's user queues now (not cumulative).
+    pub queued_bytes: u64,
 }
 
 /// The two endpoints of a run: (edge, core).
