@@ -294,3 +294,116 @@ fn unused_capacity_adds_up_and_names_the_outage() {
         .iter()
         .all(|l| l.unused.is_none()));
 }
+
+/// One TCP flow alone on a link, no tunnel (the lab's `direct`): what TCP over that link is.
+fn direct_tcp(link: &str, cc: &str, secs: u32) -> Report {
+    let text = format!(
+        "tunnel = \"direct\"\nduration = \"{secs}s\"\nseed = 1\n{link}\n\
+         [[traffic]]\nname = \"t\"\nkind = \"tcp\"\ncc = \"{cc}\"\ndir = \"down\"\n"
+    );
+    run(&scenario(&text)).unwrap()
+}
+
+#[test]
+fn tcp_alone_on_a_clean_link_gets_what_its_headers_leave() {
+    // 20 Mbit/s, 40 ms RTT, 100 ms drop-tail queue: Linux gets 19.1-19.4 Mbit/s here in the
+    // lab (`braid lab run hetero --mode direct`, wan0). The ceiling is 1448 of every 1500 bytes.
+    for cc in ["cubic", "reno", "bbr"] {
+        let r = direct_tcp(
+            "[[link]]\nrate = \"20mbit\"\ndelay = \"20ms\"\nqueue = \"100ms\"\n",
+            cc,
+            20,
+        );
+        let t = r.tcp("t").unwrap();
+        let ceiling = 1448.0 / 1500.0;
+        assert!(
+            t.share > 0.93 && t.share <= ceiling,
+            "{cc}: {:.3} of the link",
+            t.share
+        );
+        assert_eq!(t.stats.rtos, 0, "{cc}");
+        // Only the queue's overflows are resent, and none of them needlessly.
+        assert!(t.stats.spurious <= 2, "{cc}: {:?}", t.stats);
+        // Every ACK of the download went up the same link, as inner packets of 52+ bytes.
+        assert!(r
+            .links
+            .iter()
+            .any(|l| l.dir == Dir::Up && l.stats.offered_packets > 1000));
+    }
+}
+
+#[test]
+fn tcp_backs_off_on_random_loss_and_recovers_without_timeouts() {
+    // 1 % random loss at 10 Mbit/s, 80 ms RTT: a loss every ~100 segments keeps CUBIC well
+    // under the link (Mathis: about 1.2 x MSS / (RTT x sqrt(p)) = 2.1 Mbit/s for Reno).
+    let r = direct_tcp(
+        "[[link]]\nrate = \"10mbit\"\ndelay = \"40ms\"\nloss = \"1%\"\n",
+        "reno",
+        30,
+    );
+    let t = r.tcp("t").unwrap();
+    assert!(
+        t.stats.goodput_mbit > 1.2 && t.stats.goodput_mbit < 5.0,
+        "{:?}",
+        t.stats
+    );
+    // About one segment in a hundred resent, a fast recovery for most losses, no timeout.
+    let resent = t.stats.retransmits as f64 / t.stats.segments as f64;
+    assert!(resent > 0.007 && resent < 0.013, "{resent} {:?}", t.stats);
+    assert!(t.stats.recoveries > 25, "{:?}", t.stats);
+    assert_eq!(t.stats.rtos, 0, "{:?}", t.stats);
+}
+
+#[test]
+fn tcp_flows_run_through_the_tunnel_both_ways() {
+    for dir in ["up", "down"] {
+        let text = format!(
+            "duration = \"15s\"\nseed = 1\n\
+             [[link]]\nname = \"fast\"\nrate = \"20mbit\"\ndelay = \"20ms\"\n\
+             [[link]]\nname = \"slow\"\nrate = \"10mbit\"\ndelay = \"40ms\"\n\
+             [[traffic]]\nname = \"t\"\nkind = \"tcp\"\nflows = 4\ndir = \"{dir}\"\n\
+             [[traffic]]\nname = \"ping\"\nkind = \"interactive\"\ninterval = \"50ms\"\ndir = \"{dir}\"\n"
+        );
+        let r = run(&scenario(&text)).unwrap();
+        let t = r.tcp("t").unwrap();
+        // Both links carry it: well above the fast link alone, below the header bound.
+        assert!(
+            t.share > 0.85 && t.share < 0.95,
+            "{dir}: {:.3} {:?}",
+            t.share,
+            t.stats
+        );
+        assert_eq!(r.corrupt, 0, "{dir}");
+        assert_eq!(r.tunnel_errors, 0, "{dir}");
+        // The paced traffic beside it is measured as before, the TCP packets are not.
+        let d = r.dirs_of(dir);
+        assert!(d.delivered > 250 && d.lost == 0, "{dir}: {d:?}");
+    }
+}
+
+#[test]
+fn workload_and_tunnel_options_replace_traffic_and_path() {
+    let (ok, out, err) = braid(&[
+        "scenarios/hetero.toml",
+        "--workload",
+        "tcp2-down",
+        "--tunnel",
+        "direct:lossy",
+        "--duration",
+        "6s",
+        "--timeline",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("TCP tcp2-down (Downstream, 2 x Cubic)"),
+        "{out}"
+    );
+    assert!(out.contains("of 10.00 Mbit/s capacity"), "{out}");
+    assert!(out.contains("Downstream, per second"), "{out}");
+    let (ok, _, err) = braid(&["scenarios/hetero.toml", "--tunnel", "direct:nope"]);
+    assert!(!ok && err.contains("no link named `nope`"), "{err}");
+    let (ok, _, err) = braid(&["scenarios/hetero.toml", "--workload", "tcp0-up"]);
+    assert!(!ok && err.contains("--workload"), "{err}");
+    let (ok, _, err) = braid(&["scenarios/hetero.toml", "--cc", "vegas"]);
+    assert!(!ok && err.contains("--cc"), "{err}");
+}

@@ -228,3 +228,36 @@ fn tampered_datagrams_are_rejected_and_recovered() {
     assert_eq!(up.lost, 0, "lost {} of {}", up.lost, up.sent);
     assert_eq!(up.duplicates, 0);
 }
+
+#[test]
+fn a_download_after_an_upload_takes_each_links_share_back() {
+    let mut sc = load("updown");
+    sc.timeline = true;
+    let r = run_shown(&sc);
+    // Second t covers (t - 1 s, t]; the download starts at 11 s.
+    let carried: Vec<(u32, f64, f64)> = r
+        .timeline
+        .iter()
+        .filter(|row| row.link == "lossy" && row.dir == Dir::Down && row.t_s > 11)
+        .map(|row| (row.t_s, row.carried_mbit, row.rate_mbit))
+        .collect();
+    println!("lossy down (s, carried, estimate): {carried:?}");
+    let late: Vec<f64> = carried
+        .iter()
+        .filter(|c| (15..=21).contains(&c.0))
+        .map(|c| c.1)
+        .collect();
+    assert_eq!(late.len(), 7);
+    let mean = late.iter().sum::<f64>() / late.len() as f64;
+    // Measured: 9.9 Mbit/s; 3.4 when the core paced the link at the rate its ACKs had taught it.
+    assert!(
+        mean >= 8.5,
+        "lossy link carried {mean:.2} Mbit/s of its 10 down from 4 s into the download"
+    );
+    let down = r.tcp.iter().find(|t| t.dir == Dir::Down).expect("download");
+    assert!(
+        down.share >= 0.85,
+        "download: {:.1} % of capacity",
+        down.share * 100.0
+    );
+}

@@ -12,10 +12,12 @@ use std::fmt;
 
 use super::link::{DirStats, Fate, LinkDir, IP_UDP_OVERHEAD};
 use super::metrics::{Metrics, Report};
+use super::metrics::{TimelineEnd, TimelineRow};
 use super::rng::Rng;
 use super::scenario::{Dir, Scenario, TunnelKind};
+use super::tcp::TcpFlows;
 use super::traffic::{build_packet, Source};
-use super::tunnel::{Pair, Pipe, SenderView, Tunnel};
+use super::tunnel::{Direct, EndCounters, Pair, Pipe, SenderView, Tunnel};
 use crate::proto::{Instant, LinkId};
 
 /// The largest datagram a link carries: a 1500-byte IP MTU less the IPv4 and UDP headers.
@@ -73,6 +75,10 @@ pub fn make_pair(sc: &Scenario) -> Result<Pair, SimError> {
             Ok((Box::new(e), Box::new(c)))
         }
         TunnelKind::Session => super::session::pair(sc).map_err(SimError::Tunnel),
+        TunnelKind::Direct(link) => {
+            let (e, c) = Direct::pair(link);
+            Ok((Box::new(e), Box::new(c)))
+        }
     }
 }
 
@@ -115,13 +121,22 @@ pub fn run_with(
             .map(|(i, t)| Source::new(i as u32, t.clone()))
             .collect(),
         metrics: Metrics::new(sc),
+        tcp: TcpFlows::new(sc, sc.tunnel.inner_mtu()),
+        tcp_started: false,
         pkt: Vec::with_capacity(2048),
-        out: vec![0; MAX_DATAGRAM],
+        out: vec![0; MAX_DATAGRAM.max(sc.tunnel.inner_mtu())],
         exit: Vec::with_capacity(2048),
         bulk_turn: 0,
         sample_at: 0,
         served: vec![[0; 2]; sc.links.len()],
         views: [Vec::new(), Vec::new()],
+        carried: vec![[0; 2]; sc.links.len()],
+        second: Second {
+            carried: vec![[0; 2]; sc.links.len()],
+            counters: [EndCounters::default(); 2],
+        },
+        timeline: Vec::new(),
+        timeline_ends: Vec::new(),
     };
     e.run()?;
     let stats: Vec<[(DirStats, Vec<u32>); 2]> = e
@@ -136,7 +151,26 @@ pub fn run_with(
         .collect();
     let errors = e.ends[0].errors() + e.ends[1].errors();
     let endpoints = [e.ends[0].stats(), e.ends[1].stats()];
+    let tcp = e.tcp.report(sc.warmup_us, sc.duration_us);
     let mut report = e.metrics.report(sc, stats, errors, endpoints);
+    report.set_tcp(sc, tcp);
+    report.timeline = std::mem::take(&mut e.timeline);
+    report.timeline_ends = std::mem::take(&mut e.timeline_ends);
+    // TCP goodput per second and direction, from the flows' own record.
+    for end in &mut report.timeline_ends {
+        end.tcp_goodput_mbit = report
+            .tcp
+            .iter()
+            .filter(|t| t.dir == end.dir)
+            .map(|t| {
+                t.stats
+                    .per_second
+                    .get(end.t_s as usize - 1)
+                    .copied()
+                    .unwrap_or(0.0)
+            })
+            .sum();
+    }
     report.notes = e.ends.iter().flat_map(|t| t.notes()).collect();
     Ok(report)
 }
@@ -154,6 +188,8 @@ struct Engine<'a> {
     order: u64,
     sources: Vec<Source>,
     metrics: Metrics,
+    tcp: TcpFlows,
+    tcp_started: bool,
     pkt: Vec<u8>,
     out: Vec<u8>,
     exit: Vec<u8>,
@@ -163,6 +199,17 @@ struct Engine<'a> {
     sample_at: u64,
     served: Vec<[u64; 2]>,
     views: [Vec<SenderView>; 2],
+    /// Per link, [up, down]: wire bytes arrived so far (for the timeline).
+    carried: Vec<[u64; 2]>,
+    /// The same, and the endpoints' counters, at the last whole second.
+    second: Second,
+    timeline: Vec<TimelineRow>,
+    timeline_ends: Vec<TimelineEnd>,
+}
+
+struct Second {
+    carried: Vec<[u64; 2]>,
+    counters: [EndCounters; 2],
 }
 
 /// How often the links' use and the senders' link states are sampled for the report's
@@ -187,7 +234,12 @@ impl Engine<'_> {
                     next = next.min(t.0);
                 }
             }
-            for s in &self.sources {
+            if self.tcp_started {
+                if let Some(t) = self.tcp.poll_timeout(self.now) {
+                    next = next.min(t.max(self.now));
+                }
+            }
+            for s in self.sources.iter().filter(|s| s.is_bulk() || s.is_paced()) {
                 let t = if s.is_bulk() {
                     s.spec.start_us
                 } else {
@@ -242,8 +294,61 @@ impl Engine<'_> {
                 }
                 self.views[side] = self.ends[side].link_views();
             }
+            if self.sc.timeline && t > 0 && t % 1_000_000 == 0 {
+                self.record_second(t);
+            }
             self.sample_at += SAMPLE_US;
         }
+    }
+
+    /// One row per link direction and one per endpoint for the second ending at `t`.
+    fn record_second(&mut self, t: u64) {
+        let t_s = (t / 1_000_000) as u32;
+        for side in 0..2 {
+            let dir = if side == 0 { Dir::Up } else { Dir::Down };
+            for (i, cfg) in self.sc.links.iter().enumerate() {
+                let d = if side == 0 { &cfg.up } else { &cfg.down };
+                let v = self.views[side].iter().find(|v| usize::from(v.link) == i);
+                let carried = self.carried[i][side] - self.second.carried[i][side];
+                self.timeline.push(TimelineRow {
+                    t_s,
+                    dir,
+                    link: cfg.name.clone(),
+                    capacity_mbit: d.capacity_bits(t - 1_000_000, t) / 1e6,
+                    carried_mbit: carried as f64 * 8.0 / 1e6,
+                    state: v.map_or("-", |v| {
+                        if v.down {
+                            "down"
+                        } else if v.degraded {
+                            "degraded"
+                        } else {
+                            "up"
+                        }
+                    }),
+                    rate_mbit: v.map_or(0.0, |v| v.rate_bps as f64 / 1e6),
+                    pacing_mbit: v.map_or(0.0, |v| v.pacing_bps as f64 / 1e6),
+                    cwnd_kb: v.map_or(0.0, |v| v.cwnd as f64 / 1e3),
+                    inflight_kb: v.map_or(0.0, |v| v.inflight as f64 / 1e3),
+                    queued_kb: v.map_or(0.0, |v| v.queued_bytes as f64 / 1e3),
+                    srtt_ms: v.map_or(0.0, |v| v.srtt_us as f64 / 1e3),
+                });
+                self.second.carried[i][side] = self.carried[i][side];
+            }
+            let c = self.ends[side].counters();
+            // The receiving end's reorder figures describe this direction's traffic.
+            let rx = self.ends[1 - side].counters();
+            let prev = self.second.counters;
+            self.timeline_ends.push(TimelineEnd {
+                t_s,
+                dir,
+                resends: c.resends - prev[side].resends,
+                reorder_timeouts: rx.reorder_timeouts - prev[1 - side].reorder_timeouts,
+                duplicates: rx.duplicates - prev[1 - side].duplicates,
+                queued_kb: c.queued_bytes as f64 / 1e3,
+                tcp_goodput_mbit: 0.0,
+            });
+        }
+        self.second.counters = [self.ends[0].counters(), self.ends[1].counters()];
     }
 
     fn step(&mut self) -> Result<(), SimError> {
@@ -259,11 +364,13 @@ impl Engine<'_> {
                 .expect("slot in the heap is full");
             self.free.push(slot);
             let dir = if f.to == 1 { Dir::Up } else { Dir::Down };
+            self.carried[usize::from(f.link)][1 - f.to] +=
+                (f.data.len() + self.ends[f.to].wire_overhead()) as u64;
             self.metrics.carried(
                 usize::from(f.link),
                 dir,
                 self.now,
-                f.data.len() + IP_UDP_OVERHEAD,
+                f.data.len() + self.ends[f.to].wire_overhead(),
             );
             self.ends[f.to].handle_datagram(now, f.link, &mut f.data);
             let cfg = &self.sc.links[usize::from(f.link)];
@@ -284,20 +391,42 @@ impl Engine<'_> {
         // Paced sources.
         for i in 0..self.sources.len() {
             let s = &self.sources[i];
-            if s.is_bulk() || !s.active(self.now) || s.next_at > self.now {
+            if !s.is_paced() || !s.active(self.now) || s.next_at > self.now {
                 continue;
             }
             self.send_one(i);
         }
+        // TCP: timers, and what the senders' windows allow, once the tunnel is up.
+        if !self.tcp.is_empty() && !self.tcp_started && self.ends.iter().all(|e| e.ready()) {
+            self.tcp_started = true;
+            self.tcp.start(self.now);
+        }
+        if self.tcp_started {
+            self.tcp.poll(self.now);
+        }
         // Bulk refill and transmission until both sides are quiet.
         for _ in 0..10_000 {
+            let pushed = self.push_tcp();
             let refilled = self.refill_bulk();
             let sent = self.transmit()?;
-            if !refilled && !sent {
+            if !pushed && !refilled && !sent {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Hands the TCP flows' packets to the tunnel (a refused one is lost, as a daemon drops it).
+    fn push_tcp(&mut self) -> bool {
+        let mut any = false;
+        while let Some(o) = self.tcp.pop() {
+            any = true;
+            if !self.ends[o.side].send(Instant(self.now), &o.pkt, &o.meta) {
+                self.tcp.refused(&o);
+            }
+            self.tcp.recycle(o.pkt);
+        }
+        any
     }
 
     fn send_one(&mut self, i: usize) -> bool {
@@ -344,13 +473,14 @@ impl Engine<'_> {
         let now = Instant(self.now);
         let mut any = false;
         for side in 0..2 {
+            let overhead = self.ends[side].wire_overhead();
             while let Some((link, len)) = self.ends[side].poll_transmit(now, &mut self.out) {
                 any = true;
                 let l = usize::from(link);
                 if l >= self.links.len() {
                     return Err(SimError::NoSuchLink { link });
                 }
-                let fate = self.links[l][side].offer(now, len);
+                let fate = self.links[l][side].offer_wire(now, (len + overhead) as u64);
                 let (at, flip) = match fate {
                     Fate::Arrive(at) => (at, None),
                     Fate::Mangled(at, r) => (at, Some(r)),
@@ -386,6 +516,9 @@ impl Engine<'_> {
     fn drain_exit(&mut self, side: usize, release_delay_us: Option<u64>) {
         let dir = if side == 1 { Dir::Up } else { Dir::Down };
         while self.ends[side].poll_deliver(Instant(self.now), &mut self.exit) {
+            if self.tcp.delivered(self.now, side, &self.exit) {
+                continue;
+            }
             self.metrics
                 .delivered(self.sc, dir, self.now, &self.exit, release_delay_us);
         }

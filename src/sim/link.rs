@@ -295,7 +295,11 @@ impl LinkDir {
 
     /// Offer a datagram of `datagram_len` bytes (the IP/UDP header is added here) at `now`.
     pub fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
-        let wire = (datagram_len + IP_UDP_OVERHEAD) as u64;
+        self.offer_wire(now, (datagram_len + IP_UDP_OVERHEAD) as u64)
+    }
+
+    /// Offer a whole IP packet of `wire` bytes at `now`.
+    pub fn offer_wire(&mut self, now: Instant, wire: u64) -> Fate {
         self.stats.offered_packets += 1;
         self.stats.offered_bytes += wire;
         let fate = self.fate(now, wire);

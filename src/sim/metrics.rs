@@ -70,6 +70,65 @@ pub struct Report {
     pub endpoints: [serde_json::Value; 2],
     /// Anomalies the endpoints' adapters noticed.
     pub notes: Vec<String>,
+    /// The TCP traffic (`kind = "tcp"`), one entry per `[[traffic]]`.
+    pub tcp: Vec<TcpReport>,
+    /// Per second and link direction (`braid sim --timeline`; empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelineRow>,
+    /// Per second and direction: what the endpoints did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline_ends: Vec<TimelineEnd>,
+}
+
+/// One link direction over one second: what it offered and carried, and the sending
+/// endpoint's view of it at the end of the second.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineRow {
+    /// The second ending at this time.
+    pub t_s: u32,
+    pub dir: Dir,
+    pub link: String,
+    pub capacity_mbit: f64,
+    pub carried_mbit: f64,
+    pub state: &'static str,
+    /// The sender's delivery-rate estimate and pacing rate.
+    pub rate_mbit: f64,
+    pub pacing_mbit: f64,
+    pub cwnd_kb: f64,
+    pub inflight_kb: f64,
+    pub queued_kb: f64,
+    pub srtt_ms: f64,
+}
+
+/// One direction over one second.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEnd {
+    pub t_s: u32,
+    pub dir: Dir,
+    /// Copies the sender resent.
+    pub resends: u64,
+    /// Packets the receiver released after the full reorder wait, and duplicates it dropped.
+    pub reorder_timeouts: u64,
+    pub duplicates: u64,
+    /// Bytes in the sender's user queues at the end of the second.
+    pub queued_kb: f64,
+    /// TCP goodput in this direction (all TCP traffic).
+    pub tcp_goodput_mbit: f64,
+}
+
+/// One `[[traffic]]` of TCP flows: goodput (in-order bytes delivered to the receiving
+/// application) and what the senders went through.
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpReport {
+    pub name: String,
+    pub dir: Dir,
+    pub cc: super::scenario::Cc,
+    /// Summed capacity of the links in this direction (as for [`DirReport`]).
+    pub capacity_mbit: f64,
+    /// goodput / capacity.
+    pub share: f64,
+    #[serde(flatten)]
+    pub stats: super::tcp::TcpSpecStats,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -413,22 +472,12 @@ impl Metrics {
         for dir in [Dir::Up, Dir::Down] {
             let d = di(dir);
             let srcs: Vec<usize> = (0..sc.traffic.len())
-                .filter(|&i| sc.traffic[i].dir == dir)
+                .filter(|&i| sc.traffic[i].dir == dir && !sc.traffic[i].is_tcp())
                 .collect();
             if srcs.is_empty() {
                 continue;
             }
-            let capacity: f64 = sc
-                .links
-                .iter()
-                .filter(|l| l.role != Role::Never)
-                .map(|l| {
-                    let c = if dir == Dir::Up { &l.up } else { &l.down };
-                    c.capacity_bits(self.window.0, self.window.1)
-                })
-                .sum::<f64>()
-                / secs
-                / 1e6;
+            let capacity = capacity_mbit(sc, dir, self.window);
             let sum =
                 |f: fn(&SourceAcc) -> u64| srcs.iter().map(|&i| f(&self.sources[i])).sum::<u64>();
             let sent = sum(|s| s.sent);
@@ -582,11 +631,142 @@ impl Metrics {
             corrupt: self.corrupt,
             endpoints,
             notes: Vec::new(),
+            tcp: Vec::new(),
+            timeline: Vec::new(),
+            timeline_ends: Vec::new(),
         }
     }
 }
 
+/// The summed capacity (Mbit/s) of the links a scenario may use in `dir` over `window` (µs);
+/// with a direct tunnel, that one link's.
+fn capacity_mbit(sc: &Scenario, dir: Dir, window: (u64, u64)) -> f64 {
+    let secs = (window.1 - window.0) as f64 / 1e6;
+    sc.links
+        .iter()
+        .filter(|l| l.role != Role::Never)
+        .filter(|l| !matches!(sc.tunnel, super::scenario::TunnelKind::Direct(d) if d != l.id))
+        .map(|l| {
+            let c = if dir == Dir::Up { &l.up } else { &l.down };
+            c.capacity_bits(window.0, window.1)
+        })
+        .sum::<f64>()
+        / secs
+        / 1e6
+}
+
 impl Report {
+    /// Adds the TCP figures (per traffic index, None for other kinds).
+    pub fn set_tcp(&mut self, sc: &Scenario, tcp: Vec<Option<super::tcp::TcpSpecStats>>) {
+        for (t, st) in sc.traffic.iter().zip(tcp) {
+            let (Some(st), TrafficKind::Tcp { cc }) = (st, t.kind) else {
+                continue;
+            };
+            let capacity = capacity_mbit(sc, t.dir, (sc.warmup_us, sc.duration_us));
+            self.tcp.push(TcpReport {
+                name: t.name.clone(),
+                dir: t.dir,
+                cc,
+                capacity_mbit: capacity,
+                share: if capacity > 0.0 {
+                    st.goodput_mbit / capacity
+                } else {
+                    0.0
+                },
+                stats: st,
+            });
+        }
+    }
+
+    /// The per-second timeline as a table (one block per direction).
+    pub fn timeline_table(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        for dir in [Dir::Up, Dir::Down] {
+            let ends: Vec<&TimelineEnd> =
+                self.timeline_ends.iter().filter(|e| e.dir == dir).collect();
+            if ends.is_empty()
+                || !self
+                    .timeline
+                    .iter()
+                    .any(|r| r.dir == dir && r.carried_mbit > 0.1)
+            {
+                continue;
+            }
+            let links: Vec<&str> = {
+                let mut v: Vec<&str> = self
+                    .timeline
+                    .iter()
+                    .filter(|r| r.dir == dir)
+                    .map(|r| r.link.as_str())
+                    .collect();
+                v.dedup();
+                v.truncate(self.links.len() / 2);
+                v
+            };
+            let _ = writeln!(
+                o,
+                "\n{:?}stream, per second: per link capacity/carried Mbit/s, sender's estimate/pacing Mbit/s, in flight/cap kB, queued kB, srtt ms; then TCP goodput, resends, reorder timeouts, user queues kB",
+                dir
+            );
+            let _ = write!(o, "   s");
+            for l in &links {
+                let _ = write!(o, " | {l:<49}");
+            }
+            let _ = writeln!(o, " |  tcp  rsnd  rto  uq kB");
+            for e in ends {
+                let _ = write!(o, "{:>4}", e.t_s);
+                for l in &links {
+                    match self
+                        .timeline
+                        .iter()
+                        .find(|r| r.t_s == e.t_s && r.dir == dir && r.link == *l)
+                    {
+                        Some(r) => {
+                            let _ = write!(
+                                o,
+                                " | {:>5.1}/{:<5.1} {:>5.1}/{:<5.1} {:>5.0}/{:<5.0} {:>4.0} {:>4.0}{}",
+                                r.capacity_mbit,
+                                r.carried_mbit,
+                                r.rate_mbit,
+                                r.pacing_mbit,
+                                r.inflight_kb,
+                                r.cwnd_kb,
+                                r.queued_kb,
+                                r.srtt_ms,
+                                match r.state {
+                                    "down" => " D",
+                                    "degraded" => " g",
+                                    _ => "  ",
+                                }
+                            );
+                        }
+                        None => {
+                            let _ = write!(o, " | {:49}", "");
+                        }
+                    }
+                }
+                let _ = writeln!(
+                    o,
+                    " | {:>5.1} {:>4} {:>4} {:>6.0}",
+                    e.tcp_goodput_mbit, e.resends, e.reorder_timeouts, e.queued_kb
+                );
+            }
+        }
+        o
+    }
+
+    /// The TCP traffic named `name`.
+    pub fn tcp(&self, name: &str) -> Option<&TcpReport> {
+        self.tcp.iter().find(|t| t.name == name)
+    }
+
+    /// The direction named "up" or "down" (panics on anything else: for tests).
+    pub fn dirs_of(&self, name: &str) -> &DirReport {
+        let d = if name == "up" { Dir::Up } else { Dir::Down };
+        self.dir(d).expect("a direction with traffic")
+    }
+
     pub fn dir(&self, dir: Dir) -> Option<&DirReport> {
         self.directions.iter().find(|d| d.dir == dir)
     }
@@ -644,6 +824,33 @@ impl Report {
             if let Some(j) = d.jain {
                 let _ = writeln!(o, "  Jain fairness  {j:.4}");
             }
+        }
+        for t in &self.tcp {
+            let s = &t.stats;
+            let _ = writeln!(
+                o,
+                "\nTCP {} ({:?}stream, {} x {:?})",
+                t.name, t.dir, s.flows, t.cc
+            );
+            let _ = writeln!(
+                o,
+                "  goodput        {:8.2} Mbit/s of {:.2} Mbit/s capacity = {:.1} %  (flows {:.2} to {:.2})",
+                s.goodput_mbit,
+                t.capacity_mbit,
+                t.share * 100.0,
+                s.flow_min_mbit,
+                s.flow_max_mbit
+            );
+            let _ = writeln!(
+                o,
+                "  segments       {} sent, {} resent ({} shown spurious), {} refused by the tunnel",
+                s.segments, s.retransmits, s.spurious, s.refused
+            );
+            let _ = writeln!(
+                o,
+                "  recovery       {} fast recoveries, {} timeouts, {} undone; srtt {:.1} ms; longest stall {:.1} ms",
+                s.recoveries, s.rtos, s.undos, s.srtt_ms, s.longest_stall_ms
+            );
         }
         let _ = writeln!(o, "\nclass        dir   mode       prio  Mbit/s   sent      lost  latency p50/p99 ms  queueing p99 ms  gap ms");
         for c in &self.classes {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod rng;
 pub mod scenario;
 pub mod session;
+pub mod tcp;
 pub mod toml;
 pub mod traffic;
 pub mod tunnel;
@@ -36,8 +37,8 @@ pub use scenario::{Scenario, ScenarioError};
 const HELP: &str = r#"braid sim - run a scenario on the deterministic multi-link simulator
 
 USAGE:
-    braid sim SCENARIO.toml [--json] [--seed N | --seeds A-B] [--duration 60s] [--tunnel session|pipe]
-                            [--traces DIR]
+    braid sim SCENARIO.toml [--json] [--seed N | --seeds A-B] [--duration 60s] [--traces DIR]
+                            [--tunnel session|pipe|direct[:LINK]] [--workload W [--cc CC]] [--timeline]
 
 Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
 prints what it measured. Same file and seed = same numbers. Scenarios live in scenarios/.
@@ -47,7 +48,15 @@ OPTIONS:
     --seed N          override the scenario's seed (its gen: traces follow it unless they name one)
     --seeds A-B       run every seed from A to B (or 1 to N with --seeds N): one summary line each
     --duration D      override how long the traffic runs ("60s", "500ms")
-    --tunnel KIND     session (the protocol) or pipe (a single-path stand-in, to test the simulator)
+    --tunnel KIND     session (the protocol), pipe (a single-path stand-in, to test the simulator),
+                      or direct[:LINK] (no tunnel: inner packets as they are over one link, the
+                      first or LINK; the lab's `direct`, the best single link's baseline)
+    --workload W      replace the scenario's bulk and tcp traffic by W: tcpN-up, tcpN-down (N TCP
+                      flows, as the lab's bulkN-*) or bulkN-up, bulkN-down (saturating sources)
+    --cc CC           congestion control of --workload's TCP flows: cubic (default), reno, bbr
+    --timeline        also print a per-second table of every link (capacity, carried, the sender's
+                      estimate and pacing, in flight and cap, queued, srtt) and of each direction
+                      (TCP goodput, resends, reorder timeouts); in --json: timeline, timeline_ends
     --traces DIR      where recorded traces are (default: $BRAID_TRACES)
     -h, --help        this text
 
@@ -92,6 +101,9 @@ SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
 
     [[traffic]]
     kind = "bulk"                 # bulk: keeps the tunnel's queue full via can_send
+                                  # tcp: `flows` TCP connections (client behind the edge, server
+                                  #   behind the core), segments of the tunnel's MTU (1400; 1500
+                                  #   direct); cc = "cubic" | "reno" | "bbr" (see src/sim/tcp.rs)
                                   # interactive: one packet every `interval`
                                   # realtime: constant `rate`
     user = 1                      # client host; fairness is across users
@@ -118,6 +130,10 @@ WHAT IS MEASURED (per direction, class, user and link):
                    in-flight cap, data queued but held by the pacer, or nothing queued (idle);
                    and the seconds it spent Down, Degraded and at the cap
     Jain           fairness of delivered bytes across users running bulk traffic
+    TCP            goodput: in-order bytes the receivers hand to their application, leaving out
+                   the first 2 s of the transfer as the lab does; share of the capacity; the
+                   senders' resends (and how many the receiver reported as duplicates), fast
+                   recoveries, timeouts, undone reductions, and the longest stall of a flow
 "#;
 
 /// `braid sim SCENARIO [--json]`.
@@ -139,7 +155,10 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     let mut seed: Option<u64> = None;
     let mut seeds: Option<(u64, u64)> = None;
     let mut duration: Option<u64> = None;
-    let mut tunnel: Option<scenario::TunnelKind> = None;
+    let mut tunnel: Option<String> = None;
+    let mut workload: Option<String> = None;
+    let mut cc = scenario::Cc::Cubic;
+    let mut timeline = false;
     let mut traces: Option<PathBuf> = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
@@ -176,12 +195,27 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 );
             }
             Long("tunnel") => {
+                tunnel = Some(
+                    p.value()
+                        .map_err(|e| e.to_string())?
+                        .to_string_lossy()
+                        .into(),
+                )
+            }
+            Long("workload") => {
+                workload = Some(
+                    p.value()
+                        .map_err(|e| e.to_string())?
+                        .to_string_lossy()
+                        .into(),
+                )
+            }
+            Long("timeline") => timeline = true,
+            Long("cc") => {
                 let v = p.value().map_err(|e| e.to_string())?;
-                tunnel = Some(match v.to_string_lossy().as_ref() {
-                    "session" => scenario::TunnelKind::Session,
-                    "pipe" => scenario::TunnelKind::Pipe,
-                    other => return Err(format!("--tunnel: `{other}` is not session or pipe")),
-                });
+                let v = v.to_string_lossy();
+                cc = scenario::Cc::parse(&v)
+                    .ok_or_else(|| format!("--cc: `{v}` is not cubic, reno or bbr"))?;
             }
             Long("traces") => traces = Some(p.value().map_err(|e| e.to_string())?.into()),
             Value(v) if file.is_none() => file = Some(v.into()),
@@ -205,9 +239,15 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         if let Some(d) = duration {
             sc.set_duration(d).map_err(|e| format!("--duration: {e}"))?;
         }
-        if let Some(t) = tunnel {
-            sc.tunnel = t;
+        if let Some(t) = &tunnel {
+            sc.tunnel =
+                scenario::TunnelKind::parse(t, &sc.links).map_err(|e| format!("--tunnel: {e}"))?;
         }
+        if let Some(w) = &workload {
+            sc.set_workload(w, cc)
+                .map_err(|e| format!("--workload: {e}"))?;
+        }
+        sc.timeline = timeline;
         Ok(sc)
     };
     let sc = load(None)?;
@@ -224,6 +264,9 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         eprintln!("{cpu}");
     } else {
         print!("{}", report.table());
+        if timeline {
+            print!("{}", report.timeline_table());
+        }
         println!("\n{cpu}");
     }
     Ok(ExitCode::SUCCESS)
@@ -297,6 +340,24 @@ fn sweep(
                 d.added_delay_ms.p99,
                 d.longest_gap_ms,
                 d.jain.map_or("-".to_string(), |j| format!("{j:.4}")),
+            );
+        }
+        for t in &r.tcp {
+            let st = &t.stats;
+            println!(
+                "{:<5} {:<5} {:>7.2} {:>8.2}  tcp {} x {:?}: flows {:.2}-{:.2}, resent {} ({} spurious), {} rto, stall {:.0} ms",
+                s,
+                format!("{:?}", t.dir).to_lowercase(),
+                st.goodput_mbit,
+                t.share * 100.0,
+                st.flows,
+                t.cc,
+                st.flow_min_mbit,
+                st.flow_max_mbit,
+                st.retransmits,
+                st.spurious,
+                st.rtos,
+                st.longest_stall_ms,
             );
         }
     }

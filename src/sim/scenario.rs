@@ -30,6 +30,8 @@ pub struct Scenario {
     pub links: Vec<LinkSpec>,
     pub classes: Vec<ClassSpec>,
     pub traffic: Vec<TrafficSpec>,
+    /// Record a per-second timeline of every link (`braid sim --timeline`).
+    pub timeline: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +41,45 @@ pub enum TunnelKind {
     Session,
     /// The trivial single-path stand-in (first link only, no recovery), to test the simulator.
     Pipe,
+    /// No tunnel: inner packets go as they are over this one link (the lab's `direct` mode,
+    /// the baseline of one link alone). For TCP and paced traffic.
+    Direct(LinkId),
+}
+
+impl TunnelKind {
+    /// `session`, `pipe`, `direct` (the first link) or `direct:NAME`.
+    pub fn parse(s: &str, links: &[LinkSpec]) -> Result<TunnelKind, String> {
+        Ok(match s {
+            "session" => TunnelKind::Session,
+            "pipe" => TunnelKind::Pipe,
+            "direct" => TunnelKind::Direct(0),
+            _ => match s.strip_prefix("direct:") {
+                Some(n) => match links.iter().find(|l| l.name == n) {
+                    Some(l) => TunnelKind::Direct(l.id),
+                    None => {
+                        return Err(format!(
+                            "no link named `{n}` (links: {})",
+                            links
+                                .iter()
+                                .map(|l| l.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    }
+                },
+                None => return Err(format!("`{s}` is not session, pipe, direct or direct:LINK")),
+            },
+        })
+    }
+
+    /// The largest inner packet: a 1500-byte path for direct, the daemons' default hub MTU
+    /// through the tunnel.
+    pub fn inner_mtu(&self) -> usize {
+        match self {
+            TunnelKind::Direct(_) => 1500,
+            _ => MAX_INNER,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -99,6 +140,29 @@ pub enum TrafficKind {
     Interactive { interval_us: u64 },
     /// A constant bit rate, packets of `size` bytes.
     Realtime { bps: u64 },
+    /// Bulk TCP transfers (`flows` connections) with this congestion control; segments take
+    /// the tunnel's MTU (see [`super::tcp`]).
+    Tcp { cc: Cc },
+}
+
+/// Congestion control of a simulated TCP sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cc {
+    Cubic,
+    Reno,
+    Bbr,
+}
+
+impl Cc {
+    pub fn parse(s: &str) -> Option<Cc> {
+        Some(match s {
+            "cubic" => Cc::Cubic,
+            "reno" => Cc::Reno,
+            "bbr" => Cc::Bbr,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -117,10 +181,14 @@ pub struct TrafficSpec {
 }
 
 impl TrafficSpec {
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.kind, TrafficKind::Tcp { .. })
+    }
+
     /// Nominal spacing of packets (µs), for paced kinds.
     pub fn interval_us(&self) -> Option<u64> {
         match self.kind {
-            TrafficKind::Bulk => None,
+            TrafficKind::Bulk | TrafficKind::Tcp { .. } => None,
             TrafficKind::Interactive { interval_us } => Some(interval_us),
             TrafficKind::Realtime { bps } => Some((self.size as u64 * 8 * 1_000_000) / bps.max(1)),
         }
@@ -217,6 +285,54 @@ impl Scenario {
 }
 
 impl Scenario {
+    /// Replaces the scenario's saturating traffic (bulk and TCP; paced traffic stays) by one
+    /// workload, named as the lab names its own: `tcpN-up`, `tcpN-down` (N TCP flows with
+    /// congestion control `cc`) or `bulkN-up`, `bulkN-down` (the saturating source).
+    pub fn set_workload(&mut self, w: &str, cc: Cc) -> Result<(), String> {
+        let bad = || {
+            format!("`{w}` is not a workload like tcp8-down, tcp1-up, bulk8-up (N from 1 to 64)")
+        };
+        let (kind, rest) = if let Some(r) = w.strip_prefix("tcp") {
+            (TrafficKind::Tcp { cc }, r)
+        } else if let Some(r) = w.strip_prefix("bulk") {
+            (TrafficKind::Bulk, r)
+        } else {
+            return Err(bad());
+        };
+        let (n, dir) = rest.split_once('-').ok_or_else(bad)?;
+        let flows: u32 = n.parse().map_err(|_| bad())?;
+        if !(1..=64).contains(&flows) {
+            return Err(bad());
+        }
+        let dir = match dir {
+            "up" => Dir::Up,
+            "down" => Dir::Down,
+            _ => return Err(bad()),
+        };
+        let user = self
+            .traffic
+            .iter()
+            .find(|t| matches!(t.kind, TrafficKind::Bulk | TrafficKind::Tcp { .. }))
+            .map_or(1, |t| t.user);
+        self.traffic
+            .retain(|t| !matches!(t.kind, TrafficKind::Bulk | TrafficKind::Tcp { .. }));
+        self.traffic.insert(
+            0,
+            TrafficSpec {
+                name: w.to_string(),
+                user,
+                class: 0,
+                dir,
+                kind,
+                size: MAX_INNER,
+                flows,
+                start_us: 0,
+                stop_us: self.duration_us,
+            },
+        );
+        Ok(())
+    }
+
     /// Change how long the traffic runs; sources that ran to the old end run to the new one.
     pub fn set_duration(&mut self, duration_us: u64) -> Result<(), String> {
         if duration_us <= self.warmup_us {
@@ -441,19 +557,7 @@ impl Cx {
         if warmup_us >= duration_us {
             return self.err(1, "scenario: `warmup` must be shorter than `duration`");
         }
-        let tunnel = match self.string(&mut f, "tunnel")? {
-            None => TunnelKind::Session,
-            Some((s, line)) => match s.as_str() {
-                "session" => TunnelKind::Session,
-                "pipe" => TunnelKind::Pipe,
-                _ => {
-                    return self.err(
-                        line,
-                        format!("scenario: `tunnel` is \"session\" or \"pipe\", not \"{s}\""),
-                    )
-                }
-            },
-        };
+        let tunnel_s = self.string(&mut f, "tunnel")?;
 
         let links_v = f.get("link");
         let classes_v = f.get("class");
@@ -475,6 +579,13 @@ impl Cx {
                 return self.err(1, format!("two links are named `{}`", a.name));
             }
         }
+        let tunnel = match tunnel_s {
+            None => TunnelKind::Session,
+            Some((s, line)) => match TunnelKind::parse(&s, &links) {
+                Ok(t) => t,
+                Err(e) => return self.err(line, format!("scenario: `tunnel`: {e}")),
+            },
+        };
 
         let mut classes = vec![ClassSpec {
             name: "default".into(),
@@ -514,6 +625,7 @@ impl Cx {
             links,
             classes,
             traffic,
+            timeline: false,
         })
     }
 
@@ -827,10 +939,20 @@ impl Cx {
         let kind_s = self.string(&mut f, "kind")?;
         let interval = self.duration(&mut f, "interval")?;
         let rate = self.rate(&mut f, "rate")?;
+        let cc = self.string(&mut f, "cc")?;
         let kind = match kind_s {
-            None => return self.err(line, format!("traffic `{name}`: `kind` is required: \"bulk\", \"interactive\" or \"realtime\"")),
+            None => return self.err(line, format!("traffic `{name}`: `kind` is required: \"bulk\", \"tcp\", \"interactive\" or \"realtime\"")),
             Some((k, l)) => match k.as_str() {
                 "bulk" => TrafficKind::Bulk,
+                "tcp" => TrafficKind::Tcp {
+                    cc: match &cc {
+                        None => Cc::Cubic,
+                        Some((c, cl)) => match Cc::parse(c) {
+                            Some(c) => c,
+                            None => return self.err(*cl, format!("traffic `{name}`: `cc` is \"cubic\", \"reno\" or \"bbr\", not \"{c}\"")),
+                        },
+                    },
+                },
                 "interactive" => TrafficKind::Interactive {
                     interval_us: match interval {
                         Some(v) if v > 0 => v,
@@ -843,11 +965,14 @@ impl Cx {
                         _ => return self.err(l, format!("traffic `{name}`: realtime traffic needs `rate` (e.g. \"1mbit\")")),
                     },
                 },
-                _ => return self.err(l, format!("traffic `{name}`: `kind` is \"bulk\", \"interactive\" or \"realtime\", not \"{k}\"")),
+                _ => return self.err(l, format!("traffic `{name}`: `kind` is \"bulk\", \"tcp\", \"interactive\" or \"realtime\", not \"{k}\"")),
             },
         };
+        if let Some((_, cl)) = cc.filter(|_| !matches!(kind, TrafficKind::Tcp { .. })) {
+            return self.err(cl, format!("traffic `{name}`: `cc` is for kind = \"tcp\""));
+        }
         let default_size = match kind {
-            TrafficKind::Bulk => MAX_INNER,
+            TrafficKind::Bulk | TrafficKind::Tcp { .. } => MAX_INNER,
             TrafficKind::Interactive { .. } => 200,
             TrafficKind::Realtime { .. } => 1000,
         };

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::engine::MAX_DATAGRAM;
 use super::scenario::{Mode, Role, Scenario};
-use super::tunnel::{Meta, Pair, SenderView, Tunnel};
+use super::tunnel::{EndCounters, Meta, Pair, SenderView, Tunnel};
 use crate::proto::link::{LinkConfig, LinkState};
 use crate::proto::sched::{ClassConfig, Mode as PMode};
 use crate::proto::seal::{self, Acceptor, Channel, Keypair};
@@ -111,8 +111,24 @@ fn views(s: &Session) -> Vec<SenderView> {
             degraded: l.state == LinkState::Degraded,
             at_cap: l.inflight_bytes >= l.cwnd_bytes,
             queued: l.queued_bytes > 0,
+            rate_bps: l.delivery_rate_bps,
+            pacing_bps: l.pacing_rate_bps,
+            cwnd: l.cwnd_bytes,
+            inflight: l.inflight_bytes,
+            queued_bytes: l.queued_bytes,
+            srtt_us: l.srtt.as_micros() as u64,
         })
         .collect()
+}
+
+fn counters(s: &Session) -> EndCounters {
+    let st = s.stats();
+    EndCounters {
+        resends: st.resends,
+        reorder_timeouts: st.reorder.timed_out,
+        duplicates: st.reorder.duplicates,
+        queued_bytes: st.queued_bytes,
+    }
 }
 
 fn pmeta(m: &Meta) -> PacketMeta {
@@ -249,6 +265,14 @@ impl Tunnel for Edge {
         self.bad
     }
 
+    fn ready(&self) -> bool {
+        self.s.is_established()
+    }
+
+    fn counters(&self) -> EndCounters {
+        counters(&self.s)
+    }
+
     fn link_views(&self) -> Vec<SenderView> {
         views(&self.s)
     }
@@ -377,6 +401,14 @@ impl Tunnel for Core {
 
     fn errors(&self) -> u64 {
         self.bad
+    }
+
+    fn ready(&self) -> bool {
+        self.s.as_ref().is_some_and(|s| s.is_established())
+    }
+
+    fn counters(&self) -> EndCounters {
+        self.s.as_ref().map(counters).unwrap_or_default()
     }
 
     fn link_views(&self) -> Vec<SenderView> {

@@ -109,6 +109,14 @@ impl Source {
         self.spec.kind == TrafficKind::Bulk
     }
 
+    /// Paced (interactive or realtime): sends on its own timer.
+    pub fn is_paced(&self) -> bool {
+        matches!(
+            self.spec.kind,
+            TrafficKind::Interactive { .. } | TrafficKind::Realtime { .. }
+        )
+    }
+
     /// Active at `now_us`?
     pub fn active(&self, now_us: u64) -> bool {
         self.spec.start_us <= now_us && now_us < self.spec.stop_us
@@ -135,7 +143,7 @@ impl Source {
         };
         self.next_seq += 1;
         match self.spec.kind {
-            TrafficKind::Bulk => {}
+            TrafficKind::Bulk | TrafficKind::Tcp { .. } => {}
             TrafficKind::Interactive { interval_us } => self.next_at += interval_us,
             TrafficKind::Realtime { bps } => {
                 let exact = self.spec.size as f64 * 8e6 / bps as f64 + self.frac;

@@ -29,6 +29,26 @@ pub struct SenderView {
     pub at_cap: bool,
     /// Data waits in the link's own queue (so the pacer, not the scheduler, holds it back).
     pub queued: bool,
+    /// The sender's estimates (for `--timeline`): delivery rate and pacing rate (bit/s),
+    /// in-flight cap, in flight and queued (bytes), smoothed RTT (µs).
+    pub rate_bps: u64,
+    pub pacing_bps: u64,
+    pub cwnd: u64,
+    pub inflight: u64,
+    pub queued_bytes: u64,
+    pub srtt_us: u64,
+}
+
+/// Counters of an endpoint that the timeline follows (cumulative).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndCounters {
+    /// Copies resent after a loss.
+    pub resends: u64,
+    /// Packets the receiver released after the full reorder wait.
+    pub reorder_timeouts: u64,
+    pub duplicates: u64,
+    /// Bytes waiting in the sender's user queues now (not cumulative).
+    pub queued_bytes: u64,
 }
 
 /// The two endpoints of a run: (edge, core).
@@ -64,6 +84,83 @@ pub trait Tunnel {
     /// Endpoint statistics for the report (free-form).
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+    /// Cumulative counters for the timeline.
+    fn counters(&self) -> EndCounters {
+        EndCounters::default()
+    }
+    /// Whether the endpoint carries traffic yet (its session is established). TCP flows start
+    /// once both ends are ready, as the lab starts its workloads once the tunnel is up.
+    fn ready(&self) -> bool {
+        true
+    }
+    /// Bytes each datagram costs on a link beyond its length (the outer IPv4 + UDP header;
+    /// none when the inner packets themselves go on the link).
+    fn wire_overhead(&self) -> usize {
+        IP_UDP_OVERHEAD
+    }
+}
+
+/// No tunnel: each inner packet goes on one link as it is, at once (the link's own queue is
+/// the only one), and leaves the other end in arrival order. The baseline of a single link.
+#[derive(Debug, Default)]
+pub struct Direct {
+    link: LinkId,
+    out: VecDeque<Vec<u8>>,
+    delivered: VecDeque<Vec<u8>>,
+}
+
+impl Direct {
+    /// The two ends over `link`: (edge, core).
+    pub fn pair(link: LinkId) -> (Direct, Direct) {
+        let d = || Direct {
+            link,
+            ..Direct::default()
+        };
+        (d(), d())
+    }
+}
+
+impl Tunnel for Direct {
+    /// Saturating sources have nothing to hold them back here (TCP's window does that).
+    fn can_send(&self, _meta: &Meta) -> bool {
+        false
+    }
+
+    fn send(&mut self, _now: Instant, packet: &[u8], _meta: &Meta) -> bool {
+        self.out.push_back(packet.to_vec());
+        true
+    }
+
+    fn handle_datagram(&mut self, _now: Instant, _link: LinkId, datagram: &mut [u8]) {
+        self.delivered.push_back(datagram.to_vec());
+    }
+
+    fn poll_transmit(&mut self, _now: Instant, out: &mut [u8]) -> Option<(LinkId, usize)> {
+        let p = self.out.pop_front()?;
+        let n = p.len().min(out.len());
+        out[..n].copy_from_slice(&p[..n]);
+        Some((self.link, n))
+    }
+
+    fn poll_deliver(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
+        match self.delivered.pop_front() {
+            Some(p) => {
+                *out = p;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn wire_overhead(&self) -> usize {
+        0
     }
 }
 
