@@ -36,11 +36,12 @@ pub use scenario::{Scenario, ScenarioError};
 const HELP: &str = r#"braid sim - run a scenario on the deterministic multi-link simulator
 
 USAGE:
-    braid sim SCENARIO.toml [--json] [--seed N | --seeds A-B] [--duration 60s] [--tunnel session|pipe]
-                            [--traces DIR]
+    braid sim SCENARIO [--json] [--seed N | --seeds A-B] [--duration 60s] [--tunnel session|pipe]
+                       [--traces DIR]
 
 Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
-prints what it measured. Same file and seed = same numbers. Scenarios live in scenarios/.
+prints what it measured. Same file and seed = same numbers. SCENARIO is a name in scenarios/
+(hetero, lte, recorded/NAME, ...) or a file, found as `braid lab run` finds its own.
 
 OPTIONS:
     --json            print the report as JSON instead of the table
@@ -51,7 +52,8 @@ OPTIONS:
     --traces DIR      where recorded traces are (default: $BRAID_TRACES)
     -h, --help        this text
 
-SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
+SCENARIO FILE (TOML; durations need units: "20ms", "3s"; rates as in /etc/config/braid:
+"20mbit", "512kbit", "1gbit" or plain bits/s, never "bps"):
     name = "hetero"               # defaults to the file name
     seed = 1                      # the run's only source of randomness
     duration = "60s"              # traffic runs this long ...
@@ -189,8 +191,9 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         }
     }
     let Some(file) = file else {
-        return Err("which scenario? usage: braid sim SCENARIO.toml [--json] (see --help; scenarios are in scenarios/)".into());
+        return Err("which scenario? usage: braid sim SCENARIO [--json] (see --help; scenarios are in scenarios/)".into());
     };
+    let file = scenario::find(&file.to_string_lossy())?;
     let opts = scenario::LoadOpts {
         traces: traces.or_else(crate::trace::traces_from_env),
         seed,
