@@ -179,7 +179,7 @@ fn trace_within_5_percent_of_capacity() {
             text.push_str(&format!("{ms}\n"));
         }
     }
-    let trace = Arc::new(Trace::parse(&text).unwrap());
+    let trace = Arc::new(Trace::parse("trace", &text).unwrap());
     let mut t = one_link(
         &tag('t'),
         DirSpec {
