@@ -14,6 +14,7 @@
 //! - [`tunnel`]: the [`Tunnel`](tunnel::Tunnel) trait the engine drives, and the single-path
 //!   stand-in [`Pipe`](tunnel::Pipe); [`session`] adapts the real protocol session.
 //! - [`engine`]: the event loop; [`metrics`]: what is measured and the report.
+#![forbid(unsafe_code)]
 
 pub mod engine;
 pub mod link;
@@ -232,21 +233,6 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// CPU time (user + system) this process has used so far, in seconds.
-fn cpu_seconds() -> f64 {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a whole rusage into the buffer it is given, which is large
-    // enough and writable; RUSAGE_SELF is always a valid target.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return f64::NAN;
-    }
-    // SAFETY: zero-initialised above, filled by the successful call.
-    let ru = unsafe { ru.assume_init() };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
-}
-
 /// "cpu 1.23 s (user+sys) for 2 runs of 60 s simulated (+3 s drain)": the CPU time of the whole
 /// process so far (parsing the scenario and its traces included), as `time` would show it.
 fn cpu_line(runs: u64, sc: &Scenario) -> String {
@@ -257,7 +243,7 @@ fn cpu_line(runs: u64, sc: &Scenario) -> String {
     };
     format!(
         "cpu {:.2} s (user+sys) for {runs}{} s simulated (+{} s drain)",
-        cpu_seconds(),
+        crate::cli::cpu_seconds(),
         sc.duration_us as f64 / 1e6,
         sc.drain_us as f64 / 1e6
     )

@@ -24,6 +24,7 @@
 //! [`replay`] holds the one [`Trace`] type the simulator and the lab replay.
 //! [`stats`] measures a trace (mean, percentiles of the 100 ms rate, dead spells, outages);
 //! [`cli`] is `braid trace gen|stats|list`.
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod model;
