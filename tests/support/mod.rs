@@ -14,7 +14,8 @@
 //! - [`lab`]: the end-to-end lab: topology, `braid edge`/`braid core` processes, their UCI files
 //!   and control socket, traffic endpoints, captures, snapshots of a namespace's state.
 //!
-//! tests/e2e_util and tests/os_util are the old names of this module, kept as thin aliases.
+//! tests/e2e_util and tests/os_util are its old names: a test written against them builds here
+//! with `mod support; use support::*;` ([`SERIAL`], [`can_run`] and [`root`] are kept).
 #![allow(dead_code, unused_imports)]
 
 pub mod lab;
