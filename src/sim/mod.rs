@@ -37,8 +37,8 @@ pub use scenario::{Scenario, ScenarioError};
 const HELP: &str = r#"braid sim - run a scenario on the deterministic multi-link simulator
 
 USAGE:
-    braid sim SCENARIO [--json] [--seed N | --seeds A-B] [--duration 60s] [--tunnel session|pipe]
-                       [--traces DIR]
+    braid sim SCENARIO.toml [--json] [--seed N | --seeds A-B] [--duration 60s] [--tunnel session|pipe]
+                            [--traces DIR]
 
 Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
 prints what it measured. Same file and seed = same numbers. SCENARIO is a name in scenarios/
