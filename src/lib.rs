@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod devices;
 #[cfg(target_os = "linux")]
 pub mod edge;
+pub mod keytext;
 pub mod proto;
 pub mod quota;
 pub mod resolve;
