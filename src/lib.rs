@@ -9,6 +9,7 @@
 //!   Noise handshake and AEAD, per-link estimation, the three schedulers, the reorder buffer and
 //!   the session state machine.
 //! - [`config`]: UCI parser, typed model and the pure diff behind live reload.
+//! - [`keytext`]: keys as base64 text, the one piece [`proto`] and [`config`] share.
 //! - [`os`]: Linux I/O: rtnetlink, the space (namespace), the hub (AF_PACKET), uplink sockets, NAT.
 //! - [`resolve`], [`devices`]: what the edge waits for at boot: the core's address (resolved off
 //!   the event loop, with backoff and failover between addresses) and each link's device.
@@ -16,6 +17,13 @@
 //! - [`trace`]: Mahimahi link traces: the cellular link model and presets behind generated
 //!   traces (`gen:hsr`), recorded trace files, their statistics (`braid trace`; host builds).
 //! - [`lab`]: emulated topologies in network namespaces (host builds only).
+//!
+//! Layers point one way: `proto` and `config` use nothing of the rest but `keytext` (the one
+//! arrow left: `proto::packet`'s classifier reads `config::model`'s policies), `os` uses `proto`
+//! (and `config`'s value types), the daemons (`edge`, `core_daemon`, `daemon`) use all of them.
+//! `sim` and `lab` share one emulation vocabulary (`trace::Trace`, `sim::link::OutageKind`,
+//! `config::model::parse_rate`). `proto`, `config`, `sim`, `trace` and `keytext` forbid unsafe
+//! code.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 #[cfg(target_os = "linux")]
@@ -33,6 +41,7 @@ pub mod devices;
 #[cfg(target_os = "linux")]
 pub mod edge;
 pub mod forward;
+pub mod keytext;
 pub mod proto;
 pub mod quota;
 pub mod resolve;

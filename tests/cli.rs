@@ -215,3 +215,41 @@ fn trace_errors_teach() {
         );
     }
 }
+
+#[test]
+fn sim_and_lab_find_a_scenario_by_name_or_path_alike() {
+    // The simulator's table, less its CPU line (the only part that is not a function of the file).
+    let table = |out: &str| -> String {
+        out.lines()
+            .filter(|l| !l.starts_with("cpu "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let by_path = braid(&["sim", "scenarios/pipe.toml", "--duration", "2s"], "");
+    assert_eq!(by_path.0, 0, "{}", by_path.2);
+    for name in ["pipe", "pipe.toml"] {
+        let by_name = braid(&["sim", name, "--duration", "2s"], "");
+        assert_eq!(by_name.0, 0, "{name}: {}", by_name.2);
+        assert_eq!(table(&by_name.1), table(&by_path.1), "{name}");
+    }
+    let (code, _, err) = braid(&["sim", "no-such-scenario"], "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no scenario 'no-such-scenario' (a file, or scenarios/no-such-scenario.toml)"),
+        "{err}"
+    );
+    // `braid lab show` needs no root: the same rules, in scenarios/lab/.
+    let (code, by_name, err) = braid(&["lab", "show", "hetero"], "");
+    assert_eq!(code, 0, "{err}");
+    let (code, by_path, err) = braid(&["lab", "show", "scenarios/lab/hetero.conf"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(by_name, by_path);
+    let (code, _, err) = braid(&["lab", "show", "no-such-scenario"], "");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(
+            "no scenario 'no-such-scenario' (a file, or scenarios/lab/no-such-scenario.conf)"
+        ),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@
 //!
 //! Needs root and iproute2; skipped with a message otherwise.
 
-mod e2e_util;
+mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid::lab::{sys, topo};
-use e2e_util::*;
+use support::*;
 
 /// What /proc says of a process: resident KiB, context switches (wake-ups), open files.
 #[derive(Debug, Clone, Copy)]

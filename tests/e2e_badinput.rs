@@ -1,7 +1,7 @@
 //! Bad input, end to end with the built `braid` binary in the lab's namespaces: each mistake
 //! gives a clear message and leaves the router's networking as it was (interfaces, rules,
 //! routes of every table, permanent neighbours, nftables), and clients keep the plain WAN.
-//! Needs root and iproute2; skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise.
 //!
 //! - a config whose only link names a missing interface: the edge waits for it (a router boots
 //!   before its modems), naming it with the config's file:line in its status and its log,
@@ -11,13 +11,13 @@
 //!   trying without ever steering (clients use the plain WAN), says so after 10 s, and the core
 //!   says why it refuses the handshake.
 
-mod e2e_util;
+mod support;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use braid::lab::topo;
-use e2e_util::*;
+use support::*;
 
 fn plain(e: usize) -> IpAddr {
     IpAddr::V4(topo::edge_wan_addr(e, 0))
@@ -25,10 +25,7 @@ fn plain(e: usize) -> IpAddr {
 
 #[test]
 fn missing_interface() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('m'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 20, 10)])],
@@ -111,10 +108,7 @@ fn missing_interface() {
 
 #[test]
 fn unreachable_core_and_unlisted_key() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     // Edge 0 points at an address nobody answers; edge 1's key is not in the core's peers.
     let mut lab = Lab::new(
         &tag('u'),

@@ -1,6 +1,6 @@
 //! A router that boots before its network, end to end with the built `braid` binary in the
-//! lab's namespaces (issue 12 item 3, issue 16 item 2). Needs root and iproute2; skipped with a
-//! message otherwise.
+//! lab's namespaces (issue 12 item 3, issue 16 item 2). Needs root and iproute2; a SKIP
+//! line otherwise.
 //!
 //! - DNS fails for the first 20 s after the edge starts (no answer at all for 10 s, so the
 //!   resolver blocks, then SERVFAIL): the edge runs, answers `braid status` at once meanwhile,
@@ -16,7 +16,7 @@
 //! Each prints how long bonded TCP and UDP took to carry data after the name resolved or the
 //! device appeared (target: 2 s).
 
-mod e2e_util;
+mod support;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid::lab::topo;
-use e2e_util::*;
+use support::*;
 
 /// How long data may take after the name resolves or the device appears (issue 12: 2 s).
 const RECOVERY: Duration = Duration::from_secs(2);
@@ -35,10 +35,7 @@ fn count(log: &str, what: &str) -> usize {
 
 #[test]
 fn dns_failing_for_the_first_20_s() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     const NAME: &str = "core.braid.test";
     let mut lab = Lab::new(
         &tag('d'),
@@ -146,10 +143,7 @@ fn ip_ok(ns: &str, cmds: &[String]) {
 
 #[test]
 fn link_devices_appearing_20_s_after_start() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('a'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 20, 10)])],
@@ -272,10 +266,7 @@ fn rx_of(lab: &Lab, name: &str) -> u64 {
 
 #[test]
 fn a_link_follows_netifds_device() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('f'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 20, 10)])],
@@ -383,10 +374,7 @@ fn a_link_follows_netifds_device() {
 /// 6 s without a word from the core (`TRY_EACH`) and bonds over the other.
 #[test]
 fn the_next_address_of_the_name_is_tried_when_one_does_not_answer() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     const NAME: &str = "core.braid.test";
     // In the core's /24 of the lab, on no host: the core drops what is sent there.
     let dead = std::net::Ipv4Addr::new(10, 72, 0, 9);

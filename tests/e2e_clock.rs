@@ -12,14 +12,14 @@
 //! and it bonds one round trip later.
 //!
 //! Needs root, iproute2 and libfaketime (Debian package `faketime`, which .ci/run installs);
-//! skipped with a message otherwise. Namespaces: `blg<pid>-*`.
+//! a SKIP line otherwise. Namespaces: `blg<pid>-*`.
 
-mod e2e_util;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use e2e_util::*;
+use support::*;
 
 const LIBFAKETIME: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
@@ -37,12 +37,8 @@ fn faketime_env(lib: &'static str, offset: &'static str) -> [(&'static str, &'st
 
 #[test]
 fn an_edge_whose_clock_went_back_a_day_bonds_at_once() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
-    let Some(lib) = LIBFAKETIME.iter().copied().find(|p| Path::new(p).exists()) else {
-        eprintln!("skip: libfaketime is missing (apt-get install faketime)");
+    let Some(_lab) = needs_lab() else { return };
+    let Some(lib) = needs_file("libfaketime (apt-get install faketime)", LIBFAKETIME) else {
         return;
     };
     let mut lab = Lab::new(

@@ -13,10 +13,10 @@
 //! - core and edge killed together (-9, no clean-up): the stream gets no answer; a restarted edge
 //!   that cannot reach the core still frees it at start, and it is answered over the WAN.
 //!
-//! Needs root and iproute2; skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise.
 //! Namespaces: `blc<pid>-*` (tag 'c'), apart from the lab's default `bl-*` and other tests' tags.
 
-mod e2e_util;
+mod support;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use braid::lab::{sys, topo};
-use e2e_util::*;
+use support::*;
 
 const PORT: u16 = 7041;
 
@@ -121,10 +121,7 @@ fn via_wan(ip: IpAddr) -> bool {
 
 #[test]
 fn running_udp_streams_fail_open_when_steering_goes_and_after_a_crash() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::bonded(
         &tag('c'),
         vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],

@@ -8,15 +8,15 @@
 //! wan0 carries far more; put back by a reload, it is capped again. Before, the option was
 //! parsed and never sent: wan0 carried ~15-20 Mbit/s with or without it.
 //!
-//! Needs root and iproute2; skipped with a message otherwise. Namespaces: `blh<pid>-*`.
+//! Needs root and iproute2; a SKIP line otherwise. Namespaces: `blh<pid>-*`.
 
-mod e2e_util;
+mod support;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_util::*;
+use support::*;
 
 const PORT: u16 = 7091;
 const CAP_MBIT: f64 = 5.0;
@@ -49,10 +49,7 @@ fn with_cap(lab: &Lab, cap: bool) -> String {
 
 #[test]
 fn a_download_cap_holds_from_start_and_after_reloads() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('h'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 20, 10)])],

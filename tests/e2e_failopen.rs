@@ -1,6 +1,6 @@
 //! Fail-open and a silent space, end to end with the built `braid` binary in the lab's
-//! namespaces (the edge namespace plays the router). Needs root and iproute2; skipped with a
-//! message otherwise.
+//! namespaces (the edge namespace plays the router). Needs root and iproute2; a SKIP
+//! line otherwise.
 //!
 //! - kill -9 the edge: new client connections reach the server over the plain WAN (the server
 //!   sees the edge's WAN address instead of the core's) within a second; the space is gone with
@@ -11,13 +11,13 @@
 //!   go into the hub, and a capture on the client side sees no ICMP error and no RST: the space
 //!   answers nothing.
 
-mod e2e_util;
+mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use braid::lab::{sys, topo};
-use e2e_util::*;
+use support::*;
 
 /// Waits until no process refers to `ns` any more; how long that took.
 fn wait_unreferenced(ns: &str, timeout: Duration) -> Option<Duration> {
@@ -51,10 +51,7 @@ fn assert_same(what: &str, before: &NetState, ns: &str) {
 
 #[test]
 fn fail_open_after_kill_then_bonded_again_and_nothing_left_behind() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('k'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 10, 20)])],
@@ -278,10 +275,7 @@ fn tx_packets(ns: &str, dev: &str) -> u64 {
 
 #[test]
 fn space_answers_nothing_with_the_core_gone() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(&tag('s'), vec![edge_spec(vec![link("wan0", 20, 10)])]);
     let edge_ns = lab.t.edges[0].ns.clone();
     let client = lab.client(0);

@@ -15,13 +15,13 @@
 //!
 //! Needs root and iproute2; skipped with a message otherwise. Namespaces: `bll<pid>-*`.
 
-mod e2e_util;
+mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use braid::lab::faults::{self, Fate, Fault, FaultOpts, FaultRun};
-use e2e_util::*;
+use support::*;
 
 /// Data again within this long after the fault's end (target 2 s).
 const BOUND_MS: f64 = 5000.0;

@@ -1,30 +1,27 @@
 //! An idle edge stays idle, end to end with the built `braid` binary in the lab's namespaces
 //! (issue 12 item 6: `braid edge` sat at 100 % CPU after a transfer ended with a link taken
-//! out by `braid link down`, until `braid link up`). Needs root and iproute2; skipped with a
-//! message otherwise.
+//! out by `braid link down`, until `braid link up`). Needs root and iproute2; a SKIP
+//! line otherwise.
 //!
 //! A download runs over both links; one is taken down in the middle of it (its last data not
 //! acknowledged yet, or still in the edge's channel), the download stops, and the edge's CPU
 //! time (/proc/PID/stat) is read over the idle seconds that follow. Repeated a few times, as
 //! the state that caused the busy loop depends on the moment the link is taken down.
 
-mod e2e_util;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e_util::*;
+use support::*;
 
 /// Share of one CPU an idle edge may use (it probes each link every 150 ms).
 const IDLE_CPU: f64 = 0.05;
 
 #[test]
 fn a_link_taken_down_mid_transfer_leaves_the_edge_idle() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('i'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 20, 10)])],

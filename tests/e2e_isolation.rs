@@ -17,7 +17,7 @@
 //!
 //! Needs root and iproute2; skipped with a message otherwise. Namespaces: `bli<pid>-*`.
 
-mod e2e_util;
+mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use braid::lab::{sys, topo};
-use e2e_util::*;
+use support::*;
 
 const PORT: u16 = 7091;
 const SINK: u16 = 7092;

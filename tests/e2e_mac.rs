@@ -5,17 +5,17 @@
 //! `braid status --json`: client 0 (its MAC in the policy) has its UDP packets counted in class
 //! `crew`, client 1's go to `default`; after a reload that names client 1's MAC instead, the
 //! roles swap.
-//! Needs root and iproute2; skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise.
 //! Namespaces: `bln<pid>-*` (tag 'n'), apart from the lab's default `bl-*` and other tests' tags.
 
-mod e2e_util;
+mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use braid::control::Status;
 use braid::lab::sys;
-use e2e_util::*;
+use support::*;
 
 const PORT: u16 = 7031;
 /// UDP datagrams each client sends per measurement.
@@ -82,10 +82,7 @@ fn policy(mac: &str) -> String {
 
 #[test]
 fn src_mac_policy_classifies_by_the_clients_address() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut spec = edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)]);
     spec.clients = 2;
     let mut lab = Lab::new(&tag('n'), vec![spec]);

@@ -11,7 +11,7 @@
 //! size up to 16 KB (IP-fragmented beyond the MTU) come back whole, and that neither daemon
 //! dropped anything for an offload.
 
-mod e2e_util;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid::lab::sys;
-use e2e_util::*;
+use support::*;
 
 /// Sets the features of `dev` in namespace `ns` that `want` names, and checks they took.
 fn features(ns: &str, dev: &str, want: fn(&str) -> Option<bool>) {
@@ -78,10 +78,7 @@ fn offload_drops(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn gro_on_lan_and_internet_devices_tcp_and_udp_both_ways() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('o'),
         vec![edge_spec(vec![link("wan0", 40, 5), link("wan1", 30, 10)])],

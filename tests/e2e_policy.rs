@@ -24,10 +24,10 @@
 //!   (A sparse exchange alone does not need the policy: the per-user DRR and its fast lane keep
 //!   it within the budget in the default class too.)
 //!
-//! Needs root and iproute2; skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise.
 //! Namespaces: `blk<pid>-*` and `blj<pid>-*` (tags 'k' and 'j').
 
-mod e2e_util;
+mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use braid::control::Status;
 use braid::lab::emu::OutageKind;
 use braid::lab::{sys, topo};
-use e2e_util::*;
+use support::*;
 
 fn class_packets(st: &Status, name: &str) -> u64 {
     st.sessions
@@ -220,10 +220,7 @@ fn add_to_configs(lab: &Lab, extra: &str) {
 
 #[test]
 fn redundant_class_rides_out_a_link_cut() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     const RT_PORT: u16 = 7041;
     const AG_PORT: u16 = 7042;
     let mut lab = Lab::new(
@@ -389,10 +386,7 @@ fn redundant_class_rides_out_a_link_cut() {
 
 #[test]
 fn privileged_user_keeps_low_latency_under_saturation() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     const PORT: u16 = 7043;
     // The design budget: the best link's base RTT (20 Mbit/s, 10 ms one way: 20 ms) + 50 ms.
     // An echo later than this is late.

@@ -6,17 +6,17 @@
 //! stop growing beyond probes while wan0 carries on and no flow breaks. Then the edge is stopped:
 //! the counter is in the state file, and a restarted edge reads it back and keeps wan1 demoted
 //! (a new download then runs over wan0 alone).
-//! Needs root and iproute2; skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise.
 //! Namespaces: `blq<pid>-*` (tag 'q'), apart from the lab's default `bl-*` and other tests' tags.
 
-mod e2e_util;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid::control::Status;
-use e2e_util::*;
+use support::*;
 
 const PORT: u16 = 7021;
 /// wan1's daily allowance, both directions (UCI `6M`: powers of 1000).
@@ -46,10 +46,7 @@ fn role(st: &Status, name: &str) -> String {
 
 #[test]
 fn quota_crossing_demotes_a_running_link_and_survives_a_restart() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('q'),
         vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],

@@ -5,11 +5,11 @@
 //! Measured: every flow keeps transferring after the reload (no reset, every byte intact), wan1's
 //! transmitted bytes (edge: upstream, core: downstream) stop growing beyond probes while wan0
 //! keeps carrying, and the new class shows in `braid status` and counts the flows' packets.
-//! Needs root and iproute2; skipped with a message otherwise. `RELOAD_ONLY=role` or
+//! Needs root and iproute2; a SKIP line otherwise. `RELOAD_ONLY=role` or
 //! `RELOAD_ONLY=policy` applies only one of the two changes (to tell them apart when debugging;
 //! the checks of the change left out then fail, as they should).
 
-mod e2e_util;
+mod support;
 
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid::control::Status;
-use e2e_util::*;
+use support::*;
 
 /// The port the server listens on, which the added policy matches.
 const PORT: u16 = 7011;
@@ -29,10 +29,7 @@ const PORT: u16 = 7011;
 // 11-13 kB (probes).
 #[test]
 fn reload_role_and_policy_under_tcp_load() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('r'),
         vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],
@@ -232,10 +229,7 @@ fn reload_role_and_policy_under_tcp_load() {
 /// looked up at index 1 of what had become a one-link list, and every one was dropped.)
 #[test]
 fn reload_removing_a_link_keeps_flows_on_the_others() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('v'),
         vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 10)])],

@@ -18,9 +18,9 @@
 //! (~75 ms without a core) most flows were reset that way, a few went on; after kill -9 and 5 s
 //! all were (the edge's fail-open adds its own). New flows work at once.
 //!
-//! Needs root and iproute2; skipped with a message otherwise. Namespaces: `blb<pid>-*`, `ble<pid>-*`.
+//! Needs root and iproute2; a SKIP line otherwise. Namespaces: `blb<pid>-*`, `ble<pid>-*`.
 
-mod e2e_util;
+mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use braid::lab::sys;
-use e2e_util::*;
+use support::*;
 
 const PORT: u16 = 7081;
 
@@ -185,10 +185,7 @@ fn fates(stop: &Arc<AtomicBool>, flows: Vec<Flow>) -> Vec<String> {
 
 #[test]
 fn a_core_stopped_and_started_again_is_used_again_within_two_seconds() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     const RUNS: usize = 3;
     let mut lab = two_link_lab('b');
     let client = lab.client(0);
@@ -250,10 +247,7 @@ fn a_core_stopped_and_started_again_is_used_again_within_two_seconds() {
 
 #[test]
 fn a_core_killed_and_started_five_seconds_later_is_used_again_within_two_seconds() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     const RUNS: usize = 2;
     let mut lab = two_link_lab('e');
     let client = lab.client(0);

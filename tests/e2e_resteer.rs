@@ -21,9 +21,9 @@
 //! Measured on main before the change (2 runs): 55 and 58 resets on the client's wire, the
 //! upload stalled 15.0 and 14.9 s after the links returned; with it (3 runs): none, 0.7-1.2 s.
 //!
-//! Needs root and iproute2; skipped with a message otherwise. Namespaces: `blf<pid>-*`.
+//! Needs root and iproute2; a SKIP line otherwise. Namespaces: `blf<pid>-*`.
 
-mod e2e_util;
+mod support;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use braid::lab::emu::OutageKind;
 use braid::lab::{sys, topo};
 use braid::os::conntrack::{self, IPS_SRC_NAT};
-use e2e_util::*;
+use support::*;
 
 const PORT: u16 = 7061;
 const OUTAGE: Duration = Duration::from_secs(5);
@@ -64,10 +64,7 @@ fn secs(d: Option<Duration>) -> String {
 
 #[test]
 fn a_bonded_tcp_flow_survives_every_link_failing_longer_than_the_fail_open_delay() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('f'),
         vec![edge_spec(vec![link("wan0", 10, 10), link("wan1", 10, 15)])],

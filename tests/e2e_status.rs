@@ -10,16 +10,16 @@
 //! - The core names each link's edge address plainly (`ip:port`), and counts that edge's client.
 //! - A link taken out reports `admin-down` at once, with its time in that state counting up.
 //!
-//! Needs root and iproute2; skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise.
 
-mod e2e_util;
+mod support;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid::control::{contract_mismatches, Status};
-use e2e_util::*;
+use support::*;
 
 fn sample(role: &str) -> serde_json::Value {
     let p = format!(
@@ -42,10 +42,7 @@ fn assert_contract(role: &str, real: &serde_json::Value) {
 
 #[test]
 fn status_json_keeps_the_contract_and_measures_rates() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('s'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 10, 20)])],

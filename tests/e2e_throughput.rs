@@ -9,7 +9,9 @@
 //! neighbour's build can starve the user-space link emulator and both daemons at once, so a run
 //! that misses is repeated once; every attempt's figures are printed (`--nocapture`).
 //!
-//! Needs root; skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise (tests/support).
+
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,22 +20,6 @@ const ATTEMPTS: usize = 2;
 const SHARE_4_FLOWS: f64 = 80.0;
 /// The best link's base RTT (2 x 20 ms) + 50 ms.
 const RR_P99_MS: f64 = 90.0;
-
-fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skip: the lab needs root");
-        return false;
-    }
-    true
-}
-
-/// A lab tag unique to this process: `t` then two base-36 digits of the pid.
-fn tag() -> String {
-    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let p = std::process::id() as usize;
-    format!("t{}{}", D[p / 36 % 36] as char, D[p % 36] as char)
-}
 
 struct Run {
     braid4_pct: f64,
@@ -73,7 +59,7 @@ fn run_once(out: &PathBuf) -> Run {
             "--duration",
             "20s",
             "--tag",
-            &tag(),
+            &support::tag('t'),
             "--out",
         ])
         .arg(out)
@@ -109,9 +95,9 @@ fn run_once(out: &PathBuf) -> Run {
 
 #[test]
 fn hetero_goodput_beats_the_best_link_reaches_80_percent_and_keeps_interactive_rtt() {
-    if !root() {
+    let Some(_lab) = support::needs_lab() else {
         return;
-    }
+    };
     let out = std::env::temp_dir().join(format!("braid-e2e-throughput-{}", std::process::id()));
     let mut last = None;
     for attempt in 1..=ATTEMPTS {

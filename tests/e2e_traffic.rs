@@ -1,6 +1,6 @@
 //! End to end through `braid edge` and `braid core` (the built binary) in the lab's namespaces:
-//! client - edge - two emulated links - core - server. Needs root and iproute2; skipped with a
-//! message otherwise.
+//! client - edge - two emulated links - core - server. Needs root and iproute2; a SKIP
+//! line otherwise.
 //!
 //! - TCP both ways, UDP and ICMP echo from the client to the server through the tunnel; the
 //!   server sees the core's address (the masqueraded pool), never the client's, and the client
@@ -16,7 +16,7 @@
 //! - A link over TCP carries its share; a WAN interface going down and up (with its routes, as
 //!   netifd restores them) without a session restart.
 
-mod e2e_util;
+mod support;
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use braid::lab::emu::OutageKind;
 use braid::lab::{sys, topo};
-use e2e_util::*;
+use support::*;
 
 /// Sends `len` pattern bytes to the server (`U`) and returns the server's count of correct bytes.
 fn upload(ns: &str, server: SocketAddr, len: u64) -> std::io::Result<(u64, Duration)> {
@@ -168,10 +168,7 @@ fn mbit(bytes: u64, d: Duration) -> f64 {
 
 #[test]
 fn tcp_udp_icmp_through_edge_and_core() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('x'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 10, 25)])],
@@ -379,10 +376,7 @@ fn stream_up(
 
 #[test]
 fn link_blackholed_mid_transfer() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('y'),
         vec![edge_spec(vec![link("wan0", 12, 15), link("wan1", 12, 15)])],
@@ -444,10 +438,7 @@ fn link_blackholed_mid_transfer() {
 
 #[test]
 fn link_taken_down_by_command_mid_transfer() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('w'),
         vec![edge_spec(vec![link("wan0", 12, 15), link("wan1", 12, 15)])],
@@ -508,10 +499,7 @@ fn link_taken_down_by_command_mid_transfer() {
 
 #[test]
 fn two_edges_same_lan_each_gets_its_own_replies() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('z'),
         vec![
@@ -728,10 +716,7 @@ fn set_pmtudisc(s: &std::net::UdpSocket, mode: i32) {
 #[test]
 fn mss_clamped_and_oversized_packets_fragmented_or_answered() {
     use std::os::fd::AsRawFd;
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('m'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 10, 25)])],
@@ -828,10 +813,7 @@ fn mss_clamped_and_oversized_packets_fragmented_or_answered() {
 /// both and a download is carried intact, partly over the TCP link.
 #[test]
 fn tcp_transport_link_carries_traffic() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let mut lab = Lab::new(
         &tag('p'),
         vec![edge_spec(vec![link("wan0", 10, 15), link("wan1", 10, 15)])],
@@ -890,10 +872,7 @@ fn tcp_transport_link_carries_traffic() {
 /// the other link, then uses the link again, all without a session restart.
 #[test]
 fn wan_interface_down_and_up_without_session_restart() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !can_run() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let lab = Lab::bonded(
         &tag('i'),
         vec![edge_spec(vec![link("wan0", 12, 15), link("wan1", 12, 15)])],

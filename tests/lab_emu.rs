@@ -1,39 +1,22 @@
 //! The link emulator measured from outside: UDP through a real topology, timed at the receiver.
-//! Needs root (namespaces); skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise (tests/support).
 //!
 //! Claims checked: a fixed-rate link delivers within 3 % of its rate, a delay within 1 ms, a
 //! Mahimahi trace within 5 % of its capacity over its length.
 
+mod support;
+
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid::lab::emu::{DirSpec, QueueLimit, Rate};
 use braid::lab::link::LinkSpec;
 use braid::lab::trace::Trace;
 use braid::lab::{sys, topo, EdgeSpec, TopoSpec, Topology};
-
-/// Lab tests share the machine's namespaces: one at a time in this binary.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A namespace tag unique to this test process (several worktrees may run these tests at once):
-/// `first` then two base-36 digits of the pid.
-fn tag(first: char) -> String {
-    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let p = std::process::id() as usize;
-    format!("{first}{}{}", D[p / 36 % 36] as char, D[p % 36] as char)
-}
-
-fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skip: the lab tests build network namespaces and need root");
-        return false;
-    }
-    true
-}
+use support::{needs_lab, tag};
 
 fn one_link(tag: &str, up: DirSpec) -> Topology {
     let tag = tag.to_string();
@@ -116,10 +99,7 @@ fn rate_in(got: &[(u64, u64, u64)], from: u64, to: u64) -> f64 {
 
 #[test]
 fn fixed_rate_within_3_percent() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     for mbit in [10u64, 40] {
         let mut t = one_link(
             &tag('f'),
@@ -157,10 +137,7 @@ fn fixed_rate_within_3_percent() {
 
 #[test]
 fn delay_within_1_ms() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     for ms in [5u64, 40] {
         let mut t = one_link(
             &tag('d'),
@@ -188,10 +165,7 @@ fn delay_within_1_ms() {
 
 #[test]
 fn trace_within_5_percent_of_capacity() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     // A 4 s trace: 1 s at 12 Mbit/s, 1 s at 24, 1 s at 6, 1 s at 18.
     let mut text = String::new();
     for ms in 1..=4000u32 {
@@ -205,7 +179,7 @@ fn trace_within_5_percent_of_capacity() {
             text.push_str(&format!("{ms}\n"));
         }
     }
-    let trace = Arc::new(Trace::parse(&text).unwrap());
+    let trace = Arc::new(Trace::parse("trace", &text).unwrap());
     let mut t = one_link(
         &tag('t'),
         DirSpec {
@@ -306,10 +280,7 @@ fn trace_within_5_percent_of_capacity() {
 #[test]
 fn outages_black_hole_and_stall_as_scheduled() {
     use braid::lab::emu::{Outage, OutageKind};
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let s = 1_000_000_000u64;
     let spec = TopoSpec {
         tag: tag('o'),

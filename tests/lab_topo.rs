@@ -1,49 +1,16 @@
 //! The lab topology: built complete, reachable through every edge, torn down completely, and
 //! nothing left behind when a run is interrupted (SIGINT) or killed (then `braid lab clean`).
-//! Needs root; skipped with a message otherwise.
+//! Needs root and iproute2; a SKIP line otherwise (tests/support).
+
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use braid::lab::emu::{DirSpec, Rate};
-use braid::lab::link::LinkSpec;
 use braid::lab::{sys, topo, EdgeSpec, Mode, TopoSpec, Topology};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A namespace tag unique to this test process (several worktrees may run these tests at once):
-/// `first` then two base-36 digits of the pid.
-fn tag(first: char) -> String {
-    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let p = std::process::id() as usize;
-    format!("{first}{}{}", D[p / 36 % 36] as char, D[p % 36] as char)
-}
-
-fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skip: the lab tests build network namespaces and need root");
-        return false;
-    }
-    true
-}
-
-fn link(name: &str, mbit: u64, ms: u64) -> LinkSpec {
-    let d = DirSpec {
-        rate: Rate::Fixed(mbit * 1_000_000),
-        delay_us: ms * 1000,
-        ..Default::default()
-    };
-    LinkSpec {
-        name: name.into(),
-        up: d.clone(),
-        down: d,
-        outages: vec![],
-    }
-}
+use support::{link, needs_lab, tag};
 
 fn leftovers(prefix: &str) -> Vec<String> {
     sys::netns_with_prefix(prefix)
@@ -69,10 +36,7 @@ fn echo(client_ns: &str, server: &TcpListener) -> Duration {
 
 #[test]
 fn topology_up_reachable_and_torn_down() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let tg = tag('a');
     let p = |n: &str| format!("bl{tg}-{n}");
     let spec = TopoSpec {
@@ -200,10 +164,7 @@ fn mode_for_interrupt() -> &'static str {
 
 #[test]
 fn sigint_leaves_nothing_behind() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let tg = tag('i');
     let pre = format!("bl{tg}-");
     let mut child = lab_run(&tg, mode_for_interrupt());
@@ -249,10 +210,7 @@ fn sigint_leaves_nothing_behind() {
 
 #[test]
 fn killed_run_is_cleaned_by_lab_clean() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root() {
-        return;
-    }
+    let Some(_lab) = needs_lab() else { return };
     let tg = tag('k');
     let pre = format!("bl{tg}-");
     let mut child = lab_run(&tg, mode_for_interrupt());

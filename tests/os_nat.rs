@@ -2,22 +2,20 @@
 //! and two sessions whose clients have the same address reach a server through the core's hub
 //! and masquerade, each getting only its own replies back.
 
-mod os_util;
+mod support;
 
 use braid::os::hub::{ip_payload, Batch, Capture};
 use braid::os::nat::{self, CoreNat, Forwarding, NatConfig, SourceMap};
 use braid::os::netlink::{Family, Netlink};
 use braid::os::plane::CorePlane;
 use braid::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
-use os_util::{root, udp4, v4_summary, wire, Ns};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
+use support::{needs_root, udp4, v4_summary, wire, Ns};
 
 #[test]
 fn nft_table_created_and_removed() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let k = Ns::new();
     k.run(|| {
         assert!(!nat::table_exists("bo6").unwrap());
@@ -46,9 +44,7 @@ fn nft_list(name: &str) -> String {
 
 #[test]
 fn nft_table_kept_for_a_restart_and_adopted() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let k = Ns::new();
     k.run(|| {
         let cfg = NatConfig::new("bo9");
@@ -81,9 +77,7 @@ fn nft_table_kept_for_a_restart_and_adopted() {
 
 #[test]
 fn two_edges_with_the_same_lan_through_one_core() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     // core (10.88.0.1) --bo-kw/bo-sv-- server (10.88.0.2)
     let core = Ns::new();
     let server = Ns::new();
@@ -160,23 +154,21 @@ fn two_edges_with_the_same_lan_through_one_core() {
 #[test]
 #[ignore]
 fn core_child_process() {
-    if !os_util::enter_child_ns() {
+    if !support::enter_child_ns() {
         return;
     }
     let mut s = SteerConfig::new();
     s.priority = 9700;
     s.table = 9701;
     let _core = CorePlane::start(HubConfig::new("bo8"), s, &NatConfig::new("bo8")).unwrap();
-    os_util::child_ready_and_wait();
+    support::child_ready_and_wait();
 }
 
 #[test]
 fn core_plane_leaves_nothing_when_killed() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let k = Ns::new();
-    let mut child = os_util::spawn_child("core_child_process", &k);
+    let mut child = support::spawn_child("core_child_process", &k);
     let state = || {
         k.run(|| {
             let mut nl = Netlink::open().unwrap();

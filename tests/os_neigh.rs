@@ -1,8 +1,8 @@
 //! The neighbour table as `src_mac` policies read it: a dump (rtnetlink RTM_GETNEIGH) and the
 //! notification subscription, in two anonymous namespaces of this process (nothing is named,
-//! nothing outlives the test). Needs root; passes vacuously otherwise.
+//! nothing outlives the test). Needs root; a SKIP line otherwise.
 
-mod os_util;
+mod support;
 
 use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use braid::config::model::Mac;
 use braid::os::neigh::{read_neighbours, MacMap, NeighWatch};
 use braid::os::netlink::Netlink;
-use os_util::*;
+use support::*;
 
 /// Reads `w` until `want` shows up (at most 3 s); everything read.
 fn read_until(w: &mut NeighWatch, want: (IpAddr, Mac)) -> Vec<(IpAddr, Mac)> {
@@ -25,9 +25,7 @@ fn read_until(w: &mut NeighWatch, want: (IpAddr, Mac)) -> Vec<(IpAddr, Mac)> {
 
 #[test]
 fn neighbour_dump_and_notifications_map_macs_to_addresses() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let (router, client) = (Ns::new(), Ns::new());
     let (ia, _) = wire(
         &router,

@@ -1,12 +1,12 @@
 //! rtnetlink round trips in a namespace the test owns: veth, link state, MTU, MAC, addresses,
 //! routes in a table, policy rules, neighbours; then everything removed again.
 
-mod os_util;
+mod support;
 
 use braid::os::netlink::{Family, Netlink, Route, RouteKind, Rule, RuleAction};
 use braid::os::Prefix;
-use os_util::{root, Ns};
 use std::net::IpAddr;
+use support::{needs_root, Ns};
 
 fn p(s: &str) -> Prefix {
     s.parse().unwrap()
@@ -14,9 +14,7 @@ fn p(s: &str) -> Prefix {
 
 #[test]
 fn netlink_round_trip_and_cleanup() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let h = Ns::new();
     let other = Ns::new();
     h.run(|| {
@@ -164,9 +162,7 @@ fn netlink_round_trip_and_cleanup() {
 
 #[test]
 fn watch_reports_link_and_address_changes() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     use braid::os::netlink::{Event, Watch, RTMGRP_IPV4_IFADDR, RTMGRP_LINK};
     let h = Ns::new();
     h.run(|| {

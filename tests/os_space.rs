@@ -4,17 +4,17 @@
 //!   removes the inert rules it left;
 //! - the hub capture sees a client's packets while nothing (no ICMP, no RST) comes back.
 
-mod os_util;
+mod support;
 
 use braid::os::hub::{ip_payload, AsyncCapture, Batch, Capture};
 use braid::os::netlink::{Family, Netlink, RuleAction};
 use braid::os::plane::EdgePlane;
 use braid::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering, RULE_SPAN};
-use os_util::{root, udp4, v4_summary, wire, Ns};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+use support::{needs_root, udp4, v4_summary, wire, Ns};
 
 fn steer(prio: u32, table: u32) -> SteerConfig {
     let mut s = SteerConfig::new();
@@ -41,9 +41,7 @@ fn leftovers(s: &SteerConfig, hub: &str) -> (usize, usize, bool) {
 
 #[test]
 fn steering_installs_and_removes_cleanly() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let h = Ns::new();
     h.run(|| {
         let cfg = steer(9100, 9101);
@@ -83,9 +81,7 @@ fn steering_installs_and_removes_cleanly() {
 
 #[test]
 fn tcp_only_and_v6_rules() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let mut s = steer(9200, 9201);
     s.tcp_only = true;
     s.sources.push("fd77::/64".parse().unwrap());
@@ -118,18 +114,16 @@ fn tcp_only_and_v6_rules() {
 #[test]
 #[ignore]
 fn space_child_process() {
-    if !os_util::enter_child_ns() {
+    if !support::enter_child_ns() {
         return;
     }
     let _edge = EdgePlane::start(HubConfig::new("bo3"), steer(9300, 9301)).unwrap();
-    os_util::child_ready_and_wait();
+    support::child_ready_and_wait();
 }
 
 #[test]
 fn space_vanishes_when_owner_is_killed() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     // client (10.77.1.2) -- host (10.77.1.1) -- wan (10.66.0.2, holds 198.51.100.9)
     let h = Ns::new();
     let client = Ns::new();
@@ -164,7 +158,7 @@ fn space_vanishes_when_owner_is_killed() {
         })
     };
 
-    let mut child = os_util::spawn_child("space_child_process", &h);
+    let mut child = support::spawn_child("space_child_process", &h);
     let cfg = steer(9300, 9301);
     h.run(|| assert_eq!(leftovers(&cfg, "bo3-hub"), (5, 1, true)));
     // Steered: the client's packet goes into the hub, not to the WAN.
@@ -219,9 +213,7 @@ fn default_via(ns: &Ns, gw: &str) {
 
 #[test]
 fn edge_plane_with_tokio_capture_then_clean_stop() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let h = Ns::new();
     let client = Ns::new();
     wire(
@@ -268,9 +260,7 @@ fn edge_plane_with_tokio_capture_then_clean_stop() {
 
 #[test]
 fn hub_captures_client_packets_and_space_answers_nothing() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     // client (10.77.1.2) --bo-cl/bo-lan-- host (10.77.1.1, no default route) --hub-- space
     let host = Ns::new();
     let client = Ns::new();
@@ -402,7 +392,7 @@ fn probe(client: &Ns, watch: &Capture) -> (Option<ErrorKind>, Option<ErrorKind>,
         // ICMP echo request over a raw socket.
         let raw = socket_icmp();
         let mut echo = [8u8, 0, 0, 0, 0x62, 0x6f, 0, 1, b'b', b'o'];
-        let c = os_util::csum(&echo);
+        let c = support::csum(&echo);
         echo[2..4].copy_from_slice(&c.to_be_bytes());
         let dst = nix::sys::socket::SockaddrIn::new(203, 0, 113, 5, 0);
         nix::sys::socket::sendto(
@@ -435,9 +425,7 @@ fn probe(client: &Ns, watch: &Capture) -> (Option<ErrorKind>, Option<ErrorKind>,
 /// unreachable), and `probe` sees every answer. So the silence above is real, not blindness.
 #[test]
 fn control_an_addressed_space_does_answer() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let host = Ns::new();
     let client = Ns::new();
     let (_, cl_if) = wire(
@@ -509,9 +497,7 @@ fn socket_icmp() -> OwnedFd {
 
 #[test]
 fn ipv6_client_is_captured_and_unanswered() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let host = Ns::new();
     let client = Ns::new();
     host.run(|| {

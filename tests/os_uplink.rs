@@ -3,16 +3,16 @@
 //! link carries framed datagrams both ways and reconnects after the server drops it, and
 //! address discovery and up/down watching see the WAN devices.
 
-mod os_util;
+mod support;
 
 use braid::os::netlink::{Family, Netlink, Route};
 use braid::os::uplink::{
     cleanup_stale_links, default_gateway, device_address, tcp_connect, udp_socket, DeviceEvent,
     LinkRouteConfig, LinkRouting, LinkSocketSpec, LinkWatch, TcpLink,
 };
-use os_util::{root, wire, Ns};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
+use support::{needs_root, wire, Ns};
 
 const CORE: &str = "198.51.100.1";
 
@@ -60,9 +60,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn udp_leaves_through_its_device() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let (r, w1, w2) = topology();
     let s1 = w1.run(|| UdpSocket::bind(format!("{CORE}:9000")).unwrap());
     let s2 = w2.run(|| UdpSocket::bind(format!("{CORE}:9000")).unwrap());
@@ -110,9 +108,7 @@ fn udp_leaves_through_its_device() {
 
 #[test]
 fn tcp_link_frames_and_reconnects() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let (r, w1, w2) = topology();
     // A listener on both WANs; only WAN 2's must see connections.
     let l1 = w1.run(|| std::net::TcpListener::bind(format!("{CORE}:9001")).unwrap());
@@ -183,9 +179,7 @@ fn tcp_link_frames_and_reconnects() {
 
 #[test]
 fn discovery_and_up_down_events() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let (r, _w1, _w2) = topology();
     r.run(|| {
         let mut nl = Netlink::open().unwrap();
@@ -232,9 +226,7 @@ fn discovery_and_up_down_events() {
 
 #[test]
 fn source_routing_lets_replies_pass_strict_rp_filter() {
-    if !root() {
-        return;
-    }
+    let Some(_root) = needs_root() else { return };
     let (r, _w1, w2) = topology();
     r.sysctl("net/ipv4/conf/all/rp_filter", "1");
     let s2 = w2.run(|| UdpSocket::bind(format!("{CORE}:9002")).unwrap());

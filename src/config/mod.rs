@@ -29,6 +29,7 @@
 //! Unknown options and unknown section types are **warnings** (kept in [`Config::warnings`] with
 //! their file and line; the daemons log each one once), so that a newer LuCI or a typo never
 //! takes the router's bonding down; everything else that is wrong is an error.
+#![forbid(unsafe_code)]
 
 pub mod diff;
 pub mod model;

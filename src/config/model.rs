@@ -588,7 +588,7 @@ impl PublicKey {
 
     /// Encode as standard base64 (44 characters).
     pub fn to_base64(&self) -> String {
-        crate::proto::seal::key_to_base64(&self.0)
+        crate::keytext::key_to_base64(&self.0)
     }
 }
 
@@ -600,7 +600,7 @@ impl PrivateKey {
 
     /// Encode as standard base64 (44 characters).
     pub fn to_base64(&self) -> String {
-        crate::proto::seal::key_to_base64(&self.0)
+        crate::keytext::key_to_base64(&self.0)
     }
 }
 
@@ -629,7 +629,7 @@ fn decode_key(s: &str) -> Result<[u8; 32], String> {
             redact(s)
         )
     };
-    crate::proto::seal::key_from_base64(s).ok_or_else(bad)
+    crate::keytext::key_from_base64(s).ok_or_else(bad)
 }
 
 /// Show only the start of something that might be a secret.

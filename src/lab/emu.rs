@@ -11,8 +11,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::trace::Trace;
 use super::Rng;
+use crate::trace::Trace;
 
 /// Bytes counted per frame against the rate: the IP packet (the frame minus its Ethernet header),
 /// so that one 1500-byte MTU packet uses exactly one Mahimahi delivery opportunity.
@@ -35,7 +35,7 @@ impl Rate {
         match self {
             Rate::Unlimited => None,
             Rate::Fixed(b) => Some(*b),
-            Rate::Trace { trace, .. } => Some(trace.mean_bps()),
+            Rate::Trace { trace, .. } => Some(trace.mean_bps_u64()),
         }
     }
 }
@@ -84,15 +84,8 @@ impl Default for DirSpec {
     }
 }
 
-/// What an outage does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutageKind {
-    /// Drop everything (queue included).
-    Blackhole,
-    /// Serve nothing, hold what arrives, release it when the stall ends.
-    Stall,
-}
+/// What an outage does: the simulator's [`OutageKind`], one model for both.
+pub use crate::sim::link::OutageKind;
 
 /// One scheduled outage, in nanoseconds from the emulator start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -509,7 +502,7 @@ mod tests {
 
     #[test]
     fn trace_gives_one_packet_per_opportunity() {
-        let trace = Arc::new(Trace::parse("1\n").unwrap());
+        let trace = Arc::new(Trace::parse("trace", "1\n").unwrap());
         let spec = DirSpec {
             rate: Rate::Trace {
                 trace,

@@ -582,7 +582,7 @@ pub fn show(sc: &Scenario) -> String {
             emu::Rate::Trace { trace, offset_ms } => format!(
                 "trace {}, mean {:.1} Mbit/s, from {} s",
                 trace.name,
-                trace.mean_bps() as f64 / 1e6,
+                trace.mean_bps_u64() as f64 / 1e6,
                 offset_ms / 1000
             ),
         };

@@ -34,6 +34,7 @@ use super::emu::{DirSpec, Loss, Outage, OutageKind, QueueLimit, Rate};
 use super::link::LinkSpec;
 use super::trace::Trace;
 use super::Rng;
+pub use crate::config::model::parse_rate;
 use crate::trace as tr;
 
 /// A parsed scenario.
@@ -52,41 +53,15 @@ pub struct Scenario {
     pub clients: usize,
 }
 
-/// Find a scenario by path or by name in `scenarios/lab/`.
+/// Find a scenario by path or by name in `scenarios/lab/`, as `braid sim` finds its own
+/// ([`crate::sim::scenario::find_file`]).
 pub fn find(name: &str) -> Result<PathBuf, String> {
-    let p = Path::new(name);
-    if p.is_file() {
-        return Ok(p.to_path_buf());
-    }
-    for dir in [
-        PathBuf::from("scenarios/lab"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/lab"),
-    ] {
-        let f = dir.join(format!("{name}.conf"));
-        if f.is_file() {
-            return Ok(f);
-        }
-    }
-    Err(format!(
-        "no scenario '{name}' (a file, or scenarios/lab/{name}.conf)"
-    ))
+    crate::sim::scenario::find_file(name, "scenarios/lab", "conf")
 }
 
 /// Names of the scenarios shipped in `scenarios/lab/`.
 pub fn shipped() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/lab");
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.strip_suffix(".conf").map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    crate::sim::scenario::shipped_in("scenarios/lab", "conf")
 }
 
 /// Load and parse a scenario file (recorded traces are read from `$BRAID_TRACES`, then beside
@@ -377,7 +352,7 @@ fn link_key(
         let spec = if d == "up" { &mut l.up } else { &mut l.down };
         match key {
             "rate" if v == "unlimited" => spec.rate = Rate::Unlimited,
-            "rate" => spec.rate = Rate::Fixed(parse_rate(v)?),
+            "rate" => spec.rate = Rate::Fixed(positive_rate(v)?),
             "trace" => {
                 let dir = if d == "up" {
                     tr::Dir::Up
@@ -462,31 +437,13 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, b))
 }
 
-/// `20mbit`, `500kbit`, `1gbit`, `20Mbit/s` -> bits per second.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let l = s
-        .to_ascii_lowercase()
-        .replace("/s", "")
-        .replace("bps", "bit");
-    let (num, mul) = if let Some(n) = l.strip_suffix("gbit") {
-        (n, 1e9)
-    } else if let Some(n) = l.strip_suffix("mbit") {
-        (n, 1e6)
-    } else if let Some(n) = l.strip_suffix("kbit") {
-        (n, 1e3)
-    } else if let Some(n) = l.strip_suffix("bit") {
-        (n, 1.0)
-    } else {
-        return Err(format!("'{s}': a rate such as 20mbit"));
-    };
-    let x: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}': not a rate"))?;
-    if x.is_nan() || x <= 0.0 {
-        return Err(format!("'{s}': must be positive"));
+/// A link's rate: [`parse_rate`] (the UCI rules), and not zero (a link that carries nothing
+/// is an outage: write one).
+fn positive_rate(s: &str) -> Result<u64, String> {
+    match parse_rate(s)? {
+        0 => Err(format!("'{s}': must be positive")),
+        r => Ok(r),
     }
-    Ok((x * mul).round() as u64)
 }
 
 fn parse_pct(s: &str) -> Result<f64, String> {
@@ -530,7 +487,11 @@ mod tests {
         assert_eq!(parse_time_us("20ms"), Ok(20_000));
         assert_eq!(parse_time_us("1.5s"), Ok(1_500_000));
         assert_eq!(parse_rate("20mbit"), Ok(20_000_000));
-        assert_eq!(parse_rate("10Mbit/s"), Ok(10_000_000));
+        // One parse_rate with the UCI rules: "bps" and "/s" are refused, as in /etc/config/braid.
+        assert!(parse_rate("10Mbit/s").is_err());
+        assert!(parse_rate("20mbps").is_err());
+        assert_eq!(positive_rate("20000000"), Ok(20_000_000));
+        assert!(positive_rate("0mbit").is_err());
         assert_eq!(parse_pct("0.5%"), Ok(0.005));
         assert_eq!(parse_queue("64kb"), Ok(QueueLimit::Bytes(64_000)));
         assert_eq!(parse_queue("80ms"), Ok(QueueLimit::Millis(80)));

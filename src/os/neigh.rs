@@ -11,14 +11,13 @@
 //! [`MacMap::table`] is what the classifier gets
 //! ([`crate::proto::packet::Classifier::set_mac_addresses`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use super::netlink::{parse_neigh, Family, Netlink, Socket};
 use super::{Error, Result};
 use crate::config::model::Mac;
-use crate::proto::packet::MacAddresses;
 
 /// How long an address stays mapped after it left the neighbour table.
 pub const KEEP_MS: u64 = 60_000;
@@ -148,9 +147,10 @@ impl MacMap {
         self.entries.is_empty()
     }
 
-    /// The addresses of each MAC in `wanted` that has any, sorted.
-    pub fn table(&self, wanted: &[Mac]) -> MacAddresses {
-        let mut t = MacAddresses::new();
+    /// The addresses of each MAC in `wanted` that has any, sorted (the classifier's
+    /// `MacAddresses`; the type is spelled out so that `os` needs nothing of `proto`).
+    pub fn table(&self, wanted: &[Mac]) -> BTreeMap<Mac, Vec<IpAddr>> {
+        let mut t: BTreeMap<Mac, Vec<IpAddr>> = BTreeMap::new();
         for (ip, (mac, _)) in &self.entries {
             if wanted.contains(mac) {
                 t.entry(*mac).or_default().push(*ip);

@@ -3,6 +3,7 @@
 //! Nothing here imports tokio, nix, libc or pnet, and nothing reads a clock: every method that
 //! needs the time takes an [`Instant`] argument. The event loops (and the simulator) own the
 //! clock and the sockets, and drive this code through `handle_*` / `poll_*` calls.
+#![forbid(unsafe_code)]
 
 pub mod cookie;
 pub mod endpoint;

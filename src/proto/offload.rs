@@ -72,6 +72,14 @@ pub enum OffloadError {
     TooBig,
 }
 
+impl core::fmt::Display for OffloadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for OffloadError {}
+
 impl OffloadError {
     /// A short description, for drop counters.
     pub fn reason(self) -> &'static str {

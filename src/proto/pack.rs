@@ -327,6 +327,17 @@ pub enum UnpackError {
     Truncated,
 }
 
+impl core::fmt::Display for UnpackError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            UnpackError::UnknownContext => "packed frame of an unknown context",
+            UnpackError::Truncated => "packed header truncated",
+        })
+    }
+}
+
+impl std::error::Error for UnpackError {}
+
 /// The receiving side: contexts installed by the peer, and packed frames rebuilt from them.
 #[derive(Debug, Default)]
 pub struct Unpacker {

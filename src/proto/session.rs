@@ -90,6 +90,7 @@ pub struct PacketMeta {
     pub class: ClassId,
 }
 
+/// Why [`Session::send`] refused an inner packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendError {
     /// The user's (or the total) queue is full: back off.
@@ -100,12 +101,43 @@ pub enum SendError {
     Closed,
 }
 
+/// Why a received datagram was not (wholly) taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionError {
     /// The datagram did not open (wrong key, tampered, replayed, ...), counted by the channel.
     Seal(SealError),
     /// The plaintext had a malformed frame (frames before it were processed).
     Wire(WireError),
+}
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SendError::QueueFull => "send queue full",
+            SendError::TooLarge => "packet larger than the session's max_packet",
+            SendError::Closed => "session closed",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl core::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SessionError::Seal(e) => write!(f, "datagram did not open: {e}"),
+            SessionError::Wire(e) => write!(f, "malformed frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SessionError::Seal(e) => Some(e),
+            SessionError::Wire(e) => Some(e),
+        }
+    }
 }
 
 /// A datagram written by `poll_transmit`: send `out[..len]` on `link`.
@@ -2028,5 +2060,19 @@ mod tests {
             Err(SendError::TooLarge)
         );
         assert_eq!(s.stats().refused, 2);
+    }
+
+    #[test]
+    fn errors_say_what_went_wrong() {
+        use std::error::Error as _;
+        assert_eq!(SendError::QueueFull.to_string(), "send queue full");
+        let e = SessionError::Wire(WireError::Truncated);
+        assert_eq!(e.to_string(), "malformed frame: frame truncated");
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("frame truncated")
+        );
+        let e: Box<dyn std::error::Error> = Box::new(SessionError::Seal(SealError::Replay));
+        assert!(e.to_string().starts_with("datagram did not open: "), "{e}");
     }
 }

@@ -12,8 +12,7 @@ use crate::proto::Instant;
 
 /// Bytes of IPv4 + UDP header that the link carries on top of each datagram.
 pub const IP_UDP_OVERHEAD: usize = 28;
-/// Bytes delivered by one Mahimahi delivery opportunity.
-pub const TRACE_MTU: u32 = 1500;
+pub use crate::trace::{Trace, TRACE_MTU};
 
 /// How fast a direction serves its queue.
 #[derive(Debug, Clone)]
@@ -24,55 +23,6 @@ pub enum Rate {
     Trace { trace: Arc<Trace>, offset_us: u64 },
 }
 
-/// A Mahimahi trace: the millisecond of every 1500-byte delivery opportunity, repeating.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Trace {
-    pub name: String,
-    /// Sorted opportunity times within one period, in ms.
-    pub ms: Vec<u64>,
-    /// Period in ms (the last time stamp; at least 1).
-    pub period_ms: u64,
-}
-
-impl Trace {
-    /// Parse the text of a trace file: one non-negative integer (ms) per line, non-decreasing.
-    pub fn parse(name: &str, text: &str) -> Result<Trace, String> {
-        Ok(Trace::from_ms(
-            name,
-            crate::trace::parse_mahimahi(name, text)?,
-        ))
-    }
-
-    /// A trace from its opportunity times (ms, non-decreasing, not empty), e.g. a generated one.
-    pub fn from_ms(name: &str, ms: Vec<u64>) -> Trace {
-        let period_ms = ms.last().copied().unwrap_or(1).max(1);
-        Trace {
-            name: name.to_string(),
-            ms,
-            period_ms,
-        }
-    }
-
-    /// Mean capacity in bit/s.
-    pub fn mean_bps(&self) -> f64 {
-        self.ms.len() as f64 * f64::from(TRACE_MTU) * 8.0 * 1000.0 / self.period_ms as f64
-    }
-
-    /// Time (µs from the trace start) of opportunity `idx` of period `cycle`.
-    fn at_us(&self, cycle: u64, idx: usize) -> u64 {
-        (cycle * self.period_ms + self.ms[idx]) * 1000
-    }
-
-    /// Number of opportunities in [from_us, to_us) of trace time.
-    fn count_until(&self, t_us: u64) -> u64 {
-        let period_us = self.period_ms * 1000;
-        let cycles = t_us / period_us;
-        let rest = t_us % period_us;
-        let within = self.ms.partition_point(|&m| m * 1000 < rest) as u64;
-        cycles * self.ms.len() as u64 + within
-    }
-}
-
 /// A drop-tail queue limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum QueueLimit {
@@ -81,8 +31,9 @@ pub enum QueueLimit {
     Time(u64),
 }
 
-/// What an outage does to the direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an outage does to the direction (of the simulator's links and the lab's alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutageKind {
     /// Everything sent into, queued in or travelling over the link during the window is lost.
     Blackhole,

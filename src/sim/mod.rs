@@ -14,6 +14,7 @@
 //! - [`tunnel`]: the [`Tunnel`](tunnel::Tunnel) trait the engine drives, and the single-path
 //!   stand-in [`Pipe`](tunnel::Pipe); [`session`] adapts the real protocol session.
 //! - [`engine`]: the event loop; [`metrics`]: what is measured and the report.
+#![forbid(unsafe_code)]
 
 pub mod engine;
 pub mod link;
@@ -41,7 +42,8 @@ USAGE:
                             [--tunnel session|pipe|direct[:LINK]] [--workload W [--cc CC]] [--timeline]
 
 Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
-prints what it measured. Same file and seed = same numbers. Scenarios live in scenarios/.
+prints what it measured. Same file and seed = same numbers. SCENARIO is a name in scenarios/
+(hetero, lte, recorded/NAME, ...) or a file, found as `braid lab run` finds its own.
 
 OPTIONS:
     --json            print the report as JSON instead of the table
@@ -60,7 +62,8 @@ OPTIONS:
     --traces DIR      where recorded traces are (default: $BRAID_TRACES)
     -h, --help        this text
 
-SCENARIO FILE (TOML; durations and rates need units: "20ms", "3s", "20mbit"):
+SCENARIO FILE (TOML; durations need units: "20ms", "3s"; rates as in /etc/config/braid:
+"20mbit", "512kbit", "1gbit" or plain bits/s, never "bps"):
     name = "hetero"               # defaults to the file name
     seed = 1                      # the run's only source of randomness
     duration = "60s"              # traffic runs this long ...
@@ -223,8 +226,9 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         }
     }
     let Some(file) = file else {
-        return Err("which scenario? usage: braid sim SCENARIO.toml [--json] (see --help; scenarios are in scenarios/)".into());
+        return Err("which scenario? usage: braid sim SCENARIO [--json] (see --help; scenarios are in scenarios/)".into());
     };
+    let file = scenario::find(&file.to_string_lossy())?;
     let opts = scenario::LoadOpts {
         traces: traces.or_else(crate::trace::traces_from_env),
         seed,
@@ -272,21 +276,6 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// CPU time (user + system) this process has used so far, in seconds.
-fn cpu_seconds() -> f64 {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a whole rusage into the buffer it is given, which is large
-    // enough and writable; RUSAGE_SELF is always a valid target.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return f64::NAN;
-    }
-    // SAFETY: zero-initialised above, filled by the successful call.
-    let ru = unsafe { ru.assume_init() };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
-}
-
 /// "cpu 1.23 s (user+sys) for 2 runs of 60 s simulated (+3 s drain)": the CPU time of the whole
 /// process so far (parsing the scenario and its traces included), as `time` would show it.
 fn cpu_line(runs: u64, sc: &Scenario) -> String {
@@ -297,7 +286,7 @@ fn cpu_line(runs: u64, sc: &Scenario) -> String {
     };
     format!(
         "cpu {:.2} s (user+sys) for {runs}{} s simulated (+{} s drain)",
-        cpu_seconds(),
+        crate::cli::cpu_seconds(),
         sc.duration_us as f64 / 1e6,
         sc.drain_us as f64 / 1e6
     )

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::link::{DirConfig, Gilbert, Outage, OutageKind, QueueLimit, Rate, Trace};
 use super::toml::{self, Spanned, Table, Value};
+pub use crate::config::model::parse_rate;
 use crate::proto::LinkId;
 use crate::trace;
 
@@ -227,6 +228,50 @@ pub struct LoadOpts {
     pub traces: Option<PathBuf>,
     /// Replaces the scenario's `seed`, which its generated traces default to as well.
     pub seed: Option<u64>,
+}
+
+/// A scenario named on the command line, as `braid sim NAME` and `braid lab run NAME` both find
+/// it: an existing file of that path, else `DIR/NAME.EXT` (`.EXT` optional in NAME) below the
+/// working directory, then below the source tree the binary was built from.
+pub fn find_file(name: &str, dir: &str, ext: &str) -> Result<PathBuf, String> {
+    let p = Path::new(name);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let file = format!(
+        "{}.{ext}",
+        name.strip_suffix(&format!(".{ext}")).unwrap_or(name)
+    );
+    for base in [PathBuf::new(), PathBuf::from(env!("CARGO_MANIFEST_DIR"))] {
+        let f = base.join(dir).join(&file);
+        if f.is_file() {
+            return Ok(f);
+        }
+    }
+    Err(format!("no scenario '{name}' (a file, or {dir}/{file})"))
+}
+
+/// Names of the scenarios shipped in `DIR` of the source tree (files ending in `.EXT`), sorted.
+pub fn shipped_in(dir: &str, ext: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let suffix = format!(".{ext}");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(&suffix).map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A simulator scenario by path or by name in `scenarios/` ([`find_file`]).
+pub fn find(name: &str) -> Result<PathBuf, String> {
+    find_file(name, "scenarios", "toml")
 }
 
 impl LoadOpts {
@@ -1092,20 +1137,6 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "ms" => 1e3,
         "s" => 1e6,
         "min" => 60e6,
-        _ => return Err(bad()),
-    };
-    Ok((n * mul).round() as u64)
-}
-
-/// "20mbit", "512kbit", "1gbit", "9600bit" -> bit/s.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a rate like \"20mbit\" or \"512kbit\" (bits per second)");
-    let (n, unit) = split_unit(s).ok_or_else(bad)?;
-    let mul = match unit.trim_end_matches("/s").trim_end_matches("ps") {
-        "bit" => 1.0,
-        "kbit" => 1e3,
-        "mbit" => 1e6,
-        "gbit" => 1e9,
         _ => return Err(bad()),
     };
     Ok((n * mul).round() as u64)

@@ -21,16 +21,20 @@
 //!   of a link, `NAME.up` and `NAME.down` are preferred to `NAME`. A missing file is an error
 //!   that names where it looked and how to get the public traces (see [`RECORDED_HINT`]).
 //!
+//! [`replay`] holds the one [`Trace`] type the simulator and the lab replay.
 //! [`stats`] measures a trace (mean, percentiles of the 100 ms rate, dead spells, outages);
 //! [`cli`] is `braid trace gen|stats|list`.
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod model;
+pub mod replay;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
 
 pub use model::{preset, Dir, Params, Preset, PRESETS};
+pub use replay::{Trace, TRACE_MTU};
 pub use stats::Stats;
 
 /// The period of a generated trace when its spec does not say (`seconds=`).

@@ -1,17 +1,12 @@
-//! Helpers of the end-to-end tests (tests/e2e_*.rs): a lab topology with `braid core` and
-//! `braid edge` processes started from the built binary, their UCI files, the control socket,
-//! traffic endpoints (TCP/UDP servers that report the address they see, ICMP echo over a raw
-//! socket), an AF_PACKET capture, and snapshots of a namespace's networking state.
+//! The end-to-end lab: a topology with `braid core` and `braid edge` processes started from the
+//! built binary, their UCI files, the control socket, traffic endpoints (TCP/UDP servers that
+//! report the address they see, ICMP echo over a raw socket), an AF_PACKET capture, and
+//! snapshots of a namespace's networking state.
 //!
 //! Everything a test makes is named with its tag (`bl<tag>-...` namespaces, files under
 //! `/tmp/braid-e2e-<tag>/`) and removed when the [`Lab`] drops, also when the test fails.
-#![allow(dead_code)]
 
-/// The low-level namespace, root-check and packet helpers, shared with the tests/os_*.rs files.
-#[path = "../os_util/mod.rs"]
-mod os_util;
-
-use os_util::csum;
+use super::ns::csum;
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
@@ -40,31 +35,6 @@ pub const TABLE: u32 = 0x6272;
 pub const PRIO: std::ops::Range<u32> = 9000..9004;
 /// The pool address the core masquerades to the server: its own address toward the server.
 pub const CORE_SEEN: Ipv4Addr = topo::CORE_SRV_ADDR;
-
-/// Tests in one binary share the machine's namespaces and the two CPUs: one at a time.
-pub static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Whether the test can run; prints why not.
-pub fn can_run() -> bool {
-    if !os_util::root() {
-        return false;
-    }
-    let have_ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    if !have_ip {
-        eprintln!("skip: `ip` (iproute2) is missing; the lab builds its topology with it");
-        return false;
-    }
-    true
-}
-
-/// A namespace tag unique to this test process: `first` then two base-36 digits of the pid.
-pub fn tag(first: char) -> String {
-    const D: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let p = std::process::id() as usize;
-    format!("{first}{}{}", D[p / 36 % 36] as char, D[p % 36] as char)
-}
 
 /// A symmetric fixed-rate link.
 pub fn link(name: &str, mbit: u64, ms: u64) -> LinkSpec {

@@ -1,19 +1,9 @@
-//! Helpers shared by the tests/os_*.rs files (and by tests/e2e_util, which includes this file): anonymous namespaces owned by the test process
-//! (they vanish with it, nothing is ever bind-mounted), veth plumbing and packet builders.
-#![allow(dead_code)]
+//! Anonymous namespaces owned by the test process (they vanish with it, nothing is ever
+//! bind-mounted), veth plumbing, packet builders, and child processes started in a namespace.
 
 use braid::os::netlink::Netlink;
 use braid::os::{in_netns, sysctl_set, Prefix};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-
-/// True when running as root; privileged tests print a note and pass vacuously otherwise.
-pub fn root() -> bool {
-    let r = nix::unistd::geteuid().is_root();
-    if !r {
-        eprintln!("skipped: needs root (network namespaces)");
-    }
-    r
-}
 
 /// An anonymous network namespace owned by this process (a normal, not inert, stack).
 pub struct Ns(pub OwnedFd);
