@@ -36,7 +36,7 @@ clean:
 
 ## fuzz: every cargo-fuzz target (fuzz/, nightly libFuzzer) for FUZZ_SECONDS each (default 600),
 ## seeded from fuzz/seeds/ (the golden vectors); a crash leaves its input in fuzz/artifacts/.
-## Needs `rustup toolchain install nightly` and `cargo +nightly install cargo-fuzz`.
+## Needs the nightly toolchain only (`rustup toolchain install nightly`; cargo-fuzz is optional).
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 
