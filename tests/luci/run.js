@@ -299,7 +299,8 @@ test('bug 5: on a core, plain addresses and no Take out', async (ctx) => {
 	const text = await ctx.text(page, '#view');
 	assert.doesNotMatch(text, /\b[A-Z][a-z]+\(/, 'no Rust Debug text');
 	assert.ok(text.includes('train042'));
-	assert.ok(text.includes('handshakes refused: the edge\'s key is in no config peer'));
+	assert.ok(text.includes('handshakes: the edge\'s key is in no config peer'), 'refused handshakes in plain words');
+	assert.ok(text.includes('to the cloud metadata service (169.254.169.254)'), 'the forward policy\'s refusals');
 	page = await ctx.open('admin/services/braid/edge?edge=train042');
 	assert.deepStrictEqual((await rows(page, 'Link')).map((r) => r[1]), [ '198.51.100.7:54721 UDP', '[2001:db8::17]:40112 TCP' ]);
 	assert.doesNotMatch(await ctx.text(page, '#view'), /\b[A-Z][a-z]+\(/, 'no Rust Debug text');

@@ -275,8 +275,8 @@ return baseclass.extend({
 		]);
 	},
 
-	dropsTable: function(drops) {
-		var t = new ui.Table([ _('Reason'), _('Packets') ], { id: 'braid-drops', placeholder: E('em', [ _('None') ]) });
+	dropsTable: function(drops, id, what) {
+		var t = new ui.Table([ _('Reason'), what || _('Packets') ], { id: id || 'braid-drops', placeholder: E('em', [ _('None') ]) });
 		t.update((drops || []).filter(function(d) { return d.count > 0; }).map(function(d) { return [ text(d.reason), d.count ]; }));
 		return t.render();
 	},

@@ -34,12 +34,14 @@ hold it to, are tests/fixtures/status/edge.json and core.json.
 			"reorder_timeouts": 3, "reorder_wait_ms": 61.2, "packed_packets": 14868,
 			"packed_saved_bytes": 401412, "unpack_errors": 0
 		} ],
-		"drops": [ { "reason": "given up after resends", "count": 2 } ]
+		"drops": [ { "reason": "given up after resends", "count": 2 } ],
+		"refusals": [ { "reason": "handshakes: the edge's key is in no config peer", "count": 3 } ]
 	}
 }
 
 On a core, each session is one edge (peer: its config peer name), and each link has the
-edge's "address" ("198.51.100.7:54721") instead of a "device". When the daemon does not
+edge's "address" ("198.51.100.7:54721") instead of a "device"; "refused" counts the client
+packets its forward policy refused, by reason (in all, and per session). When the daemon does not
 answer:
 
 { "running": false, "error": "braid is not running (no daemon on /var/run/braid.sock)" }
@@ -149,6 +151,14 @@ return view.extend({
 		}
 		out.push(E('h4', [ _('Dropped or rejected packets') ]));
 		out.push(common.dropsTable(st.drops));
+		// What the daemon refused on purpose: handshakes and connections over a limit or from
+		// unknown keys; on a core, client packets its forward policy does not let through.
+		out.push(E('h4', [ _('Refused handshakes and connections') ]));
+		out.push(common.dropsTable(st.refusals, 'braid-refusals', _('Count')));
+		if (core) {
+			out.push(E('h4', [ _('Refused by the forward policy') ]));
+			out.push(common.dropsTable(st.refused, 'braid-refused'));
+		}
 		return E([], out);
 	},
 
