@@ -310,8 +310,8 @@ impl Topology {
             let devs = en.wan_dev.clone();
             sys::in_ns(&en.ns, move || {
                 sys::sysctl("net.ipv4.ip_forward", "1")?;
-                for d in &devs {
-                    sys::offloads_off(d)?;
+                for wan in &devs {
+                    sys::offloads_off(wan)?;
                 }
                 Ok(())
             })?;
@@ -329,8 +329,8 @@ impl Topology {
         let core_devs: Vec<String> = self.edges.iter().flat_map(|e| e.core_dev.clone()).collect();
         sys::in_ns(&core, move || {
             sys::sysctl("net.ipv4.ip_forward", "1")?;
-            for d in &core_devs {
-                sys::offloads_off(d)?;
+            for wan in &core_devs {
+                sys::offloads_off(wan)?;
             }
             Ok(())
         })?;
