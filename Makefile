@@ -85,10 +85,13 @@ bench: lab-deps
 ARCH ?= mipsel_24kc
 CROSS_TEST_ARCHS ?= mips_24kc aarch64_cortex-a53
 
-## cross: build every router target (router and OpenWrt-SDK profiles), run each, print sizes.
+## cross: build every router target (router and OpenWrt-SDK profiles), run each, print sizes,
+## then what each crate costs in the mips_24kc router binary (cross/crates.py), so that growth is
+## a decision.
 cross:
 	cross/build.sh setup
 	cross/build.sh sizes
+	cross/build.sh crates mips_24kc
 
 ## cross-test: unit and simulator tests under qemu-user (big-endian mips first).
 cross-test:

@@ -5,6 +5,7 @@
 #   cross/build.sh build ARCH [PROFILE]     build the router binary; prints its path on the last line
 #   cross/build.sh sizes [ARCH...]          build router + openwrt profiles, run each, print a table
 #   cross/build.sh test ARCH [cargo args]   run the unit and simulator tests for ARCH under qemu
+#   cross/build.sh crates [ARCH]            what each crate costs in the router binary (mips_24kc)
 #   cross/build.sh list                     the OpenWrt architectures known here
 #
 # ARCH is an OpenWrt package architecture (what `opkg print-architecture` shows on the router).
@@ -214,13 +215,31 @@ cmd_test() {
 		"$@" -- "${skips[@]}"
 }
 
+# cmd_crates [ARCH]: the router build once more with its symbols (its own target directory, so
+# the shipped build stays cached), and the bytes each crate's functions and data take in it.
+cmd_crates() {
+	local arch=${1:-mips_24kc} bin stripped
+	stripped=$(cmd_build "$arch" router | tail -n 1)
+	CARGO_PROFILE_ROUTER_STRIP=false CARGO_TARGET_DIR="$ROOT/target/crates" \
+		cargo_for "$arch" router build --no-default-features --bin braid >&2 || return 1
+	target_of "$arch"
+	bin="$ROOT/target/crates/$TRIPLE/router/braid"
+	echo
+	echo "What each crate costs in the $arch router binary ($(stat -c %s "$stripped") bytes stripped;"
+	echo "budget $BUDGET_BYTES): function and data symbols by crate, with LTO (inlined code counts"
+	echo "where it landed)."
+	echo
+	python3 "$ROOT/cross/crates.py" "$bin" --top "${CRATES_TOP:-20}"
+}
+
 case "${1:-}" in
 setup) shift; cmd_setup "$@" ;;
 build) shift; cmd_build "$@" ;;
 sizes) shift; cmd_sizes "$@" ;;
 test) shift; cmd_test "$@" ;;
+crates) shift; cmd_crates "$@" ;;
 list) echo "$KNOWN_ARCHS" ;;
 *)
-	sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
 	exit 2 ;;
 esac
