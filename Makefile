@@ -6,7 +6,7 @@ export CARGO_TERM_COLOR ?= never
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: fuzz all build test e2e lint unit demo bench bench-faults bench-hub bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
+.PHONY: fuzz all build test e2e lint unit demo bench bench-cpu bench-faults bench-hub bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
 
 all: build
 
@@ -73,6 +73,15 @@ FAULTS_REPEAT ?= 3
 bench-faults: lab-deps
 	$(CARGO) build --release --locked
 	./target/release/braid lab faults --repeat $(FAULTS_REPEAT) --out bench/faults
+
+## bench-cpu: CPU seconds per bonded GB of braid edge and core beside ss-redir/ss-server
+## (OpenMPTCProuter) in the same run, and instructions per forwarded packet under callgrind
+## with an MT7621 projection (release binaries; as root; ~6 min). CPU_REPEAT runs each.
+CPU_REPEAT ?= 3
+bench-cpu: lab-deps
+	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
+	$(CARGO) build --release --locked
+	./target/release/braid lab cpu --repeat $(CPU_REPEAT) --callgrind --out bench/cpu
 
 ## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
 bench: lab-deps

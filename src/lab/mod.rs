@@ -39,6 +39,7 @@
 //! // Dropping `t` removes every namespace, veth and process it made.
 //! ```
 
+pub mod cpu;
 pub mod daemon;
 pub mod dns;
 pub mod emu;
@@ -138,6 +139,11 @@ USAGE:
                                                    restart, kill, black-hole, flap, boot without
                                                    DNS or devices, clock behind: how long until
                                                    bonded UDP and TCP carry data again
+    braid lab cpu [--scenario S] [--workload ..] [--repeat N] [--duration D] [--callgrind]
+                                                   CPU seconds per GB of braid edge and core
+                                                   beside ss-redir and ss-server (MPTCP), and
+                                                   with --callgrind instructions per packet
+                                                   (default hetero, bulk8-down,bulk8-up, 3, 10s)
     braid lab up SCENARIO [--mode M] [--tag T]     build it and wait for Ctrl-C
     braid lab clean [--tag T]                      remove leftovers of interrupted runs (all
                                                    bl*- namespaces and /tmp/braid-lab* logs,
@@ -187,6 +193,7 @@ struct Opts {
     traces: Option<PathBuf>,
     faults: Option<Vec<faults::Fault>>,
     repeat: Option<usize>,
+    callgrind: bool,
 }
 
 fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
@@ -249,6 +256,7 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
                     .ok_or_else(|| format!("--repeat {v}: a count from 1 to 50"))?;
                 o.repeat = Some(n);
             }
+            Long("callgrind") => o.callgrind = true,
             Long("tag") => {
                 o.tag = p
                     .value()
@@ -416,6 +424,59 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             std::fs::write(&md, text).map_err(|e| format!("{}: {e}", md.display()))?;
             println!("\nmarkdown table: {}", md.display());
             Ok(exit_for(&all))
+        }
+        "cpu" => {
+            need_root()?;
+            let name = o.scenarios.as_ref().and_then(|v| v.first().cloned());
+            let sc = load(name.as_deref().unwrap_or("hetero"))?;
+            let out = o.out.clone().unwrap_or_else(|| PathBuf::from("bench/cpu"));
+            let opts = cpu::CpuOpts {
+                workloads: o.workloads.clone().unwrap_or_else(|| {
+                    ["bulk8-down", "bulk8-up"]
+                        .iter()
+                        .map(|w| Workload::parse(w).expect("known workloads"))
+                        .collect()
+                }),
+                repeat: o.repeat.unwrap_or(3),
+                duration: o.duration.unwrap_or(Duration::from_secs(10)),
+                tag: o.tag.clone(),
+                callgrind: o.callgrind,
+            };
+            install_signal_handlers();
+            let (rows, instr) = cpu::run(&sc, &opts)?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let json = out.join("cpu.json");
+            let v = serde_json::json!({ "scenario": sc.name, "runs": rows, "instructions": instr });
+            std::fs::write(
+                &json,
+                serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| format!("{}: {e}", json.display()))?;
+            let mut md = format!(
+                "# braid lab cpu\n\nScenario {}, {} s per transfer, min / median / max over {} \
+                 repeats, each mode on a fresh topology in the same run (`make bench-cpu`). CPU is \
+                 user + system time of the edge-side and core-side process per GB of goodput; the \
+                 kernel's share (MPTCP subflows, forwarding) is in neither.\n\n{}",
+                sc.name,
+                opts.duration.as_secs(),
+                opts.repeat,
+                cpu::table(&rows)
+            );
+            if let Some(i) = &instr {
+                // The user-space share of the native braid edge's time on the same workload.
+                let shares: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| r.mode == "braid" && r.workload == i.workload)
+                    .map(|r| 1.0 - r.edge_sys_pct() / 100.0)
+                    .collect();
+                let share = cpu::min_med_max(&shares).map(|m| m.1);
+                md.push('\n');
+                md.push_str(&cpu::instr_text(i, share));
+            }
+            let mdf = out.join("cpu.md");
+            std::fs::write(&mdf, &md).map_err(|e| format!("{}: {e}", mdf.display()))?;
+            println!("{md}\nresults: {} {}", json.display(), mdf.display());
+            Ok(ExitCode::SUCCESS)
         }
         "faults" => {
             need_root()?;

@@ -321,6 +321,12 @@ pub(crate) fn keypair(exe: &Path) -> io::Result<(String, String)> {
 /// The hook for `braid` mode: write the UCI files, start `braid core` in the core namespace and
 /// `braid edge` in each edge namespace, and give them a moment to bring their session up.
 fn setup_braid(topo: &mut Topology) -> io::Result<()> {
+    setup_braid_wrapped(topo, &[])
+}
+
+/// [`setup_braid`], with each edge started under `wrapper` (a command and its arguments, such as
+/// valgrind's, that runs the edge's command line); the readiness wait is 10 times longer then.
+pub fn setup_braid_wrapped(topo: &mut Topology, wrapper: &[&str]) -> io::Result<()> {
     let exe = std::env::current_exe()?;
     let (core_private, core_public) = keypair(&exe)?;
     let mut keys = BraidKeys {
@@ -347,14 +353,13 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
         std::fs::write(&f, text)?;
         let ns = topo.edges[e].ns.clone();
         let f = f.to_string_lossy().into_owned();
-        topo.spawn(
-            &ns,
-            &format!("braid-edge{e}"),
-            &[&exe, "edge", "--config", &f],
-        )?;
+        let mut argv = wrapper.to_vec();
+        argv.extend([exe.as_str(), "edge", "--config", &f]);
+        topo.spawn(&ns, &format!("braid-edge{e}"), &argv)?;
     }
     // Ready when every edge reports an established session.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let wait = if wrapper.is_empty() { 15 } else { 150 };
+    let deadline = Instant::now() + Duration::from_secs(wait);
     for e in 0..edges.len() {
         let sock = topo.log_dir.join(format!("edge{e}.sock"));
         loop {
@@ -371,7 +376,7 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
             if Instant::now() > deadline {
                 topo.keep_logs = true;
                 return Err(io::Error::other(format!(
-                    "edge {e} has no established session after 15 s (logs in {})",
+                    "edge {e} has no established session after {wait} s (logs in {})",
                     topo.log_dir.display()
                 )));
             }

@@ -387,6 +387,14 @@ impl Topology {
         Ok(pid)
     }
 
+    /// The process id of the process [`Topology::spawn`] started as `label`.
+    pub fn pid(&self, label: &str) -> Option<u32> {
+        self.procs
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, c)| c.id())
+    }
+
     /// Whether every spawned process still runs; the error names the first one that died and
     /// quotes the end of its log.
     pub fn check_procs(&mut self) -> io::Result<()> {

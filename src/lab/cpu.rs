@@ -1,0 +1,509 @@
+//! `braid lab cpu`: what bonding costs in CPU, beside OpenMPTCProuter's user-space proxies.
+//!
+//! Per repeat, a fresh topology per mode: `braid` (edge and core daemons) and `mptcp` (ss-redir
+//! on the edge, ss-server on the core, under mptcpize). For each workload, the CPU time
+//! (user + system, /proc/PID/stat) of the edge-side and core-side process over the transfer,
+//! divided by the bytes the client got: CPU seconds per GB. The kernel's own work (MPTCP's
+//! subflows, softirq forwarding) is not in a process's time, for either mode.
+//!
+//! With `--callgrind` (valgrind installed), one more run counts the instructions `braid edge`
+//! executes per forwarded packet under callgrind (counters zeroed when the transfer starts,
+//! dumped when it ends, packets from the edge's own status), and projects the bonded rate an
+//! MT7621 (880 MHz MIPS 1004Kc) would hold from it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::mode::{self, Mode};
+use super::scenario::Scenario;
+use super::topo::Topology;
+use super::work::{self, Workload};
+use super::{topo_spec, INTERRUPTED};
+
+/// One transfer's cost.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CpuRow {
+    pub mode: String,
+    pub workload: String,
+    pub repeat: usize,
+    pub goodput_mbps: f64,
+    pub bytes: u64,
+    /// CPU seconds of the edge-side process (`braid edge` or ss-redir) over the transfer.
+    pub edge_cpu_s: f64,
+    /// CPU seconds of the core-side process (`braid core` or ss-server).
+    pub core_cpu_s: f64,
+    /// The system (kernel) part of `edge_cpu_s`: syscalls, sockets, the packet's copies.
+    pub edge_sys_s: f64,
+}
+
+impl CpuRow {
+    fn per_gb(&self, cpu_s: f64) -> f64 {
+        if self.bytes == 0 {
+            return f64::NAN;
+        }
+        cpu_s / (self.bytes as f64 / 1e9)
+    }
+
+    pub fn edge_s_per_gb(&self) -> f64 {
+        self.per_gb(self.edge_cpu_s)
+    }
+
+    pub fn core_s_per_gb(&self) -> f64 {
+        self.per_gb(self.core_cpu_s)
+    }
+
+    pub fn edge_sys_pct(&self) -> f64 {
+        if self.edge_cpu_s <= 0.0 {
+            return f64::NAN;
+        }
+        100.0 * self.edge_sys_s / self.edge_cpu_s
+    }
+}
+
+/// The instruction count of one callgrind run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct InstrRow {
+    pub workload: String,
+    pub instructions: u64,
+    /// Inner packets the edge forwarded (both directions) while counting.
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl InstrRow {
+    pub fn per_packet(&self) -> f64 {
+        self.instructions as f64 / self.packets.max(1) as f64
+    }
+
+    /// Mbit/s of goodput an 880 MHz core retiring `ipc` instructions per cycle would hold, if the
+    /// edge's instructions per goodput byte stay what they were here.
+    pub fn projected_mbps(&self, hz: f64, ipc: f64) -> f64 {
+        if self.bytes == 0 || self.instructions == 0 {
+            return 0.0;
+        }
+        let per_byte = self.instructions as f64 / self.bytes as f64;
+        hz * ipc / per_byte * 8.0 / 1e6
+    }
+}
+
+/// User and system CPU seconds of a process from the text of /proc/PID/stat. The command name
+/// (field 2) is in parentheses and may hold spaces or parentheses: fields are counted from the
+/// last `)`.
+pub fn stat_cpu_s(stat: &str, ticks_per_s: f64) -> Option<(f64, f64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(3) ppid(4) ... utime(14) stime(15): indices 11 and 12 here.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime as f64 / ticks_per_s, stime as f64 / ticks_per_s))
+}
+
+fn proc_cpu_s(pid: u32) -> io::Result<(f64, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    stat_cpu_s(&text, hz).ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat: unreadable")))
+}
+
+/// Minimum, median and maximum of `v` (NaNs left out); None when nothing is left.
+pub fn min_med_max(v: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let med = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((v[0], med, v[n - 1]))
+}
+
+fn mmm(v: &[f64], prec: usize) -> String {
+    match min_med_max(v) {
+        Some((a, b, c)) => format!("{a:.prec$} / {b:.prec$} / {c:.prec$}"),
+        None => "-".into(),
+    }
+}
+
+/// The process labels (as [`Topology::spawn`] names them) of a mode's edge and core side.
+fn labels(m: Mode) -> Option<(&'static str, &'static str)> {
+    match m {
+        Mode::Braid => Some(("braid-edge0", "braid-core")),
+        Mode::Mptcp => Some(("ss-redir", "ss-server")),
+        Mode::Direct => None,
+    }
+}
+
+/// The markdown table: per mode and workload, min / median / max over the repeats.
+pub fn table(rows: &[CpuRow]) -> String {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rows {
+        let k = (r.workload.clone(), r.mode.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.sort();
+    let mut s = String::from(
+        "| workload | mode | runs | goodput Mbit/s | edge side CPU s/GB | of it in the kernel | core side CPU s/GB |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for (w, m) in &keys {
+        let rs: Vec<&CpuRow> = rows
+            .iter()
+            .filter(|r| &r.workload == w && &r.mode == m)
+            .collect();
+        let col = |f: &dyn Fn(&CpuRow) -> f64| rs.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let (edge, core) = match m.as_str() {
+            "mptcp" => ("ss-redir", "ss-server"),
+            _ => ("braid edge", "braid core"),
+        };
+        s.push_str(&format!(
+            "| {w} | {m} | {} | {} | {edge}: {} | {} % | {core}: {} |\n",
+            rs.len(),
+            mmm(&col(&|r| r.goodput_mbps), 1),
+            mmm(&col(&CpuRow::edge_s_per_gb), 1),
+            mmm(&col(&CpuRow::edge_sys_pct), 0),
+            mmm(&col(&CpuRow::core_s_per_gb), 1),
+        ));
+    }
+    // The ratio the issue sets a goal for: braid edge's median per byte over ss-redir's.
+    for (w, _) in keys.iter().filter(|(_, m)| m == "braid") {
+        let med = |m: &str, f: fn(&CpuRow) -> f64| {
+            let v: Vec<f64> = rows
+                .iter()
+                .filter(|r| &r.workload == w && r.mode == m)
+                .map(f)
+                .collect();
+            min_med_max(&v).map(|x| x.1)
+        };
+        if let (Some(b), Some(s2)) = (
+            med("braid", CpuRow::edge_s_per_gb),
+            med("mptcp", CpuRow::edge_s_per_gb),
+        ) {
+            let (bc, sc) = (
+                med("braid", CpuRow::core_s_per_gb).unwrap_or(f64::NAN),
+                med("mptcp", CpuRow::core_s_per_gb).unwrap_or(f64::NAN),
+            );
+            s.push_str(&format!(
+                "\n{w}: braid edge / ss-redir per byte = {:.2} (medians); braid core / ss-server = {:.2}\n",
+                b / s2,
+                bc / sc
+            ));
+        }
+    }
+    s
+}
+
+/// What `braid lab cpu` needs beyond the scenario.
+pub struct CpuOpts {
+    pub workloads: Vec<Workload>,
+    pub repeat: usize,
+    pub duration: Duration,
+    pub tag: String,
+    pub callgrind: bool,
+}
+
+/// Run the comparison; rows in run order. Progress on stderr.
+pub fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<InstrRow>), String> {
+    let mut rows = Vec::new();
+    let modes: Vec<Mode> = [Mode::Braid, Mode::Mptcp]
+        .into_iter()
+        .filter(|m| match m.available() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("skipping mode {}: {e}", m.name());
+                false
+            }
+        })
+        .collect();
+    let total = o.repeat * modes.len() * o.workloads.len();
+    let mut done = 0;
+    for repeat in 1..=o.repeat {
+        for &m in &modes {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                return Ok((rows, None));
+            }
+            let (edge_l, core_l) = labels(m).expect("braid and mptcp have processes");
+            let mut t =
+                Topology::up(topo_spec(sc, &o.tag)).map_err(|e| format!("topology: {e}"))?;
+            m.setup(&mut t)
+                .map_err(|e| format!("mode {}: {e}", m.name()))?;
+            let pids = (t.pid(edge_l), t.pid(core_l));
+            let (Some(ep), Some(cp)) = pids else {
+                return Err(format!(
+                    "mode {}: no {edge_l} or {core_l} process",
+                    m.name()
+                ));
+            };
+            for w in &o.workloads {
+                done += 1;
+                eprintln!(
+                    "[{done}/{total}] repeat {repeat}: {} {} for {:.0} s",
+                    m.name(),
+                    w.name(),
+                    o.duration.as_secs_f64()
+                );
+                t.restart_links().map_err(|e| format!("links: {e}"))?;
+                let before = (proc_cpu_s(ep), proc_cpu_s(cp));
+                let res = work::run_workload(&t, *w, o.duration, &INTERRUPTED, |_| {})
+                    .map_err(|e| format!("{} {}: {e}", m.name(), w.name()))?;
+                let after = (proc_cpu_s(ep), proc_cpu_s(cp));
+                let d = |a: &io::Result<(f64, f64)>,
+                         b: &io::Result<(f64, f64)>|
+                 -> Result<(f64, f64), String> {
+                    let a = a.as_ref().map_err(|e| e.to_string())?;
+                    let b = b.as_ref().map_err(|e| e.to_string())?;
+                    Ok((b.0 - a.0, b.1 - a.1))
+                };
+                let (eu, es) = d(&before.0, &after.0)?;
+                let (cu, cs) = d(&before.1, &after.1)?;
+                let row = CpuRow {
+                    mode: m.name().into(),
+                    workload: w.name(),
+                    repeat,
+                    goodput_mbps: res.goodput_mbps,
+                    bytes: res.bytes,
+                    edge_cpu_s: eu + es,
+                    core_cpu_s: cu + cs,
+                    edge_sys_s: es,
+                };
+                eprintln!(
+                    "    {:6.2} Mbit/s  edge side {:5.1} CPU s/GB  core side {:5.1} CPU s/GB",
+                    row.goodput_mbps,
+                    row.edge_s_per_gb(),
+                    row.core_s_per_gb()
+                );
+                rows.push(row);
+            }
+            t.teardown();
+        }
+    }
+    let instr = if o.callgrind && !INTERRUPTED.load(Ordering::Relaxed) {
+        Some(callgrind_run(sc, o)?)
+    } else {
+        None
+    };
+    Ok((rows, instr))
+}
+
+/// The total of the `summary:` (or `totals:`) line of a callgrind output file: Ir, the first event.
+pub fn callgrind_total(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn edge_packets(exe: &Path, sock: &Path) -> Result<(u64, u64), String> {
+    let out = Command::new(exe)
+        .args(["status", "--json", "--socket"])
+        .arg(sock)
+        .output()
+        .map_err(|e| format!("braid status: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("braid status: unreadable reply: {e}"))?;
+    let s = v["sessions"]
+        .get(0)
+        .ok_or("braid status: no session on the edge")?;
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    Ok((
+        n("tx_packets") + n("rx_packets"),
+        n("tx_bytes") + n("rx_bytes"),
+    ))
+}
+
+fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
+    for p in ["valgrind", "callgrind_control"] {
+        if Command::new(p).arg("--version").output().is_err() {
+            return Err(format!(
+                "--callgrind: `{p}` not found (apt-get install valgrind)"
+            ));
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let w = o.workloads[0];
+    eprintln!(
+        "callgrind: braid edge under valgrind, {} for {:.0} s (about 50 times slower)",
+        w.name(),
+        o.duration.as_secs_f64()
+    );
+    let mut t = Topology::up(topo_spec(sc, &o.tag)).map_err(|e| format!("topology: {e}"))?;
+    let out_file: PathBuf = t.log_dir.join("edge.callgrind");
+    let out_arg = format!("--callgrind-out-file={}", out_file.display());
+    mode::setup_braid_wrapped(
+        &mut t,
+        &["valgrind", "--tool=callgrind", "--quiet", &out_arg],
+    )
+    .map_err(|e| format!("braid under callgrind: {e}"))?;
+    let pid = t.pid("braid-edge0").ok_or("no edge process")?.to_string();
+    let sock = t.log_dir.join("edge0.sock");
+    let ctl = |arg: &str| -> Result<(), String> {
+        let st = Command::new("callgrind_control")
+            .args([arg, &pid])
+            .output()
+            .map_err(|e| format!("callgrind_control: {e}"))?;
+        if !st.status.success() {
+            return Err(format!(
+                "callgrind_control {arg}: {}",
+                String::from_utf8_lossy(&st.stderr).trim()
+            ));
+        }
+        Ok(())
+    };
+    t.restart_links().map_err(|e| format!("links: {e}"))?;
+    let (p0, _) = edge_packets(&exe, &sock)?;
+    ctl("-z")?;
+    let started = Instant::now();
+    let res = work::run_workload(&t, w, o.duration, &INTERRUPTED, |_| {})
+        .map_err(|e| format!("{}: {e}", w.name()))?;
+    ctl("-d")?;
+    let (p1, _) = edge_packets(&exe, &sock)?;
+    // The dump is written next to the output file with a numbered suffix.
+    let dir = out_file.parent().unwrap_or(Path::new("."));
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("edge.callgrind") {
+            let m = e.metadata().and_then(|m| m.modified()).ok();
+            if let Some(m) = m {
+                if best.as_ref().map_or(true, |(b, _)| m > *b) {
+                    best = Some((m, e.path()));
+                }
+            }
+        }
+    }
+    let file = best.ok_or("callgrind wrote no dump")?.1;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let instructions = callgrind_total(&text).ok_or("callgrind dump without a total")?;
+    eprintln!(
+        "callgrind: {instructions} instructions, {} packets, {:.2} Mbit/s in {:.0} s",
+        p1 - p0,
+        res.goodput_mbps,
+        started.elapsed().as_secs_f64()
+    );
+    t.teardown();
+    Ok(InstrRow {
+        workload: w.name(),
+        instructions,
+        packets: p1.saturating_sub(p0),
+        bytes: res.bytes,
+    })
+}
+
+/// The instruction table, with the MT7621 projection and its assumptions. `user_share` is the
+/// user-space part of the edge's CPU time in the native runs of the same workload: callgrind
+/// counts user space only, the kernel's work for the same packets comes on top in proportion.
+pub fn instr_text(r: &InstrRow, user_share: Option<f64>) -> String {
+    // MT7621: MIPS 1004Kc at 880 MHz, in-order single issue; the IPCs bracket what such a core
+    // retires on integer and crypto code. One core: the edge's loop is single-threaded.
+    let share = user_share.filter(|s| *s > 0.0 && *s <= 1.0).unwrap_or(1.0);
+    let lo = r.projected_mbps(880e6, 0.5) * share;
+    let hi = r.projected_mbps(880e6, 0.8) * share;
+    format!(
+        "Instructions of `braid edge` (x86_64 release build, callgrind), {}: {:.0} per forwarded \
+         packet ({} instructions, {} packets both ways, {} goodput bytes).\n\
+         Projected for an MT7621 (one 880 MHz MIPS 1004Kc core, IPC 0.5-0.8, the same count of \
+         instructions per byte, and the kernel's work on top in the proportion measured above: \
+         user space {:.0} % of the edge's CPU time): {:.0}-{:.0} Mbit/s of bonded, encrypted \
+         goodput. MIPS32 needs more instructions than x86_64 for the same work (no 64-bit \
+         multiply for Poly1305), so the real figure is lower.\n",
+        r.workload,
+        r.per_packet(),
+        r.instructions,
+        r.packets,
+        r.bytes,
+        100.0 * share,
+        lo,
+        hi
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        // utime 250, stime 50 ticks; a name with a space and a parenthesis.
+        let s = "4242 (braid (x) y) S 1 4242 4242 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 2 0 7 1 2";
+        assert_eq!(stat_cpu_s(s, 100.0), Some((2.5, 0.5)));
+        assert_eq!(stat_cpu_s("4242 (braid) S 1", 100.0), None);
+    }
+
+    #[test]
+    fn min_median_max_over_repeats() {
+        assert_eq!(min_med_max(&[3.0, 1.0, 2.0]), Some((1.0, 2.0, 3.0)));
+        assert_eq!(min_med_max(&[4.0, 1.0, 2.0, 3.0]), Some((1.0, 2.5, 4.0)));
+        assert_eq!(min_med_max(&[f64::NAN, 5.0]), Some((5.0, 5.0, 5.0)));
+        assert_eq!(min_med_max(&[]), None);
+    }
+
+    fn row(mode: &str, repeat: usize, bytes: u64, edge: f64, core: f64) -> CpuRow {
+        CpuRow {
+            mode: mode.into(),
+            workload: "bulk8-down".into(),
+            repeat,
+            goodput_mbps: bytes as f64 * 8.0 / 10.0 / 1e6,
+            bytes,
+            edge_cpu_s: edge,
+            core_cpu_s: core,
+            edge_sys_s: edge / 2.0,
+        }
+    }
+
+    #[test]
+    fn table_gives_cpu_per_gb_and_the_ratio_of_medians() {
+        let rows = vec![
+            row("braid", 1, 500_000_000, 5.0, 6.0),
+            row("braid", 2, 500_000_000, 6.0, 6.0),
+            row("braid", 3, 500_000_000, 7.0, 6.0),
+            row("mptcp", 1, 1_000_000_000, 4.0, 8.0),
+            row("mptcp", 2, 1_000_000_000, 4.0, 8.0),
+        ];
+        let t = table(&rows);
+        // braid: 10 / 12 / 14 s per GB on the edge side; mptcp 4 / 4 / 4.
+        assert!(t.contains("| bulk8-down | braid | 3 | 400.0 / 400.0 / 400.0 | braid edge: 10.0 / 12.0 / 14.0 | 50 / 50 / 50 % | braid core: 12.0 / 12.0 / 12.0 |"), "{t}");
+        assert!(t.contains("| bulk8-down | mptcp | 2 |"), "{t}");
+        assert!(t.contains("ss-redir: 4.0 / 4.0 / 4.0"), "{t}");
+        assert!(
+            t.contains(
+                "braid edge / ss-redir per byte = 3.00 (medians); braid core / ss-server = 1.50"
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn callgrind_summary_and_projection() {
+        let dump = "version: 1\ncmd: braid edge\nevents: Ir\nsummary: 123456789\n\nfl=x\n";
+        assert_eq!(callgrind_total(dump), Some(123_456_789));
+        assert_eq!(callgrind_total("totals: 42 7\n"), Some(42));
+        assert_eq!(callgrind_total("events: Ir\n"), None);
+        // 10 instructions per byte at 1 GHz and IPC 1: 100 MB/s = 800 Mbit/s.
+        let r = InstrRow {
+            workload: "bulk8-down".into(),
+            instructions: 10_000,
+            packets: 10,
+            bytes: 1_000,
+        };
+        assert_eq!(r.per_packet(), 1000.0);
+        assert!((r.projected_mbps(1e9, 1.0) - 800.0).abs() < 1e-9);
+        // Half the edge's time in the kernel halves the projection.
+        let full = instr_text(&r, None);
+        let half = instr_text(&r, Some(0.5));
+        assert!(full.contains("user space 100 %"), "{full}");
+        assert!(half.contains("user space 50 %"), "{half}");
+        let p = 880e6 * 0.5 / 10.0 * 8.0 / 1e6;
+        assert!(half.contains(&format!("{:.0}-", p / 2.0)), "{half}");
+    }
+}
