@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::control::{self, Request};
-use crate::proto::seal::{key_from_base64, key_to_base64, Keypair};
+use crate::keytext::{key_from_base64, key_to_base64};
+use crate::proto::seal::Keypair;
 
 /// The version string printed by `braid --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -32,6 +32,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::accept::{self, Conn, Conns};
+use crate::classify::Classifier;
 use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo, Refusals};
@@ -41,7 +42,7 @@ use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
 use crate::os::space::{adopt_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::proto::endpoint::{Endpoint, Peer, SessionId};
-use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
+use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::Keypair;
 use crate::proto::session::{Event, PacketMeta, SessionConfig};
 use crate::proto::LinkId;

@@ -47,6 +47,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::classify::Classifier;
 use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
@@ -57,7 +58,7 @@ use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steeri
 use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
 use crate::os::Prefix;
 use crate::proto::link::{LinkConfig, LinkState};
-use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Classifier, Direction};
+use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
 use crate::proto::wire::LinkRole;

@@ -9,7 +9,8 @@
 //!   Noise handshake and AEAD, per-link estimation, the three schedulers, the reorder buffer and
 //!   the session state machine.
 //! - [`config`]: UCI parser, typed model and the pure diff behind live reload.
-//! - [`keytext`]: keys as base64 text, the one piece [`proto`] and [`config`] share.
+//! - [`keytext`]: keys as base64 text ([`config`]'s key values, `braid genkey`/`pubkey`).
+//! - [`classify`]: the edge's traffic classifier, [`config`]'s policies over [`proto`]'s packets.
 //! - [`os`]: Linux I/O: rtnetlink, the space (namespace), the hub (AF_PACKET), uplink sockets, NAT.
 //! - [`resolve`], [`devices`]: what the edge waits for at boot: the core's address (resolved off
 //!   the event loop, with backoff and failover between addresses) and each link's device.
@@ -18,8 +19,7 @@
 //!   traces (`gen:hsr`), recorded trace files, their statistics (`braid trace`; host builds).
 //! - [`lab`]: emulated topologies in network namespaces (host builds only).
 //!
-//! Layers point one way: `proto` and `config` use nothing of the rest but `keytext` (the one
-//! arrow left: `proto::packet`'s classifier reads `config::model`'s policies), `os` uses `proto`
+//! Layers point one way: `proto` uses nothing of ours, `config` nothing but `keytext`, `os` uses `proto`
 //! (and `config`'s value types), the daemons (`edge`, `core_daemon`, `daemon`) use all of them.
 //! `sim` and `lab` share one emulation vocabulary (`trace::Trace`, `sim::link::OutageKind`,
 //! `config::model::parse_rate`). `proto`, `config`, `sim`, `trace` and `keytext` forbid unsafe
@@ -28,6 +28,7 @@
 
 #[cfg(target_os = "linux")]
 pub mod accept;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -252,7 +252,7 @@ fn a_forged_init_flood_does_not_keep_an_edge_out() {
         &tag('y'),
         vec![edge_spec(vec![link("wan0", 20, 10), link("wan1", 20, 10)])],
     );
-    let core_public = braid::proto::seal::key_from_base64(&lab.core_key.1).unwrap();
+    let core_public = braid::keytext::key_from_base64(&lab.core_key.1).unwrap();
     // Inits an attacker makes with keys of its own: valid mac1, any key.
     let inits: Vec<Vec<u8>> = (0..32)
         .map(|i| {

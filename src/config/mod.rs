@@ -23,7 +23,7 @@
 //!
 //! On SIGHUP the daemon loads the file again; if that fails it logs every diagnostic and keeps
 //! running on the old configuration. Otherwise it applies [`diff::diff`]`(&old, &new)` change by
-//! change (rebuilding [`crate::proto::packet::Classifier::from_config`] when policies or classes
+//! change (rebuilding [`crate::classify::Classifier::from_config`] when policies or classes
 //! changed), logs the changes that need a restart, and keeps the new `Config`.
 //!
 //! Unknown options and unknown section types are **warnings** (kept in [`Config::warnings`] with

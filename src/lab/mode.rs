@@ -389,7 +389,8 @@ pub fn setup_braid_wrapped(topo: &mut Topology, wrapper: &[&str]) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::seal::{key_to_base64, Keypair};
+    use crate::keytext::key_to_base64;
+    use crate::proto::seal::Keypair;
 
     #[test]
     fn generated_uci_files_load_without_warnings() {

@@ -9,7 +9,7 @@
 //! under another MAC (DHCP gave it to someone else). [`NeighWatch`] subscribes to the kernel's
 //! neighbour notifications, so a new or moved entry is merged as it happens, between dumps.
 //! [`MacMap::table`] is what the classifier gets
-//! ([`crate::proto::packet::Classifier::set_mac_addresses`]).
+//! ([`crate::classify::Classifier::set_mac_addresses`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

@@ -174,7 +174,12 @@ pub struct Keypair {
 
 impl core::fmt::Debug for Keypair {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Keypair {{ public: {} }}", key_to_base64(&self.public))
+        // The public key only (hex; keys as base64 text are the daemons' business, not proto's).
+        write!(f, "Keypair {{ public: ")?;
+        for b in self.public {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, " }}")
     }
 }
 
@@ -192,10 +197,6 @@ impl Keypair {
         Keypair { private, public }
     }
 }
-
-/// Keys as text live below both `proto` and `config` ([`crate::keytext`]); here for the callers
-/// of `seal::key_to_base64` / `seal::key_from_base64`.
-pub use crate::keytext::{key_from_base64, key_to_base64};
 
 /// Counters of what a channel or acceptor did and refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -21,10 +21,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use braid::control::{LinkStatus, Status};
+use braid::keytext::key_to_base64;
 use braid::lab::emu::{DirSpec, Rate};
 use braid::lab::link::LinkSpec;
 use braid::lab::{sys, topo, EdgeSpec, TopoSpec, Topology};
-use braid::proto::seal::{key_to_base64, Keypair};
+use braid::proto::seal::Keypair;
 
 /// The binary under test.
 pub const BRAID: &str = env!("CARGO_BIN_EXE_braid");
