@@ -30,6 +30,7 @@
 
 use super::nft::{self, NftTable};
 use super::{sysctl_get, sysctl_set, Prefix, Result};
+use crate::proto::packet::csum_adjust;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -574,20 +575,6 @@ fn addr_of(pkt: &[u8], f: Field) -> Option<IpAddr> {
     }
 }
 
-/// RFC 1624: adjusts a checksum for `old` bytes replaced by `new` (same even length).
-fn csum_adjust(hc: u16, old: &[u8], new: &[u8]) -> u16 {
-    let mut s = u32::from(!hc);
-    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
-        let o = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
-        let n = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
-        s += u32::from(!o) + u32::from(n);
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 fn get16(p: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*p.get(at)?, *p.get(at + 1)?]))
 }
@@ -1027,6 +1014,13 @@ mod tests {
         let mut p = v4(17, [10, 9, 9, 9], [8, 8, 8, 8], &[0; 8]);
         assert_eq!(m.outbound(&A, &mut p.clone(), 60), Err(MapError::EdgeLimit));
         assert!(m.outbound(&A, &mut p, 101).is_ok());
-        assert_eq!(m.clients_of(&A), 20);
+        // Within its limit: 20, or 19 when the new client's hashed address was another idle
+        // address of A's own (reused, so that client gave its address back too; the secret is
+        // random, so this happens in a few runs out of a hundred).
+        assert!(
+            (19..=20).contains(&m.clients_of(&A)),
+            "{}",
+            m.clients_of(&A)
+        );
     }
 }

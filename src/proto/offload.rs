@@ -20,7 +20,7 @@
 //! tunnels) itself before a frame reaches the capture. Anything unexpected is refused with an error,
 //! never passed on half-done, and nothing here panics on any input.
 
-use super::packet::{self, ipproto, Fragment};
+use super::packet::{self, fold, ipproto, Fragment};
 
 /// What the capture reported beside a packet (offsets from the start of the IP header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -146,13 +146,6 @@ fn finish_checksum(pkt: &mut [u8], p: Partial) -> Result<(), OffloadError> {
     let c = if c == 0 { 0xffff } else { c };
     pkt[at..at + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
 }
 
 fn segment_tcp(

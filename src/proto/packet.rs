@@ -423,7 +423,8 @@ fn fold64(mut sum: u64) -> u32 {
     sum as u32
 }
 
-fn fold(mut sum: u32) -> u16 {
+/// Folds a one's-complement sum to 16 bits (not complemented).
+pub fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -456,7 +457,18 @@ fn ip_bytes(a: IpAddr) -> Vec<u8> {
 
 /// RFC 1624 incremental update: the checksum after a 16-bit word `old` became `new`.
 fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
-    let sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
+    csum_adjust(csum, &old.to_be_bytes(), &new.to_be_bytes())
+}
+
+/// RFC 1624 incremental update: the checksum `csum` after the bytes `old` (an even number, at
+/// an even offset of the summed data) were replaced by `new` of the same length.
+pub fn csum_adjust(csum: u16, old: &[u8], new: &[u8]) -> u16 {
+    let mut sum = u32::from(!csum);
+    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+        let o = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
+        let n = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
+        sum += u32::from(!o) + u32::from(n);
+    }
     !fold(sum)
 }
 
