@@ -57,5 +57,8 @@ pub mod sim;
 #[cfg(feature = "sim")]
 pub mod trace;
 
+#[cfg(feature = "sim")]
+pub mod linkmodel;
+
 #[cfg(feature = "lab")]
 pub mod lab;
