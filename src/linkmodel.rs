@@ -19,9 +19,10 @@ pub use crate::trace::{Trace, TRACE_MTU};
 pub const MIN_QUEUE_BYTES: u64 = 3000;
 
 /// How fast a direction serves its queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum Rate {
     /// No bottleneck: only delay, loss and outages apply (the lab's `maxrate`).
+    #[default]
     Unlimited,
     /// A constant rate in bit/s.
     Fixed(u64),
@@ -62,6 +63,13 @@ pub enum QueueLimit {
     Unlimited,
 }
 
+impl Default for QueueLimit {
+    /// 100 ms at the mean rate.
+    fn default() -> Self {
+        QueueLimit::Time(100_000)
+    }
+}
+
 impl QueueLimit {
     /// The limit in bytes for a direction of `rate` (`None`: no limit), never below
     /// [`MIN_QUEUE_BYTES`].
@@ -92,6 +100,17 @@ pub struct Outage {
     pub start_us: u64,
     pub end_us: u64,
     pub kind: OutageKind,
+}
+
+impl Outage {
+    /// A `kind` outage over [start, end) µs.
+    pub fn new(kind: OutageKind, start_us: u64, end_us: u64) -> Outage {
+        Outage {
+            start_us,
+            end_us,
+            kind,
+        }
+    }
 }
 
 /// The outage in force at `t_us` (the first that covers it).
@@ -185,8 +204,9 @@ impl LossState {
     }
 }
 
-/// The configuration of one direction of a link.
-#[derive(Debug, Clone)]
+/// The configuration of one direction of a link (by default: unlimited, no delay, a 100 ms
+/// queue, nothing else).
+#[derive(Debug, Clone, Default)]
 pub struct DirSpec {
     pub rate: Rate,
     /// One-way propagation delay (µs).
@@ -200,22 +220,6 @@ pub struct DirSpec {
     pub corrupt: f64,
     pub queue: QueueLimit,
     pub outages: Vec<Outage>,
-}
-
-impl Default for DirSpec {
-    /// Unlimited, no delay, a 100 ms queue, nothing else.
-    fn default() -> Self {
-        DirSpec {
-            rate: Rate::Unlimited,
-            delay_us: 0,
-            jitter_us: 0,
-            reorder: false,
-            loss: Loss::default(),
-            corrupt: 0.0,
-            queue: QueueLimit::Time(100_000),
-            outages: Vec::new(),
-        }
-    }
 }
 
 impl DirSpec {
@@ -290,11 +294,7 @@ mod tests {
     #[test]
     fn capacity_leaves_out_outages() {
         let mut d = DirSpec::fixed(1_000_000, 0);
-        d.outages = vec![Outage {
-            start_us: 250_000,
-            end_us: 500_000,
-            kind: OutageKind::Blackhole,
-        }];
+        d.outages = vec![Outage::new(OutageKind::Blackhole, 250_000, 500_000)];
         assert_eq!(d.capacity_bits(0, 1_000_000), 750_000.0);
         assert_eq!(d.capacity_bits(250_000, 500_000), 0.0);
     }
@@ -314,16 +314,8 @@ mod tests {
     #[test]
     fn outage_schedule_lookup_and_edges() {
         let s = [
-            Outage {
-                start_us: 10,
-                end_us: 15,
-                kind: OutageKind::Stall,
-            },
-            Outage {
-                start_us: 20,
-                end_us: 30,
-                kind: OutageKind::Blackhole,
-            },
+            Outage::new(OutageKind::Stall, 10, 15),
+            Outage::new(OutageKind::Blackhole, 20, 30),
         ];
         assert_eq!(outage_at(&s, 9), None);
         assert_eq!(outage_at(&s, 10).map(|o| o.kind), Some(OutageKind::Stall));

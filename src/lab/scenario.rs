@@ -42,9 +42,9 @@ pub struct Scenario {
     pub links: Vec<LinkSpec>,
     /// The link of the `direct` baseline.
     pub best: usize,
-    /// Edges (each gets a copy of the links; all share the LAN subnet) [1].
+    /// Edges (each gets a copy of the links; all share the LAN subnet), default 1.
     pub edges: usize,
-    /// Clients per edge [1].
+    /// Clients per edge, default 1.
     pub clients: usize,
 }
 

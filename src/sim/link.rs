@@ -447,11 +447,7 @@ mod tests {
     #[test]
     fn blackhole_drops_and_stall_holds() {
         let mut cfg = DirSpec::fixed(100_000_000, 10_000);
-        cfg.outages = vec![Outage {
-            start_us: 100_000,
-            end_us: 200_000,
-            kind: OutageKind::Blackhole,
-        }];
+        cfg.outages = vec![Outage::new(OutageKind::Blackhole, 100_000, 200_000)];
         let mut d = LinkDir::new(cfg.clone(), Rng::new(1));
         assert!(matches!(d.offer(Instant(50_000), 100), Fate::Arrive(_)));
         // In flight when the hole opens: lost.

@@ -544,36 +544,31 @@ impl Cx {
     }
 
     fn duration(&self, f: &mut Fields, key: &'static str) -> Result<Option<u64>, ScenarioError> {
-        let what = f.what.clone();
-        match f.get(key) {
-            None => Ok(None),
-            Some(v) => match &v.value {
-                Value::Str(s) => parse_duration(s)
-                    .map(Some)
-                    .or_else(|e| self.err(v.line, format!("{what}: `{key}`: {e}"))),
-                _ => self.err(
-                    v.line,
-                    format!(
-                        "{what}: `{key}` needs a unit, as a string: \"20ms\", \"1.5s\", \"500us\""
-                    ),
-                ),
-            },
-        }
+        self.with_unit(f, key, parse_duration, "\"20ms\", \"1.5s\", \"500us\"")
     }
 
     fn rate(&self, f: &mut Fields, key: &'static str) -> Result<Option<u64>, ScenarioError> {
+        self.with_unit(f, key, parse_rate, "\"20mbit\", \"512kbit\"")
+    }
+
+    /// A number with its unit, as a string (`examples` shows some in the error).
+    fn with_unit(
+        &self,
+        f: &mut Fields,
+        key: &'static str,
+        parse: fn(&str) -> Result<u64, String>,
+        examples: &str,
+    ) -> Result<Option<u64>, ScenarioError> {
         let what = f.what.clone();
-        match f.get(key) {
-            None => Ok(None),
-            Some(v) => match &v.value {
-                Value::Str(s) => parse_rate(s)
-                    .map(Some)
-                    .or_else(|e| self.err(v.line, format!("{what}: `{key}`: {e}"))),
-                _ => self.err(
-                    v.line,
-                    format!("{what}: `{key}` needs a unit, as a string: \"20mbit\", \"512kbit\""),
-                ),
-            },
+        let Some(v) = f.get(key) else { return Ok(None) };
+        match &v.value {
+            Value::Str(s) => parse(s)
+                .map(Some)
+                .or_else(|e| self.err(v.line, format!("{what}: `{key}`: {e}"))),
+            _ => self.err(
+                v.line,
+                format!("{what}: `{key}` needs a unit, as a string: {examples}"),
+            ),
         }
     }
 
@@ -977,11 +972,7 @@ impl Cx {
             };
             let mut t = at;
             loop {
-                out.push(Outage {
-                    start_us: t,
-                    end_us: t + dur,
-                    kind,
-                });
+                out.push(Outage::new(kind, t, t + dur));
                 match every {
                     Some(p) if p > 0 && t + p < duration_us => t += p,
                     _ => break,
@@ -1238,7 +1229,7 @@ impl DirDraft {
             reorder: self.reorder,
             loss,
             corrupt: self.corrupt,
-            queue: self.queue.unwrap_or(QueueLimit::Time(100_000)),
+            queue: self.queue.unwrap_or_default(),
             outages: self.outages,
         })
     }
@@ -1293,11 +1284,7 @@ fn generate(
                 break;
             }
             let d = rng.range(gap.0, gap.1);
-            out.push(Outage {
-                start_us: t,
-                end_us: t + d,
-                kind,
-            });
+            out.push(Outage::new(kind, t, t + d));
         }
     } else {
         let (per, dur) = (parse_duration(a)?.max(1_000), parse_range(b)?);
@@ -1305,11 +1292,7 @@ fn generate(
         while w0 < end {
             let d = rng.range(dur.0, dur.1);
             let start = w0 + rng.range(0, per.saturating_sub(d));
-            out.push(Outage {
-                start_us: start,
-                end_us: start + d,
-                kind,
-            });
+            out.push(Outage::new(kind, start, start + d));
             w0 += per;
         }
     }
@@ -1433,32 +1416,31 @@ size = 160
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let e = error_of("[[link]]\nrate = \"20mbit\"\ndelay = 20\n");
-        assert!(
-            e.starts_with("x.toml:3:") && e.contains("delay") && e.contains("unit"),
-            "{e}"
-        );
-        let e = error_of("[[link]]\nrate = \"20mbit\"\ndelay = \"20ms\"\ndelai = \"1ms\"\n");
-        assert!(
-            e.starts_with("x.toml:4:") && e.contains("unknown key `delai`"),
-            "{e}"
-        );
-        let e = error_of("[[link]]\nrate = \"fast\"\n");
-        assert!(e.starts_with("x.toml:2:") && e.contains("rate"), "{e}");
-        let e = error_of("[[link]]\nrate = \"1mbit\"\ndelay = \"1ms\"\n[[traffic]]\nkind = \"bulk\"\nclass = \"nope\"\n");
-        assert!(
-            e.starts_with("x.toml:6:") && e.contains("no class named `nope`"),
-            "{e}"
-        );
-        let e = error_of("[[link]]\nrate = \"1mbit\"\n");
-        assert!(e.contains("x.toml:1:") && e.contains("delay"), "{e}");
-        let e = error_of("[[link]]\ntrace = \"no/such/trace\"\n");
-        assert!(e.starts_with("x.toml:2:") && e.contains("not found"), "{e}");
-        let e = error_of("[[link]]\nloss = \"7\"\n");
-        assert!(
-            e.starts_with("x.toml:2:") && e.contains("percentage"),
-            "{e}"
-        );
+        // (file text, where, what the message says)
+        let cases: [(&str, &str, &[&str]); 7] = [
+            ("[[link]]\nrate = \"20mbit\"\ndelay = 20\n", "x.toml:3:", &["delay", "unit"]),
+            (
+                "[[link]]\nrate = \"20mbit\"\ndelay = \"20ms\"\ndelai = \"1ms\"\n",
+                "x.toml:4:",
+                &["unknown key `delai`"],
+            ),
+            ("[[link]]\nrate = \"fast\"\n", "x.toml:2:", &["rate"]),
+            (
+                "[[link]]\nrate = \"1mbit\"\ndelay = \"1ms\"\n[[traffic]]\nkind = \"bulk\"\nclass = \"nope\"\n",
+                "x.toml:6:",
+                &["no class named `nope`"],
+            ),
+            ("[[link]]\nrate = \"1mbit\"\n", "x.toml:1:", &["delay"]),
+            ("[[link]]\ntrace = \"no/such/trace\"\n", "x.toml:2:", &["not found"]),
+            ("[[link]]\nloss = \"7\"\n", "x.toml:2:", &["percentage"]),
+        ];
+        for (text, at, parts) in cases {
+            let e = error_of(text);
+            assert!(e.starts_with(at), "{at}: {e}");
+            for p in parts {
+                assert!(e.contains(p), "{p}: {e}");
+            }
+        }
     }
 
     fn trace_name(d: &DirSpec) -> &str {
