@@ -14,16 +14,19 @@
 //! - [`os`]: Linux I/O: rtnetlink, the space (namespace), the hub (AF_PACKET), uplink sockets, NAT.
 //! - [`resolve`], [`devices`]: what the edge waits for at boot: the core's address (resolved off
 //!   the event loop, with backoff and failover between addresses) and each link's device.
-//! - [`sim`]: the deterministic multi-link simulator behind `braid sim` and the tests.
+//! - [`linkmodel`]: the one emulation model of a link direction (rate or trace, delay, jitter,
+//!   loss process, queue, outage schedule) that the simulator and the lab both replay.
+//! - [`sim`]: the deterministic multi-link simulator behind `braid sim` and the tests, and the
+//!   one scenario format and parser (`sim::scenario`, TOML) of the simulator and the lab.
 //! - [`trace`]: Mahimahi link traces: the cellular link model and presets behind generated
 //!   traces (`gen:hsr`), recorded trace files, their statistics (`braid trace`; host builds).
 //! - [`lab`]: emulated topologies in network namespaces (host builds only).
 //!
 //! Layers point one way: `proto` uses nothing of ours, `config` nothing but `keytext`, `os` uses `proto`
 //! (and `config`'s value types), the daemons (`edge`, `core_daemon`, `daemon`) use all of them.
-//! `sim` and `lab` share one emulation vocabulary (`trace::Trace`, `sim::link::OutageKind`,
-//! `config::model::parse_rate`). `proto`, `config`, `sim`, `trace` and `keytext` forbid unsafe
-//! code.
+//! `sim` and `lab` share one emulation model (`linkmodel`, with `trace::Trace`), one scenario
+//! parser (`sim::scenario`) and `config::model::parse_rate`. `proto`, `config`, `sim`, `trace`,
+//! `linkmodel` and `keytext` forbid unsafe code.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 #[cfg(target_os = "linux")]
@@ -56,6 +59,9 @@ pub mod sim;
 
 #[cfg(feature = "sim")]
 pub mod trace;
+
+#[cfg(feature = "sim")]
+pub mod linkmodel;
 
 #[cfg(feature = "lab")]
 pub mod lab;

@@ -235,20 +235,38 @@ fn sim_and_lab_find_a_scenario_by_name_or_path_alike() {
     let (code, _, err) = braid(&["sim", "no-such-scenario"], "");
     assert_eq!(code, 2);
     assert!(
-        err.contains("no scenario 'no-such-scenario' (a file, or scenarios/no-such-scenario.toml)"),
+        err.contains("no scenario 'no-such-scenario' (a file, or scenarios/no-such-scenario.toml or scenarios/lab/no-such-scenario.toml)"),
         "{err}"
     );
-    // `braid lab show` needs no root: the same rules, in scenarios/lab/.
+    // One format: `braid sim` runs a lab scenario (it has no traffic: --workload gives it some).
+    let (code, _, err) = braid(&["sim", "flap", "--duration", "2s"], "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no [[traffic]]") && err.contains("--workload"),
+        "{err}"
+    );
+    let (code, out, err) = braid(
+        &["sim", "flap", "--duration", "2s", "--workload", "bulk2-up"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("wan1"), "{out}");
+    // `braid lab show` needs no root: the same rules, scenarios/lab/ first, then scenarios/.
     let (code, by_name, err) = braid(&["lab", "show", "hetero"], "");
     assert_eq!(code, 0, "{err}");
-    let (code, by_path, err) = braid(&["lab", "show", "scenarios/lab/hetero.conf"], "");
+    let (code, by_path, err) = braid(&["lab", "show", "scenarios/lab/hetero.toml"], "");
     assert_eq!(code, 0, "{err}");
     assert_eq!(by_name, by_path);
+    assert!(by_name.contains("20 s per workload"), "{by_name}");
+    let (code, shared, err) = braid(&["lab", "show", "hsr-pair"], "");
+    assert_eq!(code, 0, "{err}");
+    let (_, by_path, _) = braid(&["lab", "show", "scenarios/hsr-pair.toml"], "");
+    assert_eq!(shared, by_path);
     let (code, _, err) = braid(&["lab", "show", "no-such-scenario"], "");
     assert_ne!(code, 0);
     assert!(
         err.contains(
-            "no scenario 'no-such-scenario' (a file, or scenarios/lab/no-such-scenario.conf)"
+            "no scenario 'no-such-scenario' (a file, or scenarios/lab/no-such-scenario.toml or scenarios/no-such-scenario.toml)"
         ),
         "{err}"
     );

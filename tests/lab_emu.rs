@@ -28,7 +28,6 @@ fn one_link(tag: &str, up: DirSpec) -> Topology {
                 name: "wan0".into(),
                 up,
                 down: DirSpec::default(),
-                outages: vec![],
             }],
             clients: 1,
             best: 0,
@@ -105,7 +104,7 @@ fn fixed_rate_within_3_percent() {
             &tag('f'),
             DirSpec {
                 rate: Rate::Fixed(mbit * 1_000_000),
-                queue: QueueLimit::Millis(50),
+                queue: QueueLimit::Time(50_000),
                 ..Default::default()
             },
         );
@@ -185,7 +184,7 @@ fn trace_within_5_percent_of_capacity() {
         DirSpec {
             rate: Rate::Trace {
                 trace: trace.clone(),
-                offset_ms: 0,
+                offset_us: 0,
             },
             queue: QueueLimit::Bytes(60_000),
             ..Default::default()
@@ -249,7 +248,7 @@ fn trace_within_5_percent_of_capacity() {
         DirSpec {
             rate: Rate::Trace {
                 trace: real.clone(),
-                offset_ms: 20_000,
+                offset_us: 20_000_000,
             },
             queue: QueueLimit::Bytes(150_000),
             ..Default::default()
@@ -282,6 +281,19 @@ fn outages_black_hole_and_stall_as_scheduled() {
     use braid::lab::emu::{Outage, OutageKind};
     let Some(_lab) = needs_lab() else { return };
     let s = 1_000_000_000u64;
+    // The schedule is in µs (the same for both directions), the checks below in ns.
+    let outages = vec![
+        Outage {
+            start_us: s / 1000,
+            end_us: 3 * s / 2000,
+            kind: OutageKind::Blackhole,
+        },
+        Outage {
+            start_us: 2 * s / 1000,
+            end_us: 23 * s / 10_000,
+            kind: OutageKind::Stall,
+        },
+    ];
     let spec = TopoSpec {
         tag: tag('o'),
         seed: 1,
@@ -290,21 +302,13 @@ fn outages_black_hole_and_stall_as_scheduled() {
                 name: "wan0".into(),
                 up: DirSpec {
                     delay_us: 10_000,
+                    outages: outages.clone(),
                     ..Default::default()
                 },
-                down: DirSpec::default(),
-                outages: vec![
-                    Outage {
-                        start_ns: s,
-                        dur_ns: s / 2,
-                        kind: OutageKind::Blackhole,
-                    },
-                    Outage {
-                        start_ns: 2 * s,
-                        dur_ns: 3 * s / 10,
-                        kind: OutageKind::Stall,
-                    },
-                ],
+                down: DirSpec {
+                    outages,
+                    ..Default::default()
+                },
             }],
             clients: 1,
             best: 0,

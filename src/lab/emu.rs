@@ -1,4 +1,5 @@
-//! The per-packet link model: one [`Pipe`] per direction of an emulated uplink.
+//! The lab's engine for one direction of an emulated uplink: a [`Pipe`] replays a [`DirSpec`]
+//! (the model the simulator replays too, [`crate::linkmodel`]) per packet, in real time.
 //!
 //! Sans-IO: the caller passes time in (nanoseconds since the emulator started), hands arriving
 //! frames to [`Pipe::enqueue`], calls [`Pipe::advance`], and takes due frames from
@@ -6,116 +7,28 @@
 //!
 //! Order of effects for a frame: outage (black-hole drops) -> loss (random or Gilbert-Elliott) ->
 //! drop-tail queue -> bottleneck service (fixed rate, or Mahimahi delivery opportunities) ->
-//! propagation delay + jitter (kept in order unless `reorder` is set) -> out.
+//! propagation delay + jitter (triangular; kept in order unless `reorder` is set) -> out.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use super::Rng;
-use crate::trace::Trace;
+use crate::linkmodel::{self, LossState};
+pub use crate::linkmodel::{
+    DirSpec, Gilbert, Loss, Outage, OutageKind, QueueLimit, Rate, Trace, MIN_QUEUE_BYTES,
+};
+use crate::sim::rng::Rng;
 
 /// Bytes counted per frame against the rate: the IP packet (the frame minus its Ethernet header),
 /// so that one 1500-byte MTU packet uses exactly one Mahimahi delivery opportunity.
 pub const ETH_HDR: usize = 14;
 
-/// Bottleneck rate of one direction.
-#[derive(Clone, Debug)]
-pub enum Rate {
-    /// No bottleneck (only delay, loss and outages apply).
-    Unlimited,
-    /// Fixed rate in bits per second.
-    Fixed(u64),
-    /// Mahimahi trace, started `offset_ms` into the trace.
-    Trace { trace: Arc<Trace>, offset_ms: u64 },
-}
-
-impl Rate {
-    /// Mean rate in bits per second (`None` when unlimited).
-    pub fn mean_bps(&self) -> Option<u64> {
-        match self {
-            Rate::Unlimited => None,
-            Rate::Fixed(b) => Some(*b),
-            Rate::Trace { trace, .. } => Some(trace.mean_bps_u64()),
-        }
-    }
-}
-
-/// Loss model: the mean loss probability and the mean burst length in packets (1 = independent
-/// losses; more = Gilbert-Elliott with a good state that loses nothing and a bad state that
-/// loses everything).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Loss {
-    pub rate: f64,
-    pub burst: f64,
-}
-
-/// Drop-tail queue limit before the bottleneck.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum QueueLimit {
-    Bytes(u64),
-    /// Converted to bytes at the mean rate.
-    Millis(u64),
-    Unlimited,
-}
-
-/// One direction of a link.
-#[derive(Clone, Debug)]
-pub struct DirSpec {
-    pub rate: Rate,
-    pub delay_us: u64,
-    /// Jitter amplitude: each packet gets a delay in `delay +- jitter` (triangular).
-    pub jitter_us: u64,
-    /// Let jitter reorder packets (default: delivery order is kept).
-    pub reorder: bool,
-    pub loss: Loss,
-    pub queue: QueueLimit,
-}
-
-impl Default for DirSpec {
-    fn default() -> Self {
-        DirSpec {
-            rate: Rate::Unlimited,
-            delay_us: 0,
-            jitter_us: 0,
-            reorder: false,
-            loss: Loss::default(),
-            queue: QueueLimit::Millis(100),
-        }
-    }
-}
-
-/// What an outage does: the simulator's [`OutageKind`], one model for both.
-pub use crate::sim::link::OutageKind;
-
-/// One scheduled outage, in nanoseconds from the emulator start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Outage {
-    pub start_ns: u64,
-    pub dur_ns: u64,
-    pub kind: OutageKind,
-}
-
-impl Outage {
-    pub fn end_ns(&self) -> u64 {
-        self.start_ns + self.dur_ns
-    }
-}
-
-/// The outage in force at `now` (schedule sorted or not; the first match wins).
+/// The outage of `schedule` in force at `now` (ns from the emulator start).
 pub fn outage_at(schedule: &[Outage], now: u64) -> Option<OutageKind> {
-    schedule
-        .iter()
-        .find(|o| o.start_ns <= now && now < o.end_ns())
-        .map(|o| o.kind)
+    linkmodel::outage_at(schedule, now / 1000).map(|o| o.kind)
 }
 
-/// The next time after `now` at which the outage state may change.
+/// The next time (ns) after `now` at which the outage state of `schedule` may change.
 pub fn next_outage_edge(schedule: &[Outage], now: u64) -> Option<u64> {
-    schedule
-        .iter()
-        .flat_map(|o| [o.start_ns, o.end_ns()])
-        .filter(|&t| t > now)
-        .min()
+    linkmodel::next_outage_edge(schedule, now / 1000).map(|us| us * 1000)
 }
 
 /// Counters of one direction.
@@ -133,7 +46,7 @@ pub struct PipeStats {
 /// Hard cap on what a stall holds, whatever the queue limit (a stall is a modem holding data).
 const STALL_HOLD_MAX: u64 = 8 << 20;
 /// Bytes carried by one Mahimahi delivery opportunity.
-const OPP_BYTES: u64 = 1500;
+const OPP_BYTES: u64 = crate::linkmodel::TRACE_MTU as u64;
 
 struct Queued {
     arrival_ns: u64,
@@ -155,32 +68,24 @@ pub struct Pipe {
     opp: u64,
     delay_line: VecDeque<(u64, Vec<u8>)>,
     last_delivery: u64,
-    ge_bad: bool,
+    loss: LossState,
     stats: PipeStats,
     free: Vec<Vec<u8>>,
 }
 
 impl Pipe {
     pub fn new(spec: DirSpec, seed: u64) -> Self {
-        let limit_bytes = match spec.queue {
-            QueueLimit::Bytes(b) => Some(b.max(2 * OPP_BYTES)),
-            QueueLimit::Millis(ms) => spec
-                .rate
-                .mean_bps()
-                .map(|bps| (bps * ms / 8000).max(2 * OPP_BYTES)),
-            QueueLimit::Unlimited => None,
-        };
         Pipe {
+            limit_bytes: spec.queue_limit_bytes(),
             spec,
             rng: Rng::new(seed),
-            limit_bytes,
             queue: VecDeque::new(),
             queued_bytes: 0,
             busy_until: 0,
             opp: 0,
             delay_line: VecDeque::new(),
             last_delivery: 0,
-            ge_bad: false,
+            loss: LossState::default(),
             stats: PipeStats::default(),
             free: Vec::new(),
         }
@@ -203,24 +108,13 @@ impl Pipe {
         }
     }
 
+    /// The loss process decides for IP packets only: ARP and the like get through, so a lossy
+    /// link still resolves neighbours.
     fn lose(&mut self, frame: &[u8]) -> bool {
-        let Loss { rate, burst } = self.spec.loss;
-        if rate <= 0.0 || !is_ip(frame) {
+        if self.spec.loss.mean() <= 0.0 || !is_ip(frame) {
             return false;
         }
-        if burst <= 1.0 {
-            return self.rng.chance(rate);
-        }
-        // Gilbert-Elliott with a lossless good state and a lossy bad state:
-        // mean burst = 1/p_bg, stationary loss = p_gb / (p_gb + p_bg).
-        let p_bg = 1.0 / burst;
-        let p_gb = (rate * p_bg / (1.0 - rate).max(1e-9)).min(1.0);
-        self.ge_bad = if self.ge_bad {
-            !self.rng.chance(p_bg)
-        } else {
-            self.rng.chance(p_gb)
-        };
-        self.ge_bad
+        self.loss.lose(&self.spec.loss, &mut self.rng)
     }
 
     /// A frame arrives at `now` while `outage` is in force.
@@ -296,7 +190,8 @@ impl Pipe {
                     self.push_delay_line(finish, q.frame);
                 }
             }
-            Rate::Trace { trace, offset_ms } => {
+            Rate::Trace { trace, offset_us } => {
+                let offset_ms = offset_us / 1000;
                 while let Some(head) = self.queue.front() {
                     // Opportunities that passed while the queue was empty are lost.
                     let first = trace.first_opp_at_or_after(head.arrival_ns, offset_ms);
@@ -331,8 +226,10 @@ impl Pipe {
     }
 
     fn skip_opps(&mut self, now: u64) {
-        if let Rate::Trace { trace, offset_ms } = &self.spec.rate {
-            self.opp = self.opp.max(trace.first_opp_at_or_after(now, *offset_ms));
+        if let Rate::Trace { trace, offset_us } = &self.spec.rate {
+            self.opp = self
+                .opp
+                .max(trace.first_opp_at_or_after(now, offset_us / 1000));
         }
     }
 
@@ -370,9 +267,9 @@ impl Pipe {
             Rate::Fixed(bps) => {
                 h.arrival_ns.max(self.busy_until) + h.left * 8 * 1_000_000_000 / (*bps).max(1)
             }
-            Rate::Trace { trace, offset_ms } => {
-                let first = trace.first_opp_at_or_after(h.arrival_ns, *offset_ms);
-                trace.opp_time_ns(self.opp.max(first), *offset_ms)
+            Rate::Trace { trace, offset_us } => {
+                let first = trace.first_opp_at_or_after(h.arrival_ns, offset_us / 1000);
+                trace.opp_time_ns(self.opp.max(first), offset_us / 1000)
             }
         });
         match (line, head) {
@@ -398,6 +295,7 @@ fn is_ip(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn ip_frame(len: usize) -> Vec<u8> {
         let mut f = vec![0u8; len];
@@ -459,15 +357,18 @@ mod tests {
 
     #[test]
     fn random_and_bursty_loss_hit_their_mean() {
-        for burst in [1.0, 5.0] {
+        for burst in [None, Some(Gilbert::from_mean(0.02, 5.0))] {
             let spec = DirSpec {
-                loss: Loss { rate: 0.02, burst },
+                loss: Loss {
+                    random: if burst.is_some() { 0.0 } else { 0.02 },
+                    burst,
+                },
                 ..Default::default()
             };
             let mut p = Pipe::new(spec, 3);
             let t = drive(&mut p, 100, 1000, 100_000);
             let lost = 100_000 - t.len();
-            assert!((1600..2400).contains(&lost), "burst {burst}: lost {lost}");
+            assert!((1600..2400).contains(&lost), "burst {burst:?}: lost {lost}");
         }
     }
 
@@ -475,7 +376,7 @@ mod tests {
     fn drop_tail_queue_limits_standing_queue() {
         let spec = DirSpec {
             rate: Rate::Fixed(8_000_000),
-            queue: QueueLimit::Millis(10),
+            queue: QueueLimit::Time(10_000),
             ..Default::default()
         };
         let mut p = Pipe::new(spec, 1);
@@ -506,7 +407,7 @@ mod tests {
         let spec = DirSpec {
             rate: Rate::Trace {
                 trace,
-                offset_ms: 0,
+                offset_us: 0,
             },
             queue: QueueLimit::Unlimited,
             ..Default::default()
@@ -520,15 +421,18 @@ mod tests {
 
     #[test]
     fn outage_schedule_lookup() {
+        // The schedule is in µs, the emulator's clock in ns.
         let s = [Outage {
-            start_ns: 10,
-            dur_ns: 5,
+            start_us: 10,
+            end_us: 15,
             kind: OutageKind::Stall,
         }];
-        assert_eq!(outage_at(&s, 9), None);
-        assert_eq!(outage_at(&s, 10), Some(OutageKind::Stall));
-        assert_eq!(outage_at(&s, 15), None);
-        assert_eq!(next_outage_edge(&s, 0), Some(10));
-        assert_eq!(next_outage_edge(&s, 12), Some(15));
+        assert_eq!(outage_at(&s, 9_999), None);
+        assert_eq!(outage_at(&s, 10_000), Some(OutageKind::Stall));
+        assert_eq!(outage_at(&s, 14_999), Some(OutageKind::Stall));
+        assert_eq!(outage_at(&s, 15_000), None);
+        assert_eq!(next_outage_edge(&s, 0), Some(10_000));
+        assert_eq!(next_outage_edge(&s, 12_345), Some(15_000));
+        assert_eq!(next_outage_edge(&s, 15_000), None);
     }
 }

@@ -227,7 +227,6 @@ impl FaultLab {
             name: name.into(),
             up: fixed(mbit, ms),
             down: fixed(mbit, ms),
-            outages: vec![],
         };
         let t = Topology::up(TopoSpec {
             tag: o.tag.clone(),

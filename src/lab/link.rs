@@ -10,16 +10,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::emu::{next_outage_edge, outage_at, DirSpec, Outage, OutageKind, Pipe, PipeStats};
+use super::emu::{next_outage_edge, outage_at, DirSpec, OutageKind, Pipe, PipeStats};
 use super::sys::{self, PacketSocket};
 
-/// Everything one emulated link does, both directions.
+/// Everything one emulated link does, both directions (each with its own outage schedule).
 #[derive(Clone, Debug, Default)]
 pub struct LinkSpec {
     pub name: String,
     pub up: DirSpec,
     pub down: DirSpec,
-    pub outages: Vec<Outage>,
 }
 
 /// Live counters of one direction, readable while the link runs.
@@ -185,17 +184,24 @@ fn run_loop(
     let mtu_frame = 1514 + 4;
     while !ctl.stop.load(Ordering::Relaxed) {
         let now = now_ns(t0);
-        let outage = ctl.forced().or_else(|| outage_at(&spec.outages, now));
+        let outages = |now| {
+            let f = ctl.forced();
+            [
+                f.or_else(|| outage_at(&spec.up.outages, now)),
+                f.or_else(|| outage_at(&spec.down.outages, now)),
+            ]
+        };
         let mut wake = [
             up.next_wakeup(),
             down.next_wakeup(),
-            next_outage_edge(&spec.outages, now),
+            next_outage_edge(&spec.up.outages, now),
+            next_outage_edge(&spec.down.outages, now),
         ]
         .into_iter()
         .flatten()
         .min()
         .unwrap_or(u64::MAX);
-        if outage.is_some() {
+        if outages(now).iter().any(Option::is_some) {
             // Re-check forced outages and release stalls promptly.
             wake = wake.min(now + 5_000_000);
         }
@@ -225,8 +231,11 @@ fn run_loop(
             }
         }
         let now = now_ns(t0);
-        let outage = ctl.forced().or_else(|| outage_at(&spec.outages, now));
-        for (sock, pipe, cnt) in [(sa, &mut up, &ctl.up), (sb, &mut down, &ctl.down)] {
+        let [out_up, out_down] = outages(now);
+        for (sock, pipe, cnt, outage) in [
+            (sa, &mut up, &ctl.up, out_up),
+            (sb, &mut down, &ctl.down, out_down),
+        ] {
             for _ in 0..256 {
                 let Some(n) = sock.recv(&mut scratch)? else {
                     break;
@@ -239,7 +248,10 @@ fn run_loop(
                 pipe.enqueue(now, frame, outage);
             }
         }
-        for (out, pipe, cnt) in [(sb, &mut up, &ctl.up), (sa, &mut down, &ctl.down)] {
+        for (out, pipe, cnt, outage) in [
+            (sb, &mut up, &ctl.up, out_up),
+            (sa, &mut down, &ctl.down, out_down),
+        ] {
             pipe.advance(now, outage);
             while let Some(f) = pipe.pop_due(now) {
                 if out.send(&f).is_err() {

@@ -7,13 +7,15 @@
 //! removed on exit, on error, on SIGINT/SIGTERM, and by `braid lab clean`.
 //!
 //! # Layout
-//! - [`emu`]: the sans-IO per-direction link model (rate or trace, delay, jitter, loss, queue,
+//! - [`emu`]: the sans-IO per-packet engine of one link direction; it replays
+//!   [`crate::linkmodel`], the simulator's model (rate or trace, delay, jitter, loss, queue,
 //!   outages). [`trace`]: Mahimahi traces.
 //! - [`link`]: a link emulator thread on two veths (AF_PACKET). [`sys`]: `ip`, `nft`, setns,
 //!   the ethtool ioctl, packet sockets.
 //! - [`topo`]: the namespaces and veths, [`Topology`] (tears down on drop), [`topo::clean`].
 //!   [`fw4`]: a stand-in of OpenWrt's firewall on each edge, with the package's hub zone.
-//! - [`scenario`]: `scenarios/lab/*.conf`. [`mode`]: direct / mptcp / braid.
+//! - [`scenario`]: `scenarios/lab/*.toml` and `scenarios/*.toml`, read by the simulator's parser.
+//!   [`mode`]: direct / mptcp / braid.
 //! - [`work`]: workloads and sampling. [`report`]: table, JSON, markdown, SVG.
 //!
 //! # Use from an end-to-end test
@@ -67,46 +69,6 @@ pub use scenario::Scenario;
 pub use topo::{EdgeSpec, TopoSpec, Topology};
 pub use work::Workload;
 
-/// A small seeded generator (splitmix64): loss, jitter and generated schedules.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x853c_49e6_748f_ea9b)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.f64() < p
-    }
-
-    /// Uniform in [lo, hi].
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo {
-            return lo;
-        }
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    /// Triangular in [-a, a].
-    pub fn triangular(&mut self, a: i64) -> i64 {
-        ((self.f64() + self.f64() - 1.0) * a as f64) as i64
-    }
-}
-
 /// Set by SIGINT/SIGTERM; every lab loop checks it and unwinds through its teardown.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -153,7 +115,9 @@ USAGE:
     Every command that reads a scenario takes --traces DIR (recorded traces; default
     $BRAID_TRACES).
 
-SCENARIO is a name in scenarios/lab/ (hetero, lte, hsr, flap, demo, ...) or a file.
+SCENARIO is a file, or a name looked up in scenarios/lab/ (hetero, lte, hsr, flap, demo, ...)
+then scenarios/ (hsr-pair, umts-pair, ...: the simulator's, whose links the lab runs too), as
+`braid sim` finds its own; the format is `braid sim --help`'s (the lab reads the links).
 Workloads: bulk1-down bulk8-down bulk1-up bulk8-up rr udp (the bench set); any bulkN-down or
 bulkN-up with N from 1 to 64 flows, e.g. bulk4-down.
 Modes: direct (best single link, plain routing), mptcp (kernel MPTCP + shadowsocks under
@@ -640,21 +604,31 @@ pub fn show(sc: &Scenario) -> String {
         let rate = match &d.rate {
             emu::Rate::Unlimited => "unlimited".to_string(),
             emu::Rate::Fixed(b) => format!("{:.1} Mbit/s", *b as f64 / 1e6),
-            emu::Rate::Trace { trace, offset_ms } => format!(
+            emu::Rate::Trace { trace, offset_us } => format!(
                 "trace {}, mean {:.1} Mbit/s, from {} s",
                 trace.name,
                 trace.mean_bps_u64() as f64 / 1e6,
-                offset_ms / 1000
+                offset_us / 1_000_000
             ),
         };
-        format!(
-            "{rate}, {:.1} ms +- {:.1} ms, loss {:.2} % (burst {:.0}), queue {:?}",
+        let burst = d.loss.burst.map_or(1.0, |g| g.mean_burst());
+        let mut s = format!(
+            "{rate}, {:.1} ms +- {:.1} ms, loss {:.2} % (burst {burst:.0}), queue {:?}",
             d.delay_us as f64 / 1000.0,
             d.jitter_us as f64 / 1000.0,
-            d.loss.rate * 100.0,
-            d.loss.burst.max(1.0),
+            d.loss.mean() * 100.0,
             d.queue
-        )
+        );
+        for o in &d.outages {
+            let _ = write!(
+                s,
+                "\n    {:?} at {:.3} s for {:.3} s",
+                o.kind,
+                o.start_us as f64 / 1e6,
+                (o.end_us - o.start_us) as f64 / 1e6
+            );
+        }
+        s
     };
     for l in &sc.links {
         let _ = writeln!(
@@ -664,15 +638,6 @@ pub fn show(sc: &Scenario) -> String {
             dir(&l.up),
             dir(&l.down)
         );
-        for o in &l.outages {
-            let _ = writeln!(
-                s,
-                "  {:?} at {:.3} s for {:.3} s",
-                o.kind,
-                o.start_ns as f64 / 1e9,
-                o.dur_ns as f64 / 1e9
-            );
-        }
     }
     s
 }
@@ -743,9 +708,9 @@ fn dir_capacity_mbps(d: &emu::DirSpec, from_ms: u64, to_ms: u64) -> f64 {
     match &d.rate {
         emu::Rate::Unlimited => 0.0,
         emu::Rate::Fixed(b) => *b as f64 / 1e6,
-        emu::Rate::Trace { trace, offset_ms } => {
+        emu::Rate::Trace { trace, offset_us } => {
             let span = to_ms.saturating_sub(from_ms).max(1);
-            trace.capacity_bits(from_ms, to_ms, *offset_ms) as f64 / span as f64 / 1e3
+            trace.capacity_bits(from_ms, to_ms, offset_us / 1000) as f64 / span as f64 / 1e3
         }
     }
 }

@@ -1,150 +1,20 @@
-//! One direction of an emulated link: drop-tail queue, rate (fixed or Mahimahi trace),
-//! one-way delay with jitter, random and bursty loss, outages.
+//! The simulator's engine for one direction of a link: it replays a [`DirSpec`] (the model the
+//! lab's emulator replays too, [`crate::linkmodel`]): drop-tail queue, rate (fixed or Mahimahi
+//! trace), one-way delay with jitter (uniform), random and bursty loss, outages.
 //!
 //! The model is FIFO and its schedule is known in advance, so the fate of a datagram (its arrival
 //! time at the far end, or the reason it was dropped) is computed when it is offered: one event
 //! per datagram, no per-byte ticking.
 
-use std::sync::Arc;
-
 use super::rng::Rng;
+use crate::linkmodel::LossState;
+pub use crate::linkmodel::{
+    DirSpec, Gilbert, Loss, Outage, OutageKind, QueueLimit, Rate, Trace, TRACE_MTU,
+};
 use crate::proto::Instant;
 
 /// Bytes of IPv4 + UDP header that the link carries on top of each datagram.
 pub const IP_UDP_OVERHEAD: usize = 28;
-pub use crate::trace::{Trace, TRACE_MTU};
-
-/// How fast a direction serves its queue.
-#[derive(Debug, Clone)]
-pub enum Rate {
-    /// A constant rate in bit/s.
-    Fixed(u64),
-    /// A Mahimahi trace, started `offset_us` into its first period.
-    Trace { trace: Arc<Trace>, offset_us: u64 },
-}
-
-/// A drop-tail queue limit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum QueueLimit {
-    Bytes(u64),
-    /// Converted to bytes with the (mean) rate.
-    Time(u64),
-}
-
-/// What an outage does to the direction (of the simulator's links and the lab's alike).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutageKind {
-    /// Everything sent into, queued in or travelling over the link during the window is lost.
-    Blackhole,
-    /// The link serves nothing during the window and holds what is travelling until it ends.
-    Stall,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outage {
-    pub start_us: u64,
-    pub end_us: u64,
-    pub kind: OutageKind,
-}
-
-/// Gilbert-Elliott bursty loss: a good and a bad state, switching once per datagram.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gilbert {
-    /// Probability of moving good -> bad.
-    pub enter: f64,
-    /// Probability of moving bad -> good.
-    pub leave: f64,
-    pub loss_good: f64,
-    pub loss_bad: f64,
-}
-
-impl Gilbert {
-    /// Long-run loss ratio.
-    pub fn mean_loss(&self) -> f64 {
-        let bad = self.enter / (self.enter + self.leave).max(f64::MIN_POSITIVE);
-        bad * self.loss_bad + (1.0 - bad) * self.loss_good
-    }
-}
-
-/// The configuration of one direction.
-#[derive(Debug, Clone)]
-pub struct DirConfig {
-    pub rate: Rate,
-    pub delay_us: u64,
-    /// Each datagram's delay is `delay ± jitter` (uniform).
-    pub jitter_us: u64,
-    /// Let jitter reorder datagrams (off: a datagram never overtakes an earlier one).
-    pub reorder: bool,
-    /// Random loss ratio in [0, 1].
-    pub loss: f64,
-    pub gilbert: Option<Gilbert>,
-    /// Ratio of datagrams that arrive with one bit flipped (tampering / corruption).
-    pub corrupt: f64,
-    pub queue: QueueLimit,
-    pub outages: Vec<Outage>,
-}
-
-impl DirConfig {
-    /// A fixed-rate direction with a 100 ms queue and nothing else.
-    pub fn fixed(bps: u64, delay_us: u64) -> DirConfig {
-        DirConfig {
-            rate: Rate::Fixed(bps),
-            delay_us,
-            jitter_us: 0,
-            reorder: false,
-            loss: 0.0,
-            gilbert: None,
-            corrupt: 0.0,
-            queue: QueueLimit::Time(100_000),
-            outages: Vec::new(),
-        }
-    }
-
-    /// Mean rate in bit/s.
-    pub fn mean_bps(&self) -> f64 {
-        match &self.rate {
-            Rate::Fixed(bps) => *bps as f64,
-            Rate::Trace { trace, .. } => trace.mean_bps(),
-        }
-    }
-
-    /// Capacity in bits offered in [from, to), not counting outage windows.
-    pub fn capacity_bits(&self, from_us: u64, to_us: u64) -> f64 {
-        let mut total = self.raw_capacity_bits(from_us, to_us);
-        for o in &self.outages {
-            let (s, e) = (o.start_us.max(from_us), o.end_us.min(to_us));
-            if s < e {
-                total -= self.raw_capacity_bits(s, e);
-            }
-        }
-        total.max(0.0)
-    }
-
-    fn raw_capacity_bits(&self, from_us: u64, to_us: u64) -> f64 {
-        match &self.rate {
-            Rate::Fixed(bps) => *bps as f64 * (to_us.saturating_sub(from_us)) as f64 / 1e6,
-            Rate::Trace { trace, offset_us } => {
-                let n =
-                    trace.count_until(to_us + offset_us) - trace.count_until(from_us + offset_us);
-                n as f64 * f64::from(TRACE_MTU) * 8.0
-            }
-        }
-    }
-
-    fn queue_limit_bytes(&self) -> u64 {
-        match self.queue {
-            QueueLimit::Bytes(b) => b,
-            QueueLimit::Time(us) => ((self.mean_bps() * us as f64 / 8e6) as u64).max(3000),
-        }
-    }
-
-    fn outage_at(&self, t_us: u64) -> Option<&Outage> {
-        self.outages
-            .iter()
-            .find(|o| o.start_us <= t_us && t_us < o.end_us)
-    }
-}
 
 /// Why a datagram did not arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +54,7 @@ pub struct DirStats {
 /// One direction of a link.
 #[derive(Debug)]
 pub struct LinkDir {
-    cfg: DirConfig,
+    cfg: DirSpec,
     rng: Rng,
     limit_bytes: u64,
     /// (departure ns, bytes) of datagrams queued or being serialised.
@@ -197,16 +67,16 @@ pub struct LinkDir {
     cursor_left: u32,
     cursor_started: bool,
     last_arrival_us: u64,
-    gilbert_bad: bool,
+    loss: LossState,
     pub stats: DirStats,
     /// Queueing delay (offer to end of serialisation, µs) of every datagram the queue accepted.
     pub queue_delays_us: Vec<u32>,
 }
 
 impl LinkDir {
-    pub fn new(cfg: DirConfig, rng: Rng) -> LinkDir {
+    pub fn new(cfg: DirSpec, rng: Rng) -> LinkDir {
         LinkDir {
-            limit_bytes: cfg.queue_limit_bytes(),
+            limit_bytes: cfg.queue_limit_bytes().unwrap_or(u64::MAX),
             cfg,
             rng,
             queue: Default::default(),
@@ -216,13 +86,13 @@ impl LinkDir {
             cursor_left: 0,
             cursor_started: false,
             last_arrival_us: 0,
-            gilbert_bad: false,
+            loss: LossState::default(),
             stats: DirStats::default(),
             queue_delays_us: Vec::new(),
         }
     }
 
-    pub fn config(&self) -> &DirConfig {
+    pub fn config(&self) -> &DirSpec {
         &self.cfg
     }
 
@@ -278,10 +148,11 @@ impl LinkDir {
                 return Fate::Dropped(Drop::Outage);
             }
         }
-        if self.queued_bytes(now) + wire > self.limit_bytes {
+        if self.queued_bytes(now).saturating_add(wire) > self.limit_bytes {
             return Fate::Dropped(Drop::Queue);
         }
         let depart_ns = match self.cfg.rate.clone() {
+            Rate::Unlimited => self.serve_fixed(now_us, wire, u64::MAX),
             Rate::Fixed(bps) => self.serve_fixed(now_us, wire, bps),
             Rate::Trace { trace, offset_us } => self.serve_trace(now_us, wire, &trace, offset_us),
         };
@@ -294,19 +165,7 @@ impl LinkDir {
             .push((depart_us - now_us).min(u64::from(u32::MAX)) as u32);
 
         // Loss is decided per datagram that got through the queue (it used the capacity).
-        let mut lost = self.rng.chance(self.cfg.loss);
-        if let Some(g) = self.cfg.gilbert {
-            let flip = if self.gilbert_bad { g.leave } else { g.enter };
-            if self.rng.chance(flip) {
-                self.gilbert_bad = !self.gilbert_bad;
-            }
-            let p = if self.gilbert_bad {
-                g.loss_bad
-            } else {
-                g.loss_good
-            };
-            lost |= self.rng.chance(p);
-        }
+        let lost = self.loss.lose(&self.cfg.loss, &mut self.rng);
 
         let jitter = if self.cfg.jitter_us > 0 {
             let j = self.cfg.jitter_us as f64;
@@ -405,6 +264,7 @@ impl LinkDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn run_saturated(dir: &mut LinkDir, secs: u64, size: usize) -> (u64, Vec<u64>) {
         // Offer a datagram whenever the queue has room, 1 ms steps; count delivered wire bytes.
@@ -424,13 +284,13 @@ mod tests {
 
     #[test]
     fn fixed_rate_delivers_its_rate_and_exact_delay() {
-        let mut d = LinkDir::new(DirConfig::fixed(10_000_000, 40_000), Rng::new(1));
+        let mut d = LinkDir::new(DirSpec::fixed(10_000_000, 40_000), Rng::new(1));
         // An idle link: arrival = serialisation + delay, exactly.
         assert_eq!(
             d.offer(Instant(0), 1222),
             Fate::Arrive(Instant(1000 + 40_000))
         );
-        let mut d = LinkDir::new(DirConfig::fixed(10_000_000, 40_000), Rng::new(1));
+        let mut d = LinkDir::new(DirSpec::fixed(10_000_000, 40_000), Rng::new(1));
         let (bytes, _) = run_saturated(&mut d, 10, 1372);
         let rate = bytes as f64 * 8.0 / 10.0;
         assert!((rate / 10e6 - 1.0).abs() < 0.015, "rate {rate}");
@@ -438,8 +298,8 @@ mod tests {
 
     #[test]
     fn random_and_bursty_loss_rates_match() {
-        let mut cfg = DirConfig::fixed(1_000_000_000, 1000);
-        cfg.loss = 0.02;
+        let mut cfg = DirSpec::fixed(1_000_000_000, 1000);
+        cfg.loss.random = 0.02;
         let mut d = LinkDir::new(cfg.clone(), Rng::new(3));
         let n = 100_000;
         for i in 0..n {
@@ -448,14 +308,14 @@ mod tests {
         let r = d.stats.drop_loss as f64 / n as f64;
         assert!((r - 0.02).abs() < 0.002, "random loss {r}");
 
-        cfg.loss = 0.0;
+        cfg.loss.random = 0.0;
         let g = Gilbert {
             enter: 0.01,
             leave: 0.2,
             loss_good: 0.0,
             loss_bad: 1.0,
         };
-        cfg.gilbert = Some(g);
+        cfg.loss.burst = Some(g);
         let mut d = LinkDir::new(cfg, Rng::new(4));
         let mut lost = Vec::new();
         for i in 0..n {
@@ -475,7 +335,7 @@ mod tests {
 
     #[test]
     fn corruption_rate_matches() {
-        let mut cfg = DirConfig::fixed(1_000_000_000, 1000);
+        let mut cfg = DirSpec::fixed(1_000_000_000, 1000);
         cfg.corrupt = 0.01;
         let mut d = LinkDir::new(cfg, Rng::new(9));
         let n = 100_000;
@@ -491,7 +351,7 @@ mod tests {
 
     #[test]
     fn jitter_without_reordering_and_with() {
-        let mut cfg = DirConfig::fixed(1_000_000_000, 20_000);
+        let mut cfg = DirSpec::fixed(1_000_000_000, 20_000);
         cfg.jitter_us = 5_000;
         let mut d = LinkDir::new(cfg.clone(), Rng::new(5));
         let arr: Vec<u64> = (0..1000)
@@ -518,7 +378,7 @@ mod tests {
 
     #[test]
     fn drop_tail_queue_bounds_delay() {
-        let mut cfg = DirConfig::fixed(8_000_000, 0);
+        let mut cfg = DirSpec::fixed(8_000_000, 0);
         cfg.queue = QueueLimit::Time(50_000); // 50 ms at 1 MB/s = 50 kB
         let mut d = LinkDir::new(cfg, Rng::new(1));
         let mut accepted = 0;
@@ -537,12 +397,12 @@ mod tests {
         // Opportunities at 1, 2 and 2 ms, repeating every 2 ms: 1.5 per ms = 18 Mbit/s.
         let t = Arc::new(Trace::parse("t", "1\n2\n2\n").unwrap());
         assert_eq!(t.period_ms, 2);
-        let cfg = DirConfig {
+        let cfg = DirSpec {
             rate: Rate::Trace {
                 trace: t.clone(),
                 offset_us: 0,
             },
-            ..DirConfig::fixed(0, 10_000)
+            ..DirSpec::fixed(0, 10_000)
         };
         assert!((cfg.mean_bps() - 18e6).abs() < 1.0);
         assert!((cfg.capacity_bits(0, 1_000_000) - 18e6).abs() < 20_000.0);
@@ -586,12 +446,8 @@ mod tests {
 
     #[test]
     fn blackhole_drops_and_stall_holds() {
-        let mut cfg = DirConfig::fixed(100_000_000, 10_000);
-        cfg.outages = vec![Outage {
-            start_us: 100_000,
-            end_us: 200_000,
-            kind: OutageKind::Blackhole,
-        }];
+        let mut cfg = DirSpec::fixed(100_000_000, 10_000);
+        cfg.outages = vec![Outage::new(OutageKind::Blackhole, 100_000, 200_000)];
         let mut d = LinkDir::new(cfg.clone(), Rng::new(1));
         assert!(matches!(d.offer(Instant(50_000), 100), Fate::Arrive(_)));
         // In flight when the hole opens: lost.

@@ -42,8 +42,10 @@ USAGE:
                             [--tunnel session|pipe|direct[:LINK]] [--workload W [--cc CC]] [--timeline]
 
 Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
-prints what it measured. Same file and seed = same numbers. SCENARIO is a name in scenarios/
-(hetero, lte, recorded/NAME, ...) or a file, found as `braid lab run` finds its own.
+prints what it measured. Same file and seed = same numbers. SCENARIO is a file, or a name looked
+up in scenarios/ then scenarios/lab/ (hetero, lte, recorded/NAME, ...; `braid lab run` looks in
+the other order). The lab reads the same files (`braid lab show NAME`: its links as the lab
+emulates them); a lab scenario has no [[traffic]]: give it --workload.
 
 OPTIONS:
     --json            print the report as JSON instead of the table
@@ -69,10 +71,14 @@ SCENARIO FILE (TOML; durations need units: "20ms", "3s"; rates as in /etc/config
     duration = "60s"              # traffic runs this long ...
     warmup = "0s"                 # ... rates and fairness count from here ...
     drain = "3s"                  # ... and in-flight packets get this long to arrive
+    outages = [{ at = "40s", for = "5s" }]  # every link at once (a tunnel), after their own
+    best = "lte"                  # lab only: the link of its `direct` baseline
+    edges = 1                     # lab only: edges (1-4), each with a copy of the links
+    clients = 1                   # lab only: clients per edge (1-16)
 
     [[link]]                      # one per uplink; both directions unless [link.up]/[link.down]
     name = "lte"
-    rate = "20mbit"               # or a Mahimahi trace (braid trace --help):
+    rate = "20mbit"               # or "unlimited" (lab only), or a Mahimahi trace (braid trace --help):
                                   #  trace = "gen:lte-driving" generated: each direction its own
                                   #  (gen:P/up, gen:P/down), seed = the scenario's, modem = the
                                   #  link's position, 120 s; or "gen:hsr/up?seed=3&modem=1&seconds=60"
@@ -86,10 +92,15 @@ SCENARIO FILE (TOML; durations need units: "20ms", "3s"; rates as in /etc/config
     loss = "0.5%"                 # random loss (or a fraction: 0.005)
     burst_loss = { enter = "1%", leave = "30%", loss_bad = "100%", loss_good = "0%" }
                                   # Gilbert-Elliott: per-packet chance to enter/leave the bad state
-    corrupt = "0.1%"              # datagrams that arrive with one bit flipped (tampering)
-    queue = "100ms"               # drop-tail limit: time at the link's rate (a trace's mean) or "64kB"
-    outages = [{ at = "20s", for = "3s", kind = "blackhole" }]
-                                  # blackhole: all sent/queued/travelling is lost; stall: held
+    loss_burst = 3                # or: make `loss` bursty, bursts of 3 packets on average
+    corrupt = "0.1%"              # datagrams that arrive with one bit flipped (simulator only)
+    queue = "100ms"               # drop-tail limit: time at the link's rate (a trace's mean),
+                                  # "64kB" (at least 3 kB) or "unlimited"
+    outages = [{ at = "20s", for = "3s", kind = "blackhole", every = "30s" }]
+                                  # blackhole: all sent/queued/travelling is lost; stall: held;
+                                  # every: again each period until the duration
+    handover = "10-30s 30-80ms stall"        # seeded: one after each random interval
+    failed_handover = "60s 0.5-3s blackhole" # seeded: one at a random time in each period
     role = "primary"              # primary | secondary | backup | never (given to the session)
     weight = 1
     rate_cap = "15mbit"           # optional cap given to the session
@@ -250,6 +261,12 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         if let Some(w) = &workload {
             sc.set_workload(w, cc)
                 .map_err(|e| format!("--workload: {e}"))?;
+        }
+        if sc.traffic.is_empty() {
+            return Err(format!(
+                "{}: no [[traffic]] (nothing to send; a lab scenario): add one, or give --workload",
+                file.display()
+            ));
         }
         sc.timeline = timeline;
         Ok(sc)

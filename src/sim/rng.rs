@@ -58,11 +58,43 @@ impl Rng {
         lo + (hi - lo) * self.f64()
     }
 
+    /// Triangular in [-a, a] (the lab's jitter).
+    pub fn triangular(&mut self, a: i64) -> i64 {
+        ((self.f64() + self.f64() - 1.0) * a as f64) as i64
+    }
+
     /// Standard normal (Box-Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.f64().max(f64::MIN_POSITIVE);
         let u2 = self.f64();
         (-2.0 * u1.ln()).sqrt() * (2.0 * core::f64::consts::PI * u2).cos()
+    }
+}
+
+/// splitmix64 alone: the generator of the scenarios' seeded outage schedules (`handover`,
+/// `failed_handover`), kept so that a scenario's schedule stays what it was.
+#[derive(Clone, Debug)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> SplitMix {
+        SplitMix(seed ^ 0x853c_49e6_748f_ea9b)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi].
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.next_u64() % (hi - lo + 1)
     }
 }
 

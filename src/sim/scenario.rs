@@ -1,16 +1,20 @@
-//! Scenario files: what links, classes and traffic a simulated run has.
+//! Scenario files: what links, classes and traffic a run has, for the simulator (`braid sim`)
+//! and the lab (`braid lab run`, [`crate::lab::scenario`]) alike: one format, one parser.
 //!
-//! A scenario is a TOML file (see `scenarios/*.toml` and `braid sim --help`). Parsing is strict:
-//! an unknown key, a value of the wrong type or a number without its unit is an error that names
-//! the file, the line and the field.
+//! A scenario is a TOML file (see `scenarios/*.toml`, `scenarios/lab/*.toml` and `braid sim
+//! --help`). Its links are [`crate::linkmodel`] directions. Parsing is strict: an unknown key, a
+//! value of the wrong type or a number without its unit is an error that names the file, the
+//! line and the field. The lab reads the links (and `best`, `edges`, `clients`); the simulator
+//! reads everything else as well.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::link::{DirConfig, Gilbert, Outage, OutageKind, QueueLimit, Rate, Trace};
+use super::rng::SplitMix;
 use super::toml::{self, Spanned, Table, Value};
 pub use crate::config::model::parse_rate;
+use crate::linkmodel::{DirSpec, Gilbert, Loss, Outage, OutageKind, QueueLimit, Rate, Trace};
 use crate::proto::LinkId;
 use crate::trace;
 
@@ -33,6 +37,12 @@ pub struct Scenario {
     pub traffic: Vec<TrafficSpec>,
     /// Record a per-second timeline of every link (`braid sim --timeline`).
     pub timeline: bool,
+    /// Lab: the link of the `direct` baseline (`None`: the highest mean down rate).
+    pub best: Option<LinkId>,
+    /// Lab: edges, each with a copy of the links, all on one LAN subnet (1 to 4).
+    pub edges: usize,
+    /// Lab: client namespaces per edge (1 to 16).
+    pub clients: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -100,9 +110,9 @@ pub struct LinkSpec {
     pub weight: u32,
     pub rate_cap_bps: Option<u64>,
     /// Edge to core.
-    pub up: DirConfig,
+    pub up: DirSpec,
     /// Core to edge.
-    pub down: DirConfig,
+    pub down: DirSpec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -230,48 +240,62 @@ pub struct LoadOpts {
     pub seed: Option<u64>,
 }
 
+/// The simulator's scenario folders, in the order `braid sim NAME` searches them.
+pub const SIM_DIRS: [&str; 2] = ["scenarios", "scenarios/lab"];
+/// The lab's scenario folders, in the order `braid lab run NAME` searches them.
+pub const LAB_DIRS: [&str; 2] = ["scenarios/lab", "scenarios"];
+
 /// A scenario named on the command line, as `braid sim NAME` and `braid lab run NAME` both find
-/// it: an existing file of that path, else `DIR/NAME.EXT` (`.EXT` optional in NAME) below the
-/// working directory, then below the source tree the binary was built from.
-pub fn find_file(name: &str, dir: &str, ext: &str) -> Result<PathBuf, String> {
+/// it: an existing file of that path, else `DIR/NAME.toml` (`.toml` optional in NAME) for each
+/// of `dirs` in turn, below the working directory, then below the source tree the binary was
+/// built from.
+pub fn find_file(name: &str, dirs: &[&str]) -> Result<PathBuf, String> {
     let p = Path::new(name);
     if p.is_file() {
         return Ok(p.to_path_buf());
     }
-    let file = format!(
-        "{}.{ext}",
-        name.strip_suffix(&format!(".{ext}")).unwrap_or(name)
-    );
-    for base in [PathBuf::new(), PathBuf::from(env!("CARGO_MANIFEST_DIR"))] {
-        let f = base.join(dir).join(&file);
-        if f.is_file() {
-            return Ok(f);
+    let file = format!("{}.toml", name.strip_suffix(".toml").unwrap_or(name));
+    for dir in dirs {
+        for base in [PathBuf::new(), PathBuf::from(env!("CARGO_MANIFEST_DIR"))] {
+            let f = base.join(dir).join(&file);
+            if f.is_file() {
+                return Ok(f);
+            }
         }
     }
-    Err(format!("no scenario '{name}' (a file, or {dir}/{file})"))
+    let places: Vec<String> = dirs.iter().map(|d| format!("{d}/{file}")).collect();
+    Err(format!(
+        "no scenario '{name}' (a file, or {})",
+        places.join(" or ")
+    ))
 }
 
-/// Names of the scenarios shipped in `DIR` of the source tree (files ending in `.EXT`), sorted.
-pub fn shipped_in(dir: &str, ext: &str) -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let suffix = format!(".{ext}");
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.strip_suffix(&suffix).map(str::to_string)
+/// Names of the scenarios shipped in `dirs` of the source tree (`*.toml`), sorted, each once.
+pub fn shipped_in(dirs: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = dirs
+        .iter()
+        .flat_map(|dir| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .filter_map(|e| {
+                            let n = e.file_name().to_string_lossy().into_owned();
+                            n.strip_suffix(".toml").map(str::to_string)
+                        })
+                        .collect::<Vec<_>>()
                 })
-                .collect()
+                .unwrap_or_default()
         })
-        .unwrap_or_default();
+        .collect();
     v.sort();
+    v.dedup();
     v
 }
 
-/// A simulator scenario by path or by name in `scenarios/` ([`find_file`]).
+/// A scenario by path or by name, for `braid sim` ([`find_file`] in [`SIM_DIRS`]).
 pub fn find(name: &str) -> Result<PathBuf, String> {
-    find_file(name, "scenarios", "toml")
+    find_file(name, &SIM_DIRS)
 }
 
 impl LoadOpts {
@@ -520,36 +544,31 @@ impl Cx {
     }
 
     fn duration(&self, f: &mut Fields, key: &'static str) -> Result<Option<u64>, ScenarioError> {
-        let what = f.what.clone();
-        match f.get(key) {
-            None => Ok(None),
-            Some(v) => match &v.value {
-                Value::Str(s) => parse_duration(s)
-                    .map(Some)
-                    .or_else(|e| self.err(v.line, format!("{what}: `{key}`: {e}"))),
-                _ => self.err(
-                    v.line,
-                    format!(
-                        "{what}: `{key}` needs a unit, as a string: \"20ms\", \"1.5s\", \"500us\""
-                    ),
-                ),
-            },
-        }
+        self.with_unit(f, key, parse_duration, "\"20ms\", \"1.5s\", \"500us\"")
     }
 
     fn rate(&self, f: &mut Fields, key: &'static str) -> Result<Option<u64>, ScenarioError> {
+        self.with_unit(f, key, parse_rate, "\"20mbit\", \"512kbit\"")
+    }
+
+    /// A number with its unit, as a string (`examples` shows some in the error).
+    fn with_unit(
+        &self,
+        f: &mut Fields,
+        key: &'static str,
+        parse: fn(&str) -> Result<u64, String>,
+        examples: &str,
+    ) -> Result<Option<u64>, ScenarioError> {
         let what = f.what.clone();
-        match f.get(key) {
-            None => Ok(None),
-            Some(v) => match &v.value {
-                Value::Str(s) => parse_rate(s)
-                    .map(Some)
-                    .or_else(|e| self.err(v.line, format!("{what}: `{key}`: {e}"))),
-                _ => self.err(
-                    v.line,
-                    format!("{what}: `{key}` needs a unit, as a string: \"20mbit\", \"512kbit\""),
-                ),
-            },
+        let Some(v) = f.get(key) else { return Ok(None) };
+        match &v.value {
+            Value::Str(s) => parse(s)
+                .map(Some)
+                .or_else(|e| self.err(v.line, format!("{what}: `{key}`: {e}"))),
+            _ => self.err(
+                v.line,
+                format!("{what}: `{key}` needs a unit, as a string: {examples}"),
+            ),
         }
     }
 
@@ -603,18 +622,30 @@ impl Cx {
             return self.err(1, "scenario: `warmup` must be shorter than `duration`");
         }
         let tunnel_s = self.string(&mut f, "tunnel")?;
+        let best_s = self.string(&mut f, "best")?;
+        let edges = self.int(&mut f, "edges", 4)?.unwrap_or(1) as usize;
+        let clients = self.int(&mut f, "clients", 16)?.unwrap_or(1) as usize;
+        let shared = self.outages(&mut f, duration_us)?;
 
         let links_v = f.get("link");
         let classes_v = f.get("class");
         let traffic_v = f.get("traffic");
         self.finish(&f)?;
+        if edges == 0 || clients == 0 {
+            return self.err(1, "scenario: `edges` and `clients` are at least 1");
+        }
 
         let mut links = Vec::new();
         for (i, (t, line)) in self.tables(links_v, "link")?.into_iter().enumerate() {
             if i > usize::from(LinkId::MAX) {
                 return self.err(line, "too many links");
             }
-            links.push(self.link(t, line, i as LinkId, seed)?);
+            let mut l = self.link(t, line, i as LinkId, seed, duration_us)?;
+            // Top-level outages hit every link at once (a tunnel), after the link's own.
+            for d in [&mut l.up, &mut l.down] {
+                d.outages.extend(shared.iter().flatten().copied());
+            }
+            links.push(l);
         }
         if links.is_empty() {
             return self.err(1, "scenario: no [[link]] (at least one link is needed)");
@@ -624,6 +655,13 @@ impl Cx {
                 return self.err(1, format!("two links are named `{}`", a.name));
             }
         }
+        let best = match best_s {
+            None => None,
+            Some((b, line)) => match links.iter().find(|l| l.name == b) {
+                Some(l) => Some(l.id),
+                None => return self.err(line, format!("scenario: `best`: no link named `{b}`")),
+            },
+        };
         let tunnel = match tunnel_s {
             None => TunnelKind::Session,
             Some((s, line)) => match TunnelKind::parse(&s, &links) {
@@ -651,12 +689,11 @@ impl Cx {
             }
         }
 
+        // No [[traffic]] is a lab scenario (the lab brings its workloads): `braid sim` wants one
+        // or `--workload`.
         let mut traffic = Vec::new();
         for (i, (t, line)) in self.tables(traffic_v, "traffic")?.into_iter().enumerate() {
             traffic.push(self.traffic(t, line, i, &classes, duration_us)?);
-        }
-        if traffic.is_empty() {
-            return self.err(1, "scenario: no [[traffic]] (nothing to send)");
         }
 
         Ok(Scenario {
@@ -671,6 +708,9 @@ impl Cx {
             classes,
             traffic,
             timeline: false,
+            best,
+            edges,
+            clients,
         })
     }
 
@@ -698,7 +738,14 @@ impl Cx {
             .collect()
     }
 
-    fn link(&self, t: &Table, line: u32, id: LinkId, seed: u64) -> Result<LinkSpec, ScenarioError> {
+    fn link(
+        &self,
+        t: &Table,
+        line: u32,
+        id: LinkId,
+        seed: u64,
+        duration_us: u64,
+    ) -> Result<LinkSpec, ScenarioError> {
         let mut f = Fields::new(t, format!("[[link]] #{}", u32::from(id) + 1));
         let name = match self.string(&mut f, "name")? {
             Some((n, _)) => n,
@@ -724,7 +771,12 @@ impl Cx {
         };
         let weight = self.int(&mut f, "weight", 1_000_000)?.unwrap_or(1) as u32;
         let rate_cap_bps = self.rate(&mut f, "rate_cap")?;
-        let both = self.dir_fields(&mut f, None)?;
+        let sched = Sched {
+            duration_us,
+            // Generated schedules (handovers) take the lab's seeds, so its schedules stay put.
+            seed: seed.wrapping_mul(31).wrapping_add(fnv1a(&name)),
+        };
+        let both = self.dir_fields(&mut f, None, &sched)?;
         let up_t = f.get("up");
         let down_t = f.get("down");
         self.finish(&f)?;
@@ -750,7 +802,7 @@ impl Cx {
                     );
                 };
                 let mut sf = Fields::new(st, format!("link `{name}` {label}"));
-                let over = self.dir_fields(&mut sf, Some(&both))?;
+                let over = self.dir_fields(&mut sf, Some(&both), &sched)?;
                 self.finish(&sf)?;
                 d = over;
             }
@@ -775,10 +827,16 @@ impl Cx {
         &self,
         f: &mut Fields,
         base: Option<&DirDraft>,
+        sched: &Sched,
     ) -> Result<DirDraft, ScenarioError> {
         let mut d = base.cloned().unwrap_or_default();
-        if let Some(r) = self.rate(f, "rate")? {
-            d.rate = Some(r);
+        let unlimited = matches!(f.table.get("rate"), Some(Spanned { value: Value::Str(s), .. }) if s == "unlimited");
+        if unlimited {
+            f.get("rate");
+            d.rate = Some(Rate::Unlimited);
+            d.trace = None;
+        } else if let Some(r) = self.rate(f, "rate")? {
+            d.rate = Some(Rate::Fixed(r));
             d.trace = None;
         }
         if let Some((t, l)) = self.string(f, "trace")? {
@@ -803,6 +861,21 @@ impl Cx {
         if let Some(v) = self.ratio(f, "loss")? {
             d.loss = v;
         }
+        let what = f.what.clone();
+        if let Some(v) = f.get("loss_burst") {
+            let n = match v.value {
+                Value::Int(n) => n as f64,
+                Value::Float(x) => x,
+                _ => -1.0,
+            };
+            if !(1.0..=1e6).contains(&n) {
+                return self.err(
+                    v.line,
+                    format!("{what}: `loss_burst` is a mean burst length in packets (1 or more)"),
+                );
+            }
+            d.loss_burst = Some((n, v.line));
+        }
         if let Some(v) = self.ratio(f, "corrupt")? {
             d.corrupt = v;
         }
@@ -820,12 +893,15 @@ impl Cx {
             let (Some(enter), Some(leave)) = (enter, leave) else {
                 return self.err(v.line, format!("{what}: `burst_loss` needs `enter` and `leave` (per-packet chances of entering and leaving the bad state)"));
             };
-            d.gilbert = Some(Gilbert {
-                enter,
-                leave,
-                loss_good,
-                loss_bad,
-            });
+            d.gilbert = Some((
+                v.line,
+                Gilbert {
+                    enter,
+                    leave,
+                    loss_good,
+                    loss_bad,
+                },
+            ));
         }
         if let Some(v) = f.get("queue") {
             let Value::Str(s) = &v.value else {
@@ -834,7 +910,9 @@ impl Cx {
                     format!("{what}: `queue` needs a unit, as a string: \"100ms\" or \"64kB\""),
                 );
             };
-            d.queue = Some(if let Ok(us) = parse_duration(s) {
+            d.queue = Some(if s == "unlimited" {
+                QueueLimit::Unlimited
+            } else if let Ok(us) = parse_duration(s) {
                 QueueLimit::Time(us)
             } else {
                 QueueLimit::Bytes(
@@ -843,45 +921,65 @@ impl Cx {
                 )
             });
         }
-        if let Some(v) = f.get("outages") {
-            let Value::Array(items) = &v.value else {
-                return self.err(v.line, format!("{what}: `outages` must be an array of {{ at = \"20s\", for = \"3s\", kind = \"blackhole\" }}"));
-            };
-            d.outages.clear();
-            for it in items {
-                let Value::Table(t) = &it.value else {
-                    return self.err(it.line, format!("{what}: each outage is {{ at = \"20s\", for = \"3s\", kind = \"blackhole\" }}"));
-                };
-                let mut of = Fields::new(t, format!("{what}: outage"));
-                let at = self.duration(&mut of, "at")?;
-                let dur = self.duration(&mut of, "for")?;
-                let kind = match self.string(&mut of, "kind")? {
-                    None => OutageKind::Blackhole,
-                    Some((k, l)) => match k.as_str() {
-                        "blackhole" => OutageKind::Blackhole,
-                        "stall" => OutageKind::Stall,
-                        _ => {
-                            return self.err(
-                                l,
-                                format!(
-                                "{what}: outage `kind` is \"blackhole\" or \"stall\", not \"{k}\""
-                            ),
-                            )
-                        }
-                    },
-                };
-                self.finish(&of)?;
-                let (Some(at), Some(dur)) = (at, dur) else {
-                    return self.err(it.line, format!("{what}: an outage needs `at` and `for`"));
-                };
-                d.outages.push(Outage {
-                    start_us: at,
-                    end_us: at + dur,
-                    kind,
-                });
+        if let Some(o) = self.outages(f, sched.duration_us)? {
+            d.outages = o;
+        }
+        for (key, default_kind) in [
+            ("handover", OutageKind::Stall),
+            ("failed_handover", OutageKind::Blackhole),
+        ] {
+            if let Some((v, l)) = self.string(f, key)? {
+                let o = generate(key, &v, default_kind, sched)
+                    .or_else(|e| self.err(l, format!("{what}: `{key}`: {e}")))?;
+                d.outages.extend(o);
             }
         }
         Ok(d)
+    }
+
+    /// The `outages` array of `f`: `{ at = "20s", for = "3s", kind = "blackhole", every = "30s" }`
+    /// (`every`: again each period until `duration_us`).
+    fn outages(
+        &self,
+        f: &mut Fields,
+        duration_us: u64,
+    ) -> Result<Option<Vec<Outage>>, ScenarioError> {
+        let what = f.what.clone();
+        let Some(v) = f.get("outages") else {
+            return Ok(None);
+        };
+        let Value::Array(items) = &v.value else {
+            return self.err(v.line, format!("{what}: `outages` must be an array of {{ at = \"20s\", for = \"3s\", kind = \"blackhole\" }}"));
+        };
+        let mut out = Vec::new();
+        for it in items {
+            let Value::Table(t) = &it.value else {
+                return self.err(it.line, format!("{what}: each outage is {{ at = \"20s\", for = \"3s\", kind = \"blackhole\" }}"));
+            };
+            let mut of = Fields::new(t, format!("{what}: outage"));
+            let at = self.duration(&mut of, "at")?;
+            let dur = self.duration(&mut of, "for")?;
+            let kind = match self.string(&mut of, "kind")? {
+                None => OutageKind::Blackhole,
+                Some((k, l)) => {
+                    parse_kind(&k).or_else(|e| self.err(l, format!("{what}: outage `kind` {e}")))?
+                }
+            };
+            let every = self.duration(&mut of, "every")?;
+            self.finish(&of)?;
+            let (Some(at), Some(dur)) = (at, dur) else {
+                return self.err(it.line, format!("{what}: an outage needs `at` and `for`"));
+            };
+            let mut t = at;
+            loop {
+                out.push(Outage::new(kind, t, t + dur));
+                match every {
+                    Some(p) if p > 0 && t + p < duration_us => t += p,
+                    _ => break,
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     fn class(
@@ -1060,7 +1158,8 @@ impl Cx {
 /// Per-direction settings while reading (the link-level ones are the base of `up`/`down`).
 #[derive(Debug, Clone, Default)]
 struct DirDraft {
-    rate: Option<u64>,
+    /// Fixed or unlimited (a trace is read when each direction is built).
+    rate: Option<Rate>,
     /// The `trace` value, its line, and whether it was given for both directions.
     trace: Option<(String, u32, bool)>,
     trace_offset_us: u64,
@@ -1068,7 +1167,10 @@ struct DirDraft {
     jitter_us: u64,
     reorder: bool,
     loss: f64,
-    gilbert: Option<Gilbert>,
+    /// `burst_loss` and its line.
+    gilbert: Option<(u32, Gilbert)>,
+    /// `loss_burst` (mean burst length of `loss`) and its line.
+    loss_burst: Option<(f64, u32)>,
     corrupt: f64,
     queue: Option<QueueLimit>,
     outages: Vec<Outage>,
@@ -1082,9 +1184,10 @@ impl DirDraft {
         line: u32,
         dir: trace::Dir,
         tcx: &trace::Context,
-    ) -> Result<DirConfig, ScenarioError> {
+    ) -> Result<DirSpec, ScenarioError> {
         let rate = match (self.rate, self.trace) {
-            (Some(bps), None) if bps > 0 => Rate::Fixed(bps),
+            (Some(Rate::Fixed(bps)), None) if bps > 0 => Rate::Fixed(bps),
+            (Some(Rate::Unlimited), None) => Rate::Unlimited,
             (None, Some((value, l, both))) => {
                 let t = trace::load(&value, dir, both, tcx)
                     .or_else(|e| cx.err(l, format!("{what}: {e}")))?;
@@ -1106,18 +1209,111 @@ impl DirDraft {
                 format!("{what}: needs a one-way `delay` (e.g. \"20ms\")"),
             );
         };
-        Ok(DirConfig {
+        let loss = match (self.loss_burst, self.gilbert) {
+            (Some(_), Some((l, _))) => {
+                return cx.err(l, format!("{what}: `burst_loss` or `loss_burst`, not both"))
+            }
+            (Some((n, _)), None) if n > 1.0 => Loss {
+                random: 0.0,
+                burst: Some(Gilbert::from_mean(self.loss, n)),
+            },
+            (_, g) => Loss {
+                random: self.loss,
+                burst: g.map(|g| g.1),
+            },
+        };
+        Ok(DirSpec {
             rate,
             delay_us,
             jitter_us: self.jitter_us,
             reorder: self.reorder,
-            loss: self.loss,
-            gilbert: self.gilbert,
+            loss,
             corrupt: self.corrupt,
-            queue: self.queue.unwrap_or(QueueLimit::Time(100_000)),
+            queue: self.queue.unwrap_or_default(),
             outages: self.outages,
         })
     }
+}
+
+/// What generated outage schedules (`handover`, `failed_handover`) take from the scenario.
+struct Sched {
+    duration_us: u64,
+    seed: u64,
+}
+
+/// FNV-1a of a link name: its schedules' seed, with the scenario's.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1099511628211)
+    })
+}
+
+fn parse_kind(s: &str) -> Result<OutageKind, String> {
+    match s {
+        "blackhole" => Ok(OutageKind::Blackhole),
+        "stall" => Ok(OutageKind::Stall),
+        _ => Err(format!("is \"blackhole\" or \"stall\", not \"{s}\"")),
+    }
+}
+
+/// A seeded outage schedule over the scenario's duration:
+/// `handover = "10-30s 30-80ms [stall]"` (one after each random interval, of a random length), or
+/// `failed_handover = "60s 0.5-3s [blackhole]"` (one at a random time in each period).
+fn generate(
+    key: &str,
+    v: &str,
+    default_kind: OutageKind,
+    sched: &Sched,
+) -> Result<Vec<Outage>, String> {
+    let w: Vec<&str> = v.split_whitespace().collect();
+    let (a, b, kind) = match w.as_slice() {
+        [a, b] => (*a, *b, default_kind),
+        [a, b, k] => (*a, *b, parse_kind(k)?),
+        _ if key == "handover" => return Err("\"MIN-MAXs MIN-MAXms [stall|blackhole]\"".into()),
+        _ => return Err("\"PERIOD MIN-MAXs [blackhole|stall]\"".into()),
+    };
+    let mut rng = SplitMix::new(sched.seed);
+    let end = sched.duration_us;
+    let mut out = Vec::new();
+    if key == "handover" {
+        let (iv, gap) = (parse_range(a)?, parse_range(b)?);
+        let mut t = 0u64;
+        loop {
+            t += rng.range(iv.0, iv.1);
+            if t >= end {
+                break;
+            }
+            let d = rng.range(gap.0, gap.1);
+            out.push(Outage::new(kind, t, t + d));
+        }
+    } else {
+        let (per, dur) = (parse_duration(a)?.max(1_000), parse_range(b)?);
+        let mut w0 = 0;
+        while w0 < end {
+            let d = rng.range(dur.0, dur.1);
+            let start = w0 + rng.range(0, per.saturating_sub(d));
+            out.push(Outage::new(kind, start, start + d));
+            w0 += per;
+        }
+    }
+    Ok(out)
+}
+
+/// `10-30s`, `30-80ms`, `0.5-3s` (one unit after the range) -> µs.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let unit_at = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or(format!("`{s}` needs a unit"))?;
+    let (nums, unit) = s.split_at(unit_at);
+    let (a, b) = nums.split_once('-').unwrap_or((nums, nums));
+    let (a, b) = (
+        parse_duration(&format!("{a}{unit}"))?,
+        parse_duration(&format!("{b}{unit}"))?,
+    );
+    if b < a {
+        return Err(format!("`{s}` is an empty range"));
+    }
+    Ok((a, b))
 }
 
 fn split_unit(s: &str) -> Option<(f64, String)> {
@@ -1202,10 +1398,10 @@ size = 160
         assert!(matches!(a.up.rate, Rate::Fixed(20_000_000)));
         assert!(matches!(a.down.rate, Rate::Fixed(5_000_000)));
         assert_eq!(a.down.delay_us, 20_000, "down inherits the link's delay");
-        assert_eq!(a.up.loss, 0.005);
+        assert_eq!(a.up.loss.random, 0.005);
         assert_eq!(a.up.outages[0].end_us, 1_300_000);
         assert_eq!(s.links[1].up.queue, QueueLimit::Bytes(64_000));
-        assert!(s.links[1].up.gilbert.is_some());
+        assert!(s.links[1].up.loss.burst.is_some());
         assert_eq!(s.classes[1].mode, Mode::Redundant);
         assert_eq!(s.traffic[1].class, 1);
         assert_eq!(s.traffic[1].interval_us(), Some(20_000));
@@ -1220,38 +1416,37 @@ size = 160
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let e = error_of("[[link]]\nrate = \"20mbit\"\ndelay = 20\n");
-        assert!(
-            e.starts_with("x.toml:3:") && e.contains("delay") && e.contains("unit"),
-            "{e}"
-        );
-        let e = error_of("[[link]]\nrate = \"20mbit\"\ndelay = \"20ms\"\ndelai = \"1ms\"\n");
-        assert!(
-            e.starts_with("x.toml:4:") && e.contains("unknown key `delai`"),
-            "{e}"
-        );
-        let e = error_of("[[link]]\nrate = \"fast\"\n");
-        assert!(e.starts_with("x.toml:2:") && e.contains("rate"), "{e}");
-        let e = error_of("[[link]]\nrate = \"1mbit\"\ndelay = \"1ms\"\n[[traffic]]\nkind = \"bulk\"\nclass = \"nope\"\n");
-        assert!(
-            e.starts_with("x.toml:6:") && e.contains("no class named `nope`"),
-            "{e}"
-        );
-        let e = error_of("[[link]]\nrate = \"1mbit\"\n");
-        assert!(e.contains("x.toml:1:") && e.contains("delay"), "{e}");
-        let e = error_of("[[link]]\ntrace = \"no/such/trace\"\n");
-        assert!(e.starts_with("x.toml:2:") && e.contains("not found"), "{e}");
-        let e = error_of("[[link]]\nloss = \"7\"\n");
-        assert!(
-            e.starts_with("x.toml:2:") && e.contains("percentage"),
-            "{e}"
-        );
+        // (file text, where, what the message says)
+        let cases: [(&str, &str, &[&str]); 7] = [
+            ("[[link]]\nrate = \"20mbit\"\ndelay = 20\n", "x.toml:3:", &["delay", "unit"]),
+            (
+                "[[link]]\nrate = \"20mbit\"\ndelay = \"20ms\"\ndelai = \"1ms\"\n",
+                "x.toml:4:",
+                &["unknown key `delai`"],
+            ),
+            ("[[link]]\nrate = \"fast\"\n", "x.toml:2:", &["rate"]),
+            (
+                "[[link]]\nrate = \"1mbit\"\ndelay = \"1ms\"\n[[traffic]]\nkind = \"bulk\"\nclass = \"nope\"\n",
+                "x.toml:6:",
+                &["no class named `nope`"],
+            ),
+            ("[[link]]\nrate = \"1mbit\"\n", "x.toml:1:", &["delay"]),
+            ("[[link]]\ntrace = \"no/such/trace\"\n", "x.toml:2:", &["not found"]),
+            ("[[link]]\nloss = \"7\"\n", "x.toml:2:", &["percentage"]),
+        ];
+        for (text, at, parts) in cases {
+            let e = error_of(text);
+            assert!(e.starts_with(at), "{at}: {e}");
+            for p in parts {
+                assert!(e.contains(p), "{p}: {e}");
+            }
+        }
     }
 
-    fn trace_name(d: &DirConfig) -> &str {
+    fn trace_name(d: &DirSpec) -> &str {
         match &d.rate {
             Rate::Trace { trace, .. } => &trace.name,
-            Rate::Fixed(_) => "fixed",
+            _ => "fixed",
         }
     }
 

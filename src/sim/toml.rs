@@ -385,68 +385,63 @@ impl Parser<'_> {
         let value = match self.peek() {
             Some(b'"') | Some(b'\'') => Value::Str(self.string()?),
             Some(b'[') => {
-                self.pos += 1;
                 let mut items = Vec::new();
-                loop {
-                    self.skip_ws_comments_newlines();
-                    if self.peek() == Some(b']') {
-                        self.pos += 1;
-                        break;
-                    }
-                    items.push(self.value()?);
-                    self.skip_ws_comments_newlines();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {}
-                        _ => {
-                            return err(
-                                self.line,
-                                format!(
-                                    "expected `,` or `]` in array, found {}",
-                                    self.describe_here()
-                                ),
-                            )
-                        }
-                    }
-                }
+                self.list(b']', "array", |p| {
+                    items.push(p.value()?);
+                    Ok(())
+                })?;
                 Value::Array(items)
             }
             Some(b'{') => {
-                self.pos += 1;
                 let mut table = Table::default();
-                loop {
-                    self.skip_ws_comments_newlines();
-                    if self.peek() == Some(b'}') {
-                        self.pos += 1;
-                        break;
-                    }
-                    let kline = self.line;
-                    let path = self.key_path()?;
-                    self.skip_ws();
-                    self.expect(b'=')?;
-                    self.skip_ws();
-                    let v = self.value()?;
-                    insert_dotted(&mut table, &path, v, kline)?;
-                    self.skip_ws_comments_newlines();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {}
-                        _ => {
-                            return err(
-                                self.line,
-                                format!(
-                                    "expected `,` or `}}` in inline table, found {}",
-                                    self.describe_here()
-                                ),
-                            )
-                        }
-                    }
-                }
+                self.list(b'}', "inline table", |p| {
+                    let kline = p.line;
+                    let path = p.key_path()?;
+                    p.skip_ws();
+                    p.expect(b'=')?;
+                    p.skip_ws();
+                    let v = p.value()?;
+                    insert_dotted(&mut table, &path, v, kline)
+                })?;
                 Value::Table(table)
             }
             _ => self.scalar()?,
         };
         Ok(Spanned { value, line })
+    }
+
+    /// The items of an array or inline table after its opening bracket: `item` reads one, items
+    /// are separated by commas (one may trail), `close` ends the list. Arrays may span lines.
+    fn list(
+        &mut self,
+        close: u8,
+        what: &str,
+        mut item: impl FnMut(&mut Self) -> Result<(), ParseError>,
+    ) -> Result<(), ParseError> {
+        self.pos += 1;
+        loop {
+            self.skip_ws_comments_newlines();
+            if self.peek() == Some(close) {
+                self.pos += 1;
+                return Ok(());
+            }
+            item(self)?;
+            self.skip_ws_comments_newlines();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(c) if c == close => {}
+                _ => {
+                    return err(
+                        self.line,
+                        format!(
+                            "expected `,` or `{}` in {what}, found {}",
+                            close as char,
+                            self.describe_here()
+                        ),
+                    )
+                }
+            }
+        }
     }
 
     fn scalar(&mut self) -> Result<Value, ParseError> {

@@ -3,7 +3,7 @@
 //! A Mahimahi trace has one line per 1500-byte delivery opportunity, the time in milliseconds
 //! from its start (several in one millisecond repeat the time); it repeats with a period equal
 //! to its last time stamp. The simulator ([`crate::sim`]) and the lab ([`crate::lab`]) replay
-//! them, and name them with one syntax, in `scenarios/*.toml` and `scenarios/lab/*.conf` alike:
+//! them, and name them with one syntax, in `scenarios/*.toml` and `scenarios/lab/*.toml` alike:
 //!
 //! ```text
 //! trace = gen:PRESET[/up|/down][?seed=N&modem=M&seconds=S]   generated (model::PRESETS)

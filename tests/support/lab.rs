@@ -48,7 +48,6 @@ pub fn link(name: &str, mbit: u64, ms: u64) -> LinkSpec {
         name: name.into(),
         up: d.clone(),
         down: d,
-        outages: vec![],
     }
 }
 
