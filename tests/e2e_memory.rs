@@ -180,8 +180,8 @@ fn an_edge_stays_within_a_small_budget_under_load() {
     let r = run(&tag('m'), Some("8M"), None);
     let mbit = r.received as f64 * 8.0 / LOAD.as_secs_f64() / 1e6;
     eprintln!(
-        "edge with memory '8M': VmHWM {} KiB idle, {} KiB under load; {} datagrams offered ({} Mbit/s), {mbit:.1} Mbit/s \
-         carried; {:.1} s",
+        "edge with memory '8M': VmHWM {} KiB idle, {} KiB under load; {} datagrams offered \
+         ({} Mbit/s), {mbit:.1} Mbit/s carried; {:.1} s",
         r.edge_idle_kib,
         r.edge_hwm_kib,
         r.sent,
@@ -216,9 +216,11 @@ fn bench_memory() {
     if !can_run() {
         return;
     }
-    let (mut edge, mut core, mut carried) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut idle, mut edge, mut core, mut carried) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..3 {
         let r = run(&format!("{}{i}", tag('b')), None, None);
+        idle.push(r.edge_idle_kib);
         edge.push(r.edge_hwm_kib);
         core.push(r.core_hwm_kib);
         carried.push((r.received * 8 / LOAD.as_secs() / 1_000_000) as u64);
@@ -227,16 +229,30 @@ fn bench_memory() {
         v.sort_unstable();
         (v[0], v[v.len() / 2], v[v.len() - 1])
     };
-    let (e, c, g) = (mmm(&mut edge), mmm(&mut core), mmm(&mut carried));
-    println!("peak RSS (VmHWM), {USERS} users, {} UDP flows, {} Mbit/s offered over 2 x 10 Mbit/s, 3 runs", USERS * PORTS as usize, OFFERED / 1_000_000);
+    let (i, e, c, g) = (
+        mmm(&mut idle),
+        mmm(&mut edge),
+        mmm(&mut core),
+        mmm(&mut carried),
+    );
+    println!(
+        "peak RSS (VmHWM), {USERS} users, {} UDP flows, {} Mbit/s offered over 2 x 10 Mbit/s, \
+         3 runs",
+        USERS * PORTS as usize,
+        OFFERED / 1_000_000
+    );
     println!("| daemon | budget | min | median | max |");
     println!("|---|---|---|---|---|");
     println!(
-        "| edge | 16 MiB (default) | {} KiB | {} KiB | {} KiB |",
+        "| edge, bonded, before the load | 16 MiB (default) | {} KiB | {} KiB | {} KiB |",
+        i.0, i.1, i.2
+    );
+    println!(
+        "| edge, under the load | 16 MiB (default) | {} KiB | {} KiB | {} KiB |",
         e.0, e.1, e.2
     );
     println!(
-        "| core | 64 MiB (default) | {} KiB | {} KiB | {} KiB |",
+        "| core, under the load | 64 MiB (default) | {} KiB | {} KiB | {} KiB |",
         c.0, c.1, c.2
     );
     println!("carried: {} / {} / {} Mbit/s", g.0, g.1, g.2);
