@@ -6,7 +6,7 @@ export CARGO_TERM_COLOR ?= never
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: fuzz all build test e2e lint unit demo bench bench-cpu bench-faults bench-hub bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
+.PHONY: fuzz all build test e2e lint unit demo bench bench-cpu bench-faults bench-hub bench-memory bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
 
 all: build
 
@@ -82,6 +82,12 @@ bench-cpu: lab-deps
 	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
 	$(CARGO) build --release --locked
 	./target/release/braid lab cpu --repeat $(CPU_REPEAT) --callgrind --out bench/cpu
+
+## bench-memory: peak RSS of the edge and the core at their default budgets (option memory,
+## 16M and 64M) with 200 users and 2,000 UDP flows overloading two links, min/median/max over
+## 3 runs (release binaries; as root; ~1 min). Figures: bench/memory.md.
+bench-memory:
+	$(CARGO) test --release --locked --test e2e_memory -- --ignored --nocapture bench_memory
 
 ## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
 bench: lab-deps

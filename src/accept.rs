@@ -173,7 +173,7 @@ pub fn alive(io: &LinkIo) -> bool {
 pub fn spawn(
     id: u32,
     stream: TcpStream,
-    inbound: mpsc::Sender<(u32, Vec<u8>)>,
+    inbound: crate::ingress::Sender<(u32, Vec<u8>)>,
     proven: Rc<Cell<bool>>,
     deadline: Duration,
 ) -> LinkIo {
@@ -316,7 +316,7 @@ mod tests {
         local.block_on(&rt, async {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let at = l.local_addr().unwrap();
-            let (tx, mut rx) = mpsc::channel(16);
+            let (tx, mut rx) = crate::ingress::channel(1 << 20);
 
             // Connect and close at once: the task ends as soon as it sees the close (long
             // before its deadline).

@@ -44,7 +44,7 @@ use crate::os::space::{adopt_stale, Hub, HubConfig, Space, SteerConfig, Steering
 use crate::proto::endpoint::{Endpoint, Peer, SessionId};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::Keypair;
-use crate::proto::session::{Event, PacketMeta, SessionConfig};
+use crate::proto::session::{Event, PacketMeta};
 use crate::proto::LinkId;
 
 const HELP: &str = "\
@@ -170,6 +170,8 @@ struct Core {
     forwarding_restore: Vec<(String, String)>,
     /// What the core refused on purpose, by reason (logged once a minute per reason).
     refusals: Refusals,
+    /// The memory budget's bounds (per-edge shares follow the peers on reload).
+    bounds: crate::config::budget::Bounds,
 }
 
 async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
@@ -181,6 +183,12 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             cfg.file
         );
     }
+    let mtu = usize::from(cfg.main.mtu);
+    let bounds = cfg.main.memory.core(cfg.peers.len(), mtu)?;
+    log::info!(
+        "{}",
+        crate::memory::describe("core", cfg.main.memory.bytes, &bounds, mtu)
+    );
     let port = cfg.main.listen_port;
     let bind = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
     let udp = bind_udp(port)?;
@@ -216,6 +224,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let space = Space::new().map_err(|e| e.to_string())?;
     let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
     let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
+    capture
+        .set_receive_buffer(bounds.capture_bytes)
+        .map_err(|e| e.to_string())?;
     // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
     let capture = unsafe { AsyncFd::register(capture) }.map_err(|e| format!("capture: {e}"))?;
     let forwarding = Forwarding::enable_after(natc.pool_v6.is_some(), kept_forwarding)
@@ -233,7 +244,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let mut ep = Endpoint::new(
         Keypair::from_private(private.0),
         peers(&cfg),
-        SessionConfig::default(),
+        crate::memory::session_config(&bounds.session, mtu),
     );
     let _ = &mut ep;
     let mut seed = [0u8; 8];
@@ -261,11 +272,12 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         meter: control::Meter::new(),
         drops: HashMap::new(),
         refusals: Refusals::default(),
+        bounds,
     };
     core.apply_classes();
     core.refresh_local();
 
-    let (in_tx, mut in_rx) = mpsc::channel::<(Addr, Vec<u8>)>(4096);
+    let (in_tx, mut in_rx) = crate::ingress::channel::<(Addr, Vec<u8>)>(bounds.ingress_bytes);
     // UDP readers, one per local address.
     for (i, sock) in udp.iter().enumerate() {
         let tx = in_tx.clone();
@@ -286,7 +298,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
             }
         });
     }
-    let (tcp_tx, mut tcp_in) = mpsc::channel::<(u32, Vec<u8>)>(4096);
+    let (tcp_tx, mut tcp_in) = crate::ingress::channel::<(u32, Vec<u8>)>(bounds.ingress_bytes);
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -438,7 +450,7 @@ impl Core {
         &mut self,
         stream: tokio::net::TcpStream,
         from: SocketAddr,
-        inbound: &mpsc::Sender<(u32, Vec<u8>)>,
+        inbound: &crate::ingress::Sender<(u32, Vec<u8>)>,
     ) {
         if let Err(why) = self.tcp.admit(from.ip(), accept::alive) {
             self.refusals
@@ -543,7 +555,10 @@ impl Core {
             match self.admit(sid, &mut d.data, secs) {
                 Ok(()) => {
                     if let Some((src, flow, len)) = user {
-                        self.users.entry(sid).or_default().up(src, flow, len);
+                        self.users
+                            .entry(sid)
+                            .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
+                            .up(src, flow, len);
                     }
                     clamp_mss(&mut d.data, self.mss);
                     if capture.send_ip(&d.data).is_err() {
@@ -608,7 +623,10 @@ impl Core {
             return;
         };
         let len = info.total_len.min(pkt.len());
-        self.users.entry(sid).or_default().down(info.dst, len);
+        self.users
+            .entry(sid)
+            .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
+            .down(info.dst, len);
         let pkt = &mut pkt[..len];
         clamp_mss(pkt, self.mss);
         let verdict = self.classifier.classify(&info, Direction::Down, None);
@@ -734,6 +752,10 @@ impl Core {
             }
         }
         self.ep.set_peers(peers(&new));
+        let mtu = usize::from(new.main.mtu);
+        self.bounds = new.main.memory.core(new.peers.len(), mtu)?;
+        self.ep
+            .set_session_config(crate::memory::session_config(&self.bounds.session, mtu));
         self.allowed_lan = allowed_lans(&new);
         for gone in self
             .cfg

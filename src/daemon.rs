@@ -434,7 +434,7 @@ impl Drop for LinkIo {
 pub fn udp_link(
     id: crate::proto::LinkId,
     sock: std::net::UdpSocket,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: crate::ingress::Sender<Inbound>,
 ) -> std::io::Result<LinkIo> {
     let sock = std::rc::Rc::new(tokio::net::UdpSocket::from_std(sock)?);
     let rx = sock.clone();
@@ -463,7 +463,7 @@ pub fn tcp_link(
     id: crate::proto::LinkId,
     mut link: crate::os::uplink::TcpLink,
     peer: std::net::SocketAddr,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: crate::ingress::Sender<Inbound>,
 ) -> LinkIo {
     let (tx, mut out) = mpsc::channel::<Vec<u8>>(1024);
     let task = tokio::task::spawn_local(async move {

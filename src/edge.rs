@@ -60,7 +60,7 @@ use crate::os::Prefix;
 use crate::proto::link::{LinkConfig, LinkState};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::{Channel, Keypair};
-use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
+use crate::proto::session::{Event, PacketMeta, Session, SessionStats};
 use crate::proto::wire::LinkRole;
 use crate::proto::{Instant, LinkId};
 use crate::quota::{QuotaBook, StampMark, Verdict};
@@ -458,7 +458,7 @@ struct Edge {
     classifier: Classifier,
     seed: u64,
     mss: u16,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: crate::ingress::Sender<Inbound>,
     hub: Hub,
     steer: SteerConfig,
     steering: Option<Steering>,
@@ -496,7 +496,7 @@ fn open_link(
     id: LinkId,
     at: &Opened,
     l: &model::Link,
-    inbound: &mpsc::Sender<Inbound>,
+    inbound: &crate::ingress::Sender<Inbound>,
 ) -> Result<LinkIo, String> {
     let spec = LinkSocketSpec {
         device: at.device.clone(),
@@ -554,7 +554,17 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
             cfg.file
         ));
     }
-    let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
+    let bounds = cfg.main.memory.edge(usize::from(cfg.main.mtu));
+    log::info!(
+        "{}",
+        crate::memory::describe(
+            "edge",
+            cfg.main.memory.bytes,
+            &bounds,
+            usize::from(cfg.main.mtu)
+        )
+    );
+    let (in_tx, mut in_rx) = crate::ingress::channel::<Inbound>(bounds.ingress_bytes);
     let (ans_tx, mut ans_rx) = mpsc::channel::<resolve::Answer>(8);
 
     // 1. The links: their sockets open once the core's address and their devices are known
@@ -584,6 +594,9 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let space = Space::new().map_err(|e| e.to_string())?;
     let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
     let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
+    capture
+        .set_receive_buffer(bounds.capture_bytes)
+        .map_err(|e| e.to_string())?;
     // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
     let capture = unsafe { AsyncFd::register(capture) }.map_err(|e| format!("capture: {e}"))?;
 
@@ -592,10 +605,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
     let now = clock.now();
     let mut session = Session::new(
         Channel::initiator(&keys, core_key.0, now),
-        SessionConfig {
-            max_packet: usize::from(cfg.main.mtu),
-            ..SessionConfig::default()
-        },
+        crate::memory::session_config(&bounds.session, usize::from(cfg.main.mtu)),
         now,
     );
     let names: Vec<(String, LinkId)> = links.iter().map(|l| (l.cfg.name.clone(), l.id)).collect();
@@ -634,7 +644,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
         warned_handshake: false,
         drops: HashMap::new(),
         class_packets: Vec::new(),
-        users: crate::users::UserTable::default(),
+        users: crate::memory::user_table(&bounds.session),
         users_rolled: std::time::Instant::now(),
         meter: control::Meter::new(),
         quota: QuotaBook::from_text(&state, unix_now()),

@@ -8,7 +8,10 @@
 //! - [`proto`]: the protocol core, free of I/O and of the clock (time is passed in): wire format,
 //!   Noise handshake and AEAD, per-link estimation, the three schedulers, the reorder buffer and
 //!   the session state machine.
-//! - [`config`]: UCI parser, typed model and the pure diff behind live reload.
+//! - [`config`]: UCI parser, typed model, the pure diff behind live reload, and the memory
+//!   budget every buffer bound is derived from ([`config::budget`]).
+//! - [`ingress`]: the byte-bounded channel from link sockets to the event loop; [`memory`]: the
+//!   budget's bounds turned into the sessions' and tables' settings.
 //! - [`keytext`]: keys as base64 text ([`config`]'s key values, `braid genkey`/`pubkey`).
 //! - [`classify`]: the edge's traffic classifier, [`config`]'s policies over [`proto`]'s packets.
 //! - [`os`]: Linux I/O: rtnetlink, the space (namespace), the hub (AF_PACKET), uplink sockets, NAT.
@@ -45,7 +48,9 @@ pub mod devices;
 #[cfg(target_os = "linux")]
 pub mod edge;
 pub mod forward;
+pub mod ingress;
 pub mod keytext;
+pub mod memory;
 pub mod proto;
 pub mod quota;
 pub mod resolve;

@@ -22,9 +22,12 @@ struct User {
 }
 
 /// The table. See the module docs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct UserTable {
     users: HashMap<IpAddr, User>,
+    /// Users and flows per user counted at most (the memory budget's, or the defaults).
+    max_users: usize,
+    max_flows: usize,
     /// Bytes of every user each way, forgotten users included.
     tx_total: u64,
     rx_total: u64,
@@ -39,9 +42,26 @@ pub struct UserRow {
     pub flows: u32,
 }
 
+impl Default for UserTable {
+    fn default() -> Self {
+        UserTable::with_limits(MAX_USERS, MAX_FLOWS_PER_USER)
+    }
+}
+
 impl UserTable {
+    /// A table counting at most `users` users and `flows` flows for each (at least 1 each).
+    pub fn with_limits(users: usize, flows: usize) -> UserTable {
+        UserTable {
+            users: HashMap::new(),
+            max_users: users.max(1),
+            max_flows: flows.max(1),
+            tx_total: 0,
+            rx_total: 0,
+        }
+    }
+
     fn user(&mut self, a: IpAddr) -> &mut User {
-        if !self.users.contains_key(&a) && self.users.len() >= MAX_USERS {
+        if !self.users.contains_key(&a) && self.users.len() >= self.max_users {
             if let Some(quiet) = self
                 .users
                 .iter()
@@ -57,9 +77,10 @@ impl UserTable {
     /// A packet from `user` (going up) of `bytes`, in flow `flow`.
     pub fn up(&mut self, user: IpAddr, flow: u32, bytes: usize) {
         self.tx_total += bytes as u64;
+        let max_flows = self.max_flows;
         let u = self.user(user);
         u.tx += bytes as u64;
-        if u.flows.len() < MAX_FLOWS_PER_USER {
+        if u.flows.len() < max_flows {
             u.flows.insert(flow);
         }
     }
@@ -79,7 +100,8 @@ impl UserTable {
     pub fn roll(&mut self) {
         for u in self.users.values_mut() {
             u.last_flows = u.flows.len();
-            u.flows.clear();
+            // A new set, not `clear`: a set keeps its capacity, and a busy window's would stay.
+            u.flows = HashSet::new();
         }
     }
 
@@ -159,6 +181,31 @@ mod tests {
                 .flows,
             MAX_FLOWS_PER_USER as u32
         );
+    }
+
+    /// The budget's limits hold, and a window's flow sets give their memory back on `roll`.
+    #[test]
+    fn limits_hold_and_roll_gives_memory_back() {
+        let mut t = UserTable::with_limits(20, 8);
+        for i in 0..100u32 {
+            for f in 0..50 {
+                t.up(IpAddr::from(i.to_be_bytes()), f, 1);
+            }
+        }
+        assert_eq!(t.users.len(), 20);
+        assert!(t.users.values().all(|u| u.flows.len() == 8));
+        let mut big = UserTable::default();
+        for f in 0..200 {
+            big.up(ip(1), f, 1);
+        }
+        assert!(big.users[&ip(1)].flows.capacity() >= 200);
+        big.roll();
+        big.up(ip(1), 1, 1);
+        assert!(
+            big.users[&ip(1)].flows.capacity() < 16,
+            "the big window's set is gone"
+        );
+        assert_eq!(big.top(1)[0].flows, 200, "its count stays");
     }
 
     #[test]

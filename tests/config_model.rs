@@ -390,7 +390,7 @@ fn warning_messages() {
     assert_eq!(
         warnings(&(edge_head() + " option wieght 3\n option listen_port 1\n")),
         [
-            "braid:6:9: braid 'main': unknown option 'wieght' (ignored); known options: enabled, role, private_key, key_file, core_host, core_port, core_public_key, listen_port, pool, max_clients, allow_dest, deny_dest, lan, steer, bypass, mtu, log_level, space, hub, state_file, control_socket",
+            "braid:6:9: braid 'main': unknown option 'wieght' (ignored); known options: enabled, role, private_key, key_file, core_host, core_port, core_public_key, listen_port, pool, max_clients, allow_dest, deny_dest, lan, steer, bypass, mtu, log_level, space, hub, state_file, control_socket, memory",
             "braid:7:9: braid 'main': option 'listen_port' is ignored on the edge (role edge)",
         ]
     );
@@ -521,4 +521,42 @@ fn a_system_config_cannot_point_the_daemon_at_other_files() {
             "{key} '{good}'"
         );
     }
+}
+
+/// `option memory`: each role's default, powers of 1024, and on the core a budget too small
+/// for its peers is an error at the option's line that names the size they need.
+#[test]
+fn memory_budget_per_role() {
+    let c = load_str("braid", &edge_head()).unwrap();
+    assert_eq!(c.main.memory.bytes, 16 << 20, "the edge's default");
+    let c = load_str("braid", &format!("{}\toption memory '8M'\n", edge_head())).unwrap();
+    assert_eq!(c.main.memory.bytes, 8 << 20);
+    assert_eq!(
+        errors(&format!("{}\toption memory '2M'\n", edge_head())),
+        vec![
+            "braid:6:16: braid 'main': option 'memory': '2M' is out of range: between '4M' and '64G' (the \
+             edge's default is '16M', the core's '64M')"
+        ]
+    );
+    let core = |memory: &str, peers: usize| {
+        let mut s = format!(
+            "config braid 'main'\n\toption role 'core'\n\toption private_key '{KEY_A}'\n{memory}"
+        );
+        for i in 0..peers {
+            let k = braid::keytext::key_to_base64(&[i as u8 + 1; 32]);
+            s.push_str(&format!("config peer\n\toption public_key '{k}'\n"));
+        }
+        s
+    };
+    let c = load_str("braid", &core("", 10)).unwrap();
+    assert_eq!(c.main.memory.bytes, 64 << 20, "the core's default");
+    let e = errors(&core("\toption memory '8M'\n", 30));
+    assert_eq!(
+        e,
+        vec![
+            "braid:4: braid 'main': option 'memory': 8M is too small for 30 peers: each edge's \
+             session needs at least 256 KiB; set memory to at least '14M'"
+        ]
+    );
+    assert!(load_str("braid", &core("\toption memory '14M'\n", 30)).is_ok());
 }

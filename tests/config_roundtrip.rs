@@ -220,6 +220,10 @@ fn arb_config() -> impl Strategy<Value = Config> {
                 hub: "braid0".into(),
                 state_file: "/etc/braid/state".into(),
                 control_socket: "/var/run/braid.sock".into(),
+                memory: braid::config::budget::Budget {
+                    bytes: ((16 + u64::from(lport % 48)) << 20)
+                        + u64::from(cport % 2) * (512 << 10),
+                },
             };
             // Classes in order of first use, default first; settings from the specs.
             let mut classes = vec![Class {

@@ -118,6 +118,9 @@ pub enum MainField {
     StateFile,
     /// `control_socket` (restart).
     ControlSocket,
+    /// `memory` (restart: queues and buffers are sized when the daemon starts; the core's
+    /// share per edge follows its peers at once for new sessions).
+    Memory,
 }
 
 impl MainField {
@@ -157,6 +160,7 @@ impl MainField {
             MainField::Hub => "hub",
             MainField::StateFile => "state_file",
             MainField::ControlSocket => "control_socket",
+            MainField::Memory => "memory",
         }
     }
 }
@@ -232,6 +236,7 @@ fn diff_main(old: &Config, new: &Config, out: &mut Vec<Change>) {
             MainField::ControlSocket,
             a.control_socket != b.control_socket,
         ),
+        (MainField::Memory, a.memory != b.memory),
     ];
     for (f, changed) in fields {
         if changed {

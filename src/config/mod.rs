@@ -31,6 +31,7 @@
 //! takes the router's bonding down; everything else that is wrong is an error.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod diff;
 pub mod model;
 pub mod uci;

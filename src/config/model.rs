@@ -29,6 +29,7 @@
 //! | `hub` | name of the host end of the hub veth, at most 15 bytes (default `braid0`) |
 //! | `state_file` | edge: where quota counters and the handshake clock survive reboots; core: the pool's secret and its clients' addresses, so a restarted core gives each client the same one (default `/etc/braid/state`) |
 //! | `control_socket` | the local control socket (default `/var/run/braid.sock`) |
+//! | `memory` | the memory the daemon may use: `16M`, `512K`, `1G` (powers of 1024), 4M..64G; every queue and buffer that grows with traffic is sized from it (`config::budget`); on the core it is shared among the `config peer` sections (at least 256 KiB each) (default `16M` on the edge, for a 64 MB router; `64M` on the core) |
 //!
 //! The default port is 51830, not WireGuard's 51820, so that both can run on one core.
 //!
@@ -196,6 +197,8 @@ pub struct Main {
     pub state_file: String,
     /// `control_socket`.
     pub control_socket: String,
+    /// `memory` (the role's default when absent).
+    pub memory: super::budget::Budget,
 }
 
 /// Where the private key comes from.
@@ -855,7 +858,7 @@ fn parse_class_name(s: &str) -> Result<String, String> {
 ///
 /// Kinds: `rate` (upload, download), `quota`, `dscp`, `ports` (a src_port/dest_port entry,
 /// ranges and commas), `port`, `key` (a public key), `cidr`, `mac`, `host`, `ifname`,
-/// `weight`, `priority`, `mtu`, `reset_day`, `class`.
+/// `weight`, `priority`, `mtu`, `reset_day`, `class`, `memory`.
 pub fn check_value(kind: &str, v: &str) -> Result<(), String> {
     fn ok<T>(r: Result<T, String>) -> Result<(), String> {
         r.map(|_| ())
@@ -882,6 +885,7 @@ pub fn check_value(kind: &str, v: &str) -> Result<(), String> {
         "mtu" => ok(parse_range::<u16>(v, 1280, 9000)),
         "reset_day" => ok(parse_range::<u8>(v, 1, 31)),
         "class" => ok(parse_class_name(v)),
+        "memory" => ok(super::budget::parse(v)),
         _ => Err(format!("no such kind of value '{kind}'")),
     }
 }
@@ -1048,7 +1052,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-const MAIN_KEYS: &str = "enabled, role, private_key, key_file, core_host, core_port, core_public_key, listen_port, pool, max_clients, allow_dest, deny_dest, lan, steer, bypass, mtu, log_level, space, hub, state_file, control_socket";
+const MAIN_KEYS: &str = "enabled, role, private_key, key_file, core_host, core_port, core_public_key, listen_port, pool, max_clients, allow_dest, deny_dest, lan, steer, bypass, mtu, log_level, space, hub, state_file, control_socket, memory";
 const LINK_KEYS: &str =
     "enabled, device, transport, role, weight, upload, download, quota, quota_period, reset_day, quota_action";
 const POLICY_KEYS: &str = "enabled, name, src_ip, src_mac, src_port, dest_ip, dest_port, proto, dscp, class, mode, link, priority, weight";
@@ -1248,6 +1252,20 @@ impl Config {
             }
         }
 
+        // The core's budget is shared among its peers: each must get its least share.
+        if let Some(m) = main.as_ref().filter(|m| m.role == Role::Core) {
+            if let Err(e) = m.memory.core(peers.len(), usize::from(m.mtu)) {
+                let line = doc
+                    .sections
+                    .iter()
+                    .filter(|s| s.ty == "braid")
+                    .flat_map(|s| s.entries.iter())
+                    .find(|e| e.key == "memory")
+                    .map_or(m.line, |e| e.pos.line);
+                errors.push(at(line, format!("braid 'main': option 'memory': {e}")));
+            }
+        }
+
         // Report in file order, whatever order the checks ran in.
         errors.sort_by_key(|d| (d.line, d.col.unwrap_or(0)));
         warnings.sort_by_key(|d| (d.line, d.col.unwrap_or(0)));
@@ -1384,6 +1402,7 @@ impl Config {
         s.push_option("hub", &m.hub);
         s.push_option("state_file", &m.state_file);
         s.push_option("control_socket", &m.control_socket);
+        s.push_option("memory", &super::budget::show(m.memory.bytes));
         doc.sections.push(s);
 
         for l in &self.links {
@@ -1610,6 +1629,7 @@ fn read_main(
         hub: "braid0".into(),
         state_file: "/etc/braid/state".into(),
         control_socket: DEFAULT_CONTROL_SOCKET.into(),
+        memory: super::budget::Budget::default_for(role == Role::Core),
     };
     main.mtu = r.get_or("mtu", DEFAULT_MTU, |v| parse_range(v, 1280, 9000));
     main.log_level = r.get_or("log_level", LogLevel::Info, |v| {
@@ -1642,6 +1662,7 @@ fn read_main(
     };
     main.state_file = r.get_or("state_file", main.state_file.clone(), path);
     main.control_socket = r.get_or("control_socket", main.control_socket.clone(), path);
+    main.memory = r.get_or("memory", main.memory, super::budget::parse);
     match role {
         Role::Edge => {
             main.core_host = r.get("core_host", parse_host);

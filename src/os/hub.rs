@@ -251,6 +251,19 @@ impl Capture {
         Ok(cap)
     }
 
+    /// Sets the socket's receive buffer (kernel memory: frames the daemon has not read yet),
+    /// from the memory budget (`config::budget`, `Bounds::capture_bytes`); [`Capture::open`]
+    /// leaves 4 MiB. Beyond the host's `rmem_max` only with CAP_NET_ADMIN (`SO_RCVBUFFORCE`).
+    pub fn set_receive_buffer(&self, bytes: usize) -> Result<()> {
+        let buf = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        let raw = self.fd.as_raw_fd();
+        if setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf).is_err() {
+            setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &buf)
+                .map_err(|e| Error::new("SO_RCVBUF on the capture socket", e))?;
+        }
+        Ok(())
+    }
+
     /// Makes the socket report offloads beside each frame (`PACKET_VNET_HDR`): received
     /// frames may then be partial or aggregates, which [`Batch::packets`] finishes, and sent
     /// frames get a header saying they are complete.

@@ -123,6 +123,12 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
         }
     }
 
+    /// The settings of sessions started from now on (the memory budget's share per edge
+    /// changes when peers are added or removed); running sessions keep theirs.
+    pub fn set_session_config(&mut self, config: SessionConfig) {
+        self.config = config;
+    }
+
     /// Replaces the allowed peers (reload); sessions of removed keys end at once.
     pub fn set_peers(&mut self, peers: Vec<Peer>) {
         self.peers = peers;

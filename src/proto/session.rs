@@ -67,6 +67,11 @@ pub struct SessionConfig {
     pub total_queue_bytes: u64,
     /// Largest inner packet accepted.
     pub max_packet: usize,
+    /// Packets stored at once (queued, in link queues, in flight, waiting to be resent); each
+    /// holds a buffer of up to `max_packet`: `send` refuses past it (`config::budget`).
+    pub max_stored_packets: usize,
+    /// Flows whose last `seq` is kept (for `prev`); past it the map starts afresh.
+    pub max_flows: usize,
     pub reorder: ReorderConfig,
 }
 
@@ -77,6 +82,8 @@ impl Default for SessionConfig {
             per_user_queue_bytes: 256 * 1024,
             total_queue_bytes: 8 << 20,
             max_packet: DEFAULT_MAX_PACKET,
+            max_stored_packets: usize::MAX,
+            max_flows: 65_536,
             reorder: ReorderConfig::default(),
         }
     }
@@ -762,14 +769,17 @@ impl Session {
             self.stats.refused += 1;
             return Err(SendError::TooLarge);
         }
-        if !self.conn.can_accept(meta.user, packet.len() as u32) {
+        if !self.conn.can_accept(meta.user, packet.len() as u32)
+            || (self.free.is_empty() && self.pkts.len() >= self.cfg.max_stored_packets)
+        {
             self.stats.refused += 1;
             return Err(SendError::QueueFull);
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        if self.flows.len() > 65536 {
-            self.flows.clear(); // forget old flows: they restart with prev = 0
+        if self.flows.len() > self.cfg.max_flows {
+            // Forget old flows (they restart with prev = 0), and the map's memory with them.
+            self.flows = HashMap::new();
         }
         let prev = match self.flows.insert(meta.flow, seq) {
             Some(last) => {
@@ -785,6 +795,9 @@ impl Session {
         let pid = self.alloc();
         let p = &mut self.pkts[pid as usize];
         p.data.clear();
+        // Exactly what is needed when the pooled buffer is too small: a slot never holds more
+        // than `max_packet` (what the budget counts per slot).
+        p.data.reserve_exact(packet.len());
         p.data.extend_from_slice(packet);
         p.seq = seq;
         p.prev = prev;
@@ -1800,6 +1813,80 @@ mod tests {
         }
         let seqs: Vec<(u32, u16)> = s.pkts.iter().map(|p| (p.seq, p.prev)).collect();
         assert_eq!(seqs, vec![(1, 0), (2, 0), (3, 2), (4, 1)]);
+    }
+
+    /// The store holds at most `max_stored_packets` slots, each no larger than the largest
+    /// packet it held: small packets after large ones do not grow it, and a slot freed by an
+    /// ACK is taken again (the budget counts slots times `max_packet`).
+    #[test]
+    fn the_packet_store_is_bounded_in_slots_and_each_slot_in_bytes() {
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let cfg = SessionConfig {
+            max_stored_packets: 8,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(ch, cfg, Instant(0));
+        s.add_link(1, LinkConfig::default(), Instant(0));
+        for u in 0..8 {
+            s.send(Instant(0), &[0u8; 1000], meta(u)).unwrap();
+        }
+        assert_eq!(
+            s.send(Instant(0), &[0u8; 40], meta(9)),
+            Err(SendError::QueueFull),
+            "a ninth packet, however small, has no slot"
+        );
+        assert_eq!(s.stats().refused, 1);
+        // One is acked: its slot is free again, and keeps no more than it needs.
+        s.schedule(Instant(0));
+        let pid = send_head(&mut s, 0);
+        s.on_resolved(
+            Resolved {
+                token: s.token(pid),
+                acked: true,
+            },
+            None,
+        );
+        s.send(Instant(0), &[0u8; 1200], meta(9)).unwrap();
+        assert_eq!(s.pkts.len(), 8);
+        assert!(s.pkts.iter().all(|p| p.data.capacity() <= 1200));
+    }
+
+    /// The flow map starts afresh past `max_flows`, and gives its memory back.
+    #[test]
+    fn the_flow_map_is_bounded_and_shrinks_when_it_starts_afresh() {
+        let k = Keypair::from_private([1; 32]);
+        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
+        let cfg = SessionConfig {
+            max_flows: 1000,
+            per_user_queue_bytes: 1 << 30,
+            total_queue_bytes: 1 << 30,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(ch, cfg, Instant(0));
+        let mut peak = 0;
+        for f in 0..5000u64 {
+            let m = PacketMeta {
+                user: 1,
+                flow: f,
+                class: 0,
+            };
+            s.send(Instant(0), &[0u8; 20], m).unwrap();
+            peak = peak.max(s.flows.capacity());
+            assert!(s.flows.len() <= 1001);
+        }
+        assert!(peak < 4096, "{peak}");
+        let m = PacketMeta {
+            user: 1,
+            flow: 4999,
+            class: 0,
+        };
+        s.send(Instant(0), &[0u8; 20], m).unwrap();
+        assert_eq!(
+            s.pkts.last().unwrap().prev,
+            1,
+            "a flow still known keeps its chain"
+        );
     }
 
     #[test]

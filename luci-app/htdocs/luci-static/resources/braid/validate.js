@@ -89,6 +89,21 @@ return baseclass.extend({
 		return r[0] == BigInt(0) ? "a quota of 0 bytes: remove the option for no quota, or use role 'never'" : true;
 	},
 
+	// The daemon's memory budget: 16M, 512K, 1G (powers of 1024 however written), 4M..64G.
+	memory: function(v) {
+		var bad = "expected a memory size like '16M', '512K' or '1G', got '%s'".format(v);
+		var p = splitNumber(v.toLowerCase()), unit = p[1].replace(/b$/, '').replace(/i$/, '');
+		var shift = { '': 0, k: 10, m: 20, g: 30 }[unit];
+		if (shift == null) return bad;
+		var num = p[0], i = num.indexOf('.'), int = i < 0 ? num : num.substr(0, i), frac = i < 0 ? '' : num.substr(i + 1);
+		if (int === '' || frac.length > 6 || !/^[0-9]*$/.test(frac) || /\.$/.test(num)) return bad;
+		var m = BigInt(2) ** BigInt(shift);
+		var n = BigInt(int) * m + (frac === '' ? BigInt(0) : BigInt(frac) * m / (BigInt(10) ** BigInt(frac.length)));
+		if (n < BigInt(4194304) || n > BigInt(68719476736))
+			return "'%s' is out of range: between '4M' and '64G' (the edge's default is '16M', the core's '64M')".format(v);
+		return true;
+	},
+
 	// The size of a quota in bytes (null if not a size): to show what '20G' means.
 	quotaBytes: function(v) { return bytes(v)[0]; },
 

@@ -202,6 +202,11 @@ return view.extend({
 		o.placeholder = '1400';
 		o.validate = validate.optional('mtu');
 
+		o = s.taboption('advanced', form.Value, 'memory', _('Memory budget'),
+			_('The memory Braid may use: <code>16M</code>, <code>512K</code>, <code>1G</code>, 4M..64G. Every queue and buffer that grows with traffic is sized from it. Default 16M on a router (of 64 MB), 64M on the core, which shares it among its peers.'));
+		o.placeholder = '16M';
+		o.validate = validate.optional('memory');
+
 		o = keep(s.taboption('advanced', form.ListValue, 'log_level', _('Log level'), _('To syslog, tag <code>braid</code>.')), 'info');
 		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach(function(l) { o.value(l); });
 
