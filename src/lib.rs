@@ -26,27 +26,20 @@
 //! code.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
-#[cfg(target_os = "linux")]
-pub mod accept;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod control;
-/// `braid core` (a module named `core` would shadow the `core` crate).
 #[cfg(target_os = "linux")]
-#[path = "core.rs"]
 pub mod core_daemon;
 #[cfg(target_os = "linux")]
 pub mod daemon;
 pub mod devices;
 #[cfg(target_os = "linux")]
 pub mod edge;
-pub mod forward;
 pub mod keytext;
 pub mod proto;
-pub mod quota;
 pub mod resolve;
-pub mod users;
 
 #[cfg(target_os = "linux")]
 pub mod os;

@@ -3,7 +3,7 @@
 //! Datagrams from every edge arrive on one UDP port (and the same TCP port for links that must
 //! use TCP). The [`Endpoint`] answers handshakes from the keys in `config peer`, demultiplexes
 //! data to sessions and remembers each link's address. Restored packets are checked against
-//! the forward policy ([`crate::forward`]: public destinations only, the edge's `allowed_lan`),
+//! the forward policy ([`forward`]: public destinations only, the edge's `allowed_lan`),
 //! get a pool address per (edge, client) from the [`SourceMap`] (so two edges with the same LAN
 //! subnet stay apart) and are written into the core's hub; the host forwards them and
 //! masquerades the pool in braid's own nftables table. Replies to the pool are steered back
@@ -19,6 +19,9 @@
 //! `braid stop` (the init script's `stop`) and SIGINT are a *stop for good*: the core removes
 //! its table, rules, routes and hub, and restores IP forwarding, leaving nothing behind.
 
+pub mod accept;
+pub mod forward;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -31,13 +34,11 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::accept::{self, Conn, Conns};
 use crate::classify::Classifier;
 use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo, Refusals};
 use crate::edge::{daemon_main, session_classes, state_name, wire_role_name, DaemonArgs};
-use crate::forward::{self, ForwardPolicy, Refusal};
 use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
 use crate::os::space::{adopt_stale, Hub, HubConfig, Space, SteerConfig, Steering};
@@ -46,6 +47,8 @@ use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::Keypair;
 use crate::proto::session::{Event, PacketMeta, SessionConfig};
 use crate::proto::LinkId;
+use accept::{Conn, Conns};
+use forward::{ForwardPolicy, Refusal};
 
 const HELP: &str = "\
 braid core - run the server side: accept edges, forward their traffic to the internet
@@ -150,7 +153,7 @@ struct Core {
     /// When each session was established (for `braid status`).
     established_at: HashMap<SessionId, std::time::Instant>,
     /// Each edge's clients (by their LAN address) and bytes, for `braid status`.
-    users: HashMap<SessionId, crate::users::UserTable>,
+    users: HashMap<SessionId, crate::daemon::users::UserTable>,
     /// Measured rates and time in state: (session, link), the session itself as link `None`.
     meter: control::Meter<(SessionId, Option<LinkId>)>,
     seed: u64,

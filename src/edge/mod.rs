@@ -36,6 +36,8 @@
 //! to the router's WAN address, and its replies from the tunnel to random ports the client
 //! resets.
 
+pub mod quota;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -63,8 +65,8 @@ use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
 use crate::proto::wire::LinkRole;
 use crate::proto::{Instant, LinkId};
-use crate::quota::{QuotaBook, StampMark, Verdict};
 use crate::resolve::{self, CoreAddr};
+use quota::{QuotaBook, StampMark, Verdict};
 
 /// Steering is withdrawn when no link has worked and the core has not been heard for this long
 /// (fail-open).
@@ -469,7 +471,7 @@ struct Edge {
     drops: HashMap<&'static str, u64>,
     /// Client packets classified into each class (by `ClassId`, carried by name across reloads).
     class_packets: Vec<u64>,
-    users: crate::users::UserTable,
+    users: crate::daemon::users::UserTable,
     users_rolled: std::time::Instant,
     /// Measured rates and time in state for `braid status`: links by id, the session as `None`.
     meter: control::Meter<Option<LinkId>>,
@@ -634,7 +636,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
         warned_handshake: false,
         drops: HashMap::new(),
         class_packets: Vec::new(),
-        users: crate::users::UserTable::default(),
+        users: crate::daemon::users::UserTable::default(),
         users_rolled: std::time::Instant::now(),
         meter: control::Meter::new(),
         quota: QuotaBook::from_text(&state, unix_now()),

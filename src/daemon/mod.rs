@@ -1,5 +1,7 @@
 //! What the edge and core event loops share: the clock, logging, signals and the control socket.
 
+pub mod users;
+
 use std::io::IsTerminal;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
