@@ -41,7 +41,6 @@ pub mod quota;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -52,7 +51,10 @@ use tokio::sync::mpsc;
 use crate::classify::Classifier;
 use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
 use crate::control::{self, Reply, Request};
-use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
+use crate::daemon::translate::{session_classes, state_name, wire_role, wire_role_name};
+use crate::daemon::{
+    self, daemon_main, Clock, ControlCall, ControlServer, DaemonArgs, Inbound, LinkIo,
+};
 use crate::devices::{self, DevicesFile};
 use crate::os::hub::{Batch, Capture};
 use crate::os::neigh::{read_neighbours, MacMap, NeighWatch};
@@ -116,177 +118,9 @@ EXAMPLE:
     braid edge --config /etc/config/braid --devices /var/run/braid.devices --stderr
 ";
 
-/// Parsed command line of `braid edge` / `braid core`.
-pub struct DaemonArgs {
-    pub config: PathBuf,
-    pub stderr: bool,
-    /// `--devices FILE` (edge only).
-    pub devices: Option<PathBuf>,
-}
-
-/// Parses `--config FILE --stderr --help` (and `--devices FILE` for the edge); `Err(code)` to
-/// exit with.
-pub fn parse_args(cmd: &str, help: &str, args: Vec<OsString>) -> Result<DaemonArgs, ExitCode> {
-    use lexopt::prelude::*;
-    let mut out = DaemonArgs {
-        config: PathBuf::from(crate::config::DEFAULT_PATH),
-        stderr: false,
-        devices: None,
-    };
-    let mut p = lexopt::Parser::from_args(args);
-    loop {
-        match p.next() {
-            Ok(None) => return Ok(out),
-            Ok(Some(Short('h') | Long("help"))) => {
-                print!("{help}");
-                return Err(ExitCode::SUCCESS);
-            }
-            Ok(Some(Short('c') | Long("config"))) => match p.value() {
-                Ok(v) => out.config = v.into(),
-                Err(e) => return Err(crate::cli::usage_error(cmd, e)),
-            },
-            Ok(Some(Long("stderr"))) => out.stderr = true,
-            Ok(Some(Long("devices"))) if cmd == "edge" => match p.value() {
-                Ok(v) => out.devices = Some(v.into()),
-                Err(e) => return Err(crate::cli::usage_error(cmd, e)),
-            },
-            Ok(Some(other)) => return Err(crate::cli::usage_error(cmd, other.unexpected())),
-            Err(e) => return Err(crate::cli::usage_error(cmd, e)),
-        }
-    }
-}
-
-/// Loads the config for `role`, printing every diagnostic; `Err(code)` to exit with.
-pub fn load_config(cmd: &str, args: &DaemonArgs, role: Role) -> Result<Config, ExitCode> {
-    let cfg = match crate::config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            for d in e.diagnostics() {
-                eprintln!("braid {cmd}: {d}");
-            }
-            if e.diagnostics().is_empty() {
-                eprintln!("braid {cmd}: {e}");
-            }
-            return Err(ExitCode::from(1));
-        }
-    };
-    for w in &cfg.warnings {
-        eprintln!("braid {cmd}: warning: {w}");
-    }
-    if cfg.main.role != role {
-        eprintln!(
-            "braid {cmd}: {}:{}: role is '{}' but this is `braid {cmd}` (set option role '{cmd}')",
-            cfg.file,
-            cfg.main.line,
-            if cfg.main.role == Role::Edge {
-                "edge"
-            } else {
-                "core"
-            }
-        );
-        return Err(ExitCode::from(1));
-    }
-    if !cfg.main.enabled {
-        eprintln!(
-            "braid {cmd}: warning: {}:{}: enabled is '0'; running anyway because started by hand",
-            cfg.file, cfg.main.line
-        );
-    }
-    Ok(cfg)
-}
-
-/// Runs a daemon's async main on a current-thread runtime.
-pub fn run_local<F: std::future::Future<Output = Result<(), String>>>(cmd: &str, f: F) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("braid {cmd}: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    match local.block_on(&rt, f) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("braid {cmd}: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// The shared entry of `braid edge` and `braid core`: arguments, config for `role`, logging,
-/// then the daemon's async `main` on a current-thread runtime.
-pub fn daemon_main<F, Fut>(
-    cmd: &str,
-    help: &str,
-    role: Role,
-    args: Vec<OsString>,
-    main: F,
-) -> ExitCode
-where
-    F: FnOnce(DaemonArgs, Config) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let args = match parse_args(cmd, help, args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let cfg = match load_config(cmd, &args, role) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    daemon::init_logging(cfg.main.log_level.to_filter(), args.stderr);
-    run_local(cmd, main(args, cfg))
-}
-
 /// `braid edge`.
 pub fn cli_main(args: Vec<OsString>) -> ExitCode {
     daemon_main("edge", HELP, Role::Edge, args, run)
-}
-
-/// Role of a config link as the protocol knows it.
-pub fn wire_role(r: model::LinkRole) -> LinkRole {
-    match r {
-        model::LinkRole::Primary => LinkRole::Primary,
-        model::LinkRole::Secondary => LinkRole::Secondary,
-        model::LinkRole::Backup => LinkRole::Backup,
-        model::LinkRole::Never => LinkRole::Never,
-    }
-}
-
-/// The session's classes from the config's classes (pinned links by name -> link id).
-pub fn session_classes(
-    cfg: &Config,
-    link_id: impl Fn(&str) -> Option<LinkId>,
-) -> Vec<crate::proto::sched::ClassConfig> {
-    use crate::proto::sched::{ClassConfig, Mode};
-    let classifier = Classifier::from_config(cfg);
-    classifier
-        .classes()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            let id = u8::try_from(i).ok()?;
-            let mode = match c.mode {
-                model::Mode::Aggregate => Mode::Aggregate,
-                model::Mode::Redundant => Mode::Redundant,
-                model::Mode::Backup => Mode::Backup,
-                model::Mode::Pinned => {
-                    Mode::Pinned(c.link.as_deref().and_then(&link_id).unwrap_or(0))
-                }
-            };
-            Some(ClassConfig {
-                id,
-                mode,
-                priority: c.priority,
-                weight: u32::from(c.weight.max(1)),
-            })
-        })
-        .collect()
 }
 
 fn link_config(l: &model::Link) -> LinkConfig {
@@ -1772,25 +1606,6 @@ fn unix_now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// A link role (as the session uses it) as `braid status` prints it.
-pub fn wire_role_name(r: LinkRole) -> &'static str {
-    match r {
-        LinkRole::Primary => "primary",
-        LinkRole::Secondary => "secondary",
-        LinkRole::Backup => "backup",
-        LinkRole::Never => "never",
-    }
-}
-
-/// A link state as `braid status` prints it.
-pub fn state_name(s: LinkState) -> &'static str {
-    match s {
-        LinkState::Up => "up",
-        LinkState::Degraded => "degraded",
-        LinkState::Down => "down",
-    }
 }
 
 #[cfg(test)]
