@@ -1,12 +1,16 @@
 //! What the edge and core event loops share: start-up (`start`), the clock, logging, signals,
 //! the control socket, link sockets (`link`) and the translations both use ([`translate`]).
 
+mod error;
 mod link;
+mod runtime;
 mod start;
 pub mod translate;
 pub mod users;
 
+pub use error::{Error, ReloadError};
 pub use link::{tcp_link, udp_link, Inbound, LinkIo, LinkTx};
+pub use runtime::{burst, drain_capture, write_state, HubIo, HubSink, Signal, Signals};
 pub use start::{daemon_main, load_config, parse_args, run_local, DaemonArgs};
 
 use std::io::IsTerminal;
@@ -254,14 +258,14 @@ async fn serve(listener: UnixListener, calls: mpsc::Sender<ControlCall>) {
 }
 
 /// Re-reads a config file for a reload: every diagnostic in one line, for the log and the reply.
-pub fn reload_config(file: &str) -> Result<crate::config::model::Config, String> {
+pub fn reload_config(file: &str) -> Result<crate::config::model::Config, ReloadError> {
     crate::config::load(Path::new(file)).map_err(|e| {
         let d: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
-        if d.is_empty() {
+        ReloadError::Config(if d.is_empty() {
             e.to_string()
         } else {
             d.join("; ")
-        }
+        })
     })
 }
 

@@ -87,7 +87,10 @@ pub fn load_config(cmd: &str, args: &DaemonArgs, role: Role) -> Result<Config, E
 }
 
 /// Runs a daemon's async main on a current-thread runtime.
-pub fn run_local<F: std::future::Future<Output = Result<(), String>>>(cmd: &str, f: F) -> ExitCode {
+pub fn run_local<E: std::fmt::Display, F: std::future::Future<Output = Result<(), E>>>(
+    cmd: &str,
+    f: F,
+) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,7 +114,7 @@ pub fn run_local<F: std::future::Future<Output = Result<(), String>>>(cmd: &str,
 
 /// The shared entry of `braid edge` and `braid core`: arguments, config for `role`, logging,
 /// then the daemon's async `main` on a current-thread runtime.
-pub fn daemon_main<F, Fut>(
+pub fn daemon_main<F, Fut, E>(
     cmd: &str,
     help: &str,
     role: Role,
@@ -120,7 +123,8 @@ pub fn daemon_main<F, Fut>(
 ) -> ExitCode
 where
     F: FnOnce(DaemonArgs, Config) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     let args = match parse_args(cmd, help, args) {
         Ok(a) => a,

@@ -45,7 +45,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{signal, SignalKind};
+
 use tokio::sync::mpsc;
 
 use crate::classify::Classifier;
@@ -53,7 +53,8 @@ use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
 use crate::control::{self, Reply, Request};
 use crate::daemon::translate::{session_classes, state_name, wire_role, wire_role_name};
 use crate::daemon::{
-    self, daemon_main, Clock, ControlCall, ControlServer, DaemonArgs, Inbound, LinkIo,
+    self, daemon_main, Clock, ControlCall, ControlServer, DaemonArgs, HubIo, Inbound, LinkIo,
+    Signal, Signals,
 };
 use crate::devices::{self, DevicesFile};
 use crate::os::hub::{Batch, Capture};
@@ -376,19 +377,26 @@ fn hub_config(cfg: &Config) -> HubConfig {
 /// Datagram buffer size for a WAN MTU of 1500: the outer IPv4 + UDP headers leave this much.
 const DATAGRAM: usize = 1500 - 28;
 
-async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
+async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
     let clock = Clock::new();
-    let private = cfg.private_key().map_err(|e| e.to_string())?;
+    let private = cfg
+        .private_key()
+        .map_err(|e| daemon::Error::Config(e.to_string()))?;
+    let not_set = |what: &str| daemon::Error::Config(format!("{what} is not set"));
     let core_key = cfg
         .main
         .core_public_key
-        .ok_or("core_public_key is not set")?;
-    let host = cfg.main.core_host.clone().ok_or("core_host is not set")?;
+        .ok_or_else(|| not_set("core_public_key"))?;
+    let host = cfg
+        .main
+        .core_host
+        .clone()
+        .ok_or_else(|| not_set("core_host"))?;
     if cfg.links.is_empty() {
-        return Err(format!(
+        return Err(daemon::Error::Config(format!(
             "{}: no `config link` section: nothing to bond",
             cfg.file
-        ));
+        )));
     }
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
     let (ans_tx, mut ans_rx) = mpsc::channel::<resolve::Answer>(8);
@@ -397,7 +405,8 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
     //    (nothing waits here: a router boots before its modems).
     let mut links = Vec::new();
     for (i, l) in cfg.links.iter().enumerate() {
-        let id = LinkId::try_from(i).map_err(|_| "more than 256 links")?;
+        let id =
+            LinkId::try_from(i).map_err(|_| daemon::Error::Config("more than 256 links".into()))?;
         links.push(EdgeLink::new(id, l));
     }
 
@@ -405,7 +414,10 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
     //    second instance cannot clean away the first one's rules.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
     let _ctl = ControlServer::bind(std::path::Path::new(&cfg.main.control_socket), ctl_tx)
-        .map_err(|e| format!("control socket {}: {e}", cfg.main.control_socket))?;
+        .map_err(|err| daemon::Error::ControlSocket {
+            path: cfg.main.control_socket.clone(),
+            err,
+        })?;
     // Space, hub, capture.
     let hubc = hub_config(&cfg);
     let core = CoreAddr::new(&host, cfg.main.core_port, clock.now());
@@ -417,11 +429,11 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
     // Flows a crashed instance steered have conntrack entries without NAT: until a session
     // steers them again they must get fresh (masqueraded) ones to reach the plain WAN.
     flush_conntrack(&steer, "flows of an earlier run");
-    let space = Space::new().map_err(|e| e.to_string())?;
-    let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
-    let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
-    // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
-    let capture = unsafe { AsyncFd::register(capture) }.map_err(|e| format!("capture: {e}"))?;
+    let HubIo {
+        capture,
+        hub,
+        space,
+    } = HubIo::open(hubc)?;
 
     // 3. The session.
     let keys = Keypair::from_private(private.0);
@@ -444,7 +456,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
         session.set_peer_rate_cap(l.id, l.cfg.download);
     }
     let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).map_err(|e| format!("random seed: {e}"))?;
+    getrandom::fill(&mut seed).map_err(daemon::Error::Random)?;
     // The state file: quota counters and the handshake clock's mark.
     let state = std::fs::read_to_string(&cfg.main.state_file).unwrap_or_default();
     let mut edge = Edge {
@@ -515,9 +527,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
             None
         }
     };
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut signals = Signals::new()?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut batch = Batch::default();
     let mut scratch = vec![0u8; 65536];
@@ -546,45 +556,27 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
             }
         };
         tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => {
-                if let Err(e) = edge.reload() {
-                    log::error!("reload refused, the running config stays: {e}");
+            sig = signals.recv() => match sig {
+                Signal::Term | Signal::Interrupt => break,
+                Signal::Hangup => {
+                    if let Err(e) = edge.reload() {
+                        log::error!("reload refused, the running config stays: {e}");
+                    }
                 }
-            }
+            },
             Some(call) = ctl_rx.recv() => {
                 let reply = edge.control(call.request);
                 let _ = call.reply.send(reply);
             }
             r = capture.readable() => {
-                let mut guard = r.map_err(|e| format!("capture: {e}"))?;
-                loop {
-                    match guard.get_inner().recv_batch(&mut batch) {
-                        Ok(n) => {
-                            for i in 0..n {
-                                if let Err(why) = batch.packets(i, &mut scratch, &mut |p| edge.upstream(p)) {
-                                    *edge.drops.entry(why).or_default() += 1;
-                                }
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            guard.clear_ready();
-                            break;
-                        }
-                        Err(e) => return Err(format!("capture: {e}")),
-                    }
-                }
+                let guard = r.map_err(daemon::Error::Capture)?;
+                daemon::drain_capture(guard, &mut batch, &mut scratch, &mut edge)?;
             }
-            Some((id, mut d, _)) = in_rx.recv() => {
+            Some(first) = in_rx.recv() => {
                 let now = edge.clock.now();
-                let _ = edge.session.handle_datagram(now, Some(id), &mut d);
-                for _ in 0..64 {
-                    match in_rx.try_recv() {
-                        Ok((id, mut d, _)) => { let _ = edge.session.handle_datagram(now, Some(id), &mut d); }
-                        Err(_) => break,
-                    }
-                }
+                daemon::burst(first, &mut in_rx, |(id, mut d, _)| {
+                    let _ = edge.session.handle_datagram(now, Some(id), &mut d);
+                });
                 edge.sign_of_life();
             }
             Some(answer) = ans_rx.recv() => edge.resolved(answer),
@@ -645,6 +637,16 @@ fn log_flush(when: &str, what: &str, removed: crate::os::Result<usize>) {
             "{when}: cannot remove conntrack entries of {what} (kmod-nf-conntrack-netlink \
              missing?): {e}"
         ),
+    }
+}
+
+impl daemon::HubSink for Edge {
+    fn packet(&mut self, p: &mut [u8]) {
+        self.upstream(p);
+    }
+
+    fn dropped(&mut self, why: &'static str) {
+        *self.drops.entry(why).or_default() += 1;
     }
 }
 
@@ -895,14 +897,8 @@ impl Edge {
     /// Writes the state file: quota counters and the handshake clock's mark.
     fn save_quota(&mut self) {
         let path = std::path::Path::new(&self.cfg.main.state_file);
-        let tmp = path.with_extension("tmp");
         let text = self.quota.to_text() + &self.mark.to_text();
-        let r = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        match r {
+        match daemon::write_state(path, &text) {
             Ok(()) => self.quota.mark_saved(unix_now()),
             Err(e) => log::warn!("cannot write the state file {}: {e}", path.display()),
         }
@@ -1344,7 +1340,7 @@ impl Edge {
             },
             Request::Reload => match self.reload() {
                 Ok(()) => Reply::ok(),
-                Err(e) => Reply::error(e),
+                Err(e) => Reply::error(e.to_string()),
             },
             Request::Stop => Reply::error(
                 "`braid stop` is for the core; the edge removes everything whenever it stops \
@@ -1354,7 +1350,7 @@ impl Edge {
     }
 
     /// Re-reads the config and applies what changed, without touching the session's flows.
-    fn reload(&mut self) -> Result<(), String> {
+    fn reload(&mut self) -> Result<(), daemon::ReloadError> {
         let new = daemon::reload_config(&self.cfg.file)?;
         let changes = crate::config::diff::diff(&self.cfg, &new);
         if changes.is_empty() {
@@ -1399,7 +1395,7 @@ impl Edge {
                 continue;
             }
             let Some(id) = (0..=255u8).find(|id| !self.links.iter().any(|l| l.id == *id)) else {
-                return Err("more than 256 links".into());
+                return Err(daemon::ReloadError::TooManyLinks);
             };
             self.session.add_link(id, link_config(nl), now);
             self.session.set_link_name(id, &nl.name);
