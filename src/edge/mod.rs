@@ -37,6 +37,7 @@
 //! resets.
 
 pub mod quota;
+pub mod steer;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -49,7 +50,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::classify::Classifier;
-use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
+use crate::config::model::{self, Config, QuotaAction, Role, Transport};
 use crate::control::{self, Reply, Request};
 use crate::daemon::translate::{session_classes, state_name, wire_role, wire_role_name};
 use crate::daemon::{
@@ -61,19 +62,16 @@ use crate::os::hub::{Batch, Capture};
 use crate::os::neigh::{read_neighbours, MacMap, NeighWatch};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
-use crate::os::Prefix;
 use crate::proto::link::{LinkConfig, LinkState};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
 use crate::proto::wire::LinkRole;
-use crate::proto::{Instant, LinkId};
+use crate::proto::LinkId;
 use crate::resolve::{self, CoreAddr};
 use quota::{QuotaBook, StampMark, Verdict};
+use steer::{steer_config, FailOpen, SteerAction};
 
-/// Steering is withdrawn when no link has worked and the core has not been heard for this long
-/// (fail-open).
-pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 /// How often the neighbour table is read for `src_mac` policies.
 pub const MACS_EVERY: Duration = Duration::from_secs(5);
 /// ... and how soon after a packet from a LAN address not in it yet.
@@ -151,80 +149,6 @@ pub fn demoted_config(l: &model::Link, action: Option<QuotaAction>) -> LinkConfi
         c.role = floor;
     }
     c
-}
-
-/// What to do with the steering rules, as [`FailOpen::review`] decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SteerAction {
-    /// Leave them as they are.
-    Keep,
-    /// Install them. `after_fail_open`: this process withdrew them earlier, so clients used
-    /// the plain WAN meanwhile and the conntrack entries it made must go too.
-    Install { after_fail_open: bool },
-    /// Withdraw them: clients fail open to the plain WAN.
-    Withdraw,
-}
-
-/// When the edge steers the LAN into the tunnel and when its clients fail open to the plain
-/// WAN: the decision alone, fed by the event loop (times as [`crate::proto::Instant`]).
-///
-/// Steering goes in once the session is established, and comes out when for
-/// [`FAIL_OPEN_AFTER`] no link has been anything but Down *and* no datagram from the core has
-/// opened (a dead or unreachable core, every link black-holed), or when the session closes.
-/// It goes back in at the first sign of life: a link not Down, or any datagram from the core
-/// (a probe reply on a link still Down), so that the clients' retransmissions stop leaving by
-/// the plain WAN as early as possible.
-#[derive(Debug, Clone)]
-pub struct FailOpen {
-    /// When a link last worked: not Down, or the core heard on it.
-    last_ok: Instant,
-    /// The steering was withdrawn and has not been installed since.
-    withdrawn: bool,
-}
-
-impl FailOpen {
-    pub fn new(now: Instant) -> FailOpen {
-        FailOpen {
-            last_ok: now,
-            withdrawn: false,
-        }
-    }
-
-    /// What to do now. `live`: the session is established and not closed; `installed`: the
-    /// rules are in place; `any_up`: a link is not Down; `heard`: when a datagram from the
-    /// core last opened. A `Withdraw` is taken as done; an `Install`, once
-    /// [`FailOpen::installed`] is called.
-    pub fn review(
-        &mut self,
-        now: Instant,
-        live: bool,
-        installed: bool,
-        any_up: bool,
-        heard: Option<Instant>,
-    ) -> SteerAction {
-        if any_up {
-            self.last_ok = self.last_ok.max(now);
-        }
-        if let Some(h) = heard {
-            self.last_ok = self.last_ok.max(h);
-        }
-        let quiet = now.saturating_since(self.last_ok) >= FAIL_OPEN_AFTER;
-        match (installed, live && !quiet) {
-            (true, false) => {
-                self.withdrawn = true;
-                SteerAction::Withdraw
-            }
-            (false, true) => SteerAction::Install {
-                after_fail_open: self.withdrawn,
-            },
-            _ => SteerAction::Keep,
-        }
-    }
-
-    /// The rules asked for by an `Install` are in place.
-    pub fn installed(&mut self) {
-        self.withdrawn = false;
-    }
 }
 
 /// One configured link.
@@ -352,20 +276,6 @@ fn open_link(
             inbound.clone(),
         )),
     }
-}
-
-fn prefixes(c: &[model::Cidr]) -> Vec<Prefix> {
-    c.iter().map(|c| Prefix::new(c.addr, c.prefix)).collect()
-}
-
-fn steer_config(cfg: &Config, core: &[SocketAddr]) -> SteerConfig {
-    let mut s = SteerConfig::new();
-    s.sources = prefixes(&cfg.main.lan);
-    s.tcp_only = cfg.main.steer == Steer::Tcp;
-    s.bypass = prefixes(&cfg.main.bypass);
-    // Traffic to the core itself (any of its addresses) never enters the tunnel.
-    s.bypass.extend(core.iter().map(|a| Prefix::host(a.ip())));
-    s
 }
 
 fn hub_config(cfg: &Config) -> HubConfig {
@@ -1604,6 +1514,16 @@ fn unix_now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// The edge config of the fixtures (three links, quotas, policies), for the role's unit tests.
+#[cfg(test)]
+fn fixture() -> Config {
+    crate::config::load_str(
+        "edge.conf",
+        include_str!("../../tests/fixtures/config/edge.conf"),
+    )
+    .expect("the fixture is a valid edge config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1620,132 +1540,6 @@ mod tests {
             download: None,
             quota: None,
         }
-    }
-
-    fn ms(n: u64) -> Instant {
-        Instant(n * 1000)
-    }
-
-    #[test]
-    fn steering_goes_in_once_established_and_out_after_3_s_of_silence() {
-        let mut f = FailOpen::new(ms(0));
-        // Not established yet: nothing, whatever the links say.
-        assert_eq!(
-            f.review(ms(100), false, false, true, None),
-            SteerAction::Keep
-        );
-        // Established (the handshake answer is a datagram from the core).
-        let first = SteerAction::Install {
-            after_fail_open: false,
-        };
-        assert_eq!(f.review(ms(200), true, false, false, Some(ms(200))), first);
-        f.installed();
-        assert_eq!(
-            f.review(ms(700), true, true, true, Some(ms(650))),
-            SteerAction::Keep
-        );
-        // The core dies at 1 s: heard last at 1 s, a link Down from 1.5 s.
-        assert_eq!(
-            f.review(ms(1500), true, true, true, Some(ms(1000))),
-            SteerAction::Keep
-        );
-        for t in (2000..4500).step_by(500) {
-            assert_eq!(
-                f.review(ms(t), true, true, false, Some(ms(1000))),
-                SteerAction::Keep,
-                "at {t} ms"
-            );
-        }
-        // 3 s after the last link was up: withdrawn (not later than before the core's
-        // datagrams counted).
-        assert_eq!(
-            f.review(ms(4500), true, true, false, Some(ms(1000))),
-            SteerAction::Withdraw
-        );
-        // Still dead: stays out.
-        assert_eq!(
-            f.review(ms(9000), true, false, false, Some(ms(1000))),
-            SteerAction::Keep
-        );
-    }
-
-    #[test]
-    fn the_first_datagram_from_the_core_steers_again_before_any_link_is_up() {
-        let mut f = FailOpen::new(ms(0));
-        assert!(matches!(
-            f.review(ms(0), true, false, true, Some(ms(0))),
-            SteerAction::Install { .. }
-        ));
-        f.installed();
-        // Every link black-holed from 10 s: Down from 10.3 s, withdrawn 3 s later.
-        assert_eq!(
-            f.review(ms(10_300), true, true, true, Some(ms(10_000))),
-            SteerAction::Keep
-        );
-        assert_eq!(
-            f.review(ms(13_000), true, true, false, Some(ms(10_000))),
-            SteerAction::Keep
-        );
-        assert_eq!(
-            f.review(ms(13_500), true, true, false, Some(ms(10_000))),
-            SteerAction::Withdraw
-        );
-        assert_eq!(
-            f.review(ms(14_000), true, false, false, Some(ms(10_000))),
-            SteerAction::Keep
-        );
-        // 15 s: a probe reply opens; every link is still Down.
-        let again = SteerAction::Install {
-            after_fail_open: true,
-        };
-        assert_eq!(
-            f.review(ms(15_010), true, false, false, Some(ms(15_000))),
-            again
-        );
-        // Until it is in place, the answer stays (an install that failed is tried again).
-        assert_eq!(
-            f.review(ms(15_500), true, false, false, Some(ms(15_000))),
-            again
-        );
-        f.installed();
-        // The links take a while to be declared Up: the steering stays meanwhile.
-        assert_eq!(
-            f.review(ms(16_000), true, true, false, Some(ms(15_900))),
-            SteerAction::Keep
-        );
-        assert_eq!(
-            f.review(ms(16_500), true, true, true, Some(ms(16_450))),
-            SteerAction::Keep
-        );
-        // A later fail-open is reported as one again; a later install as a first one after
-        // `installed`.
-        assert_eq!(
-            f.review(ms(20_000), true, true, false, Some(ms(16_500))),
-            SteerAction::Withdraw
-        );
-        assert_eq!(
-            f.review(ms(20_100), true, false, true, Some(ms(16_500))),
-            again
-        );
-    }
-
-    #[test]
-    fn a_closed_session_never_steers() {
-        let mut f = FailOpen::new(ms(0));
-        assert!(matches!(
-            f.review(ms(0), true, false, true, Some(ms(0))),
-            SteerAction::Install { .. }
-        ));
-        f.installed();
-        // The core closed the session: out at once, though the links are fine.
-        assert_eq!(
-            f.review(ms(1000), false, true, true, Some(ms(1000))),
-            SteerAction::Withdraw
-        );
-        assert_eq!(
-            f.review(ms(1500), false, false, true, Some(ms(1500))),
-            SteerAction::Keep
-        );
     }
 
     #[test]
