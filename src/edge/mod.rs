@@ -38,6 +38,7 @@
 
 pub mod quota;
 pub mod steer;
+pub mod translate;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -66,11 +67,11 @@ use crate::proto::link::{LinkConfig, LinkState};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
-use crate::proto::wire::LinkRole;
 use crate::proto::LinkId;
 use crate::resolve::{self, CoreAddr};
 use quota::{QuotaBook, StampMark, Verdict};
 use steer::{steer_config, FailOpen, SteerAction};
+use translate::{demoted_config, plan_links, LinkStep};
 
 /// How often the neighbour table is read for `src_mac` policies.
 pub const MACS_EVERY: Duration = Duration::from_secs(5);
@@ -120,35 +121,6 @@ EXAMPLE:
 /// `braid edge`.
 pub fn cli_main(args: Vec<OsString>) -> ExitCode {
     daemon_main("edge", HELP, Role::Edge, args, run)
-}
-
-fn link_config(l: &model::Link) -> LinkConfig {
-    LinkConfig {
-        role: wire_role(l.role),
-        weight: u32::from(l.weight.max(1)),
-        rate_cap_bps: l.upload.filter(|&c| c > 0),
-    }
-}
-
-/// A link's session config, demoted by `action` when past its quota: `backup` or `never`, but
-/// never promoted (a `never` link past its quota stays `never`).
-pub fn demoted_config(l: &model::Link, action: Option<QuotaAction>) -> LinkConfig {
-    let mut c = link_config(l);
-    let floor = match action {
-        None => return c,
-        Some(QuotaAction::Backup) => LinkRole::Backup,
-        Some(QuotaAction::Never) => LinkRole::Never,
-    };
-    let rank = |r: LinkRole| match r {
-        LinkRole::Primary => 0,
-        LinkRole::Secondary => 1,
-        LinkRole::Backup => 2,
-        LinkRole::Never => 3,
-    };
-    if rank(floor) > rank(c.role) {
-        c.role = floor;
-    }
-    c
 }
 
 /// One configured link.
@@ -313,11 +285,13 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
 
     // 1. The links: their sockets open once the core's address and their devices are known
     //    (nothing waits here: a router boots before its modems).
+    let start_steps = plan_links(&[], &HashMap::new(), &cfg.links)
+        .map_err(|e| daemon::Error::Config(e.to_string()))?;
     let mut links = Vec::new();
-    for (i, l) in cfg.links.iter().enumerate() {
-        let id =
-            LinkId::try_from(i).map_err(|_| daemon::Error::Config("more than 256 links".into()))?;
-        links.push(EdgeLink::new(id, l));
+    for step in &start_steps {
+        if let LinkStep::Add { id, link, .. } = step {
+            links.push(EdgeLink::new(*id, link));
+        }
     }
 
     // 2. The control socket first: it refuses to start when another edge answers on it, so a
@@ -360,10 +334,8 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
     session.set_classes(&session_classes(&cfg, |n| {
         names.iter().find(|(x, _)| x == n).map(|x| x.1)
     }));
-    for l in &links {
-        session.add_link(l.id, link_config(&l.cfg), now);
-        session.set_link_name(l.id, &l.cfg.name);
-        session.set_peer_rate_cap(l.id, l.cfg.download);
+    for step in &start_steps {
+        session_step(&mut session, step, now);
     }
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(daemon::Error::Random)?;
@@ -547,6 +519,22 @@ fn log_flush(when: &str, what: &str, removed: crate::os::Result<usize>) {
             "{when}: cannot remove conntrack entries of {what} (kmod-nf-conntrack-netlink \
              missing?): {e}"
         ),
+    }
+}
+
+/// Tells the session what a link step changes (the link's socket is the event loop's).
+fn session_step(session: &mut Session, step: &LinkStep, now: crate::proto::Instant) {
+    match step {
+        LinkStep::Remove { id } => session.remove_link(*id, now),
+        LinkStep::Update { id, params, .. } => {
+            session.add_link(*id, params.config, now);
+            session.set_peer_rate_cap(*id, params.peer_rate_cap);
+        }
+        LinkStep::Add { id, link, params } => {
+            session.add_link(*id, params.config, now);
+            session.set_link_name(*id, &link.name);
+            session.set_peer_rate_cap(*id, params.peer_rate_cap);
+        }
     }
 }
 
@@ -1278,43 +1266,41 @@ impl Edge {
             }
         }
         // Links: removed ones drain to the others, new ones open, changed ones are updated.
-        let mut kept = Vec::new();
-        for l in std::mem::take(&mut self.links) {
-            match new.link(&l.cfg.name) {
-                Some(_) => kept.push(l),
-                None => {
-                    log::info!("link '{}' removed", l.cfg.name);
-                    self.session.remove_link(l.id, now);
+        let current: Vec<(LinkId, &model::Link)> =
+            self.links.iter().map(|l| (l.id, &l.cfg)).collect();
+        let steps = plan_links(&current, &self.demoted, &new.links)?;
+        for step in steps {
+            session_step(&mut self.session, &step, now);
+            match step {
+                LinkStep::Remove { id } => {
+                    if let Some(i) = self.links.iter().position(|l| l.id == id) {
+                        let l = self.links.remove(i);
+                        log::info!("link '{}' removed", l.cfg.name);
+                    }
+                }
+                LinkStep::Update {
+                    id, link, reopen, ..
+                } => {
+                    if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
+                        if reopen {
+                            // Another kind of socket: made again below.
+                            l.io = None;
+                            l.opened = None;
+                        }
+                        // A link past its quota stays demoted (count_quota re-checks it
+                        // against the new quota settings right after this).
+                        l.cfg = link;
+                    }
+                }
+                LinkStep::Add { id, link, .. } => {
+                    // In id order (kept without a sort: each one costs the router binary
+                    // about 4 KB).
+                    let at = self.links.iter().position(|l| l.id > id);
+                    log::info!("link '{}' added", link.name);
+                    self.links
+                        .insert(at.unwrap_or(self.links.len()), EdgeLink::new(id, &link));
                 }
             }
-        }
-        self.links = kept;
-        for nl in &new.links {
-            if let Some(l) = self.links.iter_mut().find(|l| l.cfg.name == nl.name) {
-                if l.cfg.transport != nl.transport {
-                    // Another kind of socket: made again below.
-                    l.io = None;
-                    l.opened = None;
-                }
-                l.cfg = nl.clone();
-                // A link past its quota stays demoted (count_quota re-checks it against the
-                // new quota settings right after this).
-                let cfg = demoted_config(nl, self.demoted.get(&l.id).copied());
-                self.session.add_link(l.id, cfg, now);
-                self.session.set_peer_rate_cap(l.id, nl.download);
-                continue;
-            }
-            let Some(id) = (0..=255u8).find(|id| !self.links.iter().any(|l| l.id == *id)) else {
-                return Err(daemon::ReloadError::TooManyLinks);
-            };
-            self.session.add_link(id, link_config(nl), now);
-            self.session.set_link_name(id, &nl.name);
-            self.session.set_peer_rate_cap(id, nl.download);
-            // In id order (kept without a sort: each one costs the router binary about 4 KB).
-            let at = self.links.iter().position(|l| l.id > id);
-            self.links
-                .insert(at.unwrap_or(self.links.len()), EdgeLink::new(id, nl));
-            log::info!("link '{}' added", nl.name);
         }
         // Policies and classes.
         let old_counts: HashMap<String, u64> = self
@@ -1522,49 +1508,4 @@ fn fixture() -> Config {
         include_str!("../../tests/fixtures/config/edge.conf"),
     )
     .expect("the fixture is a valid edge config")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link(role: model::LinkRole) -> model::Link {
-        model::Link {
-            name: "lte".into(),
-            line: 1,
-            device: None,
-            transport: Transport::Udp,
-            role,
-            weight: 2,
-            upload: Some(5_000_000),
-            download: None,
-            quota: None,
-        }
-    }
-
-    #[test]
-    fn a_quota_demotes_but_never_promotes() {
-        use model::LinkRole as R;
-        let p = link(R::Primary);
-        assert_eq!(demoted_config(&p, None).role, LinkRole::Primary);
-        let c = demoted_config(&p, Some(QuotaAction::Backup));
-        assert_eq!(
-            (c.role, c.weight, c.rate_cap_bps),
-            (LinkRole::Backup, 2, Some(5_000_000)),
-            "only the role changes"
-        );
-        assert_eq!(
-            demoted_config(&p, Some(QuotaAction::Never)).role,
-            LinkRole::Never
-        );
-        assert_eq!(
-            demoted_config(&link(R::Secondary), Some(QuotaAction::Backup)).role,
-            LinkRole::Backup
-        );
-        assert_eq!(
-            demoted_config(&link(R::Never), Some(QuotaAction::Backup)).role,
-            LinkRole::Never,
-            "a 'never' link stays unused"
-        );
-    }
 }
