@@ -69,7 +69,7 @@ use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
 use crate::proto::LinkId;
 use crate::resolve::{self, CoreAddr};
-use quota::{QuotaBook, StampMark, Verdict};
+use quota::{Carried, Demotions, QuotaBook, QuotaChange, StampMark};
 use steer::{steer_config, FailOpen, SteerAction};
 use translate::{demoted_config, plan_links, LinkStep};
 
@@ -209,10 +209,8 @@ struct Edge {
     quota: QuotaBook,
     /// The handshake clock's mark, kept in the state file with the quota counters.
     mark: StampMark,
-    /// Link bytes (both directions) at the last quota count.
-    counted: HashMap<LinkId, u64>,
     /// Links demoted by their quota.
-    demoted: HashMap<LinkId, QuotaAction>,
+    demoted: Demotions,
     /// LAN addresses by client MAC (from the neighbour table), for `src_mac` policies.
     macs: MacMap,
     /// The netlink socket the neighbour table is read with (opened on first use).
@@ -369,8 +367,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         meter: control::Meter::new(),
         quota: QuotaBook::from_text(&state, unix_now()),
         mark: StampMark::from_text(&state),
-        counted: HashMap::new(),
-        demoted: HashMap::new(),
+        demoted: Demotions::default(),
         macs: MacMap::default(),
         neigh_nl: None,
         macs_read: None,
@@ -721,62 +718,45 @@ impl Edge {
     fn count_quota(&mut self) {
         let stats = self.session.stats();
         let now = unix_now();
-        let mut changed = Vec::new();
-        for l in &self.links {
-            let Some(q) = &l.cfg.quota else { continue };
-            let Some(s) = stats.links.iter().find(|s| s.id == l.id) else {
-                continue;
-            };
-            let total = s.bytes_sent + s.bytes_received;
-            let last = self.counted.insert(l.id, total).unwrap_or(0);
-            let verdict = self
-                .quota
-                .account(&l.cfg.name, q, total.saturating_sub(last), now);
-            let was = self.demoted.get(&l.id).copied();
-            match (verdict, was) {
-                (Verdict::Exceeded(action), was) if was != Some(action) => {
+        let carried: Vec<Carried<'_>> = self
+            .links
+            .iter()
+            .map(|l| Carried {
+                id: l.id,
+                name: &l.cfg.name,
+                quota: l.cfg.quota.as_ref(),
+                total: stats
+                    .links
+                    .iter()
+                    .find(|s| s.id == l.id)
+                    .map(|s| s.bytes_sent + s.bytes_received),
+            })
+            .collect();
+        let changes = self.demoted.count(&mut self.quota, &carried, now);
+        for change in changes {
+            let id = match change {
+                QuotaChange::Demoted { id, action } => {
+                    let name = self.link_name(id);
                     log::warn!(
-                        "link '{}' used its quota ({} bytes): now {}",
-                        l.cfg.name,
-                        self.quota.used(&l.cfg.name),
+                        "link '{name}' used its quota ({} bytes): now {}",
+                        self.quota.used(name),
                         if action == QuotaAction::Never {
                             "not used"
                         } else {
                             "backup only"
                         }
                     );
-                    self.demoted.insert(l.id, action);
-                    changed.push(l.id);
+                    id
                 }
-                (Verdict::Within, Some(_)) => {
+                QuotaChange::Restored { id } => {
                     log::info!(
                         "link '{}': within its quota again, back to its role",
-                        l.cfg.name
+                        self.link_name(id)
                     );
-                    self.demoted.remove(&l.id);
-                    changed.push(l.id);
+                    id
                 }
-                _ => {}
-            }
-        }
-        // A link without a quota (any more) is never demoted.
-        let with_quota: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|l| l.cfg.quota.is_some())
-            .map(|l| l.id)
-            .collect();
-        let stale: Vec<LinkId> = self
-            .demoted
-            .keys()
-            .filter(|id| !with_quota.contains(id))
-            .copied()
-            .collect();
-        for id in stale {
-            self.demoted.remove(&id);
-            changed.push(id);
-        }
-        for id in changed {
+                QuotaChange::Unlimited { id } => id,
+            };
             if let Some(l) = self.links.iter().find(|l| l.id == id) {
                 let cfg = self.session_link_config(l);
                 self.session.add_link(id, cfg, self.clock.now());
@@ -787,9 +767,17 @@ impl Edge {
         }
     }
 
+    /// Link `id`'s name ("?" for none).
+    fn link_name(&self, id: LinkId) -> &str {
+        self.links
+            .iter()
+            .find(|l| l.id == id)
+            .map_or("?", |l| l.cfg.name.as_str())
+    }
+
     /// What the session should use for link `l`: its config, demoted if past its quota.
     fn session_link_config(&self, l: &EdgeLink) -> LinkConfig {
-        demoted_config(&l.cfg, self.demoted.get(&l.id).copied())
+        demoted_config(&l.cfg, self.demoted.get(l.id))
     }
 
     /// Writes the state file: quota counters and the handshake clock's mark.
@@ -1268,7 +1256,7 @@ impl Edge {
         // Links: removed ones drain to the others, new ones open, changed ones are updated.
         let current: Vec<(LinkId, &model::Link)> =
             self.links.iter().map(|l| (l.id, &l.cfg)).collect();
-        let steps = plan_links(&current, &self.demoted, &new.links)?;
+        let steps = plan_links(&current, self.demoted.all(), &new.links)?;
         for step in steps {
             session_step(&mut self.session, &step, now);
             match step {
@@ -1333,8 +1321,8 @@ impl Edge {
         // now; each link follows.
         self.read_devices();
         self.sync_links();
-        self.demoted
-            .retain(|id, _| self.links.iter().any(|l| l.id == *id));
+        let links = &self.links;
+        self.demoted.retain(|id| links.iter().any(|l| l.id == id));
         self.count_quota();
         self.refresh_macs(true);
         log::info!("reload applied ({} change(s))", changes.len());
