@@ -19,8 +19,11 @@
 //!   traces (`gen:hsr`), recorded trace files, their statistics (`braid trace`; host builds).
 //! - [`lab`]: emulated topologies in network namespaces (host builds only).
 //!
-//! Layers point one way: `proto` uses nothing of ours, `config` nothing but `keytext`, `os` uses `proto`
-//! (and `config`'s value types), the daemons (`edge`, `core_daemon`, `daemon`) use all of them.
+//! Layers point one way: `proto` uses nothing of ours, `config` nothing but `keytext`, `os` uses
+//! `proto` (and `config`'s value types), the daemons use all of them: [`daemon`] is the runtime
+//! both run (start-up, signals, hub capture, link and control sockets, errors), [`edge`] and
+//! [`core_daemon`] each a thin event loop over its role's plain logic (fail-open, quotas, the
+//! config in the session's terms); the core uses nothing of the edge.
 //! `sim` and `lab` share one emulation vocabulary (`trace::Trace`, `sim::link::OutageKind`,
 //! `config::model::parse_rate`). `proto`, `config`, `sim`, `trace` and `keytext` forbid unsafe
 //! code.
