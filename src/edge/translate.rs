@@ -126,6 +126,11 @@ mod tests {
     use super::*;
     use crate::config::model::Transport;
 
+    /// The links as the edge numbers them at start.
+    fn numbered(links: &[model::Link]) -> Vec<(LinkId, &model::Link)> {
+        (0..).zip(links).collect()
+    }
+
     fn link(role: model::LinkRole) -> model::Link {
         model::Link {
             name: "lte".into(),
@@ -189,12 +194,7 @@ mod tests {
         let mut new = cfg.links.clone();
         new[0].download = Some(50_000_000);
         new[2].download = None;
-        let current: Vec<(LinkId, &model::Link)> = cfg
-            .links
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i as LinkId, l))
-            .collect();
+        let current = numbered(&cfg.links);
         let steps = plan_links(&current, &HashMap::new(), &new).unwrap();
         let caps: Vec<Option<u64>> = steps
             .iter()
@@ -209,12 +209,7 @@ mod tests {
     #[test]
     fn a_reload_removes_first_reuses_free_ids_keeps_demotions_and_reopens_on_a_new_transport() {
         let cfg = super::super::fixture();
-        let current: Vec<(LinkId, &model::Link)> = cfg
-            .links
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i as LinkId, l))
-            .collect();
+        let current = numbered(&cfg.links);
         // lte1 goes, lte2 (demoted by its quota) switches to UDP, a new link comes.
         let mut new = vec![cfg.links[1].clone(), cfg.links[2].clone()];
         new[0].transport = Transport::Udp;
