@@ -96,7 +96,7 @@ pub struct Status {
     pub sessions: Vec<SessionStatus>,
     /// Counters of dropped or rejected packets, by reason.
     pub drops: Vec<Counter>,
-    /// Core: client packets refused by the forward policy, by reason (`braid::forward`).
+    /// Core: client packets refused by the forward policy, by reason (`braid::core_daemon::forward`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Vec<Counter>>,
     /// What the daemon refused on purpose (handshakes, connections over a limit, packets its

@@ -25,36 +25,33 @@
 //!   traces (`gen:hsr`), recorded trace files, their statistics (`braid trace`; host builds).
 //! - [`lab`]: emulated topologies in network namespaces (host builds only).
 //!
-//! Layers point one way: `proto` uses nothing of ours, `config` nothing but `keytext`, `os` uses `proto`
-//! (and `config`'s value types), the daemons (`edge`, `core_daemon`, `daemon`) use all of them.
+//! Layers point one way: `proto` uses nothing of ours, `config` nothing but `keytext`, `os` uses
+//! `proto` (and `config`'s value types), the daemons use all of them: [`daemon`] is the runtime
+//! both run (start-up, signals, hub capture, link and control sockets, errors), [`edge`] and
+//! [`core_daemon`] each a thin event loop over its role's plain logic (fail-open, quotas, the
+//! config in the session's terms); the core uses nothing of the edge.
 //! `sim` and `lab` share one emulation model (`linkmodel`, with `trace::Trace`), one scenario
 //! parser (`sim::scenario`) and `config::model::parse_rate`. `proto`, `config`, `sim`, `trace`,
 //! `linkmodel` and `keytext` forbid unsafe code.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
-#[cfg(target_os = "linux")]
-pub mod accept;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod control;
-/// `braid core` (a module named `core` would shadow the `core` crate).
 #[cfg(target_os = "linux")]
-#[path = "core.rs"]
 pub mod core_daemon;
 #[cfg(target_os = "linux")]
 pub mod daemon;
 pub mod devices;
 #[cfg(target_os = "linux")]
 pub mod edge;
-pub mod forward;
 pub mod ingress;
 pub mod keytext;
+#[cfg(target_os = "linux")]
 pub mod memory;
 pub mod proto;
-pub mod quota;
 pub mod resolve;
-pub mod users;
 
 #[cfg(target_os = "linux")]
 pub mod os;

@@ -5,9 +5,9 @@
 //! each.
 
 use crate::config::budget::{Bounds, SessionBounds};
+use crate::daemon::users::UserTable;
 use crate::proto::reorder::ReorderConfig;
 use crate::proto::session::SessionConfig;
-use crate::users::UserTable;
 
 /// A session's settings within `b`, for packets of at most `max_packet` bytes.
 pub fn session_config(b: &SessionBounds, max_packet: usize) -> SessionConfig {

@@ -17,9 +17,10 @@
 //! /etc/braid) the edge starts from its clock, and a core that has seen a later time answers
 //! with that time (see `proto::seal`): one more round trip, never a lock-out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::config::model::{Quota, QuotaAction, QuotaPeriod};
+use crate::proto::LinkId;
 
 /// Least time between two writes of the state file (except on stop).
 pub const SAVE_EVERY_SECS: u64 = 600;
@@ -225,6 +226,95 @@ impl QuotaBook {
     }
 }
 
+/// One link as [`Demotions::count`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Carried<'a> {
+    pub id: LinkId,
+    pub name: &'a str,
+    pub quota: Option<&'a Quota>,
+    /// Bytes it carried since start, both directions (`None`: not in the session yet).
+    pub total: Option<u64>,
+}
+
+/// A link whose role the session must be told again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaChange {
+    /// It used its quota: now `backup` or `never`.
+    Demoted { id: LinkId, action: QuotaAction },
+    /// A new period (or a larger quota): back to its role.
+    Restored { id: LinkId },
+    /// It has no quota any more: back to its role.
+    Unlimited { id: LinkId },
+}
+
+/// Which links their quota demoted: fed each link's byte counter, it counts what each carried
+/// since the last call into the [`QuotaBook`] and says whose role changes. The event loop
+/// tells the session and writes the book to the state file.
+#[derive(Debug, Clone, Default)]
+pub struct Demotions {
+    /// Each link's counter at the last count.
+    counted: HashMap<LinkId, u64>,
+    demoted: HashMap<LinkId, QuotaAction>,
+}
+
+impl Demotions {
+    /// Counts `links` at `now` (Unix seconds) into `book`; the links whose role changes, in
+    /// the order of `links` (a link without a quota last).
+    pub fn count(
+        &mut self,
+        book: &mut QuotaBook,
+        links: &[Carried<'_>],
+        now: u64,
+    ) -> Vec<QuotaChange> {
+        let mut changed = Vec::new();
+        for l in links {
+            let (Some(q), Some(total)) = (l.quota, l.total) else {
+                continue;
+            };
+            let last = self.counted.insert(l.id, total).unwrap_or(0);
+            let verdict = book.account(l.name, q, total.saturating_sub(last), now);
+            match (verdict, self.demoted.get(&l.id).copied()) {
+                (Verdict::Exceeded(action), was) if was != Some(action) => {
+                    self.demoted.insert(l.id, action);
+                    changed.push(QuotaChange::Demoted { id: l.id, action });
+                }
+                (Verdict::Within, Some(_)) => {
+                    self.demoted.remove(&l.id);
+                    changed.push(QuotaChange::Restored { id: l.id });
+                }
+                _ => {}
+            }
+        }
+        // A link without a quota (any more) is never demoted.
+        let stale: Vec<LinkId> = self
+            .demoted
+            .keys()
+            .filter(|id| !links.iter().any(|l| l.id == **id && l.quota.is_some()))
+            .copied()
+            .collect();
+        for id in stale {
+            self.demoted.remove(&id);
+            changed.push(QuotaChange::Unlimited { id });
+        }
+        changed
+    }
+
+    /// How link `id` is demoted, if it is.
+    pub fn get(&self, id: LinkId) -> Option<QuotaAction> {
+        self.demoted.get(&id).copied()
+    }
+
+    /// Every demoted link.
+    pub fn all(&self) -> &HashMap<LinkId, QuotaAction> {
+        &self.demoted
+    }
+
+    /// Forgets the links `keep` refuses (removed by a reload).
+    pub fn retain(&mut self, keep: impl Fn(LinkId) -> bool) {
+        self.demoted.retain(|id, _| keep(*id));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +449,67 @@ mod tests {
             StampMark::from_text("handshake_clock x\nwwan 1 2\n").saved,
             0
         );
+    }
+
+    #[test]
+    fn demotions_follow_the_quota_crossing_once_and_end_with_the_period_or_the_quota() {
+        let q = quota(1000, QuotaPeriod::Day, 1, QuotaAction::Never);
+        let mut book = QuotaBook::default();
+        let mut d = Demotions::default();
+        let t = secs(2026, 11, 26, 10);
+        let at = |total, quota| {
+            [Carried {
+                id: 3,
+                name: "sat",
+                quota,
+                total: Some(total),
+            }]
+        };
+        assert_eq!(d.count(&mut book, &at(600, Some(&q)), t), vec![]);
+        let demoted = QuotaChange::Demoted {
+            id: 3,
+            action: QuotaAction::Never,
+        };
+        assert_eq!(
+            d.count(&mut book, &at(1100, Some(&q)), t + 60),
+            vec![demoted]
+        );
+        assert_eq!(d.get(3), Some(QuotaAction::Never));
+        assert_eq!(
+            book.used("sat"),
+            1100,
+            "only what was carried since the last count"
+        );
+        assert_eq!(
+            d.count(&mut book, &at(1500, Some(&q)), t + 120),
+            vec![],
+            "said once"
+        );
+        // Midnight: a new period.
+        let next = secs(2026, 11, 27, 0);
+        assert_eq!(
+            d.count(&mut book, &at(1510, Some(&q)), next),
+            vec![QuotaChange::Restored { id: 3 }]
+        );
+        assert_eq!(book.used("sat"), 10);
+        // Past it again, then the operator removes the quota: back to its role.
+        assert_eq!(
+            d.count(&mut book, &at(2600, Some(&q)), next + 60),
+            vec![demoted]
+        );
+        assert_eq!(
+            d.count(&mut book, &at(2700, None), next + 120),
+            vec![QuotaChange::Unlimited { id: 3 }]
+        );
+        assert_eq!(d.get(3), None);
+        // A link not in the session yet is not counted.
+        let unseen = [Carried {
+            id: 4,
+            name: "lte",
+            quota: Some(&q),
+            total: None,
+        }];
+        assert_eq!(d.count(&mut book, &unseen, next + 180), vec![]);
+        assert_eq!(book.used("lte"), 0);
     }
 }

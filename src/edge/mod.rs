@@ -36,39 +36,43 @@
 //! to the router's WAN address, and its replies from the tunnel to random ports the client
 //! resets.
 
+pub mod quota;
+pub mod steer;
+pub mod translate;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{signal, SignalKind};
+
 use tokio::sync::mpsc;
 
 use crate::classify::Classifier;
-use crate::config::model::{self, Config, QuotaAction, Role, Steer, Transport};
+use crate::config::model::{self, Config, QuotaAction, Role, Transport};
 use crate::control::{self, Reply, Request};
-use crate::daemon::{self, Clock, ControlCall, ControlServer, Inbound, LinkIo};
+use crate::daemon::translate::{session_classes, state_name, wire_role, wire_role_name};
+use crate::daemon::{
+    self, daemon_main, Clock, ControlCall, ControlServer, DaemonArgs, HubIo, Inbound, LinkIo,
+    Signal, Signals,
+};
 use crate::devices::{self, DevicesFile};
 use crate::os::hub::{Batch, Capture};
 use crate::os::neigh::{read_neighbours, MacMap, NeighWatch};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
-use crate::os::Prefix;
 use crate::proto::link::{LinkConfig, LinkState};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionStats};
-use crate::proto::wire::LinkRole;
-use crate::proto::{Instant, LinkId};
-use crate::quota::{QuotaBook, StampMark, Verdict};
+use crate::proto::LinkId;
 use crate::resolve::{self, CoreAddr};
+use quota::{Carried, Demotions, QuotaBook, QuotaChange, StampMark};
+use steer::{steer_config, FailOpen, SteerAction};
+use translate::{demoted_config, plan_links, LinkStep};
 
-/// Steering is withdrawn when no link has worked and the core has not been heard for this long
-/// (fail-open).
-pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 /// How often the neighbour table is read for `src_mac` policies.
 pub const MACS_EVERY: Duration = Duration::from_secs(5);
 /// ... and how soon after a packet from a LAN address not in it yet.
@@ -114,280 +118,9 @@ EXAMPLE:
     braid edge --config /etc/config/braid --devices /var/run/braid.devices --stderr
 ";
 
-/// Parsed command line of `braid edge` / `braid core`.
-pub struct DaemonArgs {
-    pub config: PathBuf,
-    pub stderr: bool,
-    /// `--devices FILE` (edge only).
-    pub devices: Option<PathBuf>,
-}
-
-/// Parses `--config FILE --stderr --help` (and `--devices FILE` for the edge); `Err(code)` to
-/// exit with.
-pub fn parse_args(cmd: &str, help: &str, args: Vec<OsString>) -> Result<DaemonArgs, ExitCode> {
-    use lexopt::prelude::*;
-    let mut out = DaemonArgs {
-        config: PathBuf::from(crate::config::DEFAULT_PATH),
-        stderr: false,
-        devices: None,
-    };
-    let mut p = lexopt::Parser::from_args(args);
-    loop {
-        match p.next() {
-            Ok(None) => return Ok(out),
-            Ok(Some(Short('h') | Long("help"))) => {
-                print!("{help}");
-                return Err(ExitCode::SUCCESS);
-            }
-            Ok(Some(Short('c') | Long("config"))) => match p.value() {
-                Ok(v) => out.config = v.into(),
-                Err(e) => return Err(crate::cli::usage_error(cmd, e)),
-            },
-            Ok(Some(Long("stderr"))) => out.stderr = true,
-            Ok(Some(Long("devices"))) if cmd == "edge" => match p.value() {
-                Ok(v) => out.devices = Some(v.into()),
-                Err(e) => return Err(crate::cli::usage_error(cmd, e)),
-            },
-            Ok(Some(other)) => return Err(crate::cli::usage_error(cmd, other.unexpected())),
-            Err(e) => return Err(crate::cli::usage_error(cmd, e)),
-        }
-    }
-}
-
-/// Loads the config for `role`, printing every diagnostic; `Err(code)` to exit with.
-pub fn load_config(cmd: &str, args: &DaemonArgs, role: Role) -> Result<Config, ExitCode> {
-    let cfg = match crate::config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            for d in e.diagnostics() {
-                eprintln!("braid {cmd}: {d}");
-            }
-            if e.diagnostics().is_empty() {
-                eprintln!("braid {cmd}: {e}");
-            }
-            return Err(ExitCode::from(1));
-        }
-    };
-    for w in &cfg.warnings {
-        eprintln!("braid {cmd}: warning: {w}");
-    }
-    if cfg.main.role != role {
-        eprintln!(
-            "braid {cmd}: {}:{}: role is '{}' but this is `braid {cmd}` (set option role '{cmd}')",
-            cfg.file,
-            cfg.main.line,
-            if cfg.main.role == Role::Edge {
-                "edge"
-            } else {
-                "core"
-            }
-        );
-        return Err(ExitCode::from(1));
-    }
-    if !cfg.main.enabled {
-        eprintln!(
-            "braid {cmd}: warning: {}:{}: enabled is '0'; running anyway because started by hand",
-            cfg.file, cfg.main.line
-        );
-    }
-    Ok(cfg)
-}
-
-/// Runs a daemon's async main on a current-thread runtime.
-pub fn run_local<F: std::future::Future<Output = Result<(), String>>>(cmd: &str, f: F) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("braid {cmd}: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    match local.block_on(&rt, f) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("braid {cmd}: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// The shared entry of `braid edge` and `braid core`: arguments, config for `role`, logging,
-/// then the daemon's async `main` on a current-thread runtime.
-pub fn daemon_main<F, Fut>(
-    cmd: &str,
-    help: &str,
-    role: Role,
-    args: Vec<OsString>,
-    main: F,
-) -> ExitCode
-where
-    F: FnOnce(DaemonArgs, Config) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let args = match parse_args(cmd, help, args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let cfg = match load_config(cmd, &args, role) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    daemon::init_logging(cfg.main.log_level.to_filter(), args.stderr);
-    run_local(cmd, main(args, cfg))
-}
-
 /// `braid edge`.
 pub fn cli_main(args: Vec<OsString>) -> ExitCode {
     daemon_main("edge", HELP, Role::Edge, args, run)
-}
-
-/// Role of a config link as the protocol knows it.
-pub fn wire_role(r: model::LinkRole) -> LinkRole {
-    match r {
-        model::LinkRole::Primary => LinkRole::Primary,
-        model::LinkRole::Secondary => LinkRole::Secondary,
-        model::LinkRole::Backup => LinkRole::Backup,
-        model::LinkRole::Never => LinkRole::Never,
-    }
-}
-
-/// The session's classes from the config's classes (pinned links by name -> link id).
-pub fn session_classes(
-    cfg: &Config,
-    link_id: impl Fn(&str) -> Option<LinkId>,
-) -> Vec<crate::proto::sched::ClassConfig> {
-    use crate::proto::sched::{ClassConfig, Mode};
-    let classifier = Classifier::from_config(cfg);
-    classifier
-        .classes()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            let id = u8::try_from(i).ok()?;
-            let mode = match c.mode {
-                model::Mode::Aggregate => Mode::Aggregate,
-                model::Mode::Redundant => Mode::Redundant,
-                model::Mode::Backup => Mode::Backup,
-                model::Mode::Pinned => {
-                    Mode::Pinned(c.link.as_deref().and_then(&link_id).unwrap_or(0))
-                }
-            };
-            Some(ClassConfig {
-                id,
-                mode,
-                priority: c.priority,
-                weight: u32::from(c.weight.max(1)),
-            })
-        })
-        .collect()
-}
-
-fn link_config(l: &model::Link) -> LinkConfig {
-    LinkConfig {
-        role: wire_role(l.role),
-        weight: u32::from(l.weight.max(1)),
-        rate_cap_bps: l.upload.filter(|&c| c > 0),
-    }
-}
-
-/// A link's session config, demoted by `action` when past its quota: `backup` or `never`, but
-/// never promoted (a `never` link past its quota stays `never`).
-pub fn demoted_config(l: &model::Link, action: Option<QuotaAction>) -> LinkConfig {
-    let mut c = link_config(l);
-    let floor = match action {
-        None => return c,
-        Some(QuotaAction::Backup) => LinkRole::Backup,
-        Some(QuotaAction::Never) => LinkRole::Never,
-    };
-    let rank = |r: LinkRole| match r {
-        LinkRole::Primary => 0,
-        LinkRole::Secondary => 1,
-        LinkRole::Backup => 2,
-        LinkRole::Never => 3,
-    };
-    if rank(floor) > rank(c.role) {
-        c.role = floor;
-    }
-    c
-}
-
-/// What to do with the steering rules, as [`FailOpen::review`] decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SteerAction {
-    /// Leave them as they are.
-    Keep,
-    /// Install them. `after_fail_open`: this process withdrew them earlier, so clients used
-    /// the plain WAN meanwhile and the conntrack entries it made must go too.
-    Install { after_fail_open: bool },
-    /// Withdraw them: clients fail open to the plain WAN.
-    Withdraw,
-}
-
-/// When the edge steers the LAN into the tunnel and when its clients fail open to the plain
-/// WAN: the decision alone, fed by the event loop (times as [`crate::proto::Instant`]).
-///
-/// Steering goes in once the session is established, and comes out when for
-/// [`FAIL_OPEN_AFTER`] no link has been anything but Down *and* no datagram from the core has
-/// opened (a dead or unreachable core, every link black-holed), or when the session closes.
-/// It goes back in at the first sign of life: a link not Down, or any datagram from the core
-/// (a probe reply on a link still Down), so that the clients' retransmissions stop leaving by
-/// the plain WAN as early as possible.
-#[derive(Debug, Clone)]
-pub struct FailOpen {
-    /// When a link last worked: not Down, or the core heard on it.
-    last_ok: Instant,
-    /// The steering was withdrawn and has not been installed since.
-    withdrawn: bool,
-}
-
-impl FailOpen {
-    pub fn new(now: Instant) -> FailOpen {
-        FailOpen {
-            last_ok: now,
-            withdrawn: false,
-        }
-    }
-
-    /// What to do now. `live`: the session is established and not closed; `installed`: the
-    /// rules are in place; `any_up`: a link is not Down; `heard`: when a datagram from the
-    /// core last opened. A `Withdraw` is taken as done; an `Install`, once
-    /// [`FailOpen::installed`] is called.
-    pub fn review(
-        &mut self,
-        now: Instant,
-        live: bool,
-        installed: bool,
-        any_up: bool,
-        heard: Option<Instant>,
-    ) -> SteerAction {
-        if any_up {
-            self.last_ok = self.last_ok.max(now);
-        }
-        if let Some(h) = heard {
-            self.last_ok = self.last_ok.max(h);
-        }
-        let quiet = now.saturating_since(self.last_ok) >= FAIL_OPEN_AFTER;
-        match (installed, live && !quiet) {
-            (true, false) => {
-                self.withdrawn = true;
-                SteerAction::Withdraw
-            }
-            (false, true) => SteerAction::Install {
-                after_fail_open: self.withdrawn,
-            },
-            _ => SteerAction::Keep,
-        }
-    }
-
-    /// The rules asked for by an `Install` are in place.
-    pub fn installed(&mut self) {
-        self.withdrawn = false;
-    }
 }
 
 /// One configured link.
@@ -469,17 +202,15 @@ struct Edge {
     drops: HashMap<&'static str, u64>,
     /// Client packets classified into each class (by `ClassId`, carried by name across reloads).
     class_packets: Vec<u64>,
-    users: crate::users::UserTable,
+    users: crate::daemon::users::UserTable,
     users_rolled: std::time::Instant,
     /// Measured rates and time in state for `braid status`: links by id, the session as `None`.
     meter: control::Meter<Option<LinkId>>,
     quota: QuotaBook,
     /// The handshake clock's mark, kept in the state file with the quota counters.
     mark: StampMark,
-    /// Link bytes (both directions) at the last quota count.
-    counted: HashMap<LinkId, u64>,
     /// Links demoted by their quota.
-    demoted: HashMap<LinkId, QuotaAction>,
+    demoted: Demotions,
     /// LAN addresses by client MAC (from the neighbour table), for `src_mac` policies.
     macs: MacMap,
     /// The netlink socket the neighbour table is read with (opened on first use).
@@ -517,20 +248,6 @@ fn open_link(
     }
 }
 
-fn prefixes(c: &[model::Cidr]) -> Vec<Prefix> {
-    c.iter().map(|c| Prefix::new(c.addr, c.prefix)).collect()
-}
-
-fn steer_config(cfg: &Config, core: &[SocketAddr]) -> SteerConfig {
-    let mut s = SteerConfig::new();
-    s.sources = prefixes(&cfg.main.lan);
-    s.tcp_only = cfg.main.steer == Steer::Tcp;
-    s.bypass = prefixes(&cfg.main.bypass);
-    // Traffic to the core itself (any of its addresses) never enters the tunnel.
-    s.bypass.extend(core.iter().map(|a| Prefix::host(a.ip())));
-    s
-}
-
 fn hub_config(cfg: &Config) -> HubConfig {
     let mut h = HubConfig::new(&cfg.main.hub);
     h.mtu = u32::from(cfg.main.mtu);
@@ -540,19 +257,26 @@ fn hub_config(cfg: &Config) -> HubConfig {
 /// Datagram buffer size for a WAN MTU of 1500: the outer IPv4 + UDP headers leave this much.
 const DATAGRAM: usize = 1500 - 28;
 
-async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
+async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
     let clock = Clock::new();
-    let private = cfg.private_key().map_err(|e| e.to_string())?;
+    let private = cfg
+        .private_key()
+        .map_err(|e| daemon::Error::Config(e.to_string()))?;
+    let not_set = |what: &str| daemon::Error::Config(format!("{what} is not set"));
     let core_key = cfg
         .main
         .core_public_key
-        .ok_or("core_public_key is not set")?;
-    let host = cfg.main.core_host.clone().ok_or("core_host is not set")?;
+        .ok_or_else(|| not_set("core_public_key"))?;
+    let host = cfg
+        .main
+        .core_host
+        .clone()
+        .ok_or_else(|| not_set("core_host"))?;
     if cfg.links.is_empty() {
-        return Err(format!(
+        return Err(daemon::Error::Config(format!(
             "{}: no `config link` section: nothing to bond",
             cfg.file
-        ));
+        )));
     }
     let bounds = cfg.main.memory.edge(usize::from(cfg.main.mtu));
     log::info!(
@@ -569,17 +293,23 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
 
     // 1. The links: their sockets open once the core's address and their devices are known
     //    (nothing waits here: a router boots before its modems).
+    let start_steps = plan_links(&[], &HashMap::new(), &cfg.links)
+        .map_err(|e| daemon::Error::Config(e.to_string()))?;
     let mut links = Vec::new();
-    for (i, l) in cfg.links.iter().enumerate() {
-        let id = LinkId::try_from(i).map_err(|_| "more than 256 links")?;
-        links.push(EdgeLink::new(id, l));
+    for step in &start_steps {
+        if let LinkStep::Add { id, link, .. } = step {
+            links.push(EdgeLink::new(*id, link));
+        }
     }
 
     // 2. The control socket first: it refuses to start when another edge answers on it, so a
     //    second instance cannot clean away the first one's rules.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
     let _ctl = ControlServer::bind(std::path::Path::new(&cfg.main.control_socket), ctl_tx)
-        .map_err(|e| format!("control socket {}: {e}", cfg.main.control_socket))?;
+        .map_err(|err| daemon::Error::ControlSocket {
+            path: cfg.main.control_socket.clone(),
+            err,
+        })?;
     // Space, hub, capture.
     let hubc = hub_config(&cfg);
     let core = CoreAddr::new(&host, cfg.main.core_port, clock.now());
@@ -591,14 +321,11 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
     // Flows a crashed instance steered have conntrack entries without NAT: until a session
     // steers them again they must get fresh (masqueraded) ones to reach the plain WAN.
     flush_conntrack(&steer, "flows of an earlier run");
-    let space = Space::new().map_err(|e| e.to_string())?;
-    let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
-    let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
-    capture
-        .set_receive_buffer(bounds.capture_bytes)
-        .map_err(|e| e.to_string())?;
-    // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
-    let capture = unsafe { AsyncFd::register(capture) }.map_err(|e| format!("capture: {e}"))?;
+    let HubIo {
+        capture,
+        hub,
+        space,
+    } = HubIo::open(hubc, bounds.capture_bytes)?;
 
     // 3. The session.
     let keys = Keypair::from_private(private.0);
@@ -612,13 +339,11 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
     session.set_classes(&session_classes(&cfg, |n| {
         names.iter().find(|(x, _)| x == n).map(|x| x.1)
     }));
-    for l in &links {
-        session.add_link(l.id, link_config(&l.cfg), now);
-        session.set_link_name(l.id, &l.cfg.name);
-        session.set_peer_rate_cap(l.id, l.cfg.download);
+    for step in &start_steps {
+        session_step(&mut session, step, now);
     }
     let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).map_err(|e| format!("random seed: {e}"))?;
+    getrandom::fill(&mut seed).map_err(daemon::Error::Random)?;
     // The state file: quota counters and the handshake clock's mark.
     let state = std::fs::read_to_string(&cfg.main.state_file).unwrap_or_default();
     let mut edge = Edge {
@@ -649,8 +374,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
         meter: control::Meter::new(),
         quota: QuotaBook::from_text(&state, unix_now()),
         mark: StampMark::from_text(&state),
-        counted: HashMap::new(),
-        demoted: HashMap::new(),
+        demoted: Demotions::default(),
         macs: MacMap::default(),
         neigh_nl: None,
         macs_read: None,
@@ -689,9 +413,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
             None
         }
     };
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut signals = Signals::new()?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut batch = Batch::default();
     let mut scratch = vec![0u8; 65536];
@@ -720,45 +442,27 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), String> {
             }
         };
         tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => {
-                if let Err(e) = edge.reload() {
-                    log::error!("reload refused, the running config stays: {e}");
+            sig = signals.recv() => match sig {
+                Signal::Term | Signal::Interrupt => break,
+                Signal::Hangup => {
+                    if let Err(e) = edge.reload() {
+                        log::error!("reload refused, the running config stays: {e}");
+                    }
                 }
-            }
+            },
             Some(call) = ctl_rx.recv() => {
                 let reply = edge.control(call.request);
                 let _ = call.reply.send(reply);
             }
             r = capture.readable() => {
-                let mut guard = r.map_err(|e| format!("capture: {e}"))?;
-                loop {
-                    match guard.get_inner().recv_batch(&mut batch) {
-                        Ok(n) => {
-                            for i in 0..n {
-                                if let Err(why) = batch.packets(i, &mut scratch, &mut |p| edge.upstream(p)) {
-                                    *edge.drops.entry(why).or_default() += 1;
-                                }
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            guard.clear_ready();
-                            break;
-                        }
-                        Err(e) => return Err(format!("capture: {e}")),
-                    }
-                }
+                let guard = r.map_err(daemon::Error::Capture)?;
+                daemon::drain_capture(guard, &mut batch, &mut scratch, &mut edge)?;
             }
-            Some((id, mut d, _)) = in_rx.recv() => {
+            Some(first) = in_rx.recv() => {
                 let now = edge.clock.now();
-                let _ = edge.session.handle_datagram(now, Some(id), &mut d);
-                for _ in 0..64 {
-                    match in_rx.try_recv() {
-                        Ok((id, mut d, _)) => { let _ = edge.session.handle_datagram(now, Some(id), &mut d); }
-                        Err(_) => break,
-                    }
-                }
+                daemon::burst(first, &mut in_rx, |(id, mut d, _)| {
+                    let _ = edge.session.handle_datagram(now, Some(id), &mut d);
+                });
                 edge.sign_of_life();
             }
             Some(answer) = ans_rx.recv() => edge.resolved(answer),
@@ -819,6 +523,32 @@ fn log_flush(when: &str, what: &str, removed: crate::os::Result<usize>) {
             "{when}: cannot remove conntrack entries of {what} (kmod-nf-conntrack-netlink \
              missing?): {e}"
         ),
+    }
+}
+
+/// Tells the session what a link step changes (the link's socket is the event loop's).
+fn session_step(session: &mut Session, step: &LinkStep, now: crate::proto::Instant) {
+    match step {
+        LinkStep::Remove { id } => session.remove_link(*id, now),
+        LinkStep::Update { id, params, .. } => {
+            session.add_link(*id, params.config, now);
+            session.set_peer_rate_cap(*id, params.peer_rate_cap);
+        }
+        LinkStep::Add { id, link, params } => {
+            session.add_link(*id, params.config, now);
+            session.set_link_name(*id, &link.name);
+            session.set_peer_rate_cap(*id, params.peer_rate_cap);
+        }
+    }
+}
+
+impl daemon::HubSink for Edge {
+    fn packet(&mut self, p: &mut [u8]) {
+        self.upstream(p);
+    }
+
+    fn dropped(&mut self, why: &'static str) {
+        *self.drops.entry(why).or_default() += 1;
     }
 }
 
@@ -995,62 +725,45 @@ impl Edge {
     fn count_quota(&mut self) {
         let stats = self.session.stats();
         let now = unix_now();
-        let mut changed = Vec::new();
-        for l in &self.links {
-            let Some(q) = &l.cfg.quota else { continue };
-            let Some(s) = stats.links.iter().find(|s| s.id == l.id) else {
-                continue;
-            };
-            let total = s.bytes_sent + s.bytes_received;
-            let last = self.counted.insert(l.id, total).unwrap_or(0);
-            let verdict = self
-                .quota
-                .account(&l.cfg.name, q, total.saturating_sub(last), now);
-            let was = self.demoted.get(&l.id).copied();
-            match (verdict, was) {
-                (Verdict::Exceeded(action), was) if was != Some(action) => {
+        let carried: Vec<Carried<'_>> = self
+            .links
+            .iter()
+            .map(|l| Carried {
+                id: l.id,
+                name: &l.cfg.name,
+                quota: l.cfg.quota.as_ref(),
+                total: stats
+                    .links
+                    .iter()
+                    .find(|s| s.id == l.id)
+                    .map(|s| s.bytes_sent + s.bytes_received),
+            })
+            .collect();
+        let changes = self.demoted.count(&mut self.quota, &carried, now);
+        for change in changes {
+            let id = match change {
+                QuotaChange::Demoted { id, action } => {
+                    let name = self.link_name(id);
                     log::warn!(
-                        "link '{}' used its quota ({} bytes): now {}",
-                        l.cfg.name,
-                        self.quota.used(&l.cfg.name),
+                        "link '{name}' used its quota ({} bytes): now {}",
+                        self.quota.used(name),
                         if action == QuotaAction::Never {
                             "not used"
                         } else {
                             "backup only"
                         }
                     );
-                    self.demoted.insert(l.id, action);
-                    changed.push(l.id);
+                    id
                 }
-                (Verdict::Within, Some(_)) => {
+                QuotaChange::Restored { id } => {
                     log::info!(
                         "link '{}': within its quota again, back to its role",
-                        l.cfg.name
+                        self.link_name(id)
                     );
-                    self.demoted.remove(&l.id);
-                    changed.push(l.id);
+                    id
                 }
-                _ => {}
-            }
-        }
-        // A link without a quota (any more) is never demoted.
-        let with_quota: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|l| l.cfg.quota.is_some())
-            .map(|l| l.id)
-            .collect();
-        let stale: Vec<LinkId> = self
-            .demoted
-            .keys()
-            .filter(|id| !with_quota.contains(id))
-            .copied()
-            .collect();
-        for id in stale {
-            self.demoted.remove(&id);
-            changed.push(id);
-        }
-        for id in changed {
+                QuotaChange::Unlimited { id } => id,
+            };
             if let Some(l) = self.links.iter().find(|l| l.id == id) {
                 let cfg = self.session_link_config(l);
                 self.session.add_link(id, cfg, self.clock.now());
@@ -1061,22 +774,24 @@ impl Edge {
         }
     }
 
+    /// Link `id`'s name ("?" for none).
+    fn link_name(&self, id: LinkId) -> &str {
+        self.links
+            .iter()
+            .find(|l| l.id == id)
+            .map_or("?", |l| l.cfg.name.as_str())
+    }
+
     /// What the session should use for link `l`: its config, demoted if past its quota.
     fn session_link_config(&self, l: &EdgeLink) -> LinkConfig {
-        demoted_config(&l.cfg, self.demoted.get(&l.id).copied())
+        demoted_config(&l.cfg, self.demoted.get(l.id))
     }
 
     /// Writes the state file: quota counters and the handshake clock's mark.
     fn save_quota(&mut self) {
         let path = std::path::Path::new(&self.cfg.main.state_file);
-        let tmp = path.with_extension("tmp");
         let text = self.quota.to_text() + &self.mark.to_text();
-        let r = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        match r {
+        match daemon::write_state(path, &text) {
             Ok(()) => self.quota.mark_saved(unix_now()),
             Err(e) => log::warn!("cannot write the state file {}: {e}", path.display()),
         }
@@ -1518,7 +1233,7 @@ impl Edge {
             },
             Request::Reload => match self.reload() {
                 Ok(()) => Reply::ok(),
-                Err(e) => Reply::error(e),
+                Err(e) => Reply::error(e.to_string()),
             },
             Request::Stop => Reply::error(
                 "`braid stop` is for the core; the edge removes everything whenever it stops \
@@ -1528,7 +1243,7 @@ impl Edge {
     }
 
     /// Re-reads the config and applies what changed, without touching the session's flows.
-    fn reload(&mut self) -> Result<(), String> {
+    fn reload(&mut self) -> Result<(), daemon::ReloadError> {
         let new = daemon::reload_config(&self.cfg.file)?;
         let changes = crate::config::diff::diff(&self.cfg, &new);
         if changes.is_empty() {
@@ -1546,43 +1261,41 @@ impl Edge {
             }
         }
         // Links: removed ones drain to the others, new ones open, changed ones are updated.
-        let mut kept = Vec::new();
-        for l in std::mem::take(&mut self.links) {
-            match new.link(&l.cfg.name) {
-                Some(_) => kept.push(l),
-                None => {
-                    log::info!("link '{}' removed", l.cfg.name);
-                    self.session.remove_link(l.id, now);
+        let current: Vec<(LinkId, &model::Link)> =
+            self.links.iter().map(|l| (l.id, &l.cfg)).collect();
+        let steps = plan_links(&current, self.demoted.all(), &new.links)?;
+        for step in steps {
+            session_step(&mut self.session, &step, now);
+            match step {
+                LinkStep::Remove { id } => {
+                    if let Some(i) = self.links.iter().position(|l| l.id == id) {
+                        let l = self.links.remove(i);
+                        log::info!("link '{}' removed", l.cfg.name);
+                    }
+                }
+                LinkStep::Update {
+                    id, link, reopen, ..
+                } => {
+                    if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
+                        if reopen {
+                            // Another kind of socket: made again below.
+                            l.io = None;
+                            l.opened = None;
+                        }
+                        // A link past its quota stays demoted (count_quota re-checks it
+                        // against the new quota settings right after this).
+                        l.cfg = link;
+                    }
+                }
+                LinkStep::Add { id, link, .. } => {
+                    // In id order (kept without a sort: each one costs the router binary
+                    // about 4 KB).
+                    let at = self.links.iter().position(|l| l.id > id);
+                    log::info!("link '{}' added", link.name);
+                    self.links
+                        .insert(at.unwrap_or(self.links.len()), EdgeLink::new(id, &link));
                 }
             }
-        }
-        self.links = kept;
-        for nl in &new.links {
-            if let Some(l) = self.links.iter_mut().find(|l| l.cfg.name == nl.name) {
-                if l.cfg.transport != nl.transport {
-                    // Another kind of socket: made again below.
-                    l.io = None;
-                    l.opened = None;
-                }
-                l.cfg = nl.clone();
-                // A link past its quota stays demoted (count_quota re-checks it against the
-                // new quota settings right after this).
-                let cfg = demoted_config(nl, self.demoted.get(&l.id).copied());
-                self.session.add_link(l.id, cfg, now);
-                self.session.set_peer_rate_cap(l.id, nl.download);
-                continue;
-            }
-            let Some(id) = (0..=255u8).find(|id| !self.links.iter().any(|l| l.id == *id)) else {
-                return Err("more than 256 links".into());
-            };
-            self.session.add_link(id, link_config(nl), now);
-            self.session.set_link_name(id, &nl.name);
-            self.session.set_peer_rate_cap(id, nl.download);
-            // In id order (kept without a sort: each one costs the router binary about 4 KB).
-            let at = self.links.iter().position(|l| l.id > id);
-            self.links
-                .insert(at.unwrap_or(self.links.len()), EdgeLink::new(id, nl));
-            log::info!("link '{}' added", nl.name);
         }
         // Policies and classes.
         let old_counts: HashMap<String, u64> = self
@@ -1615,8 +1328,8 @@ impl Edge {
         // now; each link follows.
         self.read_devices();
         self.sync_links();
-        self.demoted
-            .retain(|id, _| self.links.iter().any(|l| l.id == *id));
+        let links = &self.links;
+        self.demoted.retain(|id| links.iter().any(|l| l.id == id));
         self.count_quota();
         self.refresh_macs(true);
         log::info!("reload applied ({} change(s))", changes.len());
@@ -1782,192 +1495,12 @@ fn unix_now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// A link role (as the session uses it) as `braid status` prints it.
-pub fn wire_role_name(r: LinkRole) -> &'static str {
-    match r {
-        LinkRole::Primary => "primary",
-        LinkRole::Secondary => "secondary",
-        LinkRole::Backup => "backup",
-        LinkRole::Never => "never",
-    }
-}
-
-/// A link state as `braid status` prints it.
-pub fn state_name(s: LinkState) -> &'static str {
-    match s {
-        LinkState::Up => "up",
-        LinkState::Degraded => "degraded",
-        LinkState::Down => "down",
-    }
-}
-
+/// The edge config of the fixtures (three links, quotas, policies), for the role's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link(role: model::LinkRole) -> model::Link {
-        model::Link {
-            name: "lte".into(),
-            line: 1,
-            device: None,
-            transport: Transport::Udp,
-            role,
-            weight: 2,
-            upload: Some(5_000_000),
-            download: None,
-            quota: None,
-        }
-    }
-
-    fn ms(n: u64) -> Instant {
-        Instant(n * 1000)
-    }
-
-    #[test]
-    fn steering_goes_in_once_established_and_out_after_3_s_of_silence() {
-        let mut f = FailOpen::new(ms(0));
-        // Not established yet: nothing, whatever the links say.
-        assert_eq!(
-            f.review(ms(100), false, false, true, None),
-            SteerAction::Keep
-        );
-        // Established (the handshake answer is a datagram from the core).
-        let first = SteerAction::Install {
-            after_fail_open: false,
-        };
-        assert_eq!(f.review(ms(200), true, false, false, Some(ms(200))), first);
-        f.installed();
-        assert_eq!(
-            f.review(ms(700), true, true, true, Some(ms(650))),
-            SteerAction::Keep
-        );
-        // The core dies at 1 s: heard last at 1 s, a link Down from 1.5 s.
-        assert_eq!(
-            f.review(ms(1500), true, true, true, Some(ms(1000))),
-            SteerAction::Keep
-        );
-        for t in (2000..4500).step_by(500) {
-            assert_eq!(
-                f.review(ms(t), true, true, false, Some(ms(1000))),
-                SteerAction::Keep,
-                "at {t} ms"
-            );
-        }
-        // 3 s after the last link was up: withdrawn (not later than before the core's
-        // datagrams counted).
-        assert_eq!(
-            f.review(ms(4500), true, true, false, Some(ms(1000))),
-            SteerAction::Withdraw
-        );
-        // Still dead: stays out.
-        assert_eq!(
-            f.review(ms(9000), true, false, false, Some(ms(1000))),
-            SteerAction::Keep
-        );
-    }
-
-    #[test]
-    fn the_first_datagram_from_the_core_steers_again_before_any_link_is_up() {
-        let mut f = FailOpen::new(ms(0));
-        assert!(matches!(
-            f.review(ms(0), true, false, true, Some(ms(0))),
-            SteerAction::Install { .. }
-        ));
-        f.installed();
-        // Every link black-holed from 10 s: Down from 10.3 s, withdrawn 3 s later.
-        assert_eq!(
-            f.review(ms(10_300), true, true, true, Some(ms(10_000))),
-            SteerAction::Keep
-        );
-        assert_eq!(
-            f.review(ms(13_000), true, true, false, Some(ms(10_000))),
-            SteerAction::Keep
-        );
-        assert_eq!(
-            f.review(ms(13_500), true, true, false, Some(ms(10_000))),
-            SteerAction::Withdraw
-        );
-        assert_eq!(
-            f.review(ms(14_000), true, false, false, Some(ms(10_000))),
-            SteerAction::Keep
-        );
-        // 15 s: a probe reply opens; every link is still Down.
-        let again = SteerAction::Install {
-            after_fail_open: true,
-        };
-        assert_eq!(
-            f.review(ms(15_010), true, false, false, Some(ms(15_000))),
-            again
-        );
-        // Until it is in place, the answer stays (an install that failed is tried again).
-        assert_eq!(
-            f.review(ms(15_500), true, false, false, Some(ms(15_000))),
-            again
-        );
-        f.installed();
-        // The links take a while to be declared Up: the steering stays meanwhile.
-        assert_eq!(
-            f.review(ms(16_000), true, true, false, Some(ms(15_900))),
-            SteerAction::Keep
-        );
-        assert_eq!(
-            f.review(ms(16_500), true, true, true, Some(ms(16_450))),
-            SteerAction::Keep
-        );
-        // A later fail-open is reported as one again; a later install as a first one after
-        // `installed`.
-        assert_eq!(
-            f.review(ms(20_000), true, true, false, Some(ms(16_500))),
-            SteerAction::Withdraw
-        );
-        assert_eq!(
-            f.review(ms(20_100), true, false, true, Some(ms(16_500))),
-            again
-        );
-    }
-
-    #[test]
-    fn a_closed_session_never_steers() {
-        let mut f = FailOpen::new(ms(0));
-        assert!(matches!(
-            f.review(ms(0), true, false, true, Some(ms(0))),
-            SteerAction::Install { .. }
-        ));
-        f.installed();
-        // The core closed the session: out at once, though the links are fine.
-        assert_eq!(
-            f.review(ms(1000), false, true, true, Some(ms(1000))),
-            SteerAction::Withdraw
-        );
-        assert_eq!(
-            f.review(ms(1500), false, false, true, Some(ms(1500))),
-            SteerAction::Keep
-        );
-    }
-
-    #[test]
-    fn a_quota_demotes_but_never_promotes() {
-        use model::LinkRole as R;
-        let p = link(R::Primary);
-        assert_eq!(demoted_config(&p, None).role, LinkRole::Primary);
-        let c = demoted_config(&p, Some(QuotaAction::Backup));
-        assert_eq!(
-            (c.role, c.weight, c.rate_cap_bps),
-            (LinkRole::Backup, 2, Some(5_000_000)),
-            "only the role changes"
-        );
-        assert_eq!(
-            demoted_config(&p, Some(QuotaAction::Never)).role,
-            LinkRole::Never
-        );
-        assert_eq!(
-            demoted_config(&link(R::Secondary), Some(QuotaAction::Backup)).role,
-            LinkRole::Backup
-        );
-        assert_eq!(
-            demoted_config(&link(R::Never), Some(QuotaAction::Backup)).role,
-            LinkRole::Never,
-            "a 'never' link stays unused"
-        );
-    }
+fn fixture() -> Config {
+    crate::config::load_str(
+        "edge.conf",
+        include_str!("../../tests/fixtures/config/edge.conf"),
+    )
+    .expect("the fixture is a valid edge config")
 }

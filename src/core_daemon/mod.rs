@@ -3,7 +3,7 @@
 //! Datagrams from every edge arrive on one UDP port (and the same TCP port for links that must
 //! use TCP). The [`Endpoint`] answers handshakes from the keys in `config peer`, demultiplexes
 //! data to sessions and remembers each link's address. Restored packets are checked against
-//! the forward policy ([`crate::forward`]: public destinations only, the edge's `allowed_lan`),
+//! the forward policy ([`forward`]: public destinations only, the edge's `allowed_lan`),
 //! get a pool address per (edge, client) from the [`SourceMap`] (so two edges with the same LAN
 //! subnet stay apart) and are written into the core's hub; the host forwards them and
 //! masquerades the pool in braid's own nftables table. Replies to the pool are steered back
@@ -19,6 +19,9 @@
 //! `braid stop` (the init script's `stop`) and SIGINT are a *stop for good*: the core removes
 //! its table, rules, routes and hub, and restores IP forwarding, leaving nothing behind.
 
+pub mod accept;
+pub mod forward;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -26,26 +29,26 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::signal::unix::{signal, SignalKind};
+
 use tokio::sync::mpsc;
 
-use crate::accept::{self, Conn, Conns};
 use crate::classify::Classifier;
 use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
+use crate::daemon::translate::{session_classes, state_name, wire_role_name};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo, Refusals};
-use crate::edge::{daemon_main, session_classes, state_name, wire_role_name, DaemonArgs};
-use crate::forward::{self, ForwardPolicy, Refusal};
+use crate::daemon::{daemon_main, DaemonArgs, HubIo, Signal, Signals};
 use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
-use crate::os::space::{adopt_stale, Hub, HubConfig, Space, SteerConfig, Steering};
+use crate::os::space::{adopt_stale, HubConfig, SteerConfig, Steering};
 use crate::proto::endpoint::{Endpoint, Peer, SessionId};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::Keypair;
 use crate::proto::session::{Event, PacketMeta};
 use crate::proto::LinkId;
+use accept::{Conn, Conns};
+use forward::{ForwardPolicy, Refusal};
 
 const HELP: &str = "\
 braid core - run the server side: accept edges, forward their traffic to the internet
@@ -90,9 +93,9 @@ pub enum Addr {
 /// from the address its request came to: a multi-homed core would otherwise answer from the
 /// address of the outgoing route, and the edge's connected link sockets would drop the reply.
 /// Addresses added after start are not listened on (restart the core).
-fn bind_udp(port: u16) -> Result<Vec<Rc<UdpSocket>>, String> {
-    let mut nl = crate::os::netlink::Netlink::open().map_err(|e| e.to_string())?;
-    let addrs = nl.addresses(None).map_err(|e| e.to_string())?;
+fn bind_udp(port: u16) -> Result<Vec<Rc<UdpSocket>>, daemon::Error> {
+    let mut nl = crate::os::netlink::Netlink::open()?;
+    let addrs = nl.addresses(None)?;
     let mut out = Vec::new();
     for a in addrs {
         let ip = a.prefix.addr;
@@ -102,18 +105,18 @@ fn bind_udp(port: u16) -> Result<Vec<Rc<UdpSocket>>, String> {
         }
         let std = std::net::UdpSocket::bind(SocketAddr::new(ip, port))
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .map_err(|e| format!("cannot listen on UDP {ip} port {port}: {e}"))?;
-        out.push(Rc::new(
-            UdpSocket::from_std(std).map_err(|e| e.to_string())?,
-        ));
+            .and_then(UdpSocket::from_std)
+            .map_err(|e| {
+                daemon::Error::Listen(format!("cannot listen on UDP {ip} port {port}: {e}"))
+            })?;
+        out.push(Rc::new(std));
     }
     if out.is_empty() {
         let std = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .map_err(|e| format!("cannot listen on UDP port {port}: {e}"))?;
-        out.push(Rc::new(
-            UdpSocket::from_std(std).map_err(|e| e.to_string())?,
-        ));
+            .and_then(UdpSocket::from_std)
+            .map_err(|e| daemon::Error::Listen(format!("cannot listen on UDP port {port}: {e}")))?;
+        out.push(Rc::new(std));
     }
     Ok(out)
 }
@@ -150,7 +153,7 @@ struct Core {
     /// When each session was established (for `braid status`).
     established_at: HashMap<SessionId, std::time::Instant>,
     /// Each edge's clients (by their LAN address) and bytes, for `braid status`.
-    users: HashMap<SessionId, crate::users::UserTable>,
+    users: HashMap<SessionId, crate::daemon::users::UserTable>,
     /// Measured rates and time in state: (session, link), the session itself as link `None`.
     meter: control::Meter<(SessionId, Option<LinkId>)>,
     seed: u64,
@@ -174,9 +177,11 @@ struct Core {
     bounds: crate::config::budget::Bounds,
 }
 
-async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
+async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
     let clock = Clock::new();
-    let private = cfg.private_key().map_err(|e| e.to_string())?;
+    let private = cfg
+        .private_key()
+        .map_err(|e| daemon::Error::Config(e.to_string()))?;
     if cfg.peers.is_empty() {
         log::warn!(
             "{}: no `config peer` section: no edge can connect",
@@ -184,7 +189,11 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         );
     }
     let mtu = usize::from(cfg.main.mtu);
-    let bounds = cfg.main.memory.core(cfg.peers.len(), mtu)?;
+    let bounds = cfg
+        .main
+        .memory
+        .core(cfg.peers.len(), mtu)
+        .map_err(daemon::Error::Config)?;
     log::info!(
         "{}",
         crate::memory::describe("core", cfg.main.memory.bytes, &bounds, mtu)
@@ -196,14 +205,17 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         Ok(l) => l,
         Err(_) => TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
             .await
-            .map_err(|e| format!("cannot listen on TCP port {port}: {e}"))?,
+            .map_err(|e| daemon::Error::Listen(format!("cannot listen on TCP port {port}: {e}")))?,
     };
 
     // The control socket first: a second core on the same socket is refused before it touches
     // the first one's hub, rules or table.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
     let _ctl = ControlServer::bind(std::path::Path::new(&cfg.main.control_socket), ctl_tx)
-        .map_err(|e| format!("control socket {}: {e}", cfg.main.control_socket))?;
+        .map_err(|err| daemon::Error::ControlSocket {
+            path: cfg.main.control_socket.clone(),
+            err,
+        })?;
     let mut hubc = HubConfig::new(&cfg.main.hub);
     hubc.mtu = u32::from(cfg.main.mtu);
     let natc = nat_config(&cfg);
@@ -221,18 +233,14 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         Ok(_) => {}
         Err(e) => log::warn!("cleaning a previous run's state: {e}"),
     }
-    let space = Space::new().map_err(|e| e.to_string())?;
-    let hub = Hub::create(&space, hubc).map_err(|e| e.to_string())?;
-    let capture = Capture::open(&space, &hub).map_err(|e| e.to_string())?;
-    capture
-        .set_receive_buffer(bounds.capture_bytes)
-        .map_err(|e| e.to_string())?;
-    // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
-    let capture = unsafe { AsyncFd::register(capture) }.map_err(|e| format!("capture: {e}"))?;
-    let forwarding = Forwarding::enable_after(natc.pool_v6.is_some(), kept_forwarding)
-        .map_err(|e| e.to_string())?;
-    let nat = CoreNat::adopt(&natc).map_err(|e| format!("nftables: {e}"))?;
-    let steering = Steering::install(&hub, steer).map_err(|e| e.to_string())?;
+    let HubIo {
+        capture,
+        hub,
+        space: _space,
+    } = HubIo::open(hubc, bounds.capture_bytes)?;
+    let forwarding = Forwarding::enable_after(natc.pool_v6.is_some(), kept_forwarding)?;
+    let nat = CoreNat::adopt(&natc).map_err(daemon::Error::Nftables)?;
+    let steering = Steering::install(&hub, steer)?;
     if !map.is_empty() {
         log::info!(
             "{} client address(es) kept from the previous run",
@@ -248,7 +256,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     );
     let _ = &mut ep;
     let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).map_err(|e| format!("random seed: {e}"))?;
+    getrandom::fill(&mut seed).map_err(daemon::Error::Random)?;
     let mut core = Core {
         classifier: Classifier::from_config(&cfg),
         mss: mss_for_mtu(cfg.main.mtu, 4),
@@ -300,9 +308,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
     }
     let (tcp_tx, mut tcp_in) = crate::ingress::channel::<(u32, Vec<u8>)>(bounds.ingress_bytes);
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut signals = Signals::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut meter_tick = tokio::time::interval(Duration::from_secs(1));
     let mut batch = Batch::default();
@@ -318,16 +324,18 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
         let deadline = core.ep.poll_timeout().map(|t| core.clock.deadline(t));
         let sleep = daemon::sleep_until(deadline);
         tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => {
-                core.for_good = true;
-                break;
-            }
-            _ = sighup.recv() => {
-                if let Err(e) = core.reload() {
-                    log::error!("reload refused, the running config stays: {e}");
+            sig = signals.recv() => match sig {
+                Signal::Term => break,
+                Signal::Interrupt => {
+                    core.for_good = true;
+                    break;
                 }
-            }
+                Signal::Hangup => {
+                    if let Err(e) = core.reload() {
+                        log::error!("reload refused, the running config stays: {e}");
+                    }
+                }
+            },
             Some(call) = ctl_rx.recv() => {
                 let stop = call.request == Request::Stop;
                 let reply = core.control(call.request);
@@ -346,37 +354,15 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), String> {
                 core.handled(Addr::Tcp(id), r);
             }
             r = capture.readable() => {
-                let mut guard = r.map_err(|e| format!("capture: {e}"))?;
-                loop {
-                    match guard.get_inner().recv_batch(&mut batch) {
-                        Ok(n) => {
-                            for i in 0..n {
-                                if let Err(why) = batch.packets(i, &mut seg, &mut |p| core.downstream(p)) {
-                                    *core.drops.entry(why).or_default() += 1;
-                                }
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            guard.clear_ready();
-                            break;
-                        }
-                        Err(e) => return Err(format!("capture: {e}")),
-                    }
-                }
+                let guard = r.map_err(daemon::Error::Capture)?;
+                daemon::drain_capture(guard, &mut batch, &mut seg, &mut core)?;
             }
-            Some((from, mut d)) = in_rx.recv() => {
+            Some(first) = in_rx.recv() => {
                 let now = core.clock.now();
-                let r = core.ep.handle_datagram(now, from, &mut d);
-                core.handled(from, r);
-                for _ in 0..64 {
-                    match in_rx.try_recv() {
-                        Ok((from, mut d)) => {
-                            let r = core.ep.handle_datagram(now, from, &mut d);
-                            core.handled(from, r);
-                        }
-                        Err(_) => break,
-                    }
-                }
+                daemon::burst(first, &mut in_rx, |(from, mut d)| {
+                    let r = core.ep.handle_datagram(now, from, &mut d);
+                    core.handled(from, r);
+                });
             }
             _ = sleep => core.ep.handle_timeout(core.clock.now()),
             _ = tick.tick() => core.housekeeping(),
@@ -442,6 +428,16 @@ fn forwarding_before(state: &str) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once(' '))
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))
         .collect()
+}
+
+impl daemon::HubSink for Core {
+    fn packet(&mut self, p: &mut [u8]) {
+        self.downstream(p);
+    }
+
+    fn dropped(&mut self, why: &'static str) {
+        *self.drops.entry(why).or_default() += 1;
+    }
 }
 
 impl Core {
@@ -692,13 +688,7 @@ impl Core {
             }
         }
         let path = std::path::Path::new(&self.cfg.main.state_file);
-        let tmp = path.with_extension("tmp");
-        let r = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&tmp, &text))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = r {
+        if let Err(e) = daemon::write_state(path, &text) {
             log::warn!("writing {}: {e}", path.display());
         }
     }
@@ -742,7 +732,7 @@ impl Core {
         self.meter.retain(|k| live.contains(k));
     }
 
-    fn reload(&mut self) -> Result<(), String> {
+    fn reload(&mut self) -> Result<(), daemon::ReloadError> {
         let new = daemon::reload_config(&self.cfg.file)?;
         let changes = crate::config::diff::diff(&self.cfg, &new);
         for c in &changes {
@@ -753,7 +743,11 @@ impl Core {
         }
         self.ep.set_peers(peers(&new));
         let mtu = usize::from(new.main.mtu);
-        self.bounds = new.main.memory.core(new.peers.len(), mtu)?;
+        self.bounds = new
+            .main
+            .memory
+            .core(new.peers.len(), mtu)
+            .map_err(daemon::ReloadError::Config)?;
         self.ep
             .set_session_config(crate::memory::session_config(&self.bounds.session, mtu));
         self.allowed_lan = allowed_lans(&new);
@@ -808,7 +802,7 @@ impl Core {
             }
             Request::Reload => match self.reload() {
                 Ok(()) => Reply::ok(),
-                Err(e) => Reply::error(e),
+                Err(e) => Reply::error(e.to_string()),
             },
             Request::Stop => Reply::ok(),
         }

@@ -1,0 +1,141 @@
+//! Link sockets as the event loops use them: a sender to call from the loop, and a task that
+//! reads the socket into the loop's channel.
+
+use tokio::sync::mpsc;
+
+/// A datagram received on a link socket: (link, bytes, where it came from).
+pub type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
+
+/// The sending half of one link's socket. The receiving half runs as a task that forwards
+/// every datagram into the event loop's channel.
+pub enum LinkTx {
+    Udp(std::rc::Rc<tokio::net::UdpSocket>),
+    /// Datagrams for a TCP link go through its task (it owns the stream and reconnects).
+    Tcp(mpsc::Sender<Vec<u8>>),
+}
+
+impl LinkTx {
+    /// Sends one datagram now, or drops it if the socket cannot take it (the protocol above
+    /// recovers lost datagrams; blocking the event loop would hurt every link).
+    pub fn send(&self, d: &[u8]) -> bool {
+        match self {
+            LinkTx::Udp(s) => match s.try_send(d) {
+                Ok(_) => true,
+                // tokio learns that a new socket is writable only once its reactor has turned:
+                // the first datagrams of a fresh link socket (the handshake) would be dropped and
+                // the handshake retried a second later. Ask the kernel instead.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => send_now(s, d),
+                Err(_) => false,
+            },
+            LinkTx::Tcp(tx) => tx.try_send(d.to_vec()).is_ok(),
+        }
+    }
+
+    /// Sends one datagram to `to` (core side, UDP only).
+    pub fn send_to(&self, d: &[u8], to: std::net::SocketAddr) -> bool {
+        match self {
+            LinkTx::Udp(s) => s.try_send_to(d, to).is_ok(),
+            LinkTx::Tcp(tx) => tx.try_send(d.to_vec()).is_ok(),
+        }
+    }
+}
+
+/// A non-blocking send(2) on a connected UDP socket, bypassing tokio's readiness cache.
+fn send_now(s: &tokio::net::UdpSocket, d: &[u8]) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the socket's fd is open for the call; `d` is valid for its length.
+    let n = unsafe {
+        libc::send(
+            s.as_raw_fd(),
+            d.as_ptr().cast(),
+            d.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    n >= 0
+}
+
+/// A running link socket: its sender and the task reading it (aborted on drop).
+pub struct LinkIo {
+    pub tx: LinkTx,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LinkIo {
+    /// A link's sender and the task that reads (and, for TCP, writes) its socket.
+    pub fn from_parts(tx: LinkTx, task: tokio::task::JoinHandle<()>) -> LinkIo {
+        LinkIo { tx, task }
+    }
+}
+
+impl Drop for LinkIo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a UDP link: `sock` must be non-blocking (as `os::uplink::udp_socket` makes it).
+pub fn udp_link(
+    id: crate::proto::LinkId,
+    sock: std::net::UdpSocket,
+    inbound: crate::ingress::Sender<Inbound>,
+) -> std::io::Result<LinkIo> {
+    let sock = std::rc::Rc::new(tokio::net::UdpSocket::from_std(sock)?);
+    let rx = sock.clone();
+    let task = tokio::task::spawn_local(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match rx.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    if inbound.send((id, buf[..n].to_vec(), from)).await.is_err() {
+                        return;
+                    }
+                }
+                // ICMP errors (port unreachable while the core restarts) surface here: keep going.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    });
+    Ok(LinkIo {
+        tx: LinkTx::Udp(sock),
+        task,
+    })
+}
+
+/// Starts a TCP link over `link` (which connects and reconnects by itself on the edge).
+pub fn tcp_link(
+    id: crate::proto::LinkId,
+    mut link: crate::os::uplink::TcpLink,
+    peer: std::net::SocketAddr,
+    inbound: crate::ingress::Sender<Inbound>,
+) -> LinkIo {
+    let (tx, mut out) = mpsc::channel::<Vec<u8>>(1024);
+    let task = tokio::task::spawn_local(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            tokio::select! {
+                r = link.recv(&mut buf) => match r {
+                    Ok(n) => {
+                        if inbound.send((id, buf[..n].to_vec(), peer)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) if link.is_connected() => {}
+                    // Core side: the edge went away; the edge side reconnects inside recv.
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                },
+                d = out.recv() => match d {
+                    Some(d) => {
+                        let _ = link.try_send(&d);
+                        let _ = link.flush().await;
+                    }
+                    None => return,
+                },
+            }
+        }
+    });
+    LinkIo {
+        tx: LinkTx::Tcp(tx),
+        task,
+    }
+}

@@ -1,0 +1,171 @@
+//! The pieces of an event loop both roles run the same way: signals, the space with its hub and
+//! capture, draining the capture, bursts of datagrams, and the state file.
+
+use std::path::Path;
+
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::Error;
+use crate::os::hub::{Batch, Capture};
+use crate::os::space::{Hub, HubConfig, Space};
+
+/// A signal the daemon acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: procd's or systemd's stop (for the core: a restart).
+    Term,
+    /// SIGINT: Ctrl-C (for the core: a stop for good).
+    Interrupt,
+    /// SIGHUP: reload the config.
+    Hangup,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, received as [`Signal`]s.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Takes over the three signals (must run inside the runtime).
+    pub fn new() -> Result<Signals, Error> {
+        let take = |k| signal(k).map_err(Error::Signal);
+        Ok(Signals {
+            term: take(SignalKind::terminate())?,
+            int: take(SignalKind::interrupt())?,
+            hup: take(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal. Cancel-safe (a `select!` arm).
+    pub async fn recv(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Term,
+            _ = self.int.recv() => Signal::Interrupt,
+            _ = self.hup.recv() => Signal::Hangup,
+        }
+    }
+}
+
+/// The space (a namespace only this process holds), the hub into it and the capture on the
+/// hub's space end, registered with the runtime.
+pub struct HubIo {
+    pub capture: AsyncFd<Capture>,
+    pub hub: Hub,
+    // Last: dropped after the hub and capture that live in it.
+    pub space: Space,
+}
+
+impl HubIo {
+    /// Creates the space and the hub `cfg` describes, and opens the capture with a kernel
+    /// receive buffer of `capture_bytes` (the memory budget's share).
+    pub fn open(cfg: HubConfig, capture_bytes: usize) -> Result<HubIo, Error> {
+        let space = Space::new()?;
+        let hub = Hub::create(&space, cfg)?;
+        let capture = Capture::open(&space, &hub)?;
+        capture.set_receive_buffer(capture_bytes)?;
+        // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
+        let capture =
+            unsafe { AsyncFd::register(capture) }.map_err(|e| Error::Capture(e.into_parts().1))?;
+        Ok(HubIo {
+            capture,
+            hub,
+            space,
+        })
+    }
+}
+
+/// Where the packets the hub's capture receives go.
+pub trait HubSink {
+    /// One IP packet, offloads finished (checksums filled in, aggregates cut into segments).
+    fn packet(&mut self, p: &mut [u8]);
+    /// A frame dropped whole, and why (for the drop counters).
+    fn dropped(&mut self, why: &'static str);
+}
+
+/// Gives `sink` every frame the capture has ready, then waits for readiness again. An error
+/// other than "nothing more" is the capture's end.
+pub fn drain_capture(
+    mut guard: AsyncFdReadyGuard<'_, Capture>,
+    batch: &mut Batch,
+    seg: &mut [u8],
+    sink: &mut impl HubSink,
+) -> Result<(), Error> {
+    loop {
+        match guard.get_inner().recv_batch(batch) {
+            Ok(n) => {
+                for i in 0..n {
+                    if let Err(why) = batch.packets(i, seg, &mut |p| sink.packet(p)) {
+                        sink.dropped(why);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                guard.clear_ready();
+                return Ok(());
+            }
+            Err(e) => return Err(Error::Capture(e)),
+        }
+    }
+}
+
+/// How many more queued datagrams [`burst`] handles after the first one.
+pub const BURST: usize = 64;
+
+/// Handles `first` and up to [`BURST`] more that are already queued on `rx`, so that a busy
+/// link does not cost one turn of the event loop per datagram.
+pub fn burst<T>(first: T, rx: &mut crate::ingress::Receiver<T>, mut f: impl FnMut(T)) {
+    f(first);
+    for _ in 0..BURST {
+        match rx.try_recv() {
+            Ok(d) => f(d),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Writes `state_file` whole, through a temporary file beside it (a crash leaves the old one).
+pub fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    path.parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, text))
+        .and_then(|()| std::fs::rename(&tmp, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_takes_the_first_and_at_most_64_more() {
+        let (tx, mut rx) = crate::ingress::channel(1 << 20);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 1..=100u32 {
+                tx.send((i, vec![0u8; 10])).await.unwrap();
+            }
+        });
+        let mut seen = Vec::new();
+        burst((0, vec![]), &mut rx, |(i, _)| seen.push(i));
+        assert_eq!(seen, (0..=64).collect::<Vec<_>>());
+        let mut rest = Vec::new();
+        burst((1000, vec![]), &mut rx, |d| rest.push(d));
+        assert_eq!(rest.len(), 1 + 36, "the new first one and the 36 left");
+    }
+
+    #[test]
+    fn the_state_file_is_replaced_whole_and_its_directory_made() {
+        let dir = std::env::temp_dir().join(format!("braid-state-{}", std::process::id()));
+        let path = dir.join("sub").join("state");
+        write_state(&path, "one\n").unwrap();
+        write_state(&path, "two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        assert!(!path.with_extension("tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
