@@ -13,14 +13,14 @@
 use serde_json::json;
 
 use super::engine::MAX_DATAGRAM;
-use super::scenario::{Mode, Role, Scenario};
+use super::scenario::Scenario;
 use super::tunnel::{EndCounters, Meta, Pair, SenderView, Tunnel};
 use crate::proto::endpoint::{Drop, Endpoint, Handled, Peer, SessionId};
 use crate::proto::link::{LinkConfig, LinkState};
-use crate::proto::sched::{ClassConfig, Mode as PMode};
+use crate::proto::sched::ClassConfig;
 use crate::proto::seal::{self, Channel, Keypair, SealError};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
-use crate::proto::wire::{self, LinkRole};
+use crate::proto::wire;
 use crate::proto::{Instant, LinkId};
 
 /// Build the (edge, core) session pair for a scenario.
@@ -37,12 +37,7 @@ pub fn pair(sc: &Scenario) -> Result<Pair, String> {
         edge.add_link(
             l.id,
             LinkConfig {
-                role: match l.role {
-                    Role::Primary => LinkRole::Primary,
-                    Role::Secondary => LinkRole::Secondary,
-                    Role::Backup => LinkRole::Backup,
-                    Role::Never => LinkRole::Never,
-                },
+                role: l.role,
                 weight: l.weight,
                 rate_cap_bps: l.rate_cap_bps,
             },
@@ -93,13 +88,7 @@ fn session_config(sc: &Scenario) -> SessionConfig {
         .iter()
         .map(|c| ClassConfig {
             id: c.id,
-            mode: match c.mode {
-                Mode::Aggregate => PMode::Aggregate,
-                Mode::Weighted => PMode::Weighted,
-                Mode::Redundant => PMode::Redundant,
-                Mode::Backup => PMode::Backup,
-                Mode::Pinned(l) => PMode::Pinned(l),
-            },
+            mode: c.mode,
             priority: c.priority,
             weight: c.weight,
         })
