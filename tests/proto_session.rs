@@ -1,13 +1,17 @@
 //! Session-level tests on a minimal in-memory multi-link network (virtual clock, seeded).
 //!
-//! The real simulator lives in `src/sim`; this harness is deliberately small so each protocol
-//! mechanism can be checked end to end (handshake, aggregation, failover, removal, classes).
+//! The two ends are the daemons' own protocol objects: the edge's `Session` and the core's
+//! `Endpoint` (which answers the handshakes and starts, rekeys or ends the session, as in
+//! `braid core`); a datagram's source address is the link it arrived on. The real simulator
+//! lives in `src/sim`; this network is deliberately small so each protocol mechanism can be
+//! checked end to end (handshake, aggregation, failover, removal, classes).
 
 use std::collections::VecDeque;
 
+use braid::proto::endpoint::{Endpoint, Handled, Peer};
 use braid::proto::link::{LinkConfig, LinkState};
 use braid::proto::sched::{ClassConfig, Mode};
-use braid::proto::seal::{Acceptor, Admission, Channel, Keypair};
+use braid::proto::seal::{Channel, Keypair};
 use braid::proto::session::{
     Event, PacketMeta, Session, SessionConfig, ANNOUNCE_EVERY, REHANDSHAKE_AFTER,
 };
@@ -131,8 +135,10 @@ struct Harness {
     rng: Rng,
     links: Vec<NetLink>,
     edge: Session,
-    core: Option<Session>,
-    acceptor: Acceptor,
+    /// The core; addresses are link ids.
+    core: Endpoint<LinkId>,
+    core_key: Keypair,
+    edge_public: [u8; 32],
     core_cfg: SessionConfig,
     sources: Vec<Source>,
     sent_n: Vec<u64>,
@@ -159,13 +165,15 @@ impl Harness {
             edge.add_link(l.id, LinkConfig::default(), now);
         }
         let n = sources.len();
+        let core = core_endpoint(&core_key, edge_key.public, &cfg);
         Harness {
             now: 0,
             rng: Rng(0x9e37_79b9_7f4a_7c15),
             links,
             edge,
-            core: None,
-            acceptor: Acceptor::new(core_key),
+            core,
+            core_key,
+            edge_public: edge_key.public,
             core_cfg: cfg,
             sources,
             sent_n: vec![0; n],
@@ -178,6 +186,24 @@ impl Harness {
             download: false,
             edge_rx_bytes: 0,
         }
+    }
+
+    /// The core's session of the edge (it has no other peer).
+    fn core(&self) -> Option<&Session> {
+        let id = self.core.session_ids().next()?;
+        self.core.session(id)
+    }
+
+    /// The core restarts: a new endpoint with the same key and peers, and no session.
+    fn restart_core(&mut self) {
+        self.core = core_endpoint(&self.core_key, self.edge_public, &self.core_cfg);
+    }
+
+    /// The core closes the edge's session (a Close frame goes out at once).
+    fn close_core_session(&mut self) {
+        let id = self.core.session_ids().next().expect("a session");
+        self.core.session_mut(id).expect("live").close();
+        self.core_transmit(Instant(self.now));
     }
 
     fn link(&mut self, id: LinkId) -> &mut NetLink {
@@ -205,11 +231,7 @@ impl Harness {
             let mut next = end;
             let mut min = |t: Option<u64>| next = next.min(t.unwrap_or(u64::MAX));
             min(edge_t);
-            min(self
-                .core
-                .as_ref()
-                .and_then(|c| c.poll_timeout())
-                .map(|t| t.0));
+            min(self.core.poll_timeout().map(|t| t.0));
             for l in &self.links {
                 min(l.up.flying.front().map(|f| f.0));
                 min(l.down.flying.front().map(|f| f.0));
@@ -226,7 +248,7 @@ impl Harness {
                         "busy loop at {} us: the edge's next wake-up is {:?} us, the core's {:?}",
                         self.now,
                         edge_t,
-                        self.core.as_ref().and_then(|c| c.poll_timeout())
+                        self.core.poll_timeout()
                     ));
                 }
             } else {
@@ -270,31 +292,29 @@ impl Harness {
                 }
             }
         }
-        if self.download && !self.stopped {
-            if let Some(c) = self.core.as_mut().filter(|c| c.is_established()) {
-                let meta = PacketMeta {
-                    user: 1,
-                    flow: 99,
-                    class: 0,
-                };
-                let mut n = 0;
-                while c.can_send(&meta) {
-                    let p = make_packet(99, n, self.now, PKT);
-                    if c.send(now, &p, meta).is_err() {
-                        break;
-                    }
-                    n += 1;
+        let established = self.core().is_some_and(|c| c.is_established());
+        if self.download && !self.stopped && established {
+            let id = self.core.session_ids().next().expect("established");
+            let meta = PacketMeta {
+                user: 1,
+                flow: 99,
+                class: 0,
+            };
+            let mut n = 0;
+            while self.core.session(id).is_some_and(|c| c.can_send(&meta)) {
+                let p = make_packet(99, n, self.now, PKT);
+                if self.core.send(now, id, &p, meta).is_err() {
+                    break;
                 }
+                n += 1;
             }
         }
         // Timers.
         if self.edge.poll_timeout().is_some_and(|t| t <= now) {
             self.edge.handle_timeout(now);
         }
-        if let Some(c) = self.core.as_mut() {
-            if c.poll_timeout().is_some_and(|t| t <= now) {
-                c.handle_timeout(now);
-            }
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
         }
         // Edge -> links.
         while let Some(t) = self.edge.poll_transmit(now, &mut self.buf) {
@@ -306,13 +326,7 @@ impl Harness {
             }
             l.up.push(nowus, &d, &mut self.rng);
         }
-        if let Some(c) = self.core.as_mut() {
-            while let Some(t) = c.poll_transmit(now, &mut self.buf) {
-                let d = self.buf[..t.len].to_vec();
-                let l = self.links.iter_mut().find(|l| l.id == t.link).unwrap();
-                l.down.push(self.now, &d, &mut self.rng);
-            }
-        }
+        self.core_transmit(now);
         // Arrivals.
         for li in 0..self.links.len() {
             while self.links[li]
@@ -344,91 +358,60 @@ impl Harness {
             self.edge.recycle(d.data);
         }
         // Deliveries at the core exit.
-        if let Some(c) = self.core.as_mut() {
-            while let Some(d) = c.poll_deliver(now) {
-                let (flow, n, sent_at) = parse(&d.data);
-                let k = self.sources.iter().position(|s| s.flow == flow).unwrap();
-                assert!(
-                    d.data == make_packet(flow, n, sent_at, self.sources[k].len),
-                    "packet {n} of flow {flow} arrived changed"
-                );
-                let r = &mut self.rx[k];
-                if n >= r.next {
-                    if n == r.next {
-                        r.in_order += 1;
-                    }
-                    r.next = n + 1;
+        while let Some((id, d)) = self.core.poll_deliver(now) {
+            let (flow, n, sent_at) = parse(&d.data);
+            let k = self.sources.iter().position(|s| s.flow == flow).unwrap();
+            assert!(
+                d.data == make_packet(flow, n, sent_at, self.sources[k].len),
+                "packet {n} of flow {flow} arrived changed"
+            );
+            let r = &mut self.rx[k];
+            if n >= r.next {
+                if n == r.next {
+                    r.in_order += 1;
                 }
-                r.received += 1;
-                if self.now >= self.measure_from {
-                    r.bytes += d.data.len() as u64;
-                    r.delays.push(self.now - sent_at);
-                    if std::env::var("DBG2").is_ok()
-                        && (flow == 8 || flow == 5)
-                        && (self.now - sent_at > 45_000
-                            || (self.now > 1_900_000 && self.now < 2_100_000))
-                    {
-                        eprintln!(
-                            "t={} flow {flow} n={n} delay {}",
-                            self.now,
-                            self.now - sent_at
-                        );
-                    }
-                    if r.last_at > 0 {
-                        r.max_gap = r.max_gap.max(self.now - r.last_at);
-                    }
+                r.next = n + 1;
+            }
+            r.received += 1;
+            if self.now >= self.measure_from {
+                r.bytes += d.data.len() as u64;
+                r.delays.push(self.now - sent_at);
+                if std::env::var("DBG2").is_ok()
+                    && (flow == 8 || flow == 5)
+                    && (self.now - sent_at > 45_000
+                        || (self.now > 1_900_000 && self.now < 2_100_000))
+                {
+                    eprintln!(
+                        "t={} flow {flow} n={n} delay {}",
+                        self.now,
+                        self.now - sent_at
+                    );
                 }
-                r.last_at = self.now;
+                if r.last_at > 0 {
+                    r.max_gap = r.max_gap.max(self.now - r.last_at);
+                }
+            }
+            r.last_at = self.now;
+            if let Some(c) = self.core.session_mut(id) {
                 c.recycle(d.data);
             }
         }
     }
 
     fn core_receive(&mut self, link: LinkId, d: &mut [u8]) {
-        let now = Instant(self.now);
-        if let Some(c) = self.core.as_mut() {
-            if !braid::proto::seal::is_init(d) {
-                let r = c.handle_datagram(now, None, d);
-                if let Ok(Some(l)) = r {
-                    assert_eq!(l, link, "core learns the link from the frames");
-                }
-                return;
-            }
+        let r = self.core.handle_datagram(Instant(self.now), link, d);
+        if let Ok(Handled::Data { link: Some(l), .. }) = r {
+            assert_eq!(l, link, "core learns the link from the frames");
         }
-        if braid::proto::seal::is_init(d) {
-            let mut out = [0u8; 256];
-            // As the core's endpoint: a closed session is dropped (it is ended at its next
-            // timer), so a handshake after it starts a new one.
-            if self.core.as_ref().is_some_and(|c| c.is_closed()) {
-                self.core = None;
-            }
-            let same = self
-                .core
-                .as_ref()
-                .is_some_and(|c| c.channel().is_established());
-            let admit = |_: &[u8; 32], _| {
-                if same {
-                    Admission::SameSession
-                } else {
-                    Admission::NewSession
-                }
-            };
-            // A receiver index of its own per handshake, as the core's endpoint gives: a rekey
-            // under the same index would be opened with the old keys and fail.
-            let index = 7 + self.acceptor.stats.handshakes as u32;
-            let Ok(acc) = self.acceptor.accept(now, d, admit, index, &mut out) else {
-                return;
-            };
-            let resp = out[..acc.response_len].to_vec();
-            match self.core.as_mut() {
-                Some(c) => c.channel_mut().rekeyed(acc),
-                None => {
-                    let ch = Channel::responder(acc, now);
-                    self.core = Some(Session::new(ch, self.core_cfg.clone(), now));
-                }
-            }
-            let nowus = self.now;
-            self.link(link).down.push(nowus, &resp, &mut Rng(1));
+    }
+
+    /// The core's datagrams onto the links: each goes to the link its session's link was last
+    /// heard from.
+    fn core_transmit(&mut self, now: Instant) {
+        while let Some((link, n)) = self.core.poll_transmit(now, &mut self.buf) {
+            let d = self.buf[..n].to_vec();
+            let l = self.links.iter_mut().find(|l| l.id == link).unwrap();
+            l.down.push(self.now, &d, &mut self.rng);
         }
     }
 
@@ -441,6 +424,15 @@ impl Harness {
         let r = &self.rx[k];
         self.sent_n[k].saturating_sub(r.received)
     }
+}
+
+/// The core's endpoint with the edge as its one peer.
+fn core_endpoint(key: &Keypair, edge: [u8; 32], cfg: &SessionConfig) -> Endpoint<LinkId> {
+    let peers = vec![Peer {
+        name: "edge".into(),
+        public: edge,
+    }];
+    Endpoint::new(key.clone(), peers, cfg.clone())
 }
 
 fn pct(v: &mut [u64], p: f64) -> u64 {
@@ -493,7 +485,7 @@ fn handshake_then_in_order_delivery_on_one_link() {
     let mut h = Harness::new(links, SessionConfig::default(), vec![src]);
     h.run_until(1000);
     assert!(h.events.contains(&Event::Established));
-    assert!(h.core.as_ref().unwrap().is_established());
+    assert!(h.core().unwrap().is_established());
     let r = &h.rx[0];
     assert!(r.received > 900, "received {}", r.received);
     assert_eq!(r.in_order, r.received);
@@ -574,7 +566,7 @@ fn removing_a_link_mid_transfer_loses_nothing() {
     assert_eq!(h.rx[0].received, sent);
     assert_eq!(h.edge.stats().links.len(), 1);
     // The core learned the removal too.
-    assert_eq!(h.core.as_ref().unwrap().stats().links.len(), 1);
+    assert_eq!(h.core().unwrap().stats().links.len(), 1);
 }
 
 #[test]
@@ -743,14 +735,14 @@ fn the_core_learns_the_edges_link_names() {
     assert_eq!(h.edge.link_name(1), Some("wan"));
     assert_eq!(h.edge.link_name(2).map(str::len), Some(31));
     h.run_until(1_000);
-    let core = h.core.as_ref().unwrap();
+    let core = h.core().unwrap();
     assert_eq!(core.link_name(1), Some("wan"));
     assert_eq!(core.link_name(2), h.edge.link_name(2));
     assert_eq!(core.link_name(9), None);
     // A rename (reload) reaches the core too.
     h.edge.set_link_name(1, "wan-b");
     h.run_until(1_500);
-    assert_eq!(h.core.as_ref().unwrap().link_name(1), Some("wan-b"));
+    assert_eq!(h.core().unwrap().link_name(1), Some("wan-b"));
 }
 
 #[test]
@@ -758,8 +750,7 @@ fn a_lost_link_announcement_is_repeated() {
     let mut h = Harness::new(two_links(0.0), SessionConfig::default(), vec![bulk(1, 1)]);
     h.run_until(1_000);
     let core_role = |h: &Harness, id: LinkId| {
-        h.core
-            .as_ref()
+        h.core()
             .unwrap()
             .stats()
             .links
@@ -787,10 +778,10 @@ fn a_lost_link_announcement_is_repeated() {
     }
     h.run_until(2_000);
     assert_eq!(core_role(&h, 2), Some(LinkRole::Primary), "lost, as meant");
-    assert_eq!(h.core.as_ref().unwrap().link_name(2), None);
+    assert_eq!(h.core().unwrap().link_name(2), None);
     h.run_until(1_100 + ANNOUNCE_EVERY.as_millis() as u64 + 500);
     assert_eq!(core_role(&h, 2), Some(LinkRole::Backup));
-    assert_eq!(h.core.as_ref().unwrap().link_name(2), Some("lte"));
+    assert_eq!(h.core().unwrap().link_name(2), Some("lte"));
 }
 
 #[test]
@@ -802,7 +793,7 @@ fn headers_are_packed_once_the_core_knows_the_flow() {
     );
     h.run_until(3_000);
     let edge = h.edge.stats();
-    let core = h.core.as_ref().unwrap().stats();
+    let core = h.core().unwrap().stats();
     eprintln!(
         "edge {:?}, core unpack errors {}",
         edge.pack, core.unpack_errors
@@ -830,7 +821,7 @@ fn a_restarted_core_gets_a_new_handshake_and_traffic_resumes() {
     let before = h.delivered_bytes();
     assert!(before > 1_000_000, "{before}");
     // The core restarts: its session is gone; the edge's datagrams are not understood.
-    h.core = None;
+    h.restart_core();
     let t = 2_000;
     let mut resumed_at = None;
     let mut named_at_resume = false;
@@ -838,7 +829,7 @@ fn a_restarted_core_gets_a_new_handshake_and_traffic_resumes() {
     for ms in (t + 100..=t + 30_000).step_by(100) {
         h.run_until(ms);
         let d = h.delivered_bytes();
-        if let Some(c) = h.core.as_ref().filter(|_| d > last + 100_000) {
+        if let Some(c) = h.core().filter(|_| d > last + 100_000) {
             if resumed_at.is_none() {
                 resumed_at = Some(ms - t);
                 named_at_resume = c.link_name(1).is_some();
@@ -857,7 +848,7 @@ fn a_restarted_core_gets_a_new_handshake_and_traffic_resumes() {
         "resumed after {resumed} ms"
     );
     // The new core learnt the links' names from the edge's announcements after the handshake.
-    assert_eq!(h.core.as_ref().unwrap().link_name(1), Some("wan"));
+    assert_eq!(h.core().unwrap().link_name(1), Some("wan"));
     assert!(named_at_resume, "the links were announced only later");
 }
 
@@ -998,7 +989,7 @@ fn a_session_closed_by_the_core_is_made_again() {
     assert!(before > 1_000_000, "{before}");
     // The core closes the session; as its Close arrives, the links go black for 3 s (the core
     // unreachable).
-    h.core.as_mut().unwrap().close();
+    h.close_core_session();
     let mut ms = 2_000;
     while !h.edge.is_closed() && ms < 2_500 {
         ms += 1;

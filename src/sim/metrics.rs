@@ -160,6 +160,7 @@ pub struct DirReport {
 pub struct ClassReport {
     pub class: String,
     pub dir: Dir,
+    #[serde(serialize_with = "mode_word")]
     pub mode: Mode,
     pub priority: u8,
     pub sent: u64,
@@ -185,6 +186,7 @@ pub struct UserReport {
 pub struct LinkReport {
     pub link: String,
     pub dir: Dir,
+    #[serde(serialize_with = "role_word")]
     pub role: Role,
     pub capacity_mbit: f64,
     /// Wire bytes (datagram + 28) that crossed the link in [warmup, duration], per second.
@@ -954,6 +956,27 @@ fn mode_name(m: Mode) -> String {
         Mode::Backup => "backup".into(),
         Mode::Pinned(l) => format!("pinned:{l}"),
     }
+}
+
+/// A class's mode in the JSON report: "aggregate", ..., or `{"pinned": LINK}`.
+fn mode_word<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
+    match *m {
+        Mode::Aggregate => s.serialize_unit_variant("Mode", 0, "aggregate"),
+        Mode::Weighted => s.serialize_unit_variant("Mode", 1, "weighted"),
+        Mode::Redundant => s.serialize_unit_variant("Mode", 2, "redundant"),
+        Mode::Backup => s.serialize_unit_variant("Mode", 3, "backup"),
+        Mode::Pinned(l) => s.serialize_newtype_variant("Mode", 4, "pinned", &l),
+    }
+}
+
+/// A link's role in the JSON report, as the scenario file and UCI name it.
+fn role_word<S: serde::Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match r {
+        Role::Primary => "primary",
+        Role::Secondary => "secondary",
+        Role::Backup => "backup",
+        Role::Never => "never",
+    })
 }
 
 #[cfg(test)]

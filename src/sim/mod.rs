@@ -12,7 +12,8 @@
 //! - [`traffic`]: bulk (saturating, through `can_send` back-pressure), interactive and realtime
 //!   sources, and the tag each inner packet carries.
 //! - [`tunnel`]: the [`Tunnel`](tunnel::Tunnel) trait the engine drives, and the single-path
-//!   stand-in [`Pipe`](tunnel::Pipe); [`session`] adapts the real protocol session.
+//!   stand-in [`Pipe`](tunnel::Pipe); [`session`] runs the daemons' own protocol objects: the
+//!   edge's `proto::Session` and the core's `proto::endpoint::Endpoint` (handshakes included).
 //! - [`engine`]: the event loop; [`metrics`]: what is measured and the report.
 #![forbid(unsafe_code)]
 
@@ -41,11 +42,12 @@ USAGE:
     braid sim SCENARIO.toml [--json] [--seed N | --seeds A-B] [--duration 60s] [--traces DIR]
                             [--tunnel session|pipe|direct[:LINK]] [--workload W [--cc CC]] [--timeline]
 
-Runs the real protocol (an edge and a core session) over emulated links on a virtual clock and
-prints what it measured. Same file and seed = same numbers. SCENARIO is a file, or a name looked
-up in scenarios/ then scenarios/lab/ (hetero, lte, recorded/NAME, ...; `braid lab run` looks in
-the other order). The lab reads the same files (`braid lab show NAME`: its links as the lab
-emulates them); a lab scenario has no [[traffic]]: give it --workload.
+Runs the real protocol (the edge's session and the core's endpoint, as the daemons run them) over
+emulated links on a virtual clock and prints what it measured. Same file and seed = same numbers.
+SCENARIO is a file, or a name looked up in scenarios/ then scenarios/lab/ (hetero, lte,
+recorded/NAME, ...; `braid lab run` looks in the other order). The lab reads the same files
+(`braid lab show NAME`: its links as the lab emulates them); a lab scenario has no [[traffic]]:
+give it --workload.
 
 OPTIONS:
     --json            print the report as JSON instead of the table

@@ -93,14 +93,8 @@ impl TunnelKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Primary,
-    Secondary,
-    Backup,
-    Never,
-}
+/// A link's role: the protocol's own enum (the words are those of UCI's `role`).
+pub use crate::proto::wire::LinkRole as Role;
 
 #[derive(Debug, Clone)]
 pub struct LinkSpec {
@@ -115,15 +109,8 @@ pub struct LinkSpec {
     pub down: DirSpec,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Aggregate,
-    Weighted,
-    Redundant,
-    Backup,
-    Pinned(LinkId),
-}
+/// How a class uses the links: the protocol's own enum.
+pub use crate::proto::sched::Mode;
 
 #[derive(Debug, Clone)]
 pub struct ClassSpec {

@@ -1,37 +1,31 @@
-//! The real protocol as a simulator [`Tunnel`]: a pair of `proto::Session`s.
+//! The real protocol as a simulator [`Tunnel`]: the daemons' own protocol objects.
 //!
-//! Edge: `Channel::initiator` toward the core's key, one `add_link` per scenario link with its
-//! role, weight and cap. Core: an `Acceptor` answers the first handshake init (on the link it
-//! came on), then `Channel::responder` starts the core's session, which learns the links from
-//! the frames (it is given `None` as the link, as the real core is, and the answer is checked).
+//! Edge: a `proto::Session` as `braid edge` makes it (`Channel::initiator` toward the core's key,
+//! one `add_link` per scenario link with its role, weight and cap). Core: the
+//! [`Endpoint`] that `braid core` runs, with the edge's key as its one peer and the link a
+//! datagram arrived on as its source address; it answers the handshakes, starts, rekeys or ends
+//! the session, and sends each reply to the address (link) the session's link was last heard
+//! from. The link the frames name is checked against the one the datagram came on.
 //! Keys are derived from the scenario seed, so runs do not depend on the system's randomness
-//! beyond the handshakes' ephemeral keys, which change bytes but no sizes or timings.
-
-use std::collections::VecDeque;
+//! beyond the handshakes' ephemeral keys and receiver indices, which change bytes but no sizes
+//! or timings.
 
 use serde_json::json;
 
 use super::engine::MAX_DATAGRAM;
-use super::scenario::{Mode, Role, Scenario};
+use super::scenario::Scenario;
 use super::tunnel::{EndCounters, Meta, Pair, SenderView, Tunnel};
+use crate::proto::endpoint::{Drop, Endpoint, Handled, Peer, SessionId};
 use crate::proto::link::{LinkConfig, LinkState};
-use crate::proto::sched::{ClassConfig, Mode as PMode};
-use crate::proto::seal::{self, Acceptor, Channel, Keypair};
+use crate::proto::sched::ClassConfig;
+use crate::proto::seal::{self, Channel, Keypair, SealError};
 use crate::proto::session::{Event, PacketMeta, Session, SessionConfig, SessionStats};
-use crate::proto::wire::{self, LinkRole};
+use crate::proto::wire;
 use crate::proto::{Instant, LinkId};
 
 /// Build the (edge, core) session pair for a scenario.
 pub fn pair(sc: &Scenario) -> Result<Pair, String> {
-    let key = |n: u64| {
-        let mut k = [0u8; 32];
-        let mut r = super::rng::Rng::derive(sc.seed, 0x6b65_7900 + n);
-        for c in k.chunks_mut(8) {
-            c.copy_from_slice(&r.next_u64().to_le_bytes());
-        }
-        Keypair::from_private(k)
-    };
-    let (edge_key, core_key) = (key(1), key(2));
+    let (edge_key, core_key) = keys(sc);
     let config = session_config(sc);
     let now = Instant::ZERO;
     let mut edge = Session::new(
@@ -43,12 +37,7 @@ pub fn pair(sc: &Scenario) -> Result<Pair, String> {
         edge.add_link(
             l.id,
             LinkConfig {
-                role: match l.role {
-                    Role::Primary => LinkRole::Primary,
-                    Role::Secondary => LinkRole::Secondary,
-                    Role::Backup => LinkRole::Backup,
-                    Role::Never => LinkRole::Never,
-                },
+                role: l.role,
                 weight: l.weight,
                 rate_cap_bps: l.rate_cap_bps,
             },
@@ -63,11 +52,15 @@ pub fn pair(sc: &Scenario) -> Result<Pair, String> {
             log: EventLog::default(),
         }),
         Box::new(Core {
-            acceptor: Acceptor::new(core_key),
-            edge_public,
-            config,
-            s: None,
-            out: VecDeque::new(),
+            ep: Endpoint::new(
+                core_key,
+                vec![Peer {
+                    name: "edge".into(),
+                    public: edge_public,
+                }],
+                config,
+            ),
+            id: None,
             bad: 0,
             wrong_link: 0,
             duplicate_inits: 0,
@@ -76,19 +69,26 @@ pub fn pair(sc: &Scenario) -> Result<Pair, String> {
     ))
 }
 
+/// The (edge, core) keys of a scenario, from its seed.
+fn keys(sc: &Scenario) -> (Keypair, Keypair) {
+    let key = |n: u64| {
+        let mut k = [0u8; 32];
+        let mut r = super::rng::Rng::derive(sc.seed, 0x6b65_7900 + n);
+        for c in k.chunks_mut(8) {
+            c.copy_from_slice(&r.next_u64().to_le_bytes());
+        }
+        Keypair::from_private(k)
+    };
+    (key(1), key(2))
+}
+
 fn session_config(sc: &Scenario) -> SessionConfig {
     let classes = sc
         .classes
         .iter()
         .map(|c| ClassConfig {
             id: c.id,
-            mode: match c.mode {
-                Mode::Aggregate => PMode::Aggregate,
-                Mode::Weighted => PMode::Weighted,
-                Mode::Redundant => PMode::Redundant,
-                Mode::Backup => PMode::Backup,
-                Mode::Pinned(l) => PMode::Pinned(l),
-            },
+            mode: c.mode,
             priority: c.priority,
             weight: c.weight,
         })
@@ -188,18 +188,22 @@ const MAX_EVENTS: usize = 200;
 impl EventLog {
     fn drain(&mut self, now: Instant, s: &mut Session) {
         while let Some(e) = s.poll_event() {
-            if self.events.len() >= MAX_EVENTS {
-                self.dropped += 1;
-                continue;
-            }
-            let t_ms = now.0 as f64 / 1000.0;
-            self.events.push(match e {
-                Event::LinkState { link, state } => {
-                    json!({ "t_ms": t_ms, "link": link, "state": format!("{state:?}") })
-                }
-                other => json!({ "t_ms": t_ms, "event": format!("{other:?}") }),
-            });
+            self.push(now, e);
         }
+    }
+
+    fn push(&mut self, now: Instant, e: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.dropped += 1;
+            return;
+        }
+        let t_ms = now.0 as f64 / 1000.0;
+        self.events.push(match e {
+            Event::LinkState { link, state } => {
+                json!({ "t_ms": t_ms, "link": link, "state": format!("{state:?}") })
+            }
+            other => json!({ "t_ms": t_ms, "event": format!("{other:?}") }),
+        });
     }
 
     fn add_to(&self, v: &mut serde_json::Value) {
@@ -284,13 +288,11 @@ impl Tunnel for Edge {
     }
 }
 
+/// The core: the daemon's [`Endpoint`], whose addresses are the links datagrams arrived on.
 struct Core {
-    acceptor: Acceptor,
-    edge_public: [u8; 32],
-    config: SessionConfig,
-    s: Option<Session>,
-    /// Handshake responses to send: (link, bytes).
-    out: VecDeque<(LinkId, Vec<u8>)>,
+    ep: Endpoint<LinkId>,
+    /// The edge's session, once a handshake made one.
+    id: Option<SessionId>,
     bad: u64,
     log: EventLog,
     /// Copies of the handshake init that arrived after one was accepted (not errors).
@@ -299,104 +301,68 @@ struct Core {
     wrong_link: u64,
 }
 
+impl Core {
+    fn session(&self) -> Option<&Session> {
+        self.ep.session(self.id?)
+    }
+
+    /// Moves the endpoint's events of the edge's session into the log.
+    fn drain(&mut self, now: Instant) {
+        while let Some((_, e)) = self.ep.poll_event() {
+            self.log.push(now, e);
+        }
+    }
+}
+
 impl Tunnel for Core {
     fn can_send(&self, meta: &Meta) -> bool {
-        self.s.as_ref().is_some_and(|s| s.can_send(&pmeta(meta)))
+        self.session().is_some_and(|s| s.can_send(&pmeta(meta)))
     }
 
     fn send(&mut self, now: Instant, packet: &[u8], meta: &Meta) -> bool {
-        match &mut self.s {
-            Some(s) => s.send(now, packet, pmeta(meta)).is_ok(),
-            None => false,
-        }
+        self.id
+            .is_some_and(|id| self.ep.send(now, id, packet, pmeta(meta)).is_ok())
     }
 
     fn handle_datagram(&mut self, now: Instant, link: LinkId, datagram: &mut [u8]) {
-        if seal::is_init(datagram) {
-            let mut resp = vec![0u8; seal::RESPONSE_LEN];
-            let index = 1 + self.out.len() as u32;
-            let edge = self.edge_public;
-            let same = self
-                .s
-                .as_ref()
-                .is_some_and(|s| s.channel().is_established());
-            let admit = |k: &[u8; 32], _| match (*k == edge, same) {
-                (false, _) => seal::Admission::Refused,
-                (true, true) => seal::Admission::SameSession,
-                (true, false) => seal::Admission::NewSession,
-            };
-            match self.acceptor.accept(now, datagram, admit, index, &mut resp) {
-                Ok(acc) => {
-                    resp.truncate(acc.response_len);
-                    self.out.push_back((link, resp));
-                    match &mut self.s {
-                        Some(s) => s.channel_mut().rekeyed(acc),
-                        None => {
-                            self.s = Some(Session::new(
-                                Channel::responder(acc, now),
-                                self.config.clone(),
-                                now,
-                            ))
-                        }
-                    }
-                }
-                // The edge sends its init on every link: copies after the first are stale.
-                Err(seal::SealError::Stale) if self.s.is_some() => self.duplicate_inits += 1,
-                Err(e) => {
-                    self.bad += 1;
-                    self.log.reject(format!("handshake {e:?}"));
-                }
+        match self.ep.handle_datagram(now, link, datagram) {
+            Ok(Handled::Handshake { session, .. }) => self.id = Some(session),
+            Ok(Handled::Data { link: Some(l), .. }) if l != link => self.wrong_link += 1,
+            Ok(Handled::Data { .. }) => {}
+            // The edge sends its init on every link: copies after the first are stale.
+            Err(Drop::Handshake(SealError::Stale)) if self.id.is_some() => {
+                self.duplicate_inits += 1
             }
-            return;
-        }
-        let Some(s) = &mut self.s else {
-            self.bad += 1;
-            self.log.reject("before the handshake".into());
-            return;
-        };
-        match s.handle_datagram(now, None, datagram) {
-            Ok(Some(l)) if l != link => self.wrong_link += 1,
-            Ok(_) => {}
-            Err(e) => {
+            Err(d) => {
                 self.bad += 1;
-                self.log.reject(format!("{e:?}"));
+                self.log.reject(format!("{d:?}"));
             }
         }
-        self.log.drain(now, s);
+        self.drain(now);
     }
 
     fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(LinkId, usize)> {
-        if let Some((link, d)) = self.out.pop_front() {
-            out[..d.len()].copy_from_slice(&d);
-            return Some((link, d.len()));
-        }
-        self.s
-            .as_mut()?
-            .poll_transmit(now, out)
-            .map(|t| (t.link, t.len))
+        self.ep.poll_transmit(now, out)
     }
 
     fn poll_deliver(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        let Some(s) = &mut self.s else { return false };
-        match s.poll_deliver(now) {
-            Some(d) => {
-                let old = std::mem::replace(out, d.data);
-                s.recycle(old);
-                true
-            }
-            None => false,
+        let Some((id, d)) = self.ep.poll_deliver(now) else {
+            return false;
+        };
+        let old = std::mem::replace(out, d.data);
+        if let Some(s) = self.ep.session_mut(id) {
+            s.recycle(old);
         }
+        true
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.s.as_ref()?.poll_timeout()
+        self.ep.poll_timeout()
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if let Some(s) = &mut self.s {
-            s.handle_timeout(now);
-            self.log.drain(now, s);
-        }
+        self.ep.handle_timeout(now);
+        self.drain(now);
     }
 
     fn errors(&self) -> u64 {
@@ -404,15 +370,15 @@ impl Tunnel for Core {
     }
 
     fn ready(&self) -> bool {
-        self.s.as_ref().is_some_and(|s| s.is_established())
+        self.session().is_some_and(|s| s.is_established())
     }
 
     fn counters(&self) -> EndCounters {
-        self.s.as_ref().map(counters).unwrap_or_default()
+        self.session().map(counters).unwrap_or_default()
     }
 
     fn link_views(&self) -> Vec<SenderView> {
-        self.s.as_ref().map(views).unwrap_or_default()
+        self.session().map(views).unwrap_or_default()
     }
 
     fn notes(&self) -> Vec<String> {
@@ -423,11 +389,17 @@ impl Tunnel for Core {
                 self.wrong_link
             ));
         }
+        if self.ep.stats.no_address > 0 {
+            n.push(format!(
+                "core: {} datagrams for links the edge had not used yet (not sent)",
+                self.ep.stats.no_address
+            ));
+        }
         n
     }
 
     fn stats(&self) -> serde_json::Value {
-        match &self.s {
+        match self.session() {
             Some(s) => {
                 let mut v = stats_json(&s.stats());
                 v["wrong_link"] = json!(self.wrong_link);
@@ -437,5 +409,106 @@ impl Tunnel for Core {
             }
             None => serde_json::Value::Null,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_LINKS: &str = r#"
+seed = 3
+duration = "1s"
+[[link]]
+name = "a"
+rate = "20mbit"
+delay = "20ms"
+[[link]]
+name = "b"
+rate = "10mbit"
+delay = "40ms"
+[[traffic]]
+kind = "bulk"
+"#;
+
+    /// Moves every datagram between the two ends at once (edge link i arrives on link i),
+    /// running their timers, for 200 rounds 1 ms apart from `now`; returns the time after.
+    fn exchange(edge: &mut dyn Tunnel, core: &mut dyn Tunnel, mut now: Instant) -> Instant {
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..200 {
+            if edge.poll_timeout().is_some_and(|t| t <= now) {
+                edge.handle_timeout(now);
+            }
+            if core.poll_timeout().is_some_and(|t| t <= now) {
+                core.handle_timeout(now);
+            }
+            while let Some((link, n)) = edge.poll_transmit(now, &mut buf) {
+                core.handle_datagram(now, link, &mut buf[..n]);
+            }
+            while let Some((link, n)) = core.poll_transmit(now, &mut buf) {
+                edge.handle_datagram(now, link, &mut buf[..n]);
+            }
+            now = now + core::time::Duration::from_millis(1);
+        }
+        now
+    }
+
+    fn core_events(core: &dyn Tunnel) -> Vec<String> {
+        core.stats()["events"]
+            .as_array()
+            .expect("the core has a session")
+            .iter()
+            .filter_map(|e| e["event"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// The core side is the daemon's `Endpoint`: an init of another epoch (the edge restarted)
+    /// ends the running session and starts a new one, where a copy of the accept logic that
+    /// rekeyed every init would carry on the old one.
+    #[test]
+    fn the_core_is_the_daemons_endpoint_and_ends_the_session_of_a_restarted_edge() {
+        let sc = Scenario::parse(TWO_LINKS, "t", None).unwrap();
+        let (mut edge, mut core) = pair(&sc).unwrap();
+        let now = exchange(edge.as_mut(), core.as_mut(), Instant::ZERO);
+        assert!(edge.ready() && core.ready());
+        assert_eq!(core_events(core.as_ref()), ["Established"]);
+        assert_eq!(core.errors(), 0);
+
+        // The same key in a new process: a new channel, so a new epoch.
+        let (edge_key, core_key) = keys(&sc);
+        let mut again = Session::new(
+            Channel::initiator(&edge_key, core_key.public, now),
+            session_config(&sc),
+            now,
+        );
+        again.add_link(0, LinkConfig::default(), now);
+        let mut buf = vec![0u8; 2048];
+        let t = again.poll_transmit(now, &mut buf).expect("an init");
+        core.handle_datagram(now, t.link, &mut buf[..t.len]);
+        let (link, n) = core.poll_transmit(now, &mut buf).expect("an answer");
+        assert_eq!(link, 0);
+        again.handle_datagram(now, Some(0), &mut buf[..n]).unwrap();
+        assert!(again.is_established());
+        // The old session ended; the new one carries the new process's data, numbered from 0.
+        assert_eq!(core_events(core.as_ref()), ["Established", "Closed"]);
+        assert!(!core.ready(), "the new session has carried no data yet");
+        again.send(now, &[0x45, 7], PacketMeta::default()).unwrap();
+        let mut got = Vec::new();
+        for ms in 0..100 {
+            let now = now + core::time::Duration::from_millis(ms);
+            again.handle_timeout(now);
+            while let Some(t) = again.poll_transmit(now, &mut buf) {
+                core.handle_datagram(now, t.link, &mut buf[..t.len]);
+            }
+            while let Some((link, n)) = core.poll_transmit(now, &mut buf) {
+                let _ = again.handle_datagram(now, Some(link), &mut buf[..n]);
+            }
+            if core.poll_deliver(now, &mut got) {
+                break;
+            }
+        }
+        assert_eq!(got, [0x45, 7]);
+        assert!(core.ready());
+        assert_eq!(core.errors(), 0);
     }
 }
