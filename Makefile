@@ -83,10 +83,13 @@ bench-cpu: lab-deps
 	$(CARGO) build --release --locked
 	./target/release/braid lab cpu --repeat $(CPU_REPEAT) --callgrind --out bench/cpu
 
-## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
+## bench: every scenario x workload for each mode, BENCH_REPEAT runs of each (fresh daemons
+## each run, release binaries); bench/results/*.json + README.md with min/median/max per cell
+## beside direct and mptcp (as root; about 45 min per repeat, progress on stderr).
+BENCH_REPEAT ?= 3
 bench: lab-deps
-	$(CARGO) build --locked
-	./target/debug/braid lab bench $(if $(BENCH_MODES),--mode $(BENCH_MODES)) --out bench/results
+	$(CARGO) build --release --locked
+	./target/release/braid lab bench --repeat $(BENCH_REPEAT) $(if $(BENCH_MODES),--mode $(BENCH_MODES)) --out bench/results
 
 ## Router builds and packages (cross/, openwrt/, hotplug/). ARCH is an OpenWrt package arch, as
 ## `opkg print-architecture` shows it (`cross/build.sh list`: mipsel_24kc, mips_24kc,
