@@ -89,10 +89,13 @@ bench-cpu: lab-deps
 bench-memory:
 	$(CARGO) test --release --locked --test e2e_memory -- --ignored --nocapture bench_memory
 
-## bench: every scenario x workload for each mode; bench/results/*.json + README.md table.
+## bench: every scenario x workload for each mode, BENCH_REPEAT runs of each (fresh daemons
+## each run, release binaries); bench/results/*.json + README.md with min/median/max per cell
+## beside direct and mptcp (as root; about 45 min per repeat, progress on stderr).
+BENCH_REPEAT ?= 3
 bench: lab-deps
-	$(CARGO) build --locked
-	./target/debug/braid lab bench $(if $(BENCH_MODES),--mode $(BENCH_MODES)) --out bench/results
+	$(CARGO) build --release --locked
+	./target/release/braid lab bench --repeat $(BENCH_REPEAT) $(if $(BENCH_MODES),--mode $(BENCH_MODES)) --out bench/results
 
 ## Router builds and packages (cross/, openwrt/, hotplug/). ARCH is an OpenWrt package arch, as
 ## `opkg print-architecture` shows it (`cross/build.sh list`: mipsel_24kc, mips_24kc,

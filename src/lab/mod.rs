@@ -94,8 +94,9 @@ braid lab - emulated uplinks in namespaces, workloads, reports (run as root)
 
 USAGE:
     braid lab run SCENARIO [--mode direct,mptcp,braid] [--workload W,..|all] [--duration 20s]
-                           [--out DIR] [--tag T]
-    braid lab bench [--scenario S,..] [--mode ..] [--workload ..] [--duration D] [--out DIR]
+                           [--repeat N] [--out DIR] [--tag T]
+    braid lab bench [--scenario S,..] [--mode ..] [--workload ..] [--duration D] [--repeat N]
+                    [--out DIR]
     braid lab demo [--mode ..] [--out DIR]
     braid lab faults [--fault F,..] [--repeat N] [--out DIR] [--tag T]
                                                    restart, kill, black-hole, flap, boot without
@@ -122,6 +123,9 @@ Workloads: bulk1-down bulk8-down bulk1-up bulk8-up rr udp (the bench set); any b
 bulkN-up with N from 1 to 64 flows, e.g. bulk4-down.
 Modes: direct (best single link, plain routing), mptcp (kernel MPTCP + shadowsocks under
 mptcpize, as OpenMPTCProuter), braid (the edge and core daemons, when built).
+--repeat N (run, bench; default 1) runs every mode x workload N times, each on a fresh
+topology with fresh daemons, the modes taking turns; the summary gives min / median / max
+goodput per cell and Braid over the best single link of the same repetition.
 A link's trace is generated (trace = gen:lte-driving; presets: braid trace list) or recorded:
 a file looked up in --traces DIR or $BRAID_TRACES, then in the scenario's folder (the public
 Mahimahi traces: the traces/ folder of github.com/ravinet/mahimahi).
@@ -301,7 +305,9 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             let sc = load(name)?;
             let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/lab"));
             install_signal_handlers();
-            let recs = run_matrix(&sc, &o.run_opts(), &out)?;
+            let ro = o.run_opts();
+            let mut progress = Progress::new(ro.repeat * ro.modes.len() * ro.workloads.len());
+            let recs = run_matrix(&sc, &ro, &out, &mut progress)?;
             finish(&sc.name, &recs, &out)?;
             Ok(exit_for(&recs))
         }
@@ -324,7 +330,9 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             }]);
             install_signal_handlers();
             println!("{}\n", sc.description);
-            let recs = run_matrix(&sc, &o.run_opts(), &out)?;
+            let ro = o.run_opts();
+            let mut progress = Progress::new(ro.repeat * ro.modes.len() * ro.workloads.len());
+            let recs = run_matrix(&sc, &ro, &out, &mut progress)?;
             finish("demo", &recs, &out)?;
             if let Some(d) = recs.iter().find(|r| r.mode == "direct") {
                 println!();
@@ -363,14 +371,38 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 o.modes = Some(m);
             }
             o.workloads.get_or_insert_with(Workload::all);
+            let scenarios = names
+                .iter()
+                .map(|n| load(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ro = o.run_opts();
+            let per_run = |sc: &Scenario| {
+                ro.duration
+                    .unwrap_or(Duration::from_millis(sc.duration_ms))
+                    .as_secs()
+                    + 5
+            };
+            let runs_each = ro.repeat * ro.modes.len() * ro.workloads.len();
+            let secs: u64 = scenarios
+                .iter()
+                .map(|sc| per_run(sc) * runs_each as u64)
+                .sum();
+            println!(
+                "bench: {} scenario(s) x {} workload(s) x {} mode(s) x {} run(s), about {} min",
+                scenarios.len(),
+                ro.workloads.len(),
+                ro.modes.len(),
+                ro.repeat,
+                secs.div_ceil(60)
+            );
             install_signal_handlers();
+            let mut progress = Progress::new(runs_each * scenarios.len());
             let mut all = Vec::new();
-            for n in &names {
+            for sc in &scenarios {
                 if INTERRUPTED.load(Ordering::Relaxed) {
                     break;
                 }
-                let sc = load(n)?;
-                let recs = run_matrix(&sc, &o.run_opts(), &out)?;
+                let recs = run_matrix(sc, &ro, &out, &mut progress)?;
                 finish(&sc.name, &recs, &out)?;
                 all.extend(recs);
             }
@@ -379,10 +411,14 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             let md = out.join("README.md");
             let text = format!(
                 "# braid lab bench\n\nEvery scenario x workload, each mode measured in the same lab run \
-                 (`make bench`). Goodput is application bytes after the first {} s; `% of sum` is of the \
+                 (`make bench`), each run on a fresh topology with fresh daemons, the modes taking \
+                 turns. Goodput is application bytes after the first {} s; `% of sum` is of the \
                  links' summed mean rate in the workload's direction; `max gap` is the longest time no \
-                 byte arrived.\n\n{}",
+                 byte arrived.\n\n## Summary\n\nGoodput min / median / max over the runs; \
+                 `braid / direct` is Braid's goodput over the best single link's in the same \
+                 repetition (min / median / max of those ratios).\n\n{}\n## Every run\n\n{}",
                 work::OMIT_MS / 1000,
+                report::summary_markdown(&all),
                 report::markdown(&all)
             );
             std::fs::write(&md, text).map_err(|e| format!("{}: {e}", md.display()))?;
@@ -724,6 +760,8 @@ pub struct RunOpts {
     pub duration: Option<Duration>,
     /// Namespace tag (see [`TopoSpec::tag`]).
     pub tag: String,
+    /// Runs of each mode x workload (at least 1), each on a fresh topology with fresh daemons.
+    pub repeat: usize,
 }
 
 impl Opts {
@@ -736,39 +774,94 @@ impl Opts {
             workloads: self.workloads.clone().unwrap_or_else(Workload::all),
             duration: self.duration,
             tag: self.tag.clone(),
+            repeat: self.repeat.unwrap_or(1),
         }
     }
 }
 
-/// Run every mode x workload of a scenario; a fresh topology per mode, link schedules restarted
-/// at the start of each workload. Prints progress and a row per run; stops early (with
-/// everything torn down) when [`INTERRUPTED`] is set.
-pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecord>, String> {
+/// How far a command of several runs is: runs done, runs in all, since when.
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub started: std::time::Instant,
+}
+
+impl Progress {
+    pub fn new(total: usize) -> Progress {
+        Progress {
+            done: 0,
+            total,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// "[k/N, 3 min in, ~40 min left]" for the run about to start.
+    fn line(&self) -> String {
+        let el = self.started.elapsed().as_secs_f64();
+        let left = if self.done > 0 {
+            format!(
+                ", ~{:.0} min left",
+                el / self.done as f64 * self.total.saturating_sub(self.done) as f64 / 60.0
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "[{}/{}, {:.0} min in{left}]",
+            self.done + 1,
+            self.total.max(self.done + 1),
+            el / 60.0
+        )
+    }
+}
+
+/// Run every mode x workload of a scenario `o.repeat` times; a fresh topology (and fresh
+/// daemons) per mode and repetition, the modes taking turns within each repetition so that
+/// the baselines are measured beside Braid under the same machine load; link schedules
+/// restarted at the start of each workload. Prints progress and a row per run; stops early
+/// (with everything torn down) when [`INTERRUPTED`] is set.
+pub fn run_matrix(
+    sc: &Scenario,
+    o: &RunOpts,
+    out: &Path,
+    progress: &mut Progress,
+) -> Result<Vec<RunRecord>, String> {
     {
-        let (modes, workloads) = (&o.modes, &o.workloads);
+        let workloads = &o.workloads;
+        let mut modes = Vec::new();
+        for mode in &o.modes {
+            match mode.available() {
+                Ok(()) => modes.push(mode),
+                Err(e) => {
+                    eprintln!("skipping mode {}: {e}", mode.name());
+                    progress.total = progress
+                        .total
+                        .saturating_sub(o.repeat.max(1) * workloads.len());
+                }
+            }
+        }
+        let repeat = o.repeat.max(1);
         let dur = o.duration.unwrap_or(Duration::from_millis(sc.duration_ms));
         std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
         let tty = io::stderr().is_terminal();
         let mut recs = Vec::new();
         println!(
-            "scenario {}: {} link(s), {} s per workload, best single link {}",
+            "scenario {}: {} link(s), {} s per workload, best single link {}, {repeat} run(s) of each",
             sc.name,
             sc.links.len(),
             dur.as_secs_f64(),
             sc.links[sc.best].name
         );
-        for mode in modes {
+        for (rep, mode) in (0..repeat).flat_map(|r| modes.iter().map(move |m| (r, *m))) {
             if INTERRUPTED.load(Ordering::Relaxed) {
                 break;
-            }
-            if let Err(e) = mode.available() {
-                eprintln!("skipping mode {}: {e}", mode.name());
-                continue;
             }
             let mut t =
                 Topology::up(topo_spec(sc, &o.tag)).map_err(|e| format!("topology: {e}"))?;
             if let Err(e) = mode.setup(&mut t) {
                 eprintln!("mode {} failed to start: {e}", mode.name());
+                t.teardown();
+                progress.done += workloads.len();
                 continue;
             }
             for w in workloads {
@@ -776,7 +869,18 @@ pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecor
                     break;
                 }
                 t.restart_links().map_err(|e| format!("links: {e}"))?;
-                let label = format!("{} {} {}", sc.name, mode.name(), w.name());
+                let label = format!(
+                    "{} {} {} {}",
+                    progress.line(),
+                    sc.name,
+                    mode.name(),
+                    w.name()
+                );
+                let label = if repeat > 1 {
+                    format!("{label} #{}", rep + 1)
+                } else {
+                    label
+                };
                 let mut last_print = 0.0;
                 let res = work::run_workload(&t, *w, dur, &INTERRUPTED, |p| {
                     let every = if tty { 0.5 } else { 5.0 };
@@ -792,7 +896,7 @@ pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecor
                         .map(|(r, l)| format!("{} {r:5.1}", l.name))
                         .collect();
                     let line = format!(
-                        "  {label:<28} {:5.1}/{:.0}s  goodput {:6.2} Mbit/s  | {}",
+                        "  {label:<48} {:5.1}/{:.0}s  goodput {:6.2} Mbit/s  | {}",
                         p.elapsed_s,
                         p.total_s,
                         p.sample.total_mbps,
@@ -838,6 +942,7 @@ pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecor
                     scenario: sc.name.clone(),
                     mode: mode.name().into(),
                     workload: w.name(),
+                    repeat: rep as u32,
                     seed: sc.seed,
                     capacity_mbps: cap,
                     best_link: sc.links[sc.best].name.clone(),
@@ -868,6 +973,7 @@ pub fn run_matrix(sc: &Scenario, o: &RunOpts, out: &Path) -> Result<Vec<RunRecor
                     eprintln!("    {e}");
                 }
                 recs.push(rec);
+                progress.done += 1;
             }
             t.teardown();
         }
@@ -890,10 +996,16 @@ fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
         }
     }
     let mut charts = Vec::new();
+    let repeats = recs.iter().map(|r| r.repeat).max().unwrap_or(0) + 1;
     for w in wl {
-        let runs: Vec<&RunRecord> = recs.iter().filter(|r| r.workload == w).collect();
+        // The first repetition's runs: a chart of every repetition would be too tall to read.
+        let runs: Vec<&RunRecord> = recs
+            .iter()
+            .filter(|r| r.workload == w && r.repeat == 0)
+            .collect();
         let title = format!(
-            "{name} / {w}: goodput per link and in total, 500 ms means (sum of links dashed)"
+            "{name} / {w}: goodput per link and in total, 500 ms means (sum of links dashed){}",
+            if repeats > 1 { ", run 1" } else { "" }
         );
         let f = out.join(format!("{name}-{w}.svg"));
         std::fs::write(&f, report::svg(&title, &runs))
@@ -901,6 +1013,9 @@ fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
         charts.push(f);
     }
     println!("\n{}", report::table(recs));
+    if repeats > 1 {
+        println!("{}", report::summary_markdown(recs));
+    }
     println!("results: {}", json.display());
     for c in charts {
         println!("chart:   {}", c.display());

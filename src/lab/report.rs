@@ -19,6 +19,10 @@ pub struct RunRecord {
     pub scenario: String,
     pub mode: String,
     pub workload: String,
+    /// Which repetition of the cell this is (0 for the first; `--repeat N` runs 0..N), each
+    /// on a fresh topology with fresh daemons.
+    #[serde(default)]
+    pub repeat: u32,
     pub seed: u64,
     pub links: Vec<LinkInfo>,
     /// Sum of the links' mean rates in the workload's direction.
@@ -39,10 +43,11 @@ pub fn table(records: &[RunRecord]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<10} {:<7} {:<11} {:>9} {:>7} {:>9} {:>8} {:>6} {:>16} {:>18}",
+        "{:<10} {:<7} {:<11} {:>3} {:>9} {:>7} {:>9} {:>8} {:>6} {:>16} {:>18}",
         "scenario",
         "mode",
         "workload",
+        "run",
         "goodput",
         "% sum",
         "capacity",
@@ -68,10 +73,11 @@ pub fn table(records: &[RunRecord]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<10} {:<7} {:<11} {:>9.2} {:>6.1}% {:>9.2} {:>8.0} {:>6} {:>16} {:>18}",
+            "{:<10} {:<7} {:<11} {:>3} {:>9.2} {:>6.1}% {:>9.2} {:>8.0} {:>6} {:>16} {:>18}",
             r.scenario,
             r.mode,
             r.workload,
+            r.repeat + 1,
             w.goodput_mbps,
             r.pct_of_capacity,
             r.capacity_mbps,
@@ -87,8 +93,8 @@ pub fn table(records: &[RunRecord]) -> String {
 /// A markdown table of runs (bench/results/README.md style).
 pub fn markdown(records: &[RunRecord]) -> String {
     let mut s = String::from(
-        "| scenario | mode | workload | goodput Mbit/s | % of sum | sum Mbit/s | best link Mbit/s | max gap ms | failed flows | rr p50 / p99 ms | udp loss % / late / jitter ms |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | mode | workload | run | goodput Mbit/s | % of sum | sum Mbit/s | best link Mbit/s | max gap ms | failed flows | rr p50 / p99 ms | udp loss % / late / jitter ms |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in records {
         let w = &r.result;
@@ -107,10 +113,11 @@ pub fn markdown(records: &[RunRecord]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
             r.scenario,
             r.mode,
             r.workload,
+            r.repeat + 1,
             w.goodput_mbps,
             r.pct_of_capacity,
             r.capacity_mbps,
@@ -120,6 +127,160 @@ pub fn markdown(records: &[RunRecord]) -> String {
             rr,
             udp
         );
+    }
+    s
+}
+
+/// Minimum, median and maximum of a set of figures (the median of an even count is the mean
+/// of the middle two).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+impl Spread {
+    /// None for no figures; NaNs are left out.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            min: v[0],
+            median,
+            max: v[n - 1],
+            n,
+        })
+    }
+
+    /// "min / median / max" with `prec` decimals (a single figure when there is one run).
+    pub fn show(&self, prec: usize) -> String {
+        if self.n == 1 {
+            return format!("{:.prec$}", self.median);
+        }
+        format!(
+            "{:.prec$} / {:.prec$} / {:.prec$}",
+            self.min, self.median, self.max
+        )
+    }
+}
+
+/// One cell of the bench: a scenario x workload, every mode's goodput over its repetitions,
+/// and Braid against the best single link (`direct`) of the same repetition.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Cell {
+    pub scenario: String,
+    pub workload: String,
+    /// Summed link capacity in the workload's direction (median over the runs), Mbit/s.
+    pub capacity_mbps: f64,
+    /// (mode, goodput Mbit/s over the repetitions), modes in the order they first appear.
+    pub modes: Vec<(String, Spread)>,
+    /// Braid's goodput over direct's in the same repetition (pairs where both ran).
+    pub braid_vs_direct: Option<Spread>,
+    /// Braid's goodput as % of the summed capacity.
+    pub braid_pct: Option<Spread>,
+}
+
+/// Groups runs into cells, in the order the cells first appear.
+pub fn cells(records: &[RunRecord]) -> Vec<Cell> {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in records {
+        let k = (r.scenario.as_str(), r.workload.as_str());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.into_iter()
+        .map(|(sc, wl)| {
+            let runs: Vec<&RunRecord> = records
+                .iter()
+                .filter(|r| r.scenario == sc && r.workload == wl)
+                .collect();
+            let mut modes: Vec<(String, Spread)> = Vec::new();
+            for r in &runs {
+                if modes.iter().any(|(m, _)| *m == r.mode) {
+                    continue;
+                }
+                let g = runs
+                    .iter()
+                    .filter(|x| x.mode == r.mode)
+                    .map(|x| x.result.goodput_mbps);
+                if let Some(s) = Spread::of(g) {
+                    modes.push((r.mode.clone(), s));
+                }
+            }
+            let of = |mode: &str, rep: u32| {
+                runs.iter()
+                    .find(|x| x.mode == mode && x.repeat == rep)
+                    .map(|x| x.result.goodput_mbps)
+            };
+            let braid: Vec<&&RunRecord> = runs.iter().filter(|x| x.mode == "braid").collect();
+            let ratio = Spread::of(braid.iter().filter_map(|b| {
+                let d = of("direct", b.repeat)?;
+                (d > 0.0).then(|| b.result.goodput_mbps / d)
+            }));
+            Cell {
+                scenario: sc.to_string(),
+                workload: wl.to_string(),
+                capacity_mbps: Spread::of(runs.iter().map(|r| r.capacity_mbps))
+                    .map_or(0.0, |s| s.median),
+                modes,
+                braid_vs_direct: ratio,
+                braid_pct: Spread::of(braid.iter().map(|b| b.pct_of_capacity)),
+            }
+        })
+        .collect()
+}
+
+/// The bench's summary: a row per scenario x workload, goodput min / median / max over the
+/// repetitions for each mode side by side, and Braid against the best single link.
+pub fn summary_markdown(records: &[RunRecord]) -> String {
+    let cells = cells(records);
+    let mut modes: Vec<&str> = Vec::new();
+    for c in &cells {
+        for (m, _) in &c.modes {
+            if !modes.contains(&m.as_str()) {
+                modes.push(m);
+            }
+        }
+    }
+    let mut s = String::from("| scenario | workload | runs | sum Mbit/s |");
+    for m in &modes {
+        let _ = write!(s, " {m} Mbit/s |");
+    }
+    s.push_str(" braid / direct | braid % of sum |\n|---|---|---:|---:|");
+    for _ in &modes {
+        s.push_str("---:|");
+    }
+    s.push_str("---:|---:|\n");
+    for c in &cells {
+        let runs = c.modes.iter().map(|(_, x)| x.n).max().unwrap_or(0);
+        let _ = write!(
+            s,
+            "| {} | {} | {} | {:.2} |",
+            c.scenario, c.workload, runs, c.capacity_mbps
+        );
+        for m in &modes {
+            let v = c
+                .modes
+                .iter()
+                .find(|(x, _)| x == m)
+                .map_or("-".to_string(), |(_, x)| x.show(2));
+            let _ = write!(s, " {v} |");
+        }
+        let r = c.braid_vs_direct.map_or("-".into(), |x| x.show(2));
+        let p = c.braid_pct.map_or("-".into(), |x| x.show(1));
+        let _ = writeln!(s, " {r} | {p} |");
     }
     s
 }
@@ -314,6 +475,7 @@ mod tests {
             scenario: "t".into(),
             mode: mode.into(),
             workload: "bulk1-down".into(),
+            repeat: 0,
             seed: 1,
             links: vec![LinkInfo {
                 name: "wan<0>".into(),
@@ -348,6 +510,66 @@ mod tests {
         assert!(s.contains("x &amp; y") && s.contains("wan&lt;0&gt;"));
         assert_eq!(s.matches("<polyline").count(), 4);
         assert_eq!(s.matches('<').count(), s.matches('>').count());
+    }
+
+    fn run(mode: &str, workload: &str, repeat: u32, goodput: f64) -> RunRecord {
+        let mut r = rec(mode);
+        r.workload = workload.into();
+        r.repeat = repeat;
+        r.result.goodput_mbps = goodput;
+        r.pct_of_capacity = 100.0 * goodput / r.capacity_mbps;
+        r
+    }
+
+    #[test]
+    fn spread_is_min_median_max() {
+        assert_eq!(Spread::of([]), None);
+        let s = Spread::of([3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.min, s.median, s.max, s.n), (1.0, 2.0, 3.0, 3));
+        // An even count: the mean of the middle two; NaN left out.
+        let s = Spread::of([4.0, f64::NAN, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((s.min, s.median, s.max, s.n), (1.0, 3.0, 10.0, 4));
+        assert_eq!(s.show(1), "1.0 / 3.0 / 10.0");
+        assert_eq!(Spread::of([2.5]).unwrap().show(2), "2.50");
+    }
+
+    #[test]
+    fn cells_group_repeats_and_pair_braid_with_direct_of_the_same_repeat() {
+        let recs = vec![
+            run("direct", "bulk8-down", 0, 10.0),
+            run("braid", "bulk8-down", 0, 15.0),
+            run("direct", "bulk8-down", 1, 12.0),
+            run("braid", "bulk8-down", 1, 12.0),
+            run("direct", "bulk8-down", 2, 20.0),
+            run("braid", "bulk8-down", 2, 16.0),
+            run("braid", "bulk1-up", 0, 5.0),
+        ];
+        let c = cells(&recs);
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            (c[0].workload.as_str(), c[1].workload.as_str()),
+            ("bulk8-down", "bulk1-up")
+        );
+        let modes: Vec<&str> = c[0].modes.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(modes, ["direct", "braid"]);
+        let braid = c[0].modes[1].1;
+        assert_eq!(
+            (braid.min, braid.median, braid.max, braid.n),
+            (12.0, 15.0, 16.0, 3)
+        );
+        // Ratios per repeat: 1.5, 1.0, 0.8 (not the ratio of the medians, 15/12).
+        let r = c[0].braid_vs_direct.unwrap();
+        assert_eq!((r.min, r.median, r.max), (0.8, 1.0, 1.5));
+        assert_eq!(c[0].braid_pct.unwrap().median, 75.0);
+        // No direct run for bulk1-up: no ratio.
+        assert_eq!(c[1].braid_vs_direct, None);
+        let md = summary_markdown(&recs);
+        assert_eq!(md.lines().count(), 4);
+        assert!(md.contains("| t | bulk8-down | 3 | 20.00 | 10.00 / 12.00 / 20.00 | 12.00 / 15.00 / 16.00 | 0.80 / 1.00 / 1.50 | 60.0 / 75.0 / 80.0 |"), "{md}");
+        assert!(
+            md.contains("| t | bulk1-up | 1 | 20.00 | - | 5.00 | - | 25.0 |"),
+            "{md}"
+        );
     }
 
     #[test]
