@@ -110,18 +110,8 @@ fn proc_cpu_s(pid: u32) -> io::Result<(f64, f64)> {
 
 /// Minimum, median and maximum of `v` (NaNs left out); None when nothing is left.
 pub fn min_med_max(v: &[f64]) -> Option<(f64, f64, f64)> {
-    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let med = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some((v[0], med, v[n - 1]))
+    super::report::Spread::of(v.iter().copied().filter(|x| x.is_finite()))
+        .map(|s| (s.min, s.median, s.max))
 }
 
 fn mmm(v: &[f64], prec: usize) -> String {
