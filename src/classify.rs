@@ -177,26 +177,9 @@ fn matches(r: &Rule, p: &PacketInfo, dir: Direction, mac: Option<Mac>) -> bool {
 mod tests {
     use super::*;
     use crate::config::model::{Cidr, PortRange};
+    use crate::proto::packet::golden::golden;
     use crate::proto::packet::parse;
     use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex"))
-            .collect()
-    }
-
-    macro_rules! golden {
-        ($name:literal) => {
-            hex(include_str!(concat!(
-                "../tests/fixtures/config/packet/",
-                $name,
-                ".hex"
-            )))
-        };
-    }
 
     fn policy(class: &str) -> Policy {
         Policy {

@@ -538,12 +538,11 @@ pub fn clamp_mss(pkt: &mut [u8], max_mss: u16) -> Option<u16> {
     None
 }
 
+/// Test vectors: the golden packets of tests/fixtures/config/packet/ as bytes.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
+pub(crate) mod golden {
+    /// Bytes from hex text (white space ignored).
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
         (0..s.len())
             .step_by(2)
@@ -551,15 +550,25 @@ mod tests {
             .collect()
     }
 
+    /// `golden!("syn4")`: the packet of tests/fixtures/config/packet/syn4.hex.
     macro_rules! golden {
         ($name:literal) => {
-            hex(include_str!(concat!(
-                "../../tests/fixtures/config/packet/",
+            $crate::proto::packet::golden::hex(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/config/packet/",
                 $name,
                 ".hex"
             )))
         };
     }
+    pub(crate) use golden;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::golden::{golden, hex};
+    use super::*;
+    use proptest::prelude::*;
 
     /// Full recomputation of the transport checksum, to check incremental updates.
     fn l4_checksum_ok(pkt: &[u8]) -> bool {
