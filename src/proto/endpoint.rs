@@ -521,6 +521,48 @@ mod tests {
     }
 
     #[test]
+    fn the_core_sends_only_on_links_it_has_heard_from() {
+        // The edge's link 1 cannot reach the core (a modem still coming up): the core learns
+        // of it from the edge's announcements on link 0, but has no address for it.
+        let (mut edge, mut ep, _) = pair();
+        let mut buf = vec![0u8; 2048];
+        let mut got = 0usize;
+        let mut step = |edge: &mut Session, ep: &mut Endpoint<u8>, now: Instant| {
+            while let Some(t) = edge.poll_transmit(now, &mut buf) {
+                if t.link == 0 {
+                    let _ = ep.handle_datagram(now, 0, &mut buf[..t.len]);
+                }
+            }
+            while let Some((addr, n)) = ep.poll_transmit(now, &mut buf) {
+                let _ = edge.handle_datagram(now, Some(addr), &mut buf[..n]);
+            }
+            while edge.poll_deliver(now).is_some() {
+                got += 1;
+            }
+            edge.handle_timeout(now);
+            ep.handle_timeout(now);
+        };
+        for i in 0..50u64 {
+            step(&mut edge, &mut ep, Instant(i * MS));
+        }
+        let id = ep.session_ids().next().expect("established over link 0");
+        assert!(ep.link_addr(id, 1).is_none());
+        for i in 0..200u64 {
+            let now = Instant((50 + i) * MS);
+            for k in 0..4u8 {
+                ep.send(now, id, &[0x45, k, 0, 0], PacketMeta::default())
+                    .unwrap();
+            }
+            step(&mut edge, &mut ep, now);
+        }
+        assert_eq!(
+            ep.stats.no_address, 0,
+            "nothing chosen for the unheard link"
+        );
+        assert_eq!(got, 800, "every packet delivered, none waiting on a resend");
+    }
+
+    #[test]
     fn strangers_and_junk_are_dropped_and_counted() {
         let (_, mut ep, _) = pair();
         let stranger = Keypair::generate();

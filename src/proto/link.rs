@@ -184,6 +184,9 @@ pub struct Link {
     pub id: LinkId,
     pub cfg: LinkConfig,
     admin_up: bool,
+    /// Whether the peer has been heard on this link, so that a reply can find its way: false
+    /// for a link the core knows only from the edge's announcements or relayed ACKs.
+    heard: bool,
     state: LinkState,
     state_changed: bool,
     state_since: Instant,
@@ -273,6 +276,7 @@ impl Link {
             id,
             cfg,
             admin_up: true,
+            heard: true,
             state: LinkState::Up,
             state_changed: false,
             state_since: now,
@@ -354,9 +358,28 @@ impl Link {
         self.admin_up
     }
 
-    /// Whether new data may be assigned to this link at all (up, not suspected dead, role allows).
+    /// Whether the peer has been heard on this link (see [`Link::set_heard`]).
+    pub fn heard(&self) -> bool {
+        self.heard
+    }
+
+    /// Marks whether the peer has been heard on this link. The core learns of a link from the
+    /// edge's announcements before the first datagram on it arrives; until then it has no
+    /// address to send on it, so the link is not [`usable`](Link::usable).
+    pub fn set_heard(&mut self, heard: bool) {
+        self.heard = heard;
+    }
+
+    /// Whether the link can carry anything at all (ACKs, probes, control): administratively
+    /// up and heard from. Timers of a link that cannot carry would be due at every wake-up.
+    pub fn can_carry(&self) -> bool {
+        self.admin_up && self.heard
+    }
+
+    /// Whether new data may be assigned to this link at all (can carry, not suspected dead,
+    /// role allows).
     pub fn usable(&self) -> bool {
-        self.admin_up
+        self.can_carry()
             && self.state != LinkState::Down
             && !self.suspect
             && self.cfg.role != LinkRole::Never
@@ -1010,7 +1033,7 @@ impl Link {
     /// A probe request to send now, if one is due. The caller sends it and calls
     /// [`Link::on_probe_sent`] with the returned id.
     pub fn probe_due(&self, now: Instant) -> Option<u32> {
-        if !self.admin_up {
+        if !self.can_carry() {
             return None;
         }
         (self.next_probe_time() <= now).then_some(self.probe_id)
@@ -1124,13 +1147,13 @@ impl Link {
                 min(w + self.down_after());
             }
         }
-        if self.admin_up {
+        if self.can_carry() {
             min(self.next_probe_time());
         }
         // Only a transmission on this link sends its ACK, and an admin-down link sends nothing:
         // its deadline, once past, would be due at every wake-up (a busy loop). The ACK goes
         // when the link is up again.
-        if let Some(a) = self.ack_deadline().filter(|_| self.admin_up) {
+        if let Some(a) = self.ack_deadline().filter(|_| self.can_carry()) {
             min(a);
         }
         t

@@ -1075,9 +1075,9 @@ impl Session {
         self.schedule(now);
         let links = &self.links;
         self.relays
-            .retain(|(v, _)| links.iter().any(|l| l.link.id == *v && l.link.admin_up()));
+            .retain(|(v, _)| links.iter().any(|l| l.link.id == *v && l.link.can_carry()));
         self.relay_probes
-            .retain(|(v, _)| links.iter().any(|l| l.link.id == *v && l.link.admin_up()));
+            .retain(|(v, _)| links.iter().any(|l| l.link.id == *v && l.link.can_carry()));
         let n = self.links.len();
         for k in 0..n {
             let i = (self.rr + k) % n;
@@ -1089,7 +1089,7 @@ impl Session {
         // Control frames waiting with nothing else going: send them alone on the best link.
         if !self.controls.is_empty() && n > 0 {
             let best = (0..n)
-                .filter(|&i| self.links[i].link.admin_up())
+                .filter(|&i| self.links[i].link.can_carry())
                 .min_by_key(|&i| (!self.links[i].link.usable(), self.links[i].link.srtt()));
             if let Some(i) = best {
                 return self.transmit_on(i, now, out, true);
@@ -1141,7 +1141,8 @@ impl Session {
         out: &mut [u8],
         force: bool,
     ) -> Option<Transmit> {
-        if !self.links[i].link.admin_up() {
+        // A link the peer has not been heard on has no address to send to (core side).
+        if !self.links[i].link.can_carry() {
             return None;
         }
         let has_data = self.links[i].link.can_send_data(now) && self.queue_has_live(i);
@@ -1410,6 +1411,9 @@ impl Session {
             }
         }
         self.resolved = res;
+        if let Some(i) = seen_link.and_then(|l| self.slot(l)) {
+            self.links[i].link.set_heard(true);
+        }
         self.collect_link_events();
         if let Some(e) = err {
             self.stats.bad_datagrams += 1;
@@ -1499,6 +1503,7 @@ impl Session {
             let old = &l.link;
             let mut link = Link::new(old.id, old.cfg, now);
             link.set_admin(old.admin_up(), now, &mut res);
+            link.set_heard(old.heard());
             link.bytes_sent = old.bytes_sent;
             link.bytes_acked = old.bytes_acked;
             link.bytes_received = old.bytes_received;
@@ -1534,8 +1539,11 @@ impl Session {
         match self.slot(id) {
             Some(i) => i,
             None => {
+                // Known from a frame; until one arrives on it, there is no address to reply to.
+                let mut link = Link::new(id, LinkConfig::default(), now);
+                link.set_heard(false);
                 self.links.push(LinkSlot {
-                    link: Link::new(id, LinkConfig::default(), now),
+                    link,
                     q: LinkQueue::default(),
                     peer_cap_bps: None,
                     last_relay: Instant::ZERO,
@@ -1659,8 +1667,11 @@ impl Session {
         // Frames waiting for a link are due now only if a link can carry them: with every link
         // admin-down (or a relay's link taken down) they wait, and asking for a wake-up now
         // would be a busy loop.
-        let carried = |id: LinkId| self.slot(id).is_some_and(|i| self.links[i].link.admin_up());
-        let any_up = self.links.iter().any(|l| l.link.admin_up());
+        let carried = |id: LinkId| {
+            self.slot(id)
+                .is_some_and(|i| self.links[i].link.can_carry())
+        };
+        let any_up = self.links.iter().any(|l| l.link.can_carry());
         if (any_up && !self.controls.is_empty())
             || self.relays.iter().any(|(v, _)| carried(*v))
             || self.relay_probes.iter().any(|(v, _)| carried(*v))
