@@ -9,6 +9,7 @@ use braid::os::nat::{self, CoreNat, Forwarding, NatConfig, SourceMap};
 use braid::os::netlink::{Family, Netlink};
 use braid::os::plane::CorePlane;
 use braid::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
+use braid::proto::packet::PacketMut;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use support::{needs_root, udp4, v4_summary, wire, Ns};
@@ -116,7 +117,8 @@ fn two_edges_with_the_same_lan_through_one_core() {
             7000,
             &[b'0' + session],
         );
-        map.outbound(&[session; 32], &mut p, 0).unwrap();
+        let mut view = PacketMut::parse(&mut p).unwrap();
+        map.outbound(&[session; 32], &mut view, 0).unwrap();
         cap.send_ip(&p).unwrap();
     }
     // The server sees the core's address, never the clients', and answers each.
@@ -139,7 +141,8 @@ fn two_edges_with_the_same_lan_through_one_core() {
         }
         for i in 0..batch.len() {
             let mut ip = ip_payload(batch.frame(i)).unwrap().to_vec();
-            let session = map.inbound(&mut ip, 1).expect("reply to a pool address");
+            let mut view = PacketMut::parse(&mut ip).unwrap();
+            let session = map.inbound(&mut view, 1).expect("reply to a pool address");
             let (proto, src, dst, _) = v4_summary(&ip).unwrap();
             assert_eq!((proto, src, dst), (17, [10, 88, 0, 2], [192, 168, 1, 10]));
             assert_eq!(u16::from_be_bytes([ip[22], ip[23]]), 4000);

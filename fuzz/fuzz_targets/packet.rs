@@ -1,4 +1,4 @@
-//! Client and internet packets: parsing, MSS clamping, and finishing what the hosts' offloads
+//! Client and internet packets: parsing, MSS clamping, address rewriting, and finishing what the hosts' offloads
 //! left (a partial checksum, a TCP aggregate cut into segments) never panic on hostile bytes,
 //! and every segment that comes out is a packet the parser reads, no larger than asked.
 #![no_main]
@@ -10,6 +10,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = packet::parse(data);
     let mut p = data.to_vec();
     let _ = packet::clamp_mss(&mut p, 1200);
+    // Rewriting an address (the core's NAT) never panics and keeps the packet parsing the same.
+    if let Ok(mut v) = packet::PacketMut::parse(&mut p) {
+        let a = if v.info().version == 4 {
+            std::net::IpAddr::from([100, 64, 3, 4])
+        } else {
+            std::net::IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 0x34])
+        };
+        v.set_addr(packet::Field::Dst, a).unwrap();
+        let info = *v.info();
+        assert_eq!(Ok(info), packet::parse(&p));
+    }
     // The first 4 bytes choose the offload the capture would have reported.
     let Some((head, rest)) = data.split_first_chunk::<4>() else {
         return;

@@ -43,7 +43,7 @@ use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
 use crate::os::space::{adopt_stale, HubConfig, SteerConfig, Steering};
 use crate::proto::endpoint::{Endpoint, Peer, SessionId};
-use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
+use crate::proto::packet::{self, mss_for_mtu, Direction, PacketMut};
 use crate::proto::seal::Keypair;
 use crate::proto::session::{Event, PacketMeta};
 use crate::proto::LinkId;
@@ -545,18 +545,21 @@ impl Core {
         while let Some((sid, mut d)) = self.ep.poll_deliver(now) {
             // Counted before the source is rewritten, and only once admitted: refused sources
             // (a spoofing edge) take no place in the user table.
-            let user = packet::parse(&d.data)
-                .ok()
-                .map(|info| (info.src, info.flow().hash(self.seed), d.data.len()));
-            match self.admit(sid, &mut d.data, secs) {
-                Ok(()) => {
-                    if let Some((src, flow, len)) = user {
-                        self.users
-                            .entry(sid)
-                            .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
-                            .up(src, flow, len);
-                    }
-                    clamp_mss(&mut d.data, self.mss);
+            let len = d.data.len();
+            let admitted = PacketMut::parse(&mut d.data)
+                .map_err(|_| Refusal::Family)
+                .and_then(|mut p| {
+                    let info = *p.info();
+                    self.admit(sid, &mut p, secs)?;
+                    p.clamp_mss(self.mss);
+                    Ok(info)
+                });
+            match admitted {
+                Ok(info) => {
+                    self.users
+                        .entry(sid)
+                        .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
+                        .up(info.src, info.flow().hash(self.seed), len);
                     if capture.send_ip(&d.data).is_err() {
                         *self.drops.entry("hub write failed").or_default() += 1;
                     }
@@ -607,24 +610,25 @@ impl Core {
 
     /// A packet from the hub (offloads finished): a reply from the internet to a pool address.
     fn downstream(&mut self, pkt: &mut [u8]) {
+        let Ok(mut p) = PacketMut::parse(pkt) else {
+            *self.drops.entry("reply malformed").or_default() += 1;
+            return;
+        };
         let Some(sid) = self
             .map
-            .inbound(pkt, self.now_secs())
+            .inbound(&mut p, self.now_secs())
             .and_then(|edge| self.edges.get(&edge).copied())
         else {
             *self.drops.entry("reply for no session").or_default() += 1;
             return;
         };
-        let Ok(info) = packet::parse(pkt) else {
-            return;
-        };
-        let len = info.total_len.min(pkt.len());
+        let info = *p.info();
         self.users
             .entry(sid)
             .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
-            .down(info.dst, len);
-        let pkt = &mut pkt[..len];
-        clamp_mss(pkt, self.mss);
+            .down(info.dst, info.total_len);
+        p.clamp_mss(self.mss);
+        let pkt = &pkt[..info.total_len];
         let verdict = self.classifier.classify(&info, Direction::Down, None);
         let counts = self.class_packets.entry(sid).or_default();
         let ci = usize::from(verdict.class);
@@ -645,8 +649,8 @@ impl Core {
     /// The forward policy for one client packet of session `sid`: its source must be in the
     /// edge's `allowed_lan`, its destination allowed; then its source becomes the client's
     /// pool address.
-    fn admit(&mut self, sid: SessionId, pkt: &mut [u8], secs: u64) -> Result<(), Refusal> {
-        let info = packet::parse(pkt).map_err(|_| Refusal::Family)?;
+    fn admit(&mut self, sid: SessionId, pkt: &mut PacketMut<'_>, secs: u64) -> Result<(), Refusal> {
+        let info = *pkt.info();
         if !info.src.is_ipv4() {
             return Err(Refusal::Family);
         }

@@ -17,9 +17,10 @@
 //! edge, IPv4 and IPv6), and the core's kernel sees distinct sources, so its conntrack table
 //! never confuses two edges' flows.
 //!
-//! Rewriting fixes the IPv4 header checksum and the TCP/UDP/ICMPv6 checksums incrementally
-//! (RFC 1624), and also the packet quoted inside ICMP errors (so "fragmentation needed" and
-//! "port unreachable" reach the right client intact).
+//! The map works on packets the caller parsed once ([`PacketMut`]); rewriting the address
+//! ([`PacketMut::set_addr`]) fixes the IPv4 header checksum and the TCP/UDP/ICMPv6 checksums
+//! incrementally (RFC 1624), and also the packet quoted inside ICMP errors (so "fragmentation
+//! needed" and "port unreachable" reach the right client intact).
 //!
 //! # nftables table
 //! [`CoreNat::install`] creates table `inet <instance>` with one `postrouting` NAT chain and one
@@ -30,7 +31,7 @@
 
 use super::nft::{self, NftTable};
 use super::{sysctl_get, sysctl_set, Prefix, Result};
-use crate::proto::packet::csum_adjust;
+use crate::proto::packet::{Field, PacketMut};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -202,7 +203,8 @@ pub type EdgeKey = [u8; 32];
 /// Why a packet could not be mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
-    /// Not an IPv4/IPv6 packet, or too short for its header.
+    /// The packet cannot take its mapped address: a mapping of the other IP version (from
+    /// an edited state file).
     Malformed,
     /// IPv6 packet but no IPv6 pool configured.
     NoPool,
@@ -334,10 +336,10 @@ impl SourceMap {
     pub fn outbound(
         &mut self,
         edge: &EdgeKey,
-        pkt: &mut [u8],
+        pkt: &mut PacketMut<'_>,
         now: u64,
     ) -> std::result::Result<IpAddr, MapError> {
-        let client = addr_of(pkt, Field::Src).ok_or(MapError::Malformed)?;
+        let client = pkt.info().src;
         let mapped = match self.fwd.get(&(*edge, client)) {
             Some(m) => *m,
             None => self.allocate(edge, client, now)?,
@@ -345,18 +347,18 @@ impl SourceMap {
         if let Some(e) = self.rev.get_mut(&mapped) {
             e.last = now;
         }
-        rewrite(pkt, Field::Src, mapped)?;
+        pkt.set_addr(Field::Src, mapped)
+            .map_err(|_| MapError::Malformed)?;
         Ok(mapped)
     }
 
     /// Internet -> edge: if the destination of `pkt` is a pool address in use, restores the
     /// client's address and returns the edge to send it to.
-    pub fn inbound(&mut self, pkt: &mut [u8], now: u64) -> Option<EdgeKey> {
-        let dst = addr_of(pkt, Field::Dst)?;
-        let e = self.rev.get_mut(&dst)?;
+    pub fn inbound(&mut self, pkt: &mut PacketMut<'_>, now: u64) -> Option<EdgeKey> {
+        let e = self.rev.get_mut(&pkt.info().dst)?;
         e.last = now;
         let (edge, client) = (e.edge, e.client);
-        rewrite(pkt, Field::Dst, client).ok()?;
+        pkt.set_addr(Field::Dst, client).ok()?;
         Some(edge)
     }
 
@@ -382,7 +384,10 @@ impl SourceMap {
         let mut h = Blake2s256::new();
         h.update(self.secret);
         h.update(edge);
-        h.update(octets(&client));
+        match client {
+            IpAddr::V4(a) => h.update(a.octets()),
+            IpAddr::V6(a) => h.update(a.octets()),
+        }
         h.update(i.to_be_bytes());
         let d = h.finalize();
         let n = u128::from_be_bytes(d[..16].try_into().expect("32-byte digest"));
@@ -544,326 +549,43 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-// --- packet rewriting ------------------------------------------------------------------------
-
-/// Which address of a packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
-    /// Source.
-    Src,
-    /// Destination.
-    Dst,
-}
-
-fn addr_of(pkt: &[u8], f: Field) -> Option<IpAddr> {
-    match pkt.first()? >> 4 {
-        4 if pkt.len() >= 20 => {
-            let o = if f == Field::Src { 12 } else { 16 };
-            Some(IpAddr::V4(Ipv4Addr::new(
-                pkt[o],
-                pkt[o + 1],
-                pkt[o + 2],
-                pkt[o + 3],
-            )))
-        }
-        6 if pkt.len() >= 40 => {
-            let o = if f == Field::Src { 8 } else { 24 };
-            let b: [u8; 16] = pkt[o..o + 16].try_into().ok()?;
-            Some(IpAddr::V6(Ipv6Addr::from(b)))
-        }
-        _ => None,
-    }
-}
-
-fn get16(p: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*p.get(at)?, *p.get(at + 1)?]))
-}
-
-fn put16(p: &mut [u8], at: usize, v: u16) {
-    p[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Locates the transport header: (protocol, offset) or None for a non-first fragment.
-fn l4(pkt: &[u8]) -> Option<(u8, usize)> {
-    match pkt.first()? >> 4 {
-        4 => {
-            let ihl = usize::from(pkt[0] & 15) * 4;
-            let frag = get16(pkt, 6)? & 0x1fff;
-            (ihl >= 20 && frag == 0 && pkt.len() >= ihl).then_some((pkt[9], ihl))
-        }
-        6 => {
-            let (mut nh, mut off) = (*pkt.get(6)?, 40usize);
-            loop {
-                match nh {
-                    0 | 43 | 60 => {
-                        let next = *pkt.get(off)?;
-                        off += (usize::from(*pkt.get(off + 1)?) + 1) * 8;
-                        nh = next;
-                    }
-                    44 => {
-                        if get16(pkt, off + 2)? & 0xfff8 != 0 {
-                            return None;
-                        }
-                        nh = *pkt.get(off)?;
-                        off += 8;
-                    }
-                    _ => return (off <= pkt.len()).then_some((nh, off)),
-                }
-            }
-        }
-        _ => None,
-    }
-}
-
-/// Offset of the checksum of a transport header whose checksum covers the addresses
-/// (TCP, UDP, ICMPv6), if present in the packet.
-fn pseudo_csum_at(pkt: &[u8], proto: u8, off: usize, v6: bool) -> Option<usize> {
-    let at = match proto {
-        6 => off + 16,
-        17 => off + 6,
-        58 if v6 => off + 2,
-        _ => return None,
-    };
-    (at + 2 <= pkt.len()).then_some(at)
-}
-
-/// Replaces one address of an IP packet, fixing every checksum that covers it, and the
-/// quoted packet of an ICMP error (its opposite address field).
-pub fn rewrite(pkt: &mut [u8], f: Field, new: IpAddr) -> std::result::Result<(), MapError> {
-    let old = addr_of(pkt, f).ok_or(MapError::Malformed)?;
-    if old.is_ipv4() != new.is_ipv4() {
-        return Err(MapError::Malformed);
-    }
-    let (ob, nb) = (octets(&old), octets(&new));
-    let v6 = old.is_ipv6();
-    let at = match (v6, f) {
-        (false, Field::Src) => 12,
-        (false, Field::Dst) => 16,
-        (true, Field::Src) => 8,
-        (true, Field::Dst) => 24,
-    };
-    pkt[at..at + ob.len()].copy_from_slice(&nb);
-    if !v6 {
-        let c = get16(pkt, 10).ok_or(MapError::Malformed)?;
-        put16(pkt, 10, csum_adjust(c, &ob, &nb));
-    }
-    let Some((proto, off)) = l4(pkt) else {
-        return Ok(());
-    };
-    if let Some(cs) = pseudo_csum_at(pkt, proto, off, v6) {
-        let c = get16(pkt, cs).expect("bounds checked");
-        if !(proto == 17 && !v6 && c == 0) {
-            let mut n = csum_adjust(c, &ob, &nb);
-            if proto == 17 && n == 0 {
-                n = 0xffff;
-            }
-            put16(pkt, cs, n);
-        }
-    }
-    let is_error = match (v6, proto) {
-        (false, 1) => matches!(pkt.get(off), Some(3 | 11 | 12)),
-        (true, 58) => matches!(pkt.get(off), Some(1..=4)),
-        _ => false,
-    };
-    if is_error {
-        fix_quoted(pkt, off, f, &ob, &nb, v6);
-    }
-    Ok(())
-}
-
-/// In an ICMP error at `off`, the quoted packet travelled the other way: when the outer
-/// destination changes, the quoted source is the same address (and vice versa).
-fn fix_quoted(pkt: &mut [u8], off: usize, f: Field, ob: &[u8], nb: &[u8], v6: bool) {
-    let q = off + 8;
-    let qf = if f == Field::Dst {
-        Field::Src
-    } else {
-        Field::Dst
-    };
-    let Some(inner) = pkt.get(q..) else { return };
-    if addr_of(inner, qf).map(|a| octets(&a)) != Some(ob.to_vec()) {
-        return;
-    }
-    let icmp_cs = off + 2;
-    let mut icmp = get16(pkt, icmp_cs).unwrap_or(0);
-    let at = q + match (v6, qf) {
-        (false, Field::Src) => 12,
-        (false, Field::Dst) => 16,
-        (true, Field::Src) => 8,
-        (true, Field::Dst) => 24,
-    };
-    pkt[at..at + ob.len()].copy_from_slice(nb);
-    icmp = csum_adjust(icmp, ob, nb);
-    if !v6 {
-        if let Some(c) = get16(pkt, q + 10) {
-            let n = csum_adjust(c, ob, nb);
-            put16(pkt, q + 10, n);
-            icmp = csum_adjust(icmp, &c.to_be_bytes(), &n.to_be_bytes());
-        }
-    }
-    // The quoted transport checksum, when quoted far enough.
-    let inner = &pkt[q..];
-    if let Some((p, o)) = l4(inner) {
-        if let Some(cs) = pseudo_csum_at(inner, p, o, v6) {
-            let c = get16(inner, cs).expect("bounds checked");
-            if !(p == 17 && !v6 && c == 0) {
-                let n = csum_adjust(c, ob, nb);
-                put16(pkt, q + cs, n);
-                icmp = csum_adjust(icmp, &c.to_be_bytes(), &n.to_be_bytes());
-            }
-        }
-    }
-    put16(pkt, icmp_cs, icmp);
-}
-
-fn octets(a: &IpAddr) -> Vec<u8> {
-    match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sum(data: &[u8]) -> u32 {
-        data.chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-            .sum()
-    }
-    fn fold(mut s: u32) -> u16 {
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
-    }
-
-    /// Full recomputation: true when every checksum of the packet verifies.
-    fn valid(p: &[u8]) -> bool {
-        let v6 = p[0] >> 4 == 6;
-        if !v6 && fold(sum(&p[..20])) != 0 {
-            return false;
-        }
-        let (proto, off) = l4(p).unwrap();
-        let seg = &p[off..];
-        let pseudo = if v6 {
-            sum(&p[8..40]) + u32::from(proto) + seg.len() as u32
-        } else {
-            sum(&p[12..20]) + u32::from(proto) + seg.len() as u32
-        };
-        match proto {
-            1 => fold(sum(seg)) == 0,
-            17 if !v6 && get16(seg, 6) == Some(0) => true,
-            _ => fold(sum(seg) + pseudo) == 0,
-        }
-    }
-
-    fn fill_csum(p: &mut [u8]) {
-        let v6 = p[0] >> 4 == 6;
-        if !v6 {
-            put16(p, 10, 0);
-            let c = fold(sum(&p[..20]));
-            put16(p, 10, c);
-        }
-        let (proto, off) = l4(p).unwrap();
-        let at = match proto {
-            1 | 58 => off + 2,
-            6 => off + 16,
-            _ => off + 6,
-        };
-        put16(p, at, 0);
-        let seg = &p[off..];
-        let pseudo = if v6 {
-            sum(&p[8..40]) + u32::from(proto) + seg.len() as u32
-        } else {
-            sum(&p[12..20]) + u32::from(proto) + seg.len() as u32
-        };
-        let c = if proto == 1 {
-            fold(sum(seg))
-        } else {
-            fold(sum(seg) + pseudo)
-        };
-        put16(p, at, c);
-    }
-
-    fn v4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
-        p.extend_from_slice(&src);
-        p.extend_from_slice(&dst);
-        p.extend_from_slice(l4);
-        let l = p.len() as u16;
-        put16(&mut p, 2, l);
-        fill_csum(&mut p);
-        p
-    }
-
-    fn v6(nh: u8, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x60, 0, 0, 0];
-        p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-        p.extend_from_slice(&[nh, 64]);
-        p.extend_from_slice(&src.octets());
-        p.extend_from_slice(&dst.octets());
-        p.extend_from_slice(l4);
-        fill_csum(&mut p);
-        p
-    }
+    use crate::proto::packet::golden::{checksums_ok as valid, ip4 as v4, ip6 as v6};
+    use crate::proto::packet::parse;
 
     const TCP: [u8; 24] = [
         0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xff, 0xff, 0, 0, 0, 0, 2, 4, 5,
         0xb4,
     ];
 
-    #[test]
-    fn rewrite_keeps_every_checksum_valid() {
-        let udp = [0x9c, 0x40, 0, 53, 0, 11, 0, 0, 1, 2, 3];
-        let icmp = [8, 0, 0, 0, 0, 1, 0, 1, 0xaa];
-        for (proto, body) in [(6u8, &TCP[..]), (17, &udp[..]), (1, &icmp[..])] {
-            let mut p = v4(proto, [192, 168, 1, 10], [8, 8, 8, 8], body);
-            assert!(valid(&p));
-            rewrite(&mut p, Field::Src, "100.64.0.7".parse().unwrap()).unwrap();
-            assert!(valid(&p), "proto {proto}");
-            assert_eq!(addr_of(&p, Field::Src), Some("100.64.0.7".parse().unwrap()));
-            rewrite(&mut p, Field::Dst, "1.2.3.4".parse().unwrap()).unwrap();
-            assert!(valid(&p), "proto {proto}");
+    impl SourceMap {
+        fn out(
+            &mut self,
+            edge: &EdgeKey,
+            p: &mut [u8],
+            now: u64,
+        ) -> std::result::Result<IpAddr, MapError> {
+            self.outbound(edge, &mut PacketMut::parse(p).unwrap(), now)
         }
-        let a: Ipv6Addr = "fd00::10".parse().unwrap();
-        let b: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        for (nh, body) in [
-            (6u8, &TCP[..]),
-            (17, &udp[..]),
-            (58, &[128u8, 0, 0, 0, 0, 1, 0, 1][..]),
-        ] {
-            let mut p = v6(nh, a, b, body);
-            assert!(valid(&p));
-            rewrite(&mut p, Field::Src, "fd62:7261:6964::5".parse().unwrap()).unwrap();
-            assert!(valid(&p), "nh {nh}");
+        fn back(&mut self, p: &mut [u8], now: u64) -> Option<EdgeKey> {
+            self.inbound(&mut PacketMut::parse(p).unwrap(), now)
         }
-        // UDP over IPv4 without checksum stays without.
-        let mut p = v4(17, [10, 0, 0, 1], [10, 0, 0, 2], &udp);
-        put16(&mut p, 26, 0);
-        rewrite(&mut p, Field::Src, "100.64.0.9".parse().unwrap()).unwrap();
-        assert_eq!(get16(&p, 26), Some(0));
-        assert!(valid(&p));
     }
 
-    #[test]
-    fn icmp_error_quote_is_restored() {
-        // The server's "port unreachable" about a UDP packet from pool address 100.64.0.7.
-        let udp = [0x9c, 0x40, 0, 53, 0, 8, 0, 0];
-        let quoted = v4(17, [100, 64, 0, 7], [8, 8, 8, 8], &udp);
-        let mut body = vec![3, 3, 0, 0, 0, 0, 0, 0];
-        body.extend_from_slice(&quoted);
-        let mut p = v4(1, [8, 8, 8, 8], [100, 64, 0, 7], &body);
-        assert!(valid(&p));
-        rewrite(&mut p, Field::Dst, "192.168.1.10".parse().unwrap()).unwrap();
-        assert!(valid(&p));
-        let inner = &p[28..];
-        assert_eq!(
-            addr_of(inner, Field::Src),
-            Some("192.168.1.10".parse().unwrap())
-        );
-        assert!(valid(inner), "quoted packet's own checksums");
+    fn dst(p: &[u8]) -> IpAddr {
+        parse(p).unwrap().dst
+    }
+
+    /// A reply from 8.8.8.8 to `to`.
+    fn reply(to: IpAddr) -> Vec<u8> {
+        let mut r = v4(6, [8, 8, 8, 8], [0; 4], &TCP);
+        PacketMut::parse(&mut r)
+            .unwrap()
+            .set_addr(Field::Dst, to)
+            .unwrap();
+        r
     }
 
     const A: EdgeKey = [1; 32];
@@ -875,29 +597,24 @@ mod tests {
         let mut m = SourceMap::new(&cfg);
         let mut a = v4(6, [192, 168, 1, 10], [8, 8, 8, 8], &TCP);
         let mut b = a.clone();
-        let ma = m.outbound(&A, &mut a, 0).unwrap();
-        let mb = m.outbound(&B, &mut b, 0).unwrap();
+        let ma = m.out(&A, &mut a, 0).unwrap();
+        let mb = m.out(&B, &mut b, 0).unwrap();
         assert_ne!(ma, mb);
         assert!(cfg.pool_v4.contains(ma) && cfg.pool_v4.contains(mb));
         assert_eq!(
-            m.outbound(&A, &mut v4(6, [192, 168, 1, 10], [1, 1, 1, 1], &TCP), 1),
+            m.out(&A, &mut v4(6, [192, 168, 1, 10], [1, 1, 1, 1], &TCP), 1),
             Ok(ma)
         );
         // Replies find their edge by destination, and get the client address back.
-        let mut ra = v4(6, [8, 8, 8, 8], [0; 4], &TCP);
-        rewrite(&mut ra, Field::Dst, ma).unwrap();
-        let mut rb = ra.clone();
-        rewrite(&mut rb, Field::Dst, mb).unwrap();
-        assert_eq!(m.inbound(&mut ra, 2), Some(A));
-        assert_eq!(m.inbound(&mut rb, 2), Some(B));
-        assert_eq!(
-            addr_of(&ra, Field::Dst),
-            Some("192.168.1.10".parse().unwrap())
-        );
+        let mut ra = reply(ma);
+        let mut rb = reply(mb);
+        assert_eq!(m.back(&mut ra, 2), Some(A));
+        assert_eq!(m.back(&mut rb, 2), Some(B));
+        assert_eq!(dst(&ra), IpAddr::from([192, 168, 1, 10]));
         assert!(valid(&ra) && valid(&rb));
         // Unknown destination: not ours.
         let mut x = v4(6, [8, 8, 8, 8], [100, 64, 9, 9], &TCP);
-        assert_eq!(m.inbound(&mut x, 2), None);
+        assert_eq!(m.back(&mut x, 2), None);
         m.forget_edge(&A);
         assert_eq!(m.len(), 1);
         assert_eq!(m.mapped(&A, "192.168.1.10".parse().unwrap()), None);
@@ -910,7 +627,7 @@ mod tests {
         let mut got = Vec::new();
         for i in 0..50u8 {
             let mut p = v4(17, [10, 0, 0, i], [8, 8, 8, 8], &[0; 8]);
-            got.push(m.outbound(&A, &mut p, 0).unwrap());
+            got.push(m.out(&A, &mut p, 0).unwrap());
         }
         // Not handed out in order: neighbours' addresses do not follow each other.
         let in_order = got
@@ -926,24 +643,20 @@ mod tests {
         assert!(m.take_dirty());
         let mut r = SourceMap::from_text(&cfg, &text, 500).unwrap();
         assert_eq!(r.len(), 50);
-        let mut reply = v4(6, [8, 8, 8, 8], [0; 4], &TCP);
-        rewrite(&mut reply, Field::Dst, got[7]).unwrap();
-        assert_eq!(r.inbound(&mut reply, 501), Some(A));
-        assert_eq!(
-            addr_of(&reply, Field::Dst),
-            Some("10.0.0.7".parse().unwrap())
-        );
+        let mut reply = reply(got[7]);
+        assert_eq!(r.back(&mut reply, 501), Some(A));
+        assert_eq!(dst(&reply), IpAddr::from([10, 0, 0, 7]));
         // Without the mappings (killed before it wrote them), the secret alone gives the same.
         let secret_only: String = text.lines().take(1).map(|l| format!("{l}\n")).collect();
         let mut s = SourceMap::from_text(&cfg, &secret_only, 0).unwrap();
         for (i, want) in got.iter().enumerate() {
             let mut p = v4(17, [10, 0, 0, i as u8], [8, 8, 8, 8], &[0; 8]);
-            assert_eq!(s.outbound(&A, &mut p, 0).as_ref(), Ok(want));
+            assert_eq!(s.out(&A, &mut p, 0).as_ref(), Ok(want));
         }
         // Another secret (another core): other addresses.
         let mut o = SourceMap::new(&cfg);
         let mut p = v4(17, [10, 0, 0, 0], [8, 8, 8, 8], &[0; 8]);
-        assert_ne!(o.outbound(&A, &mut p, 0), Ok(got[0]));
+        assert_ne!(o.out(&A, &mut p, 0), Ok(got[0]));
         assert!(SourceMap::from_text(&cfg, "nat 1.2.3.4", 0).is_none());
     }
 
@@ -956,7 +669,7 @@ mod tests {
         let mut m = SourceMap::with_secret(&cfg, [7; 32]);
         let mut n = 0;
         for i in 0..40u8 {
-            if m.outbound(&A, &mut v4(17, [10, 0, 0, i], [8, 8, 8, 8], &[0; 8]), 0)
+            if m.out(&A, &mut v4(17, [10, 0, 0, i], [8, 8, 8, 8], &[0; 8]), 0)
                 .is_ok()
             {
                 n += 1;
@@ -965,11 +678,11 @@ mod tests {
         assert_eq!(n, 2, "both addresses in use");
         let mut third = v4(17, [10, 0, 0, 99], [8, 8, 8, 8], &[0; 8]);
         assert_eq!(
-            m.outbound(&B, &mut third.clone(), 5),
+            m.out(&B, &mut third.clone(), 5),
             Err(MapError::PoolExhausted)
         );
         // After the idle time, an address is reused.
-        assert!(m.outbound(&B, &mut third, 11).is_ok());
+        assert!(m.out(&B, &mut third, 11).is_ok());
         assert_eq!(m.len(), 2);
         let mut six = v6(
             17,
@@ -977,8 +690,23 @@ mod tests {
             "2001:db8::1".parse().unwrap(),
             &[0; 8],
         );
-        assert_eq!(m.outbound(&A, &mut six, 0), Err(MapError::NoPool));
-        assert_eq!(m.outbound(&A, &mut [0x45, 0], 0), Err(MapError::Malformed));
+        assert_eq!(m.out(&A, &mut six, 0), Err(MapError::NoPool));
+        // A mapping of the other family (an edited state file) cannot be applied.
+        let text = format!(
+            "nat_secret {}\nnat 100.64.0.1 {} fd00::1\n",
+            hex(&[7; 32]),
+            hex(&A)
+        );
+        let mut e = SourceMap::from_text(&cfg, &text, 0).unwrap();
+        let mut six = v6(
+            17,
+            "fd00::1".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            &[0; 8],
+        );
+        let before = six.clone();
+        assert_eq!(e.out(&A, &mut six, 0), Err(MapError::Malformed));
+        assert_eq!(six, before);
     }
 
     #[test]
@@ -992,7 +720,7 @@ mod tests {
         for i in 0..=255u8 {
             for j in [1u8, 2] {
                 let mut p = v4(17, [10, j, 0, i], [8, 8, 8, 8], &[0; 8]);
-                match m.outbound(&A, &mut p, 0) {
+                match m.out(&A, &mut p, 0) {
                     Ok(_) => {}
                     Err(e) => {
                         assert_eq!(e, MapError::EdgeLimit);
@@ -1004,16 +732,13 @@ mod tests {
         assert_eq!((m.clients_of(&A), refused), (20, 512 - 20));
         // Another edge still gets addresses.
         let mut p = v4(17, [10, 1, 0, 1], [8, 8, 8, 8], &[0; 8]);
-        assert!(m.outbound(&B, &mut p, 1).is_ok());
+        assert!(m.out(&B, &mut p, 1).is_ok());
         // Clients in use keep theirs; once one is idle, a new client of A takes its place.
         let mut p = v4(17, [10, 1, 0, 0], [8, 8, 8, 8], &[0; 8]);
-        assert!(
-            m.outbound(&A, &mut p, 50).is_ok(),
-            "a mapped client goes on"
-        );
+        assert!(m.out(&A, &mut p, 50).is_ok(), "a mapped client goes on");
         let mut p = v4(17, [10, 9, 9, 9], [8, 8, 8, 8], &[0; 8]);
-        assert_eq!(m.outbound(&A, &mut p.clone(), 60), Err(MapError::EdgeLimit));
-        assert!(m.outbound(&A, &mut p, 101).is_ok());
+        assert_eq!(m.out(&A, &mut p.clone(), 60), Err(MapError::EdgeLimit));
+        assert!(m.out(&A, &mut p, 101).is_ok());
         // Within its limit: 20, or 19 when the new client's hashed address was another idle
         // address of A's own (reused, so that client gave its address back too; the secret is
         // random, so this happens in a few runs out of a hundred).

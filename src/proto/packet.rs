@@ -9,7 +9,12 @@
 //!   [`PacketInfo`]: addresses, upper protocol, ports, DSCP, lengths, fragment state, TCP flags.
 //! - [`FlowKey`] and [`PacketInfo::user`] give the flow (5-tuple) and the user (client address);
 //!   [`FlowKey::hash`] is a seeded hash that is the same on every platform and build.
-//! - [`clamp_mss`] lowers the MSS option of TCP SYNs, updating the checksum incrementally.
+//! - [`PacketMut`] is the same parse over a mutable buffer: it rewrites in place, keeping every
+//!   checksum valid by incremental update (RFC 1624): an address ([`PacketMut::set_addr`], the
+//!   core's NAT, including the packet an ICMP error quotes) or the MSS of a TCP SYN
+//!   ([`PacketMut::clamp_mss`]; [`clamp_mss`] parses and clamps in one call).
+//! - [`checksum`], [`ones_sum`], [`pseudo_header_sum`], [`fold`] and [`csum_adjust`] are the
+//!   checksum toolkit the rest of the crate uses.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -42,6 +47,8 @@ pub enum PacketError {
     Malformed,
     /// Valid but not handled: IPv6 jumbograms, too many extension headers.
     Unsupported,
+    /// A rewrite would put an address of the other IP version into the packet.
+    Family,
 }
 
 impl core::fmt::Display for PacketError {
@@ -51,6 +58,7 @@ impl core::fmt::Display for PacketError {
             PacketError::Version(v) => write!(f, "IP version {v} is neither 4 nor 6"),
             PacketError::Malformed => f.write_str("malformed IP header"),
             PacketError::Unsupported => f.write_str("unsupported IP packet"),
+            PacketError::Family => f.write_str("address of the other IP version"),
         }
     }
 }
@@ -109,11 +117,26 @@ const MAX_EXT_HEADERS: usize = 8;
 
 /// Parse the IP header of `pkt` (starting with the version nibble, no link-layer header).
 pub fn parse(pkt: &[u8]) -> Result<PacketInfo, PacketError> {
+    parse_as(pkt, false)
+}
+
+/// [`parse`], or with `quoted` the start of a packet an ICMP error quotes: shorter than its
+/// header's length claims, which is then cut to the bytes there are.
+fn parse_as(pkt: &[u8], quoted: bool) -> Result<PacketInfo, PacketError> {
     let first = *pkt.first().ok_or(PacketError::Truncated)?;
     match first >> 4 {
-        4 => parse_v4(pkt),
-        6 => parse_v6(pkt),
+        4 => parse_v4(pkt, quoted),
+        6 => parse_v6(pkt, quoted),
         v => Err(PacketError::Version(v)),
+    }
+}
+
+/// The length a packet claims, or with `quoted` at most the bytes there are.
+fn claimed(total_len: usize, have: usize, quoted: bool) -> Result<usize, PacketError> {
+    match (have < total_len, quoted) {
+        (false, _) => Ok(total_len),
+        (true, true) => Ok(have),
+        (true, false) => Err(PacketError::Truncated),
     }
 }
 
@@ -121,7 +144,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
-fn parse_v4(pkt: &[u8]) -> Result<PacketInfo, PacketError> {
+fn parse_v4(pkt: &[u8], quoted: bool) -> Result<PacketInfo, PacketError> {
     if pkt.len() < 20 {
         return Err(PacketError::Truncated);
     }
@@ -130,7 +153,8 @@ fn parse_v4(pkt: &[u8]) -> Result<PacketInfo, PacketError> {
     if ihl < 20 || total_len < ihl {
         return Err(PacketError::Malformed);
     }
-    if pkt.len() < total_len {
+    let total_len = claimed(total_len, pkt.len(), quoted)?;
+    if total_len < ihl {
         return Err(PacketError::Truncated);
     }
     let flags_off = u16::from_be_bytes([pkt[6], pkt[7]]);
@@ -163,7 +187,7 @@ fn parse_v4(pkt: &[u8]) -> Result<PacketInfo, PacketError> {
     Ok(info)
 }
 
-fn parse_v6(pkt: &[u8]) -> Result<PacketInfo, PacketError> {
+fn parse_v6(pkt: &[u8], quoted: bool) -> Result<PacketInfo, PacketError> {
     if pkt.len() < 40 {
         return Err(PacketError::Truncated);
     }
@@ -172,10 +196,7 @@ fn parse_v6(pkt: &[u8]) -> Result<PacketInfo, PacketError> {
         // Either a jumbogram (hop-by-hop option) or an empty packet with nothing to forward.
         return Err(PacketError::Unsupported);
     }
-    let total_len = 40 + payload_len;
-    if pkt.len() < total_len {
-        return Err(PacketError::Truncated);
-    }
+    let total_len = claimed(40 + payload_len, pkt.len(), quoted)?;
     let pkt = &pkt[..total_len];
     let tclass = ((pkt[0] & 0x0f) << 4) | (pkt[1] >> 4);
     let mut src = [0u8; 16];
@@ -480,62 +501,262 @@ pub fn mss_for_mtu(mtu: u16, version: u8) -> u16 {
 
 /// If `pkt` is a TCP SYN (or SYN-ACK) whose MSS option exceeds `max_mss`, lower it to
 /// `max_mss` and update the TCP checksum incrementally. Returns the old MSS when it changed.
-///
-/// Works for IPv4 and IPv6 (after extension headers); leaves fragments, non-SYNs, packets
-/// without an MSS option and malformed options untouched.
+/// [`PacketMut::clamp_mss`] on a packet already parsed.
 pub fn clamp_mss(pkt: &mut [u8], max_mss: u16) -> Option<u16> {
-    let info = parse(pkt).ok()?;
-    if info.proto != ipproto::TCP || info.fragment != Fragment::No {
-        return None;
+    PacketMut::parse(pkt).ok()?.clamp_mss(max_mss)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rewriting in place
+
+/// Which address of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// Source.
+    Src,
+    /// Destination.
+    Dst,
+}
+
+impl Field {
+    fn other(self) -> Field {
+        match self {
+            Field::Src => Field::Dst,
+            Field::Dst => Field::Src,
+        }
     }
-    let l4 = info.l4_offset;
-    let end = info.total_len;
-    if end < l4 + 20 || pkt[l4 + 13] & TCP_SYN == 0 {
-        return None;
+
+    /// Offset of the address in the IP header.
+    fn at(self, v6: bool) -> usize {
+        match (v6, self) {
+            (false, Field::Src) => 12,
+            (false, Field::Dst) => 16,
+            (true, Field::Src) => 8,
+            (true, Field::Dst) => 24,
+        }
     }
-    let hdr_len = usize::from(pkt[l4 + 12] >> 4) * 4;
-    if hdr_len < 20 || l4 + hdr_len > end {
-        return None;
+}
+
+/// A packet parsed once in a buffer it may rewrite: [`PacketMut::info`] reads it (as
+/// [`parse`]), the setters change it in place and keep every checksum and the info valid.
+/// No accessor or setter panics, whatever the bytes; nothing allocates.
+#[derive(Debug)]
+pub struct PacketMut<'a> {
+    buf: &'a mut [u8],
+    info: PacketInfo,
+}
+
+impl<'a> PacketMut<'a> {
+    /// Parses the packet at the start of `buf` (see [`parse`]; bytes past its length are left
+    /// alone).
+    pub fn parse(buf: &'a mut [u8]) -> Result<PacketMut<'a>, PacketError> {
+        let info = parse(buf)?;
+        Ok(PacketMut { buf, info })
     }
-    let mut i = l4 + 20;
-    let opt_end = l4 + hdr_len;
-    while i < opt_end {
-        match pkt[i] {
-            0 => return None,
-            1 => i += 1,
-            kind => {
-                let len = usize::from(*pkt.get(i + 1).filter(|_| i + 1 < opt_end)?);
-                if len < 2 || i + len > opt_end {
-                    return None;
-                }
-                if kind == 2 && len == 4 {
-                    let old = u16::from_be_bytes([pkt[i + 2], pkt[i + 3]]);
-                    if old <= max_mss {
+
+    /// What the packet says, as it is now.
+    pub fn info(&self) -> &PacketInfo {
+        &self.info
+    }
+
+    /// The packet's bytes (its claimed length: link-layer padding left out).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.info.total_len]
+    }
+
+    /// Replaces the source or destination address, fixing every checksum that covers it (the
+    /// IPv4 header's; TCP's, UDP's and ICMPv6's pseudo-header, unless a later fragment; an
+    /// IPv4 UDP checksum of 0 stays 0), and in an ICMP error the address the quoted packet has
+    /// in the opposite field, when it is the old one (that packet travelled the other way), with
+    /// the quote's own checksums and the ICMP checksum.
+    pub fn set_addr(&mut self, f: Field, new: IpAddr) -> Result<(), PacketError> {
+        let old = match f {
+            Field::Src => self.info.src,
+            Field::Dst => self.info.dst,
+        };
+        let (ob, nb, n) = match (old, new) {
+            (IpAddr::V4(o), IpAddr::V4(n)) => (wide(&o.octets()), wide(&n.octets()), 4),
+            (IpAddr::V6(o), IpAddr::V6(n)) => (o.octets(), n.octets(), 16),
+            _ => return Err(PacketError::Family),
+        };
+        let (ob, nb) = (&ob[..n], &nb[..n]);
+        let v6 = self.info.version == 6;
+        let pkt = &mut self.buf[..self.info.total_len];
+        let at = f.at(v6);
+        pkt[at..at + n].copy_from_slice(nb);
+        if !v6 {
+            adjust(pkt, 10, ob, nb);
+        }
+        match f {
+            Field::Src => self.info.src = new,
+            Field::Dst => self.info.dst = new,
+        }
+        if self.info.fragment == Fragment::Later {
+            return Ok(());
+        }
+        let (proto, off) = (self.info.proto, self.info.l4_offset);
+        if let Some(cs) = pseudo_csum_at(pkt, proto, off, v6) {
+            adjust_l4(pkt, cs, proto, v6, ob, nb);
+        }
+        let is_error = match (v6, proto) {
+            (false, ipproto::ICMP) => matches!(pkt.get(off), Some(3 | 11 | 12)),
+            (true, ipproto::ICMPV6) => matches!(pkt.get(off), Some(1..=4)),
+            _ => false,
+        };
+        if is_error {
+            fix_quoted(pkt, off, f.other(), ob, nb, v6);
+        }
+        Ok(())
+    }
+
+    /// If the packet is a TCP SYN (or SYN-ACK) whose MSS option exceeds `max_mss`, lowers it
+    /// to `max_mss` and updates the TCP checksum incrementally. Returns the old MSS when it
+    /// changed.
+    ///
+    /// Works for IPv4 and IPv6 (after extension headers); leaves fragments, non-SYNs, packets
+    /// without an MSS option and malformed options untouched.
+    pub fn clamp_mss(&mut self, max_mss: u16) -> Option<u16> {
+        let (info, pkt) = (&self.info, &mut *self.buf);
+        if info.proto != ipproto::TCP || info.fragment != Fragment::No {
+            return None;
+        }
+        let l4 = info.l4_offset;
+        let end = info.total_len;
+        if end < l4 + 20 || pkt[l4 + 13] & TCP_SYN == 0 {
+            return None;
+        }
+        let hdr_len = usize::from(pkt[l4 + 12] >> 4) * 4;
+        if hdr_len < 20 || l4 + hdr_len > end {
+            return None;
+        }
+        let mut i = l4 + 20;
+        let opt_end = l4 + hdr_len;
+        while i < opt_end {
+            match pkt[i] {
+                0 => return None,
+                1 => i += 1,
+                kind => {
+                    let len = usize::from(*pkt.get(i + 1).filter(|_| i + 1 < opt_end)?);
+                    if len < 2 || i + len > opt_end {
                         return None;
                     }
-                    let new_bytes = max_mss.to_be_bytes();
-                    let csum_at = l4 + 16;
-                    let csum = u16::from_be_bytes([pkt[csum_at], pkt[csum_at + 1]]);
-                    // The option may sit at an odd offset: then its two bytes fall in two
-                    // different checksum words, which in one's complement sums the same as
-                    // the byte-swapped value in one word.
-                    let odd = (i + 2 - l4) % 2 == 1;
-                    let (o, n) = if odd {
-                        (old.swap_bytes(), max_mss.swap_bytes())
-                    } else {
-                        (old, max_mss)
-                    };
-                    let c = csum_replace(csum, o, n);
-                    pkt[i + 2] = new_bytes[0];
-                    pkt[i + 3] = new_bytes[1];
-                    pkt[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-                    return Some(old);
+                    if kind == 2 && len == 4 {
+                        let old = u16::from_be_bytes([pkt[i + 2], pkt[i + 3]]);
+                        if old <= max_mss {
+                            return None;
+                        }
+                        let new_bytes = max_mss.to_be_bytes();
+                        let csum_at = l4 + 16;
+                        let csum = u16::from_be_bytes([pkt[csum_at], pkt[csum_at + 1]]);
+                        // The option may sit at an odd offset: then its two bytes fall in two
+                        // different checksum words, which in one's complement sums the same as
+                        // the byte-swapped value in one word.
+                        let odd = (i + 2 - l4) % 2 == 1;
+                        let (o, n) = if odd {
+                            (old.swap_bytes(), max_mss.swap_bytes())
+                        } else {
+                            (old, max_mss)
+                        };
+                        let c = csum_replace(csum, o, n);
+                        pkt[i + 2] = new_bytes[0];
+                        pkt[i + 3] = new_bytes[1];
+                        pkt[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+                        return Some(old);
+                    }
+                    i += len;
                 }
-                i += len;
+            }
+        }
+        None
+    }
+}
+
+/// An IPv4 address's bytes at the start of an IPv6-sized array.
+fn wide(v4: &[u8; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(v4);
+    b
+}
+
+fn put16(p: &mut [u8], at: usize, v: u16) {
+    p[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Adjusts the checksum at `at` (in bounds) for bytes `old` that became `new`; returns the
+/// old and the new checksum.
+fn adjust(pkt: &mut [u8], at: usize, old: &[u8], new: &[u8]) -> (u16, u16) {
+    let c = be16(pkt, at).expect("checksum offset in bounds");
+    let n = csum_adjust(c, old, new);
+    put16(pkt, at, n);
+    (c, n)
+}
+
+/// [`adjust`] for a transport checksum over the pseudo-header: an IPv4 UDP checksum of 0
+/// (none) stays 0, and a UDP result of 0 is sent as 0xffff. None when left alone.
+fn adjust_l4(
+    pkt: &mut [u8],
+    at: usize,
+    proto: u8,
+    v6: bool,
+    old: &[u8],
+    new: &[u8],
+) -> Option<(u16, u16)> {
+    let c = be16(pkt, at).expect("checksum offset in bounds");
+    if proto == ipproto::UDP && !v6 && c == 0 {
+        return None;
+    }
+    let mut n = csum_adjust(c, old, new);
+    if proto == ipproto::UDP && n == 0 {
+        n = 0xffff;
+    }
+    put16(pkt, at, n);
+    Some((c, n))
+}
+
+/// Offset of the checksum of a transport header whose checksum covers the addresses (TCP,
+/// UDP, ICMPv6), if that header is in the packet.
+fn pseudo_csum_at(pkt: &[u8], proto: u8, off: usize, v6: bool) -> Option<usize> {
+    let at = match proto {
+        ipproto::TCP => off + 16,
+        ipproto::UDP => off + 6,
+        ipproto::ICMPV6 if v6 => off + 2,
+        _ => return None,
+    };
+    (at + 2 <= pkt.len()).then_some(at)
+}
+
+/// In the ICMP error at `off`, the quoted packet's address `qf` was `ob` too: it becomes
+/// `nb`, with the quote's IPv4 header and transport checksums, and the ICMP checksum over all.
+fn fix_quoted(pkt: &mut [u8], off: usize, qf: Field, ob: &[u8], nb: &[u8], v6: bool) {
+    let q = off + 8;
+    let Some(inner) = pkt.get(q..).and_then(|b| parse_as(b, true).ok()) else {
+        return;
+    };
+    if (inner.version == 6) != v6 {
+        return;
+    }
+    let at = q + qf.at(v6);
+    if pkt[at..at + ob.len()] != *ob {
+        return;
+    }
+    let icmp_cs = off + 2;
+    pkt[at..at + ob.len()].copy_from_slice(nb);
+    let mut icmp = be16(pkt, icmp_cs).expect("ICMP header before the quote");
+    icmp = csum_adjust(icmp, ob, nb);
+    if !v6 {
+        let (c, n) = adjust(pkt, q + 10, ob, nb);
+        icmp = csum_adjust(icmp, &c.to_be_bytes(), &n.to_be_bytes());
+    }
+    // The quoted transport checksum, when quoted far enough.
+    if inner.fragment != Fragment::Later {
+        let quote = &mut pkt[q..q + inner.total_len];
+        if let Some(cs) = pseudo_csum_at(quote, inner.proto, inner.l4_offset, v6) {
+            if let Some((c, n)) = adjust_l4(quote, cs, inner.proto, v6, ob, nb) {
+                icmp = csum_adjust(icmp, &c.to_be_bytes(), &n.to_be_bytes());
             }
         }
     }
-    None
+    put16(pkt, icmp_cs, icmp);
 }
 
 /// Test vectors: the golden packets of tests/fixtures/config/packet/ as bytes.
@@ -562,11 +783,84 @@ pub(crate) mod golden {
         };
     }
     pub(crate) use golden;
+
+    use super::{checksum, ipproto, parse, pseudo_header_sum};
+    use core::net::Ipv6Addr;
+
+    /// An IPv4 packet (DF, TTL 64) with `l4` after its header and every checksum computed in
+    /// full.
+    pub(crate) fn ip4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(l4);
+        let l = p.len() as u16;
+        p[2..4].copy_from_slice(&l.to_be_bytes());
+        fill_checksums(&mut p);
+        p
+    }
+
+    /// An IPv6 packet (hop limit 64, next header `nh`), as [`ip4`].
+    pub(crate) fn ip6(nh: u8, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[nh, 64]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(l4);
+        fill_checksums(&mut p);
+        p
+    }
+
+    /// Where the transport checksum is, and the sum it starts from (0 or the pseudo-header).
+    fn l4_checksum(p: &[u8]) -> (usize, u32) {
+        let i = parse(p).expect("test packet parses");
+        let at = i.l4_offset
+            + match i.proto {
+                ipproto::TCP => 16,
+                ipproto::UDP => 6,
+                _ => 2,
+            };
+        let len = (i.total_len - i.l4_offset) as u32;
+        let acc = match i.proto {
+            ipproto::ICMP => 0,
+            _ => pseudo_header_sum(i.src, i.dst, i.proto, len),
+        };
+        (at, acc)
+    }
+
+    fn fill_checksums(p: &mut [u8]) {
+        if p[0] >> 4 == 4 {
+            p[10..12].fill(0);
+            let c = checksum(&p[..20], 0);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        let (at, acc) = l4_checksum(p);
+        p[at..at + 2].fill(0);
+        let l4 = parse(p).expect("test packet parses").l4_offset;
+        let c = checksum(&p[l4..], acc);
+        p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+
+    /// True when every checksum of the packet (TCP, UDP, ICMP, ICMPv6 over IPv4 or IPv6
+    /// without extension headers) verifies, recomputed in full. An IPv4 UDP checksum of 0
+    /// (none) passes.
+    pub(crate) fn checksums_ok(p: &[u8]) -> bool {
+        let i = parse(p).expect("test packet parses");
+        if i.version == 4 && checksum(&p[..i.l4_offset], 0) != 0 {
+            return false;
+        }
+        let (at, acc) = l4_checksum(p);
+        if i.version == 4 && i.proto == ipproto::UDP && p[at..at + 2] == [0, 0] {
+            return true;
+        }
+        checksum(&p[i.l4_offset..i.total_len], acc) == 0
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::golden::{golden, hex};
+    use super::golden::{checksums_ok, golden, hex, ip4, ip6};
     use super::*;
     use proptest::prelude::*;
 
@@ -720,6 +1014,137 @@ mod tests {
         assert_eq!(clamp_mss(&mut p, 500), None);
     }
 
+    const TCP_SYN_L4: [u8; 24] = [
+        0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xff, 0xff, 0, 0, 0, 0, 2, 4, 5,
+        0xb4,
+    ];
+
+    /// Rewrites `f` of `p` to `new` through a [`PacketMut`], and checks its info afterwards
+    /// is what parsing the result gives.
+    fn set(p: &mut [u8], f: Field, new: &str) -> Result<(), PacketError> {
+        let mut v = PacketMut::parse(p).unwrap();
+        v.set_addr(f, new.parse().unwrap())?;
+        let after = *v.info();
+        assert_eq!(Ok(after), parse(p));
+        Ok(())
+    }
+
+    #[test]
+    fn set_addr_keeps_every_checksum_valid() {
+        let udp = [0x9c, 0x40, 0, 53, 0, 11, 0, 0, 1, 2, 3];
+        let icmp = [8, 0, 0, 0, 0, 1, 0, 1, 0xaa];
+        for (proto, body) in [(6u8, &TCP_SYN_L4[..]), (17, &udp[..]), (1, &icmp[..])] {
+            let mut p = ip4(proto, [192, 168, 1, 10], [8, 8, 8, 8], body);
+            assert!(checksums_ok(&p));
+            set(&mut p, Field::Src, "100.64.0.7").unwrap();
+            assert!(checksums_ok(&p), "proto {proto}");
+            assert_eq!(parse(&p).unwrap().src, IpAddr::from([100, 64, 0, 7]));
+            set(&mut p, Field::Dst, "1.2.3.4").unwrap();
+            assert!(checksums_ok(&p), "proto {proto}");
+            assert_eq!(parse(&p).unwrap().dst, IpAddr::from([1, 2, 3, 4]));
+        }
+        let a: Ipv6Addr = "fd00::10".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        for (nh, body) in [
+            (6u8, &TCP_SYN_L4[..]),
+            (17, &udp[..]),
+            (58, &[128u8, 0, 0, 0, 0, 1, 0, 1][..]),
+        ] {
+            let mut p = ip6(nh, a, b, body);
+            assert!(checksums_ok(&p));
+            set(&mut p, Field::Src, "fd62:7261:6964::5").unwrap();
+            assert!(checksums_ok(&p), "nh {nh}");
+            set(&mut p, Field::Dst, "2001:db8::99").unwrap();
+            assert!(checksums_ok(&p), "nh {nh}");
+        }
+        // UDP over IPv4 without checksum stays without.
+        let mut p = ip4(17, [10, 0, 0, 1], [10, 0, 0, 2], &udp);
+        p[26..28].fill(0);
+        set(&mut p, Field::Src, "100.64.0.9").unwrap();
+        assert_eq!(p[26..28], [0, 0]);
+        assert!(checksums_ok(&p));
+        // The other family is refused, the packet untouched.
+        let before = p.clone();
+        assert_eq!(set(&mut p, Field::Src, "fd00::1"), Err(PacketError::Family));
+        assert_eq!(p, before);
+        // Padding past the packet is not part of it.
+        let mut padded = ip4(6, [10, 0, 0, 1], [10, 0, 0, 2], &TCP_SYN_L4);
+        padded.extend_from_slice(&[0xee; 6]);
+        let mut v = PacketMut::parse(&mut padded).unwrap();
+        v.set_addr(Field::Dst, IpAddr::from([9, 9, 9, 9])).unwrap();
+        assert_eq!(v.bytes().len(), 44);
+        assert!(checksums_ok(&padded) && padded[44..] == [0xee; 6]);
+    }
+
+    #[test]
+    fn set_addr_leaves_a_later_fragment_transport_alone() {
+        let mut p = ip4(17, [10, 0, 0, 1], [10, 0, 0, 2], &[0xab; 16]);
+        p[6..8].copy_from_slice(&0x0010u16.to_be_bytes()); // offset 16 * 8: payload only
+        p[10..12].fill(0);
+        let c = checksum(&p[..20], 0);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let payload = p[20..].to_vec();
+        set(&mut p, Field::Src, "100.64.0.1").unwrap();
+        assert_eq!(checksum(&p[..20], 0), 0);
+        assert_eq!(p[20..], payload[..], "no UDP header here to fix");
+    }
+
+    #[test]
+    fn icmp_error_quote_is_restored() {
+        // The server's "port unreachable" about a UDP packet from pool address 100.64.0.7.
+        let udp = [0x9c, 0x40, 0, 53, 0, 8, 0, 0];
+        let quoted = ip4(17, [100, 64, 0, 7], [8, 8, 8, 8], &udp);
+        let mut body = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&quoted);
+        let mut p = ip4(1, [8, 8, 8, 8], [100, 64, 0, 7], &body);
+        assert!(checksums_ok(&p));
+        set(&mut p, Field::Dst, "192.168.1.10").unwrap();
+        assert!(checksums_ok(&p));
+        let inner = &p[28..];
+        assert_eq!(parse(inner).unwrap().src, IpAddr::from([192, 168, 1, 10]));
+        assert!(checksums_ok(inner), "quoted packet's own checksums");
+        // A quote cut after 8 bytes of UDP (what routers send) is restored too.
+        let mut long = [0x77u8; 28];
+        long[..8].copy_from_slice(&[0x9c, 0x40, 0, 53, 0, 28, 0, 0]);
+        let quoted = ip4(17, [100, 64, 0, 7], [8, 8, 8, 8], &long);
+        let mut body = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&quoted[..28]);
+        let mut cut = ip4(1, [8, 8, 8, 8], [100, 64, 0, 7], &body);
+        let udp_csum = [cut[28 + 26], cut[28 + 27]];
+        set(&mut cut, Field::Dst, "192.168.1.10").unwrap();
+        assert_eq!(cut[28 + 12..28 + 16], [192, 168, 1, 10]);
+        assert!(
+            checksums_ok(&cut),
+            "the ICMP checksum covers the fixed quote"
+        );
+        assert_eq!(checksum(&cut[28..48], 0), 0, "quoted IPv4 header checksum");
+        let mut whole = ip4(17, [192, 168, 1, 10], [8, 8, 8, 8], &long);
+        assert_ne!(udp_csum, [whole[26], whole[27]]);
+        whole.truncate(28);
+        assert_eq!(cut[28..], whole[..], "the quote as if sent by the client");
+        // ICMPv6 "destination unreachable" about a TCP segment from a pool address.
+        let pool: Ipv6Addr = "fd62:7261:6964::5".parse().unwrap();
+        let server: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let q6 = ip6(6, pool, server, &TCP_SYN_L4);
+        let mut body6 = vec![1, 4, 0, 0, 0, 0, 0, 0];
+        body6.extend_from_slice(&q6);
+        let mut p6 = ip6(58, server, pool, &body6);
+        set(&mut p6, Field::Dst, "fd00::10").unwrap();
+        assert!(checksums_ok(&p6));
+        assert_eq!(
+            parse(&p6[48..]).unwrap().src,
+            "fd00::10".parse::<IpAddr>().unwrap()
+        );
+        assert!(checksums_ok(&p6[48..]));
+        // A quote about another address is left alone.
+        let other = ip4(17, [100, 64, 0, 8], [8, 8, 8, 8], &udp);
+        let mut body = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&other);
+        let mut p = ip4(1, [8, 8, 8, 8], [100, 64, 0, 7], &body);
+        set(&mut p, Field::Dst, "192.168.1.10").unwrap();
+        assert_eq!(p[28..], other[..]);
+    }
+
     #[test]
     fn flow_hash_is_stable_and_direction_aware() {
         let f = parse(&golden!("syn4")).unwrap().flow();
@@ -787,6 +1212,23 @@ mod tests {
             })
     }
 
+    /// Rewrites both addresses of whatever parses, with addresses of its own family, and
+    /// checks the view still tells what the bytes say.
+    fn set_both(b: &mut [u8]) {
+        let Ok(mut v) = PacketMut::parse(b) else {
+            return;
+        };
+        let a = if v.info().version == 4 {
+            IpAddr::from([100, 64, 3, 4])
+        } else {
+            IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 0x34])
+        };
+        v.set_addr(Field::Src, a).unwrap();
+        v.set_addr(Field::Dst, a).unwrap();
+        let info = *v.info();
+        assert_eq!(Ok(info), parse(b));
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200),
@@ -794,6 +1236,7 @@ mod tests {
             let _ = parse(&bytes);
             let mut b = bytes.clone();
             let _ = clamp_mss(&mut b, mss);
+            set_both(&mut b.clone());
             if let Ok(i) = parse(&bytes) {
                 prop_assert!(i.total_len <= bytes.len());
                 prop_assert!(i.l4_offset <= i.total_len);
@@ -817,6 +1260,7 @@ mod tests {
             }
             let _ = parse(&b);
             let _ = clamp_mss(&mut b.clone(), mss);
+            set_both(&mut b);
         }
 
         #[test]
