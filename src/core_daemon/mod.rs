@@ -628,7 +628,6 @@ impl Core {
             .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
             .down(info.dst, info.total_len);
         p.clamp_mss(self.mss);
-        let pkt = &pkt[..info.total_len];
         let verdict = self.classifier.classify(&info, Direction::Down, None);
         let counts = self.class_packets.entry(sid).or_default();
         let ci = usize::from(verdict.class);
@@ -641,7 +640,11 @@ impl Core {
             flow: u64::from(info.flow().hash(self.seed)),
             class: u8::try_from(verdict.class).unwrap_or(0),
         };
-        if self.ep.send(self.clock.now(), sid, pkt, meta).is_err() {
+        if self
+            .ep
+            .send(self.clock.now(), sid, p.bytes(), meta)
+            .is_err()
+        {
             *self.drops.entry("queue full").or_default() += 1;
         }
     }
