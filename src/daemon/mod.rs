@@ -10,7 +10,7 @@ pub mod users;
 
 pub use error::{Error, ReloadError};
 pub use link::{tcp_link, udp_link, Inbound, LinkIo, LinkTx};
-pub use runtime::{burst, drain_capture, write_state, HubIo, HubSink, Signal, Signals};
+pub use runtime::{burst, drain_capture, write_state, HubIo, HubSink, HubWriter, Signal, Signals};
 pub use start::{daemon_main, load_config, parse_args, run_local, DaemonArgs};
 
 use std::io::IsTerminal;

@@ -111,6 +111,51 @@ pub fn drain_capture(
     }
 }
 
+/// Writes the packets an event loop delivers to the hub, merging runs of one TCP flow into
+/// aggregates the kernel segments on the way out ([`crate::proto::coalesce`]): call
+/// [`HubWriter::write`] per packet and [`HubWriter::flush`] at the end of every burst.
+#[derive(Default)]
+pub struct HubWriter {
+    merge: crate::proto::coalesce::Coalescer,
+    /// Packets whose write failed since the last [`HubWriter::flush`].
+    failed: u64,
+}
+
+impl HubWriter {
+    /// Takes one IP packet for the hub (written now, or held in an aggregate until the next
+    /// packet or [`HubWriter::flush`]).
+    pub fn write(&mut self, capture: &Capture, packet: &[u8]) {
+        if !capture.offloads() {
+            if capture.send_ip(packet).is_err() {
+                self.failed += 1;
+            }
+            return;
+        }
+        let failed = &mut self.failed;
+        self.merge.push(packet, &mut |p, m| {
+            if capture.send_aggregate(p, m).is_err() {
+                *failed += 1;
+            }
+        });
+    }
+
+    /// Writes what is held; returns how many writes failed since the last flush.
+    pub fn flush(&mut self, capture: &Capture) -> u64 {
+        let failed = &mut self.failed;
+        self.merge.flush(&mut |p, m| {
+            if capture.send_aggregate(p, m).is_err() {
+                *failed += 1;
+            }
+        });
+        std::mem::take(&mut self.failed)
+    }
+
+    /// Packets that went out merged in an aggregate, so far.
+    pub fn merged(&self) -> u64 {
+        self.merge.merged
+    }
+}
+
 /// How many more queued datagrams [`burst`] handles after the first one.
 pub const BURST: usize = 64;
 

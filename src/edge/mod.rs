@@ -219,6 +219,8 @@ struct Edge {
     macs_read: Option<std::time::Instant>,
     /// A client address not in `macs` sent a packet (read the table again soon).
     macs_miss: bool,
+    /// Writes to the hub, merging runs of a TCP flow.
+    hub_out: daemon::HubWriter,
     // Space last: dropped after the hub and capture that live in it.
     _space: Space,
 }
@@ -379,6 +381,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         neigh_nl: None,
         macs_read: None,
         macs_miss: false,
+        hub_out: daemon::HubWriter::default(),
         _space: space,
     };
     edge.refresh_macs(true);
@@ -489,7 +492,11 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
             }
         }
     }
-    log::info!("edge stopping: removing steering, hub and space");
+    log::info!(
+        "edge stopping: removing steering, hub and space ({} packets to clients went out merged \
+         in TCP aggregates)",
+        edge.hub_out.merged()
+    );
     edge.count_quota();
     edge.keep_stamp_mark();
     edge.save_quota();
@@ -577,10 +584,12 @@ impl Edge {
                 self.users.down(info.dst, d.data.len());
             }
             clamp_mss(&mut d.data, self.mss);
-            if capture.send_ip(&d.data).is_err() {
-                *self.drops.entry("hub write failed").or_default() += 1;
-            }
+            self.hub_out.write(capture, &d.data);
             self.session.recycle(d.data);
+        }
+        let failed = self.hub_out.flush(capture);
+        if failed > 0 {
+            *self.drops.entry("hub write failed").or_default() += failed;
         }
         while let Some(e) = self.session.poll_event() {
             match e {

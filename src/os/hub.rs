@@ -23,10 +23,13 @@
 //! ([`Hub::create`] sets them, see [`hub_feature`]): for every other kind (TCP over IPv6, UDP
 //! GSO, tunnels, SCTP, GSO lists) the kernel segments and checksums before the frame crosses
 //! the hub. Slots are therefore [`SLOT`] bytes, room for a 64 KB aggregate. Frames braid
-//! writes carry a zero header: complete packets within the MTU.
+//! writes carry a zero header (complete packets within the MTU), or for a TCP aggregate that
+//! [`crate::proto::coalesce`] merged, one that asks the kernel to segment it on its way out of
+//! the host ([`Capture::send_aggregate`]): the host's stack is crossed once per aggregate.
 
 use super::space::{Hub, Space};
 use super::{Error, Result};
+use crate::proto::coalesce::{Merged, TCP_CHECKSUM};
 use crate::proto::offload::{self, Gso, GsoKind, Offload, Partial};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -472,10 +475,46 @@ impl Capture {
     /// packet's length.
     pub fn send_ip(&self, packet: &[u8]) -> io::Result<usize> {
         let (h, at) = self.head(packet)?;
+        self.write_iov(&h[at..], packet)
+    }
+
+    /// Frames carry a `virtio_net_hdr` ([`Capture::enable_offloads`]): only then can
+    /// [`Capture::send_aggregate`] write an aggregate.
+    pub fn offloads(&self) -> bool {
+        self.vnet
+    }
+
+    /// Writes an IP packet as [`Capture::send_ip`] does or, with `merged`, a TCP/IPv4
+    /// aggregate ([`crate::proto::coalesce`]) that the kernel cuts into its segments on its way
+    /// out of the host (its checksum partial, in the `virtio_net_hdr`). Aggregates need
+    /// [`Capture::offloads`]: without, `InvalidInput` and nothing sent.
+    pub fn send_aggregate(&self, packet: &[u8], merged: Option<Merged>) -> io::Result<usize> {
+        let Some(m) = merged else {
+            return self.send_ip(packet);
+        };
+        if !self.vnet || m.l4 + TCP_CHECKSUM + 2 > m.headers || m.headers >= packet.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an aggregate needs the socket's offloads and its headers",
+            ));
+        }
+        let (mut h, _) = self.head(packet)?;
+        let ne = |v: usize| (v as u16).to_ne_bytes();
+        h[0] = VNET_F_NEEDS_CSUM;
+        h[1] = VNET_GSO_TCPV4;
+        h[2..4].copy_from_slice(&ne(ETH_HLEN + m.headers));
+        h[4..6].copy_from_slice(&m.size.to_ne_bytes());
+        h[6..8].copy_from_slice(&ne(ETH_HLEN + m.l4));
+        h[8..10].copy_from_slice(&ne(TCP_CHECKSUM));
+        self.write_iov(&h, packet)
+    }
+
+    /// One `sendmsg` of `head` then `packet`.
+    fn write_iov(&self, head: &[u8], packet: &[u8]) -> io::Result<usize> {
         let iov = [
             libc::iovec {
-                iov_base: h[at..].as_ptr() as *mut libc::c_void,
-                iov_len: h.len() - at,
+                iov_base: head.as_ptr() as *mut libc::c_void,
+                iov_len: head.len(),
             },
             libc::iovec {
                 iov_base: packet.as_ptr() as *mut libc::c_void,

@@ -5,6 +5,7 @@
 //! clock and the sockets, and drive this code through `handle_*` / `poll_*` calls.
 #![forbid(unsafe_code)]
 
+pub mod coalesce;
 pub mod cookie;
 pub mod endpoint;
 pub mod link;
