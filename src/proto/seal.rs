@@ -1079,6 +1079,26 @@ mod tests {
         }
     }
 
+    /// Fresh keys for an edge and a core, and the core's acceptor.
+    fn fresh() -> (Keypair, Keypair, Acceptor) {
+        let (edge_key, core_key) = (Keypair::generate(), Keypair::generate());
+        let acceptor = Acceptor::new(core_key.clone());
+        (edge_key, core_key, acceptor)
+    }
+
+    /// The init `edge` writes at `now` (a handshake is due).
+    fn init(edge: &mut Channel, now: Instant) -> Vec<u8> {
+        let mut buf = [0u8; 256];
+        let n = edge
+            .poll_handshake(now, &mut buf)
+            .expect("a handshake is due");
+        buf[..n].to_vec()
+    }
+
+    fn admit_all(_: &[u8; 32], _: u64) -> Admission {
+        Admission::NewSession
+    }
+
     struct Pair {
         edge: Channel,
         core: Channel,
@@ -1087,25 +1107,14 @@ mod tests {
     }
 
     fn handshake(now: Instant) -> Pair {
-        let edge_key = Keypair::generate();
-        let core_key = Keypair::generate();
-        let mut acceptor = Acceptor::new(core_key.clone());
+        let (edge_key, core_key, mut acceptor) = fresh();
         let mut edge = Channel::initiator(&edge_key, core_key.public, now);
-        let mut init = [0u8; 256];
-        let n = edge
-            .poll_handshake(now, &mut init)
-            .expect("first init at once");
-        assert_eq!(n, INIT_LEN);
+        let init = init(&mut edge, now);
+        assert_eq!(init.len(), INIT_LEN);
         let mut resp = [0u8; 256];
         let allowed = edge_key.public;
         let acc = acceptor
-            .accept(
-                now,
-                &init[..n],
-                |k, _| admit_only(k, &allowed),
-                77,
-                &mut resp,
-            )
+            .accept(now, &init, |k, _| admit_only(k, &allowed), 77, &mut resp)
             .unwrap();
         assert_eq!(acc.peer_public, edge_key.public);
         let m = acc.response_len;
@@ -1246,15 +1255,12 @@ mod tests {
 
     #[test]
     fn wrong_server_key_fails_cheaply() {
-        let edge_key = Keypair::generate();
-        let core_key = Keypair::generate();
+        let (edge_key, _, mut acceptor) = fresh();
         let other = Keypair::generate();
         let mut edge = Channel::initiator(&edge_key, other.public, t(0));
-        let mut init = [0u8; 256];
-        let n = edge.poll_handshake(t(0), &mut init).unwrap();
-        let mut acceptor = Acceptor::new(core_key);
+        let init = init(&mut edge, t(0));
         let mut resp = [0u8; 256];
-        let r = acceptor.accept(t(0), &init[..n], |_, _| Admission::NewSession, 1, &mut resp);
+        let r = acceptor.accept(t(0), &init, admit_all, 1, &mut resp);
         assert_eq!(
             r.err(),
             Some(SealError::BadMac),
@@ -1265,92 +1271,64 @@ mod tests {
 
     #[test]
     fn unknown_client_key_is_refused() {
-        let edge_key = Keypair::generate();
-        let core_key = Keypair::generate();
+        let (edge_key, core_key, mut acceptor) = fresh();
         let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
-        let mut init = [0u8; 256];
-        let n = edge.poll_handshake(t(0), &mut init).unwrap();
-        let mut acceptor = Acceptor::new(core_key);
+        let init = init(&mut edge, t(0));
         let mut resp = [0u8; 256];
-        let r = acceptor.accept(t(0), &init[..n], |_, _| Admission::Refused, 1, &mut resp);
+        let r = acceptor.accept(t(0), &init, |_, _| Admission::Refused, 1, &mut resp);
         assert_eq!(r.err(), Some(SealError::NotAllowed));
     }
 
     #[test]
-    fn replayed_init_is_refused() {
-        let edge_key = Keypair::generate();
-        let core_key = Keypair::generate();
+    fn a_replayed_init_is_refused_and_not_answered() {
+        let (edge_key, core_key, mut acceptor) = fresh();
         let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
-        let mut init = [0u8; 256];
-        let n = edge.poll_handshake(t(5), &mut init).unwrap();
-        let mut acceptor = Acceptor::new(core_key);
+        let init = init(&mut edge, t(5));
         let mut resp = [0u8; 256];
         assert!(acceptor
-            .accept(t(5), &init[..n], |_, _| Admission::NewSession, 1, &mut resp)
-            .is_ok());
-        let r = acceptor.accept(t(6), &init[..n], |_, _| Admission::NewSession, 2, &mut resp);
-        assert_eq!(r.err(), Some(SealError::Stale));
-    }
-
-    #[test]
-    fn a_copy_of_the_accepted_init_is_not_answered() {
-        let edge_key = Keypair::generate();
-        let core_key = Keypair::generate();
-        let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
-        let mut init = [0u8; 256];
-        let n = edge.poll_handshake(t(5), &mut init).unwrap();
-        let mut acceptor = Acceptor::new(core_key);
-        let mut resp = [0u8; 256];
-        let admit = |_: &[u8; 32], _| Admission::NewSession;
-        assert!(acceptor
-            .accept(t(5), &init[..n], admit, 1, &mut resp)
+            .accept(t(5), &init, admit_all, 1, &mut resp)
             .is_ok());
         // The same init, arriving on the second link (or replayed): nothing written.
         let mut quiet = [0u8; 256];
-        let r = acceptor.accept(t(6), &init[..n], admit, 2, &mut quiet);
+        let r = acceptor.accept(t(6), &init, admit_all, 2, &mut quiet);
         assert_eq!(r.err(), Some(SealError::Stale));
         assert!(quiet.iter().all(|&b| b == 0), "a copy got an answer");
     }
 
     #[test]
     fn an_init_behind_the_last_accepted_learns_the_time_and_gets_in_at_once() {
-        let edge_key = Keypair::generate();
-        let core_key = Keypair::generate();
-        let mut acceptor = Acceptor::new(core_key.clone());
-        let admit = |_: &[u8; 32], _| Admission::NewSession;
-        let (mut init, mut resp) = ([0u8; 256], [0u8; 256]);
+        let (edge_key, core_key, mut acceptor) = fresh();
+        let mut resp = [0u8; 256];
         // A first run of the edge, its clock a day ahead of the second run's.
         let day = 86_400_000;
         let mut first = Channel::initiator(&edge_key, core_key.public, t(day));
-        let n = first.poll_handshake(t(day), &mut init).unwrap();
+        let first_init = init(&mut first, t(day));
         acceptor
-            .accept(t(0), &init[..n], admit, 1, &mut resp)
+            .accept(t(0), &first_init, admit_all, 1, &mut resp)
             .unwrap();
         // The router rebooted without a clock and lost its high-water mark.
         let mut edge = Channel::initiator(&edge_key, core_key.public, t(5));
-        let n = edge.poll_handshake(t(5), &mut init).unwrap();
-        let r = acceptor.accept(t(10), &init[..n], admit, 2, &mut resp);
+        let r = acceptor.accept(t(10), &init(&mut edge, t(5)), admit_all, 2, &mut resp);
         assert_eq!(r.err(), Some(SealError::Behind));
         assert_eq!(acceptor.stats.refused(SealError::Behind), 1);
         // The answer is authenticated and installs nothing; the edge goes past that time.
         assert_eq!(edge.open(t(20), &mut resp[..RESPONSE_LEN]), Ok(None));
         assert!(!edge.is_established());
         assert_eq!(edge.stamp_high(), day * MS + 1);
-        let n = edge
-            .poll_handshake(t(20), &mut init)
-            .expect("a new init at once, not after the retry time");
+        // A new init at once, not after the retry time.
+        let again = init(&mut edge, t(20));
         let acc = acceptor
-            .accept(t(20), &init[..n], admit, 3, &mut resp)
+            .accept(t(20), &again, admit_all, 3, &mut resp)
             .expect("accepted");
         edge.open(t(30), &mut resp[..acc.response_len]).unwrap();
         assert!(edge.is_established());
         // Someone else's answer (tampered) moves nothing.
         let mut other = Channel::initiator(&edge_key, core_key.public, t(5));
-        let n = other.poll_handshake(t(40), &mut init).unwrap();
+        let other_init = init(&mut other, t(40));
         let mut resp2 = [0u8; 256];
         assert_eq!(
             acceptor
-                .accept(t(40), &init[..n], admit, 4, &mut resp2)
+                .accept(t(40), &other_init, admit_all, 4, &mut resp2)
                 .err(),
             Some(SealError::Behind)
         );
@@ -1365,11 +1343,8 @@ mod tests {
 
     #[test]
     fn stamps_grow_from_the_floor_whatever_the_clock() {
-        let edge_key = Keypair::generate();
-        let core_key = Keypair::generate();
-        let mut acceptor = Acceptor::new(core_key.clone());
-        let admit = |_: &[u8; 32], _| Admission::NewSession;
-        let (mut init, mut resp) = ([0u8; 256], [0u8; 256]);
+        let (edge_key, core_key, mut acceptor) = fresh();
+        let mut resp = [0u8; 256];
         let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
         edge.raise_stamp_floor(7_000_000);
         edge.raise_stamp_floor(3_000_000); // never lowers
@@ -1377,10 +1352,10 @@ mod tests {
             // The same `now` each time (a clock that does not move): still newer every time.
             edge.request_handshake();
             edge.pending = None;
-            let n = edge.poll_handshake(t(1), &mut init).unwrap();
+            let init = init(&mut edge, t(1));
             assert_eq!(edge.stamp_high(), 7_000_000 + i);
             assert!(acceptor
-                .accept(t(1), &init[..n], admit, i as u32, &mut resp)
+                .accept(t(1), &init, admit_all, i as u32, &mut resp)
                 .is_ok());
         }
     }
@@ -1396,14 +1371,13 @@ mod tests {
             (Admission::SameSession, false),
         ] {
             p.edge.request_handshake();
-            let mut init = [0u8; 256];
-            let n = p.edge.poll_handshake(t(1), &mut init).unwrap();
+            let init = init(&mut p.edge, t(1));
             let mut resp = [0u8; 256];
             let acc = p
                 .acceptor
                 .accept(
                     t(1),
-                    &init[..n],
+                    &init,
                     |k, e| {
                         assert_eq!((*k, e), (allowed, p.edge.epoch()));
                         admission
@@ -1438,23 +1412,18 @@ mod tests {
 
     #[test]
     fn tampered_init_and_response_are_refused() {
-        let edge_key = Keypair::generate();
-        let core_key = Keypair::generate();
-        let mut acceptor = Acceptor::new(core_key.clone());
+        let (edge_key, core_key, mut acceptor) = fresh();
         let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
-        let mut init = [0u8; 256];
-        let n = edge.poll_handshake(t(0), &mut init).unwrap();
-        let mut bad = init[..n].to_vec();
+        let init = init(&mut edge, t(0));
+        let mut bad = init.clone();
         bad[40] ^= 1;
         let mut resp = [0u8; 256];
         assert_eq!(
-            acceptor
-                .accept(t(0), &bad, |_, _| Admission::NewSession, 1, &mut resp)
-                .err(),
+            acceptor.accept(t(0), &bad, admit_all, 1, &mut resp).err(),
             Some(SealError::BadMac)
         );
         let acc = acceptor
-            .accept(t(0), &init[..n], |_, _| Admission::NewSession, 1, &mut resp)
+            .accept(t(0), &init, admit_all, 1, &mut resp)
             .unwrap();
         let mut bad_resp = resp[..acc.response_len].to_vec();
         bad_resp[20] ^= 1;
@@ -1566,18 +1535,13 @@ mod tests {
 
     #[test]
     fn acceptor_rate_limits_handshakes() {
-        let core_key = Keypair::generate();
-        let mut acceptor = Acceptor::new(core_key.clone());
-        let edge_key = Keypair::generate();
+        let (edge_key, core_key, mut acceptor) = fresh();
         let mut resp = [0u8; 256];
         let (mut computed, mut cookies) = (0, 0);
         for i in 0..(HANDSHAKES_PER_SECOND + 50) {
             let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
-            let mut init = [0u8; 256];
-            let n = edge
-                .poll_handshake(Instant(u64::from(i) + 1), &mut init)
-                .unwrap();
-            match acceptor.accept(t(0), &init[..n], |_, _| Admission::NewSession, i, &mut resp) {
+            let init = init(&mut edge, Instant(u64::from(i) + 1));
+            match acceptor.accept(t(0), &init, admit_all, i, &mut resp) {
                 Err(SealError::Cookie) => cookies += 1,
                 _ => computed += 1,
             }
@@ -1596,25 +1560,15 @@ mod tests {
     /// cookie at its first try, gets in at its second; its rekey (cookie in hand) at its first.
     #[test]
     fn under_a_forged_flood_a_real_edge_gets_in_at_its_second_try() {
-        let core_key = Keypair::generate();
-        let edge_key = Keypair::generate();
-        let mut acc = Acceptor::new(core_key.clone());
+        let (edge_key, core_key, mut acc) = fresh();
         let forged: Vec<Vec<u8>> = (0..8)
             .map(|i| {
                 let mut ch = Channel::initiator(&Keypair::generate(), core_key.public, t(0));
-                let mut b = [0u8; 256];
-                let n = ch.poll_handshake(t(i), &mut b).unwrap();
-                b[..n].to_vec()
+                init(&mut ch, t(i))
             })
             .collect();
         let allowed = edge_key.public;
-        let admit = move |k: &[u8; 32], _| {
-            if *k == allowed {
-                Admission::NewSession
-            } else {
-                Admission::Refused
-            }
-        };
+        let admit = move |k: &[u8; 32], _| admit_only(k, &allowed);
         let edge_src = source(0xc633_6407);
         let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
         let (mut forged_computed, mut tries, mut rekey_tries) = (0u32, 0, 0);
@@ -1672,32 +1626,22 @@ mod tests {
 
     #[test]
     fn a_cookie_reply_for_another_init_is_refused() {
-        let core_key = Keypair::generate();
-        let mut acc = Acceptor::new(core_key.clone());
-        let mut edge = Channel::initiator(&Keypair::generate(), core_key.public, t(0));
-        let mut a = [0u8; 256];
-        let n = edge.poll_handshake(t(0), &mut a).unwrap();
+        let (edge_key, core_key, mut acc) = fresh();
+        let mut edge = Channel::initiator(&edge_key, core_key.public, t(0));
+        let first = init(&mut edge, t(0));
         let mut reply = [0u8; 256];
         // Spend the budget so that the acceptor answers with a cookie.
         acc.tokens = 0;
-        let r = acc.accept_from(
-            t(0),
-            &a[..n],
-            &source(1),
-            |_, _| Admission::NewSession,
-            1,
-            &mut reply,
-        );
+        let r = acc.accept_from(t(0), &first, &source(1), admit_all, 1, &mut reply);
         assert_eq!(r.err(), Some(SealError::Cookie));
         let reply = &reply[..cookie::REPLY_LEN];
         // The edge retried meanwhile: the reply answers an init it no longer waits for.
-        let _ = edge.poll_handshake(t(1000), &mut a).unwrap();
+        init(&mut edge, t(1000));
         assert_eq!(
             edge.handle_cookie(t(1000), reply),
             Err(SealError::UnknownIndex)
         );
-        let n = edge.poll_handshake(t(2000), &mut a).unwrap();
-        assert_eq!(n, INIT_LEN, "no cookie taken");
+        assert_eq!(init(&mut edge, t(2000)).len(), INIT_LEN, "no cookie taken");
     }
 
     #[test]
