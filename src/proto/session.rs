@@ -43,9 +43,7 @@ use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
 use crate::proto::sched::drr::DrrOrder;
 use crate::proto::sched::path::ByMode;
 use crate::proto::sched::resend::{pick_resend_link, ResendQueue, MAX_RESENDS};
-use crate::proto::sched::{
-    Choice, ClassConfig, ClassId, ConnOrder, Entry, LinkView, Mode, PathChoice, PktId,
-};
+use crate::proto::sched::{Choice, ClassConfig, ClassId, ConnOrder, Entry, LinkView, Mode, PktId};
 use crate::proto::seal::{self, Channel, SealError};
 use crate::proto::wire::{
     self, Ack, Control, DataForm, DataHeader, Frame, FrameWriter, LinkRole, Probe, WireError,

@@ -1,8 +1,8 @@
-//! The three schedulers of the design, each behind a small trait.
+//! The three schedulers of the design.
 //!
 //! - Connection order ([`ConnOrder`], default [`drr::DrrOrder`]): which user's queued packet
 //!   goes next. Deficit round robin across users; classes with strict priority and weights.
-//! - Path choice ([`PathChoice`], [`path`]): which link(s) carry a packet. Earliest expected
+//! - Path choice ([`path::ByMode`]): which link(s) carry a packet. Earliest expected
 //!   arrival by default; weighted, redundant, backup (active/standby) and pinned per class.
 //! - Data order ([`resend::ResendQueue`]): lost packets are resent ahead of new data on the
 //!   fastest other link.
@@ -138,6 +138,33 @@ impl LinkView {
     }
 }
 
+#[cfg(test)]
+impl LinkView {
+    /// A usable link for the scheduler tests (weight 1, 0.5 ms a packet): `owd_us` one-way; a
+    /// packet put at the head of its queue (or a resend) arrives at `head_us`, one appended at
+    /// `tail_us`.
+    pub(crate) fn for_test(
+        id: LinkId,
+        role: LinkRole,
+        owd_us: u64,
+        head_us: u64,
+        tail_us: u64,
+    ) -> Self {
+        LinkView {
+            id,
+            role,
+            usable: true,
+            degraded: false,
+            weight: 1,
+            arrival: Instant(tail_us),
+            arrival_head: Instant(head_us),
+            arrival_resend: Instant(head_us),
+            one_way_us: owd_us,
+            packet_time_us: 500,
+        }
+    }
+}
+
 /// The links a packet was assigned to (indices into the `links` slice), at most two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
@@ -147,17 +174,4 @@ pub enum Choice {
     Wait,
     /// No allowed link is usable at all.
     NoPath,
-}
-
-/// Path choice for one class.
-pub trait PathChoice {
-    /// Picks link(s) for a packet of `class`. `urgent` = it will be put at the head of the link
-    /// queue (priority class), so compare `arrival_head`.
-    fn choose(
-        &mut self,
-        now: Instant,
-        class: &ClassConfig,
-        links: &[LinkView],
-        urgent: bool,
-    ) -> Choice;
 }

@@ -8,7 +8,7 @@
 //! arrival is within (largest one-way delay among the links considered + 2 packet times + 2 ms)
 //! from now. Beyond that the packet stays in the user queues, where DRR and priorities act.
 
-use super::{Choice, ClassConfig, LinkView, Mode, PathChoice};
+use super::{Choice, ClassConfig, LinkId, LinkView, Mode};
 use crate::proto::Instant;
 
 const HORIZON_SLACK_US: u64 = 2_000;
@@ -44,6 +44,13 @@ fn best_tier(links: &[LinkView]) -> Option<u8> {
         .min()
 }
 
+/// The tiers to try in turn, each as the largest tier allowed: the best usable tier, then (when
+/// that is the primaries and they are saturated) the secondaries too. `None`: no usable link.
+fn tiers(links: &[LinkView]) -> Option<core::ops::RangeInclusive<u8>> {
+    let t0 = best_tier(links)?;
+    Some(t0..=t0.max(1))
+}
+
 /// Earliest expected arrival among the usable links of tiers <= `max_tier`.
 fn earliest(links: &[LinkView], max_tier: u8, urgent: bool, skip: Option<usize>) -> Option<usize> {
     let mut best: Option<usize> = None;
@@ -59,38 +66,25 @@ fn earliest(links: &[LinkView], max_tier: u8, urgent: bool, skip: Option<usize>)
 }
 
 /// Default: the link where the packet is expected to arrive first.
-#[derive(Debug, Default)]
-pub struct EarliestArrival;
-
-impl PathChoice for EarliestArrival {
-    fn choose(
-        &mut self,
-        now: Instant,
-        _class: &ClassConfig,
-        links: &[LinkView],
-        urgent: bool,
-    ) -> Choice {
-        let Some(t0) = best_tier(links) else {
-            return Choice::NoPath;
+fn earliest_arrival(now: Instant, links: &[LinkView], urgent: bool) -> Choice {
+    let Some(tiers) = tiers(links) else {
+        return Choice::NoPath;
+    };
+    for max_tier in tiers {
+        let Some(i) = earliest(links, max_tier, urgent, None) else {
+            continue;
         };
-        // The usable tier, then (when it is saturated) the next tier up to secondaries.
-        let last = if t0 == 0 { 1 } else { t0 };
-        for max_tier in t0..=last {
-            let Some(i) = earliest(links, max_tier, urgent, None) else {
-                continue;
-            };
-            if urgent || arrival(&links[i], urgent) <= horizon(now, links, max_tier) {
-                return Choice::One(i);
-            }
+        if urgent || arrival(&links[i], urgent) <= horizon(now, links, max_tier) {
+            return Choice::One(i);
         }
-        Choice::Wait
     }
+    Choice::Wait
 }
 
 /// Smooth weighted round robin (as nginx) over the usable links of the best tier that are not
 /// saturated; saturated links are skipped, so weights shape the split within capacity.
 #[derive(Debug)]
-pub struct Weighted {
+struct Weighted {
     current: [i64; 256],
 }
 
@@ -100,19 +94,12 @@ impl Default for Weighted {
     }
 }
 
-impl PathChoice for Weighted {
-    fn choose(
-        &mut self,
-        now: Instant,
-        _class: &ClassConfig,
-        links: &[LinkView],
-        urgent: bool,
-    ) -> Choice {
-        let Some(t0) = best_tier(links) else {
+impl Weighted {
+    fn choose(&mut self, now: Instant, links: &[LinkView], urgent: bool) -> Choice {
+        let Some(tiers) = tiers(links) else {
             return Choice::NoPath;
         };
-        let last = if t0 == 0 { 1 } else { t0 };
-        for max_tier in t0..=last {
+        for max_tier in tiers {
             let h = horizon(now, links, max_tier);
             let mut total = 0i64;
             let mut best: Option<usize> = None;
@@ -142,127 +129,90 @@ impl PathChoice for Weighted {
 }
 
 /// A copy on each of the two best links (best = earliest arrival, by tier preference).
-#[derive(Debug, Default)]
-pub struct Redundant;
-
-impl PathChoice for Redundant {
-    fn choose(
-        &mut self,
-        now: Instant,
-        _class: &ClassConfig,
-        links: &[LinkView],
-        urgent: bool,
-    ) -> Choice {
-        let Some(t0) = best_tier(links) else {
-            return Choice::NoPath;
-        };
-        // Prefer two links of the best tier; fill up from the next tiers if there is only one.
-        let mut first = None;
-        for max_tier in t0..=2 {
-            if let Some(i) = earliest(links, max_tier, urgent, None) {
-                first = Some(i);
-                break;
-            }
+fn redundant(now: Instant, links: &[LinkView], urgent: bool) -> Choice {
+    let Some(t0) = best_tier(links) else {
+        return Choice::NoPath;
+    };
+    // Prefer two links of the best tier; fill up from the next tiers if there is only one.
+    let mut first = None;
+    for max_tier in t0..=2 {
+        if let Some(i) = earliest(links, max_tier, urgent, None) {
+            first = Some(i);
+            break;
         }
-        let Some(a) = first else {
-            return Choice::NoPath;
-        };
-        if !urgent && arrival(&links[a], urgent) > horizon(now, links, t0.max(1)) {
-            return Choice::Wait;
-        }
-        for max_tier in t0..=2 {
-            if let Some(b) = earliest(links, max_tier, urgent, Some(a)) {
-                return Choice::Two(a, b);
-            }
-        }
-        // A single usable link: two copies on it, so one random loss costs no resend (the
-        // class is small, e.g. voice; the receiver drops the later copy).
-        Choice::Two(a, a)
     }
+    let Some(a) = first else {
+        return Choice::NoPath;
+    };
+    if !urgent && arrival(&links[a], urgent) > horizon(now, links, t0.max(1)) {
+        return Choice::Wait;
+    }
+    for max_tier in t0..=2 {
+        if let Some(b) = earliest(links, max_tier, urgent, Some(a)) {
+            return Choice::Two(a, b);
+        }
+    }
+    // A single usable link: two copies on it, so one random loss costs no resend (the
+    // class is small, e.g. voice; the receiver drops the later copy).
+    Choice::Two(a, a)
 }
 
 /// Active/standby: the first usable link in (tier, id) order carries everything.
-#[derive(Debug, Default)]
-pub struct Backup;
-
-impl PathChoice for Backup {
-    fn choose(
-        &mut self,
-        now: Instant,
-        _class: &ClassConfig,
-        links: &[LinkView],
-        urgent: bool,
-    ) -> Choice {
-        let mut best: Option<usize> = None;
-        for (i, l) in links.iter().enumerate() {
-            let Some(t) = l.tier().filter(|_| l.usable) else {
-                continue;
-            };
-            let key = (
-                t.min(1) + u8::from(l.role == crate::proto::wire::LinkRole::Backup),
-                l.id,
+fn backup(now: Instant, links: &[LinkView], urgent: bool) -> Choice {
+    let mut best: Option<usize> = None;
+    for (i, l) in links.iter().enumerate() {
+        let Some(t) = l.tier().filter(|_| l.usable) else {
+            continue;
+        };
+        let key = (
+            t.min(1) + u8::from(l.role == crate::proto::wire::LinkRole::Backup),
+            l.id,
+        );
+        if best.map_or(true, |b| {
+            let lb = &links[b];
+            let kb = (
+                lb.tier().unwrap_or(2).min(1)
+                    + u8::from(lb.role == crate::proto::wire::LinkRole::Backup),
+                lb.id,
             );
-            if best.map_or(true, |b| {
-                let lb = &links[b];
-                let kb = (
-                    lb.tier().unwrap_or(2).min(1)
-                        + u8::from(lb.role == crate::proto::wire::LinkRole::Backup),
-                    lb.id,
-                );
-                key < kb
-            }) {
-                best = Some(i);
-            }
+            key < kb
+        }) {
+            best = Some(i);
         }
-        let Some(b) = best else { return Choice::NoPath };
-        if !urgent && arrival(&links[b], false) > horizon(now, &links[b..=b], 2) {
-            return Choice::Wait;
-        }
-        Choice::One(b)
     }
+    let Some(b) = best else { return Choice::NoPath };
+    if !urgent && arrival(&links[b], false) > horizon(now, &links[b..=b], 2) {
+        return Choice::Wait;
+    }
+    Choice::One(b)
 }
 
 /// Only the class's pinned link.
-#[derive(Debug, Default)]
-pub struct Pinned;
-
-impl PathChoice for Pinned {
-    fn choose(
-        &mut self,
-        now: Instant,
-        class: &ClassConfig,
-        links: &[LinkView],
-        urgent: bool,
-    ) -> Choice {
-        let Mode::Pinned(id) = class.mode else {
-            return Choice::NoPath;
-        };
-        let Some(i) = links.iter().position(|l| l.id == id) else {
-            return Choice::NoPath;
-        };
-        let l = &links[i];
-        if !l.usable {
-            return Choice::Wait; // held until the link returns
-        }
-        if !urgent && arrival(l, false) > horizon(now, &links[i..=i], 2) {
-            return Choice::Wait;
-        }
-        Choice::One(i)
+fn pinned(id: LinkId, now: Instant, links: &[LinkView], urgent: bool) -> Choice {
+    let Some(i) = links.iter().position(|l| l.id == id) else {
+        return Choice::NoPath;
+    };
+    let l = &links[i];
+    if !l.usable {
+        return Choice::Wait; // held until the link returns
     }
+    if !urgent && arrival(l, false) > horizon(now, &links[i..=i], 2) {
+        return Choice::Wait;
+    }
+    Choice::One(i)
 }
 
-/// Dispatches on the class's mode to one scheduler of each kind.
+/// Path choice for every class: dispatches on the class's mode (the weighted mode keeps its
+/// round-robin state here).
 #[derive(Debug, Default)]
 pub struct ByMode {
-    pub aggregate: EarliestArrival,
-    pub weighted: Weighted,
-    pub redundant: Redundant,
-    pub backup: Backup,
-    pub pinned: Pinned,
+    weighted: Weighted,
 }
 
-impl PathChoice for ByMode {
-    fn choose(
+impl ByMode {
+    /// Picks link(s) for a packet of `class`. `urgent` = it will be put at the head of the link
+    /// queue (priority class), so compare `arrival_head`.
+    pub fn choose(
         &mut self,
         now: Instant,
         class: &ClassConfig,
@@ -270,11 +220,11 @@ impl PathChoice for ByMode {
         urgent: bool,
     ) -> Choice {
         match class.mode {
-            Mode::Aggregate => self.aggregate.choose(now, class, links, urgent),
-            Mode::Weighted => self.weighted.choose(now, class, links, urgent),
-            Mode::Redundant => self.redundant.choose(now, class, links, urgent),
-            Mode::Backup => self.backup.choose(now, class, links, urgent),
-            Mode::Pinned(_) => self.pinned.choose(now, class, links, urgent),
+            Mode::Aggregate => earliest_arrival(now, links, urgent),
+            Mode::Weighted => self.weighted.choose(now, links, urgent),
+            Mode::Redundant => redundant(now, links, urgent),
+            Mode::Backup => backup(now, links, urgent),
+            Mode::Pinned(id) => pinned(id, now, links, urgent),
         }
     }
 }
@@ -286,18 +236,8 @@ mod tests {
 
     /// A link with `queue_ms` of queue and `owd_ms` one-way delay, at t = 0.
     fn lv(id: u8, role: LinkRole, queue_ms: u64, owd_ms: u64) -> LinkView {
-        LinkView {
-            id,
-            role,
-            usable: true,
-            degraded: false,
-            weight: 1,
-            arrival: Instant((queue_ms + owd_ms) * 1000 + 500),
-            arrival_head: Instant(owd_ms * 1000 + 500),
-            arrival_resend: Instant(owd_ms * 1000 + 500),
-            one_way_us: owd_ms * 1000,
-            packet_time_us: 500,
-        }
+        let head_us = owd_ms * 1000 + 500;
+        LinkView::for_test(id, role, owd_ms * 1000, head_us, head_us + queue_ms * 1000)
     }
 
     const T0: Instant = Instant(0);
@@ -305,35 +245,33 @@ mod tests {
 
     #[test]
     fn earliest_arrival_picks_minimum_and_waits_beyond_horizon() {
-        let mut s = EarliestArrival;
         let links = [
             lv(1, LinkRole::Primary, 0, 20),
             lv(2, LinkRole::Primary, 0, 40),
         ];
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(0));
+        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(0));
         // Link 1 queued 25 ms: 45 ms > link 2's 40 ms.
         let links = [
             lv(1, LinkRole::Primary, 25, 20),
             lv(2, LinkRole::Primary, 0, 40),
         ];
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(1));
+        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(1));
         // Both beyond the horizon (40 + 1 + 2 ms): wait in the user queue.
         let links = [
             lv(1, LinkRole::Primary, 30, 20),
             lv(2, LinkRole::Primary, 10, 40),
         ];
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::Wait);
+        assert_eq!(earliest_arrival(T0, &links, false), Choice::Wait);
         // Urgent packets compare head-of-queue arrival and are never held.
-        assert_eq!(s.choose(T0, &C, &links, true), Choice::One(0));
+        assert_eq!(earliest_arrival(T0, &links, true), Choice::One(0));
         let mut l = links;
         l[0].usable = false;
         l[1].usable = false;
-        assert_eq!(s.choose(T0, &C, &l, false), Choice::NoPath);
+        assert_eq!(earliest_arrival(T0, &l, false), Choice::NoPath);
     }
 
     #[test]
     fn roles_secondary_only_when_primaries_saturated_backup_only_when_alone() {
-        let mut s = EarliestArrival;
         let mut links = [
             lv(1, LinkRole::Primary, 2, 30),
             lv(2, LinkRole::Secondary, 0, 5),
@@ -341,23 +279,23 @@ mod tests {
             lv(4, LinkRole::Never, 0, 1),
         ];
         // The secondary would be faster, but the primary is within its horizon.
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(0));
+        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(0));
         // Primary saturated: the secondary takes it.
         links[0] = lv(1, LinkRole::Primary, 40, 30);
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(1));
+        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(1));
         // Primary down, secondary down: the backup.
         links[0].usable = false;
         links[1].usable = false;
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(2));
+        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(2));
         links[2].usable = false;
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::NoPath);
+        assert_eq!(earliest_arrival(T0, &links, false), Choice::NoPath);
         // A degraded primary acts as a secondary.
         let mut links = [
             lv(1, LinkRole::Primary, 0, 5),
             lv(2, LinkRole::Primary, 0, 30),
         ];
         links[0].degraded = true;
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(1));
+        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(1));
     }
 
     #[test]
@@ -370,7 +308,7 @@ mod tests {
         links[0].weight = 3;
         let mut n = [0; 2];
         for _ in 0..400 {
-            match s.choose(T0, &C, &links, false) {
+            match s.choose(T0, &links, false) {
                 Choice::One(i) => n[i] += 1,
                 c => panic!("{c:?}"),
             }
@@ -380,49 +318,47 @@ mod tests {
         links[0] = lv(1, LinkRole::Primary, 50, 20);
         links[0].weight = 3;
         for _ in 0..10 {
-            assert_eq!(s.choose(T0, &C, &links, false), Choice::One(1));
+            assert_eq!(s.choose(T0, &links, false), Choice::One(1));
         }
     }
 
     #[test]
     fn redundant_uses_two_best_links() {
-        let mut s = Redundant;
         let links = [
             lv(1, LinkRole::Primary, 10, 20),
             lv(2, LinkRole::Primary, 0, 10),
             lv(3, LinkRole::Primary, 0, 25),
         ];
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::Two(1, 2));
+        assert_eq!(redundant(T0, &links, false), Choice::Two(1, 2));
         // Only one primary left: the second copy goes to a secondary.
         let links = [
             lv(1, LinkRole::Primary, 0, 20),
             lv(2, LinkRole::Secondary, 0, 30),
         ];
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::Two(0, 1));
+        assert_eq!(redundant(T0, &links, false), Choice::Two(0, 1));
         let mut links = links;
         links[1].usable = false;
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::Two(0, 0));
+        assert_eq!(redundant(T0, &links, false), Choice::Two(0, 0));
     }
 
     #[test]
     fn backup_mode_is_active_standby() {
-        let mut s = Backup;
         let mut links = [
             lv(3, LinkRole::Backup, 0, 1),
             lv(2, LinkRole::Primary, 0, 30),
             lv(1, LinkRole::Primary, 0, 40),
         ];
         // The first primary by id, even though another is faster.
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(2));
+        assert_eq!(backup(T0, &links, false), Choice::One(2));
         links[2].usable = false;
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(1));
+        assert_eq!(backup(T0, &links, false), Choice::One(1));
         links[1].usable = false;
-        assert_eq!(s.choose(T0, &C, &links, false), Choice::One(0));
+        assert_eq!(backup(T0, &links, false), Choice::One(0));
     }
 
     #[test]
     fn pinned_holds_while_its_link_is_down() {
-        let mut s = Pinned;
+        let mut s = ByMode::default();
         let c = ClassConfig {
             mode: Mode::Pinned(2),
             ..C

@@ -92,18 +92,8 @@ mod tests {
     use crate::proto::Instant;
 
     fn lv(id: u8, role: LinkRole, head_ms: u64) -> LinkView {
-        LinkView {
-            id,
-            role,
-            usable: true,
-            degraded: false,
-            weight: 1,
-            arrival: Instant(head_ms * 1000 + 10_000),
-            arrival_head: Instant(head_ms * 1000),
-            arrival_resend: Instant(head_ms * 1000),
-            one_way_us: head_ms * 1000,
-            packet_time_us: 500,
-        }
+        let us = head_ms * 1000;
+        LinkView::for_test(id, role, us, us, us + 10_000)
     }
 
     #[test]
