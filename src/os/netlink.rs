@@ -192,6 +192,35 @@ pub(crate) fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
+/// One netlink message: its header's type, flags and sequence number, and its payload.
+pub(crate) struct Msg<'a> {
+    pub ty: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+/// Iterates over the netlink messages in a datagram; stops at the first malformed header.
+pub(crate) fn messages(mut b: &[u8]) -> impl Iterator<Item = Msg<'_>> {
+    std::iter::from_fn(move || {
+        if b.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes(b[0..4].try_into().expect("4 bytes")) as usize;
+        if len < 16 || len > b.len() {
+            return None;
+        }
+        let msg = Msg {
+            ty: u16::from_ne_bytes([b[4], b[5]]),
+            flags: u16::from_ne_bytes([b[6], b[7]]),
+            seq: u32::from_ne_bytes(b[8..12].try_into().expect("4 bytes")),
+            payload: &b[16..len],
+        };
+        b = &b[align4(len).min(b.len())..];
+        Some(msg)
+    })
+}
+
 fn ne_u32(b: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
 }
@@ -374,20 +403,10 @@ impl Socket {
     pub(crate) fn wait_ack(&mut self, seq: u32, what: &dyn Fn() -> String) -> Result<()> {
         loop {
             let n = self.recv_raw(0).map_err(|e| Error::new(what(), e))?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let b = &self.rx[off..n];
-                let len = u32::from_ne_bytes(b[0..4].try_into().expect("4 bytes")) as usize;
-                if len < 16 || len > b.len() {
-                    break;
+            for m in messages(&self.rx[..n]) {
+                if m.ty == NLMSG_ERROR && m.seq == seq {
+                    return parse_error(m.payload, m.flags).map_err(|e| nl_error(what(), e));
                 }
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let flags = u16::from_ne_bytes([b[6], b[7]]);
-                let mseq = u32::from_ne_bytes(b[8..12].try_into().expect("4 bytes"));
-                if ty == NLMSG_ERROR && mseq == seq {
-                    return parse_error(&b[16..len], flags).map_err(|e| nl_error(what(), e));
-                }
-                off += align4(len);
             }
         }
     }
@@ -404,28 +423,15 @@ impl Socket {
         let mut out = Vec::new();
         loop {
             let n = self.recv_raw(0).map_err(|e| Error::new(what(), e))?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let b = &self.rx[off..n];
-                let len = u32::from_ne_bytes(b[0..4].try_into().expect("4 bytes")) as usize;
-                if len < 16 || len > b.len() {
-                    break;
-                }
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let flags = u16::from_ne_bytes([b[6], b[7]]);
-                let mseq = u32::from_ne_bytes(b[8..12].try_into().expect("4 bytes"));
-                off += align4(len);
-                if mseq != seq {
-                    continue;
-                }
-                match ty {
+            for m in messages(&self.rx[..n]).filter(|m| m.seq == seq) {
+                match m.ty {
                     NLMSG_DONE => return Ok(out),
                     NLMSG_ERROR => {
-                        parse_error(&b[16..len], flags).map_err(|e| nl_error(what(), e))?;
+                        parse_error(m.payload, m.flags).map_err(|e| nl_error(what(), e))?;
                         return Ok(out);
                     }
                     _ => {
-                        out.push(b[16..len].to_vec());
+                        out.push(m.payload.to_vec());
                         if !is_dump {
                             return Ok(out);
                         }
@@ -1366,17 +1372,9 @@ impl Watch {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
                 Err(e) => return Err(Error::new("read rtnetlink events", e)),
             };
-            let rx = self.sock.rx();
-            let mut off = 0;
-            while off + 16 <= n {
-                let b = &rx[off..n];
-                let len = u32::from_ne_bytes(b[0..4].try_into().expect("4 bytes")) as usize;
-                if len < 16 || len > b.len() {
-                    break;
-                }
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let p = &b[16..len];
-                let ev = match ty {
+            for m in messages(&self.sock.rx()[..n]) {
+                let p = m.payload;
+                let ev = match m.ty {
                     RTM_NEWLINK => parse_link(p).map(Event::Link),
                     RTM_DELLINK => parse_link(p).map(Event::LinkGone),
                     RTM_NEWADDR => parse_addr(p).map(Event::AddrAdded),
@@ -1384,7 +1382,6 @@ impl Watch {
                     _ => None,
                 };
                 out.extend(ev);
-                off += align4(len);
             }
         }
     }
@@ -1428,6 +1425,26 @@ mod tests {
         assert_eq!(l.index, 7);
         assert_eq!(l.name, "bo-x");
         assert_eq!(l.kind.as_deref(), Some("veth"));
+    }
+
+    #[test]
+    fn messages_walk_a_datagram_and_stop_at_a_bad_header() {
+        let mut d = MsgBuf::new(RTM_NEWLINK, NLM_F_REQUEST);
+        d.raw(&ifinfomsg(7, 0, 0)).attr_str(IFLA_IFNAME, "bo-x");
+        let mut b = d.finish(5).to_vec();
+        b.extend_from_slice(MsgBuf::new(NLMSG_DONE, 0).finish(6));
+        b.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let got: Vec<_> = messages(&b)
+            .map(|m| (m.ty, m.seq, m.payload.len()))
+            .collect();
+        assert_eq!(got, [(RTM_NEWLINK, 5, b.len() - 48), (NLMSG_DONE, 6, 0)]);
+        assert_eq!(
+            parse_link(messages(&b).next().unwrap().payload)
+                .unwrap()
+                .name,
+            "bo-x"
+        );
+        assert_eq!(messages(&b[..15]).count(), 0);
     }
 
     #[test]
