@@ -58,19 +58,10 @@ pub fn table(records: &[RunRecord]) -> String {
     );
     for r in records {
         let w = &r.result;
-        let rr =
-            w.rr.as_ref()
-                .map(|x| format!("{:.0}/{:.0}", x.p50_ms, x.p99_ms))
-                .unwrap_or_else(|| "-".into());
-        let udp = match (&w.udp_up, &w.udp_down) {
-            (Some(u), Some(d)) => format!(
-                "{:.1}%/{}/{:.1}",
-                (u.loss_pct + d.loss_pct) / 2.0,
-                u.late + d.late,
-                (u.jitter_ms + d.jitter_ms) / 2.0
-            ),
-            _ => "-".into(),
-        };
+        let rr = rr_cell(w, "/");
+        let udp = udp_cell(w, |loss, late, jitter| {
+            format!("{loss:.1}%/{late}/{jitter:.1}")
+        });
         let _ = writeln!(
             s,
             "{:<10} {:<7} {:<11} {:>3} {:>9.2} {:>6.1}% {:>9.2} {:>8.0} {:>6} {:>16} {:>18}",
@@ -90,6 +81,26 @@ pub fn table(records: &[RunRecord]) -> String {
     s
 }
 
+/// The request/response p50 and p99 in ms, joined by `sep`; "-" when the run had none.
+fn rr_cell(w: &WorkResult, sep: &str) -> String {
+    w.rr.as_ref()
+        .map(|x| format!("{:.0}{sep}{:.0}", x.p50_ms, x.p99_ms))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The UDP stream of both directions as `write(mean loss %, late packets, mean jitter ms)`;
+/// "-" when the run had none.
+fn udp_cell(w: &WorkResult, write: impl Fn(f64, u64, f64) -> String) -> String {
+    match (&w.udp_up, &w.udp_down) {
+        (Some(u), Some(d)) => write(
+            (u.loss_pct + d.loss_pct) / 2.0,
+            u.late + d.late,
+            (u.jitter_ms + d.jitter_ms) / 2.0,
+        ),
+        _ => "-".into(),
+    }
+}
+
 /// A markdown table of runs (bench/results/README.md style).
 pub fn markdown(records: &[RunRecord]) -> String {
     let mut s = String::from(
@@ -98,19 +109,10 @@ pub fn markdown(records: &[RunRecord]) -> String {
     );
     for r in records {
         let w = &r.result;
-        let rr =
-            w.rr.as_ref()
-                .map(|x| format!("{:.0} / {:.0}", x.p50_ms, x.p99_ms))
-                .unwrap_or_else(|| "-".into());
-        let udp = match (&w.udp_up, &w.udp_down) {
-            (Some(u), Some(d)) => format!(
-                "{:.2} / {} / {:.1}",
-                (u.loss_pct + d.loss_pct) / 2.0,
-                u.late + d.late,
-                (u.jitter_ms + d.jitter_ms) / 2.0
-            ),
-            _ => "-".into(),
-        };
+        let rr = rr_cell(w, " / ");
+        let udp = udp_cell(w, |loss, late, jitter| {
+            format!("{loss:.2} / {late} / {jitter:.1}")
+        });
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
