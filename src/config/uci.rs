@@ -268,6 +268,24 @@ pub fn parse(file: &str, text: &str) -> Result<Document, Diagnostic> {
             message: msg,
         };
         let args = &words[1..];
+        // Too few or too many words: the error points at the first word too many, or at the
+        // end of the statement.
+        let arity = |word: &str, usage: &str, max: usize| {
+            let pos = args.get(max).map_or(end, |w| w.pos);
+            err(pos, arity_msg(word, usage, args.len(), max))
+        };
+        let check_name = |w: &Word, what: &str| {
+            if valid_name(&w.text) {
+                return Ok(());
+            }
+            Err(err(
+                w.pos,
+                format!(
+                    "invalid {what} name '{}': expected letters, digits and '_' only",
+                    w.text
+                ),
+            ))
+        };
         match cmd.text.as_str() {
             "package" | "p" => {
                 let [name] = args else {
@@ -288,13 +306,7 @@ pub fn parse(file: &str, text: &str) -> Result<Document, Diagnostic> {
                 let (ty, name) = match args {
                     [ty] => (ty, None),
                     [ty, name] => (ty, Some(name)),
-                    _ => {
-                        let pos = if args.is_empty() { end } else { args[2].pos };
-                        return Err(err(
-                            pos,
-                            arity_msg("config", "config TYPE ['NAME']", args.len(), 2),
-                        ));
-                    }
+                    _ => return Err(arity("config", "config TYPE ['NAME']", 2)),
                 };
                 if !valid_type(&ty.text) {
                     return Err(err(
@@ -306,15 +318,7 @@ pub fn parse(file: &str, text: &str) -> Result<Document, Diagnostic> {
                     ));
                 }
                 if let Some(n) = name {
-                    if !valid_name(&n.text) {
-                        return Err(err(
-                            n.pos,
-                            format!(
-                                "invalid section name '{}': expected letters, digits and '_' only",
-                                n.text
-                            ),
-                        ));
-                    }
+                    check_name(n, "section")?;
                 }
                 doc.sections.push(Section {
                     ty: ty.text.clone(),
@@ -330,14 +334,7 @@ pub fn parse(file: &str, text: &str) -> Result<Document, Diagnostic> {
                     (Kind::List, "list")
                 };
                 let [key, value] = args else {
-                    let pos = match args.len() {
-                        0 | 1 => end,
-                        _ => args[2].pos,
-                    };
-                    return Err(err(
-                        pos,
-                        arity_msg(word, &format!("{word} KEY 'VALUE'"), args.len(), 2),
-                    ));
+                    return Err(arity(word, &format!("{word} KEY 'VALUE'"), 2));
                 };
                 let Some(section) = doc.sections.last_mut() else {
                     return Err(err(
@@ -345,15 +342,7 @@ pub fn parse(file: &str, text: &str) -> Result<Document, Diagnostic> {
                         format!("'{word}' before any section: expected 'config TYPE' first"),
                     ));
                 };
-                if !valid_name(&key.text) {
-                    return Err(err(
-                        key.pos,
-                        format!(
-                            "invalid option name '{}': expected letters, digits and '_' only",
-                            key.text
-                        ),
-                    ));
-                }
+                check_name(key, "option")?;
                 section.entries.push(Entry {
                     kind,
                     key: key.text.clone(),
@@ -485,7 +474,8 @@ impl Lexer<'_> {
         loop {
             match self.peek() {
                 None | Some(' ' | '\t' | '\r' | '\n' | ';' | '#' | '\x0b' | '\x0c') => break,
-                Some('\'') => {
+                // Quoted text: a backslash escapes only within double quotes.
+                Some(q @ ('\'' | '"')) => {
                     let open = self.pos();
                     self.bump();
                     loop {
@@ -493,27 +483,11 @@ impl Lexer<'_> {
                             None => {
                                 return Err(self.error(
                                     open,
-                                    "unterminated ' quote: expected a closing '".into(),
+                                    format!("unterminated {q} quote: expected a closing {q}"),
                                 ))
                             }
-                            Some('\'') => break,
-                            Some(c) => text.push(c),
-                        }
-                    }
-                }
-                Some('"') => {
-                    let open = self.pos();
-                    self.bump();
-                    loop {
-                        match self.bump() {
-                            None => {
-                                return Err(self.error(
-                                    open,
-                                    "unterminated \" quote: expected a closing \"".into(),
-                                ))
-                            }
-                            Some('"') => break,
-                            Some('\\') => {
+                            Some(c) if c == q => break,
+                            Some('\\') if q == '"' => {
                                 if self.peek().is_none() {
                                     continue;
                                 } else if self.at_line_end() {
