@@ -25,6 +25,16 @@ const SS_PORT: u16 = 8388;
 const REDIR_PORT: u16 = 1080;
 /// The cipher OpenMPTCProuter configures by default.
 const SS_CIPHER: &str = "chacha20-ietf-poly1305";
+/// The shadowsocks options server and client must agree on (key, cipher), and both ends' socket
+/// options.
+const SS_SHARED: [&str; 6] = [
+    "-k",
+    "braid-lab",
+    "-m",
+    SS_CIPHER,
+    "--no-delay",
+    "--reuse-port",
+];
 
 impl Mode {
     pub fn parse(s: &str) -> Result<Mode, String> {
@@ -124,34 +134,22 @@ fn setup_mptcp(topo: &mut Topology) -> io::Result<()> {
     let edge = topo.edges[0].ns.clone();
     let core = topo.core.clone();
     let n = topo.edges[0].wan_dev.len();
-    sys::run(
-        "ip",
-        &[
-            "-n",
-            &core,
-            "mptcp",
-            "limits",
-            "set",
-            "subflow",
-            "8",
-            "add_addr_accepted",
-            "8",
-        ],
-    )?;
-    sys::run(
-        "ip",
-        &[
-            "-n",
-            &edge,
-            "mptcp",
-            "limits",
-            "set",
-            "subflow",
-            "8",
-            "add_addr_accepted",
-            "8",
-        ],
-    )?;
+    for ns in [&core, &edge] {
+        sys::run(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "mptcp",
+                "limits",
+                "set",
+                "subflow",
+                "8",
+                "add_addr_accepted",
+                "8",
+            ],
+        )?;
+    }
     for i in 0..n {
         let addr = topo::edge_wan_addr(0, i).to_string();
         let dev = topo.edges[0].wan_dev[i].clone();
@@ -167,20 +165,10 @@ fn setup_mptcp(topo: &mut Topology) -> io::Result<()> {
         &core,
         "ss-server",
         &[
-            "mptcpize",
-            "run",
-            "ss-server",
-            "-s",
-            "0.0.0.0",
-            "-p",
-            &port,
-            "-k",
-            "braid-lab",
-            "-m",
-            SS_CIPHER,
-            "--no-delay",
-            "--reuse-port",
-        ],
+            &["mptcpize", "run", "ss-server", "-s", "0.0.0.0", "-p", &port][..],
+            &SS_SHARED,
+        ]
+        .concat(),
     )?;
     let core_addr = CORE_ADDR.to_string();
     let lport = REDIR_PORT.to_string();
@@ -188,24 +176,13 @@ fn setup_mptcp(topo: &mut Topology) -> io::Result<()> {
         &edge,
         "ss-redir",
         &[
-            "mptcpize",
-            "run",
-            "ss-redir",
-            "-s",
-            &core_addr,
-            "-p",
-            &port,
-            "-l",
-            &lport,
-            "-b",
-            "0.0.0.0",
-            "-k",
-            "braid-lab",
-            "-m",
-            SS_CIPHER,
-            "--no-delay",
-            "--reuse-port",
-        ],
+            &[
+                "mptcpize", "run", "ss-redir", "-s", &core_addr, "-p", &port, "-l", &lport, "-b",
+                "0.0.0.0",
+            ][..],
+            &SS_SHARED,
+        ]
+        .concat(),
     )?;
     // Client TCP goes to ss-redir; everything else takes the plain default route.
     sys::nft(
