@@ -304,11 +304,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             let name = o.pos.first().ok_or("run: which scenario?")?;
             let sc = load(name)?;
             let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/lab"));
-            install_signal_handlers();
-            let ro = o.run_opts();
-            let mut progress = Progress::new(ro.repeat * ro.modes.len() * ro.workloads.len());
-            let recs = run_matrix(&sc, &ro, &out, &mut progress)?;
-            finish(&sc.name, &recs, &out)?;
+            let recs = run_scenario(&sc, &o, &out)?;
             Ok(exit_for(&recs))
         }
         "demo" => {
@@ -316,24 +312,13 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             let sc = load("demo")?;
             let out = o.out.clone().unwrap_or_else(|| PathBuf::from("target/lab"));
             let mut o = o;
-            if o.modes.is_none() {
-                // Add `braid` here (or pass --mode) once the daemons exist.
-                let mut m = vec![Mode::Direct, Mode::Mptcp];
-                if Mode::Braid.available().is_ok() {
-                    m.push(Mode::Braid);
-                }
-                o.modes = Some(m);
-            }
+            o.modes.get_or_insert_with(compared_modes);
             o.workloads.get_or_insert(vec![Workload::Bulk {
                 flows: 8,
                 dir: work::Dir::Down,
             }]);
-            install_signal_handlers();
             println!("{}\n", sc.description);
-            let ro = o.run_opts();
-            let mut progress = Progress::new(ro.repeat * ro.modes.len() * ro.workloads.len());
-            let recs = run_matrix(&sc, &ro, &out, &mut progress)?;
-            finish("demo", &recs, &out)?;
+            let recs = run_scenario(&sc, &o, &out)?;
             if let Some(d) = recs.iter().find(|r| r.mode == "direct") {
                 println!();
                 for r in &recs {
@@ -363,13 +348,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                     .collect()
             });
             let mut o = o;
-            if o.modes.is_none() {
-                let mut m = vec![Mode::Direct, Mode::Mptcp];
-                if Mode::Braid.available().is_ok() {
-                    m.push(Mode::Braid);
-                }
-                o.modes = Some(m);
-            }
+            o.modes.get_or_insert_with(compared_modes);
             o.workloads.get_or_insert_with(Workload::all);
             let scenarios = names
                 .iter()
@@ -511,6 +490,26 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
 
 /// `braid lab faults`: every fault asked for, `--repeat` times each; progress on stderr, the
 /// table on stdout, the runs in `out/faults.json`.
+/// The modes `demo` and `bench` compare when no `--mode` is given: direct, MPTCP, and Braid
+/// when its binary is available.
+fn compared_modes() -> Vec<Mode> {
+    let mut m = vec![Mode::Direct, Mode::Mptcp];
+    if Mode::Braid.available().is_ok() {
+        m.push(Mode::Braid);
+    }
+    m
+}
+
+/// Every mode x workload of one scenario (`run`, `demo`), its reports written to `out`.
+fn run_scenario(sc: &Scenario, o: &Opts, out: &Path) -> Result<Vec<RunRecord>, String> {
+    install_signal_handlers();
+    let ro = o.run_opts();
+    let mut progress = Progress::new(ro.repeat * ro.modes.len() * ro.workloads.len());
+    let recs = run_matrix(sc, &ro, out, &mut progress)?;
+    finish(&sc.name, &recs, out)?;
+    Ok(recs)
+}
+
 fn run_faults(o: &Opts, out: &Path) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
