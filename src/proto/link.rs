@@ -1344,6 +1344,17 @@ mod tests {
     }
 
     impl Pipe {
+        /// A 2.5 MB/s, 20 ms link, saturated for 1 s, then black-holed until it is Down at 1.5 s.
+        fn gone_down() -> (Pipe, Vec<Resolved>) {
+            let mut p = Pipe::new(2_500_000, 20);
+            let mut out = Vec::new();
+            p.run(1_000, &mut out);
+            p.black_hole = true;
+            p.run(1_500, &mut out);
+            assert_eq!(p.tx.state(), LinkState::Down);
+            (p, out)
+        }
+
         fn new(rate: u64, owd_ms: u64) -> Pipe {
             let mut tx = Link::new(1, LinkConfig::default(), Instant(0));
             tx.set_app_limited(false); // a saturating sender
@@ -1517,12 +1528,7 @@ mod tests {
 
     #[test]
     fn acks_of_timed_out_datagrams_bring_a_down_link_back() {
-        let mut p = Pipe::new(2_500_000, 20);
-        let mut out = Vec::new();
-        p.run(1_000, &mut out);
-        p.black_hole = true;
-        p.run(1_500, &mut out);
-        assert_eq!(p.tx.state(), LinkState::Down);
+        let (mut p, mut out) = Pipe::gone_down();
         // A dead spell that held the datagrams (a cellular modem's queue) ends: ACKs arrive for
         // datagrams the link timed out before it went Down, before any probe reply.
         let old = (p.tx.base_seq - 1) as u16;
@@ -1592,12 +1598,7 @@ mod tests {
 
     #[test]
     fn recent_flaps_raise_the_bar_for_up() {
-        let mut p = Pipe::new(2_500_000, 20);
-        let mut out = Vec::new();
-        p.run(1_000, &mut out);
-        p.black_hole = true;
-        p.run(1_500, &mut out);
-        assert_eq!(p.tx.state(), LinkState::Down);
+        let (mut p, mut out) = Pipe::gone_down();
         assert_eq!(p.tx.up_span(), Duration::from_millis(50));
         p.black_hole = false;
         p.run(2_000, &mut out);
