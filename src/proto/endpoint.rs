@@ -463,14 +463,21 @@ mod tests {
             public: edge_key.public,
         }];
         let ep = Endpoint::new(core_key.clone(), peers, SessionConfig::default());
-        let mut edge = Session::new(
-            Channel::initiator(&edge_key, core_key.public, Instant(0)),
-            SessionConfig::default(),
-            Instant(0),
-        );
-        edge.add_link(0, LinkConfig::default(), Instant(0));
-        edge.add_link(1, LinkConfig::default(), Instant(0));
-        (edge, ep, edge_key)
+        (
+            edge_session(&edge_key, core_key.public, 2, Instant(0)),
+            ep,
+            edge_key,
+        )
+    }
+
+    /// An edge session towards `core` with links 0..`links`, started at `now`.
+    fn edge_session(key: &Keypair, core: [u8; 32], links: u8, now: Instant) -> Session {
+        let ch = Channel::initiator(key, core, now);
+        let mut edge = Session::new(ch, SessionConfig::default(), now);
+        for id in 0..links {
+            edge.add_link(id, LinkConfig::default(), now);
+        }
+        edge
     }
 
     /// Moves everything both sides want to send, instantly; edge link i arrives from address i.
@@ -566,12 +573,7 @@ mod tests {
     fn strangers_and_junk_are_dropped_and_counted() {
         let (_, mut ep, _) = pair();
         let stranger = Keypair::generate();
-        let mut s = Session::new(
-            Channel::initiator(&stranger, ep.acceptor.public(), Instant(0)),
-            SessionConfig::default(),
-            Instant(0),
-        );
-        s.add_link(0, LinkConfig::default(), Instant(0));
+        let mut s = edge_session(&stranger, ep.acceptor.public(), 1, Instant(0));
         let mut buf = vec![0u8; 2048];
         let t = s.poll_transmit(Instant(0), &mut buf).unwrap();
         assert_eq!(
@@ -640,12 +642,7 @@ mod tests {
         }
         while ep.poll_deliver(Instant(0)).is_some() {}
         // Same key, new process: a new init with a later timestamp replaces the keys.
-        let mut edge2 = Session::new(
-            Channel::initiator(&edge_key, ep.acceptor.public(), Instant(5 * MS)),
-            SessionConfig::default(),
-            Instant(5 * MS),
-        );
-        edge2.add_link(0, LinkConfig::default(), Instant(5 * MS));
+        let mut edge2 = edge_session(&edge_key, ep.acceptor.public(), 1, Instant(5 * MS));
         exchange(&mut edge2, &mut ep, Instant(5 * MS));
         assert!(edge2.is_established());
         let ids: Vec<_> = ep.session_ids().collect();
@@ -739,13 +736,7 @@ mod tests {
             let edge_key = Keypair::generate();
             let core_key = Keypair::generate();
             let mut ep = restarted(&edge_key, &core_key);
-            let mut edge = Session::new(
-                Channel::initiator(&edge_key, core_key.public, Instant(0)),
-                SessionConfig::default(),
-                Instant(0),
-            );
-            edge.add_link(0, LinkConfig::default(), Instant(0));
-            edge.add_link(1, LinkConfig::default(), Instant(0));
+            let mut edge = edge_session(&edge_key, core_key.public, 2, Instant(0));
             edge.set_link_name(1, "lte");
             edge.set_peer_rate_cap(1, Some(5_000_000));
             // The new core numbers its packets from the start again: the edge must not take
