@@ -330,6 +330,18 @@ mod tests {
         })
     }
 
+    /// What the kernel hands over with an IPv4 TCP aggregate: the checksum to finish at the
+    /// TCP header (offset 20), to be cut into segments of `size` bytes.
+    fn tcp4_aggregate(size: u16) -> Offload {
+        Offload {
+            partial: partial_tcp(20),
+            gso: Some(Gso {
+                kind: GsoKind::Tcp4,
+                size,
+            }),
+        }
+    }
+
     #[test]
     fn a_partial_checksum_is_finished_in_place() {
         let mut p = tcp4_partial(1000, 0x18, &payload(333), true);
@@ -384,14 +396,7 @@ mod tests {
     fn a_tcp4_aggregate_becomes_the_segments_the_kernel_makes() {
         let data = payload(4000);
         let mut agg = tcp4_partial(0xffff_f000, 0x80 | 0x18 | 0x01, &data, true);
-        let off = Offload {
-            partial: partial_tcp(20),
-            gso: Some(Gso {
-                kind: GsoKind::Tcp4,
-                size: 1348,
-            }),
-        };
-        let segs = collect(&mut agg, &off).unwrap();
+        let segs = collect(&mut agg, &tcp4_aggregate(1348)).unwrap();
         assert_eq!(segs.len(), 3);
         let mut joined = Vec::new();
         for (k, s) in segs.iter().enumerate() {
@@ -445,14 +450,7 @@ mod tests {
     fn an_aggregate_of_one_segment_or_none_is_one_packet() {
         for n in [0usize, 1, 1348] {
             let mut agg = tcp4_partial(1, 0x10, &payload(n), false);
-            let off = Offload {
-                partial: partial_tcp(20),
-                gso: Some(Gso {
-                    kind: GsoKind::Tcp4,
-                    size: 1348,
-                }),
-            };
-            let segs = collect(&mut agg, &off).unwrap();
+            let segs = collect(&mut agg, &tcp4_aggregate(1348)).unwrap();
             assert_eq!(segs.len(), 1, "{n} bytes");
             assert!(checksums_ok(&segs[0]));
             assert_eq!(segs[0].len(), 52 + n);
@@ -511,17 +509,7 @@ mod tests {
                 OffloadError::Malformed,
             ),
             // Zero segment size.
-            (
-                agg.clone(),
-                Offload {
-                    partial: partial_tcp(20),
-                    gso: Some(Gso {
-                        kind: GsoKind::Tcp4,
-                        size: 0,
-                    }),
-                },
-                OffloadError::Malformed,
-            ),
+            (agg.clone(), tcp4_aggregate(0), OffloadError::Malformed),
             // A checksum field past the end.
             (
                 agg[..60].to_vec(),
@@ -582,11 +570,7 @@ mod tests {
             let data = payload(n);
             let mut agg = tcp4_partial(9, 0x18, &data, df);
             let hdr = agg.len() - n;
-            let off = Offload {
-                partial: partial_tcp(20),
-                gso: Some(Gso { kind: GsoKind::Tcp4, size: mss }),
-            };
-            let segs = collect(&mut agg, &off).unwrap();
+            let segs = collect(&mut agg, &tcp4_aggregate(mss)).unwrap();
             prop_assert_eq!(segs.len(), n.div_ceil(usize::from(mss)).max(1));
             let mut joined = Vec::new();
             for s in &segs {
