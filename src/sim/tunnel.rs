@@ -144,13 +144,7 @@ impl Tunnel for Direct {
     }
 
     fn poll_deliver(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
-        match self.delivered.pop_front() {
-            Some(p) => {
-                *out = p;
-                true
-            }
-            None => false,
-        }
+        deliver_from(&mut self.delivered, out)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -175,6 +169,11 @@ pub struct Pipe {
     next_tx: Instant,
     delivered: VecDeque<Vec<u8>>,
     bad: u64,
+}
+
+/// Moves the oldest packet of `q` to `out` (a stand-in's `poll_deliver`); false when `q` is empty.
+fn deliver_from(q: &mut VecDeque<Vec<u8>>, out: &mut Vec<u8>) -> bool {
+    q.pop_front().map(|p| *out = p).is_some()
 }
 
 /// Stand-in header: a marker byte before the inner packet.
@@ -237,13 +236,7 @@ impl Tunnel for Pipe {
     }
 
     fn poll_deliver(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
-        match self.delivered.pop_front() {
-            Some(p) => {
-                *out = p;
-                true
-            }
-            None => false,
-        }
+        deliver_from(&mut self.delivered, out)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
