@@ -1089,6 +1089,26 @@ impl Netlink {
         self.sock.request(m, &|| format!("delete {r}"))
     }
 
+    /// Deletes a policy rule if it is there: false when it was gone already.
+    pub fn del_rule_if_present(&mut self, r: &Rule) -> Result<bool> {
+        match self.del_rule(r) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every policy rule, IPv4 then IPv6 (none of IPv6 on a kernel without it).
+    pub fn all_rules(&mut self) -> Result<Vec<Rule>> {
+        let mut all = self.rules(Family::V4)?;
+        match self.rules(Family::V6) {
+            Ok(v6) => all.extend(v6),
+            Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(all)
+    }
+
     /// Policy rules of one family.
     pub fn rules(&mut self, family: Family) -> Result<Vec<Rule>> {
         let mut m = MsgBuf::new(RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP);

@@ -500,23 +500,12 @@ pub fn adopt_stale(hub: &HubConfig, steer: &SteerConfig) -> Result<Cleaned> {
     let want = steer.rules();
     let lo = steer.priority;
     let hi = steer.priority + RULE_SPAN;
-    for fam in [Family::V4, Family::V6] {
-        let rules = match nl.rules(fam) {
-            Ok(r) => r,
-            Err(e) if fam == Family::V6 && e.errno() == Some(libc::EAFNOSUPPORT) => continue,
-            Err(e) => return Err(e),
-        };
-        for r in rules {
-            if r.priority < lo || r.priority >= hi || want.contains(&r) {
-                continue;
-            }
-            if r.protocol == steer.protocol {
-                match nl.del_rule(&r) {
-                    Ok(()) => c.rules += 1,
-                    Err(e) if e.errno() == Some(libc::ENOENT) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+    for r in nl.all_rules()? {
+        if r.priority < lo || r.priority >= hi || want.contains(&r) {
+            continue;
+        }
+        if r.protocol == steer.protocol && nl.del_rule_if_present(&r)? {
+            c.rules += 1;
         }
     }
     Ok(c)
@@ -546,30 +535,19 @@ pub fn cleanup_stale(hub: &HubConfig, steer: &SteerConfig) -> Result<Cleaned> {
     }
     let lo = steer.priority;
     let hi = steer.priority + RULE_SPAN;
-    for fam in [Family::V4, Family::V6] {
-        let rules = match nl.rules(fam) {
-            Ok(r) => r,
-            Err(e) if fam == Family::V6 && e.errno() == Some(libc::EAFNOSUPPORT) => continue,
-            Err(e) => return Err(e),
-        };
-        for r in rules {
-            if r.priority < lo || r.priority >= hi {
-                continue;
-            }
-            let ours = r.protocol == steer.protocol
-                || (r.protocol == 0
-                    && match r.action {
-                        RuleAction::Lookup(t) => t == steer.table,
-                        RuleAction::Goto(p) => (lo..hi).contains(&p),
-                        RuleAction::Nop => true,
-                    });
-            if ours {
-                match nl.del_rule(&r) {
-                    Ok(()) => c.rules += 1,
-                    Err(e) if e.errno() == Some(libc::ENOENT) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+    for r in nl.all_rules()? {
+        if r.priority < lo || r.priority >= hi {
+            continue;
+        }
+        let ours = r.protocol == steer.protocol
+            || (r.protocol == 0
+                && match r.action {
+                    RuleAction::Lookup(t) => t == steer.table,
+                    RuleAction::Goto(p) => (lo..hi).contains(&p),
+                    RuleAction::Nop => true,
+                });
+        if ours && nl.del_rule_if_present(&r)? {
+            c.rules += 1;
         }
     }
     c.routes = nl.flush_table(steer.table)?;

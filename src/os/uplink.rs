@@ -69,6 +69,27 @@ fn sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (ss, len as libc::socklen_t)
 }
 
+/// A system call that gives a socket an address: `libc::bind` or `libc::connect`.
+type AddrCall =
+    unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int;
+
+/// `call` (bind or connect) on `fd` with `addr`.
+fn call_with_addr(call: AddrCall, fd: &OwnedFd, addr: &SocketAddr) -> io::Result<()> {
+    let (ss, len) = sockaddr(addr);
+    // SAFETY: ss holds a valid address of length len; fd is an open socket.
+    let r = unsafe {
+        call(
+            fd.as_raw_fd(),
+            &ss as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A socket of `ty` bound to `spec.device` and `spec.local` (port `local_port`), non-blocking.
 fn bound_socket(spec: &LinkSocketSpec, ty: libc::c_int, local_port: u16) -> Result<OwnedFd> {
     let what = || format!("open link socket on {} to {}", spec.device, spec.remote);
@@ -128,18 +149,8 @@ fn bound_socket(spec: &LinkSocketSpec, ty: libc::c_int, local_port: u16) -> Resu
         None => None,
     };
     if let Some(l) = local {
-        let (ss, len) = sockaddr(&l);
-        // SAFETY: ss holds a valid address of length len.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &ss as *const _ as *const libc::sockaddr,
-                len,
-            )
-        };
-        if r < 0 {
-            return Err(Error::last(format!("{}: bind to {l}", what())));
-        }
+        call_with_addr(libc::bind, &fd, &l)
+            .map_err(|e| Error::new(format!("{}: bind to {l}", what()), e))?;
     }
     Ok(fd)
 }
@@ -148,21 +159,13 @@ fn bound_socket(spec: &LinkSocketSpec, ty: libc::c_int, local_port: u16) -> Resu
 /// non-blocking. Wrap it with `tokio::net::UdpSocket::from_std`.
 pub fn udp_socket(spec: &LinkSocketSpec) -> Result<std::net::UdpSocket> {
     let fd = bound_socket(spec, libc::SOCK_DGRAM, 0)?;
-    let (ss, len) = sockaddr(&spec.remote);
-    // SAFETY: ss holds a valid address of length len.
-    let r = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            &ss as *const _ as *const libc::sockaddr,
-            len,
-        )
-    };
-    if r < 0 {
-        return Err(Error::last(format!(
+    call_with_addr(libc::connect, &fd, &spec.remote).map_err(|e| {
+        let what = format!(
             "connect UDP link socket on {} to {}",
             spec.device, spec.remote
-        )));
-    }
+        );
+        Error::new(what, e)
+    })?;
     Ok(std::net::UdpSocket::from(fd))
 }
 
@@ -170,18 +173,8 @@ pub fn udp_socket(spec: &LinkSocketSpec) -> Result<std::net::UdpSocket> {
 /// tokio runtime).
 pub async fn tcp_connect(spec: &LinkSocketSpec) -> Result<TcpStream> {
     let fd = bound_socket(spec, libc::SOCK_STREAM, 0)?;
-    let (ss, len) = sockaddr(&spec.remote);
-    // SAFETY: ss holds a valid address of length len.
-    let r = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            &ss as *const _ as *const libc::sockaddr,
-            len,
-        )
-    };
     let what = || format!("connect TCP link on {} to {}", spec.device, spec.remote);
-    if r < 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = call_with_addr(libc::connect, &fd, &spec.remote) {
         if e.raw_os_error() != Some(libc::EINPROGRESS) {
             return Err(Error::new(what(), e));
         }
@@ -711,26 +704,17 @@ impl Drop for LinkRouting {
 pub fn cleanup_stale_links(priorities: std::ops::Range<u32>, protocol: u8) -> Result<usize> {
     let mut nl = Netlink::open()?;
     let mut n = 0;
-    for fam in [Family::V4, Family::V6] {
-        let rules = match nl.rules(fam) {
-            Ok(r) => r,
-            Err(e) if fam == Family::V6 && e.errno() == Some(libc::EAFNOSUPPORT) => continue,
-            Err(e) => return Err(e),
-        };
-        for r in rules {
-            if !priorities.contains(&r.priority) || r.protocol != protocol {
-                continue;
+    for r in nl.all_rules()? {
+        if !priorities.contains(&r.priority) || r.protocol != protocol {
+            continue;
+        }
+        if let RuleAction::Lookup(t) = r.action {
+            if t != TABLE_MAIN && t != 255 && t != 253 {
+                nl.flush_table(t)?;
             }
-            if let RuleAction::Lookup(t) = r.action {
-                if t != TABLE_MAIN && t != 255 && t != 253 {
-                    nl.flush_table(t)?;
-                }
-            }
-            match nl.del_rule(&r) {
-                Ok(()) => n += 1,
-                Err(e) if e.errno() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(e),
-            }
+        }
+        if nl.del_rule_if_present(&r)? {
+            n += 1;
         }
     }
     Ok(n)
