@@ -234,64 +234,49 @@ impl Firewall {
             }
         };
 
-        o += &format!(
-            "\tchain input {{\n\t\ttype filter hook input priority filter; policy {};\n\n",
-            policy(self.input)
+        // The three filter base chains: the hook's policy, what it accepts first, a jump per
+        // zone device (matched as `dev`) to `HOOK_ZONE`, and the reject handler.
+        let base_chain = |o: &mut String, hook: &str, verdict: Verdict, head: &str, dev: &str| {
+            *o += &format!(
+                "\tchain {hook} {{\n\t\ttype filter hook {hook} priority filter; policy {};\n\n",
+                policy(verdict)
+            );
+            *o += head;
+            for z in &zones {
+                for m in device_matches(&z.devices) {
+                    *o += &format!(
+                        "\t\t{dev} {m} jump {hook}_{n} comment \"!fw4: Handle {n} IPv4/IPv6 {hook} traffic\"\n",
+                        n = z.name
+                    );
+                }
+            }
+            if verdict == Verdict::Reject {
+                *o += "\t\tjump handle_reject\n";
+            }
+            *o += "\t}\n\n";
+        };
+        let established = |flows: &str| {
+            format!("\t\tct state established,related accept comment \"!fw4: Allow {flows} established and related flows\"\n")
+        };
+        let mut head = String::from(
+            "\t\tiifname \"lo\" accept comment \"!fw4: Accept traffic from loopback\"\n\n",
         );
-        o += "\t\tiifname \"lo\" accept comment \"!fw4: Accept traffic from loopback\"\n\n";
-        o += "\t\tct state established,related accept comment \"!fw4: Allow inbound established and related flows\"\n";
+        head += &established("inbound");
         if self.syn_flood {
-            o += "\t\ttcp flags & (fin | syn | rst | ack) == syn jump syn_flood comment \"!fw4: Rate limit TCP syn packets\"\n";
+            head += "\t\ttcp flags & (fin | syn | rst | ack) == syn jump syn_flood comment \"!fw4: Rate limit TCP syn packets\"\n";
         }
-        for z in &zones {
-            for m in device_matches(&z.devices) {
-                o += &format!(
-                    "\t\tiifname {m} jump input_{n} comment \"!fw4: Handle {n} IPv4/IPv6 input traffic\"\n",
-                    n = z.name
-                );
-            }
-        }
-        if self.input == Verdict::Reject {
-            o += "\t\tjump handle_reject\n";
-        }
-        o += "\t}\n\n";
-
-        o += &format!(
-            "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy {};\n\n",
-            policy(self.forward)
+        base_chain(&mut o, "input", self.input, &head, "iifname");
+        base_chain(
+            &mut o,
+            "forward",
+            self.forward,
+            &established("forwarded"),
+            "iifname",
         );
-        o += "\t\tct state established,related accept comment \"!fw4: Allow forwarded established and related flows\"\n";
-        for z in &zones {
-            for m in device_matches(&z.devices) {
-                o += &format!(
-                    "\t\tiifname {m} jump forward_{n} comment \"!fw4: Handle {n} IPv4/IPv6 forward traffic\"\n",
-                    n = z.name
-                );
-            }
-        }
-        if self.forward == Verdict::Reject {
-            o += "\t\tjump handle_reject\n";
-        }
-        o += "\t}\n\n";
-
-        o += &format!(
-            "\tchain output {{\n\t\ttype filter hook output priority filter; policy {};\n\n",
-            policy(self.output)
-        );
-        o += "\t\toifname \"lo\" accept comment \"!fw4: Accept traffic towards loopback\"\n\n";
-        o += "\t\tct state established,related accept comment \"!fw4: Allow outbound established and related flows\"\n";
-        for z in &zones {
-            for m in device_matches(&z.devices) {
-                o += &format!(
-                    "\t\toifname {m} jump output_{n} comment \"!fw4: Handle {n} IPv4/IPv6 output traffic\"\n",
-                    n = z.name
-                );
-            }
-        }
-        if self.output == Verdict::Reject {
-            o += "\t\tjump handle_reject\n";
-        }
-        o += "\t}\n\n";
+        let head = String::from(
+            "\t\toifname \"lo\" accept comment \"!fw4: Accept traffic towards loopback\"\n\n",
+        ) + &established("outbound");
+        base_chain(&mut o, "output", self.output, &head, "oifname");
 
         o += "\tchain prerouting {\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t}\n\n";
         o += "\tchain handle_reject {\n\
