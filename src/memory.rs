@@ -38,7 +38,7 @@ pub fn describe(what: &str, budget: u64, b: &Bounds, max_packet: usize) -> Strin
     let mib = |v: u64| format!("{:.1} MiB", v as f64 / f64::from(1u32 << 20));
     format!(
         "memory {} ({what}): {} packets stored ({}), reorder {} packets ({}), {} flows, {} users \
-         per session{}; ingress {}, capture {}",
+         per session{}; ingress {}, capture {}, TCP send queues {} ({} per link)",
         crate::config::budget::show(budget),
         s.stored_packets,
         mib(s.stored_packets as u64 * max_packet as u64),
@@ -53,6 +53,8 @@ pub fn describe(what: &str, budget: u64, b: &Bounds, max_packet: usize) -> Strin
         },
         mib(b.ingress_bytes as u64),
         mib(b.capture_bytes as u64),
+        mib(b.tcp_send_bytes as u64),
+        mib(b.tcp_send_per_link as u64),
     )
 }
 

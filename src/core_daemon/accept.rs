@@ -20,7 +20,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::daemon::{LinkIo, LinkTx};
 use crate::os::uplink::TcpLink;
@@ -169,16 +168,17 @@ pub fn alive(io: &LinkIo) -> bool {
 /// Runs one accepted connection: its datagrams go to `inbound` tagged with `id`. The task (and
 /// with it the socket and its buffers) ends when the peer closes or the connection fails, when
 /// it has not been proven within `deadline` (the core gives [`HANDSHAKE_DEADLINE`]), or after
-/// [`IDLE`] without a datagram.
+/// [`IDLE`] without a datagram. What waits to be written counts against `send`.
 pub fn spawn(
     id: u32,
     stream: TcpStream,
     inbound: crate::ingress::Sender<(u32, Vec<u8>)>,
+    send: &crate::ingress::Pool,
     proven: Rc<Cell<bool>>,
     deadline: Duration,
 ) -> LinkIo {
     let mut link = TcpLink::from_stream(stream);
-    let (tx, mut out) = mpsc::channel::<Vec<u8>>(1024);
+    let (tx, mut out) = send.channel::<Vec<u8>>();
     let task = tokio::task::spawn_local(async move {
         let accepted = tokio::time::Instant::now();
         let mut heard = accepted;
@@ -317,13 +317,14 @@ mod tests {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let at = l.local_addr().unwrap();
             let (tx, mut rx) = crate::ingress::channel(1 << 20);
+            let pool = crate::ingress::Pool::new(1 << 20, 1 << 18);
 
             // Connect and close at once: the task ends as soon as it sees the close (long
             // before its deadline).
             let c = std::net::TcpStream::connect(at).unwrap();
             let (s, _) = l.accept().await.unwrap();
             let far = Duration::from_secs(60);
-            let io = spawn(1, s, tx.clone(), Rc::new(Cell::new(false)), far);
+            let io = spawn(1, s, tx.clone(), &pool, Rc::new(Cell::new(false)), far);
             drop(c);
             let t0 = tokio::time::Instant::now();
             while alive(&io) && t0.elapsed() < Duration::from_secs(2) {
@@ -335,7 +336,7 @@ mod tests {
             let mut c = std::net::TcpStream::connect(at).unwrap();
             let (s, _) = l.accept().await.unwrap();
             let t0 = tokio::time::Instant::now();
-            let io = spawn(2, s, tx.clone(), Rc::new(Cell::new(false)), DEADLINE);
+            let io = spawn(2, s, tx.clone(), &pool, Rc::new(Cell::new(false)), DEADLINE);
             use std::io::{Read, Write};
             c.write_all(&[0, 3, 1, 2, 3]).unwrap();
             let (id, d) = rx.recv().await.unwrap();
@@ -356,7 +357,12 @@ mod tests {
             // Proven: kept past the deadline.
             let _c = std::net::TcpStream::connect(at).unwrap();
             let (s, _) = l.accept().await.unwrap();
-            let io = spawn(3, s, tx.clone(), Rc::new(Cell::new(true)), DEADLINE);
+            let io = spawn(3, s, tx.clone(), &pool, Rc::new(Cell::new(true)), DEADLINE);
+            // What waits for its socket is bounded in bytes (the pool's share per connection),
+            // not 1,024 datagrams: checked before the task first runs.
+            let d = vec![0u8; 60_000];
+            let queued = (0..1024).filter(|_| io.tx.send(&d)).count();
+            assert_eq!(queued, (1 << 18) / (d.len() + 24), "{queued} queued");
             tokio::time::sleep(DEADLINE * 3).await;
             assert!(alive(&io), "a proven connection stays");
         });

@@ -307,6 +307,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         });
     }
     let (tcp_tx, mut tcp_in) = crate::ingress::channel::<(u32, Vec<u8>)>(bounds.ingress_bytes);
+    let tcp_send = crate::ingress::Pool::new(bounds.tcp_send_bytes, bounds.tcp_send_per_link);
 
     let mut signals = Signals::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -347,7 +348,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
                     break;
                 }
             }
-            Ok((stream, from)) = tcp.accept() => core.accept_tcp(stream, from, &tcp_tx),
+            Ok((stream, from)) = tcp.accept() => {
+                core.accept_tcp(stream, from, &tcp_tx, &tcp_send)
+            }
             Some((id, mut d)) = tcp_in.recv() => {
                 let now = core.clock.now();
                 let r = core.ep.handle_datagram(now, Addr::Tcp(id), &mut d);
@@ -447,6 +450,7 @@ impl Core {
         stream: tokio::net::TcpStream,
         from: SocketAddr,
         inbound: &crate::ingress::Sender<(u32, Vec<u8>)>,
+        send: &crate::ingress::Pool,
     ) {
         if let Err(why) = self.tcp.admit(from.ip(), accept::alive) {
             self.refusals
@@ -461,6 +465,7 @@ impl Core {
             id,
             stream,
             inbound.clone(),
+            send,
             proven.clone(),
             accept::HANDSHAKE_DEADLINE,
         );
