@@ -160,6 +160,28 @@ impl<T> Conns<T> {
     }
 }
 
+/// Closing `stream` resets the connection (SO_LINGER 0) instead of a FIN exchange: a stranger's
+/// connection leaves no state behind once the core closes it (no LAST_ACK or FIN_WAIT socket,
+/// no FIN retransmits), and costs one packet. Nothing the core closes has data worth
+/// delivering: an edge whose connection ends connects again.
+pub fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) on the stream's open fd, with a linger valid for its size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Whether a connection's task still runs.
 pub fn alive(io: &LinkIo) -> bool {
     !matches!(&io.tx, LinkTx::Tcp(tx) if tx.is_closed())
@@ -301,6 +323,27 @@ mod tests {
         // 0 is never used; 1 and 2 are alive: the next free id is 3.
         assert_eq!(c.fresh_id(), 3);
         assert_eq!(c.get(live_id).map(|x| x.peer), Some(addr(1, 1)));
+    }
+
+    /// A connection the core closes is reset: the peer reads a reset, not an orderly close,
+    /// and the core keeps no closing socket.
+    #[test]
+    fn a_closed_connection_is_reset() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            reset_on_close(&s);
+            drop(s);
+            use std::io::Read;
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let e = c.read(&mut [0u8; 4]).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        });
     }
 
     /// An unauthenticated connect/close, and a connection that never sends a valid datagram,

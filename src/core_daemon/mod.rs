@@ -452,6 +452,7 @@ impl Core {
         inbound: &crate::ingress::Sender<(u32, Vec<u8>)>,
         send: &crate::ingress::Pool,
     ) {
+        accept::reset_on_close(&stream);
         if let Err(why) = self.tcp.admit(from.ip(), accept::alive) {
             self.refusals
                 .refuse(std::time::Instant::now(), why.reason(), || {
@@ -717,6 +718,7 @@ impl Core {
         self.established_at
             .retain(|id, _| ep.session(*id).is_some());
         self.users.retain(|id, _| ep.session(*id).is_some());
+        crate::memory::release_free_heap();
     }
 
     /// One sample of every session's and link's counters for the measured rates.
