@@ -85,6 +85,8 @@ pub struct Conns<T> {
     map: HashMap<u32, Conn<T>>,
     next: u32,
     limits: Limits,
+    /// Connections forgotten since [`Conns::take_freed`] was last called.
+    freed: usize,
 }
 
 impl<T> Conns<T> {
@@ -93,13 +95,14 @@ impl<T> Conns<T> {
             map: HashMap::new(),
             next: 1,
             limits,
+            freed: 0,
         }
     }
 
     /// Whether a new connection from `peer` may be kept; forgets the connections that
     /// `alive` says have ended first.
     pub fn admit(&mut self, peer: IpAddr, alive: impl Fn(&T) -> bool) -> Result<(), Refused> {
-        self.map.retain(|_, c| alive(&c.io));
+        self.retain_alive(alive);
         if self.map.len() >= self.limits.total {
             return Err(Refused::Total);
         }
@@ -143,7 +146,14 @@ impl<T> Conns<T> {
 
     /// Forgets the connections that have ended.
     pub fn retain_alive(&mut self, alive: impl Fn(&T) -> bool) {
+        let n = self.map.len();
         self.map.retain(|_, c| alive(&c.io));
+        self.freed += n - self.map.len();
+    }
+
+    /// How many connections were forgotten since the last call.
+    pub fn take_freed(&mut self) -> usize {
+        std::mem::take(&mut self.freed)
     }
 
     pub fn len(&self) -> usize {
@@ -307,8 +317,10 @@ mod tests {
         assert_eq!(c.admit(addr(4, 0).ip(), live), Err(Refused::Total));
         // Ended connections are forgotten when the next one arrives.
         let ended = |io: &bool| !*io;
+        assert_eq!(c.take_freed(), 0);
         assert_eq!(c.admit(addr(4, 0).ip(), ended), Ok(()));
         assert!(c.is_empty());
+        assert_eq!((c.take_freed(), c.take_freed()), (6, 0));
     }
 
     #[test]

@@ -718,7 +718,10 @@ impl Core {
         self.established_at
             .retain(|id, _| ep.session(*id).is_some());
         self.users.retain(|id, _| ep.session(*id).is_some());
-        crate::memory::release_free_heap();
+        // Strangers' connections came and went: give back what they left free.
+        if self.tcp.take_freed() > 0 {
+            crate::memory::release_free_heap();
+        }
     }
 
     /// One sample of every session's and link's counters for the measured rates.
