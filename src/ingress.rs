@@ -9,6 +9,11 @@
 //! so the reader stops reading and the kernel's socket buffer, bounded too, takes the excess.
 //! One item always fits into an empty channel, so nothing larger than the bound is stuck.
 //!
+//! The TCP links' send queues are such channels too, filled with [`Sender::try_send`] (the
+//! event loop never waits) and sharing a [`Pool`]: what waits in all of them together stays
+//! within `Bounds::tcp_send_bytes`, and in one within `Bounds::tcp_send_per_link`, so that a
+//! stalled connection costs bytes from the budget and never 1,024 frames of up to 64 KiB.
+//!
 //! Single-threaded: the daemons run on tokio's current-thread runtime (`spawn_local`).
 
 use std::cell::{Cell, RefCell};
@@ -34,10 +39,60 @@ impl<A, B> Weight for (A, Vec<u8>, B) {
     }
 }
 
+impl Weight for Vec<u8> {
+    fn weight(&self) -> usize {
+        core::mem::size_of::<Self>() + self.capacity()
+    }
+}
+
+/// Bytes shared by several channels (the TCP links' send queues): see the module docs.
+#[derive(Clone)]
+pub struct Pool(Rc<PoolShared>);
+
+struct PoolShared {
+    used: Cell<usize>,
+    cap: usize,
+    per_channel: usize,
+}
+
+impl Pool {
+    /// At most `cap` bytes in all the pool's channels, `per_channel` in each.
+    pub fn new(cap: usize, per_channel: usize) -> Pool {
+        Pool(Rc::new(PoolShared {
+            used: Cell::new(0),
+            cap,
+            per_channel: per_channel.min(cap),
+        }))
+    }
+
+    /// A channel of the pool, filled with [`Sender::try_send`].
+    pub fn channel<T: Weight>(&self) -> (Sender<T>, Receiver<T>) {
+        with_pool(self.0.per_channel, Some(self.clone()))
+    }
+
+    /// Bytes waiting in the pool's channels now.
+    pub fn used(&self) -> usize {
+        self.0.used.get()
+    }
+
+    fn add(&self, w: usize) {
+        self.0.used.set(self.0.used.get() + w);
+    }
+
+    fn sub(&self, w: usize) {
+        self.0.used.set(self.0.used.get() - w);
+    }
+}
+
+/// [`Sender::try_send`] found no room (or the receiver gone): the item comes back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Full<T>(pub T);
+
 struct Shared<T> {
     q: RefCell<VecDeque<(T, usize)>>,
     bytes: Cell<usize>,
     cap: usize,
+    pool: Option<Pool>,
     senders: Cell<usize>,
     receiver: Cell<bool>,
     /// The receiver waits on it for an item (or the last sender gone).
@@ -68,10 +123,15 @@ pub struct Empty;
 
 /// A channel holding at most `bytes` (by [`Weight`]) at once, or one item.
 pub fn channel<T: Weight>(bytes: usize) -> (Sender<T>, Receiver<T>) {
+    with_pool(bytes, None)
+}
+
+fn with_pool<T: Weight>(bytes: usize, pool: Option<Pool>) -> (Sender<T>, Receiver<T>) {
     let shared = Rc::new(Shared {
         q: RefCell::new(VecDeque::new()),
         bytes: Cell::new(0),
         cap: bytes,
+        pool,
         senders: Cell::new(1),
         receiver: Cell::new(true),
         data: Notify::new(),
@@ -96,21 +156,50 @@ impl<T: Weight> Sender<T> {
             if !s.receiver.get() {
                 return Err(Closed(item));
             }
-            let used = s.bytes.get();
-            if used == 0 || used + w <= s.cap {
-                s.bytes.set(used + w);
-                s.peak.set(s.peak.get().max(used + w));
-                s.q.borrow_mut().push_back((item, w));
-                s.data.notify_one();
+            if s.fits(w) {
+                s.push(item, w);
                 return Ok(());
             }
             room.await;
         }
     }
 
+    /// Queues `item` if it fits now; never waits. The only way to fill a [`Pool`]'s channel
+    /// (room in the pool freed by another channel wakes no sender).
+    pub fn try_send(&self, item: T) -> Result<(), Full<T>> {
+        let s = &self.shared;
+        let w = item.weight();
+        if !s.receiver.get() || !s.fits(w) {
+            return Err(Full(item));
+        }
+        s.push(item, w);
+        Ok(())
+    }
+
     /// Whether the receiver is gone.
     pub fn is_closed(&self) -> bool {
         !self.shared.receiver.get()
+    }
+}
+
+impl<T> Shared<T> {
+    /// Whether `w` more bytes fit: into this channel (always when it is empty) and into its
+    /// pool (never past it: a pool of many empty channels must not take one item each).
+    fn fits(&self, w: usize) -> bool {
+        let used = self.bytes.get();
+        let here = used == 0 || used + w <= self.cap;
+        here && self.pool.as_ref().map_or(true, |p| p.used() + w <= p.0.cap)
+    }
+
+    fn push(&self, item: T, w: usize) {
+        let used = self.bytes.get() + w;
+        self.bytes.set(used);
+        self.peak.set(self.peak.get().max(used));
+        if let Some(p) = &self.pool {
+            p.add(w);
+        }
+        self.q.borrow_mut().push_back((item, w));
+        self.data.notify_one();
     }
 }
 
@@ -154,6 +243,9 @@ impl<T> Receiver<T> {
         let s = &self.shared;
         let (item, w) = s.q.borrow_mut().pop_front().ok_or(Empty)?;
         s.bytes.set(s.bytes.get() - w);
+        if let Some(p) = &s.pool {
+            p.sub(w);
+        }
         s.room.notify_waiters();
         Ok(item)
     }
@@ -173,6 +265,10 @@ impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.shared.receiver.set(false);
         self.shared.q.borrow_mut().clear();
+        if let Some(p) = &self.shared.pool {
+            p.sub(self.shared.bytes.get());
+        }
+        self.shared.bytes.set(0);
         self.shared.room.notify_waiters();
     }
 }
@@ -225,6 +321,38 @@ mod tests {
             assert_eq!(got, 400, "nothing lost: every sender got room in turn");
             assert!(rx.peak() <= cap && rx.peak() > cap / 2, "{}", rx.peak());
         });
+    }
+
+    /// The TCP links' send queues: each within its share, all within the pool, filled without
+    /// waiting; room comes back as items are taken out or a queue is dropped.
+    #[test]
+    fn pooled_channels_stay_within_the_pool_and_their_share() {
+        let pool = Pool::new(10_000, 5_000);
+        let (a, mut ra) = pool.channel::<Vec<u8>>();
+        let (b, rb) = pool.channel::<Vec<u8>>();
+        let (c, _rc) = pool.channel::<Vec<u8>>();
+        let w = vec![0u8; 1000].weight();
+        assert_eq!(w, 1024);
+        let fill = |tx: &Sender<Vec<u8>>| {
+            (0..100)
+                .filter(|_| tx.try_send(vec![0u8; 1000]).is_ok())
+                .count()
+        };
+        assert_eq!(fill(&a), 4, "a's share: 4 x 1024 <= 5,000");
+        assert_eq!(fill(&b), 4, "b's share");
+        assert_eq!(fill(&c), 1, "what is left of the pool: 10,000 - 8 x 1024");
+        assert_eq!(pool.used(), 9 * w);
+        // Taken out or dropped: the room is the pool's again.
+        assert_eq!(ra.try_recv().unwrap().len(), 1000);
+        assert!(c.try_send(vec![0u8; 1000]).is_ok());
+        drop(rb);
+        assert!(
+            matches!(b.try_send(vec![0u8; 1]), Err(Full(_))),
+            "b's receiver is gone"
+        );
+        assert_eq!(pool.used(), 5 * w);
+        assert_eq!(fill(&c), 2, "c up to its share");
+        assert_eq!(pool.used(), 7 * w);
     }
 
     #[test]

@@ -2,11 +2,19 @@
 //! server's namespace, beside the core's public side), bounded in count and time:
 //!
 //! - 10,000 TCP connect/close cycles and 10,000 garbage datagrams on the core's port while an
-//!   edge downloads: afterwards the core's open files are back to before, its RSS within 25 %
-//!   and its idle wake-ups within 50 % (the issue asks 10 %: measured +11 % and +21 %, see the
-//!   assertions; the TCP transport once leaked a task, 96 KiB and 10 wake-ups a second per
-//!   connection, forever). The edge's goodput with and without the attack is printed, not
+//!   edge downloads, in [`ROUNDS`] rounds with a window without attack before each: afterwards
+//!   the core's open files are back to before, its RSS within 25 % and its idle wake-ups within
+//!   50 % (the issue asks 10 %: the test prints min/median/max of repeated samples before and
+//!   after; the TCP transport once leaked a task, 96 KiB and 10 wake-ups a second per
+//!   connection, forever). The edge's goodput with and without the attack (min/median/max over
+//!   the rounds), and the CPU time the core, the edge and the attacker spent, are printed, not
 //!   asserted (a shared machine makes timed figures flaky).
+//!
+//!   The attacker runs at the lowest CPU priority (`SCHED_IDLE`): the lab puts it on the same
+//!   two cores as the daemons, the link emulators and the download, which an attacker on the
+//!   internet never is; at normal priority its own CPU time (connect, close, the kernel's work
+//!   for both ends of every connection) is taken from them and shows as lost goodput that
+//!   says nothing of the core. `BRAID_ATTACK_PRIORITY=normal` runs it at normal priority.
 //! - A flood of forged handshake inits (valid mac1: the core's public key is on every router)
 //!   from thousands of spoofed source addresses: the real edge still gets in (answered with a
 //!   cookie first, then in at its next try) and rekeys.
@@ -20,8 +28,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use braid::lab::report::Spread;
 use braid::lab::{sys, topo};
 use support::*;
+
+/// The attack comes in this many rounds of a share each, a window without attack before each.
+const ROUNDS: usize = 4;
+const TCP_CYCLES: u64 = 10_000;
+const GARBAGE: u64 = 10_000;
 
 /// What /proc says of a process: resident KiB, context switches (wake-ups), open files.
 #[derive(Debug, Clone, Copy)]
@@ -47,25 +61,127 @@ fn usage(pid: i32) -> Usage {
     }
 }
 
-/// Wake-ups per second of an idle process, over `secs`.
-fn idle_wakeups(pid: i32, secs: u64) -> f64 {
-    let a = usage(pid).switches;
-    std::thread::sleep(Duration::from_secs(secs));
-    (usage(pid).switches - a) as f64 / secs as f64
+/// An idle process's RSS (KiB) and wake-ups a second, sampled `n` times over a second each.
+fn idle_samples(pid: i32, n: usize) -> (Spread, Spread) {
+    let (mut rss, mut wake) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let a = usage(pid);
+        let t = Instant::now();
+        std::thread::sleep(Duration::from_secs(1));
+        let b = usage(pid);
+        wake.push((b.switches - a.switches) as f64 / t.elapsed().as_secs_f64());
+        rss.push(b.rss_kib as f64);
+    }
+    (Spread::of(rss).unwrap(), Spread::of(wake).unwrap())
+}
+
+/// CPU time of every thread of `pid` so far, in ns (/proc/PID/task/*/schedstat).
+fn cpu_ns(pid: i32) -> u64 {
+    let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU time of the calling thread so far, in ns.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Puts the calling thread (an attacker) at the lowest CPU priority, unless
+/// `BRAID_ATTACK_PRIORITY=normal`: see the module docs.
+fn attacker_priority() {
+    if std::env::var("BRAID_ATTACK_PRIORITY").as_deref() == Ok("normal") {
+        return;
+    }
+    let p = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) on the calling thread (0), `p` valid for the call.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &p) };
+    assert_eq!(r, 0, "SCHED_IDLE: {}", std::io::Error::last_os_error());
 }
 
 fn core_public_side() -> Ipv4Addr {
     topo::CORE_SRV_ADDR
 }
 
-/// Goodput of `flows` over `d`, in Mbit/s.
-fn goodput(flows: &[Flow], d: Duration) -> f64 {
-    let a = moved(flows);
-    let t = Instant::now();
-    std::thread::sleep(d);
-    let b = moved(flows);
-    let bytes: u64 = b.iter().zip(&a).map(|(b, a)| b - a).sum();
-    bytes as f64 * 8.0 / t.elapsed().as_secs_f64() / 1e6
+/// CPU time (ns) of the core, the edge and the attacker threads over a set of windows.
+#[derive(Default)]
+struct Cpu {
+    core: u64,
+    edge: u64,
+    attacker: u64,
+    secs: f64,
+    /// Bytes the download moved meanwhile.
+    bytes: u64,
+}
+
+impl Cpu {
+    fn ms_per_s(v: u64, secs: f64) -> f64 {
+        v as f64 / 1e6 / secs
+    }
+}
+
+/// `cycles` TCP connect/close cycles on `port` from the server's namespace, within `limit`:
+/// (cycles, failed connects, CPU ns of the thread).
+fn tcp_attack(
+    lab: &Lab,
+    port: SocketAddr,
+    cycles: u64,
+    limit: Duration,
+) -> std::thread::JoinHandle<std::io::Result<(u64, u64, u64)>> {
+    sys::spawn_in_ns(&lab.t.server, "tcp-attack", move || {
+        attacker_priority();
+        let (t0, c0) = (Instant::now(), thread_cpu_ns());
+        let (mut n, mut failed) = (0, 0);
+        while n < cycles && t0.elapsed() < limit {
+            if TcpStream::connect_timeout(&port, Duration::from_millis(300)).is_err() {
+                failed += 1;
+            }
+            n += 1;
+        }
+        (n, failed, thread_cpu_ns() - c0)
+    })
+    .unwrap()
+}
+
+/// `count` garbage datagrams to `port` (some start like braid's: its version byte), in bursts
+/// of 100 every 2 ms: (sent, CPU ns of the thread).
+fn udp_attack(
+    lab: &Lab,
+    port: SocketAddr,
+    count: u64,
+    seed: u64,
+) -> std::thread::JoinHandle<std::io::Result<(u64, u64)>> {
+    sys::spawn_in_ns(&lab.t.server, "udp-attack", move || {
+        attacker_priority();
+        let c0 = thread_cpu_ns();
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let mut x = 0x2545_f491_4f6c_dd1du64 ^ seed;
+        let mut sent = 0u64;
+        for i in 0..count {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = 1 + (x % 1400) as usize;
+            let mut junk: Vec<u8> = (0..len).map(|k| (x >> (k % 57)) as u8).collect();
+            if i % 3 == 0 {
+                junk[0] = braid::proto::wire::VERSION;
+            }
+            if s.send_to(&junk, port).is_ok() {
+                sent += 1;
+            }
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        (sent, thread_cpu_ns() - c0)
+    })
+    .unwrap()
 }
 
 #[test]
@@ -82,6 +198,7 @@ fn a_stranger_costs_the_core_nothing_lasting() {
     let server = lab.reached_server(0, 7060);
     let client = lab.client(0);
     let pid = lab.core.as_ref().unwrap().pid().expect("core runs");
+    let edge_pid = lab.edge(0).pid().expect("edge runs");
 
     // Warm up (buffers grow to their working size), then the core's idle figures.
     let stop = Arc::new(AtomicBool::new(false));
@@ -92,72 +209,55 @@ fn a_stranger_costs_the_core_nothing_lasting() {
     }
     std::thread::sleep(Duration::from_secs(1));
     let before = usage(pid);
-    let wake_before = idle_wakeups(pid, 3);
+    let (rss_before, wake_before) = idle_samples(pid, 3);
 
-    // Goodput without, then during the attack.
+    // Rounds of: a window without the attack, then a share of the attack; the goodput of each.
     let stop = Arc::new(AtomicBool::new(false));
     let flows = vec![down_flow(&client, server.addr(), stop.clone(), "download")];
     std::thread::sleep(Duration::from_secs(1));
-    let g_clean = goodput(&flows, Duration::from_secs(3));
-    let loaded = usage(pid);
     let port = SocketAddr::V4(SocketAddrV4::new(core_public_side(), CORE_PORT));
-    let done = Arc::new(AtomicBool::new(false));
-    let (cycles, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let tcp = {
-        let (done, cycles, refused) = (done.clone(), cycles.clone(), refused.clone());
-        sys::spawn_in_ns(&lab.t.server, "tcp-attack", move || {
-            let t0 = Instant::now();
-            for _ in 0..10_000 {
-                if t0.elapsed() > Duration::from_secs(25) {
-                    break;
-                }
-                match TcpStream::connect_timeout(&port, Duration::from_millis(300)) {
-                    Ok(s) => drop(s),
-                    Err(_) => {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                cycles.fetch_add(1, Ordering::Relaxed);
-            }
-            done.store(true, Ordering::Relaxed);
-        })
-        .unwrap()
+    let (mut g_clean, mut g_attack) = (Vec::new(), Vec::new());
+    let (mut cpu_clean, mut cpu_attack) = (Cpu::default(), Cpu::default());
+    let (mut cycles, mut failed, mut garbage, mut attack_s) = (0, 0, 0, 0.0);
+    let mut attacker_ns = 0;
+    let window = |cpu: &mut Cpu, g: &mut Vec<f64>, run: &mut dyn FnMut()| {
+        let (c, e, m, t) = (
+            cpu_ns(pid),
+            cpu_ns(edge_pid),
+            moved(&flows)[0],
+            Instant::now(),
+        );
+        run();
+        let secs = t.elapsed().as_secs_f64();
+        let bytes = moved(&flows)[0] - m;
+        g.push(bytes as f64 * 8.0 / secs / 1e6);
+        cpu.bytes += bytes;
+        cpu.core += cpu_ns(pid) - c;
+        cpu.edge += cpu_ns(edge_pid) - e;
+        cpu.secs += secs;
+        secs
     };
-    let udp = sys::spawn_in_ns(&lab.t.server, "udp-attack", move || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut sent = 0u64;
-        for i in 0..10_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = 1 + (x % 1400) as usize;
-            let junk: Vec<u8> = (0..len).map(|k| (x >> (k % 57)) as u8).collect();
-            // Some look like braid's: its version byte and a data or init kind first.
-            let mut junk = junk;
-            if i % 3 == 0 {
-                junk[0] = braid::proto::wire::VERSION;
-            }
-            if s.send_to(&junk, port).is_ok() {
-                sent += 1;
-            }
-            if i % 100 == 0 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        sent
-    })
-    .unwrap();
-    let t_attack = Instant::now();
-    let a = moved(&flows);
-    while !done.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+    for round in 0..ROUNDS as u64 {
+        window(&mut cpu_clean, &mut g_clean, &mut || {
+            std::thread::sleep(Duration::from_millis(1500))
+        });
+        attack_s += window(&mut cpu_attack, &mut g_attack, &mut || {
+            let tcp = tcp_attack(
+                &lab,
+                port,
+                TCP_CYCLES / ROUNDS as u64,
+                Duration::from_secs(8),
+            );
+            let udp = udp_attack(&lab, port, GARBAGE / ROUNDS as u64, round);
+            let (n, f, tcp_cpu) = tcp.join().unwrap().unwrap();
+            let (sent, udp_cpu) = udp.join().unwrap().unwrap();
+            cycles += n;
+            failed += f;
+            garbage += sent;
+            attacker_ns += tcp_cpu + udp_cpu;
+        });
     }
-    let attack_s = t_attack.elapsed().as_secs_f64();
-    let b = moved(&flows);
-    let g_attack = (b[0] - a[0]) as f64 * 8.0 / attack_s / 1e6;
-    tcp.join().unwrap().unwrap();
-    let garbage = udp.join().unwrap().unwrap();
+    cpu_attack.attacker = attacker_ns;
     for (what, r) in finish_flows(&stop, flows) {
         r.unwrap_or_else(|e| panic!("{what}: {e}"));
     }
@@ -166,49 +266,77 @@ fn a_stranger_costs_the_core_nothing_lasting() {
     // The unproven connections' deadline (5 s) and the core's housekeeping (5 s) pass.
     std::thread::sleep(Duration::from_secs(7));
     let after = usage(pid);
-    let wake_after = idle_wakeups(pid, 3);
+    let (rss_after, wake_after) = idle_samples(pid, 3);
     let st = lab.core.as_ref().unwrap().status().unwrap();
-    println!(
-        "attack: {} TCP connect/close cycles ({} failed to connect) and {garbage} garbage \
-         datagrams in {attack_s:.1} s",
-        cycles.load(Ordering::Relaxed),
-        refused.load(Ordering::Relaxed)
+    let (gc, ga) = (
+        Spread::of(g_clean.iter().copied()).unwrap(),
+        Spread::of(g_attack.iter().copied()).unwrap(),
     );
     println!(
-        "edge goodput: {g_clean:.1} Mbit/s without the attack, {g_attack:.1} Mbit/s during it \
-         ({:+.1} %)",
-        (g_attack / g_clean - 1.0) * 100.0
+        "attack: {cycles} TCP connect/close cycles ({failed} failed to connect) and {garbage} \
+         garbage datagrams in {attack_s:.1} s ({ROUNDS} rounds), attacker at {} priority",
+        if std::env::var("BRAID_ATTACK_PRIORITY").as_deref() == Ok("normal") {
+            "normal"
+        } else {
+            "idle (SCHED_IDLE)"
+        }
     );
     println!(
-        "core RSS: {} KiB before (idle), {} KiB transferring, {} KiB after the attack, {} KiB \
-         after (idle); open files {} / {} / {}; idle wake-ups {wake_before:.1}/s before, \
-         {wake_after:.1}/s after",
-        before.rss_kib,
-        loaded.rss_kib,
+        "edge goodput (Mbit/s, min/median/max of {ROUNDS} windows): {} without the attack, {} \
+         during it ({:+.1} % median)",
+        gc.show(1),
+        ga.show(1),
+        (ga.median / gc.median - 1.0) * 100.0
+    );
+    let ms = Cpu::ms_per_s;
+    // The core's CPU for the download scales with the bytes it carries (and the attack slows
+    // the download): what it spent past its CPU per byte without the attack is the attack's.
+    let per_byte = cpu_clean.core as f64 / cpu_clean.bytes.max(1) as f64;
+    let extra_core = cpu_attack.core as f64 - per_byte * cpu_attack.bytes as f64;
+    println!(
+        "CPU ms/s without / during the attack: core {:.0} / {:.0}, edge {:.0} / {:.0}; the \
+         attacker's threads {:.0} ms/s; the core's CPU per attack event (connection or \
+         datagram) past its CPU per byte carried: {:.1} us",
+        ms(cpu_clean.core, cpu_clean.secs),
+        ms(cpu_attack.core, cpu_attack.secs),
+        ms(cpu_clean.edge, cpu_clean.secs),
+        ms(cpu_attack.edge, cpu_attack.secs),
+        ms(cpu_attack.attacker, cpu_attack.secs),
+        extra_core / 1e3 / (cycles + garbage) as f64,
+    );
+    println!(
+        "core RSS (KiB, min/median/max of 3 idle samples): {} before, {} after ({:+.1} % \
+         median); {} KiB transferring under attack; idle wake-ups/s: {} before, {} after \
+         ({:+.1} % median); open files {} / {} / {}",
+        rss_before.show(0),
+        rss_after.show(0),
+        (rss_after.median / rss_before.median - 1.0) * 100.0,
         during.rss_kib,
-        after.rss_kib,
+        wake_before.show(1),
+        wake_after.show(1),
+        (wake_after.median / wake_before.median - 1.0) * 100.0,
         before.fds,
         during.fds,
         after.fds
     );
     println!("core refusals: {:?}", st.refusals);
     println!("test time: {:.1} s", t_test.elapsed().as_secs_f64());
+    assert!(cycles >= 1000, "the attack must have run");
+    // The issue asks for 10 %; the leak this guards against cost 96 KiB and 10 wake-ups a
+    // second per connection: 10,000 connections would be ~1 GB and 100,000/s. Medians of three
+    // samples each, against the bounds the noise of a shared machine allows (measured in three
+    // runs: RSS +5.4 to +8.2 %, idle wake-ups -40 to +11 %, the wake-ups being ~60/s).
     assert!(
-        cycles.load(Ordering::Relaxed) >= 1000,
-        "the attack must have run"
-    );
-    // The issue asks for 10 %; measured here: RSS +11 %, idle wake-ups +21 % in one run (the
-    // heap glibc keeps, and a noisy machine). The leak this guards against cost 96 KiB and 10
-    // wake-ups a second per connection: 10,000 connections would be ~1 GB and 100,000/s.
-    assert!(
-        after.rss_kib as f64 <= before.rss_kib as f64 * 1.25,
+        rss_after.median <= rss_before.median * 1.25,
         "core RSS {} KiB after the attack, {} KiB before",
-        after.rss_kib,
-        before.rss_kib
+        rss_after.show(0),
+        rss_before.show(0)
     );
     assert!(
-        wake_after <= wake_before * 1.5 + 5.0,
-        "core idle wake-ups {wake_after:.1}/s after the attack, {wake_before:.1}/s before"
+        wake_after.median <= wake_before.median * 1.5 + 5.0,
+        "core idle wake-ups {}/s after the attack, {}/s before",
+        wake_after.show(1),
+        wake_before.show(1)
     );
     assert!(
         after.fds <= before.fds + 1,

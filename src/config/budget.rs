@@ -14,6 +14,7 @@
 //! | user table | clients (and their flows) counted for `braid status` | edge 5 %; core: per edge |
 //! | ingress | datagrams read from the link sockets, waiting for the event loop (bytes, not a count) | edge 10 %, core 10 % |
 //! | capture | the hub's packet socket receive buffer (kernel memory) | edge 10 %, core 5 % |
+//! | TCP send queues | datagrams for TCP links, not yet written to their sockets (bytes, all connections together; one connection at most [`MAX_TCP_SEND_PER_LINK`]) | edge 5 %, core 3 % (the rest is room for the per-session floors) |
 //!
 //! The reserve ([`EDGE_RESERVE`], [`CORE_RESERVE`]) is what the daemon needs whatever the traffic:
 //! its code, the runtime, its tables. On the core, 80 % of what is left is split evenly among the
@@ -65,6 +66,10 @@ const MAX_FLOWS: usize = 65_536;
 /// A user's queue (DRR) at most: more only adds delay.
 const MAX_PER_USER_QUEUE: u64 = 256 << 10;
 
+/// One TCP link's send queue at most: a stalled connection cannot take every other's share
+/// (and more would only add delay).
+pub const MAX_TCP_SEND_PER_LINK: usize = 256 << 10;
+
 /// `option memory`: bytes one daemon may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -103,6 +108,10 @@ pub struct Bounds {
     pub ingress_bytes: usize,
     /// The hub capture's receive buffer (kernel memory).
     pub capture_bytes: usize,
+    /// Bytes waiting in the TCP links' send queues, all connections together (the core's
+    /// accepted connections, up to `accept::Limits::total`, share it), and in one at most.
+    pub tcp_send_bytes: usize,
+    pub tcp_send_per_link: usize,
 }
 
 impl Bounds {
@@ -113,7 +122,10 @@ impl Bounds {
             + s.reorder_packets as u64 * (max_packet as u64 + REORDER_OVERHEAD)
             + s.flows as u64 * FLOW_ENTRY
             + s.users as u64 * (USER_ENTRY + s.flows_per_user as u64 * USER_FLOW);
-        per * self.sessions as u64 + self.ingress_bytes as u64 * 2 + self.capture_bytes as u64
+        per * self.sessions as u64
+            + self.ingress_bytes as u64 * 2
+            + self.capture_bytes as u64
+            + self.tcp_send_bytes as u64
     }
 }
 
@@ -141,6 +153,8 @@ impl Budget {
             sessions: 1,
             ingress_bytes: usize_of(pct(10) / 2),
             capture_bytes: usize_of(pct(10).clamp(64 << 10, 16 << 20)),
+            tcp_send_bytes: usize_of(pct(5)),
+            tcp_send_per_link: usize_of(pct(5)).min(MAX_TCP_SEND_PER_LINK),
         }
     }
 
@@ -169,6 +183,8 @@ impl Budget {
             sessions: peers.max(1),
             ingress_bytes: usize_of((pct(10) / 2).min(64 << 20)),
             capture_bytes: usize_of(pct(5).clamp(64 << 10, 16 << 20)),
+            tcp_send_bytes: usize_of(pct(3).min(64 << 20)),
+            tcp_send_per_link: usize_of(pct(3)).min(MAX_TCP_SEND_PER_LINK),
         })
     }
 }
@@ -361,6 +377,26 @@ mod tests {
             bytes: ok.bytes - (1 << 20),
         };
         assert!(less.core(1000, MTU).is_err(), "and is the least: {need}");
+    }
+
+    /// The TCP links' send queues were 1,024 datagrams each (up to 64 MiB a connection, and
+    /// the core accepts up to 1,024 connections): now bytes from the budget, shared.
+    #[test]
+    fn tcp_send_queues_are_bounded_in_bytes_from_the_budget() {
+        for (b, budget) in [
+            (Budget::default_for(false).edge(MTU), DEFAULT_EDGE),
+            (
+                Budget::default_for(true).core(4, MTU).unwrap(),
+                DEFAULT_CORE,
+            ),
+        ] {
+            assert!(b.tcp_send_bytes as u64 <= budget / 16, "{b:?}");
+            assert!(b.tcp_send_per_link <= b.tcp_send_bytes, "{b:?}");
+            // Room for a burst of full datagrams on a link.
+            assert!(b.tcp_send_per_link >= 64 * MTU, "{b:?}");
+        }
+        let small = Budget { bytes: MIN }.edge(MTU);
+        assert!(small.tcp_send_per_link >= 16 * MTU, "{small:?}");
     }
 
     #[test]

@@ -20,7 +20,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::daemon::{LinkIo, LinkTx};
 use crate::os::uplink::TcpLink;
@@ -86,6 +85,8 @@ pub struct Conns<T> {
     map: HashMap<u32, Conn<T>>,
     next: u32,
     limits: Limits,
+    /// Connections forgotten since [`Conns::take_freed`] was last called.
+    freed: usize,
 }
 
 impl<T> Conns<T> {
@@ -94,13 +95,14 @@ impl<T> Conns<T> {
             map: HashMap::new(),
             next: 1,
             limits,
+            freed: 0,
         }
     }
 
     /// Whether a new connection from `peer` may be kept; forgets the connections that
     /// `alive` says have ended first.
     pub fn admit(&mut self, peer: IpAddr, alive: impl Fn(&T) -> bool) -> Result<(), Refused> {
-        self.map.retain(|_, c| alive(&c.io));
+        self.retain_alive(alive);
         if self.map.len() >= self.limits.total {
             return Err(Refused::Total);
         }
@@ -144,7 +146,14 @@ impl<T> Conns<T> {
 
     /// Forgets the connections that have ended.
     pub fn retain_alive(&mut self, alive: impl Fn(&T) -> bool) {
+        let n = self.map.len();
         self.map.retain(|_, c| alive(&c.io));
+        self.freed += n - self.map.len();
+    }
+
+    /// How many connections were forgotten since the last call.
+    pub fn take_freed(&mut self) -> usize {
+        std::mem::take(&mut self.freed)
     }
 
     pub fn len(&self) -> usize {
@@ -161,6 +170,28 @@ impl<T> Conns<T> {
     }
 }
 
+/// Closing `stream` resets the connection (SO_LINGER 0) instead of a FIN exchange: a stranger's
+/// connection leaves no state behind once the core closes it (no LAST_ACK or FIN_WAIT socket,
+/// no FIN retransmits), and costs one packet. Nothing the core closes has data worth
+/// delivering: an edge whose connection ends connects again.
+pub fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt(2) on the stream's open fd, with a linger valid for its size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Whether a connection's task still runs.
 pub fn alive(io: &LinkIo) -> bool {
     !matches!(&io.tx, LinkTx::Tcp(tx) if tx.is_closed())
@@ -169,16 +200,17 @@ pub fn alive(io: &LinkIo) -> bool {
 /// Runs one accepted connection: its datagrams go to `inbound` tagged with `id`. The task (and
 /// with it the socket and its buffers) ends when the peer closes or the connection fails, when
 /// it has not been proven within `deadline` (the core gives [`HANDSHAKE_DEADLINE`]), or after
-/// [`IDLE`] without a datagram.
+/// [`IDLE`] without a datagram. What waits to be written counts against `send`.
 pub fn spawn(
     id: u32,
     stream: TcpStream,
     inbound: crate::ingress::Sender<(u32, Vec<u8>)>,
+    send: &crate::ingress::Pool,
     proven: Rc<Cell<bool>>,
     deadline: Duration,
 ) -> LinkIo {
     let mut link = TcpLink::from_stream(stream);
-    let (tx, mut out) = mpsc::channel::<Vec<u8>>(1024);
+    let (tx, mut out) = send.channel::<Vec<u8>>();
     let task = tokio::task::spawn_local(async move {
         let accepted = tokio::time::Instant::now();
         let mut heard = accepted;
@@ -285,8 +317,10 @@ mod tests {
         assert_eq!(c.admit(addr(4, 0).ip(), live), Err(Refused::Total));
         // Ended connections are forgotten when the next one arrives.
         let ended = |io: &bool| !*io;
+        assert_eq!(c.take_freed(), 0);
         assert_eq!(c.admit(addr(4, 0).ip(), ended), Ok(()));
         assert!(c.is_empty());
+        assert_eq!((c.take_freed(), c.take_freed()), (6, 0));
     }
 
     #[test]
@@ -303,6 +337,27 @@ mod tests {
         assert_eq!(c.get(live_id).map(|x| x.peer), Some(addr(1, 1)));
     }
 
+    /// A connection the core closes is reset: the peer reads a reset, not an orderly close,
+    /// and the core keeps no closing socket.
+    #[test]
+    fn a_closed_connection_is_reset() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            reset_on_close(&s);
+            drop(s);
+            use std::io::Read;
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let e = c.read(&mut [0u8; 4]).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        });
+    }
+
     /// An unauthenticated connect/close, and a connection that never sends a valid datagram,
     /// each end their task and close the socket (the core's port once leaked a task per
     /// connection, looping every 100 ms forever).
@@ -317,13 +372,14 @@ mod tests {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let at = l.local_addr().unwrap();
             let (tx, mut rx) = crate::ingress::channel(1 << 20);
+            let pool = crate::ingress::Pool::new(1 << 20, 1 << 18);
 
             // Connect and close at once: the task ends as soon as it sees the close (long
             // before its deadline).
             let c = std::net::TcpStream::connect(at).unwrap();
             let (s, _) = l.accept().await.unwrap();
             let far = Duration::from_secs(60);
-            let io = spawn(1, s, tx.clone(), Rc::new(Cell::new(false)), far);
+            let io = spawn(1, s, tx.clone(), &pool, Rc::new(Cell::new(false)), far);
             drop(c);
             let t0 = tokio::time::Instant::now();
             while alive(&io) && t0.elapsed() < Duration::from_secs(2) {
@@ -335,7 +391,7 @@ mod tests {
             let mut c = std::net::TcpStream::connect(at).unwrap();
             let (s, _) = l.accept().await.unwrap();
             let t0 = tokio::time::Instant::now();
-            let io = spawn(2, s, tx.clone(), Rc::new(Cell::new(false)), DEADLINE);
+            let io = spawn(2, s, tx.clone(), &pool, Rc::new(Cell::new(false)), DEADLINE);
             use std::io::{Read, Write};
             c.write_all(&[0, 3, 1, 2, 3]).unwrap();
             let (id, d) = rx.recv().await.unwrap();
@@ -356,7 +412,12 @@ mod tests {
             // Proven: kept past the deadline.
             let _c = std::net::TcpStream::connect(at).unwrap();
             let (s, _) = l.accept().await.unwrap();
-            let io = spawn(3, s, tx.clone(), Rc::new(Cell::new(true)), DEADLINE);
+            let io = spawn(3, s, tx.clone(), &pool, Rc::new(Cell::new(true)), DEADLINE);
+            // What waits for its socket is bounded in bytes (the pool's share per connection),
+            // not 1,024 datagrams: checked before the task first runs.
+            let d = vec![0u8; 60_000];
+            let queued = (0..1024).filter(|_| io.tx.send(&d)).count();
+            assert_eq!(queued, (1 << 18) / (d.len() + 24), "{queued} queued");
             tokio::time::sleep(DEADLINE * 3).await;
             assert!(alive(&io), "a proven connection stays");
         });

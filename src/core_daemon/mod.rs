@@ -307,6 +307,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         });
     }
     let (tcp_tx, mut tcp_in) = crate::ingress::channel::<(u32, Vec<u8>)>(bounds.ingress_bytes);
+    let tcp_send = crate::ingress::Pool::new(bounds.tcp_send_bytes, bounds.tcp_send_per_link);
 
     let mut signals = Signals::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -347,7 +348,9 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
                     break;
                 }
             }
-            Ok((stream, from)) = tcp.accept() => core.accept_tcp(stream, from, &tcp_tx),
+            Ok((stream, from)) = tcp.accept() => {
+                core.accept_tcp(stream, from, &tcp_tx, &tcp_send)
+            }
             Some((id, mut d)) = tcp_in.recv() => {
                 let now = core.clock.now();
                 let r = core.ep.handle_datagram(now, Addr::Tcp(id), &mut d);
@@ -447,7 +450,9 @@ impl Core {
         stream: tokio::net::TcpStream,
         from: SocketAddr,
         inbound: &crate::ingress::Sender<(u32, Vec<u8>)>,
+        send: &crate::ingress::Pool,
     ) {
+        accept::reset_on_close(&stream);
         if let Err(why) = self.tcp.admit(from.ip(), accept::alive) {
             self.refusals
                 .refuse(std::time::Instant::now(), why.reason(), || {
@@ -461,6 +466,7 @@ impl Core {
             id,
             stream,
             inbound.clone(),
+            send,
             proven.clone(),
             accept::HANDSHAKE_DEADLINE,
         );
@@ -712,6 +718,10 @@ impl Core {
         self.established_at
             .retain(|id, _| ep.session(*id).is_some());
         self.users.retain(|id, _| ep.session(*id).is_some());
+        // Strangers' connections came and went: give back what they left free.
+        if self.tcp.take_freed() > 0 {
+            crate::memory::release_free_heap();
+        }
     }
 
     /// One sample of every session's and link's counters for the measured rates.

@@ -1,8 +1,6 @@
 //! Link sockets as the event loops use them: a sender to call from the loop, and a task that
 //! reads the socket into the loop's channel.
 
-use tokio::sync::mpsc;
-
 /// A datagram received on a link socket: (link, bytes, where it came from).
 pub type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
 
@@ -10,8 +8,9 @@ pub type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
 /// every datagram into the event loop's channel.
 pub enum LinkTx {
     Udp(std::rc::Rc<tokio::net::UdpSocket>),
-    /// Datagrams for a TCP link go through its task (it owns the stream and reconnects).
-    Tcp(mpsc::Sender<Vec<u8>>),
+    /// Datagrams for a TCP link go through its task (it owns the stream and reconnects), in a
+    /// queue bounded in bytes from the memory budget (a [`crate::ingress::Pool`]'s channel).
+    Tcp(crate::ingress::Sender<Vec<u8>>),
 }
 
 impl LinkTx {
@@ -102,14 +101,16 @@ pub fn udp_link(
     })
 }
 
-/// Starts a TCP link over `link` (which connects and reconnects by itself on the edge).
+/// Starts a TCP link over `link` (which connects and reconnects by itself on the edge); what
+/// waits to be written counts against `send` (`Bounds::tcp_send_bytes`).
 pub fn tcp_link(
     id: crate::proto::LinkId,
     mut link: crate::os::uplink::TcpLink,
     peer: std::net::SocketAddr,
     inbound: crate::ingress::Sender<Inbound>,
+    send: &crate::ingress::Pool,
 ) -> LinkIo {
-    let (tx, mut out) = mpsc::channel::<Vec<u8>>(1024);
+    let (tx, mut out) = send.channel::<Vec<u8>>();
     let task = tokio::task::spawn_local(async move {
         let mut buf = vec![0u8; 65536];
         loop {
@@ -137,5 +138,61 @@ pub fn tcp_link(
     LinkIo {
         tx: LinkTx::Tcp(tx),
         task,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP link's send queue holds bytes from the budget, not 1,024 datagrams of up to
+    /// 64 KiB: sends past it are refused (dropped, as a full UDP socket drops them).
+    #[test]
+    fn a_tcp_links_send_queue_is_bounded_in_bytes_from_the_budget() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let b = crate::config::budget::Budget::default_for(false).edge(1400);
+            let pool = crate::ingress::Pool::new(b.tcp_send_bytes, b.tcp_send_per_link);
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let peer = l.local_addr().unwrap();
+            let (inbound, _rx) = crate::ingress::channel(1 << 20);
+            let mut links = Vec::new();
+            for id in 0..4u8 {
+                let s = std::net::TcpStream::connect(peer).unwrap();
+                s.set_nonblocking(true).unwrap();
+                let s = tokio::net::TcpStream::from_std(s).unwrap();
+                let link = crate::os::uplink::TcpLink::from_stream(s);
+                let io = tcp_link(
+                    crate::proto::LinkId::from(id),
+                    link,
+                    peer,
+                    inbound.clone(),
+                    &pool,
+                );
+                links.push(io);
+            }
+            // The link tasks have not run yet (nothing awaited): every datagram waits.
+            let d = vec![0u8; 60_000];
+            let mut taken = Vec::new();
+            for io in &links {
+                taken.push((0..1024).filter(|_| io.tx.send(&d)).count() * d.len());
+            }
+            let sum: usize = taken.iter().sum();
+            assert!(sum <= b.tcp_send_bytes, "{taken:?} > {}", b.tcp_send_bytes);
+            assert!(
+                sum + d.len() > b.tcp_send_bytes.min(4 * b.tcp_send_per_link),
+                "{taken:?}"
+            );
+            for t in &taken {
+                assert!(*t <= b.tcp_send_per_link, "{taken:?}");
+            }
+            assert!(
+                taken[0] + d.len() > b.tcp_send_per_link,
+                "the first gets its share"
+            );
+        });
     }
 }

@@ -192,6 +192,8 @@ struct Edge {
     seed: u64,
     mss: u16,
     inbound: crate::ingress::Sender<Inbound>,
+    /// The TCP links' send queues (`Bounds::tcp_send_bytes`).
+    tcp_send: crate::ingress::Pool,
     hub: Hub,
     steer: SteerConfig,
     steering: Option<Steering>,
@@ -230,6 +232,7 @@ fn open_link(
     at: &Opened,
     l: &model::Link,
     inbound: &crate::ingress::Sender<Inbound>,
+    tcp_send: &crate::ingress::Pool,
 ) -> Result<LinkIo, String> {
     let spec = LinkSocketSpec {
         device: at.device.clone(),
@@ -246,6 +249,7 @@ fn open_link(
             TcpLink::new(spec),
             at.core,
             inbound.clone(),
+            tcp_send,
         )),
     }
 }
@@ -362,6 +366,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         links,
         seed: u64::from_le_bytes(seed),
         inbound: in_tx,
+        tcp_send: crate::ingress::Pool::new(bounds.tcp_send_bytes, bounds.tcp_send_per_link),
         hub,
         steer,
         steering: None,
@@ -1081,7 +1086,7 @@ impl Edge {
                 None
             }
             Some(Ok(at)) if l.io.is_some() && l.opened.as_ref() == Some(&at) => None,
-            Some(Ok(at)) => match open_link(l.id, &at, &l.cfg, &self.inbound) {
+            Some(Ok(at)) => match open_link(l.id, &at, &l.cfg, &self.inbound, &self.tcp_send) {
                 Ok(io) => {
                     log::info!(
                         "link '{}' {} device '{}' ({}) toward the core at {}",
