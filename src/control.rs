@@ -544,28 +544,31 @@ pub fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
     Ok(reply)
 }
 
-/// Parses a request as the daemon receives it.
-pub fn parse_request(bytes: &[u8]) -> Result<Request, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("bad request: {e}"))
-}
-
 fn fmt_rate(bps: u64) -> String {
-    match bps {
-        b if b >= 1_000_000_000 => format!("{:.2} Gbit/s", b as f64 / 1e9),
-        b if b >= 1_000_000 => format!("{:.1} Mbit/s", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.0} kbit/s", b as f64 / 1e3),
-        b => format!("{b} bit/s"),
-    }
+    scaled(
+        bps,
+        &[(1e9, 2, "Gbit/s"), (1e6, 1, "Mbit/s"), (1e3, 0, "kbit/s")],
+        "bit/s",
+    )
 }
 
 /// Bytes with SI prefixes (1 GB = 10^9 bytes), as quotas are written and carriers bill.
 fn fmt_bytes(b: u64) -> String {
-    match b {
-        b if b >= 1_000_000_000_000 => format!("{:.2} TB", b as f64 / 1e12),
-        b if b >= 1_000_000_000 => format!("{:.2} GB", b as f64 / 1e9),
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
-        b => format!("{b} B"),
+    let steps = [
+        (1e12, 2, "TB"),
+        (1e9, 2, "GB"),
+        (1e6, 1, "MB"),
+        (1e3, 1, "kB"),
+    ];
+    scaled(b, &steps, "B")
+}
+
+/// `v` in the first of `steps` (scale, decimals, unit; largest first) it reaches, else whole
+/// in `unit`.
+fn scaled(v: u64, steps: &[(f64, usize, &str)], unit: &str) -> String {
+    match steps.iter().find(|s| v as f64 >= s.0) {
+        Some(&(scale, decimals, name)) => format!("{:.*} {name}", decimals, v as f64 / scale),
+        None => format!("{v} {unit}"),
     }
 }
 
@@ -771,12 +774,15 @@ mod tests {
         );
         // The device is optional both ways: older clients, and hotplug with netifd's $DEVICE.
         assert_eq!(
-            parse_request(br#"{"cmd":"link","name":"wan","up":true,"device":"pppoe-wan"}"#),
-            Ok(Request::Link {
+            serde_json::from_slice::<Request>(
+                br#"{"cmd":"link","name":"wan","up":true,"device":"pppoe-wan"}"#
+            )
+            .unwrap(),
+            Request::Link {
                 name: "wan".into(),
                 up: true,
                 device: Some("pppoe-wan".into()),
-            })
+            }
         );
         assert_eq!(
             serde_json::to_string(&Request::Link {
@@ -787,10 +793,35 @@ mod tests {
             .unwrap(),
             r#"{"cmd":"link","name":"wan","up":true,"device":"wwan0"}"#
         );
-        assert_eq!(parse_request(br#"{"cmd":"reload"}"#), Ok(Request::Reload));
-        assert!(parse_request(b"{\"cmd\":\"format-disk\"}")
-            .unwrap_err()
-            .contains("bad request"));
+        assert_eq!(
+            serde_json::from_slice::<Request>(br#"{"cmd":"reload"}"#).unwrap(),
+            Request::Reload
+        );
+    }
+
+    #[test]
+    fn rates_and_sizes_take_the_largest_prefix_they_reach() {
+        let rates = [
+            (999, "999 bit/s"),
+            (1_000, "1 kbit/s"),
+            (999_999, "1000 kbit/s"),
+            (1_000_000, "1.0 Mbit/s"),
+            (1_500_000_000, "1.50 Gbit/s"),
+        ];
+        for (v, want) in rates {
+            assert_eq!(fmt_rate(v), want);
+        }
+        let sizes = [
+            (0, "0 B"),
+            (999, "999 B"),
+            (1_000, "1.0 kB"),
+            (3_250_000, "3.2 MB"),
+            (20_000_000_000, "20.00 GB"),
+            (2_000_000_000_000, "2.00 TB"),
+        ];
+        for (v, want) in sizes {
+            assert_eq!(fmt_bytes(v), want);
+        }
     }
 
     #[test]

@@ -278,13 +278,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio::task::LocalSet::new().block_on(&rt, f)
-    }
+    use crate::daemon::block_on_local as run;
 
     fn item(n: usize) -> (u32, Vec<u8>) {
         (n as u32, vec![0u8; n])

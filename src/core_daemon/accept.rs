@@ -363,12 +363,7 @@ mod tests {
     /// connection, looping every 100 ms forever).
     #[test]
     fn unproven_connections_end_and_close() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
+        crate::daemon::block_on_local(async {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let at = l.local_addr().unwrap();
             let (tx, mut rx) = crate::ingress::channel(1 << 20);

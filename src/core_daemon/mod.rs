@@ -38,7 +38,7 @@ use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
 use crate::daemon::translate::{session_classes, state_name, wire_role_name};
 use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo, Refusals};
-use crate::daemon::{daemon_main, DaemonArgs, HubIo, Signal, Signals};
+use crate::daemon::{daemon_main, DaemonArgs, HubIo, RequestError, Signal, Signals};
 use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
 use crate::os::space::{adopt_stale, HubConfig, SteerConfig, Steering};
@@ -814,12 +814,10 @@ impl Core {
                 status: Some(self.status()),
                 ..Reply::ok()
             },
-            Request::Link { .. } => {
-                Reply::error("links are managed by the edge; run `braid link` there")
-            }
+            Request::Link { .. } => RequestError::LinkOnCore.into(),
             Request::Reload => match self.reload() {
                 Ok(()) => Reply::ok(),
-                Err(e) => Reply::error(e.to_string()),
+                Err(e) => RequestError::from(e).into(),
             },
             Request::Stop => Reply::ok(),
         }

@@ -67,6 +67,67 @@ impl fmt::Display for ReloadError {
 
 impl std::error::Error for ReloadError {}
 
+/// Why a daemon refused a control request. Its words are the reply's `error` text, which
+/// `braid` prints as it is (`braid link`, `braid reload`, `braid stop`, LuCI's backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not a request of the control protocol (the JSON parser's words say where).
+    Malformed(String),
+    /// The client sent no complete request in time.
+    NotInTime,
+    /// The daemon is stopping and answers nothing more.
+    Stopping,
+    /// `braid link NAME`: the edge has no link of that section or device name.
+    NoSuchLink(String),
+    /// `braid link down NAME --device DEV`: a device goes only with `up`.
+    DeviceWithDown,
+    /// `--device DEV` is not a valid interface name.
+    NotADevice(String),
+    /// `braid link` sent to the core: links are the edge's.
+    LinkOnCore,
+    /// `braid stop` sent to the edge: only the core keeps anything across a restart.
+    StopOnEdge,
+    /// `braid reload` refused: the running config stays.
+    Reload(ReloadError),
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::Malformed(e) => write!(f, "bad request: {e}"),
+            RequestError::NotInTime => f.write_str("request not received in time"),
+            RequestError::Stopping => f.write_str("daemon is stopping"),
+            RequestError::NoSuchLink(name) => {
+                write!(f, "no link named '{name}' (see braid status)")
+            }
+            RequestError::DeviceWithDown => f.write_str("--device goes with `braid link up`"),
+            RequestError::NotADevice(d) => write!(f, "'{d}' is not a device name"),
+            RequestError::LinkOnCore => {
+                f.write_str("links are managed by the edge; run `braid link` there")
+            }
+            RequestError::StopOnEdge => f.write_str(
+                "`braid stop` is for the core; the edge removes everything whenever it stops \
+                 (SIGTERM, /etc/init.d/braid stop)",
+            ),
+            RequestError::Reload(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+impl From<ReloadError> for RequestError {
+    fn from(e: ReloadError) -> RequestError {
+        RequestError::Reload(e)
+    }
+}
+
+impl From<RequestError> for crate::control::Reply {
+    fn from(e: RequestError) -> crate::control::Reply {
+        crate::control::Reply::error(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +148,50 @@ mod tests {
             "core_host is not set"
         );
         assert_eq!(ReloadError::TooManyLinks.to_string(), "more than 256 links");
+    }
+
+    /// What `braid link`, `braid reload` and `braid stop` print when refused: the words of
+    /// before the enum, and no Rust names.
+    #[test]
+    fn refused_requests_read_as_plain_words() {
+        let all = [
+            (
+                RequestError::Malformed("unknown variant `format-disk`".into()),
+                "bad request: unknown variant `format-disk`",
+            ),
+            (RequestError::NotInTime, "request not received in time"),
+            (RequestError::Stopping, "daemon is stopping"),
+            (
+                RequestError::NoSuchLink("wwan".into()),
+                "no link named 'wwan' (see braid status)",
+            ),
+            (
+                RequestError::DeviceWithDown,
+                "--device goes with `braid link up`",
+            ),
+            (
+                RequestError::NotADevice("a b".into()),
+                "'a b' is not a device name",
+            ),
+            (
+                RequestError::LinkOnCore,
+                "links are managed by the edge; run `braid link` there",
+            ),
+            (
+                RequestError::StopOnEdge,
+                "`braid stop` is for the core; the edge removes everything whenever it stops \
+                 (SIGTERM, /etc/init.d/braid stop)",
+            ),
+            (
+                ReloadError::Config("braid.conf:3: bad mtu".into()).into(),
+                "braid.conf:3: bad mtu",
+            ),
+        ];
+        for (e, words) in all {
+            assert_eq!(e.to_string(), words);
+            let reply = crate::control::Reply::from(e);
+            assert!(!reply.ok);
+            assert_eq!(reply.error.as_deref(), Some(words));
+        }
     }
 }

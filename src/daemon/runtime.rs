@@ -180,6 +180,17 @@ pub fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
         .and_then(|()| std::fs::rename(&tmp, path))
 }
 
+/// Runs `f` to its end on what the daemons run on, a current-thread runtime (timers and I/O
+/// enabled) with a `LocalSet`: for tests that spawn local tasks or use sockets and timers.
+#[cfg(test)]
+pub fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime starts");
+    tokio::task::LocalSet::new().block_on(&rt, f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,10 +198,7 @@ mod tests {
     #[test]
     fn a_burst_takes_the_first_and_at_most_64_more() {
         let (tx, mut rx) = crate::ingress::channel(1 << 20);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on_local(async {
             for i in 1..=100u32 {
                 tx.send((i, vec![0u8; 10])).await.unwrap();
             }

@@ -56,7 +56,7 @@ use crate::control::{self, Reply, Request};
 use crate::daemon::translate::{session_classes, state_name, wire_role, wire_role_name};
 use crate::daemon::{
     self, daemon_main, Clock, ControlCall, ControlServer, DaemonArgs, HubIo, Inbound, LinkIo,
-    Signal, Signals,
+    RequestError, Signal, Signals,
 };
 use crate::devices::{self, DevicesFile};
 use crate::os::hub::{Batch, Capture};
@@ -1149,15 +1149,15 @@ impl Edge {
         i: usize,
         up: bool,
         device: Option<String>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, RequestError> {
         let mut note = None;
         let l = &mut self.links[i];
         if let Some(d) = device {
             if !up {
-                return Err("--device goes with `braid link up`".into());
+                return Err(RequestError::DeviceWithDown);
             }
             if !model::valid_ifname(&d) {
-                return Err(format!("'{d}' is not a device name"));
+                return Err(RequestError::NotADevice(d));
             }
             if let Some(c) = l.cfg.device.as_deref().filter(|c| *c != d) {
                 note = Some(format!(
@@ -1230,29 +1230,26 @@ impl Edge {
     }
 
     fn control(&mut self, req: Request) -> Reply {
-        match req {
-            Request::Status => Reply {
-                status: Some(self.status()),
+        let done = match req {
+            Request::Status => {
+                return Reply {
+                    status: Some(self.status()),
+                    ..Reply::ok()
+                }
+            }
+            Request::Link { name, up, device } => match self.link_index(&name) {
+                Some(i) => self.set_link(i, up, device),
+                None => Err(RequestError::NoSuchLink(name)),
+            },
+            Request::Reload => self.reload().map(|()| None).map_err(RequestError::from),
+            Request::Stop => Err(RequestError::StopOnEdge),
+        };
+        match done {
+            Ok(note) => Reply {
+                note,
                 ..Reply::ok()
             },
-            Request::Link { name, up, device } => match self.link_index(&name) {
-                Some(i) => match self.set_link(i, up, device) {
-                    Ok(note) => Reply {
-                        note,
-                        ..Reply::ok()
-                    },
-                    Err(e) => Reply::error(e),
-                },
-                None => Reply::error(format!("no link named '{name}' (see braid status)")),
-            },
-            Request::Reload => match self.reload() {
-                Ok(()) => Reply::ok(),
-                Err(e) => Reply::error(e.to_string()),
-            },
-            Request::Stop => Reply::error(
-                "`braid stop` is for the core; the edge removes everything whenever it stops \
-                 (SIGTERM, /etc/init.d/braid stop)",
-            ),
+            Err(e) => e.into(),
         }
     }
 
