@@ -36,6 +36,7 @@
 //! to the router's WAN address, and its replies from the tunnel to random ports the client
 //! resets.
 
+pub mod neigh;
 pub mod quota;
 pub mod steer;
 pub mod translate;
@@ -60,7 +61,7 @@ use crate::daemon::{
 };
 use crate::devices::{self, DevicesFile};
 use crate::os::hub::{Batch, Capture};
-use crate::os::neigh::{read_neighbours, MacMap, NeighWatch};
+use crate::os::neigh::{read_neighbours, NeighWatch};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
 use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
 use crate::proto::link::{LinkConfig, LinkState};
@@ -69,14 +70,11 @@ use crate::proto::seal::{Channel, Keypair};
 use crate::proto::session::{Event, PacketMeta, Session, SessionStats};
 use crate::proto::LinkId;
 use crate::resolve::{self, CoreAddr};
+use neigh::Neighbours;
 use quota::{Carried, Demotions, QuotaBook, QuotaChange, StampMark};
 use steer::{steer_config, FailOpen, SteerAction};
 use translate::{demoted_config, plan_links, LinkStep};
 
-/// How often the neighbour table is read for `src_mac` policies.
-pub const MACS_EVERY: Duration = Duration::from_secs(5);
-/// ... and how soon after a packet from a LAN address not in it yet.
-pub const MACS_MISS_EVERY: Duration = Duration::from_secs(1);
 /// How long before an unanswered handshake is reported as an error (from the first link open
 /// toward the core).
 pub const HANDSHAKE_WARN: Duration = Duration::from_secs(10);
@@ -213,14 +211,11 @@ struct Edge {
     mark: StampMark,
     /// Links demoted by their quota.
     demoted: Demotions,
-    /// LAN addresses by client MAC (from the neighbour table), for `src_mac` policies.
-    macs: MacMap,
+    /// LAN addresses by client MAC (from the neighbour table) for `src_mac` policies, and
+    /// when to read the table.
+    neigh: Neighbours,
     /// The netlink socket the neighbour table is read with (opened on first use).
     neigh_nl: Option<crate::os::netlink::Netlink>,
-    /// When the neighbour table was last read.
-    macs_read: Option<std::time::Instant>,
-    /// A client address not in `macs` sent a packet (read the table again soon).
-    macs_miss: bool,
     /// Writes to the hub, merging runs of a TCP flow.
     hub_out: daemon::HubWriter,
     // Space last: dropped after the hub and capture that live in it.
@@ -382,13 +377,13 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         quota: QuotaBook::from_text(&state, unix_now()),
         mark: StampMark::from_text(&state),
         demoted: Demotions::default(),
-        macs: MacMap::default(),
+        neigh: Neighbours::default(),
         neigh_nl: None,
-        macs_read: None,
-        macs_miss: false,
         hub_out: daemon::HubWriter::default(),
         _space: space,
     };
+    edge.neigh
+        .configure(edge.classifier.policy_macs(), edge.cfg.main.lan.clone());
     edge.refresh_macs(true);
     // Handshake times go on from the mark of the last run, whatever the clock says now.
     let mark = edge.mark.saved;
@@ -712,9 +707,7 @@ impl Edge {
         let len = info.total_len.min(pkt.len());
         let pkt = &mut pkt[..len];
         clamp_mss(pkt, self.mss);
-        if !self.macs_miss && self.neigh_nl.is_some() && !self.macs.knows(info.src) {
-            self.macs_miss = true;
-        }
+        self.neigh.packet(info.src);
         // The frame's source MAC is the router's (the hub's host end), not the client's:
         // src_mac policies match by the addresses refresh_macs resolved.
         let verdict = self.classifier.classify(&info, Direction::Up, None);
@@ -822,31 +815,20 @@ impl Edge {
         }
     }
 
-    /// Reads the neighbour table and gives the classifier the current addresses of the MACs
-    /// its policies name: every [`MACS_EVERY`], sooner ([`MACS_MISS_EVERY`]) after a packet
-    /// from an address it does not know yet, and at once when `force`d (start, reload).
+    /// Reads the neighbour table when [`Neighbours`] says it is time (or at once when
+    /// `force`d: start, reload, lost notifications) and gives the classifier the current
+    /// addresses of the MACs its policies name.
     fn refresh_macs(&mut self, force: bool) {
-        let wanted = self.classifier.policy_macs();
-        if wanted.is_empty() {
-            self.macs = MacMap::default();
-            self.macs_miss = false;
+        let now = self.started.elapsed();
+        if !self.neigh.poll_read(now, force) {
             return;
         }
-        let since = self.macs_read.map(|t| t.elapsed());
-        let due = match since {
-            None => true,
-            Some(s) => s >= MACS_EVERY || (self.macs_miss && s >= MACS_MISS_EVERY),
-        };
-        if !force && !due {
-            return;
-        }
-        self.macs_read = Some(std::time::Instant::now());
-        self.macs_miss = false;
         if self.neigh_nl.is_none() {
             match crate::os::netlink::Netlink::open() {
                 Ok(nl) => self.neigh_nl = Some(nl),
                 Err(e) => {
                     log::warn!("src_mac policies: cannot open netlink: {e}");
+                    self.neigh.read_failed();
                     return;
                 }
             }
@@ -856,21 +838,16 @@ impl Edge {
             Some(Err(e)) => {
                 log::warn!("src_mac policies: cannot read the neighbour table: {e}");
                 self.neigh_nl = None;
+                self.neigh.read_failed();
                 return;
             }
             None => return,
         };
-        let lan = &self.cfg.main.lan;
-        let now_ms = self.started.elapsed().as_millis() as u64;
-        let changed = self.macs.update(now_ms, &dump, |a| {
-            lan.is_empty() || lan.iter().any(|c| c.contains(a))
-        });
-        if changed || force {
-            let table = self.macs.table(&wanted);
+        if let Some(table) = self.neigh.dumped(now, &dump, force) {
             log::debug!(
                 "src_mac policies: {} of {} MAC(s) resolved: {:?}",
                 table.len(),
-                wanted.len(),
+                self.neigh.wanted(),
                 table
             );
             self.classifier.set_mac_addresses(&table);
@@ -879,16 +856,7 @@ impl Edge {
 
     /// Neighbour entries the kernel announced: merged at once when a `src_mac` policy exists.
     fn neigh_events(&mut self, seen: &[(std::net::IpAddr, model::Mac)]) {
-        let wanted = self.classifier.policy_macs();
-        if wanted.is_empty() || seen.is_empty() {
-            return;
-        }
-        let lan = &self.cfg.main.lan;
-        let now_ms = self.started.elapsed().as_millis() as u64;
-        if self.macs.update(now_ms, seen, |a| {
-            lan.is_empty() || lan.iter().any(|c| c.contains(a))
-        }) {
-            let table = self.macs.table(&wanted);
+        if let Some(table) = self.neigh.announced(self.started.elapsed(), seen) {
             log::debug!("src_mac policies: neighbour change: {table:?}");
             self.classifier.set_mac_addresses(&table);
         }
@@ -1342,6 +1310,8 @@ impl Edge {
         let links = &self.links;
         self.demoted.retain(|id| links.iter().any(|l| l.id == id));
         self.count_quota();
+        self.neigh
+            .configure(self.classifier.policy_macs(), self.cfg.main.lan.clone());
         self.refresh_macs(true);
         log::info!("reload applied ({} change(s))", changes.len());
         Ok(())
