@@ -31,13 +31,12 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
 
-use tokio::sync::mpsc;
-
 use crate::classify::Classifier;
 use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
+use crate::daemon::status::{user_rows, ClassCounts};
 use crate::daemon::translate::{session_classes, state_name, wire_role_name};
-use crate::daemon::{self, Clock, ControlCall, ControlServer, LinkIo, Refusals};
+use crate::daemon::{self, Clock, ControlServer, LinkIo, Refusals};
 use crate::daemon::{daemon_main, DaemonArgs, HubIo, RequestError, Signal, Signals};
 use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
@@ -149,7 +148,7 @@ struct Core {
     classifier: Classifier,
     /// Downstream packets classified into each class (by `ClassId`), per session; carried by
     /// class name across reloads, as the edge does for upstream.
-    class_packets: HashMap<SessionId, Vec<u64>>,
+    class_packets: HashMap<SessionId, ClassCounts>,
     /// When each session was established (for `braid status`).
     established_at: HashMap<SessionId, std::time::Instant>,
     /// Each edge's clients (by their LAN address) and bytes, for `braid status`.
@@ -210,12 +209,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
 
     // The control socket first: a second core on the same socket is refused before it touches
     // the first one's hub, rules or table.
-    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
-    let _ctl = ControlServer::bind(std::path::Path::new(&cfg.main.control_socket), ctl_tx)
-        .map_err(|err| daemon::Error::ControlSocket {
-            path: cfg.main.control_socket.clone(),
-            err,
-        })?;
+    let (_ctl, mut ctl_rx) = ControlServer::open(&cfg.main.control_socket)?;
     let mut hubc = HubConfig::new(&cfg.main.hub);
     hubc.mtu = u32::from(cfg.main.mtu);
     let natc = nat_config(&cfg);
@@ -635,12 +629,10 @@ impl Core {
             .down(info.dst, info.total_len);
         p.clamp_mss(self.mss);
         let verdict = self.classifier.classify(&info, Direction::Down, None);
-        let counts = self.class_packets.entry(sid).or_default();
-        let ci = usize::from(verdict.class);
-        if ci >= counts.len() {
-            counts.resize(ci + 1, 0);
-        }
-        counts[ci] += 1;
+        self.class_packets
+            .entry(sid)
+            .or_default()
+            .count(verdict.class);
         let meta = PacketMeta {
             user: packet::user_hash(info.dst, self.seed),
             flow: u64::from(info.flow().hash(self.seed)),
@@ -780,25 +772,9 @@ impl Core {
         self.policy = forward_policy(&new);
         self.policy.local = local;
         self.map.set_max_clients(usize::from(new.main.max_clients));
-        let old_names: Vec<String> = self
-            .classifier
-            .classes()
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        self.classifier = Classifier::from_config(&new);
-        let new_classes = self.classifier.classes();
+        let old = std::mem::replace(&mut self.classifier, Classifier::from_config(&new));
         for counts in self.class_packets.values_mut() {
-            *counts = new_classes
-                .iter()
-                .map(|c| {
-                    old_names
-                        .iter()
-                        .position(|n| *n == c.name)
-                        .and_then(|i| counts.get(i).copied())
-                        .unwrap_or(0)
-                })
-                .collect();
+            counts.carry(old.classes(), self.classifier.classes());
         }
         self.mss = mss_for_mtu(new.main.mtu, 4);
         log::set_max_level(new.main.log_level.to_filter());
@@ -887,34 +863,12 @@ impl Core {
                         }
                     })
                     .collect(),
-                users: users.map_or_else(Vec::new, |u| {
-                    u.top(10)
-                        .into_iter()
-                        .map(|u| control::UserStatus {
-                            address: u.address.to_string(),
-                            tx_bytes: u.tx_bytes,
-                            rx_bytes: u.rx_bytes,
-                            flows: u.flows,
-                        })
-                        .collect()
-                }),
+                users: users.map_or_else(Vec::new, user_rows),
                 classes: self
-                    .classifier
-                    .classes()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| control::ClassStatus {
-                        name: c.name.clone(),
-                        mode: model::mode_name(&c.mode),
-                        priority: c.priority,
-                        packets: self
-                            .class_packets
-                            .get(&id)
-                            .and_then(|v| v.get(i))
-                            .copied()
-                            .unwrap_or(0),
-                    })
-                    .collect(),
+                    .class_packets
+                    .get(&id)
+                    .unwrap_or(&ClassCounts::default())
+                    .rows(self.classifier.classes()),
                 refused: Some(
                     self.refused_by
                         .get(&id)

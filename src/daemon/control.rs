@@ -33,6 +33,19 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
+    /// The daemon's control socket at `path` (option control_socket), and the calls it
+    /// receives (a few wait; more clients wait in turn).
+    pub fn open(path: &str) -> Result<(ControlServer, mpsc::Receiver<ControlCall>), super::Error> {
+        let (tx, rx) = mpsc::channel(16);
+        let server = ControlServer::bind(Path::new(path), tx).map_err(|err| {
+            super::Error::ControlSocket {
+                path: path.to_string(),
+                err,
+            }
+        })?;
+        Ok((server, rx))
+    }
+
     pub fn bind(path: &Path, calls: mpsc::Sender<ControlCall>) -> std::io::Result<ControlServer> {
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;

@@ -7,6 +7,7 @@ mod error;
 mod link;
 mod runtime;
 mod start;
+pub mod status;
 pub mod translate;
 pub mod users;
 

@@ -54,10 +54,11 @@ use tokio::sync::mpsc;
 use crate::classify::Classifier;
 use crate::config::model::{self, Config, QuotaAction, Role, Transport};
 use crate::control::{self, Reply, Request};
+use crate::daemon::status::{user_rows, ClassCounts};
 use crate::daemon::translate::{session_classes, state_name, wire_role, wire_role_name};
 use crate::daemon::{
-    self, daemon_main, Clock, ControlCall, ControlServer, DaemonArgs, HubIo, Inbound, LinkIo,
-    RequestError, Signal, Signals,
+    self, daemon_main, Clock, ControlServer, DaemonArgs, HubIo, Inbound, LinkIo, RequestError,
+    Signal, Signals,
 };
 use crate::devices::{self, DevicesFile};
 use crate::os::hub::{Batch, Capture};
@@ -201,7 +202,7 @@ struct Edge {
     warned_handshake: bool,
     drops: HashMap<&'static str, u64>,
     /// Client packets classified into each class (by `ClassId`, carried by name across reloads).
-    class_packets: Vec<u64>,
+    class_packets: ClassCounts,
     users: crate::daemon::users::UserTable,
     users_rolled: std::time::Instant,
     /// Measured rates and time in state for `braid status`: links by id, the session as `None`.
@@ -305,12 +306,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
 
     // 2. The control socket first: it refuses to start when another edge answers on it, so a
     //    second instance cannot clean away the first one's rules.
-    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlCall>(16);
-    let _ctl = ControlServer::bind(std::path::Path::new(&cfg.main.control_socket), ctl_tx)
-        .map_err(|err| daemon::Error::ControlSocket {
-            path: cfg.main.control_socket.clone(),
-            err,
-        })?;
+    let (_ctl, mut ctl_rx) = ControlServer::open(&cfg.main.control_socket)?;
     // Space, hub, capture.
     let hubc = hub_config(&cfg);
     let core = CoreAddr::new(&host, cfg.main.core_port, clock.now());
@@ -370,7 +366,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         started: std::time::Instant::now(),
         warned_handshake: false,
         drops: HashMap::new(),
-        class_packets: Vec::new(),
+        class_packets: ClassCounts::default(),
         users: crate::memory::user_table(&bounds.session),
         users_rolled: std::time::Instant::now(),
         meter: control::Meter::new(),
@@ -711,11 +707,7 @@ impl Edge {
         // The frame's source MAC is the router's (the hub's host end), not the client's:
         // src_mac policies match by the addresses refresh_macs resolved.
         let verdict = self.classifier.classify(&info, Direction::Up, None);
-        let ci = usize::from(verdict.class);
-        if ci >= self.class_packets.len() {
-            self.class_packets.resize(ci + 1, 0);
-        }
-        self.class_packets[ci] += 1;
+        self.class_packets.count(verdict.class);
         let flow_hash = info.flow().hash(self.seed);
         self.users.up(info.src, flow_hash, pkt.len());
         let meta = PacketMeta {
@@ -1276,21 +1268,10 @@ impl Edge {
                 }
             }
         }
-        // Policies and classes.
-        let old_counts: HashMap<String, u64> = self
-            .classifier
-            .classes()
-            .iter()
-            .zip(&self.class_packets)
-            .map(|(c, n)| (c.name.clone(), *n))
-            .collect();
-        self.classifier = Classifier::from_config(&new);
-        self.class_packets = self
-            .classifier
-            .classes()
-            .iter()
-            .map(|c| old_counts.get(&c.name).copied().unwrap_or(0))
-            .collect();
+        // Policies and classes (the counters follow the class names).
+        let old = std::mem::replace(&mut self.classifier, Classifier::from_config(&new));
+        self.class_packets
+            .carry(old.classes(), self.classifier.classes());
         let names: Vec<(String, LinkId)> = self
             .links
             .iter()
@@ -1401,18 +1382,7 @@ impl Edge {
                 }
             })
             .collect();
-        let classes = self
-            .classifier
-            .classes()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| control::ClassStatus {
-                name: c.name.clone(),
-                mode: model::mode_name(&c.mode),
-                priority: c.priority,
-                packets: self.class_packets.get(i).copied().unwrap_or(0),
-            })
-            .collect();
+        let classes = self.class_packets.rows(self.classifier.classes());
         let mut drops = daemon::counters(&self.drops);
         for (reason, count) in [
             ("refused by the send queue", stats.refused),
@@ -1442,17 +1412,7 @@ impl Edge {
                 rx_bytes: rx,
                 established_s: self.established_at.map_or(0, |t| t.elapsed().as_secs()),
                 links,
-                users: self
-                    .users
-                    .top(10)
-                    .into_iter()
-                    .map(|u| control::UserStatus {
-                        address: u.address.to_string(),
-                        tx_bytes: u.tx_bytes,
-                        rx_bytes: u.rx_bytes,
-                        flows: u.flows,
-                    })
-                    .collect(),
+                users: user_rows(&self.users),
                 classes,
                 ..control::SessionStatus::figures(&stats)
             }],

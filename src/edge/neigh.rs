@@ -119,29 +119,24 @@ impl Neighbours {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
-    const B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
-
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([192, 168, 1, last])
-    }
+    use crate::os::neigh::samples::{ip, A, B};
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
     }
 
-    fn tracking(wanted: Vec<Mac>) -> Neighbours {
+    /// Tracking `wanted` in 192.168.1.0/24, after the forced read at start.
+    fn started(wanted: Vec<Mac>) -> Neighbours {
         let mut n = Neighbours::default();
         let lan = Cidr::new(IpAddr::from([192, 168, 1, 0]), 24).unwrap();
         n.configure(wanted, vec![lan]);
+        assert!(n.poll_read(secs(0.0), true));
         n
     }
 
     #[test]
     fn reads_every_five_seconds_and_a_second_after_a_miss() {
-        let mut n = tracking(vec![A]);
-        assert!(n.poll_read(secs(0.0), true));
+        let mut n = started(vec![A]);
         assert_eq!(n.dumped(secs(0.0), &[(ip(10), A)], true).unwrap().len(), 1);
         assert!(!n.poll_read(secs(0.5), false));
         assert!(!n.poll_read(secs(4.9), false));
@@ -161,8 +156,7 @@ mod tests {
 
     #[test]
     fn a_failed_read_is_not_hurried_by_packets() {
-        let mut n = tracking(vec![A]);
-        assert!(n.poll_read(secs(0.0), true));
+        let mut n = started(vec![A]);
         n.read_failed();
         n.packet(ip(11));
         assert!(!n.poll_read(secs(1.5), false));
@@ -171,8 +165,7 @@ mod tests {
 
     #[test]
     fn without_policy_macs_nothing_is_read_and_the_map_is_forgotten() {
-        let mut n = tracking(vec![A]);
-        assert!(n.poll_read(secs(0.0), true));
+        let mut n = started(vec![A]);
         n.dumped(secs(0.0), &[(ip(10), A)], true);
         n.configure(Vec::new(), Vec::new());
         assert_eq!(n.wanted(), 0);
@@ -187,8 +180,7 @@ mod tests {
 
     #[test]
     fn the_classifier_gets_a_table_only_when_a_mapping_changed() {
-        let mut n = tracking(vec![A, B]);
-        assert!(n.poll_read(secs(0.0), true));
+        let mut n = started(vec![A, B]);
         let t = n
             .dumped(
                 secs(0.0),

@@ -163,16 +163,24 @@ impl MacMap {
     }
 }
 
+/// Two client MACs and addresses in 192.168.1.0/24, for the tests of neighbour tracking (here
+/// and the edge's).
 #[cfg(test)]
-mod tests {
+pub(crate) mod samples {
     use super::*;
 
-    const A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
-    const B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
+    pub const A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
+    pub const B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
 
-    fn ip(last: u8) -> IpAddr {
+    pub fn ip(last: u8) -> IpAddr {
         IpAddr::from([192, 168, 1, last])
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::samples::{ip, A, B};
+    use super::*;
 
     fn lan(a: IpAddr) -> bool {
         matches!(a, IpAddr::V4(v) if v.octets()[..3] == [192, 168, 1])
