@@ -28,8 +28,8 @@
 //! Layers point one way: `proto` uses nothing of ours, `config` nothing but `keytext`, `os` uses
 //! `proto` (and `config`'s value types), the daemons use all of them: [`daemon`] is the runtime
 //! both run (start-up, signals, hub capture, link and control sockets, errors), [`edge`] and
-//! [`core_daemon`] each a thin event loop over its role's plain logic (fail-open, quotas, the
-//! config in the session's terms); the core uses nothing of the edge.
+//! [`core_daemon`] each a thin event loop over its role's plain logic (fail-open, quotas,
+//! neighbours, the config in the session's terms); the core uses nothing of the edge.
 //! `sim` and `lab` share one emulation model (`linkmodel`, with `trace::Trace`), one scenario
 //! parser (`sim::scenario`) and `config::model::parse_rate`. `proto`, `config`, `sim`, `trace`,
 //! `linkmodel` and `keytext` forbid unsafe code.
