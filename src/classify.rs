@@ -5,6 +5,7 @@
 //!
 //! A `src_mac` policy also matches the client addresses the edge resolved for its MACs
 //! ([`Classifier::set_mac_addresses`]; the lookup itself is the neighbour table's, in `os`).
+#![forbid(unsafe_code)]
 
 use core::net::IpAddr;
 use std::collections::BTreeMap;
@@ -13,20 +14,20 @@ use crate::config::model::{Class, Config, Mac, Mode, Policy, Proto};
 use crate::proto::packet::{ipproto, Direction, Fragment, PacketInfo};
 
 /// Index into the classifier's classes; 0 is the `default` class.
-pub type ClassId = u16;
+pub(crate) type ClassId = u16;
 
 /// The result of [`Classifier::classify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// The class.
-    pub class: ClassId,
+    pub(crate) class: ClassId,
     /// The index of the policy that matched (in [`Config::policies`]), `None` for no match.
-    pub policy: Option<u16>,
+    pub(crate) policy: Option<u16>,
 }
 
 /// Client addresses by MAC address, as the edge resolved them (from the router's neighbour
 /// table): what lets a `src_mac` policy match packets whose Ethernet header the edge never sees.
-pub type MacAddresses = BTreeMap<Mac, Vec<IpAddr>>;
+pub(crate) type MacAddresses = BTreeMap<Mac, Vec<IpAddr>>;
 
 /// One compiled policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,20 +42,20 @@ struct Rule {
 ///
 /// Built once per configuration (and rebuilt on reload); classifying allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Classifier {
+pub(crate) struct Classifier {
     rules: Vec<Rule>,
     classes: Vec<Class>,
 }
 
 impl Classifier {
     /// Build from the policies and classes of a loaded configuration.
-    pub fn from_config(cfg: &Config) -> Classifier {
+    pub(crate) fn from_config(cfg: &Config) -> Classifier {
         Classifier::new(&cfg.policies, &cfg.classes)
     }
 
     /// Build from policies and the classes they name (`classes[0]` is the default class).
     /// A policy naming a class not in `classes` classifies to the default class.
-    pub fn new(policies: &[Policy], classes: &[Class]) -> Classifier {
+    pub(crate) fn new(policies: &[Policy], classes: &[Class]) -> Classifier {
         let mut classes = classes.to_vec();
         if classes.is_empty() {
             classes.push(Class {
@@ -84,7 +85,7 @@ impl Classifier {
     }
 
     /// Every MAC address a policy names (what the edge needs resolved).
-    pub fn policy_macs(&self) -> Vec<Mac> {
+    pub(crate) fn policy_macs(&self) -> Vec<Mac> {
         let mut v: Vec<Mac> = self
             .rules
             .iter()
@@ -98,7 +99,7 @@ impl Classifier {
     /// Sets the client addresses of every `src_mac` policy from `map` (replacing what an
     /// earlier call set). A packet then matches the MAC condition when its client address is
     /// one of them, in either direction.
-    pub fn set_mac_addresses(&mut self, map: &MacAddresses) {
+    pub(crate) fn set_mac_addresses(&mut self, map: &MacAddresses) {
         for r in &mut self.rules {
             r.mac_addrs.clear();
             for m in &r.policy.src_mac {
@@ -112,12 +113,13 @@ impl Classifier {
     }
 
     /// The classes, indexed by [`ClassId`].
-    pub fn classes(&self) -> &[Class] {
+    pub(crate) fn classes(&self) -> &[Class] {
         &self.classes
     }
 
     /// The class with this id (the default class for an unknown id).
-    pub fn class(&self, id: ClassId) -> &Class {
+    #[cfg(test)]
+    pub(crate) fn class(&self, id: ClassId) -> &Class {
         self.classes
             .get(usize::from(id))
             .unwrap_or(&self.classes[0])
@@ -127,7 +129,12 @@ impl Classifier {
     /// known from the frame (on a router the hub's frames carry the router's own MAC, so the
     /// edge passes `None` and relies on [`Classifier::set_mac_addresses`]; the core has
     /// neither, so `src_mac` policies never match there).
-    pub fn classify(&self, p: &PacketInfo, dir: Direction, client_mac: Option<Mac>) -> Verdict {
+    pub(crate) fn classify(
+        &self,
+        p: &PacketInfo,
+        dir: Direction,
+        client_mac: Option<Mac>,
+    ) -> Verdict {
         for (i, rule) in self.rules.iter().enumerate() {
             if matches(rule, p, dir, client_mac) {
                 return Verdict {

@@ -14,7 +14,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// CPU time (user + system) this process has used so far, in seconds (`braid sim`'s cpu line;
 /// here, outside the simulator, which forbids unsafe code).
-pub fn cpu_seconds() -> f64 {
+#[cfg(feature = "sim")]
+pub(crate) fn cpu_seconds() -> f64 {
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a whole rusage into the buffer it is given, which is large
     // enough and writable; RUSAGE_SELF is always a valid target.
@@ -29,7 +30,7 @@ pub fn cpu_seconds() -> f64 {
 }
 
 /// Prints `msg` as an error of `cmd` and returns the usage exit code.
-pub fn usage_error(cmd: &str, msg: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn usage_error(cmd: &str, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("braid {cmd}: {msg}\n(see: braid {cmd} --help)");
     ExitCode::from(2)
 }

@@ -19,6 +19,7 @@
 //! `tests/fixtures/status/edge.json` and `core.json`: a real daemon's output must have exactly
 //! their fields and types ([`contract_mismatches`], asserted by `tests/e2e_status.rs`), and the
 //! LuCI tests render them. A field added here is added to both samples in the same change.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -30,15 +31,15 @@ use serde::{Deserialize, Serialize};
 use crate::proto::session::{LinkStats, SessionStats};
 
 /// Where the daemon listens unless told otherwise (`--socket`).
-pub const DEFAULT_SOCKET: &str = "/var/run/braid.sock";
+pub(crate) const DEFAULT_SOCKET: &str = "/var/run/braid.sock";
 
 /// Largest request or reply accepted.
-pub const MAX_MESSAGE: usize = 1 << 20;
+pub(crate) const MAX_MESSAGE: usize = 1 << 20;
 
 /// A request to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
-pub enum Request {
+pub(crate) enum Request {
     Status,
     Link {
         name: String,
@@ -55,19 +56,19 @@ pub enum Request {
 
 /// The daemon's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reply {
-    pub ok: bool,
+pub(crate) struct Reply {
+    pub(crate) ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
+    pub(crate) status: Option<Status>,
     /// Done, but something the caller should know (a link taken up that waits for its device).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 impl Reply {
-    pub fn ok() -> Reply {
+    pub(crate) fn ok() -> Reply {
         Reply {
             ok: true,
             error: None,
@@ -76,7 +77,7 @@ impl Reply {
         }
     }
 
-    pub fn error(e: impl Into<String>) -> Reply {
+    pub(crate) fn error(e: impl Into<String>) -> Reply {
         Reply {
             ok: false,
             error: Some(e.into()),
@@ -90,15 +91,15 @@ impl Reply {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// "edge" or "core".
-    pub role: String,
-    pub version: String,
-    pub uptime_s: u64,
+    pub(crate) role: String,
+    pub(crate) version: String,
+    pub(crate) uptime_s: u64,
     pub sessions: Vec<SessionStatus>,
     /// Counters of dropped or rejected packets, by reason.
     pub drops: Vec<Counter>,
     /// Core: client packets refused by the forward policy, by reason (`braid::core_daemon::forward`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused: Option<Vec<Counter>>,
+    pub(crate) refused: Option<Vec<Counter>>,
     /// What the daemon refused on purpose (handshakes, connections over a limit, packets its
     /// policy forbids), by reason.
     #[serde(default)]
@@ -122,7 +123,7 @@ pub struct SessionStatus {
     pub classes: Vec<ClassStatus>,
     /// Core: this edge's client packets refused by the forward policy, by reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused: Option<Vec<Counter>>,
+    pub(crate) refused: Option<Vec<Counter>>,
     pub tx_packets: u64,
     pub rx_packets: u64,
     pub resent_packets: u64,
@@ -134,26 +135,26 @@ pub struct SessionStatus {
     pub rx_bps: u64,
     /// Client bytes sent to and received from the peer since the session started.
     #[serde(default)]
-    pub tx_bytes: u64,
+    pub(crate) tx_bytes: u64,
     #[serde(default)]
-    pub rx_bytes: u64,
+    pub(crate) rx_bytes: u64,
     /// Bytes waiting in the user queues (not yet given to a link).
     #[serde(default)]
-    pub queued_bytes: u64,
+    pub(crate) queued_bytes: u64,
     /// Received packets released by the reorder buffer after its full wait (a gap not filled).
     #[serde(default)]
-    pub reorder_timeouts: u64,
+    pub(crate) reorder_timeouts: u64,
     /// The receive side's current reorder wait.
     #[serde(default)]
-    pub reorder_wait_ms: f64,
+    pub(crate) reorder_wait_ms: f64,
     /// Packets sent with packed headers, and the header bytes that saved.
     #[serde(default)]
-    pub packed_packets: u64,
+    pub(crate) packed_packets: u64,
     #[serde(default)]
-    pub packed_saved_bytes: u64,
+    pub(crate) packed_saved_bytes: u64,
     /// Packed packets received whose flow context was unknown (dropped; should stay 0).
     #[serde(default)]
-    pub unpack_errors: u64,
+    pub(crate) unpack_errors: u64,
     /// Handshakes completed in this session: the first, then every rehandshake (a rekey, or the
     /// edge's after a second without a word from the core).
     #[serde(default)]
@@ -182,7 +183,7 @@ pub struct LinkStatus {
     pub address: Option<String>,
     /// "udp" or "tcp".
     #[serde(default)]
-    pub transport: String,
+    pub(crate) transport: String,
     /// "up", "degraded", "down", "admin-down", "waiting" (edge: see `waiting`).
     pub state: String,
     /// Seconds since the link entered `state` (sampled every half second on the edge, every
@@ -195,7 +196,7 @@ pub struct LinkStatus {
     #[serde(default)]
     pub over_quota: bool,
     pub rtt_ms: f64,
-    pub rttvar_ms: f64,
+    pub(crate) rttvar_ms: f64,
     pub loss_pct: f64,
     /// Measured over the last second or two: bits sent on the link, and received on it
     /// (datagrams as sent, tunnel overhead, copies and resends included).
@@ -211,11 +212,11 @@ pub struct LinkStatus {
     pub rx_bytes: u64,
     /// Congestion window, bytes in flight and bytes waiting in the link's own queue.
     #[serde(default)]
-    pub cwnd_bytes: u64,
+    pub(crate) cwnd_bytes: u64,
     #[serde(default)]
-    pub inflight_bytes: u64,
+    pub(crate) inflight_bytes: u64,
     #[serde(default)]
-    pub queued_bytes: u64,
+    pub(crate) queued_bytes: u64,
     /// The data allowance per period in bytes (null: no quota), and what was used of it.
     pub quota_bytes: Option<u64>,
     pub quota_used_bytes: u64,
@@ -227,7 +228,7 @@ pub struct LinkStatus {
 
 impl SessionStatus {
     /// The session's counters as both daemons show them; the caller fills in who and what.
-    pub fn figures(st: &SessionStats) -> SessionStatus {
+    pub(crate) fn figures(st: &SessionStats) -> SessionStatus {
         SessionStatus {
             tx_packets: st.sent_packets,
             rx_packets: st.reorder.delivered,
@@ -249,7 +250,7 @@ impl SessionStatus {
 impl LinkStatus {
     /// A link's protocol figures as both daemons show them; the caller fills in its name,
     /// device or address, state, role, quota and measured rates ([`Meter`]).
-    pub fn figures(l: &LinkStats) -> LinkStatus {
+    pub(crate) fn figures(l: &LinkStats) -> LinkStatus {
         LinkStatus {
             rtt_ms: l.srtt.as_secs_f64() * 1e3,
             rttvar_ms: l.rttvar.as_secs_f64() * 1e3,
@@ -297,7 +298,7 @@ pub struct Counter {
 /// status read at any moment shows the last one to two seconds, not a figure from one poll to
 /// the next (two LuCI tabs polling do not disturb each other).
 #[derive(Debug, Default)]
-pub struct Meter<K> {
+pub(crate) struct Meter<K> {
     keys: std::collections::HashMap<K, Track>,
 }
 
@@ -315,21 +316,28 @@ impl Track {
 
 /// One [`Meter::read`]: measured rates in bits/s and the seconds in the current state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Reading {
-    pub tx_bps: u64,
-    pub rx_bps: u64,
-    pub state_s: u64,
+pub(crate) struct Reading {
+    pub(crate) tx_bps: u64,
+    pub(crate) rx_bps: u64,
+    pub(crate) state_s: u64,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Meter<K> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Meter {
             keys: std::collections::HashMap::new(),
         }
     }
 
     /// Records `key`'s byte counters and state at `now`.
-    pub fn sample(&mut self, key: K, now: std::time::Instant, tx: u64, rx: u64, state: &str) {
+    pub(crate) fn sample(
+        &mut self,
+        key: K,
+        now: std::time::Instant,
+        tx: u64,
+        rx: u64,
+        state: &str,
+    ) {
         let t = self.keys.entry(key).or_insert_with(|| Track {
             samples: Default::default(),
             state: state.to_string(),
@@ -351,7 +359,7 @@ impl<K: std::hash::Hash + Eq + Clone> Meter<K> {
 
     /// Records a state change the daemon made itself (a link taken out or in) at the moment it
     /// happens, rather than at the next sample.
-    pub fn note_state(&mut self, key: K, now: std::time::Instant, state: &str) {
+    pub(crate) fn note_state(&mut self, key: K, now: std::time::Instant, state: &str) {
         if let Some(t) = self.keys.get_mut(&key) {
             if t.state != state {
                 t.state = state.to_string();
@@ -363,7 +371,14 @@ impl<K: std::hash::Hash + Eq + Clone> Meter<K> {
     /// Rates of `key` from its counters now against the newest sample at least a second old
     /// (or the oldest there is), and the time in `state` (0 if `state` is not the one sampled
     /// last: it has just changed).
-    pub fn read(&self, key: &K, now: std::time::Instant, tx: u64, rx: u64, state: &str) -> Reading {
+    pub(crate) fn read(
+        &self,
+        key: &K,
+        now: std::time::Instant,
+        tx: u64,
+        rx: u64,
+        state: &str,
+    ) -> Reading {
         let Some(t) = self.keys.get(key) else {
             return Reading::default();
         };
@@ -400,7 +415,7 @@ impl<K: std::hash::Hash + Eq + Clone> Meter<K> {
     }
 
     /// Forgets the keys `keep` refuses (links and sessions that are gone).
-    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
         self.keys.retain(|k, _| keep(k));
     }
 }
@@ -494,7 +509,7 @@ fn looks_like_debug(s: &str) -> bool {
 
 /// Errors of the client side.
 #[derive(Debug)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// No daemon listens on the socket.
     NotRunning(String),
     Io(std::io::Error),
@@ -517,7 +532,7 @@ impl core::fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 /// Sends one request to the daemon at `socket` and returns its reply (an error if refused).
-pub fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
+pub(crate) fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
     let mut s = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
             ClientError::NotRunning(socket.display().to_string())
@@ -583,7 +598,7 @@ fn fmt_age(s: u64) -> String {
 }
 
 /// The human-readable table of `braid status`.
-pub fn render(s: &Status) -> String {
+pub(crate) fn render(s: &Status) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let _ = writeln!(o, "braid {} ({}), up {} s", s.version, s.role, s.uptime_s);

@@ -14,6 +14,7 @@
 //! `option device` in the config wins over both. A link whose device is not known waits, and
 //! says so: it never takes a device named like its section (a default install would otherwise
 //! look for devices called `wan` and `wwan`).
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -22,7 +23,7 @@ use crate::config::model::valid_ifname;
 
 /// Parses a devices file: `NAME DEVICE` per line; blank lines and `#` comments are skipped.
 /// Returns the entries and, for each line that is not one, a message naming it.
-pub fn parse(text: &str) -> (Vec<(String, String)>, Vec<String>) {
+pub(crate) fn parse(text: &str) -> (Vec<(String, String)>, Vec<String>) {
     let mut out = Vec::new();
     let mut bad = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -46,34 +47,30 @@ pub fn parse(text: &str) -> (Vec<(String, String)>, Vec<String>) {
 
 /// The devices file (`--devices FILE`).
 #[derive(Debug, Clone)]
-pub struct DevicesFile {
+pub(crate) struct DevicesFile {
     path: PathBuf,
 }
 
 /// What the devices file says, as of when.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// `(interface, device)` entries.
-    pub entries: Vec<(String, String)>,
+    pub(crate) entries: Vec<(String, String)>,
     /// When the file was written (an entry is newer than a link's device reported before).
-    pub written: SystemTime,
+    pub(crate) written: SystemTime,
     /// Lines that are not entries, or why the file could not be read, for the log.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 impl DevicesFile {
-    pub fn new(path: &Path) -> DevicesFile {
+    pub(crate) fn new(path: &Path) -> DevicesFile {
         DevicesFile {
             path: path.to_path_buf(),
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Reads the file; `None` when there is none (yet): nothing is known from it.
-    pub fn read(&self) -> Option<Reading> {
+    pub(crate) fn read(&self) -> Option<Reading> {
         let problem = |e: std::io::Error| Reading {
             entries: Vec::new(),
             written: SystemTime::UNIX_EPOCH,
@@ -103,12 +100,15 @@ impl DevicesFile {
 
 /// Whether an entry of a file written at `written` speaks for a link whose device was last
 /// reported at `reported` (by the file or by `braid link up --device`): the later one counts.
-pub fn file_is_newer(written: SystemTime, reported: Option<SystemTime>) -> bool {
+pub(crate) fn file_is_newer(written: SystemTime, reported: Option<SystemTime>) -> bool {
     reported.map_or(true, |r| written > r)
 }
 
 /// The device a link uses: `option device` from the config, else the one netifd reported.
-pub fn effective<'a>(configured: Option<&'a str>, reported: Option<&'a str>) -> Option<&'a str> {
+pub(crate) fn effective<'a>(
+    configured: Option<&'a str>,
+    reported: Option<&'a str>,
+) -> Option<&'a str> {
     configured.or(reported)
 }
 

@@ -15,6 +15,7 @@
 //! stalled connection costs bytes from the budget and never 1,024 frames of up to 64 KiB.
 //!
 //! Single-threaded: the daemons run on tokio's current-thread runtime (`spawn_local`).
+#![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -23,7 +24,7 @@ use std::rc::Rc;
 use tokio::sync::Notify;
 
 /// What an item pins in memory, in bytes.
-pub trait Weight {
+pub(crate) trait Weight {
     fn weight(&self) -> usize;
 }
 
@@ -47,7 +48,7 @@ impl Weight for Vec<u8> {
 
 /// Bytes shared by several channels (the TCP links' send queues): see the module docs.
 #[derive(Clone)]
-pub struct Pool(Rc<PoolShared>);
+pub(crate) struct Pool(Rc<PoolShared>);
 
 struct PoolShared {
     used: Cell<usize>,
@@ -57,7 +58,7 @@ struct PoolShared {
 
 impl Pool {
     /// At most `cap` bytes in all the pool's channels, `per_channel` in each.
-    pub fn new(cap: usize, per_channel: usize) -> Pool {
+    pub(crate) fn new(cap: usize, per_channel: usize) -> Pool {
         Pool(Rc::new(PoolShared {
             used: Cell::new(0),
             cap,
@@ -66,12 +67,12 @@ impl Pool {
     }
 
     /// A channel of the pool, filled with [`Sender::try_send`].
-    pub fn channel<T: Weight>(&self) -> (Sender<T>, Receiver<T>) {
+    pub(crate) fn channel<T: Weight>(&self) -> (Sender<T>, Receiver<T>) {
         with_pool(self.0.per_channel, Some(self.clone()))
     }
 
     /// Bytes waiting in the pool's channels now.
-    pub fn used(&self) -> usize {
+    pub(crate) fn used(&self) -> usize {
         self.0.used.get()
     }
 
@@ -86,7 +87,7 @@ impl Pool {
 
 /// [`Sender::try_send`] found no room (or the receiver gone): the item comes back.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Full<T>(pub T);
+pub(crate) struct Full<T>(pub(crate) T);
 
 struct Shared<T> {
     q: RefCell<VecDeque<(T, usize)>>,
@@ -104,25 +105,25 @@ struct Shared<T> {
 }
 
 /// The sending half (clone it for each reader task).
-pub struct Sender<T> {
+pub(crate) struct Sender<T> {
     shared: Rc<Shared<T>>,
 }
 
 /// The receiving half (the event loop).
-pub struct Receiver<T> {
+pub(crate) struct Receiver<T> {
     shared: Rc<Shared<T>>,
 }
 
 /// The receiver is gone: the item comes back.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Closed<T>(pub T);
+pub(crate) struct Closed<T>(pub(crate) T);
 
 /// [`Receiver::try_recv`] found nothing (or every sender is gone).
 #[derive(Debug, PartialEq, Eq)]
-pub struct Empty;
+pub(crate) struct Empty;
 
 /// A channel holding at most `bytes` (by [`Weight`]) at once, or one item.
-pub fn channel<T: Weight>(bytes: usize) -> (Sender<T>, Receiver<T>) {
+pub(crate) fn channel<T: Weight>(bytes: usize) -> (Sender<T>, Receiver<T>) {
     with_pool(bytes, None)
 }
 
@@ -148,7 +149,7 @@ fn with_pool<T: Weight>(bytes: usize, pool: Option<Pool>) -> (Sender<T>, Receive
 
 impl<T: Weight> Sender<T> {
     /// Queues `item`, waiting while it does not fit.
-    pub async fn send(&self, item: T) -> Result<(), Closed<T>> {
+    pub(crate) async fn send(&self, item: T) -> Result<(), Closed<T>> {
         let s = &self.shared;
         let w = item.weight();
         loop {
@@ -166,7 +167,7 @@ impl<T: Weight> Sender<T> {
 
     /// Queues `item` if it fits now; never waits. The only way to fill a [`Pool`]'s channel
     /// (room in the pool freed by another channel wakes no sender).
-    pub fn try_send(&self, item: T) -> Result<(), Full<T>> {
+    pub(crate) fn try_send(&self, item: T) -> Result<(), Full<T>> {
         let s = &self.shared;
         let w = item.weight();
         if !s.receiver.get() || !s.fits(w) {
@@ -177,7 +178,7 @@ impl<T: Weight> Sender<T> {
     }
 
     /// Whether the receiver is gone.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         !self.shared.receiver.get()
     }
 }
@@ -224,7 +225,7 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Receiver<T> {
     /// The next item; `None` once every sender is gone and nothing is left. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<T> {
+    pub(crate) async fn recv(&mut self) -> Option<T> {
         let shared = self.shared.clone();
         loop {
             let data = shared.data.notified();
@@ -239,7 +240,7 @@ impl<T> Receiver<T> {
     }
 
     /// The next item if one waits.
-    pub fn try_recv(&mut self) -> Result<T, Empty> {
+    pub(crate) fn try_recv(&mut self) -> Result<T, Empty> {
         let s = &self.shared;
         let (item, w) = s.q.borrow_mut().pop_front().ok_or(Empty)?;
         s.bytes.set(s.bytes.get() - w);
@@ -251,12 +252,14 @@ impl<T> Receiver<T> {
     }
 
     /// Bytes waiting now.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.shared.bytes.get()
     }
 
     /// Most bytes that ever waited at once.
-    pub fn peak(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn peak(&self) -> usize {
         self.shared.peak.get()
     }
 }

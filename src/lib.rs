@@ -31,27 +31,37 @@
 //! [`core_daemon`] each a thin event loop over its role's plain logic (fail-open, quotas,
 //! neighbours, the config in the session's terms); the core uses nothing of the edge.
 //! `sim` and `lab` share one emulation model (`linkmodel`, with `trace::Trace`), one scenario
-//! parser (`sim::scenario`) and `config::model::parse_rate`. `proto`, `config`, `sim`, `trace`,
-//! `linkmodel` and `keytext` forbid unsafe code.
+//! parser (`sim::scenario`) and `config::model::parse_rate`. Unsafe code is forbidden everywhere
+//! but `os`, `daemon`, `edge`, `cli` and `lab` (sockets, namespaces, `getrusage`), each unsafe
+//! block with its SAFETY line.
+//!
+//! # Public API
+//! Everything is `pub(crate)` unless something outside the library uses it. The public API is
+//! what these use, and nothing more: `src/main.rs` (one entry point per command: [`cli`],
+//! `edge::cli_main`, `core_daemon::cli_main`, `sim::cli_main`, `trace::cli::cli_main`,
+//! `lab::cli_main`), the integration tests (`tests/`: the protocol's types, the UCI parser and
+//! model, the control socket's status, the OS adapters and the lab they drive), `examples/` and
+//! the fuzz targets (`fuzz/`). A module nothing outside names is `pub(crate) mod`. A new test
+//! that needs an item makes it `pub` (and its module `pub mod`); the rest may change freely.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
-pub mod classify;
+pub(crate) mod classify;
 pub mod cli;
 pub mod config;
 pub mod control;
 #[cfg(target_os = "linux")]
 pub mod core_daemon;
 #[cfg(target_os = "linux")]
-pub mod daemon;
-pub mod devices;
+pub(crate) mod daemon;
+pub(crate) mod devices;
 #[cfg(target_os = "linux")]
 pub mod edge;
-pub mod ingress;
+pub(crate) mod ingress;
 pub mod keytext;
 #[cfg(target_os = "linux")]
-pub mod memory;
+pub(crate) mod memory;
 pub mod proto;
-pub mod resolve;
+pub(crate) mod resolve;
 
 #[cfg(target_os = "linux")]
 pub mod os;
@@ -63,7 +73,7 @@ pub mod sim;
 pub mod trace;
 
 #[cfg(feature = "sim")]
-pub mod linkmodel;
+pub(crate) mod linkmodel;
 
 #[cfg(feature = "lab")]
 pub mod lab;

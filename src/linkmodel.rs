@@ -32,7 +32,7 @@ pub enum Rate {
 
 impl Rate {
     /// Mean rate in bit/s (`None`: unlimited).
-    pub fn mean_bps(&self) -> Option<f64> {
+    pub(crate) fn mean_bps(&self) -> Option<f64> {
         match self {
             Rate::Unlimited => None,
             Rate::Fixed(bps) => Some(*bps as f64),
@@ -41,7 +41,7 @@ impl Rate {
     }
 
     /// Bits the rate offers in [from, to) µs (infinite when unlimited).
-    pub fn capacity_bits(&self, from_us: u64, to_us: u64) -> f64 {
+    pub(crate) fn capacity_bits(&self, from_us: u64, to_us: u64) -> f64 {
         match self {
             Rate::Unlimited => f64::INFINITY,
             Rate::Fixed(bps) => *bps as f64 * (to_us.saturating_sub(from_us)) as f64 / 1e6,
@@ -73,7 +73,7 @@ impl Default for QueueLimit {
 impl QueueLimit {
     /// The limit in bytes for a direction of `rate` (`None`: no limit), never below
     /// [`MIN_QUEUE_BYTES`].
-    pub fn bytes(&self, rate: &Rate) -> Option<u64> {
+    pub(crate) fn bytes(&self, rate: &Rate) -> Option<u64> {
         match *self {
             QueueLimit::Bytes(b) => Some(b.max(MIN_QUEUE_BYTES)),
             QueueLimit::Time(us) => rate
@@ -104,7 +104,7 @@ pub struct Outage {
 
 impl Outage {
     /// A `kind` outage over [start, end) µs.
-    pub fn new(kind: OutageKind, start_us: u64, end_us: u64) -> Outage {
+    pub(crate) fn new(kind: OutageKind, start_us: u64, end_us: u64) -> Outage {
         Outage {
             start_us,
             end_us,
@@ -114,14 +114,14 @@ impl Outage {
 }
 
 /// The outage in force at `t_us` (the first that covers it).
-pub fn outage_at(schedule: &[Outage], t_us: u64) -> Option<&Outage> {
+pub(crate) fn outage_at(schedule: &[Outage], t_us: u64) -> Option<&Outage> {
     schedule
         .iter()
         .find(|o| o.start_us <= t_us && t_us < o.end_us)
 }
 
 /// The first time after `t_us` at which the schedule starts or ends an outage.
-pub fn next_outage_edge(schedule: &[Outage], t_us: u64) -> Option<u64> {
+pub(crate) fn next_outage_edge(schedule: &[Outage], t_us: u64) -> Option<u64> {
     schedule
         .iter()
         .flat_map(|o| [o.start_us, o.end_us])
@@ -133,17 +133,17 @@ pub fn next_outage_edge(schedule: &[Outage], t_us: u64) -> Option<u64> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Gilbert {
     /// Probability of moving good -> bad.
-    pub enter: f64,
+    pub(crate) enter: f64,
     /// Probability of moving bad -> good.
-    pub leave: f64,
-    pub loss_good: f64,
-    pub loss_bad: f64,
+    pub(crate) leave: f64,
+    pub(crate) loss_good: f64,
+    pub(crate) loss_bad: f64,
 }
 
 impl Gilbert {
     /// Bursts of `burst` packets on average (lossless good state, bad state that loses all) with
     /// a long-run loss of `mean`.
-    pub fn from_mean(mean: f64, burst: f64) -> Gilbert {
+    pub(crate) fn from_mean(mean: f64, burst: f64) -> Gilbert {
         let leave = 1.0 / burst.max(1.0);
         Gilbert {
             enter: (mean * leave / (1.0 - mean).max(1e-9)).min(1.0),
@@ -154,13 +154,13 @@ impl Gilbert {
     }
 
     /// Long-run loss ratio.
-    pub fn mean_loss(&self) -> f64 {
+    pub(crate) fn mean_loss(&self) -> f64 {
         let bad = self.enter / (self.enter + self.leave).max(f64::MIN_POSITIVE);
         bad * self.loss_bad + (1.0 - bad) * self.loss_good
     }
 
     /// Mean length of a stay in the bad state, in packets.
-    pub fn mean_burst(&self) -> f64 {
+    pub(crate) fn mean_burst(&self) -> f64 {
         1.0 / self.leave.max(f64::MIN_POSITIVE)
     }
 }
@@ -169,13 +169,13 @@ impl Gilbert {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Loss {
     /// Ratio of packets lost independently, in [0, 1].
-    pub random: f64,
-    pub burst: Option<Gilbert>,
+    pub(crate) random: f64,
+    pub(crate) burst: Option<Gilbert>,
 }
 
 impl Loss {
     /// Long-run loss ratio.
-    pub fn mean(&self) -> f64 {
+    pub(crate) fn mean(&self) -> f64 {
         let b = self.burst.map_or(0.0, |g| g.mean_loss());
         1.0 - (1.0 - self.random) * (1.0 - b)
     }
@@ -183,14 +183,14 @@ impl Loss {
 
 /// The state of a [`Loss`] process (the Gilbert-Elliott state).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LossState {
+pub(crate) struct LossState {
     bad: bool,
 }
 
 impl LossState {
     /// Whether the next packet is lost. Draws from `rng` in a fixed order (random loss, then
     /// the state change, then the state's loss), so a seed gives the same losses everywhere.
-    pub fn lose(&mut self, loss: &Loss, rng: &mut Rng) -> bool {
+    pub(crate) fn lose(&mut self, loss: &Loss, rng: &mut Rng) -> bool {
         let mut lost = rng.chance(loss.random);
         if let Some(g) = loss.burst {
             let flip = if self.bad { g.leave } else { g.enter };
@@ -224,7 +224,8 @@ pub struct DirSpec {
 
 impl DirSpec {
     /// A fixed-rate direction with a 100 ms queue and nothing else.
-    pub fn fixed(bps: u64, delay_us: u64) -> DirSpec {
+    #[cfg(test)]
+    pub(crate) fn fixed(bps: u64, delay_us: u64) -> DirSpec {
         DirSpec {
             rate: Rate::Fixed(bps),
             delay_us,
@@ -233,12 +234,12 @@ impl DirSpec {
     }
 
     /// Mean rate in bit/s (infinite when unlimited).
-    pub fn mean_bps(&self) -> f64 {
+    pub(crate) fn mean_bps(&self) -> f64 {
         self.rate.mean_bps().unwrap_or(f64::INFINITY)
     }
 
     /// Capacity in bits offered in [from, to) µs, not counting outage windows.
-    pub fn capacity_bits(&self, from_us: u64, to_us: u64) -> f64 {
+    pub(crate) fn capacity_bits(&self, from_us: u64, to_us: u64) -> f64 {
         let mut total = self.rate.capacity_bits(from_us, to_us);
         for o in &self.outages {
             let (s, e) = (o.start_us.max(from_us), o.end_us.min(to_us));
@@ -250,12 +251,12 @@ impl DirSpec {
     }
 
     /// The queue limit in bytes (`None`: unlimited).
-    pub fn queue_limit_bytes(&self) -> Option<u64> {
+    pub(crate) fn queue_limit_bytes(&self) -> Option<u64> {
         self.queue.bytes(&self.rate)
     }
 
     /// The outage in force at `t_us`.
-    pub fn outage_at(&self, t_us: u64) -> Option<&Outage> {
+    pub(crate) fn outage_at(&self, t_us: u64) -> Option<&Outage> {
         outage_at(&self.outages, t_us)
     }
 }

@@ -3,6 +3,7 @@
 //! `config::budget` derives the bounds (pure, no dependency on the rest); this module turns
 //! them into the protocol's and the tables' settings, so the daemons construct with one call
 //! each.
+#![forbid(unsafe_code)]
 
 use crate::config::budget::{Bounds, SessionBounds};
 use crate::daemon::users::UserTable;
@@ -10,7 +11,7 @@ use crate::proto::reorder::ReorderConfig;
 use crate::proto::session::SessionConfig;
 
 /// A session's settings within `b`, for packets of at most `max_packet` bytes.
-pub fn session_config(b: &SessionBounds, max_packet: usize) -> SessionConfig {
+pub(crate) fn session_config(b: &SessionBounds, max_packet: usize) -> SessionConfig {
     let d = SessionConfig::default();
     SessionConfig {
         per_user_queue_bytes: b.per_user_queue_bytes,
@@ -28,12 +29,12 @@ pub fn session_config(b: &SessionBounds, max_packet: usize) -> SessionConfig {
 }
 
 /// A user table within `b`.
-pub fn user_table(b: &SessionBounds) -> UserTable {
+pub(crate) fn user_table(b: &SessionBounds) -> UserTable {
     UserTable::with_limits(b.users, b.flows_per_user)
 }
 
 /// The log line saying what the budget gives (once, at start).
-pub fn describe(what: &str, budget: u64, b: &Bounds, max_packet: usize) -> String {
+pub(crate) fn describe(what: &str, budget: u64, b: &Bounds, max_packet: usize) -> String {
     let s = &b.session;
     let mib = |v: u64| format!("{:.1} MiB", v as f64 / f64::from(1u32 << 20));
     format!(
@@ -58,18 +59,7 @@ pub fn describe(what: &str, budget: u64, b: &Bounds, max_packet: usize) -> Strin
     )
 }
 
-/// Gives the heap's free pages back to the system. glibc keeps what a burst freed (a flood
-/// of strangers' connections and datagrams left the core's RSS ~10 % higher for good) and
-/// returns only the free top of its heap by itself; musl gives freed memory back without
-/// being asked. Cheap (a walk of the free lists): the core calls it at its housekeeping (every
-/// 5 s) when TCP connections ended since the last one, never on a steady data path.
-pub fn release_free_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim(3) only adjusts glibc's own heap, which it locks.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
+pub(crate) use crate::os::release_free_heap;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 //! its answer no longer holds the address in use. It says what it waits for, once, and again
 //! only when that changes. It reads no clock (time comes in as [`Instant`]) and does no I/O:
 //! [`lookup_in_thread`] runs the blocking `getaddrinfo` off the event loop.
+#![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -16,34 +17,34 @@ use std::time::Duration;
 use crate::proto::Instant;
 
 /// First retry after a failed lookup; doubled after each failure ...
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// ... up to this. Short: the edge is of no use without the address, and a query costs a few
 /// hundred bytes (a link coming up asks at once anyway).
-pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A name that resolved is asked again this often (a cloud core's address changes).
-pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(300);
 /// A link coming up asks again at once, but not more often than this once resolved.
-pub const LINK_EVENT_MIN: Duration = Duration::from_secs(10);
+pub(crate) const LINK_EVENT_MIN: Duration = Duration::from_secs(10);
 /// A lookup with no answer after this long counts as failed (another may start).
-pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Lookups left running at most (a resolver that hangs must not pile up threads).
-pub const MAX_IN_FLIGHT: u32 = 3;
+pub(crate) const MAX_IN_FLIGHT: u32 = 3;
 /// With several addresses, the one in use is given up for the next when the core has not been
 /// heard on it for this long (a handshake is retried every second meanwhile).
-pub const TRY_EACH: Duration = Duration::from_secs(6);
+pub(crate) const TRY_EACH: Duration = Duration::from_secs(6);
 
 /// An answer of the resolver: the lookup's number, and the addresses or why there are none.
-pub type Answer = (u32, Result<Vec<SocketAddr>, String>);
+pub(crate) type Answer = (u32, Result<Vec<SocketAddr>, String>);
 
 /// What the edge must do after an answer or a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The address in use changed (links reopen toward it; the steering's bypass changes).
-    pub moved: bool,
+    pub(crate) moved: bool,
     /// The set of addresses changed.
-    pub changed: bool,
+    pub(crate) changed: bool,
     /// Something new to say in the log: (true = a warning, text).
-    pub log: Option<(bool, String)>,
+    pub(crate) log: Option<(bool, String)>,
 }
 
 impl Outcome {
@@ -58,7 +59,7 @@ impl Outcome {
 
 /// The core's address(es); see the module doc.
 #[derive(Debug, Clone)]
-pub struct CoreAddr {
+pub(crate) struct CoreAddr {
     host: String,
     port: u16,
     /// An IP address in the config: never resolved.
@@ -87,7 +88,7 @@ pub struct CoreAddr {
 
 impl CoreAddr {
     /// `host` from `core_host` (an IP address or a name), `port` from `core_port`.
-    pub fn new(host: &str, port: u16, now: Instant) -> CoreAddr {
+    pub(crate) fn new(host: &str, port: u16, now: Instant) -> CoreAddr {
         let ip = host.parse::<IpAddr>().ok();
         CoreAddr {
             host: host.to_string(),
@@ -108,21 +109,21 @@ impl CoreAddr {
     }
 
     /// The address in use, once known.
-    pub fn current(&self) -> Option<SocketAddr> {
+    pub(crate) fn current(&self) -> Option<SocketAddr> {
         self.addrs.get(self.idx).copied()
     }
 
     /// Every address the name has.
-    pub fn all(&self) -> &[SocketAddr] {
+    pub(crate) fn all(&self) -> &[SocketAddr] {
         &self.addrs
     }
 
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.host
     }
 
     /// The address in use, or `host:port` with what is missing.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.current() {
             Some(a) if self.literal => a.to_string(),
             Some(a) => format!("{a} ({})", self.host),
@@ -131,7 +132,7 @@ impl CoreAddr {
     }
 
     /// What the edge waits for, while it has no address (for `braid status`).
-    pub fn waiting(&self, now: Instant) -> Option<String> {
+    pub(crate) fn waiting(&self, now: Instant) -> Option<String> {
         if self.current().is_some() {
             return None;
         }
@@ -151,7 +152,7 @@ impl CoreAddr {
 
     /// Whether a lookup should start now; if so, it is counted as started and its number is
     /// returned (pass it to the lookup, which answers with it).
-    pub fn start(&mut self, now: Instant) -> Option<u32> {
+    pub(crate) fn start(&mut self, now: Instant) -> Option<u32> {
         if self.literal || now < self.next_at || self.running >= MAX_IN_FLIGHT {
             return None;
         }
@@ -178,7 +179,7 @@ impl CoreAddr {
 
     /// A link came up or a device appeared: ask again now if unresolved (and not asking), or
     /// if the last answer is older than [`LINK_EVENT_MIN`].
-    pub fn link_event(&mut self, now: Instant) {
+    pub(crate) fn link_event(&mut self, now: Instant) {
         if self.literal || self.asking.is_some() {
             return;
         }
@@ -192,7 +193,7 @@ impl CoreAddr {
     }
 
     /// Takes an answer of lookup `n`.
-    pub fn answer(&mut self, now: Instant, (n, r): Answer) -> Outcome {
+    pub(crate) fn answer(&mut self, now: Instant, (n, r): Answer) -> Outcome {
         self.running = self.running.saturating_sub(1);
         let current = self.asking.is_some_and(|(a, _)| a == n);
         if current {
@@ -303,14 +304,14 @@ impl CoreAddr {
 
     /// The first link toward the core opened now: the address in use has its chance from now
     /// (see [`CoreAddr::check_silence`]).
-    pub fn trying_from(&mut self, now: Instant) {
+    pub(crate) fn trying_from(&mut self, now: Instant) {
         self.since = now;
     }
 
     /// With several addresses, gives up the one in use for the next when the core has not
     /// been heard since it was chosen or for [`TRY_EACH`], whichever is later. Call it while
     /// a link is open (with none, silence says nothing about the address).
-    pub fn check_silence(&mut self, now: Instant, heard: Option<Instant>) -> Outcome {
+    pub(crate) fn check_silence(&mut self, now: Instant, heard: Option<Instant>) -> Outcome {
         let mut out = Outcome::none();
         let n = self.addrs.len();
         if heard.is_some_and(|h| h >= self.since) && self.rotating {
@@ -345,7 +346,7 @@ impl CoreAddr {
 }
 
 /// Resolves `host` (blocking: `getaddrinfo`), every address it has.
-pub fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+pub(crate) fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     (host, port)
         .to_socket_addrs()
         .map(|a| a.collect())
@@ -354,7 +355,12 @@ pub fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
 
 /// Runs [`lookup`] on a thread of its own (it blocks, for seconds when no server answers) and
 /// sends the answer, numbered `n`, on `to`; the event loop never waits for it.
-pub fn lookup_in_thread(host: &str, port: u16, n: u32, to: tokio::sync::mpsc::Sender<Answer>) {
+pub(crate) fn lookup_in_thread(
+    host: &str,
+    port: u16,
+    n: u32,
+    to: tokio::sync::mpsc::Sender<Answer>,
+) {
     let h = host.to_string();
     let spawned = std::thread::Builder::new()
         .name("braid-resolve".into())

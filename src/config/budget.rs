@@ -28,19 +28,19 @@
 #![forbid(unsafe_code)]
 
 /// The default budget of the edge: a quarter of a 64 MB router's memory.
-pub const DEFAULT_EDGE: u64 = 16 << 20;
+pub(crate) const DEFAULT_EDGE: u64 = 16 << 20;
 /// The default budget of the core: fits a small server (512 MB) beside its other services.
-pub const DEFAULT_CORE: u64 = 64 << 20;
+pub(crate) const DEFAULT_CORE: u64 = 64 << 20;
 /// The smallest budget accepted.
-pub const MIN: u64 = 4 << 20;
+pub(crate) const MIN: u64 = 4 << 20;
 /// The largest budget accepted.
-pub const MAX: u64 = 64 << 30;
+pub(crate) const MAX: u64 = 64 << 30;
 /// What the edge needs whatever its traffic (code, runtime, fixed tables).
 pub const EDGE_RESERVE: u64 = 3 << 20;
 /// What the core needs whatever its traffic.
-pub const CORE_RESERVE: u64 = 4 << 20;
+pub(crate) const CORE_RESERVE: u64 = 4 << 20;
 /// The least one edge's session gets on the core (more with jumbo packets).
-pub const MIN_SESSION: u64 = 256 << 10;
+pub(crate) const MIN_SESSION: u64 = 256 << 10;
 /// The most one session gets (more would only lengthen queues).
 const MAX_SESSION: u64 = 64 << 20;
 
@@ -68,7 +68,7 @@ const MAX_PER_USER_QUEUE: u64 = 256 << 10;
 
 /// One TCP link's send queue at most: a stalled connection cannot take every other's share
 /// (and more would only add delay).
-pub const MAX_TCP_SEND_PER_LINK: usize = 256 << 10;
+pub(crate) const MAX_TCP_SEND_PER_LINK: usize = 256 << 10;
 
 /// `option memory`: bytes one daemon may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,45 +78,46 @@ pub struct Budget {
 
 /// The bounds of one session (the edge's, or each of the core's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionBounds {
+pub(crate) struct SessionBounds {
     /// Packets stored at once (queued, in a link's queue, in flight, waiting to be resent):
     /// each slot pins a `max_packet` buffer.
-    pub stored_packets: usize,
+    pub(crate) stored_packets: usize,
     /// Bytes in the per-user queues in all (`SessionConfig::total_queue_bytes`).
-    pub queue_bytes: u64,
+    pub(crate) queue_bytes: u64,
     /// Bytes in one user's queue (`SessionConfig::per_user_queue_bytes`).
-    pub per_user_queue_bytes: u64,
+    pub(crate) per_user_queue_bytes: u64,
     /// Reorder buffer, bytes and packets.
-    pub reorder_bytes: usize,
-    pub reorder_packets: usize,
+    pub(crate) reorder_bytes: usize,
+    pub(crate) reorder_packets: usize,
     /// Flows whose predecessor is tracked.
-    pub flows: usize,
+    pub(crate) flows: usize,
     /// Users counted for `braid status`, and flows per user.
-    pub users: usize,
-    pub flows_per_user: usize,
+    pub(crate) users: usize,
+    pub(crate) flows_per_user: usize,
 }
 
 /// Every bound of one daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// Per session.
-    pub session: SessionBounds,
+    pub(crate) session: SessionBounds,
     /// Sessions the bounds allow at once (the edge: 1; the core: its peers).
-    pub sessions: usize,
+    pub(crate) sessions: usize,
     /// Bytes of datagrams read from link sockets and not yet handled (each of the core's two
     /// channels, UDP and TCP, gets this much).
-    pub ingress_bytes: usize,
+    pub(crate) ingress_bytes: usize,
     /// The hub capture's receive buffer (kernel memory).
-    pub capture_bytes: usize,
+    pub(crate) capture_bytes: usize,
     /// Bytes waiting in the TCP links' send queues, all connections together (the core's
     /// accepted connections, up to `accept::Limits::total`, share it), and in one at most.
-    pub tcp_send_bytes: usize,
-    pub tcp_send_per_link: usize,
+    pub(crate) tcp_send_bytes: usize,
+    pub(crate) tcp_send_per_link: usize,
 }
 
 impl Bounds {
     /// What the bounds pin at most, in bytes (the sum of the parts; capture included).
-    pub fn total(&self, max_packet: usize) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn total(&self, max_packet: usize) -> u64 {
         let s = &self.session;
         let per = s.stored_packets as u64 * (max_packet as u64 + PKT_OVERHEAD)
             + s.reorder_packets as u64 * (max_packet as u64 + REORDER_OVERHEAD)
@@ -135,14 +136,14 @@ fn usize_of(v: u64) -> usize {
 
 impl Budget {
     /// The role's default.
-    pub fn default_for(core: bool) -> Budget {
+    pub(crate) fn default_for(core: bool) -> Budget {
         Budget {
             bytes: if core { DEFAULT_CORE } else { DEFAULT_EDGE },
         }
     }
 
     /// The edge's bounds, for packets of at most `max_packet` bytes (the tunnel MTU).
-    pub fn edge(&self, max_packet: usize) -> Bounds {
+    pub(crate) fn edge(&self, max_packet: usize) -> Bounds {
         let usable = self
             .bytes
             .saturating_sub(EDGE_RESERVE)
@@ -159,7 +160,7 @@ impl Budget {
     }
 
     /// The core's bounds for `peers` configured edges; an error names the budget they need.
-    pub fn core(&self, peers: usize, max_packet: usize) -> Result<Bounds, String> {
+    pub(crate) fn core(&self, peers: usize, max_packet: usize) -> Result<Bounds, String> {
         let usable = self.bytes.saturating_sub(CORE_RESERVE);
         let pct = |p: u64| usable / 100 * p;
         let n = peers.max(1) as u64;
@@ -212,7 +213,7 @@ fn session(store: u64, reorder: u64, flows: u64, users: u64, max_packet: usize) 
 /// Parses `option memory`: `16M`, `512K`, `1G`, `1.5G` or plain bytes. Memory sizes are powers
 /// of 1024 whichever way they are written (`16M` = `16Mi` = `16MiB` = 16,777,216 bytes), as
 /// `free`, `top` and the kernel count.
-pub fn parse(v: &str) -> Result<Budget, String> {
+pub(crate) fn parse(v: &str) -> Result<Budget, String> {
     let bad = || format!("expected a memory size like '16M', '512K' or '1G', got '{v}'");
     let lower = v.to_ascii_lowercase();
     let end = lower
@@ -253,7 +254,7 @@ pub fn parse(v: &str) -> Result<Budget, String> {
 }
 
 /// A size as `option memory` would write it (`16M`, `1536K`, or bytes).
-pub fn show(bytes: u64) -> String {
+pub(crate) fn show(bytes: u64) -> String {
     if bytes % (1 << 30) == 0 {
         format!("{}G", bytes >> 30)
     } else if bytes % (1 << 20) == 0 {

@@ -125,7 +125,7 @@ pub enum MainField {
 
 impl MainField {
     /// True for fields that only a restart applies.
-    pub fn needs_restart(self) -> bool {
+    pub(crate) fn needs_restart(self) -> bool {
         !matches!(
             self,
             MainField::Lan
@@ -136,32 +136,6 @@ impl MainField {
                 | MainField::Mtu
                 | MainField::LogLevel
         )
-    }
-
-    /// The UCI option name.
-    pub fn option(self) -> &'static str {
-        match self {
-            MainField::Enabled => "enabled",
-            MainField::Role => "role",
-            MainField::Key => "private_key",
-            MainField::CoreHost => "core_host",
-            MainField::CorePort => "core_port",
-            MainField::CorePublicKey => "core_public_key",
-            MainField::ListenPort => "listen_port",
-            MainField::Pool => "pool",
-            MainField::MaxClients => "max_clients",
-            MainField::Destinations => "allow_dest/deny_dest",
-            MainField::Lan => "lan",
-            MainField::Steer => "steer",
-            MainField::Bypass => "bypass",
-            MainField::Mtu => "mtu",
-            MainField::LogLevel => "log_level",
-            MainField::Space => "space",
-            MainField::Hub => "hub",
-            MainField::StateFile => "state_file",
-            MainField::ControlSocket => "control_socket",
-            MainField::Memory => "memory",
-        }
     }
 }
 

@@ -41,7 +41,7 @@ use std::fmt;
 pub use model::Config;
 
 /// The path the daemons read when no `--config FILE` is given.
-pub const DEFAULT_PATH: &str = "/etc/config/braid";
+pub(crate) const DEFAULT_PATH: &str = "/etc/config/braid";
 
 /// One message about a place in a configuration file: `file:line[:col]: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct Diagnostic {
     /// 1-based line number.
     pub line: u32,
     /// 1-based column (in characters), when it helps to point inside the line.
-    pub col: Option<u32>,
+    pub(crate) col: Option<u32>,
     /// What is wrong and what was expected.
     pub message: String,
 }

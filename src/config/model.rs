@@ -107,9 +107,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// The default port of the core (not WireGuard's 51820, so both can share a server).
 pub const DEFAULT_PORT: u16 = 51830;
 /// The default tunnel MTU: the largest client packet carried without fragmentation.
-pub const DEFAULT_MTU: u16 = 1400;
+pub(crate) const DEFAULT_MTU: u16 = 1400;
 /// The name of the class of traffic that matches no policy.
-pub const DEFAULT_CLASS: &str = "default";
+pub(crate) const DEFAULT_CLASS: &str = "default";
 /// The default `max_clients`: client addresses one edge may hold on the core.
 pub const DEFAULT_MAX_CLIENTS: u16 = 1024;
 
@@ -245,7 +245,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// The matching `log` crate filter.
-    pub fn to_filter(self) -> log::LevelFilter {
+    pub(crate) fn to_filter(self) -> log::LevelFilter {
         match self {
             LogLevel::Error => log::LevelFilter::Error,
             LogLevel::Warn => log::LevelFilter::Warn,
@@ -418,9 +418,9 @@ pub struct Peer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
     /// The network address (host bits zero).
-    pub addr: IpAddr,
+    pub(crate) addr: IpAddr,
     /// Prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
-    pub prefix: u8,
+    pub(crate) prefix: u8,
 }
 
 impl Cidr {
@@ -471,7 +471,7 @@ impl Cidr {
     }
 
     /// Does the subnet contain `ip`? (Never across address families.)
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => u32::from(a) & mask32(self.prefix) == u32::from(n),
             (IpAddr::V6(n), IpAddr::V6(a)) => u128::from(a) & mask128(self.prefix) == u128::from(n),
@@ -513,7 +513,7 @@ pub struct PortRange {
 
 impl PortRange {
     /// Parse `PORT`, `LO-HI` or `LO:HI`.
-    pub fn parse(s: &str) -> Result<PortRange, String> {
+    pub(crate) fn parse(s: &str) -> Result<PortRange, String> {
         let bad = || format!("expected a port 1..65535 or a range like '8000-8080', got '{s}'");
         let num = |t: &str| -> Result<u16, String> {
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
@@ -535,7 +535,7 @@ impl PortRange {
     }
 
     /// Is `port` within the range?
-    pub fn contains(&self, port: u16) -> bool {
+    pub(crate) fn contains(&self, port: u16) -> bool {
         self.lo <= port && port <= self.hi
     }
 }
@@ -546,7 +546,7 @@ pub struct Mac(pub [u8; 6]);
 
 impl Mac {
     /// Parse `aa:bb:cc:dd:ee:ff` (or with `-`).
-    pub fn parse(s: &str) -> Result<Mac, String> {
+    pub(crate) fn parse(s: &str) -> Result<Mac, String> {
         let bad = || format!("expected a MAC address like '02:00:00:aa:bb:cc', got '{s}'");
         let mut out = [0u8; 6];
         let mut n = 0;
@@ -585,7 +585,7 @@ pub struct PrivateKey(pub [u8; 32]);
 
 impl PublicKey {
     /// Decode a 44-character standard base64 key.
-    pub fn from_base64(s: &str) -> Result<PublicKey, String> {
+    pub(crate) fn from_base64(s: &str) -> Result<PublicKey, String> {
         decode_key(s).map(PublicKey)
     }
 
@@ -646,7 +646,7 @@ fn redact(s: &str) -> String {
 
 /// Parse a rate in bits/s: `20mbit`, `512kbit`, `1gbit`, `1.5mbit`, `100000`, `64kbit`.
 /// Suffixes (any case): `bit`, `kbit`/`k`, `mbit`/`m`, `gbit`/`g`, `tbit`/`t`; all powers of 1000.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     let bad =
         || format!("expected a rate like '20mbit', '512kbit', '1gbit' or plain bits/s, got '{s}'");
     let lower = s.to_ascii_lowercase();
@@ -669,7 +669,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 
 /// Parse a byte count: `20G`, `500M`, `1.5T`, `4Gi`, `1048576`. K/M/G/T (optionally followed
 /// by `B`) are powers of 1000, as carriers bill; Ki/Mi/Gi/Ti (optionally `B`) powers of 1024.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let bad = || format!("expected a size like '20G', '500M', '4Gi' or plain bytes, got '{s}'");
     let lower = s.to_ascii_lowercase();
     let (num, unit) = split_number(&lower);
@@ -721,7 +721,7 @@ fn scale(num: &str, mult: u64) -> Option<u64> {
 }
 
 /// Parse a DSCP value: a number 0..63 or a name (`EF`, `CS0`..`CS7`, `AF11`..`AF43`, `LE`, `VA`).
-pub fn parse_dscp(s: &str) -> Result<u8, String> {
+pub(crate) fn parse_dscp(s: &str) -> Result<u8, String> {
     let bad =
         || format!("expected a DSCP value 0..63 or a name like 'EF', 'CS6', 'AF41', got '{s}'");
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -755,7 +755,7 @@ pub fn parse_dscp(s: &str) -> Result<u8, String> {
 }
 
 /// Parse a boolean as OpenWrt's `config_get_bool` does.
-pub fn parse_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "1" | "yes" | "on" | "true" | "enabled" => Ok(true),
         "0" | "no" | "off" | "false" | "disabled" => Ok(false),
@@ -766,7 +766,7 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 /// Is `s` a valid Linux interface name (1..15 bytes, no '/', ':' or whitespace, not . or ..)?
-pub fn valid_ifname(s: &str) -> bool {
+pub(crate) fn valid_ifname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 15
         && s != "."
@@ -891,12 +891,12 @@ pub fn check_value(kind: &str, v: &str) -> Result<(), String> {
 }
 
 /// Where the system's config lives: files there can be written through LuCI and ubus.
-pub const SYSTEM_CONFIG_DIR: &str = "/etc/config/";
+pub(crate) const SYSTEM_CONFIG_DIR: &str = "/etc/config/";
 /// Where a config in [`SYSTEM_CONFIG_DIR`] may put the files the daemon writes or replaces
 /// (`state_file`, `control_socket`), so that whoever may write the config (a LuCI login, the
 /// raw ubus uci ACL) cannot make root overwrite another file. A config given elsewhere (the
 /// lab, a test, an operator's own `--config`) was written by whoever runs the daemon.
-pub const DAEMON_PATH_DIRS: [&str; 4] = [
+pub(crate) const DAEMON_PATH_DIRS: [&str; 4] = [
     "/etc/braid/",
     "/var/run/braid/",
     "/run/braid/",
@@ -906,7 +906,7 @@ pub const DAEMON_PATH_DIRS: [&str; 4] = [
 const DEFAULT_CONTROL_SOCKET: &str = "/var/run/braid.sock";
 
 /// Whether a config in [`SYSTEM_CONFIG_DIR`] may name `p` as a file the daemon writes.
-pub fn daemon_path_allowed(p: &str) -> bool {
+pub(crate) fn daemon_path_allowed(p: &str) -> bool {
     let plain = !p.split('/').any(|c| c == ".." || c == ".");
     plain
         && (p == DEFAULT_CONTROL_SOCKET
@@ -1070,7 +1070,7 @@ struct ClassDraft {
 
 impl Config {
     /// Build and validate the model from a parsed document. `file` names the file in messages.
-    pub fn from_document(file: &str, doc: &Document) -> Result<Config, ConfigError> {
+    pub(crate) fn from_document(file: &str, doc: &Document) -> Result<Config, ConfigError> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let at = |line: u32, message: String| Diagnostic {
@@ -2012,7 +2012,7 @@ fn merge_class(
 }
 
 /// The UCI word for a mode.
-pub fn mode_name(m: &Mode) -> String {
+pub(crate) fn mode_name(m: &Mode) -> String {
     match m {
         Mode::Aggregate => "aggregate",
         Mode::Redundant => "redundant",

@@ -27,38 +27,38 @@ use std::fmt::Write as _;
 
 /// A 1-based position in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pos {
+pub(crate) struct Pos {
     /// Line number, starting at 1.
-    pub line: u32,
+    pub(crate) line: u32,
     /// Column in characters, starting at 1.
-    pub col: u32,
+    pub(crate) col: u32,
 }
 
 /// A parsed UCI file: an optional `package` line and its sections, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Document {
     /// The name given by a `package` line, if any.
-    pub package: Option<String>,
+    pub(crate) package: Option<String>,
     /// The sections, in file order.
-    pub sections: Vec<Section>,
+    pub(crate) sections: Vec<Section>,
 }
 
 /// One `config TYPE ['NAME']` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
     /// The section type (`braid`, `link`, `policy`, `peer`, ...).
-    pub ty: String,
+    pub(crate) ty: String,
     /// The section name; `None` for an anonymous section.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Where the `config` word is.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
     /// The `option` and `list` entries, in file order.
-    pub entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
 }
 
 /// Whether an entry was written with `option` or `list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `option KEY 'VALUE'`
     Option,
     /// `list KEY 'VALUE'`
@@ -67,22 +67,23 @@ pub enum Kind {
 
 /// One `option` or `list` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// `option` or `list`.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// The option name.
-    pub key: String,
+    pub(crate) key: String,
     /// The value, unquoted and unescaped.
-    pub value: String,
+    pub(crate) value: String,
     /// Where the key is.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
     /// Where the value starts.
-    pub value_pos: Pos,
+    pub(crate) value_pos: Pos,
 }
 
 impl Document {
     /// The first section of type `ty` named `name`.
-    pub fn section(&self, ty: &str, name: &str) -> Option<&Section> {
+    #[cfg(test)]
+    pub(crate) fn section(&self, ty: &str, name: &str) -> Option<&Section> {
         self.sections
             .iter()
             .find(|s| s.ty == ty && s.name.as_deref() == Some(name))
@@ -130,14 +131,15 @@ impl Section {
     }
 
     /// Remove every entry for `key`; returns how many there were.
-    pub fn remove(&mut self, key: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn remove(&mut self, key: &str) -> usize {
         let before = self.entries.len();
         self.entries.retain(|e| e.key != key);
         before - self.entries.len()
     }
 
     /// A new section with no entries (position 0:0, for building documents to write).
-    pub fn new(ty: &str, name: Option<&str>) -> Section {
+    pub(crate) fn new(ty: &str, name: Option<&str>) -> Section {
         Section {
             ty: ty.to_string(),
             name: name.map(str::to_string),
@@ -147,12 +149,12 @@ impl Section {
     }
 
     /// Append `option key 'value'`.
-    pub fn push_option(&mut self, key: &str, value: &str) -> &mut Self {
+    pub(crate) fn push_option(&mut self, key: &str, value: &str) -> &mut Self {
         self.push(Kind::Option, key, value)
     }
 
     /// Append `list key 'value'`.
-    pub fn push_list(&mut self, key: &str, value: &str) -> &mut Self {
+    pub(crate) fn push_list(&mut self, key: &str, value: &str) -> &mut Self {
         self.push(Kind::List, key, value)
     }
 
@@ -168,7 +170,7 @@ impl Section {
     }
 
     /// The last `option` value for `key` (uci semantics: a later `option` overrides).
-    pub fn option(&self, key: &str) -> Option<&str> {
+    pub(crate) fn option(&self, key: &str) -> Option<&str> {
         self.entries
             .iter()
             .rev()
@@ -177,7 +179,8 @@ impl Section {
     }
 
     /// All `list` values for `key`, in order.
-    pub fn list<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    #[cfg(test)]
+    pub(crate) fn list<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.entries
             .iter()
             .filter(move |e| e.key == key && e.kind == Kind::List)
@@ -186,12 +189,12 @@ impl Section {
 }
 
 /// Is `s` a valid section name or option key (`[A-Za-z0-9_]+`, as libuci requires)?
-pub fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Is `s` a valid section type (printable ASCII, no spaces or quotes)?
-pub fn valid_type(s: &str) -> bool {
+pub(crate) fn valid_type(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| (33..=126).contains(&b) && b != b'\'' && b != b'"')

@@ -25,22 +25,22 @@ use crate::daemon::{LinkIo, LinkTx};
 use crate::os::uplink::TcpLink;
 
 /// A connection that has not proved itself by then is closed.
-pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 /// A proven connection silent this long is closed (the endpoint forgets its session by then).
-pub const IDLE: Duration = crate::proto::endpoint::SESSION_IDLE;
+pub(crate) const IDLE: Duration = crate::proto::endpoint::SESSION_IDLE;
 
 /// Largest frame an unproven connection may send (a datagram of one MTU).
 const UNPROVEN_FRAME: usize = 2048;
 
 /// How many connections the core keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// From one IP address, proven or not (an edge has a few TCP links, perhaps behind one NAT).
-    pub per_source: usize,
+    pub(crate) per_source: usize,
     /// Not proven yet, from all addresses.
-    pub unauthenticated: usize,
+    pub(crate) unauthenticated: usize,
     /// In all.
-    pub total: usize,
+    pub(crate) total: usize,
 }
 
 impl Default for Limits {
@@ -55,14 +55,14 @@ impl Default for Limits {
 
 /// Why a new connection was closed at once, in the words `braid status` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     PerSource,
     Unauthenticated,
     Total,
 }
 
 impl Refused {
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Refused::PerSource => "TCP connections: too many from one address",
             Refused::Unauthenticated => "TCP connections: too many without a handshake",
@@ -72,16 +72,16 @@ impl Refused {
 }
 
 /// One accepted connection.
-pub struct Conn<T> {
-    pub io: T,
-    pub peer: SocketAddr,
+pub(crate) struct Conn<T> {
+    pub(crate) io: T,
+    pub(crate) peer: SocketAddr,
     /// Set by the event loop when the endpoint accepts a datagram from this connection; read
     /// by the connection's task (deadline) and by [`Conns::admit`] (limits).
-    pub proven: Rc<Cell<bool>>,
+    pub(crate) proven: Rc<Cell<bool>>,
 }
 
 /// The accepted connections by id. See the module docs.
-pub struct Conns<T> {
+pub(crate) struct Conns<T> {
     map: HashMap<u32, Conn<T>>,
     next: u32,
     limits: Limits,
@@ -90,7 +90,7 @@ pub struct Conns<T> {
 }
 
 impl<T> Conns<T> {
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Conns {
             map: HashMap::new(),
             next: 1,
@@ -101,7 +101,11 @@ impl<T> Conns<T> {
 
     /// Whether a new connection from `peer` may be kept; forgets the connections that
     /// `alive` says have ended first.
-    pub fn admit(&mut self, peer: IpAddr, alive: impl Fn(&T) -> bool) -> Result<(), Refused> {
+    pub(crate) fn admit(
+        &mut self,
+        peer: IpAddr,
+        alive: impl Fn(&T) -> bool,
+    ) -> Result<(), Refused> {
         self.retain_alive(alive);
         if self.map.len() >= self.limits.total {
             return Err(Refused::Total);
@@ -118,7 +122,7 @@ impl<T> Conns<T> {
     }
 
     /// An id no live connection has.
-    pub fn fresh_id(&mut self) -> u32 {
+    pub(crate) fn fresh_id(&mut self) -> u32 {
         loop {
             let id = self.next;
             self.next = self.next.wrapping_add(1).max(1);
@@ -128,39 +132,41 @@ impl<T> Conns<T> {
         }
     }
 
-    pub fn insert(&mut self, id: u32, conn: Conn<T>) {
+    pub(crate) fn insert(&mut self, id: u32, conn: Conn<T>) {
         let old = self.map.insert(id, conn);
         debug_assert!(old.is_none(), "ids come from fresh_id");
     }
 
-    pub fn get(&self, id: u32) -> Option<&Conn<T>> {
+    pub(crate) fn get(&self, id: u32) -> Option<&Conn<T>> {
         self.map.get(&id)
     }
 
     /// The endpoint accepted a datagram from connection `id`.
-    pub fn prove(&self, id: u32) {
+    pub(crate) fn prove(&self, id: u32) {
         if let Some(c) = self.map.get(&id) {
             c.proven.set(true);
         }
     }
 
     /// Forgets the connections that have ended.
-    pub fn retain_alive(&mut self, alive: impl Fn(&T) -> bool) {
+    pub(crate) fn retain_alive(&mut self, alive: impl Fn(&T) -> bool) {
         let n = self.map.len();
         self.map.retain(|_, c| alive(&c.io));
         self.freed += n - self.map.len();
     }
 
     /// How many connections were forgotten since the last call.
-    pub fn take_freed(&mut self) -> usize {
+    pub(crate) fn take_freed(&mut self) -> usize {
         std::mem::take(&mut self.freed)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
@@ -170,30 +176,10 @@ impl<T> Conns<T> {
     }
 }
 
-/// Closing `stream` resets the connection (SO_LINGER 0) instead of a FIN exchange: a stranger's
-/// connection leaves no state behind once the core closes it (no LAST_ACK or FIN_WAIT socket,
-/// no FIN retransmits), and costs one packet. Nothing the core closes has data worth
-/// delivering: an edge whose connection ends connects again.
-pub fn reset_on_close(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt(2) on the stream's open fd, with a linger valid for its size.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-}
+pub(crate) use crate::os::reset_on_close;
 
 /// Whether a connection's task still runs.
-pub fn alive(io: &LinkIo) -> bool {
+pub(crate) fn alive(io: &LinkIo) -> bool {
     !matches!(&io.tx, LinkTx::Tcp(tx) if tx.is_closed())
 }
 
@@ -201,7 +187,7 @@ pub fn alive(io: &LinkIo) -> bool {
 /// with it the socket and its buffers) ends when the peer closes or the connection fails, when
 /// it has not been proven within `deadline` (the core gives [`HANDSHAKE_DEADLINE`]), or after
 /// [`IDLE`] without a datagram. What waits to be written counts against `send`.
-pub fn spawn(
+pub(crate) fn spawn(
     id: u32,
     stream: TcpStream,
     inbound: crate::ingress::Sender<(u32, Vec<u8>)>,

@@ -28,7 +28,7 @@ use crate::config::model::Cidr;
 
 /// Why the core refused a client packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// To an address of the client pool: another client.
     Pool,
     /// To a destination in `deny_dest`.
@@ -57,7 +57,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in the order `braid status` lists them.
-    pub const ALL: [Refusal; 12] = [
+    pub(crate) const ALL: [Refusal; 12] = [
         Refusal::Pool,
         Refusal::Denied,
         Refusal::CoreLocal,
@@ -73,7 +73,7 @@ impl Refusal {
     ];
 
     /// The reason in the words `braid status` shows.
-    pub fn words(self) -> &'static str {
+    pub(crate) fn words(self) -> &'static str {
         match self {
             Refusal::Pool => "to another client (the client pool)",
             Refusal::Denied => "to a destination in deny_dest",
@@ -97,28 +97,29 @@ impl Refusal {
 
 /// Counters of refused packets, one per [`Refusal`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Refusals {
+pub(crate) struct Refusals {
     counts: [u64; Refusal::ALL.len()],
 }
 
 impl Refusals {
     /// Counts one refusal.
-    pub fn add(&mut self, r: Refusal) {
+    pub(crate) fn add(&mut self, r: Refusal) {
         self.counts[r.index()] += 1;
     }
 
     /// How many packets were refused for `r`.
-    pub fn get(&self, r: Refusal) -> u64 {
+    pub(crate) fn get(&self, r: Refusal) -> u64 {
         self.counts[r.index()]
     }
 
     /// The total of every reason.
-    pub fn total(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
 
     /// The reasons counted at least once, with their counts, for `braid status`.
-    pub fn counters(&self) -> Vec<crate::control::Counter> {
+    pub(crate) fn counters(&self) -> Vec<crate::control::Counter> {
         Refusal::ALL
             .iter()
             .filter(|r| self.get(**r) > 0)
@@ -132,22 +133,22 @@ impl Refusals {
 
 /// The destinations clients may reach; see the module doc.
 #[derive(Clone, Debug, Default)]
-pub struct ForwardPolicy {
+pub(crate) struct ForwardPolicy {
     /// The client pool (never reachable).
-    pub pool: Vec<Cidr>,
+    pub(crate) pool: Vec<Cidr>,
     /// `allow_dest`: opened although private, local or link-local.
-    pub allow: Vec<Cidr>,
+    pub(crate) allow: Vec<Cidr>,
     /// `deny_dest`: refused although public.
-    pub deny: Vec<Cidr>,
+    pub(crate) deny: Vec<Cidr>,
     /// The core host's own addresses.
-    pub local: Vec<IpAddr>,
+    pub(crate) local: Vec<IpAddr>,
 }
 
 const METADATA: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
 impl ForwardPolicy {
     /// Whether a client may reach `dst`.
-    pub fn check(&self, dst: IpAddr) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, dst: IpAddr) -> Result<(), Refusal> {
         let within = |l: &[Cidr]| l.iter().any(|c| c.contains(dst));
         if within(&self.pool) {
             return Err(Refusal::Pool);
@@ -180,7 +181,7 @@ impl ForwardPolicy {
     }
 
     /// Whether a source address is inside an edge's `allowed_lan` (any, when it lists none).
-    pub fn source_allowed(allowed_lan: &[Cidr], src: IpAddr) -> bool {
+    pub(crate) fn source_allowed(allowed_lan: &[Cidr], src: IpAddr) -> bool {
         allowed_lan.is_empty() || allowed_lan.iter().any(|c| c.contains(src))
     }
 }

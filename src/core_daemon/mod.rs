@@ -18,9 +18,10 @@
 //! next core gives every client the same pool address: open TCP connections go on.
 //! `braid stop` (the init script's `stop`) and SIGINT are a *stop for good*: the core removes
 //! its table, rules, routes and hub, and restores IP forwarding, leaving nothing behind.
+#![forbid(unsafe_code)]
 
-pub mod accept;
-pub mod forward;
+pub(crate) mod accept;
+pub(crate) mod forward;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -82,7 +83,7 @@ EXAMPLE:
 
 /// Where a datagram came from: a UDP address, or one accepted TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Addr {
+pub(crate) enum Addr {
     /// Index of the socket (one per local address) and the edge's address.
     Udp(u8, SocketAddr),
     Tcp(u32),

@@ -14,28 +14,30 @@ use super::RequestError;
 use crate::control::{self, Reply, Request};
 
 /// Parses a request as the daemon receives it.
-pub fn parse_request(bytes: &[u8]) -> Result<Request, RequestError> {
+pub(crate) fn parse_request(bytes: &[u8]) -> Result<Request, RequestError> {
     serde_json::from_slice(bytes).map_err(|e| RequestError::Malformed(e.to_string()))
 }
 
 /// A request from the control socket, with the channel its reply goes back on.
-pub struct ControlCall {
-    pub request: Request,
-    pub reply: oneshot::Sender<Reply>,
+pub(crate) struct ControlCall {
+    pub(crate) request: Request,
+    pub(crate) reply: oneshot::Sender<Reply>,
 }
 
 /// Listens on the control socket (mode 0600) and forwards each request to the event loop.
 /// Removes a stale socket file left by a crash; refuses to start if a daemon answers there, or
 /// if the path is anything but a socket (option control_socket is set by whoever may write
 /// /etc/config/braid, LuCI logins included: root must not delete a file named there).
-pub struct ControlServer {
+pub(crate) struct ControlServer {
     path: PathBuf,
 }
 
 impl ControlServer {
     /// The daemon's control socket at `path` (option control_socket), and the calls it
     /// receives (a few wait; more clients wait in turn).
-    pub fn open(path: &str) -> Result<(ControlServer, mpsc::Receiver<ControlCall>), super::Error> {
+    pub(crate) fn open(
+        path: &str,
+    ) -> Result<(ControlServer, mpsc::Receiver<ControlCall>), super::Error> {
         let (tx, rx) = mpsc::channel(16);
         let server = ControlServer::bind(Path::new(path), tx).map_err(|err| {
             super::Error::ControlSocket {
@@ -46,7 +48,10 @@ impl ControlServer {
         Ok((server, rx))
     }
 
-    pub fn bind(path: &Path, calls: mpsc::Sender<ControlCall>) -> std::io::Result<ControlServer> {
+    pub(crate) fn bind(
+        path: &Path,
+        calls: mpsc::Sender<ControlCall>,
+    ) -> std::io::Result<ControlServer> {
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;
             if !meta.file_type().is_socket() {

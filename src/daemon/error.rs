@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Why `braid edge` or `braid core` cannot start or go on (printed as `braid ROLE: <this>`).
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     /// The config lacks something the role needs, or has a value it cannot use (the text says
     /// which and where).
     Config(String),
@@ -49,7 +49,7 @@ impl From<crate::os::Error> for Error {
 
 /// Why a reload was refused: the running config stays.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     /// The new config has errors (every diagnostic, in one line).
     Config(String),
     /// The new config has more links than a session can number.
@@ -70,7 +70,7 @@ impl std::error::Error for ReloadError {}
 /// Why a daemon refused a control request. Its words are the reply's `error` text, which
 /// `braid` prints as it is (`braid link`, `braid reload`, `braid stop`, LuCI's backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     /// Not a request of the control protocol (the JSON parser's words say where).
     Malformed(String),
     /// The client sent no complete request in time.

@@ -2,11 +2,11 @@
 //! reads the socket into the loop's channel.
 
 /// A datagram received on a link socket: (link, bytes, where it came from).
-pub type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
+pub(crate) type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
 
 /// The sending half of one link's socket. The receiving half runs as a task that forwards
 /// every datagram into the event loop's channel.
-pub enum LinkTx {
+pub(crate) enum LinkTx {
     Udp(std::rc::Rc<tokio::net::UdpSocket>),
     /// Datagrams for a TCP link go through its task (it owns the stream and reconnects), in a
     /// queue bounded in bytes from the memory budget (a [`crate::ingress::Pool`]'s channel).
@@ -16,7 +16,7 @@ pub enum LinkTx {
 impl LinkTx {
     /// Sends one datagram now, or drops it if the socket cannot take it (the protocol above
     /// recovers lost datagrams; blocking the event loop would hurt every link).
-    pub fn send(&self, d: &[u8]) -> bool {
+    pub(crate) fn send(&self, d: &[u8]) -> bool {
         match self {
             LinkTx::Udp(s) => match s.try_send(d) {
                 Ok(_) => true,
@@ -26,14 +26,6 @@ impl LinkTx {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => send_now(s, d),
                 Err(_) => false,
             },
-            LinkTx::Tcp(tx) => tx.try_send(d.to_vec()).is_ok(),
-        }
-    }
-
-    /// Sends one datagram to `to` (core side, UDP only).
-    pub fn send_to(&self, d: &[u8], to: std::net::SocketAddr) -> bool {
-        match self {
-            LinkTx::Udp(s) => s.try_send_to(d, to).is_ok(),
             LinkTx::Tcp(tx) => tx.try_send(d.to_vec()).is_ok(),
         }
     }
@@ -55,14 +47,14 @@ fn send_now(s: &tokio::net::UdpSocket, d: &[u8]) -> bool {
 }
 
 /// A running link socket: its sender and the task reading it (aborted on drop).
-pub struct LinkIo {
-    pub tx: LinkTx,
+pub(crate) struct LinkIo {
+    pub(crate) tx: LinkTx,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl LinkIo {
     /// A link's sender and the task that reads (and, for TCP, writes) its socket.
-    pub fn from_parts(tx: LinkTx, task: tokio::task::JoinHandle<()>) -> LinkIo {
+    pub(crate) fn from_parts(tx: LinkTx, task: tokio::task::JoinHandle<()>) -> LinkIo {
         LinkIo { tx, task }
     }
 }
@@ -74,7 +66,7 @@ impl Drop for LinkIo {
 }
 
 /// Starts a UDP link: `sock` must be non-blocking (as `os::uplink::udp_socket` makes it).
-pub fn udp_link(
+pub(crate) fn udp_link(
     id: crate::proto::LinkId,
     sock: std::net::UdpSocket,
     inbound: crate::ingress::Sender<Inbound>,
@@ -103,7 +95,7 @@ pub fn udp_link(
 
 /// Starts a TCP link over `link` (which connects and reconnects by itself on the edge); what
 /// waits to be written counts against `send` (`Bounds::tcp_send_bytes`).
-pub fn tcp_link(
+pub(crate) fn tcp_link(
     id: crate::proto::LinkId,
     mut link: crate::os::uplink::TcpLink,
     peer: std::net::SocketAddr,

@@ -7,17 +7,19 @@ mod error;
 mod link;
 mod runtime;
 mod start;
-pub mod status;
-pub mod translate;
-pub mod users;
+pub(crate) mod status;
+pub(crate) mod translate;
+pub(crate) mod users;
 
-pub use control::{ControlCall, ControlServer};
-pub use error::{Error, ReloadError, RequestError};
-pub use link::{tcp_link, udp_link, Inbound, LinkIo, LinkTx};
+pub(crate) use control::ControlServer;
+pub(crate) use error::{Error, ReloadError, RequestError};
+pub(crate) use link::{tcp_link, udp_link, Inbound, LinkIo, LinkTx};
 #[cfg(test)]
-pub use runtime::block_on_local;
-pub use runtime::{burst, drain_capture, write_state, HubIo, HubSink, HubWriter, Signal, Signals};
-pub use start::{daemon_main, load_config, parse_args, run_local, DaemonArgs};
+pub(crate) use runtime::block_on_local;
+pub(crate) use runtime::{
+    burst, drain_capture, write_state, HubIo, HubSink, HubWriter, Signal, Signals,
+};
+pub(crate) use start::{daemon_main, DaemonArgs};
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -31,7 +33,7 @@ use crate::proto::Instant;
 /// The daemons' clock: wall-clock microseconds at start plus a monotonic offset, so that time
 /// never goes backwards within a run and handshake timestamps grow across restarts.
 #[derive(Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     start_wall_us: u64,
     start: std::time::Instant,
 }
@@ -43,7 +45,7 @@ impl Default for Clock {
 }
 
 impl Clock {
-    pub fn new() -> Clock {
+    pub(crate) fn new() -> Clock {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
@@ -54,18 +56,18 @@ impl Clock {
         }
     }
 
-    pub fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Instant {
         Instant(self.start_wall_us + self.start.elapsed().as_micros() as u64)
     }
 
     /// The tokio deadline for a protocol instant.
-    pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
+    pub(crate) fn deadline(&self, at: Instant) -> tokio::time::Instant {
         let from_start = at.0.saturating_sub(self.start_wall_us);
         tokio::time::Instant::from_std(self.start + std::time::Duration::from_micros(from_start))
     }
 
     /// Seconds since the daemon started.
-    pub fn uptime_s(&self) -> u64 {
+    pub(crate) fn uptime_s(&self) -> u64 {
         self.start.elapsed().as_secs()
     }
 }
@@ -95,22 +97,9 @@ impl Log for StderrLogger {
     fn flush(&self) {}
 }
 
-/// Parses a log level name as written in UCI (`option log_level 'info'`).
-pub fn parse_level(s: &str) -> Option<LevelFilter> {
-    match s {
-        "error" | "err" => Some(LevelFilter::Error),
-        "warn" | "warning" => Some(LevelFilter::Warn),
-        "info" | "notice" => Some(LevelFilter::Info),
-        "debug" => Some(LevelFilter::Debug),
-        "trace" => Some(LevelFilter::Trace),
-        "off" | "none" => Some(LevelFilter::Off),
-        _ => None,
-    }
-}
-
 /// Logs to stderr in a terminal (or with `force_stderr`), else to syslog (facility daemon,
 /// tag braid), falling back to stderr when there is no syslog. Safe to call more than once.
-pub fn init_logging(level: LevelFilter, force_stderr: bool) {
+pub(crate) fn init_logging(level: LevelFilter, force_stderr: bool) {
     let use_syslog =
         !force_stderr && !std::io::stderr().is_terminal() && Path::new("/dev/log").exists();
     if use_syslog {
@@ -133,7 +122,7 @@ pub fn init_logging(level: LevelFilter, force_stderr: bool) {
 }
 
 /// Re-reads a config file for a reload: every diagnostic in one line, for the log and the reply.
-pub fn reload_config(file: &str) -> Result<crate::config::model::Config, ReloadError> {
+pub(crate) fn reload_config(file: &str) -> Result<crate::config::model::Config, ReloadError> {
     crate::config::load(Path::new(file)).map_err(|e| {
         let d: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
         ReloadError::Config(if d.is_empty() {
@@ -145,7 +134,9 @@ pub fn reload_config(file: &str) -> Result<crate::config::model::Config, ReloadE
 }
 
 /// A daemon's drop counters as the status protocol lists them.
-pub fn counters<'a>(drops: impl IntoIterator<Item = (&'a &'static str, &'a u64)>) -> Vec<Counter> {
+pub(crate) fn counters<'a>(
+    drops: impl IntoIterator<Item = (&'a &'static str, &'a u64)>,
+) -> Vec<Counter> {
     drops
         .into_iter()
         .map(|(k, v)| Counter {
@@ -156,14 +147,14 @@ pub fn counters<'a>(drops: impl IntoIterator<Item = (&'a &'static str, &'a u64)>
 }
 
 /// How often one reason of refusal is logged at most.
-pub const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a daemon refused on purpose (an unknown key, a flood, a connection over a limit, a
 /// packet its policy forbids), counted by reason in the words `braid status` shows, and logged
 /// at most once a minute per reason: a flood from forged addresses cannot fill the log, and the
 /// line says how many more there were since the last one.
 #[derive(Debug, Default)]
-pub struct Refusals {
+pub(crate) struct Refusals {
     /// In the order first seen (a stable order for `braid status`).
     reasons: Vec<Refusal>,
 }
@@ -181,7 +172,7 @@ impl Refusals {
     /// Counts one refusal for `reason` (plain words, e.g. "handshakes: too many at once") and
     /// logs it with `detail` (who, and what the operator can do) unless this reason was logged
     /// less than [`REFUSAL_LOG_EVERY`] before `now`. Returns whether it was logged.
-    pub fn refuse(
+    pub(crate) fn refuse(
         &mut self,
         now: std::time::Instant,
         reason: &'static str,
@@ -218,7 +209,8 @@ impl Refusals {
     }
 
     /// How many were refused for `reason`.
-    pub fn count(&self, reason: &str) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn count(&self, reason: &str) -> u64 {
         self.reasons
             .iter()
             .find(|r| r.reason == reason)
@@ -226,7 +218,7 @@ impl Refusals {
     }
 
     /// The counters as the status protocol lists them.
-    pub fn counters(&self) -> Vec<Counter> {
+    pub(crate) fn counters(&self) -> Vec<Counter> {
         self.reasons
             .iter()
             .map(|r| Counter {
@@ -238,7 +230,7 @@ impl Refusals {
 }
 
 /// Sleeps until `deadline`, or forever when there is none (a `select!` arm for the next timer).
-pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,

@@ -12,7 +12,7 @@ use crate::os::space::{Hub, HubConfig, Space};
 
 /// A signal the daemon acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// SIGTERM: procd's or systemd's stop (for the core: a restart).
     Term,
     /// SIGINT: Ctrl-C (for the core: a stop for good).
@@ -22,7 +22,7 @@ pub enum Signal {
 }
 
 /// SIGTERM, SIGINT and SIGHUP, received as [`Signal`]s.
-pub struct Signals {
+pub(crate) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
@@ -30,7 +30,7 @@ pub struct Signals {
 
 impl Signals {
     /// Takes over the three signals (must run inside the runtime).
-    pub fn new() -> Result<Signals, Error> {
+    pub(crate) fn new() -> Result<Signals, Error> {
         let take = |k| signal(k).map_err(Error::Signal);
         Ok(Signals {
             term: take(SignalKind::terminate())?,
@@ -40,7 +40,7 @@ impl Signals {
     }
 
     /// The next signal. Cancel-safe (a `select!` arm).
-    pub async fn recv(&mut self) -> Signal {
+    pub(crate) async fn recv(&mut self) -> Signal {
         tokio::select! {
             _ = self.term.recv() => Signal::Term,
             _ = self.int.recv() => Signal::Interrupt,
@@ -51,17 +51,17 @@ impl Signals {
 
 /// The space (a namespace only this process holds), the hub into it and the capture on the
 /// hub's space end, registered with the runtime.
-pub struct HubIo {
-    pub capture: AsyncFd<Capture>,
-    pub hub: Hub,
+pub(crate) struct HubIo {
+    pub(crate) capture: AsyncFd<Capture>,
+    pub(crate) hub: Hub,
     // Last: dropped after the hub and capture that live in it.
-    pub space: Space,
+    pub(crate) space: Space,
 }
 
 impl HubIo {
     /// Creates the space and the hub `cfg` describes, and opens the capture with a kernel
     /// receive buffer of `capture_bytes` (the memory budget's share).
-    pub fn open(cfg: HubConfig, capture_bytes: usize) -> Result<HubIo, Error> {
+    pub(crate) fn open(cfg: HubConfig, capture_bytes: usize) -> Result<HubIo, Error> {
         let space = Space::new()?;
         let hub = Hub::create(&space, cfg)?;
         let capture = Capture::open(&space, &hub)?;
@@ -78,7 +78,7 @@ impl HubIo {
 }
 
 /// Where the packets the hub's capture receives go.
-pub trait HubSink {
+pub(crate) trait HubSink {
     /// One IP packet, offloads finished (checksums filled in, aggregates cut into segments).
     fn packet(&mut self, p: &mut [u8]);
     /// A frame dropped whole, and why (for the drop counters).
@@ -87,7 +87,7 @@ pub trait HubSink {
 
 /// Gives `sink` every frame the capture has ready, then waits for readiness again. An error
 /// other than "nothing more" is the capture's end.
-pub fn drain_capture(
+pub(crate) fn drain_capture(
     mut guard: AsyncFdReadyGuard<'_, Capture>,
     batch: &mut Batch,
     seg: &mut [u8],
@@ -115,7 +115,7 @@ pub fn drain_capture(
 /// aggregates the kernel segments on the way out ([`crate::proto::coalesce`]): call
 /// [`HubWriter::write`] per packet and [`HubWriter::flush`] at the end of every burst.
 #[derive(Default)]
-pub struct HubWriter {
+pub(crate) struct HubWriter {
     merge: crate::proto::coalesce::Coalescer,
     /// Packets whose write failed since the last [`HubWriter::flush`].
     failed: u64,
@@ -124,7 +124,7 @@ pub struct HubWriter {
 impl HubWriter {
     /// Takes one IP packet for the hub (written now, or held in an aggregate until the next
     /// packet or [`HubWriter::flush`]).
-    pub fn write(&mut self, capture: &Capture, packet: &[u8]) {
+    pub(crate) fn write(&mut self, capture: &Capture, packet: &[u8]) {
         if !capture.offloads() {
             if capture.send_ip(packet).is_err() {
                 self.failed += 1;
@@ -140,7 +140,7 @@ impl HubWriter {
     }
 
     /// Writes what is held; returns how many writes failed since the last flush.
-    pub fn flush(&mut self, capture: &Capture) -> u64 {
+    pub(crate) fn flush(&mut self, capture: &Capture) -> u64 {
         let failed = &mut self.failed;
         self.merge.flush(&mut |p, m| {
             if capture.send_aggregate(p, m).is_err() {
@@ -151,17 +151,17 @@ impl HubWriter {
     }
 
     /// Packets that went out merged in an aggregate, so far.
-    pub fn merged(&self) -> u64 {
+    pub(crate) fn merged(&self) -> u64 {
         self.merge.merged
     }
 }
 
 /// How many more queued datagrams [`burst`] handles after the first one.
-pub const BURST: usize = 64;
+pub(crate) const BURST: usize = 64;
 
 /// Handles `first` and up to [`BURST`] more that are already queued on `rx`, so that a busy
 /// link does not cost one turn of the event loop per datagram.
-pub fn burst<T>(first: T, rx: &mut crate::ingress::Receiver<T>, mut f: impl FnMut(T)) {
+pub(crate) fn burst<T>(first: T, rx: &mut crate::ingress::Receiver<T>, mut f: impl FnMut(T)) {
     f(first);
     for _ in 0..BURST {
         match rx.try_recv() {
@@ -172,7 +172,7 @@ pub fn burst<T>(first: T, rx: &mut crate::ingress::Receiver<T>, mut f: impl FnMu
 }
 
 /// Writes `state_file` whole, through a temporary file beside it (a crash leaves the old one).
-pub fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     path.parent()
         .map_or(Ok(()), std::fs::create_dir_all)
@@ -183,7 +183,7 @@ pub fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
 /// Runs `f` to its end on what the daemons run on, a current-thread runtime (timers and I/O
 /// enabled) with a `LocalSet`: for tests that spawn local tasks or use sockets and timers.
 #[cfg(test)]
-pub fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -8,16 +8,20 @@ use std::process::ExitCode;
 use crate::config::model::{Config, Role};
 
 /// Parsed command line of `braid edge` / `braid core`.
-pub struct DaemonArgs {
-    pub config: PathBuf,
-    pub stderr: bool,
+pub(crate) struct DaemonArgs {
+    pub(crate) config: PathBuf,
+    pub(crate) stderr: bool,
     /// `--devices FILE` (edge only).
-    pub devices: Option<PathBuf>,
+    pub(crate) devices: Option<PathBuf>,
 }
 
 /// Parses `--config FILE --stderr --help` (and `--devices FILE` for the edge); `Err(code)` to
 /// exit with.
-pub fn parse_args(cmd: &str, help: &str, args: Vec<OsString>) -> Result<DaemonArgs, ExitCode> {
+pub(crate) fn parse_args(
+    cmd: &str,
+    help: &str,
+    args: Vec<OsString>,
+) -> Result<DaemonArgs, ExitCode> {
     use lexopt::prelude::*;
     let mut out = DaemonArgs {
         config: PathBuf::from(crate::config::DEFAULT_PATH),
@@ -48,7 +52,7 @@ pub fn parse_args(cmd: &str, help: &str, args: Vec<OsString>) -> Result<DaemonAr
 }
 
 /// Loads the config for `role`, printing every diagnostic; `Err(code)` to exit with.
-pub fn load_config(cmd: &str, args: &DaemonArgs, role: Role) -> Result<Config, ExitCode> {
+pub(crate) fn load_config(cmd: &str, args: &DaemonArgs, role: Role) -> Result<Config, ExitCode> {
     let cfg = match crate::config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -87,7 +91,7 @@ pub fn load_config(cmd: &str, args: &DaemonArgs, role: Role) -> Result<Config, E
 }
 
 /// Runs a daemon's async main on a current-thread runtime.
-pub fn run_local<E: std::fmt::Display, F: std::future::Future<Output = Result<(), E>>>(
+pub(crate) fn run_local<E: std::fmt::Display, F: std::future::Future<Output = Result<(), E>>>(
     cmd: &str,
     f: F,
 ) -> ExitCode {
@@ -114,7 +118,7 @@ pub fn run_local<E: std::fmt::Display, F: std::future::Future<Output = Result<()
 
 /// The shared entry of `braid edge` and `braid core`: arguments, config for `role`, logging,
 /// then the daemon's async `main` on a current-thread runtime.
-pub fn daemon_main<F, Fut, E>(
+pub(crate) fn daemon_main<F, Fut, E>(
     cmd: &str,
     help: &str,
     role: Role,

@@ -7,18 +7,18 @@ use crate::control::{ClassStatus, UserStatus};
 use crate::daemon::users::UserTable;
 
 /// How many clients `braid status` lists per session (the ones with the most bytes).
-pub const TOP_USERS: usize = 10;
+pub(crate) const TOP_USERS: usize = 10;
 
 /// Packets classified into each class, by [`ClassId`] (the edge counts its upstream, the core
 /// each session's downstream).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClassCounts {
+pub(crate) struct ClassCounts {
     packets: Vec<u64>,
 }
 
 impl ClassCounts {
     /// One packet of `class`.
-    pub fn count(&mut self, class: ClassId) {
+    pub(crate) fn count(&mut self, class: ClassId) {
         let i = usize::from(class);
         if i >= self.packets.len() {
             self.packets.resize(i + 1, 0);
@@ -27,13 +27,13 @@ impl ClassCounts {
     }
 
     /// The packets of class number `i` so far.
-    pub fn get(&self, i: usize) -> u64 {
+    pub(crate) fn get(&self, i: usize) -> u64 {
         self.packets.get(i).copied().unwrap_or(0)
     }
 
     /// After a reload: each class of `new` keeps the count of the class of the same name in
     /// `old` (a new class starts at 0; a removed one is forgotten).
-    pub fn carry(&mut self, old: &[Class], new: &[Class]) {
+    pub(crate) fn carry(&mut self, old: &[Class], new: &[Class]) {
         self.packets = new
             .iter()
             .map(|c| {
@@ -45,7 +45,7 @@ impl ClassCounts {
     }
 
     /// The classes as `braid status` lists them, with their counts.
-    pub fn rows(&self, classes: &[Class]) -> Vec<ClassStatus> {
+    pub(crate) fn rows(&self, classes: &[Class]) -> Vec<ClassStatus> {
         classes
             .iter()
             .enumerate()
@@ -60,7 +60,7 @@ impl ClassCounts {
 }
 
 /// The [`TOP_USERS`] clients with the most bytes, as `braid status` lists them.
-pub fn user_rows(users: &UserTable) -> Vec<UserStatus> {
+pub(crate) fn user_rows(users: &UserTable) -> Vec<UserStatus> {
     users
         .top(TOP_USERS)
         .into_iter()

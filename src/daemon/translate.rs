@@ -8,7 +8,7 @@ use crate::proto::wire::LinkRole;
 use crate::proto::LinkId;
 
 /// Role of a config link as the protocol knows it.
-pub fn wire_role(r: model::LinkRole) -> LinkRole {
+pub(crate) fn wire_role(r: model::LinkRole) -> LinkRole {
     match r {
         model::LinkRole::Primary => LinkRole::Primary,
         model::LinkRole::Secondary => LinkRole::Secondary,
@@ -18,7 +18,7 @@ pub fn wire_role(r: model::LinkRole) -> LinkRole {
 }
 
 /// The session's classes from the config's classes (pinned links by name -> link id).
-pub fn session_classes(
+pub(crate) fn session_classes(
     cfg: &Config,
     link_id: impl Fn(&str) -> Option<LinkId>,
 ) -> Vec<crate::proto::sched::ClassConfig> {
@@ -49,7 +49,7 @@ pub fn session_classes(
 }
 
 /// A link role (as the session uses it) as `braid status` prints it.
-pub fn wire_role_name(r: LinkRole) -> &'static str {
+pub(crate) fn wire_role_name(r: LinkRole) -> &'static str {
     match r {
         LinkRole::Primary => "primary",
         LinkRole::Secondary => "secondary",
@@ -59,7 +59,7 @@ pub fn wire_role_name(r: LinkRole) -> &'static str {
 }
 
 /// A link state as `braid status` prints it.
-pub fn state_name(s: LinkState) -> &'static str {
+pub(crate) fn state_name(s: LinkState) -> &'static str {
     match s {
         LinkState::Up => "up",
         LinkState::Degraded => "degraded",

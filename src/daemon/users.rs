@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 /// Users tracked at most.
-pub const MAX_USERS: usize = 1024;
+pub(crate) const MAX_USERS: usize = 1024;
 /// Flows counted per user and window at most.
-pub const MAX_FLOWS_PER_USER: usize = 256;
+pub(crate) const MAX_FLOWS_PER_USER: usize = 256;
 
 #[derive(Debug, Default, Clone)]
 struct User {
@@ -23,7 +23,7 @@ struct User {
 
 /// The table. See the module docs.
 #[derive(Debug, Clone)]
-pub struct UserTable {
+pub(crate) struct UserTable {
     users: HashMap<IpAddr, User>,
     /// Users and flows per user counted at most (the memory budget's, or the defaults).
     max_users: usize,
@@ -35,11 +35,11 @@ pub struct UserTable {
 
 /// One row of [`UserTable::top`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
-    pub address: IpAddr,
-    pub tx_bytes: u64,
-    pub rx_bytes: u64,
-    pub flows: u32,
+pub(crate) struct UserRow {
+    pub(crate) address: IpAddr,
+    pub(crate) tx_bytes: u64,
+    pub(crate) rx_bytes: u64,
+    pub(crate) flows: u32,
 }
 
 impl Default for UserTable {
@@ -50,7 +50,7 @@ impl Default for UserTable {
 
 impl UserTable {
     /// A table counting at most `users` users and `flows` flows for each (at least 1 each).
-    pub fn with_limits(users: usize, flows: usize) -> UserTable {
+    pub(crate) fn with_limits(users: usize, flows: usize) -> UserTable {
         UserTable {
             users: HashMap::new(),
             max_users: users.max(1),
@@ -75,7 +75,7 @@ impl UserTable {
     }
 
     /// A packet from `user` (going up) of `bytes`, in flow `flow`.
-    pub fn up(&mut self, user: IpAddr, flow: u32, bytes: usize) {
+    pub(crate) fn up(&mut self, user: IpAddr, flow: u32, bytes: usize) {
         self.tx_total += bytes as u64;
         let max_flows = self.max_flows;
         let u = self.user(user);
@@ -86,18 +86,18 @@ impl UserTable {
     }
 
     /// A packet to `user` (coming down) of `bytes`.
-    pub fn down(&mut self, user: IpAddr, bytes: usize) {
+    pub(crate) fn down(&mut self, user: IpAddr, bytes: usize) {
         self.rx_total += bytes as u64;
         self.user(user).rx += bytes as u64;
     }
 
     /// Bytes of all users up and down since the table was made (the bonded traffic).
-    pub fn totals(&self) -> (u64, u64) {
+    pub(crate) fn totals(&self) -> (u64, u64) {
         (self.tx_total, self.rx_total)
     }
 
     /// Starts a new flow-counting window.
-    pub fn roll(&mut self) {
+    pub(crate) fn roll(&mut self) {
         for u in self.users.values_mut() {
             u.last_flows = u.flows.len();
             // A new set, not `clear`: a set keeps its capacity, and a busy window's would stay.
@@ -106,7 +106,7 @@ impl UserTable {
     }
 
     /// The `n` users with the most bytes, most first.
-    pub fn top(&self, n: usize) -> Vec<UserRow> {
+    pub(crate) fn top(&self, n: usize) -> Vec<UserRow> {
         let mut rows: Vec<UserRow> = self
             .users
             .iter()

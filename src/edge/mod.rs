@@ -36,10 +36,10 @@
 //! to the router's WAN address, and its replies from the tunnel to random ports the client
 //! resets.
 
-pub mod neigh;
-pub mod quota;
-pub mod steer;
-pub mod translate;
+pub(crate) mod neigh;
+pub(crate) mod quota;
+pub(crate) mod steer;
+pub(crate) mod translate;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -78,9 +78,9 @@ use translate::{demoted_config, plan_links, LinkStep};
 
 /// How long before an unanswered handshake is reported as an error (from the first link open
 /// toward the core).
-pub const HANDSHAKE_WARN: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_WARN: Duration = Duration::from_secs(10);
 /// How often links that wait are looked at again, besides the interface watch's events.
-pub const WAITS_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const WAITS_EVERY: Duration = Duration::from_secs(2);
 
 const HELP: &str = "\
 braid edge - run the router side of the bond

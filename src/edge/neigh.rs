@@ -17,13 +17,13 @@ use crate::config::model::{Cidr, Mac};
 use crate::os::neigh::MacMap;
 
 /// How often the neighbour table is read for `src_mac` policies.
-pub const MACS_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const MACS_EVERY: Duration = Duration::from_secs(5);
 /// ... and how soon after a packet from a LAN address not in it yet.
-pub const MACS_MISS_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const MACS_MISS_EVERY: Duration = Duration::from_secs(1);
 
 /// The MACs the policies name, their current LAN addresses, and the read schedule.
 #[derive(Debug, Default)]
-pub struct Neighbours {
+pub(crate) struct Neighbours {
     /// Every MAC a `src_mac` policy names (empty: nothing to track, nothing read).
     wanted: Vec<Mac>,
     /// The client subnets (`option lan`): only their addresses are mapped (empty: any).
@@ -41,18 +41,18 @@ pub struct Neighbours {
 impl Neighbours {
     /// Takes the policies' MACs and the LAN subnets (at start and on every reload). The caller
     /// then reads the table at once ([`Neighbours::poll_read`] with `force`).
-    pub fn configure(&mut self, wanted: Vec<Mac>, lan: Vec<Cidr>) {
+    pub(crate) fn configure(&mut self, wanted: Vec<Mac>, lan: Vec<Cidr>) {
         self.wanted = wanted;
         self.lan = lan;
     }
 
     /// How many MACs the policies name.
-    pub fn wanted(&self) -> usize {
+    pub(crate) fn wanted(&self) -> usize {
         self.wanted.len()
     }
 
     /// A client packet from `src`: an address the table did not have asks for an early read.
-    pub fn packet(&mut self, src: IpAddr) {
+    pub(crate) fn packet(&mut self, src: IpAddr) {
         if !self.miss && self.reading && !self.map.knows(src) {
             self.miss = true;
         }
@@ -63,7 +63,7 @@ impl Neighbours {
     /// Never while no policy names a MAC (what was mapped is then forgotten). A `true` counts
     /// as the read: the caller reads, then calls [`Neighbours::dumped`] or
     /// [`Neighbours::read_failed`].
-    pub fn poll_read(&mut self, now: Duration, force: bool) -> bool {
+    pub(crate) fn poll_read(&mut self, now: Duration, force: bool) -> bool {
         if self.wanted.is_empty() {
             self.map = MacMap::default();
             self.miss = false;
@@ -83,7 +83,7 @@ impl Neighbours {
 
     /// The table as read at `now`: the classifier's new table when a mapping changed, or
     /// whatever changed when `force`d (the classifier was made anew).
-    pub fn dumped(
+    pub(crate) fn dumped(
         &mut self,
         now: Duration,
         dump: &[(IpAddr, Mac)],
@@ -95,12 +95,16 @@ impl Neighbours {
     }
 
     /// The table could not be read (or netlink not opened).
-    pub fn read_failed(&mut self) {
+    pub(crate) fn read_failed(&mut self) {
         self.reading = false;
     }
 
     /// Entries the kernel announced at `now`: the classifier's new table when one moved.
-    pub fn announced(&mut self, now: Duration, seen: &[(IpAddr, Mac)]) -> Option<MacAddresses> {
+    pub(crate) fn announced(
+        &mut self,
+        now: Duration,
+        seen: &[(IpAddr, Mac)],
+    ) -> Option<MacAddresses> {
         if self.wanted.is_empty() || seen.is_empty() {
             return None;
         }

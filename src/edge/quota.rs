@@ -23,24 +23,24 @@ use crate::config::model::{Quota, QuotaAction, QuotaPeriod};
 use crate::proto::LinkId;
 
 /// Least time between two writes of the state file (except on stop).
-pub const SAVE_EVERY_SECS: u64 = 600;
+pub(crate) const SAVE_EVERY_SECS: u64 = 600;
 
 /// How far ahead of the handshake times in use the [`StampMark`] is written (microseconds).
-pub const MARK_AHEAD_US: u64 = 3_600_000_000;
+pub(crate) const MARK_AHEAD_US: u64 = 3_600_000_000;
 /// The mark is written again when the times in use come this close to it.
 const MARK_MARGIN_US: u64 = 60_000_000;
 
 /// The handshake clock's high-water mark in the state file (`handshake_clock MICROS`); see the
 /// module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StampMark {
+pub(crate) struct StampMark {
     /// Every handshake time used is below this.
-    pub saved: u64,
+    pub(crate) saved: u64,
 }
 
 impl StampMark {
     /// The mark in a state file's text (0 if none).
-    pub fn from_text(text: &str) -> StampMark {
+    pub(crate) fn from_text(text: &str) -> StampMark {
         let saved = text
             .lines()
             .filter_map(|l| l.strip_prefix("handshake_clock "))
@@ -51,13 +51,13 @@ impl StampMark {
     }
 
     /// The mark's line for the state file.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(self) -> String {
         format!("handshake_clock {}\n", self.saved)
     }
 
     /// Handshake times up to `high` are about to be used: true if the mark moved (an hour
     /// ahead of them) and must be written before they are.
-    pub fn advance(&mut self, high: u64) -> bool {
+    pub(crate) fn advance(&mut self, high: u64) -> bool {
         if high.saturating_add(MARK_MARGIN_US) < self.saved {
             return false;
         }
@@ -68,16 +68,16 @@ impl StampMark {
 
 /// One link's counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Start of the period the counter belongs to (UNIX seconds).
-    pub period_start: u64,
+    pub(crate) period_start: u64,
     /// Bytes counted in that period (both directions).
-    pub used: u64,
+    pub(crate) used: u64,
 }
 
 /// What a link's quota says now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Within quota (or none): its configured role.
     Within,
     /// Past quota: demoted as `quota_action` says.
@@ -86,7 +86,7 @@ pub enum Verdict {
 
 /// Counters of every link with a quota.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QuotaBook {
+pub(crate) struct QuotaBook {
     links: BTreeMap<String, Usage>,
     saved_at: u64,
     saved: BTreeMap<String, Usage>,
@@ -125,7 +125,7 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 }
 
 /// The start (UNIX seconds) of the quota period containing `now`.
-pub fn period_start(now: u64, period: QuotaPeriod, reset_day: u8) -> u64 {
+pub(crate) fn period_start(now: u64, period: QuotaPeriod, reset_day: u8) -> u64 {
     let day = (now / 86_400) as i64;
     match period {
         QuotaPeriod::Day => day as u64 * 86_400,
@@ -146,7 +146,7 @@ pub fn period_start(now: u64, period: QuotaPeriod, reset_day: u8) -> u64 {
 
 impl QuotaBook {
     /// Adds `bytes` carried by `link` at `now`; a new period restarts the counter first.
-    pub fn account(&mut self, link: &str, quota: &Quota, bytes: u64, now: u64) -> Verdict {
+    pub(crate) fn account(&mut self, link: &str, quota: &Quota, bytes: u64, now: u64) -> Verdict {
         let start = period_start(now, quota.period, quota.reset_day);
         let u = self.links.entry(link.to_string()).or_default();
         if u.period_start != start {
@@ -164,18 +164,13 @@ impl QuotaBook {
     }
 
     /// Bytes used by `link` in its current period.
-    pub fn used(&self, link: &str) -> u64 {
+    pub(crate) fn used(&self, link: &str) -> u64 {
         self.links.get(link).map_or(0, |u| u.used)
-    }
-
-    /// Forgets links no longer configured with a quota.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.links.retain(|k, _| keep(k));
     }
 
     /// Whether to write the state now: not more often than [`SAVE_EVERY_SECS`], and only when
     /// some counter moved by at least 1 MiB since the last write.
-    pub fn should_save(&self, now: u64) -> bool {
+    pub(crate) fn should_save(&self, now: u64) -> bool {
         if now < self.saved_at + SAVE_EVERY_SECS {
             return false;
         }
@@ -186,13 +181,13 @@ impl QuotaBook {
     }
 
     /// Records that the state was written at `now`.
-    pub fn mark_saved(&mut self, now: u64) {
+    pub(crate) fn mark_saved(&mut self, now: u64) {
         self.saved_at = now;
         self.saved = self.links.clone();
     }
 
     /// The state file's text: `link period_start used` per line.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut s = String::from("# braid quota counters: link period_start(unix) bytes_used\n");
         for (k, u) in &self.links {
             s.push_str(&format!("{k} {} {}\n", u.period_start, u.used));
@@ -202,7 +197,7 @@ impl QuotaBook {
 
     /// Reads a state file's text; malformed lines are skipped (a torn write loses one line,
     /// never the daemon).
-    pub fn from_text(text: &str, now: u64) -> QuotaBook {
+    pub(crate) fn from_text(text: &str, now: u64) -> QuotaBook {
         let mut b = QuotaBook {
             saved_at: now,
             ..Default::default()
@@ -228,17 +223,17 @@ impl QuotaBook {
 
 /// One link as [`Demotions::count`] sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Carried<'a> {
-    pub id: LinkId,
-    pub name: &'a str,
-    pub quota: Option<&'a Quota>,
+pub(crate) struct Carried<'a> {
+    pub(crate) id: LinkId,
+    pub(crate) name: &'a str,
+    pub(crate) quota: Option<&'a Quota>,
     /// Bytes it carried since start, both directions (`None`: not in the session yet).
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
 }
 
 /// A link whose role the session must be told again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuotaChange {
+pub(crate) enum QuotaChange {
     /// It used its quota: now `backup` or `never`.
     Demoted { id: LinkId, action: QuotaAction },
     /// A new period (or a larger quota): back to its role.
@@ -251,7 +246,7 @@ pub enum QuotaChange {
 /// since the last call into the [`QuotaBook`] and says whose role changes. The event loop
 /// tells the session and writes the book to the state file.
 #[derive(Debug, Clone, Default)]
-pub struct Demotions {
+pub(crate) struct Demotions {
     /// Each link's counter at the last count.
     counted: HashMap<LinkId, u64>,
     demoted: HashMap<LinkId, QuotaAction>,
@@ -260,7 +255,7 @@ pub struct Demotions {
 impl Demotions {
     /// Counts `links` at `now` (Unix seconds) into `book`; the links whose role changes, in
     /// the order of `links` (a link without a quota last).
-    pub fn count(
+    pub(crate) fn count(
         &mut self,
         book: &mut QuotaBook,
         links: &[Carried<'_>],
@@ -300,17 +295,17 @@ impl Demotions {
     }
 
     /// How link `id` is demoted, if it is.
-    pub fn get(&self, id: LinkId) -> Option<QuotaAction> {
+    pub(crate) fn get(&self, id: LinkId) -> Option<QuotaAction> {
         self.demoted.get(&id).copied()
     }
 
     /// Every demoted link.
-    pub fn all(&self) -> &HashMap<LinkId, QuotaAction> {
+    pub(crate) fn all(&self) -> &HashMap<LinkId, QuotaAction> {
         &self.demoted
     }
 
     /// Forgets the links `keep` refuses (removed by a reload).
-    pub fn retain(&mut self, keep: impl Fn(LinkId) -> bool) {
+    pub(crate) fn retain(&mut self, keep: impl Fn(LinkId) -> bool) {
         self.demoted.retain(|id, _| keep(*id));
     }
 }

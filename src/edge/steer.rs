@@ -12,11 +12,11 @@ use crate::proto::Instant;
 
 /// Steering is withdrawn when no link has worked and the core has not been heard for this long
 /// (fail-open).
-pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
+pub(crate) const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 
 /// What to do with the steering rules, as [`FailOpen::review`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SteerAction {
+pub(crate) enum SteerAction {
     /// Leave them as they are.
     Keep,
     /// Install them. `after_fail_open`: this process withdrew them earlier, so clients used
@@ -36,7 +36,7 @@ pub enum SteerAction {
 /// (a probe reply on a link still Down), so that the clients' retransmissions stop leaving by
 /// the plain WAN as early as possible.
 #[derive(Debug, Clone)]
-pub struct FailOpen {
+pub(crate) struct FailOpen {
     /// When a link last worked: not Down, or the core heard on it.
     last_ok: Instant,
     /// The steering was withdrawn and has not been installed since.
@@ -44,7 +44,7 @@ pub struct FailOpen {
 }
 
 impl FailOpen {
-    pub fn new(now: Instant) -> FailOpen {
+    pub(crate) fn new(now: Instant) -> FailOpen {
         FailOpen {
             last_ok: now,
             withdrawn: false,
@@ -55,7 +55,7 @@ impl FailOpen {
     /// rules are in place; `any_up`: a link is not Down; `heard`: when a datagram from the
     /// core last opened. A `Withdraw` is taken as done; an `Install`, once
     /// [`FailOpen::installed`] is called.
-    pub fn review(
+    pub(crate) fn review(
         &mut self,
         now: Instant,
         live: bool,
@@ -83,19 +83,19 @@ impl FailOpen {
     }
 
     /// The rules asked for by an `Install` are in place.
-    pub fn installed(&mut self) {
+    pub(crate) fn installed(&mut self) {
         self.withdrawn = false;
     }
 }
 
 /// Config prefixes as the OS layer takes them.
-pub fn prefixes(c: &[model::Cidr]) -> Vec<Prefix> {
+pub(crate) fn prefixes(c: &[model::Cidr]) -> Vec<Prefix> {
     c.iter().map(|c| Prefix::new(c.addr, c.prefix)).collect()
 }
 
 /// The steering rules the config asks for: its LAN sources into the hub, its bypasses and the
 /// core's addresses out of it.
-pub fn steer_config(cfg: &Config, core: &[SocketAddr]) -> SteerConfig {
+pub(crate) fn steer_config(cfg: &Config, core: &[SocketAddr]) -> SteerConfig {
     let mut s = SteerConfig::new();
     s.sources = prefixes(&cfg.main.lan);
     s.tcp_only = cfg.main.steer == Steer::Tcp;

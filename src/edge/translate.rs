@@ -14,15 +14,15 @@ use crate::proto::LinkId;
 
 /// What the session is told about one link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkParams {
+pub(crate) struct LinkParams {
     /// Role, weight and upload cap (demoted if past its quota).
-    pub config: LinkConfig,
+    pub(crate) config: LinkConfig,
     /// `option download`: the rate the core may send at on this link (`Session::set_peer_rate_cap`).
-    pub peer_rate_cap: Option<u64>,
+    pub(crate) peer_rate_cap: Option<u64>,
 }
 
 /// A link's parameters, demoted by `action` when past its quota.
-pub fn link_params(l: &model::Link, action: Option<QuotaAction>) -> LinkParams {
+pub(crate) fn link_params(l: &model::Link, action: Option<QuotaAction>) -> LinkParams {
     LinkParams {
         config: demoted_config(l, action),
         peer_rate_cap: l.download,
@@ -32,7 +32,7 @@ pub fn link_params(l: &model::Link, action: Option<QuotaAction>) -> LinkParams {
 /// One step of a reload (or of the start, from no links) for the links, in the order the
 /// event loop takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkStep {
+pub(crate) enum LinkStep {
     /// The link is gone from the config: its traffic drains to the others.
     Remove { id: LinkId },
     /// The link stays: its settings may have changed. `reopen`: another transport, so another
@@ -54,7 +54,7 @@ pub enum LinkStep {
 /// The steps that take the links from `current` (id and config of each) to `new`: removals
 /// first, then every new link in config order, updated or added. A link past its quota
 /// (`demoted`) stays demoted; a new one starts undemoted.
-pub fn plan_links(
+pub(crate) fn plan_links(
     current: &[(LinkId, &model::Link)],
     demoted: &HashMap<LinkId, QuotaAction>,
     new: &[model::Link],
@@ -92,7 +92,7 @@ pub fn plan_links(
 }
 
 /// A link's session config as the config sets it.
-pub fn link_config(l: &model::Link) -> LinkConfig {
+pub(crate) fn link_config(l: &model::Link) -> LinkConfig {
     LinkConfig {
         role: wire_role(l.role),
         weight: u32::from(l.weight.max(1)),
@@ -102,7 +102,7 @@ pub fn link_config(l: &model::Link) -> LinkConfig {
 
 /// A link's session config, demoted by `action` when past its quota: `backup` or `never`, but
 /// never promoted (a `never` link past its quota stays `never`).
-pub fn demoted_config(l: &model::Link, action: Option<QuotaAction>) -> LinkConfig {
+pub(crate) fn demoted_config(l: &model::Link, action: Option<QuotaAction>) -> LinkConfig {
     let mut c = link_config(l);
     let floor = match action {
         None => return c,

@@ -25,18 +25,18 @@ use super::{topo_spec, INTERRUPTED};
 
 /// One transfer's cost.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct CpuRow {
-    pub mode: String,
-    pub workload: String,
-    pub repeat: usize,
-    pub goodput_mbps: f64,
-    pub bytes: u64,
+pub(crate) struct CpuRow {
+    pub(crate) mode: String,
+    pub(crate) workload: String,
+    pub(crate) repeat: usize,
+    pub(crate) goodput_mbps: f64,
+    pub(crate) bytes: u64,
     /// CPU seconds of the edge-side process (`braid edge` or ss-redir) over the transfer.
-    pub edge_cpu_s: f64,
+    pub(crate) edge_cpu_s: f64,
     /// CPU seconds of the core-side process (`braid core` or ss-server).
-    pub core_cpu_s: f64,
+    pub(crate) core_cpu_s: f64,
     /// The system (kernel) part of `edge_cpu_s`: syscalls, sockets, the packet's copies.
-    pub edge_sys_s: f64,
+    pub(crate) edge_sys_s: f64,
 }
 
 impl CpuRow {
@@ -47,15 +47,15 @@ impl CpuRow {
         cpu_s / (self.bytes as f64 / 1e9)
     }
 
-    pub fn edge_s_per_gb(&self) -> f64 {
+    pub(crate) fn edge_s_per_gb(&self) -> f64 {
         self.per_gb(self.edge_cpu_s)
     }
 
-    pub fn core_s_per_gb(&self) -> f64 {
+    pub(crate) fn core_s_per_gb(&self) -> f64 {
         self.per_gb(self.core_cpu_s)
     }
 
-    pub fn edge_sys_pct(&self) -> f64 {
+    pub(crate) fn edge_sys_pct(&self) -> f64 {
         if self.edge_cpu_s <= 0.0 {
             return f64::NAN;
         }
@@ -65,22 +65,22 @@ impl CpuRow {
 
 /// The instruction count of one callgrind run.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct InstrRow {
-    pub workload: String,
-    pub instructions: u64,
+pub(crate) struct InstrRow {
+    pub(crate) workload: String,
+    pub(crate) instructions: u64,
     /// Inner packets the edge forwarded (both directions) while counting.
-    pub packets: u64,
-    pub bytes: u64,
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
 }
 
 impl InstrRow {
-    pub fn per_packet(&self) -> f64 {
+    pub(crate) fn per_packet(&self) -> f64 {
         self.instructions as f64 / self.packets.max(1) as f64
     }
 
     /// Mbit/s of goodput an 880 MHz core retiring `ipc` instructions per cycle would hold, if the
     /// edge's instructions per goodput byte stay what they were here.
-    pub fn projected_mbps(&self, hz: f64, ipc: f64) -> f64 {
+    pub(crate) fn projected_mbps(&self, hz: f64, ipc: f64) -> f64 {
         if self.bytes == 0 || self.instructions == 0 {
             return 0.0;
         }
@@ -92,7 +92,7 @@ impl InstrRow {
 /// User and system CPU seconds of a process from the text of /proc/PID/stat. The command name
 /// (field 2) is in parentheses and may hold spaces or parentheses: fields are counted from the
 /// last `)`.
-pub fn stat_cpu_s(stat: &str, ticks_per_s: f64) -> Option<(f64, f64)> {
+pub(crate) fn stat_cpu_s(stat: &str, ticks_per_s: f64) -> Option<(f64, f64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state(3) ppid(4) ... utime(14) stime(15): indices 11 and 12 here.
@@ -109,7 +109,7 @@ fn proc_cpu_s(pid: u32) -> io::Result<(f64, f64)> {
 }
 
 /// Minimum, median and maximum of `v` (NaNs left out); None when nothing is left.
-pub fn min_med_max(v: &[f64]) -> Option<(f64, f64, f64)> {
+pub(crate) fn min_med_max(v: &[f64]) -> Option<(f64, f64, f64)> {
     super::report::Spread::of(v.iter().copied().filter(|x| x.is_finite()))
         .map(|s| (s.min, s.median, s.max))
 }
@@ -131,7 +131,7 @@ fn labels(m: Mode) -> Option<(&'static str, &'static str)> {
 }
 
 /// The markdown table: per mode and workload, min / median / max over the repeats.
-pub fn table(rows: &[CpuRow]) -> String {
+pub(crate) fn table(rows: &[CpuRow]) -> String {
     let mut keys: Vec<(String, String)> = Vec::new();
     for r in rows {
         let k = (r.workload.clone(), r.mode.clone());
@@ -192,16 +192,16 @@ pub fn table(rows: &[CpuRow]) -> String {
 }
 
 /// What `braid lab cpu` needs beyond the scenario.
-pub struct CpuOpts {
-    pub workloads: Vec<Workload>,
-    pub repeat: usize,
-    pub duration: Duration,
-    pub tag: String,
-    pub callgrind: bool,
+pub(crate) struct CpuOpts {
+    pub(crate) workloads: Vec<Workload>,
+    pub(crate) repeat: usize,
+    pub(crate) duration: Duration,
+    pub(crate) tag: String,
+    pub(crate) callgrind: bool,
 }
 
 /// Run the comparison; rows in run order. Progress on stderr.
-pub fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<InstrRow>), String> {
+pub(crate) fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<InstrRow>), String> {
     let mut rows = Vec::new();
     let modes: Vec<Mode> = [Mode::Braid, Mode::Mptcp]
         .into_iter()
@@ -284,7 +284,7 @@ pub fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<InstrRow>)
 }
 
 /// The total of the `summary:` (or `totals:`) line of a callgrind output file: Ir, the first event.
-pub fn callgrind_total(text: &str) -> Option<u64> {
+pub(crate) fn callgrind_total(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| {
             l.strip_prefix("summary:")
@@ -393,7 +393,7 @@ fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
 /// The instruction table, with the MT7621 projection and its assumptions. `user_share` is the
 /// user-space part of the edge's CPU time in the native runs of the same workload: callgrind
 /// counts user space only, the kernel's work for the same packets comes on top in proportion.
-pub fn instr_text(r: &InstrRow, user_share: Option<f64>) -> String {
+pub(crate) fn instr_text(r: &InstrRow, user_share: Option<f64>) -> String {
     // MT7621: MIPS 1004Kc at 880 MHz, in-order single issue; the IPCs bracket what such a core
     // retires on integer and crypto code. One core: the edge's loop is single-threaded.
     let share = user_share.filter(|s| *s > 0.0 && *s <= 1.0).unwrap_or(1.0);

@@ -13,30 +13,27 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// One daemon process.
-pub struct Daemon {
-    pub ns: String,
-    pub log: PathBuf,
+pub(crate) struct Daemon {
+    pub(crate) log: PathBuf,
     child: Option<Child>,
-    /// When it was started.
-    pub started: Instant,
 }
 
 /// How to start a daemon: `exe ROLE --config CONFIG --stderr ARGS..` in namespace `ns`.
 #[derive(Clone, Debug, Default)]
-pub struct Start {
-    pub exe: PathBuf,
-    pub ns: String,
-    pub role: String,
-    pub config: PathBuf,
-    pub log: PathBuf,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
+pub(crate) struct Start {
+    pub(crate) exe: PathBuf,
+    pub(crate) ns: String,
+    pub(crate) role: String,
+    pub(crate) config: PathBuf,
+    pub(crate) log: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
     /// (file, over): `file` bound over `over` for this process only.
-    pub binds: Vec<(PathBuf, PathBuf)>,
+    pub(crate) binds: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Daemon {
-    pub fn start(s: &Start) -> io::Result<Daemon> {
+    pub(crate) fn start(s: &Start) -> io::Result<Daemon> {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -101,15 +98,13 @@ impl Daemon {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", s.exe.display())))?;
         drop(nsfile);
         Ok(Daemon {
-            ns: s.ns.clone(),
             log: s.log.clone(),
             child: Some(child),
-            started: Instant::now(),
         })
     }
 
     /// Whether it has exited (reaps it).
-    pub fn exited(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         let c = self.child.as_mut()?;
         match c.try_wait() {
             Ok(Some(st)) => {
@@ -120,13 +115,8 @@ impl Daemon {
         }
     }
 
-    /// Whether it runs.
-    pub fn running(&mut self) -> bool {
-        self.child.is_some() && self.exited().is_none()
-    }
-
     /// SIGTERM, and SIGKILL if it has not exited within `grace`. Whether it exited by itself.
-    pub fn term(&mut self, grace: Duration) -> bool {
+    pub(crate) fn term(&mut self, grace: Duration) -> bool {
         let Some(c) = self.child.as_mut() else {
             return true;
         };
@@ -145,14 +135,14 @@ impl Daemon {
     }
 
     /// SIGKILL and reap.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

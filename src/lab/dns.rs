@@ -27,7 +27,7 @@ pub enum DnsMode {
 /// ([`DnsMode`]); other names get NXDOMAIN. A daemon started with [`super::daemon::Daemon`] and a
 /// resolv.conf of `nameserver 127.0.0.1` bound over /etc/resolv.conf asks it.
 pub struct Dns {
-    pub mode: Arc<Mutex<DnsMode>>,
+    pub(crate) mode: Arc<Mutex<DnsMode>>,
     /// Queries received, and when a first answer with an address went out.
     pub queries: Arc<AtomicU64>,
     pub first_answer: Arc<Mutex<Option<Instant>>>,
@@ -42,7 +42,7 @@ impl Dns {
     }
 
     /// Serves `name` on 127.0.0.1:53 in namespace `ns` until dropped.
-    pub fn try_start(ns: &str, name: &str, mode: DnsMode) -> std::io::Result<Dns> {
+    pub(crate) fn try_start(ns: &str, name: &str, mode: DnsMode) -> std::io::Result<Dns> {
         let sock = sys::in_ns(ns, || UdpSocket::bind("127.0.0.1:53"))?;
         sock.set_read_timeout(Some(Duration::from_millis(50)))?;
         let mode = Arc::new(Mutex::new(mode));
@@ -84,7 +84,7 @@ impl Dns {
     }
 
     /// When the first answer with an address went out, if one did.
-    pub fn answered_at(&self) -> Option<Instant> {
+    pub(crate) fn answered_at(&self) -> Option<Instant> {
         *self.first_answer.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -19,28 +19,28 @@ use crate::sim::rng::Rng;
 
 /// Bytes counted per frame against the rate: the IP packet (the frame minus its Ethernet header),
 /// so that one 1500-byte MTU packet uses exactly one Mahimahi delivery opportunity.
-pub const ETH_HDR: usize = 14;
+pub(crate) const ETH_HDR: usize = 14;
 
 /// The outage of `schedule` in force at `now` (ns from the emulator start).
-pub fn outage_at(schedule: &[Outage], now: u64) -> Option<OutageKind> {
+pub(crate) fn outage_at(schedule: &[Outage], now: u64) -> Option<OutageKind> {
     linkmodel::outage_at(schedule, now / 1000).map(|o| o.kind)
 }
 
 /// The next time (ns) after `now` at which the outage state of `schedule` may change.
-pub fn next_outage_edge(schedule: &[Outage], now: u64) -> Option<u64> {
+pub(crate) fn next_outage_edge(schedule: &[Outage], now: u64) -> Option<u64> {
     linkmodel::next_outage_edge(schedule, now / 1000).map(|us| us * 1000)
 }
 
 /// Counters of one direction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PipeStats {
-    pub in_pkts: u64,
-    pub out_pkts: u64,
+pub(crate) struct PipeStats {
+    pub(crate) in_pkts: u64,
+    pub(crate) out_pkts: u64,
     /// IP bytes delivered.
-    pub out_bytes: u64,
-    pub lost: u64,
-    pub queue_drops: u64,
-    pub outage_drops: u64,
+    pub(crate) out_bytes: u64,
+    pub(crate) lost: u64,
+    pub(crate) queue_drops: u64,
+    pub(crate) outage_drops: u64,
 }
 
 /// Hard cap on what a stall holds, whatever the queue limit (a stall is a modem holding data).
@@ -56,7 +56,7 @@ struct Queued {
 }
 
 /// One direction of an emulated link.
-pub struct Pipe {
+pub(crate) struct Pipe {
     spec: DirSpec,
     rng: Rng,
     limit_bytes: Option<u64>,
@@ -74,7 +74,7 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    pub fn new(spec: DirSpec, seed: u64) -> Self {
+    pub(crate) fn new(spec: DirSpec, seed: u64) -> Self {
         Pipe {
             limit_bytes: spec.queue_limit_bytes(),
             spec,
@@ -91,17 +91,17 @@ impl Pipe {
         }
     }
 
-    pub fn stats(&self) -> PipeStats {
+    pub(crate) fn stats(&self) -> PipeStats {
         self.stats
     }
 
     /// A buffer for the next frame (recycled from delivered ones).
-    pub fn buffer(&mut self) -> Vec<u8> {
+    pub(crate) fn buffer(&mut self) -> Vec<u8> {
         self.free.pop().unwrap_or_else(|| Vec::with_capacity(2048))
     }
 
     /// Give a delivered frame's buffer back.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+    pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
         if self.free.len() < 256 {
             buf.clear();
             self.free.push(buf);
@@ -118,7 +118,7 @@ impl Pipe {
     }
 
     /// A frame arrives at `now` while `outage` is in force.
-    pub fn enqueue(&mut self, now: u64, frame: Vec<u8>, outage: Option<OutageKind>) {
+    pub(crate) fn enqueue(&mut self, now: u64, frame: Vec<u8>, outage: Option<OutageKind>) {
         self.stats.in_pkts += 1;
         if outage == Some(OutageKind::Blackhole) {
             self.stats.outage_drops += 1;
@@ -150,7 +150,7 @@ impl Pipe {
     }
 
     /// Serve the bottleneck up to `now`.
-    pub fn advance(&mut self, now: u64, outage: Option<OutageKind>) {
+    pub(crate) fn advance(&mut self, now: u64, outage: Option<OutageKind>) {
         match outage {
             Some(OutageKind::Blackhole) => {
                 self.stats.outage_drops += self.queue.len() as u64;
@@ -249,7 +249,7 @@ impl Pipe {
     }
 
     /// The next frame due at or before `now`.
-    pub fn pop_due(&mut self, now: u64) -> Option<Vec<u8>> {
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<Vec<u8>> {
         if self.delay_line.front().is_some_and(|(t, _)| *t <= now) {
             let (_, f) = self.delay_line.pop_front().expect("front checked above");
             self.stats.out_pkts += 1;
@@ -260,7 +260,7 @@ impl Pipe {
     }
 
     /// When [`Pipe::advance`]/[`Pipe::pop_due`] next have work (`None`: idle).
-    pub fn next_wakeup(&self) -> Option<u64> {
+    pub(crate) fn next_wakeup(&self) -> Option<u64> {
         let line = self.delay_line.front().map(|(t, _)| *t);
         let head = self.queue.front().map(|h| match &self.spec.rate {
             Rate::Unlimited => h.arrival_ns,
@@ -276,10 +276,6 @@ impl Pipe {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    pub fn queued_bytes(&self) -> u64 {
-        self.queued_bytes
     }
 }
 

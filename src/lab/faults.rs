@@ -59,7 +59,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub fn all() -> Vec<Fault> {
+    pub(crate) fn all() -> Vec<Fault> {
         use Fault::*;
         vec![
             CoreRestart,
@@ -73,7 +73,7 @@ impl Fault {
         ]
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Fault::CoreRestart => "core-restart",
             Fault::CoreKill => "core-kill",
@@ -86,7 +86,7 @@ impl Fault {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Fault, String> {
+    pub(crate) fn parse(s: &str) -> Result<Fault, String> {
         Fault::all()
             .into_iter()
             .find(|f| f.name() == s)
@@ -116,14 +116,14 @@ impl Fault {
 #[derive(Clone, Debug)]
 pub struct FaultOpts {
     /// The `braid` binary whose `edge` and `core` run.
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// Namespace tag (see [`TopoSpec::tag`]): up to 5 characters, a digit is appended per run.
     pub tag: String,
-    pub core_down: Duration,
-    pub blackhole: Duration,
+    pub(crate) core_down: Duration,
+    pub(crate) blackhole: Duration,
     pub flap: Duration,
-    pub dns_fail: Duration,
-    pub device_late: Duration,
+    pub(crate) dns_fail: Duration,
+    pub(crate) device_late: Duration,
     /// How long to wait for data after the fault's end before calling it "never".
     pub patience: Duration,
 }
@@ -170,24 +170,20 @@ pub struct FaultRun {
     pub tcp_ms: Option<f64>,
     /// The download that ran across the fault moved again this long after its end, ms (none
     /// for the boot faults: it took the plain WAN until then).
-    pub old_tcp_ms: Option<f64>,
+    pub(crate) old_tcp_ms: Option<f64>,
     /// The longest time without a bonded UDP echo from the fault's start on, ms (none for the
     /// boot faults, bonded only after them).
     pub udp_gap_ms: Option<f64>,
     /// A new bonded 64 KB download with nothing wrong, timed once everything settled after
     /// the fault: what `tcp_ms` includes besides the wait, ms.
-    pub tcp_baseline_ms: Option<f64>,
+    pub(crate) tcp_baseline_ms: Option<f64>,
     /// The client's TCP flows across the fault: (what, fate).
     pub flows: Vec<(String, Fate)>,
     /// What else was seen (the edge asked DNS again after ..., a daemon's exit, ...).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
-impl FaultRun {
-    pub fn resets(&self) -> usize {
-        self.flows.iter().filter(|f| f.1 == Fate::Reset).count()
-    }
-}
+impl FaultRun {}
 
 /// Server port (TCP and UDP).
 const PORT: u16 = 7090;
@@ -617,7 +613,7 @@ fn ip(ns: &str, cmd: &str) -> io::Result<()> {
 }
 
 /// libfaketime, where Debian puts it.
-pub fn libfaketime() -> Option<PathBuf> {
+pub(crate) fn libfaketime() -> Option<PathBuf> {
     [
         "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
         "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
@@ -1063,7 +1059,7 @@ pub fn table(runs: &[FaultRun], o: &FaultOpts) -> String {
 }
 
 /// Writes `runs` as JSON.
-pub fn write_json(runs: &[FaultRun], path: &Path) -> io::Result<()> {
+pub(crate) fn write_json(runs: &[FaultRun], path: &Path) -> io::Result<()> {
     let text = serde_json::to_string_pretty(runs).map_err(io::Error::other)?;
     std::fs::write(path, text + "\n")
 }

@@ -28,15 +28,15 @@
 use std::io;
 
 /// The Braid package's first-boot script, whose firewall lines this stand-in applies.
-pub const PACKAGE_DEFAULTS: &str = include_str!("../../openwrt/files/braid.uci-defaults");
+pub(crate) const PACKAGE_DEFAULTS: &str = include_str!("../../openwrt/files/braid.uci-defaults");
 
 /// The device the lab's edges give the package's zone: every lab edge names its hub `bl-hub`
 /// or `bl-hub<N>` (fw4's `+` wildcard), as an operator's `option hub` would be.
-pub const LAB_HUB_DEVICE: &str = "bl-hub+";
+pub(crate) const LAB_HUB_DEVICE: &str = "bl-hub+";
 
 /// A zone or default policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Accept,
     Reject,
     Drop,
@@ -72,40 +72,40 @@ impl Verdict {
 
 /// A `config zone`: its UCI section name, `name`, devices (`+` = wildcard) and policies.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Zone {
-    pub section: String,
-    pub name: String,
-    pub devices: Vec<String>,
-    pub input: Verdict,
-    pub output: Verdict,
-    pub forward: Verdict,
-    pub masq: bool,
-    pub mtu_fix: bool,
+pub(crate) struct Zone {
+    pub(crate) section: String,
+    pub(crate) name: String,
+    pub(crate) devices: Vec<String>,
+    pub(crate) input: Verdict,
+    pub(crate) output: Verdict,
+    pub(crate) forward: Verdict,
+    pub(crate) masq: bool,
+    pub(crate) mtu_fix: bool,
 }
 
 /// A `config forwarding`: src zone -> dest zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Forwarding {
-    pub section: String,
-    pub src: String,
-    pub dest: String,
+pub(crate) struct Forwarding {
+    pub(crate) section: String,
+    pub(crate) src: String,
+    pub(crate) dest: String,
 }
 
 /// The parts of `/etc/config/firewall` the stand-in renders.
 #[derive(Clone, Debug)]
-pub struct Firewall {
-    pub input: Verdict,
-    pub output: Verdict,
-    pub forward: Verdict,
-    pub syn_flood: bool,
-    pub zones: Vec<Zone>,
-    pub forwardings: Vec<Forwarding>,
+pub(crate) struct Firewall {
+    pub(crate) input: Verdict,
+    pub(crate) output: Verdict,
+    pub(crate) forward: Verdict,
+    pub(crate) syn_flood: bool,
+    pub(crate) zones: Vec<Zone>,
+    pub(crate) forwardings: Vec<Forwarding>,
 }
 
 impl Firewall {
     /// OpenWrt's default firewall config, with `lan` the lan zone's devices and `wan` the wan
     /// zone's (what netifd reports for networks lan and wan/wan6).
-    pub fn openwrt_default(lan: &[String], wan: &[String]) -> Firewall {
+    pub(crate) fn openwrt_default(lan: &[String], wan: &[String]) -> Firewall {
         Firewall {
             input: Verdict::Reject,
             output: Verdict::Accept,
@@ -144,7 +144,7 @@ impl Firewall {
     /// Applies the package's firewall lines (`uci -q set firewall.S=TYPE`, `uci -q set
     /// firewall.S.OPT=VALUE`, `uci -q add_list firewall.S.OPT=VALUE`) found in `script`, with
     /// `"$hub"` standing for `hub`. Returns how many lines were applied.
-    pub fn apply_package(&mut self, script: &str, hub: &str) -> Result<usize, String> {
+    pub(crate) fn apply_package(&mut self, script: &str, hub: &str) -> Result<usize, String> {
         let mut n = 0;
         for (i, line) in script.lines().enumerate() {
             let l = line.trim();
@@ -219,7 +219,7 @@ impl Firewall {
     }
 
     /// The nftables script fw4 would load for this config (see the module doc).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut o = String::from("table inet fw4\nflush table inet fw4\n\ntable inet fw4 {\n");
         let zones: Vec<&Zone> = self
             .zones
@@ -425,7 +425,7 @@ fn unquote(v: &str) -> &str {
 
 /// Loads the stand-in into namespace `ns`: OpenWrt's default firewall with `lan` and `wan` as
 /// the zones' devices, plus the package's zone for [`LAB_HUB_DEVICE`].
-pub fn install(ns: &str, lan: &[String], wan: &[String]) -> io::Result<()> {
+pub(crate) fn install(ns: &str, lan: &[String], wan: &[String]) -> io::Result<()> {
     let mut fw = Firewall::openwrt_default(lan, wan);
     fw.apply_package(PACKAGE_DEFAULTS, LAB_HUB_DEVICE)
         .map_err(|e| io::Error::other(format!("openwrt/files/braid.uci-defaults: {e}")))?;

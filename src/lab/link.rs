@@ -24,14 +24,14 @@ pub struct LinkSpec {
 /// Live counters of one direction, readable while the link runs.
 #[derive(Default, Debug)]
 pub struct DirCounters {
-    pub out_bytes: AtomicU64,
+    pub(crate) out_bytes: AtomicU64,
     pub out_pkts: AtomicU64,
-    pub in_pkts: AtomicU64,
-    pub drops: AtomicU64,
+    pub(crate) in_pkts: AtomicU64,
+    pub(crate) drops: AtomicU64,
     /// Frames larger than the MTU seen (offloads not off): should stay 0.
     pub oversize: AtomicU64,
     /// Frames the kernel refused on the way out.
-    pub send_errors: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
 }
 
 /// Shared control and counters of a running link.
@@ -41,7 +41,7 @@ pub struct LinkCtl {
     /// 0: follow the schedule, 1: black-hole, 2: stall.
     forced: AtomicU8,
     pub up: DirCounters,
-    pub down: DirCounters,
+    pub(crate) down: DirCounters,
 }
 
 impl LinkCtl {
@@ -63,7 +63,7 @@ impl LinkCtl {
         }
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
@@ -72,14 +72,13 @@ type LinkThread = std::thread::JoinHandle<io::Result<io::Result<(PipeStats, Pipe
 
 /// A running link emulator thread.
 pub struct LinkHandle {
-    pub name: String,
     pub ctl: Arc<LinkCtl>,
     thread: Option<LinkThread>,
 }
 
 impl LinkHandle {
     /// Stop the thread and return the final counters of (up, down).
-    pub fn stop(&mut self) -> io::Result<(PipeStats, PipeStats)> {
+    pub(crate) fn stop(&mut self) -> io::Result<(PipeStats, PipeStats)> {
         self.ctl.stop();
         match self.thread.take() {
             Some(t) => t
@@ -100,7 +99,7 @@ impl Drop for LinkHandle {
 
 /// Start emulating `spec` between devices `a` and `b` of namespace `ns`. Times in the spec are
 /// relative to `t0`. Turns offloads off on both devices first.
-pub fn spawn(
+pub(crate) fn spawn(
     ns: &str,
     a: &str,
     b: &str,
@@ -145,7 +144,6 @@ pub fn spawn(
         }
     }
     Ok(LinkHandle {
-        name,
         ctl,
         thread: Some(thread),
     })

@@ -41,20 +41,20 @@
 //! // Dropping `t` removes every namespace, veth and process it made.
 //! ```
 
-pub mod cpu;
-pub mod daemon;
+pub(crate) mod cpu;
+pub(crate) mod daemon;
 pub mod dns;
 pub mod emu;
 pub mod faults;
-pub mod fw4;
+pub(crate) mod fw4;
 pub mod link;
-pub mod mode;
+pub(crate) mod mode;
 pub mod report;
-pub mod scenario;
+pub(crate) mod scenario;
 pub mod sys;
 pub mod topo;
 pub mod trace;
-pub mod work;
+pub(crate) mod work;
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
@@ -64,20 +64,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use mode::Mode;
-pub use report::RunRecord;
-pub use scenario::Scenario;
+pub(crate) use report::RunRecord;
+pub(crate) use scenario::Scenario;
 pub use topo::{EdgeSpec, TopoSpec, Topology};
-pub use work::Workload;
+pub(crate) use work::Workload;
 
 /// Set by SIGINT/SIGTERM; every lab loop checks it and unwinds through its teardown.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
 /// Route SIGINT and SIGTERM to [`INTERRUPTED`] so that runs end through their teardown.
-pub fn install_signal_handlers() {
+pub(crate) fn install_signal_handlers() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
@@ -620,7 +620,7 @@ fn run_faults(o: &Opts, out: &Path) -> ExitCode {
 }
 
 /// A scenario in words: links per direction and the outage schedule.
-pub fn show(sc: &Scenario) -> String {
+pub(crate) fn show(sc: &Scenario) -> String {
     use std::fmt::Write as _;
     let mut s = format!(
         "{}\n{} s per workload, seed {}, {} edge(s) x {} client(s), direct uses {}\n",
@@ -724,7 +724,7 @@ fn exit_for(recs: &[RunRecord]) -> ExitCode {
 }
 
 /// The topology a scenario runs on: one edge with the scenario's links, one client.
-pub fn topo_spec(sc: &Scenario, tag: &str) -> TopoSpec {
+pub(crate) fn topo_spec(sc: &Scenario, tag: &str) -> TopoSpec {
     TopoSpec {
         tag: tag.to_string(),
         seed: sc.seed,
@@ -752,15 +752,15 @@ fn dir_capacity_mbps(d: &emu::DirSpec, from_ms: u64, to_ms: u64) -> f64 {
 
 /// Options of [`run_matrix`].
 #[derive(Clone, Debug)]
-pub struct RunOpts {
-    pub modes: Vec<Mode>,
-    pub workloads: Vec<Workload>,
+pub(crate) struct RunOpts {
+    pub(crate) modes: Vec<Mode>,
+    pub(crate) workloads: Vec<Workload>,
     /// Overrides the scenario's duration.
-    pub duration: Option<Duration>,
+    pub(crate) duration: Option<Duration>,
     /// Namespace tag (see [`TopoSpec::tag`]).
-    pub tag: String,
+    pub(crate) tag: String,
     /// Runs of each mode x workload (at least 1), each on a fresh topology with fresh daemons.
-    pub repeat: usize,
+    pub(crate) repeat: usize,
 }
 
 impl Opts {
@@ -779,14 +779,14 @@ impl Opts {
 }
 
 /// How far a command of several runs is: runs done, runs in all, since when.
-pub struct Progress {
-    pub done: usize,
-    pub total: usize,
-    pub started: std::time::Instant,
+pub(crate) struct Progress {
+    pub(crate) done: usize,
+    pub(crate) total: usize,
+    pub(crate) started: std::time::Instant,
 }
 
 impl Progress {
-    pub fn new(total: usize) -> Progress {
+    pub(crate) fn new(total: usize) -> Progress {
         Progress {
             done: 0,
             total,
@@ -819,7 +819,7 @@ impl Progress {
 /// the baselines are measured beside Braid under the same machine load; link schedules
 /// restarted at the start of each workload. Prints progress and a row per run; stops early
 /// (with everything torn down) when [`INTERRUPTED`] is set.
-pub fn run_matrix(
+pub(crate) fn run_matrix(
     sc: &Scenario,
     o: &RunOpts,
     out: &Path,

@@ -37,7 +37,7 @@ const SS_SHARED: [&str; 6] = [
 ];
 
 impl Mode {
-    pub fn parse(s: &str) -> Result<Mode, String> {
+    pub(crate) fn parse(s: &str) -> Result<Mode, String> {
         match s {
             "direct" => Ok(Mode::Direct),
             "mptcp" => Ok(Mode::Mptcp),
@@ -46,7 +46,7 @@ impl Mode {
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Mode::Direct => "direct",
             Mode::Mptcp => "mptcp",
@@ -80,7 +80,7 @@ impl Mode {
     }
 
     /// Set the mode up on a fresh topology (edge 0 and the core).
-    pub fn setup(&self, topo: &mut Topology) -> io::Result<()> {
+    pub(crate) fn setup(&self, topo: &mut Topology) -> io::Result<()> {
         match self {
             Mode::Direct => Ok(()),
             Mode::Mptcp => setup_mptcp(topo),
@@ -220,7 +220,7 @@ fn wait_listening(ns: &str, port: u16) -> io::Result<()> {
 /// core with one `config peer` per edge. Keys come from `braid genkey`/`braid pubkey`.
 /// `prefix` is the topology's namespace prefix, `dir` where control sockets and state files go
 /// (one per topology, so parallel labs do not meet), `wan_devs[e]` edge e's WAN devices.
-pub fn braid_configs(
+pub(crate) fn braid_configs(
     prefix: &str,
     dir: &Path,
     wan_devs: &[Vec<String>],
@@ -261,11 +261,11 @@ pub fn braid_configs(
 }
 
 /// Key pairs for the core and each edge.
-pub struct BraidKeys {
-    pub core_private: String,
-    pub core_public: String,
-    pub edge_private: Vec<String>,
-    pub edge_public: Vec<String>,
+pub(crate) struct BraidKeys {
+    pub(crate) core_private: String,
+    pub(crate) core_public: String,
+    pub(crate) edge_private: Vec<String>,
+    pub(crate) edge_public: Vec<String>,
 }
 
 pub(crate) fn keypair(exe: &Path) -> io::Result<(String, String)> {
@@ -303,7 +303,7 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
 
 /// [`setup_braid`], with each edge started under `wrapper` (a command and its arguments, such as
 /// valgrind's, that runs the edge's command line); the readiness wait is 10 times longer then.
-pub fn setup_braid_wrapped(topo: &mut Topology, wrapper: &[&str]) -> io::Result<()> {
+pub(crate) fn setup_braid_wrapped(topo: &mut Topology, wrapper: &[&str]) -> io::Result<()> {
     let exe = std::env::current_exe()?;
     let (core_private, core_public) = keypair(&exe)?;
     let mut keys = BraidKeys {

@@ -7,39 +7,39 @@ use super::work::{Sample, WorkResult};
 
 /// One link as the scenario describes it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct LinkInfo {
-    pub name: String,
+pub(crate) struct LinkInfo {
+    pub(crate) name: String,
     /// Mean rate in the workload's direction, Mbit/s.
-    pub mean_mbps: f64,
+    pub(crate) mean_mbps: f64,
 }
 
 /// One (scenario, mode, workload) run with its baselines' context.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct RunRecord {
-    pub scenario: String,
-    pub mode: String,
-    pub workload: String,
+pub(crate) struct RunRecord {
+    pub(crate) scenario: String,
+    pub(crate) mode: String,
+    pub(crate) workload: String,
     /// Which repetition of the cell this is (0 for the first; `--repeat N` runs 0..N), each
     /// on a fresh topology with fresh daemons.
     #[serde(default)]
-    pub repeat: u32,
-    pub seed: u64,
-    pub links: Vec<LinkInfo>,
+    pub(crate) repeat: u32,
+    pub(crate) seed: u64,
+    pub(crate) links: Vec<LinkInfo>,
     /// Sum of the links' mean rates in the workload's direction.
-    pub capacity_mbps: f64,
+    pub(crate) capacity_mbps: f64,
     /// The link `direct` uses.
-    pub best_link: String,
-    pub best_link_mbps: f64,
+    pub(crate) best_link: String,
+    pub(crate) best_link_mbps: f64,
     /// Goodput as a share of the summed capacity.
-    pub pct_of_capacity: f64,
+    pub(crate) pct_of_capacity: f64,
     /// Caveats of this run (what the mode does not carry, for instance).
     #[serde(default)]
-    pub notes: Vec<String>,
-    pub result: WorkResult,
+    pub(crate) notes: Vec<String>,
+    pub(crate) result: WorkResult,
 }
 
 /// A terminal table of runs.
-pub fn table(records: &[RunRecord]) -> String {
+pub(crate) fn table(records: &[RunRecord]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -102,7 +102,7 @@ fn udp_cell(w: &WorkResult, write: impl Fn(f64, u64, f64) -> String) -> String {
 }
 
 /// A markdown table of runs (bench/results/README.md style).
-pub fn markdown(records: &[RunRecord]) -> String {
+pub(crate) fn markdown(records: &[RunRecord]) -> String {
     let mut s = String::from(
         "| scenario | mode | workload | run | goodput Mbit/s | % of sum | sum Mbit/s | best link Mbit/s | max gap ms | failed flows | rr p50 / p99 ms | udp loss % / late / jitter ms |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -137,10 +137,10 @@ pub fn markdown(records: &[RunRecord]) -> String {
 /// of the middle two).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Spread {
-    pub min: f64,
+    pub(crate) min: f64,
     pub median: f64,
-    pub max: f64,
-    pub n: usize,
+    pub(crate) max: f64,
+    pub(crate) n: usize,
 }
 
 impl Spread {
@@ -180,21 +180,21 @@ impl Spread {
 /// One cell of the bench: a scenario x workload, every mode's goodput over its repetitions,
 /// and Braid against the best single link (`direct`) of the same repetition.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Cell {
-    pub scenario: String,
-    pub workload: String,
+pub(crate) struct Cell {
+    pub(crate) scenario: String,
+    pub(crate) workload: String,
     /// Summed link capacity in the workload's direction (median over the runs), Mbit/s.
-    pub capacity_mbps: f64,
+    pub(crate) capacity_mbps: f64,
     /// (mode, goodput Mbit/s over the repetitions), modes in the order they first appear.
-    pub modes: Vec<(String, Spread)>,
+    pub(crate) modes: Vec<(String, Spread)>,
     /// Braid's goodput over direct's in the same repetition (pairs where both ran).
-    pub braid_vs_direct: Option<Spread>,
+    pub(crate) braid_vs_direct: Option<Spread>,
     /// Braid's goodput as % of the summed capacity.
-    pub braid_pct: Option<Spread>,
+    pub(crate) braid_pct: Option<Spread>,
 }
 
 /// Groups runs into cells, in the order the cells first appear.
-pub fn cells(records: &[RunRecord]) -> Vec<Cell> {
+pub(crate) fn cells(records: &[RunRecord]) -> Vec<Cell> {
     let mut keys: Vec<(&str, &str)> = Vec::new();
     for r in records {
         let k = (r.scenario.as_str(), r.workload.as_str());
@@ -246,7 +246,7 @@ pub fn cells(records: &[RunRecord]) -> Vec<Cell> {
 
 /// The bench's summary: a row per scenario x workload, goodput min / median / max over the
 /// repetitions for each mode side by side, and Braid against the best single link.
-pub fn summary_markdown(records: &[RunRecord]) -> String {
+pub(crate) fn summary_markdown(records: &[RunRecord]) -> String {
     let cells = cells(records);
     let mut modes: Vec<&str> = Vec::new();
     for c in &cells {
@@ -299,7 +299,7 @@ fn esc(s: &str) -> String {
 
 /// An SVG chart: one panel per run (stacked, shared scales), each with a thick line for the
 /// total goodput and a thin line per link (IP rate the link delivered).
-pub fn svg(title: &str, runs: &[&RunRecord]) -> String {
+pub(crate) fn svg(title: &str, runs: &[&RunRecord]) -> String {
     let (w, ph, left, top, gap) = (900.0, 220.0, 60.0, 40.0, 50.0);
     let h = top + runs.len() as f64 * (ph + gap) + 10.0;
     let tmax = runs

@@ -27,46 +27,39 @@ use super::emu::Rate;
 use super::link::LinkSpec;
 use crate::sim::scenario::{self as sim, LoadOpts, LAB_DIRS};
 
-pub use crate::config::model::parse_rate;
 /// The one duration parser of scenario files (`20ms`, `1.5s`, `500us`, `2min`) -> µs.
-pub use crate::sim::scenario::parse_duration as parse_time_us;
+pub(crate) use crate::sim::scenario::parse_duration as parse_time_us;
 
 /// A scenario as the lab runs it.
 #[derive(Clone, Debug)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     /// The file's name without `.toml`.
     pub name: String,
-    pub description: String,
-    pub duration_ms: u64,
-    pub seed: u64,
+    pub(crate) description: String,
+    pub(crate) duration_ms: u64,
+    pub(crate) seed: u64,
     pub links: Vec<LinkSpec>,
     /// The link of the `direct` baseline.
-    pub best: usize,
+    pub(crate) best: usize,
     /// Edges (each gets a copy of the links; all share the LAN subnet), default 1.
-    pub edges: usize,
+    pub(crate) edges: usize,
     /// Clients per edge, default 1.
-    pub clients: usize,
+    pub(crate) clients: usize,
 }
 
 /// Find a scenario by path or by name: `scenarios/lab/NAME.toml`, then `scenarios/NAME.toml`
 /// ([`sim::find_file`], as `braid sim` finds its own).
-pub fn find(name: &str) -> Result<PathBuf, String> {
+pub(crate) fn find(name: &str) -> Result<PathBuf, String> {
     sim::find_file(name, &LAB_DIRS)
 }
 
 /// Names of the scenarios shipped in `scenarios/lab/` and `scenarios/`.
-pub fn shipped() -> Vec<String> {
+pub(crate) fn shipped() -> Vec<String> {
     sim::shipped_in(&LAB_DIRS)
 }
 
-/// Load and parse a scenario file (recorded traces are read from `$BRAID_TRACES`, then beside
-/// the file).
-pub fn load(path: &Path) -> Result<Scenario, String> {
-    load_with(path, crate::trace::traces_from_env().as_deref())
-}
-
 /// [`load`] with recorded traces read from `traces` (then beside the file).
-pub fn load_with(path: &Path, traces: Option<&Path>) -> Result<Scenario, String> {
+pub(crate) fn load_with(path: &Path, traces: Option<&Path>) -> Result<Scenario, String> {
     let o = LoadOpts {
         traces: traces.map(Path::to_path_buf),
         seed: None,
@@ -80,7 +73,8 @@ pub fn load_with(path: &Path, traces: Option<&Path>) -> Result<Scenario, String>
 }
 
 /// Parse scenario text (`file` names it in errors; recorded traces in `traces`, then `beside`).
-pub fn parse(
+#[cfg(test)]
+pub(crate) fn parse(
     file: &str,
     text: &str,
     traces: Option<&Path>,

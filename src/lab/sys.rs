@@ -26,7 +26,7 @@ pub fn run(prog: &str, args: &[&str]) -> io::Result<String> {
 }
 
 /// Run `ip -batch -` with one command per line (fails on the first error, naming it).
-pub fn ip_batch(cmds: &[String]) -> io::Result<()> {
+pub(crate) fn ip_batch(cmds: &[String]) -> io::Result<()> {
     if cmds.is_empty() {
         return Ok(());
     }
@@ -53,7 +53,7 @@ pub fn ip_batch(cmds: &[String]) -> io::Result<()> {
 }
 
 /// Feed a script to `nft -f -` inside namespace `ns`.
-pub fn nft(ns: &str, script: &str) -> io::Result<()> {
+pub(crate) fn nft(ns: &str, script: &str) -> io::Result<()> {
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns, "nft", "-f", "-"])
         .stdin(Stdio::piped())
@@ -76,7 +76,7 @@ pub fn nft(ns: &str, script: &str) -> io::Result<()> {
 }
 
 /// Move the calling thread into network namespace `ns` (a name under /run/netns).
-pub fn enter_netns(ns: &str) -> io::Result<()> {
+pub(crate) fn enter_netns(ns: &str) -> io::Result<()> {
     let path = format!("/run/netns/{ns}");
     let f =
         std::fs::File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
@@ -113,7 +113,7 @@ pub fn spawn_in_ns<R: Send + 'static, F: FnOnce() -> R + Send + 'static>(
 }
 
 /// Write a sysctl of the calling thread's namespace (`net.ipv4.ip_forward` style).
-pub fn sysctl(key: &str, value: &str) -> io::Result<()> {
+pub(crate) fn sysctl(key: &str, value: &str) -> io::Result<()> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
     std::fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
 }
@@ -152,7 +152,7 @@ struct IfreqData {
 /// Turn off checksum offload, scatter-gather, TSO, GSO and GRO on `dev` (what `ethtool -K dev tx
 /// off sg off tso off gso off gro off` does), so every frame on the wire is a real, checksummed
 /// frame within the MTU. Calling thread's namespace.
-pub fn offloads_off(dev: &str) -> io::Result<()> {
+pub(crate) fn offloads_off(dev: &str) -> io::Result<()> {
     // SAFETY: plain socket(2) call; the fd is owned below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -187,7 +187,7 @@ pub fn offloads_off(dev: &str) -> io::Result<()> {
 
 /// A raw AF_PACKET socket bound to one interface: sees every frame that interface receives
 /// (not those it sends), and sends whole Ethernet frames out of it.
-pub struct PacketSocket {
+pub(crate) struct PacketSocket {
     fd: OwnedFd,
 }
 
@@ -195,7 +195,7 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 impl PacketSocket {
     /// Open on `dev` in the calling thread's namespace, non-blocking.
-    pub fn open(dev: &str) -> io::Result<PacketSocket> {
+    pub(crate) fn open(dev: &str) -> io::Result<PacketSocket> {
         let idx = ifindex(dev)?;
         // Protocol 0: receive nothing until bound, so no frame of another interface slips in.
         // SAFETY: plain socket(2) call.
@@ -257,7 +257,7 @@ impl PacketSocket {
     }
 
     /// Receive one frame into `scratch`; `Ok(None)` when none is waiting.
-    pub fn recv(&self, scratch: &mut [u8]) -> io::Result<Option<usize>> {
+    pub(crate) fn recv(&self, scratch: &mut [u8]) -> io::Result<Option<usize>> {
         // SAFETY: scratch is valid for scratch.len() bytes.
         let n = unsafe {
             libc::recv(
@@ -278,7 +278,7 @@ impl PacketSocket {
     }
 
     /// Send one whole frame.
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
         // SAFETY: frame is valid for its length.
         let n = unsafe {
             libc::send(
@@ -294,7 +294,7 @@ impl PacketSocket {
         Ok(())
     }
 
-    pub fn raw_fd(&self) -> i32 {
+    pub(crate) fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }
 }

@@ -59,16 +59,16 @@ pub struct EdgeSpec {
 pub struct EdgeNames {
     pub ns: String,
     pub clients: Vec<String>,
-    pub links: Vec<String>,
+    pub(crate) links: Vec<String>,
     /// WAN device name in the edge namespace per link.
     pub wan_dev: Vec<String>,
     /// Device in the core namespace per link.
-    pub core_dev: Vec<String>,
+    pub(crate) core_dev: Vec<String>,
 }
 
 /// A built topology. Dropping it tears everything down.
 pub struct Topology {
-    pub spec: TopoSpec,
+    pub(crate) spec: TopoSpec,
     pub prefix: String,
     pub edges: Vec<EdgeNames>,
     pub core: String,
@@ -80,13 +80,13 @@ pub struct Topology {
     /// The daemons' logs and configs: removed at teardown unless [`Topology::keep_logs`] is set
     /// (a process failed, or `BRAID_LAB_KEEP_LOGS` is in the environment).
     pub log_dir: PathBuf,
-    pub keep_logs: bool,
+    pub(crate) keep_logs: bool,
     procs: Vec<(String, Child)>,
     down: bool,
 }
 
 /// Namespace prefix for `tag`.
-pub fn prefix(tag: &str) -> String {
+pub(crate) fn prefix(tag: &str) -> String {
     format!("bl{tag}-")
 }
 
@@ -180,7 +180,7 @@ impl Topology {
     }
 
     /// Every namespace of the topology.
-    pub fn namespaces(&self) -> Vec<String> {
+    pub(crate) fn namespaces(&self) -> Vec<String> {
         let mut v = vec![self.core.clone(), self.server.clone()];
         for e in &self.edges {
             v.push(e.ns.clone());
@@ -388,7 +388,7 @@ impl Topology {
     }
 
     /// The process id of the process [`Topology::spawn`] started as `label`.
-    pub fn pid(&self, label: &str) -> Option<u32> {
+    pub(crate) fn pid(&self, label: &str) -> Option<u32> {
         self.procs
             .iter()
             .find(|(l, _)| l == label)
@@ -397,7 +397,7 @@ impl Topology {
 
     /// Whether every spawned process still runs; the error names the first one that died and
     /// quotes the end of its log.
-    pub fn check_procs(&mut self) -> io::Result<()> {
+    pub(crate) fn check_procs(&mut self) -> io::Result<()> {
         for (label, child) in &mut self.procs {
             if let Some(st) = child.try_wait()? {
                 let log = std::fs::read_to_string(self.log_dir.join(format!("{label}.log")))
@@ -491,7 +491,7 @@ fn ns_batch(ns: &str, cmds: &[String]) -> io::Result<()> {
 }
 
 /// Set in the environment, a lab run keeps its daemons' logs and configs in [`log_dir`].
-pub const KEEP_LOGS_ENV: &str = "BRAID_LAB_KEEP_LOGS";
+pub(crate) const KEEP_LOGS_ENV: &str = "BRAID_LAB_KEEP_LOGS";
 
 /// Where a lab run of `tag` writes its daemons' logs and configs.
 pub fn log_dir(tag: &str) -> PathBuf {
@@ -500,7 +500,7 @@ pub fn log_dir(tag: &str) -> PathBuf {
 
 /// Removes the log directories of lab runs: of `tag`, or of every tag when it is empty.
 /// Returns those removed.
-pub fn clean_logs(tag: &str) -> Vec<String> {
+pub(crate) fn clean_logs(tag: &str) -> Vec<String> {
     let dirs: Vec<PathBuf> = if tag.is_empty() {
         std::fs::read_dir(std::env::temp_dir())
             .map(|rd| {
@@ -530,7 +530,7 @@ pub fn clean_logs(tag: &str) -> Vec<String> {
 
 /// Kill every process inside, then delete, every namespace whose name starts with `prefix`.
 /// Returns the namespaces removed.
-pub fn clean_prefix(prefix: &str) -> Vec<String> {
+pub(crate) fn clean_prefix(prefix: &str) -> Vec<String> {
     let list = sys::netns_with_prefix(prefix);
     for ns in &list {
         for pid in sys::netns_pids(ns) {
@@ -546,7 +546,7 @@ pub fn clean_prefix(prefix: &str) -> Vec<String> {
 
 /// `braid lab clean`: remove leftovers of any interrupted lab run (every `bl*-` namespace, the
 /// processes in them, and any `bl-` interface left in the host namespace).
-pub fn clean() -> Vec<String> {
+pub(crate) fn clean() -> Vec<String> {
     let mut removed: Vec<String> = sys::netns_with_prefix("bl")
         .into_iter()
         .filter(|n| is_lab_name(n))
@@ -570,7 +570,7 @@ pub fn clean() -> Vec<String> {
 }
 
 /// `bl` + up to 6 of [a-z0-9] + `-`: a lab namespace name.
-pub fn is_lab_name(n: &str) -> bool {
+pub(crate) fn is_lab_name(n: &str) -> bool {
     let Some(rest) = n.strip_prefix("bl") else {
         return false;
     };

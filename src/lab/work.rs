@@ -18,16 +18,16 @@ use super::topo::{Topology, SERVER_ADDR};
 const TCP_PORT: u16 = 5201;
 const UDP_PORT: u16 = 5202;
 /// Goodput sampling period.
-pub const SAMPLE_MS: u64 = 100;
+pub(crate) const SAMPLE_MS: u64 = 100;
 /// Start-up time left out of mean goodput (slow start).
-pub const OMIT_MS: u64 = 2000;
+pub(crate) const OMIT_MS: u64 = 2000;
 /// A UDP packet later than the lowest one-way delay plus this missed its playout (jitter buffer).
-pub const LATE_MS: f64 = 100.0;
+pub(crate) const LATE_MS: f64 = 100.0;
 
 /// Which way bulk data goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Dir {
+pub(crate) enum Dir {
     /// Client to server.
     Up,
     /// Server to client.
@@ -36,7 +36,7 @@ pub enum Dir {
 
 /// A workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
+pub(crate) enum Workload {
     Bulk {
         flows: u32,
         dir: Dir,
@@ -51,7 +51,7 @@ pub enum Workload {
 
 impl Workload {
     /// The standard set, in bench order.
-    pub fn all() -> Vec<Workload> {
+    pub(crate) fn all() -> Vec<Workload> {
         [
             "bulk1-down",
             "bulk8-down",
@@ -66,7 +66,7 @@ impl Workload {
     }
 
     /// `bulkN-down`, `bulkN-up` (N flows, 1 to 64), `rr` or `udp`.
-    pub fn parse(s: &str) -> Result<Workload, String> {
+    pub(crate) fn parse(s: &str) -> Result<Workload, String> {
         let bad = || {
             format!(
                 "unknown workload '{s}' (bulkN-down or bulkN-up with N flows from 1 to 64, \
@@ -93,7 +93,7 @@ impl Workload {
         })
     }
 
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Workload::Bulk { flows, dir } => format!(
                 "bulk{flows}-{}",
@@ -105,7 +105,7 @@ impl Workload {
     }
 
     /// Direction whose link counters the chart shows.
-    pub fn dir(&self) -> Dir {
+    pub(crate) fn dir(&self) -> Dir {
         match self {
             Workload::Bulk { dir, .. } => *dir,
             _ => Dir::Down,
@@ -144,56 +144,56 @@ impl Meter {
 
 /// One goodput sample.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Seconds since the link schedules started (so an outage at 10 s shows at 10 s).
-    pub t_s: f64,
-    pub total_mbps: f64,
+    pub(crate) t_s: f64,
+    pub(crate) total_mbps: f64,
     /// IP-level rate each link delivered in the workload's direction.
-    pub links_mbps: Vec<f64>,
+    pub(crate) links_mbps: Vec<f64>,
 }
 
 /// Request/response latency.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct RrStats {
-    pub count: usize,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+pub(crate) struct RrStats {
+    pub(crate) count: usize,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
 }
 
 /// One direction of the UDP stream.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct UdpStats {
-    pub sent: u64,
-    pub received: u64,
-    pub loss_pct: f64,
+pub(crate) struct UdpStats {
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    pub(crate) loss_pct: f64,
     /// RFC 3550 interarrival jitter.
-    pub jitter_ms: f64,
-    pub owd_min_ms: f64,
-    pub owd_p99_ms: f64,
+    pub(crate) jitter_ms: f64,
+    pub(crate) owd_min_ms: f64,
+    pub(crate) owd_p99_ms: f64,
     /// Packets later than the lowest one-way delay + LATE_MS (missed a video call's playout).
-    pub late: u64,
-    pub reordered: u64,
+    pub(crate) late: u64,
+    pub(crate) reordered: u64,
 }
 
 /// What one workload run measured.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct WorkResult {
-    pub workload: String,
-    pub duration_s: f64,
+pub(crate) struct WorkResult {
+    pub(crate) workload: String,
+    pub(crate) duration_s: f64,
     /// Mean application goodput after the first OMIT_MS.
-    pub goodput_mbps: f64,
-    pub bytes: u64,
+    pub(crate) goodput_mbps: f64,
+    pub(crate) bytes: u64,
     /// Longest time no byte arrived, once data flowed.
-    pub max_gap_ms: f64,
-    pub flows: u32,
+    pub(crate) max_gap_ms: f64,
+    pub(crate) flows: u32,
     /// Flows that failed (refused, reset, closed early).
-    pub flows_failed: u32,
-    pub errors: Vec<String>,
-    pub rr: Option<RrStats>,
-    pub udp_up: Option<UdpStats>,
-    pub udp_down: Option<UdpStats>,
-    pub samples: Vec<Sample>,
+    pub(crate) flows_failed: u32,
+    pub(crate) errors: Vec<String>,
+    pub(crate) rr: Option<RrStats>,
+    pub(crate) udp_up: Option<UdpStats>,
+    pub(crate) udp_down: Option<UdpStats>,
+    pub(crate) samples: Vec<Sample>,
 }
 
 #[derive(Default)]
@@ -438,14 +438,14 @@ fn udp_server(sock: UdpSocket, run: Arc<Run>) {
 }
 
 /// Live progress handed to the caller every sample.
-pub struct Progress<'a> {
-    pub elapsed_s: f64,
-    pub total_s: f64,
-    pub sample: &'a Sample,
+pub(crate) struct Progress<'a> {
+    pub(crate) elapsed_s: f64,
+    pub(crate) total_s: f64,
+    pub(crate) sample: &'a Sample,
 }
 
 /// Run `w` for `duration` from client 0 of edge 0 to the server. `interrupted` ends it early.
-pub fn run_workload(
+pub(crate) fn run_workload(
     topo: &Topology,
     w: Workload,
     duration: Duration,

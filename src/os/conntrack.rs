@@ -57,7 +57,7 @@ pub struct Entry {
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     /// Ports (0 for protocols without).
-    pub sport: u16,
+    pub(crate) sport: u16,
     pub dport: u16,
     pub status: u32,
     /// The CTA_TUPLE_ORIG body as the kernel sent it (what a delete names the entry by).
@@ -66,7 +66,7 @@ pub struct Entry {
 
 /// Reads one ctnetlink message payload (after the nlmsghdr); `None` if it is not an IPv4
 /// entry with an original tuple.
-pub fn parse_entry(p: &[u8]) -> Option<Entry> {
+pub(crate) fn parse_entry(p: &[u8]) -> Option<Entry> {
     // nfgenmsg: family, version, res_id.
     if p.len() < 4 || i32::from(p[0]) != libc::AF_INET {
         return None;
@@ -130,14 +130,14 @@ pub fn parse_entry(p: &[u8]) -> Option<Entry> {
 /// Whether `e` is a flow the hub carried under `steer`: a steered source, a destination outside
 /// the sources and the bypasses, TCP if only TCP is steered, and no source NAT (a flow that
 /// went out of a WAN was masqueraded, and keeps working).
-pub fn was_steered(e: &Entry, steer: &SteerConfig) -> bool {
+pub(crate) fn was_steered(e: &Entry, steer: &SteerConfig) -> bool {
     e.status & IPS_SRC_NAT == 0 && is_steered(e, steer)
 }
 
 /// Whether `steer` sends the flow of `e` into the hub, whatever its entry translates: a
 /// steered source, a destination outside the sources and the bypasses, TCP if only TCP is
 /// steered.
-pub fn is_steered(e: &Entry, steer: &SteerConfig) -> bool {
+pub(crate) fn is_steered(e: &Entry, steer: &SteerConfig) -> bool {
     let (src, dst) = (IpAddr::V4(e.src), IpAddr::V4(e.dst));
     !e.dst.is_multicast()
         && !e.dst.is_broadcast()
@@ -171,7 +171,7 @@ fn dump(sock: &mut Socket) -> Result<Vec<Entry>> {
 
 /// Deletes the conntrack entries of the flows `steer` sent into the hub (see the module doc);
 /// how many. An entry that expired meanwhile is not an error.
-pub fn flush_steered(steer: &SteerConfig) -> Result<usize> {
+pub(crate) fn flush_steered(steer: &SteerConfig) -> Result<usize> {
     flush(|e| was_steered(e, steer))
 }
 
@@ -179,18 +179,18 @@ pub fn flush_steered(steer: &SteerConfig) -> Result<usize> {
 /// without: called when the steering is installed again after a fail-open, so that flows
 /// whose packets were masqueraded onto a WAN meanwhile re-enter the hub untranslated (see the
 /// module doc); how many.
-pub fn flush_resteered(steer: &SteerConfig) -> Result<usize> {
+pub(crate) fn flush_resteered(steer: &SteerConfig) -> Result<usize> {
     flush(|e| is_steered(e, steer))
 }
 
 /// Deletes the entries of flows `old` steered and `new` does not (a reload that narrowed the
 /// steering: those flows now take the plain WAN).
-pub fn flush_unsteered(old: &SteerConfig, new: &SteerConfig) -> Result<usize> {
+pub(crate) fn flush_unsteered(old: &SteerConfig, new: &SteerConfig) -> Result<usize> {
     flush(|e| was_steered(e, old) && !was_steered(e, new))
 }
 
 /// Deletes every IPv4 entry `pick` chooses; how many.
-pub fn flush(pick: impl Fn(&Entry) -> bool) -> Result<usize> {
+pub(crate) fn flush(pick: impl Fn(&Entry) -> bool) -> Result<usize> {
     let mut sock = Socket::open(libc::NETLINK_NETFILTER, 0, false)?;
     let mut n = 0;
     for e in dump(&mut sock)?.into_iter().filter(|e| pick(e)) {
@@ -212,7 +212,8 @@ pub fn flush(pick: impl Fn(&Entry) -> bool) -> Result<usize> {
 
 impl Entry {
     /// An entry as a test or a dump would show it (no original tuple bytes).
-    pub fn new(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, status: u32) -> Entry {
+    #[cfg(test)]
+    pub(crate) fn new(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, status: u32) -> Entry {
         Entry {
             proto,
             src,

@@ -38,7 +38,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 pub const BATCH: usize = 32;
 /// Bytes of a batch slot: the socket's `virtio_net_hdr`, the Ethernet header and the largest
 /// IP packet (an IPv6 header and a 64 KB payload).
-pub const SLOT: usize = VNET_HDR_LEN + ETH_HLEN + 40 + 65535;
+pub(crate) const SLOT: usize = VNET_HDR_LEN + ETH_HLEN + 40 + 65535;
 
 const ETH_P_ALL: u16 = 0x0003;
 const PACKET_VNET_HDR: libc::c_int = 15;
@@ -67,7 +67,7 @@ const HUB_OFFLOADS: &[&str] = &[
 
 /// What the hub's host end should announce: `Some(false)` for a checksum or segmentation
 /// offload not in [`HUB_OFFLOADS`], `None` (leave it) for everything else.
-pub fn hub_feature(name: &str) -> Option<bool> {
+pub(crate) fn hub_feature(name: &str) -> Option<bool> {
     let offload = name.starts_with("tx-checksum")
         || name.starts_with("tx-gso")
         || (name.starts_with("tx-") && name.ends_with("segmentation"));
@@ -82,9 +82,9 @@ pub struct Capture {
     /// Frames carry a `virtio_net_hdr` (both ways).
     vnet: bool,
     /// Source MAC of frames built by [`Capture::send_ip`].
-    pub src_mac: [u8; 6],
+    pub(crate) src_mac: [u8; 6],
     /// Destination MAC of frames built by [`Capture::send_ip`].
-    pub dst_mac: [u8; 6],
+    pub(crate) dst_mac: [u8; 6],
 }
 
 /// Receive buffers for [`Capture::recv_batch`]: `BATCH` slots of `SLOT` bytes (allocated, not
@@ -131,7 +131,7 @@ impl Batch {
         &self.data[a..b]
     }
     /// Frame `i`, mutable.
-    pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
+    pub(crate) fn frame_mut(&mut self, i: usize) -> &mut [u8] {
         let (a, b) = self.span(i);
         &mut self.data[a..b]
     }
@@ -141,7 +141,7 @@ impl Batch {
     }
 
     /// What the socket reported beside frame `i` (offsets from the IP header).
-    pub fn offload(&self, i: usize) -> std::result::Result<Offload, &'static str> {
+    pub(crate) fn offload(&self, i: usize) -> std::result::Result<Offload, &'static str> {
         if !self.vnet {
             return Ok(Offload::default());
         }
@@ -257,7 +257,7 @@ impl Capture {
     /// Sets the socket's receive buffer (kernel memory: frames the daemon has not read yet),
     /// from the memory budget (`config::budget`, `Bounds::capture_bytes`); [`Capture::open`]
     /// leaves 4 MiB. Beyond the host's `rmem_max` only with CAP_NET_ADMIN (`SO_RCVBUFFORCE`).
-    pub fn set_receive_buffer(&self, bytes: usize) -> Result<()> {
+    pub(crate) fn set_receive_buffer(&self, bytes: usize) -> Result<()> {
         let buf = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
         let raw = self.fd.as_raw_fd();
         if setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf).is_err() {
@@ -358,30 +358,6 @@ impl Capture {
         })
     }
 
-    /// The interface it is bound to.
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
-    /// Receives one frame (Ethernet header included, preceded by the `virtio_net_hdr` once
-    /// [`Capture::enable_offloads`] was called); `WouldBlock` when none is queued.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: buf is writable for its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    }
-
     /// Receives up to [`BATCH`] frames in one syscall; `WouldBlock` when none is queued.
     pub fn recv_batch(&self, b: &mut Batch) -> io::Result<usize> {
         let base = b.data.as_mut_ptr();
@@ -480,7 +456,7 @@ impl Capture {
 
     /// Frames carry a `virtio_net_hdr` ([`Capture::enable_offloads`]): only then can
     /// [`Capture::send_aggregate`] write an aggregate.
-    pub fn offloads(&self) -> bool {
+    pub(crate) fn offloads(&self) -> bool {
         self.vnet
     }
 
@@ -617,11 +593,6 @@ impl AsyncCapture {
         Ok(AsyncCapture { inner })
     }
 
-    /// The capture.
-    pub fn get_ref(&self) -> &Capture {
-        self.inner.get_ref()
-    }
-
     /// Waits for frames and receives up to [`BATCH`] of them. Cancel-safe.
     pub async fn recv_batch(&self, b: &mut Batch) -> io::Result<usize> {
         loop {
@@ -631,13 +602,6 @@ impl AsyncCapture {
                 Err(_would_block) => continue,
             }
         }
-    }
-
-    /// Writes an IP packet toward the host (see [`Capture::send_ip`]). The hub never applies
-    /// back-pressure in practice (veth transmits synchronously); `WouldBlock` means the frame
-    /// was not sent.
-    pub fn send_ip(&self, packet: &[u8]) -> io::Result<usize> {
-        self.inner.get_ref().send_ip(packet)
     }
 }
 

@@ -39,15 +39,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[derive(Clone, Debug)]
 pub struct NatConfig {
     /// Instance name: the nftables table is `inet <instance>`.
-    pub instance: String,
+    pub(crate) instance: String,
     /// IPv4 pool the clients of every edge are mapped into.
-    pub pool_v4: Prefix,
+    pub(crate) pool_v4: Prefix,
     /// IPv6 pool (None: IPv6 from edges is refused by [`SourceMap::outbound`]).
-    pub pool_v6: Option<Prefix>,
+    pub(crate) pool_v6: Option<Prefix>,
     /// A pool address unused this long may be given to another client.
-    pub idle_secs: u64,
+    pub(crate) idle_secs: u64,
     /// Most client addresses one edge holds at once (`max_clients`).
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
 }
 
 impl NatConfig {
@@ -146,7 +146,7 @@ pub struct Forwarding {
 impl Forwarding {
     /// [`Forwarding::enable`], and restores on drop also the values a previous core found
     /// before it (it stopped for a restart and left forwarding on: [`Forwarding::keep`]).
-    pub fn enable_after(v6: bool, before: Vec<(String, String)>) -> Result<Forwarding> {
+    pub(crate) fn enable_after(v6: bool, before: Vec<(String, String)>) -> Result<Forwarding> {
         let mut f = Forwarding::enable(v6)?;
         for (k, v) in before {
             if !f.restore.iter().any(|(a, _)| *a == k) {
@@ -157,13 +157,13 @@ impl Forwarding {
     }
 
     /// The values restored on drop: (sysctl, value).
-    pub fn pending(&self) -> &[(String, String)] {
+    pub(crate) fn pending(&self) -> &[(String, String)] {
         &self.restore
     }
 
     /// Leaves forwarding on (a restart: the next core needs it, and restores these values
     /// when it stops for good).
-    pub fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.restore.clear();
     }
 
@@ -198,7 +198,7 @@ impl Drop for Forwarding {
 
 /// An edge as the source map knows it: its public key, the same across its sessions and across
 /// restarts of the core (a session id is not).
-pub type EdgeKey = [u8; 32];
+pub(crate) type EdgeKey = [u8; 32];
 
 /// Why a packet could not be mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,7 +271,7 @@ pub struct SourceMap {
 }
 
 /// How many candidate addresses an allocation tries (the bound of the search per new source).
-pub const PROBES: u32 = 16;
+pub(crate) const PROBES: u32 = 16;
 
 impl SourceMap {
     /// An empty map over the configured pools, with a new random secret.
@@ -285,7 +285,7 @@ impl SourceMap {
     }
 
     /// An empty map with a given secret.
-    pub fn with_secret(cfg: &NatConfig, secret: [u8; 32]) -> Self {
+    pub(crate) fn with_secret(cfg: &NatConfig, secret: [u8; 32]) -> Self {
         SourceMap {
             v4: Pool { net: cfg.pool_v4 },
             v6: cfg.pool_v6.map(|net| Pool { net }),
@@ -301,33 +301,34 @@ impl SourceMap {
     }
 
     /// Number of live mappings.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.fwd.len()
     }
 
     /// True when no mapping exists.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.fwd.is_empty()
     }
 
     /// Changes `max_clients` (for new clients; those above it keep their address).
-    pub fn set_max_clients(&mut self, n: usize) {
+    pub(crate) fn set_max_clients(&mut self, n: usize) {
         self.max_clients = n.max(1);
         self.full_until.clear();
     }
 
     /// How many client addresses an edge holds.
-    pub fn clients_of(&self, edge: &EdgeKey) -> usize {
+    pub(crate) fn clients_of(&self, edge: &EdgeKey) -> usize {
         self.clients.get(edge).map_or(0, Vec::len)
     }
 
     /// The pool address of a client of an edge, if mapped.
-    pub fn mapped(&self, edge: &EdgeKey, client: IpAddr) -> Option<IpAddr> {
+    #[cfg(test)]
+    pub(crate) fn mapped(&self, edge: &EdgeKey, client: IpAddr) -> Option<IpAddr> {
         self.fwd.get(&(*edge, client)).copied()
     }
 
     /// Whether a mapping was made or dropped since the last [`SourceMap::take_dirty`].
-    pub fn take_dirty(&mut self) -> bool {
+    pub(crate) fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
     }
 
@@ -363,12 +364,12 @@ impl SourceMap {
     }
 
     /// Whether `a` is in one of the pools.
-    pub fn in_pool(&self, a: IpAddr) -> bool {
+    pub(crate) fn in_pool(&self, a: IpAddr) -> bool {
         self.v4.net.contains(a) || self.v6.as_ref().is_some_and(|p| p.net.contains(a))
     }
 
     /// Drops every mapping of an edge (it is no longer configured).
-    pub fn forget_edge(&mut self, edge: &EdgeKey) {
+    pub(crate) fn forget_edge(&mut self, edge: &EdgeKey) {
         for c in self.clients.remove(edge).unwrap_or_default() {
             if let Some(m) = self.fwd.remove(&(*edge, c)) {
                 self.rev.remove(&m);
@@ -493,7 +494,7 @@ impl SourceMap {
 
     /// The secret and the live mappings, as lines of the core's state file:
     /// `nat_secret HEX` and `nat POOL-ADDRESS EDGE-KEY-HEX CLIENT-ADDRESS`.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut s = format!("nat_secret {}\n", hex(&self.secret));
         let mut v: Vec<_> = self.rev.iter().collect();
         v.sort_by_key(|(a, _)| **a);
@@ -505,7 +506,7 @@ impl SourceMap {
 
     /// A map from a state file's text ([`SourceMap::to_text`]): its secret and mappings (those
     /// in the configured pools; each counts as just used). `None` without a valid secret.
-    pub fn from_text(cfg: &NatConfig, text: &str, now: u64) -> Option<SourceMap> {
+    pub(crate) fn from_text(cfg: &NatConfig, text: &str, now: u64) -> Option<SourceMap> {
         let secret = text
             .lines()
             .filter_map(|l| l.strip_prefix("nat_secret "))

@@ -20,7 +20,7 @@ use super::{Error, Result};
 use crate::config::model::Mac;
 
 /// How long an address stays mapped after it left the neighbour table.
-pub const KEEP_MS: u64 = 60_000;
+pub(crate) const KEEP_MS: u64 = 60_000;
 
 const NUD_REACHABLE: u16 = 0x02;
 const NUD_STALE: u16 = 0x04;
@@ -30,7 +30,7 @@ const NUD_PERMANENT: u16 = 0x80;
 
 /// Whether a neighbour entry in NUD `state` names a host that answered (or was configured):
 /// not an INCOMPLETE or FAILED resolution, not a NOARP pseudo-entry.
-pub fn nud_valid(state: u16) -> bool {
+pub(crate) fn nud_valid(state: u16) -> bool {
     state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT) != 0
 }
 
@@ -134,17 +134,14 @@ impl MacMap {
     }
 
     /// Whether `ip` is mapped to some MAC.
-    pub fn knows(&self, ip: IpAddr) -> bool {
+    pub(crate) fn knows(&self, ip: IpAddr) -> bool {
         self.entries.contains_key(&ip)
     }
 
     /// Number of mapped addresses.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// The addresses of each MAC in `wanted` that has any, sorted (the classifier's
@@ -169,10 +166,10 @@ impl MacMap {
 pub(crate) mod samples {
     use super::*;
 
-    pub const A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
-    pub const B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
+    pub(crate) const A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
+    pub(crate) const B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
 
-    pub fn ip(last: u8) -> IpAddr {
+    pub(crate) fn ip(last: u8) -> IpAddr {
         IpAddr::from([192, 168, 1, last])
     }
 }

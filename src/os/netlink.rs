@@ -96,7 +96,7 @@ pub const RTMGRP_LINK: u32 = 0x1;
 /// IPv4 address changes.
 pub const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 /// IPv6 address changes.
-pub const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+pub(crate) const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
 /// A netlink message being built: header, fixed family header, attributes (nested allowed).
 pub(crate) struct MsgBuf {
@@ -194,10 +194,10 @@ pub(crate) fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 
 /// One netlink message: its header's type, flags and sequence number, and its payload.
 pub(crate) struct Msg<'a> {
-    pub ty: u16,
-    pub flags: u16,
-    pub seq: u32,
-    pub payload: &'a [u8],
+    pub(crate) ty: u16,
+    pub(crate) flags: u16,
+    pub(crate) seq: u32,
+    pub(crate) payload: &'a [u8],
 }
 
 /// Iterates over the netlink messages in a datagram; stops at the first malformed header.
@@ -265,7 +265,7 @@ impl Family {
         }
     }
     /// The family of an address.
-    pub fn of(a: &IpAddr) -> Family {
+    pub(crate) fn of(a: &IpAddr) -> Family {
         if a.is_ipv4() {
             Family::V4
         } else {
@@ -497,7 +497,7 @@ pub(crate) fn nl_error(what: String, (errno, msg): (i32, Option<String>)) -> Err
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
     /// Interface index.
-    pub index: u32,
+    pub(crate) index: u32,
     /// Interface name.
     pub name: String,
     /// MTU.
@@ -505,10 +505,10 @@ pub struct Link {
     /// Administratively up (IFF_UP).
     pub up: bool,
     /// Carrier present (IFF_LOWER_UP).
-    pub lower_up: bool,
+    pub(crate) lower_up: bool,
     /// Operational state is UP (IFLA_OPERSTATE): the kernel has finished bringing it up and
     /// its queue transmits.
-    pub oper_up: bool,
+    pub(crate) oper_up: bool,
     /// Hardware address, when the link has one.
     pub mac: Option<[u8; 6]>,
     /// Kind from IFLA_INFO_KIND (`veth`, `bridge`, ...), when reported.
@@ -519,11 +519,11 @@ pub struct Link {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Address {
     /// Interface index.
-    pub index: u32,
+    pub(crate) index: u32,
     /// The address and its prefix length.
     pub prefix: Prefix,
     /// Scope (0 global, 253 link, 254 host).
-    pub scope: u8,
+    pub(crate) scope: u8,
 }
 
 /// What a route does.
@@ -549,21 +549,21 @@ pub struct Route {
     /// Output interface index.
     pub oif: Option<u32>,
     /// Routing table (254 main).
-    pub table: u32,
+    pub(crate) table: u32,
     /// Metric (RTA_PRIORITY).
     pub metric: Option<u32>,
     /// Preferred source.
-    pub prefsrc: Option<IpAddr>,
+    pub(crate) prefsrc: Option<IpAddr>,
     /// rtm_protocol: who installed it (braid marks its own).
     pub protocol: u8,
     /// Kind.
     pub kind: RouteKind,
     /// Gateway is on-link even without a covering connected route.
-    pub onlink: bool,
+    pub(crate) onlink: bool,
 }
 
 /// The main routing table.
-pub const TABLE_MAIN: u32 = 254;
+pub(crate) const TABLE_MAIN: u32 = 254;
 
 impl Route {
     /// A unicast route to `dst` in the main table, protocol "static".
@@ -708,7 +708,7 @@ impl std::fmt::Display for Rule {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Neighbour {
     /// Interface index.
-    pub index: u32,
+    pub(crate) index: u32,
     /// IP address.
     pub addr: IpAddr,
     /// Hardware address.
@@ -718,7 +718,7 @@ pub struct Neighbour {
 }
 
 /// Formats a MAC address.
-pub fn mac_str(m: &[u8; 6]) -> String {
+pub(crate) fn mac_str(m: &[u8; 6]) -> String {
     format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]
@@ -988,7 +988,7 @@ impl Netlink {
     }
 
     /// Adds or replaces a route.
-    pub fn replace_route(&mut self, r: &Route) -> Result<()> {
+    pub(crate) fn replace_route(&mut self, r: &Route) -> Result<()> {
         let m = Self::route_msg(
             RTM_NEWROUTE,
             NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
@@ -1090,7 +1090,7 @@ impl Netlink {
     }
 
     /// Deletes a policy rule if it is there: false when it was gone already.
-    pub fn del_rule_if_present(&mut self, r: &Rule) -> Result<bool> {
+    pub(crate) fn del_rule_if_present(&mut self, r: &Rule) -> Result<bool> {
         match self.del_rule(r) {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
@@ -1099,7 +1099,7 @@ impl Netlink {
     }
 
     /// Every policy rule, IPv4 then IPv6 (none of IPv6 on a kernel without it).
-    pub fn all_rules(&mut self) -> Result<Vec<Rule>> {
+    pub(crate) fn all_rules(&mut self) -> Result<Vec<Rule>> {
         let mut all = self.rules(Family::V4)?;
         match self.rules(Family::V6) {
             Ok(v6) => all.extend(v6),

@@ -21,15 +21,16 @@ use super::{Error, Result};
 /// The edge's data plane on the host. Fields drop in order: capture, steering rules and
 /// routes, hub, space.
 #[derive(Debug)]
+#[allow(dead_code)] // fields held for their Drop (the teardown), not read
 pub struct EdgePlane {
     /// Capture/injection socket on the space end of the hub.
     pub capture: Capture,
     /// Policy rules and routes steering the LAN into the hub.
-    pub steering: Steering,
+    pub(crate) steering: Steering,
     /// The veth pair.
-    pub hub: Hub,
+    pub(crate) hub: Hub,
     /// The namespace braid owns.
-    pub space: Space,
+    pub(crate) space: Space,
     /// What a previous, crashed instance had left and was removed first.
     pub cleaned: Cleaned,
 }
@@ -62,21 +63,22 @@ impl EdgePlane {
 /// The core's data plane on the host. Fields drop in order: capture, NAT table, steering,
 /// hub, space, forwarding settings.
 #[derive(Debug)]
+#[allow(dead_code)] // fields held for their Drop (the teardown), not read
 pub struct CorePlane {
     /// Capture/injection socket on the space end of the hub.
-    pub capture: Capture,
+    pub(crate) capture: Capture,
     /// Braid's nftables table (masquerade of the pools).
-    pub nat: CoreNat,
+    pub(crate) nat: CoreNat,
     /// Rules and routes steering replies to the pools into the hub.
-    pub steering: Steering,
+    pub(crate) steering: Steering,
     /// The veth pair.
-    pub hub: Hub,
+    pub(crate) hub: Hub,
     /// The namespace braid owns.
-    pub space: Space,
+    pub(crate) space: Space,
     /// IP forwarding, restored on drop if braid turned it on.
-    pub forwarding: Forwarding,
+    pub(crate) forwarding: Forwarding,
     /// What a previous, crashed instance had left (rules/routes, and its nftables table).
-    pub cleaned: (Cleaned, bool),
+    pub(crate) cleaned: (Cleaned, bool),
 }
 
 impl CorePlane {

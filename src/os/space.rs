@@ -116,16 +116,16 @@ impl Space {
 pub struct HubConfig {
     /// Instance name: the host end is `<instance>-hub`, the space end `<instance>-sp`
     /// (at most 11 bytes so the names fit IFNAMSIZ).
-    pub instance: String,
+    pub(crate) instance: String,
     /// MTU of both ends. Packets bigger than this are answered by the host's own stack with
     /// ICMP "fragmentation needed" / "packet too big" before they reach braid.
-    pub mtu: u32,
+    pub(crate) mtu: u32,
     /// Address on the host end (a /30 or /31 of link-local space by default).
-    pub host_v4: Prefix,
+    pub(crate) host_v4: Prefix,
     /// The next hop the host routes steered IPv4 to (only a neighbour entry: no interface has it).
-    pub peer_v4: Ipv4Addr,
+    pub(crate) peer_v4: Ipv4Addr,
     /// The IPv6 next hop (link-local, only a neighbour entry).
-    pub peer_v6: Ipv6Addr,
+    pub(crate) peer_v6: Ipv6Addr,
     /// The MAC of the next hop: deliberately not the space end's MAC (see the module doc).
     pub peer_mac: [u8; 6],
     /// The MAC of the space end.
@@ -152,7 +152,7 @@ impl HubConfig {
     }
 
     /// Name of the space end.
-    pub fn space_name(&self) -> String {
+    pub(crate) fn space_name(&self) -> String {
         format!("{}-sp", self.instance)
     }
 }
@@ -163,7 +163,7 @@ pub struct Hub {
     /// Its settings.
     pub config: HubConfig,
     /// Index of the host end (in the host namespace).
-    pub host_index: u32,
+    pub(crate) host_index: u32,
     /// MAC of the host end: frames written toward the host must carry it as destination.
     pub host_mac: [u8; 6],
     /// Index of the space end (in the space).
@@ -243,7 +243,7 @@ impl Hub {
     }
 
     /// Deletes the pair now (also done on drop); an already-gone pair is not an error.
-    pub fn delete(&mut self) -> Result<()> {
+    pub(crate) fn delete(&mut self) -> Result<()> {
         if self.deleted {
             return Ok(());
         }
@@ -271,7 +271,7 @@ pub struct SteerConfig {
     /// First rule priority; braid uses `priority .. priority + RULE_SPAN`.
     pub priority: u32,
     /// Marks braid's routes and rules (rtm_protocol / FRA_PROTOCOL) so a later start finds them.
-    pub protocol: u8,
+    pub(crate) protocol: u8,
     /// Edge: LAN sources whose traffic is steered (`from <src> lookup <table>`).
     pub sources: Vec<Prefix>,
     /// Core: destinations steered into the hub (`to <dst> lookup <table>`).
@@ -285,11 +285,11 @@ pub struct SteerConfig {
     /// restart) packets to the destinations are dropped silently instead of following the
     /// main table (out to the internet, or to the host's own stack). Never on the edge: its
     /// fail-open needs the table to empty when braid dies.
-    pub hold: bool,
+    pub(crate) hold: bool,
 }
 
 /// Metric of the [`SteerConfig::hold`] blackhole: behind any route through the hub.
-pub const HOLD_METRIC: u32 = u32::MAX;
+pub(crate) const HOLD_METRIC: u32 = u32::MAX;
 
 /// Number of rule priorities [`Steering`] uses from [`SteerConfig::priority`].
 pub const RULE_SPAN: u32 = 4;
@@ -448,7 +448,7 @@ impl Steering {
     /// Leaves the rules and the table's routes in place when this value drops (a core's
     /// restart: the next one adopts them, see [`adopt_stale`]). Routes through the hub go when
     /// the hub does; with [`SteerConfig::hold`] the blackhole behind them stays.
-    pub fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.removed = true;
     }
 
@@ -458,7 +458,7 @@ impl Steering {
     }
 
     /// Removes the rules, then the table's routes (also done on drop).
-    pub fn remove(&mut self) -> Result<()> {
+    pub(crate) fn remove(&mut self) -> Result<()> {
         if self.removed {
             return Ok(());
         }
@@ -491,7 +491,7 @@ impl Drop for Steering {
 /// that `steer` would not install, and keeps the rest, and the table's routes (its blackhole),
 /// so that packets to the pool are never routed elsewhere while the new core starts.
 /// [`Steering::install`] then adds what is missing.
-pub fn adopt_stale(hub: &HubConfig, steer: &SteerConfig) -> Result<Cleaned> {
+pub(crate) fn adopt_stale(hub: &HubConfig, steer: &SteerConfig) -> Result<Cleaned> {
     let mut nl = Netlink::open()?;
     let mut c = Cleaned::default();
     if nl.delete_link_by_name(&hub.host_name())? {

@@ -191,11 +191,11 @@ pub async fn tcp_connect(spec: &LinkSocketSpec) -> Result<TcpStream> {
 }
 
 /// Largest datagram a [`TcpLink`] frame carries.
-pub const MAX_FRAME: usize = u16::MAX as usize;
+pub(crate) const MAX_FRAME: usize = u16::MAX as usize;
 /// Most bytes a [`TcpLink`] buffers for reading: a whole frame and the start of the next.
 const RBUF_MAX: usize = 2 * (MAX_FRAME + 2);
 /// Bytes a [`TcpLink`] queues for sending before refusing more (`WouldBlock`).
-pub const TX_QUEUE: usize = 256 * 1024;
+pub(crate) const TX_QUEUE: usize = 256 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -249,7 +249,7 @@ impl TcpLink {
     }
 
     /// Bytes queued but not yet written to the socket.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.wbuf.len() - self.wpos
     }
 
@@ -442,19 +442,19 @@ pub fn device_address(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option
 
 /// A WAN device as a link socket needs it: see [`device_info`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceInfo {
+pub(crate) struct DeviceInfo {
     /// Interface index (a device deleted and made again, as `pppoe-wan` on a reconnect, gets
     /// a new one: a socket bound to the old index no longer sends).
-    pub index: u32,
+    pub(crate) index: u32,
     /// Administratively up with carrier.
-    pub usable: bool,
+    pub(crate) usable: bool,
     /// Its first global address of the family asked for.
-    pub address: Option<IpAddr>,
+    pub(crate) address: Option<IpAddr>,
 }
 
 /// `device`'s index, state and first global address of a family (v4 when `v4`); `None` when
 /// there is no such device (yet).
-pub fn device_info(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option<DeviceInfo>> {
+pub(crate) fn device_info(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option<DeviceInfo>> {
     let Some(link) = nl.link_by_name(device)? else {
         return Ok(None);
     };
@@ -674,7 +674,7 @@ impl LinkRouting {
     }
 
     /// Removes rule and route (also done on drop).
-    pub fn remove(&mut self) -> Result<()> {
+    pub(crate) fn remove(&mut self) -> Result<()> {
         if self.removed {
             return Ok(());
         }

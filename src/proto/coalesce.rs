@@ -23,15 +23,15 @@ use super::packet::{self, fold, ipproto};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Merged {
     /// Payload bytes per segment (every one but the last).
-    pub size: u16,
+    pub(crate) size: u16,
     /// Where the TCP header starts: the checksum there holds the pseudo-header sum only.
-    pub l4: usize,
+    pub(crate) l4: usize,
     /// IP and TCP headers together.
-    pub headers: usize,
+    pub(crate) headers: usize,
 }
 
 /// The TCP checksum field, from the start of the TCP header.
-pub const TCP_CHECKSUM: usize = 16;
+pub(crate) const TCP_CHECKSUM: usize = 16;
 /// The largest IPv4 packet: an aggregate never grows past it.
 const MAX_LEN: usize = 65535;
 const ACK: u8 = 0x10;
@@ -52,7 +52,7 @@ pub struct Coalescer {
     closed: bool,
     /// Segments that went out inside an aggregate of two or more (a counter for tests and
     /// status).
-    pub merged: u64,
+    pub(crate) merged: u64,
 }
 
 impl Coalescer {

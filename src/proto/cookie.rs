@@ -38,27 +38,27 @@ use super::wire::VERSION;
 use super::Instant;
 
 /// The kind byte of a cookie reply.
-pub const KIND_COOKIE: u8 = 4;
+pub(crate) const KIND_COOKIE: u8 = 4;
 /// Bytes of a cookie, of a MAC and of the nonce of a cookie reply.
-pub const COOKIE_LEN: usize = 16;
+pub(crate) const COOKIE_LEN: usize = 16;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// Length of a cookie reply.
-pub const REPLY_LEN: usize = 6 + NONCE_LEN + COOKIE_LEN + TAG_LEN;
+pub(crate) const REPLY_LEN: usize = 6 + NONCE_LEN + COOKIE_LEN + TAG_LEN;
 /// The core's cookie secret changes this often (cookies of the previous secret still count).
-pub const COOKIE_SECRET_LIFE: Duration = Duration::from_secs(120);
+pub(crate) const COOKIE_SECRET_LIFE: Duration = Duration::from_secs(120);
 /// The initiator uses a cookie this long after receiving it.
-pub const COOKIE_LIFE: Duration = Duration::from_secs(110);
+pub(crate) const COOKIE_LIFE: Duration = Duration::from_secs(110);
 
 /// Proven inits one source may have computed in a burst...
-pub const SOURCE_BURST: u32 = 5;
+pub(crate) const SOURCE_BURST: u32 = 5;
 /// ... and per second after it.
-pub const SOURCE_PER_SECOND: u32 = 2;
+pub(crate) const SOURCE_PER_SECOND: u32 = 2;
 /// Sources remembered at most (the oldest full buckets are forgotten first).
-pub const SOURCES_MAX: usize = 4096;
+pub(crate) const SOURCES_MAX: usize = 4096;
 
 /// The key that encrypts cookie replies to initiators of the core with this public key.
-pub fn reply_key(core_public: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn reply_key(core_public: &[u8; 32]) -> [u8; 32] {
     let mut h = Blake2s256::new();
     h.update(b"braid cookie");
     h.update(core_public);
@@ -66,7 +66,7 @@ pub fn reply_key(core_public: &[u8; 32]) -> [u8; 32] {
 }
 
 /// A keyed 16-byte BLAKE2s MAC.
-pub fn mac(key: &[u8], msg: &[u8]) -> [u8; COOKIE_LEN] {
+pub(crate) fn mac(key: &[u8], msg: &[u8]) -> [u8; COOKIE_LEN] {
     let mut m = <Blake2sMac<U16> as Mac>::new_from_slice(key).expect("key fits BLAKE2s");
     m.update(msg);
     m.finalize().into_bytes().into()
@@ -97,7 +97,7 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 /// The core's side: makes cookies, checks mac2, limits each proven source.
-pub struct CookieJar {
+pub(crate) struct CookieJar {
     secret: [u8; 32],
     previous: Option<[u8; 32]>,
     changed: Option<Instant>,
@@ -106,7 +106,7 @@ pub struct CookieJar {
 }
 
 impl CookieJar {
-    pub fn new(core_public: &[u8; 32]) -> CookieJar {
+    pub(crate) fn new(core_public: &[u8; 32]) -> CookieJar {
         CookieJar {
             secret: random(),
             previous: None,
@@ -137,14 +137,20 @@ impl CookieJar {
     }
 
     /// The cookie of `source` now.
-    pub fn cookie(&mut self, now: Instant, source: &impl Hash) -> [u8; COOKIE_LEN] {
+    pub(crate) fn cookie(&mut self, now: Instant, source: &impl Hash) -> [u8; COOKIE_LEN] {
         self.rotate(now);
         Self::cookie_with(&self.secret, source)
     }
 
     /// Whether `init` (mac1 checked, `body` = everything before mac2) carries the mac2 of a
     /// cookie given to `source` under the current or the previous secret.
-    pub fn mac2_ok(&mut self, now: Instant, source: &impl Hash, body: &[u8], mac2: &[u8]) -> bool {
+    pub(crate) fn mac2_ok(
+        &mut self,
+        now: Instant,
+        source: &impl Hash,
+        body: &[u8],
+        mac2: &[u8],
+    ) -> bool {
         self.rotate(now);
         [Some(self.secret), self.previous]
             .into_iter()
@@ -154,7 +160,7 @@ impl CookieJar {
 
     /// Writes the cookie reply to an init (`sender` index, `mac1`) from `source` into `out`
     /// (at least [`REPLY_LEN`] bytes); returns its length.
-    pub fn write_reply(
+    pub(crate) fn write_reply(
         &mut self,
         now: Instant,
         source: &impl Hash,
@@ -178,7 +184,7 @@ impl CookieJar {
     }
 
     /// Whether a proven init from `source` may be computed now (its own small budget).
-    pub fn source_allows(&mut self, now: Instant, source: &impl Hash) -> bool {
+    pub(crate) fn source_allows(&mut self, now: Instant, source: &impl Hash) -> bool {
         let key = u64::from_le_bytes(
             self.cookie(now, source)[..8]
                 .try_into()
@@ -190,13 +196,13 @@ impl CookieJar {
 
 /// Token buckets per source (by a keyed hash of its address), bounded in number.
 #[derive(Default)]
-pub struct SourceLimits {
+pub(crate) struct SourceLimits {
     buckets: HashMap<u64, (u32, Instant)>,
 }
 
 impl SourceLimits {
     /// Takes one token of `source`'s bucket, if it has one.
-    pub fn take(&mut self, now: Instant, source: u64) -> bool {
+    pub(crate) fn take(&mut self, now: Instant, source: u64) -> bool {
         if !self.buckets.contains_key(&source) && self.buckets.len() >= SOURCES_MAX {
             // Forget the sources whose bucket has refilled (they lose nothing).
             let full =
@@ -221,12 +227,9 @@ impl SourceLimits {
         true
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.buckets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
     }
 }
 
@@ -247,7 +250,7 @@ pub fn open_reply(core_public: &[u8; 32], mac1: &[u8], reply: &[u8]) -> Option<[
 }
 
 /// Whether a datagram is a cookie reply (for the initiator's [`Channel`](super::seal::Channel)).
-pub fn is_reply(datagram: &[u8]) -> bool {
+pub(crate) fn is_reply(datagram: &[u8]) -> bool {
     datagram.len() == REPLY_LEN && datagram[0] == VERSION && datagram[1] == KIND_COOKIE
 }
 

@@ -24,10 +24,10 @@ use super::session::{Event, PacketMeta, SendError, Session, SessionConfig};
 use super::{Instant, LinkId};
 
 /// Identifies a session on the core.
-pub type SessionId = u32;
+pub(crate) type SessionId = u32;
 
 /// A session that has received nothing for this long is dropped.
-pub const SESSION_IDLE: Duration = Duration::from_secs(180);
+pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(180);
 
 /// Handshake answers (responses, cookie replies) queued for `poll_transmit` at most.
 const MAX_RESPONSES: usize = 1024;
@@ -66,12 +66,12 @@ pub enum Drop {
 
 /// Counters.
 #[derive(Debug, Clone, Default)]
-pub struct EndpointStats {
-    pub sessions_started: u64,
-    pub sessions_ended: u64,
-    pub dropped: HashMap<Drop, u64>,
+pub(crate) struct EndpointStats {
+    pub(crate) sessions_started: u64,
+    pub(crate) sessions_ended: u64,
+    pub(crate) dropped: HashMap<Drop, u64>,
     /// Datagrams a session wanted to send on a link whose address is not known yet.
-    pub no_address: u64,
+    pub(crate) no_address: u64,
 }
 
 struct Slot<A> {
@@ -98,7 +98,7 @@ pub struct Endpoint<A> {
     ended: VecDeque<SessionId>,
     rr: Vec<SessionId>,
     rr_at: usize,
-    pub stats: EndpointStats,
+    pub(crate) stats: EndpointStats,
 }
 
 impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
@@ -125,12 +125,12 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
 
     /// The settings of sessions started from now on (the memory budget's share per edge
     /// changes when peers are added or removed); running sessions keep theirs.
-    pub fn set_session_config(&mut self, config: SessionConfig) {
+    pub(crate) fn set_session_config(&mut self, config: SessionConfig) {
         self.config = config;
     }
 
     /// Replaces the allowed peers (reload); sessions of removed keys end at once.
-    pub fn set_peers(&mut self, peers: Vec<Peer>) {
+    pub(crate) fn set_peers(&mut self, peers: Vec<Peer>) {
         self.peers = peers;
         let gone: Vec<SessionId> = self
             .sessions
@@ -144,7 +144,7 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
     }
 
     /// The peer of a session.
-    pub fn peer(&self, id: SessionId) -> Option<&Peer> {
+    pub(crate) fn peer(&self, id: SessionId) -> Option<&Peer> {
         self.sessions.get(&id).and_then(|s| self.peers.get(s.peer))
     }
 
@@ -161,14 +161,10 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
     }
 
     /// The address a session's link was last heard from.
-    pub fn link_addr(&self, id: SessionId, link: LinkId) -> Option<A> {
+    pub(crate) fn link_addr(&self, id: SessionId, link: LinkId) -> Option<A> {
         self.sessions
             .get(&id)
             .and_then(|s| s.addrs.get(&link).copied())
-    }
-
-    pub fn acceptor_stats(&self) -> &seal::SealStats {
-        &self.acceptor.stats
     }
 
     fn count(&mut self, d: Drop) {
@@ -406,7 +402,7 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
     }
 
     /// Session events; also `Event::Closed` for sessions the endpoint ended (idle, peer removed).
-    pub fn poll_event(&mut self) -> Option<(SessionId, Event)> {
+    pub(crate) fn poll_event(&mut self) -> Option<(SessionId, Event)> {
         for (&id, slot) in self.sessions.iter_mut() {
             if let Some(e) = slot.session.poll_event() {
                 self.events.push_back((id, e));

@@ -19,9 +19,9 @@ use crate::proto::{Instant, LinkId};
 
 /// ACK delay value marking an ACK relayed on another (faster) link: it reports losses early
 /// but its timing says nothing about this link, so it yields no RTT or rate sample.
-pub const RELAYED_ACK_DELAY: u16 = u16::MAX;
+pub(crate) const RELAYED_ACK_DELAY: u16 = u16::MAX;
 /// Set in the id of a probe reply relayed on another link (probe ids are 31-bit).
-pub const RELAYED_PROBE_BIT: u32 = 0x8000_0000;
+pub(crate) const RELAYED_PROBE_BIT: u32 = 0x8000_0000;
 /// Packet reordering threshold for loss detection: starts here, grows on spurious losses.
 const INITIAL_REORDER_THRESHOLD: u64 = 1;
 const MAX_REORDER_THRESHOLD: u64 = 8;
@@ -29,24 +29,24 @@ const MAX_REORDER_THRESHOLD: u64 = 8;
 const LOST_RECORDS: u64 = 256;
 
 /// Bytes of IPv4 + UDP header around each datagram on the wire.
-pub const WIRE_OVERHEAD: u32 = 28;
+pub(crate) const WIRE_OVERHEAD: u32 = 28;
 /// Typical full-size wire packet, used for the few-packets allowances.
-pub const MSS: u64 = 1500;
+pub(crate) const MSS: u64 = 1500;
 
 /// Interval between probes on an idle link, and on a link that is Down.
-pub const IDLE_PROBE_INTERVAL: Duration = Duration::from_millis(150);
-pub const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
+pub(crate) const IDLE_PROBE_INTERVAL: Duration = Duration::from_millis(150);
+pub(crate) const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(50);
 /// No ACK for at least this long (while data or probes are outstanding) makes a link Down.
-pub const DOWN_AFTER_MIN: Duration = Duration::from_millis(300);
+pub(crate) const DOWN_AFTER_MIN: Duration = Duration::from_millis(300);
 /// A Down link comes back Up after at least this many consecutive signs of life (probe replies,
 /// ACKs) spread over at least [`UP_AFTER_SPAN`] (doubled after a recent flap).
-pub const UP_AFTER_REPLIES: u32 = 3;
-pub const UP_AFTER_SPAN: Duration = Duration::from_millis(50);
+pub(crate) const UP_AFTER_REPLIES: u32 = 3;
+pub(crate) const UP_AFTER_SPAN: Duration = Duration::from_millis(50);
 /// Signs of life further apart than this are not consecutive.
 const ALIVE_GAP_US: u64 = 150_000;
 /// The receiver acks after this many DATA datagrams, or this long after the first unacked one.
-pub const ACK_EVERY: u32 = 2;
-pub const MAX_ACK_DELAY: Duration = Duration::from_millis(2);
+pub(crate) const ACK_EVERY: u32 = 2;
+pub(crate) const MAX_ACK_DELAY: Duration = Duration::from_millis(2);
 
 const INITIAL_RTT_US: u64 = 100_000;
 const INITIAL_CWND: u64 = 16 * MSS;
@@ -99,10 +99,10 @@ pub enum LinkState {
 
 /// What happened to a DATA datagram the link had in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The caller's token given to [`Link::on_data_sent`].
-    pub token: u32,
-    pub acked: bool,
+    pub(crate) token: u32,
+    pub(crate) acked: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,9 +180,9 @@ enum Phase {
 
 /// One link's estimator and bookkeeping. See the module docs.
 #[derive(Debug)]
-pub struct Link {
-    pub id: LinkId,
-    pub cfg: LinkConfig,
+pub(crate) struct Link {
+    pub(crate) id: LinkId,
+    pub(crate) cfg: LinkConfig,
     admin_up: bool,
     /// Whether the peer has been heard on this link, so that a reply can find its way: false
     /// for a link the core knows only from the edge's announcements or relayed ACKs.
@@ -199,7 +199,7 @@ pub struct Link {
     largest_acked: Option<u64>,
     loss_time: Option<Instant>,
     reorder_threshold: u64,
-    pub spurious_losses: u64,
+    pub(crate) spurious_losses: u64,
     /// Tokens of copies declared lost that were acked after all (see `take_late_acks`).
     late_acks: Vec<u32>,
 
@@ -263,15 +263,15 @@ pub struct Link {
     pending_probe_reply: Option<u32>,
 
     // --- counters ---
-    pub bytes_sent: u64,
-    pub bytes_acked: u64,
-    pub packets_sent: u64,
-    pub packets_lost: u64,
-    pub bytes_received: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_acked: u64,
+    pub(crate) packets_sent: u64,
+    pub(crate) packets_lost: u64,
+    pub(crate) bytes_received: u64,
 }
 
 impl Link {
-    pub fn new(id: LinkId, cfg: LinkConfig, now: Instant) -> Link {
+    pub(crate) fn new(id: LinkId, cfg: LinkConfig, now: Instant) -> Link {
         Link {
             id,
             cfg,
@@ -346,7 +346,7 @@ impl Link {
 
     // ---------------------------------------------------------------- getters
 
-    pub fn state(&self) -> LinkState {
+    pub(crate) fn state(&self) -> LinkState {
         if !self.admin_up {
             LinkState::Down
         } else {
@@ -354,70 +354,71 @@ impl Link {
         }
     }
 
-    pub fn admin_up(&self) -> bool {
+    pub(crate) fn admin_up(&self) -> bool {
         self.admin_up
     }
 
     /// Whether the peer has been heard on this link (see [`Link::set_heard`]).
-    pub fn heard(&self) -> bool {
+    pub(crate) fn heard(&self) -> bool {
         self.heard
     }
 
     /// Marks whether the peer has been heard on this link. The core learns of a link from the
     /// edge's announcements before the first datagram on it arrives; until then it has no
     /// address to send on it, so the link is not [`usable`](Link::usable).
-    pub fn set_heard(&mut self, heard: bool) {
+    pub(crate) fn set_heard(&mut self, heard: bool) {
         self.heard = heard;
     }
 
     /// Whether the link can carry anything at all (ACKs, probes, control): administratively
     /// up and heard from. Timers of a link that cannot carry would be due at every wake-up.
-    pub fn can_carry(&self) -> bool {
+    pub(crate) fn can_carry(&self) -> bool {
         self.admin_up && self.heard
     }
 
     /// Whether new data may be assigned to this link at all (can carry, not suspected dead,
     /// role allows).
-    pub fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         self.can_carry()
             && self.state != LinkState::Down
             && !self.suspect
             && self.cfg.role != LinkRole::Never
     }
 
-    pub fn srtt(&self) -> Duration {
+    pub(crate) fn srtt(&self) -> Duration {
         Duration::from_micros(self.srtt)
     }
 
-    pub fn rttvar(&self) -> Duration {
+    pub(crate) fn rttvar(&self) -> Duration {
         Duration::from_micros(self.rttvar)
     }
 
-    pub fn min_rtt(&self) -> Duration {
+    pub(crate) fn min_rtt(&self) -> Duration {
         Duration::from_micros(self.min_rtt)
     }
 
-    pub fn has_rtt_sample(&self) -> bool {
+    pub(crate) fn has_rtt_sample(&self) -> bool {
         self.have_rtt
     }
 
     /// Loss ratio (EWMA over resolved datagrams), 0.0 ..= 1.0.
-    pub fn loss(&self) -> f64 {
+    pub(crate) fn loss(&self) -> f64 {
         self.loss_ewma as f64 / 65536.0
     }
 
     /// Bottleneck bandwidth estimate in wire bytes/s (0 before the first sample).
-    pub fn btlbw(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn btlbw(&self) -> u64 {
         self.btlbw.get()
     }
 
     /// Delivery rate estimate in bit/s.
-    pub fn delivery_rate_bps(&self) -> u64 {
+    pub(crate) fn delivery_rate_bps(&self) -> u64 {
         self.btlbw.get() * 8
     }
 
     /// Current pacing rate in wire bytes/s.
-    pub fn pacing_rate(&self) -> u64 {
+    pub(crate) fn pacing_rate(&self) -> u64 {
         let bw = self.btlbw.get();
         // The initial window over the RTT (the initial guess until measured), doubled.
         let initial = INITIAL_CWND * 1_000_000 / self.srtt.max(1) * 2;
@@ -471,7 +472,7 @@ impl Link {
 
     /// In-flight cap in wire bytes: about 2 x btlbw x min_rtt plus a few packets (1.5 x once
     /// out of startup, so a link whose rate dropped cannot build more than half a BDP of queue).
-    pub fn cwnd(&self) -> u64 {
+    pub(crate) fn cwnd(&self) -> u64 {
         let bw = self.btlbw.get();
         if bw == 0 {
             return INITIAL_CWND;
@@ -514,43 +515,38 @@ impl Link {
         self.have_rtt && self.latest_rtt > self.min_rtt + margin
     }
 
-    pub fn inflight(&self) -> u64 {
+    pub(crate) fn inflight(&self) -> u64 {
         self.inflight
     }
 
     /// Earliest time the pacer allows the next datagram.
-    pub fn next_send_time(&self) -> Instant {
+    pub(crate) fn next_send_time(&self) -> Instant {
         self.next_send
     }
 
     /// Whether a DATA datagram may leave now (usable, under the in-flight cap, pacer allows).
-    pub fn can_send_data(&self, now: Instant) -> bool {
+    pub(crate) fn can_send_data(&self, now: Instant) -> bool {
         self.usable() && self.inflight < self.cwnd() && self.next_send <= now
     }
 
     /// Whether the in-flight cap blocks new data (so "waiting" is for ACKs, not the pacer).
-    pub fn cwnd_limited(&self) -> bool {
+    pub(crate) fn cwnd_limited(&self) -> bool {
         self.inflight >= self.cwnd()
     }
 
     /// Retransmission timeout: srtt + 4 rttvar + the peer's ACK delay.
-    pub fn rto(&self) -> Duration {
+    pub(crate) fn rto(&self) -> Duration {
         let us = self.srtt + 4 * self.rttvar.max(1_000) + MAX_ACK_DELAY.as_micros() as u64;
         Duration::from_micros(us.max(10_000))
     }
 
     /// No ACK for this long while something is outstanding makes the link Down.
-    pub fn down_after(&self) -> Duration {
+    pub(crate) fn down_after(&self) -> Duration {
         self.rto().max(DOWN_AFTER_MIN)
     }
 
-    /// One-way delay estimate (half the smoothed RTT).
-    pub fn one_way(&self) -> Duration {
-        Duration::from_micros(self.srtt / 2)
-    }
-
     /// Returns the new state once after each change (for `Event::LinkState`).
-    pub fn take_state_change(&mut self) -> Option<LinkState> {
+    pub(crate) fn take_state_change(&mut self) -> Option<LinkState> {
         if self.state_changed {
             self.state_changed = false;
             Some(self.state())
@@ -561,12 +557,12 @@ impl Link {
 
     // ---------------------------------------------------------------- mutators
 
-    pub fn set_config(&mut self, cfg: LinkConfig) {
+    pub(crate) fn set_config(&mut self, cfg: LinkConfig) {
         self.cfg = cfg;
     }
 
     /// Administrative up/down. Going down resolves everything in flight as lost (into `out`).
-    pub fn set_admin(&mut self, up: bool, now: Instant, out: &mut Vec<Resolved>) {
+    pub(crate) fn set_admin(&mut self, up: bool, now: Instant, out: &mut Vec<Resolved>) {
         if self.admin_up == up {
             return;
         }
@@ -586,12 +582,12 @@ impl Link {
 
     /// Tokens of copies this link had declared lost whose ACK came after all (a stall or
     /// reordering, not a loss), oldest first; the caller drops their queued resends.
-    pub fn take_late_acks(&mut self) -> std::vec::Drain<'_, u32> {
+    pub(crate) fn take_late_acks(&mut self) -> std::vec::Drain<'_, u32> {
         self.late_acks.drain(..)
     }
 
     /// Marks everything in flight as lost (link removal, admin down).
-    pub fn drain_in_flight(&mut self, out: &mut Vec<Resolved>) {
+    pub(crate) fn drain_in_flight(&mut self, out: &mut Vec<Resolved>) {
         for s in self.sent.iter_mut() {
             if s.in_flight {
                 s.in_flight = false;
@@ -609,12 +605,12 @@ impl Link {
 
     /// Tells the link whether its sender-side queue ran dry (delivery samples taken while
     /// app-limited only raise the bandwidth estimate, never lower it).
-    pub fn set_app_limited(&mut self, limited: bool) {
+    pub(crate) fn set_app_limited(&mut self, limited: bool) {
         self.app_limited = limited;
     }
 
     /// Records a DATA datagram of `datagram_len` bytes; returns its `link_seq`.
-    pub fn on_data_sent(&mut self, now: Instant, token: u32, datagram_len: usize) -> u16 {
+    pub(crate) fn on_data_sent(&mut self, now: Instant, token: u32, datagram_len: usize) -> u16 {
         let bytes = datagram_len as u32 + WIRE_OVERHEAD;
         if self.inflight == 0 {
             self.first_sent_time = now;
@@ -653,7 +649,7 @@ impl Link {
     }
 
     /// Records a datagram without DATA (pure ACK / PROBE / CONTROL): paced, not tracked.
-    pub fn on_other_sent(&mut self, now: Instant, datagram_len: usize) {
+    pub(crate) fn on_other_sent(&mut self, now: Instant, datagram_len: usize) {
         self.on_any_sent(now, datagram_len as u64 + WIRE_OVERHEAD as u64);
     }
 
@@ -678,7 +674,7 @@ impl Link {
     }
 
     /// Processes an ACK frame about this link. Acked and lost datagrams go to `out`.
-    pub fn on_ack(&mut self, now: Instant, ack: &Ack, out: &mut Vec<Resolved>) {
+    pub(crate) fn on_ack(&mut self, now: Instant, ack: &Ack, out: &mut Vec<Resolved>) {
         if self.next_seq == 0 {
             return;
         }
@@ -1024,7 +1020,7 @@ impl Link {
     }
 
     /// Replies needed to come back Up: doubles with each recent flap.
-    pub fn up_span(&self) -> Duration {
+    pub(crate) fn up_span(&self) -> Duration {
         UP_AFTER_SPAN * (1u32 << self.flaps)
     }
 
@@ -1032,7 +1028,7 @@ impl Link {
 
     /// A probe request to send now, if one is due. The caller sends it and calls
     /// [`Link::on_probe_sent`] with the returned id.
-    pub fn probe_due(&self, now: Instant) -> Option<u32> {
+    pub(crate) fn probe_due(&self, now: Instant) -> Option<u32> {
         if !self.can_carry() {
             return None;
         }
@@ -1052,7 +1048,7 @@ impl Link {
         idle.max(self.next_probe)
     }
 
-    pub fn on_probe_sent(&mut self, now: Instant, id: u32) {
+    pub(crate) fn on_probe_sent(&mut self, now: Instant, id: u32) {
         let slot = (id as usize) % self.probes.len();
         self.probes[slot] = (id, now);
         self.probe_id = self.probe_id.wrapping_add(1) & 0x7fff_ffff;
@@ -1073,7 +1069,7 @@ impl Link {
         }
     }
 
-    pub fn on_probe_reply(&mut self, now: Instant, id: u32) {
+    pub(crate) fn on_probe_reply(&mut self, now: Instant, id: u32) {
         let relayed = id & RELAYED_PROBE_BIT != 0;
         let id = id & !RELAYED_PROBE_BIT;
         let slot = (id as usize) % self.probes.len();
@@ -1133,7 +1129,7 @@ impl Link {
     // ---------------------------------------------------------------- timers
 
     /// The next time [`Link::on_timeout`] has work (loss timer, RTO, Down timer, probe).
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut min = |x: Instant| t = Some(t.map_or(x, |y: Instant| y.min(x)));
         if let Some(lt) = self.loss_time {
@@ -1160,7 +1156,7 @@ impl Link {
     }
 
     /// Runs the loss timer, the RTO and the Down timer. Lost datagrams go to `out`.
-    pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<Resolved>) {
+    pub(crate) fn on_timeout(&mut self, now: Instant, out: &mut Vec<Resolved>) {
         if self.loss_time.is_some_and(|t| t <= now) {
             self.detect_lost(now, out);
         }
@@ -1198,7 +1194,7 @@ impl Link {
     // ---------------------------------------------------------------- receiver side
 
     /// Records a DATA datagram received on this link with `link_seq`.
-    pub fn on_data_received(&mut self, now: Instant, link_seq: u16, datagram_len: usize) {
+    pub(crate) fn on_data_received(&mut self, now: Instant, link_seq: u16, datagram_len: usize) {
         self.bytes_received += datagram_len as u64 + WIRE_OVERHEAD as u64;
         let s = match self.rx_largest {
             None => link_seq as u64 + 0x1_0000, // keep room below for early stragglers
@@ -1248,7 +1244,7 @@ impl Link {
     }
 
     /// When an ACK must be sent at the latest (None: nothing to ack).
-    pub fn ack_deadline(&self) -> Option<Instant> {
+    pub(crate) fn ack_deadline(&self) -> Option<Instant> {
         let first = self.rx_first_unacked?;
         if self.rx_immediate || self.rx_unacked >= ACK_EVERY {
             Some(first)
@@ -1258,12 +1254,12 @@ impl Link {
     }
 
     /// Whether any DATA is unacknowledged (an ACK may be piggybacked).
-    pub fn ack_pending(&self) -> bool {
+    pub(crate) fn ack_pending(&self) -> bool {
         self.rx_first_unacked.is_some()
     }
 
     /// Builds the ACK frame and clears the pending state.
-    pub fn take_ack(&mut self, now: Instant) -> Option<Ack> {
+    pub(crate) fn take_ack(&mut self, now: Instant) -> Option<Ack> {
         self.rx_first_unacked?;
         let l = self.rx_largest?;
         self.rx_first_unacked = None;
@@ -1279,13 +1275,13 @@ impl Link {
     }
 
     /// Whether a `link_seq` gap was seen since the last call (a loss to report quickly).
-    pub fn take_gap(&mut self) -> bool {
+    pub(crate) fn take_gap(&mut self) -> bool {
         std::mem::take(&mut self.rx_gap)
     }
 
     /// A copy of the current ACK state to relay on another link (marked, see
     /// [`RELAYED_ACK_DELAY`]); the regular ACK on this link is still sent.
-    pub fn relay_ack(&self) -> Option<Ack> {
+    pub(crate) fn relay_ack(&self) -> Option<Ack> {
         let l = self.rx_largest?;
         Some(Ack {
             link: self.id,
@@ -1296,15 +1292,15 @@ impl Link {
     }
 
     /// A probe request arrived: remember to reply.
-    pub fn on_probe_request(&mut self, id: u32) {
+    pub(crate) fn on_probe_request(&mut self, id: u32) {
         self.pending_probe_reply = Some(id);
     }
 
-    pub fn take_probe_reply(&mut self) -> Option<u32> {
+    pub(crate) fn take_probe_reply(&mut self) -> Option<u32> {
         self.pending_probe_reply.take()
     }
 
-    pub fn probe_reply_pending(&self) -> bool {
+    pub(crate) fn probe_reply_pending(&self) -> bool {
         self.pending_probe_reply.is_some()
     }
 }

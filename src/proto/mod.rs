@@ -29,18 +29,18 @@ use core::time::Duration;
 pub struct Instant(pub u64);
 
 impl Instant {
-    pub const ZERO: Instant = Instant(0);
+    pub(crate) const ZERO: Instant = Instant(0);
 
     pub fn from_micros(us: u64) -> Instant {
         Instant(us)
     }
 
-    pub fn as_micros(self) -> u64 {
+    pub(crate) fn as_micros(self) -> u64 {
         self.0
     }
 
     /// Time elapsed since `earlier`, zero if `earlier` is later.
-    pub fn saturating_since(self, earlier: Instant) -> Duration {
+    pub(crate) fn saturating_since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))
     }
 }

@@ -82,7 +82,7 @@ impl std::error::Error for OffloadError {}
 
 impl OffloadError {
     /// A short description, for drop counters.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             OffloadError::Malformed => "offloaded packet malformed",
             OffloadError::Unsupported => "offloaded aggregate of unsupported kind",

@@ -19,21 +19,21 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IP protocol numbers used here.
-pub mod ipproto {
+pub(crate) mod ipproto {
     /// ICMP for IPv4.
-    pub const ICMP: u8 = 1;
+    pub(crate) const ICMP: u8 = 1;
     /// TCP.
-    pub const TCP: u8 = 6;
+    pub(crate) const TCP: u8 = 6;
     /// UDP.
-    pub const UDP: u8 = 17;
+    pub(crate) const UDP: u8 = 17;
     /// ICMPv6.
-    pub const ICMPV6: u8 = 58;
+    pub(crate) const ICMPV6: u8 = 58;
     /// DCCP.
-    pub const DCCP: u8 = 33;
+    pub(crate) const DCCP: u8 = 33;
     /// SCTP.
-    pub const SCTP: u8 = 132;
+    pub(crate) const SCTP: u8 = 132;
     /// UDP-Lite.
-    pub const UDPLITE: u8 = 136;
+    pub(crate) const UDPLITE: u8 = 136;
 }
 
 /// Why a packet could not be parsed.
@@ -67,7 +67,7 @@ impl std::error::Error for PacketError {}
 
 /// Where a packet stands in fragmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fragment {
+pub(crate) enum Fragment {
     /// A whole packet.
     No,
     /// The first fragment (offset 0, more fragments follow): it carries the ports.
@@ -82,36 +82,36 @@ pub struct PacketInfo {
     /// 4 or 6.
     pub version: u8,
     /// Source address.
-    pub src: IpAddr,
+    pub(crate) src: IpAddr,
     /// Destination address.
-    pub dst: IpAddr,
+    pub(crate) dst: IpAddr,
     /// Upper-layer protocol (after IPv6 extension headers; 59 = none).
-    pub proto: u8,
+    pub(crate) proto: u8,
     /// Source port for TCP, UDP, UDP-Lite, SCTP, DCCP; 0 otherwise or when not present.
-    pub src_port: u16,
+    pub(crate) src_port: u16,
     /// Destination port, as `src_port`.
-    pub dst_port: u16,
+    pub(crate) dst_port: u16,
     /// DSCP (upper six bits of the TOS / traffic class byte).
-    pub dscp: u8,
+    pub(crate) dscp: u8,
     /// ECN (lower two bits of the same byte).
-    pub ecn: u8,
+    pub(crate) ecn: u8,
     /// The packet length the IP header claims (IPv6: 40 + payload length). The buffer may be
     /// longer (link-layer padding); bytes past this length are not part of the packet.
-    pub total_len: usize,
+    pub(crate) total_len: usize,
     /// Offset of the upper-layer header from the start of the packet.
-    pub l4_offset: usize,
+    pub(crate) l4_offset: usize,
     /// Fragment state.
-    pub fragment: Fragment,
+    pub(crate) fragment: Fragment,
     /// IPv4: the DF bit. IPv6: always true (routers never fragment IPv6).
-    pub dont_fragment: bool,
+    pub(crate) dont_fragment: bool,
     /// TCP flags byte (FIN=0x01, SYN=0x02, RST=0x04, ACK=0x10); 0 when not TCP or truncated.
-    pub tcp_flags: u8,
+    pub(crate) tcp_flags: u8,
     /// TTL / hop limit.
-    pub ttl: u8,
+    pub(crate) ttl: u8,
 }
 
 /// TCP SYN flag.
-pub const TCP_SYN: u8 = 0x02;
+pub(crate) const TCP_SYN: u8 = 0x02;
 
 const MAX_EXT_HEADERS: usize = 8;
 
@@ -285,7 +285,7 @@ fn fill_l4(info: &mut PacketInfo, pkt: &[u8]) {
 
 /// Which way a packet travels relative to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// Client to server (edge upstream): the client is the source.
     Up,
     /// Server to client (core downstream): the client is the destination.
@@ -294,22 +294,22 @@ pub enum Direction {
 
 /// The 5-tuple of a flow, as seen on the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
+pub(crate) struct FlowKey {
     /// Source address.
-    pub src: IpAddr,
+    pub(crate) src: IpAddr,
     /// Destination address.
-    pub dst: IpAddr,
+    pub(crate) dst: IpAddr,
     /// Upper-layer protocol.
-    pub proto: u8,
+    pub(crate) proto: u8,
     /// Source port (0 when none).
-    pub src_port: u16,
+    pub(crate) src_port: u16,
     /// Destination port (0 when none).
-    pub dst_port: u16,
+    pub(crate) dst_port: u16,
 }
 
 impl PacketInfo {
     /// The packet's 5-tuple.
-    pub fn flow(&self) -> FlowKey {
+    pub(crate) fn flow(&self) -> FlowKey {
         FlowKey {
             src: self.src,
             dst: self.dst,
@@ -318,19 +318,12 @@ impl PacketInfo {
             dst_port: self.dst_port,
         }
     }
-
-    /// The user (client host) the packet belongs to: its source going up, destination going down.
-    pub fn user(&self, dir: Direction) -> IpAddr {
-        match dir {
-            Direction::Up => self.src,
-            Direction::Down => self.dst,
-        }
-    }
 }
 
 impl FlowKey {
     /// The same flow seen from the other direction.
-    pub fn reversed(&self) -> FlowKey {
+    #[cfg(test)]
+    pub(crate) fn reversed(&self) -> FlowKey {
         FlowKey {
             src: self.dst,
             dst: self.src,
@@ -343,7 +336,7 @@ impl FlowKey {
     /// A 32-bit hash of the flow, keyed by `seed` (pick it at random per daemon so that
     /// clients cannot aim collisions). For a given seed it is the same on every platform,
     /// endianness and build. Not cryptographic.
-    pub fn hash(&self, seed: u64) -> u32 {
+    pub(crate) fn hash(&self, seed: u64) -> u32 {
         let mut h = Mixer(seed ^ 0x6a09_e667_f3bc_c908);
         h.addr(self.src);
         h.addr(self.dst);
@@ -356,7 +349,8 @@ impl FlowKey {
     }
 
     /// Like [`FlowKey::hash`] but the same for both directions of the flow.
-    pub fn symmetric_hash(&self, seed: u64) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn symmetric_hash(&self, seed: u64) -> u32 {
         let a = (self.src, self.src_port);
         let b = (self.dst, self.dst_port);
         let canon = if addr_key(a.0, a.1) <= addr_key(b.0, b.1) {
@@ -369,12 +363,13 @@ impl FlowKey {
 }
 
 /// A hash of a user (client address), keyed like [`FlowKey::hash`].
-pub fn user_hash(user: IpAddr, seed: u64) -> u32 {
+pub(crate) fn user_hash(user: IpAddr, seed: u64) -> u32 {
     let mut h = Mixer(seed ^ 0xbb67_ae85_84ca_a73b);
     h.addr(user);
     h.finish()
 }
 
+#[cfg(test)]
 fn addr_key(a: IpAddr, port: u16) -> (u128, u16) {
     let v = match a {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
@@ -445,7 +440,7 @@ fn fold64(mut sum: u64) -> u32 {
 }
 
 /// Folds a one's-complement sum to 16 bits (not complemented).
-pub fn fold(mut sum: u32) -> u16 {
+pub(crate) fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -458,7 +453,8 @@ pub fn checksum(data: &[u8], acc: u32) -> u16 {
 }
 
 /// The partial sum of the TCP/UDP/ICMPv6 pseudo-header.
-pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: u32) -> u32 {
+#[cfg(test)]
+pub(crate) fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: u32) -> u32 {
     let mut acc = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => ones_sum(&d.octets(), ones_sum(&s.octets(), 0)),
         (IpAddr::V6(s), IpAddr::V6(d)) => ones_sum(&d.octets(), ones_sum(&s.octets(), 0)),
@@ -469,6 +465,7 @@ pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: u32) -> u32 {
     ones_sum(&[0, proto], acc)
 }
 
+#[cfg(test)]
 fn ip_bytes(a: IpAddr) -> Vec<u8> {
     match a {
         IpAddr::V4(v) => v.octets().to_vec(),
@@ -483,7 +480,7 @@ fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
 
 /// RFC 1624 incremental update: the checksum `csum` after the bytes `old` (an even number, at
 /// an even offset of the summed data) were replaced by `new` of the same length.
-pub fn csum_adjust(csum: u16, old: &[u8], new: &[u8]) -> u16 {
+pub(crate) fn csum_adjust(csum: u16, old: &[u8], new: &[u8]) -> u16 {
     let mut sum = u32::from(!csum);
     for (o, n) in old.chunks(2).zip(new.chunks(2)) {
         let o = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
@@ -494,7 +491,7 @@ pub fn csum_adjust(csum: u16, old: &[u8], new: &[u8]) -> u16 {
 }
 
 /// The largest TCP MSS that fits in `mtu` for this IP version (no IP or TCP options).
-pub fn mss_for_mtu(mtu: u16, version: u8) -> u16 {
+pub(crate) fn mss_for_mtu(mtu: u16, version: u8) -> u16 {
     let overhead = if version == 6 { 60 } else { 40 };
     mtu.saturating_sub(overhead)
 }
@@ -560,7 +557,7 @@ impl<'a> PacketMut<'a> {
     }
 
     /// The packet's bytes (its claimed length: link-layer padding left out).
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf[..self.info.total_len]
     }
 
@@ -615,7 +612,7 @@ impl<'a> PacketMut<'a> {
     ///
     /// Works for IPv4 and IPv6 (after extension headers); leaves fragments, non-SYNs, packets
     /// without an MSS option and malformed options untouched.
-    pub fn clamp_mss(&mut self, max_mss: u16) -> Option<u16> {
+    pub(crate) fn clamp_mss(&mut self, max_mss: u16) -> Option<u16> {
         let (info, pkt) = (&self.info, &mut *self.buf);
         if info.proto != ipproto::TCP || info.fragment != Fragment::No {
             return None;

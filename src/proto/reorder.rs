@@ -13,9 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use crate::proto::Instant;
 
 /// Reorder wait used until the sender's first hint arrives.
-pub const DEFAULT_WAIT: Duration = Duration::from_millis(100);
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_millis(100);
 /// Hard cap on any wait.
-pub const MAX_WAIT: Duration = Duration::from_millis(400);
+pub(crate) const MAX_WAIT: Duration = Duration::from_millis(400);
 
 /// Limits of the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,13 +46,13 @@ pub struct Delivered {
 
 /// Counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReorderStats {
-    pub delivered: u64,
-    pub duplicates: u64,
+pub(crate) struct ReorderStats {
+    pub(crate) delivered: u64,
+    pub(crate) duplicates: u64,
     /// Released because they waited the full reorder wait.
-    pub timed_out: u64,
+    pub(crate) timed_out: u64,
     /// Released early because the buffer was full.
-    pub overflowed: u64,
+    pub(crate) overflowed: u64,
 }
 
 #[derive(Debug)]
@@ -168,7 +168,7 @@ pub struct Reorder {
     bytes: usize,
     ready: VecDeque<Delivered>,
     pool: Vec<Vec<u8>>,
-    pub stats: ReorderStats,
+    pub(crate) stats: ReorderStats,
 }
 
 impl Reorder {
@@ -194,7 +194,7 @@ impl Reorder {
         self.wait = wait.min(MAX_WAIT);
     }
 
-    pub fn wait(&self) -> Duration {
+    pub(crate) fn wait(&self) -> Duration {
         self.wait
     }
 
@@ -205,11 +205,6 @@ impl Reorder {
 
     pub fn waiting_bytes(&self) -> usize {
         self.bytes
-    }
-
-    /// Whether `seq` was already received (a duplicate would be dropped).
-    pub fn is_duplicate(&self, seq: u32) -> bool {
-        self.dedup.seen(seq)
     }
 
     /// Gives a delivered packet's buffer back for reuse.
@@ -320,7 +315,7 @@ impl Reorder {
     }
 
     /// When the oldest waiting packet times out.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         // Released entries are popped from the front as they go (see `release_chain`).
         self.fifo.front().map(|&(_, t)| t + self.wait)
     }
@@ -343,10 +338,6 @@ impl Reorder {
     /// The next packet ready to leave, in release order.
     pub fn poll(&mut self) -> Option<Delivered> {
         self.ready.pop_front()
-    }
-
-    pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
     }
 }
 

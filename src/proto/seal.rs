@@ -52,16 +52,16 @@ use super::wire::VERSION;
 use super::Instant;
 
 /// Message kinds in the second byte of every datagram.
-pub const KIND_INIT: u8 = 1;
-pub const KIND_RESPONSE: u8 = 2;
-pub const KIND_DATA: u8 = 3;
+pub(crate) const KIND_INIT: u8 = 1;
+pub(crate) const KIND_RESPONSE: u8 = 2;
+pub(crate) const KIND_DATA: u8 = 3;
 
 /// Bytes of a data datagram's header.
-pub const DATA_HEADER_LEN: usize = 10;
+pub(crate) const DATA_HEADER_LEN: usize = 10;
 /// Bytes of the Poly1305 tag.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Bytes a data datagram adds to its plaintext.
-pub const OVERHEAD: usize = DATA_HEADER_LEN + TAG_LEN;
+pub(crate) const OVERHEAD: usize = DATA_HEADER_LEN + TAG_LEN;
 
 const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
 const PROLOGUE: &[u8] = b"braid v1";
@@ -75,33 +75,33 @@ const RESPONSE_NOISE_LEN: usize = 57;
 /// Bytes of the response's payload: the answer kind and a time.
 const ANSWER_LEN: usize = 9;
 /// Response answer: the keys continue the responder's session for this epoch (a rekey).
-pub const ANSWER_SAME: u8 = 0;
+pub(crate) const ANSWER_SAME: u8 = 0;
 /// Response answer: the responder starts a new session (it had none for this epoch, or one
 /// never used): the initiator starts afresh too.
-pub const ANSWER_NEW: u8 = 1;
+pub(crate) const ANSWER_NEW: u8 = 1;
 /// Response answer: the init's time is older than the last accepted from this key, which the
 /// response carries; no keys were installed.
-pub const ANSWER_BEHIND: u8 = 2;
+pub(crate) const ANSWER_BEHIND: u8 = 2;
 /// Length of a handshake init datagram.
-pub const INIT_LEN: usize = INIT_HEADER_LEN + INIT_NOISE_LEN + MAC_LEN;
+pub(crate) const INIT_LEN: usize = INIT_HEADER_LEN + INIT_NOISE_LEN + MAC_LEN;
 /// Length of a handshake init that carries mac2 (sent after a cookie reply).
-pub const INIT_MAC2_LEN: usize = INIT_LEN + MAC_LEN;
+pub(crate) const INIT_MAC2_LEN: usize = INIT_LEN + MAC_LEN;
 /// Length of a handshake response datagram.
-pub const RESPONSE_LEN: usize = RESPONSE_HEADER_LEN + RESPONSE_NOISE_LEN + MAC_LEN;
+pub(crate) const RESPONSE_LEN: usize = RESPONSE_HEADER_LEN + RESPONSE_NOISE_LEN + MAC_LEN;
 
 /// Start a new handshake once the keys are this old.
-pub const REKEY_AFTER: Duration = Duration::from_secs(120);
+pub(crate) const REKEY_AFTER: Duration = Duration::from_secs(120);
 /// Refuse keys this old.
-pub const REJECT_AFTER: Duration = Duration::from_secs(180);
+pub(crate) const REJECT_AFTER: Duration = Duration::from_secs(180);
 /// Start a new handshake after this many messages with one key.
-pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
+pub(crate) const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
 /// Never use a key for more messages than this.
-pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13);
+pub(crate) const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13);
 /// Resend an unanswered init after this long.
-pub const HANDSHAKE_RETRY: Duration = Duration::from_secs(1);
+pub(crate) const HANDSHAKE_RETRY: Duration = Duration::from_secs(1);
 /// Counters the replay window remembers behind the highest one seen. Large, because links with
 /// very different delays deliver a session's counters far out of order.
-pub const REPLAY_WINDOW: u64 = 16384;
+pub(crate) const REPLAY_WINDOW: u64 = 16384;
 
 /// Why a datagram was refused. Every refusal is counted by [`SealStats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,13 +200,13 @@ impl Keypair {
 
 /// Counters of what a channel or acceptor did and refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SealStats {
-    pub sealed: u64,
-    pub opened: u64,
-    pub handshakes: u64,
-    pub rekeys: u64,
+pub(crate) struct SealStats {
+    pub(crate) sealed: u64,
+    pub(crate) opened: u64,
+    pub(crate) handshakes: u64,
+    pub(crate) rekeys: u64,
     /// Refused datagrams by reason.
-    pub refused: HashMap<SealError, u64>,
+    pub(crate) refused: HashMap<SealError, u64>,
 }
 
 impl SealStats {
@@ -216,14 +216,15 @@ impl SealStats {
     }
 
     /// Refusals of one kind.
-    pub fn refused(&self, e: SealError) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn refused(&self, e: SealError) -> u64 {
         self.refused.get(&e).copied().unwrap_or(0)
     }
 }
 
 /// A sliding window over received counters (RFC 6479 style bitmap).
 #[derive(Clone)]
-pub struct ReplayWindow {
+pub(crate) struct ReplayWindow {
     top: u64,
     any: bool,
     bits: Box<[u64]>,
@@ -238,7 +239,7 @@ impl Default for ReplayWindow {
 impl ReplayWindow {
     const WORDS: usize = (REPLAY_WINDOW / 64) as usize;
 
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ReplayWindow {
             top: 0,
             any: false,
@@ -251,7 +252,7 @@ impl ReplayWindow {
     }
 
     /// Whether `c` would be accepted (not seen, not too old). Does not record it.
-    pub fn check(&self, c: u64) -> bool {
+    pub(crate) fn check(&self, c: u64) -> bool {
         if !self.any || c > self.top {
             return true;
         }
@@ -263,7 +264,7 @@ impl ReplayWindow {
     }
 
     /// Records `c`; call only after `check(c)` and successful authentication.
-    pub fn record(&mut self, c: u64) {
+    pub(crate) fn record(&mut self, c: u64) {
         if !self.any || c > self.top {
             let old_word = if self.any { self.top / 64 } else { 0 };
             let new_word = c / 64;
@@ -392,7 +393,7 @@ pub fn receiver_index(datagram: &[u8]) -> Option<u32> {
 
 /// Whether a datagram looks like a handshake init of another protocol version (an edge or core
 /// not upgraded with its peer): it cannot be answered, but it can be reported.
-pub fn is_other_version_init(datagram: &[u8]) -> bool {
+pub(crate) fn is_other_version_init(datagram: &[u8]) -> bool {
     datagram.len() == INIT_LEN && datagram[0] != VERSION && datagram[1] == KIND_INIT
 }
 
@@ -487,7 +488,7 @@ impl Channel {
 
     /// The core side: a rekey from the same peer. The new keys take over for sending once the
     /// initiator uses them; the current ones stay for receiving.
-    pub fn rekeyed(&mut self, accepted: Accepted) {
+    pub(crate) fn rekeyed(&mut self, accepted: Accepted) {
         debug_assert_eq!(accepted.peer_public, self.peer_public);
         self.next = Some(accepted.keys);
         self.stats.rekeys += 1;
@@ -496,14 +497,14 @@ impl Channel {
     /// Initiator: handshake again at the next [`Channel::poll_handshake`] (unless one is under
     /// way). The keys in use stay until the answer comes, so a peer that still knows them keeps
     /// working; a peer that restarted answers with a new session.
-    pub fn request_handshake(&mut self) {
+    pub(crate) fn request_handshake(&mut self) {
         if self.initiator && self.pending.is_none() {
             self.want_handshake = true;
         }
     }
 
     /// The initiator's epoch (random per initiating channel): a new one means a new session.
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch
     }
 
@@ -511,20 +512,20 @@ impl Channel {
     /// lowers). The edge passes the wall clock (read again at every call, so a clock set
     /// right later is used) and its high-water mark kept across restarts: a router whose clock
     /// went back at a reboot is not refused as a replay.
-    pub fn raise_stamp_floor(&mut self, floor: u64) {
+    pub(crate) fn raise_stamp_floor(&mut self, floor: u64) {
         self.stamp_floor = self.stamp_floor.max(floor);
     }
 
     /// Initiator: the highest handshake time used or allowed so far (what a high-water mark
     /// kept across restarts must stay above).
-    pub fn stamp_high(&self) -> u64 {
+    pub(crate) fn stamp_high(&self) -> u64 {
         self.stamp_floor.max(self.last_stamp)
     }
 
     /// Initiator: whether a handshake since the last call was answered [`ANSWER_NEW`] while
     /// keys of an earlier session were in use: the peer lost that session (restarted), so the
     /// caller starts its own session state afresh over the new keys.
-    pub fn take_renewed(&mut self) -> bool {
+    pub(crate) fn take_renewed(&mut self) -> bool {
         std::mem::take(&mut self.renewed)
     }
 
@@ -552,22 +553,22 @@ impl Channel {
     }
 
     /// The peer's static public key.
-    pub fn peer_public(&self) -> [u8; 32] {
+    pub(crate) fn peer_public(&self) -> [u8; 32] {
         self.peer_public
     }
 
     /// Whether data can be sealed.
-    pub fn is_established(&self) -> bool {
+    pub(crate) fn is_established(&self) -> bool {
         self.current.is_some()
     }
 
     /// Whether this is the initiating (edge) side.
-    pub fn is_initiator(&self) -> bool {
+    pub(crate) fn is_initiator(&self) -> bool {
         self.initiator
     }
 
     /// Receiver indices this channel answers to (for the core's index map).
-    pub fn local_indices(&self) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn local_indices(&self) -> impl Iterator<Item = u32> + '_ {
         [&self.current, &self.previous, &self.next]
             .into_iter()
             .flatten()
@@ -575,7 +576,7 @@ impl Channel {
             .chain(self.pending.as_ref().map(|p| p.local_index))
     }
 
-    pub fn stats(&self) -> &SealStats {
+    pub(crate) fn stats(&self) -> &SealStats {
         &self.stats
     }
 
@@ -669,7 +670,7 @@ impl Channel {
     }
 
     /// When the channel next needs `poll_handshake` (retry or rekey).
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         if !self.initiator {
             return None;
         }
@@ -827,9 +828,9 @@ impl Channel {
 /// A handshake the [`Acceptor`] accepted: give it to [`Channel::responder`] (new peer) or
 /// [`Channel::rekeyed`] (a peer that already has a session).
 pub struct Accepted {
-    pub peer_public: [u8; 32],
+    pub(crate) peer_public: [u8; 32],
     /// The initiator's epoch: compare with [`Channel::epoch`] to tell a rekey from a restart.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// Length of the response written to `out`; send it back where the init came from.
     pub response_len: usize,
     local: Keypair,
@@ -876,11 +877,11 @@ pub struct Acceptor {
     refilled: Instant,
     /// Cookies and per-source limits for handshakes under load.
     cookies: CookieJar,
-    pub stats: SealStats,
+    pub(crate) stats: SealStats,
 }
 
 /// Handshakes an acceptor computes per second at most (bursts up to this many).
-pub const HANDSHAKES_PER_SECOND: u32 = 200;
+pub(crate) const HANDSHAKES_PER_SECOND: u32 = 200;
 
 impl Acceptor {
     pub fn new(local: Keypair) -> Acceptor {
@@ -897,7 +898,8 @@ impl Acceptor {
         }
     }
 
-    pub fn public(&self) -> [u8; 32] {
+    #[cfg(test)]
+    pub(crate) fn public(&self) -> [u8; 32] {
         self.local.public
     }
 

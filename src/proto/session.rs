@@ -51,7 +51,7 @@ use crate::proto::wire::{
 use crate::proto::{Instant, LinkId};
 
 /// Largest inner packet `send` accepts by default.
-pub const DEFAULT_MAX_PACKET: usize = 1500;
+pub(crate) const DEFAULT_MAX_PACKET: usize = 1500;
 /// How often the reorder hint is repeated even when unchanged.
 const HINT_REFRESH: Duration = Duration::from_secs(2);
 
@@ -171,21 +171,21 @@ pub struct LinkStats {
     pub id: LinkId,
     pub role: LinkRole,
     pub state: LinkState,
-    pub srtt: Duration,
-    pub rttvar: Duration,
-    pub min_rtt: Duration,
-    pub loss: f64,
-    pub delivery_rate_bps: u64,
-    pub pacing_rate_bps: u64,
-    pub cwnd_bytes: u64,
-    pub inflight_bytes: u64,
-    pub bytes_sent: u64,
-    pub bytes_acked: u64,
-    pub bytes_received: u64,
-    pub packets_sent: u64,
-    pub packets_lost: u64,
-    pub queued_packets: usize,
-    pub queued_bytes: u64,
+    pub(crate) srtt: Duration,
+    pub(crate) rttvar: Duration,
+    pub(crate) min_rtt: Duration,
+    pub(crate) loss: f64,
+    pub(crate) delivery_rate_bps: u64,
+    pub(crate) pacing_rate_bps: u64,
+    pub(crate) cwnd_bytes: u64,
+    pub(crate) inflight_bytes: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_acked: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) packets_sent: u64,
+    pub(crate) packets_lost: u64,
+    pub(crate) queued_packets: usize,
+    pub(crate) queued_bytes: u64,
 }
 
 /// Counters and per-link figures.
@@ -193,27 +193,27 @@ pub struct LinkStats {
 pub struct SessionStats {
     pub links: Vec<LinkStats>,
     /// Inner packets accepted by `send`.
-    pub sent_packets: u64,
+    pub(crate) sent_packets: u64,
     /// Refused by `send` (queue full / too large).
-    pub refused: u64,
+    pub(crate) refused: u64,
     /// Packets waiting in the user queues.
-    pub queued_packets: usize,
-    pub queued_bytes: u64,
+    pub(crate) queued_packets: usize,
+    pub(crate) queued_bytes: u64,
     /// Copies resent after a loss.
-    pub resends: u64,
+    pub(crate) resends: u64,
     /// Packets declared lost whose ACK came after all (their unsent resends were dropped).
-    pub late_acks: u64,
+    pub(crate) late_acks: u64,
     /// Given up after MAX_RESENDS resends.
     pub dropped_resend_limit: u64,
     /// Dropped because their class is pinned to a link the session does not have.
-    pub dropped_no_path: u64,
+    pub(crate) dropped_no_path: u64,
     /// Dropped because they did not fit the datagram buffer given to `poll_transmit`.
-    pub dropped_too_large: u64,
+    pub(crate) dropped_too_large: u64,
     /// Datagrams that did not open or parse.
-    pub bad_datagrams: u64,
-    pub reorder: ReorderStats,
+    pub(crate) bad_datagrams: u64,
+    pub(crate) reorder: ReorderStats,
     /// Current receive-side reorder wait.
-    pub reorder_wait: Duration,
+    pub(crate) reorder_wait: Duration,
     /// Header packing of the packets sent (see [`crate::proto::pack`]).
     pub pack: PackStats,
     /// Packed frames received that could not be rebuilt (unknown context or generation).
@@ -223,9 +223,9 @@ pub struct SessionStats {
     pub renewals: u64,
     /// Handshakes completed over the session's life: the first, and every rehandshake since
     /// (a rekey, or the edge's after a second without a word from the core).
-    pub handshakes: u64,
+    pub(crate) handshakes: u64,
     /// Key rotations completed (handshakes after the first of this session).
-    pub rekeys: u64,
+    pub(crate) rekeys: u64,
 }
 
 #[derive(Debug, Default)]
@@ -427,7 +427,7 @@ impl Session {
     }
 
     /// Replaces the class table (queued packets are kept).
-    pub fn set_classes(&mut self, classes: &[ClassConfig]) {
+    pub(crate) fn set_classes(&mut self, classes: &[ClassConfig]) {
         self.classes.clear();
         self.classes.push(ClassConfig::DEFAULT);
         self.class_of = [0; 256];
@@ -447,11 +447,11 @@ impl Session {
     }
 
     /// The channel, e.g. for the core to hand it a rekey (`Channel::rekeyed`).
-    pub fn channel(&self) -> &Channel {
+    pub(crate) fn channel(&self) -> &Channel {
         &self.channel
     }
 
-    pub fn channel_mut(&mut self) -> &mut Channel {
+    pub(crate) fn channel_mut(&mut self) -> &mut Channel {
         &mut self.channel
     }
 
@@ -492,7 +492,7 @@ impl Session {
     }
 
     /// The download cap the peer should apply on this link (sent in LinkConfig).
-    pub fn set_peer_rate_cap(&mut self, id: LinkId, cap_bps: Option<u64>) {
+    pub(crate) fn set_peer_rate_cap(&mut self, id: LinkId, cap_bps: Option<u64>) {
         if let Some(i) = self.slot(id) {
             self.links[i].peer_cap_bps = cap_bps;
             self.announce_link(id);

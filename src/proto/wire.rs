@@ -28,24 +28,24 @@ use super::LinkId;
 /// session goes on, a new one starts, or the init's time is behind; see [`super::seal`]).
 pub const VERSION: u8 = 3;
 
-pub const KIND_PAD: u8 = 0x00;
-pub const KIND_DATA: u8 = 0x01;
-pub const KIND_ACK: u8 = 0x02;
-pub const KIND_PROBE: u8 = 0x03;
-pub const KIND_CONTROL: u8 = 0x04;
-pub const KIND_DATA_INSTALL: u8 = 0x05;
-pub const KIND_DATA_PACKED: u8 = 0x06;
+pub(crate) const KIND_PAD: u8 = 0x00;
+pub(crate) const KIND_DATA: u8 = 0x01;
+pub(crate) const KIND_ACK: u8 = 0x02;
+pub(crate) const KIND_PROBE: u8 = 0x03;
+pub(crate) const KIND_CONTROL: u8 = 0x04;
+pub(crate) const KIND_DATA_INSTALL: u8 = 0x05;
+pub(crate) const KIND_DATA_PACKED: u8 = 0x06;
 
 /// Bytes of a DATA frame before the inner packet.
-pub const DATA_HEADER_LEN: usize = 10;
+pub(crate) const DATA_HEADER_LEN: usize = 10;
 /// ... and of an INSTALL or PACKED frame (the context follows).
-pub const DATA_CTX_HEADER_LEN: usize = DATA_HEADER_LEN + 2;
+pub(crate) const DATA_CTX_HEADER_LEN: usize = DATA_HEADER_LEN + 2;
 /// Bytes of an ACK frame.
-pub const ACK_LEN: usize = 14;
+pub(crate) const ACK_LEN: usize = 14;
 /// Bytes of a PROBE frame.
-pub const PROBE_LEN: usize = 7;
+pub(crate) const PROBE_LEN: usize = 7;
 /// Bytes of a CONTROL frame before its postcard body.
-pub const CONTROL_HEADER_LEN: usize = 3;
+pub(crate) const CONTROL_HEADER_LEN: usize = 3;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,20 +77,20 @@ impl std::error::Error for WireError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataHeader {
     /// The link this datagram was sent on.
-    pub link: LinkId,
+    pub(crate) link: LinkId,
     /// Per-link sequence of DATA datagrams (wraps; the receiver extends it).
-    pub link_seq: u16,
+    pub(crate) link_seq: u16,
     /// Session-wide data sequence, kept by resends.
-    pub seq: u32,
+    pub(crate) seq: u32,
     /// `seq` minus the seq of the previous packet of the same flow; 0 = none known.
-    pub prev: u16,
+    pub(crate) prev: u16,
     /// Whether the packet's headers are packed (see [`super::pack`]).
-    pub form: DataForm,
+    pub(crate) form: DataForm,
 }
 
 /// How a DATA frame carries its packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DataForm {
+pub(crate) enum DataForm {
     /// As it is (DATA).
     #[default]
     Whole,
@@ -102,7 +102,7 @@ pub enum DataForm {
 
 impl DataForm {
     /// Bytes of a DATA frame's header in this form.
-    pub fn header_len(self) -> usize {
+    pub(crate) fn header_len(self) -> usize {
         match self {
             DataForm::Whole => DATA_HEADER_LEN,
             _ => DATA_CTX_HEADER_LEN,
@@ -113,21 +113,21 @@ impl DataForm {
 /// Acknowledgement of DATA datagrams received on one link, sent back on that link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
-    pub link: LinkId,
+    pub(crate) link: LinkId,
     /// Highest link_seq received on the link.
-    pub largest: u16,
+    pub(crate) largest: u16,
     /// Time between receiving `largest` and sending this ack, in units of 8 µs (saturating).
-    pub delay_8us: u16,
+    pub(crate) delay_8us: u16,
     /// Bit i set = link_seq `largest - 1 - i` was received.
-    pub bitmap: u64,
+    pub(crate) bitmap: u64,
 }
 
 /// A probe (request or reply) measuring a link that carries no data, or testing a down link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
-    pub link: LinkId,
-    pub id: u32,
-    pub reply: bool,
+    pub(crate) link: LinkId,
+    pub(crate) id: u32,
+    pub(crate) reply: bool,
 }
 
 /// How a link may be used, as announced by the edge (mirrors the UCI `role` option).
@@ -168,7 +168,7 @@ pub enum Control {
 
 /// Longest link name carried in [`Control::LinkName`] (longer names are cut on a character
 /// boundary by the sender and refused by the receiver).
-pub const LINK_NAME_MAX: usize = 32;
+pub(crate) const LINK_NAME_MAX: usize = 32;
 
 /// One frame read from a plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,16 +307,17 @@ impl<'a> FrameWriter<'a> {
     }
 
     /// Bytes written so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Bytes still free.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.len
     }
 
@@ -370,7 +371,7 @@ impl<'a> FrameWriter<'a> {
     }
 
     /// Appends a DATA frame whose body is `head` then `body` (a packed header and the payload).
-    pub fn push_data_parts(
+    pub(crate) fn push_data_parts(
         &mut self,
         h: &DataHeader,
         head: &[u8],

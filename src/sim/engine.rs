@@ -21,7 +21,7 @@ use super::tunnel::{Direct, EndCounters, Pair, Pipe, SenderView, Tunnel};
 use crate::proto::{Instant, LinkId};
 
 /// The largest datagram a link carries: a 1500-byte IP MTU less the IPv4 and UDP headers.
-pub const MAX_DATAGRAM: usize = 1500 - IP_UDP_OVERHEAD;
+pub(crate) const MAX_DATAGRAM: usize = 1500 - IP_UDP_OVERHEAD;
 
 /// Why a run could not finish.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +68,7 @@ pub fn run(sc: &Scenario) -> Result<Report, SimError> {
 }
 
 /// Build the (edge, core) endpoints for a scenario.
-pub fn make_pair(sc: &Scenario) -> Result<Pair, SimError> {
+pub(crate) fn make_pair(sc: &Scenario) -> Result<Pair, SimError> {
     match sc.tunnel {
         TunnelKind::Pipe => {
             let (e, c) = Pipe::pair(sc);

@@ -14,11 +14,11 @@ pub use crate::linkmodel::{
 use crate::proto::Instant;
 
 /// Bytes of IPv4 + UDP header that the link carries on top of each datagram.
-pub const IP_UDP_OVERHEAD: usize = 28;
+pub(crate) const IP_UDP_OVERHEAD: usize = 28;
 
 /// Why a datagram did not arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub(crate) enum Drop {
     Queue,
     Loss,
     Outage,
@@ -26,7 +26,7 @@ pub enum Drop {
 
 /// The fate of an offered datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
+pub(crate) enum Fate {
     Arrive(Instant),
     /// Arrives with one bit flipped: bit `r % 8` of byte `(r / 8) % len`.
     Mangled(Instant, u32),
@@ -37,23 +37,23 @@ pub enum Fate {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct DirStats {
     pub offered_packets: u64,
-    pub offered_bytes: u64,
-    pub delivered_packets: u64,
-    pub delivered_bytes: u64,
-    pub drop_queue: u64,
+    pub(crate) offered_bytes: u64,
+    pub(crate) delivered_packets: u64,
+    pub(crate) delivered_bytes: u64,
+    pub(crate) drop_queue: u64,
     pub drop_loss: u64,
     pub drop_outage: u64,
     /// Wire bytes the queue accepted (they take the link's capacity, even if lost after it).
-    pub accepted_bytes: u64,
+    pub(crate) accepted_bytes: u64,
     /// Datagrams delivered with a flipped bit.
     pub corrupted: u64,
     /// Largest queueing delay seen (µs): time from offer to the end of serialisation.
-    pub max_queue_delay_us: u64,
+    pub(crate) max_queue_delay_us: u64,
 }
 
 /// One direction of a link.
 #[derive(Debug)]
-pub struct LinkDir {
+pub(crate) struct LinkDir {
     cfg: DirSpec,
     rng: Rng,
     limit_bytes: u64,
@@ -68,13 +68,13 @@ pub struct LinkDir {
     cursor_started: bool,
     last_arrival_us: u64,
     loss: LossState,
-    pub stats: DirStats,
+    pub(crate) stats: DirStats,
     /// Queueing delay (offer to end of serialisation, µs) of every datagram the queue accepted.
-    pub queue_delays_us: Vec<u32>,
+    pub(crate) queue_delays_us: Vec<u32>,
 }
 
 impl LinkDir {
-    pub fn new(cfg: DirSpec, rng: Rng) -> LinkDir {
+    pub(crate) fn new(cfg: DirSpec, rng: Rng) -> LinkDir {
         LinkDir {
             limit_bytes: cfg.queue_limit_bytes().unwrap_or(u64::MAX),
             cfg,
@@ -92,12 +92,8 @@ impl LinkDir {
         }
     }
 
-    pub fn config(&self) -> &DirSpec {
-        &self.cfg
-    }
-
     /// Bytes waiting in (or being serialised by) the queue at `now`.
-    pub fn queued_bytes(&mut self, now: Instant) -> u64 {
+    pub(crate) fn queued_bytes(&mut self, now: Instant) -> u64 {
         let now_ns = now.0 * 1000;
         while let Some(&(dep, bytes)) = self.queue.front() {
             if dep > now_ns {
@@ -110,17 +106,18 @@ impl LinkDir {
     }
 
     /// Wire bytes the link has finished serialising by `now` (its capacity actually used).
-    pub fn served_bytes(&mut self, now: Instant) -> u64 {
+    pub(crate) fn served_bytes(&mut self, now: Instant) -> u64 {
         self.stats.accepted_bytes - self.queued_bytes(now)
     }
 
     /// Offer a datagram of `datagram_len` bytes (the IP/UDP header is added here) at `now`.
-    pub fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
+    #[cfg(test)]
+    pub(crate) fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
         self.offer_wire(now, (datagram_len + IP_UDP_OVERHEAD) as u64)
     }
 
     /// Offer a whole IP packet of `wire` bytes at `now`.
-    pub fn offer_wire(&mut self, now: Instant, wire: u64) -> Fate {
+    pub(crate) fn offer_wire(&mut self, now: Instant, wire: u64) -> Fate {
         self.stats.offered_packets += 1;
         self.stats.offered_bytes += wire;
         let fate = self.fate(now, wire);

@@ -25,14 +25,14 @@ use super::tunnel::SenderView;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Pct {
     pub p50: f64,
-    pub p90: f64,
+    pub(crate) p90: f64,
     pub p99: f64,
     pub max: f64,
 }
 
 impl Pct {
     /// From µs samples (sorted in place).
-    pub fn of(v: &mut [u32]) -> Pct {
+    pub(crate) fn of(v: &mut [u32]) -> Pct {
         if v.is_empty() {
             return Pct::default();
         }
@@ -52,14 +52,14 @@ impl Pct {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub scenario: String,
-    pub description: String,
-    pub seed: u64,
-    pub tunnel: super::scenario::TunnelKind,
-    pub duration_s: f64,
-    pub warmup_s: f64,
-    pub directions: Vec<DirReport>,
-    pub classes: Vec<ClassReport>,
+    pub(crate) scenario: String,
+    pub(crate) description: String,
+    pub(crate) seed: u64,
+    pub(crate) tunnel: super::scenario::TunnelKind,
+    pub(crate) duration_s: f64,
+    pub(crate) warmup_s: f64,
+    pub(crate) directions: Vec<DirReport>,
+    pub(crate) classes: Vec<ClassReport>,
     pub users: Vec<UserReport>,
     pub links: Vec<LinkReport>,
     /// Datagrams an endpoint rejected (should be 0 without an attacker).
@@ -69,7 +69,7 @@ pub struct Report {
     /// Free-form endpoint statistics (edge, core).
     pub endpoints: [serde_json::Value; 2],
     /// Anomalies the endpoints' adapters noticed.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// The TCP traffic (`kind = "tcp"`), one entry per `[[traffic]]`.
     pub tcp: Vec<TcpReport>,
     /// Per second and link direction (`braid sim --timeline`; empty otherwise).
@@ -77,7 +77,7 @@ pub struct Report {
     pub timeline: Vec<TimelineRow>,
     /// Per second and direction: what the endpoints did.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub timeline_ends: Vec<TimelineEnd>,
+    pub(crate) timeline_ends: Vec<TimelineEnd>,
 }
 
 /// One link direction over one second: what it offered and carried, and the sending
@@ -88,43 +88,43 @@ pub struct TimelineRow {
     pub t_s: u32,
     pub dir: Dir,
     pub link: String,
-    pub capacity_mbit: f64,
+    pub(crate) capacity_mbit: f64,
     pub carried_mbit: f64,
-    pub state: &'static str,
+    pub(crate) state: &'static str,
     /// The sender's delivery-rate estimate and pacing rate.
     pub rate_mbit: f64,
-    pub pacing_mbit: f64,
-    pub cwnd_kb: f64,
-    pub inflight_kb: f64,
-    pub queued_kb: f64,
-    pub srtt_ms: f64,
+    pub(crate) pacing_mbit: f64,
+    pub(crate) cwnd_kb: f64,
+    pub(crate) inflight_kb: f64,
+    pub(crate) queued_kb: f64,
+    pub(crate) srtt_ms: f64,
 }
 
 /// One direction over one second.
 #[derive(Debug, Clone, Serialize)]
-pub struct TimelineEnd {
-    pub t_s: u32,
-    pub dir: Dir,
+pub(crate) struct TimelineEnd {
+    pub(crate) t_s: u32,
+    pub(crate) dir: Dir,
     /// Copies the sender resent.
-    pub resends: u64,
+    pub(crate) resends: u64,
     /// Packets the receiver released after the full reorder wait, and duplicates it dropped.
-    pub reorder_timeouts: u64,
-    pub duplicates: u64,
+    pub(crate) reorder_timeouts: u64,
+    pub(crate) duplicates: u64,
     /// Bytes in the sender's user queues at the end of the second.
-    pub queued_kb: f64,
+    pub(crate) queued_kb: f64,
     /// TCP goodput in this direction (all TCP traffic).
-    pub tcp_goodput_mbit: f64,
+    pub(crate) tcp_goodput_mbit: f64,
 }
 
 /// One `[[traffic]]` of TCP flows: goodput (in-order bytes delivered to the receiving
 /// application) and what the senders went through.
 #[derive(Debug, Clone, Serialize)]
 pub struct TcpReport {
-    pub name: String,
+    pub(crate) name: String,
     pub dir: Dir,
-    pub cc: super::scenario::Cc,
+    pub(crate) cc: super::scenario::Cc,
     /// Summed capacity of the links in this direction (as for [`DirReport`]).
-    pub capacity_mbit: f64,
+    pub(crate) capacity_mbit: f64,
     /// goodput / capacity.
     pub share: f64,
     #[serde(flatten)]
@@ -133,40 +133,40 @@ pub struct TcpReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DirReport {
-    pub dir: Dir,
+    pub(crate) dir: Dir,
     pub capacity_mbit: f64,
     pub delivered_mbit: f64,
     /// delivered / capacity.
     pub share: f64,
     pub sent: u64,
     /// Paced packets the tunnel refused (queue full); bulk sources never count here.
-    pub refused: u64,
+    pub(crate) refused: u64,
     pub delivered: u64,
     pub lost: u64,
     pub loss_ratio: f64,
     pub duplicates: u64,
-    pub out_of_order: u64,
+    pub(crate) out_of_order: u64,
     pub in_order_ratio: f64,
     pub latency_ms: Pct,
     pub added_delay_ms: Pct,
     pub longest_gap_ms: f64,
     /// The longest time one flow went without a delivery (a stalled connection).
-    pub longest_flow_gap_ms: f64,
+    pub(crate) longest_flow_gap_ms: f64,
     /// None when fewer than two users run bulk traffic in this direction.
     pub jain: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassReport {
-    pub class: String,
-    pub dir: Dir,
+    pub(crate) class: String,
+    pub(crate) dir: Dir,
     #[serde(serialize_with = "mode_word")]
-    pub mode: Mode,
-    pub priority: u8,
+    pub(crate) mode: Mode,
+    pub(crate) priority: u8,
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,
-    pub delivered_mbit: f64,
+    pub(crate) delivered_mbit: f64,
     pub latency_ms: Pct,
     pub queueing_ms: Pct,
     pub longest_gap_ms: f64,
@@ -178,8 +178,8 @@ pub struct ClassReport {
 pub struct UserReport {
     pub user: u32,
     pub dir: Dir,
-    pub bulk: bool,
-    pub delivered_mbit: f64,
+    pub(crate) bulk: bool,
+    pub(crate) delivered_mbit: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,12 +187,12 @@ pub struct LinkReport {
     pub link: String,
     pub dir: Dir,
     #[serde(serialize_with = "role_word")]
-    pub role: Role,
+    pub(crate) role: Role,
     pub capacity_mbit: f64,
     /// Wire bytes (datagram + 28) that crossed the link in [warmup, duration], per second.
     pub carried_mbit: f64,
     /// Time datagrams spent in the link's queue (offer to end of serialisation).
-    pub queue_delay_ms: Pct,
+    pub(crate) queue_delay_ms: Pct,
     pub stats: DirStats,
     /// Capacity left unused and what the sender was doing with the link meanwhile (absent if
     /// the tunnel shows no per-link sender state).
@@ -214,8 +214,8 @@ pub struct Unused {
     /// While nothing was queued for the link (the scheduler gave it nothing, or no data).
     pub idle_mbit: f64,
     pub down_s: f64,
-    pub degraded_s: f64,
-    pub at_cap_s: f64,
+    pub(crate) degraded_s: f64,
+    pub(crate) at_cap_s: f64,
 }
 
 /// Accumulates [`Unused`] (bytes by cause: down, at cap, pacer, idle; microseconds).
@@ -263,7 +263,7 @@ struct DirAcc {
 
 /// Collects measurements during a run.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     sources: Vec<SourceAcc>,
     classes: Vec<[ClassAcc; 2]>,
     dirs: [DirAcc; 2],
@@ -284,7 +284,7 @@ fn di(d: Dir) -> usize {
 }
 
 impl Metrics {
-    pub fn new(sc: &Scenario) -> Metrics {
+    pub(crate) fn new(sc: &Scenario) -> Metrics {
         let delays = |f: fn(&super::scenario::LinkSpec) -> u64| sc.links.iter().map(f);
         Metrics {
             sources: sc
@@ -317,7 +317,7 @@ impl Metrics {
         self.window.0 <= t && t < self.window.1
     }
 
-    pub fn sent(&mut self, source: u32, accepted: bool) {
+    pub(crate) fn sent(&mut self, source: u32, accepted: bool) {
         let s = &mut self.sources[source as usize];
         if accepted {
             s.sent += 1;
@@ -327,7 +327,7 @@ impl Metrics {
     }
 
     /// A datagram of `wire` bytes arrived over `link` in direction `dir` at `now`.
-    pub fn carried(&mut self, link: usize, dir: Dir, now: u64, wire: usize) {
+    pub(crate) fn carried(&mut self, link: usize, dir: Dir, now: u64, wire: usize) {
         if self.in_window(now) {
             self.carried[link][di(dir)] += wire as u64;
         }
@@ -335,7 +335,7 @@ impl Metrics {
 
     /// Over [t0, t1), `link` left `unused` bytes of its capacity in `dir` unused while its
     /// sender was in state `view` (None: the tunnel shows no sender state).
-    pub fn link_sample(
+    pub(crate) fn link_sample(
         &mut self,
         link: usize,
         dir: Dir,
@@ -374,7 +374,7 @@ impl Metrics {
 
     /// An inner packet left the tunnel at `now_us` going in `dir`; `release_delay_us` is the base
     /// one-way delay of the link whose arrival released it, if one did.
-    pub fn delivered(
+    pub(crate) fn delivered(
         &mut self,
         sc: &Scenario,
         dir: Dir,
@@ -459,7 +459,7 @@ impl Metrics {
     }
 
     /// Summarise. `links` are the final per-direction link counters, `[up, down]` per link.
-    pub fn report(
+    pub(crate) fn report(
         mut self,
         sc: &Scenario,
         mut links: Vec<[(DirStats, Vec<u32>); 2]>,
@@ -659,7 +659,7 @@ fn capacity_mbit(sc: &Scenario, dir: Dir, window: (u64, u64)) -> f64 {
 
 impl Report {
     /// Adds the TCP figures (per traffic index, None for other kinds).
-    pub fn set_tcp(&mut self, sc: &Scenario, tcp: Vec<Option<super::tcp::TcpSpecStats>>) {
+    pub(crate) fn set_tcp(&mut self, sc: &Scenario, tcp: Vec<Option<super::tcp::TcpSpecStats>>) {
         for (t, st) in sc.traffic.iter().zip(tcp) {
             let (Some(st), TrafficKind::Tcp { cc }) = (st, t.kind) else {
                 continue;
@@ -681,7 +681,7 @@ impl Report {
     }
 
     /// The per-second timeline as a table (one block per direction).
-    pub fn timeline_table(&self) -> String {
+    pub(crate) fn timeline_table(&self) -> String {
         use std::fmt::Write;
         let mut o = String::new();
         for dir in [Dir::Up, Dir::Down] {

@@ -19,14 +19,14 @@
 
 pub mod engine;
 pub mod link;
-pub mod metrics;
-pub mod rng;
+pub(crate) mod metrics;
+pub(crate) mod rng;
 pub mod scenario;
-pub mod session;
-pub mod tcp;
-pub mod toml;
-pub mod traffic;
-pub mod tunnel;
+pub(crate) mod session;
+pub(crate) mod tcp;
+pub(crate) mod toml;
+pub(crate) mod traffic;
+pub(crate) mod tunnel;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

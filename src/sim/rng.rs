@@ -5,13 +5,13 @@
 
 /// xoshiro256** (Blackman and Vigna): fast, small state, good statistical quality.
 #[derive(Debug, Clone)]
-pub struct Rng {
+pub(crate) struct Rng {
     s: [u64; 4],
 }
 
 impl Rng {
     /// A generator seeded from `seed` through splitmix64 (so seeds 0, 1, 2 are unrelated streams).
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         let mut x = seed;
         let mut next = || {
             x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -27,11 +27,11 @@ impl Rng {
 
     /// A generator for a sub-stream (one per link direction, per source), independent of the
     /// order in which the others draw.
-    pub fn derive(seed: u64, stream: u64) -> Rng {
+    pub(crate) fn derive(seed: u64, stream: u64) -> Rng {
         Rng::new(seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93).rotate_left(17))
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;
         self.s[2] ^= self.s[0];
@@ -44,44 +44,37 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
+    pub(crate) fn f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && self.f64() < p
     }
 
     /// Uniform in [lo, hi).
-    pub fn range_f64(&mut self, lo: f64, hi: f64) -> f64 {
+    pub(crate) fn range_f64(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.f64()
     }
 
     /// Triangular in [-a, a] (the lab's jitter).
-    pub fn triangular(&mut self, a: i64) -> i64 {
+    pub(crate) fn triangular(&mut self, a: i64) -> i64 {
         ((self.f64() + self.f64() - 1.0) * a as f64) as i64
-    }
-
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.f64().max(f64::MIN_POSITIVE);
-        let u2 = self.f64();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * core::f64::consts::PI * u2).cos()
     }
 }
 
 /// splitmix64 alone: the generator of the scenarios' seeded outage schedules (`handover`,
 /// `failed_handover`), kept so that a scenario's schedule stays what it was.
 #[derive(Clone, Debug)]
-pub struct SplitMix(u64);
+pub(crate) struct SplitMix(u64);
 
 impl SplitMix {
-    pub fn new(seed: u64) -> SplitMix {
+    pub(crate) fn new(seed: u64) -> SplitMix {
         SplitMix(seed ^ 0x853c_49e6_748f_ea9b)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -90,7 +83,7 @@ impl SplitMix {
     }
 
     /// Uniform in [lo, hi].
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         if hi <= lo {
             return lo;
         }

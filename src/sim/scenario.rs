@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::rng::SplitMix;
 use super::toml::{self, Spanned, Table, Value};
-pub use crate::config::model::parse_rate;
+pub(crate) use crate::config::model::parse_rate;
 use crate::linkmodel::{DirSpec, Gilbert, Loss, Outage, OutageKind, QueueLimit, Rate, Trace};
 use crate::proto::LinkId;
 use crate::trace;
@@ -22,32 +22,32 @@ use crate::trace;
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: String,
-    pub description: String,
-    pub seed: u64,
+    pub(crate) description: String,
+    pub(crate) seed: u64,
     /// How long the traffic runs (µs).
-    pub duration_us: u64,
+    pub(crate) duration_us: u64,
     /// Deliveries before this time (µs) are left out of the rate and fairness figures.
     pub warmup_us: u64,
     /// Extra time after the traffic stops for what is in flight to arrive or be declared lost.
-    pub drain_us: u64,
+    pub(crate) drain_us: u64,
     /// Which protocol implementation carries the traffic.
-    pub tunnel: TunnelKind,
+    pub(crate) tunnel: TunnelKind,
     pub links: Vec<LinkSpec>,
-    pub classes: Vec<ClassSpec>,
-    pub traffic: Vec<TrafficSpec>,
+    pub(crate) classes: Vec<ClassSpec>,
+    pub(crate) traffic: Vec<TrafficSpec>,
     /// Record a per-second timeline of every link (`braid sim --timeline`).
     pub timeline: bool,
     /// Lab: the link of the `direct` baseline (`None`: the highest mean down rate).
-    pub best: Option<LinkId>,
+    pub(crate) best: Option<LinkId>,
     /// Lab: edges, each with a copy of the links, all on one LAN subnet (1 to 4).
-    pub edges: usize,
+    pub(crate) edges: usize,
     /// Lab: client namespaces per edge (1 to 16).
-    pub clients: usize,
+    pub(crate) clients: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TunnelKind {
+pub(crate) enum TunnelKind {
     /// The real protocol: a pair of `proto::Session`s.
     Session,
     /// The trivial single-path stand-in (first link only, no recovery), to test the simulator.
@@ -59,7 +59,7 @@ pub enum TunnelKind {
 
 impl TunnelKind {
     /// `session`, `pipe`, `direct` (the first link) or `direct:NAME`.
-    pub fn parse(s: &str, links: &[LinkSpec]) -> Result<TunnelKind, String> {
+    pub(crate) fn parse(s: &str, links: &[LinkSpec]) -> Result<TunnelKind, String> {
         Ok(match s {
             "session" => TunnelKind::Session,
             "pipe" => TunnelKind::Pipe,
@@ -85,7 +85,7 @@ impl TunnelKind {
 
     /// The largest inner packet: a 1500-byte path for direct, the daemons' default hub MTU
     /// through the tunnel.
-    pub fn inner_mtu(&self) -> usize {
+    pub(crate) fn inner_mtu(&self) -> usize {
         match self {
             TunnelKind::Direct(_) => 1500,
             _ => MAX_INNER,
@@ -94,15 +94,15 @@ impl TunnelKind {
 }
 
 /// A link's role: the protocol's own enum (the words are those of UCI's `role`).
-pub use crate::proto::wire::LinkRole as Role;
+pub(crate) use crate::proto::wire::LinkRole as Role;
 
 #[derive(Debug, Clone)]
 pub struct LinkSpec {
     pub name: String,
-    pub id: LinkId,
-    pub role: Role,
-    pub weight: u32,
-    pub rate_cap_bps: Option<u64>,
+    pub(crate) id: LinkId,
+    pub(crate) role: Role,
+    pub(crate) weight: u32,
+    pub(crate) rate_cap_bps: Option<u64>,
     /// Edge to core.
     pub up: DirSpec,
     /// Core to edge.
@@ -110,15 +110,15 @@ pub struct LinkSpec {
 }
 
 /// How a class uses the links: the protocol's own enum.
-pub use crate::proto::sched::Mode;
+pub(crate) use crate::proto::sched::Mode;
 
 #[derive(Debug, Clone)]
-pub struct ClassSpec {
-    pub name: String,
-    pub id: u8,
-    pub mode: Mode,
-    pub priority: u8,
-    pub weight: u32,
+pub(crate) struct ClassSpec {
+    pub(crate) name: String,
+    pub(crate) id: u8,
+    pub(crate) mode: Mode,
+    pub(crate) priority: u8,
+    pub(crate) weight: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -131,7 +131,7 @@ pub enum Dir {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TrafficKind {
+pub(crate) enum TrafficKind {
     /// Keeps the session's queue full (sends whenever `can_send` allows).
     Bulk,
     /// One packet every `interval_us`.
@@ -146,14 +146,14 @@ pub enum TrafficKind {
 /// Congestion control of a simulated TCP sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Cc {
+pub(crate) enum Cc {
     Cubic,
     Reno,
     Bbr,
 }
 
 impl Cc {
-    pub fn parse(s: &str) -> Option<Cc> {
+    pub(crate) fn parse(s: &str) -> Option<Cc> {
         Some(match s {
             "cubic" => Cc::Cubic,
             "reno" => Cc::Reno,
@@ -164,27 +164,27 @@ impl Cc {
 }
 
 #[derive(Debug, Clone)]
-pub struct TrafficSpec {
-    pub name: String,
-    pub user: u32,
-    pub class: u8,
-    pub dir: Dir,
-    pub kind: TrafficKind,
+pub(crate) struct TrafficSpec {
+    pub(crate) name: String,
+    pub(crate) user: u32,
+    pub(crate) class: u8,
+    pub(crate) dir: Dir,
+    pub(crate) kind: TrafficKind,
     /// Inner packet size in bytes.
-    pub size: usize,
+    pub(crate) size: usize,
     /// Number of flows (5-tuples); packets are spread over them in turn.
-    pub flows: u32,
-    pub start_us: u64,
-    pub stop_us: u64,
+    pub(crate) flows: u32,
+    pub(crate) start_us: u64,
+    pub(crate) stop_us: u64,
 }
 
 impl TrafficSpec {
-    pub fn is_tcp(&self) -> bool {
+    pub(crate) fn is_tcp(&self) -> bool {
         matches!(self.kind, TrafficKind::Tcp { .. })
     }
 
     /// Nominal spacing of packets (µs), for paced kinds.
-    pub fn interval_us(&self) -> Option<u64> {
+    pub(crate) fn interval_us(&self) -> Option<u64> {
         match self.kind {
             TrafficKind::Bulk | TrafficKind::Tcp { .. } => None,
             TrafficKind::Interactive { interval_us } => Some(interval_us),
@@ -196,9 +196,9 @@ impl TrafficSpec {
 /// An error in a scenario file: where and what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScenarioError {
-    pub file: String,
-    pub line: Option<u32>,
-    pub msg: String,
+    pub(crate) file: String,
+    pub(crate) line: Option<u32>,
+    pub(crate) msg: String,
 }
 
 impl fmt::Display for ScenarioError {
@@ -213,30 +213,30 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// Inner packets larger than this do not fit one datagram on a 1500-byte path.
-pub const MAX_INNER: usize = 1400;
+pub(crate) const MAX_INNER: usize = 1400;
 /// The smallest inner packet the simulator can tag (IPv4 header + its own 32-byte tag).
-pub const MIN_INNER: usize = 52;
+pub(crate) const MIN_INNER: usize = 52;
 
 /// What loading a scenario takes besides its file.
 #[derive(Debug, Clone, Default)]
-pub struct LoadOpts {
+pub(crate) struct LoadOpts {
     /// The folder of recorded traces (`--traces`, `$BRAID_TRACES`), searched before the
     /// scenario's own folder (see [`crate::trace`]).
-    pub traces: Option<PathBuf>,
+    pub(crate) traces: Option<PathBuf>,
     /// Replaces the scenario's `seed`, which its generated traces default to as well.
-    pub seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
 }
 
 /// The simulator's scenario folders, in the order `braid sim NAME` searches them.
-pub const SIM_DIRS: [&str; 2] = ["scenarios", "scenarios/lab"];
+pub(crate) const SIM_DIRS: [&str; 2] = ["scenarios", "scenarios/lab"];
 /// The lab's scenario folders, in the order `braid lab run NAME` searches them.
-pub const LAB_DIRS: [&str; 2] = ["scenarios/lab", "scenarios"];
+pub(crate) const LAB_DIRS: [&str; 2] = ["scenarios/lab", "scenarios"];
 
 /// A scenario named on the command line, as `braid sim NAME` and `braid lab run NAME` both find
 /// it: an existing file of that path, else `DIR/NAME.toml` (`.toml` optional in NAME) for each
 /// of `dirs` in turn, below the working directory, then below the source tree the binary was
 /// built from.
-pub fn find_file(name: &str, dirs: &[&str]) -> Result<PathBuf, String> {
+pub(crate) fn find_file(name: &str, dirs: &[&str]) -> Result<PathBuf, String> {
     let p = Path::new(name);
     if p.is_file() {
         return Ok(p.to_path_buf());
@@ -258,7 +258,7 @@ pub fn find_file(name: &str, dirs: &[&str]) -> Result<PathBuf, String> {
 }
 
 /// Names of the scenarios shipped in `dirs` of the source tree (`*.toml`), sorted, each once.
-pub fn shipped_in(dirs: &[&str]) -> Vec<String> {
+pub(crate) fn shipped_in(dirs: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = dirs
         .iter()
         .flat_map(|dir| {
@@ -281,13 +281,13 @@ pub fn shipped_in(dirs: &[&str]) -> Vec<String> {
 }
 
 /// A scenario by path or by name, for `braid sim` ([`find_file`] in [`SIM_DIRS`]).
-pub fn find(name: &str) -> Result<PathBuf, String> {
+pub(crate) fn find(name: &str) -> Result<PathBuf, String> {
     find_file(name, &SIM_DIRS)
 }
 
 impl LoadOpts {
     /// Recorded traces from `$BRAID_TRACES`, the file's own seed.
-    pub fn from_env() -> LoadOpts {
+    pub(crate) fn from_env() -> LoadOpts {
         LoadOpts {
             traces: trace::traces_from_env(),
             seed: None,
@@ -303,7 +303,7 @@ impl Scenario {
     }
 
     /// [`Scenario::load`] with the traces folder and seed given.
-    pub fn load_with(path: &Path, o: &LoadOpts) -> Result<Scenario, ScenarioError> {
+    pub(crate) fn load_with(path: &Path, o: &LoadOpts) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             file: path.display().to_string(),
             line: None,
@@ -319,7 +319,7 @@ impl Scenario {
     }
 
     /// [`Scenario::parse`] with the traces folder and seed given.
-    pub fn parse_with(
+    pub(crate) fn parse_with(
         text: &str,
         file: &str,
         dir: Option<&Path>,
@@ -344,7 +344,7 @@ impl Scenario {
     /// Replaces the scenario's saturating traffic (bulk and TCP; paced traffic stays) by one
     /// workload, named as the lab names its own: `tcpN-up`, `tcpN-down` (N TCP flows with
     /// congestion control `cc`) or `bulkN-up`, `bulkN-down` (the saturating source).
-    pub fn set_workload(&mut self, w: &str, cc: Cc) -> Result<(), String> {
+    pub(crate) fn set_workload(&mut self, w: &str, cc: Cc) -> Result<(), String> {
         let bad = || {
             format!("`{w}` is not a workload like tcp8-down, tcp1-up, bulk8-up (N from 1 to 64)")
         };
@@ -1312,7 +1312,7 @@ fn split_unit(s: &str) -> Option<(f64, String)> {
 }
 
 /// "20ms", "1.5s", "500us", "2min" -> µs.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is not a duration like \"20ms\", \"1.5s\" or \"500us\"");
     let (n, unit) = split_unit(s).ok_or_else(bad)?;
     let mul = match unit.as_str() {
@@ -1326,7 +1326,7 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 }
 
 /// "64kB", "1500B", "1MB" -> bytes (k = 1000).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is neither a time (\"100ms\") nor a size (\"64kB\", \"1500B\")");
     let (n, unit) = split_unit(s).ok_or_else(bad)?;
     let mul = match unit.as_str() {

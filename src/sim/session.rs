@@ -24,7 +24,7 @@ use crate::proto::wire;
 use crate::proto::{Instant, LinkId};
 
 /// Build the (edge, core) session pair for a scenario.
-pub fn pair(sc: &Scenario) -> Result<Pair, String> {
+pub(crate) fn pair(sc: &Scenario) -> Result<Pair, String> {
     let (edge_key, core_key) = keys(sc);
     let config = session_config(sc);
     let now = Instant::ZERO;

@@ -34,7 +34,7 @@ use super::tunnel::Meta;
 use crate::proto::packet::checksum;
 
 /// IPv4 (20) + TCP (20) + the timestamp option (12): the headers of every segment.
-pub const HEADERS: usize = 52;
+pub(crate) const HEADERS: usize = 52;
 const SERVER: [u8; 4] = [192, 0, 2, 1];
 const SERVER_PORT: u16 = 5201;
 const CLIENT_PORT0: u16 = 20_000;
@@ -49,9 +49,9 @@ const RWND_BYTES: u64 = 3 << 20;
 const REORDERING: u64 = 3;
 const MAX_REORDERING: u64 = 300;
 /// Goodput is counted in bins of this length.
-pub const BIN_US: u64 = 100_000;
+pub(crate) const BIN_US: u64 = 100_000;
 /// The start of a transfer left out of its goodput, as the lab does (slow start).
-pub const OMIT_US: u64 = 2_000_000;
+pub(crate) const OMIT_US: u64 = 2_000_000;
 
 /// One TCP flow's two ends. See the module docs.
 struct Flow {
@@ -68,14 +68,14 @@ struct Flow {
 }
 
 /// What the TCP flows send next: an inner packet for the edge (`side` 0) or the core (1).
-pub struct Out {
-    pub side: usize,
-    pub meta: Meta,
-    pub pkt: Vec<u8>,
+pub(crate) struct Out {
+    pub(crate) side: usize,
+    pub(crate) meta: Meta,
+    pub(crate) pkt: Vec<u8>,
 }
 
 /// Every TCP flow of a scenario.
-pub struct TcpFlows {
+pub(crate) struct TcpFlows {
     flows: Vec<Flow>,
     /// Traffic index -> flow index range.
     by_spec: Vec<(usize, usize)>,
@@ -87,7 +87,7 @@ pub struct TcpFlows {
 impl TcpFlows {
     /// The flows of every `kind = "tcp"` traffic of `sc`; segments are IP packets of `mtu`
     /// bytes at most.
-    pub fn new(sc: &Scenario, mtu: usize) -> TcpFlows {
+    pub(crate) fn new(sc: &Scenario, mtu: usize) -> TcpFlows {
         let mut flows = Vec::new();
         let mut by_spec = Vec::new();
         for (i, t) in sc.traffic.iter().enumerate() {
@@ -124,12 +124,12 @@ impl TcpFlows {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.flows.is_empty()
     }
 
     /// The tunnel is up at `now`: flows due to start earlier start now.
-    pub fn start(&mut self, now: u64) {
+    pub(crate) fn start(&mut self, now: u64) {
         for f in &mut self.flows {
             if f.start_us < now {
                 f.start_us = now;
@@ -140,7 +140,7 @@ impl TcpFlows {
     }
 
     /// The next time a flow has work of its own (a timer, or the pacer releasing a segment).
-    pub fn poll_timeout(&self, now: u64) -> Option<u64> {
+    pub(crate) fn poll_timeout(&self, now: u64) -> Option<u64> {
         let mut t: Option<u64> = None;
         for f in &self.flows {
             let mut m = |x: u64| t = Some(t.map_or(x, |y| y.min(x)));
@@ -162,7 +162,7 @@ impl TcpFlows {
     }
 
     /// Runs due timers and lets every sender send what its window and pacer allow.
-    pub fn poll(&mut self, now: u64) {
+    pub(crate) fn poll(&mut self, now: u64) {
         for i in 0..self.flows.len() {
             let f = &mut self.flows[i];
             if now < f.start_us {
@@ -177,12 +177,12 @@ impl TcpFlows {
     }
 
     /// The next packet to hand to the tunnel.
-    pub fn pop(&mut self) -> Option<Out> {
+    pub(crate) fn pop(&mut self) -> Option<Out> {
         self.out.pop_front()
     }
 
     /// Gives a sent packet's buffer back.
-    pub fn recycle(&mut self, mut b: Vec<u8>) {
+    pub(crate) fn recycle(&mut self, mut b: Vec<u8>) {
         if self.pool.len() < 64 {
             b.clear();
             self.pool.push(b);
@@ -190,14 +190,14 @@ impl TcpFlows {
     }
 
     /// The tunnel refused a packet (its queue was full): it is lost.
-    pub fn refused(&mut self, o: &Out) {
+    pub(crate) fn refused(&mut self, o: &Out) {
         if let Some(i) = self.flow_of(&o.pkt) {
             self.flows[i].snd.stats.refused += 1;
         }
     }
 
     /// A packet left the tunnel at `side` (0 edge, 1 core). False if it is not one of ours.
-    pub fn delivered(&mut self, now: u64, side: usize, p: &[u8]) -> bool {
+    pub(crate) fn delivered(&mut self, now: u64, side: usize, p: &[u8]) -> bool {
         let Some(i) = self.flow_of(p) else {
             return false;
         };
@@ -313,7 +313,7 @@ impl TcpFlows {
     }
 
     /// Per traffic spec: its flows' figures over `[from, to)` (µs).
-    pub fn report(&self, from: u64, to: u64) -> Vec<Option<TcpSpecStats>> {
+    pub(crate) fn report(&self, from: u64, to: u64) -> Vec<Option<TcpSpecStats>> {
         self.by_spec
             .iter()
             .map(|&(a, b)| {
@@ -373,11 +373,11 @@ impl TcpFlows {
 /// Figures of one `[[traffic]]` of kind tcp (summed over its flows).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TcpSpecStats {
-    pub flows: u32,
+    pub(crate) flows: u32,
     /// In-order bytes the receivers delivered to their application, per second.
     pub goodput_mbit: f64,
-    pub flow_min_mbit: f64,
-    pub flow_max_mbit: f64,
+    pub(crate) flow_min_mbit: f64,
+    pub(crate) flow_max_mbit: f64,
     /// Segments sent, first transmissions and retransmissions.
     pub segments: u64,
     pub retransmits: u64,
@@ -385,16 +385,16 @@ pub struct TcpSpecStats {
     pub spurious: u64,
     pub rtos: u64,
     /// Packets the tunnel refused (queue full).
-    pub refused: u64,
+    pub(crate) refused: u64,
     pub recoveries: u64,
     /// Window reductions undone (shown spurious).
-    pub undos: u64,
+    pub(crate) undos: u64,
     /// The longest time a flow's receiver delivered nothing.
-    pub longest_stall_ms: f64,
+    pub(crate) longest_stall_ms: f64,
     /// Mean of the senders' final smoothed RTT.
-    pub srtt_ms: f64,
+    pub(crate) srtt_ms: f64,
     /// Goodput of each whole second of the run, summed over the flows (Mbit/s).
-    pub per_second: Vec<f64>,
+    pub(crate) per_second: Vec<f64>,
 }
 
 fn ts_ms(now: u64) -> u32 {

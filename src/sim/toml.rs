@@ -11,13 +11,13 @@ use std::fmt;
 
 /// A parsed value with the (1-based) line it started on.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Spanned {
-    pub value: Value,
-    pub line: u32,
+pub(crate) struct Spanned {
+    pub(crate) value: Value,
+    pub(crate) line: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Str(String),
     Int(i64),
     Float(f64),
@@ -28,12 +28,12 @@ pub enum Value {
 
 /// A table: entries in file order.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Table {
-    pub entries: Vec<(String, Spanned)>,
+pub(crate) struct Table {
+    pub(crate) entries: Vec<(String, Spanned)>,
 }
 
 impl Table {
-    pub fn get(&self, key: &str) -> Option<&Spanned> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Spanned> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
@@ -47,7 +47,7 @@ impl Table {
 
 impl Value {
     /// The TOML type name, for error messages.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
             Value::Int(_) => "integer",
@@ -61,9 +61,9 @@ impl Value {
 
 /// A syntax error at a line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParseError {
-    pub line: u32,
-    pub msg: String,
+pub(crate) struct ParseError {
+    pub(crate) line: u32,
+    pub(crate) msg: String,
 }
 
 impl fmt::Display for ParseError {
@@ -75,7 +75,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Parse a whole document into its root table.
-pub fn parse(text: &str) -> Result<Table, ParseError> {
+pub(crate) fn parse(text: &str) -> Result<Table, ParseError> {
     let mut p = Parser {
         s: text.as_bytes(),
         pos: 0,

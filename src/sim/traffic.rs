@@ -15,19 +15,19 @@ const MAGIC: u32 = 0x4252_534d; // "BRSM"
 const IP_HEADER: usize = 20;
 const HEADER: usize = IP_HEADER + 8;
 /// Bytes of header + tag at the front of every simulated packet.
-pub const TAG_END: usize = HEADER + 32;
+pub(crate) const TAG_END: usize = HEADER + 32;
 
 /// What the exit reads back from a delivered packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tag {
-    pub source: u32,
-    pub seq: u64,
-    pub sent_us: u64,
-    pub flow: u32,
+pub(crate) struct Tag {
+    pub(crate) source: u32,
+    pub(crate) seq: u64,
+    pub(crate) sent_us: u64,
+    pub(crate) flow: u32,
 }
 
 /// Write a packet of `size` bytes carrying `tag` into `buf`.
-pub fn build_packet(buf: &mut Vec<u8>, size: usize, tag: Tag) {
+pub(crate) fn build_packet(buf: &mut Vec<u8>, size: usize, tag: Tag) {
     buf.clear();
     buf.resize(size.max(TAG_END), 0);
     let len = buf.len() as u16;
@@ -53,7 +53,7 @@ pub fn build_packet(buf: &mut Vec<u8>, size: usize, tag: Tag) {
 }
 
 /// Read the tag of a delivered packet; None if it is not one of ours (or was mangled).
-pub fn read_tag(p: &[u8]) -> Option<Tag> {
+pub(crate) fn read_tag(p: &[u8]) -> Option<Tag> {
     let t = p.get(HEADER..TAG_END)?;
     let word = |r: core::ops::Range<usize>| -> u64 {
         t[r].iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
@@ -84,18 +84,18 @@ fn flow_port(flow: u32) -> u16 {
 
 /// A traffic source: one `[[traffic]]` of the scenario.
 #[derive(Debug, Clone)]
-pub struct Source {
-    pub id: u32,
-    pub spec: TrafficSpec,
-    pub next_seq: u64,
+pub(crate) struct Source {
+    pub(crate) id: u32,
+    pub(crate) spec: TrafficSpec,
+    pub(crate) next_seq: u64,
     /// Next send time of a paced source (µs).
-    pub next_at: u64,
+    pub(crate) next_at: u64,
     /// Accumulated fractional µs of a realtime source's spacing.
     frac: f64,
 }
 
 impl Source {
-    pub fn new(id: u32, spec: TrafficSpec) -> Source {
+    pub(crate) fn new(id: u32, spec: TrafficSpec) -> Source {
         Source {
             id,
             next_seq: 0,
@@ -105,12 +105,12 @@ impl Source {
         }
     }
 
-    pub fn is_bulk(&self) -> bool {
+    pub(crate) fn is_bulk(&self) -> bool {
         self.spec.kind == TrafficKind::Bulk
     }
 
     /// Paced (interactive or realtime): sends on its own timer.
-    pub fn is_paced(&self) -> bool {
+    pub(crate) fn is_paced(&self) -> bool {
         matches!(
             self.spec.kind,
             TrafficKind::Interactive { .. } | TrafficKind::Realtime { .. }
@@ -118,12 +118,12 @@ impl Source {
     }
 
     /// Active at `now_us`?
-    pub fn active(&self, now_us: u64) -> bool {
+    pub(crate) fn active(&self, now_us: u64) -> bool {
         self.spec.start_us <= now_us && now_us < self.spec.stop_us
     }
 
     /// The metadata the next packet will carry (for `can_send`).
-    pub fn peek_meta(&self) -> Meta {
+    pub(crate) fn peek_meta(&self) -> Meta {
         let flow = self.next_seq % u64::from(self.spec.flows);
         Meta {
             user: self.spec.user,
@@ -133,7 +133,7 @@ impl Source {
     }
 
     /// The next packet: its metadata and tag (advances the sequence and, if paced, the timer).
-    pub fn next_packet(&mut self, now_us: u64) -> (Meta, Tag) {
+    pub(crate) fn next_packet(&mut self, now_us: u64) -> (Meta, Tag) {
         let flow = (self.next_seq % u64::from(self.spec.flows)) as u32;
         let tag = Tag {
             source: self.id,

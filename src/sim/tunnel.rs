@@ -13,46 +13,46 @@ use crate::proto::{Instant, LinkId};
 /// What the caller knows about an inner packet (classification happens before the tunnel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
-    pub user: u32,
-    pub flow: u64,
-    pub class: u8,
+    pub(crate) user: u32,
+    pub(crate) flow: u64,
+    pub(crate) class: u8,
 }
 
 /// A sender's state for one link at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderView {
-    pub link: LinkId,
+    pub(crate) link: LinkId,
     /// Down (timed out, or administratively): only probes go out.
-    pub down: bool,
-    pub degraded: bool,
+    pub(crate) down: bool,
+    pub(crate) degraded: bool,
     /// In flight at or above the link's in-flight cap.
-    pub at_cap: bool,
+    pub(crate) at_cap: bool,
     /// Data waits in the link's own queue (so the pacer, not the scheduler, holds it back).
-    pub queued: bool,
+    pub(crate) queued: bool,
     /// The sender's estimates (for `--timeline`): delivery rate and pacing rate (bit/s),
     /// in-flight cap, in flight and queued (bytes), smoothed RTT (µs).
-    pub rate_bps: u64,
-    pub pacing_bps: u64,
-    pub cwnd: u64,
-    pub inflight: u64,
-    pub queued_bytes: u64,
-    pub srtt_us: u64,
+    pub(crate) rate_bps: u64,
+    pub(crate) pacing_bps: u64,
+    pub(crate) cwnd: u64,
+    pub(crate) inflight: u64,
+    pub(crate) queued_bytes: u64,
+    pub(crate) srtt_us: u64,
 }
 
 /// Counters of an endpoint that the timeline follows (cumulative).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EndCounters {
     /// Copies resent after a loss.
-    pub resends: u64,
+    pub(crate) resends: u64,
     /// Packets the receiver released after the full reorder wait.
-    pub reorder_timeouts: u64,
-    pub duplicates: u64,
+    pub(crate) reorder_timeouts: u64,
+    pub(crate) duplicates: u64,
     /// Bytes waiting in the sender's user queues now (not cumulative).
-    pub queued_bytes: u64,
+    pub(crate) queued_bytes: u64,
 }
 
 /// The two endpoints of a run: (edge, core).
-pub type Pair = (Box<dyn Tunnel>, Box<dyn Tunnel>);
+pub(crate) type Pair = (Box<dyn Tunnel>, Box<dyn Tunnel>);
 
 /// One endpoint of the tunnel, as the simulator drives it.
 pub trait Tunnel {
@@ -104,7 +104,7 @@ pub trait Tunnel {
 /// No tunnel: each inner packet goes on one link as it is, at once (the link's own queue is
 /// the only one), and leaves the other end in arrival order. The baseline of a single link.
 #[derive(Debug, Default)]
-pub struct Direct {
+pub(crate) struct Direct {
     link: LinkId,
     out: VecDeque<Vec<u8>>,
     delivered: VecDeque<Vec<u8>>,
@@ -112,7 +112,7 @@ pub struct Direct {
 
 impl Direct {
     /// The two ends over `link`: (edge, core).
-    pub fn pair(link: LinkId) -> (Direct, Direct) {
+    pub(crate) fn pair(link: LinkId) -> (Direct, Direct) {
         let d = || Direct {
             link,
             ..Direct::default()
@@ -161,7 +161,7 @@ impl Tunnel for Direct {
 /// The trivial single-path stand-in: every packet goes over the first link, paced at that link's
 /// (mean) rate, no acknowledgements, no recovery, delivered in arrival order.
 #[derive(Debug)]
-pub struct Pipe {
+pub(crate) struct Pipe {
     rate_bps: f64,
     queue: VecDeque<Vec<u8>>,
     queued_bytes: usize,
@@ -181,7 +181,7 @@ const PIPE_MARK: u8 = 0xB7;
 
 impl Pipe {
     /// The two ends for a scenario: (edge, core).
-    pub fn pair(sc: &Scenario) -> (Pipe, Pipe) {
+    pub(crate) fn pair(sc: &Scenario) -> (Pipe, Pipe) {
         let l = &sc.links[0];
         (Pipe::new(l.up.mean_bps()), Pipe::new(l.down.mean_bps()))
     }

@@ -27,31 +27,32 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod model;
-pub mod replay;
-pub mod stats;
+pub(crate) mod model;
+pub(crate) mod replay;
+pub(crate) mod stats;
 
 use std::path::{Path, PathBuf};
 
 pub use model::{preset, Dir, Params, Preset, PRESETS};
 pub use replay::{Trace, TRACE_MTU};
-pub use stats::Stats;
+pub(crate) use stats::Stats;
 
 /// The period of a generated trace when its spec does not say (`seconds=`).
-pub const DEFAULT_SECONDS: u32 = 120;
+pub(crate) const DEFAULT_SECONDS: u32 = 120;
 /// The longest generated trace, seconds.
-pub const MAX_SECONDS: u32 = 3600;
+pub(crate) const MAX_SECONDS: u32 = 3600;
 /// The variable that names the folder of recorded traces.
-pub const ENV: &str = "BRAID_TRACES";
+pub(crate) const ENV: &str = "BRAID_TRACES";
 /// Where recorded traces come from, for error messages and help texts.
-pub const RECORDED_HINT: &str = "recorded traces are not part of Braid: point BRAID_TRACES (or \
+pub(crate) const RECORDED_HINT: &str =
+    "recorded traces are not part of Braid: point BRAID_TRACES (or \
 --traces DIR) at a folder of Mahimahi traces, such as the traces/ folder of the Mahimahi project \
 (github.com/ravinet/mahimahi), or use a generated trace: gen:lte-good, gen:lte-driving, gen:umts, \
 gen:hsr (braid trace list)";
 
 /// What a `trace` value names.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Spec {
+pub(crate) enum Spec {
     Gen(GenSpec),
     /// A recorded trace file, as written.
     File(String),
@@ -59,17 +60,17 @@ pub enum Spec {
 
 /// A `gen:` trace as written; what it leaves out comes from the scenario ([`Context`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct GenSpec {
-    pub preset: &'static Preset,
-    pub dir: Option<Dir>,
-    pub seed: Option<u64>,
-    pub modem: Option<u32>,
-    pub seconds: Option<u32>,
+pub(crate) struct GenSpec {
+    pub(crate) preset: &'static Preset,
+    pub(crate) dir: Option<Dir>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) modem: Option<u32>,
+    pub(crate) seconds: Option<u32>,
 }
 
 impl Spec {
     /// Read a `trace` value: `gen:PRESET[/DIR][?key=value&..]` or a file name.
-    pub fn parse(s: &str) -> Result<Spec, String> {
+    pub(crate) fn parse(s: &str) -> Result<Spec, String> {
         let s = s.trim();
         let Some(g) = s.strip_prefix("gen:") else {
             if s.is_empty() {
@@ -130,7 +131,7 @@ impl Spec {
 
 impl GenSpec {
     /// The generator's parameters, with the scenario's defaults for what the spec leaves out.
-    pub fn params(&self, dir: Dir, cx: &Context) -> Params {
+    pub(crate) fn params(&self, dir: Dir, cx: &Context) -> Params {
         Params {
             dir: self.dir.unwrap_or(dir),
             seed: self.seed.unwrap_or(cx.seed),
@@ -142,7 +143,7 @@ impl GenSpec {
 
 /// The full name of a generated trace: every parameter spelled out, so that it can be pasted
 /// into a scenario or `braid trace gen` and give the same trace.
-pub fn gen_name(preset: &Preset, p: &Params) -> String {
+pub(crate) fn gen_name(preset: &Preset, p: &Params) -> String {
     format!(
         "gen:{}/{}?seed={}&modem={}&seconds={}",
         preset.name,
@@ -157,17 +158,17 @@ pub fn gen_name(preset: &Preset, p: &Params) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     /// The folder of recorded traces (`--traces` or `$BRAID_TRACES`).
-    pub traces: Option<PathBuf>,
+    pub(crate) traces: Option<PathBuf>,
     /// The scenario file's own folder (searched after `traces`).
-    pub beside: Option<PathBuf>,
+    pub(crate) beside: Option<PathBuf>,
     /// The scenario's seed.
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// The link's position in the scenario.
-    pub modem: u32,
+    pub(crate) modem: u32,
 }
 
 /// `$BRAID_TRACES`, when it is set and not empty.
-pub fn traces_from_env() -> Option<PathBuf> {
+pub(crate) fn traces_from_env() -> Option<PathBuf> {
     std::env::var_os(ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -228,7 +229,7 @@ pub fn load(value: &str, dir: Dir, both: bool, cx: &Context) -> Result<Loaded, S
 }
 
 /// Where the recorded trace `name` is: an absolute path, or in `cx.traces`, then `cx.beside`.
-pub fn find(name: &str, dir: Dir, both: bool, cx: &Context) -> Result<PathBuf, String> {
+pub(crate) fn find(name: &str, dir: Dir, both: bool, cx: &Context) -> Result<PathBuf, String> {
     let mut names = Vec::new();
     if both {
         names.push(format!("{name}.{}", dir.name()));
@@ -271,7 +272,7 @@ pub fn find(name: &str, dir: Dir, both: bool, cx: &Context) -> Result<PathBuf, S
 
 /// Parse the text of a Mahimahi trace: one non-negative integer (ms) per line, non-decreasing,
 /// at least one. `name` prefixes errors, which name the line.
-pub fn parse_mahimahi(name: &str, text: &str) -> Result<Vec<u64>, String> {
+pub(crate) fn parse_mahimahi(name: &str, text: &str) -> Result<Vec<u64>, String> {
     let mut ms = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -293,7 +294,7 @@ pub fn parse_mahimahi(name: &str, text: &str) -> Result<Vec<u64>, String> {
 }
 
 /// The text of a Mahimahi trace.
-pub fn to_mahimahi(ms: &[u64]) -> String {
+pub(crate) fn to_mahimahi(ms: &[u64]) -> String {
     let mut s = String::with_capacity(ms.len() * 7);
     for t in ms {
         s.push_str(&t.to_string());

@@ -42,7 +42,7 @@
 use crate::sim::rng::Rng;
 
 /// Bits carried by one delivery opportunity.
-pub const OPP_BITS: f64 = 1500.0 * 8.0;
+pub(crate) const OPP_BITS: f64 = 1500.0 * 8.0;
 
 /// A direction of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,14 +54,14 @@ pub enum Dir {
 }
 
 impl Dir {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Dir::Up => "up",
             Dir::Down => "down",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Dir> {
+    pub(crate) fn parse(s: &str) -> Option<Dir> {
         match s {
             "up" => Some(Dir::Up),
             "down" => Some(Dir::Down),
@@ -73,70 +73,70 @@ impl Dir {
 /// A named cellular link: both directions and the events they share.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preset {
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// One line: what it stands for.
-    pub about: &'static str,
-    pub up: DirModel,
-    pub down: DirModel,
+    pub(crate) about: &'static str,
+    pub(crate) up: DirModel,
+    pub(crate) down: DirModel,
     /// Correlation time of the slow (shadowing) part of the log-rate, seconds.
-    pub slow_tau_s: f64,
+    pub(crate) slow_tau_s: f64,
     /// Correlation time of the fast (fading, scheduling) part, seconds.
-    pub fast_tau_s: f64,
+    pub(crate) fast_tau_s: f64,
     /// Share of the slow part's variance common to up and down (0 to 1).
-    pub shared: f64,
-    pub handover: Option<Handover>,
-    pub tunnel: Option<Tunnel>,
+    pub(crate) shared: f64,
+    pub(crate) handover: Option<Handover>,
+    pub(crate) tunnel: Option<Tunnel>,
 }
 
 /// One direction of a preset.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DirModel {
+pub(crate) struct DirModel {
     /// Mean rate over the whole trace, outages included, Mbit/s.
-    pub mean_mbit: f64,
+    pub(crate) mean_mbit: f64,
     /// Standard deviation of the slow part of ln(rate).
-    pub slow_sigma: f64,
+    pub(crate) slow_sigma: f64,
     /// Standard deviation of the fast part of ln(rate).
-    pub fast_sigma: f64,
+    pub(crate) fast_sigma: f64,
     /// The rate never exceeds this, Mbit/s.
-    pub peak_mbit: f64,
+    pub(crate) peak_mbit: f64,
     /// Share of milliseconds in which the cell serves the modem (0 to 1].
-    pub grant: f64,
-    pub dead: Option<Spells>,
+    pub(crate) grant: f64,
+    pub(crate) dead: Option<Spells>,
 }
 
 /// Dead spells of one direction.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Spells {
+pub(crate) struct Spells {
     /// Mean time between spells (exponential), seconds.
-    pub every_s: f64,
+    pub(crate) every_s: f64,
     /// Shortest and longest spell (log-uniform), seconds.
-    pub len_s: (f64, f64),
+    pub(crate) len_s: (f64, f64),
 }
 
 /// Handovers of one modem (both directions stop).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Handover {
+pub(crate) struct Handover {
     /// Time between handovers (uniform), seconds.
-    pub every_s: (f64, f64),
+    pub(crate) every_s: (f64, f64),
     /// Interruption of a successful handover (uniform), ms.
-    pub gap_ms: (f64, f64),
+    pub(crate) gap_ms: (f64, f64),
     /// Probability that a handover fails.
-    pub fail: f64,
+    pub(crate) fail: f64,
     /// Outage after a failed handover (uniform), seconds.
-    pub fail_s: (f64, f64),
+    pub(crate) fail_s: (f64, f64),
 }
 
 /// Tunnels on the route: every modem of the train goes dark.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Tunnel {
+pub(crate) struct Tunnel {
     /// Time from the end of one tunnel to the start of the next (uniform), seconds.
-    pub every_s: (f64, f64),
+    pub(crate) every_s: (f64, f64),
     /// Length of a tunnel (uniform), seconds.
-    pub len_s: (f64, f64),
+    pub(crate) len_s: (f64, f64),
     /// A modem goes dark this long after the tunnel starts (uniform, per modem), seconds.
-    pub enter_s: (f64, f64),
+    pub(crate) enter_s: (f64, f64),
     /// A modem needs this long after the tunnel ends to attach again (uniform, per modem), s.
-    pub reattach_s: (f64, f64),
+    pub(crate) reattach_s: (f64, f64),
 }
 
 /// The named presets (`gen:NAME`).
@@ -298,7 +298,7 @@ pub fn preset(name: &str) -> Option<&'static Preset> {
 }
 
 /// Names of every preset, for messages.
-pub fn preset_names() -> String {
+pub(crate) fn preset_names() -> String {
     PRESETS
         .iter()
         .map(|p| p.name)
@@ -309,16 +309,16 @@ pub fn preset_names() -> String {
 /// What to generate from a preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Params {
-    pub dir: Dir,
-    pub seed: u64,
+    pub(crate) dir: Dir,
+    pub(crate) seed: u64,
     /// Which modem of the train: modems of one seed share its tunnels and nothing else.
-    pub modem: u32,
-    pub seconds: u32,
+    pub(crate) modem: u32,
+    pub(crate) seconds: u32,
 }
 
 /// Why a stretch of a trace is dark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     Dead,
     Handover,
     FailedHandover,
@@ -327,10 +327,10 @@ pub enum Cause {
 
 /// A dark stretch `[start_ms, end_ms)` of a generated trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub cause: Cause,
+pub(crate) struct Window {
+    pub(crate) start_ms: u64,
+    pub(crate) end_ms: u64,
+    pub(crate) cause: Cause,
 }
 
 // Streams of the seed, one per process (see `stream`).
@@ -349,7 +349,7 @@ const FAST_STEP_MS: u64 = 5;
 const SLOW_STEP_MS: u64 = 50;
 
 impl Preset {
-    pub fn dir(&self, d: Dir) -> &DirModel {
+    pub(crate) fn dir(&self, d: Dir) -> &DirModel {
         match d {
             Dir::Up => &self.up,
             Dir::Down => &self.down,
@@ -372,7 +372,7 @@ impl Preset {
 
     /// The dark windows of a trace (dead spells of its direction, the modem's handovers and the
     /// train's tunnels), sorted by start, clipped to the trace.
-    pub fn windows(&self, p: &Params) -> Vec<Window> {
+    pub(crate) fn windows(&self, p: &Params) -> Vec<Window> {
         let n = u64::from(p.seconds) * 1000;
         let mut w = Vec::new();
         if let Some(s) = &self.dir(p.dir).dead {
@@ -419,7 +419,7 @@ impl Preset {
 
     /// The trace: the time (ms) of every 1500-byte delivery opportunity, non-decreasing, the
     /// last one at exactly `seconds * 1000`.
-    pub fn generate(&self, p: &Params) -> Vec<u64> {
+    pub(crate) fn generate(&self, p: &Params) -> Vec<u64> {
         let n = u64::from(p.seconds.max(1)) * 1000;
         let m = self.dir(p.dir);
         let mut dark = vec![false; n as usize];
@@ -560,7 +560,7 @@ const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 
 /// e^x from IEEE basic operations only (libm's `exp` may differ in the last bit between
 /// platforms, which would change a generated trace).
-pub fn exp(x: f64) -> f64 {
+pub(crate) fn exp(x: f64) -> f64 {
     if x.is_nan() {
         return x;
     }
@@ -583,7 +583,7 @@ pub fn exp(x: f64) -> f64 {
 }
 
 /// The natural logarithm from IEEE basic operations only (see [`exp`]); NaN for x <= 0.
-pub fn ln(x: f64) -> f64 {
+pub(crate) fn ln(x: f64) -> f64 {
     if x.is_nan() || x <= 0.0 {
         return f64::NAN;
     }

@@ -13,9 +13,9 @@ pub struct Trace {
     /// Where it came from: a file, or the full `gen:` name.
     pub name: String,
     /// Sorted opportunity times within one period, in ms.
-    pub ms: Vec<u64>,
+    pub(crate) ms: Vec<u64>,
     /// Period in ms (the last time stamp; at least 1).
-    pub period_ms: u64,
+    pub(crate) period_ms: u64,
 }
 
 impl Trace {
@@ -42,12 +42,12 @@ impl Trace {
     }
 
     /// Mean capacity in bit/s.
-    pub fn mean_bps(&self) -> f64 {
+    pub(crate) fn mean_bps(&self) -> f64 {
         self.ms.len() as f64 * f64::from(TRACE_MTU) * 8.0 * 1000.0 / self.period_ms as f64
     }
 
     /// Mean capacity over one period in bit/s, rounded down (the lab's figure).
-    pub fn mean_bps_u64(&self) -> u64 {
+    pub(crate) fn mean_bps_u64(&self) -> u64 {
         self.ms.len() as u64 * u64::from(TRACE_MTU) * 8 * 1000 / self.period_ms
     }
 
@@ -78,14 +78,14 @@ impl Trace {
     }
 
     /// Emulator time (ns) of absolute opportunity `k`.
-    pub fn opp_time_ns(&self, k: u64, offset_ms: u64) -> u64 {
+    pub(crate) fn opp_time_ns(&self, k: u64, offset_ms: u64) -> u64 {
         let n = self.ms.len() as u64;
         let t_ms = (k / n) * self.period_ms + self.ms[(k % n) as usize];
         (t_ms * 1_000_000).saturating_sub(offset_ms * 1_000_000)
     }
 
     /// Index of the first opportunity at or after emulator time `t_ns`.
-    pub fn first_opp_at_or_after(&self, t_ns: u64, offset_ms: u64) -> u64 {
+    pub(crate) fn first_opp_at_or_after(&self, t_ns: u64, offset_ms: u64) -> u64 {
         let n = self.ms.len() as u64;
         let t_ms = t_ns.div_ceil(1_000_000) + offset_ms;
         let cycle = t_ms / self.period_ms;

@@ -5,35 +5,35 @@ use std::fmt::Write as _;
 use super::model::OPP_BITS;
 
 /// A stretch this long (ms) or longer without any delivery opportunity is a dead spell.
-pub const DEAD_MS: u64 = 100;
+pub(crate) const DEAD_MS: u64 = 100;
 /// The rate's percentiles are taken over bins of this many ms.
-pub const BIN_MS: u64 = 100;
+pub(crate) const BIN_MS: u64 = 100;
 
 /// What a trace offers, over one period.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// The period (the last time stamp), seconds.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Mean rate, Mbit/s.
-    pub mean_mbit: f64,
+    pub(crate) mean_mbit: f64,
     /// Percentiles of the rate in 100 ms bins, Mbit/s.
-    pub p10_mbit: f64,
-    pub p50_mbit: f64,
-    pub p90_mbit: f64,
+    pub(crate) p10_mbit: f64,
+    pub(crate) p50_mbit: f64,
+    pub(crate) p90_mbit: f64,
     /// Share of the time spent in dead spells (>= [`DEAD_MS`] without an opportunity).
-    pub dead_share: f64,
+    pub(crate) dead_share: f64,
     /// Dead spells of a second or more.
-    pub outages_1s: usize,
+    pub(crate) outages_1s: usize,
     /// The longest time without an opportunity, ms.
-    pub longest_gap_ms: u64,
+    pub(crate) longest_gap_ms: u64,
     /// Autocorrelation of the 100 ms rate one second apart: near 1 the rate wanders slowly,
     /// near 0 it has forgotten within a second.
-    pub autocorr_1s: f64,
+    pub(crate) autocorr_1s: f64,
 }
 
 impl Stats {
     /// The statistics of a trace given as its opportunity times (ms, non-decreasing).
-    pub fn of(ms: &[u64]) -> Stats {
+    pub(crate) fn of(ms: &[u64]) -> Stats {
         let period = ms.last().copied().unwrap_or(0).max(1);
         let bins = period.div_ceil(BIN_MS) as usize;
         let mut count = vec![0u64; bins];
@@ -74,7 +74,7 @@ impl Stats {
     }
 
     /// The column names of [`Stats::row`].
-    pub fn header() -> String {
+    pub(crate) fn header() -> String {
         format!(
             "{:<48} {:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>6}",
             "trace", "s", "mean", "p10", "p50", "p90", "dead %", ">=1s", "gap ms", "ac 1s"
@@ -83,7 +83,7 @@ impl Stats {
 
     /// One line: rates in Mbit/s (p10/p50/p90 of 100 ms bins), dead share, outages of a second
     /// or more, the longest gap and the 1 s autocorrelation.
-    pub fn row(&self, name: &str) -> String {
+    pub(crate) fn row(&self, name: &str) -> String {
         let mut s = String::new();
         let _ = write!(
             s,
@@ -104,7 +104,7 @@ impl Stats {
 }
 
 /// Every stretch without an opportunity, as (start ms, length ms), from time 0 to the period.
-pub fn gaps(ms: &[u64]) -> impl Iterator<Item = (u64, u64)> + '_ {
+pub(crate) fn gaps(ms: &[u64]) -> impl Iterator<Item = (u64, u64)> + '_ {
     let mut prev = 0u64;
     ms.iter().filter_map(move |&t| {
         let g = (prev, t - prev);
@@ -114,7 +114,8 @@ pub fn gaps(ms: &[u64]) -> impl Iterator<Item = (u64, u64)> + '_ {
 }
 
 /// Which milliseconds of `[0, period)` lie in a dead spell.
-pub fn dead_mask(ms: &[u64]) -> Vec<bool> {
+#[cfg(test)]
+pub(crate) fn dead_mask(ms: &[u64]) -> Vec<bool> {
     let period = ms.last().copied().unwrap_or(0) as usize;
     let mut m = vec![false; period];
     for (start, len) in gaps(ms) {
@@ -126,7 +127,8 @@ pub fn dead_mask(ms: &[u64]) -> Vec<bool> {
 }
 
 /// Share of the time both traces are in a dead spell at once (over the shorter one).
-pub fn both_dead_share(a: &[u64], b: &[u64]) -> f64 {
+#[cfg(test)]
+pub(crate) fn both_dead_share(a: &[u64], b: &[u64]) -> f64 {
     let (ma, mb) = (dead_mask(a), dead_mask(b));
     let n = ma.len().min(mb.len()).max(1);
     let both = ma.iter().zip(&mb).filter(|(x, y)| **x && **y).count();

@@ -21,7 +21,7 @@ use super::{ClassConfig, ClassId, ConnOrder, Entry, QueueFull};
 const SMALL_PACKET: u32 = 128;
 
 /// DRR quantum per turn, in bytes.
-pub const QUANTUM: i64 = 1500;
+pub(crate) const QUANTUM: i64 = 1500;
 
 #[derive(Debug)]
 struct UserQ {
@@ -177,7 +177,7 @@ impl ClassQ {
 
 /// The default connection-order scheduler. See the module docs.
 #[derive(Debug)]
-pub struct DrrOrder {
+pub(crate) struct DrrOrder {
     classes: Vec<ClassQ>,
     class_index: [u8; 256], // 0 = unknown (uses the default slot 0)
     /// Priority levels, highest first; each holds a ring of class slots with packets.
@@ -191,7 +191,7 @@ pub struct DrrOrder {
 
 impl DrrOrder {
     /// `per_user_cap` and `total_cap` in bytes of queued packets.
-    pub fn new(per_user_cap: u64, total_cap: u64) -> DrrOrder {
+    pub(crate) fn new(per_user_cap: u64, total_cap: u64) -> DrrOrder {
         let mut d = DrrOrder {
             classes: Vec::new(),
             class_index: [0; 256],

@@ -10,18 +10,18 @@
 //! The schedulers see packets only as [`PktId`] handles plus their length, user and class; the
 //! session owns the bytes.
 
-pub mod drr;
-pub mod path;
-pub mod resend;
+pub(crate) mod drr;
+pub(crate) mod path;
+pub(crate) mod resend;
 
 use crate::proto::wire::LinkRole;
 use crate::proto::{Instant, LinkId};
 
 /// Traffic class, assigned by the caller's classifier.
-pub type ClassId = u8;
+pub(crate) type ClassId = u8;
 
 /// Handle of a packet stored by the session.
-pub type PktId = u32;
+pub(crate) type PktId = u32;
 
 /// How a class uses the links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,7 +51,7 @@ pub struct ClassConfig {
 }
 
 impl ClassConfig {
-    pub const DEFAULT: ClassConfig = ClassConfig {
+    pub(crate) const DEFAULT: ClassConfig = ClassConfig {
         id: 0,
         mode: Mode::Aggregate,
         priority: 0,
@@ -67,25 +67,25 @@ impl Default for ClassConfig {
 
 /// A queued packet as the connection-order scheduler sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub pkt: PktId,
-    pub len: u32,
-    pub user: u32,
-    pub class: ClassId,
+pub(crate) struct Entry {
+    pub(crate) pkt: PktId,
+    pub(crate) len: u32,
+    pub(crate) user: u32,
+    pub(crate) class: ClassId,
     /// On enqueue, set by the session: the packet's flow had nothing waiting to be sent (a
     /// request/response exchange, a DNS query, the ACKs of an upload); such packets go before
     /// their user's backlog. On dequeue, set by the scheduler: that, or the user had nothing
     /// else queued (a sparse, e.g. interactive, user). The session lets sparse packets skip the
     /// link queues, as FQ-CoDel favours sparse flows; DRR still bounds what any user gets.
-    pub sparse: bool,
+    pub(crate) sparse: bool,
 }
 
 /// The queue for this user (or all users) is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueFull;
+pub(crate) struct QueueFull;
 
 /// Connection order: per-user queues and the order in which they are served.
-pub trait ConnOrder {
+pub(crate) trait ConnOrder {
     /// Replaces the class table (unknown classes behave as [`ClassConfig::DEFAULT`]).
     fn set_classes(&mut self, classes: &[ClassConfig]);
     /// Whether a packet of `len` bytes from `user` would be accepted now.
@@ -106,29 +106,29 @@ pub trait ConnOrder {
 
 /// What the path scheduler knows about one link at decision time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkView {
-    pub id: LinkId,
-    pub role: LinkRole,
+pub(crate) struct LinkView {
+    pub(crate) id: LinkId,
+    pub(crate) role: LinkRole,
     /// Up or Degraded, not suspected dead, not admin-down.
-    pub usable: bool,
+    pub(crate) usable: bool,
     /// Degraded links are used like secondaries.
-    pub degraded: bool,
-    pub weight: u32,
+    pub(crate) degraded: bool,
+    pub(crate) weight: u32,
     /// Expected arrival at the peer of a packet appended to this link's queue now.
-    pub arrival: Instant,
+    pub(crate) arrival: Instant,
     /// Expected arrival of a packet put at the head of this link's queue now.
-    pub arrival_head: Instant,
+    pub(crate) arrival_head: Instant,
     /// Expected arrival of a resend queued now (behind the priority and resend tiers).
-    pub arrival_resend: Instant,
+    pub(crate) arrival_resend: Instant,
     /// One-way delay estimate.
-    pub one_way_us: u64,
+    pub(crate) one_way_us: u64,
     /// Time one full-size packet takes at this link's pacing rate.
-    pub packet_time_us: u64,
+    pub(crate) packet_time_us: u64,
 }
 
 impl LinkView {
     /// Preference tier: 0 primary, 1 secondary (or degraded primary), 2 backup, None = never.
-    pub fn tier(&self) -> Option<u8> {
+    pub(crate) fn tier(&self) -> Option<u8> {
         match self.role {
             LinkRole::Never => None,
             LinkRole::Primary if !self.degraded => Some(0),
@@ -167,7 +167,7 @@ impl LinkView {
 
 /// The links a packet was assigned to (indices into the `links` slice), at most two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
+pub(crate) enum Choice {
     One(usize),
     Two(usize, usize),
     /// Every allowed link is saturated (beyond the horizon): keep it in the user queue.

@@ -14,7 +14,7 @@ use crate::proto::Instant;
 const HORIZON_SLACK_US: u64 = 2_000;
 
 /// The horizon over the links of tiers `<= max_tier`: see the module docs.
-pub fn horizon(now: Instant, links: &[LinkView], max_tier: u8) -> Instant {
+pub(crate) fn horizon(now: Instant, links: &[LinkView], max_tier: u8) -> Instant {
     let mut owd = 0;
     let mut pkt = 0;
     for l in links
@@ -205,14 +205,14 @@ fn pinned(id: LinkId, now: Instant, links: &[LinkView], urgent: bool) -> Choice 
 /// Path choice for every class: dispatches on the class's mode (the weighted mode keeps its
 /// round-robin state here).
 #[derive(Debug, Default)]
-pub struct ByMode {
+pub(crate) struct ByMode {
     weighted: Weighted,
 }
 
 impl ByMode {
     /// Picks link(s) for a packet of `class`. `urgent` = it will be put at the head of the link
     /// queue (priority class), so compare `arrival_head`.
-    pub fn choose(
+    pub(crate) fn choose(
         &mut self,
         now: Instant,
         class: &ClassConfig,

@@ -10,39 +10,40 @@ use super::{LinkView, PktId};
 use crate::proto::LinkId;
 
 /// At most this many resends per packet; beyond that it is dropped and counted.
-pub const MAX_RESENDS: u8 = 4;
+pub(crate) const MAX_RESENDS: u8 = 4;
 
 #[derive(Debug, Default)]
-pub struct ResendQueue {
+pub(crate) struct ResendQueue {
     q: VecDeque<(PktId, Option<LinkId>)>,
 }
 
 impl ResendQueue {
-    pub fn new() -> ResendQueue {
+    pub(crate) fn new() -> ResendQueue {
         ResendQueue {
             q: VecDeque::with_capacity(64),
         }
     }
 
     /// Queues `pkt`, lost on `lost_on` (None: not tied to a link, e.g. link removed).
-    pub fn push(&mut self, pkt: PktId, lost_on: Option<LinkId>) {
+    pub(crate) fn push(&mut self, pkt: PktId, lost_on: Option<LinkId>) {
         self.q.push_back((pkt, lost_on));
     }
 
-    pub fn pop(&mut self) -> Option<(PktId, Option<LinkId>)> {
+    pub(crate) fn pop(&mut self) -> Option<(PktId, Option<LinkId>)> {
         self.q.pop_front()
     }
 
     /// Puts back at the head (no usable link right now).
-    pub fn push_front(&mut self, pkt: PktId, lost_on: Option<LinkId>) {
+    #[cfg(test)]
+    pub(crate) fn push_front(&mut self, pkt: PktId, lost_on: Option<LinkId>) {
         self.q.push_front((pkt, lost_on));
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.q.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.q.is_empty()
     }
 }
@@ -58,7 +59,7 @@ impl ResendQueue {
 /// horizon (see [`super::path`]); otherwise it is `None` and the packet stays in the resend
 /// queue, for whichever link frees up first: a link that stalls must not collect seconds of
 /// resends that the receiver gives up on.
-pub fn pick_resend_link(
+pub(crate) fn pick_resend_link(
     now: crate::proto::Instant,
     links: &[LinkView],
     lost_on: Option<LinkId>,
