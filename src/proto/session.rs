@@ -1762,10 +1762,28 @@ mod tests {
     use super::*;
     use crate::proto::seal::Keypair;
 
-    fn session() -> Session {
+    /// An edge's session (keys fixed) with `cfg` and no links.
+    fn session_with(cfg: SessionConfig) -> Session {
         let k = Keypair::from_private([1; 32]);
         let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
-        let mut s = Session::new(ch, SessionConfig::default(), Instant(0));
+        Session::new(ch, cfg, Instant(0))
+    }
+
+    /// One class `id` with `mode` and `priority` (weight 1) beside the default.
+    fn one_class(id: ClassId, mode: Mode, priority: u8) -> SessionConfig {
+        SessionConfig {
+            classes: vec![ClassConfig {
+                id,
+                mode,
+                priority,
+                weight: 1,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn session() -> Session {
+        let mut s = session_with(SessionConfig::default());
         s.add_link(1, LinkConfig::default(), Instant(0));
         s.add_link(2, LinkConfig::default(), Instant(0));
         s
@@ -1829,13 +1847,11 @@ mod tests {
     /// ACK is taken again (the budget counts slots times `max_packet`).
     #[test]
     fn the_packet_store_is_bounded_in_slots_and_each_slot_in_bytes() {
-        let k = Keypair::from_private([1; 32]);
-        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
         let cfg = SessionConfig {
             max_stored_packets: 8,
             ..SessionConfig::default()
         };
-        let mut s = Session::new(ch, cfg, Instant(0));
+        let mut s = session_with(cfg);
         s.add_link(1, LinkConfig::default(), Instant(0));
         for u in 0..8 {
             s.send(Instant(0), &[0u8; 1000], meta(u)).unwrap();
@@ -1864,15 +1880,13 @@ mod tests {
     /// The flow map starts afresh past `max_flows`, and gives its memory back.
     #[test]
     fn the_flow_map_is_bounded_and_shrinks_when_it_starts_afresh() {
-        let k = Keypair::from_private([1; 32]);
-        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
         let cfg = SessionConfig {
             max_flows: 1000,
             per_user_queue_bytes: 1 << 30,
             total_queue_bytes: 1 << 30,
             ..SessionConfig::default()
         };
-        let mut s = Session::new(ch, cfg, Instant(0));
+        let mut s = session_with(cfg);
         let mut peak = 0;
         for f in 0..5000u64 {
             let m = PacketMeta {
@@ -2063,18 +2077,8 @@ mod tests {
 
     #[test]
     fn priority_and_resend_tiers_come_before_new_data() {
-        let cfg = SessionConfig {
-            classes: vec![ClassConfig {
-                id: 3,
-                mode: Mode::Pinned(2),
-                priority: 2,
-                weight: 1,
-            }],
-            ..Default::default()
-        };
-        let k = Keypair::from_private([1; 32]);
-        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
-        let mut s = Session::new(ch, cfg, Instant(0));
+        let cfg = one_class(3, Mode::Pinned(2), 2);
+        let mut s = session_with(cfg);
         s.add_link(2, LinkConfig::default(), Instant(0));
         for _ in 0..3 {
             s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
@@ -2103,18 +2107,8 @@ mod tests {
 
     #[test]
     fn packets_pinned_to_a_missing_link_are_dropped_and_counted() {
-        let cfg = SessionConfig {
-            classes: vec![ClassConfig {
-                id: 4,
-                mode: Mode::Pinned(9),
-                priority: 0,
-                weight: 1,
-            }],
-            ..Default::default()
-        };
-        let k = Keypair::from_private([1; 32]);
-        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
-        let mut s = Session::new(ch, cfg, Instant(0));
+        let cfg = one_class(4, Mode::Pinned(9), 0);
+        let mut s = session_with(cfg);
         s.add_link(1, LinkConfig::default(), Instant(0));
         s.send(
             Instant(0),
@@ -2139,9 +2133,7 @@ mod tests {
             per_user_queue_bytes: 3000,
             ..Default::default()
         };
-        let k = Keypair::from_private([1; 32]);
-        let ch = Channel::initiator(&k, Keypair::from_private([2; 32]).public, Instant(0));
-        let mut s = Session::new(ch, cfg, Instant(0));
+        let mut s = session_with(cfg);
         assert!(s.can_send(&meta(1)));
         s.send(Instant(0), &[0u8; 1500], meta(1)).unwrap();
         s.send(Instant(0), &[0u8; 1500], meta(1)).unwrap();
