@@ -16,15 +16,20 @@
 //!    left to the operator's lists).
 //!
 //! Sources are checked too: a packet from an address outside the edge's `allowed_lan` (when
-//! the peer lists any) is refused.
+//! the peer lists any) is refused. [`Admission`] applies both to every client packet, gives
+//! an admitted one its client's pool address, and counts what it refuses.
 //!
 //! # Refusals
 //! [`Refusal`] names each reason in words `braid status` shows; [`Refusals`] counts them, one
 //! counter per reason. Anything else the core refuses (handshakes, say) can join as a variant.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::config::model::Cidr;
+use crate::os::nat::{EdgeKey, MapError, SourceMap};
+use crate::proto::packet::PacketMut;
 
 /// Why the core refused a client packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,6 +191,127 @@ impl ForwardPolicy {
     }
 }
 
+/// What the core admits from its edges, as a plain struct: the forward policy, each configured
+/// edge's `allowed_lan`, the client's pool address (from the [`SourceMap`]), and the counters
+/// of what it refused, since start and per session (`S`, the core's session id). The loop
+/// parses every client packet an edge delivers once and hands it over; an admitted one comes
+/// back with its source rewritten, ready for the hub.
+#[derive(Debug)]
+pub(crate) struct Admission<S> {
+    policy: ForwardPolicy,
+    allowed_lan: HashMap<EdgeKey, Vec<Cidr>>,
+    refused: Refusals,
+    refused_by: HashMap<S, Refusals>,
+}
+
+impl<S: Copy + Eq + Hash> Admission<S> {
+    /// The policy (its `local` filled later by [`Admission::set_local`]) and each configured
+    /// edge's `allowed_lan`, by its key.
+    pub(crate) fn new(policy: ForwardPolicy, allowed_lan: HashMap<EdgeKey, Vec<Cidr>>) -> Self {
+        Admission {
+            policy,
+            allowed_lan,
+            refused: Refusals::default(),
+            refused_by: HashMap::new(),
+        }
+    }
+
+    /// A reload: the new policy (the host's addresses as last read stay) and edges. Returns
+    /// the keys of the edges no longer configured (their pool addresses are to be forgotten).
+    pub(crate) fn reload(
+        &mut self,
+        policy: ForwardPolicy,
+        allowed_lan: HashMap<EdgeKey, Vec<Cidr>>,
+    ) -> Vec<EdgeKey> {
+        let gone = self
+            .allowed_lan
+            .keys()
+            .filter(|k| !allowed_lan.contains_key(*k))
+            .copied()
+            .collect();
+        let local = std::mem::take(&mut self.policy.local);
+        self.policy = ForwardPolicy { local, ..policy };
+        self.allowed_lan = allowed_lan;
+        gone
+    }
+
+    /// The core host's own addresses (refused as destinations unless allowed).
+    pub(crate) fn set_local(&mut self, local: Vec<IpAddr>) {
+        self.policy.local = local;
+    }
+
+    /// One client packet of session `sid`, whose edge has key `edge` (`None`: not known):
+    /// its source must be in the edge's `allowed_lan`, its destination allowed; then its
+    /// source becomes the client's pool address in `map` (at `secs`). A refusal is counted;
+    /// a refused packet is left as it came.
+    pub(crate) fn admit(
+        &mut self,
+        sid: S,
+        edge: Option<EdgeKey>,
+        pkt: &mut PacketMut<'_>,
+        map: &mut SourceMap,
+        secs: u64,
+    ) -> Result<(), Refusal> {
+        let r = self.check(edge, pkt, map, secs);
+        if let Err(why) = r {
+            self.count(sid, why);
+        }
+        r
+    }
+
+    /// A client packet of session `sid` that does not parse: refused (and counted) as
+    /// [`Refusal::Family`].
+    pub(crate) fn malformed(&mut self, sid: S) -> Refusal {
+        self.count(sid, Refusal::Family);
+        Refusal::Family
+    }
+
+    fn count(&mut self, sid: S, why: Refusal) {
+        self.refused.add(why);
+        self.refused_by.entry(sid).or_default().add(why);
+    }
+
+    fn check(
+        &self,
+        edge: Option<EdgeKey>,
+        pkt: &mut PacketMut<'_>,
+        map: &mut SourceMap,
+        secs: u64,
+    ) -> Result<(), Refusal> {
+        let info = *pkt.info();
+        if !info.src.is_ipv4() {
+            return Err(Refusal::Family);
+        }
+        let edge = edge.ok_or(Refusal::Family)?;
+        let lan = self.allowed_lan.get(&edge).map_or(&[][..], Vec::as_slice);
+        if !ForwardPolicy::source_allowed(lan, info.src) {
+            return Err(Refusal::OutsideLan);
+        }
+        self.policy.check(info.dst)?;
+        match map.outbound(&edge, pkt, secs) {
+            Ok(_) => Ok(()),
+            Err(MapError::PoolExhausted) => Err(Refusal::PoolFull),
+            Err(MapError::EdgeLimit) => Err(Refusal::ClientLimit),
+            Err(MapError::Malformed | MapError::NoPool) => Err(Refusal::Family),
+        }
+    }
+
+    /// Forgets the counters of the sessions `keep` refuses (ended).
+    pub(crate) fn retain(&mut self, keep: impl Fn(&S) -> bool) {
+        self.refused_by.retain(|id, _| keep(id));
+    }
+
+    /// What was refused since start.
+    pub(crate) fn refused(&self) -> &Refusals {
+        &self.refused
+    }
+
+    /// What was refused of session `sid` (nothing for a session not seen).
+    pub(crate) fn refused_by(&self, sid: &S) -> Refusals {
+        self.refused_by.get(sid).cloned().unwrap_or_default()
+    }
+}
+
 fn builtin_v4(a: Ipv4Addr) -> Result<(), Refusal> {
     let o = a.octets();
     if a == METADATA {
@@ -289,5 +415,70 @@ mod tests {
         for (i, r) in Refusal::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
+    }
+
+    #[test]
+    fn admission_checks_source_and_destination_then_maps_and_counts_by_session() {
+        use crate::os::nat::NatConfig;
+        use crate::proto::packet::{golden::golden, parse};
+        let (edge, stranger) = ([1u8; 32], [2u8; 32]);
+        let lans = |v: Vec<Cidr>| HashMap::from([(edge, v), (stranger, Vec::new())]);
+        let policy = ForwardPolicy {
+            pool: vec![c("100.64.0.0/16")],
+            ..Default::default()
+        };
+        let natc = NatConfig::new("braid-test");
+        let mut map = SourceMap::with_secret(&natc, [7; 32]);
+        let mut a: Admission<u32> = Admission::new(policy.clone(), lans(vec![c("192.168.1.0/24")]));
+        // One client packet through `admit`, parsed once as the core does.
+        let mut admit = |a: &mut Admission<u32>, sid, edge, buf: &mut Vec<u8>| {
+            let mut p = PacketMut::parse(buf).expect("golden packet");
+            a.admit(sid, edge, &mut p, &mut map, 0)
+        };
+        // syn4: 192.168.1.10 -> 93.184.216.34, a public destination.
+        let syn4 = golden!("syn4");
+        assert_eq!(parse(&syn4).unwrap().src, ip("192.168.1.10"));
+        let mut p = syn4.clone();
+        assert_eq!(admit(&mut a, 1, Some(edge), &mut p), Ok(()));
+        let mapped = parse(&p).unwrap().src;
+        assert!(c("100.64.0.0/16").contains(mapped), "{mapped}");
+        // Outside the edge's allowed_lan; IPv6; a session without a known edge.
+        a.reload(policy.clone(), lans(vec![c("10.0.0.0/8")]));
+        let mut p = syn4.clone();
+        assert_eq!(
+            admit(&mut a, 1, Some(edge), &mut p),
+            Err(Refusal::OutsideLan)
+        );
+        assert_eq!(p, syn4, "a refused packet is not rewritten");
+        let mut p6 = golden!("syn6");
+        assert_eq!(admit(&mut a, 2, Some(edge), &mut p6), Err(Refusal::Family));
+        assert_eq!(
+            admit(&mut a, 2, None, &mut syn4.clone()),
+            Err(Refusal::Family)
+        );
+        // The host's own address, kept across a reload.
+        a.set_local(vec![ip("93.184.216.34")]);
+        let gone = a.reload(policy, HashMap::from([(edge, Vec::new())]));
+        assert_eq!(gone, vec![stranger], "a peer removed from the config");
+        let mut p = syn4.clone();
+        assert_eq!(
+            admit(&mut a, 1, Some(edge), &mut p),
+            Err(Refusal::CoreLocal)
+        );
+        // A packet that does not parse.
+        assert!(PacketMut::parse(&mut [0x45, 0, 0]).is_err());
+        assert_eq!(a.malformed(3), Refusal::Family);
+        assert_eq!(a.refused().total(), 5);
+        assert_eq!(
+            (
+                a.refused_by(&1).total(),
+                a.refused_by(&2).get(Refusal::Family),
+                a.refused_by(&3).get(Refusal::Family),
+            ),
+            (2, 2, 1)
+        );
+        a.retain(|s| *s != 2);
+        assert_eq!(a.refused_by(&2).total(), 0);
+        assert_eq!(a.refused().total(), 5, "the totals since start stay");
     }
 }

@@ -40,7 +40,7 @@ use crate::daemon::translate::{session_classes, state_name, wire_role_name};
 use crate::daemon::{self, Clock, ControlServer, LinkIo, Refusals};
 use crate::daemon::{daemon_main, DaemonArgs, HubIo, RequestError, Signal, Signals};
 use crate::os::hub::{Batch, Capture};
-use crate::os::nat::{CoreNat, EdgeKey, Forwarding, MapError, NatConfig, SourceMap};
+use crate::os::nat::{CoreNat, EdgeKey, Forwarding, NatConfig, SourceMap};
 use crate::os::space::{adopt_stale, HubConfig, SteerConfig, Steering};
 use crate::proto::endpoint::{Endpoint, Peer, SessionId};
 use crate::proto::packet::{self, mss_for_mtu, Direction, PacketMut};
@@ -48,7 +48,7 @@ use crate::proto::seal::Keypair;
 use crate::proto::session::{Event, PacketMeta};
 use crate::proto::LinkId;
 use accept::{Conn, Conns};
-use forward::{ForwardPolicy, Refusal};
+use forward::{Admission, ForwardPolicy};
 
 const HELP: &str = "\
 braid core - run the server side: accept edges, forward their traffic to the internet
@@ -161,12 +161,9 @@ struct Core {
     drops: HashMap<&'static str, u64>,
     /// The current session of each connected edge (by its key: pool addresses outlive sessions).
     edges: HashMap<EdgeKey, SessionId>,
-    /// Each configured edge's `allowed_lan`.
-    allowed_lan: HashMap<EdgeKey, Vec<model::Cidr>>,
-    policy: ForwardPolicy,
-    /// Client packets refused, by reason: since start, and per session.
-    refused: forward::Refusals,
-    refused_by: HashMap<SessionId, forward::Refusals>,
+    /// The forward policy and each edge's `allowed_lan` over client packets, and what they
+    /// refused (since start, and per session).
+    admission: Admission<SessionId>,
     /// `braid stop`: remove everything on exit (otherwise keep it for the next core).
     for_good: bool,
     /// The sysctls to restore when the core stops for good (kept across restarts).
@@ -257,10 +254,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         mss: mss_for_mtu(cfg.main.mtu, 4),
         map,
         edges: HashMap::new(),
-        allowed_lan: allowed_lans(&cfg),
-        policy: forward_policy(&cfg),
-        refused: forward::Refusals::default(),
-        refused_by: HashMap::new(),
+        admission: Admission::new(forward_policy(&cfg), allowed_lans(&cfg)),
         for_good: false,
         forwarding_restore: forwarding.pending().to_vec(),
         cfg,
@@ -547,27 +541,26 @@ impl Core {
             // Counted before the source is rewritten, and only once admitted: refused sources
             // (a spoofing edge) take no place in the user table.
             let len = d.data.len();
-            let admitted = PacketMut::parse(&mut d.data)
-                .map_err(|_| Refusal::Family)
-                .and_then(|mut p| {
+            let edge = self.ep.peer(sid).map(|p| p.public);
+            let admitted = match PacketMut::parse(&mut d.data) {
+                Ok(mut p) => {
                     let info = *p.info();
-                    self.admit(sid, &mut p, secs)?;
-                    p.clamp_mss(self.mss);
-                    Ok(info)
-                });
-            match admitted {
-                Ok(info) => {
-                    self.users
-                        .entry(sid)
-                        .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
-                        .up(info.src, info.flow().hash(self.seed), len);
-                    if capture.send_ip(&d.data).is_err() {
-                        *self.drops.entry("hub write failed").or_default() += 1;
-                    }
+                    self.admission
+                        .admit(sid, edge, &mut p, &mut self.map, secs)
+                        .map(|()| {
+                            p.clamp_mss(self.mss);
+                            info
+                        })
                 }
-                Err(r) => {
-                    self.refused.add(r);
-                    self.refused_by.entry(sid).or_default().add(r);
+                Err(_) => Err(self.admission.malformed(sid)),
+            };
+            if let Ok(info) = admitted {
+                self.users
+                    .entry(sid)
+                    .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
+                    .up(info.src, info.flow().hash(self.seed), len);
+                if capture.send_ip(&d.data).is_err() {
+                    *self.drops.entry("hub write failed").or_default() += 1;
                 }
             }
             if let Some(s) = self.ep.session_mut(sid) {
@@ -648,32 +641,12 @@ impl Core {
         }
     }
 
-    /// The forward policy for one client packet of session `sid`: its source must be in the
-    /// edge's `allowed_lan`, its destination allowed; then its source becomes the client's
-    /// pool address.
-    fn admit(&mut self, sid: SessionId, pkt: &mut PacketMut<'_>, secs: u64) -> Result<(), Refusal> {
-        let info = *pkt.info();
-        if !info.src.is_ipv4() {
-            return Err(Refusal::Family);
-        }
-        let edge = self.ep.peer(sid).map(|p| p.public).ok_or(Refusal::Family)?;
-        let lan = self.allowed_lan.get(&edge).map_or(&[][..], Vec::as_slice);
-        if !ForwardPolicy::source_allowed(lan, info.src) {
-            return Err(Refusal::OutsideLan);
-        }
-        self.policy.check(info.dst)?;
-        match self.map.outbound(&edge, pkt, secs) {
-            Ok(_) => Ok(()),
-            Err(MapError::PoolExhausted) => Err(Refusal::PoolFull),
-            Err(MapError::EdgeLimit) => Err(Refusal::ClientLimit),
-            Err(MapError::Malformed | MapError::NoPool) => Err(Refusal::Family),
-        }
-    }
-
     /// The host's own addresses (refused as destinations unless allowed).
     fn refresh_local(&mut self) {
         match crate::os::netlink::Netlink::open().and_then(|mut nl| nl.addresses(None)) {
-            Ok(v) => self.policy.local = v.into_iter().map(|a| a.prefix.addr).collect(),
+            Ok(v) => self
+                .admission
+                .set_local(v.into_iter().map(|a| a.prefix.addr).collect()),
             Err(e) => log::warn!("reading the host's addresses: {e}"),
         }
     }
@@ -702,7 +675,7 @@ impl Core {
     fn housekeeping(&mut self) {
         self.refresh_local();
         let ep = &self.ep;
-        self.refused_by.retain(|id, _| ep.session(*id).is_some());
+        self.admission.retain(|id| ep.session(*id).is_some());
         // TCP connections whose task ended (closed, failed, unproven in time, idle) are freed.
         self.tcp.retain_alive(accept::alive);
         // Class counters of sessions that ended.
@@ -760,18 +733,12 @@ impl Core {
             .map_err(daemon::ReloadError::Config)?;
         self.ep
             .set_session_config(crate::memory::session_config(&self.bounds.session, mtu));
-        self.allowed_lan = allowed_lans(&new);
         for gone in self
-            .cfg
-            .peers
-            .iter()
-            .filter(|p| !self.allowed_lan.contains_key(&p.public_key.0))
+            .admission
+            .reload(forward_policy(&new), allowed_lans(&new))
         {
-            self.map.forget_edge(&gone.public_key.0);
+            self.map.forget_edge(&gone);
         }
-        let local = std::mem::take(&mut self.policy.local);
-        self.policy = forward_policy(&new);
-        self.policy.local = local;
         self.map.set_max_clients(usize::from(new.main.max_clients));
         let old = std::mem::replace(&mut self.classifier, Classifier::from_config(&new));
         for counts in self.class_packets.values_mut() {
@@ -870,11 +837,7 @@ impl Core {
                     .get(&id)
                     .unwrap_or(&ClassCounts::default())
                     .rows(self.classifier.classes()),
-                refused: Some(
-                    self.refused_by
-                        .get(&id)
-                        .map_or_else(Vec::new, forward::Refusals::counters),
-                ),
+                refused: Some(self.admission.refused_by(&id).counters()),
                 ..control::SessionStatus::figures(&st)
             });
         }
@@ -896,7 +859,7 @@ impl Core {
             uptime_s: self.clock.uptime_s(),
             sessions,
             drops,
-            refused: Some(self.refused.counters()),
+            refused: Some(self.admission.refused().counters()),
             refusals: self.refusals.counters(),
             waiting: None,
         }
