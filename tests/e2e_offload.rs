@@ -7,7 +7,8 @@
 //! The client and the server send wire-sized TCP segments here (TSO off, checksum offload on):
 //! what reaches the hubs as aggregates was merged by GRO, with checksums left partial. The test
 //! checks that such aggregates did cross both hubs (frames longer than the 1400-byte MTU on the
-//! hubs' host ends), then that bulk TCP both ways arrives intact, that UDP datagrams of every
+//! hubs' host ends), that each daemon wrote runs of one TCP flow into its hub as aggregates
+//! (`daemon::HubWriter`), then that bulk TCP both ways arrives intact, that UDP datagrams of every
 //! size up to 16 KB (IP-fragmented beyond the MTU) come back whole, and that neither daemon
 //! dropped anything for an offload.
 
@@ -59,6 +60,17 @@ fn aggregates(frames: &[Frame]) -> usize {
     frames
         .iter()
         .filter(|f| f.outgoing)
+        .filter_map(|f| f.ipv4())
+        .filter(|ip| usize::from(u16::from_be_bytes([ip[2], ip[3]])) > 1400)
+        .count()
+}
+
+/// IPv4 frames a daemon wrote into its hub that are longer than the MTU: runs of one TCP flow
+/// it merged into one aggregate for the kernel to segment (`daemon::HubWriter`).
+fn merged(frames: &[Frame]) -> usize {
+    frames
+        .iter()
+        .filter(|f| !f.outgoing)
         .filter_map(|f| f.ipv4())
         .filter(|ip| usize::from(u16::from_be_bytes([ip[2], ip[3]])) > 1400)
         .count()
@@ -165,6 +177,11 @@ fn gro_on_lan_and_internet_devices_tcp_and_udp_both_ways() {
         edge_frames.len(),
         core_frames.len()
     );
+    let (down_merged, up_merged) = (merged(&edge_frames), merged(&core_frames));
+    println!(
+        "aggregates the daemons wrote: the edge {down_merged} (to clients), the core {up_merged} \
+         (to servers)"
+    );
     let drops = (
         offload_drops(lab.edge(0)),
         offload_drops(lab.core.as_ref().unwrap()),
@@ -177,6 +194,11 @@ fn gro_on_lan_and_internet_devices_tcp_and_udp_both_ways() {
     assert!(
         up_aggr > 0 && down_aggr > 0,
         "no GRO aggregate reached a hub (edge {up_aggr}, core {down_aggr}): the test proves nothing"
+    );
+    assert!(
+        down_merged > 0 && up_merged > 0,
+        "a daemon wrote no run of a TCP flow as one aggregate (edge {down_merged}, core \
+         {up_merged})"
     );
     assert!(
         drops.0.is_empty() && drops.1.is_empty(),

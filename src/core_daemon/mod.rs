@@ -159,6 +159,8 @@ struct Core {
     seed: u64,
     mss: u16,
     drops: HashMap<&'static str, u64>,
+    /// Packets to servers go to the hub through it: runs of one TCP flow merge into aggregates.
+    hub_out: daemon::HubWriter,
     /// The current session of each connected edge (by its key: pool addresses outlive sessions).
     edges: HashMap<EdgeKey, SessionId>,
     /// The forward policy and each edge's `allowed_lan` over client packets, and what they
@@ -268,6 +270,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         users: HashMap::new(),
         meter: control::Meter::new(),
         drops: HashMap::new(),
+        hub_out: daemon::HubWriter::default(),
         refusals: Refusals::default(),
         bounds,
     };
@@ -366,6 +369,10 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
             }
         }
     }
+    log::info!(
+        "{} packets to servers went out merged into aggregates",
+        core.hub_out.merged()
+    );
     if core.for_good {
         log::info!("core stopping for good: removing hub, steering and the nftables table");
         core.save_state();
@@ -559,13 +566,15 @@ impl Core {
                     .entry(sid)
                     .or_insert_with(|| crate::memory::user_table(&self.bounds.session))
                     .up(info.src, info.flow().hash(self.seed), len);
-                if capture.send_ip(&d.data).is_err() {
-                    *self.drops.entry("hub write failed").or_default() += 1;
-                }
+                self.hub_out.write(capture, &d.data);
             }
             if let Some(s) = self.ep.session_mut(sid) {
                 s.recycle(d.data);
             }
+        }
+        let failed = self.hub_out.flush(capture);
+        if failed > 0 {
+            *self.drops.entry("hub write failed").or_default() += failed;
         }
         let mut new_sessions = false;
         while let Some((sid, e)) = self.ep.poll_event() {

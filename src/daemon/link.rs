@@ -1,6 +1,10 @@
 //! Link sockets as the event loops use them: a sender to call from the loop, and a task that
 //! reads the socket into the loop's channel.
 
+use std::os::fd::AsRawFd;
+
+use crate::os::uplink::RecvBatch;
+
 /// A datagram received on a link socket: (link, bytes, where it came from).
 pub(crate) type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
 
@@ -33,7 +37,6 @@ impl LinkTx {
 
 /// A non-blocking send(2) on a connected UDP socket, bypassing tokio's readiness cache.
 fn send_now(s: &tokio::net::UdpSocket, d: &[u8]) -> bool {
-    use std::os::fd::AsRawFd;
     // SAFETY: the socket's fd is open for the call; `d` is valid for its length.
     let n = unsafe {
         libc::send(
@@ -66,6 +69,11 @@ impl Drop for LinkIo {
 }
 
 /// Starts a UDP link: `sock` must be non-blocking (as `os::uplink::udp_socket` makes it).
+///
+/// Its task reads up to [`crate::os::uplink::RECV_BATCH`] datagrams per wake-up with one system
+/// call, each into a buffer of its own that goes into the channel as it is (no copy): hand the
+/// buffers back with the channel's [`crate::ingress::Recycler`] once handled, so that none is
+/// allocated per datagram either.
 pub(crate) fn udp_link(
     id: crate::proto::LinkId,
     sock: std::net::UdpSocket,
@@ -74,14 +82,28 @@ pub(crate) fn udp_link(
     let sock = std::rc::Rc::new(tokio::net::UdpSocket::from_std(sock)?);
     let rx = sock.clone();
     let task = tokio::task::spawn_local(async move {
-        let mut buf = vec![0u8; 65536];
+        let mut batch = RecvBatch::default();
         loop {
-            match rx.recv_from(&mut buf).await {
-                Ok((n, from)) => {
-                    if inbound.send((id, buf[..n].to_vec(), from)).await.is_err() {
-                        return;
+            if rx.readable().await.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+            let read = rx.try_io(tokio::io::Interest::READABLE, || {
+                batch.read(rx.as_raw_fd(), || inbound.buffer())
+            });
+            match read {
+                Ok(n) => {
+                    for i in 0..n {
+                        // Longer than a buffer: not a datagram of ours, dropped.
+                        let Some((d, from)) = batch.take(i) else {
+                            continue;
+                        };
+                        if inbound.send((id, d, from)).await.is_err() {
+                            return;
+                        }
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 // ICMP errors (port unreachable while the core restarts) surface here: keep going.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
@@ -136,6 +158,53 @@ pub(crate) fn tcp_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Datagrams reach the loop's channel whole, with their link and sender, and a buffer the
+    /// loop hands back is the one the next datagram arrives in (no allocation, no copy).
+    #[test]
+    fn a_udp_links_datagrams_arrive_in_buffers_the_loop_hands_back() {
+        crate::daemon::block_on_local(async {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_nonblocking(true).unwrap();
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            peer.connect(sock.local_addr().unwrap()).unwrap();
+            let (inbound, mut rx) = crate::ingress::channel::<Inbound>(1 << 20);
+            let spares = rx.recycler();
+            let _io = udp_link(crate::proto::LinkId::from(3), sock, inbound).unwrap();
+            let from = peer.local_addr().unwrap();
+            // Four bursts of ten, each handled (and its buffers handed back) before the next.
+            let mut seen = Vec::new();
+            for burst in 0..4u8 {
+                for k in burst * 10..burst * 10 + 10 {
+                    peer.send(&vec![k; 100 + usize::from(k)]).unwrap();
+                }
+                for k in burst * 10..burst * 10 + 10 {
+                    let (id, d, f) = rx.recv().await.unwrap();
+                    assert_eq!((id, f), (crate::proto::LinkId::from(3), from));
+                    assert_eq!(
+                        d,
+                        vec![k; 100 + usize::from(k)],
+                        "datagram {k} whole, in order"
+                    );
+                    assert_eq!(d.capacity(), crate::ingress::SPARE);
+                    seen.push(d.as_ptr());
+                    spares.give(d);
+                }
+            }
+            // Buffers went round: once the reader holds a batch of them and the loop has handed
+            // some back, no datagram takes a new one.
+            let (first, later) = seen.split_at(20);
+            assert!(
+                later.iter().all(|p| first.contains(p)),
+                "bursts 3 and 4 came in new buffers"
+            );
+            // A datagram longer than a buffer is not ours: dropped, the next one still comes.
+            peer.send(&[7u8; crate::ingress::SPARE + 1]).unwrap();
+            peer.send(b"after").unwrap();
+            let (_, d, _) = rx.recv().await.unwrap();
+            assert_eq!(d, b"after");
+        });
+    }
 
     /// A TCP link's send queue holds bytes from the budget, not 1,024 datagrams of up to
     /// 64 KiB: sends past it are refused (dropped, as a full UDP socket drops them).

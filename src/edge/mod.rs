@@ -291,6 +291,8 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         )
     );
     let (in_tx, mut in_rx) = crate::ingress::channel::<Inbound>(bounds.ingress_bytes);
+    // The UDP link readers' buffers, handed back once their datagram is handled.
+    let spares = in_rx.recycler();
     let (ans_tx, mut ans_rx) = mpsc::channel::<resolve::Answer>(8);
 
     // 1. The links: their sockets open once the core's address and their devices are known
@@ -461,6 +463,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
                 let now = edge.clock.now();
                 daemon::burst(first, &mut in_rx, |(id, mut d, _)| {
                     let _ = edge.session.handle_datagram(now, Some(id), &mut d);
+                    spares.give(d);
                 });
                 edge.sign_of_life();
             }
