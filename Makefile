@@ -6,7 +6,7 @@ export CARGO_TERM_COLOR ?= never
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: fuzz all build test e2e lint unit demo bench bench-cpu bench-faults bench-hub bench-memory bench-offload lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
+.PHONY: fuzz all build test e2e lint unit demo bench bench-cpu bench-faults bench-hub bench-memory bench-offload bench-pack lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
 
 all: build
 
@@ -65,6 +65,10 @@ bench-hub:
 ## the kernel segmenting before the hub, on TCP through a real hub (as root; ~4 min).
 bench-offload:
 	$(CARGO) run --release --locked --example offload_bench
+
+## bench-pack: the sender's per-packet header packing cost, ns/packet (no root; ~1 min).
+bench-pack:
+	$(CARGO) run --release --locked --example pack_bench
 
 ## bench-faults: restarts, kills, black holes, a flapping link, a boot without DNS or devices, a
 ## clock a day behind: how long until bonded UDP and TCP carry data again, and the client's TCP

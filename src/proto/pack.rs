@@ -45,7 +45,7 @@ use super::wire::DataForm;
 /// Contexts per direction of a session (the index has 10 bits).
 pub(crate) const CONTEXTS: usize = 1024;
 /// The longest packed header: tos, id, TCP fixed fields, 40 bytes of options.
-pub(crate) const MAX_PACKED_HEAD: usize = 3 + 16 + 40;
+pub const MAX_PACKED_HEAD: usize = 3 + 16 + 40;
 
 const GEN_BITS: u16 = 6;
 const GEN_MASK: u16 = (1 << GEN_BITS) - 1;
@@ -59,7 +59,7 @@ const TS_OPTIONS: [u8; 4] = [1, 1, 8, 10];
 /// header's length (written to the caller's buffer) and where the payload starts in the packet
 /// (both 0 otherwise: the packet goes as it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Packing {
+pub struct Packing {
     pub(crate) form: DataForm,
     pub(crate) head_len: usize,
     pub(crate) body: usize,
@@ -217,7 +217,7 @@ struct SendCtx {
 
 /// The sending side: decides, per packet, whether it goes whole, installs or packed.
 #[derive(Debug, Default)]
-pub(crate) struct Packer {
+pub struct Packer {
     flows: HashMap<FlowKey, u16>,
     ctxs: Vec<SendCtx>,
     hand: usize,
@@ -225,16 +225,16 @@ pub(crate) struct Packer {
 }
 
 impl Packer {
-    pub(crate) fn new() -> Packer {
+    pub fn new() -> Packer {
         Packer::default()
     }
 
-    pub(crate) fn stats(&self) -> PackStats {
+    pub fn stats(&self) -> PackStats {
         self.stats
     }
 
     /// How to send `p` now; when packed, the packed header is in `head`.
-    pub(crate) fn pack(&mut self, p: &[u8], head: &mut [u8; MAX_PACKED_HEAD]) -> Packing {
+    pub fn pack(&mut self, p: &[u8], head: &mut [u8; MAX_PACKED_HEAD]) -> Packing {
         let Some(s) = shape(p) else {
             self.stats.whole += 1;
             return Packing::whole(DataForm::Whole);
@@ -267,7 +267,7 @@ impl Packer {
     }
 
     /// An install of `ctx` was acknowledged: the peer holds that context.
-    pub(crate) fn confirm(&mut self, ctx: u16) {
+    pub fn confirm(&mut self, ctx: u16) {
         let (i, generation) = split_ctx(ctx);
         if let Some(c) = self.ctxs.get_mut(i) {
             if c.generation == generation {
