@@ -8,6 +8,8 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
+use crate::os::setsockopt;
+
 /// Run a program, return its stdout; the error carries the command line and its stderr.
 pub fn run(prog: &str, args: &[&str]) -> io::Result<String> {
     let out = Command::new(prog)
@@ -213,30 +215,11 @@ impl PacketSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let one: libc::c_int = 1;
         let buf: libc::c_int = 8 << 20;
-        // SAFETY: valid fd and option pointers of the right size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                PACKET_IGNORE_OUTGOING,
-                &one as *const _ as *const libc::c_void,
-                4,
-            );
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                &buf as *const _ as *const libc::c_void,
-                4,
-            );
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUFFORCE,
-                &buf as *const _ as *const libc::c_void,
-                4,
-            );
-        }
+        // Best effort, as a test tool: an old kernel echoes its own frames, a small buffer
+        // drops some under load.
+        let _ = setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, one);
+        let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buf);
+        let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, buf);
         // SAFETY: zeroed sockaddr_ll is valid; fields set below.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;

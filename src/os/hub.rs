@@ -28,7 +28,7 @@
 //! the host ([`Capture::send_aggregate`]): the host's stack is crossed once per aggregate.
 
 use super::space::{Hub, Space};
-use super::{Error, Result};
+use super::{setsockopt, Error, Result};
 use crate::proto::coalesce::{Merged, TCP_CHECKSUM};
 use crate::proto::offload::{self, Gso, GsoKind, Offload, Partial};
 use std::io;
@@ -222,24 +222,6 @@ fn bpf_dst_mac(mac: [u8; 6]) -> [libc::sock_filter; 6] {
     ]
 }
 
-fn setsockopt_raw<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: &T) -> io::Result<()> {
-    // SAFETY: v points to a live T of the given size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            v as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 impl Capture {
     /// Opens the capture on the hub's space end, inside `space`: receives the frames the host
     /// steered into the hub; [`Capture::send_ip`] writes IP packets toward the host (and on to
@@ -259,9 +241,8 @@ impl Capture {
     /// leaves 4 MiB. Beyond the host's `rmem_max` only with CAP_NET_ADMIN (`SO_RCVBUFFORCE`).
     pub(crate) fn set_receive_buffer(&self, bytes: usize) -> Result<()> {
         let buf = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        let raw = self.fd.as_raw_fd();
-        if setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf).is_err() {
-            setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &buf)
+        if setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buf).is_err() {
+            setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buf)
                 .map_err(|e| Error::new("SO_RCVBUF on the capture socket", e))?;
         }
         Ok(())
@@ -272,7 +253,7 @@ impl Capture {
     /// frames get a header saying they are complete.
     pub fn enable_offloads(&mut self) -> Result<()> {
         let one: libc::c_int = 1;
-        setsockopt_raw(self.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, &one)
+        setsockopt(&self.fd, libc::SOL_PACKET, PACKET_VNET_HDR, one)
             .map_err(|e| Error::new("PACKET_VNET_HDR on the capture socket", e))?;
         self.vnet = true;
         Ok(())
@@ -309,15 +290,15 @@ impl Capture {
                 len: prog.len() as u16,
                 filter: prog.as_ptr() as *mut libc::sock_filter,
             };
-            setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, fprog)
                 .map_err(|e| Error::new(format!("{}: attach filter", what()), e))?;
         }
         let one: libc::c_int = 1;
         // Old kernels (< 4.20) lack it: then braid sees its own writes and must ignore them.
-        let _ = setsockopt_raw(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
+        let _ = setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, one);
         let buf: libc::c_int = 4 << 20;
-        if setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf).is_err() {
-            let _ = setsockopt_raw(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &buf);
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buf).is_err() {
+            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buf);
         }
         // SAFETY: zeroed sockaddr_ll is valid.
         let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

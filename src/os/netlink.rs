@@ -295,33 +295,15 @@ impl Socket {
         // SAFETY: fd is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         for opt in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
-            let one: libc::c_int = 1;
-            // SAFETY: valid fd, pointer to a c_int of the given size. Failure is harmless (old kernel).
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_NETLINK,
-                    opt,
-                    &one as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            // Failure is harmless (old kernel).
+            let _ = super::setsockopt(&fd, libc::SOL_NETLINK, opt, 1 as libc::c_int);
         }
         // A kernel that never answers must not hang the daemon.
         let tv = libc::timeval {
             tv_sec: 5,
             tv_usec: 0,
         };
-        // SAFETY: valid fd, pointer to a timeval of the given size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
+        let _ = super::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv);
         // SAFETY: zeroed sockaddr_nl is a valid value.
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;

@@ -25,6 +25,7 @@ use braid::keytext::key_to_base64;
 use braid::lab::emu::{DirSpec, Rate};
 use braid::lab::link::LinkSpec;
 use braid::lab::{sys, topo, EdgeSpec, TopoSpec, Topology};
+use braid::os::setsockopt;
 use braid::proto::seal::Keypair;
 
 /// The binary under test.
@@ -1339,16 +1340,7 @@ impl Icmp {
                 tv_sec: 0,
                 tv_usec: 50_000,
             };
-            // SAFETY: valid fd and option of the right size.
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as u32,
-                )
-            };
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)?;
             Ok(Icmp { fd })
         })
     }
@@ -1533,16 +1525,7 @@ impl Capture {
                 tv_sec: 0,
                 tv_usec: 20_000,
             };
-            // SAFETY: valid fd and option of the right size.
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as u32,
-                )
-            };
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)?;
             Ok(fd)
         })?;
         let stop = Arc::new(AtomicBool::new(false));
