@@ -39,7 +39,7 @@
 
 use std::collections::HashMap;
 
-use super::packet::checksum;
+use super::packet::{checksum, ipproto, PlainV4};
 use super::wire::DataForm;
 
 /// Contexts per direction of a session (the index has 10 bits).
@@ -50,8 +50,6 @@ pub const MAX_PACKED_HEAD: usize = 3 + 16 + 40;
 const GEN_BITS: u16 = 6;
 const GEN_MASK: u16 = (1 << GEN_BITS) - 1;
 
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
 /// NOP, NOP, timestamp kind 8 length 10: the options of nearly every TCP segment.
 const TS_OPTIONS: [u8; 4] = [1, 1, 8, 10];
 
@@ -102,62 +100,45 @@ struct Shape {
     header: usize,
 }
 
-/// Reads a packet the packer knows how to rebuild exactly; None means it travels whole.
+/// Reads a packet the packer knows how to rebuild exactly; None means it travels whole. The
+/// layout (IPv4 without options or fragmentation, TCP or UDP) is the packet view's
+/// [`PlainV4`]; what is left here is what the packed header does not carry.
 fn shape(p: &[u8]) -> Option<Shape> {
-    if p.len() < 28 || p[0] != 0x45 {
-        return None;
-    }
-    if usize::from(u16::from_be_bytes([p[2], p[3]])) != p.len() {
-        return None;
-    }
-    let frag = u16::from_be_bytes([p[6], p[7]]);
-    if frag != 0x4000 && frag != 0 {
-        return None;
-    }
-    if checksum(&p[..20], 0) != 0 {
-        return None;
-    }
-    let proto = p[9];
-    let header = match proto {
-        PROTO_TCP => {
-            if p.len() < 40 {
+    let pkt = PlainV4::parse(p)?;
+    let l4 = pkt.l4_header();
+    match pkt.proto() {
+        ipproto::TCP => {
+            // The urgent pointer is not carried: an urgent segment goes whole. Options of
+            // 12 bytes are carried as a timestamp only.
+            if l4[13] & 0x20 != 0 || l4[18..20] != [0, 0] {
                 return None;
             }
-            let off = usize::from(p[32] >> 4) * 4;
-            let urg = p[33] & 0x20 != 0 || p[38] != 0 || p[39] != 0;
-            if off < 20 || 20 + off > p.len() || urg {
+            if l4.len() == 32 && l4[20..24] != TS_OPTIONS {
                 return None;
             }
-            if off == 32 && p[40..44] != TS_OPTIONS {
-                return None;
-            }
-            20 + off
         }
-        PROTO_UDP => {
-            if usize::from(u16::from_be_bytes([p[24], p[25]])) != p.len() - 20 {
+        // The UDP length is not carried: it must be the packet's.
+        _ => {
+            if usize::from(u16::from_be_bytes([l4[4], l4[5]])) != p.len() - 20 {
                 return None;
             }
-            28
         }
-        _ => return None,
-    };
-    let mut src = [0; 4];
-    let mut dst = [0; 4];
-    src.copy_from_slice(&p[12..16]);
-    dst.copy_from_slice(&p[16..20]);
+    }
+    let (src, dst) = pkt.addrs();
+    let (sport, dport) = pkt.ports();
     Some(Shape {
         tmpl: Template {
             key: FlowKey {
                 src,
                 dst,
-                proto,
-                sport: u16::from_be_bytes([p[20], p[21]]),
-                dport: u16::from_be_bytes([p[22], p[23]]),
+                proto: pkt.proto(),
+                sport,
+                dport,
             },
-            ttl: p[8],
-            frag,
+            ttl: pkt.ttl(),
+            frag: pkt.frag_word(),
         },
-        header,
+        header: pkt.payload_at(),
     })
 }
 
@@ -166,7 +147,7 @@ fn write_packed(p: &[u8], s: &Shape, out: &mut [u8; MAX_PACKED_HEAD]) -> usize {
     out[0] = p[1]; // tos
     out[1..3].copy_from_slice(&p[4..6]); // id
     match s.tmpl.key.proto {
-        PROTO_TCP => {
+        ipproto::TCP => {
             out[3..11].copy_from_slice(&p[24..32]); // seq, ack
             out[11..17].copy_from_slice(&p[32..38]); // offset+flags, window, checksum
             let opts = &p[40..s.header];
@@ -398,7 +379,7 @@ impl Unpacker {
         out.extend_from_slice(&t.key.sport.to_be_bytes());
         out.extend_from_slice(&t.key.dport.to_be_bytes());
         let payload = match t.key.proto {
-            PROTO_TCP => {
+            ipproto::TCP => {
                 if packed.len() < 17 {
                     return Err(UnpackError::Truncated);
                 }
@@ -603,7 +584,33 @@ mod tests {
         v6[4..6].copy_from_slice(&20u16.to_be_bytes());
         let mut short = good.clone();
         short.truncate(50);
-        for p in [bad_sum, fragment, urgent, odd_options, icmp, v6, short] {
+        let mut reserved = good.clone();
+        reserved[6] = 0xc0; // DF and the reserved flag
+        reserved[10..12].fill(0);
+        let sum = checksum(&reserved[..20], 0);
+        reserved[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut padded = good.clone();
+        padded.extend_from_slice(&[0; 4]); // link-layer padding past the IPv4 length
+        let mut urgent_pointer = good.clone();
+        urgent_pointer[39] = 1;
+        let udp_length = {
+            let mut u = udp(4000, b"abcd");
+            u[25] -= 1; // shorter than the datagram
+            u
+        };
+        for p in [
+            bad_sum,
+            fragment,
+            urgent,
+            odd_options,
+            icmp,
+            v6,
+            short,
+            reserved,
+            padded,
+            urgent_pointer,
+            udp_length,
+        ] {
             let mut tx = Packer::new();
             let mut head = [0u8; MAX_PACKED_HEAD];
             assert_eq!(

@@ -13,6 +13,8 @@
 //!   checksum valid by incremental update (RFC 1624): an address ([`PacketMut::set_addr`], the
 //!   core's NAT, including the packet an ICMP error quotes) or the MSS of a TCP SYN
 //!   ([`PacketMut::clamp_mss`]; [`clamp_mss`] parses and clamps in one call).
+//! - [`PlainV4`] is the cheap read of the one layout header packing rebuilds exactly (IPv4
+//!   without options or fragmentation, TCP or UDP), held to [`parse`] by a property test.
 //! - [`checksum`], [`ones_sum`], [`pseudo_header_sum`], [`fold`] and [`csum_adjust`] are the
 //!   checksum toolkit the rest of the crate uses.
 
@@ -531,6 +533,91 @@ impl Field {
             (true, Field::Src) => 8,
             (true, Field::Dst) => 24,
         }
+    }
+}
+
+/// The one IPv4 layout that header packing ([`super::pack`]) rebuilds byte for byte, read in
+/// one cheap pass: a 20-byte header (no options), whole (no fragment offset, no MF, no
+/// reserved flag), exactly its buffer (no padding), a header checksum that verifies, and a
+/// complete TCP header (data offset within the packet) or UDP header. Every packet the packer
+/// sends goes through here, so it does not build a [`PacketInfo`] (addresses as `IpAddr`,
+/// fragment state, IPv6 walk): [`parse`] reads any packet it accepts the same way (a property
+/// test holds them to it). No accessor panics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlainV4<'a> {
+    buf: &'a [u8],
+    /// Bytes of IPv4 + TCP/UDP header: where the payload starts.
+    header: usize,
+}
+
+/// An IPv4 header without options.
+const IPV4_PLAIN: usize = 20;
+
+impl<'a> PlainV4<'a> {
+    /// `buf` if it has the layout; None for anything else.
+    pub(crate) fn parse(buf: &'a [u8]) -> Option<PlainV4<'a>> {
+        if buf.len() < IPV4_PLAIN + 8 || buf[0] != 0x45 {
+            return None;
+        }
+        if usize::from(u16::from_be_bytes([buf[2], buf[3]])) != buf.len() {
+            return None;
+        }
+        let frag = u16::from_be_bytes([buf[6], buf[7]]);
+        if frag & !0x4000 != 0 || checksum(&buf[..IPV4_PLAIN], 0) != 0 {
+            return None;
+        }
+        let header = match buf[9] {
+            ipproto::TCP => {
+                let off = usize::from(*buf.get(IPV4_PLAIN + 12)? >> 4) * 4;
+                if off < 20 || IPV4_PLAIN + off > buf.len() {
+                    return None;
+                }
+                IPV4_PLAIN + off
+            }
+            ipproto::UDP => IPV4_PLAIN + 8,
+            _ => return None,
+        };
+        Some(PlainV4 { buf, header })
+    }
+
+    /// TCP ([`ipproto::TCP`]) or UDP ([`ipproto::UDP`]).
+    pub(crate) fn proto(&self) -> u8 {
+        self.buf[9]
+    }
+
+    /// Source and destination address.
+    pub(crate) fn addrs(&self) -> ([u8; 4], [u8; 4]) {
+        let b = self.buf;
+        ([b[12], b[13], b[14], b[15]], [b[16], b[17], b[18], b[19]])
+    }
+
+    /// Source and destination port.
+    pub(crate) fn ports(&self) -> (u16, u16) {
+        let b = self.buf;
+        (
+            u16::from_be_bytes([b[20], b[21]]),
+            u16::from_be_bytes([b[22], b[23]]),
+        )
+    }
+
+    /// TTL.
+    pub(crate) fn ttl(&self) -> u8 {
+        self.buf[8]
+    }
+
+    /// The flags and fragment offset word: 0x4000 (DF) or 0.
+    pub(crate) fn frag_word(&self) -> u16 {
+        u16::from_be_bytes([self.buf[6], self.buf[7]])
+    }
+
+    /// The TCP or UDP header (TCP: options included).
+    pub(crate) fn l4_header(&self) -> &'a [u8] {
+        &self.buf[IPV4_PLAIN..self.header]
+    }
+
+    /// Where the payload starts: the length of both headers.
+    pub(crate) fn payload_at(&self) -> usize {
+        self.header
     }
 }
 
@@ -1227,6 +1314,48 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn plain_v4_reads_what_parse_reads(
+            ihl in prop_oneof![Just(0x45u8), Just(0x46), any::<u8>()],
+            frag in prop_oneof![Just(0u16), Just(0x4000), Just(0x8000), Just(0x2000), any::<u16>()],
+            proto in prop_oneof![Just(ipproto::TCP), Just(ipproto::UDP), any::<u8>()],
+            doff in prop_oneof![Just(0x50u8), Just(0x80), any::<u8>()],
+            right_len in proptest::bool::weighted(0.9),
+            right_sum in proptest::bool::weighted(0.9),
+            rest in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let mut b = vec![ihl, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+            b[6..8].copy_from_slice(&frag.to_be_bytes());
+            b.extend_from_slice(&rest);
+            if b.len() > 32 {
+                b[32] = doff;
+            }
+            if right_len && b.len() >= 4 {
+                let l = b.len() as u16;
+                b[2..4].copy_from_slice(&l.to_be_bytes());
+            }
+            if right_sum && b.len() >= 20 {
+                let c = checksum(&b[..20], 0);
+                b[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let Some(p) = PlainV4::parse(&b) else {
+                return Ok(());
+            };
+            let i = parse(&b).expect("a plain IPv4 packet parses");
+            prop_assert_eq!((i.version, i.l4_offset, i.total_len), (4, 20, b.len()));
+            prop_assert_eq!(i.fragment, Fragment::No);
+            prop_assert_eq!(i.dont_fragment, p.frag_word() == 0x4000);
+            let (src, dst) = p.addrs();
+            prop_assert_eq!((i.src, i.dst), (IpAddr::from(src), IpAddr::from(dst)));
+            prop_assert_eq!((i.proto, i.ttl), (p.proto(), p.ttl()));
+            prop_assert_eq!((i.src_port, i.dst_port), p.ports());
+            prop_assert_eq!(p.payload_at(), 20 + p.l4_header().len());
+            prop_assert!(p.payload_at() <= b.len());
+            if p.proto() == ipproto::TCP {
+                prop_assert_eq!(p.l4_header().len(), usize::from(b[32] >> 4) * 4);
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200),
                                        mss in any::<u16>()) {
