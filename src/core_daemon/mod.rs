@@ -35,8 +35,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use crate::classify::Classifier;
 use crate::config::model::{self, Config, Role};
 use crate::control::{self, Reply, Request};
-use crate::daemon::status::{user_rows, ClassCounts};
-use crate::daemon::translate::{session_classes, state_name, wire_role_name};
+use crate::daemon::status::{core_link_name, user_rows, ClassCounts, LinkRow};
+use crate::daemon::translate::{session_classes, state_name};
 use crate::daemon::{self, Clock, ControlServer, LinkIo, Refusals};
 use crate::daemon::{daemon_main, DaemonArgs, HubIo, RequestError, Signal, Signals};
 use crate::os::hub::{Batch, Capture};
@@ -806,37 +806,28 @@ impl Core {
                     .links
                     .iter()
                     .map(|l| {
-                        let state = state_name(l.state);
-                        let m = self.meter.read(
-                            &(id, Some(l.id)),
-                            now,
-                            l.bytes_sent,
-                            l.bytes_received,
-                            state,
-                        );
                         let addr = self.ep.link_addr(id, l.id);
-                        control::LinkStatus {
-                            // The edge's name for it, once the edge told (LinkName).
-                            name: s
-                                .link_name(l.id)
-                                .map_or_else(|| format!("link{}", l.id), str::to_string),
+                        let row = LinkRow {
+                            name: core_link_name(s.link_name(l.id), l.id),
                             id: l.id,
-                            device: None,
+                            transport: match addr {
+                                Some(Addr::Tcp(_)) => "tcp",
+                                _ => "udp",
+                            },
+                            state: state_name(l.state),
+                            role: l.role,
+                        };
+                        control::LinkStatus {
                             address: addr.and_then(|a| match a {
                                 Addr::Udp(_, a) => Some(a.to_string()),
                                 Addr::Tcp(c) => self.tcp.get(c).map(|c| c.peer.to_string()),
                             }),
-                            transport: match addr {
-                                Some(Addr::Tcp(_)) => "tcp",
-                                _ => "udp",
-                            }
-                            .into(),
-                            state: state.into(),
-                            state_s: m.state_s,
-                            role: wire_role_name(l.role).into(),
-                            tx_bps: m.tx_bps,
-                            rx_bps: m.rx_bps,
-                            ..control::LinkStatus::figures(l)
+                            ..row.status(
+                                control::LinkStatus::figures(l),
+                                &self.meter,
+                                &(id, Some(l.id)),
+                                now,
+                            )
                         }
                     })
                     .collect(),

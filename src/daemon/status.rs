@@ -1,10 +1,17 @@
 //! What both daemons' `braid status` builds the same way: the packets of each traffic class
-//! (counted as classified, carried by class name across a reload) and the busiest clients.
+//! (counted as classified, carried by class name across a reload), the busiest clients and the
+//! rows of the links.
+
+use std::hash::Hash;
+use std::time::Instant;
 
 use crate::classify::ClassId;
 use crate::config::model::{self, Class};
-use crate::control::{ClassStatus, UserStatus};
+use crate::control::{ClassStatus, LinkStatus, Meter, UserStatus};
+use crate::daemon::translate::wire_role_name;
 use crate::daemon::users::UserTable;
+use crate::proto::wire::LinkRole;
+use crate::proto::LinkId;
 
 /// How many clients `braid status` lists per session (the ones with the most bytes).
 pub(crate) const TOP_USERS: usize = 10;
@@ -73,9 +80,110 @@ pub(crate) fn user_rows(users: &UserTable) -> Vec<UserStatus> {
         .collect()
 }
 
+/// One link's row of `braid status`, the columns both daemons fill alike. Each daemon adds its
+/// own to the row [`LinkRow::status`] returns: the edge its device, why the link waits and
+/// its quota; the core the edge's address.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LinkRow {
+    /// Edge: the config section; core: the name the edge gave ([`core_link_name`]).
+    pub(crate) name: String,
+    pub(crate) id: LinkId,
+    /// "udp" or "tcp".
+    pub(crate) transport: &'static str,
+    /// As `braid status` prints it ("up", "down", ..., edge also "admin-down", "waiting").
+    pub(crate) state: &'static str,
+    /// The role in effect.
+    pub(crate) role: LinkRole,
+}
+
+impl LinkRow {
+    /// The row: `figures` are the session's for the link ([`LinkStatus::figures`], or all
+    /// zero while the session has not got it); the rates and the time in state are what
+    /// `meter` measured under `key` up to `now`, from the figures' byte counters.
+    pub(crate) fn status<K: Hash + Eq + Clone>(
+        self,
+        figures: LinkStatus,
+        meter: &Meter<K>,
+        key: &K,
+        now: Instant,
+    ) -> LinkStatus {
+        let m = meter.read(key, now, figures.tx_bytes, figures.rx_bytes, self.state);
+        LinkStatus {
+            name: self.name,
+            id: self.id,
+            transport: self.transport.into(),
+            state: self.state.into(),
+            state_s: m.state_s,
+            role: wire_role_name(self.role).into(),
+            tx_bps: m.tx_bps,
+            rx_bps: m.rx_bps,
+            ..figures
+        }
+    }
+}
+
+/// The core's name for an edge's link: the one the edge told (`LinkName`), else `link<id>`.
+pub(crate) fn core_link_name(told: Option<&str>, id: LinkId) -> String {
+    told.map_or_else(|| format!("link{id}"), str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_link_row_has_its_figures_the_measured_rates_and_the_time_in_state() {
+        let t0 = Instant::now();
+        let mut meter = Meter::new();
+        meter.sample(3u8, t0, 1_000, 2_000, "up");
+        let figures = LinkStatus {
+            rtt_ms: 41.5,
+            loss_pct: 0.5,
+            pacing_bps: 9_000_000,
+            tx_bytes: 1_000 + 250_000,
+            rx_bytes: 2_000 + 500_000,
+            ..Default::default()
+        };
+        let row = LinkRow {
+            name: "wan2".into(),
+            id: 3,
+            transport: "tcp",
+            state: "up",
+            role: LinkRole::Backup,
+        };
+        let now = t0 + Duration::from_secs(2);
+        let s = row.clone().status(figures.clone(), &meter, &3, now);
+        assert_eq!(
+            s,
+            LinkStatus {
+                name: "wan2".into(),
+                id: 3,
+                transport: "tcp".into(),
+                state: "up".into(),
+                state_s: 2,
+                role: "backup".into(),
+                tx_bps: 1_000_000,
+                rx_bps: 2_000_000,
+                ..figures.clone()
+            }
+        );
+        // A state other than the one sampled has only just begun; a link never sampled has
+        // no rates yet.
+        let down = LinkRow {
+            state: "down",
+            ..row.clone()
+        };
+        assert_eq!(down.status(figures.clone(), &meter, &3, now).state_s, 0);
+        let unsampled = row.status(figures, &meter, &4, now);
+        assert_eq!((unsampled.tx_bps, unsampled.state_s), (0, 0));
+    }
+
+    #[test]
+    fn the_core_names_a_link_as_the_edge_told_or_by_its_id() {
+        assert_eq!(core_link_name(Some("lte1"), 2), "lte1");
+        assert_eq!(core_link_name(None, 2), "link2");
+    }
 
     fn classes(names: &[&str]) -> Vec<Class> {
         names

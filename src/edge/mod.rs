@@ -54,8 +54,8 @@ use tokio::sync::mpsc;
 use crate::classify::Classifier;
 use crate::config::model::{self, Config, QuotaAction, Role, Transport};
 use crate::control::{self, Reply, Request};
-use crate::daemon::status::{user_rows, ClassCounts};
-use crate::daemon::translate::{session_classes, state_name, wire_role, wire_role_name};
+use crate::daemon::status::{user_rows, ClassCounts, LinkRow};
+use crate::daemon::translate::{session_classes, state_name, wire_role};
 use crate::daemon::{
     self, daemon_main, Clock, ControlServer, DaemonArgs, HubIo, Inbound, LinkIo, RequestError,
     Signal, Signals,
@@ -1358,30 +1358,29 @@ impl Edge {
             .iter()
             .map(|l| {
                 let s = stats.links.iter().find(|s| s.id == l.id);
-                let state = self.link_state(l, &stats);
-                let (tx, rx) = s.map_or((0, 0), |s| (s.bytes_sent, s.bytes_received));
-                let m = self.meter.read(&Some(l.id), now, tx, rx, state);
                 let role = self.session_link_config(l).role;
-                control::LinkStatus {
+                let row = LinkRow {
                     name: l.cfg.name.clone(),
                     id: l.id,
-                    device: l.device().map(str::to_string),
-                    address: None,
                     transport: match l.cfg.transport {
                         Transport::Udp => "udp",
                         Transport::Tcp => "tcp",
-                    }
-                    .into(),
-                    state: state.into(),
-                    state_s: m.state_s,
+                    },
+                    state: self.link_state(l, &stats),
+                    role,
+                };
+                control::LinkStatus {
+                    device: l.device().map(str::to_string),
                     waiting: l.waiting.clone(),
-                    role: wire_role_name(role).into(),
                     over_quota: role != wire_role(l.cfg.role),
                     quota_bytes: l.cfg.quota.as_ref().map(|q| q.bytes),
                     quota_used_bytes: self.quota.used(&l.cfg.name),
-                    tx_bps: m.tx_bps,
-                    rx_bps: m.rx_bps,
-                    ..s.map_or_else(Default::default, control::LinkStatus::figures)
+                    ..row.status(
+                        s.map_or_else(Default::default, control::LinkStatus::figures),
+                        &self.meter,
+                        &Some(l.id),
+                        now,
+                    )
                 }
             })
             .collect();
