@@ -52,6 +52,9 @@ pub(crate) struct CpuRow {
 pub(crate) struct Counts {
     /// Inner packets it forwarded, both ways (its sessions' tx_packets + rx_packets).
     pub(crate) packets: u64,
+    /// Of them, those it sent into the tunnel (tx_packets): with one inner packet per data
+    /// datagram, its link sends beyond these carried no data (ACKs, probes, control).
+    pub(crate) sent: u64,
     /// Context switches (voluntary + involuntary): about one per wake-up of its event loop.
     pub(crate) wakeups: u64,
     /// System calls by name (`--syscalls`), "all" first; empty without.
@@ -357,9 +360,9 @@ pub(crate) fn callgrind_total(text: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Inner packets and bytes a daemon forwarded so far, both ways, over all its sessions (from its
-/// `braid status`).
-fn status_packets(exe: &Path, sock: &Path) -> Result<(u64, u64), String> {
+/// Inner packets and bytes a daemon forwarded so far, both ways, over all its sessions, and the
+/// packets it sent into the tunnel (from its `braid status`).
+fn status_packets(exe: &Path, sock: &Path) -> Result<(u64, u64, u64), String> {
     let out = Command::new(exe)
         .args(["status", "--json", "--socket"])
         .arg(sock)
@@ -380,6 +383,7 @@ fn status_packets(exe: &Path, sock: &Path) -> Result<(u64, u64), String> {
     Ok((
         n("tx_packets") + n("rx_packets"),
         n("tx_bytes") + n("rx_bytes"),
+        n("tx_packets"),
     ))
 }
 
@@ -501,7 +505,7 @@ pub(crate) fn perf_counts(text: &str) -> Vec<(String, u64)> {
 struct Counter {
     pid: u32,
     sock: PathBuf,
-    packets: u64,
+    packets: (u64, u64),
     switches: u64,
     perf: Option<SyscallCount>,
 }
@@ -511,7 +515,8 @@ impl Counter {
         let perf = perf_out.map(|o| SyscallCount::start(pid, o)).transpose()?;
         Ok(Counter {
             pid,
-            packets: status_packets(&std::env::current_exe().map_err(|e| e.to_string())?, &sock)?.0,
+            packets: status_packets(&std::env::current_exe().map_err(|e| e.to_string())?, &sock)
+                .map(|p| (p.0, p.2))?,
             switches: switches(pid)?,
             sock,
             perf,
@@ -521,13 +526,14 @@ impl Counter {
     fn stop(self) -> Result<Counts, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let switches = switches(self.pid)? - self.switches;
-        let packets = status_packets(&exe, &self.sock)?.0 - self.packets;
+        let p = status_packets(&exe, &self.sock)?;
         let syscalls = match self.perf {
             Some(p) => p.stop()?,
             None => Vec::new(),
         };
         Ok(Counts {
-            packets,
+            packets: p.0 - self.packets.0,
+            sent: p.2 - self.packets.1,
             wakeups: switches,
             syscalls,
         })
@@ -548,8 +554,8 @@ pub(crate) fn counts_table(rows: &[CpuRow]) -> String {
     }
     keys.sort();
     let mut s = String::from(
-        "| workload | daemon | packets (median) | wake-ups / packet | system calls / packet | by call (medians per packet) |\n\
-         |---|---|---|---|---|---|\n",
+        "| workload | daemon | packets (median) | wake-ups / packet | system calls / packet | by call (medians per packet) | datagrams without data / packet received |\n\
+         |---|---|---|---|---|---|---|\n",
     );
     for w in &keys {
         for (side, get) in [
@@ -586,8 +592,16 @@ pub(crate) fn counts_table(rows: &[CpuRow]) -> String {
                     }
                 }
             }
+            // Link sends beyond the data datagrams (ACKs, probes, control), per inner packet
+            // the daemon received from the tunnel: on the receiving side, about the ACK frames
+            // sent per data packet.
+            let bare = col(&|c| {
+                // The link sockets' sends are sendto(2) (the hub's are sendmsg).
+                let received = c.packets.saturating_sub(c.sent).max(1);
+                Some(c.syscall("sendto")?.saturating_sub(c.sent) as f64 / received as f64)
+            });
             s.push_str(&format!(
-                "| {w} | {side} | {} | {} | {} | {} |\n",
+                "| {w} | {side} | {} | {} | {} | {} | {} |\n",
                 min_med_max(&packets).map_or("-".into(), |m| format!("{:.0}", m.1)),
                 mmm(&wake, 2),
                 mmm(&all, 2),
@@ -595,7 +609,8 @@ pub(crate) fn counts_table(rows: &[CpuRow]) -> String {
                     "-".into()
                 } else {
                     by.join(", ")
-                }
+                },
+                mmm(&bare, 2),
             ));
         }
     }
@@ -641,13 +656,13 @@ fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
         Ok(())
     };
     t.restart_links().map_err(|e| format!("links: {e}"))?;
-    let (p0, _) = status_packets(&exe, &sock)?;
+    let (p0, _, _) = status_packets(&exe, &sock)?;
     ctl("-z")?;
     let started = Instant::now();
     let res = work::run_workload(&t, w, o.duration, &INTERRUPTED, |_| {})
         .map_err(|e| format!("{}: {e}", w.name()))?;
     ctl("-d")?;
-    let (p1, _) = status_packets(&exe, &sock)?;
+    let (p1, _, _) = status_packets(&exe, &sock)?;
     // The dump is written next to the output file with a numbered suffix.
     let dir = out_file.parent().unwrap_or(Path::new("."));
     let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
@@ -791,22 +806,24 @@ mod tests {
         for (r, k) in rows.iter_mut().zip([1, 3]) {
             r.edge_counts = Some(Counts {
                 packets: 1000,
+                sent: 600,
                 wakeups: 500 * k,
                 syscalls: calls.clone(),
             });
             r.core_counts = Some(Counts {
                 packets: 2000,
+                sent: 1000,
                 wakeups: 100,
                 syscalls: Vec::new(),
             });
         }
         let t = counts_table(&rows);
         assert!(
-            t.contains("| bulk8-down | braid edge | 1000 | 0.50 / 1.00 / 1.50 | 5.00 / 5.00 / 5.00 | sendto 2.00, epoll_wait 1.00, epoll_wait (none) 0.25 |"),
+            t.contains("| bulk8-down | braid edge | 1000 | 0.50 / 1.00 / 1.50 | 5.00 / 5.00 / 5.00 | sendto 2.00, epoll_wait 1.00, epoll_wait (none) 0.25 | 3.50 / 3.50 / 3.50 |"),
             "{t}"
         );
         assert!(
-            t.contains("| bulk8-down | braid core | 2000 | 0.05 / 0.05 / 0.05 | - | - |"),
+            t.contains("| bulk8-down | braid core | 2000 | 0.05 / 0.05 / 0.05 | - | - | - |"),
             "{t}"
         );
         assert_eq!(counts_table(&rows[..0]), "");
