@@ -278,25 +278,16 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
     core.refresh_local();
 
     let (in_tx, mut in_rx) = crate::ingress::channel::<(Addr, Vec<u8>)>(bounds.ingress_bytes);
+    // The UDP readers' buffers, handed back once their datagram is handled.
+    let spares = in_rx.recycler();
     // UDP readers, one per local address.
     for (i, sock) in udp.iter().enumerate() {
-        let tx = in_tx.clone();
-        let sock = sock.clone();
         let i = i as u8;
-        tokio::task::spawn_local(async move {
-            let mut buf = vec![0u8; 65536];
-            loop {
-                if let Ok((n, from)) = sock.recv_from(&mut buf).await {
-                    if tx
-                        .send((Addr::Udp(i, from), buf[..n].to_vec()))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        });
+        tokio::task::spawn_local(daemon::read_udp(
+            sock.clone(),
+            in_tx.clone(),
+            move |d, from| (Addr::Udp(i, from), d),
+        ));
     }
     let (tcp_tx, mut tcp_in) = crate::ingress::channel::<(u32, Vec<u8>)>(bounds.ingress_bytes);
     let tcp_send = crate::ingress::Pool::new(bounds.tcp_send_bytes, bounds.tcp_send_per_link);
@@ -357,6 +348,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
                 daemon::burst(first, &mut in_rx, |(from, mut d)| {
                     let r = core.ep.handle_datagram(now, from, &mut d);
                     core.handled(from, r);
+                    spares.give(d);
                 });
             }
             _ = sleep => core.ep.handle_timeout(core.clock.now()),

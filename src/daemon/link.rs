@@ -80,39 +80,60 @@ pub(crate) fn udp_link(
     inbound: crate::ingress::Sender<Inbound>,
 ) -> std::io::Result<LinkIo> {
     let sock = std::rc::Rc::new(tokio::net::UdpSocket::from_std(sock)?);
-    let rx = sock.clone();
-    let task = tokio::task::spawn_local(async move {
-        let mut batch = RecvBatch::default();
-        loop {
-            if rx.readable().await.is_err() {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-            let read = rx.try_io(tokio::io::Interest::READABLE, || {
-                batch.read(rx.as_raw_fd(), || inbound.buffer())
-            });
-            match read {
-                Ok(n) => {
-                    for i in 0..n {
-                        // Longer than a buffer: not a datagram of ours, dropped.
-                        let Some((d, from)) = batch.take(i) else {
-                            continue;
-                        };
-                        if inbound.send((id, d, from)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                // ICMP errors (port unreachable while the core restarts) surface here: keep going.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-            }
-        }
-    });
+    let task = tokio::task::spawn_local(read_udp(sock.clone(), inbound, move |d, from| {
+        (id, d, from)
+    }));
     Ok(LinkIo {
         tx: LinkTx::Udp(sock),
         task,
     })
+}
+
+/// Reads `sock` into `inbound` until the receiver is gone: up to
+/// [`crate::os::uplink::RECV_BATCH`] datagrams per wake-up with one recvmmsg(2), each in a
+/// buffer of the channel's spares (hand them back with its [`crate::ingress::Recycler`]), made
+/// into the channel's item by `item`. A datagram longer than a buffer is not one of ours:
+/// dropped. (The edge's link sockets and the core's port.)
+///
+/// A batch shorter than [`crate::os::uplink::RECV_BATCH`] emptied the socket: the task waits
+/// for the next datagram at once, rather than spend a system call to hear that nothing is left
+/// (the socket is registered edge-triggered: what arrives after the read wakes it).
+pub(crate) async fn read_udp<T: crate::ingress::Weight>(
+    sock: std::rc::Rc<tokio::net::UdpSocket>,
+    inbound: crate::ingress::Sender<T>,
+    item: impl Fn(Vec<u8>, std::net::SocketAddr) -> T,
+) {
+    let mut batch = RecvBatch::default();
+    loop {
+        if sock.readable().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        }
+        let mut got = 0;
+        let read = sock.try_io(tokio::io::Interest::READABLE, || {
+            got = batch.read(sock.as_raw_fd(), || inbound.buffer())?;
+            if got < crate::os::uplink::RECV_BATCH {
+                // Drained: tokio clears the socket's readiness on WouldBlock.
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        for i in 0..got {
+            // Longer than a buffer: not a datagram of ours, dropped.
+            let Some((d, from)) = batch.take(i) else {
+                continue;
+            };
+            if inbound.send(item(d, from)).await.is_err() {
+                return;
+            }
+        }
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // ICMP errors (port unreachable while the core restarts) surface here: keep going.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
 }
 
 /// Starts a TCP link over `link` (which connects and reconnects by itself on the edge); what
@@ -191,6 +212,10 @@ mod tests {
                     spares.give(d);
                 }
             }
+            // Each burst emptied the socket in one read: the reader waited for the next one
+            // without a read that finds nothing (it made one per burst before).
+            let empty = crate::os::uplink::EMPTY_READS.with(|c| c.get());
+            assert!(empty <= 1, "{empty} reads found nothing in 4 bursts");
             // Buffers went round: once the reader holds a batch of them and the loop has handed
             // some back, no datagram takes a new one.
             let (first, later) = seen.split_at(20);

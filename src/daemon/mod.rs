@@ -13,7 +13,7 @@ pub(crate) mod users;
 
 pub(crate) use control::ControlServer;
 pub(crate) use error::{Error, ReloadError, RequestError};
-pub(crate) use link::{tcp_link, udp_link, Inbound, LinkIo, LinkTx};
+pub(crate) use link::{read_udp, tcp_link, udp_link, Inbound, LinkIo, LinkTx};
 #[cfg(test)]
 pub(crate) use runtime::block_on_local;
 pub(crate) use runtime::{

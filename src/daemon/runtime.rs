@@ -85,10 +85,26 @@ pub(crate) trait HubSink {
     fn dropped(&mut self, why: &'static str);
 }
 
+/// Where [`drain_capture`] reads frames: the hub's [`Capture`] (a stand-in in tests).
+pub(crate) trait Frames: std::os::fd::AsRawFd {
+    /// Up to [`crate::os::hub::BATCH`] frames into `b`; `WouldBlock` when none is queued.
+    fn recv_batch(&self, b: &mut Batch) -> std::io::Result<usize>;
+}
+
+impl Frames for Capture {
+    fn recv_batch(&self, b: &mut Batch) -> std::io::Result<usize> {
+        Capture::recv_batch(self, b)
+    }
+}
+
 /// Gives `sink` every frame the capture has ready, then waits for readiness again. An error
 /// other than "nothing more" is the capture's end.
-pub(crate) fn drain_capture(
-    mut guard: AsyncFdReadyGuard<'_, Capture>,
+///
+/// A batch shorter than [`crate::os::hub::BATCH`] emptied the capture: readiness is cleared at
+/// once, without a system call to hear that nothing is left (the capture is registered
+/// edge-triggered: a frame that arrives after the read wakes the loop again).
+pub(crate) fn drain_capture<C: Frames>(
+    mut guard: AsyncFdReadyGuard<'_, C>,
     batch: &mut Batch,
     seg: &mut [u8],
     sink: &mut impl HubSink,
@@ -100,6 +116,10 @@ pub(crate) fn drain_capture(
                     if let Err(why) = batch.packets(i, seg, &mut |p| sink.packet(p)) {
                         sink.dropped(why);
                     }
+                }
+                if n < crate::os::hub::BATCH {
+                    guard.clear_ready();
+                    return Ok(());
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -194,6 +214,81 @@ pub(crate) fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frames from a script, on a UDP socket's readiness; counts the reads.
+    #[derive(Debug)]
+    struct Scripted {
+        sock: std::net::UdpSocket,
+        script: std::cell::RefCell<Vec<std::io::Result<usize>>>,
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl std::os::fd::AsRawFd for Scripted {
+        fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            self.sock.as_raw_fd()
+        }
+    }
+
+    impl Frames for Scripted {
+        fn recv_batch(&self, _b: &mut Batch) -> std::io::Result<usize> {
+            self.reads.set(self.reads.get() + 1);
+            let mut s = self.script.borrow_mut();
+            if s.is_empty() {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            s.remove(0)
+        }
+    }
+
+    struct NoSink;
+
+    impl HubSink for NoSink {
+        fn packet(&mut self, _p: &mut [u8]) {}
+        fn dropped(&mut self, _why: &'static str) {}
+    }
+
+    /// A batch shorter than BATCH emptied the capture: no second read to hear that nothing is
+    /// left (one system call per wake-up, not two). A full batch is followed by another read.
+    #[test]
+    fn a_short_batch_ends_the_drain_without_a_read_that_finds_nothing() {
+        use crate::os::hub::BATCH;
+        block_on_local(async {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_nonblocking(true).unwrap();
+            sock.send_to(b"x", sock.local_addr().unwrap()).unwrap();
+            let (mut batch, mut seg, mut sink) = (Batch::default(), vec![0u8; 65536], NoSink);
+            let src = Scripted {
+                sock,
+                script: std::cell::RefCell::new(vec![Ok(3), Ok(BATCH), Ok(BATCH), Ok(1)]),
+                reads: std::cell::Cell::new(0),
+            };
+            // SAFETY: the stand-in owns its socket and keeps it open for as long as it lives.
+            let afd = unsafe { tokio::io::unix::AsyncFd::register(src) }.unwrap();
+            let g = afd.readable().await.unwrap();
+            drain_capture(g, &mut batch, &mut seg, &mut sink).unwrap();
+            assert_eq!(
+                afd.get_ref().reads.get(),
+                1,
+                "3 frames: drained, no read after"
+            );
+            // Readiness was cleared: the socket's datagram (never read) does not wake it again.
+            let again = tokio::time::timeout(std::time::Duration::from_millis(50), afd.readable());
+            assert!(
+                again.await.is_err(),
+                "readiness cleared after a short batch"
+            );
+            // A new arrival wakes it (edge-triggered); full batches are read on until a short one.
+            let s = &afd.get_ref().sock;
+            s.send_to(b"y", s.local_addr().unwrap()).unwrap();
+            let g = afd.readable().await.unwrap();
+            drain_capture(g, &mut batch, &mut seg, &mut sink).unwrap();
+            assert_eq!(
+                afd.get_ref().reads.get(),
+                4,
+                "BATCH, BATCH, then 1: three reads"
+            );
+        });
+    }
 
     #[test]
     fn a_burst_takes_the_first_and_at_most_64_more() {

@@ -10,6 +10,11 @@
 //! executes per forwarded packet under callgrind (counters zeroed when the transfer starts,
 //! dumped when it ends, packets from the edge's own status), and projects the bonded rate an
 //! MT7621 (880 MHz MIPS 1004Kc) would hold from it.
+//!
+//! Counts that do not depend on the machine's load come with every braid run: the daemons'
+//! wake-ups (context switches, /proc/PID/status) per forwarded packet (both ways, from their
+//! `braid status`), and with `--syscalls` (`perf` installed) their system calls by name, counted
+//! by the kernel's tracepoints (`perf stat -e syscalls:sys_enter_*`) over the transfer.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,33 @@ pub(crate) struct CpuRow {
     pub(crate) core_cpu_s: f64,
     /// The system (kernel) part of `edge_cpu_s`: syscalls, sockets, the packet's copies.
     pub(crate) edge_sys_s: f64,
+    /// What the edge and the core did per packet (braid only).
+    pub(crate) edge_counts: Option<Counts>,
+    pub(crate) core_counts: Option<Counts>,
+}
+
+/// What one daemon did over a transfer, in counts that do not depend on the machine's load.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub(crate) struct Counts {
+    /// Inner packets it forwarded, both ways (its sessions' tx_packets + rx_packets).
+    pub(crate) packets: u64,
+    /// Of them, those it sent into the tunnel (tx_packets): with one inner packet per data
+    /// datagram, its link sends beyond these carried no data (ACKs, probes, control).
+    pub(crate) sent: u64,
+    /// Context switches (voluntary + involuntary): about one per wake-up of its event loop.
+    pub(crate) wakeups: u64,
+    /// System calls by name (`--syscalls`), "all" first; empty without.
+    pub(crate) syscalls: Vec<(String, u64)>,
+}
+
+impl Counts {
+    fn per_packet(&self, n: u64) -> f64 {
+        n as f64 / self.packets.max(1) as f64
+    }
+
+    fn syscall(&self, name: &str) -> Option<u64> {
+        self.syscalls.iter().find(|(n, _)| n == name).map(|x| x.1)
+    }
 }
 
 impl CpuRow {
@@ -198,6 +230,8 @@ pub(crate) struct CpuOpts {
     pub(crate) duration: Duration,
     pub(crate) tag: String,
     pub(crate) callgrind: bool,
+    /// Count the braid daemons' system calls by name (`perf stat`).
+    pub(crate) syscalls: bool,
 }
 
 /// Run the comparison; rows in run order. Progress on stderr.
@@ -241,10 +275,26 @@ pub(crate) fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<Ins
                     o.duration.as_secs_f64()
                 );
                 t.restart_links().map_err(|e| format!("links: {e}"))?;
+                let counters = if m == Mode::Braid {
+                    let perf = |side: &str| {
+                        o.syscalls
+                            .then(|| t.log_dir.join(format!("perf-{side}-{}.txt", w.name())))
+                    };
+                    Some((
+                        Counter::start(ep, t.log_dir.join("edge0.sock"), perf("edge"))?,
+                        Counter::start(cp, t.log_dir.join("core.sock"), perf("core"))?,
+                    ))
+                } else {
+                    None
+                };
                 let before = (proc_cpu_s(ep), proc_cpu_s(cp));
                 let res = work::run_workload(&t, *w, o.duration, &INTERRUPTED, |_| {})
                     .map_err(|e| format!("{} {}: {e}", m.name(), w.name()))?;
                 let after = (proc_cpu_s(ep), proc_cpu_s(cp));
+                let (edge_counts, core_counts) = match counters {
+                    Some((e, c)) => (Some(e.stop()?), Some(c.stop()?)),
+                    None => (None, None),
+                };
                 let d = |a: &io::Result<(f64, f64)>,
                          b: &io::Result<(f64, f64)>|
                  -> Result<(f64, f64), String> {
@@ -263,6 +313,8 @@ pub(crate) fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<Ins
                     edge_cpu_s: eu + es,
                     core_cpu_s: cu + cs,
                     edge_sys_s: es,
+                    edge_counts,
+                    core_counts,
                 };
                 eprintln!(
                     "    {:6.2} Mbit/s  edge side {:5.1} CPU s/GB  core side {:5.1} CPU s/GB",
@@ -270,6 +322,20 @@ pub(crate) fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<Ins
                     row.edge_s_per_gb(),
                     row.core_s_per_gb()
                 );
+                if let (Some(e), Some(c)) = (&row.edge_counts, &row.core_counts) {
+                    let all = |c: &Counts| {
+                        c.syscall("all").map_or(String::new(), |n| {
+                            format!(", {:.2} syscalls", c.per_packet(n))
+                        })
+                    };
+                    eprintln!(
+                        "    per packet: edge {:.2} wake-ups{}, core {:.2} wake-ups{}",
+                        e.per_packet(e.wakeups),
+                        all(e),
+                        c.per_packet(c.wakeups),
+                        all(c)
+                    );
+                }
                 rows.push(row);
             }
             t.teardown();
@@ -294,7 +360,9 @@ pub(crate) fn callgrind_total(text: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn edge_packets(exe: &Path, sock: &Path) -> Result<(u64, u64), String> {
+/// Inner packets and bytes a daemon forwarded so far, both ways, over all its sessions, and the
+/// packets it sent into the tunnel (from its `braid status`).
+fn status_packets(exe: &Path, sock: &Path) -> Result<(u64, u64, u64), String> {
     let out = Command::new(exe)
         .args(["status", "--json", "--socket"])
         .arg(sock)
@@ -302,14 +370,251 @@ fn edge_packets(exe: &Path, sock: &Path) -> Result<(u64, u64), String> {
         .map_err(|e| format!("braid status: {e}"))?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("braid status: unreadable reply: {e}"))?;
-    let s = v["sessions"]
-        .get(0)
-        .ok_or("braid status: no session on the edge")?;
-    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    let sessions = v["sessions"]
+        .as_array()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("braid status {}: no session", sock.display()))?;
+    let n = |k: &str| {
+        sessions
+            .iter()
+            .map(|s| s[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
     Ok((
         n("tx_packets") + n("rx_packets"),
         n("tx_bytes") + n("rx_bytes"),
+        n("tx_packets"),
     ))
+}
+
+/// Context switches of a process so far (voluntary + involuntary, over all its threads' main
+/// one: the daemons' loop is single-threaded), from the text of /proc/PID/status.
+pub(crate) fn status_switches(status: &str) -> Option<u64> {
+    let field = |k: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+}
+
+fn switches(pid: u32) -> Result<u64, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    status_switches(&text).ok_or_else(|| format!("/proc/{pid}/status: no context switches"))
+}
+
+/// The system calls `--syscalls` counts by name (those the kernel has a tracepoint for), beside
+/// all of them.
+const SYSCALLS: &[&str] = &[
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+    "recvfrom",
+    "recvmsg",
+    "recvmmsg",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "read",
+    "write",
+    "writev",
+    "futex",
+    "timerfd_settime",
+    "ioctl",
+];
+
+/// Calls counted again when they returned nothing, as "NAME (none)": a wait that timed out (a
+/// timer's wake-up) and reads that found nothing (each costs a system call, and no packet).
+const NONE_FILTERS: &[(&str, &str)] = &[
+    ("epoll_wait", "ret == 0"),
+    ("recvmmsg", "ret < 0"),
+    ("recvfrom", "ret < 0"),
+];
+
+/// `perf stat` counting one process's system calls until [`SyscallCount::stop`].
+struct SyscallCount {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl SyscallCount {
+    fn start(pid: u32, out: PathBuf) -> Result<SyscallCount, String> {
+        let mut events = vec!["raw_syscalls:sys_enter".to_string()];
+        for n in SYSCALLS {
+            if Path::new(&format!(
+                "/sys/kernel/tracing/events/syscalls/sys_enter_{n}"
+            ))
+            .exists()
+            {
+                events.push(format!("syscalls:sys_enter_{n}"));
+            }
+        }
+        let mut cmd = Command::new("perf");
+        cmd.args(["stat", "-x", ",", "-o"])
+            .arg(&out)
+            .args(["-e", &events.join(",")]);
+        for (n, filter) in NONE_FILTERS {
+            if Path::new(&format!("/sys/kernel/tracing/events/syscalls/sys_exit_{n}")).exists() {
+                cmd.args(["-e", &format!("syscalls:sys_exit_{n}"), "--filter", filter]);
+            }
+        }
+        let child = cmd
+            .args(["-p", &pid.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("--syscalls: perf: {e} (apt-get install linux-perf)"))?;
+        // perf attaches to the process before it counts: give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(SyscallCount { child, out })
+    }
+
+    fn stop(mut self) -> Result<Vec<(String, u64)>, String> {
+        // SAFETY: kill(2) on the perf process this run spawned and has not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out)
+            .map_err(|e| format!("{}: {e}", self.out.display()))?;
+        Ok(perf_counts(&text))
+    }
+}
+
+/// The counts of `perf stat -x ,` output, by system call name ("all" for raw_syscalls).
+pub(crate) fn perf_counts(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let n: u64 = f.first()?.trim().parse().ok()?;
+            let ev = f.get(2)?.trim();
+            let name = if ev == "raw_syscalls:sys_enter" {
+                "all".to_string()
+            } else if let Some(n) = ev.strip_prefix("syscalls:sys_exit_") {
+                format!("{n} (none)")
+            } else {
+                ev.strip_prefix("syscalls:sys_enter_")?.to_string()
+            };
+            Some((name, n))
+        })
+        .collect()
+}
+
+/// Counts one daemon's packets, wake-ups and (optionally) system calls over a transfer.
+struct Counter {
+    pid: u32,
+    sock: PathBuf,
+    packets: (u64, u64),
+    switches: u64,
+    perf: Option<SyscallCount>,
+}
+
+impl Counter {
+    fn start(pid: u32, sock: PathBuf, perf_out: Option<PathBuf>) -> Result<Counter, String> {
+        let perf = perf_out.map(|o| SyscallCount::start(pid, o)).transpose()?;
+        Ok(Counter {
+            pid,
+            packets: status_packets(&std::env::current_exe().map_err(|e| e.to_string())?, &sock)
+                .map(|p| (p.0, p.2))?,
+            switches: switches(pid)?,
+            sock,
+            perf,
+        })
+    }
+
+    fn stop(self) -> Result<Counts, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let switches = switches(self.pid)? - self.switches;
+        let p = status_packets(&exe, &self.sock)?;
+        let syscalls = match self.perf {
+            Some(p) => p.stop()?,
+            None => Vec::new(),
+        };
+        Ok(Counts {
+            packets: p.0 - self.packets.0,
+            sent: p.2 - self.packets.1,
+            wakeups: switches,
+            syscalls,
+        })
+    }
+}
+
+/// The table of counts per forwarded packet: per workload and daemon, min / median / max of
+/// wake-ups and system calls per packet over the repeats, and the medians by system call.
+pub(crate) fn counts_table(rows: &[CpuRow]) -> String {
+    let mut keys: Vec<String> = Vec::new();
+    for r in rows.iter().filter(|r| r.edge_counts.is_some()) {
+        if !keys.contains(&r.workload) {
+            keys.push(r.workload.clone());
+        }
+    }
+    if keys.is_empty() {
+        return String::new();
+    }
+    keys.sort();
+    let mut s = String::from(
+        "| workload | daemon | packets (median) | wake-ups / packet | system calls / packet | by call (medians per packet) | datagrams without data / packet received |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for w in &keys {
+        for (side, get) in [
+            (
+                "braid edge",
+                (|r: &CpuRow| r.edge_counts.clone()) as fn(&CpuRow) -> Option<Counts>,
+            ),
+            ("braid core", |r: &CpuRow| r.core_counts.clone()),
+        ] {
+            let cs: Vec<Counts> = rows
+                .iter()
+                .filter(|r| &r.workload == w)
+                .filter_map(get)
+                .collect();
+            if cs.is_empty() {
+                continue;
+            }
+            let col = |f: &dyn Fn(&Counts) -> Option<f64>| -> Vec<f64> {
+                cs.iter().filter_map(f).collect()
+            };
+            let packets = col(&|c| Some(c.packets as f64));
+            let wake = col(&|c| Some(c.per_packet(c.wakeups)));
+            let all = col(&|c| c.syscall("all").map(|n| c.per_packet(n)));
+            let mut by = Vec::new();
+            let names = SYSCALLS
+                .iter()
+                .map(|n| n.to_string())
+                .chain(NONE_FILTERS.iter().map(|(n, _)| format!("{n} (none)")));
+            for n in names {
+                let v = col(&|c| c.syscall(&n).map(|x| c.per_packet(x)));
+                if let Some((_, med, _)) = min_med_max(&v) {
+                    if med >= 0.005 {
+                        by.push(format!("{n} {med:.2}"));
+                    }
+                }
+            }
+            // Link sends beyond the data datagrams (ACKs, probes, control), per inner packet
+            // the daemon received from the tunnel: on the receiving side, about the ACK frames
+            // sent per data packet.
+            let bare = col(&|c| {
+                // The link sockets' sends are sendto(2) (the hub's are sendmsg).
+                let received = c.packets.saturating_sub(c.sent).max(1);
+                Some(c.syscall("sendto")?.saturating_sub(c.sent) as f64 / received as f64)
+            });
+            s.push_str(&format!(
+                "| {w} | {side} | {} | {} | {} | {} | {} |\n",
+                min_med_max(&packets).map_or("-".into(), |m| format!("{:.0}", m.1)),
+                mmm(&wake, 2),
+                mmm(&all, 2),
+                if by.is_empty() {
+                    "-".into()
+                } else {
+                    by.join(", ")
+                },
+                mmm(&bare, 2),
+            ));
+        }
+    }
+    s
 }
 
 fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
@@ -351,13 +656,13 @@ fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
         Ok(())
     };
     t.restart_links().map_err(|e| format!("links: {e}"))?;
-    let (p0, _) = edge_packets(&exe, &sock)?;
+    let (p0, _, _) = status_packets(&exe, &sock)?;
     ctl("-z")?;
     let started = Instant::now();
     let res = work::run_workload(&t, w, o.duration, &INTERRUPTED, |_| {})
         .map_err(|e| format!("{}: {e}", w.name()))?;
     ctl("-d")?;
-    let (p1, _) = edge_packets(&exe, &sock)?;
+    let (p1, _, _) = status_packets(&exe, &sock)?;
     // The dump is written next to the output file with a numbered suffix.
     let dir = out_file.parent().unwrap_or(Path::new("."));
     let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
@@ -448,6 +753,8 @@ mod tests {
             edge_cpu_s: edge,
             core_cpu_s: core,
             edge_sys_s: edge / 2.0,
+            edge_counts: None,
+            core_counts: None,
         }
     }
 
@@ -471,6 +778,55 @@ mod tests {
             ),
             "{t}"
         );
+    }
+
+    #[test]
+    fn wakeups_and_syscalls_are_read_and_tabled_per_packet() {
+        let st = "Name:\tbraid\nvoluntary_ctxt_switches:\t1200\nnonvoluntary_ctxt_switches:\t34\n";
+        assert_eq!(status_switches(st), Some(1234));
+        assert_eq!(status_switches("Name:\tbraid\n"), None);
+        // perf stat -x , (count, unit, event, run time, share, ...); uncounted lines left out.
+        let perf = "# started on Sun Dec  6 18:00:00 2026\n\n\
+                    5000,,raw_syscalls:sys_enter,1000,100.00,,\n\
+                    2000,,syscalls:sys_enter_sendto,1000,100.00,,\n\
+                    <not counted>,,syscalls:sys_enter_sendmmsg,0,0.00,,\n\
+                    1000,,syscalls:sys_enter_epoll_wait,1000,100.00,,\n\
+                    250,,syscalls:sys_exit_epoll_wait,1000,100.00,,\n";
+        let calls = perf_counts(perf);
+        assert_eq!(
+            calls,
+            vec![
+                ("all".to_string(), 5000),
+                ("sendto".to_string(), 2000),
+                ("epoll_wait".to_string(), 1000),
+                ("epoll_wait (none)".to_string(), 250)
+            ]
+        );
+        let mut rows = vec![row("braid", 1, 1, 0.0, 0.0), row("braid", 2, 1, 0.0, 0.0)];
+        for (r, k) in rows.iter_mut().zip([1, 3]) {
+            r.edge_counts = Some(Counts {
+                packets: 1000,
+                sent: 600,
+                wakeups: 500 * k,
+                syscalls: calls.clone(),
+            });
+            r.core_counts = Some(Counts {
+                packets: 2000,
+                sent: 1000,
+                wakeups: 100,
+                syscalls: Vec::new(),
+            });
+        }
+        let t = counts_table(&rows);
+        assert!(
+            t.contains("| bulk8-down | braid edge | 1000 | 0.50 / 1.00 / 1.50 | 5.00 / 5.00 / 5.00 | sendto 2.00, epoll_wait 1.00, epoll_wait (none) 0.25 | 3.50 / 3.50 / 3.50 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| bulk8-down | braid core | 2000 | 0.05 / 0.05 / 0.05 | - | - | - |"),
+            "{t}"
+        );
+        assert_eq!(counts_table(&rows[..0]), "");
     }
 
     #[test]

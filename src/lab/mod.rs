@@ -103,9 +103,12 @@ USAGE:
                                                    DNS or devices, clock behind: how long until
                                                    bonded UDP and TCP carry data again
     braid lab cpu [--scenario S] [--workload ..] [--repeat N] [--duration D] [--callgrind]
-                                                   CPU seconds per GB of braid edge and core
-                                                   beside ss-redir and ss-server (MPTCP), and
-                                                   with --callgrind instructions per packet
+                  [--syscalls]                     CPU seconds per GB of braid edge and core
+                                                   beside ss-redir and ss-server (MPTCP), the
+                                                   daemons' wake-ups per forwarded packet, with
+                                                   --syscalls their system calls per packet by
+                                                   name (perf stat), with --callgrind
+                                                   instructions per packet
                                                    (default hetero, bulk8-down,bulk8-up, 3, 10s)
     braid lab up SCENARIO [--mode M] [--tag T]     build it and wait for Ctrl-C
     braid lab clean [--tag T]                      remove leftovers of interrupted runs (all
@@ -162,6 +165,7 @@ struct Opts {
     faults: Option<Vec<faults::Fault>>,
     repeat: Option<usize>,
     callgrind: bool,
+    syscalls: bool,
 }
 
 fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
@@ -225,6 +229,7 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
                 o.repeat = Some(n);
             }
             Long("callgrind") => o.callgrind = true,
+            Long("syscalls") => o.syscalls = true,
             Long("tag") => {
                 o.tag = p
                     .value()
@@ -420,6 +425,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 duration: o.duration.unwrap_or(Duration::from_secs(10)),
                 tag: o.tag.clone(),
                 callgrind: o.callgrind,
+                syscalls: o.syscalls,
             };
             install_signal_handlers();
             let (rows, instr) = cpu::run(&sc, &opts)?;
@@ -441,6 +447,15 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 opts.repeat,
                 cpu::table(&rows)
             );
+            let counts = cpu::counts_table(&rows);
+            if !counts.is_empty() {
+                md.push_str(&format!(
+                    "\nWhat the braid daemons did per forwarded packet (both ways), counts that do \
+                     not depend on the machine's load: wake-ups are context switches \
+                     (/proc/PID/status), system calls are counted by the kernel's tracepoints \
+                     (`--syscalls`, perf stat).\n\n{counts}"
+                ));
+            }
             if let Some(i) = &instr {
                 // The user-space share of the native braid edge's time on the same workload.
                 let shares: Vec<f64> = rows

@@ -94,6 +94,12 @@ fn socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Reads on this thread that found nothing (`WouldBlock`): each a system call for no datagram.
+    pub(crate) static EMPTY_READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 /// Datagrams one [`RecvBatch::read`] takes at most (one recvmmsg(2)).
 pub(crate) const RECV_BATCH: usize = 16;
 
@@ -160,7 +166,12 @@ impl RecvBatch {
             )
         };
         if n < 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            #[cfg(test)]
+            if e.kind() == io::ErrorKind::WouldBlock {
+                EMPTY_READS.with(|c| c.set(c.get() + 1));
+            }
+            return Err(e);
         }
         for h in &hdrs[..n as usize] {
             let len = h.msg_len as usize;
