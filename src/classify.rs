@@ -22,7 +22,7 @@ pub(crate) struct Verdict {
     /// The class.
     pub(crate) class: ClassId,
     /// The index of the policy that matched (in [`Config::policies`]), `None` for no match.
-    pub(crate) policy: Option<u16>,
+    policy: Option<u16>,
 }
 
 /// Client addresses by MAC address, as the edge resolved them (from the router's neighbour

@@ -121,7 +121,7 @@ impl Recycler {
 
 /// [`Sender::try_send`] found no room (or the receiver gone): the item comes back.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Full<T>(pub(crate) T);
+pub(crate) struct Full<T>(T);
 
 struct Shared<T> {
     q: RefCell<VecDeque<(T, usize)>>,
@@ -151,7 +151,7 @@ pub(crate) struct Receiver<T> {
 
 /// The receiver is gone: the item comes back.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Closed<T>(pub(crate) T);
+pub(crate) struct Closed<T>(T);
 
 /// [`Receiver::try_recv`] found nothing (or every sender is gone).
 #[derive(Debug, PartialEq, Eq)]

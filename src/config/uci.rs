@@ -38,7 +38,7 @@ pub(crate) struct Pos {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Document {
     /// The name given by a `package` line, if any.
-    pub(crate) package: Option<String>,
+    package: Option<String>,
     /// The sections, in file order.
     pub(crate) sections: Vec<Section>,
 }

@@ -36,11 +36,11 @@ const UNPROVEN_FRAME: usize = 2048;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
     /// From one IP address, proven or not (an edge has a few TCP links, perhaps behind one NAT).
-    pub(crate) per_source: usize,
+    per_source: usize,
     /// Not proven yet, from all addresses.
-    pub(crate) unauthenticated: usize,
+    unauthenticated: usize,
     /// In all.
-    pub(crate) total: usize,
+    total: usize,
 }
 
 impl Default for Limits {

@@ -57,7 +57,7 @@ pub struct Entry {
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     /// Ports (0 for protocols without).
-    pub(crate) sport: u16,
+    sport: u16,
     pub dport: u16,
     pub status: u32,
     /// The CTA_TUPLE_ORIG body as the kernel sent it (what a delete names the entry by).

@@ -45,7 +45,7 @@ pub struct NatConfig {
     /// IPv6 pool (None: IPv6 from edges is refused by [`SourceMap::outbound`]).
     pub(crate) pool_v6: Option<Prefix>,
     /// A pool address unused this long may be given to another client.
-    pub(crate) idle_secs: u64,
+    idle_secs: u64,
     /// Most client addresses one edge holds at once (`max_clients`).
     pub(crate) max_clients: usize,
 }

@@ -199,7 +199,7 @@ pub(crate) struct Link {
     largest_acked: Option<u64>,
     loss_time: Option<Instant>,
     reorder_threshold: u64,
-    pub(crate) spurious_losses: u64,
+    spurious_losses: u64,
     /// Tokens of copies declared lost that were acked after all (see `take_late_acks`).
     late_acks: Vec<u32>,
 

@@ -96,7 +96,7 @@ pub struct PacketInfo {
     /// DSCP (upper six bits of the TOS / traffic class byte).
     pub(crate) dscp: u8,
     /// ECN (lower two bits of the same byte).
-    pub(crate) ecn: u8,
+    ecn: u8,
     /// The packet length the IP header claims (IPv6: 40 + payload length). The buffer may be
     /// longer (link-layer padding); bytes past this length are not part of the packet.
     pub(crate) total_len: usize,
@@ -107,9 +107,9 @@ pub struct PacketInfo {
     /// IPv4: the DF bit. IPv6: always true (routers never fragment IPv6).
     pub(crate) dont_fragment: bool,
     /// TCP flags byte (FIN=0x01, SYN=0x02, RST=0x04, ACK=0x10); 0 when not TCP or truncated.
-    pub(crate) tcp_flags: u8,
+    tcp_flags: u8,
     /// TTL / hop limit.
-    pub(crate) ttl: u8,
+    ttl: u8,
 }
 
 /// TCP SYN flag.
@@ -298,15 +298,15 @@ pub(crate) enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct FlowKey {
     /// Source address.
-    pub(crate) src: IpAddr,
+    src: IpAddr,
     /// Destination address.
-    pub(crate) dst: IpAddr,
+    dst: IpAddr,
     /// Upper-layer protocol.
-    pub(crate) proto: u8,
+    proto: u8,
     /// Source port (0 when none).
-    pub(crate) src_port: u16,
+    src_port: u16,
     /// Destination port (0 when none).
-    pub(crate) dst_port: u16,
+    dst_port: u16,
 }
 
 impl PacketInfo {

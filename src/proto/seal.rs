@@ -201,12 +201,12 @@ impl Keypair {
 /// Counters of what a channel or acceptor did and refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SealStats {
-    pub(crate) sealed: u64,
-    pub(crate) opened: u64,
+    sealed: u64,
+    opened: u64,
     pub(crate) handshakes: u64,
     pub(crate) rekeys: u64,
     /// Refused datagrams by reason.
-    pub(crate) refused: HashMap<SealError, u64>,
+    refused: HashMap<SealError, u64>,
 }
 
 impl SealStats {
@@ -877,7 +877,7 @@ pub struct Acceptor {
     refilled: Instant,
     /// Cookies and per-source limits for handshakes under load.
     cookies: CookieJar,
-    pub(crate) stats: SealStats,
+    stats: SealStats,
 }
 
 /// Handshakes an acceptor computes per second at most (bursts up to this many).

@@ -37,18 +37,18 @@ pub(crate) enum Fate {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct DirStats {
     pub offered_packets: u64,
-    pub(crate) offered_bytes: u64,
-    pub(crate) delivered_packets: u64,
-    pub(crate) delivered_bytes: u64,
+    offered_bytes: u64,
+    delivered_packets: u64,
+    delivered_bytes: u64,
     pub(crate) drop_queue: u64,
     pub drop_loss: u64,
     pub drop_outage: u64,
     /// Wire bytes the queue accepted (they take the link's capacity, even if lost after it).
-    pub(crate) accepted_bytes: u64,
+    accepted_bytes: u64,
     /// Datagrams delivered with a flipped bit.
     pub corrupted: u64,
     /// Largest queueing delay seen (µs): time from offer to the end of serialisation.
-    pub(crate) max_queue_delay_us: u64,
+    max_queue_delay_us: u64,
 }
 
 /// One direction of a link.
