@@ -308,18 +308,6 @@ impl<T> Receiver<T> {
     pub(crate) fn recycler(&self) -> Recycler {
         Recycler(self.shared.spares.clone())
     }
-
-    /// Bytes waiting now.
-    #[cfg(test)]
-    pub(crate) fn bytes(&self) -> usize {
-        self.shared.bytes.get()
-    }
-
-    /// Most bytes that ever waited at once.
-    #[cfg(test)]
-    pub(crate) fn peak(&self) -> usize {
-        self.shared.peak.get()
-    }
 }
 
 impl<T> Drop for Receiver<T> {
@@ -338,6 +326,18 @@ impl<T> Drop for Receiver<T> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    impl<T> Receiver<T> {
+        /// Bytes waiting now.
+        fn bytes(&self) -> usize {
+            self.shared.bytes.get()
+        }
+
+        /// Most bytes that ever waited at once.
+        fn peak(&self) -> usize {
+            self.shared.peak.get()
+        }
+    }
 
     use crate::daemon::block_on_local as run;
 

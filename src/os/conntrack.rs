@@ -210,26 +210,27 @@ pub(crate) fn flush(pick: impl Fn(&Entry) -> bool) -> Result<usize> {
     Ok(n)
 }
 
-impl Entry {
-    /// An entry as a test or a dump would show it (no original tuple bytes).
-    #[cfg(test)]
-    pub(crate) fn new(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, status: u32) -> Entry {
-        Entry {
-            proto,
-            src,
-            dst,
-            sport: 0,
-            dport: 0,
-            status,
-            orig: Vec::new(),
-        }
-    }
-}
+impl Entry {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::os::Prefix;
+
+    impl Entry {
+        /// An entry as a test or a dump would show it (no original tuple bytes).
+        fn new(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, status: u32) -> Entry {
+            Entry {
+                proto,
+                src,
+                dst,
+                sport: 0,
+                dport: 0,
+                status,
+                orig: Vec::new(),
+            }
+        }
+    }
 
     fn steer() -> SteerConfig {
         let mut s = SteerConfig::new();

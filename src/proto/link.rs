@@ -406,12 +406,6 @@ impl Link {
         self.loss_ewma as f64 / 65536.0
     }
 
-    /// Bottleneck bandwidth estimate in wire bytes/s (0 before the first sample).
-    #[cfg(test)]
-    pub(crate) fn btlbw(&self) -> u64 {
-        self.btlbw.get()
-    }
-
     /// Delivery rate estimate in bit/s.
     pub(crate) fn delivery_rate_bps(&self) -> u64 {
         self.btlbw.get() * 8
@@ -1308,6 +1302,13 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Link {
+        /// Bottleneck bandwidth estimate in wire bytes/s (0 before the first sample).
+        fn btlbw(&self) -> u64 {
+            self.btlbw.get()
+        }
+    }
 
     fn ms(x: u64) -> Instant {
         Instant(x * 1000)

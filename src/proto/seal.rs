@@ -214,12 +214,6 @@ impl SealStats {
         *self.refused.entry(e).or_default() += 1;
         e
     }
-
-    /// Refusals of one kind.
-    #[cfg(test)]
-    pub(crate) fn refused(&self, e: SealError) -> u64 {
-        self.refused.get(&e).copied().unwrap_or(0)
-    }
 }
 
 /// A sliding window over received counters (RFC 6479 style bitmap).
@@ -1066,6 +1060,13 @@ impl Acceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl SealStats {
+        /// Refusals of one kind.
+        fn refused(&self, e: SealError) -> u64 {
+            self.refused.get(&e).copied().unwrap_or(0)
+        }
+    }
 
     const MS: u64 = 1000;
 

@@ -110,12 +110,6 @@ impl LinkDir {
         self.stats.accepted_bytes - self.queued_bytes(now)
     }
 
-    /// Offer a datagram of `datagram_len` bytes (the IP/UDP header is added here) at `now`.
-    #[cfg(test)]
-    pub(crate) fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
-        self.offer_wire(now, (datagram_len + IP_UDP_OVERHEAD) as u64)
-    }
-
     /// Offer a whole IP packet of `wire` bytes at `now`.
     pub(crate) fn offer_wire(&mut self, now: Instant, wire: u64) -> Fate {
         self.stats.offered_packets += 1;
@@ -262,6 +256,13 @@ impl LinkDir {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    impl LinkDir {
+        /// Offer a datagram of `datagram_len` bytes (the IP/UDP header is added here) at `now`.
+        fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
+            self.offer_wire(now, (datagram_len + IP_UDP_OVERHEAD) as u64)
+        }
+    }
 
     fn run_saturated(dir: &mut LinkDir, secs: u64, size: usize) -> (u64, Vec<u64>) {
         // Offer a datagram whenever the queue has room, 1 ms steps; count delivered wire bytes.
