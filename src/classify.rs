@@ -22,7 +22,7 @@ pub(crate) struct Verdict {
     /// The class.
     pub(crate) class: ClassId,
     /// The index of the policy that matched (in [`Config::policies`]), `None` for no match.
-    pub(crate) policy: Option<u16>,
+    policy: Option<u16>,
 }
 
 /// Client addresses by MAC address, as the edge resolved them (from the router's neighbour
@@ -117,14 +117,6 @@ impl Classifier {
         &self.classes
     }
 
-    /// The class with this id (the default class for an unknown id).
-    #[cfg(test)]
-    pub(crate) fn class(&self, id: ClassId) -> &Class {
-        self.classes
-            .get(usize::from(id))
-            .unwrap_or(&self.classes[0])
-    }
-
     /// Classify a packet travelling in `dir`. `client_mac` is the client's MAC address when
     /// known from the frame (on a router the hub's frames carry the router's own MAC, so the
     /// edge passes `None` and relies on [`Classifier::set_mac_addresses`]; the core has
@@ -187,6 +179,15 @@ mod tests {
     use crate::proto::packet::golden::golden;
     use crate::proto::packet::parse;
     use proptest::prelude::*;
+
+    impl Classifier {
+        /// The class with this id (the default class for an unknown id).
+        fn class(&self, id: ClassId) -> &Class {
+            self.classes
+                .get(usize::from(id))
+                .unwrap_or(&self.classes[0])
+        }
+    }
 
     fn policy(class: &str) -> Policy {
         Policy {

@@ -212,17 +212,21 @@ fn parse_socket_opts(cmd: &str, help: &str, args: Vec<OsString>) -> Result<Opts,
     Ok(o)
 }
 
+/// [`parse_socket_opts`] for a command that takes no free words (status, reload, stop).
+fn parse_socket_opts_only(cmd: &str, help: &str, args: Vec<OsString>) -> Result<Opts, ExitCode> {
+    let o = parse_socket_opts(cmd, help, args)?;
+    if let Some(x) = o.free.first() {
+        return Err(usage_error(cmd, format!("unexpected argument '{x}'")));
+    }
+    Ok(o)
+}
+
 /// `braid status`.
 pub fn status(args: Vec<OsString>) -> ExitCode {
-    let Opts {
-        socket, json, free, ..
-    } = match parse_socket_opts("status", STATUS_HELP, args) {
+    let Opts { socket, json, .. } = match parse_socket_opts_only("status", STATUS_HELP, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if let Some(x) = free.first() {
-        return usage_error("status", format!("unexpected argument '{x}'"));
-    }
     match control::request(&socket, &Request::Status) {
         Ok(reply) => {
             let status = reply.status.unwrap_or_default();
@@ -275,13 +279,10 @@ pub fn link(args: Vec<OsString>) -> ExitCode {
 
 /// `braid reload`.
 pub fn reload(args: Vec<OsString>) -> ExitCode {
-    let Opts { socket, free, .. } = match parse_socket_opts("reload", RELOAD_HELP, args) {
+    let Opts { socket, .. } = match parse_socket_opts_only("reload", RELOAD_HELP, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if let Some(x) = free.first() {
-        return usage_error("reload", format!("unexpected argument '{x}'"));
-    }
     match control::request(&socket, &Request::Reload) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail("reload", e),
@@ -290,13 +291,10 @@ pub fn reload(args: Vec<OsString>) -> ExitCode {
 
 /// `braid stop`.
 pub fn stop(args: Vec<OsString>) -> ExitCode {
-    let Opts { socket, free, .. } = match parse_socket_opts("stop", STOP_HELP, args) {
+    let Opts { socket, .. } = match parse_socket_opts_only("stop", STOP_HELP, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if let Some(x) = free.first() {
-        return usage_error("stop", format!("unexpected argument '{x}'"));
-    }
     if let Err(e) = control::request(&socket, &Request::Stop) {
         return fail("stop", e);
     }
@@ -309,4 +307,28 @@ pub fn stop(args: Vec<OsString>) -> ExitCode {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     fail("stop", "the daemon did not stop within 10 s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn status_reload_stop_refuse_free_words_but_take_their_options() {
+        for cmd in ["status", "reload", "stop"] {
+            assert!(parse_socket_opts_only(cmd, "", args(&["extra"])).is_err());
+            let o = parse_socket_opts_only(cmd, "", args(&["--socket", "/tmp/x.sock"])).unwrap();
+            assert_eq!(o.socket, PathBuf::from("/tmp/x.sock"));
+        }
+        assert!(
+            parse_socket_opts_only("status", "", args(&["--json"]))
+                .unwrap()
+                .json
+        );
+        assert!(parse_socket_opts_only("reload", "", args(&["--json"])).is_err());
+    }
 }

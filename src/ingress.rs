@@ -121,7 +121,7 @@ impl Recycler {
 
 /// [`Sender::try_send`] found no room (or the receiver gone): the item comes back.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Full<T>(pub(crate) T);
+pub(crate) struct Full<T>(T);
 
 struct Shared<T> {
     q: RefCell<VecDeque<(T, usize)>>,
@@ -151,7 +151,7 @@ pub(crate) struct Receiver<T> {
 
 /// The receiver is gone: the item comes back.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Closed<T>(pub(crate) T);
+pub(crate) struct Closed<T>(T);
 
 /// [`Receiver::try_recv`] found nothing (or every sender is gone).
 #[derive(Debug, PartialEq, Eq)]
@@ -308,18 +308,6 @@ impl<T> Receiver<T> {
     pub(crate) fn recycler(&self) -> Recycler {
         Recycler(self.shared.spares.clone())
     }
-
-    /// Bytes waiting now.
-    #[cfg(test)]
-    pub(crate) fn bytes(&self) -> usize {
-        self.shared.bytes.get()
-    }
-
-    /// Most bytes that ever waited at once.
-    #[cfg(test)]
-    pub(crate) fn peak(&self) -> usize {
-        self.shared.peak.get()
-    }
 }
 
 impl<T> Drop for Receiver<T> {
@@ -338,6 +326,18 @@ impl<T> Drop for Receiver<T> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    impl<T> Receiver<T> {
+        /// Bytes waiting now.
+        fn bytes(&self) -> usize {
+            self.shared.bytes.get()
+        }
+
+        /// Most bytes that ever waited at once.
+        fn peak(&self) -> usize {
+            self.shared.peak.get()
+        }
+    }
 
     use crate::daemon::block_on_local as run;
 

@@ -114,21 +114,7 @@ pub(crate) struct Bounds {
     pub(crate) tcp_send_per_link: usize,
 }
 
-impl Bounds {
-    /// What the bounds pin at most, in bytes (the sum of the parts; capture included).
-    #[cfg(test)]
-    pub(crate) fn total(&self, max_packet: usize) -> u64 {
-        let s = &self.session;
-        let per = s.stored_packets as u64 * (max_packet as u64 + PKT_OVERHEAD)
-            + s.reorder_packets as u64 * (max_packet as u64 + REORDER_OVERHEAD)
-            + s.flows as u64 * FLOW_ENTRY
-            + s.users as u64 * (USER_ENTRY + s.flows_per_user as u64 * USER_FLOW);
-        per * self.sessions as u64
-            + self.ingress_bytes as u64 * 2
-            + self.capture_bytes as u64
-            + self.tcp_send_bytes as u64
-    }
-}
+impl Bounds {}
 
 fn usize_of(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
@@ -269,6 +255,21 @@ pub(crate) fn show(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Bounds {
+        /// What the bounds pin at most, in bytes (the sum of the parts; capture included).
+        fn total(&self, max_packet: usize) -> u64 {
+            let s = &self.session;
+            let per = s.stored_packets as u64 * (max_packet as u64 + PKT_OVERHEAD)
+                + s.reorder_packets as u64 * (max_packet as u64 + REORDER_OVERHEAD)
+                + s.flows as u64 * FLOW_ENTRY
+                + s.users as u64 * (USER_ENTRY + s.flows_per_user as u64 * USER_FLOW);
+            per * self.sessions as u64
+                + self.ingress_bytes as u64 * 2
+                + self.capture_bytes as u64
+                + self.tcp_send_bytes as u64
+        }
+    }
 
     const MTU: usize = 1400;
 

@@ -51,7 +51,7 @@ pub struct Diagnostic {
     /// 1-based line number.
     pub line: u32,
     /// 1-based column (in characters), when it helps to point inside the line.
-    pub(crate) col: Option<u32>,
+    col: Option<u32>,
     /// What is wrong and what was expected.
     pub message: String,
 }

@@ -38,7 +38,7 @@ pub(crate) struct Pos {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Document {
     /// The name given by a `package` line, if any.
-    pub(crate) package: Option<String>,
+    package: Option<String>,
     /// The sections, in file order.
     pub(crate) sections: Vec<Section>,
 }
@@ -81,14 +81,6 @@ pub(crate) struct Entry {
 }
 
 impl Document {
-    /// The first section of type `ty` named `name`.
-    #[cfg(test)]
-    pub(crate) fn section(&self, ty: &str, name: &str) -> Option<&Section> {
-        self.sections
-            .iter()
-            .find(|s| s.ty == ty && s.name.as_deref() == Some(name))
-    }
-
     /// The first section of type `ty` named `name`, appended (empty) if there is none.
     /// For rewriting a state file: find the section, [`Section::set_option`], [`write()`].
     pub fn section_mut(&mut self, ty: &str, name: &str) -> &mut Section {
@@ -130,14 +122,6 @@ impl Section {
         self
     }
 
-    /// Remove every entry for `key`; returns how many there were.
-    #[cfg(test)]
-    pub(crate) fn remove(&mut self, key: &str) -> usize {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.key != key);
-        before - self.entries.len()
-    }
-
     /// A new section with no entries (position 0:0, for building documents to write).
     pub(crate) fn new(ty: &str, name: Option<&str>) -> Section {
         Section {
@@ -175,15 +159,6 @@ impl Section {
             .iter()
             .rev()
             .find(|e| e.key == key && e.kind == Kind::Option)
-            .map(|e| e.value.as_str())
-    }
-
-    /// All `list` values for `key`, in order.
-    #[cfg(test)]
-    pub(crate) fn list<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
-            .iter()
-            .filter(move |e| e.key == key && e.kind == Kind::List)
             .map(|e| e.value.as_str())
     }
 }
@@ -526,6 +501,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    impl Document {
+        /// The first section of type `ty` named `name`.
+        fn section(&self, ty: &str, name: &str) -> Option<&Section> {
+            self.sections
+                .iter()
+                .find(|s| s.ty == ty && s.name.as_deref() == Some(name))
+        }
+    }
+
+    impl Section {
+        /// All `list` values for `key`, in order.
+        fn list<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+            self.entries
+                .iter()
+                .filter(move |e| e.key == key && e.kind == Kind::List)
+                .map(|e| e.value.as_str())
+        }
+    }
+
     fn p(text: &str) -> Document {
         parse("t", text).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -670,12 +664,9 @@ mod tests {
 
     #[test]
     fn rewrite_state() {
-        let mut d = p(
-            "\nconfig quota 'lte1'\n\toption used '10'\n\toption used '11'\n\toption since '5'\n",
-        );
+        let mut d = p("\nconfig quota 'lte1'\n\toption used '10'\n\toption used '11'\n");
         d.section_mut("quota", "lte1").set_option("used", "12");
         d.section_mut("quota", "lte2").set_option("used", "7");
-        assert_eq!(d.section_mut("quota", "lte1").remove("since"), 1);
         assert_eq!(
             write(&d),
             "\nconfig quota 'lte1'\n\toption used '12'\n\nconfig quota 'lte2'\n\toption used '7'\n"

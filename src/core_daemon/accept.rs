@@ -36,11 +36,11 @@ const UNPROVEN_FRAME: usize = 2048;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
     /// From one IP address, proven or not (an edge has a few TCP links, perhaps behind one NAT).
-    pub(crate) per_source: usize,
+    per_source: usize,
     /// Not proven yet, from all addresses.
-    pub(crate) unauthenticated: usize,
+    unauthenticated: usize,
     /// In all.
-    pub(crate) total: usize,
+    total: usize,
 }
 
 impl Default for Limits {
@@ -159,21 +159,6 @@ impl<T> Conns<T> {
     pub(crate) fn take_freed(&mut self) -> usize {
         std::mem::take(&mut self.freed)
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    #[cfg(test)]
-    fn set_next(&mut self, next: u32) {
-        self.next = next;
-    }
 }
 
 pub(crate) use crate::os::reset_on_close;
@@ -252,6 +237,20 @@ pub(crate) fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<T> Conns<T> {
+        fn len(&self) -> usize {
+            self.map.len()
+        }
+
+        fn is_empty(&self) -> bool {
+            self.map.is_empty()
+        }
+
+        fn set_next(&mut self, next: u32) {
+            self.next = next;
+        }
+    }
 
     fn addr(last: u8, port: u16) -> SocketAddr {
         SocketAddr::from(([198, 51, 100, last], port))

@@ -117,12 +117,6 @@ impl Refusals {
         self.counts[r.index()]
     }
 
-    /// The total of every reason.
-    #[cfg(test)]
-    pub(crate) fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
     /// The reasons counted at least once, with their counts, for `braid status`.
     pub(crate) fn counters(&self) -> Vec<crate::control::Counter> {
         Refusal::ALL
@@ -332,6 +326,13 @@ fn builtin_v4(a: Ipv4Addr) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Refusals {
+        /// The total of every reason.
+        fn total(&self) -> u64 {
+            self.counts.iter().sum()
+        }
+    }
 
     fn c(s: &str) -> Cidr {
         Cidr::parse(s).unwrap()

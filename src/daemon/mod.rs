@@ -208,15 +208,6 @@ impl Refusals {
         true
     }
 
-    /// How many were refused for `reason`.
-    #[cfg(test)]
-    pub(crate) fn count(&self, reason: &str) -> u64 {
-        self.reasons
-            .iter()
-            .find(|r| r.reason == reason)
-            .map_or(0, |r| r.count)
-    }
-
     /// The counters as the status protocol lists them.
     pub(crate) fn counters(&self) -> Vec<Counter> {
         self.reasons
@@ -240,6 +231,16 @@ pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Refusals {
+        /// How many were refused for `reason`.
+        fn count(&self, reason: &str) -> u64 {
+            self.reasons
+                .iter()
+                .find(|r| r.reason == reason)
+                .map_or(0, |r| r.count)
+        }
+    }
 
     #[test]
     fn refusals_are_counted_always_and_logged_once_a_minute_per_reason() {

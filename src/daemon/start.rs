@@ -9,8 +9,8 @@ use crate::config::model::{Config, Role};
 
 /// Parsed command line of `braid edge` / `braid core`.
 pub(crate) struct DaemonArgs {
-    pub(crate) config: PathBuf,
-    pub(crate) stderr: bool,
+    config: PathBuf,
+    stderr: bool,
     /// `--devices FILE` (edge only).
     pub(crate) devices: Option<PathBuf>,
 }

@@ -70,9 +70,9 @@ impl StampMark {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Usage {
     /// Start of the period the counter belongs to (UNIX seconds).
-    pub(crate) period_start: u64,
+    period_start: u64,
     /// Bytes counted in that period (both directions).
-    pub(crate) used: u64,
+    used: u64,
 }
 
 /// What a link's quota says now.

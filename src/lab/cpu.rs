@@ -33,13 +33,13 @@ use super::{topo_spec, INTERRUPTED};
 pub(crate) struct CpuRow {
     pub(crate) mode: String,
     pub(crate) workload: String,
-    pub(crate) repeat: usize,
-    pub(crate) goodput_mbps: f64,
-    pub(crate) bytes: u64,
+    repeat: usize,
+    goodput_mbps: f64,
+    bytes: u64,
     /// CPU seconds of the edge-side process (`braid edge` or ss-redir) over the transfer.
-    pub(crate) edge_cpu_s: f64,
+    edge_cpu_s: f64,
     /// CPU seconds of the core-side process (`braid core` or ss-server).
-    pub(crate) core_cpu_s: f64,
+    core_cpu_s: f64,
     /// The system (kernel) part of `edge_cpu_s`: syscalls, sockets, the packet's copies.
     pub(crate) edge_sys_s: f64,
     /// What the edge and the core did per packet (braid only).
@@ -99,10 +99,10 @@ impl CpuRow {
 #[derive(Clone, Debug, serde::Serialize)]
 pub(crate) struct InstrRow {
     pub(crate) workload: String,
-    pub(crate) instructions: u64,
+    instructions: u64,
     /// Inner packets the edge forwarded (both directions) while counting.
-    pub(crate) packets: u64,
-    pub(crate) bytes: u64,
+    packets: u64,
+    bytes: u64,
 }
 
 impl InstrRow {

@@ -27,7 +27,7 @@ pub enum DnsMode {
 /// ([`DnsMode`]); other names get NXDOMAIN. A daemon started with [`super::daemon::Daemon`] and a
 /// resolv.conf of `nameserver 127.0.0.1` bound over /etc/resolv.conf asks it.
 pub struct Dns {
-    pub(crate) mode: Arc<Mutex<DnsMode>>,
+    mode: Arc<Mutex<DnsMode>>,
     /// Queries received, and when a first answer with an address went out.
     pub queries: Arc<AtomicU64>,
     pub first_answer: Arc<Mutex<Option<Instant>>>,

@@ -119,11 +119,11 @@ pub struct FaultOpts {
     pub(crate) exe: PathBuf,
     /// Namespace tag (see [`TopoSpec::tag`]): up to 5 characters, a digit is appended per run.
     pub tag: String,
-    pub(crate) core_down: Duration,
-    pub(crate) blackhole: Duration,
+    core_down: Duration,
+    blackhole: Duration,
     pub flap: Duration,
-    pub(crate) dns_fail: Duration,
-    pub(crate) device_late: Duration,
+    dns_fail: Duration,
+    device_late: Duration,
     /// How long to wait for data after the fault's end before calling it "never".
     pub patience: Duration,
 }
@@ -170,13 +170,13 @@ pub struct FaultRun {
     pub tcp_ms: Option<f64>,
     /// The download that ran across the fault moved again this long after its end, ms (none
     /// for the boot faults: it took the plain WAN until then).
-    pub(crate) old_tcp_ms: Option<f64>,
+    old_tcp_ms: Option<f64>,
     /// The longest time without a bonded UDP echo from the fault's start on, ms (none for the
     /// boot faults, bonded only after them).
     pub udp_gap_ms: Option<f64>,
     /// A new bonded 64 KB download with nothing wrong, timed once everything settled after
     /// the fault: what `tcp_ms` includes besides the wait, ms.
-    pub(crate) tcp_baseline_ms: Option<f64>,
+    tcp_baseline_ms: Option<f64>,
     /// The client's TCP flows across the fault: (what, fate).
     pub flows: Vec<(String, Fate)>,
     /// What else was seen (the edge asked DNS again after ..., a daemon's exit, ...).

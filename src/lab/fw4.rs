@@ -73,33 +73,33 @@ impl Verdict {
 /// A `config zone`: its UCI section name, `name`, devices (`+` = wildcard) and policies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Zone {
-    pub(crate) section: String,
-    pub(crate) name: String,
-    pub(crate) devices: Vec<String>,
-    pub(crate) input: Verdict,
-    pub(crate) output: Verdict,
-    pub(crate) forward: Verdict,
-    pub(crate) masq: bool,
-    pub(crate) mtu_fix: bool,
+    section: String,
+    name: String,
+    devices: Vec<String>,
+    input: Verdict,
+    output: Verdict,
+    forward: Verdict,
+    masq: bool,
+    mtu_fix: bool,
 }
 
 /// A `config forwarding`: src zone -> dest zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Forwarding {
-    pub(crate) section: String,
-    pub(crate) src: String,
-    pub(crate) dest: String,
+    section: String,
+    src: String,
+    dest: String,
 }
 
 /// The parts of `/etc/config/firewall` the stand-in renders.
 #[derive(Clone, Debug)]
 pub(crate) struct Firewall {
-    pub(crate) input: Verdict,
-    pub(crate) output: Verdict,
-    pub(crate) forward: Verdict,
-    pub(crate) syn_flood: bool,
-    pub(crate) zones: Vec<Zone>,
-    pub(crate) forwardings: Vec<Forwarding>,
+    input: Verdict,
+    output: Verdict,
+    forward: Verdict,
+    syn_flood: bool,
+    zones: Vec<Zone>,
+    forwardings: Vec<Forwarding>,
 }
 
 impl Firewall {

@@ -26,12 +26,12 @@ pub struct LinkSpec {
 pub struct DirCounters {
     pub(crate) out_bytes: AtomicU64,
     pub out_pkts: AtomicU64,
-    pub(crate) in_pkts: AtomicU64,
-    pub(crate) drops: AtomicU64,
+    in_pkts: AtomicU64,
+    drops: AtomicU64,
     /// Frames larger than the MTU seen (offloads not off): should stay 0.
     pub oversize: AtomicU64,
     /// Frames the kernel refused on the way out.
-    pub(crate) send_errors: AtomicU64,
+    send_errors: AtomicU64,
 }
 
 /// Shared control and counters of a running link.

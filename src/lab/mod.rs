@@ -768,14 +768,14 @@ fn dir_capacity_mbps(d: &emu::DirSpec, from_ms: u64, to_ms: u64) -> f64 {
 /// Options of [`run_matrix`].
 #[derive(Clone, Debug)]
 pub(crate) struct RunOpts {
-    pub(crate) modes: Vec<Mode>,
-    pub(crate) workloads: Vec<Workload>,
+    modes: Vec<Mode>,
+    workloads: Vec<Workload>,
     /// Overrides the scenario's duration.
-    pub(crate) duration: Option<Duration>,
+    duration: Option<Duration>,
     /// Namespace tag (see [`TopoSpec::tag`]).
-    pub(crate) tag: String,
+    tag: String,
     /// Runs of each mode x workload (at least 1), each on a fresh topology with fresh daemons.
-    pub(crate) repeat: usize,
+    repeat: usize,
 }
 
 impl Opts {
@@ -795,9 +795,9 @@ impl Opts {
 
 /// How far a command of several runs is: runs done, runs in all, since when.
 pub(crate) struct Progress {
-    pub(crate) done: usize,
-    pub(crate) total: usize,
-    pub(crate) started: std::time::Instant,
+    done: usize,
+    total: usize,
+    started: std::time::Instant,
 }
 
 impl Progress {

@@ -140,7 +140,7 @@ pub struct Spread {
     pub(crate) min: f64,
     pub median: f64,
     pub(crate) max: f64,
-    pub(crate) n: usize,
+    n: usize,
 }
 
 impl Spread {
@@ -181,16 +181,16 @@ impl Spread {
 /// and Braid against the best single link (`direct`) of the same repetition.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Cell {
-    pub(crate) scenario: String,
-    pub(crate) workload: String,
+    scenario: String,
+    workload: String,
     /// Summed link capacity in the workload's direction (median over the runs), Mbit/s.
-    pub(crate) capacity_mbps: f64,
+    capacity_mbps: f64,
     /// (mode, goodput Mbit/s over the repetitions), modes in the order they first appear.
-    pub(crate) modes: Vec<(String, Spread)>,
+    modes: Vec<(String, Spread)>,
     /// Braid's goodput over direct's in the same repetition (pairs where both ran).
-    pub(crate) braid_vs_direct: Option<Spread>,
+    braid_vs_direct: Option<Spread>,
     /// Braid's goodput as % of the summed capacity.
-    pub(crate) braid_pct: Option<Spread>,
+    braid_pct: Option<Spread>,
 }
 
 /// Groups runs into cells, in the order the cells first appear.

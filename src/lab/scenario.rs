@@ -72,22 +72,6 @@ pub(crate) fn load_with(path: &Path, traces: Option<&Path>) -> Result<Scenario, 
     from_sim(sc, name).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Parse scenario text (`file` names it in errors; recorded traces in `traces`, then `beside`).
-#[cfg(test)]
-pub(crate) fn parse(
-    file: &str,
-    text: &str,
-    traces: Option<&Path>,
-    beside: Option<&Path>,
-) -> Result<Scenario, String> {
-    let o = LoadOpts {
-        traces: traces.map(Path::to_path_buf),
-        seed: None,
-    };
-    let sc = sim::Scenario::parse_with(text, file, beside, &o).map_err(|e| e.to_string())?;
-    from_sim(sc, file.trim_end_matches(".toml").to_string())
-}
-
 /// The lab's view of a parsed scenario.
 fn from_sim(sc: sim::Scenario, name: String) -> Result<Scenario, String> {
     let mut links = Vec::new();
@@ -140,6 +124,21 @@ fn from_sim(sc: sim::Scenario, name: String) -> Result<Scenario, String> {
 mod tests {
     use super::*;
     use crate::linkmodel::{Gilbert, Loss, OutageKind};
+
+    /// Parse scenario text (`file` names it in errors; recorded traces in `traces`, then `beside`).
+    fn parse(
+        file: &str,
+        text: &str,
+        traces: Option<&Path>,
+        beside: Option<&Path>,
+    ) -> Result<Scenario, String> {
+        let o = LoadOpts {
+            traces: traces.map(Path::to_path_buf),
+            seed: None,
+        };
+        let sc = sim::Scenario::parse_with(text, file, beside, &o).map_err(|e| e.to_string())?;
+        from_sim(sc, file.trim_end_matches(".toml").to_string())
+    }
 
     #[test]
     fn links_directions_lab_keys_and_shared_outages() {

@@ -131,61 +131,33 @@ pub fn ifindex(dev: &str) -> io::Result<i32> {
     Ok(i as i32)
 }
 
-const SIOCETHTOOL: libc::c_ulong = 0x8946;
-const ETHTOOL_STXCSUM: u32 = 0x17;
-const ETHTOOL_SSG: u32 = 0x19;
-const ETHTOOL_STSO: u32 = 0x1f;
-const ETHTOOL_SGSO: u32 = 0x24;
-const ETHTOOL_SGRO: u32 = 0x2c;
-
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-#[repr(C)]
-struct IfreqData {
-    name: [u8; libc::IFNAMSIZ],
-    data: *mut libc::c_void,
-    _pad: [u8; 16],
-}
-
 /// Turn off checksum offload, scatter-gather, TSO, GSO and GRO on `dev` (what `ethtool -K dev tx
 /// off sg off tso off gso off gro off` does), so every frame on the wire is a real, checksummed
-/// frame within the MTU. Calling thread's namespace.
+/// frame within the MTU. Calling thread's namespace. Through [`crate::os::ethtool`], by feature
+/// name: the features the legacy `ETHTOOL_S{TXCSUM,SG,TSO,GSO,GRO}` commands switch.
 pub(crate) fn offloads_off(dev: &str) -> io::Result<()> {
-    // SAFETY: plain socket(2) call; the fd is owned below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh, valid descriptor we own.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    for cmd in [
-        ETHTOOL_STXCSUM,
-        ETHTOOL_SSG,
-        ETHTOOL_STSO,
-        ETHTOOL_SGSO,
-        ETHTOOL_SGRO,
-    ] {
-        let mut val = EthtoolValue { cmd, data: 0 };
-        let mut ifr = IfreqData {
-            name: [0; libc::IFNAMSIZ],
-            data: &mut val as *mut EthtoolValue as *mut libc::c_void,
-            _pad: [0; 16],
-        };
-        let n = dev.len().min(libc::IFNAMSIZ - 1);
-        ifr.name[..n].copy_from_slice(&dev.as_bytes()[..n]);
-        // SAFETY: ifr is a valid ifreq whose data points at a live ethtool_value.
-        let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
-        if r < 0 && cmd == ETHTOOL_STXCSUM {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::other(format!("ethtool tx off on {dev}: {e}")));
-        }
-    }
-    Ok(())
+    crate::os::ethtool::set_features(dev, &|name| LAB_OFFLOADS.contains(&name).then_some(false))
+        .map_err(|e| io::Error::other(format!("ethtool offloads off on {dev}: {e}")))
 }
+
+/// The features `ethtool -K tx off sg off tso off gso off gro off` switches (the kernel's masks
+/// for those commands): NETIF_F_CSUM_MASK | FCOE_CRC | SCTP_CRC, SG | FRAGLIST, NETIF_F_ALL_TSO,
+/// GSO, GRO (by name: the bits differ between kernels).
+const LAB_OFFLOADS: [&str; 13] = [
+    "tx-checksum-ipv4",
+    "tx-checksum-ip-generic",
+    "tx-checksum-ipv6",
+    "tx-checksum-fcoe-crc",
+    "tx-checksum-sctp",
+    "tx-scatter-gather",
+    "tx-scatter-gather-fraglist",
+    "tx-tcp-segmentation",
+    "tx-tcp-ecn-segmentation",
+    "tx-tcp-mangleid-segmentation",
+    "tx-tcp6-segmentation",
+    "tx-generic-segmentation",
+    "rx-gro",
+];
 
 /// A raw AF_PACKET socket bound to one interface: sees every frame that interface receives
 /// (not those it sends), and sends whole Ethernet frames out of it.

@@ -59,16 +59,16 @@ pub struct EdgeSpec {
 pub struct EdgeNames {
     pub ns: String,
     pub clients: Vec<String>,
-    pub(crate) links: Vec<String>,
+    links: Vec<String>,
     /// WAN device name in the edge namespace per link.
     pub wan_dev: Vec<String>,
     /// Device in the core namespace per link.
-    pub(crate) core_dev: Vec<String>,
+    core_dev: Vec<String>,
 }
 
 /// A built topology. Dropping it tears everything down.
 pub struct Topology {
-    pub(crate) spec: TopoSpec,
+    spec: TopoSpec,
     pub prefix: String,
     pub edges: Vec<EdgeNames>,
     pub core: String,

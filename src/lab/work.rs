@@ -155,25 +155,25 @@ pub(crate) struct Sample {
 /// Request/response latency.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RrStats {
-    pub(crate) count: usize,
+    count: usize,
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
-    pub(crate) max_ms: f64,
+    max_ms: f64,
 }
 
 /// One direction of the UDP stream.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct UdpStats {
-    pub(crate) sent: u64,
-    pub(crate) received: u64,
+    sent: u64,
+    received: u64,
     pub(crate) loss_pct: f64,
     /// RFC 3550 interarrival jitter.
     pub(crate) jitter_ms: f64,
-    pub(crate) owd_min_ms: f64,
-    pub(crate) owd_p99_ms: f64,
+    owd_min_ms: f64,
+    owd_p99_ms: f64,
     /// Packets later than the lowest one-way delay + LATE_MS (missed a video call's playout).
     pub(crate) late: u64,
-    pub(crate) reordered: u64,
+    reordered: u64,
 }
 
 /// What one workload run measured.

@@ -57,7 +57,7 @@ pub struct Entry {
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     /// Ports (0 for protocols without).
-    pub(crate) sport: u16,
+    sport: u16,
     pub dport: u16,
     pub status: u32,
     /// The CTA_TUPLE_ORIG body as the kernel sent it (what a delete names the entry by).
@@ -210,26 +210,27 @@ pub(crate) fn flush(pick: impl Fn(&Entry) -> bool) -> Result<usize> {
     Ok(n)
 }
 
-impl Entry {
-    /// An entry as a test or a dump would show it (no original tuple bytes).
-    #[cfg(test)]
-    pub(crate) fn new(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, status: u32) -> Entry {
-        Entry {
-            proto,
-            src,
-            dst,
-            sport: 0,
-            dport: 0,
-            status,
-            orig: Vec::new(),
-        }
-    }
-}
+impl Entry {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::os::Prefix;
+
+    impl Entry {
+        /// An entry as a test or a dump would show it (no original tuple bytes).
+        fn new(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, status: u32) -> Entry {
+            Entry {
+                proto,
+                src,
+                dst,
+                sport: 0,
+                dport: 0,
+                status,
+                orig: Vec::new(),
+            }
+        }
+    }
 
     fn steer() -> SteerConfig {
         let mut s = SteerConfig::new();

@@ -82,9 +82,9 @@ pub struct Capture {
     /// Frames carry a `virtio_net_hdr` (both ways).
     vnet: bool,
     /// Source MAC of frames built by [`Capture::send_ip`].
-    pub(crate) src_mac: [u8; 6],
+    src_mac: [u8; 6],
     /// Destination MAC of frames built by [`Capture::send_ip`].
-    pub(crate) dst_mac: [u8; 6],
+    dst_mac: [u8; 6],
 }
 
 /// Receive buffers for [`Capture::recv_batch`]: `BATCH` slots of `SLOT` bytes (allocated, not

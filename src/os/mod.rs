@@ -41,9 +41,9 @@ use std::str::FromStr;
 #[derive(Debug)]
 pub struct Error {
     /// What was being done, e.g. `add route 10.0.0.0/8 table 100`.
-    pub(crate) context: String,
+    context: String,
     /// The underlying error (carries the errno for kernel failures).
-    pub(crate) source: io::Error,
+    source: io::Error,
 }
 
 impl Error {
@@ -102,7 +102,7 @@ pub struct Prefix {
     /// The address (host bits are kept as given; [`Prefix::network`] clears them).
     pub(crate) addr: IpAddr,
     /// Prefix length in bits.
-    pub(crate) len: u8,
+    len: u8,
 }
 
 impl Prefix {

@@ -45,7 +45,7 @@ pub struct NatConfig {
     /// IPv6 pool (None: IPv6 from edges is refused by [`SourceMap::outbound`]).
     pub(crate) pool_v6: Option<Prefix>,
     /// A pool address unused this long may be given to another client.
-    pub(crate) idle_secs: u64,
+    idle_secs: u64,
     /// Most client addresses one edge holds at once (`max_clients`).
     pub(crate) max_clients: usize,
 }
@@ -321,12 +321,6 @@ impl SourceMap {
         self.clients.get(edge).map_or(0, Vec::len)
     }
 
-    /// The pool address of a client of an edge, if mapped.
-    #[cfg(test)]
-    pub(crate) fn mapped(&self, edge: &EdgeKey, client: IpAddr) -> Option<IpAddr> {
-        self.fwd.get(&(*edge, client)).copied()
-    }
-
     /// Whether a mapping was made or dropped since the last [`SourceMap::take_dirty`].
     pub(crate) fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
@@ -555,6 +549,13 @@ mod tests {
     use super::*;
     use crate::proto::packet::golden::{checksums_ok as valid, ip4 as v4, ip6 as v6};
     use crate::proto::packet::parse;
+
+    impl SourceMap {
+        /// The pool address of a client of an edge, if mapped.
+        fn mapped(&self, edge: &EdgeKey, client: IpAddr) -> Option<IpAddr> {
+            self.fwd.get(&(*edge, client)).copied()
+        }
+    }
 
     const TCP: [u8; 24] = [
         0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 0xff, 0xff, 0, 0, 0, 0, 2, 4, 5,

@@ -138,12 +138,6 @@ impl MacMap {
         self.entries.contains_key(&ip)
     }
 
-    /// Number of mapped addresses.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// The addresses of each MAC in `wanted` that has any, sorted (the classifier's
     /// `MacAddresses`; the type is spelled out so that `os` needs nothing of `proto`).
     pub fn table(&self, wanted: &[Mac]) -> BTreeMap<Mac, Vec<IpAddr>> {
@@ -178,6 +172,13 @@ pub(crate) mod samples {
 mod tests {
     use super::samples::{ip, A, B};
     use super::*;
+
+    impl MacMap {
+        /// Number of mapped addresses.
+        fn len(&self) -> usize {
+            self.entries.len()
+        }
+    }
 
     fn lan(a: IpAddr) -> bool {
         matches!(a, IpAddr::V4(v) if v.octets()[..3] == [192, 168, 1])

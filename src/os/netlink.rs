@@ -100,7 +100,7 @@ pub(crate) const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
 /// A netlink message being built: header, fixed family header, attributes (nested allowed).
 pub(crate) struct MsgBuf {
-    pub(crate) buf: Vec<u8>,
+    buf: Vec<u8>,
     nests: Vec<usize>,
 }
 
@@ -194,10 +194,10 @@ pub(crate) fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 
 /// One netlink message: its header's type, flags and sequence number, and its payload.
 pub(crate) struct Msg<'a> {
-    pub(crate) ty: u16,
-    pub(crate) flags: u16,
-    pub(crate) seq: u32,
-    pub(crate) payload: &'a [u8],
+    ty: u16,
+    flags: u16,
+    seq: u32,
+    payload: &'a [u8],
 }
 
 /// Iterates over the netlink messages in a datagram; stops at the first malformed header.
@@ -490,7 +490,7 @@ pub struct Link {
     pub(crate) lower_up: bool,
     /// Operational state is UP (IFLA_OPERSTATE): the kernel has finished bringing it up and
     /// its queue transmits.
-    pub(crate) oper_up: bool,
+    oper_up: bool,
     /// Hardware address, when the link has one.
     pub mac: Option<[u8; 6]>,
     /// Kind from IFLA_INFO_KIND (`veth`, `bridge`, ...), when reported.
@@ -531,17 +531,17 @@ pub struct Route {
     /// Output interface index.
     pub oif: Option<u32>,
     /// Routing table (254 main).
-    pub(crate) table: u32,
+    table: u32,
     /// Metric (RTA_PRIORITY).
     pub metric: Option<u32>,
     /// Preferred source.
-    pub(crate) prefsrc: Option<IpAddr>,
+    prefsrc: Option<IpAddr>,
     /// rtm_protocol: who installed it (braid marks its own).
     pub protocol: u8,
     /// Kind.
     pub kind: RouteKind,
     /// Gateway is on-link even without a covering connected route.
-    pub(crate) onlink: bool,
+    onlink: bool,
 }
 
 /// The main routing table.
@@ -690,7 +690,7 @@ impl std::fmt::Display for Rule {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Neighbour {
     /// Interface index.
-    pub(crate) index: u32,
+    index: u32,
     /// IP address.
     pub addr: IpAddr,
     /// Hardware address.

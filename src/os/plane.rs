@@ -26,11 +26,11 @@ pub struct EdgePlane {
     /// Capture/injection socket on the space end of the hub.
     pub capture: Capture,
     /// Policy rules and routes steering the LAN into the hub.
-    pub(crate) steering: Steering,
+    steering: Steering,
     /// The veth pair.
-    pub(crate) hub: Hub,
+    hub: Hub,
     /// The namespace braid owns.
-    pub(crate) space: Space,
+    space: Space,
     /// What a previous, crashed instance had left and was removed first.
     pub cleaned: Cleaned,
 }
@@ -66,19 +66,19 @@ impl EdgePlane {
 #[allow(dead_code)] // fields held for their Drop (the teardown), not read
 pub struct CorePlane {
     /// Capture/injection socket on the space end of the hub.
-    pub(crate) capture: Capture,
+    capture: Capture,
     /// Braid's nftables table (masquerade of the pools).
-    pub(crate) nat: CoreNat,
+    nat: CoreNat,
     /// Rules and routes steering replies to the pools into the hub.
-    pub(crate) steering: Steering,
+    steering: Steering,
     /// The veth pair.
-    pub(crate) hub: Hub,
+    hub: Hub,
     /// The namespace braid owns.
-    pub(crate) space: Space,
+    space: Space,
     /// IP forwarding, restored on drop if braid turned it on.
-    pub(crate) forwarding: Forwarding,
+    forwarding: Forwarding,
     /// What a previous, crashed instance had left (rules/routes, and its nftables table).
-    pub(crate) cleaned: (Cleaned, bool),
+    cleaned: (Cleaned, bool),
 }
 
 impl CorePlane {

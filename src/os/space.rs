@@ -116,16 +116,16 @@ impl Space {
 pub struct HubConfig {
     /// Instance name: the host end is `<instance>-hub`, the space end `<instance>-sp`
     /// (at most 11 bytes so the names fit IFNAMSIZ).
-    pub(crate) instance: String,
+    instance: String,
     /// MTU of both ends. Packets bigger than this are answered by the host's own stack with
     /// ICMP "fragmentation needed" / "packet too big" before they reach braid.
     pub(crate) mtu: u32,
     /// Address on the host end (a /30 or /31 of link-local space by default).
-    pub(crate) host_v4: Prefix,
+    host_v4: Prefix,
     /// The next hop the host routes steered IPv4 to (only a neighbour entry: no interface has it).
-    pub(crate) peer_v4: Ipv4Addr,
+    peer_v4: Ipv4Addr,
     /// The IPv6 next hop (link-local, only a neighbour entry).
-    pub(crate) peer_v6: Ipv6Addr,
+    peer_v6: Ipv6Addr,
     /// The MAC of the next hop: deliberately not the space end's MAC (see the module doc).
     pub peer_mac: [u8; 6],
     /// The MAC of the space end.
@@ -163,7 +163,7 @@ pub struct Hub {
     /// Its settings.
     pub config: HubConfig,
     /// Index of the host end (in the host namespace).
-    pub(crate) host_index: u32,
+    host_index: u32,
     /// MAC of the host end: frames written toward the host must carry it as destination.
     pub host_mac: [u8; 6],
     /// Index of the space end (in the space).
@@ -271,7 +271,7 @@ pub struct SteerConfig {
     /// First rule priority; braid uses `priority .. priority + RULE_SPAN`.
     pub priority: u32,
     /// Marks braid's routes and rules (rtm_protocol / FRA_PROTOCOL) so a later start finds them.
-    pub(crate) protocol: u8,
+    protocol: u8,
     /// Edge: LAN sources whose traffic is steered (`from <src> lookup <table>`).
     pub sources: Vec<Prefix>,
     /// Core: destinations steered into the hub (`to <dst> lookup <table>`).

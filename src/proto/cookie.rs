@@ -226,11 +226,6 @@ impl SourceLimits {
         *tokens -= 1;
         true
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.buckets.len()
-    }
 }
 
 /// The initiator's side: opens a cookie reply to its pending init (whose `mac1` it kept) and
@@ -263,6 +258,12 @@ pub fn reply_receiver(reply: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+
+    impl SourceLimits {
+        fn len(&self) -> usize {
+            self.buckets.len()
+        }
+    }
 
     fn t(ms: u64) -> Instant {
         Instant(ms * 1000)

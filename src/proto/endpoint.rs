@@ -67,8 +67,8 @@ pub enum Drop {
 /// Counters.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct EndpointStats {
-    pub(crate) sessions_started: u64,
-    pub(crate) sessions_ended: u64,
+    sessions_started: u64,
+    sessions_ended: u64,
     pub(crate) dropped: HashMap<Drop, u64>,
     /// Datagrams a session wanted to send on a link whose address is not known yet.
     pub(crate) no_address: u64,

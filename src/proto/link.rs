@@ -199,7 +199,7 @@ pub(crate) struct Link {
     largest_acked: Option<u64>,
     loss_time: Option<Instant>,
     reorder_threshold: u64,
-    pub(crate) spurious_losses: u64,
+    spurious_losses: u64,
     /// Tokens of copies declared lost that were acked after all (see `take_late_acks`).
     late_acks: Vec<u32>,
 
@@ -404,12 +404,6 @@ impl Link {
     /// Loss ratio (EWMA over resolved datagrams), 0.0 ..= 1.0.
     pub(crate) fn loss(&self) -> f64 {
         self.loss_ewma as f64 / 65536.0
-    }
-
-    /// Bottleneck bandwidth estimate in wire bytes/s (0 before the first sample).
-    #[cfg(test)]
-    pub(crate) fn btlbw(&self) -> u64 {
-        self.btlbw.get()
     }
 
     /// Delivery rate estimate in bit/s.
@@ -1308,6 +1302,13 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Link {
+        /// Bottleneck bandwidth estimate in wire bytes/s (0 before the first sample).
+        fn btlbw(&self) -> u64 {
+            self.btlbw.get()
+        }
+    }
 
     fn ms(x: u64) -> Instant {
         Instant(x * 1000)

@@ -96,7 +96,7 @@ pub struct PacketInfo {
     /// DSCP (upper six bits of the TOS / traffic class byte).
     pub(crate) dscp: u8,
     /// ECN (lower two bits of the same byte).
-    pub(crate) ecn: u8,
+    ecn: u8,
     /// The packet length the IP header claims (IPv6: 40 + payload length). The buffer may be
     /// longer (link-layer padding); bytes past this length are not part of the packet.
     pub(crate) total_len: usize,
@@ -107,9 +107,9 @@ pub struct PacketInfo {
     /// IPv4: the DF bit. IPv6: always true (routers never fragment IPv6).
     pub(crate) dont_fragment: bool,
     /// TCP flags byte (FIN=0x01, SYN=0x02, RST=0x04, ACK=0x10); 0 when not TCP or truncated.
-    pub(crate) tcp_flags: u8,
+    tcp_flags: u8,
     /// TTL / hop limit.
-    pub(crate) ttl: u8,
+    ttl: u8,
 }
 
 /// TCP SYN flag.
@@ -298,15 +298,15 @@ pub(crate) enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct FlowKey {
     /// Source address.
-    pub(crate) src: IpAddr,
+    src: IpAddr,
     /// Destination address.
-    pub(crate) dst: IpAddr,
+    dst: IpAddr,
     /// Upper-layer protocol.
-    pub(crate) proto: u8,
+    proto: u8,
     /// Source port (0 when none).
-    pub(crate) src_port: u16,
+    src_port: u16,
     /// Destination port (0 when none).
-    pub(crate) dst_port: u16,
+    dst_port: u16,
 }
 
 impl PacketInfo {
@@ -323,18 +323,6 @@ impl PacketInfo {
 }
 
 impl FlowKey {
-    /// The same flow seen from the other direction.
-    #[cfg(test)]
-    pub(crate) fn reversed(&self) -> FlowKey {
-        FlowKey {
-            src: self.dst,
-            dst: self.src,
-            proto: self.proto,
-            src_port: self.dst_port,
-            dst_port: self.src_port,
-        }
-    }
-
     /// A 32-bit hash of the flow, keyed by `seed` (pick it at random per daemon so that
     /// clients cannot aim collisions). For a given seed it is the same on every platform,
     /// endianness and build. Not cryptographic.
@@ -349,19 +337,6 @@ impl FlowKey {
         );
         h.finish()
     }
-
-    /// Like [`FlowKey::hash`] but the same for both directions of the flow.
-    #[cfg(test)]
-    pub(crate) fn symmetric_hash(&self, seed: u64) -> u32 {
-        let a = (self.src, self.src_port);
-        let b = (self.dst, self.dst_port);
-        let canon = if addr_key(a.0, a.1) <= addr_key(b.0, b.1) {
-            *self
-        } else {
-            self.reversed()
-        };
-        canon.hash(seed)
-    }
 }
 
 /// A hash of a user (client address), keyed like [`FlowKey::hash`].
@@ -369,15 +344,6 @@ pub(crate) fn user_hash(user: IpAddr, seed: u64) -> u32 {
     let mut h = Mixer(seed ^ 0xbb67_ae85_84ca_a73b);
     h.addr(user);
     h.finish()
-}
-
-#[cfg(test)]
-fn addr_key(a: IpAddr, port: u16) -> (u128, u16) {
-    let v = match a {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6) ^ (1 << 127),
-    };
-    (v, port)
 }
 
 /// A small multiply-rotate mixer with a splitmix64 finaliser.
@@ -948,6 +914,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    impl FlowKey {
+        /// The same flow seen from the other direction.
+        fn reversed(&self) -> FlowKey {
+            FlowKey {
+                src: self.dst,
+                dst: self.src,
+                proto: self.proto,
+                src_port: self.dst_port,
+                dst_port: self.src_port,
+            }
+        }
+    }
+
     /// Full recomputation of the transport checksum, to check incremental updates.
     fn l4_checksum_ok(pkt: &[u8]) -> bool {
         let info = parse(pkt).unwrap();
@@ -1237,7 +1216,6 @@ mod tests {
         assert_eq!(f.hash(0), f.hash(0));
         assert_ne!(f.hash(0), f.hash(1));
         assert_ne!(f.hash(7), f.reversed().hash(7));
-        assert_eq!(f.symmetric_hash(7), f.reversed().symmetric_hash(7));
         assert_eq!(f.hash(0), 0x81de_2984, "golden hash: {:#010x}", f.hash(0));
         let u = user_hash(f.src, 0);
         assert_eq!(u, user_hash(IpAddr::from([192, 168, 1, 10]), 0));

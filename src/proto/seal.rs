@@ -201,24 +201,18 @@ impl Keypair {
 /// Counters of what a channel or acceptor did and refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SealStats {
-    pub(crate) sealed: u64,
-    pub(crate) opened: u64,
+    sealed: u64,
+    opened: u64,
     pub(crate) handshakes: u64,
     pub(crate) rekeys: u64,
     /// Refused datagrams by reason.
-    pub(crate) refused: HashMap<SealError, u64>,
+    refused: HashMap<SealError, u64>,
 }
 
 impl SealStats {
     fn refuse(&mut self, e: SealError) -> SealError {
         *self.refused.entry(e).or_default() += 1;
         e
-    }
-
-    /// Refusals of one kind.
-    #[cfg(test)]
-    pub(crate) fn refused(&self, e: SealError) -> u64 {
-        self.refused.get(&e).copied().unwrap_or(0)
     }
 }
 
@@ -877,7 +871,7 @@ pub struct Acceptor {
     refilled: Instant,
     /// Cookies and per-source limits for handshakes under load.
     cookies: CookieJar,
-    pub(crate) stats: SealStats,
+    stats: SealStats,
 }
 
 /// Handshakes an acceptor computes per second at most (bursts up to this many).
@@ -1066,6 +1060,13 @@ impl Acceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl SealStats {
+        /// Refusals of one kind.
+        fn refused(&self, e: SealError) -> u64 {
+            self.refused.get(&e).copied().unwrap_or(0)
+        }
+    }
 
     const MS: u64 = 1000;
 

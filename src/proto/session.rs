@@ -180,11 +180,11 @@ pub struct LinkStats {
     pub(crate) cwnd_bytes: u64,
     pub(crate) inflight_bytes: u64,
     pub(crate) bytes_sent: u64,
-    pub(crate) bytes_acked: u64,
+    bytes_acked: u64,
     pub(crate) bytes_received: u64,
     pub(crate) packets_sent: u64,
     pub(crate) packets_lost: u64,
-    pub(crate) queued_packets: usize,
+    queued_packets: usize,
     pub(crate) queued_bytes: u64,
 }
 
@@ -202,13 +202,13 @@ pub struct SessionStats {
     /// Copies resent after a loss.
     pub(crate) resends: u64,
     /// Packets declared lost whose ACK came after all (their unsent resends were dropped).
-    pub(crate) late_acks: u64,
+    late_acks: u64,
     /// Given up after MAX_RESENDS resends.
     pub dropped_resend_limit: u64,
     /// Dropped because their class is pinned to a link the session does not have.
     pub(crate) dropped_no_path: u64,
     /// Dropped because they did not fit the datagram buffer given to `poll_transmit`.
-    pub(crate) dropped_too_large: u64,
+    dropped_too_large: u64,
     /// Datagrams that did not open or parse.
     pub(crate) bad_datagrams: u64,
     pub(crate) reorder: ReorderStats,

@@ -311,11 +311,6 @@ impl<'a> FrameWriter<'a> {
         self.len
     }
 
-    #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Bytes still free.
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.len
@@ -401,6 +396,12 @@ impl<'a> FrameWriter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<'a> FrameWriter<'a> {
+        fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+    }
 
     fn write(f: impl FnOnce(&mut FrameWriter<'_>)) -> Vec<u8> {
         let mut buf = [0u8; 2048];

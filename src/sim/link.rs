@@ -37,18 +37,18 @@ pub(crate) enum Fate {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct DirStats {
     pub offered_packets: u64,
-    pub(crate) offered_bytes: u64,
-    pub(crate) delivered_packets: u64,
-    pub(crate) delivered_bytes: u64,
+    offered_bytes: u64,
+    delivered_packets: u64,
+    delivered_bytes: u64,
     pub(crate) drop_queue: u64,
     pub drop_loss: u64,
     pub drop_outage: u64,
     /// Wire bytes the queue accepted (they take the link's capacity, even if lost after it).
-    pub(crate) accepted_bytes: u64,
+    accepted_bytes: u64,
     /// Datagrams delivered with a flipped bit.
     pub corrupted: u64,
     /// Largest queueing delay seen (µs): time from offer to the end of serialisation.
-    pub(crate) max_queue_delay_us: u64,
+    max_queue_delay_us: u64,
 }
 
 /// One direction of a link.
@@ -108,12 +108,6 @@ impl LinkDir {
     /// Wire bytes the link has finished serialising by `now` (its capacity actually used).
     pub(crate) fn served_bytes(&mut self, now: Instant) -> u64 {
         self.stats.accepted_bytes - self.queued_bytes(now)
-    }
-
-    /// Offer a datagram of `datagram_len` bytes (the IP/UDP header is added here) at `now`.
-    #[cfg(test)]
-    pub(crate) fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
-        self.offer_wire(now, (datagram_len + IP_UDP_OVERHEAD) as u64)
     }
 
     /// Offer a whole IP packet of `wire` bytes at `now`.
@@ -262,6 +256,13 @@ impl LinkDir {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    impl LinkDir {
+        /// Offer a datagram of `datagram_len` bytes (the IP/UDP header is added here) at `now`.
+        fn offer(&mut self, now: Instant, datagram_len: usize) -> Fate {
+            self.offer_wire(now, (datagram_len + IP_UDP_OVERHEAD) as u64)
+        }
+    }
 
     fn run_saturated(dir: &mut LinkDir, secs: u64, size: usize) -> (u64, Vec<u64>) {
         // Offer a datagram whenever the queue has room, 1 ms steps; count delivered wire bytes.

@@ -25,7 +25,7 @@ use super::tunnel::SenderView;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Pct {
     pub p50: f64,
-    pub(crate) p90: f64,
+    p90: f64,
     pub p99: f64,
     pub max: f64,
 }
@@ -52,14 +52,14 @@ impl Pct {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub(crate) scenario: String,
-    pub(crate) description: String,
-    pub(crate) seed: u64,
-    pub(crate) tunnel: super::scenario::TunnelKind,
-    pub(crate) duration_s: f64,
-    pub(crate) warmup_s: f64,
+    scenario: String,
+    description: String,
+    seed: u64,
+    tunnel: super::scenario::TunnelKind,
+    duration_s: f64,
+    warmup_s: f64,
     pub(crate) directions: Vec<DirReport>,
-    pub(crate) classes: Vec<ClassReport>,
+    classes: Vec<ClassReport>,
     pub users: Vec<UserReport>,
     pub links: Vec<LinkReport>,
     /// Datagrams an endpoint rejected (should be 0 without an attacker).
@@ -120,11 +120,11 @@ pub(crate) struct TimelineEnd {
 /// application) and what the senders went through.
 #[derive(Debug, Clone, Serialize)]
 pub struct TcpReport {
-    pub(crate) name: String,
+    name: String,
     pub dir: Dir,
     pub(crate) cc: super::scenario::Cc,
     /// Summed capacity of the links in this direction (as for [`DirReport`]).
-    pub(crate) capacity_mbit: f64,
+    capacity_mbit: f64,
     /// goodput / capacity.
     pub share: f64,
     #[serde(flatten)]
@@ -140,33 +140,33 @@ pub struct DirReport {
     pub share: f64,
     pub sent: u64,
     /// Paced packets the tunnel refused (queue full); bulk sources never count here.
-    pub(crate) refused: u64,
+    refused: u64,
     pub delivered: u64,
     pub lost: u64,
     pub loss_ratio: f64,
     pub duplicates: u64,
-    pub(crate) out_of_order: u64,
+    out_of_order: u64,
     pub in_order_ratio: f64,
     pub latency_ms: Pct,
     pub added_delay_ms: Pct,
     pub longest_gap_ms: f64,
     /// The longest time one flow went without a delivery (a stalled connection).
-    pub(crate) longest_flow_gap_ms: f64,
+    longest_flow_gap_ms: f64,
     /// None when fewer than two users run bulk traffic in this direction.
     pub jain: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassReport {
-    pub(crate) class: String,
-    pub(crate) dir: Dir,
+    class: String,
+    dir: Dir,
     #[serde(serialize_with = "mode_word")]
-    pub(crate) mode: Mode,
-    pub(crate) priority: u8,
+    mode: Mode,
+    priority: u8,
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,
-    pub(crate) delivered_mbit: f64,
+    delivered_mbit: f64,
     pub latency_ms: Pct,
     pub queueing_ms: Pct,
     pub longest_gap_ms: f64,
@@ -178,8 +178,8 @@ pub struct ClassReport {
 pub struct UserReport {
     pub user: u32,
     pub dir: Dir,
-    pub(crate) bulk: bool,
-    pub(crate) delivered_mbit: f64,
+    bulk: bool,
+    delivered_mbit: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,12 +187,12 @@ pub struct LinkReport {
     pub link: String,
     pub dir: Dir,
     #[serde(serialize_with = "role_word")]
-    pub(crate) role: Role,
+    role: Role,
     pub capacity_mbit: f64,
     /// Wire bytes (datagram + 28) that crossed the link in [warmup, duration], per second.
     pub carried_mbit: f64,
     /// Time datagrams spent in the link's queue (offer to end of serialisation).
-    pub(crate) queue_delay_ms: Pct,
+    queue_delay_ms: Pct,
     pub stats: DirStats,
     /// Capacity left unused and what the sender was doing with the link meanwhile (absent if
     /// the tunnel shows no per-link sender state).
@@ -214,8 +214,8 @@ pub struct Unused {
     /// While nothing was queued for the link (the scheduler gave it nothing, or no data).
     pub idle_mbit: f64,
     pub down_s: f64,
-    pub(crate) degraded_s: f64,
-    pub(crate) at_cap_s: f64,
+    degraded_s: f64,
+    at_cap_s: f64,
 }
 
 /// Accumulates [`Unused`] (bytes by cause: down, at cap, pacer, idle; microseconds).

@@ -196,9 +196,9 @@ impl TrafficSpec {
 /// An error in a scenario file: where and what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScenarioError {
-    pub(crate) file: String,
-    pub(crate) line: Option<u32>,
-    pub(crate) msg: String,
+    file: String,
+    line: Option<u32>,
+    msg: String,
 }
 
 impl fmt::Display for ScenarioError {

@@ -1058,7 +1058,6 @@ impl Sender {
             self.undo(false); // every resend was a duplicate (tcp_try_undo_dsack)
         }
         self.rack_detect(now);
-        let delivered_before = self.delivered - newly;
         match self.state {
             State::Open if self.lost_out > 0 => self.enter_recovery(),
             State::Recovery | State::Loss if self.una >= self.high_seq => {
@@ -1079,15 +1078,14 @@ impl Sender {
         let cc_state = self.state;
         let in_flight = self.in_flight();
         let mut cc = std::mem::replace(&mut self.cc, CcState::None);
-        cc.on_ack(
-            self,
+        let ack = AckEvent {
             now,
-            newly,
-            cc_state,
+            acked: newly,
+            state: cc_state,
             in_flight,
             sample,
-            delivered_before,
-        );
+        };
+        cc.on_ack(self, &ack);
         self.cc = cc;
         self.cwnd = self.cwnd.max(1.0);
     }
@@ -1262,6 +1260,17 @@ fn rwnd_segs() -> u64 {
 
 // ------------------------------------------------------------------------------- congestion control
 
+/// What an ACK tells the congestion control: when, how many segments it newly acked, the
+/// sender's state and flight after it, and the delivery-rate sample (rate, prior delivered).
+#[derive(Clone, Copy)]
+struct AckEvent {
+    now: u64,
+    acked: u64,
+    state: State,
+    in_flight: u64,
+    sample: Option<(f64, u64)>,
+}
+
 #[derive(Debug)]
 enum CcState {
     None,
@@ -1331,17 +1340,10 @@ impl CcState {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_ack(
-        &mut self,
-        s: &mut Sender,
-        now: u64,
-        acked: u64,
-        state: State,
-        in_flight: u64,
-        sample: Option<(f64, u64)>,
-        delivered_before: u64,
-    ) {
+    fn on_ack(&mut self, s: &mut Sender, ack: &AckEvent) {
+        let AckEvent {
+            now, acked, state, ..
+        } = *ack;
         match self {
             CcState::None => {}
             CcState::Reno => {
@@ -1354,7 +1356,7 @@ impl CcState {
                     c.on_ack(s, now, acked as f64);
                 }
             }
-            CcState::Bbr(b) => b.on_ack(s, now, acked, state, in_flight, sample, delivered_before),
+            CcState::Bbr(b) => b.on_ack(s, ack),
         }
     }
 }
@@ -1690,17 +1692,14 @@ impl Bbr {
         };
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_ack(
-        &mut self,
-        s: &mut Sender,
-        now: u64,
-        acked: u64,
-        state: State,
-        in_flight: u64,
-        sample: Option<(f64, u64)>,
-        _delivered_before: u64,
-    ) {
+    fn on_ack(&mut self, s: &mut Sender, ack: &AckEvent) {
+        let AckEvent {
+            now,
+            acked,
+            state,
+            in_flight,
+            sample,
+        } = *ack;
         // Rounds.
         self.round_start = false;
         if let Some((_, prior_delivered)) = sample {

@@ -87,7 +87,7 @@ fn flow_port(flow: u32) -> u16 {
 pub(crate) struct Source {
     pub(crate) id: u32,
     pub(crate) spec: TrafficSpec,
-    pub(crate) next_seq: u64,
+    next_seq: u64,
     /// Next send time of a paced source (µs).
     pub(crate) next_at: u64,
     /// Accumulated fractional µs of a realtime source's spacing.

@@ -61,11 +61,11 @@ pub(crate) enum Spec {
 /// A `gen:` trace as written; what it leaves out comes from the scenario ([`Context`]).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct GenSpec {
-    pub(crate) preset: &'static Preset,
-    pub(crate) dir: Option<Dir>,
-    pub(crate) seed: Option<u64>,
-    pub(crate) modem: Option<u32>,
-    pub(crate) seconds: Option<u32>,
+    preset: &'static Preset,
+    dir: Option<Dir>,
+    seed: Option<u64>,
+    modem: Option<u32>,
+    seconds: Option<u32>,
 }
 
 impl Spec {

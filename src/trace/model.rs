@@ -76,67 +76,67 @@ pub struct Preset {
     pub(crate) name: &'static str,
     /// One line: what it stands for.
     pub(crate) about: &'static str,
-    pub(crate) up: DirModel,
-    pub(crate) down: DirModel,
+    up: DirModel,
+    down: DirModel,
     /// Correlation time of the slow (shadowing) part of the log-rate, seconds.
-    pub(crate) slow_tau_s: f64,
+    slow_tau_s: f64,
     /// Correlation time of the fast (fading, scheduling) part, seconds.
-    pub(crate) fast_tau_s: f64,
+    fast_tau_s: f64,
     /// Share of the slow part's variance common to up and down (0 to 1).
-    pub(crate) shared: f64,
-    pub(crate) handover: Option<Handover>,
-    pub(crate) tunnel: Option<Tunnel>,
+    shared: f64,
+    handover: Option<Handover>,
+    tunnel: Option<Tunnel>,
 }
 
 /// One direction of a preset.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DirModel {
     /// Mean rate over the whole trace, outages included, Mbit/s.
-    pub(crate) mean_mbit: f64,
+    mean_mbit: f64,
     /// Standard deviation of the slow part of ln(rate).
-    pub(crate) slow_sigma: f64,
+    slow_sigma: f64,
     /// Standard deviation of the fast part of ln(rate).
-    pub(crate) fast_sigma: f64,
+    fast_sigma: f64,
     /// The rate never exceeds this, Mbit/s.
-    pub(crate) peak_mbit: f64,
+    peak_mbit: f64,
     /// Share of milliseconds in which the cell serves the modem (0 to 1].
-    pub(crate) grant: f64,
-    pub(crate) dead: Option<Spells>,
+    grant: f64,
+    dead: Option<Spells>,
 }
 
 /// Dead spells of one direction.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Spells {
     /// Mean time between spells (exponential), seconds.
-    pub(crate) every_s: f64,
+    every_s: f64,
     /// Shortest and longest spell (log-uniform), seconds.
-    pub(crate) len_s: (f64, f64),
+    len_s: (f64, f64),
 }
 
 /// Handovers of one modem (both directions stop).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Handover {
     /// Time between handovers (uniform), seconds.
-    pub(crate) every_s: (f64, f64),
+    every_s: (f64, f64),
     /// Interruption of a successful handover (uniform), ms.
-    pub(crate) gap_ms: (f64, f64),
+    gap_ms: (f64, f64),
     /// Probability that a handover fails.
-    pub(crate) fail: f64,
+    fail: f64,
     /// Outage after a failed handover (uniform), seconds.
-    pub(crate) fail_s: (f64, f64),
+    fail_s: (f64, f64),
 }
 
 /// Tunnels on the route: every modem of the train goes dark.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Tunnel {
     /// Time from the end of one tunnel to the start of the next (uniform), seconds.
-    pub(crate) every_s: (f64, f64),
+    every_s: (f64, f64),
     /// Length of a tunnel (uniform), seconds.
-    pub(crate) len_s: (f64, f64),
+    len_s: (f64, f64),
     /// A modem goes dark this long after the tunnel starts (uniform, per modem), seconds.
-    pub(crate) enter_s: (f64, f64),
+    enter_s: (f64, f64),
     /// A modem needs this long after the tunnel ends to attach again (uniform, per modem), s.
-    pub(crate) reattach_s: (f64, f64),
+    reattach_s: (f64, f64),
 }
 
 /// The named presets (`gen:NAME`).
@@ -328,9 +328,9 @@ pub(crate) enum Cause {
 /// A dark stretch `[start_ms, end_ms)` of a generated trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Window {
-    pub(crate) start_ms: u64,
-    pub(crate) end_ms: u64,
-    pub(crate) cause: Cause,
+    start_ms: u64,
+    end_ms: u64,
+    cause: Cause,
 }
 
 // Streams of the seed, one per process (see `stream`).

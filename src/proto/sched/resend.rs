@@ -33,12 +33,6 @@ impl ResendQueue {
         self.q.pop_front()
     }
 
-    /// Puts back at the head (no usable link right now).
-    #[cfg(test)]
-    pub(crate) fn push_front(&mut self, pkt: PktId, lost_on: Option<LinkId>) {
-        self.q.push_front((pkt, lost_on));
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.q.len()
     }
@@ -172,12 +166,10 @@ mod tests {
     }
 
     #[test]
-    fn queue_is_fifo_with_push_front() {
+    fn queue_is_fifo() {
         let mut q = ResendQueue::new();
         q.push(1, Some(1));
         q.push(2, None);
-        q.push_front(0, None);
-        assert_eq!(q.pop(), Some((0, None)));
         assert_eq!(q.pop(), Some((1, Some(1))));
         assert_eq!(q.len(), 1);
     }
