@@ -41,24 +41,24 @@ pub(crate) struct CpuRow {
     /// CPU seconds of the core-side process (`braid core` or ss-server).
     core_cpu_s: f64,
     /// The system (kernel) part of `edge_cpu_s`: syscalls, sockets, the packet's copies.
-    pub(crate) edge_sys_s: f64,
+    edge_sys_s: f64,
     /// What the edge and the core did per packet (braid only).
-    pub(crate) edge_counts: Option<Counts>,
-    pub(crate) core_counts: Option<Counts>,
+    edge_counts: Option<Counts>,
+    core_counts: Option<Counts>,
 }
 
 /// What one daemon did over a transfer, in counts that do not depend on the machine's load.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub(crate) struct Counts {
     /// Inner packets it forwarded, both ways (its sessions' tx_packets + rx_packets).
-    pub(crate) packets: u64,
+    packets: u64,
     /// Of them, those it sent into the tunnel (tx_packets): with one inner packet per data
     /// datagram, its link sends beyond these carried no data (ACKs, probes, control).
-    pub(crate) sent: u64,
+    sent: u64,
     /// Context switches (voluntary + involuntary): about one per wake-up of its event loop.
-    pub(crate) wakeups: u64,
+    wakeups: u64,
     /// System calls by name (`--syscalls`), "all" first; empty without.
-    pub(crate) syscalls: Vec<(String, u64)>,
+    syscalls: Vec<(String, u64)>,
 }
 
 impl Counts {
