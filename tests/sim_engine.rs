@@ -407,3 +407,30 @@ fn workload_and_tunnel_options_replace_traffic_and_path() {
     let (ok, _, err) = braid(&["scenarios/hetero.toml", "--cc", "vegas"]);
     assert!(!ok && err.contains("--cc"), "{err}");
 }
+
+#[test]
+fn a_workload_sequence_runs_its_steps_one_after_the_other_in_one_session() {
+    // Issue 17: an upload, then at once a download, with what the first taught the estimates.
+    let (ok, out, err) = braid(&[
+        "scenarios/hetero.toml",
+        "--workload",
+        "tcp4-up,tcp4-down",
+        "--duration",
+        "10s",
+        "--seeds",
+        "1-1",
+    ]);
+    assert!(ok, "{err}");
+    let tcp: Vec<&str> = out.lines().filter(|l| l.contains("tcp 4 x")).collect();
+    assert_eq!(tcp.len(), 2, "{out}");
+    // Each step is judged over its own 5 s (less the first 2 s, as the lab): an upload that
+    // stops halfway through the run is not reported at half its rate.
+    for (line, dir) in tcp.iter().zip(["up", "down"]) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[1], dir, "{out}");
+        let share: f64 = f[3].parse().unwrap();
+        assert!(share > 80.0, "{dir}: {share} % {out}");
+    }
+    let (ok, _, err) = braid(&["scenarios/hetero.toml", "--workload", "tcp8-up,"]);
+    assert!(!ok && err.contains("sequence"), "{err}");
+}

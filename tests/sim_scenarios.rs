@@ -261,3 +261,132 @@ fn a_download_after_an_upload_takes_each_links_share_back() {
         down.share * 100.0
     );
 }
+
+/// Hetero's links (20 Mbit/s 20 ms + 10 Mbit/s 40 ms 0.5 % loss) with `jitter_ms` of delay
+/// jitter on every direction (a real loop's timers and scheduling add a few ms to each RTT
+/// sample), seed `seed`, running for `secs`, and `traffic` (TOML `[[traffic]]` tables).
+fn hetero_jittery(seed: u64, jitter_ms: u32, secs: u32, traffic: &str) -> Scenario {
+    let text = format!(
+        r#"
+        name = "hetero-jittery"
+        seed = {seed}
+        duration = "{secs}s"
+        [[link]]
+        name = "fast"
+        rate = "20mbit"
+        delay = "20ms"
+        jitter = "{jitter_ms}ms"
+        [[link]]
+        name = "lossy"
+        rate = "10mbit"
+        delay = "40ms"
+        jitter = "{jitter_ms}ms"
+        loss = "0.5%"
+        {traffic}
+        "#
+    );
+    Scenario::parse(&text, "hetero-jittery", None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// 8 TCP flows in `dir` from `start` to `stop` (s).
+fn tcp8(dir: &str, start: u32, stop: u32) -> String {
+    format!(
+        "[[traffic]]\nname = \"{dir}\"\nkind = \"tcp\"\ndir = \"{dir}\"\nflows = 8\n\
+         start = \"{start}s\"\nstop = \"{stop}s\"\n"
+    )
+}
+
+#[test]
+fn a_download_after_an_upload_gets_what_a_first_download_gets_on_jittery_links() {
+    // Issue 17: on real links, a download right after an upload got 80 % of the sum where a
+    // first download got 91 %. With 3 ms of jitter the core's downstream estimates, taught by
+    // the upload's ACKs (1.3 of the fast link's 20 Mbit/s), stayed there for the whole
+    // download (34-75 %), or climbed back 1/8 per probe cycle.
+    for seed in 1..=3 {
+        let first = run_shown(&hetero_jittery(seed, 3, 15, &tcp8("down", 0, 15)));
+        let after = run_shown(&hetero_jittery(
+            seed,
+            3,
+            30,
+            &(tcp8("up", 0, 15) + &tcp8("down", 15, 30)),
+        ));
+        let share = |r: &Report| {
+            r.tcp
+                .iter()
+                .find(|t| t.dir == Dir::Down)
+                .expect("download")
+                .share
+        };
+        let (first, after) = (share(&first), share(&after));
+        println!(
+            "seed {seed}: first download {:.1} %, after an upload {:.1} %",
+            first * 100.0,
+            after * 100.0
+        );
+        assert!(
+            after >= first - 0.03,
+            "seed {seed}: a download after an upload got {:.1} % of the links, a first one {:.1} %",
+            after * 100.0,
+            first * 100.0
+        );
+    }
+}
+
+/// `secs` s of a link direction at `mbit`, except `low` Mbit/s over [from, to) s: a Mahimahi
+/// trace (one 1500-byte opportunity per line, in ms).
+fn dip_trace(mbit: f64, low: f64, from: f64, to: f64, secs: u64) -> braid::sim::link::Trace {
+    let mut ms = Vec::new();
+    let mut acc = 0.0;
+    for t in 1..=secs * 1000 {
+        let s = t as f64 / 1000.0;
+        let rate = if (from..to).contains(&s) { low } else { mbit };
+        acc += rate * 1e6 / 8.0 / 1500.0 / 1000.0;
+        while acc >= 1.0 {
+            ms.push(t);
+            acc -= 1.0;
+        }
+    }
+    braid::sim::link::Trace::from_ms("dip", ms)
+}
+
+#[test]
+fn a_link_takes_its_share_back_within_three_seconds_after_a_dip() {
+    // One link's capacity drops to a fifth for 3 s mid-download (8-11 s; cross traffic, a
+    // cell's load), then comes back. Every link must carry >= 80 % of its capacity in the
+    // third second after the dip and >= 90 % in every second from then on. Before the fix
+    // (seeds 1-4): after the lossy link's dip it carried 3.9 then 8.5 of its 10 Mbit/s in the
+    // third and fourth seconds (seed 2); after the fast link's dip the lossy one, which had
+    // none, carried 7.5-8.9 until the end (seed 4). After: 8.0 in the third second at worst.
+    for seed in 1..=4 {
+        for (dipped, mbit) in [("lossy", 10.0), ("fast", 20.0)] {
+            let mut sc = hetero_jittery(seed, 2, 20, &tcp8("down", 0, 20));
+            sc.timeline = true;
+            let l = sc.links.iter_mut().find(|l| l.name == dipped).unwrap();
+            l.down.rate = braid::sim::link::Rate::Trace {
+                trace: std::sync::Arc::new(dip_trace(mbit, mbit / 5.0, 8.0, 11.0, 20)),
+                offset_us: 0,
+            };
+            let r = run_shown(&sc);
+            for (link, cap) in [("fast", 20.0), ("lossy", 10.0)] {
+                // Second t covers (t - 1 s, t]: 14 is the third second after the dip.
+                let rows: Vec<(u32, f64)> = r
+                    .timeline
+                    .iter()
+                    .filter(|row| row.link == link && row.dir == Dir::Down)
+                    .filter(|row| (14..=20).contains(&row.t_s))
+                    .map(|row| (row.t_s, row.carried_mbit))
+                    .collect();
+                println!("seed {seed}, {dipped} dipped: {link} down (s, carried): {rows:?}");
+                assert_eq!(rows.len(), 7);
+                for &(t, carried) in &rows {
+                    let need = if t == 14 { 0.8 } else { 0.9 };
+                    assert!(
+                        carried >= need * cap,
+                        "seed {seed}, {dipped} dipped 8-11 s: {link} carried {carried:.2} of \
+                         {cap} Mbit/s in second {t}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -223,10 +223,13 @@ pub(crate) struct Link {
     next_round_delivered: u64,
     phase_start: Instant,
     cycle_idx: usize,
-    /// RTT samples of the latest probe-up's packets: (at the floor, above it), the estimate
-    /// when it began, and whether one of them showed a delivery rate 1/16 above that. A probe
-    /// that delivered more and queued nothing found the link under-used (see `on_rate_sample`).
-    probe_rtts: (u32, u32),
+    /// RTT samples of the latest probe-up's packets: how many, and the sum of how far each was
+    /// above the smoothed RTT when the probe began (µs, negative below); that smoothed RTT, the
+    /// estimate when it began, and whether one of them showed a delivery rate 1/16 above that.
+    /// A probe that delivered more and queued nothing found the link under-used (see
+    /// `on_rate_sample`).
+    probe_rtts: (u32, i64),
+    probe_srtt: u64,
     probe_base: u64,
     probe_rate_up: bool,
     next_send: Instant,
@@ -307,6 +310,7 @@ impl Link {
             phase_start: now,
             cycle_idx: (id as usize) % CYCLE.len(),
             probe_rtts: (0, 0),
+            probe_srtt: INITIAL_RTT_US,
             probe_base: 0,
             probe_rate_up: false,
             next_send: now,
@@ -642,9 +646,15 @@ impl Link {
         seq as u16
     }
 
-    /// Records a datagram without DATA (pure ACK / PROBE / CONTROL): paced, not tracked.
-    pub(crate) fn on_other_sent(&mut self, now: Instant, datagram_len: usize) {
-        self.on_any_sent(now, datagram_len as u64 + WIRE_OVERHEAD as u64);
+    /// Records a datagram without DATA (pure ACK / PROBE / CONTROL): counted, not tracked, and
+    /// not charged to the pacer. The estimate is the rate the link delivers DATA at (only DATA
+    /// is acked), so the pacer spends it on DATA; what the small datagrams take of the link is
+    /// already missing from that rate. Charged to the pacer as well, they were counted twice:
+    /// a link paced at its estimate delivered DATA below it, so no sample ever reached the
+    /// estimate, and one estimated low (from an upload's ACKs: the core's downstream at 1.3 of
+    /// 20 Mbit/s, a sixth of it spent on ACK frames) stayed there for a whole download.
+    pub(crate) fn on_other_sent(&mut self, datagram_len: usize) {
+        self.bytes_sent += datagram_len as u64 + WIRE_OVERHEAD as u64;
     }
 
     fn on_any_sent(&mut self, now: Instant, bytes: u64) {
@@ -699,11 +709,8 @@ impl Link {
             let delay = ack.delay_8us as u64 * 8;
             self.on_rtt_sample(now, now.0.saturating_sub(sent.0), delay);
             if self.sent[li].probe {
-                if self.rtt_at_floor() {
-                    self.probe_rtts.0 += 1;
-                } else {
-                    self.probe_rtts.1 += 1;
-                }
+                self.probe_rtts.0 += 1;
+                self.probe_rtts.1 += self.latest_rtt as i64 - self.probe_srtt as i64;
             }
         }
         // Mark acked: largest and the bitmap below it.
@@ -881,13 +888,14 @@ impl Link {
                     self.phase_start = now;
                     if CYCLE[self.cycle_idx] > 8 {
                         self.probe_rtts = (0, 0);
+                        self.probe_srtt = self.srtt;
                         self.probe_base = self.btlbw.get();
                         self.probe_rate_up = false;
                     } else if self.cycle_idx == 2 {
                         // Two phases after the probe-up, its packets are acked. If they went
                         // at the raised rate, with data queued behind them, were delivered
-                        // faster than the estimate and none of them queued at the bottleneck,
-                        // the link carries more than its estimate:
+                        // faster than the estimate and queued nothing at the bottleneck (see
+                        // below), the link carries more than its estimate:
                         // search for its rate again (startup doubles each round and stops when
                         // a queue builds). Without this, a link whose estimate fell below its
                         // capacity (it carried only ACKs, a loss burst or an outage cut its
@@ -895,8 +903,22 @@ impl Link {
                         // exactly that, and climbed back 1/8 per gain cycle: an upload's ACKs
                         // taught the core's downstream 0.4 of the 10 Mbit/s of hetero's lossy
                         // link, and the download that followed took 13 s to get it back.
-                        let (floor, above) = self.probe_rtts;
-                        if floor >= 2 && above == 0 && self.probe_rate_up {
+                        // "Queued nothing": on average, its packets' RTT rose less than
+                        // half of what a probe at 9/8 adds on a full link (1/8 of the RTT by
+                        // its end) above the smoothed RTT it began from. Judged against the
+                        // floor, each packet's, a link whose RTT jitters a few ms (the real
+                        // loop's timers) never qualified and climbed 1/8 per cycle: 14 s from
+                        // 1 to 10 Mbit/s after an upload, with 3 ms of jitter per direction.
+                        // And it began from no standing queue (the smoothed RTT within the
+                        // RTO's allowance for noise, 4 rttvar, or 1/8, of the floor), or a full
+                        // link, its queue kept by the in-flight cap, could take a rate sample's
+                        // 1/16 of noise for room and restart (priority class: p99 queueing 10
+                        // -> 20 ms).
+                        let (n, rise) = self.probe_rtts;
+                        let queued = rise > i64::from(n) * (self.min_rtt / 32 + 1_000) as i64;
+                        let margin = (self.min_rtt / 8).max(3_000).max(4 * self.rttvar);
+                        let standing = self.probe_srtt > self.min_rtt + margin;
+                        if n >= 2 && !queued && !standing && self.probe_rate_up {
                             self.phase = Phase::Startup;
                             self.full_bw = 0;
                             self.full_bw_rounds = 0;

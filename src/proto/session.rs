@@ -1126,7 +1126,7 @@ impl Session {
         let n = self.handshake.len();
         out[..n].copy_from_slice(&self.handshake);
         if let Some(i) = self.slot(link) {
-            self.links[i].link.on_other_sent(now, n);
+            self.links[i].link.on_other_sent(n);
         }
         Some(Transmit { link, len: n })
     }
@@ -1276,7 +1276,7 @@ impl Session {
             return None;
         }
         if !data_sent {
-            self.links[i].link.on_other_sent(now, plen + seal::OVERHEAD);
+            self.links[i].link.on_other_sent(plen + seal::OVERHEAD);
         }
         let r = self.channel.seal(now, &plain[..plen], out);
         self.plain = plain;

@@ -664,7 +664,10 @@ impl Report {
             let (Some(st), TrafficKind::Tcp { cc }) = (st, t.kind) else {
                 continue;
             };
-            let capacity = capacity_mbit(sc, t.dir, (sc.warmup_us, sc.duration_us));
+            // Over the time the traffic ran (the whole run for most; one step of a sequence).
+            let end = sc.duration_us.min(t.stop_us);
+            let window = (sc.warmup_us.max(t.start_us).min(end.saturating_sub(1)), end);
+            let capacity = capacity_mbit(sc, t.dir, window);
             self.tcp.push(TcpReport {
                 name: t.name.clone(),
                 dir: t.dir,

@@ -58,7 +58,9 @@ OPTIONS:
                       or direct[:LINK] (no tunnel: inner packets as they are over one link, the
                       first or LINK; the lab's `direct`, the best single link's baseline)
     --workload W      replace the scenario's bulk and tcp traffic by W: tcpN-up, tcpN-down (N TCP
-                      flows, as the lab's bulkN-*) or bulkN-up, bulkN-down (saturating sources)
+                      flows, as the lab's bulkN-*) or bulkN-up, bulkN-down (saturating sources);
+                      or a sequence in one session, tcp8-up,tcp8-down: each step runs an equal
+                      part of the duration, the next as the previous stops
     --cc CC           congestion control of --workload's TCP flows: cubic (default), reno, bbr
     --timeline        also print a per-second table of every link (capacity, carried, the sender's
                       estimate and pacing, in flight and cap, queued, srtt) and of each direction

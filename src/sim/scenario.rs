@@ -343,10 +343,55 @@ impl Scenario {
 impl Scenario {
     /// Replaces the scenario's saturating traffic (bulk and TCP; paced traffic stays) by one
     /// workload, named as the lab names its own: `tcpN-up`, `tcpN-down` (N TCP flows with
-    /// congestion control `cc`) or `bulkN-up`, `bulkN-down` (the saturating source).
+    /// congestion control `cc`) or `bulkN-up`, `bulkN-down` (the saturating source); or by a
+    /// sequence of them in one session, `tcp8-up,tcp8-down`: each runs for an equal part of
+    /// the duration, the next starting as the previous stops (an upload, then at once a
+    /// download, with what the first taught the estimates).
     pub(crate) fn set_workload(&mut self, w: &str, cc: Cc) -> Result<(), String> {
+        let steps = w
+            .split(',')
+            .map(|s| Scenario::workload_step(s.trim(), cc))
+            .collect::<Result<Vec<_>, _>>()?;
+        let user = self
+            .traffic
+            .iter()
+            .find(|t| matches!(t.kind, TrafficKind::Bulk | TrafficKind::Tcp { .. }))
+            .map_or(1, |t| t.user);
+        self.traffic
+            .retain(|t| !matches!(t.kind, TrafficKind::Bulk | TrafficKind::Tcp { .. }));
+        let n = steps.len() as u64;
+        for (i, (name, kind, dir, flows)) in steps.into_iter().enumerate() {
+            let i = i as u64;
+            let start_us = self.duration_us * i / n;
+            let stop_us = self.duration_us * (i + 1) / n;
+            if start_us >= stop_us {
+                return Err(format!("`{w}`: too many steps for the duration"));
+            }
+            self.traffic.insert(
+                i as usize,
+                TrafficSpec {
+                    name,
+                    user,
+                    class: 0,
+                    dir,
+                    kind,
+                    size: MAX_INNER,
+                    flows,
+                    start_us,
+                    stop_us,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// One step of a workload: its name, kind, direction and flows.
+    fn workload_step(w: &str, cc: Cc) -> Result<(String, TrafficKind, Dir, u32), String> {
         let bad = || {
-            format!("`{w}` is not a workload like tcp8-down, tcp1-up, bulk8-up (N from 1 to 64)")
+            format!(
+                "`{w}` is not a workload like tcp8-down, tcp1-up, bulk8-up (N from 1 to 64), \
+                 or a sequence of them like tcp8-up,tcp8-down"
+            )
         };
         let (kind, rest) = if let Some(r) = w.strip_prefix("tcp") {
             (TrafficKind::Tcp { cc }, r)
@@ -365,28 +410,7 @@ impl Scenario {
             "down" => Dir::Down,
             _ => return Err(bad()),
         };
-        let user = self
-            .traffic
-            .iter()
-            .find(|t| matches!(t.kind, TrafficKind::Bulk | TrafficKind::Tcp { .. }))
-            .map_or(1, |t| t.user);
-        self.traffic
-            .retain(|t| !matches!(t.kind, TrafficKind::Bulk | TrafficKind::Tcp { .. }));
-        self.traffic.insert(
-            0,
-            TrafficSpec {
-                name: w.to_string(),
-                user,
-                class: 0,
-                dir,
-                kind,
-                size: MAX_INNER,
-                flows,
-                start_us: 0,
-                stop_us: self.duration_us,
-            },
-        );
-        Ok(())
+        Ok((w.to_string(), kind, dir, flows))
     }
 
     /// Change how long the traffic runs; sources that ran to the old end run to the new one.

@@ -312,7 +312,8 @@ impl TcpFlows {
         });
     }
 
-    /// Per traffic spec: its flows' figures over `[from, to)` (µs).
+    /// Per traffic spec: its flows' figures over `[from, to)` (µs), cut to the time the spec
+    /// runs (an upload that stops halfway through the run is not judged by the idle half).
     pub(crate) fn report(&self, from: u64, to: u64) -> Vec<Option<TcpSpecStats>> {
         self.by_spec
             .iter()
@@ -323,6 +324,8 @@ impl TcpFlows {
                 let fl = &self.flows[a..b];
                 // As the lab, leave out the first 2 s of the transfer (slow start).
                 let start = fl.iter().map(|f| f.start_us).min().unwrap_or(0);
+                let stop = fl.iter().map(|f| f.stop_us).max().unwrap_or(to);
+                let to = to.min(stop).max(BIN_US);
                 let from = from.max(start + OMIT_US).min(to - BIN_US);
                 let bytes: Vec<u64> = fl.iter().map(|f| f.rcv.bytes_in(from, to)).collect();
                 let secs = (to - from) as f64 / 1e6;
