@@ -222,6 +222,15 @@ fn bpf_dst_mac(mac: [u8; 6]) -> [libc::sock_filter; 6] {
     ]
 }
 
+/// Sizes `fd`'s receive buffer to `bytes`: `SO_RCVBUFFORCE` (beyond `rmem_max`, with
+/// CAP_NET_ADMIN), else `SO_RCVBUF` (capped by the host's `rmem_max`).
+fn receive_buffer(fd: impl std::os::fd::AsFd, bytes: usize) -> io::Result<()> {
+    let buf = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let fd = fd.as_fd();
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buf)
+        .or_else(|_| setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buf))
+}
+
 impl Capture {
     /// Opens the capture on the hub's space end, inside `space`: receives the frames the host
     /// steered into the hub; [`Capture::send_ip`] writes IP packets toward the host (and on to
@@ -240,12 +249,8 @@ impl Capture {
     /// from the memory budget (`config::budget`, `Bounds::capture_bytes`); [`Capture::open`]
     /// leaves 4 MiB. Beyond the host's `rmem_max` only with CAP_NET_ADMIN (`SO_RCVBUFFORCE`).
     pub(crate) fn set_receive_buffer(&self, bytes: usize) -> Result<()> {
-        let buf = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        if setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buf).is_err() {
-            setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buf)
-                .map_err(|e| Error::new("SO_RCVBUF on the capture socket", e))?;
-        }
-        Ok(())
+        receive_buffer(&self.fd, bytes)
+            .map_err(|e| Error::new("SO_RCVBUF on the capture socket", e))
     }
 
     /// Makes the socket report offloads beside each frame (`PACKET_VNET_HDR`): received
@@ -296,10 +301,7 @@ impl Capture {
         let one: libc::c_int = 1;
         // Old kernels (< 4.20) lack it: then braid sees its own writes and must ignore them.
         let _ = setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, one);
-        let buf: libc::c_int = 4 << 20;
-        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buf).is_err() {
-            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buf);
-        }
+        let _ = receive_buffer(&fd, 4 << 20);
         // SAFETY: zeroed sockaddr_ll is valid.
         let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sa.sll_family = libc::AF_PACKET as u16;
