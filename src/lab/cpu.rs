@@ -16,6 +16,8 @@
 //! `braid status`), and with `--syscalls` (`perf` installed) their system calls by name, counted
 //! by the kernel's tracepoints (`perf stat -e syscalls:sys_enter_*`) over the transfer.
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -473,8 +475,8 @@ impl SyscallCount {
     }
 
     fn stop(mut self) -> Result<Vec<(String, u64)>, String> {
-        // SAFETY: kill(2) on the perf process this run spawned and has not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        // perf prints its counts on SIGINT. Its pid is ours until reaped below.
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
         let _ = self.child.wait();
         let text = std::fs::read_to_string(&self.out)
             .map_err(|e| format!("{}: {e}", self.out.display()))?;

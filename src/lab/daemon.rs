@@ -4,6 +4,8 @@
 //! and files bound over others in a mount namespace of its own (a resolv.conf over
 //! /etc/resolv.conf, as `ip netns exec` does with /etc/netns/NAME/). Killed on drop.
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -120,8 +122,8 @@ impl Daemon {
         let Some(c) = self.child.as_mut() else {
             return true;
         };
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        // Our own child, not yet reaped.
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
         let end = Instant::now() + grace;
         while Instant::now() < end {
             if let Ok(Some(_)) = c.try_wait() {

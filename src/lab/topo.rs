@@ -11,6 +11,8 @@
 //! A tag (`bl{tag}-...`) lets several topologies live side by side (parallel tests).
 //! Everything is removed by [`Topology::teardown`] (also on drop) and by [`clean`].
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -434,8 +436,8 @@ impl Topology {
         }
         self.links.clear();
         for (_, c) in &mut self.procs {
-            // SAFETY: kill(2) on a pid we spawned and have not reaped.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            // A pid we spawned and have not reaped.
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         for (_, c) in &mut self.procs {
@@ -534,8 +536,8 @@ pub(crate) fn clean_prefix(prefix: &str) -> Vec<String> {
     let list = sys::netns_with_prefix(prefix);
     for ns in &list {
         for pid in sys::netns_pids(ns) {
-            // SAFETY: kill(2); the pid lives in a namespace the lab owns.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // The pid lives in a namespace the lab owns.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
     for ns in &list {
