@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use crate::os::setsockopt;
@@ -172,19 +172,7 @@ impl PacketSocket {
     pub(crate) fn open(dev: &str) -> io::Result<PacketSocket> {
         let idx = ifindex(dev)?;
         // Protocol 0: receive nothing until bound, so no frame of another interface slips in.
-        // SAFETY: plain socket(2) call.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = crate::os::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
         let one: libc::c_int = 1;
         let buf: libc::c_int = 8 << 20;
         // Best effort, as a test tool: an old kernel echoes its own frames, a small buffer
