@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use crate::os::setsockopt;
 
@@ -17,14 +17,37 @@ pub fn run(prog: &str, args: &[&str]) -> io::Result<String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| io::Error::new(e.kind(), format!("{prog}: {e}")))?;
+    let stdout = succeeded(out, &format!("`{prog} {}`", args.join(" ")))?;
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// Run `cmd` with `input` on its stdin; returns its stdout (empty unless `cmd` pipes it). The
+/// error starts with `what` and carries the program's stderr.
+pub(crate) fn run_with_input(cmd: &mut Command, input: &[u8], what: &str) -> io::Result<Vec<u8>> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+    // The handle is dropped at the end of the statement: the program sees the end of its input.
+    child
+        .stdin
+        .take()
+        .expect("stdin piped above")
+        .write_all(input)?;
+    succeeded(child.wait_with_output()?, what)
+}
+
+/// The stdout of a program that exited with success; else an error: `what` failed, and the
+/// program's stderr.
+fn succeeded(out: Output, what: &str) -> io::Result<Vec<u8>> {
     if !out.status.success() {
         return Err(io::Error::other(format!(
-            "`{prog} {}` failed: {}",
-            args.join(" "),
+            "{what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out.stdout)
 }
 
 /// Run `ip -batch -` with one command per line (fails on the first error, naming it).
@@ -32,49 +55,18 @@ pub(crate) fn ip_batch(cmds: &[String]) -> io::Result<()> {
     if cmds.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new("ip")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("ip: {e} (is iproute2 installed?)")))?;
-    {
-        let mut stdin = child.stdin.take().expect("stdin piped above");
-        stdin.write_all(cmds.join("\n").as_bytes())?;
-        stdin.write_all(b"\n")?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "ip -batch failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    let script = cmds.join("\n") + "\n";
+    let mut ip = Command::new("ip");
+    ip.args(["-batch", "-"]).stdout(Stdio::null());
+    run_with_input(&mut ip, script.as_bytes(), "ip -batch").map(drop)
 }
 
 /// Feed a script to `nft -f -` inside namespace `ns`.
 pub(crate) fn nft(ns: &str, script: &str) -> io::Result<()> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("stdin piped above")
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "nft in {ns} failed (is nftables installed?): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    let mut nft = Command::new("ip");
+    nft.args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdout(Stdio::null());
+    run_with_input(&mut nft, script.as_bytes(), &format!("nft in {ns}")).map(drop)
 }
 
 /// Move the calling thread into network namespace `ns` (a name under /run/netns).
