@@ -9,6 +9,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Output, Stdio};
 
 use crate::os::setsockopt;
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags};
 
 /// Run a program, return its stdout; the error carries the command line and its stderr.
 pub fn run(prog: &str, args: &[&str]) -> io::Result<String> {
@@ -193,39 +195,16 @@ impl PacketSocket {
 
     /// Receive one frame into `scratch`; `Ok(None)` when none is waiting.
     pub(crate) fn recv(&self, scratch: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: scratch is valid for scratch.len() bytes.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                scratch.as_mut_ptr() as *mut libc::c_void,
-                scratch.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                return Ok(None);
-            }
-            return Err(e);
+        match socket::recv(self.fd.as_raw_fd(), scratch, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => Ok(Some(n)),
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Ok(Some(n as usize))
     }
 
     /// Send one whole frame.
     pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: frame is valid for its length.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        socket::send(self.fd.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT)?;
         Ok(())
     }
 
