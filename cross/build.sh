@@ -70,6 +70,11 @@ cargo_for() {
 	var=$(echo "$TRIPLE" | tr 'a-z-' 'A-Z_')
 	local std=()
 	if [ "$BUILD_STD" = 1 ]; then
+		# rustc passes the target's library directory in the sysroot to the linker even when
+		# std is built from source (rustup installed none for the target, so the directory is
+		# missing), and zig warns about it on every link: rustc's linker-messages warning, the
+		# one warning of a router build. An empty directory is all that was expected there.
+		mkdir -p "$(RUSTUP_TOOLCHAIN="$TOOLCHAIN" rustc --print target-libdir --target "$TRIPLE")"
 		# panic=abort (router) needs panic_abort built; panic=unwind (openwrt) the default set.
 		# The router's std leaves out backtrace symbolization (gimli, addr2line, the
 		# demangler: about 230 KB of the mipsel binary), which a stripped binary cannot use:

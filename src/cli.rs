@@ -12,6 +12,20 @@ use crate::proto::seal::Keypair;
 /// The version string printed by `braid --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The value of the option `p` just read, or lexopt's error as a message: how `braid sim`,
+/// `braid lab` and `braid trace` read their options' values.
+#[cfg(feature = "sim")]
+pub(crate) fn opt_value(p: &mut lexopt::Parser) -> Result<OsString, String> {
+    p.value().map_err(|e| e.to_string())
+}
+
+/// [`opt_value`] as UTF-8 text (a value that is not is an error).
+#[cfg(feature = "sim")]
+pub(crate) fn opt_text(p: &mut lexopt::Parser) -> Result<String, String> {
+    use lexopt::ValueExt;
+    opt_value(p)?.string().map_err(|e| e.to_string())
+}
+
 /// CPU time (user + system) this process has used so far, in seconds (`braid sim`'s cpu line;
 /// here, outside the simulator, which forbids unsafe code).
 #[cfg(feature = "sim")]

@@ -207,17 +207,11 @@ fn gro_on_lan_and_internet_devices_tcp_and_udp_both_ways() {
 }
 
 fn set_pmtudisc_dont(s: &std::net::UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let v: libc::c_int = libc::IP_PMTUDISC_DONT;
-    // SAFETY: v outlives the call; the length matches its type.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
+    braid::os::setsockopt(
+        s,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DONT,
+    )
+    .expect("IP_MTU_DISCOVER");
 }

@@ -693,19 +693,8 @@ fn sockopt_int(fd: i32, level: i32, name: i32) -> i32 {
 }
 
 fn set_pmtudisc(s: &std::net::UdpSocket, mode: i32) {
-    use std::os::fd::AsRawFd;
-    let v: libc::c_int = mode;
-    // SAFETY: v outlives the call; the length matches its type.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
+    braid::os::setsockopt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, mode)
+        .expect("IP_MTU_DISCOVER");
 }
 
 /// The tunnel's inner MTU is 1400 (the default); the LAN and the server's network are 1500.

@@ -169,6 +169,7 @@ struct Opts {
 }
 
 fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
+    use crate::cli::{opt_text, opt_value};
     use lexopt::prelude::*;
     let mut o = Opts::default();
     let mut p = lexopt::Parser::from_args(args);
@@ -183,11 +184,11 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
     while let Some(a) = p.next().map_err(|e| e.to_string())? {
         match a {
             Long("mode") => {
-                let v = list(p.value().map_err(|e| e.to_string())?)?;
+                let v = list(opt_value(&mut p)?)?;
                 o.modes = Some(v.iter().map(|m| Mode::parse(m)).collect::<Result<_, _>>()?);
             }
             Long("workload") => {
-                let v = list(p.value().map_err(|e| e.to_string())?)?;
+                let v = list(opt_value(&mut p)?)?;
                 o.workloads = Some(if v == ["all"] {
                     Workload::all()
                 } else {
@@ -196,19 +197,15 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
                         .collect::<Result<_, _>>()?
                 });
             }
-            Long("scenario") => o.scenarios = Some(list(p.value().map_err(|e| e.to_string())?)?),
+            Long("scenario") => o.scenarios = Some(list(opt_value(&mut p)?)?),
             Long("duration") => {
-                let v: String = p
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| e.to_string())?;
+                let v = opt_text(&mut p)?;
                 o.duration = Some(Duration::from_micros(scenario::parse_time_us(&v)?));
             }
-            Long("out") => o.out = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
-            Long("traces") => o.traces = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("out") => o.out = Some(PathBuf::from(opt_value(&mut p)?)),
+            Long("traces") => o.traces = Some(PathBuf::from(opt_value(&mut p)?)),
             Long("fault") => {
-                let v = list(p.value().map_err(|e| e.to_string())?)?;
+                let v = list(opt_value(&mut p)?)?;
                 o.faults = Some(
                     v.iter()
                         .map(|f| faults::Fault::parse(f))
@@ -216,11 +213,7 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
                 );
             }
             Long("repeat") => {
-                let v: String = p
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| e.to_string())?;
+                let v = opt_text(&mut p)?;
                 let n: usize = v
                     .parse()
                     .ok()
@@ -230,13 +223,7 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
             }
             Long("callgrind") => o.callgrind = true,
             Long("syscalls") => o.syscalls = true,
-            Long("tag") => {
-                o.tag = p
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| e.to_string())?
-            }
+            Long("tag") => o.tag = opt_text(&mut p)?,
             Value(v) => o.pos.push(v.string().map_err(|e| e.to_string())?),
             _ => return Err(a.unexpected().to_string()),
         }

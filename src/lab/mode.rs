@@ -269,30 +269,16 @@ pub(crate) struct BraidKeys {
 }
 
 pub(crate) fn keypair(exe: &Path) -> io::Result<(String, String)> {
-    use std::io::Write;
-    let out = std::process::Command::new(exe).arg("genkey").output()?;
+    use std::process::{Command, Stdio};
+    let out = Command::new(exe).arg("genkey").output()?;
     if !out.status.success() {
         return Err(io::Error::other("braid genkey failed"));
     }
     let private = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let mut child = std::process::Command::new(exe)
-        .arg("pubkey")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(private.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(io::Error::other("braid pubkey failed"));
-    }
-    Ok((
-        private,
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-    ))
+    let mut pubkey = Command::new(exe);
+    pubkey.arg("pubkey").stdout(Stdio::piped());
+    let public = sys::run_with_input(&mut pubkey, private.as_bytes(), "braid pubkey")?;
+    Ok((private, String::from_utf8_lossy(&public).trim().to_string()))
 }
 
 /// The hook for `braid` mode: write the UCI files, start `braid core` in the core namespace and

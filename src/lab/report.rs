@@ -38,47 +38,86 @@ pub(crate) struct RunRecord {
     pub(crate) result: WorkResult,
 }
 
+/// The terminal table's columns: heading, width, left-aligned.
+const COLUMNS: [(&str, usize, bool); 11] = [
+    ("scenario", 10, true),
+    ("mode", 7, true),
+    ("workload", 11, true),
+    ("run", 3, false),
+    ("goodput", 9, false),
+    ("% sum", 7, false),
+    ("capacity", 9, false),
+    ("gap ms", 8, false),
+    ("fails", 6, false),
+    ("rr p50/p99 ms", 16, false),
+    ("udp loss/late/jit", 18, false),
+];
+
 /// A terminal table of runs.
 pub(crate) fn table(records: &[RunRecord]) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<10} {:<7} {:<11} {:>3} {:>9} {:>7} {:>9} {:>8} {:>6} {:>16} {:>18}",
-        "scenario",
-        "mode",
-        "workload",
-        "run",
-        "goodput",
-        "% sum",
-        "capacity",
-        "gap ms",
-        "fails",
-        "rr p50/p99 ms",
-        "udp loss/late/jit"
-    );
+    let head: Vec<String> = COLUMNS.iter().map(|c| c.0.to_string()).collect();
+    let _ = writeln!(s, "{}", padded(&head));
     for r in records {
-        let w = &r.result;
-        let rr = rr_cell(w, "/");
+        let _ = writeln!(s, "{}", padded(&row_cells(r, false)));
+    }
+    s
+}
+
+/// A terminal table's line: `cells` in [`COLUMNS`]' widths.
+fn padded(cells: &[String]) -> String {
+    let line: Vec<String> = cells
+        .iter()
+        .zip(COLUMNS)
+        .map(|(c, (_, w, left))| {
+            if left {
+                format!("{c:<w$}")
+            } else {
+                format!("{c:>w$}")
+            }
+        })
+        .collect();
+    line.join(" ")
+}
+
+/// One run's cells in column order: the terminal table's, or with `markdown` the markdown
+/// table's (which adds the best link's rate).
+fn row_cells(r: &RunRecord, markdown: bool) -> Vec<String> {
+    let w = &r.result;
+    let mut c = vec![
+        r.scenario.clone(),
+        r.mode.clone(),
+        r.workload.clone(),
+        (r.repeat + 1).to_string(),
+        format!("{:.2}", w.goodput_mbps),
+        format!(
+            "{:.1}{}",
+            r.pct_of_capacity,
+            if markdown { "" } else { "%" }
+        ),
+        format!("{:.2}", r.capacity_mbps),
+    ];
+    if markdown {
+        c.push(format!("{:.2}", r.best_link_mbps));
+    }
+    let (rr, udp) = if markdown {
+        let udp = udp_cell(w, |loss, late, jitter| {
+            format!("{loss:.2} / {late} / {jitter:.1}")
+        });
+        (rr_cell(w, " / "), udp)
+    } else {
         let udp = udp_cell(w, |loss, late, jitter| {
             format!("{loss:.1}%/{late}/{jitter:.1}")
         });
-        let _ = writeln!(
-            s,
-            "{:<10} {:<7} {:<11} {:>3} {:>9.2} {:>6.1}% {:>9.2} {:>8.0} {:>6} {:>16} {:>18}",
-            r.scenario,
-            r.mode,
-            r.workload,
-            r.repeat + 1,
-            w.goodput_mbps,
-            r.pct_of_capacity,
-            r.capacity_mbps,
-            w.max_gap_ms,
-            w.flows_failed,
-            rr,
-            udp
-        );
-    }
-    s
+        (rr_cell(w, "/"), udp)
+    };
+    c.extend([
+        format!("{:.0}", w.max_gap_ms),
+        w.flows_failed.to_string(),
+        rr,
+        udp,
+    ]);
+    c
 }
 
 /// The request/response p50 and p99 in ms, joined by `sep`; "-" when the run had none.
@@ -108,27 +147,7 @@ pub(crate) fn markdown(records: &[RunRecord]) -> String {
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in records {
-        let w = &r.result;
-        let rr = rr_cell(w, " / ");
-        let udp = udp_cell(w, |loss, late, jitter| {
-            format!("{loss:.2} / {late} / {jitter:.1}")
-        });
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
-            r.scenario,
-            r.mode,
-            r.workload,
-            r.repeat + 1,
-            w.goodput_mbps,
-            r.pct_of_capacity,
-            r.capacity_mbps,
-            r.best_link_mbps,
-            w.max_gap_ms,
-            w.flows_failed,
-            rr,
-            udp
-        );
+        let _ = writeln!(s, "| {} |", row_cells(r, true).join(" | "));
     }
     s
 }
@@ -581,5 +600,44 @@ mod tests {
         assert_eq!(markdown(&r).lines().count(), 4);
         assert_eq!(nice_ceil(31.0), 50.0);
         assert_eq!(nice_ceil(19.0), 20.0);
+    }
+
+    #[test]
+    fn table_and_markdown_rows_hold_every_column() {
+        let mut full = rec("braid");
+        full.repeat = 2;
+        full.pct_of_capacity = 12345.678;
+        full.result.max_gap_ms = 251.4;
+        full.result.flows_failed = 3;
+        full.result.rr = Some(
+            serde_json::from_value(serde_json::json!({
+                "count": 5, "p50_ms": 41.6, "p99_ms": 97.2, "max_ms": 120.0
+            }))
+            .unwrap(),
+        );
+        let udp = |loss: f64, late: u64, jitter: f64| {
+            serde_json::from_value(serde_json::json!({
+                "sent": 100, "received": 99, "loss_pct": loss, "jitter_ms": jitter,
+                "owd_min_ms": 10.0, "owd_p99_ms": 20.0, "late": late, "reordered": 0
+            }))
+            .unwrap()
+        };
+        full.result.udp_up = Some(udp(1.25, 2, 3.5));
+        full.result.udp_down = Some(udp(0.5, 1, 1.5));
+        let r = [rec("direct"), full];
+        assert_eq!(
+            table(&r),
+            "scenario   mode    workload    run   goodput   % sum  capacity   gap ms  fails    rr p50/p99 ms  udp loss/late/jit\n\
+             t          direct  bulk1-down    1     10.00   50.0%     20.00        0      0                -                  -\n\
+             t          braid   bulk1-down    3     10.00 12345.7%     20.00      251      3            42/97         0.9%/3/2.5\n"
+        );
+        assert_eq!(
+            markdown(&r).lines().skip(2).collect::<Vec<_>>(),
+            [
+                "| t | direct | bulk1-down | 1 | 10.00 | 50.0 | 20.00 | 20.00 | 0 | 0 | - | - |",
+                "| t | braid | bulk1-down | 3 | 10.00 | 12345.7 | 20.00 | 20.00 | 251 | 3 | 42 / 97 | \
+                 0.88 / 3 / 2.5 |",
+            ]
+        );
     }
 }

@@ -5,10 +5,12 @@
 
 use std::ffi::CString;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Command, Output, Stdio};
 
 use crate::os::setsockopt;
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags};
 
 /// Run a program, return its stdout; the error carries the command line and its stderr.
 pub fn run(prog: &str, args: &[&str]) -> io::Result<String> {
@@ -17,14 +19,37 @@ pub fn run(prog: &str, args: &[&str]) -> io::Result<String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| io::Error::new(e.kind(), format!("{prog}: {e}")))?;
+    let stdout = succeeded(out, &format!("`{prog} {}`", args.join(" ")))?;
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// Run `cmd` with `input` on its stdin; returns its stdout (empty unless `cmd` pipes it). The
+/// error starts with `what` and carries the program's stderr.
+pub(crate) fn run_with_input(cmd: &mut Command, input: &[u8], what: &str) -> io::Result<Vec<u8>> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+    // The handle is dropped at the end of the statement: the program sees the end of its input.
+    child
+        .stdin
+        .take()
+        .expect("stdin piped above")
+        .write_all(input)?;
+    succeeded(child.wait_with_output()?, what)
+}
+
+/// The stdout of a program that exited with success; else an error: `what` failed, and the
+/// program's stderr.
+fn succeeded(out: Output, what: &str) -> io::Result<Vec<u8>> {
     if !out.status.success() {
         return Err(io::Error::other(format!(
-            "`{prog} {}` failed: {}",
-            args.join(" "),
+            "{what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out.stdout)
 }
 
 /// Run `ip -batch -` with one command per line (fails on the first error, naming it).
@@ -32,49 +57,18 @@ pub(crate) fn ip_batch(cmds: &[String]) -> io::Result<()> {
     if cmds.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new("ip")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("ip: {e} (is iproute2 installed?)")))?;
-    {
-        let mut stdin = child.stdin.take().expect("stdin piped above");
-        stdin.write_all(cmds.join("\n").as_bytes())?;
-        stdin.write_all(b"\n")?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "ip -batch failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    let script = cmds.join("\n") + "\n";
+    let mut ip = Command::new("ip");
+    ip.args(["-batch", "-"]).stdout(Stdio::null());
+    run_with_input(&mut ip, script.as_bytes(), "ip -batch").map(drop)
 }
 
 /// Feed a script to `nft -f -` inside namespace `ns`.
 pub(crate) fn nft(ns: &str, script: &str) -> io::Result<()> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("stdin piped above")
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "nft in {ns} failed (is nftables installed?): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    let mut nft = Command::new("ip");
+    nft.args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdout(Stdio::null());
+    run_with_input(&mut nft, script.as_bytes(), &format!("nft in {ns}")).map(drop)
 }
 
 /// Move the calling thread into network namespace `ns` (a name under /run/netns).
@@ -172,19 +166,7 @@ impl PacketSocket {
     pub(crate) fn open(dev: &str) -> io::Result<PacketSocket> {
         let idx = ifindex(dev)?;
         // Protocol 0: receive nothing until bound, so no frame of another interface slips in.
-        // SAFETY: plain socket(2) call.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = crate::os::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
         let one: libc::c_int = 1;
         let buf: libc::c_int = 8 << 20;
         // Best effort, as a test tool: an old kernel echoes its own frames, a small buffer
@@ -213,39 +195,16 @@ impl PacketSocket {
 
     /// Receive one frame into `scratch`; `Ok(None)` when none is waiting.
     pub(crate) fn recv(&self, scratch: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: scratch is valid for scratch.len() bytes.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                scratch.as_mut_ptr() as *mut libc::c_void,
-                scratch.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                return Ok(None);
-            }
-            return Err(e);
+        match socket::recv(self.fd.as_raw_fd(), scratch, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => Ok(Some(n)),
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Ok(Some(n as usize))
     }
 
     /// Send one whole frame.
     pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: frame is valid for its length.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        socket::send(self.fd.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT)?;
         Ok(())
     }
 

@@ -470,26 +470,10 @@ impl Drop for Topology {
 }
 
 fn ns_batch(ns: &str, cmds: &[String]) -> io::Result<()> {
-    let mut child = Command::new("ip")
-        .args(["-n", ns, "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    {
-        use std::io::Write;
-        let mut s = child.stdin.take().expect("stdin piped above");
-        s.write_all(cmds.join("\n").as_bytes())?;
-        s.write_all(b"\n")?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "ip -n {ns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    let script = cmds.join("\n") + "\n";
+    let mut ip = Command::new("ip");
+    ip.args(["-n", ns, "-batch", "-"]).stdout(Stdio::null());
+    sys::run_with_input(&mut ip, script.as_bytes(), &format!("ip -n {ns} -batch")).map(drop)
 }
 
 /// Set in the environment, a lab run keeps its daemons' logs and configs in [`log_dir`].

@@ -7,7 +7,7 @@
 //! `ETH_SS_FEATURES` string set on every call.
 
 use super::{Error, Result};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
@@ -59,16 +59,9 @@ struct Dev<'a> {
 
 impl Dev<'_> {
     fn open(dev: &str) -> Result<Dev<'_>> {
-        // SAFETY: socket(2); the fd is owned right below.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(Error::last("ethtool socket"));
-        }
-        Ok(Dev {
-            // SAFETY: fresh fd we own.
-            sock: unsafe { OwnedFd::from_raw_fd(fd) },
-            dev,
-        })
+        let sock = super::socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+            .map_err(|e| Error::new("ethtool socket", e))?;
+        Ok(Dev { sock, dev })
     }
 
     /// One ethtool command; `buf` starts with the command word. Errors name the command only:

@@ -32,7 +32,7 @@ use super::{setsockopt, Error, Result};
 use crate::proto::coalesce::{Merged, TCP_CHECKSUM};
 use crate::proto::offload::{self, Gso, GsoKind, Offload, Partial};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 /// Frames per `recvmmsg` in [`Capture::recv_batch`].
 pub const BATCH: usize = 32;
@@ -275,19 +275,8 @@ impl Capture {
     ) -> Result<Capture> {
         let what = || format!("open packet socket on link #{ifindex}");
         // Protocol 0: receive nothing until bound, so no foreign frame slips in before the filter.
-        // SAFETY: socket(2); the fd is owned right below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::last(what()));
-        }
-        // SAFETY: fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = super::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)
+            .map_err(|e| Error::new(what(), e))?;
         let raw = fd.as_raw_fd();
         if let Some(mac) = filter {
             let prog = bpf_dst_mac(mac);

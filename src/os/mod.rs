@@ -34,7 +34,7 @@ pub mod uplink;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::str::FromStr;
 
 /// An OS-level failure: what braid was doing, and the errno the kernel gave.
@@ -232,6 +232,22 @@ pub(crate) fn reset_on_close(stream: &impl AsFd) {
     };
     // Failure changes nothing but the goodbye: a FIN exchange instead of a reset.
     let _ = setsockopt(stream, libc::SOL_SOCKET, libc::SO_LINGER, l);
+}
+
+/// `socket(2)`, close-on-exec, as an owned descriptor: one checked call instead of an unsafe
+/// `socket` and `from_raw_fd` at every site. `ty` may add `SOCK_NONBLOCK`.
+pub(crate) fn socket(
+    domain: libc::c_int,
+    ty: libc::c_int,
+    protocol: libc::c_int,
+) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `setsockopt(2)` with the option's value as the kernel takes it (`c_int`, `timeval`,

@@ -15,7 +15,7 @@
 use super::{Error, Prefix, Result};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 // --- netlink framing -----------------------------------------------------------------------
 
@@ -283,17 +283,12 @@ pub(crate) struct Socket {
 
 impl Socket {
     pub(crate) fn open(protocol: libc::c_int, groups: u32, nonblock: bool) -> Result<Socket> {
-        let mut ty = libc::SOCK_RAW | libc::SOCK_CLOEXEC;
+        let mut ty = libc::SOCK_RAW;
         if nonblock {
             ty |= libc::SOCK_NONBLOCK;
         }
-        // SAFETY: plain socket(2) call; the fd is owned right below.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, ty, protocol) };
-        if fd < 0 {
-            return Err(Error::last("open netlink socket"));
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = super::socket(libc::AF_NETLINK, ty, protocol)
+            .map_err(|e| Error::new("open netlink socket", e))?;
         for opt in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
             // Failure is harmless (old kernel).
             let _ = super::setsockopt(&fd, libc::SOL_NETLINK, opt, 1 as libc::c_int);

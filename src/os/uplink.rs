@@ -28,7 +28,7 @@ use super::netlink::{
 use super::{Error, Prefix, Result};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -226,13 +226,7 @@ fn bound_socket(spec: &LinkSocketSpec, ty: libc::c_int, local_port: u16) -> Resu
     } else {
         libc::AF_INET6
     };
-    // SAFETY: socket(2); the fd is owned right below.
-    let fd = unsafe { libc::socket(fam, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(Error::last(what()));
-    }
-    // SAFETY: fresh fd we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = super::socket(fam, ty | libc::SOCK_NONBLOCK, 0).map_err(|e| Error::new(what(), e))?;
     let dev = spec.device.as_bytes();
     // SAFETY: dev points to device-name bytes of the given length.
     let r = unsafe {

@@ -123,14 +123,10 @@ impl Coalescer {
             n => {
                 let total = self.buf.len();
                 let b = &mut self.buf;
-                b[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-                b[10..12].copy_from_slice(&[0, 0]);
-                let c = packet::checksum(&b[..20], 0);
-                b[10..12].copy_from_slice(&c.to_be_bytes());
+                packet::set_ipv4_len(&mut b[..20], total as u16);
                 // The pseudo-header sum over the whole aggregate's TCP length: what a sender
                 // with checksum offload leaves for its device (and what segmentation expects).
-                let acc =
-                    packet::ones_sum(&b[12..20], u32::from(ipproto::TCP) + (total - 20) as u32);
+                let acc = packet::tcp4_pseudo_sum(b, total - 20);
                 let at = 20 + TCP_CHECKSUM;
                 b[at..at + 2].copy_from_slice(&fold(acc).to_be_bytes());
                 self.merged += n as u64;
@@ -209,10 +205,7 @@ fn segment(pkt: &[u8]) -> Option<Segment> {
 
 /// The IPv4 header and TCP checksums of a [`segment`] verify.
 fn checksums_ok(pkt: &[u8]) -> bool {
-    let acc = packet::ones_sum(
-        &pkt[12..20],
-        u32::from(ipproto::TCP) + (pkt.len() - 20) as u32,
-    );
+    let acc = packet::tcp4_pseudo_sum(pkt, pkt.len() - 20);
     packet::checksum(&pkt[..20], 0) == 0 && packet::checksum(&pkt[20..], acc) == 0
 }
 

@@ -195,11 +195,8 @@ fn segment_tcp(
         let chunk = &chunk[..chunk.len().min(mss)];
         let total = hdr + chunk.len();
         // IPv4 header: length (at most the aggregate's, which came from a u16), id, checksum.
-        h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         h[4..6].copy_from_slice(&id0.wrapping_add(k as u16).to_be_bytes());
-        h[10..12].copy_from_slice(&[0, 0]);
-        let c = packet::checksum(&h[..l4], 0);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+        packet::set_ipv4_len(&mut h[..l4], total as u16);
         // TCP header: sequence number, flags (FIN and PSH on the last segment only, CWR on the
         // first only), checksum over the pseudo-header (addresses, protocol, length), the
         // header and the payload.
@@ -214,7 +211,7 @@ fn segment_tcp(
         }
         h[l4 + 13] = f;
         h[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
-        let acc = packet::ones_sum(&h[12..20], u32::from(ipproto::TCP) + (total - l4) as u32);
+        let acc = packet::tcp4_pseudo_sum(&h, total - l4);
         let c = packet::checksum(chunk, packet::ones_sum(&h[l4..hdr], acc));
         h[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
         let out = &mut seg[..total];

@@ -39,7 +39,7 @@
 
 use std::collections::HashMap;
 
-use super::packet::{checksum, ipproto, PlainV4};
+use super::packet::{ipproto, set_ipv4_len, PlainV4};
 use super::wire::DataForm;
 
 /// Contexts per direction of a session (the index has 10 bits).
@@ -415,9 +415,7 @@ impl Unpacker {
         if total > usize::from(u16::MAX) {
             return Err(UnpackError::Truncated);
         }
-        out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        let sum = checksum(&out[..20], 0);
-        out[10..12].copy_from_slice(&sum.to_be_bytes());
+        set_ipv4_len(&mut out[..20], total as u16);
         Ok(())
     }
 }
@@ -425,6 +423,7 @@ impl Unpacker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::packet::checksum;
 
     /// An IPv4 packet with a valid header checksum: `l4` is the TCP or UDP header and payload.
     fn ipv4(proto: u8, src: [u8; 4], ttl: u8, id: u16, l4: &[u8]) -> Vec<u8> {

@@ -420,6 +420,22 @@ pub fn checksum(data: &[u8], acc: u32) -> u16 {
     !fold(ones_sum(data, acc))
 }
 
+/// Writes `total` as an IPv4 packet's length and computes its header checksum anew: `header`
+/// is exactly the IPv4 header, every other field already set. What a packet rebuilt from
+/// parts (an unpacked one, a segment cut from an aggregate, an aggregate) needs last.
+pub(crate) fn set_ipv4_len(header: &mut [u8], total: u16) {
+    header[2..4].copy_from_slice(&total.to_be_bytes());
+    header[10..12].fill(0);
+    let c = checksum(header, 0);
+    header[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The partial sum of the pseudo-header of TCP over IPv4: the addresses of `header` (an
+/// IPv4 header), the protocol and `tcp_len` (the TCP header and payload).
+pub(crate) fn tcp4_pseudo_sum(header: &[u8], tcp_len: usize) -> u32 {
+    ones_sum(&header[12..20], u32::from(ipproto::TCP) + tcp_len as u32)
+}
+
 /// The partial sum of the TCP/UDP/ICMPv6 pseudo-header.
 #[cfg(test)]
 pub(crate) fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: u32) -> u32 {

@@ -166,6 +166,7 @@ pub fn cli_main(args: Vec<OsString>) -> ExitCode {
 }
 
 fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
+    use crate::cli::opt_value;
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);
     let mut file: Option<PathBuf> = None;
@@ -186,14 +187,14 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             }
             Long("json") => json = true,
             Long("seed") => {
-                let v = p.value().map_err(|e| e.to_string())?;
+                let v = opt_value(&mut p)?;
                 seed =
                     Some(v.to_string_lossy().parse().map_err(|_| {
                         format!("--seed: `{}` is not a number", v.to_string_lossy())
                     })?);
             }
             Long("seeds") => {
-                let v = p.value().map_err(|e| e.to_string())?;
+                let v = opt_value(&mut p)?;
                 let v = v.to_string_lossy();
                 let bad = || format!("--seeds: `{v}` is not a range like 1-20 or a count like 20");
                 let num = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
@@ -206,36 +207,22 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 }
             }
             Long("duration") => {
-                let v = p.value().map_err(|e| e.to_string())?;
+                let v = opt_value(&mut p)?;
                 duration = Some(
                     scenario::parse_duration(&v.to_string_lossy())
                         .map_err(|e| format!("--duration: {e}"))?,
                 );
             }
-            Long("tunnel") => {
-                tunnel = Some(
-                    p.value()
-                        .map_err(|e| e.to_string())?
-                        .to_string_lossy()
-                        .into(),
-                )
-            }
-            Long("workload") => {
-                workload = Some(
-                    p.value()
-                        .map_err(|e| e.to_string())?
-                        .to_string_lossy()
-                        .into(),
-                )
-            }
+            Long("tunnel") => tunnel = Some(opt_value(&mut p)?.to_string_lossy().into()),
+            Long("workload") => workload = Some(opt_value(&mut p)?.to_string_lossy().into()),
             Long("timeline") => timeline = true,
             Long("cc") => {
-                let v = p.value().map_err(|e| e.to_string())?;
+                let v = opt_value(&mut p)?;
                 let v = v.to_string_lossy();
                 cc = scenario::Cc::parse(&v)
                     .ok_or_else(|| format!("--cc: `{v}` is not cubic, reno or bbr"))?;
             }
-            Long("traces") => traces = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Long("traces") => traces = Some(opt_value(&mut p)?.into()),
             Value(v) if file.is_none() => file = Some(v.into()),
             other => return Err(format!("{} (see braid sim --help)", other.unexpected())),
         }
@@ -282,11 +269,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
     let report = run(&sc).map_err(|e| format!("{}: {e}", file.display()))?;
     let cpu = cpu_line(1, &sc);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
-        eprintln!("{cpu}");
+        print_json(&report, &cpu)?;
     } else {
         print!("{}", report.table());
         if timeline {
@@ -295,6 +278,16 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
         println!("\n{cpu}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--json`: `v` on stdout, which stays pure JSON, and the `cpu` line on stderr.
+fn print_json(v: &impl serde::Serialize, cpu: &str) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| e.to_string())?
+    );
+    eprintln!("{cpu}");
+    Ok(())
 }
 
 /// "cpu 1.23 s (user+sys) for 2 runs of 60 s simulated (+3 s drain)": the CPU time of the whole
@@ -373,11 +366,7 @@ fn sweep(
     }
     let cpu = cpu_line(b - a + 1, sc);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?
-        );
-        eprintln!("{cpu}");
+        print_json(&reports, &cpu)?;
     } else {
         println!("{cpu}");
     }

@@ -66,11 +66,12 @@ struct Opts {
 }
 
 fn parse_opts(args: Vec<OsString>) -> Result<Option<Opts>, String> {
+    use crate::cli::opt_value;
     use lexopt::prelude::*;
     let mut o = Opts::default();
     let mut p = lexopt::Parser::from_args(args);
     let num = |p: &mut lexopt::Parser, what: &str, max: u64| -> Result<u64, String> {
-        let v = p.value().map_err(|e| e.to_string())?;
+        let v = opt_value(p)?;
         let v = v.to_string_lossy();
         v.parse::<u64>()
             .ok()
@@ -89,8 +90,8 @@ fn parse_opts(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                 }
                 o.seconds = Some(s);
             }
-            Long("out") => o.out = Some(p.value().map_err(|e| e.to_string())?.into()),
-            Long("traces") => o.traces = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Long("out") => o.out = Some(opt_value(&mut p)?.into()),
+            Long("traces") => o.traces = Some(opt_value(&mut p)?.into()),
             Value(v) => o.pos.push(v.string().map_err(|e| e.to_string())?),
             _ => return Err(format!("{} (see braid trace --help)", a.unexpected())),
         }

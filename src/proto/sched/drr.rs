@@ -412,6 +412,21 @@ mod tests {
         true
     }
 
+    /// A busy user 1: `n` full-size packets (ids from 0), then a 100-byte packet `sparse` of a
+    /// flow that had nothing waiting (as the session marks it).
+    fn backlog_then_sparse(n: u32, sparse: u32) -> DrrOrder {
+        let mut d = DrrOrder::new(1 << 20, 1 << 20);
+        for i in 0..n {
+            d.enqueue(e(i, 1, 0, 1500)).unwrap();
+        }
+        d.enqueue(Entry {
+            sparse: true,
+            ..e(sparse, 1, 0, 100)
+        })
+        .unwrap();
+        d
+    }
+
     #[test]
     fn fifo_per_user() {
         let mut d = DrrOrder::new(1 << 20, 1 << 20);
@@ -519,17 +534,9 @@ mod tests {
 
     #[test]
     fn a_new_flow_of_a_busy_user_goes_first() {
-        let mut d = DrrOrder::new(1 << 20, 1 << 20);
-        for i in 0..5 {
-            d.enqueue(e(i, 1, 0, 1500)).unwrap();
-        }
         // Same user, a packet of a flow with nothing waiting (a request beside a download),
         // then one of a flow that has (the session decides which is which).
-        d.enqueue(Entry {
-            sparse: true,
-            ..e(100, 1, 0, 100)
-        })
-        .unwrap();
+        let mut d = backlog_then_sparse(5, 100);
         d.enqueue(e(101, 1, 0, 100)).unwrap();
         let got: Vec<(u32, bool)> = std::iter::from_fn(|| d.dequeue(&mut all_ready))
             .map(|x| (x.pkt, x.sparse))
@@ -552,15 +559,7 @@ mod tests {
 
     #[test]
     fn undo_keeps_the_served_packet_first() {
-        let mut d = DrrOrder::new(1 << 20, 1 << 20);
-        for i in 0..3 {
-            d.enqueue(e(i, 1, 0, 1500)).unwrap();
-        }
-        d.enqueue(Entry {
-            sparse: true,
-            ..e(10, 1, 0, 100)
-        })
-        .unwrap();
+        let mut d = backlog_then_sparse(3, 10);
         // Undone twice: a fast packet stays fast, a backlog packet does not become fast.
         let x = d.dequeue(&mut all_ready).unwrap();
         assert_eq!((x.pkt, x.sparse), (10, true));
