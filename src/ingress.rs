@@ -1,6 +1,7 @@
-//! A channel bounded in bytes: datagrams read from link sockets, waiting for the event loop.
+//! A channel bounded in bytes: datagrams read from TCP links, waiting for the event loop (the
+//! loop reads UDP link sockets itself).
 //!
-//! A link socket's reader task copies each datagram it reads into the channel; the event loop
+//! A TCP link's task copies each datagram it reads into the channel; the event loop
 //! takes them out. When the loop falls behind (a burst, a slow moment, a flood on the core's
 //! public port), what waits must stay within the memory budget (`config::budget`,
 //! `Bounds::ingress_bytes`). A channel bounded by a count of datagrams cannot promise that:
@@ -13,11 +14,6 @@
 //! event loop never waits) and sharing a [`Pool`]: what waits in all of them together stays
 //! within `Bounds::tcp_send_bytes`, and in one within `Bounds::tcp_send_per_link`, so that a
 //! stalled connection costs bytes from the budget and never 1,024 frames of up to 64 KiB.
-//!
-//! The UDP link readers fill buffers of [`SPARE`] bytes that the event loop hands back once it
-//! has handled their datagram ([`Recycler::give`], [`Sender::buffer`]): no allocation per
-//! datagram. Those spare buffers count against the bound as what waits does: what waits and
-//! the spares together stay within it, the spares within a quarter of it.
 //!
 //! Single-threaded: the daemons run on tokio's current-thread runtime (`spawn_local`).
 #![forbid(unsafe_code)]
@@ -90,35 +86,6 @@ impl Pool {
     }
 }
 
-/// The capacity of a recycled datagram buffer: more than any datagram a link carries (at most
-/// 1,472 bytes with a 1,500-byte WAN MTU). A reader drops a longer one (cut by the kernel).
-pub(crate) const SPARE: usize = 2048;
-
-/// Emptied buffers of [`SPARE`] bytes, handed back by the event loop.
-struct Spares {
-    list: RefCell<Vec<Vec<u8>>>,
-    bytes: Cell<usize>,
-    max: usize,
-}
-
-/// Hands buffers back to a channel's senders (get it with [`Receiver::recycler`]).
-#[derive(Clone)]
-pub(crate) struct Recycler(Rc<Spares>);
-
-impl Recycler {
-    /// Keeps `d` for a sender to fill again (see [`Sender::buffer`]) if it is a buffer of
-    /// [`SPARE`] bytes and there is room among the spares; otherwise frees it.
-    pub(crate) fn give(&self, mut d: Vec<u8>) {
-        let s = &self.0;
-        let w = d.capacity();
-        if w == SPARE && s.bytes.get() + w <= s.max {
-            d.clear();
-            s.list.borrow_mut().push(d);
-            s.bytes.set(s.bytes.get() + w);
-        }
-    }
-}
-
 /// [`Sender::try_send`] found no room (or the receiver gone): the item comes back.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Full<T>(T);
@@ -136,7 +103,6 @@ struct Shared<T> {
     room: Notify,
     /// Most bytes ever waiting at once.
     peak: Cell<usize>,
-    spares: Rc<Spares>,
 }
 
 /// The sending half (clone it for each reader task).
@@ -173,11 +139,6 @@ fn with_pool<T: Weight>(bytes: usize, pool: Option<Pool>) -> (Sender<T>, Receive
         data: Notify::new(),
         room: Notify::new(),
         peak: Cell::new(0),
-        spares: Rc::new(Spares {
-            list: RefCell::new(Vec::new()),
-            bytes: Cell::new(0),
-            max: bytes / 4,
-        }),
     });
     (
         Sender {
@@ -217,18 +178,6 @@ impl<T: Weight> Sender<T> {
         Ok(())
     }
 
-    /// An empty buffer of [`SPARE`] bytes: one the receiver handed back, or a new one.
-    pub(crate) fn buffer(&self) -> Vec<u8> {
-        let s = &self.shared.spares;
-        match s.list.borrow_mut().pop() {
-            Some(d) => {
-                s.bytes.set(s.bytes.get() - d.capacity());
-                d
-            }
-            None => Vec::with_capacity(SPARE),
-        }
-    }
-
     /// Whether the receiver is gone.
     pub(crate) fn is_closed(&self) -> bool {
         !self.shared.receiver.get()
@@ -241,7 +190,7 @@ impl<T> Shared<T> {
     /// pool (never past it: a pool of many empty channels must not take one item each).
     fn fits(&self, w: usize) -> bool {
         let used = self.bytes.get();
-        let here = used == 0 || used + self.spares.bytes.get() + w <= self.cap;
+        let here = used == 0 || used + w <= self.cap;
         here && self.pool.as_ref().map_or(true, |p| p.used() + w <= p.0.cap)
     }
 
@@ -302,11 +251,6 @@ impl<T> Receiver<T> {
         }
         s.room.notify_waiters();
         Ok(item)
-    }
-
-    /// Where the event loop hands back the buffers of the datagrams it handled.
-    pub(crate) fn recycler(&self) -> Recycler {
-        Recycler(self.shared.spares.clone())
     }
 }
 
@@ -409,40 +353,6 @@ mod tests {
         assert_eq!(pool.used(), 5 * w);
         assert_eq!(fill(&c), 2, "c up to its share");
         assert_eq!(pool.used(), 7 * w);
-    }
-
-    /// Buffers handed back are filled again, and count against the bound with what waits: the
-    /// spares stay within a quarter of it, and what waits beside them within the rest.
-    #[test]
-    fn spare_buffers_go_round_within_the_bound() {
-        let cap = 16 * SPARE;
-        let (tx, mut rx) = channel::<(u32, Vec<u8>)>(cap);
-        let spares = rx.recycler();
-        let d = tx.buffer();
-        assert_eq!(d.capacity(), SPARE);
-        let p = d.as_ptr();
-        spares.give(d);
-        let d = tx.buffer();
-        assert_eq!(d.as_ptr(), p, "the same buffer again");
-        spares.give(d);
-        // Only buffers of SPARE bytes are kept, and at most a quarter of the bound.
-        spares.give(vec![0u8; 100]);
-        for _ in 0..10 {
-            spares.give(Vec::with_capacity(SPARE));
-        }
-        assert_eq!(tx.shared.spares.bytes.get(), cap / 4);
-        assert_eq!(tx.shared.spares.list.borrow().len(), 4);
-        // What waits beside the spares: the other three quarters.
-        let w = (0u32, Vec::<u8>::with_capacity(SPARE)).weight();
-        let mut n = 0;
-        while tx.try_send((n, Vec::with_capacity(SPARE))).is_ok() {
-            n += 1;
-        }
-        assert_eq!(n as usize, (cap - cap / 4) / w);
-        // Taking spares out makes room for them in the queue.
-        let d = tx.buffer();
-        assert!(tx.try_send((99, d)).is_ok());
-        assert_eq!(rx.try_recv().unwrap().0, 0);
     }
 
     #[test]

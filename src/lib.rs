@@ -10,7 +10,7 @@
 //!   the session state machine.
 //! - [`config`]: UCI parser, typed model, the pure diff behind live reload, and the memory
 //!   budget every buffer bound is derived from ([`config::budget`]).
-//! - [`ingress`]: the byte-bounded channel from link sockets to the event loop; [`memory`]: the
+//! - [`ingress`]: the byte-bounded channel from TCP links to the event loop; [`memory`]: the
 //!   budget's bounds turned into the sessions' and tables' settings.
 //! - [`keytext`]: keys as base64 text ([`config`]'s key values, `braid genkey`/`pubkey`).
 //! - [`classify`]: the edge's traffic classifier, [`config`]'s policies over [`proto`]'s packets.

@@ -12,7 +12,7 @@
 //! | reorder buffer | packets waiting for a predecessor | edge 25 %; core: per edge |
 //! | flow map | flows whose predecessor the sender tracks | edge 5 %; core: per edge |
 //! | user table | clients (and their flows) counted for `braid status` | edge 5 %; core: per edge |
-//! | ingress | datagrams read from the link sockets, waiting for the event loop (bytes, not a count) | edge 10 %, core 10 % |
+//! | ingress | datagrams read from TCP links, waiting for the event loop (bytes, not a count; UDP sockets are read by the loop itself) | edge 10 %, core 10 % |
 //! | capture | the hub's packet socket receive buffer (kernel memory) | edge 10 %, core 5 % |
 //! | TCP send queues | datagrams for TCP links, not yet written to their sockets (bytes, all connections together; one connection at most [`MAX_TCP_SEND_PER_LINK`]) | edge 5 %, core 3 % (the rest is room for the per-session floors) |
 //!

@@ -42,6 +42,7 @@ use crate::daemon::{daemon_main, DaemonArgs, HubIo, RequestError, Signal, Signal
 use crate::os::hub::{Batch, Capture};
 use crate::os::nat::{CoreNat, EdgeKey, Forwarding, NatConfig, SourceMap};
 use crate::os::space::{adopt_stale, HubConfig, SteerConfig, Steering};
+use crate::os::uplink::RecvBatch;
 use crate::proto::endpoint::{Endpoint, Peer, SessionId};
 use crate::proto::packet::{self, mss_for_mtu, Direction, PacketMut};
 use crate::proto::seal::Keypair;
@@ -161,6 +162,8 @@ struct Core {
     drops: HashMap<&'static str, u64>,
     /// Packets to servers go to the hub through it: runs of one TCP flow merge into aggregates.
     hub_out: daemon::HubWriter,
+    /// Datagrams to edges over UDP, sent per socket at the end of a turn.
+    outbox: daemon::Outbox<u8>,
     /// The current session of each connected edge (by its key: pool addresses outlive sessions).
     edges: HashMap<EdgeKey, SessionId>,
     /// The forward policy and each edge's `allowed_lan` over client packets, and what they
@@ -271,24 +274,15 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         meter: control::Meter::new(),
         drops: HashMap::new(),
         hub_out: daemon::HubWriter::default(),
+        outbox: daemon::Outbox::new(DATAGRAM),
         refusals: Refusals::default(),
         bounds,
     };
     core.apply_classes();
     core.refresh_local();
 
-    let (in_tx, mut in_rx) = crate::ingress::channel::<(Addr, Vec<u8>)>(bounds.ingress_bytes);
-    // The UDP readers' buffers, handed back once their datagram is handled.
-    let spares = in_rx.recycler();
-    // UDP readers, one per local address.
-    for (i, sock) in udp.iter().enumerate() {
-        let i = i as u8;
-        tokio::task::spawn_local(daemon::read_udp(
-            sock.clone(),
-            in_tx.clone(),
-            move |d, from| (Addr::Udp(i, from), d),
-        ));
-    }
+    // The UDP sockets (one per local address) are read here, in the loop: no task, no channel.
+    let mut udp_batch = RecvBatch::default();
     let (tcp_tx, mut tcp_in) = crate::ingress::channel::<(u32, Vec<u8>)>(bounds.ingress_bytes);
     let tcp_send = crate::ingress::Pool::new(bounds.tcp_send_bytes, bounds.tcp_send_per_link);
 
@@ -307,6 +301,8 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         core.pump(capture.get_ref());
         let deadline = core.ep.poll_timeout().map(|t| core.clock.deadline(t));
         let sleep = daemon::sleep_until(deadline);
+        let udp_ready =
+            std::future::poll_fn(|cx| daemon::poll_readable(udp.iter().map(|s| &**s), cx));
         tokio::select! {
             sig = signals.recv() => match sig {
                 Signal::Term => break,
@@ -343,13 +339,16 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
                 let guard = r.map_err(daemon::Error::Capture)?;
                 daemon::drain_capture(guard, &mut batch, &mut seg, &mut core)?;
             }
-            Some(first) = in_rx.recv() => {
+            () = udp_ready => {
                 let now = core.clock.now();
-                daemon::burst(first, &mut in_rx, |(from, mut d)| {
-                    let r = core.ep.handle_datagram(now, from, &mut d);
-                    core.handled(from, r);
-                    spares.give(d);
-                });
+                for (i, sock) in udp.iter().enumerate() {
+                    // At most 255 sockets (bind_udp). An error is the socket's: read on later.
+                    let _ = daemon::drain_udp(sock, &mut udp_batch, |d, from| {
+                        let from = Addr::Udp(i as u8, from);
+                        let r = core.ep.handle_datagram(now, from, d);
+                        core.handled(from, r);
+                    });
+                }
             }
             _ = sleep => core.ep.handle_timeout(core.clock.now()),
             _ = tick.tick() => core.housekeeping(),
@@ -517,24 +516,40 @@ impl Core {
         self.clock.now().as_micros() / 1_000_000
     }
 
+    /// Sends what the outbox holds, each socket's datagrams with one system call.
+    fn send_out(&mut self) {
+        let udp = &self.udp;
+        let lost = self.outbox.flush(|i, msgs| {
+            udp.get(usize::from(i))
+                .map_or(0, |s| daemon::send_udp(s, msgs))
+        });
+        if lost > 0 {
+            *self.drops.entry("socket busy").or_default() += lost;
+        }
+    }
+
     fn pump(&mut self, capture: &Capture) {
         let now = self.clock.now();
-        let mut out = [0u8; DATAGRAM];
         for _ in 0..4096 {
-            let Some((addr, n)) = self.ep.poll_transmit(now, &mut out) else {
+            let Some((addr, n)) = self.ep.poll_transmit(now, self.outbox.slot()) else {
                 break;
             };
-            let sent = match addr {
-                Addr::Udp(i, a) => self
-                    .udp
-                    .get(usize::from(i))
-                    .is_some_and(|s| s.try_send_to(&out[..n], a).is_ok()),
-                Addr::Tcp(id) => self.tcp.get(id).is_some_and(|c| c.io.tx.send(&out[..n])),
-            };
-            if !sent {
-                *self.drops.entry("socket busy").or_default() += 1;
+            match addr {
+                // Held, and sent per socket with one system call (sendmmsg).
+                Addr::Udp(i, a) => {
+                    if self.outbox.push(i, Some(a), n) {
+                        self.send_out();
+                    }
+                }
+                Addr::Tcp(id) => {
+                    let d = &self.outbox.slot()[..n];
+                    if !self.tcp.get(id).is_some_and(|c| c.io.tx.send(d)) {
+                        *self.drops.entry("socket busy").or_default() += 1;
+                    }
+                }
             }
         }
+        self.send_out();
         let secs = self.now_secs();
         while let Some((sid, mut d)) = self.ep.poll_deliver(now) {
             // Counted before the source is rewritten, and only once admitted: refused sources

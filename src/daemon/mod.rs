@@ -13,7 +13,9 @@ pub(crate) mod users;
 
 pub(crate) use control::ControlServer;
 pub(crate) use error::{Error, ReloadError, RequestError};
-pub(crate) use link::{read_udp, tcp_link, udp_link, Inbound, LinkIo, LinkTx};
+pub(crate) use link::{
+    drain_udp, poll_readable, send_udp, tcp_link, udp_link, Inbound, LinkIo, LinkTx, Outbox,
+};
 #[cfg(test)]
 pub(crate) use runtime::block_on_local;
 pub(crate) use runtime::{

@@ -64,7 +64,7 @@ use crate::devices::{self, DevicesFile};
 use crate::os::hub::{Batch, Capture};
 use crate::os::neigh::{read_neighbours, NeighWatch};
 use crate::os::space::{cleanup_stale, Hub, HubConfig, Space, SteerConfig, Steering};
-use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, TcpLink};
+use crate::os::uplink::{self, LinkSocketSpec, LinkWatch, RecvBatch, TcpLink};
 use crate::proto::link::{LinkConfig, LinkState};
 use crate::proto::packet::{self, clamp_mss, mss_for_mtu, Direction};
 use crate::proto::seal::{Channel, Keypair};
@@ -156,6 +156,11 @@ impl EdgeLink {
         }
     }
 
+    /// Its UDP socket, while open (the event loop reads it).
+    fn udp(&self) -> Option<&tokio::net::UdpSocket> {
+        self.io.as_ref().and_then(LinkIo::udp)
+    }
+
     /// The device it uses: `option device`, else the one netifd reported.
     fn device(&self) -> Option<&str> {
         devices::effective(self.cfg.device.as_deref(), self.reported.as_deref())
@@ -219,6 +224,8 @@ struct Edge {
     neigh_nl: Option<crate::os::netlink::Netlink>,
     /// Writes to the hub, merging runs of a TCP flow.
     hub_out: daemon::HubWriter,
+    /// Datagrams to the core, sent per link at the end of a turn.
+    outbox: daemon::Outbox<LinkId>,
     // Space last: dropped after the hub and capture that live in it.
     _space: Space,
 }
@@ -238,7 +245,7 @@ fn open_link(
     match l.transport {
         Transport::Udp => {
             let s = uplink::udp_socket(&spec).map_err(|e| e.to_string())?;
-            daemon::udp_link(id, s, inbound.clone()).map_err(|e| e.to_string())
+            daemon::udp_link(s).map_err(|e| e.to_string())
         }
         Transport::Tcp => Ok(daemon::tcp_link(
             id,
@@ -290,9 +297,8 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
             usize::from(cfg.main.mtu)
         )
     );
+    // What the TCP links' tasks read (the event loop reads the UDP links' sockets itself).
     let (in_tx, mut in_rx) = crate::ingress::channel::<Inbound>(bounds.ingress_bytes);
-    // The UDP link readers' buffers, handed back once their datagram is handled.
-    let spares = in_rx.recycler();
     let (ans_tx, mut ans_rx) = mpsc::channel::<resolve::Answer>(8);
 
     // 1. The links: their sockets open once the core's address and their devices are known
@@ -378,6 +384,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         neigh: Neighbours::default(),
         neigh_nl: None,
         hub_out: daemon::HubWriter::default(),
+        outbox: daemon::Outbox::new(DATAGRAM),
         _space: space,
     };
     edge.neigh
@@ -418,6 +425,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut batch = Batch::default();
     let mut scratch = vec![0u8; 65536];
+    let mut link_batch = RecvBatch::default();
     log::info!(
         "edge started: core {}, {} link(s), space '{}', hub mtu {}",
         edge.core.describe(),
@@ -442,6 +450,9 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
                 None => std::future::pending().await,
             }
         };
+        let links_ready = std::future::poll_fn(|cx| {
+            daemon::poll_readable(edge.links.iter().filter_map(EdgeLink::udp), cx)
+        });
         tokio::select! {
             sig = signals.recv() => match sig {
                 Signal::Term | Signal::Interrupt => break,
@@ -459,11 +470,26 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
                 let guard = r.map_err(daemon::Error::Capture)?;
                 daemon::drain_capture(guard, &mut batch, &mut scratch, &mut edge)?;
             }
+            () = links_ready => {
+                let now = edge.clock.now();
+                let mut got = 0;
+                for l in &edge.links {
+                    let Some(sock) = l.udp() else { continue };
+                    let session = &mut edge.session;
+                    // An error is the socket's (ICMP unreachable while the core restarts).
+                    got += daemon::drain_udp(sock, &mut link_batch, |d, _| {
+                        let _ = session.handle_datagram(now, Some(l.id), d);
+                    })
+                    .unwrap_or(0);
+                }
+                if got > 0 {
+                    edge.sign_of_life();
+                }
+            }
             Some(first) = in_rx.recv() => {
                 let now = edge.clock.now();
                 daemon::burst(first, &mut in_rx, |(id, mut d, _)| {
                     let _ = edge.session.handle_datagram(now, Some(id), &mut d);
-                    spares.give(d);
                 });
                 edge.sign_of_life();
             }
@@ -562,22 +588,15 @@ impl Edge {
     /// Moves everything the session wants done: datagrams out, packets to clients, events.
     fn pump(&mut self, capture: &Capture) {
         let now = self.clock.now();
-        let mut out = [0u8; DATAGRAM];
         for _ in 0..4096 {
-            let Some(t) = self.session.poll_transmit(now, &mut out) else {
+            let Some(t) = self.session.poll_transmit(now, self.outbox.slot()) else {
                 break;
             };
-            // By id: after a reload removed a link, ids no longer match positions.
-            let sent = self
-                .links
-                .iter()
-                .find(|l| l.id == t.link)
-                .and_then(|l| l.io.as_ref())
-                .is_some_and(|io| io.tx.send(&out[..t.len]));
-            if !sent {
-                *self.drops.entry("link socket busy or closed").or_default() += 1;
+            if self.outbox.push(t.link, None, t.len) {
+                self.send_out();
             }
         }
+        self.send_out();
         while let Some(mut d) = self.session.poll_deliver(now) {
             if let Ok(info) = packet::parse(&d.data) {
                 self.users.down(info.dst, d.data.len());
@@ -622,6 +641,22 @@ impl Edge {
                     self.review_steering(false);
                 }
             }
+        }
+    }
+
+    /// Sends what the outbox holds, each link's datagrams with one system call.
+    fn send_out(&mut self) {
+        let links = &self.links;
+        let lost = self.outbox.flush(|id, msgs| {
+            // By id: after a reload removed a link, ids no longer match positions.
+            links
+                .iter()
+                .find(|l| l.id == id)
+                .and_then(|l| l.io.as_ref())
+                .map_or(0, |io| io.tx.send_many(msgs))
+        });
+        if lost > 0 {
+            *self.drops.entry("link socket busy or closed").or_default() += lost;
         }
     }
 

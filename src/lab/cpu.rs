@@ -57,6 +57,9 @@ pub(crate) struct Counts {
     /// Of them, those it sent into the tunnel (tx_packets): with one inner packet per data
     /// datagram, its link sends beyond these carried no data (ACKs, probes, control).
     sent: u64,
+    /// UDP datagrams sent in its namespace (the Udp OutDatagrams of /proc/PID/net/snmp): its
+    /// link sends, whatever system call carried them (sendto, sendmmsg).
+    datagrams: u64,
     /// Context switches (voluntary + involuntary): about one per wake-up of its event loop.
     wakeups: u64,
     /// System calls by name (`--syscalls`), "all" first; empty without.
@@ -401,6 +404,21 @@ pub(crate) fn status_switches(status: &str) -> Option<u64> {
     Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
 }
 
+/// UDP datagrams sent so far in a namespace, from the text of its /proc/PID/net/snmp (the
+/// `Udp:` header line, then the values).
+pub(crate) fn snmp_udp_out(snmp: &str) -> Option<u64> {
+    let mut udp = snmp.lines().filter_map(|l| l.strip_prefix("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let at = names.split_whitespace().position(|n| n == "OutDatagrams")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+fn udp_out(pid: u32) -> Result<u64, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/snmp"))
+        .map_err(|e| format!("/proc/{pid}/net/snmp: {e}"))?;
+    snmp_udp_out(&text).ok_or_else(|| format!("/proc/{pid}/net/snmp: no Udp OutDatagrams"))
+}
+
 fn switches(pid: u32) -> Result<u64, String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
@@ -508,6 +526,7 @@ struct Counter {
     pid: u32,
     sock: PathBuf,
     packets: (u64, u64),
+    datagrams: u64,
     switches: u64,
     perf: Option<SyscallCount>,
 }
@@ -519,6 +538,7 @@ impl Counter {
             pid,
             packets: status_packets(&std::env::current_exe().map_err(|e| e.to_string())?, &sock)
                 .map(|p| (p.0, p.2))?,
+            datagrams: udp_out(pid)?,
             switches: switches(pid)?,
             sock,
             perf,
@@ -536,6 +556,7 @@ impl Counter {
         Ok(Counts {
             packets: p.0 - self.packets.0,
             sent: p.2 - self.packets.1,
+            datagrams: udp_out(self.pid)?.saturating_sub(self.datagrams),
             wakeups: switches,
             syscalls,
         })
@@ -598,9 +619,8 @@ pub(crate) fn counts_table(rows: &[CpuRow]) -> String {
             // the daemon received from the tunnel: on the receiving side, about the ACK frames
             // sent per data packet.
             let bare = col(&|c| {
-                // The link sockets' sends are sendto(2) (the hub's are sendmsg).
                 let received = c.packets.saturating_sub(c.sent).max(1);
-                Some(c.syscall("sendto")?.saturating_sub(c.sent) as f64 / received as f64)
+                Some(c.datagrams.saturating_sub(c.sent) as f64 / received as f64)
             });
             s.push_str(&format!(
                 "| {w} | {side} | {} | {} | {} | {} | {} |\n",
@@ -787,6 +807,12 @@ mod tests {
         let st = "Name:\tbraid\nvoluntary_ctxt_switches:\t1200\nnonvoluntary_ctxt_switches:\t34\n";
         assert_eq!(status_switches(st), Some(1234));
         assert_eq!(status_switches("Name:\tbraid\n"), None);
+        // Datagrams sent, whatever call sent them (sendmmsg counts one call for many).
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\n\
+                    Udp: 10 0 0 2345 0\nUdpLite: InDatagrams OutDatagrams\nUdpLite: 0 7\n";
+        assert_eq!(snmp_udp_out(snmp), Some(2345));
+        assert_eq!(snmp_udp_out("Ip: 1\n"), None);
         // perf stat -x , (count, unit, event, run time, share, ...); uncounted lines left out.
         let perf = "# started on Sun Dec  6 18:00:00 2026\n\n\
                     5000,,raw_syscalls:sys_enter,1000,100.00,,\n\
@@ -809,12 +835,14 @@ mod tests {
             r.edge_counts = Some(Counts {
                 packets: 1000,
                 sent: 600,
+                datagrams: 2000,
                 wakeups: 500 * k,
                 syscalls: calls.clone(),
             });
             r.core_counts = Some(Counts {
                 packets: 2000,
                 sent: 1000,
+                datagrams: 1500,
                 wakeups: 100,
                 syscalls: Vec::new(),
             });
@@ -825,7 +853,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("| bulk8-down | braid core | 2000 | 0.05 / 0.05 / 0.05 | - | - | - |"),
+            t.contains("| bulk8-down | braid core | 2000 | 0.05 / 0.05 / 0.05 | - | - | 0.50 / 0.50 / 0.50 |"),
             "{t}"
         );
         assert_eq!(counts_table(&rows[..0]), "");

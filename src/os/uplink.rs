@@ -103,9 +103,13 @@ thread_local! {
 /// Datagrams one [`RecvBatch::read`] takes at most (one recvmmsg(2)).
 pub(crate) const RECV_BATCH: usize = 16;
 
+/// The capacity of a link datagram buffer: more than any datagram a link carries (at most
+/// 1,472 bytes with a 1,500-byte WAN MTU). A longer one is cut by the kernel and dropped.
+pub(crate) const DATAGRAM_BUFFER: usize = 2048;
+
 /// Reads up to [`RECV_BATCH`] datagrams from a UDP socket with one recvmmsg(2), each straight
-/// into a buffer of its own (the caller's, taken back with [`RecvBatch::take`]): a busy link
-/// costs one system call per batch instead of one per datagram, and no copy.
+/// into a buffer of its own (kept from read to read, looked at with [`RecvBatch::get`]): a busy
+/// link costs one system call per batch instead of one per datagram, no copy and no allocation.
 pub(crate) struct RecvBatch {
     bufs: Vec<Vec<u8>>,
     names: Vec<libc::sockaddr_storage>,
@@ -125,18 +129,13 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
-    /// Reads what waits on `fd` (non-blocking) into the buffers `buf` gives, one per slot, each
-    /// filled up to its capacity. Returns how many datagrams were read (`WouldBlock`: none).
-    pub(crate) fn read(
-        &mut self,
-        fd: RawFd,
-        mut buf: impl FnMut() -> Vec<u8>,
-    ) -> io::Result<usize> {
+    /// Reads what waits on `fd` (non-blocking) into the batch's buffers of [`DATAGRAM_BUFFER`]
+    /// bytes (made on the first read). Returns how many datagrams were read (`WouldBlock`:
+    /// none).
+    pub(crate) fn read(&mut self, fd: RawFd) -> io::Result<usize> {
         self.got.clear();
-        self.bufs.resize_with(RECV_BATCH, Vec::new);
-        for b in self.bufs.iter_mut().filter(|b| b.capacity() == 0) {
-            *b = buf();
-        }
+        self.bufs
+            .resize_with(RECV_BATCH, || Vec::with_capacity(DATAGRAM_BUFFER));
         // SAFETY: zeroed iovec and mmsghdr are valid (null pointers, zero lengths).
         let mut iov: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
@@ -181,20 +180,62 @@ impl RecvBatch {
         Ok(n as usize)
     }
 
-    /// Datagram `i` of the last [`RecvBatch::read`]: its bytes (the buffer itself, taken out of
-    /// the batch) and where it came from; `None` when it was longer than its buffer (cut: the
-    /// caller drops it) or from an unknown family.
-    pub(crate) fn take(&mut self, i: usize) -> Option<(Vec<u8>, SocketAddr)> {
+    /// Datagram `i` of the last [`RecvBatch::read`], in place in its buffer (which stays the
+    /// batch's, for the next read), and where it came from; `None` when it was longer than its
+    /// buffer (cut: the caller drops it) or from an unknown family.
+    pub(crate) fn get(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr)> {
         let (len, truncated) = *self.got.get(i)?;
         let from = socket_addr(&self.names[i]);
-        if truncated || from.is_none() {
+        if truncated {
             return None;
         }
-        let mut b = std::mem::take(&mut self.bufs[i]);
-        // SAFETY: the kernel wrote `len` bytes (at most the capacity: not truncated) into it.
+        let b = &mut self.bufs[i];
+        // SAFETY: the kernel wrote `len` bytes (at most the capacity: not truncated) into it;
+        // u8 needs no initialisation beyond that.
         unsafe { b.set_len(len) };
-        from.map(|f| (b, f))
+        from.map(|f| (&mut b[..], f))
     }
+}
+
+/// Datagrams one [`send_many`] sends at most (one sendmmsg(2)).
+pub(crate) const SEND_BATCH: usize = 32;
+
+/// Sends up to [`SEND_BATCH`] datagrams on `fd` with one sendmmsg(2), non-blocking: each its
+/// bytes and, on an unconnected socket, where to (`None` on a connected one). Returns how many
+/// the kernel took, in order from the first; an error only when it took none (the first one's).
+pub(crate) fn send_many(fd: RawFd, msgs: &[(&[u8], Option<SocketAddr>)]) -> io::Result<usize> {
+    let msgs = &msgs[..msgs.len().min(SEND_BATCH)];
+    // SAFETY: zeroed iovec, mmsghdr and sockaddr_storage are valid (null pointers, zeros).
+    let mut iov: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut names: [libc::sockaddr_storage; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    for (i, (d, to)) in msgs.iter().enumerate() {
+        iov[i].iov_base = d.as_ptr() as *mut libc::c_void;
+        iov[i].iov_len = d.len();
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_iov = &mut iov[i];
+        h.msg_iovlen = 1;
+        if let Some(to) = to {
+            let (ss, len) = sockaddr(to);
+            names[i] = ss;
+            h.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = len;
+        }
+    }
+    // SAFETY: every header points at one iovec covering its datagram (read only by the kernel)
+    // and, if any, at its own address, all alive for the call.
+    let n = unsafe {
+        libc::sendmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            msgs.len() as _,
+            libc::MSG_DONTWAIT as _,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// A system call that gives a socket an address: `libc::bind` or `libc::connect`.
@@ -845,37 +886,35 @@ mod tests {
         sock.set_nonblocking(true).unwrap();
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = sock.local_addr().unwrap();
-        let sizes = [1usize, 1472, 3000, 60, 2048];
+        let sizes = [1usize, 1472, 3000, 60, DATAGRAM_BUFFER, DATAGRAM_BUFFER + 1];
         for (k, n) in sizes.iter().enumerate() {
             peer.send_to(&vec![k as u8; *n], to).unwrap();
         }
         let mut b = RecvBatch::default();
-        let got = b
-            .read(sock.as_raw_fd(), || Vec::with_capacity(2048))
-            .unwrap();
+        let got = b.read(sock.as_raw_fd()).unwrap();
         assert_eq!(got, sizes.len(), "one read, every datagram");
         let from = peer.local_addr().unwrap();
         for (k, n) in sizes.iter().enumerate() {
-            match b.take(k) {
+            match b.get(k) {
                 Some((d, f)) => {
-                    assert!(*n <= 2048, "datagram {k} of {n} B handed on");
-                    assert_eq!(d, vec![k as u8; *n]);
+                    assert!(*n <= DATAGRAM_BUFFER, "datagram {k} of {n} B handed on");
+                    assert_eq!(d, &vec![k as u8; *n][..]);
                     assert_eq!(f, from);
                 }
-                None => assert!(*n > 2048, "datagram {k} of {n} B dropped"),
+                None => assert!(*n > DATAGRAM_BUFFER, "datagram {k} of {n} B dropped"),
             }
         }
-        assert!(b.take(sizes.len()).is_none());
+        assert!(b.get(sizes.len()).is_none());
         // More than a batch waits: the rest comes with the next read.
         for k in 0..RECV_BATCH + 3 {
             peer.send_to(&[k as u8], to).unwrap();
         }
-        let got = b.read(sock.as_raw_fd(), || Vec::with_capacity(64)).unwrap();
+        let got = b.read(sock.as_raw_fd()).unwrap();
         assert_eq!(got, RECV_BATCH);
-        let got = b.read(sock.as_raw_fd(), || Vec::with_capacity(64)).unwrap();
+        let got = b.read(sock.as_raw_fd()).unwrap();
         assert_eq!(got, 3);
-        assert_eq!(b.take(2).unwrap().0, [RECV_BATCH as u8 + 2]);
-        let e = b.read(sock.as_raw_fd(), Vec::new).unwrap_err();
+        assert_eq!(b.get(2).unwrap().0, [RECV_BATCH as u8 + 2]);
+        let e = b.read(sock.as_raw_fd()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 }
