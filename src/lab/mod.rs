@@ -94,7 +94,8 @@ braid lab - emulated uplinks in namespaces, workloads, reports (run as root)
 
 USAGE:
     braid lab run SCENARIO [--mode direct,mptcp,braid] [--workload W,..|all] [--duration 20s]
-                           [--repeat N] [--out DIR] [--tag T]
+                           [--sequence] [--repeat N] [--daemons NAME=PATH,..] [--out DIR]
+                           [--tag T]
     braid lab bench [--scenario S,..] [--mode ..] [--workload ..] [--duration D] [--repeat N]
                     [--out DIR]
     braid lab demo [--mode ..] [--out DIR]
@@ -129,6 +130,19 @@ mptcpize, as OpenMPTCProuter), braid (the edge and core daemons, when built).
 --repeat N (run, bench; default 1) runs every mode x workload N times, each on a fresh
 topology with fresh daemons, the modes taking turns; the summary gives min / median / max
 goodput per cell and Braid over the best single link of the same repetition.
+Without --sequence the workloads of one mode share its topology and daemons, but each gets
+a server of its own and restarted link emulators (schedules from 0). --sequence (run, bench)
+runs them as one session's steps, the way a testbed's harness does (iperf3 -s once, then
+20 s up, then at once 20 s down): one long-lived server, the links running on, each step
+right after the previous one. Every step is reported on its own (`2/2 bulk8-down`: goodput,
+% of the sum, each link's rate) with min / median / max per step over --repeat fresh
+topologies. A workload may come twice (bulk8-down,bulk8-up,bulk8-down: a first download and
+one after an upload, in one session), e.g.
+    braid lab run hetero --mode braid --workload bulk8-up,bulk8-down --sequence --repeat 5
+--daemons NAME=PATH,.. (run, bench) runs mode braid with the edge and core of other braid
+builds instead of this one's, as modes braid-NAME taking turns with the other modes in every
+repetition (this binary keeps running the lab), e.g. --daemons new=./braid,old=/tmp/braid.old
+to compare two builds under the same machine load.
 A link's trace is generated (trace = gen:lte-driving; presets: braid trace list) or recorded:
 a file looked up in --traces DIR or $BRAID_TRACES, then in the scenario's folder (the public
 Mahimahi traces: the traces/ folder of github.com/ravinet/mahimahi).
@@ -166,6 +180,8 @@ struct Opts {
     repeat: Option<usize>,
     callgrind: bool,
     syscalls: bool,
+    sequence: bool,
+    daemons: Vec<(String, PathBuf)>,
 }
 
 fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
@@ -221,6 +237,11 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
                     .ok_or_else(|| format!("--repeat {v}: a count from 1 to 50"))?;
                 o.repeat = Some(n);
             }
+            Long("sequence") => o.sequence = true,
+            Long("daemons") => {
+                let v = list(p.value().map_err(|e| e.to_string())?)?;
+                o.daemons = parse_daemons(&v)?;
+            }
             Long("callgrind") => o.callgrind = true,
             Long("syscalls") => o.syscalls = true,
             Long("tag") => o.tag = opt_text(&mut p)?,
@@ -229,6 +250,33 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
         }
     }
     Ok(o)
+}
+
+/// `--daemons NAME=PATH,..`: names are short words (they become mode `braid-NAME`), unique.
+fn parse_daemons(items: &[String]) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for it in items {
+        let bad = || {
+            format!(
+                "--daemons {it}: NAME=PATH (a braid binary whose `edge` and `core` run as mode \
+                 braid-NAME; NAME of letters, digits, '.', '_' or '-')"
+            )
+        };
+        let (name, path) = it.split_once('=').ok_or_else(bad)?;
+        let name_ok = !name.is_empty()
+            && name.len() <= 16
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !name_ok || path.is_empty() {
+            return Err(bad());
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(format!("--daemons: the name {name} is given twice"));
+        }
+        out.push((name.to_string(), PathBuf::from(path)));
+    }
+    Ok(out)
 }
 
 fn need_root() -> Result<(), String> {
@@ -346,14 +394,14 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 .iter()
                 .map(|n| load(n))
                 .collect::<Result<Vec<_>, _>>()?;
-            let ro = o.run_opts();
+            let ro = o.run_opts()?;
             let per_run = |sc: &Scenario| {
                 ro.duration
                     .unwrap_or(Duration::from_millis(sc.duration_ms))
                     .as_secs()
                     + 5
             };
-            let runs_each = ro.repeat * ro.modes.len() * ro.workloads.len();
+            let runs_each = ro.repeat * ro.runners() * ro.workloads.len();
             let secs: u64 = scenarios
                 .iter()
                 .map(|sc| per_run(sc) * runs_each as u64)
@@ -505,8 +553,8 @@ fn compared_modes() -> Vec<Mode> {
 /// Every mode x workload of one scenario (`run`, `demo`), its reports written to `out`.
 fn run_scenario(sc: &Scenario, o: &Opts, out: &Path) -> Result<Vec<RunRecord>, String> {
     install_signal_handlers();
-    let ro = o.run_opts();
-    let mut progress = Progress::new(ro.repeat * ro.modes.len() * ro.workloads.len());
+    let ro = o.run_opts()?;
+    let mut progress = Progress::new(ro.repeat * ro.runners() * ro.workloads.len());
     let recs = run_matrix(sc, &ro, out, &mut progress)?;
     finish(&sc.name, &recs, out)?;
     Ok(recs)
@@ -757,6 +805,13 @@ fn dir_capacity_mbps(d: &emu::DirSpec, from_ms: u64, to_ms: u64) -> f64 {
 pub(crate) struct RunOpts {
     modes: Vec<Mode>,
     workloads: Vec<Workload>,
+    /// The workloads are one session's steps: one after the other against one long-lived
+    /// server, the link emulators running on from step to step (else each workload gets its
+    /// own server and restarted link schedules; the daemons are the same either way).
+    sequence: bool,
+    /// Braid daemons to run instead of this binary's `edge` and `core`, by name: mode `braid`
+    /// runs once per entry (as mode `braid-NAME`), the entries taking turns.
+    daemons: Vec<(String, PathBuf)>,
     /// Overrides the scenario's duration.
     duration: Option<Duration>,
     /// Namespace tag (see [`TopoSpec::tag`]).
@@ -765,14 +820,42 @@ pub(crate) struct RunOpts {
     repeat: usize,
 }
 
+impl RunOpts {
+    /// Runs of one repetition of one workload: a mode each, mode braid once per `--daemons`.
+    fn runners(&self) -> usize {
+        self.modes.len()
+            + if self.modes.contains(&Mode::Braid) {
+                self.daemons.len().saturating_sub(1)
+            } else {
+                0
+            }
+    }
+}
+
 impl Opts {
-    fn run_opts(&self) -> RunOpts {
-        RunOpts {
-            modes: self
+    /// The options of `run` and `bench`; `--daemons` without mode braid is an error.
+    fn run_opts(&self) -> Result<RunOpts, String> {
+        if !self.daemons.is_empty()
+            && self
                 .modes
-                .clone()
-                .unwrap_or(vec![Mode::Direct, Mode::Mptcp]),
+                .as_ref()
+                .is_some_and(|m| !m.contains(&Mode::Braid))
+        {
+            return Err("--daemons runs mode braid: add braid to --mode".into());
+        }
+        Ok(self.run_opts_unchecked())
+    }
+
+    fn run_opts_unchecked(&self) -> RunOpts {
+        RunOpts {
+            modes: self.modes.clone().unwrap_or(if self.daemons.is_empty() {
+                vec![Mode::Direct, Mode::Mptcp]
+            } else {
+                vec![Mode::Braid]
+            }),
             workloads: self.workloads.clone().unwrap_or_else(Workload::all),
+            sequence: self.sequence,
+            daemons: self.daemons.clone(),
             duration: self.duration,
             tag: self.tag.clone(),
             repeat: self.repeat.unwrap_or(1),
@@ -818,167 +901,233 @@ impl Progress {
 
 /// Run every mode x workload of a scenario `o.repeat` times; a fresh topology (and fresh
 /// daemons) per mode and repetition, the modes taking turns within each repetition so that
-/// the baselines are measured beside Braid under the same machine load; link schedules
-/// restarted at the start of each workload. Prints progress and a row per run; stops early
-/// (with everything torn down) when [`INTERRUPTED`] is set.
+/// the baselines are measured beside Braid under the same machine load. Without
+/// `o.sequence`, link schedules restart and a new server starts for each workload; with it
+/// the workloads are one session's steps (one server, the links running on). Prints progress
+/// and a row per run; stops early (with everything torn down) when [`INTERRUPTED`] is set.
 pub(crate) fn run_matrix(
     sc: &Scenario,
     o: &RunOpts,
     out: &Path,
     progress: &mut Progress,
 ) -> Result<Vec<RunRecord>, String> {
-    {
-        let workloads = &o.workloads;
-        let mut modes = Vec::new();
-        for mode in &o.modes {
-            match mode.available() {
-                Ok(()) => modes.push(mode),
-                Err(e) => {
-                    eprintln!("skipping mode {}: {e}", mode.name());
-                    progress.total = progress
-                        .total
-                        .saturating_sub(o.repeat.max(1) * workloads.len());
-                }
+    let workloads = &o.workloads;
+    // (record's mode name, mode, daemons of another build)
+    let mut runners: Vec<(String, Mode, Option<PathBuf>)> = Vec::new();
+    for mode in &o.modes {
+        let each: Vec<(String, Option<PathBuf>)> = if *mode == Mode::Braid && !o.daemons.is_empty()
+        {
+            o.daemons
+                .iter()
+                .map(|(n, p)| (format!("braid-{n}"), Some(p.clone())))
+                .collect()
+        } else {
+            vec![(mode.name().to_string(), None)]
+        };
+        for (name, exe) in each {
+            match mode.available_with(exe.as_deref()) {
+                Ok(()) => runners.push((name, *mode, exe)),
+                Err(e) => eprintln!("skipping mode {name}: {e}"),
             }
         }
-        let repeat = o.repeat.max(1);
-        let dur = o.duration.unwrap_or(Duration::from_millis(sc.duration_ms));
-        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-        let tty = io::stderr().is_terminal();
-        let mut recs = Vec::new();
+    }
+    let repeat = o.repeat.max(1);
+    let skipped = o.runners().saturating_sub(runners.len());
+    progress.total = progress
+        .total
+        .saturating_sub(skipped * repeat * workloads.len());
+    let dur = o.duration.unwrap_or(Duration::from_millis(sc.duration_ms));
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let tty = io::stderr().is_terminal();
+    let mut recs = Vec::new();
+    println!(
+        "scenario {}: {} link(s), {} s per workload, best single link {}, {repeat} run(s) of each",
+        sc.name,
+        sc.links.len(),
+        dur.as_secs_f64(),
+        sc.links[sc.best].name
+    );
+    let sequence: Vec<String> = if o.sequence {
+        workloads.iter().map(|w| w.name()).collect()
+    } else {
+        Vec::new()
+    };
+    if o.sequence {
         println!(
-            "scenario {}: {} link(s), {} s per workload, best single link {}, {repeat} run(s) of each",
-            sc.name,
-            sc.links.len(),
-            dur.as_secs_f64(),
-            sc.links[sc.best].name
+            "sequence: {} one after the other in one session (same daemons, one server), \
+             each run on a fresh topology",
+            sequence.join(", ")
         );
-        for (rep, mode) in (0..repeat).flat_map(|r| modes.iter().map(move |m| (r, *m))) {
+    }
+    for (rep, (mode_name, mode, exe)) in
+        (0..repeat).flat_map(|r| runners.iter().map(move |m| (r, m)))
+    {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut t = Topology::up(topo_spec(sc, &o.tag)).map_err(|e| format!("topology: {e}"))?;
+        if let Err(e) = mode.setup_with(&mut t, exe.as_deref()) {
+            eprintln!("mode {mode_name} failed to start: {e}");
+            t.teardown();
+            progress.done += workloads.len();
+            continue;
+        }
+        // A sequence's one server, started with the links: from here on, one session.
+        let server = if o.sequence {
+            t.restart_links().map_err(|e| format!("links: {e}"))?;
+            Some(work::Server::start(&t).map_err(|e| format!("server: {e}"))?)
+        } else {
+            None
+        };
+        for (step, w) in workloads.iter().enumerate() {
             if INTERRUPTED.load(Ordering::Relaxed) {
                 break;
             }
-            let mut t =
-                Topology::up(topo_spec(sc, &o.tag)).map_err(|e| format!("topology: {e}"))?;
-            if let Err(e) = mode.setup(&mut t) {
-                eprintln!("mode {} failed to start: {e}", mode.name());
-                t.teardown();
-                progress.done += workloads.len();
-                continue;
-            }
-            for w in workloads {
-                if INTERRUPTED.load(Ordering::Relaxed) {
-                    break;
-                }
+            if server.is_none() {
                 t.restart_links().map_err(|e| format!("links: {e}"))?;
-                let label = format!(
-                    "{} {} {} {}",
-                    progress.line(),
-                    sc.name,
-                    mode.name(),
-                    w.name()
-                );
-                let label = if repeat > 1 {
-                    format!("{label} #{}", rep + 1)
-                } else {
-                    label
-                };
-                let mut last_print = 0.0;
-                let res = work::run_workload(&t, *w, dur, &INTERRUPTED, |p| {
-                    let every = if tty { 0.5 } else { 5.0 };
-                    if p.elapsed_s - last_print < every {
-                        return;
-                    }
-                    last_print = p.elapsed_s;
-                    let links: Vec<String> = p
-                        .sample
-                        .links_mbps
-                        .iter()
-                        .zip(&sc.links)
-                        .map(|(r, l)| format!("{} {r:5.1}", l.name))
-                        .collect();
-                    let line = format!(
-                        "  {label:<48} {:5.1}/{:.0}s  goodput {:6.2} Mbit/s  | {}",
-                        p.elapsed_s,
-                        p.total_s,
-                        p.sample.total_mbps,
-                        links.join("  ")
-                    );
-                    if tty {
-                        eprint!("\r{line}\x1b[K");
-                    } else {
-                        eprintln!("{line}");
-                    }
-                    let _ = io::stderr().flush();
-                });
-                // A workload that cannot even start is a result too (0 goodput, one failure).
-                let res = res.unwrap_or_else(|e| work::WorkResult {
-                    workload: w.name(),
-                    flows_failed: 1,
-                    errors: vec![e.to_string()],
-                    ..Default::default()
-                });
-                if tty {
-                    eprint!("\r\x1b[K");
-                }
-                let dir = w.dir();
-                let end_ms = if res.duration_s > 0.0 {
-                    (res.duration_s * 1000.0) as u64
-                } else {
-                    dur.as_millis() as u64
-                };
-                let links: Vec<report::LinkInfo> = sc
-                    .links
-                    .iter()
-                    .map(|l| report::LinkInfo {
-                        name: l.name.clone(),
-                        mean_mbps: dir_capacity_mbps(
-                            if dir == work::Dir::Up { &l.up } else { &l.down },
-                            work::OMIT_MS.min(end_ms),
-                            end_ms.max(1),
-                        ),
-                    })
-                    .collect();
-                let cap: f64 = links.iter().map(|l| l.mean_mbps).sum();
-                let rec = RunRecord {
-                    scenario: sc.name.clone(),
-                    mode: mode.name().into(),
-                    workload: w.name(),
-                    repeat: rep as u32,
-                    seed: sc.seed,
-                    capacity_mbps: cap,
-                    best_link: sc.links[sc.best].name.clone(),
-                    best_link_mbps: links[sc.best].mean_mbps,
-                    pct_of_capacity: if cap > 0.0 {
-                        100.0 * res.goodput_mbps / cap
-                    } else {
-                        0.0
-                    },
-                    links,
-                    notes: match (mode, w) {
-                        (Mode::Mptcp, Workload::Udp { .. }) => vec![
-                            "mptcp: UDP is not proxied; it takes the plain route over the best link".into(),
-                        ],
-                        (Mode::Direct, _) => vec![format!("direct: every packet over {} only", sc.links[sc.best].name)],
-                        _ => vec![],
-                    },
-                    result: res,
-                };
-                let table = report::table(std::slice::from_ref(&rec));
-                let mut lines = table.lines();
-                let header = lines.next().unwrap_or_default();
-                if recs.is_empty() {
-                    println!("{header}");
-                }
-                println!("{}", lines.next().unwrap_or_default());
-                for e in &rec.result.errors {
-                    eprintln!("    {e}");
-                }
-                recs.push(rec);
-                progress.done += 1;
             }
-            t.teardown();
+            let what = if o.sequence {
+                format!("{}/{} {}", step + 1, workloads.len(), w.name())
+            } else {
+                w.name()
+            };
+            let label = format!("{} {} {mode_name} {what}", progress.line(), sc.name);
+            let label = if repeat > 1 {
+                format!("{label} #{}", rep + 1)
+            } else {
+                label
+            };
+            let mut last_print = 0.0;
+            let show = |p: work::Progress| {
+                let every = if tty { 0.5 } else { 5.0 };
+                if p.elapsed_s - last_print < every {
+                    return;
+                }
+                last_print = p.elapsed_s;
+                let links: Vec<String> = p
+                    .sample
+                    .links_mbps
+                    .iter()
+                    .zip(&sc.links)
+                    .map(|(r, l)| format!("{} {r:5.1}", l.name))
+                    .collect();
+                let line = format!(
+                    "  {label:<48} {:5.1}/{:.0}s  goodput {:6.2} Mbit/s  | {}",
+                    p.elapsed_s,
+                    p.total_s,
+                    p.sample.total_mbps,
+                    links.join("  ")
+                );
+                if tty {
+                    eprint!("\r{line}\x1b[K");
+                } else {
+                    eprintln!("{line}");
+                }
+                let _ = io::stderr().flush();
+            };
+            let res = match &server {
+                Some(srv) => work::run_on(srv, &t, *w, dur, &INTERRUPTED, show),
+                None => work::run_workload(&t, *w, dur, &INTERRUPTED, show),
+            };
+            // A workload that cannot even start is a result too (0 goodput, one failure).
+            let res = res.unwrap_or_else(|e| work::WorkResult {
+                workload: w.name(),
+                flows_failed: 1,
+                errors: vec![e.to_string()],
+                ..Default::default()
+            });
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            let mut rec = record(sc, mode_name, *mode, *w, rep, dur, res);
+            if o.sequence {
+                rec.sequence = sequence.clone();
+                rec.step = step as u32;
+            }
+            if let Some(e) = exe {
+                rec.notes.push(format!("daemons: {}", e.display()));
+            }
+            let table = report::table(std::slice::from_ref(&rec));
+            let mut lines = table.lines();
+            let header = lines.next().unwrap_or_default();
+            if recs.is_empty() {
+                println!("{header}");
+            }
+            println!("{}", lines.next().unwrap_or_default());
+            for e in &rec.result.errors {
+                eprintln!("    {e}");
+            }
+            recs.push(rec);
+            progress.done += 1;
         }
-        Ok(recs)
+        if let Some(s) = server {
+            s.stop();
+        }
+        t.teardown();
+    }
+    Ok(recs)
+}
+
+/// The record of one run: the result beside the scenario's capacity in the workload's
+/// direction over the same window.
+fn record(
+    sc: &Scenario,
+    mode_name: &str,
+    mode: Mode,
+    w: Workload,
+    rep: usize,
+    dur: Duration,
+    res: work::WorkResult,
+) -> RunRecord {
+    let dir = w.dir();
+    let end_ms = if res.duration_s > 0.0 {
+        (res.duration_s * 1000.0) as u64
+    } else {
+        dur.as_millis() as u64
+    };
+    // On the link schedules' clock: a sequence's later steps start later on a trace.
+    let at_ms = (res.start_s * 1000.0) as u64;
+    let links: Vec<report::LinkInfo> = sc
+        .links
+        .iter()
+        .map(|l| report::LinkInfo {
+            name: l.name.clone(),
+            mean_mbps: dir_capacity_mbps(
+                if dir == work::Dir::Up { &l.up } else { &l.down },
+                at_ms + work::OMIT_MS.min(end_ms),
+                at_ms + end_ms.max(1),
+            ),
+        })
+        .collect();
+    let cap: f64 = links.iter().map(|l| l.mean_mbps).sum();
+    RunRecord {
+        scenario: sc.name.clone(),
+        mode: mode_name.to_string(),
+        workload: w.name(),
+        repeat: rep as u32,
+        sequence: Vec::new(),
+        step: 0,
+        seed: sc.seed,
+        capacity_mbps: cap,
+        best_link: sc.links[sc.best].name.clone(),
+        best_link_mbps: links[sc.best].mean_mbps,
+        pct_of_capacity: if cap > 0.0 {
+            100.0 * res.goodput_mbps / cap
+        } else {
+            0.0
+        },
+        links,
+        notes: match (mode, w) {
+            (Mode::Mptcp, Workload::Udp { .. }) => vec![
+                "mptcp: UDP is not proxied; it takes the plain route over the best link".into(),
+            ],
+            (Mode::Direct, _) => vec![format!(
+                "direct: every packet over {} only",
+                sc.links[sc.best].name
+            )],
+            _ => vec![],
+        },
+        result: res,
     }
 }
 
@@ -990,25 +1139,31 @@ fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
     let json = out.join(format!("{name}.json"));
     let text = serde_json::to_string_pretty(recs).map_err(|e| e.to_string())?;
     std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
-    let mut wl: Vec<&str> = Vec::new();
+    let mut wl: Vec<(String, &RunRecord)> = Vec::new();
     for r in recs {
-        if !wl.contains(&r.workload.as_str()) {
-            wl.push(&r.workload);
+        if !wl.iter().any(|(l, _)| *l == r.label()) {
+            wl.push((r.label(), r));
         }
     }
     let mut charts = Vec::new();
     let repeats = recs.iter().map(|r| r.repeat).max().unwrap_or(0) + 1;
-    for w in wl {
+    for (w, first) in wl {
         // The first repetition's runs: a chart of every repetition would be too tall to read.
         let runs: Vec<&RunRecord> = recs
             .iter()
-            .filter(|r| r.workload == w && r.repeat == 0)
+            .filter(|r| r.label() == w && r.repeat == 0)
             .collect();
         let title = format!(
             "{name} / {w}: goodput per link and in total, 500 ms means (sum of links dashed){}",
             if repeats > 1 { ", run 1" } else { "" }
         );
-        let f = out.join(format!("{name}-{w}.svg"));
+        // A sequence's steps: `hetero-step2-bulk8-down.svg`.
+        let file = if first.sequence.is_empty() {
+            format!("{name}-{w}.svg")
+        } else {
+            format!("{name}-step{}-{}.svg", first.step + 1, first.workload)
+        };
+        let f = out.join(file);
         std::fs::write(&f, report::svg(&title, &runs))
             .map_err(|e| format!("{}: {e}", f.display()))?;
         charts.push(f);
@@ -1017,9 +1172,87 @@ fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
     if repeats > 1 {
         println!("{}", report::summary_markdown(recs));
     }
+    if recs.iter().any(|r| !r.sequence.is_empty()) {
+        println!(
+            "Each step of the sequence, min / median / max over {repeats} run(s) (per link: \
+             the IP rate each link delivered in the step's direction, after the first {} s):\n\n{}",
+            work::OMIT_MS / 1000,
+            report::steps_markdown(recs)
+        );
+    }
     println!("results: {}", json.display());
     for c in charts {
         println!("chart:   {}", c.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> Result<Opts, String> {
+        parse_opts(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn sequence_and_daemons_parse() {
+        let o = opts(&[
+            "hetero",
+            "--workload",
+            "bulk8-up,bulk8-down,bulk8-up",
+            "--sequence",
+            "--daemons",
+            "new=target/release/braid,old=/tmp/braid.old",
+        ])
+        .unwrap();
+        let ro = o.run_opts().unwrap();
+        assert!(ro.sequence);
+        // A workload may come twice in a sequence.
+        let names: Vec<String> = ro.workloads.iter().map(|w| w.name()).collect();
+        assert_eq!(names, ["bulk8-up", "bulk8-down", "bulk8-up"]);
+        assert_eq!(
+            ro.daemons,
+            [
+                ("new".to_string(), PathBuf::from("target/release/braid")),
+                ("old".to_string(), PathBuf::from("/tmp/braid.old"))
+            ]
+        );
+        // --daemons alone means mode braid, once per build.
+        assert_eq!(ro.modes, [Mode::Braid]);
+        assert_eq!(ro.runners(), 2);
+        let ro = opts(&["x", "--mode", "direct,braid", "--daemons", "a=/x,b=/y,c=/z"])
+            .unwrap()
+            .run_opts()
+            .unwrap();
+        assert_eq!(ro.runners(), 4);
+        // Without --sequence, each workload on its own.
+        let ro = opts(&["x"]).unwrap().run_opts().unwrap();
+        assert!(!ro.sequence && ro.daemons.is_empty());
+        assert_eq!(ro.modes, [Mode::Direct, Mode::Mptcp]);
+    }
+
+    #[test]
+    fn bad_daemons_are_refused_with_the_form() {
+        for bad in ["/tmp/braid", "=/tmp/braid", "old=", "o ld=/x", "a/b=/x"] {
+            let e = opts(&["x", "--daemons", bad]).err().unwrap_or_default();
+            assert!(e.contains("NAME=PATH"), "{bad}: {e}");
+        }
+        let e = opts(&["x", "--daemons", "a=/x,a=/y"])
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("twice"), "{e}");
+        let e = opts(&["x", "--mode", "direct", "--daemons", "a=/x"])
+            .unwrap()
+            .run_opts()
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("add braid to --mode"), "{e}");
+    }
+
+    #[test]
+    fn help_teaches_the_sequence() {
+        assert!(HELP.contains("--sequence") && HELP.contains("--daemons NAME=PATH"));
+        assert!(HELP.contains("--workload bulk8-up,bulk8-down --sequence"));
+    }
 }

@@ -79,6 +79,35 @@ impl Mode {
         }
     }
 
+    /// [`Mode::available`], with braid's daemons from `daemons` when given (another build).
+    pub(crate) fn available_with(&self, daemons: Option<&Path>) -> Result<(), String> {
+        match (self, daemons) {
+            (Mode::Braid, Some(exe)) => {
+                if !exe.is_file() {
+                    return Err(format!("{}: no such file", exe.display()));
+                }
+                for role in ["edge", "core"] {
+                    if !help_succeeds(exe, role) {
+                        return Err(format!(
+                            "`{} {role} --help` does not succeed: not a braid binary with daemons",
+                            exe.display()
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            _ => self.available(),
+        }
+    }
+
+    /// [`Mode::setup`], with braid's daemons from `daemons` when given.
+    pub(crate) fn setup_with(&self, topo: &mut Topology, daemons: Option<&Path>) -> io::Result<()> {
+        match (self, daemons) {
+            (Mode::Braid, Some(exe)) => setup_braid_exe(topo, exe, &[]),
+            _ => self.setup(topo),
+        }
+    }
+
     /// Set the mode up on a fresh topology (edge 0 and the core).
     pub(crate) fn setup(&self, topo: &mut Topology) -> io::Result<()> {
         match self {
@@ -290,7 +319,12 @@ fn setup_braid(topo: &mut Topology) -> io::Result<()> {
 /// [`setup_braid`], with each edge started under `wrapper` (a command and its arguments, such as
 /// valgrind's, that runs the edge's command line); the readiness wait is 10 times longer then.
 pub(crate) fn setup_braid_wrapped(topo: &mut Topology, wrapper: &[&str]) -> io::Result<()> {
-    let exe = std::env::current_exe()?;
+    setup_braid_exe(topo, &std::env::current_exe()?, wrapper)
+}
+
+/// [`setup_braid_wrapped`] with the daemons (and `genkey`, `pubkey`, `status`) of `exe`.
+fn setup_braid_exe(topo: &mut Topology, exe: &Path, wrapper: &[&str]) -> io::Result<()> {
+    let exe = exe.canonicalize()?;
     let (core_private, core_public) = keypair(&exe)?;
     let mut keys = BraidKeys {
         core_private,

@@ -23,6 +23,13 @@ pub(crate) struct RunRecord {
     /// on a fresh topology with fresh daemons.
     #[serde(default)]
     pub(crate) repeat: u32,
+    /// The workloads of the session this run was a step of (`--sequence`), in order; empty
+    /// for a run on its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) sequence: Vec<String>,
+    /// Which step of `sequence` this run was (0 for the first).
+    #[serde(default)]
+    pub(crate) step: u32,
     pub(crate) seed: u64,
     pub(crate) links: Vec<LinkInfo>,
     /// Sum of the links' mean rates in the workload's direction.
@@ -39,10 +46,11 @@ pub(crate) struct RunRecord {
 }
 
 /// The terminal table's columns: heading, width, left-aligned.
-const COLUMNS: [(&str, usize, bool); 11] = [
-    ("scenario", 10, true),
-    ("mode", 7, true),
-    ("workload", 11, true),
+const COLUMNS: [(&str, usize, bool); 12] = [
+    ("scenario", 13, true),
+    ("mode", 9, true),
+    // Wide enough for a sequence's step, `2/2 bulk8-down`.
+    ("workload", 14, true),
     ("run", 3, false),
     ("goodput", 9, false),
     ("% sum", 7, false),
@@ -51,7 +59,34 @@ const COLUMNS: [(&str, usize, bool); 11] = [
     ("fails", 6, false),
     ("rr p50/p99 ms", 16, false),
     ("udp loss/late/jit", 18, false),
+    ("per link Mbit/s", 0, true),
 ];
+
+impl RunRecord {
+    /// The workload, as a step of its sequence when it was one: `2/2 bulk8-down`.
+    pub(crate) fn label(&self) -> String {
+        if self.sequence.is_empty() {
+            return self.workload.clone();
+        }
+        format!(
+            "{}/{} {}",
+            self.step + 1,
+            self.sequence.len(),
+            self.workload
+        )
+    }
+
+    /// Each link's mean rate in the workload's direction, `wan0 15.8 wan1 9.6` (IP bytes the
+    /// link delivered, after the first seconds, as goodput is counted).
+    fn links_cell(&self) -> String {
+        self.links
+            .iter()
+            .zip(&self.result.links_mbps)
+            .map(|(l, r)| format!("{} {r:.1}", l.name))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
 
 /// A terminal table of runs.
 pub(crate) fn table(records: &[RunRecord]) -> String {
@@ -77,7 +112,8 @@ fn padded(cells: &[String]) -> String {
             }
         })
         .collect();
-    line.join(" ")
+    // The last column (each link's rate) is empty for runs that have none.
+    line.join(" ").trim_end().to_string()
 }
 
 /// One run's cells in column order: the terminal table's, or with `markdown` the markdown
@@ -87,7 +123,7 @@ fn row_cells(r: &RunRecord, markdown: bool) -> Vec<String> {
     let mut c = vec![
         r.scenario.clone(),
         r.mode.clone(),
-        r.workload.clone(),
+        r.label(),
         (r.repeat + 1).to_string(),
         format!("{:.2}", w.goodput_mbps),
         format!(
@@ -116,6 +152,7 @@ fn row_cells(r: &RunRecord, markdown: bool) -> Vec<String> {
         w.flows_failed.to_string(),
         rr,
         udp,
+        r.links_cell(),
     ]);
     c
 }
@@ -143,8 +180,8 @@ fn udp_cell(w: &WorkResult, write: impl Fn(f64, u64, f64) -> String) -> String {
 /// A markdown table of runs (bench/results/README.md style).
 pub(crate) fn markdown(records: &[RunRecord]) -> String {
     let mut s = String::from(
-        "| scenario | mode | workload | run | goodput Mbit/s | % of sum | sum Mbit/s | best link Mbit/s | max gap ms | failed flows | rr p50 / p99 ms | udp loss % / late / jitter ms |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | mode | workload | run | goodput Mbit/s | % of sum | sum Mbit/s | best link Mbit/s | max gap ms | failed flows | rr p50 / p99 ms | udp loss % / late / jitter ms | per link Mbit/s |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in records {
         let _ = writeln!(s, "| {} |", row_cells(r, true).join(" | "));
@@ -214,9 +251,9 @@ pub(crate) struct Cell {
 
 /// Groups runs into cells, in the order the cells first appear.
 pub(crate) fn cells(records: &[RunRecord]) -> Vec<Cell> {
-    let mut keys: Vec<(&str, &str)> = Vec::new();
+    let mut keys: Vec<(&str, String)> = Vec::new();
     for r in records {
-        let k = (r.scenario.as_str(), r.workload.as_str());
+        let k = (r.scenario.as_str(), r.label());
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -225,7 +262,7 @@ pub(crate) fn cells(records: &[RunRecord]) -> Vec<Cell> {
         .map(|(sc, wl)| {
             let runs: Vec<&RunRecord> = records
                 .iter()
-                .filter(|r| r.scenario == sc && r.workload == wl)
+                .filter(|r| r.scenario == sc && r.label() == wl)
                 .collect();
             let mut modes: Vec<(String, Spread)> = Vec::new();
             for r in &runs {
@@ -252,7 +289,7 @@ pub(crate) fn cells(records: &[RunRecord]) -> Vec<Cell> {
             }));
             Cell {
                 scenario: sc.to_string(),
-                workload: wl.to_string(),
+                workload: wl,
                 capacity_mbps: Spread::of(runs.iter().map(|r| r.capacity_mbps))
                     .map_or(0.0, |s| s.median),
                 modes,
@@ -306,6 +343,50 @@ pub(crate) fn summary_markdown(records: &[RunRecord]) -> String {
     s
 }
 
+/// Per step of a sequence (or per workload), per mode: goodput, % of the sum and each link's
+/// rate, min / median / max over the repetitions. A markdown table.
+pub(crate) fn steps_markdown(records: &[RunRecord]) -> String {
+    let mut keys: Vec<(&str, &str, String)> = Vec::new();
+    for r in records {
+        let k = (r.scenario.as_str(), r.mode.as_str(), r.label());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut s = String::from(
+        "| scenario | mode | step | runs | goodput Mbit/s | % of sum | per link Mbit/s |\n\
+         |---|---|---|---:|---:|---:|---|\n",
+    );
+    for (sc, mode, label) in keys {
+        let runs: Vec<&RunRecord> = records
+            .iter()
+            .filter(|r| r.scenario == sc && r.mode == mode && r.label() == label)
+            .collect();
+        let show = |v: Vec<f64>, prec: usize| Spread::of(v).map_or("-".into(), |x| x.show(prec));
+        let links = runs[0]
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let v = runs
+                    .iter()
+                    .filter_map(|r| r.result.links_mbps.get(i).copied())
+                    .collect();
+                format!("{} {}", l.name, show(v, 1))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = writeln!(
+            s,
+            "| {sc} | {mode} | {label} | {} | {} | {} | {links} |",
+            runs.len(),
+            show(runs.iter().map(|r| r.result.goodput_mbps).collect(), 2),
+            show(runs.iter().map(|r| r.pct_of_capacity).collect(), 1),
+        );
+    }
+    s
+}
+
 const COLORS: [&str; 6] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
 ];
@@ -350,7 +431,7 @@ pub(crate) fn svg(title: &str, runs: &[&RunRecord]) -> String {
             "<text x=\"{left}\" y=\"{:.1}\" font-weight=\"bold\">{} ({}): {:.1} Mbit/s = {:.0} % of {:.1}, longest gap {:.0} ms</text>",
             y0 - 6.0,
             esc(&r.mode),
-            esc(&r.workload),
+            esc(&r.label()),
             r.result.goodput_mbps,
             r.pct_of_capacity,
             r.capacity_mbps,
@@ -497,6 +578,8 @@ mod tests {
             mode: mode.into(),
             workload: "bulk1-down".into(),
             repeat: 0,
+            sequence: vec![],
+            step: 0,
             seed: 1,
             links: vec![LinkInfo {
                 name: "wan<0>".into(),
@@ -593,6 +676,73 @@ mod tests {
         );
     }
 
+    /// Step `step` of the session `seq`, repetition `rep`: `goodput` Mbit/s, links at `l`.
+    fn step(mode: &str, seq: &[&str], step: u32, rep: u32, goodput: f64, l: [f64; 2]) -> RunRecord {
+        let mut r = run(mode, seq[step as usize], rep, goodput);
+        r.sequence = seq.iter().map(|s| s.to_string()).collect();
+        r.step = step;
+        r.links = vec![
+            LinkInfo {
+                name: "wan0".into(),
+                mean_mbps: 20.0,
+            },
+            LinkInfo {
+                name: "wan1".into(),
+                mean_mbps: 10.0,
+            },
+        ];
+        r.capacity_mbps = 30.0;
+        r.pct_of_capacity = 100.0 * goodput / 30.0;
+        r.result.links_mbps = l.to_vec();
+        r
+    }
+
+    #[test]
+    fn a_sequence_reports_each_step_apart_even_the_same_workload_twice() {
+        let seq = ["bulk8-down", "bulk8-up", "bulk8-down"];
+        let mut recs = Vec::new();
+        for rep in 0..3 {
+            let x = rep as f64;
+            recs.push(step("braid", &seq, 0, rep, 27.0 + x, [18.0, 9.5]));
+            recs.push(step("braid", &seq, 1, rep, 27.3, [18.5, 9.4]));
+            recs.push(step("braid", &seq, 2, rep, 20.0 + x, [12.0 + x, 9.0]));
+        }
+        assert_eq!(recs[2].label(), "3/3 bulk8-down");
+        assert_eq!(rec("direct").label(), "bulk1-down");
+        // The first download and the one after the upload are two cells, not one.
+        let c = cells(&recs);
+        let names: Vec<&str> = c.iter().map(|c| c.workload.as_str()).collect();
+        assert_eq!(names, ["1/3 bulk8-down", "2/3 bulk8-up", "3/3 bulk8-down"]);
+        assert_eq!(c[2].modes[0].1.show(2), "20.00 / 21.00 / 22.00");
+        let md = steps_markdown(&recs);
+        assert_eq!(md.lines().count(), 5, "{md}");
+        assert!(
+            md.contains("| t | braid | 1/3 bulk8-down | 3 | 27.00 / 28.00 / 29.00 | 90.0 / 93.3 / 96.7 | wan0 18.0 / 18.0 / 18.0; wan1 9.5 / 9.5 / 9.5 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| t | braid | 3/3 bulk8-down | 3 | 20.00 / 21.00 / 22.00 | 66.7 / 70.0 / 73.3 | wan0 12.0 / 13.0 / 14.0; wan1 9.0 / 9.0 / 9.0 |"),
+            "{md}"
+        );
+        // Every run's row names its step and each link's rate.
+        let t = table(&recs[..3]);
+        assert!(t.lines().nth(3).unwrap().contains("3/3 bulk8-down"), "{t}");
+        assert!(
+            t.lines().nth(3).unwrap().ends_with("wan0 12.0 wan1 9.0"),
+            "{t}"
+        );
+        assert!(markdown(&recs).contains("| 2/3 bulk8-up | 1 |"));
+        // The JSON keeps the sequence; a record without one reads as a run on its own.
+        let j = serde_json::to_string(&recs[2]).unwrap();
+        let back: RunRecord = serde_json::from_str(&j).unwrap();
+        assert_eq!(
+            (back.label(), back.result.links_mbps),
+            (recs[2].label(), vec![12.0, 9.0])
+        );
+        let lone = serde_json::to_string(&rec("braid")).unwrap();
+        assert!(!lone.contains("\"sequence\""), "{lone}");
+    }
+
     #[test]
     fn tables_have_a_row_per_run() {
         let r = [rec("direct"), rec("mptcp")];
@@ -624,19 +774,20 @@ mod tests {
         };
         full.result.udp_up = Some(udp(1.25, 2, 3.5));
         full.result.udp_down = Some(udp(0.5, 1, 1.5));
+        full.result.links_mbps = vec![9.54];
         let r = [rec("direct"), full];
         assert_eq!(
             table(&r),
-            "scenario   mode    workload    run   goodput   % sum  capacity   gap ms  fails    rr p50/p99 ms  udp loss/late/jit\n\
-             t          direct  bulk1-down    1     10.00   50.0%     20.00        0      0                -                  -\n\
-             t          braid   bulk1-down    3     10.00 12345.7%     20.00      251      3            42/97         0.9%/3/2.5\n"
+            "scenario      mode      workload       run   goodput   % sum  capacity   gap ms  fails    rr p50/p99 ms  udp loss/late/jit per link Mbit/s\n\
+             t             direct    bulk1-down       1     10.00   50.0%     20.00        0      0                -                  -\n\
+             t             braid     bulk1-down       3     10.00 12345.7%     20.00      251      3            42/97         0.9%/3/2.5 wan<0> 9.5\n"
         );
         assert_eq!(
             markdown(&r).lines().skip(2).collect::<Vec<_>>(),
             [
-                "| t | direct | bulk1-down | 1 | 10.00 | 50.0 | 20.00 | 20.00 | 0 | 0 | - | - |",
+                "| t | direct | bulk1-down | 1 | 10.00 | 50.0 | 20.00 | 20.00 | 0 | 0 | - | - |  |",
                 "| t | braid | bulk1-down | 3 | 10.00 | 12345.7 | 20.00 | 20.00 | 251 | 3 | 42 / 97 | \
-                 0.88 / 3 / 2.5 |",
+                 0.88 / 3 / 2.5 | wan<0> 9.5 |",
             ]
         );
     }

@@ -3,7 +3,9 @@
 //! goodput every 100 ms, per link and in total, and the longest delivery gap.
 //!
 //! Servers and clients are threads of this process whose sockets were made inside the server's
-//! and the client's namespaces, so both ends share one clock.
+//! and the client's namespaces, so both ends share one clock. The server ([`Server`]) can
+//! outlive the runs it serves, as a long-lived `iperf3 -s` does: a sequence of workloads
+//! (`braid lab run --sequence`) runs against one server, one step after the other.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -180,6 +182,10 @@ pub(crate) struct UdpStats {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct WorkResult {
     pub(crate) workload: String,
+    /// When the run started, seconds since the link schedules started (0 for a run that
+    /// restarted them; later for a sequence's later steps).
+    #[serde(default)]
+    pub(crate) start_s: f64,
     pub(crate) duration_s: f64,
     /// Mean application goodput after the first OMIT_MS.
     pub(crate) goodput_mbps: f64,
@@ -193,6 +199,11 @@ pub(crate) struct WorkResult {
     pub(crate) rr: Option<RrStats>,
     pub(crate) udp_up: Option<UdpStats>,
     pub(crate) udp_down: Option<UdpStats>,
+    /// Mean IP-level rate each link delivered in the workload's direction over the same
+    /// window as `goodput_mbps` (after the first OMIT_MS), Mbit/s; header and resends
+    /// included, so it is the link's use, not its goodput.
+    #[serde(default)]
+    pub(crate) links_mbps: Vec<f64>,
     pub(crate) samples: Vec<Sample>,
 }
 
@@ -294,23 +305,112 @@ impl Run {
     }
 }
 
-fn tcp_server(l: TcpListener, run: Arc<Run>) -> Vec<JoinHandle<()>> {
-    let mut threads = Vec::new();
-    l.set_nonblocking(true).expect("listener non-blocking");
-    while !run.stopped() {
+/// The run a [`Server`] hands new connections and datagrams to (none between runs).
+type Current = Arc<Mutex<Option<Arc<Run>>>>;
+
+fn current(c: &Current) -> Option<Arc<Run>> {
+    c.lock().expect("current run lock").clone()
+}
+
+/// The server end of every workload, bound once in the server's namespace: the TCP port of
+/// bulk and request/response flows and the UDP echo port. Like a long-lived `iperf3 -s`, it
+/// serves one run after another ([`run_on`]); each connection belongs to the run that was
+/// current when it was accepted, and ends with it. [`Server::stop`] (or drop) ends it.
+pub(crate) struct Server {
+    current: Current,
+    quit: Arc<AtomicBool>,
+    /// Connection threads not yet joined (those of the current run, and finished ones).
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bind both ports in the topology's server namespace and start serving.
+    pub(crate) fn start(topo: &Topology) -> io::Result<Server> {
+        let any = SocketAddr::from(([0, 0, 0, 0], TCP_PORT));
+        let listener = sys::in_ns(&topo.server, || TcpListener::bind(any))?;
+        listener.set_nonblocking(true)?;
+        let uany = SocketAddr::from(([0, 0, 0, 0], UDP_PORT));
+        let usock = sys::in_ns(&topo.server, || UdpSocket::bind(uany))?;
+        usock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut s = Server {
+            current: Arc::new(Mutex::new(None)),
+            quit: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+            threads: Vec::new(),
+        };
+        let (cur, quit, conns) = (s.current.clone(), s.quit.clone(), s.conns.clone());
+        s.threads.push(std::thread::spawn(move || {
+            tcp_server(listener, &cur, &quit, &conns)
+        }));
+        let (cur, quit) = (s.current.clone(), s.quit.clone());
+        s.threads
+            .push(std::thread::spawn(move || udp_server(usock, &cur, &quit)));
+        Ok(s)
+    }
+
+    /// Make `run` the one new connections and datagrams belong to (None: refuse them).
+    fn serve(&self, run: Option<Arc<Run>>) {
+        *self.current.lock().expect("current run lock") = run;
+    }
+
+    /// Join the connection threads (call after the run they belong to was stopped).
+    fn join_conns(&self) {
+        let v = std::mem::take(&mut *self.conns.lock().expect("conns lock"));
+        for t in v {
+            let _ = t.join();
+        }
+    }
+
+    /// Stop serving and join every thread.
+    pub(crate) fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.quit.store(true, Ordering::Relaxed);
+        if let Some(r) = current(&self.current) {
+            r.stop.store(true, Ordering::Relaxed);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.join_conns();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn tcp_server(
+    l: TcpListener,
+    cur: &Current,
+    quit: &AtomicBool,
+    conns: &Mutex<Vec<JoinHandle<()>>>,
+) {
+    while !quit.load(Ordering::Relaxed) {
         match l.accept() {
+            // A connection between runs has no run to count it: it is closed at once.
             Ok((s, _)) => {
-                let r = run.clone();
-                threads.push(std::thread::spawn(move || serve_conn(s, &r)));
+                if let Some(r) = current(cur) {
+                    let t = std::thread::spawn(move || serve_conn(s, &r));
+                    let mut v = conns.lock().expect("conns lock");
+                    v.retain(|t| !t.is_finished());
+                    v.push(t);
+                }
             }
             Err(e) if would_block(&e) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => {
-                run.fail(format!("accept: {e}"));
-                break;
+                if let Some(r) = current(cur) {
+                    r.fail(format!("accept: {e}"));
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
-    threads
 }
 
 fn serve_conn(mut s: TcpStream, run: &Run) {
@@ -413,13 +513,13 @@ fn connect(client_ns: &str, cmd: u8) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-fn udp_server(sock: UdpSocket, run: Arc<Run>) {
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
+fn udp_server(sock: UdpSocket, cur: &Current, quit: &AtomicBool) {
     let mut buf = [0u8; 2048];
-    while !run.stopped() {
+    while !quit.load(Ordering::Relaxed) {
         let Ok((n, from)) = sock.recv_from(&mut buf) else {
             continue;
         };
+        let Some(run) = current(cur) else { continue };
         if n < 12 {
             continue;
         }
@@ -444,8 +544,25 @@ pub(crate) struct Progress<'a> {
     pub(crate) sample: &'a Sample,
 }
 
-/// Run `w` for `duration` from client 0 of edge 0 to the server. `interrupted` ends it early.
+/// Run `w` for `duration` from client 0 of edge 0 to a server of its own. `interrupted` ends
+/// it early.
 pub(crate) fn run_workload(
+    topo: &Topology,
+    w: Workload,
+    duration: Duration,
+    interrupted: &AtomicBool,
+    progress: impl FnMut(Progress),
+) -> io::Result<WorkResult> {
+    let server = Server::start(topo)?;
+    let r = run_on(&server, topo, w, duration, interrupted, progress);
+    server.stop();
+    r
+}
+
+/// Run `w` for `duration` from client 0 of edge 0 to `server`, which serves this run only
+/// while it lasts (and goes on serving the next). `interrupted` ends it early.
+pub(crate) fn run_on(
+    server: &Server,
     topo: &Topology,
     w: Workload,
     duration: Duration,
@@ -467,14 +584,7 @@ pub(crate) fn run_workload(
         udp_sent: AtomicU64::new(0),
         udp_echoed: AtomicU64::new(0),
     });
-    let any = SocketAddr::from(([0, 0, 0, 0], TCP_PORT));
-    let listener = sys::in_ns(&topo.server, || TcpListener::bind(any))?;
-    let uany = SocketAddr::from(([0, 0, 0, 0], UDP_PORT));
-    let usock = sys::in_ns(&topo.server, || UdpSocket::bind(uany))?;
-    let r = run.clone();
-    let server = std::thread::spawn(move || tcp_server(listener, r));
-    let r = run.clone();
-    let userver = std::thread::spawn(move || udp_server(usock, r));
+    server.serve(Some(run.clone()));
 
     // One connection first, so that neighbour resolution along the path is not measured.
     if let Ok(mut s) = connect(&client, b'R') {
@@ -610,8 +720,10 @@ pub(crate) fn run_workload(
     let mut samples = Vec::new();
     let mut prev_total = run.meter.bytes.load(Ordering::Relaxed);
     let mut prev_links: Vec<u64> = (0..links.len()).map(link_bytes).collect();
+    let prev_links_at_start = prev_links.clone();
     let mut prev_t = start;
     let mut omit_bytes = None;
+    let mut omit_links: Vec<u64> = Vec::new();
     let mut k = 1u64;
     while result.is_ok() && !interrupted.load(Ordering::Relaxed) {
         let next = start + Duration::from_millis(k * SAMPLE_MS);
@@ -639,10 +751,11 @@ pub(crate) fn run_workload(
                 .collect(),
         };
         prev_total = total;
-        prev_links = lb;
         if omit_bytes.is_none() && now.duration_since(start) >= Duration::from_millis(OMIT_MS) {
             omit_bytes = Some((total, now));
+            omit_links = lb.clone();
         }
+        prev_links = lb;
         progress(Progress {
             elapsed_s: now.duration_since(start).as_secs_f64(),
             total_s: duration.as_secs_f64(),
@@ -653,29 +766,33 @@ pub(crate) fn run_workload(
     let end = Instant::now();
     let end_ns = run.now_ns();
     let bytes = run.meter.bytes.load(Ordering::Relaxed);
+    let end_links: Vec<u64> = (0..links.len()).map(link_bytes).collect();
     if matches!(w, Workload::Udp { .. }) {
         // Let the echoes of the last packets come home (a second covers any sane queue).
         run.stop_sending.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(1000));
     }
+    server.serve(None);
     run.stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
-    if let Ok(conns) = server.join() {
-        for t in conns {
-            let _ = t.join();
-        }
-    }
-    let _ = userver.join();
+    server.join_conns();
     result?;
 
-    let goodput = match omit_bytes {
-        Some((b0, t)) if end > t => {
-            (bytes - b0) as f64 * 8.0 / end.duration_since(t).as_secs_f64() / 1e6
-        }
-        _ => bytes as f64 * 8.0 / end.duration_since(start).as_secs_f64().max(1e-6) / 1e6,
+    // Goodput and each link's rate over the same window: after OMIT_MS when the run got that
+    // far, else the whole run.
+    let (b0, l0, t) = match omit_bytes {
+        Some((b0, t)) if end > t => (b0, omit_links, t),
+        _ => (0, prev_links_at_start, start),
     };
+    let secs = end.duration_since(t).as_secs_f64().max(1e-6);
+    let goodput = (bytes - b0) as f64 * 8.0 / secs / 1e6;
+    let links_mbps = end_links
+        .iter()
+        .zip(&l0)
+        .map(|(a, b)| a.saturating_sub(*b) as f64 * 8.0 / secs / 1e6)
+        .collect();
     let last = run.meter.last_ns.load(Ordering::Relaxed);
     let mut gap = run.meter.max_gap_ns.load(Ordering::Relaxed);
     if last > 0 {
@@ -714,6 +831,7 @@ pub(crate) fn run_workload(
     let errors = run.errors.lock().expect("errors lock").clone();
     Ok(WorkResult {
         workload: w.name(),
+        start_s: start.saturating_duration_since(topo.t0).as_secs_f64(),
         duration_s: end.duration_since(start).as_secs_f64(),
         goodput_mbps: goodput,
         bytes,
@@ -724,6 +842,7 @@ pub(crate) fn run_workload(
         rr,
         udp_up,
         udp_down,
+        links_mbps,
         samples,
     })
 }
