@@ -57,14 +57,10 @@ impl Dns {
         );
         let name = name.to_ascii_lowercase();
         let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while !st.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
+            sys::serve_udp::<512>(&sock, &st, |query, from| {
                 q.fetch_add(1, Ordering::Relaxed);
                 let mode = m.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                if let Some((reply, answered)) = dns_reply(&buf[..n], &name, &mode) {
+                if let Some((reply, answered)) = dns_reply(query, &name, &mode) {
                     let _ = sock.send_to(&reply, from);
                     if answered {
                         fa.lock()
@@ -72,7 +68,7 @@ impl Dns {
                             .get_or_insert_with(Instant::now);
                     }
                 }
-            }
+            })
         });
         Ok(Dns {
             mode,

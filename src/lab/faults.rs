@@ -750,15 +750,11 @@ impl Server {
         });
         let st = stop.clone();
         let udp = std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while !st.load(Ordering::Relaxed) {
-                let Ok((n, from)) = u.recv_from(&mut buf) else {
-                    continue;
-                };
+            sys::serve_udp::<1500>(&u, &st, |d, from| {
                 let mut r = format!("{from}|").into_bytes();
-                r.extend_from_slice(&buf[..n.min(1000)]);
+                r.extend_from_slice(&d[..d.len().min(1000)]);
                 let _ = u.send_to(&r, from);
-            }
+            })
         });
         Ok(Server {
             stop,

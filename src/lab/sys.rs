@@ -5,8 +5,10 @@
 
 use std::ffi::CString;
 use std::io::{self, Write};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::os::setsockopt;
 use nix::errno::Errno;
@@ -106,6 +108,23 @@ pub fn spawn_in_ns<R: Send + 'static, F: FnOnce() -> R + Send + 'static>(
             enter_netns(&ns)?;
             Ok(f())
         })
+}
+
+/// A UDP server's loop, until `stop`: every datagram `sock` reads (into a buffer of `N` bytes)
+/// goes to `answer` with its sender, to reply on `sock` or not. `sock` needs a read timeout, for
+/// `stop` to be seen.
+pub(crate) fn serve_udp<const N: usize>(
+    sock: &UdpSocket,
+    stop: &AtomicBool,
+    mut answer: impl FnMut(&mut [u8], SocketAddr),
+) {
+    let mut buf = [0u8; N];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        answer(&mut buf[..n], from);
+    }
 }
 
 /// Write a sysctl of the calling thread's namespace (`net.ipv4.ip_forward` style).

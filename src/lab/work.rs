@@ -514,27 +514,23 @@ fn connect(client_ns: &str, cmd: u8) -> io::Result<TcpStream> {
 }
 
 fn udp_server(sock: UdpSocket, cur: &Current, quit: &AtomicBool) {
-    let mut buf = [0u8; 2048];
-    while !quit.load(Ordering::Relaxed) {
-        let Ok((n, from)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let Some(run) = current(cur) else { continue };
-        if n < 12 {
-            continue;
+    sys::serve_udp::<2048>(&sock, quit, |d, from| {
+        let Some(run) = current(cur) else { return };
+        if d.len() < 12 {
+            return;
         }
         let now = run.now_ns();
-        let seq = u32::from_be_bytes(buf[0..4].try_into().expect("length checked"));
-        let sent = u64::from_be_bytes(buf[4..12].try_into().expect("length checked"));
+        let seq = u32::from_be_bytes(d[0..4].try_into().expect("length checked"));
+        let sent = u64::from_be_bytes(d[4..12].try_into().expect("length checked"));
         run.udp_up
             .lock()
             .expect("udp lock")
             .on_packet(seq, sent, now);
-        buf[4..12].copy_from_slice(&run.now_ns().to_be_bytes());
-        if sock.send_to(&buf[..n], from).is_ok() {
+        d[4..12].copy_from_slice(&run.now_ns().to_be_bytes());
+        if sock.send_to(d, from).is_ok() {
             run.udp_echoed.fetch_add(1, Ordering::Relaxed);
         }
-    }
+    })
 }
 
 /// Live progress handed to the caller every sample.

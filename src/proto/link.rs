@@ -14,6 +14,7 @@
 
 use core::time::Duration;
 
+use crate::proto::maxfilter::MaxFilter;
 use crate::proto::wire::{Ack, LinkRole};
 use crate::proto::{Instant, LinkId};
 
@@ -127,50 +128,6 @@ struct Sent {
     relay_acked: bool,
 }
 
-/// Windowed max over time (three best samples, as Linux `minmax`).
-#[derive(Debug, Clone, Copy, Default)]
-struct MaxFilter {
-    s: [(u64, u64); 3], // (time us, value)
-}
-
-impl MaxFilter {
-    fn get(&self) -> u64 {
-        self.s[0].1
-    }
-
-    fn reset(&mut self, t: u64, v: u64) {
-        self.s = [(t, v); 3];
-    }
-
-    fn update(&mut self, t: u64, win: u64, v: u64) {
-        if v >= self.s[0].1 || t.saturating_sub(self.s[2].0) > win {
-            self.reset(t, v);
-            return;
-        }
-        if v >= self.s[1].1 {
-            self.s[1] = (t, v);
-            self.s[2] = (t, v);
-        } else if v >= self.s[2].1 {
-            self.s[2] = (t, v);
-        }
-        let dt = t.saturating_sub(self.s[0].0);
-        if dt > win {
-            self.s[0] = self.s[1];
-            self.s[1] = self.s[2];
-            self.s[2] = (t, v);
-            if t.saturating_sub(self.s[0].0) > win {
-                self.s[0] = self.s[1];
-                self.s[1] = self.s[2];
-            }
-        } else if self.s[1].0 == self.s[0].0 && dt > win / 4 {
-            self.s[1] = (t, v);
-            self.s[2] = (t, v);
-        } else if self.s[2].0 == self.s[1].0 && dt > win / 2 {
-            self.s[2] = (t, v);
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Startup,
@@ -215,7 +172,7 @@ pub(crate) struct Link {
     delivered: u64,
     delivered_time: Instant,
     first_sent_time: Instant,
-    btlbw: MaxFilter,
+    btlbw: MaxFilter<u64>,
     phase: Phase,
     full_bw: u64,
     full_bw_rounds: u32,
@@ -1837,18 +1794,5 @@ mod tests {
         assert!(l.pacing_rate() <= 1_000_000);
         l.cfg.rate_cap_bps = None;
         assert!(l.pacing_rate() > 0);
-    }
-
-    #[test]
-    fn max_filter_forgets_after_window() {
-        let mut f = MaxFilter::default();
-        f.update(0, 1000, 50);
-        f.update(100, 1000, 40);
-        f.update(600, 1000, 30);
-        assert_eq!(f.get(), 50);
-        f.update(1200, 1000, 20);
-        assert!(f.get() < 50);
-        f.update(2500, 1000, 10);
-        assert_eq!(f.get(), 10);
     }
 }

@@ -9,6 +9,7 @@ pub mod coalesce;
 pub mod cookie;
 pub mod endpoint;
 pub mod link;
+pub(crate) mod maxfilter;
 pub mod offload;
 pub mod pack;
 pub mod packet;

@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use super::scenario::{Cc, Dir, Scenario, TrafficKind};
 use super::tunnel::Meta;
+use crate::proto::maxfilter::MaxFilter;
 use crate::proto::packet::checksum;
 
 /// IPv4 (20) + TCP (20) + the timestamp option (12): the headers of every segment.
@@ -1519,8 +1520,8 @@ impl Cubic {
 #[derive(Debug)]
 struct Bbr {
     mode: BbrMode,
-    /// Windowed max of delivery rate (segments/s) over 10 rounds: (round, rate).
-    bw: [(u64, f64); 3],
+    /// Windowed max of delivery rate (segments/s) over 10 rounds (Kathleen Nichols').
+    bw: MaxFilter<f64>,
     round: u64,
     next_round_delivered: u64,
     round_start: bool,
@@ -1560,7 +1561,7 @@ impl Bbr {
     fn new(now: u64) -> Bbr {
         Bbr {
             mode: BbrMode::Startup,
-            bw: [(0, 0.0); 3],
+            bw: MaxFilter::default(),
             round: 0,
             next_round_delivered: 0,
             round_start: false,
@@ -1584,7 +1585,7 @@ impl Bbr {
     }
 
     fn btlbw(&self) -> f64 {
-        self.bw[0].1
+        self.bw.get()
     }
 
     fn pacing_gain(&self) -> f64 {
@@ -1613,33 +1614,7 @@ impl Bbr {
     }
 
     fn update_bw(&mut self, v: f64) {
-        // Kathleen Nichols' windowed max, by round.
-        let t = self.round;
-        if v >= self.bw[0].1 || t - self.bw[2].0 > BBR_BW_ROUNDS {
-            self.bw = [(t, v); 3];
-            return;
-        }
-        if v >= self.bw[1].1 {
-            self.bw[1] = (t, v);
-            self.bw[2] = (t, v);
-        } else if v >= self.bw[2].1 {
-            self.bw[2] = (t, v);
-        }
-        let dt = t - self.bw[0].0;
-        if dt > BBR_BW_ROUNDS {
-            self.bw[0] = self.bw[1];
-            self.bw[1] = self.bw[2];
-            self.bw[2] = (t, v);
-            if t - self.bw[0].0 > BBR_BW_ROUNDS {
-                self.bw[0] = self.bw[1];
-                self.bw[1] = self.bw[2];
-            }
-        } else if self.bw[1].0 == self.bw[0].0 && dt > BBR_BW_ROUNDS / 4 {
-            self.bw[1] = (t, v);
-            self.bw[2] = (t, v);
-        } else if self.bw[2].0 == self.bw[1].0 && dt > BBR_BW_ROUNDS / 2 {
-            self.bw[2] = (t, v);
-        }
+        self.bw.update(self.round, BBR_BW_ROUNDS, v);
     }
 
     /// Entering recovery: remember the window, then one segment out per segment delivered
