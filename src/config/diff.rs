@@ -234,50 +234,58 @@ enum Matched<'a, T> {
     Kept(&'a T, &'a T),
 }
 
-/// `old` and `new` matched by `key`: first every removed item in old order, then every new item
-/// in new order, each added or kept (paired with the first old item of the same key).
+/// `old` and `new` matched by `key`, each match handed to `f`: first every removed item in old
+/// order, then every new item in new order, added or kept (paired with the first old item of
+/// the same key).
 fn match_by_key<'a, T, K: PartialEq>(
     old: &'a [T],
     new: &'a [T],
     key: impl Fn(&'a T) -> K,
-) -> impl Iterator<Item = Matched<'a, T>> {
-    let removed = old
-        .iter()
-        .filter(|o| !new.iter().any(|n| key(n) == key(o)))
-        .map(Matched::Removed)
-        .collect::<Vec<_>>();
-    let rest = new
-        .iter()
-        .map(move |n| match old.iter().find(|o| key(o) == key(n)) {
+    mut f: impl FnMut(Matched<'a, T>),
+) {
+    for o in old {
+        if !new.iter().any(|n| key(n) == key(o)) {
+            f(Matched::Removed(o));
+        }
+    }
+    for n in new {
+        f(match old.iter().find(|o| key(o) == key(n)) {
             None => Matched::Added(n),
             Some(o) => Matched::Kept(o, n),
         });
-    removed.into_iter().chain(rest)
+    }
 }
 
 fn diff_links(old: &[Link], new: &[Link], out: &mut Vec<Change>) {
-    out.extend(match_by_key(old, new, |l| &l.name).filter_map(|m| match m {
-        Matched::Removed(o) => Some(Change::LinkRemoved(o.name.clone())),
-        Matched::Added(n) => Some(Change::LinkAdded(n.name.clone())),
-        Matched::Kept(o, n) => {
-            let fields: Vec<LinkField> = [
-                (LinkField::Device, o.device != n.device),
-                (LinkField::Transport, o.transport != n.transport),
-                (LinkField::Role, o.role != n.role),
-                (LinkField::Weight, o.weight != n.weight),
-                (LinkField::Upload, o.upload != n.upload),
-                (LinkField::Download, o.download != n.download),
-                (LinkField::Quota, o.quota != n.quota),
-            ]
-            .into_iter()
-            .filter_map(|(f, c)| c.then_some(f))
-            .collect();
-            (!fields.is_empty()).then(|| Change::LinkChanged {
-                name: n.name.clone(),
-                fields,
+    match_by_key(
+        old,
+        new,
+        |l| &l.name,
+        |m| {
+            out.extend(match m {
+                Matched::Removed(o) => Some(Change::LinkRemoved(o.name.clone())),
+                Matched::Added(n) => Some(Change::LinkAdded(n.name.clone())),
+                Matched::Kept(o, n) => {
+                    let fields: Vec<LinkField> = [
+                        (LinkField::Device, o.device != n.device),
+                        (LinkField::Transport, o.transport != n.transport),
+                        (LinkField::Role, o.role != n.role),
+                        (LinkField::Weight, o.weight != n.weight),
+                        (LinkField::Upload, o.upload != n.upload),
+                        (LinkField::Download, o.download != n.download),
+                        (LinkField::Quota, o.quota != n.quota),
+                    ]
+                    .into_iter()
+                    .filter_map(|(f, c)| c.then_some(f))
+                    .collect();
+                    (!fields.is_empty()).then(|| Change::LinkChanged {
+                        name: n.name.clone(),
+                        fields,
+                    })
+                }
             })
-        }
-    }));
+        },
+    );
 }
 
 /// Policies compared without their line numbers.
@@ -296,14 +304,17 @@ fn diff_policies(old: &[Policy], new: &[Policy], out: &mut Vec<Change>) {
         return;
     }
     let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
-    for m in match_by_key(old, new, |p| &p.name) {
-        match m {
+    match_by_key(
+        old,
+        new,
+        |p| &p.name,
+        |m| match m {
             Matched::Removed(o) => removed.push(o.name.clone()),
             Matched::Added(n) => added.push(n.name.clone()),
             Matched::Kept(o, n) if !same_policy(o, n) => changed.push(n.name.clone()),
             Matched::Kept(..) => {}
-        }
-    }
+        },
+    );
     // Order of the policies present in both lists.
     let kept_old: Vec<&str> = old
         .iter()
@@ -324,31 +335,45 @@ fn diff_policies(old: &[Policy], new: &[Policy], out: &mut Vec<Change>) {
 }
 
 fn diff_classes(old: &[Class], new: &[Class], out: &mut Vec<Change>) {
-    out.extend(match_by_key(old, new, |c| &c.name).filter_map(|m| match m {
-        Matched::Removed(o) => Some(Change::ClassRemoved(o.name.clone())),
-        Matched::Added(n) => Some(Change::ClassAdded(n.name.clone())),
-        Matched::Kept(o, n) => (o != n).then(|| Change::ClassChanged(n.name.clone())),
-    }));
+    match_by_key(
+        old,
+        new,
+        |c| &c.name,
+        |m| {
+            out.extend(match m {
+                Matched::Removed(o) => Some(Change::ClassRemoved(o.name.clone())),
+                Matched::Added(n) => Some(Change::ClassAdded(n.name.clone())),
+                Matched::Kept(o, n) => (o != n).then(|| Change::ClassChanged(n.name.clone())),
+            })
+        },
+    );
 }
 
 fn diff_peers(old: &[Peer], new: &[Peer], out: &mut Vec<Change>) {
-    out.extend(
-        match_by_key(old, new, |p| &p.public_key).filter_map(|m| match m {
-            Matched::Removed(o) => Some(Change::PeerRemoved {
-                name: o.name.clone(),
-                key: o.public_key,
-            }),
-            Matched::Added(n) => Some(Change::PeerAdded {
-                name: n.name.clone(),
-                key: n.public_key,
-            }),
-            Matched::Kept(o, n) => {
-                (o.name != n.name || o.allowed_lan != n.allowed_lan).then(|| Change::PeerChanged {
+    match_by_key(
+        old,
+        new,
+        |p| &p.public_key,
+        |m| {
+            out.extend(match m {
+                Matched::Removed(o) => Some(Change::PeerRemoved {
+                    name: o.name.clone(),
+                    key: o.public_key,
+                }),
+                Matched::Added(n) => Some(Change::PeerAdded {
                     name: n.name.clone(),
                     key: n.public_key,
-                })
-            }
-        }),
+                }),
+                Matched::Kept(o, n) => {
+                    (o.name != n.name || o.allowed_lan != n.allowed_lan).then(|| {
+                        Change::PeerChanged {
+                            name: n.name.clone(),
+                            key: n.public_key,
+                        }
+                    })
+                }
+            })
+        },
     );
 }
 
@@ -362,7 +387,8 @@ mod tests {
     fn match_by_key_order() {
         let old = [("a", 1), ("b", 2), ("c", 3), ("b", 4)];
         let new = [("d", 5), ("c", 6), ("b", 7), ("e", 8)];
-        let m: Vec<_> = match_by_key(&old, &new, |x| x.0).collect();
+        let mut m = Vec::new();
+        match_by_key(&old, &new, |x| x.0, |x| m.push(x));
         assert_eq!(
             m,
             [
