@@ -223,36 +223,69 @@ fn diff_main(old: &Config, new: &Config, out: &mut Vec<Change>) {
     }
 }
 
-fn diff_links(old: &[Link], new: &[Link], out: &mut Vec<Change>) {
+/// An item of the old or the new list, matched with the other list by key.
+#[derive(Debug, PartialEq)]
+enum Matched<'a, T> {
+    /// Only in the old list.
+    Removed(&'a T),
+    /// Only in the new list.
+    Added(&'a T),
+    /// In both lists: the (first) old item and the new one.
+    Kept(&'a T, &'a T),
+}
+
+/// `old` and `new` matched by `key`, each match handed to `f`: first every removed item in old
+/// order, then every new item in new order, added or kept (paired with the first old item of
+/// the same key).
+fn match_by_key<'a, T, K: PartialEq>(
+    old: &'a [T],
+    new: &'a [T],
+    key: impl Fn(&'a T) -> K,
+    mut f: impl FnMut(Matched<'a, T>),
+) {
     for o in old {
-        if !new.iter().any(|n| n.name == o.name) {
-            out.push(Change::LinkRemoved(o.name.clone()));
+        if !new.iter().any(|n| key(n) == key(o)) {
+            f(Matched::Removed(o));
         }
     }
     for n in new {
-        let Some(o) = old.iter().find(|o| o.name == n.name) else {
-            out.push(Change::LinkAdded(n.name.clone()));
-            continue;
-        };
-        let fields: Vec<LinkField> = [
-            (LinkField::Device, o.device != n.device),
-            (LinkField::Transport, o.transport != n.transport),
-            (LinkField::Role, o.role != n.role),
-            (LinkField::Weight, o.weight != n.weight),
-            (LinkField::Upload, o.upload != n.upload),
-            (LinkField::Download, o.download != n.download),
-            (LinkField::Quota, o.quota != n.quota),
-        ]
-        .into_iter()
-        .filter_map(|(f, c)| c.then_some(f))
-        .collect();
-        if !fields.is_empty() {
-            out.push(Change::LinkChanged {
-                name: n.name.clone(),
-                fields,
-            });
-        }
+        f(match old.iter().find(|o| key(o) == key(n)) {
+            None => Matched::Added(n),
+            Some(o) => Matched::Kept(o, n),
+        });
     }
+}
+
+fn diff_links(old: &[Link], new: &[Link], out: &mut Vec<Change>) {
+    match_by_key(
+        old,
+        new,
+        |l| &l.name,
+        |m| {
+            out.extend(match m {
+                Matched::Removed(o) => Some(Change::LinkRemoved(o.name.clone())),
+                Matched::Added(n) => Some(Change::LinkAdded(n.name.clone())),
+                Matched::Kept(o, n) => {
+                    let fields: Vec<LinkField> = [
+                        (LinkField::Device, o.device != n.device),
+                        (LinkField::Transport, o.transport != n.transport),
+                        (LinkField::Role, o.role != n.role),
+                        (LinkField::Weight, o.weight != n.weight),
+                        (LinkField::Upload, o.upload != n.upload),
+                        (LinkField::Download, o.download != n.download),
+                        (LinkField::Quota, o.quota != n.quota),
+                    ]
+                    .into_iter()
+                    .filter_map(|(f, c)| c.then_some(f))
+                    .collect();
+                    (!fields.is_empty()).then(|| Change::LinkChanged {
+                        name: n.name.clone(),
+                        fields,
+                    })
+                }
+            })
+        },
+    );
 }
 
 /// Policies compared without their line numbers.
@@ -270,20 +303,18 @@ fn diff_policies(old: &[Policy], new: &[Policy], out: &mut Vec<Change>) {
     if old.len() == new.len() && old.iter().zip(new).all(|(a, b)| same_policy(a, b)) {
         return;
     }
-    let mut added = Vec::new();
-    let mut changed = Vec::new();
-    for n in new {
-        match old.iter().find(|o| o.name == n.name) {
-            None => added.push(n.name.clone()),
-            Some(o) if !same_policy(o, n) => changed.push(n.name.clone()),
-            Some(_) => {}
-        }
-    }
-    let removed: Vec<String> = old
-        .iter()
-        .filter(|o| !new.iter().any(|n| n.name == o.name))
-        .map(|o| o.name.clone())
-        .collect();
+    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    match_by_key(
+        old,
+        new,
+        |p| &p.name,
+        |m| match m {
+            Matched::Removed(o) => removed.push(o.name.clone()),
+            Matched::Added(n) => added.push(n.name.clone()),
+            Matched::Kept(o, n) if !same_policy(o, n) => changed.push(n.name.clone()),
+            Matched::Kept(..) => {}
+        },
+    );
     // Order of the policies present in both lists.
     let kept_old: Vec<&str> = old
         .iter()
@@ -304,42 +335,69 @@ fn diff_policies(old: &[Policy], new: &[Policy], out: &mut Vec<Change>) {
 }
 
 fn diff_classes(old: &[Class], new: &[Class], out: &mut Vec<Change>) {
-    for o in old {
-        if !new.iter().any(|n| n.name == o.name) {
-            out.push(Change::ClassRemoved(o.name.clone()));
-        }
-    }
-    for n in new {
-        match old.iter().find(|o| o.name == n.name) {
-            None => out.push(Change::ClassAdded(n.name.clone())),
-            Some(o) if o != n => out.push(Change::ClassChanged(n.name.clone())),
-            Some(_) => {}
-        }
-    }
+    match_by_key(
+        old,
+        new,
+        |c| &c.name,
+        |m| {
+            out.extend(match m {
+                Matched::Removed(o) => Some(Change::ClassRemoved(o.name.clone())),
+                Matched::Added(n) => Some(Change::ClassAdded(n.name.clone())),
+                Matched::Kept(o, n) => (o != n).then(|| Change::ClassChanged(n.name.clone())),
+            })
+        },
+    );
 }
 
 fn diff_peers(old: &[Peer], new: &[Peer], out: &mut Vec<Change>) {
-    for o in old {
-        if !new.iter().any(|n| n.public_key == o.public_key) {
-            out.push(Change::PeerRemoved {
-                name: o.name.clone(),
-                key: o.public_key,
-            });
-        }
-    }
-    for n in new {
-        match old.iter().find(|o| o.public_key == n.public_key) {
-            None => out.push(Change::PeerAdded {
-                name: n.name.clone(),
-                key: n.public_key,
-            }),
-            Some(o) if o.name != n.name || o.allowed_lan != n.allowed_lan => {
-                out.push(Change::PeerChanged {
+    match_by_key(
+        old,
+        new,
+        |p| &p.public_key,
+        |m| {
+            out.extend(match m {
+                Matched::Removed(o) => Some(Change::PeerRemoved {
+                    name: o.name.clone(),
+                    key: o.public_key,
+                }),
+                Matched::Added(n) => Some(Change::PeerAdded {
                     name: n.name.clone(),
                     key: n.public_key,
-                })
-            }
-            Some(_) => {}
-        }
+                }),
+                Matched::Kept(o, n) => {
+                    (o.name != n.name || o.allowed_lan != n.allowed_lan).then(|| {
+                        Change::PeerChanged {
+                            name: n.name.clone(),
+                            key: n.public_key,
+                        }
+                    })
+                }
+            })
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{match_by_key, Matched};
+
+    /// Removed items come first (old order), then the new list in its order; a duplicate key
+    /// pairs with its first old item. The config tests never mix all three kinds in one list.
+    #[test]
+    fn match_by_key_order() {
+        let old = [("a", 1), ("b", 2), ("c", 3), ("b", 4)];
+        let new = [("d", 5), ("c", 6), ("b", 7), ("e", 8)];
+        let mut m = Vec::new();
+        match_by_key(&old, &new, |x| x.0, |x| m.push(x));
+        assert_eq!(
+            m,
+            [
+                Matched::Removed(&("a", 1)),
+                Matched::Added(&("d", 5)),
+                Matched::Kept(&("c", 3), &("c", 6)),
+                Matched::Kept(&("b", 2), &("b", 7)),
+                Matched::Added(&("e", 8)),
+            ]
+        );
     }
 }

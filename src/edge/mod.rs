@@ -230,13 +230,106 @@ struct Edge {
     _space: Space,
 }
 
+/// Why a link's socket could not be opened (the text follows "cannot open a socket on device").
+#[derive(Debug)]
+enum OpenError {
+    /// The host refused the socket (made, bound to the device, connected).
+    Socket(crate::os::Error),
+    /// tokio could not take the socket.
+    Register(std::io::Error),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Socket(e) => write!(f, "{e}"),
+            OpenError::Register(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// What a link waits for before its socket can open ([`Edge::want`]); the text is the link's
+/// `waiting` in `braid status` and the log.
+#[derive(Debug)]
+enum Waiting {
+    /// `core_host` is not resolved yet.
+    CoreAddress {
+        /// `core_host`.
+        host: String,
+    },
+    /// netifd has not reported the interface's device.
+    Device {
+        /// The link (the netifd interface).
+        interface: String,
+    },
+    /// The device could not be looked up.
+    Lookup {
+        /// The device.
+        device: String,
+        /// Why.
+        err: crate::os::Error,
+    },
+    /// The device does not exist (yet).
+    Appear {
+        /// The device.
+        device: String,
+        /// Where its name comes from: `option device` at FILE:LINE, or None for netifd.
+        option_at: Option<String>,
+    },
+    /// The device is down.
+    Up {
+        /// The device.
+        device: String,
+    },
+    /// The device has no address of the core's family.
+    Address {
+        /// The device.
+        device: String,
+        /// The core's address is IPv4 (else IPv6).
+        v4: bool,
+    },
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waiting::CoreAddress { host } => {
+                write!(f, "waiting for the address of core_host '{host}'")
+            }
+            Waiting::Device { interface } => write!(
+                f,
+                "waiting for netifd to report the device of interface '{interface}'"
+            ),
+            Waiting::Lookup { device, err } => {
+                write!(f, "cannot look up device '{device}': {err}")
+            }
+            Waiting::Appear { device, option_at } => match option_at {
+                Some(at) => write!(
+                    f,
+                    "waiting for device '{device}' to appear (option device, {at})"
+                ),
+                None => write!(
+                    f,
+                    "waiting for device '{device}' to appear (as netifd reported it)"
+                ),
+            },
+            Waiting::Up { device } => write!(f, "waiting for device '{device}' to come up"),
+            Waiting::Address { device, v4 } => write!(
+                f,
+                "waiting for an {} address on device '{device}'",
+                if *v4 { "IPv4" } else { "IPv6" }
+            ),
+        }
+    }
+}
+
 fn open_link(
     id: LinkId,
     at: &Opened,
     l: &model::Link,
     inbound: &crate::ingress::Sender<Inbound>,
     tcp_send: &crate::ingress::Pool,
-) -> Result<LinkIo, String> {
+) -> Result<LinkIo, OpenError> {
     let spec = LinkSocketSpec {
         device: at.device.clone(),
         local: Some(at.local),
@@ -244,8 +337,8 @@ fn open_link(
     };
     match l.transport {
         Transport::Udp => {
-            let s = uplink::udp_socket(&spec).map_err(|e| e.to_string())?;
-            daemon::udp_link(s).map_err(|e| e.to_string())
+            let s = uplink::udp_socket(&spec).map_err(OpenError::Socket)?;
+            daemon::udp_link(s).map_err(OpenError::Register)
         }
         Transport::Tcp => Ok(daemon::tcp_link(
             id,
@@ -1023,43 +1116,40 @@ impl Edge {
 
     /// Where link `i`'s socket should be open, `Err` with what it waits for, `None` when the
     /// operator took it down.
-    fn want(&self, i: usize) -> Option<Result<Opened, String>> {
+    fn want(&self, i: usize) -> Option<Result<Opened, Waiting>> {
         let l = &self.links[i];
         if !l.admin_up {
             return None;
         }
         let Some(core) = self.core.current() else {
-            return Some(Err(format!(
-                "waiting for the address of core_host '{}'",
-                self.core.host()
-            )));
+            return Some(Err(Waiting::CoreAddress {
+                host: self.core.host().to_string(),
+            }));
         };
         let Some(dev) = l.device() else {
-            return Some(Err(format!(
-                "waiting for netifd to report the device of interface '{}'",
-                l.cfg.name
-            )));
+            return Some(Err(Waiting::Device {
+                interface: l.cfg.name.clone(),
+            }));
         };
         let v4 = core.is_ipv4();
         let info = crate::os::netlink::Netlink::open()
             .and_then(|mut nl| uplink::device_info(&mut nl, dev, v4));
+        let device = dev.to_string();
         Some(match info {
-            Err(e) => Err(format!("cannot look up device '{dev}': {e}")),
-            Ok(None) => Err(format!(
-                "waiting for device '{dev}' to appear ({})",
-                match l.cfg.device {
-                    Some(_) => format!("option device, {}:{}", self.cfg.file, l.cfg.line),
-                    None => "as netifd reported it".into(),
-                }
-            )),
-            Ok(Some(d)) if !d.usable => Err(format!("waiting for device '{dev}' to come up")),
+            Err(err) => Err(Waiting::Lookup { device, err }),
+            Ok(None) => Err(Waiting::Appear {
+                device,
+                option_at: l
+                    .cfg
+                    .device
+                    .as_ref()
+                    .map(|_| format!("{}:{}", self.cfg.file, l.cfg.line)),
+            }),
+            Ok(Some(d)) if !d.usable => Err(Waiting::Up { device }),
             Ok(Some(d)) => match d.address {
-                None => Err(format!(
-                    "waiting for an {} address on device '{dev}'",
-                    if v4 { "IPv4" } else { "IPv6" }
-                )),
+                None => Err(Waiting::Address { device, v4 }),
                 Some(local) => Ok(Opened {
-                    device: dev.to_string(),
+                    device,
                     index: d.index,
                     local,
                     core,
@@ -1108,7 +1198,7 @@ impl Edge {
                     at.device
                 )),
             },
-            Some(Err(why)) => Some(why),
+            Some(Err(why)) => Some(why.to_string()),
         };
         if let Some(why) = why {
             if l.io.is_some() {
@@ -1481,4 +1571,71 @@ fn fixture() -> Config {
         include_str!("../../tests/fixtures/config/edge.conf"),
     )
     .expect("the fixture is a valid edge config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Waiting;
+
+    /// The words `braid status` and the log show (tests/e2e_boot.rs matches two of them).
+    #[test]
+    fn waiting_text() {
+        let dev = || "wwan0".to_string();
+        let cases = [
+            (
+                Waiting::CoreAddress {
+                    host: "core.example".into(),
+                },
+                "waiting for the address of core_host 'core.example'",
+            ),
+            (
+                Waiting::Device {
+                    interface: "lte1".into(),
+                },
+                "waiting for netifd to report the device of interface 'lte1'",
+            ),
+            (
+                Waiting::Lookup {
+                    device: dev(),
+                    err: crate::os::Error::invalid("netlink", "refused"),
+                },
+                "cannot look up device 'wwan0': netlink: refused",
+            ),
+            (
+                Waiting::Appear {
+                    device: dev(),
+                    option_at: Some("/etc/config/braid:12".into()),
+                },
+                "waiting for device 'wwan0' to appear (option device, /etc/config/braid:12)",
+            ),
+            (
+                Waiting::Appear {
+                    device: dev(),
+                    option_at: None,
+                },
+                "waiting for device 'wwan0' to appear (as netifd reported it)",
+            ),
+            (
+                Waiting::Up { device: dev() },
+                "waiting for device 'wwan0' to come up",
+            ),
+            (
+                Waiting::Address {
+                    device: dev(),
+                    v4: true,
+                },
+                "waiting for an IPv4 address on device 'wwan0'",
+            ),
+            (
+                Waiting::Address {
+                    device: dev(),
+                    v4: false,
+                },
+                "waiting for an IPv6 address on device 'wwan0'",
+            ),
+        ];
+        for (w, text) in cases {
+            assert_eq!(w.to_string(), text);
+        }
+    }
 }

@@ -231,6 +231,14 @@ fn receive_buffer(fd: impl std::os::fd::AsFd, bytes: usize) -> io::Result<()> {
         .or_else(|_| setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buf))
 }
 
+/// An `iovec` over `b`, for a write (the kernel only reads it).
+fn iovec(b: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
+    }
+}
+
 impl Capture {
     /// Opens the capture on the hub's space end, inside `space`: receives the frames the host
     /// steered into the hub; [`Capture::send_ip`] writes IP packets toward the host (and on to
@@ -372,27 +380,24 @@ impl Capture {
     /// Writes one raw frame (a complete one: the `virtio_net_hdr`, if any, is added here).
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
         let vnet = [0u8; VNET_HDR_LEN];
-        let iov = [
-            libc::iovec {
-                iov_base: vnet.as_ptr() as *mut libc::c_void,
-                iov_len: VNET_HDR_LEN,
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            },
-        ];
+        let iov = [iovec(&vnet), iovec(frame)];
         let skip = usize::from(!self.vnet);
-        // SAFETY: zeroed msghdr is valid; iov points to live buffers.
+        let n = self.sendmsg(&iov[skip..])?;
+        Ok(n.saturating_sub(VNET_HDR_LEN * (1 - skip)))
+    }
+
+    /// One `sendmsg` of the buffers `iov` points to, without blocking; the bytes sent.
+    fn sendmsg(&self, iov: &[libc::iovec]) -> io::Result<usize> {
+        // SAFETY: zeroed msghdr is valid (null name, no control).
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov[skip..].as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = (2 - skip) as _;
-        // SAFETY: msg is valid for the call.
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = iov.len() as _;
+        // SAFETY: msg and the buffers of `iov` (the caller's) are live for the call.
         let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
-            Ok((n as usize).saturating_sub(VNET_HDR_LEN * (1 - skip)))
+            Ok(n as usize)
         }
     }
 
@@ -457,29 +462,10 @@ impl Capture {
         self.write_iov(&h, packet)
     }
 
-    /// One `sendmsg` of `head` then `packet`.
+    /// One `sendmsg` of `head` then `packet`; returns the packet's length.
     fn write_iov(&self, head: &[u8], packet: &[u8]) -> io::Result<usize> {
-        let iov = [
-            libc::iovec {
-                iov_base: head.as_ptr() as *mut libc::c_void,
-                iov_len: head.len(),
-            },
-            libc::iovec {
-                iov_base: packet.as_ptr() as *mut libc::c_void,
-                iov_len: packet.len(),
-            },
-        ];
-        // SAFETY: zeroed msghdr is valid; iov points to live buffers.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = 2;
-        // SAFETY: msg is valid for the call.
-        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(packet.len())
-        }
+        self.sendmsg(&[iovec(head), iovec(packet)])?;
+        Ok(packet.len())
     }
 
     /// Writes up to [`BATCH`] IP packets with one `sendmmsg` (see [`Capture::send_ip`] for the
@@ -498,15 +484,9 @@ impl Capture {
         // SAFETY: zeroed mmsghdr is valid (null name, no control).
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for i in 0..n {
-            let (h, at) = &mut heads[i];
-            iov[2 * i] = libc::iovec {
-                iov_base: h[*at..].as_mut_ptr().cast(),
-                iov_len: h.len() - *at,
-            };
-            iov[2 * i + 1] = libc::iovec {
-                iov_base: packets[i].as_ptr() as *mut libc::c_void,
-                iov_len: packets[i].len(),
-            };
+            let (h, at) = &heads[i];
+            iov[2 * i] = iovec(&h[*at..]);
+            iov[2 * i + 1] = iovec(packets[i]);
         }
         // Pointers into `iov` are taken only after it is complete.
         let base = iov.as_mut_ptr();
