@@ -1351,12 +1351,12 @@ impl CcState {
         match self {
             CcState::None => {}
             CcState::Reno => {
-                if state == State::Open && acked > 0 {
+                if matches!(state, State::Open | State::Loss) && acked > 0 {
                     reno_increase(s, acked as f64);
                 }
             }
             CcState::Cubic(c) => {
-                if state == State::Open && acked > 0 {
+                if matches!(state, State::Open | State::Loss) && acked > 0 {
                     c.on_ack(s, now, acked as f64);
                 }
             }
@@ -1966,6 +1966,32 @@ mod tests {
         s.on_ack(rto + 10_000, 10, &[], 1);
         assert_eq!(s.stats.undos, 1);
         assert_eq!(s.state, State::Open);
+    }
+
+    /// After a timeout the window grows by slow start as the resends are acked (Linux calls
+    /// tcp_cong_avoid in Loss: only Recovery and CWR are reductions). Held at one segment until
+    /// the whole lost flight was resent, a flow that timed out with 119 segments marked lost
+    /// resent them one per RTT: 30 s at 0.1 Mbit/s (lte tcp1-down seed 2 over the tunnel).
+    #[test]
+    fn the_window_grows_while_a_timeout_is_repaired() {
+        let mut s = Sender::new(Cc::Cubic, 0);
+        for t in 0..10 {
+            s.next_segment(t);
+        }
+        s.on_ack(40_000, 2, &[], 0);
+        let rto = s.rto_at.unwrap();
+        s.on_timer(rto);
+        assert_eq!(s.state, State::Loss);
+        assert_eq!(s.next_segment(rto), Some(2));
+        assert_eq!(s.next_segment(rto), None);
+        // The resend is acked (no timestamp: no undo): slow start, one more per segment acked.
+        s.on_ack(rto + 50_000, 3, &[], 0);
+        assert_eq!(s.state, State::Loss);
+        assert!(s.cwnd >= 2.0, "cwnd {}", s.cwnd);
+        let t = rto + 100_000;
+        assert_eq!(s.next_segment(t), Some(3));
+        s.on_ack(t + 50_000, 4, &[], 0);
+        assert!(s.cwnd >= 3.0, "cwnd {}", s.cwnd);
     }
 
     #[test]
