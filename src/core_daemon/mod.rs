@@ -301,8 +301,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         core.pump(capture.get_ref());
         let deadline = core.ep.poll_timeout().map(|t| core.clock.deadline(t));
         let sleep = daemon::sleep_until(deadline);
-        let udp_ready =
-            std::future::poll_fn(|cx| daemon::poll_readable(udp.iter().map(|s| &**s), cx));
+        let udp_ready = std::future::poll_fn(|cx| daemon::poll_sockets(&udp[..], cx));
         tokio::select! {
             sig = signals.recv() => match sig {
                 Signal::Term => break,
@@ -341,14 +340,11 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
             }
             () = udp_ready => {
                 let now = core.clock.now();
-                for (i, sock) in udp.iter().enumerate() {
-                    // At most 255 sockets (bind_udp). An error is the socket's: read on later.
-                    let _ = daemon::drain_udp(sock, &mut udp_batch, |d, from| {
-                        let from = Addr::Udp(i as u8, from);
-                        let r = core.ep.handle_datagram(now, from, d);
-                        core.handled(from, r);
-                    });
-                }
+                daemon::drain_sockets(&udp[..], &mut udp_batch, |i, d, from| {
+                    let from = Addr::Udp(i, from);
+                    let r = core.ep.handle_datagram(now, from, d);
+                    core.handled(from, r);
+                });
             }
             _ = sleep => core.ep.handle_timeout(core.clock.now()),
             _ = tick.tick() => core.housekeeping(),
@@ -382,6 +378,21 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         nat.keep();
     }
     Ok(())
+}
+
+/// The core's datagrams find their UDP socket by its index (at most 255 sockets, bind_udp).
+impl daemon::Sockets for [Rc<UdpSocket>] {
+    type Key = u8;
+    const REFUSED: &'static str = "socket busy";
+
+    fn send(&self, i: u8, msgs: &[daemon::Outgoing<'_>]) -> usize {
+        self.get(usize::from(i))
+            .map_or(0, |s| daemon::send_udp(s, msgs))
+    }
+
+    fn udp(&self) -> impl Iterator<Item = (u8, &tokio::net::UdpSocket)> {
+        self.iter().enumerate().map(|(i, s)| (i as u8, &**s))
+    }
 }
 
 /// The NAT settings from the configuration.
@@ -518,14 +529,7 @@ impl Core {
 
     /// Sends what the outbox holds, each socket's datagrams with one system call.
     fn send_out(&mut self) {
-        let udp = &self.udp;
-        let lost = self.outbox.flush(|i, msgs| {
-            udp.get(usize::from(i))
-                .map_or(0, |s| daemon::send_udp(s, msgs))
-        });
-        if lost > 0 {
-            *self.drops.entry("socket busy").or_default() += lost;
-        }
+        daemon::send_out(&mut self.outbox, &self.udp[..], &mut self.drops);
     }
 
     fn pump(&mut self, capture: &Capture) {

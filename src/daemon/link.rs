@@ -146,6 +146,53 @@ pub(crate) fn drain_udp(
     Ok(total)
 }
 
+/// How an event loop's datagrams find their socket, the one thing the edge's and the core's
+/// UDP traffic differ in: the edge's links by their id, the core's sockets by their index.
+pub(crate) trait Sockets {
+    /// What picks a socket.
+    type Key: Copy + PartialEq;
+    /// The drop counter of datagrams a socket did not take.
+    const REFUSED: &'static str;
+    /// Sends `msgs` on `key`'s socket now ([`send_udp`]); returns how many went out (none
+    /// when `key` has no socket any more).
+    fn send(&self, key: Self::Key, msgs: &[Outgoing<'_>]) -> usize;
+    /// The UDP sockets the event loop reads, each with its key.
+    fn udp(&self) -> impl Iterator<Item = (Self::Key, &tokio::net::UdpSocket)>;
+}
+
+/// Ready when one of `socks`' UDP sockets has something to read ([`poll_readable`]).
+pub(crate) fn poll_sockets<S: Sockets + ?Sized>(socks: &S, cx: &mut Context<'_>) -> Poll<()> {
+    poll_readable(socks.udp().map(|(_, s)| s), cx)
+}
+
+/// The event loop's arm for readable UDP sockets: drains each ([`drain_udp`]), handing `f`
+/// every datagram with its socket's key and sender. Returns how many datagrams were read. An
+/// error is the socket's (ICMP port unreachable while the peer restarts, say): the others are
+/// read, that one is read on at a later turn.
+pub(crate) fn drain_sockets<S: Sockets + ?Sized>(
+    socks: &S,
+    batch: &mut RecvBatch,
+    mut f: impl FnMut(S::Key, &mut [u8], std::net::SocketAddr),
+) -> usize {
+    socks
+        .udp()
+        .map(|(key, sock)| drain_udp(sock, batch, |d, from| f(key, d, from)).unwrap_or(0))
+        .sum()
+}
+
+/// Sends what `outbox` holds, each socket's datagrams with one system call; what did not go
+/// out is counted in `drops` under [`Sockets::REFUSED`].
+pub(crate) fn send_out<S: Sockets + ?Sized>(
+    outbox: &mut Outbox<S::Key>,
+    socks: &S,
+    drops: &mut std::collections::HashMap<&'static str, u64>,
+) {
+    let lost = outbox.flush(|key, msgs| socks.send(key, msgs));
+    if lost > 0 {
+        *drops.entry(S::REFUSED).or_default() += lost;
+    }
+}
+
 /// A datagram ready to go: its bytes and, on an unconnected socket, where to.
 pub(crate) type Outgoing<'a> = (&'a [u8], Option<std::net::SocketAddr>);
 
@@ -416,6 +463,70 @@ mod tests {
             }
             // Emptied: the next turn starts from the first slot.
             assert_eq!(out.flush(|_, _| unreachable!("nothing held")), 0);
+        });
+    }
+
+    /// Sockets keyed as the core keys them (by index; a key past the end has no socket).
+    struct Indexed(Vec<tokio::net::UdpSocket>);
+
+    impl Sockets for Indexed {
+        type Key = u8;
+        const REFUSED: &'static str = "test refused";
+        fn send(&self, key: u8, msgs: &[Outgoing<'_>]) -> usize {
+            self.0
+                .get(usize::from(key))
+                .map_or(0, |s| send_udp(s, msgs))
+        }
+        fn udp(&self) -> impl Iterator<Item = (u8, &tokio::net::UdpSocket)> {
+            self.0.iter().enumerate().map(|(i, s)| (i as u8, s))
+        }
+    }
+
+    /// The loops' shared arms: every readable socket drained with its key handed along; a
+    /// turn's datagrams sent per key, what no socket took counted under the loop's name.
+    #[test]
+    fn the_loops_shared_arms_key_what_they_read_and_count_what_they_drop() {
+        use std::future::poll_fn;
+        crate::daemon::block_on_local(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let socks: Vec<_> = (0..3)
+                .map(|_| {
+                    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                    s.set_nonblocking(true).unwrap();
+                    tokio::net::UdpSocket::from_std(s).unwrap()
+                })
+                .collect();
+            let at: Vec<_> = socks.iter().map(|s| s.local_addr().unwrap()).collect();
+            let socks = Indexed(socks);
+            peer.send_to(b"to 2", at[2]).unwrap();
+            peer.send_to(b"to 0", at[0]).unwrap();
+            poll_fn(|cx| poll_sockets(&socks, cx)).await;
+            let mut batch = RecvBatch::default();
+            let mut got = Vec::new();
+            let n = drain_sockets(&socks, &mut batch, |k, d, from| {
+                assert_eq!(from, peer.local_addr().unwrap());
+                got.push((k, d.to_vec()));
+            });
+            assert_eq!(n, 2);
+            assert_eq!(got, vec![(0, b"to 0".to_vec()), (2, b"to 2".to_vec())]);
+            // Two for socket 1 (to the peer), one for a socket that is not there.
+            let to = Some(peer.local_addr().unwrap());
+            let mut out = Outbox::<u8>::new(100);
+            for (k, d) in [(1u8, b"a"), (9, b"x"), (1, b"b")] {
+                out.slot()[..1].copy_from_slice(d);
+                out.push(k, to, 1);
+            }
+            let mut drops = std::collections::HashMap::new();
+            send_out(&mut out, &socks, &mut drops);
+            assert_eq!(drops.get("test refused"), Some(&1));
+            let mut buf = [0u8; 10];
+            for want in [b"a", b"b"] {
+                let (n, from) = peer.recv_from(&mut buf).unwrap();
+                assert_eq!((&buf[..n], from), (&want[..], at[1]));
+            }
+            // Nothing lost: nothing counted.
+            send_out(&mut out, &socks, &mut drops);
+            assert_eq!(drops.get("test refused"), Some(&1));
         });
     }
 

@@ -14,7 +14,8 @@ pub(crate) mod users;
 pub(crate) use control::ControlServer;
 pub(crate) use error::{Error, ReloadError, RequestError};
 pub(crate) use link::{
-    drain_udp, poll_readable, send_udp, tcp_link, udp_link, Inbound, LinkIo, LinkTx, Outbox,
+    drain_sockets, poll_sockets, send_out, send_udp, tcp_link, udp_link, Inbound, LinkIo, LinkTx,
+    Outbox, Outgoing, Sockets,
 };
 #[cfg(test)]
 pub(crate) use runtime::block_on_local;

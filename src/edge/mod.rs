@@ -543,9 +543,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
                 None => std::future::pending().await,
             }
         };
-        let links_ready = std::future::poll_fn(|cx| {
-            daemon::poll_readable(edge.links.iter().filter_map(EdgeLink::udp), cx)
-        });
+        let links_ready = std::future::poll_fn(|cx| daemon::poll_sockets(&edge.links[..], cx));
         tokio::select! {
             sig = signals.recv() => match sig {
                 Signal::Term | Signal::Interrupt => break,
@@ -565,16 +563,10 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
             }
             () = links_ready => {
                 let now = edge.clock.now();
-                let mut got = 0;
-                for l in &edge.links {
-                    let Some(sock) = l.udp() else { continue };
-                    let session = &mut edge.session;
-                    // An error is the socket's (ICMP unreachable while the core restarts).
-                    got += daemon::drain_udp(sock, &mut link_batch, |d, _| {
-                        let _ = session.handle_datagram(now, Some(l.id), d);
-                    })
-                    .unwrap_or(0);
-                }
+                let session = &mut edge.session;
+                let got = daemon::drain_sockets(&edge.links[..], &mut link_batch, |id, d, _| {
+                    let _ = session.handle_datagram(now, Some(id), d);
+                });
                 if got > 0 {
                     edge.sign_of_life();
                 }
@@ -667,6 +659,24 @@ fn session_step(session: &mut Session, step: &LinkStep, now: crate::proto::Insta
     }
 }
 
+/// The edge's datagrams find their link by its id (after a reload removed a link, ids no
+/// longer match positions); a TCP link's go through its task.
+impl daemon::Sockets for [EdgeLink] {
+    type Key = LinkId;
+    const REFUSED: &'static str = "link socket busy or closed";
+
+    fn send(&self, id: LinkId, msgs: &[daemon::Outgoing<'_>]) -> usize {
+        self.iter()
+            .find(|l| l.id == id)
+            .and_then(|l| l.io.as_ref())
+            .map_or(0, |io| io.tx.send_many(msgs))
+    }
+
+    fn udp(&self) -> impl Iterator<Item = (LinkId, &tokio::net::UdpSocket)> {
+        self.iter().filter_map(|l| Some((l.id, l.udp()?)))
+    }
+}
+
 impl daemon::HubSink for Edge {
     fn packet(&mut self, p: &mut [u8]) {
         self.upstream(p);
@@ -739,18 +749,7 @@ impl Edge {
 
     /// Sends what the outbox holds, each link's datagrams with one system call.
     fn send_out(&mut self) {
-        let links = &self.links;
-        let lost = self.outbox.flush(|id, msgs| {
-            // By id: after a reload removed a link, ids no longer match positions.
-            links
-                .iter()
-                .find(|l| l.id == id)
-                .and_then(|l| l.io.as_ref())
-                .map_or(0, |io| io.tx.send_many(msgs))
-        });
-        if lost > 0 {
-            *self.drops.entry("link socket busy or closed").or_default() += lost;
-        }
+        daemon::send_out(&mut self.outbox, &self.links[..], &mut self.drops);
     }
 
     /// Installs or withdraws the steering as [`FailOpen`] decides. `any_up`: a link is not
