@@ -1939,8 +1939,8 @@ mod tests {
         assert!(s.cwnd >= 20.0, "{}", s.cwnd);
     }
 
-    #[test]
-    fn a_stall_longer_than_the_rto_backs_off_and_recovers() {
+    /// A Cubic sender with ten segments out, the first two acked, then its RTO fired: in Loss.
+    fn timed_out() -> (Sender, u64) {
         let mut s = Sender::new(Cc::Cubic, 0);
         for t in 0..10 {
             s.next_segment(t);
@@ -1949,6 +1949,12 @@ mod tests {
         let rto = s.rto_at.unwrap();
         s.on_timer(rto);
         assert_eq!(s.state, State::Loss);
+        (s, rto)
+    }
+
+    #[test]
+    fn a_stall_longer_than_the_rto_backs_off_and_recovers() {
+        let (mut s, rto) = timed_out();
         assert_eq!(s.cwnd, 1.0);
         assert_eq!(s.next_segment(rto), Some(2));
         assert_eq!(
@@ -1974,14 +1980,7 @@ mod tests {
     /// resent them one per RTT: 30 s at 0.1 Mbit/s (lte tcp1-down seed 2 over the tunnel).
     #[test]
     fn the_window_grows_while_a_timeout_is_repaired() {
-        let mut s = Sender::new(Cc::Cubic, 0);
-        for t in 0..10 {
-            s.next_segment(t);
-        }
-        s.on_ack(40_000, 2, &[], 0);
-        let rto = s.rto_at.unwrap();
-        s.on_timer(rto);
-        assert_eq!(s.state, State::Loss);
+        let (mut s, rto) = timed_out();
         assert_eq!(s.next_segment(rto), Some(2));
         assert_eq!(s.next_segment(rto), None);
         // The resend is acked (no timestamp: no undo): slow start, one more per segment acked.
