@@ -124,7 +124,13 @@ SCENARIO is a file, or a name looked up in scenarios/lab/ (hetero, lte, hsr, fla
 then scenarios/ (hsr-pair, umts-pair, ...: the simulator's, whose links the lab runs too), as
 `braid sim` finds its own; the format is `braid sim --help`'s (the lab reads the links).
 Workloads: bulk1-down bulk8-down bulk1-up bulk8-up rr udp (the bench set); any bulkN-down or
-bulkN-up with N from 1 to 64 flows, e.g. bulk4-down.
+bulkN-up with N from 1 to 64 flows, e.g. bulk4-down. rr: a 64-byte request, its 64-byte
+answer, a 20 ms pause, over and over, while 8 flows download; rrN: N such connections at once
+(1 to 16, N times the samples: a 10 s rr run has about 200, so its p99 is the second or third
+worst); rr-idle, rrN-idle: the same with no download. The table gives p50/p99 and the number
+of samples; with --repeat, a summary gives each run's p99 min / median / max and the
+percentiles of every run's samples pooled (each sample is kept in the JSON), e.g.
+    braid lab run hetero --workload rr4,rr4-idle --repeat 5 --daemons new=./braid,old=/tmp/braid.old
 Modes: direct (best single link, plain routing), mptcp (kernel MPTCP + shadowsocks under
 mptcpize, as OpenMPTCProuter), braid (the edge and core daemons, when built).
 --repeat N (run, bench; default 1) runs every mode x workload N times, each on a fresh
@@ -315,6 +321,10 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                     .map(|w| w.name())
                     .collect::<Vec<_>>()
                     .join(" ")
+            );
+            println!(
+                "also: any bulkN-down, bulkN-up (N flows, 1 to 64); rrN, rr-idle, rrN-idle (N \
+                 request/response connections, 1 to 16, with or without 8 downloads)"
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -1171,6 +1181,11 @@ fn finish(name: &str, recs: &[RunRecord], out: &Path) -> Result<(), String> {
     println!("\n{}", report::table(recs));
     if repeats > 1 {
         println!("{}", report::summary_markdown(recs));
+    }
+    if let Some(t) = report::rr_summary_markdown(recs) {
+        println!(
+            "Request/response, {repeats} run(s): each run's p99, and every sample pooled:\n\n{t}"
+        );
     }
     if recs.iter().any(|r| !r.sequence.is_empty()) {
         println!(

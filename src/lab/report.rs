@@ -57,7 +57,7 @@ const COLUMNS: [(&str, usize, bool); 12] = [
     ("capacity", 9, false),
     ("gap ms", 8, false),
     ("fails", 6, false),
-    ("rr p50/p99 ms", 16, false),
+    ("rr p50/p99 ms (n)", 20, false),
     ("udp loss/late/jit", 18, false),
     ("per link Mbit/s", 0, true),
 ];
@@ -157,11 +157,72 @@ fn row_cells(r: &RunRecord, markdown: bool) -> Vec<String> {
     c
 }
 
-/// The request/response p50 and p99 in ms, joined by `sep`; "-" when the run had none.
+/// The request/response p50 and p99 in ms, joined by `sep`, and the sample count; "-" when the
+/// run had none.
 fn rr_cell(w: &WorkResult, sep: &str) -> String {
     w.rr.as_ref()
-        .map(|x| format!("{:.0}{sep}{:.0}", x.p50_ms, x.p99_ms))
+        .map(|x| format!("{:.0}{sep}{:.0} ({})", x.p50_ms, x.p99_ms, x.count))
         .unwrap_or_else(|| "-".into())
+}
+
+/// Request/response latency per scenario x workload x mode over the repetitions: each run's
+/// p99 as min / median / max (the run-to-run spread), and p50 / p90 / p99 of every sample of
+/// every run pooled, with the pooled count (a p99 needs a few hundred samples to mean more than
+/// the second-worst one). None when no run measured it.
+pub(crate) fn rr_summary_markdown(records: &[RunRecord]) -> Option<String> {
+    let mut keys: Vec<(&str, String, &str)> = Vec::new();
+    for r in records.iter().filter(|r| r.result.rr.is_some()) {
+        let k = (r.scenario.as_str(), r.label(), r.mode.as_str());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    if keys.is_empty() {
+        return None;
+    }
+    let mut s = String::from(
+        "| scenario | workload | mode | runs | p99 ms per run | pooled p50 / p90 / p99 ms | \
+         pooled p99 request's / answer's way ms | samples |\n|---|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (sc, wl, mode) in keys {
+        let rr: Vec<&crate::lab::work::RrStats> = records
+            .iter()
+            .filter(|r| r.scenario == sc && r.label() == wl && r.mode == mode)
+            .filter_map(|r| r.result.rr.as_ref())
+            .collect();
+        let per_run = Spread::of(rr.iter().map(|x| x.p99_ms)).map_or("-".into(), |x| x.show(1));
+        // In 0.01 ms steps: (whole exchange, request's way, answer's way).
+        let hundredths = |ms: f64| (ms * 100.0).round() as u64;
+        let mut pooled: [Vec<u64>; 3] = Default::default();
+        for x in &rr {
+            for (i, &ms) in x.samples_ms.iter().enumerate() {
+                let up = x.up_ms.get(i).map_or(0, |&u| hundredths(u));
+                let all = hundredths(ms);
+                pooled[0].push(all);
+                pooled[1].push(up);
+                pooled[2].push(all.saturating_sub(up));
+            }
+        }
+        for v in &mut pooled {
+            v.sort_unstable();
+        }
+        let p = |i: usize, q: f64| crate::lab::work::percentile(&pooled[i], q) as f64 / 100.0;
+        let (all_cell, way_cell) = if pooled[0].is_empty() {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (
+                format!("{:.1} / {:.1} / {:.1}", p(0, 0.5), p(0, 0.9), p(0, 0.99)),
+                format!("{:.1} / {:.1}", p(1, 0.99), p(2, 0.99)),
+            )
+        };
+        let _ = writeln!(
+            s,
+            "| {sc} | {wl} | {mode} | {} | {per_run} | {all_cell} | {way_cell} | {} |",
+            rr.len(),
+            pooled[0].len()
+        );
+    }
+    Some(s)
 }
 
 /// The UDP stream of both directions as `write(mean loss %, late packets, mean jitter ms)`;
@@ -180,7 +241,7 @@ fn udp_cell(w: &WorkResult, write: impl Fn(f64, u64, f64) -> String) -> String {
 /// A markdown table of runs (bench/results/README.md style).
 pub(crate) fn markdown(records: &[RunRecord]) -> String {
     let mut s = String::from(
-        "| scenario | mode | workload | run | goodput Mbit/s | % of sum | sum Mbit/s | best link Mbit/s | max gap ms | failed flows | rr p50 / p99 ms | udp loss % / late / jitter ms | per link Mbit/s |\n\
+        "| scenario | mode | workload | run | goodput Mbit/s | % of sum | sum Mbit/s | best link Mbit/s | max gap ms | failed flows | rr p50 / p99 ms (n) | udp loss % / late / jitter ms | per link Mbit/s |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in records {
@@ -626,6 +687,36 @@ mod tests {
     }
 
     #[test]
+    fn rr_summary_pools_every_runs_samples_per_mode() {
+        assert_eq!(rr_summary_markdown(&[rec("braid")]), None, "no rr run");
+        let rr = |mode: &str, repeat: u32, ms: &[u64]| {
+            let mut r = run(mode, "rr4", repeat, 1.0);
+            let us: Vec<(u64, u64)> = ms.iter().map(|m| (m * 1000, m * 400)).collect();
+            r.result.rr = Some(crate::lab::work::RrStats::of(&us));
+            r
+        };
+        // Run 1: 100 samples at 40 ms; run 2: 98 at 40 ms and 2 at 90 ms (its p99: 90).
+        let mut two = vec![40; 98];
+        two.extend([90, 90]);
+        let recs = [
+            rr("old", 0, &[40; 100]),
+            rr("new", 0, &[41; 100]),
+            rr("old", 1, &two),
+            rr("new", 1, &[42; 100]),
+        ];
+        let t = rr_summary_markdown(&recs).unwrap();
+        let rows: Vec<&str> = t.lines().skip(2).collect();
+        assert_eq!(
+            rows,
+            [
+                // Pooled 200: p99 at rank round(199 * 0.99) = 197, still 40 ms.
+                "| t | rr4 | old | 2 | 40.0 / 65.0 / 90.0 | 40.0 / 40.0 / 40.0 | 16.0 / 24.0 | 200 |",
+                "| t | rr4 | new | 2 | 41.0 / 41.5 / 42.0 | 42.0 / 42.0 / 42.0 | 16.8 / 25.2 | 200 |",
+            ]
+        );
+    }
+
+    #[test]
     fn spread_is_min_median_max() {
         assert_eq!(Spread::of([]), None);
         let s = Spread::of([3.0, 1.0, 2.0]).unwrap();
@@ -778,15 +869,15 @@ mod tests {
         let r = [rec("direct"), full];
         assert_eq!(
             table(&r),
-            "scenario      mode      workload       run   goodput   % sum  capacity   gap ms  fails    rr p50/p99 ms  udp loss/late/jit per link Mbit/s\n\
-             t             direct    bulk1-down       1     10.00   50.0%     20.00        0      0                -                  -\n\
-             t             braid     bulk1-down       3     10.00 12345.7%     20.00      251      3            42/97         0.9%/3/2.5 wan<0> 9.5\n"
+            "scenario      mode      workload       run   goodput   % sum  capacity   gap ms  fails    rr p50/p99 ms (n)  udp loss/late/jit per link Mbit/s\n\
+             t             direct    bulk1-down       1     10.00   50.0%     20.00        0      0                    -                  -\n\
+             t             braid     bulk1-down       3     10.00 12345.7%     20.00      251      3            42/97 (5)         0.9%/3/2.5 wan<0> 9.5\n"
         );
         assert_eq!(
             markdown(&r).lines().skip(2).collect::<Vec<_>>(),
             [
                 "| t | direct | bulk1-down | 1 | 10.00 | 50.0 | 20.00 | 20.00 | 0 | 0 | - | - |  |",
-                "| t | braid | bulk1-down | 3 | 10.00 | 12345.7 | 20.00 | 20.00 | 251 | 3 | 42 / 97 | \
+                "| t | braid | bulk1-down | 3 | 10.00 | 12345.7 | 20.00 | 20.00 | 251 | 3 | 42 / 97 (5) | \
                  0.88 / 3 / 2.5 | wan<0> 9.5 |",
             ]
         );

@@ -23,6 +23,10 @@ const UDP_PORT: u16 = 5202;
 pub(crate) const SAMPLE_MS: u64 = 100;
 /// Start-up time left out of mean goodput (slow start).
 pub(crate) const OMIT_MS: u64 = 2000;
+/// Pause of a request/response connection between an answer and its next request.
+pub(crate) const RR_PAUSE_MS: u64 = 20;
+/// Most request/response connections one run opens.
+const RR_MAX_CONNS: u32 = 16;
 /// A UDP packet later than the lowest one-way delay plus this missed its playout (jitter buffer).
 pub(crate) const LATE_MS: f64 = 100.0;
 
@@ -43,8 +47,13 @@ pub(crate) enum Workload {
         flows: u32,
         dir: Dir,
     },
-    /// Request/response latency while 8 flows download.
-    Rr,
+    /// Request/response latency: `conns` connections at once, each sending a 64-byte request,
+    /// waiting for its 64-byte answer, then pausing [`RR_PAUSE_MS`]; while 8 flows download
+    /// (`load`) or alone (an idle line).
+    Rr {
+        conns: u32,
+        load: bool,
+    },
     /// Constant-rate UDP both ways, `kbps` each way.
     Udp {
         kbps: u32,
@@ -67,17 +76,37 @@ impl Workload {
         .collect()
     }
 
-    /// `bulkN-down`, `bulkN-up` (N flows, 1 to 64), `rr` or `udp`.
+    /// `bulkN-down`, `bulkN-up` (N flows, 1 to 64), `rr`, `rrN`, `rr-idle`, `rrN-idle` (N
+    /// request/response connections, 1 to 16) or `udp`.
     pub(crate) fn parse(s: &str) -> Result<Workload, String> {
         let bad = || {
             format!(
                 "unknown workload '{s}' (bulkN-down or bulkN-up with N flows from 1 to 64, \
-                 e.g. bulk4-down; rr; udp)"
+                 e.g. bulk4-down; rr, rrN, rr-idle or rrN-idle with N request/response \
+                 connections from 1 to {RR_MAX_CONNS}, e.g. rr4-idle; udp)"
             )
         };
+        // A count without a leading zero or sign, within 1..=max.
+        let count = |n: &str, max: u32| -> Option<u32> {
+            let v: u32 = n.parse().ok()?;
+            let plain = !n.starts_with('0') && !n.starts_with('+');
+            (plain && (1..=max).contains(&v)).then_some(v)
+        };
         Ok(match s {
-            "rr" => Workload::Rr,
             "udp" => Workload::Udp { kbps: 2000 },
+            _ if s.starts_with("rr") => {
+                let rest = &s[2..];
+                let (n, load) = match rest.strip_suffix("-idle") {
+                    Some(n) => (n, false),
+                    None => (rest, true),
+                };
+                let conns = if n.is_empty() {
+                    1
+                } else {
+                    count(n, RR_MAX_CONNS).ok_or_else(bad)?
+                };
+                Workload::Rr { conns, load }
+            }
             _ => {
                 let rest = s.strip_prefix("bulk").ok_or_else(bad)?;
                 let (n, dir) = rest.split_once('-').ok_or_else(bad)?;
@@ -86,10 +115,7 @@ impl Workload {
                     "up" => Dir::Up,
                     _ => return Err(bad()),
                 };
-                let flows: u32 = n.parse().map_err(|_| bad())?;
-                if !(1..=64).contains(&flows) || n.starts_with('0') || n.starts_with('+') {
-                    return Err(bad());
-                }
+                let flows = count(n, 64).ok_or_else(bad)?;
                 Workload::Bulk { flows, dir }
             }
         })
@@ -101,7 +127,15 @@ impl Workload {
                 "bulk{flows}-{}",
                 if *dir == Dir::Up { "up" } else { "down" }
             ),
-            Workload::Rr => "rr".into(),
+            Workload::Rr { conns, load } => format!(
+                "rr{}{}",
+                if *conns == 1 {
+                    String::new()
+                } else {
+                    conns.to_string()
+                },
+                if *load { "" } else { "-idle" }
+            ),
             Workload::Udp { .. } => "udp".into(),
         }
     }
@@ -157,10 +191,55 @@ pub(crate) struct Sample {
 /// Request/response latency.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RrStats {
-    count: usize,
+    /// Requests answered (the samples behind the percentiles: a p99 of 100 samples is the
+    /// second-worst one).
+    pub(crate) count: usize,
     pub(crate) p50_ms: f64,
+    #[serde(default)]
+    pub(crate) p90_ms: f64,
     pub(crate) p99_ms: f64,
     max_ms: f64,
+    /// The request's way (client to server) and the answer's: p50 and p99 of each, ms.
+    #[serde(default)]
+    pub(crate) up_p50_p99_ms: (f64, f64),
+    #[serde(default)]
+    pub(crate) down_p50_p99_ms: (f64, f64),
+    /// Every request's time to its answer, ms (0.01 ms steps), in the order they were sent, so
+    /// that runs can be pooled and a distribution's shape seen.
+    #[serde(default)]
+    pub(crate) samples_ms: Vec<f64>,
+    /// Of each of those, the request's way alone (the rest is the answer's), ms.
+    #[serde(default)]
+    pub(crate) up_ms: Vec<f64>,
+}
+
+impl RrStats {
+    /// Statistics of request/response times in µs, (whole exchange, request's way), in the
+    /// order the requests were sent.
+    pub(crate) fn of(us: &[(u64, u64)]) -> RrStats {
+        let sorted = |f: &dyn Fn(&(u64, u64)) -> u64| {
+            let mut v: Vec<u64> = us.iter().map(f).collect();
+            v.sort_unstable();
+            v
+        };
+        let v = sorted(&|s| s.0);
+        let up = sorted(&|s| s.1.min(s.0));
+        let down = sorted(&|s| s.0 - s.1.min(s.0));
+        let ms = |x: u64| x as f64 / 1e3;
+        let p50_p99 = |v: &[u64]| (ms(percentile(v, 0.5)), ms(percentile(v, 0.99)));
+        let round = |x: u64| (x / 10) as f64 / 100.0;
+        RrStats {
+            count: v.len(),
+            p50_ms: ms(percentile(&v, 0.5)),
+            p90_ms: ms(percentile(&v, 0.9)),
+            p99_ms: ms(percentile(&v, 0.99)),
+            max_ms: ms(v.last().copied().unwrap_or(0)),
+            up_p50_p99_ms: p50_p99(&up),
+            down_p50_p99_ms: p50_p99(&down),
+            samples_ms: us.iter().map(|s| round(s.0)).collect(),
+            up_ms: us.iter().map(|s| round(s.1.min(s.0))).collect(),
+        }
+    }
 }
 
 /// One direction of the UDP stream.
@@ -258,7 +337,7 @@ impl UdpRx {
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -277,12 +356,15 @@ fn would_block(e: &io::Error) -> bool {
 struct Run {
     t0: Instant,
     stop: AtomicBool,
-    /// Senders of the UDP stream stop first, so packets still in flight are not counted lost.
+    /// Senders of the UDP stream and request/response connections stop first, so that packets
+    /// and answers still in flight are not counted lost or failed.
     stop_sending: AtomicBool,
     meter: Meter,
     errors: Mutex<Vec<String>>,
     failed: AtomicU64,
-    rr: Mutex<Vec<u64>>,
+    /// Request/response samples: when the request was sent (since `t0`), how long its answer
+    /// took, and how long the request took to reach the server.
+    rr: Mutex<Vec<(Duration, Duration, Duration)>>,
     udp_up: Mutex<UdpRx>,
     udp_down: Mutex<UdpRx>,
     udp_sent: AtomicU64,
@@ -439,6 +521,9 @@ fn serve_conn(mut s: TcpStream, run: &Run) {
                     Ok(true) => {}
                     _ => return,
                 }
+                // When the request arrived (the client's clock: one process), for the one-way
+                // split of its time.
+                req[8..16].copy_from_slice(&run.now_ns().to_be_bytes());
                 if s.write_all(&req).is_err() {
                     return;
                 }
@@ -594,7 +679,8 @@ pub(crate) fn run_on(
     let result = (|| -> io::Result<()> {
         let bulk = match w {
             Workload::Bulk { flows, dir } => Some((flows, dir)),
-            Workload::Rr => Some((8, Dir::Down)),
+            Workload::Rr { load: true, .. } => Some((8, Dir::Down)),
+            Workload::Rr { load: false, .. } => None,
             Workload::Udp { .. } => None,
         };
         if let Some((n, dir)) = bulk {
@@ -619,33 +705,46 @@ pub(crate) fn run_on(
                 }
             }
         }
-        if w == Workload::Rr {
-            flows += 1;
-            let mut s = connect(&client, b'R')?;
-            let r = run.clone();
-            threads.push(std::thread::spawn(move || {
-                let mut buf = [0u8; 64];
-                while !r.stopped() {
-                    let t = Instant::now();
-                    if s.write_all(&buf).is_err() {
-                        r.fail("rr send".into());
-                        return;
-                    }
-                    match read_exact_until(&mut s, &mut buf, &r) {
-                        Ok(true) => {
-                            r.rr.lock()
-                                .expect("rr lock")
-                                .push(t.elapsed().as_micros() as u64);
-                        }
-                        Ok(false) => return,
-                        Err(e) => {
-                            r.fail(format!("rr: {e}"));
+        if let Workload::Rr { conns, .. } = w {
+            for k in 0..conns {
+                flows += 1;
+                let mut s = connect(&client, b'R')?;
+                let r = run.clone();
+                threads.push(std::thread::spawn(move || {
+                    // Connections start spread over one pause, not in step.
+                    let pause = Duration::from_millis(RR_PAUSE_MS);
+                    std::thread::sleep(pause * k / conns);
+                    let mut buf = [0u8; 64];
+                    while !r.stopped() && !r.stop_sending.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        let sent = r.now_ns();
+                        if s.write_all(&buf).is_err() {
+                            r.fail("rr send".into());
                             return;
                         }
+                        match read_exact_until(&mut s, &mut buf, &r) {
+                            Ok(true) => {
+                                let took = t.elapsed();
+                                let at = u64::from_be_bytes(
+                                    buf[8..16].try_into().expect("64-byte buffer"),
+                                );
+                                let up = Duration::from_nanos(at.saturating_sub(sent));
+                                r.rr.lock().expect("rr lock").push((
+                                    t.duration_since(r.t0),
+                                    took,
+                                    up.min(took),
+                                ));
+                            }
+                            Ok(false) => return,
+                            Err(e) => {
+                                r.fail(format!("rr: {e}"));
+                                return;
+                            }
+                        }
+                        std::thread::sleep(pause);
                     }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }));
+                }));
+            }
         }
         if let Workload::Udp { kbps } = w {
             flows += 1;
@@ -763,8 +862,9 @@ pub(crate) fn run_on(
     let end_ns = run.now_ns();
     let bytes = run.meter.bytes.load(Ordering::Relaxed);
     let end_links: Vec<u64> = (0..links.len()).map(link_bytes).collect();
-    if matches!(w, Workload::Udp { .. }) {
-        // Let the echoes of the last packets come home (a second covers any sane queue).
+    if matches!(w, Workload::Udp { .. } | Workload::Rr { .. }) {
+        // Let the echoes of the last packets, the answers to the last requests, come home (a
+        // second covers any sane queue) before the server closes their connections.
         run.stop_sending.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(1000));
     }
@@ -794,15 +894,14 @@ pub(crate) fn run_on(
     if last > 0 {
         gap = gap.max(end_ns.saturating_sub(last));
     }
-    let rr = if w == Workload::Rr {
+    let rr = if matches!(w, Workload::Rr { .. }) {
         let mut v = run.rr.lock().expect("rr lock").clone();
         v.sort_unstable();
-        Some(RrStats {
-            count: v.len(),
-            p50_ms: percentile(&v, 0.5) as f64 / 1e3,
-            p99_ms: percentile(&v, 0.99) as f64 / 1e3,
-            max_ms: v.last().copied().unwrap_or(0) as f64 / 1e3,
-        })
+        let us: Vec<(u64, u64)> = v
+            .iter()
+            .map(|(_, d, up)| (d.as_micros() as u64, up.as_micros() as u64))
+            .collect();
+        Some(RrStats::of(&us))
     } else {
         None
     };
@@ -860,7 +959,24 @@ mod tests {
                 dir: Dir::Down
             }
         );
+        for (name, conns, load) in [
+            ("rr", 1, true),
+            ("rr-idle", 1, false),
+            ("rr4", 4, true),
+            ("rr16-idle", 16, false),
+        ] {
+            let w = Workload::parse(name).unwrap();
+            assert_eq!(w, Workload::Rr { conns, load }, "{name}");
+            assert_eq!(w.name(), name);
+        }
+        assert_eq!(Workload::parse("rr1").unwrap().name(), "rr");
         for bad in [
+            "rr0",
+            "rr17",
+            "rr04-idle",
+            "rr-busy",
+            "rr4idle",
+            "rr+2",
             "bulk0-down",
             "bulk65-up",
             "bulk04-up",
@@ -870,6 +986,30 @@ mod tests {
         ] {
             assert!(Workload::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rr_stats_give_percentiles_of_every_sample_and_keep_them_in_order() {
+        // 200 samples: 1..=200 ms, sent in reverse order; the request's way a quarter of each.
+        let us: Vec<(u64, u64)> = (1..=200)
+            .rev()
+            .map(|ms| (ms * 1000 + 4, ms * 250))
+            .collect();
+        let s = RrStats::of(&us);
+        assert_eq!(s.count, 200);
+        // Nearest rank on 0..199: p50 at index 100 (101 ms), p90 at 179, p99 at 197.
+        assert!((s.p50_ms - 101.004).abs() < 1e-9, "{}", s.p50_ms);
+        assert!((s.p90_ms - 180.004).abs() < 1e-9, "{}", s.p90_ms);
+        assert!((s.p99_ms - 198.004).abs() < 1e-9, "{}", s.p99_ms);
+        assert!((s.max_ms - 200.004).abs() < 1e-9);
+        assert_eq!(s.samples_ms.len(), 200);
+        assert_eq!(s.samples_ms[0], 200.0);
+        assert_eq!(s.samples_ms[199], 1.0);
+        assert_eq!((s.up_ms[0], s.up_ms[199]), (50.0, 0.25));
+        assert_eq!(s.up_p50_p99_ms, (25.25, 49.5));
+        assert_eq!(s.down_p50_p99_ms, (75.754, 148.504));
+        let none = RrStats::of(&[]);
+        assert_eq!((none.count, none.p99_ms), (0, 0.0));
     }
 
     #[test]
