@@ -438,18 +438,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
             // The table covers every scenario whose results are in `out`, not only this run's.
             let all = collect_results(&out, all);
             let md = out.join("README.md");
-            let text = format!(
-                "# braid lab bench\n\nEvery scenario x workload, each mode measured in the same lab run \
-                 (`make bench`), each run on a fresh topology with fresh daemons, the modes taking \
-                 turns. Goodput is application bytes after the first {} s; `% of sum` is of the \
-                 links' summed mean rate in the workload's direction; `max gap` is the longest time no \
-                 byte arrived.\n\n## Summary\n\nGoodput min / median / max over the runs; \
-                 `braid / direct` is Braid's goodput over the best single link's in the same \
-                 repetition (min / median / max of those ratios).\n\n{}\n## Every run\n\n{}",
-                work::OMIT_MS / 1000,
-                report::summary_markdown(&all),
-                report::markdown(&all)
-            );
+            let text = report::bench_readme(&all);
             std::fs::write(&md, text).map_err(|e| format!("{}: {e}", md.display()))?;
             println!("\nmarkdown table: {}", md.display());
             Ok(exit_for(&all))

@@ -225,6 +225,30 @@ pub(crate) fn rr_summary_markdown(records: &[RunRecord]) -> Option<String> {
     Some(s)
 }
 
+/// The bench's README.md: the goodput summary, request/response latency (each run's p99 and
+/// every sample pooled) when any run measured it, and every run.
+pub(crate) fn bench_readme(all: &[RunRecord]) -> String {
+    let rr = rr_summary_markdown(all).map_or(String::new(), |t| {
+        format!(
+            "## Request/response\n\nEach run's p99 (min / median / max over the runs) and the \
+             percentiles of every run's samples pooled; the request's way is client to server.\n\n\
+             {t}\n"
+        )
+    });
+    format!(
+        "# braid lab bench\n\nEvery scenario x workload, each mode measured in the same lab run \
+         (`make bench`), each run on a fresh topology with fresh daemons, the modes taking \
+         turns. Goodput is application bytes after the first {} s; `% of sum` is of the \
+         links' summed mean rate in the workload's direction; `max gap` is the longest time no \
+         byte arrived.\n\n## Summary\n\nGoodput min / median / max over the runs; \
+         `braid / direct` is Braid's goodput over the best single link's in the same \
+         repetition (min / median / max of those ratios).\n\n{}\n{rr}## Every run\n\n{}",
+        crate::lab::work::OMIT_MS / 1000,
+        summary_markdown(all),
+        markdown(all)
+    )
+}
+
 /// The UDP stream of both directions as `write(mean loss %, late packets, mean jitter ms)`;
 /// "-" when the run had none.
 fn udp_cell(w: &WorkResult, write: impl Fn(f64, u64, f64) -> String) -> String {
@@ -713,6 +737,24 @@ mod tests {
                 "| t | rr4 | old | 2 | 40.0 / 65.0 / 90.0 | 40.0 / 40.0 / 40.0 | 16.0 / 24.0 | 200 |",
                 "| t | rr4 | new | 2 | 41.0 / 41.5 / 42.0 | 42.0 / 42.0 / 42.0 | 16.8 / 25.2 | 200 |",
             ]
+        );
+    }
+
+    #[test]
+    fn the_bench_readme_carries_the_rr_summary_only_when_rr_ran() {
+        let bulk = [rec("braid")];
+        assert!(!bench_readme(&bulk).contains("## Request/response"));
+        let mut r = run("braid", "rr4", 0, 1.0);
+        r.result.rr = Some(crate::lab::work::RrStats::of(&[(40_000, 16_000); 10]));
+        let text = bench_readme(&[rec("braid"), r]);
+        let (rr_at, runs_at) = (
+            text.find("## Request/response").expect("rr section"),
+            text.find("## Every run").unwrap(),
+        );
+        assert!(text.find("## Summary").unwrap() < rr_at && rr_at < runs_at);
+        assert!(
+            text.contains("| t | rr4 | braid | 1 | 40.0 | 40.0 / 40.0 / 40.0 | 16.0 / 24.0 | 10 |"),
+            "{text}"
         );
     }
 
