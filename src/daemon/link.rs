@@ -302,7 +302,7 @@ impl UdpLink {
 /// datagram from then on (still one sendmmsg(2) per batch).
 ///
 /// A send the kernel refuses otherwise (an ICMP error reported on the socket, say) is tried
-/// once more, then skipped; once the socket is full (`WouldBlock`), the rest are dropped, as a
+/// once more, then skipped (a GSO send refused twice ends GSO on the socket too); once the socket is full (`WouldBlock`), the rest are dropped, as a
 /// send(2) would drop them one by one (the protocol above recovers lost datagrams; blocking
 /// the event loop would hurt every link). Bypasses tokio's readiness cache, which a fresh
 /// socket's first sends would wait for.
@@ -329,7 +329,9 @@ pub(crate) fn send_udp(link: &UdpLink, msgs: &[Outgoing<'_>]) -> usize {
                     retried = false;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return sent,
-                Err(e) if plan.group(g).len() > 1 && gso_refused(&e) => {
+                // Refused as GSO, or refused twice (once could be an error the socket had
+                // to report): datagram by datagram from now on.
+                Err(e) if plan.group(g).len() > 1 && (gso_refused(&e) || retried) => {
                     link.gso.set(false);
                     log::warn!(
                         "link socket {}: the kernel refuses UDP GSO ({e}); sending datagram by                          datagram",
