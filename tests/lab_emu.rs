@@ -342,3 +342,112 @@ fn outages_black_hole_and_stall_as_scheduled() {
     assert!(stalled.windows(2).all(|w| w[0].2 <= w[1].2), "reordered");
     t.teardown();
 }
+
+/// A UDP GSO send (what the daemons' link sockets make: one run of same-size datagrams) leaves
+/// the edge as its datagrams, not as one frame of up to 64 KB: the lab's WAN devices have
+/// segmentation offloads off (as a router's NIC without UDP segmentation offload: the kernel
+/// cuts the run in software before the device), so the emulator applies its rate to each real
+/// datagram and never sees a frame above the MTU.
+#[test]
+fn a_gso_send_crosses_the_emulated_link_as_its_datagrams() {
+    use std::os::fd::AsRawFd;
+    let Some(_lab) = needs_lab() else { return };
+    let mbit = 20u64;
+    let mut t = one_link(
+        &tag('g'),
+        DirSpec {
+            rate: Rate::Fixed(mbit * 1_000_000),
+            queue: QueueLimit::Unlimited,
+            ..Default::default()
+        },
+    );
+    t.restart_links().unwrap();
+    let dst = SocketAddr::from((topo::SERVER_ADDR, 6001));
+    let rx = sys::in_ns(&t.server, || {
+        UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 6001)))
+    })
+    .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let tx = sys::in_ns(&t.edges[0].ns, || {
+        let s = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        s.connect(dst)?;
+        Ok(s)
+    })
+    .unwrap();
+    // 20 GSO sends of 10 datagrams of 1,400 bytes (numbered), back to back.
+    let (seg, per, sends) = (1400usize, 10usize, 20usize);
+    for s in 0..sends {
+        let mut run = vec![0u8; seg * per];
+        for k in 0..per {
+            let n = (s * per + k) as u32;
+            run[k * seg..k * seg + 4].copy_from_slice(&n.to_be_bytes());
+        }
+        let mut iov = libc::iovec {
+            iov_base: run.as_mut_ptr().cast(),
+            iov_len: run.len(),
+        };
+        let mut ctrl = [0u64; 4];
+        // SAFETY: msghdr zeroed, then pointed at the live iovec and control buffer (32 bytes,
+        // 8-aligned, more than CMSG_SPACE(2)).
+        let r = unsafe {
+            let mut h: libc::msghdr = std::mem::zeroed();
+            h.msg_iov = &mut iov;
+            h.msg_iovlen = 1;
+            h.msg_control = ctrl.as_mut_ptr().cast();
+            h.msg_controllen = libc::CMSG_SPACE(2) as _;
+            let c = libc::CMSG_FIRSTHDR(&h);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = 103; // UDP_SEGMENT
+            (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
+            libc::sendmsg(tx.as_raw_fd(), &h, 0)
+        };
+        assert_eq!(
+            r,
+            (seg * per) as isize,
+            "GSO send refused: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = rx.recv(&mut buf) {
+        got.push((
+            t.t0.elapsed().as_nanos() as u64,
+            n,
+            u32::from_be_bytes(buf[..4].try_into().unwrap()),
+        ));
+        if got.len() == sends * per {
+            break;
+        }
+    }
+    let ids: Vec<u32> = got.iter().map(|g| g.2).collect();
+    assert_eq!(
+        ids,
+        (0..(sends * per) as u32).collect::<Vec<_>>(),
+        "each datagram, in order"
+    );
+    assert!(got.iter().all(|g| g.1 == seg), "datagrams of {seg} B");
+    // Served one by one at the link's rate: 199 datagrams of 1,428 IP bytes after the first.
+    let span = (got.last().unwrap().0 - got[0].0) as f64;
+    let want = (sends * per - 1) as f64 * (seg as f64 + 28.0) * 8.0 / (mbit as f64 * 1e6) * 1e9;
+    println!(
+        "GSO over the emulated link: {} datagrams in {:.1} ms (the rate gives {:.1} ms)",
+        got.len(),
+        span / 1e6,
+        want / 1e6
+    );
+    assert!(
+        (span / want - 1.0).abs() < 0.05,
+        "span {span} ns, want {want} ns"
+    );
+    let st = &t.links[0][0].ctl.up;
+    assert_eq!(
+        st.oversize.load(Ordering::Relaxed),
+        0,
+        "a frame above the MTU"
+    );
+    assert!(st.out_pkts.load(Ordering::Relaxed) >= (sends * per) as u64);
+    t.teardown();
+}

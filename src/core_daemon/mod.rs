@@ -94,7 +94,7 @@ pub(crate) enum Addr {
 /// from the address its request came to: a multi-homed core would otherwise answer from the
 /// address of the outgoing route, and the edge's connected link sockets would drop the reply.
 /// Addresses added after start are not listened on (restart the core).
-fn bind_udp(port: u16) -> Result<Vec<Rc<UdpSocket>>, daemon::Error> {
+fn bind_udp(port: u16) -> Result<Vec<Rc<daemon::UdpLink>>, daemon::Error> {
     let mut nl = crate::os::netlink::Netlink::open()?;
     let addrs = nl.addresses(None)?;
     let mut out = Vec::new();
@@ -105,8 +105,7 @@ fn bind_udp(port: u16) -> Result<Vec<Rc<UdpSocket>>, daemon::Error> {
             continue;
         }
         let std = std::net::UdpSocket::bind(SocketAddr::new(ip, port))
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .and_then(UdpSocket::from_std)
+            .and_then(link_socket)
             .map_err(|e| {
                 daemon::Error::Listen(format!("cannot listen on UDP {ip} port {port}: {e}"))
             })?;
@@ -114,12 +113,19 @@ fn bind_udp(port: u16) -> Result<Vec<Rc<UdpSocket>>, daemon::Error> {
     }
     if out.is_empty() {
         let std = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .and_then(UdpSocket::from_std)
+            .and_then(link_socket)
             .map_err(|e| daemon::Error::Listen(format!("cannot listen on UDP port {port}: {e}")))?;
         out.push(Rc::new(std));
     }
     Ok(out)
+}
+
+/// A bound socket made ready for the event loop: non-blocking, with UDP GRO asked for (the
+/// kernel merges an edge's runs of datagrams into one read where it can), sending with GSO.
+fn link_socket(s: std::net::UdpSocket) -> std::io::Result<daemon::UdpLink> {
+    s.set_nonblocking(true)?;
+    crate::os::uplink::enable_gro(&s);
+    Ok(daemon::UdpLink::new(UdpSocket::from_std(s)?))
 }
 
 /// `braid core`.
@@ -143,7 +149,7 @@ struct Core {
     cfg: Config,
     clock: Clock,
     ep: Endpoint<Addr>,
-    udp: Vec<Rc<UdpSocket>>,
+    udp: Vec<Rc<daemon::UdpLink>>,
     /// Accepted TCP link connections, with the edge's address of each.
     tcp: Conns<LinkIo>,
     map: SourceMap,
@@ -381,17 +387,16 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
 }
 
 /// The core's datagrams find their UDP socket by its index (at most 255 sockets, bind_udp).
-impl daemon::Sockets for [Rc<UdpSocket>] {
+impl daemon::Sockets for [Rc<daemon::UdpLink>] {
     type Key = u8;
     const REFUSED: &'static str = "socket busy";
 
     fn send(&self, i: u8, msgs: &[daemon::Outgoing<'_>]) -> usize {
-        self.get(usize::from(i))
-            .map_or(0, |s| daemon::send_udp(s, msgs))
+        self.get(usize::from(i)).map_or(0, |s| s.send(msgs))
     }
 
     fn udp(&self) -> impl Iterator<Item = (u8, &tokio::net::UdpSocket)> {
-        self.iter().enumerate().map(|(i, s)| (i as u8, &**s))
+        self.iter().enumerate().map(|(i, s)| (i as u8, &s.sock))
     }
 }
 

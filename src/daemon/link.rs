@@ -5,7 +5,7 @@
 use std::os::fd::AsRawFd;
 use std::task::{Context, Poll};
 
-use crate::os::uplink::{RecvBatch, RECV_BATCH, SEND_BATCH};
+use crate::os::uplink::{gro_split, RecvBatch, DATAGRAM_BUFFER, RECV_BATCH, SEND_BATCH};
 
 /// A datagram received on a TCP link: (link, bytes, where it came from).
 pub(crate) type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
@@ -13,7 +13,7 @@ pub(crate) type Inbound = (crate::proto::LinkId, Vec<u8>, std::net::SocketAddr);
 /// The sending half of one link's socket. A UDP socket is read by the event loop itself; a
 /// TCP link's task forwards every datagram into the event loop's channel.
 pub(crate) enum LinkTx {
-    Udp(tokio::net::UdpSocket),
+    Udp(UdpLink),
     /// Datagrams for a TCP link go through its task (it owns the stream and reconnects), in a
     /// queue bounded in bytes from the memory budget (a [`crate::ingress::Pool`]'s channel).
     Tcp(crate::ingress::Sender<Vec<u8>>),
@@ -58,7 +58,7 @@ impl LinkIo {
     /// The UDP socket the event loop reads (`None` for a TCP link: its task reads it).
     pub(crate) fn udp(&self) -> Option<&tokio::net::UdpSocket> {
         match &self.tx {
-            LinkTx::Udp(s) => Some(s),
+            LinkTx::Udp(s) => Some(&s.sock),
             LinkTx::Tcp(_) => None,
         }
     }
@@ -76,7 +76,7 @@ impl Drop for LinkIo {
 /// event loop reads it ([`poll_readable`], [`drain_udp`]): no task, no channel between them.
 pub(crate) fn udp_link(sock: std::net::UdpSocket) -> std::io::Result<LinkIo> {
     Ok(LinkIo {
-        tx: LinkTx::Udp(tokio::net::UdpSocket::from_std(sock)?),
+        tx: LinkTx::Udp(UdpLink::new(tokio::net::UdpSocket::from_std(sock)?)),
         task: None,
     })
 }
@@ -100,15 +100,17 @@ pub(crate) fn poll_readable<'a>(
     }
 }
 
-/// Batches [`drain_udp`] reads from one socket per call at most: a busy socket leaves the
-/// others, the capture and the timers their turn (what is left is read at the next turn).
-pub(crate) const DRAIN_BATCHES: usize = 4;
+/// Datagrams [`drain_udp`] reads from one socket per call at most (give or take one read's
+/// worth): a busy socket leaves the others, the capture and the timers their turn (what is
+/// left is read at the next turn).
+pub(crate) const DRAIN_DATAGRAMS: usize = 64;
 
 /// Hands `f` the datagrams waiting on `sock` (with where each came from), in place in
-/// `batch`'s buffers: up to [`RECV_BATCH`] per recvmmsg(2), at most [`DRAIN_BATCHES`] reads.
-/// Returns how many datagrams were read; a datagram longer than a buffer is not one of ours:
-/// dropped (not counted). An error is the socket's (ICMP port unreachable while the core
-/// restarts, say): the caller goes on.
+/// `batch`'s buffers: up to [`RECV_BATCH`] messages per recvmmsg(2), each a datagram or a run
+/// of them the kernel merged (UDP GRO: cut back here, [`gro_split`]), reads until
+/// [`DRAIN_DATAGRAMS`] came. Returns how many datagrams were read; a datagram longer than
+/// [`DATAGRAM_BUFFER`] (or than a buffer) is not one of ours: dropped (not counted). An error
+/// is the socket's (ICMP port unreachable while the core restarts, say): the caller goes on.
 ///
 /// Without tokio's readiness for `sock`, no system call is made. A batch shorter than
 /// [`RECV_BATCH`] emptied the socket: its readiness is cleared at once, without a read to hear
@@ -120,7 +122,7 @@ pub(crate) fn drain_udp(
     mut f: impl FnMut(&mut [u8], std::net::SocketAddr),
 ) -> std::io::Result<usize> {
     let mut total = 0;
-    for _ in 0..DRAIN_BATCHES {
+    while total < DRAIN_DATAGRAMS {
         let mut got = 0;
         let read = sock.try_io(tokio::io::Interest::READABLE, || {
             got = batch.read(sock.as_raw_fd())?;
@@ -131,9 +133,13 @@ pub(crate) fn drain_udp(
             Ok(())
         });
         for i in 0..got {
-            if let Some((d, from)) = batch.get(i) {
-                total += 1;
-                f(d, from);
+            if let Some((d, from, seg)) = batch.get(i) {
+                for r in gro_split(d.len(), seg) {
+                    if r.len() <= DATAGRAM_BUFFER {
+                        total += 1;
+                        f(&mut d[r], from);
+                    }
+                }
             }
         }
         match read {
@@ -142,7 +148,7 @@ pub(crate) fn drain_udp(
             Err(e) => return Err(e),
         }
     }
-    // Still a full batch: readiness stays, the next turn of the loop reads on.
+    // Still full batches: readiness stays, the next turn of the loop reads on.
     Ok(total)
 }
 
@@ -259,25 +265,118 @@ impl<K: Copy + PartialEq> Outbox<K> {
     }
 }
 
-/// Sends `msgs` on `sock` with as few sendmmsg(2) as it takes; returns how many went out. One
-/// the kernel refuses (an ICMP error reported on the socket, say) is skipped; once the socket
-/// is full (`WouldBlock`), the rest are dropped, as a send(2) would drop them one by one (the
-/// protocol above recovers lost datagrams; blocking the event loop would hurt every link).
-/// Bypasses tokio's readiness cache, which a fresh socket's first sends would wait for.
-pub(crate) fn send_udp(sock: &tokio::net::UdpSocket, msgs: &[Outgoing<'_>]) -> usize {
+/// A UDP link socket, and whether sending with UDP GSO still works on it.
+pub(crate) struct UdpLink {
+    pub(crate) sock: tokio::net::UdpSocket,
+    /// Cleared for good the first time the kernel refuses a GSO send on the socket.
+    gso: std::cell::Cell<bool>,
+}
+
+impl UdpLink {
+    /// `sock`, sending with GSO until the kernel refuses it.
+    pub(crate) fn new(sock: tokio::net::UdpSocket) -> UdpLink {
+        UdpLink {
+            sock,
+            gso: std::cell::Cell::new(true),
+        }
+    }
+
+    /// Whether GSO sends still work on the socket.
+    #[cfg(test)]
+    pub(crate) fn gso(&self) -> bool {
+        self.gso.get()
+    }
+
+    /// Sends `msgs` now ([`send_udp`]).
+    pub(crate) fn send(&self, msgs: &[Outgoing<'_>]) -> usize {
+        send_udp(self, msgs)
+    }
+}
+
+/// Sends `msgs` on `link` with as few system calls as it takes; returns how many went out.
+/// Per destination, runs of datagrams of one size go out as one UDP GSO send each
+/// ([`crate::os::uplink::gso_plan`]; each destination's datagrams keep their order), all of a
+/// batch's sends with one sendmmsg(2): the kernel's path from socket to device is taken once
+/// per run, not once per datagram. When the kernel refuses GSO on the socket (an old kernel, a
+/// device without checksum offload), it is logged once and the socket sends datagram by
+/// datagram from then on (still one sendmmsg(2) per batch).
+///
+/// A send the kernel refuses otherwise (an ICMP error reported on the socket, say) is tried
+/// once more, then skipped (a GSO send refused twice ends GSO on the socket too); once the socket is full (`WouldBlock`), the rest are dropped, as a
+/// send(2) would drop them one by one (the protocol above recovers lost datagrams; blocking
+/// the event loop would hurt every link). Bypasses tokio's readiness cache, which a fresh
+/// socket's first sends would wait for.
+pub(crate) fn send_udp(link: &UdpLink, msgs: &[Outgoing<'_>]) -> usize {
+    use crate::os::uplink::{gso_plan, gso_refused, send_gso};
+    let fd = link.sock.as_raw_fd();
+    let mut sent = 0;
+    for chunk in msgs.chunks(SEND_BATCH) {
+        if !link.gso.get() {
+            match send_plain(fd, chunk) {
+                (n, true) => sent += n,
+                (n, false) => return sent + n,
+            }
+            continue;
+        }
+        let plan = gso_plan(chunk);
+        let (mut g, mut retried) = (0, false);
+        while g < plan.len() {
+            match send_gso(fd, chunk, &plan, g) {
+                Ok(0) => return sent,
+                Ok(n) => {
+                    sent += (g..g + n).map(|k| plan.group(k).len()).sum::<usize>();
+                    g += n;
+                    retried = false;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return sent,
+                // Refused as GSO, or refused twice (once could be an error the socket had
+                // to report): datagram by datagram from now on.
+                Err(e) if plan.group(g).len() > 1 && (gso_refused(&e) || retried) => {
+                    link.gso.set(false);
+                    log::warn!(
+                        "link socket {}: the kernel refuses UDP GSO ({e}); sending datagram by                          datagram",
+                        link.sock
+                            .local_addr()
+                            .map_or_else(|_| "?".into(), |a| a.to_string())
+                    );
+                    let mut rest: [Outgoing<'_>; SEND_BATCH] = [(&[], None); SEND_BATCH];
+                    let order = plan.rest(g);
+                    for (r, &i) in rest.iter_mut().zip(order) {
+                        *r = chunk[usize::from(i)];
+                    }
+                    match send_plain(fd, &rest[..order.len()]) {
+                        (n, true) => sent += n,
+                        (n, false) => return sent + n,
+                    }
+                    break;
+                }
+                Err(_) if !retried => retried = true,
+                Err(_) => {
+                    g += 1;
+                    retried = false;
+                }
+            }
+        }
+    }
+    sent
+}
+
+/// Sends `msgs` with as few sendmmsg(2) as it takes, one datagram per message: how many went
+/// out, and whether the socket can take more (`false` once it is full).
+fn send_plain(fd: std::os::fd::RawFd, msgs: &[Outgoing<'_>]) -> (usize, bool) {
     let (mut at, mut sent) = (0, 0);
     while at < msgs.len() {
-        match crate::os::uplink::send_many(sock.as_raw_fd(), &msgs[at..]) {
-            Ok(0) => break,
+        match crate::os::uplink::send_many(fd, &msgs[at..]) {
+            Ok(0) => return (sent, false),
             Ok(n) => {
                 sent += n;
                 at += n;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (sent, false),
             Err(_) => at += 1,
         }
     }
-    sent
+    (sent, true)
 }
 
 /// Starts a TCP link over `link` (which connects and reconnects by itself on the edge); what
@@ -375,8 +474,8 @@ mod tests {
             );
             // The same buffers each time: no allocation per read.
             assert!(bufs[10..].iter().all(|p| bufs[..10].contains(p)));
-            // More than a turn's worth: DRAIN_BATCHES full batches, then the rest next turn.
-            let many = RECV_BATCH * DRAIN_BATCHES + 5;
+            // More than a turn's worth: DRAIN_DATAGRAMS, then the rest next turn.
+            let many = DRAIN_DATAGRAMS + 5;
             for k in 0..many {
                 peer.send_to(&(k as u32).to_be_bytes(), a_at).unwrap();
             }
@@ -386,7 +485,7 @@ mod tests {
                 got.push(u32::from_be_bytes(d.try_into().unwrap()))
             })
             .unwrap();
-            assert_eq!(n, RECV_BATCH * DRAIN_BATCHES, "one turn's worth");
+            assert_eq!(n, DRAIN_DATAGRAMS, "one turn's worth");
             // Still ready at once: the rest is read at the next turn.
             poll_fn(|cx| poll_readable(socks(), cx)).await;
             let n = drain_udp(links[0].udp().unwrap(), &mut batch, |d, _| {
@@ -424,7 +523,7 @@ mod tests {
             let a = udp_link(a).unwrap();
             let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             b.set_nonblocking(true).unwrap();
-            let b = tokio::net::UdpSocket::from_std(b).unwrap();
+            let b = UdpLink::new(tokio::net::UdpSocket::from_std(b).unwrap());
             let mut out = Outbox::<u8>::new(100);
             // Interleaved: 0 for a (connected), 1 for b (to y), 2 for a socket that is gone.
             let mut full = false;
@@ -467,18 +566,16 @@ mod tests {
     }
 
     /// Sockets keyed as the core keys them (by index; a key past the end has no socket).
-    struct Indexed(Vec<tokio::net::UdpSocket>);
+    struct Indexed(Vec<UdpLink>);
 
     impl Sockets for Indexed {
         type Key = u8;
         const REFUSED: &'static str = "test refused";
         fn send(&self, key: u8, msgs: &[Outgoing<'_>]) -> usize {
-            self.0
-                .get(usize::from(key))
-                .map_or(0, |s| send_udp(s, msgs))
+            self.0.get(usize::from(key)).map_or(0, |s| s.send(msgs))
         }
         fn udp(&self) -> impl Iterator<Item = (u8, &tokio::net::UdpSocket)> {
-            self.0.iter().enumerate().map(|(i, s)| (i as u8, s))
+            self.0.iter().enumerate().map(|(i, s)| (i as u8, &s.sock))
         }
     }
 
@@ -493,10 +590,10 @@ mod tests {
                 .map(|_| {
                     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
                     s.set_nonblocking(true).unwrap();
-                    tokio::net::UdpSocket::from_std(s).unwrap()
+                    UdpLink::new(tokio::net::UdpSocket::from_std(s).unwrap())
                 })
                 .collect();
-            let at: Vec<_> = socks.iter().map(|s| s.local_addr().unwrap()).collect();
+            let at: Vec<_> = socks.iter().map(|s| s.sock.local_addr().unwrap()).collect();
             let socks = Indexed(socks);
             peer.send_to(b"to 2", at[2]).unwrap();
             peer.send_to(b"to 0", at[0]).unwrap();
@@ -527,6 +624,67 @@ mod tests {
             // Nothing lost: nothing counted.
             send_out(&mut out, &socks, &mut drops);
             assert_eq!(drops.get("test refused"), Some(&1));
+        });
+    }
+
+    /// A run of same-size datagrams goes out as one GSO send and, on a socket with GRO on,
+    /// comes in as one merged read that the drain cuts back into the datagrams, in order; a
+    /// socket whose kernel refuses GSO falls back for good and still delivers every datagram,
+    /// in order.
+    #[test]
+    fn runs_go_out_as_one_gso_send_and_merged_reads_are_cut_back() {
+        use std::future::poll_fn;
+        crate::daemon::block_on_local(async {
+            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            rx.set_nonblocking(true).unwrap();
+            assert!(crate::os::uplink::enable_gro(&rx), "kernel without UDP GRO");
+            let rx = tokio::net::UdpSocket::from_std(rx).unwrap();
+            let to = rx.local_addr().unwrap();
+            // Ten of 1,200 bytes, then a shorter one: one run; then one of 1,200 again.
+            let sizes: Vec<usize> = [vec![1200; 10], vec![300, 1200]].concat();
+            let data: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(k, &n)| vec![k as u8; n])
+                .collect();
+            let msgs: Vec<Outgoing<'_>> = data.iter().map(|d| (&d[..], Some(to))).collect();
+            for refuse in [false, true] {
+                let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                tx.set_nonblocking(true).unwrap();
+                if refuse {
+                    // UDP without checksums: the kernel refuses GSO sends (EINVAL).
+                    crate::os::setsockopt(&tx, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+                }
+                let tx = UdpLink::new(tokio::net::UdpSocket::from_std(tx).unwrap());
+                assert_eq!(tx.send(&msgs), msgs.len(), "all sent");
+                assert_eq!(tx.gso(), !refuse, "GSO given up only when refused");
+                // Sent again: the refusing socket no longer tries.
+                assert_eq!(tx.send(&msgs[..3]), 3);
+                poll_fn(|cx| poll_readable(std::iter::once(&rx), cx)).await;
+                let mut batch = RecvBatch::default();
+                let (mut merged, mut got) = (Vec::new(), Vec::new());
+                while let Ok(n) = batch.read(rx.as_raw_fd()) {
+                    for i in 0..n {
+                        let (d, _, seg) = batch.get(i).unwrap();
+                        merged.push((d.len(), seg));
+                        for r in gro_split(d.len(), seg) {
+                            got.push(d[r].to_vec());
+                        }
+                    }
+                }
+                if refuse {
+                    assert_eq!(merged.len(), 15, "one by one: {merged:?}");
+                } else {
+                    // The run of 11 in one read (10 x 1,200 + 300), the last one alone, then
+                    // the run of 3 again.
+                    assert_eq!(merged, vec![(12_300, 1200), (1200, 0), (3600, 1200)]);
+                }
+                let want: Vec<Vec<u8>> = data.iter().chain(&data[..3]).cloned().collect();
+                assert_eq!(
+                    got, want,
+                    "every datagram, whole and in order (refused: {refuse})"
+                );
+            }
         });
     }
 

@@ -100,61 +100,126 @@ thread_local! {
     pub(crate) static EMPTY_READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Datagrams one [`RecvBatch::read`] takes at most (one recvmmsg(2)).
-pub(crate) const RECV_BATCH: usize = 16;
+/// Messages one [`RecvBatch::read`] takes at most (one recvmmsg(2)). Each may be a run of
+/// datagrams the kernel merged (UDP GRO, [`enable_gro`]): with every buffer able to hold 64 KB,
+/// a few buffers carry up to [`GRO_BUFFER`] / 1,472 datagrams each, and the batch's memory stays
+/// at [`RECV_BATCH`] x [`GRO_BUFFER`] (512 KiB of address space, resident only as far as
+/// merged runs fill it).
+pub(crate) const RECV_BATCH: usize = 8;
 
-/// The capacity of a link datagram buffer: more than any datagram a link carries (at most
-/// 1,472 bytes with a 1,500-byte WAN MTU). A longer one is cut by the kernel and dropped.
+/// The capacity of a link datagram: more than any datagram a link carries (at most 1,472 bytes
+/// with a 1,500-byte WAN MTU). A longer one is not ours: dropped.
 pub(crate) const DATAGRAM_BUFFER: usize = 2048;
 
-/// Reads up to [`RECV_BATCH`] datagrams from a UDP socket with one recvmmsg(2), each straight
+/// The capacity of one receive buffer: the longest UDP payload (65,527 bytes over IPv6), which
+/// is the most a merged run (UDP GRO) can hold.
+pub(crate) const GRO_BUFFER: usize = 65536;
+
+/// `SOL_UDP` options (linux/udp.h): the segment size of a GSO send, and GRO on receive.
+const SOL_UDP: libc::c_int = 17;
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+
+/// Asks the kernel to merge a link's consecutive datagrams of one size into one read (UDP GRO,
+/// Linux 5.0+): a busy link then costs one buffer of a [`RecvBatch`] per run of up to 64
+/// datagrams, not one each. Returns whether the kernel took it (an older one refuses the
+/// option: datagrams then come one by one, as before).
+pub(crate) fn enable_gro(fd: impl AsFd) -> bool {
+    super::setsockopt(fd, SOL_UDP, UDP_GRO, 1 as libc::c_int).is_ok()
+}
+
+/// The datagrams of a merged run of `len` bytes whose segments are `seg` bytes each (the last
+/// may be shorter), as ranges of the buffer: one range for a datagram the kernel did not merge
+/// (`seg` 0 or not less than `len`).
+pub(crate) fn gro_split(len: usize, seg: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let seg = if seg == 0 || seg >= len {
+        len.max(1)
+    } else {
+        seg
+    };
+    (0..len)
+        .step_by(seg)
+        .map(move |at| at..(at + seg).min(len))
+        .chain((len == 0).then_some(0..0))
+}
+
+/// Reads up to [`RECV_BATCH`] messages from a UDP socket with one recvmmsg(2), each straight
 /// into a buffer of its own (kept from read to read, looked at with [`RecvBatch::get`]): a busy
 /// link costs one system call per batch instead of one per datagram, no copy and no allocation.
+/// A message may be a merged run of datagrams (UDP GRO): [`RecvBatch::get`] gives its segment
+/// size, [`gro_split`] its datagrams.
 pub(crate) struct RecvBatch {
-    bufs: Vec<Vec<u8>>,
+    /// [`RECV_BATCH`] buffers of [`GRO_BUFFER`] bytes, one after the other (made on the first
+    /// read, zeroed by the allocator: pages the kernel never writes are never resident).
+    bufs: Vec<u8>,
     names: Vec<libc::sockaddr_storage>,
-    /// Per datagram read: its length and whether it was longer than its buffer.
-    got: Vec<(usize, bool)>,
+    /// Per message: room for one control message (the UDP_GRO segment size, an int).
+    ctrl: Vec<[u64; 4]>,
+    /// Per message read: its length, whether it was longer than its buffer, its segment size
+    /// (0: not merged).
+    got: Vec<(usize, bool, usize)>,
 }
 
 impl Default for RecvBatch {
     fn default() -> Self {
         RecvBatch {
-            bufs: Vec::with_capacity(RECV_BATCH),
+            bufs: Vec::new(),
             // SAFETY: zeroed sockaddr_storage is valid.
             names: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
+            ctrl: vec![[0; 4]; RECV_BATCH],
             got: Vec::new(),
         }
     }
 }
 
+/// The segment size a UDP_GRO control message in `h` gives (0: none).
+fn gro_segment(h: &libc::msghdr) -> usize {
+    // SAFETY: the header's control buffer is the one the kernel just filled in (its length set
+    // by the kernel); the macros walk it within that length.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(v).unwrap_or(0);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    0
+}
+
 impl RecvBatch {
-    /// Reads what waits on `fd` (non-blocking) into the batch's buffers of [`DATAGRAM_BUFFER`]
-    /// bytes (made on the first read). Returns how many datagrams were read (`WouldBlock`:
+    /// Reads what waits on `fd` (non-blocking) into the batch's buffers of [`GRO_BUFFER`]
+    /// bytes (made on the first read). Returns how many messages were read (`WouldBlock`:
     /// none).
     pub(crate) fn read(&mut self, fd: RawFd) -> io::Result<usize> {
         self.got.clear();
-        self.bufs
-            .resize_with(RECV_BATCH, || Vec::with_capacity(DATAGRAM_BUFFER));
+        if self.bufs.is_empty() {
+            self.bufs = vec![0; RECV_BATCH * GRO_BUFFER];
+        }
         // SAFETY: zeroed iovec and mmsghdr are valid (null pointers, zero lengths).
         let mut iov: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
         for (i, ((b, v), h)) in self
             .bufs
-            .iter_mut()
+            .chunks_exact_mut(GRO_BUFFER)
             .zip(iov.iter_mut())
             .zip(hdrs.iter_mut())
             .enumerate()
         {
             v.iov_base = b.as_mut_ptr().cast();
-            v.iov_len = b.capacity();
+            v.iov_len = b.len();
             h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
             h.msg_hdr.msg_iov = v;
             h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 4]>() as _;
         }
-        // SAFETY: every header points at one iovec covering its buffer's allocation and at its
-        // own sockaddr_storage, all alive and not otherwise borrowed during the call.
+        // SAFETY: every header points at one iovec covering its own part of the buffers, at
+        // its own sockaddr_storage and control buffer, all alive and not otherwise borrowed
+        // during the call.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -175,30 +240,195 @@ impl RecvBatch {
         for h in &hdrs[..n as usize] {
             let len = h.msg_len as usize;
             let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.got.push((len, truncated));
+            self.got.push((len, truncated, gro_segment(&h.msg_hdr)));
         }
         Ok(n as usize)
     }
 
-    /// Datagram `i` of the last [`RecvBatch::read`], in place in its buffer (which stays the
-    /// batch's, for the next read), and where it came from; `None` when it was longer than its
-    /// buffer (cut: the caller drops it) or from an unknown family.
-    pub(crate) fn get(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr)> {
-        let (len, truncated) = *self.got.get(i)?;
+    /// Message `i` of the last [`RecvBatch::read`], in place in its buffer (which stays the
+    /// batch's, for the next read), where it came from, and its segment size when the kernel
+    /// merged datagrams into it (0 otherwise; [`gro_split`]); `None` when it was longer than
+    /// its buffer (cut: the caller drops it) or from an unknown family.
+    pub(crate) fn get(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr, usize)> {
+        let (len, truncated, seg) = *self.got.get(i)?;
         let from = socket_addr(&self.names[i]);
         if truncated {
             return None;
         }
-        let b = &mut self.bufs[i];
-        // SAFETY: the kernel wrote `len` bytes (at most the capacity: not truncated) into it;
-        // u8 needs no initialisation beyond that.
-        unsafe { b.set_len(len) };
-        from.map(|f| (&mut b[..], f))
+        let b = &mut self.bufs[i * GRO_BUFFER..i * GRO_BUFFER + len];
+        from.map(|f| (b, f, seg))
     }
 }
 
 /// Datagrams one [`send_many`] sends at most (one sendmmsg(2)).
 pub(crate) const SEND_BATCH: usize = 32;
+
+/// Datagrams one GSO send carries at most (the kernel's `UDP_MAX_SEGMENTS` before 6.x raised
+/// it).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+/// Bytes one GSO send carries at most: one UDP datagram's payload over IPv4 (65,535 less the
+/// IP and UDP headers).
+pub(crate) const GSO_MAX_BYTES: usize = 65_507;
+
+// A batch's group never holds more datagrams than a GSO send can.
+const _: () = assert!(SEND_BATCH <= GSO_MAX_SEGMENTS);
+
+/// How a batch of datagrams goes out with UDP GSO ([`gso_plan`]): datagram indices (into the
+/// batch) group after group; a group of more than one is one GSO send.
+#[derive(Debug)]
+pub(crate) struct GsoPlan {
+    order: [u8; SEND_BATCH],
+    /// Per group: where it starts in `order`, how many datagrams it has.
+    groups: [(u8, u8); SEND_BATCH],
+    len: usize,
+}
+
+impl GsoPlan {
+    /// How many groups (sends) there are.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The datagrams (indices into the batch) of group `g`, in the order they go out.
+    pub(crate) fn group(&self, g: usize) -> &[u8] {
+        let (at, n) = self.groups[g];
+        &self.order[usize::from(at)..usize::from(at) + usize::from(n)]
+    }
+
+    /// The datagrams of groups `g` and after, in the order they go out.
+    pub(crate) fn rest(&self, g: usize) -> &[u8] {
+        let groups = &self.groups[..self.len];
+        let end = groups
+            .last()
+            .map_or(0, |&(at, n)| usize::from(at) + usize::from(n));
+        &self.order[groups.get(g).map_or(end, |&(at, _)| usize::from(at))..end]
+    }
+}
+
+/// Which of `msgs` (at most [`SEND_BATCH`]; past it ignored) go out together as one UDP GSO
+/// send: per destination (in the order destinations first appear; each destination's
+/// datagrams keep their order), runs of consecutive datagrams of one size, the last of a run
+/// possibly shorter, up to [`GSO_MAX_SEGMENTS`] and [`GSO_MAX_BYTES`]. An empty datagram goes
+/// alone. The kernel cuts a GSO send back into the same datagrams, in order.
+pub(crate) fn gso_plan(msgs: &[(&[u8], Option<SocketAddr>)]) -> GsoPlan {
+    let msgs = &msgs[..msgs.len().min(SEND_BATCH)];
+    let mut plan = GsoPlan {
+        order: [0; SEND_BATCH],
+        groups: [(0, 0); SEND_BATCH],
+        len: 0,
+    };
+    let mut taken = [false; SEND_BATCH];
+    let mut o = 0;
+    for i in 0..msgs.len() {
+        if taken[i] {
+            continue;
+        }
+        let to = msgs[i].1;
+        // The open group: where it starts, its segment size, datagrams, bytes, and whether a
+        // shorter datagram ended it.
+        let (mut start, mut seg, mut count, mut bytes, mut closed) = (o, 0, 0, 0, false);
+        for j in i..msgs.len() {
+            if taken[j] || msgs[j].1 != to {
+                continue;
+            }
+            taken[j] = true;
+            let len = msgs[j].0.len();
+            let joins = count > 0
+                && !closed
+                && len > 0
+                && len <= seg
+                && count < GSO_MAX_SEGMENTS
+                && bytes + len <= GSO_MAX_BYTES;
+            if !joins {
+                if count > 0 {
+                    plan.groups[plan.len] = (start as u8, count as u8);
+                    plan.len += 1;
+                }
+                (start, seg, count, bytes, closed) = (o, len, 0, 0, len == 0);
+            }
+            plan.order[o] = j as u8;
+            o += 1;
+            count += 1;
+            bytes += len;
+            closed |= len < seg;
+        }
+        plan.groups[plan.len] = (start as u8, count as u8);
+        plan.len += 1;
+    }
+    plan
+}
+
+/// Sends the groups of `plan` from group `first` on `fd` with one sendmmsg(2), non-blocking:
+/// a group of several datagrams as one UDP GSO send (a `UDP_SEGMENT` control message with the
+/// first one's size; the kernel, or the device, cuts it back into the datagrams), a single one
+/// as it is. Returns how many groups the kernel took, in order; an error only when it took
+/// none (the first one's: EINVAL or EIO when the kernel or the route's device cannot do GSO).
+pub(crate) fn send_gso(
+    fd: RawFd,
+    msgs: &[(&[u8], Option<SocketAddr>)],
+    plan: &GsoPlan,
+    first: usize,
+) -> io::Result<usize> {
+    // SAFETY: zeroed iovec, mmsghdr and sockaddr_storage are valid (null pointers, zeros).
+    let mut iov: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut names: [libc::sockaddr_storage; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut ctrl = [[0u64; 4]; SEND_BATCH];
+    let mut v = 0;
+    let groups = plan.len().saturating_sub(first);
+    for (k, h) in hdrs.iter_mut().take(groups).enumerate() {
+        let group = plan.group(first + k);
+        let h = &mut h.msg_hdr;
+        h.msg_iov = &mut iov[v];
+        h.msg_iovlen = group.len() as _;
+        for &i in group {
+            let d = msgs[usize::from(i)].0;
+            iov[v].iov_base = d.as_ptr() as *mut libc::c_void;
+            iov[v].iov_len = d.len();
+            v += 1;
+        }
+        if let Some(to) = msgs[usize::from(group[0])].1 {
+            let (ss, len) = sockaddr(&to);
+            names[k] = ss;
+            h.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = len;
+        }
+        if group.len() > 1 {
+            let seg = msgs[usize::from(group[0])].0.len() as u16;
+            h.msg_control = ctrl[k].as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE of 2 bytes (at most 24) fits the 32-byte, 8-aligned buffer
+            // the header points at; CMSG_FIRSTHDR gives its start (controllen set first).
+            unsafe {
+                h.msg_controllen = libc::CMSG_SPACE(2) as _;
+                let c = libc::CMSG_FIRSTHDR(h);
+                (*c).cmsg_level = SOL_UDP;
+                (*c).cmsg_type = UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+            }
+        }
+    }
+    if groups == 0 {
+        return Ok(0);
+    }
+    // SAFETY: every header points at its group's iovecs (each covering a datagram, read only
+    // by the kernel), its own address and control buffer if any, all alive for the call.
+    let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), groups as _, libc::MSG_DONTWAIT as _) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Whether `e`, from a GSO send, says the kernel or the route's device cannot do UDP GSO: an
+/// old kernel (EINVAL for the unknown control message, ENOPROTOOPT), a device without
+/// checksum offload (EIO), a segment size past the path's MTU (EINVAL).
+pub(crate) fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EIO | libc::ENOPROTOOPT)
+    )
+}
 
 /// Sends up to [`SEND_BATCH`] datagrams on `fd` with one sendmmsg(2), non-blocking: each its
 /// bytes and, on an unconnected socket, where to (`None` on a connected one). Returns how many
@@ -313,6 +543,8 @@ fn bound_socket(spec: &LinkSocketSpec, ty: libc::c_int, local_port: u16) -> Resu
 /// non-blocking. Wrap it with `tokio::net::UdpSocket::from_std`.
 pub fn udp_socket(spec: &LinkSocketSpec) -> Result<std::net::UdpSocket> {
     let fd = bound_socket(spec, libc::SOCK_DGRAM, 0)?;
+    // Runs of the core's datagrams come merged where the kernel can ([`RecvBatch`] cuts them).
+    enable_gro(&fd);
     call_with_addr(libc::connect, &fd, &spec.remote).map_err(|e| {
         let what = format!(
             "connect UDP link socket on {} to {}",
@@ -879,14 +1111,14 @@ mod tests {
     use super::*;
 
     /// Whatever waits on the socket comes out of one read, up to the batch: one system call for
-    /// a burst. A datagram longer than its buffer is reported as such, not handed on cut.
+    /// a burst, each datagram whole (the caller drops those too long to be ours).
     #[test]
     fn one_read_takes_a_burst_of_datagrams() {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_nonblocking(true).unwrap();
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = sock.local_addr().unwrap();
-        let sizes = [1usize, 1472, 3000, 60, DATAGRAM_BUFFER, DATAGRAM_BUFFER + 1];
+        let sizes = [1usize, 1472, 3000, 60, DATAGRAM_BUFFER + 1];
         for (k, n) in sizes.iter().enumerate() {
             peer.send_to(&vec![k as u8; *n], to).unwrap();
         }
@@ -895,14 +1127,9 @@ mod tests {
         assert_eq!(got, sizes.len(), "one read, every datagram");
         let from = peer.local_addr().unwrap();
         for (k, n) in sizes.iter().enumerate() {
-            match b.get(k) {
-                Some((d, f)) => {
-                    assert!(*n <= DATAGRAM_BUFFER, "datagram {k} of {n} B handed on");
-                    assert_eq!(d, &vec![k as u8; *n][..]);
-                    assert_eq!(f, from);
-                }
-                None => assert!(*n > DATAGRAM_BUFFER, "datagram {k} of {n} B dropped"),
-            }
+            let (d, f, seg) = b.get(k).unwrap();
+            assert_eq!(d, &vec![k as u8; *n][..]);
+            assert_eq!((f, seg), (from, 0), "not merged: GRO is not on");
         }
         assert!(b.get(sizes.len()).is_none());
         // More than a batch waits: the rest comes with the next read.
@@ -916,5 +1143,85 @@ mod tests {
         assert_eq!(b.get(2).unwrap().0, [RECV_BATCH as u8 + 2]);
         let e = b.read(sock.as_raw_fd()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    fn groups(msgs: &[(&[u8], Option<SocketAddr>)]) -> Vec<Vec<u8>> {
+        let p = gso_plan(msgs);
+        let all: Vec<u8> = p.rest(0).to_vec();
+        let gs: Vec<Vec<u8>> = (0..p.len()).map(|g| p.group(g).to_vec()).collect();
+        assert_eq!(gs.concat(), all, "groups follow each other");
+        assert_eq!(p.rest(p.len()), &[] as &[u8]);
+        gs
+    }
+
+    /// Which datagrams form one GSO send: runs of one size per destination, the last of a run
+    /// possibly shorter (it ends the run), a longer one or an empty one starting anew; each
+    /// destination's datagrams in their order, destinations in the order they first came.
+    #[test]
+    fn gso_groups_are_runs_of_one_size_per_destination() {
+        let d = |n: usize| vec![0u8; n];
+        let (big, small, tiny) = (d(1400), d(600), d(80));
+        fn none<'a>(v: &[&'a Vec<u8>]) -> Vec<(&'a [u8], Option<SocketAddr>)> {
+            v.iter().map(|x| (&x[..], None)).collect()
+        }
+        // big big big small | big tiny | tiny | big | tiny tiny
+        let m = none(&[
+            &big, &big, &big, &small, &big, &tiny, &tiny, &big, &tiny, &tiny,
+        ]);
+        assert_eq!(
+            groups(&m),
+            vec![vec![0, 1, 2, 3], vec![4, 5], vec![6], vec![7, 8], vec![9]]
+        );
+        let m = none(&[&tiny, &tiny, &tiny, &big]);
+        assert_eq!(groups(&m), vec![vec![0, 1, 2], vec![3]]);
+        // A shorter one ends the run even when the next is of the first size.
+        let m = none(&[&big, &small, &big, &big]);
+        assert_eq!(groups(&m), vec![vec![0, 1], vec![2, 3]]);
+        // Empty datagrams go alone.
+        let e = d(0);
+        let m = none(&[&big, &e, &e, &big]);
+        assert_eq!(groups(&m), vec![vec![0], vec![1], vec![2], vec![3]]);
+        // Two destinations interleaved (the core's socket, two links): grouped per destination,
+        // each in its order.
+        let (a, b) = (
+            Some(SocketAddr::from(([10, 0, 0, 1], 1))),
+            Some(SocketAddr::from(([10, 0, 0, 2], 1))),
+        );
+        let m = vec![
+            (&big[..], a),
+            (&big[..], b),
+            (&big[..], a),
+            (&tiny[..], b),
+            (&big[..], a),
+            (&big[..], b),
+        ];
+        assert_eq!(groups(&m), vec![vec![0, 2, 4], vec![1, 3], vec![5]]);
+        // The byte limit: 32 of 2,100 bytes do not fit one send of 65,507.
+        let huge = d(2100);
+        let m = none(&vec![&huge; SEND_BATCH]);
+        let per = GSO_MAX_BYTES / 2100;
+        let g = groups(&m);
+        assert_eq!(
+            g.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![per, SEND_BATCH - per]
+        );
+        // Past SEND_BATCH: not planned here (the caller sends in chunks).
+        let m = none(&vec![&big; SEND_BATCH + 3]);
+        assert_eq!(groups(&m), vec![(0..SEND_BATCH as u8).collect::<Vec<_>>()]);
+    }
+
+    /// A merged read cuts into its segments, the last possibly shorter; an unmerged one is one
+    /// datagram (empty included).
+    #[test]
+    fn a_merged_read_splits_into_its_datagrams() {
+        let s = |len, seg| gro_split(len, seg).collect::<Vec<_>>();
+        assert_eq!(s(3000, 1000), vec![0..1000, 1000..2000, 2000..3000]);
+        assert_eq!(s(2500, 1000), vec![0..1000, 1000..2000, 2000..2500]);
+        assert_eq!(s(1000, 1000), vec![0..1000]);
+        assert_eq!(s(700, 1000), vec![0..700]);
+        assert_eq!(s(700, 0), vec![0..700]);
+        assert_eq!(s(0, 0), vec![0..0]);
+        assert_eq!(s(0, 1000), vec![0..0]);
+        assert_eq!(s(65_000, 1472).len(), 65_000usize.div_ceil(1472));
     }
 }
