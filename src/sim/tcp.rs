@@ -678,8 +678,10 @@ impl Receiver {
 struct Seg {
     sent: u64,
     sacked: bool,
+    /// Marked lost (Linux's TCPCB_LOST): kept when the segment is resent, cleared when it is
+    /// delivered, by an undo, or (with `retrans`) when the resend is judged lost again.
     lost: bool,
-    /// A retransmission is in flight.
+    /// A retransmission is in flight (TCPCB_SACKED_RETRANS).
     retrans: bool,
     ever_retrans: bool,
     // Delivery-rate sampling (as Linux tcp_rate.c).
@@ -724,8 +726,12 @@ struct Sender {
     nxt: u64,
     segs: VecDeque<Seg>,
     sacked_out: u64,
+    /// Segments marked lost, resent or not (Linux's lost_out).
     lost_out: u64,
+    /// Resends in flight (Linux's retrans_out).
     retrans_out: u64,
+    /// Segments marked lost and resent (`lost && retrans`): `lost_out - lost_resent` are due.
+    lost_resent: u64,
     /// Highest SACKed segment + 1.
     fack: u64,
     cwnd: f64,
@@ -780,6 +786,7 @@ impl Sender {
             sacked_out: 0,
             lost_out: 0,
             retrans_out: 0,
+            lost_resent: 0,
             fack: 0,
             cwnd: INIT_CWND,
             ssthresh: f64::INFINITY,
@@ -817,9 +824,18 @@ impl Sender {
         }
     }
 
+    /// Segments in the network (tcp_packets_in_flight): outstanding, less those SACKed and
+    /// those marked lost, plus the resends. A resent segment keeps its lost mark, so it counts
+    /// once; one resent and then unmarked by an undo counts twice (both copies may arrive).
     fn in_flight(&self) -> u64 {
         debug_assert!(self.sacked_out + self.lost_out <= self.nxt - self.una);
+        debug_assert!(self.lost_resent <= self.lost_out.min(self.retrans_out));
         (self.nxt - self.una + self.retrans_out).saturating_sub(self.sacked_out + self.lost_out)
+    }
+
+    /// Lost segments not yet resent.
+    fn lost_due(&self) -> u64 {
+        self.lost_out - self.lost_resent
     }
 
     fn rto_us(&self) -> u64 {
@@ -845,8 +861,7 @@ impl Sender {
         if (self.in_flight() as f64) >= self.cwnd.floor().max(1.0) {
             return None;
         }
-        // `lost_out` counts lost segments not yet resent (a resend clears the mark).
-        if self.lost_out == 0 && self.nxt - self.una >= rwnd_segs() {
+        if self.lost_due() == 0 && self.nxt - self.una >= rwnd_segs() {
             return None;
         }
         Some(if self.cc.paced() {
@@ -867,13 +882,12 @@ impl Sender {
             self.first_tx = now;
             self.delivered_at = now;
         }
-        let s = if self.lost_out > 0 {
-            let i = self.segs.iter().position(|g| g.lost && !g.sacked)?;
+        let s = if self.lost_due() > 0 {
+            let i = self.segs.iter().position(|g| g.lost && !g.retrans)?;
             let seg = &mut self.segs[i];
-            seg.lost = false;
             seg.retrans = true;
             seg.ever_retrans = true;
-            self.lost_out -= 1;
+            self.lost_resent += 1;
             self.retrans_out += 1;
             self.stats.retransmits += 1;
             self.undo_retrans = self.undo_retrans.max(0) + 1;
@@ -986,6 +1000,9 @@ impl Sender {
                     seg.retrans = false;
                     self.retrans_out -= 1;
                 }
+                if g.lost && g.retrans {
+                    self.lost_resent -= 1;
+                }
                 newly += 1;
                 if s + 1 < self.fack && !g.ever_retrans {
                     // Filled a hole below a later SACK without a retransmission: reordering.
@@ -1017,6 +1034,9 @@ impl Sender {
             }
             if g.retrans {
                 self.retrans_out -= 1;
+            }
+            if g.lost && g.retrans {
+                self.lost_resent -= 1;
             }
             self.segs.pop_front();
             self.una += 1;
@@ -1130,8 +1150,8 @@ impl Sender {
         let wnd = self.reo_wnd();
         for i in 0..self.segs.len() {
             let g = self.segs[i];
-            if g.sacked || g.lost {
-                continue;
+            if g.sacked || (g.lost && !g.retrans) {
+                continue; // delivered, or lost and not resent yet
             }
             if (g.sent, self.una + i as u64) >= self.rack_key {
                 if !g.retrans {
@@ -1141,11 +1161,18 @@ impl Sender {
             }
             let deadline = g.sent + self.rack_rtt + wnd;
             if now >= deadline {
-                self.segs[i].lost = true;
-                self.lost_out += 1;
-                if g.retrans {
+                // As tcp_mark_skb_lost: a resend lost again is due once more; a segment not
+                // marked (an undo may have unmarked a resent one) is marked.
+                if g.lost {
                     self.segs[i].retrans = false;
                     self.retrans_out -= 1;
+                    self.lost_resent -= 1;
+                } else {
+                    self.segs[i].lost = true;
+                    self.lost_out += 1;
+                    if g.retrans {
+                        self.lost_resent += 1;
+                    }
                 }
             } else {
                 self.rack_timer = Some(self.rack_timer.map_or(deadline, |t| t.min(deadline)));
@@ -1207,6 +1234,7 @@ impl Sender {
                 g.lost = false;
             }
             self.lost_out = 0;
+            self.lost_resent = 0;
         }
         if let CcState::Bbr(b) = &mut self.cc {
             b.packet_conservation = false;
@@ -1250,6 +1278,7 @@ impl Sender {
             }
         }
         self.retrans_out = 0;
+        self.lost_resent = 0;
         self.lost_out = self.segs.iter().filter(|g| g.lost).count() as u64;
         self.backoff += 1;
         self.rto_at = Some(now + self.rto_us());
@@ -1972,6 +2001,55 @@ mod tests {
         s.on_ack(rto + 10_000, 10, &[], 1);
         assert_eq!(s.stats.undos, 1);
         assert_eq!(s.state, State::Open);
+    }
+
+    /// A resent segment counts once in flight, as in Linux (it keeps its lost mark). Counted
+    /// twice (the mark cleared at the resend and `retrans_out` added), a flow that timed out
+    /// thought its window full with half of it in flight.
+    #[test]
+    fn a_resent_segment_counts_once_in_flight() {
+        let (mut s, rto) = timed_out();
+        assert_eq!(s.in_flight(), 0, "all eight outstanding marked lost");
+        assert_eq!(s.next_segment(rto), Some(2));
+        assert_eq!(s.in_flight(), 1);
+        // A window of two: a second resend goes at once, then the window is full.
+        s.cwnd = 2.0;
+        assert_eq!(s.next_segment(rto), Some(3));
+        assert_eq!(s.in_flight(), 2);
+        assert_eq!(s.next_segment(rto), None);
+        // The first resend acked: the second still in flight, six due.
+        s.on_ack(rto + 50_000, 3, &[], 0);
+        assert_eq!((s.in_flight(), s.lost_due()), (1, 6));
+    }
+
+    /// A resend judged lost again by RACK is due once more and leaves the flight; a segment
+    /// resent and then unmarked by an undo counts twice (original and resend may both arrive).
+    #[test]
+    fn a_resend_lost_again_is_due_again_and_an_undone_one_counts_twice() {
+        let (mut s, rto) = timed_out();
+        assert_eq!(s.next_segment(rto), Some(2));
+        // Segment 4's resend is not sent yet; segment 3 (resent later) is SACKed: 2's resend
+        // is older than the most recently delivered one.
+        s.cwnd = 2.0;
+        assert_eq!(s.next_segment(rto + 1_000), Some(3));
+        s.on_ack(rto + 400_000, 2, &[(3, 4)], 0);
+        assert!(s.segs[0].lost && !s.segs[0].retrans, "{:?}", s.segs[0]);
+        assert_eq!((s.lost_due(), s.retrans_out), (7, 0));
+        // Three resends (2, 4, 5), then segment 2's original arrives after all (its
+        // timestamp is older than the first resend): the loss is undone, the marks cleared.
+        let t = rto + 400_000;
+        s.cwnd = 3.0;
+        assert_eq!(s.next_segment(t), Some(2));
+        assert_eq!(s.next_segment(t), Some(4));
+        assert_eq!(s.next_segment(t), Some(5));
+        assert_eq!(s.next_segment(t), None);
+        s.on_ack(t + 1_000, 3, &[(3, 4)], 1);
+        assert_eq!(s.stats.undos, 1);
+        // RACK marks 6-9 again at once (sent long before segment 3's resend was delivered);
+        // 4 and 5, resent after it, are unmarked and count twice: outstanding 3-9 (7), less
+        // 3 SACKed, less 6-9 lost, plus two resends.
+        assert_eq!((s.lost_out, s.retrans_out, s.lost_due()), (4, 2, 4));
+        assert_eq!(s.in_flight(), 4);
     }
 
     /// After a timeout the window grows by slow start as the resends are acked (Linux calls
