@@ -302,10 +302,10 @@ impl UdpLink {
 /// datagram from then on (still one sendmmsg(2) per batch).
 ///
 /// A send the kernel refuses otherwise (an ICMP error reported on the socket, say) is tried
-/// once more, then skipped (a GSO send refused twice ends GSO on the socket too); once the socket is full (`WouldBlock`), the rest are dropped, as a
-/// send(2) would drop them one by one (the protocol above recovers lost datagrams; blocking
-/// the event loop would hurt every link). Bypasses tokio's readiness cache, which a fresh
-/// socket's first sends would wait for.
+/// once more, then skipped (a GSO send refused twice ends GSO on the socket too); once the
+/// socket is full (`WouldBlock`), the rest are dropped, as a send(2) would drop them one by
+/// one (the protocol above recovers lost datagrams; blocking the event loop would hurt every
+/// link). Bypasses tokio's readiness cache, which a fresh socket's first sends would wait for.
 pub(crate) fn send_udp(link: &UdpLink, msgs: &[Outgoing<'_>]) -> usize {
     use crate::os::uplink::{gso_plan, gso_refused, send_gso};
     let fd = link.sock.as_raw_fd();
@@ -334,7 +334,8 @@ pub(crate) fn send_udp(link: &UdpLink, msgs: &[Outgoing<'_>]) -> usize {
                 Err(e) if plan.group(g).len() > 1 && (gso_refused(&e) || retried) => {
                     link.gso.set(false);
                     log::warn!(
-                        "link socket {}: the kernel refuses UDP GSO ({e}); sending datagram by                          datagram",
+                        "link socket {}: the kernel refuses UDP GSO ({e}); sending datagram by \
+                         datagram",
                         link.sock
                             .local_addr()
                             .map_or_else(|_| "?".into(), |a| a.to_string())
