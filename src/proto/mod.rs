@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod link;
 pub(crate) mod maxfilter;
 pub mod offload;
+pub(crate) mod owd;
 pub mod pack;
 pub mod packet;
 pub mod reorder;

@@ -856,7 +856,10 @@ impl Session {
             let link = &l.link;
             let rate = link.pacing_rate().max(1);
             let wait = link.next_send_time().0.saturating_sub(now.0);
-            let ow = link.srtt().as_micros() as u64 / 2;
+            // This direction's delay: half the RTT was wrong by half the reverse queue, so a
+            // download filling a link's downstream made the edge send its interactive packets
+            // to the other link (see `Link::forward_delay_us`).
+            let ow = link.forward_delay_us(now);
             let pkt_us = MSS * 1_000_000 / rate;
             // A link blocked by its in-flight cap drains only as ACKs come back.
             let stall = if link.cwnd_limited() {
@@ -1036,9 +1039,11 @@ impl Session {
             .iter()
             .filter(|l| l.link.usable() && l.link.has_rtt_sample())
         {
+            // The skew the receiver sees is between the links' forward delays.
+            let ow = l.link.forward_delay_us(now);
             let srtt = l.link.srtt().as_micros() as u64;
-            min_ow = min_ow.min(srtt / 2);
-            max_ow = max_ow.max(srtt / 2);
+            min_ow = min_ow.min(ow);
+            max_ow = max_ow.max(ow);
             min_rtt = min_rtt.min(srtt);
             max_var = max_var.max(l.link.rttvar().as_micros() as u64);
         }
@@ -1119,7 +1124,10 @@ impl Session {
         if !self.controls.is_empty() && n > 0 {
             let best = (0..n)
                 .filter(|&i| self.links[i].link.can_carry())
-                .min_by_key(|&i| (!self.links[i].link.usable(), self.links[i].link.srtt()));
+                .min_by_key(|&i| {
+                    let l = &self.links[i].link;
+                    (!l.usable(), l.forward_delay_us(now))
+                });
             if let Some(i) = best {
                 return self.transmit_on(i, now, out, true);
             }
@@ -1395,7 +1403,7 @@ impl Session {
                     let gap = self.links[i].link.take_gap();
                     if gap || now.saturating_since(self.links[i].last_relay) >= RELAY_EVERY {
                         self.links[i].last_relay = now;
-                        self.relay_gap(i);
+                        self.relay_gap(now, i);
                     }
                     match h.form {
                         DataForm::Whole => {
@@ -1433,7 +1441,7 @@ impl Session {
                         self.links[i].link.on_probe_reply(now, p.id);
                     } else {
                         self.links[i].link.on_probe_request(p.id);
-                        self.relay_probe_reply(i, p.id);
+                        self.relay_probe_reply(now, i, p.id);
                     }
                 }
                 Frame::Control(c) => self.on_control(now, c),
@@ -1453,13 +1461,13 @@ impl Session {
 
     /// Also answers a probe on link slot `i` via the best other usable link: if the probed
     /// link's return path is stalled, the sender still learns that its forward path works.
-    fn relay_probe_reply(&mut self, i: usize, id: u32) {
+    fn relay_probe_reply(&mut self, now: Instant, i: usize, id: u32) {
         let probed = self.links[i].link.id;
         let via = self
             .links
             .iter()
             .filter(|l| l.link.usable() && l.link.id != probed)
-            .min_by_key(|l| l.link.srtt())
+            .min_by_key(|l| l.link.forward_delay_us(now))
             .map(|l| l.link.id);
         if let Some(via) = via {
             let p = Probe {
@@ -1479,14 +1487,14 @@ impl Session {
     /// one: a return path that stalls (an LTE downlink's dead spell) is slower still, and
     /// without the relay the sender starved the link (in-flight cap reached, no ACKs), timed
     /// it out and resent on the other link what had already arrived.
-    fn relay_gap(&mut self, i: usize) {
+    fn relay_gap(&mut self, now: Instant, i: usize) {
         let slow = &self.links[i].link;
         let Some(ack) = slow.relay_ack() else { return };
         let via = self
             .links
             .iter()
             .filter(|l| l.link.usable() && l.link.id != slow.id)
-            .min_by_key(|l| l.link.srtt())
+            .min_by_key(|l| l.link.forward_delay_us(now))
             .map(|l| l.link.id);
         if let Some(via) = via {
             self.relays

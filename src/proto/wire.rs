@@ -8,7 +8,7 @@
 //! DATA    0x01 link u8 | link_seq u16 | seq u32 | prev u16 | inner IP packet .. to the end
 //! INSTALL 0x05 link u8 | link_seq u16 | seq u32 | prev u16 | context u16 | inner IP packet ..
 //! PACKED  0x06 link u8 | link_seq u16 | seq u32 | prev u16 | context u16 | packed headers, payload ..
-//! ACK     0x02 link u8 | largest u16 | delay u16 (8 µs units) | bitmap u64
+//! ACK     0x02 link u8 | largest u16 | delay u16 (8 µs units) | bitmap u64 | rx_time u32 (µs)
 //! PROBE   0x03 link u8 | id u32 | reply u8
 //! CONTROL 0x04 len u16 | postcard(Control)
 //! PAD     0x00 .. to the end (ignored)
@@ -25,8 +25,10 @@ use super::LinkId;
 
 /// The protocol version, the first byte of every datagram. 2: DATA frames may pack their
 /// packet's headers (INSTALL, PACKED). 3: the handshake response answers the init (the same
-/// session goes on, a new one starts, or the init's time is behind; see [`super::seal`]).
-pub const VERSION: u8 = 3;
+/// session goes on, a new one starts, or the init's time is behind; see [`super::seal`]). 4: an
+/// ACK carries the receiver's receive time of `largest` (the sender measures each direction's
+/// queueing delay, see [`super::owd`]).
+pub const VERSION: u8 = 4;
 
 pub(crate) const KIND_PAD: u8 = 0x00;
 pub(crate) const KIND_DATA: u8 = 0x01;
@@ -41,7 +43,7 @@ pub(crate) const DATA_HEADER_LEN: usize = 10;
 /// ... and of an INSTALL or PACKED frame (the context follows).
 pub(crate) const DATA_CTX_HEADER_LEN: usize = DATA_HEADER_LEN + 2;
 /// Bytes of an ACK frame.
-pub(crate) const ACK_LEN: usize = 14;
+pub(crate) const ACK_LEN: usize = 18;
 /// Bytes of a PROBE frame.
 pub(crate) const PROBE_LEN: usize = 7;
 /// Bytes of a CONTROL frame before its postcard body.
@@ -120,6 +122,9 @@ pub struct Ack {
     pub(crate) delay_8us: u16,
     /// Bit i set = link_seq `largest - 1 - i` was received.
     pub(crate) bitmap: u64,
+    /// When `largest` was received, in µs of the receiver's clock modulo 2^32 (its epoch is its
+    /// own: only differences between ACKs mean anything to the sender).
+    pub(crate) rx_time: u32,
 }
 
 /// A probe (request or reply) measuring a link that carries no data, or testing a down link.
@@ -247,6 +252,7 @@ impl<'a> FrameIter<'a> {
                     largest: be16(b, 2),
                     delay_8us: be16(b, 4),
                     bitmap: be64(b, 6),
+                    rx_time: be32(b, 14),
                 };
                 (Frame::Ack(a), ACK_LEN)
             }
@@ -337,6 +343,7 @@ impl<'a> FrameWriter<'a> {
         b[2..4].copy_from_slice(&a.largest.to_be_bytes());
         b[4..6].copy_from_slice(&a.delay_8us.to_be_bytes());
         b[6..14].copy_from_slice(&a.bitmap.to_be_bytes());
+        b[14..18].copy_from_slice(&a.rx_time.to_be_bytes());
         Ok(())
     }
 
@@ -479,12 +486,14 @@ mod tests {
             largest: 0xfffe,
             delay_8us: 125,
             bitmap: 0x8000_0000_0000_0001,
+            rx_time: 0xfedc_ba98,
         };
         let golden = [
             0x02, 0x01, // ACK on link 1
             0xff, 0xfe, // largest
             0x00, 0x7d, // delay 125 x 8 µs = 1 ms
             0x80, 0, 0, 0, 0, 0, 0, 0x01, // bitmap
+            0xfe, 0xdc, 0xba, 0x98, // rx_time
         ];
         assert_eq!(write(|w| w.push_ack(&a).unwrap()), golden);
         assert_eq!(read(&golden), vec![Frame::Ack(a)]);
@@ -547,6 +556,7 @@ mod tests {
             largest: 1,
             delay_8us: 0,
             bitmap: 0,
+            rx_time: 0,
         };
         let p = Probe {
             link: 0,
@@ -593,7 +603,7 @@ mod tests {
             Some(Err(WireError::Truncated))
         );
         assert_eq!(
-            frames(&[KIND_ACK; 13]).next(),
+            frames(&[KIND_ACK; ACK_LEN - 1]).next(),
             Some(Err(WireError::Truncated))
         );
         assert_eq!(
@@ -626,6 +636,7 @@ mod tests {
             largest: 0,
             delay_8us: 0,
             bitmap: 0,
+            rx_time: 0,
         };
         assert_eq!(w.push_ack(&a), Err(WireError::NoRoom));
         assert!(w.is_empty());
@@ -662,7 +673,7 @@ mod tests {
             /// What the writer writes, the reader reads back unchanged.
             #[test]
             fn round_trip(link in any::<u8>(), ls in any::<u16>(), seq in any::<u32>(), prev in any::<u16>(),
-                          largest in any::<u16>(), bitmap in any::<u64>(), wait in any::<u32>(),
+                          largest in any::<u16>(), bitmap in any::<u64>(), wait in any::<u32>(), rx_time in any::<u32>(),
                           pkt in proptest::collection::vec(any::<u8>(), 0..64), form in 0u8..3, ctx in any::<u16>()) {
                 let form = match form {
                     0 => DataForm::Whole,
@@ -670,7 +681,7 @@ mod tests {
                     _ => DataForm::Packed(ctx),
                 };
                 let h = DataHeader { link, link_seq: ls, seq, prev, form };
-                let a = Ack { link, largest, delay_8us: ls, bitmap };
+                let a = Ack { link, largest, delay_8us: ls, bitmap, rx_time };
                 let c = Control::ReorderHint { wait_us: wait };
                 let mut buf = [0u8; 256];
                 let mut w = FrameWriter::new(&mut buf);
