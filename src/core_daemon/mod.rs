@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 use crate::classify::Classifier;
 use crate::config::model::{self, Config, Role};
@@ -125,7 +125,7 @@ fn bind_udp(port: u16) -> Result<Vec<Rc<daemon::UdpLink>>, daemon::Error> {
 fn link_socket(s: std::net::UdpSocket) -> std::io::Result<daemon::UdpLink> {
     s.set_nonblocking(true)?;
     crate::os::uplink::enable_gro(&s);
-    Ok(daemon::UdpLink::new(UdpSocket::from_std(s)?))
+    daemon::UdpLink::new(s)
 }
 
 /// `braid core`.
@@ -395,7 +395,7 @@ impl daemon::Sockets for [Rc<daemon::UdpLink>] {
         self.get(usize::from(i)).map_or(0, |s| s.send(msgs))
     }
 
-    fn udp(&self) -> impl Iterator<Item = (u8, &tokio::net::UdpSocket)> {
+    fn udp(&self) -> impl Iterator<Item = (u8, &daemon::LinkSocket)> {
         self.iter().enumerate().map(|(i, s)| (i as u8, &s.sock))
     }
 }

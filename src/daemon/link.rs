@@ -56,7 +56,7 @@ impl LinkIo {
     }
 
     /// The UDP socket the event loop reads (`None` for a TCP link: its task reads it).
-    pub(crate) fn udp(&self) -> Option<&tokio::net::UdpSocket> {
+    pub(crate) fn udp(&self) -> Option<&LinkSocket> {
         match &self.tx {
             LinkTx::Udp(s) => Some(&s.sock),
             LinkTx::Tcp(_) => None,
@@ -76,7 +76,7 @@ impl Drop for LinkIo {
 /// event loop reads it ([`poll_readable`], [`drain_udp`]): no task, no channel between them.
 pub(crate) fn udp_link(sock: std::net::UdpSocket) -> std::io::Result<LinkIo> {
     Ok(LinkIo {
-        tx: LinkTx::Udp(UdpLink::new(tokio::net::UdpSocket::from_std(sock)?)),
+        tx: LinkTx::Udp(UdpLink::new(sock)?),
         task: None,
     })
 }
@@ -85,13 +85,13 @@ pub(crate) fn udp_link(sock: std::net::UdpSocket) -> std::io::Result<LinkIo> {
 /// loop's waker with every socket that has not. An event loop's `select!` arm, followed by
 /// [`drain_udp`] on each socket: a socket with nothing to read costs no system call there.
 pub(crate) fn poll_readable<'a>(
-    socks: impl Iterator<Item = &'a tokio::net::UdpSocket>,
+    socks: impl Iterator<Item = &'a LinkSocket>,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
     let mut ready = false;
     for s in socks {
         // Every socket is polled, so that each one's readiness wakes the loop.
-        ready |= s.poll_recv_ready(cx).is_ready();
+        ready |= s.poll_read_ready(cx).is_ready();
     }
     if ready {
         Poll::Ready(())
@@ -117,14 +117,14 @@ pub(crate) const DRAIN_DATAGRAMS: usize = 64;
 /// that nothing is left (the socket is registered edge-triggered: what arrives after the read
 /// makes it ready again).
 pub(crate) fn drain_udp(
-    sock: &tokio::net::UdpSocket,
+    sock: &LinkSocket,
     batch: &mut RecvBatch,
     mut f: impl FnMut(&mut [u8], std::net::SocketAddr),
 ) -> std::io::Result<usize> {
     let mut total = 0;
     while total < DRAIN_DATAGRAMS {
         let mut got = 0;
-        let read = sock.try_io(tokio::io::Interest::READABLE, || {
+        let read = sock.try_io(tokio::io::Interest::READABLE, |_| {
             got = batch.read(sock.as_raw_fd())?;
             if got < RECV_BATCH {
                 // Drained: tokio clears the socket's readiness on WouldBlock.
@@ -163,7 +163,7 @@ pub(crate) trait Sockets {
     /// when `key` has no socket any more).
     fn send(&self, key: Self::Key, msgs: &[Outgoing<'_>]) -> usize;
     /// The UDP sockets the event loop reads, each with its key.
-    fn udp(&self) -> impl Iterator<Item = (Self::Key, &tokio::net::UdpSocket)>;
+    fn udp(&self) -> impl Iterator<Item = (Self::Key, &LinkSocket)>;
 }
 
 /// Ready when one of `socks`' UDP sockets has something to read ([`poll_readable`]).
@@ -265,20 +265,37 @@ impl<K: Copy + PartialEq> Outbox<K> {
     }
 }
 
+/// A UDP link socket as the event loop holds it: registered with the runtime for reading only
+/// ([`udp_socket`]).
+pub(crate) type LinkSocket = tokio::io::unix::AsyncFd<std::net::UdpSocket>;
+
+/// Registers `sock` (non-blocking) with the runtime for its readability only. Sends never wait
+/// for tokio's readiness ([`send_udp`] writes at once and drops what a full socket refuses),
+/// so asking for writability too (as `tokio::net::UdpSocket` does) would only cost: every
+/// datagram sent frees its buffer a moment later, an edge-triggered EPOLLOUT that returns the
+/// next epoll_wait(2) at once or, if the loop is already asleep, wakes it for nothing.
+pub(crate) fn udp_socket(sock: std::net::UdpSocket) -> std::io::Result<LinkSocket> {
+    // SAFETY: the std socket owns its descriptor and keeps it open, unchanged, for as long as
+    // the AsyncFd (which owns the socket) lives.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
 /// A UDP link socket, and whether sending with UDP GSO still works on it.
 pub(crate) struct UdpLink {
-    pub(crate) sock: tokio::net::UdpSocket,
+    pub(crate) sock: LinkSocket,
     /// Cleared for good the first time the kernel refuses a GSO send on the socket.
     gso: std::cell::Cell<bool>,
 }
 
 impl UdpLink {
-    /// `sock`, sending with GSO until the kernel refuses it.
-    pub(crate) fn new(sock: tokio::net::UdpSocket) -> UdpLink {
-        UdpLink {
-            sock,
+    /// `sock` (non-blocking) registered for reading ([`udp_socket`]), sending with GSO until
+    /// the kernel refuses it. Must run inside the runtime.
+    pub(crate) fn new(sock: std::net::UdpSocket) -> std::io::Result<UdpLink> {
+        Ok(UdpLink {
+            sock: udp_socket(sock)?,
             gso: std::cell::Cell::new(true),
-        }
+        })
     }
 
     /// Whether GSO sends still work on the socket.
@@ -337,6 +354,7 @@ pub(crate) fn send_udp(link: &UdpLink, msgs: &[Outgoing<'_>]) -> usize {
                         "link socket {}: the kernel refuses UDP GSO ({e}); sending datagram by \
                          datagram",
                         link.sock
+                            .get_ref()
                             .local_addr()
                             .map_or_else(|_| "?".into(), |a| a.to_string())
                     );
@@ -508,6 +526,74 @@ mod tests {
         });
     }
 
+    /// The events epoll(7) watches `fd` for in any epoll instance of this process (the
+    /// runtime's), as `/proc/self/fdinfo` of the epoll descriptors lists them.
+    fn epoll_events(fd: std::os::fd::RawFd) -> Vec<u32> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let is_epoll = std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy().contains("eventpoll"));
+            let info = std::fs::read_to_string(format!(
+                "/proc/self/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ));
+            let (true, Ok(info)) = (is_epoll, info) else {
+                continue;
+            };
+            for line in info.lines() {
+                let mut w = line.split_whitespace();
+                if w.next() == Some("tfd:")
+                    && w.next().and_then(|t| t.parse().ok()) == Some(fd)
+                    && w.next() == Some("events:")
+                {
+                    found.push(u32::from_str_radix(w.next().unwrap(), 16).unwrap());
+                }
+            }
+        }
+        found
+    }
+
+    /// Link sockets are watched for reading only: a datagram sent frees its buffer a moment
+    /// later, which for a socket watched for writing too is an EPOLLOUT event, an epoll_wait(2)
+    /// that returns at once (or a wake-up) per send for nothing (issue 17 CPU: 1.37 -> 0.95
+    /// epoll_wait per packet on the edge).
+    #[test]
+    fn link_sockets_are_watched_for_reading_only() {
+        crate::daemon::block_on_local(async {
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let (a, b) = (
+                std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+                std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+            );
+            a.connect(peer.local_addr().unwrap()).unwrap();
+            a.set_nonblocking(true).unwrap();
+            b.set_nonblocking(true).unwrap();
+            let (a, b) = (udp_link(a).unwrap(), UdpLink::new(b).unwrap());
+            let to = Some(peer.local_addr().unwrap());
+            assert!(a.tx.send(b"one"));
+            assert_eq!(b.send(&[(b"two", to)]), 1);
+            for s in [a.udp().unwrap(), &b.sock] {
+                // (The runtime's epoll instance may be open under more than one descriptor.)
+                let ev = epoll_events(s.as_raw_fd());
+                assert!(!ev.is_empty(), "registered");
+                for e in ev {
+                    assert_ne!(e & libc::EPOLLIN as u32, 0, "read: {e:#x}");
+                    assert_eq!(e & libc::EPOLLOUT as u32, 0, "not write: {e:#x}");
+                }
+            }
+            // Still read as before.
+            peer.send_to(b"back", b.sock.get_ref().local_addr().unwrap())
+                .unwrap();
+            std::future::poll_fn(|cx| poll_readable(std::iter::once(&b.sock), cx)).await;
+            let mut got = Vec::new();
+            drain_udp(&b.sock, &mut RecvBatch::default(), |d, _| {
+                got.push(d.to_vec())
+            })
+            .unwrap();
+            assert_eq!(got, vec![b"back".to_vec()]);
+        });
+    }
+
     /// A turn's datagrams go out per socket, in order, with one sendmmsg each (a connected
     /// socket and an unconnected one with per-datagram addresses); what a socket refuses is
     /// counted as lost.
@@ -528,7 +614,7 @@ mod tests {
             let a = udp_link(a).unwrap();
             let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             b.set_nonblocking(true).unwrap();
-            let b = UdpLink::new(tokio::net::UdpSocket::from_std(b).unwrap());
+            let b = UdpLink::new(b).unwrap();
             let mut out = Outbox::<u8>::new(100);
             // Interleaved: 0 for a (connected), 1 for b (to y), 2 for a socket that is gone.
             let mut full = false;
@@ -579,7 +665,7 @@ mod tests {
         fn send(&self, key: u8, msgs: &[Outgoing<'_>]) -> usize {
             self.0.get(usize::from(key)).map_or(0, |s| s.send(msgs))
         }
-        fn udp(&self) -> impl Iterator<Item = (u8, &tokio::net::UdpSocket)> {
+        fn udp(&self) -> impl Iterator<Item = (u8, &LinkSocket)> {
             self.0.iter().enumerate().map(|(i, s)| (i as u8, &s.sock))
         }
     }
@@ -599,10 +685,13 @@ mod tests {
                 .map(|_| {
                     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
                     s.set_nonblocking(true).unwrap();
-                    UdpLink::new(tokio::net::UdpSocket::from_std(s).unwrap())
+                    UdpLink::new(s).unwrap()
                 })
                 .collect();
-            let at: Vec<_> = socks.iter().map(|s| s.sock.local_addr().unwrap()).collect();
+            let at: Vec<_> = socks
+                .iter()
+                .map(|s| s.sock.get_ref().local_addr().unwrap())
+                .collect();
             let socks = Indexed(socks);
             peer.send_to(b"to 2", at[2]).unwrap();
             peer.send_to(b"to 0", at[0]).unwrap();
@@ -651,8 +740,8 @@ mod tests {
             let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             rx.set_nonblocking(true).unwrap();
             assert!(crate::os::uplink::enable_gro(&rx), "kernel without UDP GRO");
-            let rx = tokio::net::UdpSocket::from_std(rx).unwrap();
-            let to = rx.local_addr().unwrap();
+            let rx = udp_socket(rx).unwrap();
+            let to = rx.get_ref().local_addr().unwrap();
             // Ten of 1,200 bytes, then a shorter one: one run; then one of 1,200 again.
             let sizes: Vec<usize> = [vec![1200; 10], vec![300, 1200]].concat();
             let data: Vec<Vec<u8>> = sizes
@@ -668,7 +757,7 @@ mod tests {
                     // UDP without checksums: the kernel refuses GSO sends (EINVAL).
                     crate::os::setsockopt(&tx, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
                 }
-                let tx = UdpLink::new(tokio::net::UdpSocket::from_std(tx).unwrap());
+                let tx = UdpLink::new(tx).unwrap();
                 assert_eq!(tx.send(&msgs), msgs.len(), "all sent");
                 assert_eq!(tx.gso(), !refuse, "GSO given up only when refused");
                 // Sent again: the refusing socket no longer tries.

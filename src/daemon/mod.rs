@@ -14,8 +14,8 @@ pub(crate) mod users;
 pub(crate) use control::ControlServer;
 pub(crate) use error::{Error, ReloadError, RequestError};
 pub(crate) use link::{
-    drain_sockets, poll_sockets, send_out, tcp_link, udp_link, Inbound, LinkIo, LinkTx, Outbox,
-    Outgoing, Sockets, UdpLink,
+    drain_sockets, poll_sockets, send_out, tcp_link, udp_link, Inbound, LinkIo, LinkSocket, LinkTx,
+    Outbox, Outgoing, Sockets, UdpLink,
 };
 #[cfg(test)]
 pub(crate) use runtime::block_on_local;

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::Error;
@@ -66,9 +67,12 @@ impl HubIo {
         let hub = Hub::create(&space, cfg)?;
         let capture = Capture::open(&space, &hub)?;
         capture.set_receive_buffer(capture_bytes)?;
+        // Registered for reading only: writes to the hub never wait for readiness, and each
+        // frame written would otherwise come back as an EPOLLOUT event once its buffer is
+        // freed (an epoll_wait(2) that returns at once, or a wake-up for nothing).
         // SAFETY: the Capture owns its fd and keeps it open, unchanged, for as long as it lives.
-        let capture =
-            unsafe { AsyncFd::register(capture) }.map_err(|e| Error::Capture(e.into_parts().1))?;
+        let capture = unsafe { AsyncFd::register_with_interest(capture, Interest::READABLE) }
+            .map_err(|e| Error::Capture(e.into_parts().1))?;
         Ok(HubIo {
             capture,
             hub,

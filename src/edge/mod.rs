@@ -157,7 +157,7 @@ impl EdgeLink {
     }
 
     /// Its UDP socket, while open (the event loop reads it).
-    fn udp(&self) -> Option<&tokio::net::UdpSocket> {
+    fn udp(&self) -> Option<&daemon::LinkSocket> {
         self.io.as_ref().and_then(LinkIo::udp)
     }
 
@@ -498,7 +498,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
 
     let mut watch = match LinkWatch::open() {
         // SAFETY: the LinkWatch owns its netlink fd for as long as it lives.
-        Ok(w) => unsafe { AsyncFd::register(w) }.ok(),
+        Ok(w) => unsafe { AsyncFd::register_with_interest(w, tokio::io::Interest::READABLE) }.ok(),
         Err(e) => {
             log::warn!("not watching interfaces: {e}");
             None
@@ -508,7 +508,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
     // periodically, so a missing subscription only slows them down).
     let mut neigh = match NeighWatch::open() {
         // SAFETY: the NeighWatch owns its netlink fd for as long as it lives.
-        Ok(w) => unsafe { AsyncFd::register(w) }.ok(),
+        Ok(w) => unsafe { AsyncFd::register_with_interest(w, tokio::io::Interest::READABLE) }.ok(),
         Err(e) => {
             log::warn!("not watching the neighbour table: {e}");
             None
@@ -672,7 +672,7 @@ impl daemon::Sockets for [EdgeLink] {
             .map_or(0, |io| io.tx.send_many(msgs))
     }
 
-    fn udp(&self) -> impl Iterator<Item = (LinkId, &tokio::net::UdpSocket)> {
+    fn udp(&self) -> impl Iterator<Item = (LinkId, &daemon::LinkSocket)> {
         self.iter().filter_map(|l| Some((l.id, l.udp()?)))
     }
 }
