@@ -1438,6 +1438,7 @@ impl Session {
                     }
                     let i = self.ensure_link(p.link, now);
                     if p.reply {
+                        self.note_alternative(i);
                         self.links[i].link.on_probe_reply(now, p.id);
                     } else {
                         self.links[i].link.on_probe_request(p.id);
@@ -1591,9 +1592,17 @@ impl Session {
         }
     }
 
+    /// Tells link slot `i` whether another link could take its data now (one that is
+    /// usable: Up or Degraded, not suspected dead, its role allows data).
+    fn note_alternative(&mut self, i: usize) {
+        let alt = (0..self.links.len()).any(|j| j != i && self.links[j].link.usable());
+        self.links[i].link.set_alternative(alt);
+    }
+
     fn on_ack(&mut self, now: Instant, a: &Ack, res: &mut Vec<Resolved>) {
         let Some(i) = self.slot(a.link) else { return };
         res.clear();
+        self.note_alternative(i);
         self.links[i].link.on_ack(now, a, res);
         for r in res.drain(..) {
             self.on_resolved(r, Some(a.link));
@@ -1741,6 +1750,7 @@ impl Session {
                 continue;
             }
             res.clear();
+            self.note_alternative(i);
             self.links[i].link.on_timeout(now, &mut res);
             let id = self.links[i].link.id;
             for r in res.drain(..) {
