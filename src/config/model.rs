@@ -1421,24 +1421,16 @@ impl Config {
                 if let Some(k) = &m.core_public_key {
                     s.push_option("core_public_key", &k.to_base64());
                 }
-                for c in &m.lan {
-                    s.push_list("lan", &c.to_string());
-                }
+                s.push_lists("lan", &m.lan);
                 s.push_option("steer", word(STEERS, m.steer));
-                for c in &m.bypass {
-                    s.push_list("bypass", &c.to_string());
-                }
+                s.push_lists("bypass", &m.bypass);
             }
             Role::Core => {
                 s.push_option("listen_port", &m.listen_port.to_string());
                 s.push_option("pool", &m.pool.to_string());
                 s.push_option("max_clients", &m.max_clients.to_string());
-                for c in &m.allow_dest {
-                    s.push_list("allow_dest", &c.to_string());
-                }
-                for c in &m.deny_dest {
-                    s.push_list("deny_dest", &c.to_string());
-                }
+                s.push_lists("allow_dest", &m.allow_dest);
+                s.push_lists("deny_dest", &m.deny_dest);
             }
         }
         s.push_option("mtu", &m.mtu.to_string());
@@ -1477,22 +1469,9 @@ impl Config {
 
         let mut classes_written: Vec<&str> = Vec::new();
         for (i, p) in self.policies.iter().enumerate() {
-            let anon = format!("@policy[{i}]");
-            let mut s = if p.name == anon {
-                Section::new("policy", None)
-            } else if super::uci::valid_name(&p.name) {
-                Section::new("policy", Some(&p.name))
-            } else {
-                let mut s = Section::new("policy", None);
-                s.push_option("name", &p.name);
-                s
-            };
-            for c in &p.src_ip {
-                s.push_list("src_ip", &c.to_string());
-            }
-            for m in &p.src_mac {
-                s.push_list("src_mac", &m.to_string());
-            }
+            let mut s = named_section("policy", i, &p.name);
+            s.push_lists("src_ip", &p.src_ip);
+            s.push_lists("src_mac", &p.src_mac);
             let range = |r: &PortRange| {
                 if r.lo == r.hi {
                     r.lo.to_string()
@@ -1500,19 +1479,11 @@ impl Config {
                     format!("{}-{}", r.lo, r.hi)
                 }
             };
-            for r in &p.src_port {
-                s.push_list("src_port", &range(r));
-            }
-            for c in &p.dest_ip {
-                s.push_list("dest_ip", &c.to_string());
-            }
-            for r in &p.dest_port {
-                s.push_list("dest_port", &range(r));
-            }
+            s.push_lists("src_port", p.src_port.iter().map(range));
+            s.push_lists("dest_ip", &p.dest_ip);
+            s.push_lists("dest_port", p.dest_port.iter().map(range));
             s.push_option("proto", word(PROTOS, p.proto));
-            for d in &p.dscp {
-                s.push_list("dscp", &d.to_string());
-            }
+            s.push_lists("dscp", &p.dscp);
             s.push_option("class", &p.class);
             if !classes_written.contains(&p.class.as_str()) {
                 classes_written.push(&p.class);
@@ -1529,23 +1500,27 @@ impl Config {
         }
 
         for (i, p) in self.peers.iter().enumerate() {
-            let anon = format!("@peer[{i}]");
-            let mut s = if p.name == anon {
-                Section::new("peer", None)
-            } else if super::uci::valid_name(&p.name) {
-                Section::new("peer", Some(&p.name))
-            } else {
-                let mut s = Section::new("peer", None);
-                s.push_option("name", &p.name);
-                s
-            };
+            let mut s = named_section("peer", i, &p.name);
             s.push_option("public_key", &p.public_key.to_base64());
-            for c in &p.allowed_lan {
-                s.push_list("allowed_lan", &c.to_string());
-            }
+            s.push_lists("allowed_lan", &p.allowed_lan);
             doc.sections.push(s);
         }
         doc
+    }
+}
+
+/// The section of the `i`th item of type `ty` (a policy, a peer) called `name`: anonymous when
+/// `name` is the one the parser gave an anonymous section (`@ty[i]`), named when UCI allows
+/// `name` as a section name, else anonymous with an option `name`.
+fn named_section(ty: &str, i: usize, name: &str) -> Section {
+    if name == format!("@{ty}[{i}]") {
+        Section::new(ty, None)
+    } else if super::uci::valid_name(name) {
+        Section::new(ty, Some(name))
+    } else {
+        let mut s = Section::new(ty, None);
+        s.push_option("name", name);
+        s
     }
 }
 
