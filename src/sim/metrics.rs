@@ -974,12 +974,7 @@ fn mode_word<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
 
 /// A link's role in the JSON report, as the scenario file and UCI name it.
 fn role_word<S: serde::Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match r {
-        Role::Primary => "primary",
-        Role::Secondary => "secondary",
-        Role::Backup => "backup",
-        Role::Never => "never",
-    })
+    s.serialize_str(r.name())
 }
 
 #[cfg(test)]

@@ -765,12 +765,9 @@ impl Cx {
         f.what = format!("link `{name}`");
         let role = match self.string(&mut f, "role")? {
             None => Role::Primary,
-            Some((s, l)) => match s.as_str() {
-                "primary" => Role::Primary,
-                "secondary" => Role::Secondary,
-                "backup" => Role::Backup,
-                "never" => Role::Never,
-                _ => {
+            Some((s, l)) => match Role::ALL.into_iter().find(|r| r.name() == s) {
+                Some(r) => r,
+                None => {
                     return self.err(
                         l,
                         format!(
