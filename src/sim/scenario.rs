@@ -1335,28 +1335,21 @@ fn split_unit(s: &str) -> Option<(f64, String)> {
 /// "20ms", "1.5s", "500us", "2min" -> µs.
 pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is not a duration like \"20ms\", \"1.5s\" or \"500us\"");
-    let (n, unit) = split_unit(s).ok_or_else(bad)?;
-    let mul = match unit.as_str() {
-        "us" => 1.0,
-        "ms" => 1e3,
-        "s" => 1e6,
-        "min" => 60e6,
-        _ => return Err(bad()),
-    };
-    Ok((n * mul).round() as u64)
+    scaled(s, &[("us", 1.0), ("ms", 1e3), ("s", 1e6), ("min", 60e6)]).ok_or_else(bad)
 }
 
 /// "64kB", "1500B", "1MB" -> bytes (k = 1000).
 pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is neither a time (\"100ms\") nor a size (\"64kB\", \"1500B\")");
-    let (n, unit) = split_unit(s).ok_or_else(bad)?;
-    let mul = match unit.as_str() {
-        "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        _ => return Err(bad()),
-    };
-    Ok((n * mul).round() as u64)
+    scaled(s, &[("b", 1.0), ("kb", 1e3), ("mb", 1e6)]).ok_or_else(bad)
+}
+
+/// A number and one of `units` (lower case, with its multiplier), as `split_unit` reads them:
+/// the number times the multiplier, rounded.
+fn scaled(s: &str, units: &[(&str, f64)]) -> Option<u64> {
+    let (n, unit) = split_unit(s)?;
+    let &(_, mul) = units.iter().find(|(u, _)| *u == unit)?;
+    Some((n * mul).round() as u64)
 }
 
 #[cfg(test)]
