@@ -130,6 +130,20 @@ pub enum Dir {
     Down,
 }
 
+impl Dir {
+    /// `up` or `down`, as scenario files, workloads and reports spell it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dir::Up => "up",
+            Dir::Down => "down",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Dir> {
+        [Dir::Up, Dir::Down].into_iter().find(|d| d.name() == s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum TrafficKind {
     /// Keeps the session's queue full (sends whenever `can_send` allows).
@@ -405,11 +419,7 @@ impl Scenario {
         if !(1..=64).contains(&flows) {
             return Err(bad());
         }
-        let dir = match dir {
-            "up" => Dir::Up,
-            "down" => Dir::Down,
-            _ => return Err(bad()),
-        };
+        let dir = Dir::parse(dir).ok_or_else(bad)?;
         Ok((w.to_string(), kind, dir, flows))
     }
 
@@ -1074,10 +1084,9 @@ impl Cx {
         };
         let dir = match self.string(&mut f, "dir")? {
             None => Dir::Up,
-            Some((d, l)) => match d.as_str() {
-                "up" => Dir::Up,
-                "down" => Dir::Down,
-                _ => {
+            Some((d, l)) => match Dir::parse(&d) {
+                Some(d) => d,
+                None => {
                     return self.err(
                         l,
                         format!(
