@@ -121,28 +121,8 @@ pub(crate) struct ClassSpec {
     pub(crate) weight: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dir {
-    /// Edge to core (client to server).
-    Up,
-    /// Core to edge.
-    Down,
-}
-
-impl Dir {
-    /// `up` or `down`, as scenario files, workloads and reports spell it.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Dir::Up => "up",
-            Dir::Down => "down",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Dir> {
-        [Dir::Up, Dir::Down].into_iter().find(|d| d.name() == s)
-    }
-}
+/// A direction: up is edge to core (client to server), as a trace's.
+pub use crate::trace::Dir;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum TrafficKind {
@@ -805,10 +785,7 @@ impl Cx {
             seed,
             modem: u32::from(id),
         };
-        for (label, sub, dir) in [
-            ("up", up_t, trace::Dir::Up),
-            ("down", down_t, trace::Dir::Down),
-        ] {
+        for (label, sub, dir) in [("up", up_t, Dir::Up), ("down", down_t, Dir::Down)] {
             let mut d = both.clone();
             if let Some(sub) = sub {
                 let Value::Table(st) = &sub.value else {
