@@ -312,6 +312,14 @@ struct Track {
 
 impl Track {
     const KEEP: usize = 6;
+
+    /// Notes `state` at `now`: the time in state starts again if it changed.
+    fn set_state(&mut self, state: &str, now: std::time::Instant) {
+        if self.state != state {
+            self.state = state.to_string();
+            self.since = now;
+        }
+    }
 }
 
 /// One [`Meter::read`]: measured rates in bits/s and the seconds in the current state.
@@ -343,10 +351,7 @@ impl<K: std::hash::Hash + Eq + Clone> Meter<K> {
             state: state.to_string(),
             since: now,
         });
-        if t.state != state {
-            t.state = state.to_string();
-            t.since = now;
-        }
+        t.set_state(state, now);
         // A counter that went backwards (the link was re-created) starts the history anew.
         if t.samples.back().is_some_and(|&(_, a, b)| tx < a || rx < b) {
             t.samples.clear();
@@ -361,10 +366,7 @@ impl<K: std::hash::Hash + Eq + Clone> Meter<K> {
     /// happens, rather than at the next sample.
     pub(crate) fn note_state(&mut self, key: K, now: std::time::Instant, state: &str) {
         if let Some(t) = self.keys.get_mut(&key) {
-            if t.state != state {
-                t.state = state.to_string();
-                t.since = now;
-            }
+            t.set_state(state, now);
         }
     }
 
@@ -393,19 +395,16 @@ impl<K: std::hash::Hash + Eq + Clone> Meter<K> {
             .rev()
             .find(|s| now.saturating_duration_since(s.0) >= std::time::Duration::from_secs(1))
             .or(t.samples.front());
-        let Some(&(at, tx0, rx0)) = base else {
+        // No sample, or only one too recent to measure a rate over: the state's time alone.
+        let measured = base
+            .map(|&(at, tx0, rx0)| (now.saturating_duration_since(at).as_secs_f64(), tx0, rx0))
+            .filter(|&(dt, _, _)| dt >= 0.2);
+        let Some((dt, tx0, rx0)) = measured else {
             return Reading {
                 state_s,
                 ..Default::default()
             };
         };
-        let dt = now.saturating_duration_since(at).as_secs_f64();
-        if dt < 0.2 {
-            return Reading {
-                state_s,
-                ..Default::default()
-            };
-        }
         let bps = |now: u64, then: u64| (now.saturating_sub(then) as f64 * 8.0 / dt) as u64;
         Reading {
             tx_bps: bps(tx, tx0),
@@ -1032,6 +1031,13 @@ mod tests {
         assert_eq!(m.read(&1, at(8600), 0, 0, "admin-down").state_s, 2);
         m.retain(|k| *k != 1);
         assert_eq!(m.read(&1, at(7100), 5, 5, "up"), Reading::default());
+        // A first sample under 200 ms old is too recent to measure a rate over: none; the
+        // time in state still counts.
+        m.sample(2, at(1000), 0, 0, "up");
+        let r = m.read(&2, at(1100), 100_000, 100_000, "up");
+        assert_eq!(r, Reading::default());
+        let r = m.read(&2, at(2100), 100_000, 0, "up");
+        assert_eq!((r.tx_bps, r.rx_bps, r.state_s), (727_272, 0, 1));
     }
 
     #[test]

@@ -315,22 +315,18 @@ fn diff_policies(old: &[Policy], new: &[Policy], out: &mut Vec<Change>) {
             Matched::Kept(..) => {}
         },
     );
-    // Order of the policies present in both lists.
-    let kept_old: Vec<&str> = old
-        .iter()
-        .filter(|o| new.iter().any(|n| n.name == o.name))
-        .map(|o| o.name.as_str())
-        .collect();
-    let kept_new: Vec<&str> = new
-        .iter()
-        .filter(|n| old.iter().any(|o| o.name == n.name))
-        .map(|n| n.name.as_str())
-        .collect();
+    // The names in `list` that `other` has too, in `list`'s order.
+    fn kept<'a>(list: &'a [Policy], other: &[Policy]) -> Vec<&'a str> {
+        list.iter()
+            .filter(|p| other.iter().any(|o| o.name == p.name))
+            .map(|p| p.name.as_str())
+            .collect()
+    }
     out.push(Change::Policies {
         added,
         removed,
         changed,
-        reordered: kept_old != kept_new,
+        reordered: kept(old, new) != kept(new, old),
     });
 }
 

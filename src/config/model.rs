@@ -219,6 +219,9 @@ pub enum Role {
     Core,
 }
 
+/// The UCI words of `role`.
+const ROLES: Words<Role> = &[("edge", Role::Edge), ("core", Role::Core)];
+
 /// Which client traffic the edge steers into the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Steer {
@@ -227,6 +230,9 @@ pub enum Steer {
     /// Only TCP; everything else takes the plain WAN.
     Tcp,
 }
+
+/// The UCI words of `steer`.
+const STEERS: Words<Steer> = &[("all", Steer::All), ("tcp", Steer::Tcp)];
 
 /// `log_level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -242,6 +248,15 @@ pub enum LogLevel {
     /// Everything.
     Trace,
 }
+
+/// The UCI words of `log_level`.
+const LOG_LEVELS: Words<LogLevel> = &[
+    ("error", LogLevel::Error),
+    ("warn", LogLevel::Warn),
+    ("info", LogLevel::Info),
+    ("debug", LogLevel::Debug),
+    ("trace", LogLevel::Trace),
+];
 
 impl LogLevel {
     /// The matching `log` crate filter.
@@ -288,6 +303,9 @@ pub enum Transport {
     Tcp,
 }
 
+/// The UCI words of a link's `transport`.
+const TRANSPORTS: Words<Transport> = &[("udp", Transport::Udp), ("tcp", Transport::Tcp)];
+
 /// A link's role (as Speedify and Peplink use the words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LinkRole {
@@ -300,6 +318,14 @@ pub enum LinkRole {
     /// Not used.
     Never,
 }
+
+/// The UCI words of a link's `role`.
+const LINK_ROLES: Words<LinkRole> = &[
+    ("primary", LinkRole::Primary),
+    ("secondary", LinkRole::Secondary),
+    ("backup", LinkRole::Backup),
+    ("never", LinkRole::Never),
+];
 
 /// A data allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +349,10 @@ pub enum QuotaPeriod {
     Month,
 }
 
+/// The UCI words of `quota_period`.
+const QUOTA_PERIODS: Words<QuotaPeriod> =
+    &[("day", QuotaPeriod::Day), ("month", QuotaPeriod::Month)];
+
 /// What a link becomes once past its quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaAction {
@@ -331,6 +361,12 @@ pub enum QuotaAction {
     /// Not used until the quota resets.
     Never,
 }
+
+/// The UCI words of `quota_action`.
+const QUOTA_ACTIONS: Words<QuotaAction> = &[
+    ("backup", QuotaAction::Backup),
+    ("never", QuotaAction::Never),
+];
 
 /// One `config policy` section: a match and the class it selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,6 +406,15 @@ pub enum Proto {
     Icmp,
 }
 
+/// The UCI words of a policy's `proto` (matched in any case); `all` is another word for `any`.
+const PROTOS: Words<Proto> = &[
+    ("any", Proto::Any),
+    ("all", Proto::Any),
+    ("tcp", Proto::Tcp),
+    ("udp", Proto::Udp),
+    ("icmp", Proto::Icmp),
+];
+
 /// A traffic class and how it is scheduled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Class {
@@ -397,6 +442,14 @@ pub enum Mode {
     /// Only on the one named link.
     Pinned,
 }
+
+/// The UCI words of a class's `mode`.
+const MODES: Words<Mode> = &[
+    ("aggregate", Mode::Aggregate),
+    ("redundant", Mode::Redundant),
+    ("backup", Mode::Backup),
+    ("pinned", Mode::Pinned),
+];
 
 /// One `config peer` section (core): an edge allowed to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -818,6 +871,19 @@ fn parse_range<T: TryFrom<u64> + Copy>(s: &str, lo: u64, hi: u64) -> Result<T, S
         return Err(bad());
     }
     T::try_from(v).map_err(|_| bad())
+}
+
+/// An option's words and the values they stand for: what [`parse_word`] reads and [`word`]
+/// writes. A value with several words is written with its first.
+type Words<T> = &'static [(&'static str, T)];
+
+/// The word that stands for `v` in `words` (its first, where it has several).
+fn word<T: PartialEq>(words: Words<T>, v: T) -> &'static str {
+    words
+        .iter()
+        .find(|(_, w)| *w == v)
+        .map(|(s, _)| *s)
+        .expect("every value has a word in its table")
 }
 
 fn parse_word<T: Copy>(s: &str, words: &[(&str, T)]) -> Result<T, String> {
@@ -1336,13 +1402,7 @@ impl Config {
         let m = &self.main;
         let mut s = Section::new("braid", Some("main"));
         s.push_option("enabled", if m.enabled { "1" } else { "0" });
-        s.push_option(
-            "role",
-            match m.role {
-                Role::Edge => "edge",
-                Role::Core => "core",
-            },
-        );
+        s.push_option("role", word(ROLES, m.role));
         match &m.key {
             Some(KeySource::Inline(k)) => {
                 s.push_option("private_key", &k.to_base64());
@@ -1361,43 +1421,20 @@ impl Config {
                 if let Some(k) = &m.core_public_key {
                     s.push_option("core_public_key", &k.to_base64());
                 }
-                for c in &m.lan {
-                    s.push_list("lan", &c.to_string());
-                }
-                s.push_option(
-                    "steer",
-                    match m.steer {
-                        Steer::All => "all",
-                        Steer::Tcp => "tcp",
-                    },
-                );
-                for c in &m.bypass {
-                    s.push_list("bypass", &c.to_string());
-                }
+                s.push_lists("lan", &m.lan);
+                s.push_option("steer", word(STEERS, m.steer));
+                s.push_lists("bypass", &m.bypass);
             }
             Role::Core => {
                 s.push_option("listen_port", &m.listen_port.to_string());
                 s.push_option("pool", &m.pool.to_string());
                 s.push_option("max_clients", &m.max_clients.to_string());
-                for c in &m.allow_dest {
-                    s.push_list("allow_dest", &c.to_string());
-                }
-                for c in &m.deny_dest {
-                    s.push_list("deny_dest", &c.to_string());
-                }
+                s.push_lists("allow_dest", &m.allow_dest);
+                s.push_lists("deny_dest", &m.deny_dest);
             }
         }
         s.push_option("mtu", &m.mtu.to_string());
-        s.push_option(
-            "log_level",
-            match m.log_level {
-                LogLevel::Error => "error",
-                LogLevel::Warn => "warn",
-                LogLevel::Info => "info",
-                LogLevel::Debug => "debug",
-                LogLevel::Trace => "trace",
-            },
-        );
+        s.push_option("log_level", word(LOG_LEVELS, m.log_level));
         s.push_option("space", &m.space);
         s.push_option("hub", &m.hub);
         s.push_option("state_file", &m.state_file);
@@ -1410,22 +1447,8 @@ impl Config {
             if let Some(d) = &l.device {
                 s.push_option("device", d);
             }
-            s.push_option(
-                "transport",
-                match l.transport {
-                    Transport::Udp => "udp",
-                    Transport::Tcp => "tcp",
-                },
-            );
-            s.push_option(
-                "role",
-                match l.role {
-                    LinkRole::Primary => "primary",
-                    LinkRole::Secondary => "secondary",
-                    LinkRole::Backup => "backup",
-                    LinkRole::Never => "never",
-                },
-            );
+            s.push_option("transport", word(TRANSPORTS, l.transport));
+            s.push_option("role", word(LINK_ROLES, l.role));
             s.push_option("weight", &l.weight.to_string());
             if let Some(r) = l.upload {
                 s.push_option("upload", &r.to_string());
@@ -1435,44 +1458,20 @@ impl Config {
             }
             if let Some(q) = &l.quota {
                 s.push_option("quota", &q.bytes.to_string());
-                match q.period {
-                    QuotaPeriod::Day => {
-                        s.push_option("quota_period", "day");
-                    }
-                    QuotaPeriod::Month => {
-                        s.push_option("quota_period", "month");
-                        s.push_option("reset_day", &q.reset_day.to_string());
-                    }
+                s.push_option("quota_period", word(QUOTA_PERIODS, q.period));
+                if q.period == QuotaPeriod::Month {
+                    s.push_option("reset_day", &q.reset_day.to_string());
                 }
-                s.push_option(
-                    "quota_action",
-                    match q.action {
-                        QuotaAction::Backup => "backup",
-                        QuotaAction::Never => "never",
-                    },
-                );
+                s.push_option("quota_action", word(QUOTA_ACTIONS, q.action));
             }
             doc.sections.push(s);
         }
 
         let mut classes_written: Vec<&str> = Vec::new();
         for (i, p) in self.policies.iter().enumerate() {
-            let anon = format!("@policy[{i}]");
-            let mut s = if p.name == anon {
-                Section::new("policy", None)
-            } else if super::uci::valid_name(&p.name) {
-                Section::new("policy", Some(&p.name))
-            } else {
-                let mut s = Section::new("policy", None);
-                s.push_option("name", &p.name);
-                s
-            };
-            for c in &p.src_ip {
-                s.push_list("src_ip", &c.to_string());
-            }
-            for m in &p.src_mac {
-                s.push_list("src_mac", &m.to_string());
-            }
+            let mut s = named_section("policy", i, &p.name);
+            s.push_lists("src_ip", &p.src_ip);
+            s.push_lists("src_mac", &p.src_mac);
             let range = |r: &PortRange| {
                 if r.lo == r.hi {
                     r.lo.to_string()
@@ -1480,27 +1479,11 @@ impl Config {
                     format!("{}-{}", r.lo, r.hi)
                 }
             };
-            for r in &p.src_port {
-                s.push_list("src_port", &range(r));
-            }
-            for c in &p.dest_ip {
-                s.push_list("dest_ip", &c.to_string());
-            }
-            for r in &p.dest_port {
-                s.push_list("dest_port", &range(r));
-            }
-            s.push_option(
-                "proto",
-                match p.proto {
-                    Proto::Any => "any",
-                    Proto::Tcp => "tcp",
-                    Proto::Udp => "udp",
-                    Proto::Icmp => "icmp",
-                },
-            );
-            for d in &p.dscp {
-                s.push_list("dscp", &d.to_string());
-            }
+            s.push_lists("src_port", p.src_port.iter().map(range));
+            s.push_lists("dest_ip", &p.dest_ip);
+            s.push_lists("dest_port", p.dest_port.iter().map(range));
+            s.push_option("proto", word(PROTOS, p.proto));
+            s.push_lists("dscp", &p.dscp);
             s.push_option("class", &p.class);
             if !classes_written.contains(&p.class.as_str()) {
                 classes_written.push(&p.class);
@@ -1517,23 +1500,27 @@ impl Config {
         }
 
         for (i, p) in self.peers.iter().enumerate() {
-            let anon = format!("@peer[{i}]");
-            let mut s = if p.name == anon {
-                Section::new("peer", None)
-            } else if super::uci::valid_name(&p.name) {
-                Section::new("peer", Some(&p.name))
-            } else {
-                let mut s = Section::new("peer", None);
-                s.push_option("name", &p.name);
-                s
-            };
+            let mut s = named_section("peer", i, &p.name);
             s.push_option("public_key", &p.public_key.to_base64());
-            for c in &p.allowed_lan {
-                s.push_list("allowed_lan", &c.to_string());
-            }
+            s.push_lists("allowed_lan", &p.allowed_lan);
             doc.sections.push(s);
         }
         doc
+    }
+}
+
+/// The section of the `i`th item of type `ty` (a policy, a peer) called `name`: anonymous when
+/// `name` is the one the parser gave an anonymous section (`@ty[i]`), named when UCI allows
+/// `name` as a section name, else anonymous with an option `name`.
+fn named_section(ty: &str, i: usize, name: &str) -> Section {
+    if name == format!("@{ty}[{i}]") {
+        Section::new(ty, None)
+    } else if super::uci::valid_name(name) {
+        Section::new(ty, Some(name))
+    } else {
+        let mut s = Section::new(ty, None);
+        s.push_option("name", name);
+        s
     }
 }
 
@@ -1571,9 +1558,7 @@ fn read_main(
     let label = format!("braid '{}'", s.name.as_deref().unwrap_or("main"));
     let mut r = reader(file, s, label, errors, warnings);
     let enabled = r.get_or("enabled", true, parse_bool);
-    let role_given = r.get("role", |v| {
-        parse_word(v, &[("edge", Role::Edge), ("core", Role::Core)])
-    });
+    let role_given = r.get("role", |v| parse_word(v, ROLES));
     // With a bad role, the role's required options are not asked for (the role is unknown).
     let role_ok = role_given.is_some() || !r.has("role");
     let role = role_given.unwrap_or(Role::Edge);
@@ -1632,18 +1617,7 @@ fn read_main(
         memory: super::budget::Budget::default_for(role == Role::Core),
     };
     main.mtu = r.get_or("mtu", DEFAULT_MTU, |v| parse_range(v, 1280, 9000));
-    main.log_level = r.get_or("log_level", LogLevel::Info, |v| {
-        parse_word(
-            v,
-            &[
-                ("error", LogLevel::Error),
-                ("warn", LogLevel::Warn),
-                ("info", LogLevel::Info),
-                ("debug", LogLevel::Debug),
-                ("trace", LogLevel::Trace),
-            ],
-        )
-    });
+    main.log_level = r.get_or("log_level", LogLevel::Info, |v| parse_word(v, LOG_LEVELS));
     main.space = r.get_or("space", main.space.clone(), parse_ifname);
     main.hub = r.get_or("hub", main.hub.clone(), parse_ifname);
     let system = r.file.starts_with(SYSTEM_CONFIG_DIR);
@@ -1669,9 +1643,7 @@ fn read_main(
             main.core_port = r.get_or("core_port", DEFAULT_PORT, parse_port);
             main.core_public_key = r.get("core_public_key", PublicKey::from_base64);
             main.lan = r.list("lan", Cidr::parse);
-            main.steer = r.get_or("steer", Steer::All, |v| {
-                parse_word(v, &[("all", Steer::All), ("tcp", Steer::Tcp)])
-            });
+            main.steer = r.get_or("steer", Steer::All, |v| parse_word(v, STEERS));
             main.bypass = r.list("bypass", Cidr::parse);
             for (key, missing) in [
                 ("core_host", main.core_host.is_none()),
@@ -1744,20 +1716,8 @@ fn read_link(
     let mut r = reader(file, s, format!("link '{name}'"), errors, warnings);
     let enabled = r.get_or("enabled", true, parse_bool);
     let device = r.get("device", parse_ifname);
-    let transport = r.get_or("transport", Transport::Udp, |v| {
-        parse_word(v, &[("udp", Transport::Udp), ("tcp", Transport::Tcp)])
-    });
-    let role = r.get_or("role", LinkRole::Primary, |v| {
-        parse_word(
-            v,
-            &[
-                ("primary", LinkRole::Primary),
-                ("secondary", LinkRole::Secondary),
-                ("backup", LinkRole::Backup),
-                ("never", LinkRole::Never),
-            ],
-        )
-    });
+    let transport = r.get_or("transport", Transport::Udp, |v| parse_word(v, TRANSPORTS));
+    let role = r.get_or("role", LinkRole::Primary, |v| parse_word(v, LINK_ROLES));
     let weight = r.get_or("weight", 1u16, |v| parse_range(v, 1, 1000));
     let upload = r.get("upload", parse_rate).filter(|&v| v > 0);
     let download = r.get("download", parse_rate).filter(|&v| v > 0);
@@ -1772,23 +1732,14 @@ fn read_link(
         }
     }
     let period = r.get_or("quota_period", QuotaPeriod::Month, |v| {
-        parse_word(
-            v,
-            &[("day", QuotaPeriod::Day), ("month", QuotaPeriod::Month)],
-        )
+        parse_word(v, QUOTA_PERIODS)
     });
     if period == QuotaPeriod::Day {
         r.not_applicable("reset_day", "with quota_period 'day'");
     }
     let reset_day = r.get_or("reset_day", 1u8, |v| parse_range(v, 1, 31));
     let action = r.get_or("quota_action", QuotaAction::Backup, |v| {
-        parse_word(
-            v,
-            &[
-                ("backup", QuotaAction::Backup),
-                ("never", QuotaAction::Never),
-            ],
-        )
+        parse_word(v, QUOTA_ACTIONS)
     });
     r.finish(LINK_KEYS);
     if errors.len() != n_err || !enabled {
@@ -1847,16 +1798,7 @@ fn read_policy(
             .collect::<Result<Vec<_>, _>>()
     });
     let proto = r.get_or("proto", Proto::Any, |v| {
-        parse_word(
-            &v.to_ascii_lowercase(),
-            &[
-                ("any", Proto::Any),
-                ("all", Proto::Any),
-                ("tcp", Proto::Tcp),
-                ("udp", Proto::Udp),
-                ("icmp", Proto::Icmp),
-            ],
-        )
+        parse_word(&v.to_ascii_lowercase(), PROTOS)
     });
     let dscp = r.list("dscp", parse_dscp);
     let class = r.get("class", parse_class_name);
@@ -1876,17 +1818,7 @@ fn read_policy(
             .unwrap_or(s.pos.line)
     };
     let mode = r
-        .get("mode", |v| {
-            parse_word(
-                v,
-                &[
-                    ("aggregate", Mode::Aggregate),
-                    ("redundant", Mode::Redundant),
-                    ("backup", Mode::Backup),
-                    ("pinned", Mode::Pinned),
-                ],
-            )
-        })
+        .get("mode", |v| parse_word(v, MODES))
         .map(|m| (m, line_of(&r, "mode")));
     let link = r
         .get("link", |v| {
@@ -2013,13 +1945,7 @@ fn merge_class(
 
 /// The UCI word for a mode.
 pub(crate) fn mode_name(m: &Mode) -> String {
-    match m {
-        Mode::Aggregate => "aggregate",
-        Mode::Redundant => "redundant",
-        Mode::Backup => "backup",
-        Mode::Pinned => "pinned",
-    }
-    .to_string()
+    word(MODES, *m).to_string()
 }
 
 fn read_peer(

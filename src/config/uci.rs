@@ -142,6 +142,18 @@ impl Section {
         self.push(Kind::List, key, value)
     }
 
+    /// Append `list key 'value'` for each of `values`, in order.
+    pub(crate) fn push_lists<T: std::fmt::Display>(
+        &mut self,
+        key: &str,
+        values: impl IntoIterator<Item = T>,
+    ) -> &mut Self {
+        for v in values {
+            self.push_list(key, &v.to_string());
+        }
+        self
+    }
+
     fn push(&mut self, kind: Kind, key: &str, value: &str) -> &mut Self {
         self.entries.push(Entry {
             kind,

@@ -439,6 +439,18 @@ pub(crate) fn tcp_link(
 mod tests {
     use super::*;
 
+    /// A non-blocking UDP socket on a free loopback port.
+    fn local_udp() -> std::net::UdpSocket {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_nonblocking(true).unwrap();
+        s
+    }
+
+    /// A UDP link over `s` (non-blocking).
+    fn link_of(s: std::net::UdpSocket) -> UdpLink {
+        UdpLink::new(s).unwrap()
+    }
+
     /// The loop reads a UDP link itself: readiness from any of its sockets, then each drained
     /// in place (datagrams whole, in order, with their sender; the batch's own buffers, no
     /// allocation per read), a burst in one read, at most DRAIN_BATCHES reads per turn.
@@ -447,14 +459,9 @@ mod tests {
         use crate::os::uplink::{DATAGRAM_BUFFER, EMPTY_READS};
         use std::future::poll_fn;
         crate::daemon::block_on_local(async {
-            let (a, b) = (
-                std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
-                std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
-            );
+            let (a, b) = (local_udp(), local_udp());
             let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let (a_at, b_at) = (a.local_addr().unwrap(), b.local_addr().unwrap());
-            a.set_nonblocking(true).unwrap();
-            b.set_nonblocking(true).unwrap();
             let links = [udp_link(a).unwrap(), udp_link(b).unwrap()];
             let socks = || links.iter().filter_map(LinkIo::udp);
             let mut batch = RecvBatch::default();
@@ -608,13 +615,10 @@ mod tests {
                 std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
                 std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
             );
-            let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let a = local_udp();
             a.connect(x.local_addr().unwrap()).unwrap();
-            a.set_nonblocking(true).unwrap();
             let a = udp_link(a).unwrap();
-            let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            b.set_nonblocking(true).unwrap();
-            let b = UdpLink::new(b).unwrap();
+            let b = link_of(local_udp());
             let mut out = Outbox::<u8>::new(100);
             // Interleaved: 0 for a (connected), 1 for b (to y), 2 for a socket that is gone.
             let mut full = false;
@@ -681,13 +685,7 @@ mod tests {
         use std::future::poll_fn;
         crate::daemon::block_on_local(async {
             let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let socks: Vec<_> = (0..3)
-                .map(|_| {
-                    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-                    s.set_nonblocking(true).unwrap();
-                    UdpLink::new(s).unwrap()
-                })
-                .collect();
+            let socks: Vec<_> = (0..3).map(|_| link_of(local_udp())).collect();
             let at: Vec<_> = socks
                 .iter()
                 .map(|s| s.sock.get_ref().local_addr().unwrap())
@@ -737,8 +735,7 @@ mod tests {
     fn runs_go_out_as_one_gso_send_and_merged_reads_are_cut_back() {
         use std::future::poll_fn;
         crate::daemon::block_on_local(async {
-            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            rx.set_nonblocking(true).unwrap();
+            let rx = local_udp();
             assert!(crate::os::uplink::enable_gro(&rx), "kernel without UDP GRO");
             let rx = udp_socket(rx).unwrap();
             let to = rx.get_ref().local_addr().unwrap();
@@ -751,13 +748,12 @@ mod tests {
                 .collect();
             let msgs: Vec<Outgoing<'_>> = data.iter().map(|d| (&d[..], Some(to))).collect();
             for refuse in [false, true] {
-                let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-                tx.set_nonblocking(true).unwrap();
+                let tx = local_udp();
                 if refuse {
                     // UDP without checksums: the kernel refuses GSO sends (EINVAL).
                     crate::os::setsockopt(&tx, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
                 }
-                let tx = UdpLink::new(tx).unwrap();
+                let tx = link_of(tx);
                 assert_eq!(tx.send(&msgs), msgs.len(), "all sent");
                 assert_eq!(tx.gso(), !refuse, "GSO given up only when refused");
                 // Sent again: the refusing socket no longer tries.

@@ -8,7 +8,6 @@ use std::time::Instant;
 use crate::classify::ClassId;
 use crate::config::model::{self, Class};
 use crate::control::{ClassStatus, LinkStatus, Meter, UserStatus};
-use crate::daemon::translate::wire_role_name;
 use crate::daemon::users::UserTable;
 use crate::proto::wire::LinkRole;
 use crate::proto::LinkId;
@@ -114,7 +113,7 @@ impl LinkRow {
             transport: self.transport.into(),
             state: self.state.into(),
             state_s: m.state_s,
-            role: wire_role_name(self.role).into(),
+            role: self.role.name().into(),
             tx_bps: m.tx_bps,
             rx_bps: m.rx_bps,
             ..figures

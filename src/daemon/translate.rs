@@ -48,16 +48,6 @@ pub(crate) fn session_classes(
         .collect()
 }
 
-/// A link role (as the session uses it) as `braid status` prints it.
-pub(crate) fn wire_role_name(r: LinkRole) -> &'static str {
-    match r {
-        LinkRole::Primary => "primary",
-        LinkRole::Secondary => "secondary",
-        LinkRole::Backup => "backup",
-        LinkRole::Never => "never",
-    }
-}
-
 /// A link state as `braid status` prints it.
 pub(crate) fn state_name(s: LinkState) -> &'static str {
     match s {

@@ -264,6 +264,13 @@ impl Family {
             Family::V6 => libc::AF_INET6 as u8,
         }
     }
+    /// The fixed header of a route, rule or neighbour dump of this family, zeroed but for the
+    /// family: `rtmsg`, `fib_rule_hdr` and `ndmsg` are each 12 bytes with the family first.
+    fn dump_head(self) -> [u8; 12] {
+        let mut h = [0u8; 12];
+        h[0] = self.af();
+        h
+    }
     /// The family of an address.
     pub(crate) fn of(a: &IpAddr) -> Family {
         if a.is_ipv4() {
@@ -754,12 +761,24 @@ impl Netlink {
         }
     }
 
+    /// Dumps every object of the kind `ty` asks for (`head`: the request's fixed header) and
+    /// reads each answer with `parse`, leaving out what it cannot read.
+    fn list<T>(
+        &mut self,
+        ty: u16,
+        head: &[u8],
+        what: &str,
+        parse: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        let mut m = MsgBuf::new(ty, NLM_F_REQUEST | NLM_F_DUMP);
+        m.raw(head);
+        let v = self.sock.dump(m, &|| what.into())?;
+        Ok(v.iter().filter_map(|p| parse(p)).collect())
+    }
+
     /// Every link of the namespace.
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
-        m.raw(&ifinfomsg(0, 0, 0));
-        let v = self.sock.dump(m, &|| "list links".into())?;
-        Ok(v.iter().filter_map(|p| parse_link(p)).collect())
+        self.list(RTM_GETLINK, &ifinfomsg(0, 0, 0), "list links", parse_link)
     }
 
     /// Waits (polling every millisecond, at most `timeout`) until a link's operational state is
@@ -908,13 +927,9 @@ impl Netlink {
 
     /// Addresses of one link (or of all links with `None`).
     pub fn addresses(&mut self, index: Option<u32>) -> Result<Vec<Address>> {
-        let mut m = MsgBuf::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP);
-        m.raw(&[0u8; 8]);
-        let v = self.sock.dump(m, &|| "list addresses".into())?;
-        Ok(v.iter()
-            .filter_map(|p| parse_addr(p))
-            .filter(|a| index.map_or(true, |i| a.index == i))
-            .collect())
+        let mut all = self.list(RTM_GETADDR, &[0u8; 8], "list addresses", parse_addr)?;
+        all.retain(|a| index.map_or(true, |i| a.index == i));
+        Ok(all)
     }
 
     // --- routes ---
@@ -982,15 +997,14 @@ impl Netlink {
 
     /// Routes of one family in one table (`None` = every table).
     pub fn routes(&mut self, family: Family, table: Option<u32>) -> Result<Vec<Route>> {
-        let mut m = MsgBuf::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
-        let mut h = [0u8; 12];
-        h[0] = family.af();
-        m.raw(&h);
-        let v = self.sock.dump(m, &|| "list routes".into())?;
-        Ok(v.iter()
-            .filter_map(|p| parse_route(p))
-            .filter(|r| table.map_or(true, |t| r.table == t))
-            .collect())
+        let mut all = self.list(
+            RTM_GETROUTE,
+            &family.dump_head(),
+            "list routes",
+            parse_route,
+        )?;
+        all.retain(|r| table.map_or(true, |t| r.table == t));
+        Ok(all)
     }
 
     /// Deletes every route of `table` (both families); returns how many went.
@@ -1088,12 +1102,7 @@ impl Netlink {
 
     /// Policy rules of one family.
     pub fn rules(&mut self, family: Family) -> Result<Vec<Rule>> {
-        let mut m = MsgBuf::new(RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP);
-        let mut h = [0u8; 12];
-        h[0] = family.af();
-        m.raw(&h);
-        let v = self.sock.dump(m, &|| "list rules".into())?;
-        Ok(v.iter().filter_map(|p| parse_rule(p)).collect())
+        self.list(RTM_GETRULE, &family.dump_head(), "list rules", parse_rule)
     }
 
     // --- neighbours ---
@@ -1146,15 +1155,10 @@ impl Netlink {
 
     /// Neighbour entries (of one link, or all with `None`).
     pub fn neighbours(&mut self, family: Family, index: Option<u32>) -> Result<Vec<Neighbour>> {
-        let mut m = MsgBuf::new(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP);
-        let mut h = [0u8; 12];
-        h[0] = family.af();
-        m.raw(&h);
-        let v = self.sock.dump(m, &|| "list neighbours".into())?;
-        Ok(v.iter()
-            .filter_map(|p| parse_neigh(p))
-            .filter(|n| index.map_or(true, |i| n.index == i))
-            .collect())
+        let head = family.dump_head();
+        let mut all = self.list(RTM_GETNEIGH, &head, "list neighbours", parse_neigh)?;
+        all.retain(|n| index.map_or(true, |i| n.index == i));
+        Ok(all)
     }
 }
 

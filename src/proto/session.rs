@@ -313,6 +313,19 @@ fn wire_len(len: usize) -> u64 {
     (len + wire::DATA_HEADER_LEN + seal::OVERHEAD) as u64 + WIRE_OVERHEAD as u64
 }
 
+/// Removes from `pending` each relay (an ACK state, a probe reply) to go on link `id` that
+/// `push` writes into the datagram (`push` returns whether it fit); the rest stays queued.
+fn take_relays<T>(pending: &mut Vec<(LinkId, T)>, id: LinkId, mut push: impl FnMut(&T) -> bool) {
+    let mut k = 0;
+    while k < pending.len() {
+        if pending[k].0 == id && push(&pending[k].1) {
+            pending.swap_remove(k);
+        } else {
+            k += 1;
+        }
+    }
+}
+
 /// The session state machine. See the module docs.
 pub struct Session {
     channel: Channel,
@@ -1206,22 +1219,8 @@ impl Session {
                 let _ = w.push_ack(&a);
             }
         }
-        let mut k = 0;
-        while k < self.relays.len() {
-            if self.relays[k].0 == id && w.push_ack(&self.relays[k].1).is_ok() {
-                self.relays.swap_remove(k);
-            } else {
-                k += 1;
-            }
-        }
-        let mut k = 0;
-        while k < self.relay_probes.len() {
-            if self.relay_probes[k].0 == id && w.push_probe(&self.relay_probes[k].1).is_ok() {
-                self.relay_probes.swap_remove(k);
-            } else {
-                k += 1;
-            }
-        }
+        take_relays(&mut self.relays, id, |a| w.push_ack(a).is_ok());
+        take_relays(&mut self.relay_probes, id, |p| w.push_probe(p).is_ok());
         let link = &mut self.links[i].link;
         if let Some(rid) = link.take_probe_reply() {
             let _ = w.push_probe(&Probe {

@@ -149,6 +149,27 @@ pub enum LinkRole {
     Never,
 }
 
+impl LinkRole {
+    /// Every role, most used first.
+    pub(crate) const ALL: [LinkRole; 4] = [
+        LinkRole::Primary,
+        LinkRole::Secondary,
+        LinkRole::Backup,
+        LinkRole::Never,
+    ];
+
+    /// The role's word, as UCI's `role` option, `braid status` and the simulator's scenario
+    /// files and reports spell it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            LinkRole::Primary => "primary",
+            LinkRole::Secondary => "secondary",
+            LinkRole::Backup => "backup",
+            LinkRole::Never => "never",
+        }
+    }
+}
+
 /// Rare messages, postcard-encoded. New variants go at the end (postcard encodes the index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Control {

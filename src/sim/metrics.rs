@@ -276,6 +276,15 @@ pub(crate) struct Metrics {
     fastest_us: [u64; 2],
 }
 
+/// A delivery at `now_us`: `gap` becomes the longest time between two deliveries, `last` the
+/// time of this one.
+fn note_gap(last: &mut Option<u64>, gap: &mut u64, now_us: u64) {
+    if let Some(l) = *last {
+        *gap = (*gap).max(now_us.saturating_sub(l));
+    }
+    *last = Some(now_us);
+}
+
 fn di(d: Dir) -> usize {
     match d {
         Dir::Up => 0,
@@ -422,11 +431,9 @@ impl Metrics {
             _ => *max = Some(seq),
         }
 
-        if now_us < self.window.1 {
-            if let Some(last) = s.last_per_flow[flow as usize] {
-                s.flow_gap = s.flow_gap.max(now_us.saturating_sub(last));
-            }
-            s.last_per_flow[flow as usize] = Some(now_us);
+        let before_end = now_us < self.window.1;
+        if before_end {
+            note_gap(&mut s.last_per_flow[flow as usize], &mut s.flow_gap, now_us);
         }
 
         let latency = now_us - sent_us;
@@ -437,24 +444,17 @@ impl Metrics {
         let queueing = latency
             .saturating_sub(release_delay_us.unwrap_or(self.fastest_us[d]))
             .min(u64::from(u32::MAX)) as u32;
-        let before_end = now_us < self.window.1;
         let da = &mut self.dirs[d];
         da.latency.push(lat32);
         da.added.push(added);
         if before_end {
-            if let Some(last) = da.last {
-                da.gap = da.gap.max(now_us.saturating_sub(last));
-            }
-            da.last = Some(now_us);
+            note_gap(&mut da.last, &mut da.gap, now_us);
         }
         let ca = &mut self.classes[usize::from(spec.class)][d];
         ca.latency.push(lat32);
         ca.queueing.push(queueing);
         if before_end {
-            if let Some(last) = ca.last {
-                ca.gap = ca.gap.max(now_us.saturating_sub(last));
-            }
-            ca.last = Some(now_us);
+            note_gap(&mut ca.last, &mut ca.gap, now_us);
         }
     }
 
@@ -863,7 +863,7 @@ impl Report {
                 o,
                 "{:<12} {:<5} {:<10} {:>4} {:>7.2} {:>7} {:>7} {:>9.1}/{:<9.1} {:>15.1} {:>7.1}",
                 c.class,
-                format!("{:?}", c.dir).to_lowercase(),
+                c.dir.name(),
                 mode_name(c.mode),
                 c.priority,
                 c.delivered_mbit,
@@ -881,7 +881,7 @@ impl Report {
                 o,
                 "{:<5} {:<5} {:<5} {:>7.2}",
                 u.user,
-                format!("{:?}", u.dir).to_lowercase(),
+                u.dir.name(),
                 u.bulk,
                 u.delivered_mbit
             );
@@ -895,7 +895,7 @@ impl Report {
                 o,
                 "{:<12} {:<5} {:>8.2} {:>8.2} {:>8} {:>11} {:>5} {:>7}  {:>5.1}/{:.1}/{:.1}",
                 l.link,
-                format!("{:?}", l.dir).to_lowercase(),
+                l.dir.name(),
                 l.capacity_mbit,
                 l.carried_mbit,
                 l.stats.offered_packets,
@@ -918,7 +918,7 @@ impl Report {
                     o,
                     "{:<12} {:<5}   {:>12.2} {:>6.2} {:>7.2} {:>7.2} {:>6.2}  {:>10.1} {:>9.1} {:>7.1}",
                     l.link,
-                    format!("{:?}", l.dir).to_lowercase(),
+                    l.dir.name(),
                     u.total_mbit,
                     u.down_mbit,
                     u.at_cap_mbit,
@@ -974,12 +974,7 @@ fn mode_word<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
 
 /// A link's role in the JSON report, as the scenario file and UCI name it.
 fn role_word<S: serde::Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match r {
-        Role::Primary => "primary",
-        Role::Secondary => "secondary",
-        Role::Backup => "backup",
-        Role::Never => "never",
-    })
+    s.serialize_str(r.name())
 }
 
 #[cfg(test)]

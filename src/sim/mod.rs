@@ -334,7 +334,7 @@ fn sweep(
             println!(
                 "{:<5} {:<5} {:>7.2} {:>8.2} {:>6} {:>11.3} {:>8.1}/{:<8.1} {:>6.1} {:>7}",
                 s,
-                format!("{:?}", d.dir).to_lowercase(),
+                d.dir.name(),
                 d.delivered_mbit,
                 d.share * 100.0,
                 d.lost,
@@ -350,7 +350,7 @@ fn sweep(
             println!(
                 "{:<5} {:<5} {:>7.2} {:>8.2}  tcp {} x {:?}: flows {:.2}-{:.2}, resent {} ({} spurious), {} rto, stall {:.0} ms",
                 s,
-                format!("{:?}", t.dir).to_lowercase(),
+                t.dir.name(),
                 st.goodput_mbit,
                 t.share * 100.0,
                 st.flows,

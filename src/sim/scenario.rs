@@ -121,14 +121,8 @@ pub(crate) struct ClassSpec {
     pub(crate) weight: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dir {
-    /// Edge to core (client to server).
-    Up,
-    /// Core to edge.
-    Down,
-}
+/// A direction: up is edge to core (client to server), as a trace's.
+pub use crate::trace::Dir;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum TrafficKind {
@@ -405,11 +399,7 @@ impl Scenario {
         if !(1..=64).contains(&flows) {
             return Err(bad());
         }
-        let dir = match dir {
-            "up" => Dir::Up,
-            "down" => Dir::Down,
-            _ => return Err(bad()),
-        };
+        let dir = Dir::parse(dir).ok_or_else(bad)?;
         Ok((w.to_string(), kind, dir, flows))
     }
 
@@ -765,12 +755,9 @@ impl Cx {
         f.what = format!("link `{name}`");
         let role = match self.string(&mut f, "role")? {
             None => Role::Primary,
-            Some((s, l)) => match s.as_str() {
-                "primary" => Role::Primary,
-                "secondary" => Role::Secondary,
-                "backup" => Role::Backup,
-                "never" => Role::Never,
-                _ => {
+            Some((s, l)) => match Role::ALL.into_iter().find(|r| r.name() == s) {
+                Some(r) => r,
+                None => {
                     return self.err(
                         l,
                         format!(
@@ -798,10 +785,7 @@ impl Cx {
             seed,
             modem: u32::from(id),
         };
-        for (label, sub, dir) in [
-            ("up", up_t, trace::Dir::Up),
-            ("down", down_t, trace::Dir::Down),
-        ] {
+        for (label, sub, dir) in [("up", up_t, Dir::Up), ("down", down_t, Dir::Down)] {
             let mut d = both.clone();
             if let Some(sub) = sub {
                 let Value::Table(st) = &sub.value else {
@@ -1077,10 +1061,9 @@ impl Cx {
         };
         let dir = match self.string(&mut f, "dir")? {
             None => Dir::Up,
-            Some((d, l)) => match d.as_str() {
-                "up" => Dir::Up,
-                "down" => Dir::Down,
-                _ => {
+            Some((d, l)) => match Dir::parse(&d) {
+                Some(d) => d,
+                None => {
                     return self.err(
                         l,
                         format!(
@@ -1338,28 +1321,21 @@ fn split_unit(s: &str) -> Option<(f64, String)> {
 /// "20ms", "1.5s", "500us", "2min" -> µs.
 pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is not a duration like \"20ms\", \"1.5s\" or \"500us\"");
-    let (n, unit) = split_unit(s).ok_or_else(bad)?;
-    let mul = match unit.as_str() {
-        "us" => 1.0,
-        "ms" => 1e3,
-        "s" => 1e6,
-        "min" => 60e6,
-        _ => return Err(bad()),
-    };
-    Ok((n * mul).round() as u64)
+    scaled(s, &[("us", 1.0), ("ms", 1e3), ("s", 1e6), ("min", 60e6)]).ok_or_else(bad)
 }
 
 /// "64kB", "1500B", "1MB" -> bytes (k = 1000).
 pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is neither a time (\"100ms\") nor a size (\"64kB\", \"1500B\")");
-    let (n, unit) = split_unit(s).ok_or_else(bad)?;
-    let mul = match unit.as_str() {
-        "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        _ => return Err(bad()),
-    };
-    Ok((n * mul).round() as u64)
+    scaled(s, &[("b", 1.0), ("kb", 1e3), ("mb", 1e6)]).ok_or_else(bad)
+}
+
+/// A number and one of `units` (lower case, with its multiplier), as `split_unit` reads them:
+/// the number times the multiplier, rounded.
+fn scaled(s: &str, units: &[(&str, f64)]) -> Option<u64> {
+    let (n, unit) = split_unit(s)?;
+    let &(_, mul) = units.iter().find(|(u, _)| *u == unit)?;
+    Some((n * mul).round() as u64)
 }
 
 #[cfg(test)]

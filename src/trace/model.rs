@@ -44,8 +44,9 @@ use crate::sim::rng::Rng;
 /// Bits carried by one delivery opportunity.
 pub(crate) const OPP_BITS: f64 = 1500.0 * 8.0;
 
-/// A direction of a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A direction of a link (the simulator's too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dir {
     /// Modem to network (edge to core).
     Up,
@@ -54,6 +55,7 @@ pub enum Dir {
 }
 
 impl Dir {
+    /// `up` or `down`, as trace specs, scenario files, workloads and reports spell it.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Dir::Up => "up",
@@ -62,11 +64,7 @@ impl Dir {
     }
 
     pub(crate) fn parse(s: &str) -> Option<Dir> {
-        match s {
-            "up" => Some(Dir::Up),
-            "down" => Some(Dir::Down),
-            _ => None,
-        }
+        [Dir::Up, Dir::Down].into_iter().find(|d| d.name() == s)
     }
 }
 
