@@ -100,9 +100,10 @@ USAGE:
                     [--out DIR]
     braid lab demo [--mode ..] [--out DIR]
     braid lab faults [--fault F,..] [--repeat N] [--out DIR] [--tag T]
-                                                   restart, kill, black-hole, flap, boot without
-                                                   DNS or devices, clock behind: how long until
-                                                   bonded UDP and TCP carry data again
+                                                   how long until bonded UDP and TCP carry
+                                                   data again after each fault F: core-restart,
+                                                   core-kill, edge-restart, blackhole, flap,
+                                                   dns, device-late, clock-behind (default all)
     braid lab cpu [--scenario S] [--workload ..] [--repeat N] [--duration D] [--callgrind]
                   [--syscalls]                     CPU seconds per GB of braid edge and core
                                                    beside ss-redir and ss-server (MPTCP), the
