@@ -1054,6 +1054,19 @@ pub(crate) fn write_json(runs: &[FaultRun], path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// `braid lab --help` names every fault as `--fault` takes it.
+    #[test]
+    fn the_lab_help_names_every_fault_as_the_option_takes_it() {
+        for (name, _) in FAULTS {
+            assert!(
+                crate::lab::HELP
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .any(|w| w == name),
+                "{name} is not in braid lab --help"
+            );
+        }
+    }
+
     /// Each name parses to its fault, which the report's JSON (serde's kebab-case) names the
     /// same way.
     #[test]
