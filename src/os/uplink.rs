@@ -284,6 +284,22 @@ pub(crate) struct GsoPlan {
 }
 
 impl GsoPlan {
+    /// The first `n` datagrams of a batch (at most [`SEND_BATCH`]), each a group of its own, in
+    /// order: plain sends, no GSO.
+    pub(crate) fn singles(n: usize) -> GsoPlan {
+        let n = n.min(SEND_BATCH);
+        let mut plan = GsoPlan {
+            order: [0; SEND_BATCH],
+            groups: [(0, 0); SEND_BATCH],
+            len: n,
+        };
+        for i in 0..n {
+            plan.order[i] = i as u8;
+            plan.groups[i] = (i as u8, 1);
+        }
+        plan
+    }
+
     /// How many groups (sends) there are.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -433,39 +449,9 @@ pub(crate) fn gso_refused(e: &io::Error) -> bool {
 /// Sends up to [`SEND_BATCH`] datagrams on `fd` with one sendmmsg(2), non-blocking: each its
 /// bytes and, on an unconnected socket, where to (`None` on a connected one). Returns how many
 /// the kernel took, in order from the first; an error only when it took none (the first one's).
+/// A [`send_gso`] of one datagram per group.
 pub(crate) fn send_many(fd: RawFd, msgs: &[(&[u8], Option<SocketAddr>)]) -> io::Result<usize> {
-    let msgs = &msgs[..msgs.len().min(SEND_BATCH)];
-    // SAFETY: zeroed iovec, mmsghdr and sockaddr_storage are valid (null pointers, zeros).
-    let mut iov: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut hdrs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut names: [libc::sockaddr_storage; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    for (i, (d, to)) in msgs.iter().enumerate() {
-        iov[i].iov_base = d.as_ptr() as *mut libc::c_void;
-        iov[i].iov_len = d.len();
-        let h = &mut hdrs[i].msg_hdr;
-        h.msg_iov = &mut iov[i];
-        h.msg_iovlen = 1;
-        if let Some(to) = to {
-            let (ss, len) = sockaddr(to);
-            names[i] = ss;
-            h.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = len;
-        }
-    }
-    // SAFETY: every header points at one iovec covering its datagram (read only by the kernel)
-    // and, if any, at its own address, all alive for the call.
-    let n = unsafe {
-        libc::sendmmsg(
-            fd,
-            hdrs.as_mut_ptr(),
-            msgs.len() as _,
-            libc::MSG_DONTWAIT as _,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    send_gso(fd, msgs, &GsoPlan::singles(msgs.len()), 0)
 }
 
 /// A system call that gives a socket an address: `libc::bind` or `libc::connect`.
@@ -1152,6 +1138,35 @@ mod tests {
         assert_eq!(gs.concat(), all, "groups follow each other");
         assert_eq!(p.rest(p.len()), &[] as &[u8]);
         gs
+    }
+
+    /// Plain sends: every datagram a group of its own, in order, at most a batch; sent on a
+    /// UDP socket, each arrives as it was (no segment size attached).
+    #[test]
+    fn single_groups_send_each_datagram_as_it_is() {
+        let p = GsoPlan::singles(3);
+        let gs: Vec<Vec<u8>> = (0..p.len()).map(|g| p.group(g).to_vec()).collect();
+        assert_eq!(gs, vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(p.rest(1), &[1, 2]);
+        assert_eq!(GsoPlan::singles(SEND_BATCH + 5).len(), SEND_BATCH);
+        assert_eq!(GsoPlan::singles(0).len(), 0);
+
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = Some(rx.local_addr().unwrap());
+        let data: Vec<Vec<u8>> = [1200, 1200, 300, 1200]
+            .iter()
+            .map(|&n| vec![n as u8; n])
+            .collect();
+        let msgs: Vec<(&[u8], Option<SocketAddr>)> = data.iter().map(|d| (&d[..], to)).collect();
+        assert_eq!(send_many(tx.as_raw_fd(), &msgs).unwrap(), 4);
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        for d in &data {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &d[..], "one datagram per send, in order");
+        }
     }
 
     /// Which datagrams form one GSO send: runs of one size per destination, the last of a run
