@@ -229,8 +229,6 @@ pub(crate) struct Link {
     rx_immediate: bool,
     rx_gap: bool,
     pending_probe_reply: Option<u32>,
-    /// Whether another link could take this link's data now (see [`Link::set_alternative`]).
-    alternative: bool,
 
     // --- counters ---
     pub(crate) bytes_sent: u64,
@@ -308,7 +306,6 @@ impl Link {
             rx_immediate: false,
             rx_gap: false,
             pending_probe_reply: None,
-            alternative: false,
             bytes_sent: 0,
             bytes_acked: 0,
             packets_sent: 0,
@@ -541,9 +538,10 @@ impl Link {
     /// silent link's holes (lte, lte-pair tcp1-down: bonded goodput +3.1 / +4.6 % over seeds
     /// 9-24; bench/sim/cellular.md, session 13). On a steady link 9/8 RTT is about the RTO
     /// (rttvar at its 1 ms floor): no change there. Alone, the link keeps the RTO: its flight
-    /// could only be resent on itself.
-    pub(crate) fn flush_after(&self) -> Duration {
-        if self.alternative {
+    /// could only be resent on itself. `alternative`: whether another link could take this
+    /// link's data now (the session works it out at each call, so it cannot go stale).
+    pub(crate) fn flush_after(&self, alternative: bool) -> Duration {
+        if alternative {
             let us = self.srtt.max(self.latest_rtt) * 9 / 8 + MAX_ACK_DELAY.as_micros() as u64;
             return Duration::from_micros(us.max(10_000)).min(self.rto());
         }
@@ -566,13 +564,6 @@ impl Link {
     }
 
     // ---------------------------------------------------------------- mutators
-
-    /// Tells the link whether another link could take its data now (the session, before it
-    /// hands the link an ACK, a probe reply or a timer). With one, a silent link gives up its
-    /// flight sooner (see [`Link::flush_after`]).
-    pub(crate) fn set_alternative(&mut self, alternative: bool) {
-        self.alternative = alternative;
-    }
 
     pub(crate) fn set_config(&mut self, cfg: LinkConfig) {
         self.cfg = cfg;
@@ -1199,7 +1190,8 @@ impl Link {
     // ---------------------------------------------------------------- timers
 
     /// The next time [`Link::on_timeout`] has work (loss timer, RTO, Down timer, probe).
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    /// `alternative` as for [`Link::flush_after`].
+    pub(crate) fn poll_timeout(&self, alternative: bool) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut min = |x: Instant| t = Some(t.map_or(x, |y: Instant| y.min(x)));
         if let Some(lt) = self.loss_time {
@@ -1207,7 +1199,7 @@ impl Link {
         }
         if let Some(w) = self.waiting_since {
             if !self.suspect && self.inflight > 0 {
-                min(w + self.flush_after());
+                min(w + self.flush_after(alternative));
             }
             if self.state != LinkState::Down && self.admin_up {
                 min(w + self.down_after());
@@ -1226,12 +1218,13 @@ impl Link {
     }
 
     /// Runs the loss timer, the RTO and the Down timer. Lost datagrams go to `out`.
-    pub(crate) fn on_timeout(&mut self, now: Instant, out: &mut Vec<Resolved>) {
+    /// `alternative` as for [`Link::flush_after`].
+    pub(crate) fn on_timeout(&mut self, now: Instant, alternative: bool, out: &mut Vec<Resolved>) {
         if self.loss_time.is_some_and(|t| t <= now) {
             self.detect_lost(now, out);
         }
         let Some(w) = self.waiting_since else { return };
-        if !self.suspect && self.inflight > 0 && w + self.flush_after() <= now {
+        if !self.suspect && self.inflight > 0 && w + self.flush_after(alternative) <= now {
             // Whole-link timeout: everything in flight is presumed lost, no new data until the
             // link answers again.
             self.suspect = true;
@@ -1424,6 +1417,8 @@ mod tests {
         back_queue: fn(u64) -> u64,
         /// The same for the forward path.
         fwd_queue: fn(u64) -> u64,
+        /// Whether the sender has another link to resend on (see `Link::flush_after`).
+        alternative: bool,
     }
 
     impl Pipe {
@@ -1456,6 +1451,7 @@ mod tests {
                 rx_offset: 0,
                 back_queue: |_| 0,
                 fwd_queue: |_| 0,
+                alternative: false,
             }
         }
 
@@ -1511,8 +1507,12 @@ mod tests {
                         self.tx.on_ack(now, &a, out);
                     }
                 }
-                if self.tx.poll_timeout().is_some_and(|t| t <= now) {
-                    self.tx.on_timeout(now, out);
+                if self
+                    .tx
+                    .poll_timeout(self.alternative)
+                    .is_some_and(|t| t <= now)
+                {
+                    self.tx.on_timeout(now, self.alternative, out);
                 }
                 self.now += 100;
             }
@@ -1609,7 +1609,7 @@ mod tests {
         let mut waited = Vec::new();
         for alternative in [false, true] {
             let mut p = Pipe::new(2_500_000, 20);
-            p.tx.set_alternative(alternative);
+            p.alternative = alternative;
             let mut out = Vec::new();
             p.run(2_000, &mut out);
             p.tx.rttvar = 30_000;
@@ -1828,8 +1828,8 @@ mod tests {
         }
         // The link stalls: the whole-link timeout declares 1..3 lost.
         out.clear();
-        let rto = t.poll_timeout().unwrap();
-        t.on_timeout(rto, &mut out);
+        let rto = t.poll_timeout(false).unwrap();
+        t.on_timeout(rto, false, &mut out);
         let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
         assert_eq!(lost, vec![101, 102, 103]);
         assert_eq!(t.take_late_acks().count(), 0);
@@ -1960,10 +1960,10 @@ mod tests {
         t.on_ack(ms(110), &a, &mut out);
         let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
         assert_eq!(lost, vec![106]);
-        assert!(t.poll_timeout().is_some());
+        assert!(t.poll_timeout(false).is_some());
         // Time threshold: after 9/8 RTT, 7 is declared lost too.
         out.clear();
-        t.on_timeout(ms(130), &mut out);
+        t.on_timeout(ms(130), false, &mut out);
         let lost: Vec<u32> = out.iter().filter(|r| !r.acked).map(|r| r.token).collect();
         assert_eq!(lost, vec![107]);
         assert_eq!(t.inflight(), 0);

@@ -1437,7 +1437,6 @@ impl Session {
                     }
                     let i = self.ensure_link(p.link, now);
                     if p.reply {
-                        self.note_alternative(i);
                         self.links[i].link.on_probe_reply(now, p.id);
                     } else {
                         self.links[i].link.on_probe_request(p.id);
@@ -1591,17 +1590,16 @@ impl Session {
         }
     }
 
-    /// Tells link slot `i` whether another link could take its data now (one that is
-    /// usable: Up or Degraded, not suspected dead, its role allows data).
-    fn note_alternative(&mut self, i: usize) {
-        let alt = (0..self.links.len()).any(|j| j != i && self.links[j].link.usable());
-        self.links[i].link.set_alternative(alt);
+    /// Whether another link than slot `i` could take its data now (one that is usable: Up or
+    /// Degraded, not suspected dead, its role allows data). Asked at each of the link's timer
+    /// calls, never stored: a stored answer goes stale when another link changes.
+    fn alternative(&self, i: usize) -> bool {
+        (0..self.links.len()).any(|j| j != i && self.links[j].link.usable())
     }
 
     fn on_ack(&mut self, now: Instant, a: &Ack, res: &mut Vec<Resolved>) {
         let Some(i) = self.slot(a.link) else { return };
         res.clear();
-        self.note_alternative(i);
         self.links[i].link.on_ack(now, a, res);
         for r in res.drain(..) {
             self.on_resolved(r, Some(a.link));
@@ -1723,8 +1721,8 @@ impl Session {
         {
             min(Instant::ZERO);
         }
-        for l in &self.links {
-            if let Some(x) = l.link.poll_timeout() {
+        for (i, l) in self.links.iter().enumerate() {
+            if let Some(x) = l.link.poll_timeout(self.alternative(i)) {
                 min(x);
             }
             let queued = !l.q.is_empty();
@@ -1745,12 +1743,16 @@ impl Session {
         self.reorder.handle_timeout(now);
         let mut res = std::mem::take(&mut self.resolved);
         for i in 0..self.links.len() {
-            if self.links[i].link.poll_timeout().map_or(true, |t| t > now) {
+            let alternative = self.alternative(i);
+            if self.links[i]
+                .link
+                .poll_timeout(alternative)
+                .map_or(true, |t| t > now)
+            {
                 continue;
             }
             res.clear();
-            self.note_alternative(i);
-            self.links[i].link.on_timeout(now, &mut res);
+            self.links[i].link.on_timeout(now, alternative, &mut res);
             let id = self.links[i].link.id;
             for r in res.drain(..) {
                 self.on_resolved(r, Some(id));
