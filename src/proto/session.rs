@@ -185,6 +185,11 @@ pub struct LinkStats {
     pub(crate) bytes_received: u64,
     pub(crate) packets_sent: u64,
     pub(crate) packets_lost: u64,
+    /// DATA datagrams received on the link.
+    pub(crate) packets_received: u64,
+    /// Datagrams sent on the link without DATA, and of them those carrying its own ACK.
+    pub(crate) bare_sent: u64,
+    pub(crate) ack_only_sent: u64,
     queued_packets: usize,
     pub(crate) queued_bytes: u64,
 }
@@ -1214,9 +1219,10 @@ impl Session {
         let mut w = FrameWriter::new(&mut plain[..max_plain]);
         let link = &mut self.links[i].link;
         let id = link.id;
+        let mut ack_sent = false;
         if ack_due {
             if let Some(a) = link.take_ack(now) {
-                let _ = w.push_ack(&a);
+                ack_sent = w.push_ack(&a).is_ok();
             }
         }
         take_relays(&mut self.relays, id, |a| w.push_ack(a).is_ok());
@@ -1315,6 +1321,9 @@ impl Session {
         }
         if !data_sent {
             self.links[i].link.on_other_sent(plen + seal::OVERHEAD);
+            if ack_sent {
+                self.links[i].link.ack_only_sent += 1;
+            }
         }
         let r = self.channel.seal(now, &plain[..plen], out);
         self.plain = plain;
@@ -1545,6 +1554,9 @@ impl Session {
             link.bytes_received = old.bytes_received;
             link.packets_sent = old.packets_sent;
             link.packets_lost = old.packets_lost;
+            link.packets_received = old.packets_received;
+            link.bare_sent = old.bare_sent;
+            link.ack_only_sent = old.ack_only_sent;
             let _ = link.take_state_change();
             if old.state() != link.state() {
                 fresh.events.push_back(Event::LinkState {
@@ -1792,6 +1804,9 @@ impl Session {
                     bytes_received: k.bytes_received,
                     packets_sent: k.packets_sent,
                     packets_lost: k.packets_lost,
+                    packets_received: k.packets_received,
+                    bare_sent: k.bare_sent,
+                    ack_only_sent: k.ack_only_sent,
                     queued_packets: l.q.len(),
                     queued_bytes: l.q.bytes,
                 }
