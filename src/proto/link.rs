@@ -4,8 +4,7 @@
 //! - sender side: the record of DATA datagrams in flight (by `link_seq`), RTT (RFC 6298 style,
 //!   from this link's ACKs), a windowed min RTT, BBR-style delivery-rate samples feeding a
 //!   windowed-max bottleneck bandwidth, a pacing rate (btlbw x a gentle gain cycle) and an
-//!   in-flight cap of about two bandwidth-delay products (on a link of variable capacity: what
-//!   it delivers now, once a queue builds); loss detection by packet threshold
+//!   in-flight cap of about two bandwidth-delay products; loss detection by packet threshold
 //!   (3) and time threshold (9/8 RTT), a whole-link timeout, and the Up / Degraded / Down state
 //!   with hysteresis driven by probes;
 //! - receiver side: which `link_seq`s arrived, and when an ACK for this link is due.
@@ -71,9 +70,6 @@ const LOSS_SHIFT: u32 = 7; // EWMA weight 1/128 per resolved packet
 const VARIABLE_MEMORY_US: u64 = 2_000_000;
 /// ... judged only after this long in cruise (draining startup's queue also makes RTTs vary).
 const VARIABLE_SETTLE_US: u64 = 1_000_000;
-/// The window of the recent delivery rate ([`Link::cwnd`] on a variable link): at least this,
-/// or two RTT floors if longer.
-const RECENT_RATE_MIN_WINDOW_US: u64 = 20_000;
 
 /// How the scheduler may use a link (set by the operator, announced to the peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,9 +183,6 @@ pub(crate) struct Link {
     delivered_time: Instant,
     first_sent_time: Instant,
     btlbw: MaxFilter<u64>,
-    /// Delivery rate over the last two RTT floors (at least [`RECENT_RATE_MIN_WINDOW_US`]):
-    /// what the link delivers now, where `btlbw` is the best of up to two seconds.
-    recent_bw: MaxFilter<u64>,
     phase: Phase,
     full_bw: u64,
     full_bw_rounds: u32,
@@ -283,7 +276,6 @@ impl Link {
             delivered_time: now,
             first_sent_time: now,
             btlbw: MaxFilter::default(),
-            recent_bw: MaxFilter::default(),
             phase: Phase::Startup,
             full_bw: 0,
             full_bw_rounds: 0,
@@ -481,30 +473,14 @@ impl Link {
 
     /// In-flight cap in wire bytes: about 2 x btlbw x min_rtt plus a few packets (1.5 x once
     /// out of startup, so a link whose rate dropped cannot build more than half a BDP of queue).
-    ///
-    /// On a link of variable capacity (cellular) the estimate is the best of up to two seconds
-    /// and the capacity falls by half or more within that time; a cap from the estimate let
-    /// the link's queue grow to hundreds of ms (simulator, lte seed 4: estimate 34 Mbit/s,
-    /// capacity 18, smoothed RTT 700 ms), which delays everything on it, makes its packets
-    /// arrive far behind the other link's and the receiver's reorder wait run out. There, once
-    /// a queue builds, the cap follows what the link delivers now (the recent rate, never
-    /// more than the estimate), and allows at most one RTT floor of queue.
     pub(crate) fn cwnd(&self) -> u64 {
-        let mut bw = self.btlbw.get();
+        let bw = self.btlbw.get();
         if bw == 0 {
             return INITIAL_CWND;
         }
-        // The RTT floor plus the smoothed RTT: two round trips of data at the estimate on a
-        // steady link, more while its RTT swings (ACK bunching), up to three floors, or ACK
-        // gaps would starve the pacer. On a link of variable capacity up to two (see above).
-        let rtt = if self.variable {
-            if self.queue_building() {
-                bw = bw.min(self.recent_bw.get().max(1));
-            }
-            (self.srtt + self.min_rtt).min(2 * self.min_rtt)
-        } else {
-            (self.srtt + self.min_rtt).min(3 * self.min_rtt)
-        };
+        // Two round trips of data at the estimate on a steady link; on a link whose RTT swings
+        // (cellular scheduling, ACK bunching) up to three, or ACK gaps would starve the pacer.
+        let rtt = (self.srtt + self.min_rtt).min(3 * self.min_rtt);
         let window = bw * rtt / 1_000_000;
         let floor = if self.phase == Phase::Startup {
             INITIAL_CWND
@@ -903,10 +879,6 @@ impl Link {
         }
         if !(p.app_limited || thin) || rate >= self.btlbw.get() {
             self.btlbw.update(now.0, win, rate);
-        }
-        if !thin {
-            let recent = (2 * self.min_rtt).max(RECENT_RATE_MIN_WINDOW_US);
-            self.recent_bw.update(now.0, recent, rate);
         }
         if self.phase == Phase::Startup
             && !p.app_limited
@@ -1791,34 +1763,6 @@ mod tests {
         // 10/8 probe).
         assert!(bw_after[0] > 2_300_000, "steady link: {bw_after:?}");
         assert!(bw_after[1] > 2_300_000, "variable link: {bw_after:?}");
-    }
-
-    #[test]
-    fn a_variable_link_whose_capacity_falls_keeps_its_queue_short() {
-        // 2.5 MB/s, 20 ms each way, its RTT swinging by 30 ms for a second (a cellular
-        // scheduler's doing), then its capacity falls to a third.
-        let mut p = Pipe::new(2_500_000, 20);
-        let mut out = Vec::new();
-        p.run(2_000, &mut out);
-        for i in 0..20u64 {
-            p.owd = if i % 2 == 0 { 35_000 } else { 20_000 };
-            p.run(2_050 + 50 * i, &mut out);
-        }
-        p.owd = 20_000;
-        p.run(3_200, &mut out);
-        assert!(p.tx.variable, "rttvar {:?}", p.tx.rttvar());
-        p.rate = 800_000;
-        // What was in flight at the fall drains within a few hundred ms; from then on the
-        // queue is what the cap lets build.
-        p.run(3_700, &mut out);
-        let mut worst_ms = 0;
-        for t in (3_710..=4_700).step_by(10) {
-            p.run(t, &mut out);
-            worst_ms = worst_ms.max(p.wire_free.saturating_sub(p.now) / 1000);
-        }
-        // Measured: 200 ms; 411 ms with the cap from the two-second estimate and three RTT
-        // floors.
-        assert!(worst_ms < 250, "queue {worst_ms} ms");
     }
 
     #[test]
