@@ -37,7 +37,8 @@ use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 
 use crate::proto::link::{
-    Link, LinkConfig, LinkState, Resolved, MSS, RELAYED_ACK_DELAY, RELAYED_PROBE_BIT, WIRE_OVERHEAD,
+    Link, LinkConfig, LinkCounters, LinkState, Resolved, MSS, RELAYED_ACK_DELAY, RELAYED_PROBE_BIT,
+    WIRE_OVERHEAD,
 };
 use crate::proto::pack::{self, PackStats, Packer, Packing, Unpacker};
 use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
@@ -180,16 +181,7 @@ pub struct LinkStats {
     pub(crate) pacing_rate_bps: u64,
     pub(crate) cwnd_bytes: u64,
     pub(crate) inflight_bytes: u64,
-    pub(crate) bytes_sent: u64,
-    bytes_acked: u64,
-    pub(crate) bytes_received: u64,
-    pub(crate) packets_sent: u64,
-    pub(crate) packets_lost: u64,
-    /// DATA datagrams received on the link.
-    pub(crate) packets_received: u64,
-    /// Datagrams sent on the link without DATA, and of them those carrying its own ACK.
-    pub(crate) bare_sent: u64,
-    pub(crate) ack_only_sent: u64,
+    pub(crate) counters: LinkCounters,
     queued_packets: usize,
     pub(crate) queued_bytes: u64,
 }
@@ -1322,7 +1314,7 @@ impl Session {
         if !data_sent {
             self.links[i].link.on_other_sent(plen + seal::OVERHEAD);
             if ack_sent {
-                self.links[i].link.ack_only_sent += 1;
+                self.links[i].link.counters.ack_only_sent += 1;
             }
         }
         let r = self.channel.seal(now, &plain[..plen], out);
@@ -1549,14 +1541,7 @@ impl Session {
             let mut link = Link::new(old.id, old.cfg, now);
             link.set_admin(old.admin_up(), now, &mut res);
             link.set_heard(old.heard());
-            link.bytes_sent = old.bytes_sent;
-            link.bytes_acked = old.bytes_acked;
-            link.bytes_received = old.bytes_received;
-            link.packets_sent = old.packets_sent;
-            link.packets_lost = old.packets_lost;
-            link.packets_received = old.packets_received;
-            link.bare_sent = old.bare_sent;
-            link.ack_only_sent = old.ack_only_sent;
+            link.counters = old.counters;
             let _ = link.take_state_change();
             if old.state() != link.state() {
                 fresh.events.push_back(Event::LinkState {
@@ -1799,14 +1784,7 @@ impl Session {
                     pacing_rate_bps: k.pacing_rate() * 8,
                     cwnd_bytes: k.cwnd(),
                     inflight_bytes: k.inflight(),
-                    bytes_sent: k.bytes_sent,
-                    bytes_acked: k.bytes_acked,
-                    bytes_received: k.bytes_received,
-                    packets_sent: k.packets_sent,
-                    packets_lost: k.packets_lost,
-                    packets_received: k.packets_received,
-                    bare_sent: k.bare_sent,
-                    ack_only_sent: k.ack_only_sent,
+                    counters: k.counters,
                     queued_packets: l.q.len(),
                     queued_bytes: l.q.bytes,
                 }
