@@ -1832,12 +1832,21 @@ mod tests {
         s
     }
 
+    /// A packet of `user`'s own flow (flow id = user id), default class.
     fn meta(user: u32) -> PacketMeta {
-        PacketMeta {
-            user,
-            flow: user as u64,
-            class: 0,
+        meta_of(user, user as u64, 0)
+    }
+
+    fn meta_of(user: u32, flow: u64, class: ClassId) -> PacketMeta {
+        PacketMeta { user, flow, class }
+    }
+
+    /// Queues `n` packets of 1000 bytes of user 1 at time 0 and schedules them onto the links.
+    fn send_and_schedule(s: &mut Session, n: usize) {
+        for _ in 0..n {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
         }
+        s.schedule(Instant(0));
     }
 
     /// Emulates sending the head of link slot `i`: the copy is now in flight on that link.
@@ -1932,21 +1941,13 @@ mod tests {
         let mut s = session_with(cfg);
         let mut peak = 0;
         for f in 0..5000u64 {
-            let m = PacketMeta {
-                user: 1,
-                flow: f,
-                class: 0,
-            };
+            let m = meta_of(1, f, 0);
             s.send(Instant(0), &[0u8; 20], m).unwrap();
             peak = peak.max(s.flows.capacity());
             assert!(s.flows.len() <= 1001);
         }
         assert!(peak < 4096, "{peak}");
-        let m = PacketMeta {
-            user: 1,
-            flow: 4999,
-            class: 0,
-        };
+        let m = meta_of(1, 4999, 0);
         s.send(Instant(0), &[0u8; 20], m).unwrap();
         assert_eq!(
             s.pkts.last().unwrap().prev,
@@ -1958,20 +1959,14 @@ mod tests {
     #[test]
     fn lost_packet_is_resent_on_the_other_link_ahead_of_new_data() {
         let mut s = session();
-        for _ in 0..4 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 4);
         assert!(s.conn.is_empty(), "all assigned to links");
         let on1 = s.links[0].q.len();
         assert!(on1 > 0);
         let lost = send_head(&mut s, 0);
         let seq = s.pkts[lost as usize].seq;
         // More new data arrives and is queued on the links.
-        for _ in 0..4 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 4);
         // Link 1 declares the copy lost: it goes to the resend queue, then to link 2's head.
         let mut res = vec![];
         s.links[0].link.drain_in_flight(&mut res);
@@ -2033,10 +2028,7 @@ mod tests {
     #[test]
     fn a_dead_head_is_dropped_and_the_live_packet_behind_it_stays_queued() {
         let mut s = session();
-        for _ in 0..6 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 6);
         // The head of a queue of several has since been acked (a copy delivered elsewhere).
         let i = if s.links[0].q.len() >= 2 { 0 } else { 1 };
         let n = s.links[i].q.len();
@@ -2070,10 +2062,7 @@ mod tests {
     #[test]
     fn removing_a_link_requeues_queued_and_in_flight_packets() {
         let mut s = session();
-        for _ in 0..6 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 6);
         let queued_on_1 = s.links[0].q.len();
         assert!(queued_on_1 >= 2);
         send_head(&mut s, 0);
@@ -2099,10 +2088,7 @@ mod tests {
     #[test]
     fn packets_wait_for_a_link_when_the_last_one_goes() {
         let mut s = session();
-        for _ in 0..3 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 3);
         send_head(&mut s, 0);
         s.remove_link(1, Instant(0));
         s.set_link_admin(2, false, Instant(0));
@@ -2123,20 +2109,8 @@ mod tests {
         let cfg = one_class(3, Mode::Pinned(2), 2);
         let mut s = session_with(cfg);
         s.add_link(2, LinkConfig::default(), Instant(0));
-        for _ in 0..3 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
-        s.send(
-            Instant(0),
-            &[0u8; 100],
-            PacketMeta {
-                user: 2,
-                flow: 9,
-                class: 3,
-            },
-        )
-        .unwrap();
+        send_and_schedule(&mut s, 3);
+        s.send(Instant(0), &[0u8; 100], meta_of(2, 9, 3)).unwrap();
         s.schedule(Instant(0));
         let pids: Vec<PktId> = std::iter::from_fn(|| s.pop_link_queue(0)).collect();
         let order: Vec<(u32, ClassId)> = pids
@@ -2155,16 +2129,7 @@ mod tests {
         let cfg = one_class(4, Mode::Pinned(9), 0);
         let mut s = session_with(cfg);
         s.add_link(1, LinkConfig::default(), Instant(0));
-        s.send(
-            Instant(0),
-            &[0u8; 100],
-            PacketMeta {
-                user: 1,
-                flow: 1,
-                class: 4,
-            },
-        )
-        .unwrap();
+        s.send(Instant(0), &[0u8; 100], meta_of(1, 1, 4)).unwrap();
         s.send(Instant(0), &[0u8; 100], meta(2)).unwrap();
         s.schedule(Instant(0));
         assert_eq!(s.stats.dropped_no_path, 1);
