@@ -728,8 +728,13 @@ impl Core {
             for l in &st.links {
                 let key = (*id, Some(l.id));
                 let state = state_name(l.state);
-                self.meter
-                    .sample(key, now, l.bytes_sent, l.bytes_received, state);
+                self.meter.sample(
+                    key,
+                    now,
+                    l.counters.bytes_sent,
+                    l.counters.bytes_received,
+                    state,
+                );
                 live.insert(key);
             }
             let (tx, rx) = self.users.get(id).map_or((0, 0), |u| u.totals());

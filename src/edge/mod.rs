@@ -865,7 +865,7 @@ impl Edge {
                     .links
                     .iter()
                     .find(|s| s.id == l.id)
-                    .map(|s| s.bytes_sent + s.bytes_received),
+                    .map(|s| s.counters.bytes_sent + s.counters.bytes_received),
             })
             .collect();
         let changes = self.demoted.count(&mut self.quota, &carried, now);
@@ -1462,7 +1462,9 @@ impl Edge {
                 .links
                 .iter()
                 .find(|s| s.id == l.id)
-                .map_or((0, 0), |s| (s.bytes_sent, s.bytes_received));
+                .map_or((0, 0), |s| {
+                    (s.counters.bytes_sent, s.counters.bytes_received)
+                });
             let state = self.link_state(l, &stats);
             self.meter.sample(Some(l.id), now, tx, rx, state);
         }

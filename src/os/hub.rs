@@ -32,7 +32,7 @@ use super::{setsockopt, Error, Result};
 use crate::proto::coalesce::{Merged, TCP_CHECKSUM};
 use crate::proto::offload::{self, Gso, GsoKind, Offload, Partial};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Frames per `recvmmsg` in [`Capture::recv_batch`].
 pub const BATCH: usize = 32;
@@ -516,17 +516,7 @@ impl Capture {
     }
 }
 
-impl AsRawFd for Capture {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-impl AsFd for Capture {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
+fd_of_field!(Capture, fd);
 
 /// A [`Capture`] registered with tokio (must be created inside a runtime).
 #[derive(Debug)]

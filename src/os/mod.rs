@@ -20,6 +20,24 @@
 //! Names of everything created at runtime derive from an *instance name* (default `braid`), so
 //! tests and several daemons can coexist.
 
+/// `AsFd` and `AsRawFd` of a type that wraps one descriptor (tokio's `AsyncFd` polls it):
+/// both give that of its field `$field`.
+macro_rules! fd_of_field {
+    ($ty:ty, $field:ident) => {
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&self.$field)
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&self.$field))
+            }
+        }
+    };
+}
+
 pub mod conntrack;
 pub mod ethtool;
 pub mod hub;

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use super::netlink::{parse_neigh, Family, Netlink, Socket};
 use super::{Error, Result};
@@ -94,11 +93,7 @@ impl NeighWatch {
     }
 }
 
-impl AsRawFd for NeighWatch {
-    fn as_raw_fd(&self) -> RawFd {
-        self.sock.as_fd().as_raw_fd()
-    }
-}
+fd_of_field!(NeighWatch, sock);
 
 /// The current MAC of every LAN address seen in the neighbour table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

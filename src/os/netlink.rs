@@ -15,7 +15,7 @@
 use super::{Error, Prefix, Result};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 // --- netlink framing -----------------------------------------------------------------------
 
@@ -1394,17 +1394,7 @@ impl std::fmt::Debug for Watch {
     }
 }
 
-impl AsRawFd for Watch {
-    fn as_raw_fd(&self) -> RawFd {
-        self.sock.as_fd().as_raw_fd()
-    }
-}
-
-impl AsFd for Watch {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
-    }
-}
+fd_of_field!(Watch, sock);
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,7 @@ use super::netlink::{
 use super::{Error, Prefix, Result};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -957,17 +957,7 @@ impl LinkWatch {
     }
 }
 
-impl AsRawFd for LinkWatch {
-    fn as_raw_fd(&self) -> RawFd {
-        self.watch.as_raw_fd()
-    }
-}
-
-impl AsFd for LinkWatch {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.watch.as_fd()
-    }
-}
+fd_of_field!(LinkWatch, watch);
 
 /// The gateway of the main table's default route through `device` (lowest metric), if any.
 pub fn default_gateway(nl: &mut Netlink, device: &str, v4: bool) -> Result<Option<IpAddr>> {

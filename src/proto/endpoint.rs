@@ -674,6 +674,17 @@ mod tests {
     /// 0x45 `u`, downstream 0x45 `d`), every datagram delivered at once except those `lose`
     /// drops. The times (ms) at which the core and the edge last delivered, and the count of
     /// each after `from` ms.
+    /// Both ways delivered more than `n` packets.
+    #[track_caller]
+    fn assert_both_ways(up: &[u64], down: &[u64], n: usize) {
+        assert!(
+            up.len() > n && down.len() > n,
+            "{} {}",
+            up.len(),
+            down.len()
+        );
+    }
+
     fn traffic(
         edge: &mut Session,
         ep: &mut Endpoint<u8>,
@@ -738,12 +749,7 @@ mod tests {
             // The new core numbers its packets from the start again: the edge must not take
             // them for duplicates of the old session's.
             let (up, down) = traffic(&mut edge, &mut ep, 0..3000, 2000, |_| false);
-            assert!(
-                up.len() > 90 && down.len() > 90,
-                "{} {}",
-                up.len(),
-                down.len()
-            );
+            assert_both_ways(&up, &down, 90);
             // The core restarts at 3 s; the edge keeps sending into the void.
             let mut ep = restarted(&edge_key, &core_key);
             let mut lost = 0;
@@ -798,12 +804,7 @@ mod tests {
         let (up, _) = traffic(&mut edge, &mut ep, 1000..3000, 0, |_| true);
         assert!(up.is_empty());
         let (up, down) = traffic(&mut edge, &mut ep, 3000..5000, 3000, |_| false);
-        assert!(
-            up.len() > 150 && down.len() > 150,
-            "{} {}",
-            up.len(),
-            down.len()
-        );
+        assert_both_ways(&up, &down, 150);
         assert_eq!(edge.stats().renewals, 0);
         assert_eq!(ep.session_ids().collect::<Vec<_>>(), vec![id]);
         assert!(

@@ -232,7 +232,13 @@ pub(crate) struct Link {
     rx_gap: bool,
     pending_probe_reply: Option<u32>,
 
-    // --- counters ---
+    pub(crate) counters: LinkCounters,
+}
+
+/// A link's traffic counters: kept by [`Link`], shown in `LinkStats`, carried over as a whole
+/// when the session starts afresh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkCounters {
     pub(crate) bytes_sent: u64,
     pub(crate) bytes_acked: u64,
     pub(crate) packets_sent: u64,
@@ -314,14 +320,7 @@ impl Link {
             rx_immediate: false,
             rx_gap: false,
             pending_probe_reply: None,
-            bytes_sent: 0,
-            bytes_acked: 0,
-            packets_sent: 0,
-            packets_lost: 0,
-            bytes_received: 0,
-            packets_received: 0,
-            bare_sent: 0,
-            ack_only_sent: 0,
+            counters: LinkCounters::default(),
         }
     }
 
@@ -664,7 +663,7 @@ impl Link {
             self.waiting_since = Some(now);
         }
         self.last_data_sent = now;
-        self.packets_sent += 1;
+        self.counters.packets_sent += 1;
         seq as u16
     }
 
@@ -676,8 +675,8 @@ impl Link {
     /// estimate, and one estimated low (from an upload's ACKs: the core's downstream at 1.3 of
     /// 20 Mbit/s, a sixth of it spent on ACK frames) stayed there for a whole download.
     pub(crate) fn on_other_sent(&mut self, datagram_len: usize) {
-        self.bytes_sent += datagram_len as u64 + WIRE_OVERHEAD as u64;
-        self.bare_sent += 1;
+        self.counters.bytes_sent += datagram_len as u64 + WIRE_OVERHEAD as u64;
+        self.counters.bare_sent += 1;
     }
 
     fn on_any_sent(&mut self, now: Instant, bytes: u64) {
@@ -686,7 +685,7 @@ impl Link {
         let floor = now - Duration::from_millis(2);
         let start = self.next_send.max(floor);
         self.next_send = start + Duration::from_micros(bytes * 1_000_000 / rate);
-        self.bytes_sent += bytes;
+        self.counters.bytes_sent += bytes;
     }
 
     fn extend_sent_seq(&self, s: u16) -> u64 {
@@ -761,7 +760,7 @@ impl Link {
                 p.relay_acked = relayed;
                 let p = *p;
                 self.inflight -= p.bytes as u64;
-                self.bytes_acked += p.bytes as u64;
+                self.counters.bytes_acked += p.bytes as u64;
                 self.loss_sample(false);
                 out.push(Resolved {
                     token: p.token,
@@ -779,7 +778,7 @@ impl Link {
                     // (every spurious loss) undercount what it carries.
                     let bytes = p.bytes as u64;
                     self.delivered += bytes;
-                    self.bytes_acked += bytes;
+                    self.counters.bytes_acked += bytes;
                     self.spurious_losses += 1;
                     self.late_acks.push(p.token);
                     if !p.timed_out {
@@ -1003,7 +1002,7 @@ impl Link {
                     self.sent[i].in_flight = false;
                     self.sent[i].lost = true;
                     self.inflight -= p.bytes as u64;
-                    self.packets_lost += 1;
+                    self.counters.packets_lost += 1;
                     self.loss_sample(true);
                     out.push(Resolved {
                         token: p.token,
@@ -1247,7 +1246,7 @@ impl Link {
                     s.in_flight = false;
                     s.lost = true;
                     s.timed_out = true;
-                    self.packets_lost += 1;
+                    self.counters.packets_lost += 1;
                     out.push(Resolved {
                         token: s.token,
                         acked: false,
@@ -1270,8 +1269,8 @@ impl Link {
 
     /// Records a DATA datagram received on this link with `link_seq`.
     pub(crate) fn on_data_received(&mut self, now: Instant, link_seq: u16, datagram_len: usize) {
-        self.bytes_received += datagram_len as u64 + WIRE_OVERHEAD as u64;
-        self.packets_received += 1;
+        self.counters.bytes_received += datagram_len as u64 + WIRE_OVERHEAD as u64;
+        self.counters.packets_received += 1;
         let s = match self.rx_largest {
             None => link_seq as u64 + 0x1_0000, // keep room below for early stragglers
             Some(l) => {
@@ -1550,7 +1549,7 @@ mod tests {
         assert!(l.loss() < 0.001);
         assert!(out.iter().all(|r| r.acked));
         // Throughput: nearly all of the capacity was used.
-        let acked_rate = l.bytes_acked as f64 / 5.0;
+        let acked_rate = l.counters.bytes_acked as f64 / 5.0;
         assert!(acked_rate > 0.9 * 2_500_000.0, "acked {acked_rate}");
     }
 

@@ -37,7 +37,8 @@ use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 
 use crate::proto::link::{
-    Link, LinkConfig, LinkState, Resolved, MSS, RELAYED_ACK_DELAY, RELAYED_PROBE_BIT, WIRE_OVERHEAD,
+    Link, LinkConfig, LinkCounters, LinkState, Resolved, MSS, RELAYED_ACK_DELAY, RELAYED_PROBE_BIT,
+    WIRE_OVERHEAD,
 };
 use crate::proto::pack::{self, PackStats, Packer, Packing, Unpacker};
 use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
@@ -180,16 +181,7 @@ pub struct LinkStats {
     pub(crate) pacing_rate_bps: u64,
     pub(crate) cwnd_bytes: u64,
     pub(crate) inflight_bytes: u64,
-    pub(crate) bytes_sent: u64,
-    bytes_acked: u64,
-    pub(crate) bytes_received: u64,
-    pub(crate) packets_sent: u64,
-    pub(crate) packets_lost: u64,
-    /// DATA datagrams received on the link.
-    pub(crate) packets_received: u64,
-    /// Datagrams sent on the link without DATA, and of them those carrying its own ACK.
-    pub(crate) bare_sent: u64,
-    pub(crate) ack_only_sent: u64,
+    pub(crate) counters: LinkCounters,
     queued_packets: usize,
     pub(crate) queued_bytes: u64,
 }
@@ -1322,7 +1314,7 @@ impl Session {
         if !data_sent {
             self.links[i].link.on_other_sent(plen + seal::OVERHEAD);
             if ack_sent {
-                self.links[i].link.ack_only_sent += 1;
+                self.links[i].link.counters.ack_only_sent += 1;
             }
         }
         let r = self.channel.seal(now, &plain[..plen], out);
@@ -1549,14 +1541,7 @@ impl Session {
             let mut link = Link::new(old.id, old.cfg, now);
             link.set_admin(old.admin_up(), now, &mut res);
             link.set_heard(old.heard());
-            link.bytes_sent = old.bytes_sent;
-            link.bytes_acked = old.bytes_acked;
-            link.bytes_received = old.bytes_received;
-            link.packets_sent = old.packets_sent;
-            link.packets_lost = old.packets_lost;
-            link.packets_received = old.packets_received;
-            link.bare_sent = old.bare_sent;
-            link.ack_only_sent = old.ack_only_sent;
+            link.counters = old.counters;
             let _ = link.take_state_change();
             if old.state() != link.state() {
                 fresh.events.push_back(Event::LinkState {
@@ -1799,14 +1784,7 @@ impl Session {
                     pacing_rate_bps: k.pacing_rate() * 8,
                     cwnd_bytes: k.cwnd(),
                     inflight_bytes: k.inflight(),
-                    bytes_sent: k.bytes_sent,
-                    bytes_acked: k.bytes_acked,
-                    bytes_received: k.bytes_received,
-                    packets_sent: k.packets_sent,
-                    packets_lost: k.packets_lost,
-                    packets_received: k.packets_received,
-                    bare_sent: k.bare_sent,
-                    ack_only_sent: k.ack_only_sent,
+                    counters: k.counters,
                     queued_packets: l.q.len(),
                     queued_bytes: l.q.bytes,
                 }
@@ -1854,12 +1832,21 @@ mod tests {
         s
     }
 
+    /// A packet of `user`'s own flow (flow id = user id), default class.
     fn meta(user: u32) -> PacketMeta {
-        PacketMeta {
-            user,
-            flow: user as u64,
-            class: 0,
+        meta_of(user, user as u64, 0)
+    }
+
+    fn meta_of(user: u32, flow: u64, class: ClassId) -> PacketMeta {
+        PacketMeta { user, flow, class }
+    }
+
+    /// Queues `n` packets of 1000 bytes of user 1 at time 0 and schedules them onto the links.
+    fn send_and_schedule(s: &mut Session, n: usize) {
+        for _ in 0..n {
+            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
         }
+        s.schedule(Instant(0));
     }
 
     /// Emulates sending the head of link slot `i`: the copy is now in flight on that link.
@@ -1954,21 +1941,13 @@ mod tests {
         let mut s = session_with(cfg);
         let mut peak = 0;
         for f in 0..5000u64 {
-            let m = PacketMeta {
-                user: 1,
-                flow: f,
-                class: 0,
-            };
+            let m = meta_of(1, f, 0);
             s.send(Instant(0), &[0u8; 20], m).unwrap();
             peak = peak.max(s.flows.capacity());
             assert!(s.flows.len() <= 1001);
         }
         assert!(peak < 4096, "{peak}");
-        let m = PacketMeta {
-            user: 1,
-            flow: 4999,
-            class: 0,
-        };
+        let m = meta_of(1, 4999, 0);
         s.send(Instant(0), &[0u8; 20], m).unwrap();
         assert_eq!(
             s.pkts.last().unwrap().prev,
@@ -1980,20 +1959,14 @@ mod tests {
     #[test]
     fn lost_packet_is_resent_on_the_other_link_ahead_of_new_data() {
         let mut s = session();
-        for _ in 0..4 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 4);
         assert!(s.conn.is_empty(), "all assigned to links");
         let on1 = s.links[0].q.len();
         assert!(on1 > 0);
         let lost = send_head(&mut s, 0);
         let seq = s.pkts[lost as usize].seq;
         // More new data arrives and is queued on the links.
-        for _ in 0..4 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 4);
         // Link 1 declares the copy lost: it goes to the resend queue, then to link 2's head.
         let mut res = vec![];
         s.links[0].link.drain_in_flight(&mut res);
@@ -2055,10 +2028,7 @@ mod tests {
     #[test]
     fn a_dead_head_is_dropped_and_the_live_packet_behind_it_stays_queued() {
         let mut s = session();
-        for _ in 0..6 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 6);
         // The head of a queue of several has since been acked (a copy delivered elsewhere).
         let i = if s.links[0].q.len() >= 2 { 0 } else { 1 };
         let n = s.links[i].q.len();
@@ -2092,10 +2062,7 @@ mod tests {
     #[test]
     fn removing_a_link_requeues_queued_and_in_flight_packets() {
         let mut s = session();
-        for _ in 0..6 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 6);
         let queued_on_1 = s.links[0].q.len();
         assert!(queued_on_1 >= 2);
         send_head(&mut s, 0);
@@ -2121,10 +2088,7 @@ mod tests {
     #[test]
     fn packets_wait_for_a_link_when_the_last_one_goes() {
         let mut s = session();
-        for _ in 0..3 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
+        send_and_schedule(&mut s, 3);
         send_head(&mut s, 0);
         s.remove_link(1, Instant(0));
         s.set_link_admin(2, false, Instant(0));
@@ -2145,20 +2109,8 @@ mod tests {
         let cfg = one_class(3, Mode::Pinned(2), 2);
         let mut s = session_with(cfg);
         s.add_link(2, LinkConfig::default(), Instant(0));
-        for _ in 0..3 {
-            s.send(Instant(0), &[0u8; 1000], meta(1)).unwrap();
-        }
-        s.schedule(Instant(0));
-        s.send(
-            Instant(0),
-            &[0u8; 100],
-            PacketMeta {
-                user: 2,
-                flow: 9,
-                class: 3,
-            },
-        )
-        .unwrap();
+        send_and_schedule(&mut s, 3);
+        s.send(Instant(0), &[0u8; 100], meta_of(2, 9, 3)).unwrap();
         s.schedule(Instant(0));
         let pids: Vec<PktId> = std::iter::from_fn(|| s.pop_link_queue(0)).collect();
         let order: Vec<(u32, ClassId)> = pids
@@ -2177,16 +2129,7 @@ mod tests {
         let cfg = one_class(4, Mode::Pinned(9), 0);
         let mut s = session_with(cfg);
         s.add_link(1, LinkConfig::default(), Instant(0));
-        s.send(
-            Instant(0),
-            &[0u8; 100],
-            PacketMeta {
-                user: 1,
-                flow: 1,
-                class: 4,
-            },
-        )
-        .unwrap();
+        s.send(Instant(0), &[0u8; 100], meta_of(1, 1, 4)).unwrap();
         s.send(Instant(0), &[0u8; 100], meta(2)).unwrap();
         s.schedule(Instant(0));
         assert_eq!(s.stats.dropped_no_path, 1);

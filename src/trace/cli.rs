@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{gen_name, Context, Dir, Params, Spec, Stats, DEFAULT_SECONDS, PRESETS};
+use super::{gen_name, presets, Context, Dir, Params, Spec, Stats, DEFAULT_SECONDS};
 
 const HELP: &str = "\
 braid trace - generated and recorded link traces (Mahimahi format)
@@ -118,13 +118,13 @@ fn cli(args: Vec<OsString>) -> Result<(), String> {
         "stats" => stats(&o),
         "list" => {
             let mut out = String::new();
-            for p in PRESETS {
+            for p in presets() {
                 out.push_str(&format!("{}: {}\n", p.name, p.about));
             }
             out.push('\n');
             out.push_str(&Stats::header());
             out.push('\n');
-            for p in PRESETS {
+            for p in presets() {
                 for dir in [Dir::Up, Dir::Down] {
                     let params = Params {
                         dir,
@@ -249,7 +249,7 @@ fn write_stdout(s: &str) -> Result<(), String> {
 mod tests {
     #[test]
     fn help_names_every_preset() {
-        for p in super::PRESETS {
+        for p in super::presets() {
             assert!(super::HELP.contains(p.name), "{}", p.name);
         }
     }

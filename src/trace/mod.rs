@@ -6,7 +6,7 @@
 //! them, and name them with one syntax, in `scenarios/*.toml` and `scenarios/lab/*.toml` alike:
 //!
 //! ```text
-//! trace = gen:PRESET[/up|/down][?seed=N&modem=M&seconds=S]   generated (model::PRESETS)
+//! trace = gen:PRESET[/up|/down][?seed=N&modem=M&seconds=S]   generated (model::presets)
 //! trace = NAME                                                a recorded file
 //! ```
 //!
@@ -33,7 +33,7 @@ pub(crate) mod stats;
 
 use std::path::{Path, PathBuf};
 
-pub use model::{preset, Dir, Params, Preset, PRESETS};
+pub use model::{preset, presets, Dir, Params, Preset};
 pub use replay::{Trace, TRACE_MTU};
 pub(crate) use stats::Stats;
 

@@ -69,7 +69,8 @@ impl Dir {
 }
 
 /// A named cellular link: both directions and the events they share.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Preset {
     pub(crate) name: &'static str,
     /// One line: what it stands for.
@@ -87,7 +88,8 @@ pub struct Preset {
 }
 
 /// One direction of a preset.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct DirModel {
     /// Mean rate over the whole trace, outages included, Mbit/s.
     mean_mbit: f64,
@@ -103,7 +105,8 @@ pub(crate) struct DirModel {
 }
 
 /// Dead spells of one direction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Spells {
     /// Mean time between spells (exponential), seconds.
     every_s: f64,
@@ -112,7 +115,8 @@ pub(crate) struct Spells {
 }
 
 /// Handovers of one modem (both directions stop).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Handover {
     /// Time between handovers (uniform), seconds.
     every_s: (f64, f64),
@@ -125,7 +129,8 @@ pub(crate) struct Handover {
 }
 
 /// Tunnels on the route: every modem of the train goes dark.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Tunnel {
     /// Time from the end of one tunnel to the start of the next (uniform), seconds.
     every_s: (f64, f64),
@@ -137,167 +142,23 @@ pub(crate) struct Tunnel {
     reattach_s: (f64, f64),
 }
 
-/// The named presets (`gen:NAME`).
-pub static PRESETS: &[Preset] = &[
-    Preset {
-        name: "lte-good",
-        about: "LTE, good coverage, little movement (modelled on the T-Mobile LTE trace)",
-        up: DirModel {
-            mean_mbit: 13.0,
-            slow_sigma: 0.75,
-            fast_sigma: 0.3,
-            peak_mbit: 32.0,
-            grant: 0.45,
-            dead: Some(Spells {
-                every_s: 60.0,
-                len_s: (0.1, 0.8),
-            }),
-        },
-        down: DirModel {
-            mean_mbit: 16.5,
-            slow_sigma: 0.65,
-            fast_sigma: 0.55,
-            peak_mbit: 45.0,
-            grant: 0.3,
-            dead: Some(Spells {
-                every_s: 8.0,
-                len_s: (0.1, 1.0),
-            }),
-        },
-        slow_tau_s: 5.0,
-        fast_tau_s: 0.1,
-        shared: 0.3,
-        handover: Some(Handover {
-            every_s: (60.0, 180.0),
-            gap_ms: (20.0, 50.0),
-            fail: 0.0,
-            fail_s: (0.0, 0.0),
-        }),
-        tunnel: None,
-    },
-    Preset {
-        name: "lte-driving",
-        about: "LTE in a car, patchy coverage (modelled on the AT&T LTE driving trace)",
-        up: DirModel {
-            mean_mbit: 1.9,
-            slow_sigma: 0.8,
-            fast_sigma: 0.6,
-            peak_mbit: 10.0,
-            grant: 0.2,
-            dead: Some(Spells {
-                every_s: 4.5,
-                len_s: (0.1, 4.5),
-            }),
-        },
-        down: DirModel {
-            mean_mbit: 4.6,
-            slow_sigma: 0.8,
-            fast_sigma: 0.45,
-            peak_mbit: 20.0,
-            grant: 0.3,
-            dead: Some(Spells {
-                every_s: 4.0,
-                len_s: (0.1, 1.2),
-            }),
-        },
-        slow_tau_s: 2.0,
-        fast_tau_s: 0.1,
-        shared: 0.4,
-        handover: Some(Handover {
-            every_s: (20.0, 60.0),
-            gap_ms: (30.0, 80.0),
-            fail: 0.05,
-            fail_s: (0.5, 2.0),
-        }),
-        tunnel: None,
-    },
-    Preset {
-        name: "umts",
-        about: "3G UMTS/HSPA: a few Mbit/s, steadier, rare hard handovers (assumed figures)",
-        up: DirModel {
-            mean_mbit: 1.5,
-            slow_sigma: 0.4,
-            fast_sigma: 0.3,
-            peak_mbit: 5.76,
-            grant: 0.5,
-            dead: Some(Spells {
-                every_s: 60.0,
-                len_s: (0.2, 1.5),
-            }),
-        },
-        down: DirModel {
-            mean_mbit: 5.0,
-            slow_sigma: 0.45,
-            fast_sigma: 0.35,
-            peak_mbit: 21.0,
-            grant: 0.5,
-            dead: Some(Spells {
-                every_s: 40.0,
-                len_s: (0.2, 1.5),
-            }),
-        },
-        slow_tau_s: 3.0,
-        fast_tau_s: 0.15,
-        shared: 0.4,
-        handover: Some(Handover {
-            every_s: (30.0, 90.0),
-            gap_ms: (50.0, 150.0),
-            fail: 0.0,
-            fail_s: (0.0, 0.0),
-        }),
-        tunnel: None,
-    },
-    Preset {
-        name: "hsr",
-        about: "LTE on a high-speed train: handovers every 8-20 s (10 % fail), tunnels shared by every modem (assumed figures)",
-        up: DirModel {
-            mean_mbit: 4.0,
-            slow_sigma: 0.7,
-            fast_sigma: 0.6,
-            peak_mbit: 20.0,
-            grant: 0.3,
-            dead: Some(Spells {
-                every_s: 20.0,
-                len_s: (0.1, 1.0),
-            }),
-        },
-        down: DirModel {
-            mean_mbit: 10.0,
-            slow_sigma: 0.7,
-            fast_sigma: 0.55,
-            peak_mbit: 50.0,
-            grant: 0.3,
-            dead: Some(Spells {
-                every_s: 20.0,
-                len_s: (0.1, 1.0),
-            }),
-        },
-        slow_tau_s: 1.0,
-        fast_tau_s: 0.05,
-        shared: 0.5,
-        handover: Some(Handover {
-            every_s: (8.0, 20.0),
-            gap_ms: (30.0, 80.0),
-            fail: 0.1,
-            fail_s: (0.5, 3.0),
-        }),
-        tunnel: Some(Tunnel {
-            every_s: (30.0, 90.0),
-            len_s: (2.0, 8.0),
-            enter_s: (0.0, 0.5),
-            reattach_s: (0.3, 2.0),
-        }),
-    },
-];
+/// The named presets (`gen:NAME`), in `presets.json` (an absent `dead`, `handover` or
+/// `tunnel` is none).
+pub fn presets() -> &'static [Preset] {
+    static PRESETS: std::sync::OnceLock<Vec<Preset>> = std::sync::OnceLock::new();
+    PRESETS.get_or_init(|| {
+        serde_json::from_str(include_str!("presets.json")).expect("trace/presets.json is valid")
+    })
+}
 
 /// The preset called `name`.
 pub fn preset(name: &str) -> Option<&'static Preset> {
-    PRESETS.iter().find(|p| p.name == name)
+    presets().iter().find(|p| p.name == name)
 }
 
 /// Names of every preset, for messages.
 pub(crate) fn preset_names() -> String {
-    PRESETS
+    presets()
         .iter()
         .map(|p| p.name)
         .collect::<Vec<_>>()
@@ -674,7 +535,7 @@ mod tests {
             seconds: 20,
             ..params(dir, seed, modem)
         };
-        for p in PRESETS {
+        for p in presets() {
             for dir in [Dir::Up, Dir::Down] {
                 let a = p.generate(&short(dir, 5, 0));
                 assert_eq!(a, p.generate(&short(dir, 5, 0)), "{} {dir:?}", p.name);

@@ -91,6 +91,11 @@ mod tests {
         LinkView::for_test(id, role, us, us, us + 10_000)
     }
 
+    /// The link a copy lost on `lost_on` is resent on at `now_us`, any link allowed.
+    fn pick(now_us: u64, links: &[LinkView], lost_on: Option<LinkId>) -> Option<usize> {
+        pick_resend_link(Instant(now_us), links, lost_on, |_| true)
+    }
+
     #[test]
     fn resend_goes_where_it_arrives_first_the_losing_link_one_trip_later() {
         let links = [
@@ -99,53 +104,32 @@ mod tests {
             lv(3, LinkRole::Primary, 15),
         ];
         // Lost on 1: 1 counts 10 + 10 ms, 3 arrives at 15.
-        assert_eq!(
-            pick_resend_link(Instant(0), &links, Some(1), |_| true),
-            Some(2)
-        );
-        assert_eq!(
-            pick_resend_link(Instant(0), &links, Some(3), |_| true),
-            Some(0)
-        );
-        assert_eq!(
-            pick_resend_link(Instant(0), &links, None, |_| true),
-            Some(0)
-        );
+        assert_eq!(pick(0, &links, Some(1)), Some(2));
+        assert_eq!(pick(0, &links, Some(3)), Some(0));
+        assert_eq!(pick(0, &links, None), Some(0));
         // The other links are far later: the losing link itself is the fastest way.
         let mut l = links;
         l[2] = lv(3, LinkRole::Primary, 60);
-        assert_eq!(pick_resend_link(Instant(0), &l, Some(1), |_| true), Some(0));
+        assert_eq!(pick(0, &l, Some(1)), Some(0));
         // Only the link it was lost on is left: use it.
         l[1].usable = false;
         l[2].usable = false;
-        assert_eq!(pick_resend_link(Instant(0), &l, Some(1), |_| true), Some(0));
+        assert_eq!(pick(0, &l, Some(1)), Some(0));
         l[0].usable = false;
-        assert_eq!(pick_resend_link(Instant(0), &l, Some(1), |_| true), None);
+        assert_eq!(pick(0, &l, Some(1)), None);
     }
 
     #[test]
     fn a_long_resend_backlog_counts_against_a_link_and_beyond_the_horizon_it_waits() {
         let mut links = [lv(1, LinkRole::Primary, 20), lv(2, LinkRole::Primary, 30)];
-        assert_eq!(
-            pick_resend_link(Instant(0), &links, Some(1), |_| true),
-            Some(1)
-        );
+        assert_eq!(pick(0, &links, Some(1)), Some(1));
         // Link 2 already holds 500 ms of resends (a stalled link's queue).
         links[1].arrival_resend = Instant(530_000);
-        assert_eq!(
-            pick_resend_link(Instant(0), &links, Some(1), |_| true),
-            Some(0)
-        );
+        assert_eq!(pick(0, &links, Some(1)), Some(0));
         // Both beyond the horizon (30 ms one-way + 2 packet times + 2 ms): it waits for one.
         links[0].arrival_resend = Instant(300_000);
-        assert_eq!(
-            pick_resend_link(Instant(0), &links, Some(1), |_| true),
-            None
-        );
-        assert_eq!(
-            pick_resend_link(Instant(280_000), &links, Some(1), |_| true),
-            Some(0)
-        );
+        assert_eq!(pick(0, &links, Some(1)), None);
+        assert_eq!(pick(280_000, &links, Some(1)), Some(0));
     }
 
     #[test]
@@ -155,10 +139,7 @@ mod tests {
             lv(2, LinkRole::Secondary, 40),
             lv(3, LinkRole::Never, 1),
         ];
-        assert_eq!(
-            pick_resend_link(Instant(0), &links, None, |_| true),
-            Some(1)
-        );
+        assert_eq!(pick(0, &links, None), Some(1));
         assert_eq!(
             pick_resend_link(Instant(0), &links, None, |l| l.id != 2),
             Some(0)
