@@ -177,6 +177,10 @@ pub(crate) struct Link {
     /// This direction's queueing delay alone, from the peer's receive stamps (see
     /// [`ForwardDelay`]).
     fwd: ForwardDelay,
+    /// The return path's queueing delay in µs: the smoothed RTT above its floor that the
+    /// forward direction does not hold (0 until one-way samples say so). ACKs waiting in it
+    /// are for data already delivered, so the in-flight cap must cover it (see [`Link::cwnd`]).
+    back_queue: u64,
 
     // --- sender: delivery rate and pacing ---
     delivered: u64,
@@ -272,6 +276,7 @@ impl Link {
             min_rtt: INITIAL_RTT_US,
             min_rtt_stamp: now,
             fwd: ForwardDelay::default(),
+            back_queue: 0,
             delivered: 0,
             delivered_time: now,
             first_sent_time: now,
@@ -480,7 +485,10 @@ impl Link {
         }
         // Two round trips of data at the estimate on a steady link; on a link whose RTT swings
         // (cellular scheduling, ACK bunching) up to three, or ACK gaps would starve the pacer.
-        let rtt = (self.srtt + self.min_rtt).min(3 * self.min_rtt);
+        // A queue on the return path delays the ACKs of data already delivered: those bytes
+        // are in flight without being in the forward queue, so the cap covers that delay on top.
+        let own = self.srtt.saturating_sub(self.back_queue);
+        let rtt = (own + self.min_rtt).min(3 * self.min_rtt) + self.back_queue;
         let window = bw * rtt / 1_000_000;
         let floor = if self.phase == Phase::Startup {
             INITIAL_CWND
@@ -735,6 +743,10 @@ impl Link {
             let sent = self.sent[li].sent;
             let delay = ack.delay_8us as u64 * 8;
             self.on_rtt_sample(now, now.0.saturating_sub(sent.0), delay);
+            self.back_queue = self
+                .fwd
+                .queue_us(now.0)
+                .map_or(0, |q| self.srtt.saturating_sub(self.min_rtt + q));
             if self.sent[li].probe {
                 self.probe_rtts.0 += 1;
                 self.probe_rtts.1 += self.latest_rtt as i64 - self.probe_srtt as i64;
@@ -1593,6 +1605,29 @@ mod tests {
             p.tx.forward_delay_us(now),
             p.tx.srtt().as_micros() as u64 / 2
         );
+    }
+
+    /// A queue on the return path only holds ACKs of data already delivered: the in-flight cap
+    /// covers it, so a saturating sender keeps the link full. Without that, the cap (three RTT
+    /// floors of data at the estimate) let through a third of the capacity per 440 ms RTT, the
+    /// delivery samples fell with it, and once the old samples aged out of the estimate the
+    /// link spiralled down to a tenth of its capacity (what an upload met behind a download's
+    /// queue on the same cellular link, lte-bidir).
+    #[test]
+    fn a_queue_on_the_return_path_does_not_starve_the_sender() {
+        let mut p = Pipe::new(2_500_000, 20);
+        p.back_queue = |t| (t.saturating_sub(2_000_000) / 4).min(400_000);
+        let mut out = Vec::new();
+        p.run(4_500, &mut out);
+        let before = p.tx.bytes_acked;
+        p.run(7_500, &mut out);
+        let rate = (p.tx.bytes_acked - before) as f64 / 3.0;
+        assert!(rate > 0.75 * 2_500_000.0, "acked {rate:.0} B/s of 2500000");
+        assert!(p.tx.srtt() > Duration::from_millis(400));
+        // The forward queue stays as short as without the return queue.
+        let q = p.tx.forward_queue_us(Instant(p.now)).expect("measured");
+        assert!(q < 30_000, "forward queue {q} µs");
+        assert_eq!(p.tx.state(), LinkState::Up);
     }
 
     #[test]
