@@ -41,12 +41,29 @@ impl Signals {
     }
 
     /// The next signal. Cancel-safe (a `select!` arm).
+    ///
+    /// A `poll_fn` over the three signals' `poll_recv`, not a `select!` of their `recv()`: the
+    /// event loop makes this future anew every turn (about once per packet), and a nested
+    /// `select!` cost a random draw, three futures made and dropped each time. When several
+    /// signals wait, Term comes first, then Interrupt, then Hangup (the others on later turns).
     pub(crate) async fn recv(&mut self) -> Signal {
-        tokio::select! {
-            _ = self.term.recv() => Signal::Term,
-            _ = self.int.recv() => Signal::Interrupt,
-            _ = self.hup.recv() => Signal::Hangup,
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Signal> {
+        use std::task::Poll;
+        // Ready(None) (the runtime shutting down) counts as the signal, as it did in the
+        // `select!` this replaces.
+        if self.term.poll_recv(cx).is_ready() {
+            return Poll::Ready(Signal::Term);
         }
+        if self.int.poll_recv(cx).is_ready() {
+            return Poll::Ready(Signal::Interrupt);
+        }
+        if self.hup.poll_recv(cx).is_ready() {
+            return Poll::Ready(Signal::Hangup);
+        }
+        Poll::Pending
     }
 }
 
@@ -218,6 +235,30 @@ pub(crate) fn block_on_local<F: std::future::Future>(f: F) -> F::Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each signal comes back as what it is, one per `recv()` (SIGHUP and SIGINT only: once
+    /// taken over, a signal stays with tokio for the rest of the test process).
+    #[test]
+    fn signals_come_back_as_what_they_are() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut s = Signals::new().unwrap();
+            for (sig, want) in [
+                (libc::SIGHUP, Signal::Hangup),
+                (libc::SIGINT, Signal::Interrupt),
+            ] {
+                // SAFETY: kill(2) on our own process, with a signal tokio now handles.
+                assert_eq!(unsafe { libc::kill(libc::getpid(), sig) }, 0);
+                let got = tokio::time::timeout(std::time::Duration::from_secs(5), s.recv())
+                    .await
+                    .expect("the signal within 5 s");
+                assert_eq!(got, want, "signal {sig}");
+            }
+        });
+    }
 
     /// Frames from a script, on a UDP socket's readiness; counts the reads.
     #[derive(Debug)]
