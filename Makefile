@@ -79,13 +79,14 @@ bench-faults: lab-deps
 	./target/release/braid lab faults --repeat $(FAULTS_REPEAT) --out bench/faults
 
 ## bench-cpu: CPU seconds per bonded GB of braid edge and core beside ss-redir/ss-server
-## (OpenMPTCProuter) in the same run, and instructions per forwarded packet under callgrind
-## with an MT7621 projection (release binaries; as root; ~6 min). CPU_REPEAT runs each.
+## (OpenMPTCProuter) in the same run, and instructions per forwarded packet of the edge (with an
+## MT7621 projection) and of the core under callgrind, per workload, the dumps kept in bench/cpu
+## for bench/cpu/cgfuncs.py (release binaries; as root; ~8 min). CPU_REPEAT runs each.
 CPU_REPEAT ?= 3
 bench-cpu: lab-deps
 	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
 	$(CARGO) build --release --locked
-	./target/release/braid lab cpu --repeat $(CPU_REPEAT) --callgrind --out bench/cpu
+	./target/release/braid lab cpu --repeat $(CPU_REPEAT) --callgrind-core --out bench/cpu
 
 ## bench-memory: peak RSS of the edge and the core at their default budgets (option memory,
 ## 16M and 64M) with 200 users and 2,000 UDP flows overloading two links, min/median/max over

@@ -23,6 +23,7 @@
 //! [`Refusal`] names each reason in words `braid status` shows; [`Refusals`] counts them, one
 //! counter per reason. Anything else the core refuses (handshakes, say) can join as a variant.
 
+use crate::proto::fasthash::FastMap;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
@@ -193,9 +194,10 @@ impl ForwardPolicy {
 #[derive(Debug)]
 pub(crate) struct Admission<S> {
     policy: ForwardPolicy,
-    allowed_lan: HashMap<EdgeKey, Vec<Cidr>>,
+    /// Looked up per packet: [`FastMap`]s, not SipHash (keys of configured edges, sessions).
+    allowed_lan: FastMap<EdgeKey, Vec<Cidr>>,
     refused: Refusals,
-    refused_by: HashMap<S, Refusals>,
+    refused_by: FastMap<S, Refusals>,
 }
 
 impl<S: Copy + Eq + Hash> Admission<S> {
@@ -204,9 +206,9 @@ impl<S: Copy + Eq + Hash> Admission<S> {
     pub(crate) fn new(policy: ForwardPolicy, allowed_lan: HashMap<EdgeKey, Vec<Cidr>>) -> Self {
         Admission {
             policy,
-            allowed_lan,
+            allowed_lan: allowed_lan.into_iter().collect(),
             refused: Refusals::default(),
-            refused_by: HashMap::new(),
+            refused_by: FastMap::default(),
         }
     }
 
@@ -225,7 +227,7 @@ impl<S: Copy + Eq + Hash> Admission<S> {
             .collect();
         let local = std::mem::take(&mut self.policy.local);
         self.policy = ForwardPolicy { local, ..policy };
-        self.allowed_lan = allowed_lan;
+        self.allowed_lan = allowed_lan.into_iter().collect();
         gone
     }
 

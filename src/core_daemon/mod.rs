@@ -23,6 +23,7 @@
 pub(crate) mod accept;
 pub(crate) mod forward;
 
+use crate::proto::fasthash::FastMap;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -156,22 +157,22 @@ struct Core {
     classifier: Classifier,
     /// Downstream packets classified into each class (by `ClassId`), per session; carried by
     /// class name across reloads, as the edge does for upstream.
-    class_packets: HashMap<SessionId, ClassCounts>,
+    class_packets: FastMap<SessionId, ClassCounts>,
     /// When each session was established (for `braid status`).
-    established_at: HashMap<SessionId, std::time::Instant>,
+    established_at: FastMap<SessionId, std::time::Instant>,
     /// Each edge's clients (by their LAN address) and bytes, for `braid status`.
-    users: HashMap<SessionId, crate::daemon::users::UserTable>,
+    users: FastMap<SessionId, crate::daemon::users::UserTable>,
     /// Measured rates and time in state: (session, link), the session itself as link `None`.
     meter: control::Meter<(SessionId, Option<LinkId>)>,
     seed: u64,
     mss: u16,
-    drops: HashMap<&'static str, u64>,
+    drops: FastMap<&'static str, u64>,
     /// Packets to servers go to the hub through it: runs of one TCP flow merge into aggregates.
     hub_out: daemon::HubWriter,
     /// Datagrams to edges over UDP, sent per socket at the end of a turn.
     outbox: daemon::Outbox<u8>,
     /// The current session of each connected edge (by its key: pool addresses outlive sessions).
-    edges: HashMap<EdgeKey, SessionId>,
+    edges: FastMap<EdgeKey, SessionId>,
     /// The forward policy and each edge's `allowed_lan` over client packets, and what they
     /// refused (since start, and per session).
     admission: Admission<SessionId>,
@@ -264,7 +265,7 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         classifier: Classifier::from_config(&cfg),
         mss: mss_for_mtu(cfg.main.mtu, 4),
         map,
-        edges: HashMap::new(),
+        edges: FastMap::default(),
         admission: Admission::new(forward_policy(&cfg), allowed_lans(&cfg)),
         for_good: false,
         forwarding_restore: forwarding.pending().to_vec(),
@@ -274,11 +275,11 @@ async fn run(_args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         udp: udp.clone(),
         tcp: Conns::new(accept::Limits::default()),
         seed: u64::from_le_bytes(seed),
-        class_packets: HashMap::new(),
-        established_at: HashMap::new(),
-        users: HashMap::new(),
+        class_packets: FastMap::default(),
+        established_at: FastMap::default(),
+        users: FastMap::default(),
         meter: control::Meter::new(),
-        drops: HashMap::new(),
+        drops: FastMap::default(),
         hub_out: daemon::HubWriter::default(),
         outbox: daemon::Outbox::new(DATAGRAM),
         refusals: Refusals::default(),

@@ -191,7 +191,7 @@ pub(crate) fn drain_sockets<S: Sockets + ?Sized>(
 pub(crate) fn send_out<S: Sockets + ?Sized>(
     outbox: &mut Outbox<S::Key>,
     socks: &S,
-    drops: &mut std::collections::HashMap<&'static str, u64>,
+    drops: &mut crate::proto::fasthash::FastMap<&'static str, u64>,
 ) {
     let lost = outbox.flush(|key, msgs| socks.send(key, msgs));
     if lost > 0 {
@@ -709,7 +709,7 @@ mod tests {
                 out.slot()[..1].copy_from_slice(d);
                 out.push(k, to, 1);
             }
-            let mut drops = std::collections::HashMap::new();
+            let mut drops = crate::proto::fasthash::FastMap::default();
             send_out(&mut out, &socks, &mut drops);
             assert_eq!(drops.get("test refused"), Some(&1));
             let mut buf = [0u8; 10];

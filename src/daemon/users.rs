@@ -5,7 +5,7 @@
 //! "flows active lately", not a lifetime total. At most [`MAX_USERS`] users and
 //! [`MAX_FLOWS_PER_USER`] flows each are tracked; past that the quietest user is forgotten.
 
-use std::collections::{HashMap, HashSet};
+use crate::proto::fasthash::{FastMap, FastSet};
 use std::net::IpAddr;
 
 /// Users tracked at most.
@@ -17,14 +17,15 @@ pub(crate) const MAX_FLOWS_PER_USER: usize = 256;
 struct User {
     tx: u64,
     rx: u64,
-    flows: HashSet<u32>,
+    flows: FastSet<u32>,
     last_flows: usize,
 }
 
 /// The table. See the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct UserTable {
-    users: HashMap<IpAddr, User>,
+    /// Looked up twice per packet: a [`FastMap`], not SipHash.
+    users: FastMap<IpAddr, User>,
     /// Users and flows per user counted at most (the memory budget's, or the defaults).
     max_users: usize,
     max_flows: usize,
@@ -52,7 +53,7 @@ impl UserTable {
     /// A table counting at most `users` users and `flows` flows for each (at least 1 each).
     pub(crate) fn with_limits(users: usize, flows: usize) -> UserTable {
         UserTable {
-            users: HashMap::new(),
+            users: FastMap::default(),
             max_users: users.max(1),
             max_flows: flows.max(1),
             tx_total: 0,
@@ -101,7 +102,7 @@ impl UserTable {
         for u in self.users.values_mut() {
             u.last_flows = u.flows.len();
             // A new set, not `clear`: a set keeps its capacity, and a busy window's would stay.
-            u.flows = HashSet::new();
+            u.flows = FastSet::default();
         }
     }
 

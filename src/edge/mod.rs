@@ -205,7 +205,7 @@ struct Edge {
     established_at: Option<std::time::Instant>,
     started: std::time::Instant,
     warned_handshake: bool,
-    drops: HashMap<&'static str, u64>,
+    drops: crate::proto::fasthash::FastMap<&'static str, u64>,
     /// Client packets classified into each class (by `ClassId`, carried by name across reloads).
     class_packets: ClassCounts,
     users: crate::daemon::users::UserTable,
@@ -466,7 +466,7 @@ async fn run(args: DaemonArgs, cfg: Config) -> Result<(), daemon::Error> {
         established_at: None,
         started: std::time::Instant::now(),
         warned_handshake: false,
-        drops: HashMap::new(),
+        drops: crate::proto::fasthash::FastMap::default(),
         class_packets: ClassCounts::default(),
         users: crate::memory::user_table(&bounds.session),
         users_rolled: std::time::Instant::now(),

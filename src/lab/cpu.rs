@@ -6,10 +6,12 @@
 //! divided by the bytes the client got: CPU seconds per GB. The kernel's own work (MPTCP's
 //! subflows, softirq forwarding) is not in a process's time, for either mode.
 //!
-//! With `--callgrind` (valgrind installed), one more run counts the instructions `braid edge`
-//! executes per forwarded packet under callgrind (counters zeroed when the transfer starts,
-//! dumped when it ends, packets from the edge's own status), and projects the bonded rate an
-//! MT7621 (880 MHz MIPS 1004Kc) would hold from it.
+//! With `--callgrind` (valgrind installed), one more run per workload counts the instructions
+//! `braid edge` executes per forwarded packet under callgrind (counters zeroed when the transfer
+//! starts, dumped when it ends, packets from the edge's own status), and projects the bonded rate
+//! an MT7621 (880 MHz MIPS 1004Kc) would hold from it; with `--callgrind-core` also one run per
+//! workload with `braid core` under callgrind instead. The dumps are kept in the output
+//! directory (`callgrind.SIDE.WORKLOAD.out`, for `callgrind_annotate`).
 //!
 //! Counts that do not depend on the machine's load come with every braid run: the daemons'
 //! wake-ups (context switches, /proc/PID/status) per forwarded packet (both ways, from their
@@ -104,10 +106,14 @@ impl CpuRow {
 #[derive(Clone, Debug, serde::Serialize)]
 pub(crate) struct InstrRow {
     pub(crate) workload: String,
+    /// The daemon counted: "edge" or "core".
+    pub(crate) side: &'static str,
     instructions: u64,
     /// Inner packets the edge forwarded (both directions) while counting.
     packets: u64,
     bytes: u64,
+    /// Where the callgrind dump was kept.
+    dump: Option<PathBuf>,
 }
 
 impl InstrRow {
@@ -235,12 +241,16 @@ pub(crate) struct CpuOpts {
     pub(crate) duration: Duration,
     pub(crate) tag: String,
     pub(crate) callgrind: bool,
+    /// With `callgrind`: count the core's instructions too (a run of its own per workload).
+    pub(crate) callgrind_core: bool,
+    /// Where the callgrind dumps are kept.
+    pub(crate) out: PathBuf,
     /// Count the braid daemons' system calls by name (`perf stat`).
     pub(crate) syscalls: bool,
 }
 
 /// Run the comparison; rows in run order. Progress on stderr.
-pub(crate) fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<InstrRow>), String> {
+pub(crate) fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Vec<InstrRow>), String> {
     let mut rows = Vec::new();
     let modes: Vec<Mode> = [Mode::Braid, Mode::Mptcp]
         .into_iter()
@@ -257,7 +267,7 @@ pub(crate) fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<Ins
     for repeat in 1..=o.repeat {
         for &m in &modes {
             if INTERRUPTED.load(Ordering::Relaxed) {
-                return Ok((rows, None));
+                return Ok((rows, Vec::new()));
             }
             let (edge_l, core_l) = labels(m).expect("braid and mptcp have processes");
             let mut t =
@@ -346,11 +356,20 @@ pub(crate) fn run(sc: &Scenario, o: &CpuOpts) -> Result<(Vec<CpuRow>, Option<Ins
             t.teardown();
         }
     }
-    let instr = if o.callgrind && !INTERRUPTED.load(Ordering::Relaxed) {
-        Some(callgrind_run(sc, o)?)
-    } else {
-        None
+    let mut instr = Vec::new();
+    let sides: &[&'static str] = match (o.callgrind, o.callgrind_core) {
+        (false, _) => &[],
+        (true, false) => &["edge"],
+        (true, true) => &["edge", "core"],
     };
+    for &w in &o.workloads {
+        for &side in sides {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                return Ok((rows, instr));
+            }
+            instr.push(callgrind_run(sc, o, w, side)?);
+        }
+    }
     Ok((rows, instr))
 }
 
@@ -639,7 +658,13 @@ pub(crate) fn counts_table(rows: &[CpuRow]) -> String {
     s
 }
 
-fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
+/// One callgrind run of workload `w` with the `side` daemon ("edge" or "core") under valgrind.
+fn callgrind_run(
+    sc: &Scenario,
+    o: &CpuOpts,
+    w: Workload,
+    side: &'static str,
+) -> Result<InstrRow, String> {
     for p in ["valgrind", "callgrind_control"] {
         if Command::new(p).arg("--version").output().is_err() {
             return Err(format!(
@@ -648,21 +673,28 @@ fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
         }
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let w = o.workloads[0];
     eprintln!(
-        "callgrind: braid edge under valgrind, {} for {:.0} s (about 50 times slower)",
+        "callgrind: braid {side} under valgrind, {} for {:.0} s (about 50 times slower)",
         w.name(),
         o.duration.as_secs_f64()
     );
     let mut t = Topology::up(topo_spec(sc, &o.tag)).map_err(|e| format!("topology: {e}"))?;
-    let out_file: PathBuf = t.log_dir.join("edge.callgrind");
+    let out_file: PathBuf = t.log_dir.join(format!("{side}.callgrind"));
     let out_arg = format!("--callgrind-out-file={}", out_file.display());
-    mode::setup_braid_wrapped(
-        &mut t,
-        &["valgrind", "--tool=callgrind", "--quiet", &out_arg],
-    )
-    .map_err(|e| format!("braid under callgrind: {e}"))?;
-    let pid = t.pid("braid-edge0").ok_or("no edge process")?.to_string();
+    let wrapper = ["valgrind", "--tool=callgrind", "--quiet", &out_arg];
+    let (edge_w, core_w): (&[&str], &[&str]) = if side == "core" {
+        (&[], &wrapper)
+    } else {
+        (&wrapper, &[])
+    };
+    mode::setup_braid_wrapped(&mut t, edge_w, core_w)
+        .map_err(|e| format!("braid under callgrind: {e}"))?;
+    let label = if side == "core" {
+        "braid-core"
+    } else {
+        "braid-edge0"
+    };
+    let pid = t.pid(label).ok_or("no braid process to count")?.to_string();
     let sock = t.log_dir.join("edge0.sock");
     let ctl = |arg: &str| -> Result<(), String> {
         let st = Command::new("callgrind_control")
@@ -690,7 +722,7 @@ fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
     let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
     for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("edge.callgrind") {
+        if name.starts_with(&format!("{side}.callgrind")) {
             let m = e.metadata().and_then(|m| m.modified()).ok();
             if let Some(m) = m {
                 if best.as_ref().map_or(true, |(b, _)| m > *b) {
@@ -702,6 +734,13 @@ fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
     let file = best.ok_or("callgrind wrote no dump")?.1;
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let instructions = callgrind_total(&text).ok_or("callgrind dump without a total")?;
+    // Kept beside the results: the per-function table is `callgrind_annotate` of it.
+    let kept = o.out.join(format!("callgrind.{side}.{}.out", w.name()));
+    let dump = std::fs::create_dir_all(&o.out)
+        .and_then(|()| std::fs::write(&kept, &text))
+        .map(|()| kept)
+        .map_err(|e| eprintln!("callgrind: could not keep the dump: {e}"))
+        .ok();
     eprintln!(
         "callgrind: {instructions} instructions, {} packets, {:.2} Mbit/s in {:.0} s",
         p1 - p0,
@@ -711,9 +750,11 @@ fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
     t.teardown();
     Ok(InstrRow {
         workload: w.name(),
+        side,
         instructions,
         packets: p1.saturating_sub(p0),
         bytes: res.bytes,
+        dump,
     })
 }
 
@@ -721,6 +762,23 @@ fn callgrind_run(sc: &Scenario, o: &CpuOpts) -> Result<InstrRow, String> {
 /// user-space part of the edge's CPU time in the native runs of the same workload: callgrind
 /// counts user space only, the kernel's work for the same packets comes on top in proportion.
 pub(crate) fn instr_text(r: &InstrRow, user_share: Option<f64>) -> String {
+    let kept = r
+        .dump
+        .as_ref()
+        .map(|d| format!(" Dump: {}.", d.display()))
+        .unwrap_or_default();
+    if r.side == "core" {
+        // The core runs on a server: no router projection.
+        return format!(
+            "Instructions of `braid core` (x86_64 release build, callgrind), {}: {:.0} per \
+             forwarded packet ({} instructions, {} packets both ways, {} goodput bytes).{kept}\n",
+            r.workload,
+            r.per_packet(),
+            r.instructions,
+            r.packets,
+            r.bytes,
+        );
+    }
     // MT7621: MIPS 1004Kc at 880 MHz, in-order single issue; the IPCs bracket what such a core
     // retires on integer and crypto code. One core: the edge's loop is single-threaded.
     let share = user_share.filter(|s| *s > 0.0 && *s <= 1.0).unwrap_or(1.0);
@@ -733,7 +791,7 @@ pub(crate) fn instr_text(r: &InstrRow, user_share: Option<f64>) -> String {
          instructions per byte, and the kernel's work on top in the proportion measured above: \
          user space {:.0} % of the edge's CPU time): {:.0}-{:.0} Mbit/s of bonded, encrypted \
          goodput. MIPS32 needs more instructions than x86_64 for the same work (no 64-bit \
-         multiply for Poly1305), so the real figure is lower.\n",
+         multiply for Poly1305), so the real figure is lower.{kept}\n",
         r.workload,
         r.per_packet(),
         r.instructions,
@@ -866,11 +924,13 @@ mod tests {
         assert_eq!(callgrind_total("totals: 42 7\n"), Some(42));
         assert_eq!(callgrind_total("events: Ir\n"), None);
         // 10 instructions per byte at 1 GHz and IPC 1: 100 MB/s = 800 Mbit/s.
-        let r = InstrRow {
+        let mut r = InstrRow {
             workload: "bulk8-down".into(),
+            side: "edge",
             instructions: 10_000,
             packets: 10,
             bytes: 1_000,
+            dump: None,
         };
         assert_eq!(r.per_packet(), 1000.0);
         assert!((r.projected_mbps(1e9, 1.0) - 800.0).abs() < 1e-9);
@@ -881,5 +941,13 @@ mod tests {
         assert!(half.contains("user space 50 %"), "{half}");
         let p = 880e6 * 0.5 / 10.0 * 8.0 / 1e6;
         assert!(half.contains(&format!("{:.0}-", p / 2.0)), "{half}");
+        // The core's count has no router projection.
+        r.side = "core";
+        let core = instr_text(&r, Some(0.5));
+        assert!(
+            core.contains("`braid core`") && core.contains("1000 per"),
+            "{core}"
+        );
+        assert!(!core.contains("MT7621"), "{core}");
     }
 }

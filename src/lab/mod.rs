@@ -105,12 +105,14 @@ USAGE:
                                                    core-kill, edge-restart, blackhole, flap,
                                                    dns, device-late, clock-behind (default all)
     braid lab cpu [--scenario S] [--workload ..] [--repeat N] [--duration D] [--callgrind]
-                  [--syscalls]                     CPU seconds per GB of braid edge and core
+                  [--callgrind-core] [--syscalls]  CPU seconds per GB of braid edge and core
                                                    beside ss-redir and ss-server (MPTCP), the
                                                    daemons' wake-ups per forwarded packet, with
                                                    --syscalls their system calls per packet by
                                                    name (perf stat), with --callgrind
-                                                   instructions per packet
+                                                   instructions per packet of the edge (and
+                                                   with --callgrind-core of the core), each
+                                                   workload, dumps kept in the --out dir
                                                    (default hetero, bulk8-down,bulk8-up, 3, 10s)
     braid lab up SCENARIO [--mode M] [--tag T]     build it and wait for Ctrl-C
     braid lab clean [--tag T]                      remove leftovers of interrupted runs (all
@@ -186,6 +188,7 @@ struct Opts {
     faults: Option<Vec<faults::Fault>>,
     repeat: Option<usize>,
     callgrind: bool,
+    callgrind_core: bool,
     syscalls: bool,
     sequence: bool,
     daemons: Vec<(String, PathBuf)>,
@@ -250,6 +253,10 @@ fn parse_opts(args: Vec<OsString>) -> Result<Opts, String> {
                 o.daemons = parse_daemons(&v)?;
             }
             Long("callgrind") => o.callgrind = true,
+            Long("callgrind-core") => {
+                o.callgrind = true;
+                o.callgrind_core = true;
+            }
             Long("syscalls") => o.syscalls = true,
             Long("tag") => o.tag = opt_text(&mut p)?,
             Value(v) => o.pos.push(v.string().map_err(|e| e.to_string())?),
@@ -460,6 +467,8 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                 duration: o.duration.unwrap_or(Duration::from_secs(10)),
                 tag: o.tag.clone(),
                 callgrind: o.callgrind,
+                callgrind_core: o.callgrind_core,
+                out: out.clone(),
                 syscalls: o.syscalls,
             };
             install_signal_handlers();
@@ -491,7 +500,7 @@ fn cli(args: Vec<OsString>) -> Result<ExitCode, String> {
                      (`--syscalls`, perf stat).\n\n{counts}"
                 ));
             }
-            if let Some(i) = &instr {
+            for i in &instr {
                 // The user-space share of the native braid edge's time on the same workload.
                 let shares: Vec<f64> = rows
                     .iter()

@@ -103,7 +103,7 @@ impl Mode {
     /// [`Mode::setup`], with braid's daemons from `daemons` when given.
     pub(crate) fn setup_with(&self, topo: &mut Topology, daemons: Option<&Path>) -> io::Result<()> {
         match (self, daemons) {
-            (Mode::Braid, Some(exe)) => setup_braid_exe(topo, exe, &[]),
+            (Mode::Braid, Some(exe)) => setup_braid_exe(topo, exe, &[], &[]),
             _ => self.setup(topo),
         }
     }
@@ -313,17 +313,27 @@ pub(crate) fn keypair(exe: &Path) -> io::Result<(String, String)> {
 /// The hook for `braid` mode: write the UCI files, start `braid core` in the core namespace and
 /// `braid edge` in each edge namespace, and give them a moment to bring their session up.
 fn setup_braid(topo: &mut Topology) -> io::Result<()> {
-    setup_braid_wrapped(topo, &[])
+    setup_braid_wrapped(topo, &[], &[])
 }
 
-/// [`setup_braid`], with each edge started under `wrapper` (a command and its arguments, such as
-/// valgrind's, that runs the edge's command line); the readiness wait is 10 times longer then.
-pub(crate) fn setup_braid_wrapped(topo: &mut Topology, wrapper: &[&str]) -> io::Result<()> {
-    setup_braid_exe(topo, &std::env::current_exe()?, wrapper)
+/// [`setup_braid`], with each edge started under `wrapper` and the core under `core_wrapper`
+/// (a command and its arguments, such as valgrind's, that runs the daemon's command line; empty:
+/// none); the readiness wait is 10 times longer when either is set.
+pub(crate) fn setup_braid_wrapped(
+    topo: &mut Topology,
+    wrapper: &[&str],
+    core_wrapper: &[&str],
+) -> io::Result<()> {
+    setup_braid_exe(topo, &std::env::current_exe()?, wrapper, core_wrapper)
 }
 
 /// [`setup_braid_wrapped`] with the daemons (and `genkey`, `pubkey`, `status`) of `exe`.
-fn setup_braid_exe(topo: &mut Topology, exe: &Path, wrapper: &[&str]) -> io::Result<()> {
+fn setup_braid_exe(
+    topo: &mut Topology,
+    exe: &Path,
+    wrapper: &[&str],
+    core_wrapper: &[&str],
+) -> io::Result<()> {
     let exe = exe.canonicalize()?;
     let (core_private, core_public) = keypair(&exe)?;
     let mut keys = BraidKeys {
@@ -344,7 +354,9 @@ fn setup_braid_exe(topo: &mut Topology, exe: &Path, wrapper: &[&str]) -> io::Res
     std::fs::write(&core_file, core)?;
     let core_ns = topo.core.clone();
     let cf = core_file.to_string_lossy().into_owned();
-    topo.spawn(&core_ns, "braid-core", &[&exe, "core", "--config", &cf])?;
+    let mut argv = core_wrapper.to_vec();
+    argv.extend([exe.as_str(), "core", "--config", &cf]);
+    topo.spawn(&core_ns, "braid-core", &argv)?;
     for (e, text) in edges.iter().enumerate() {
         let f = topo.log_dir.join(format!("edge{e}.uci"));
         std::fs::write(&f, text)?;
@@ -355,7 +367,11 @@ fn setup_braid_exe(topo: &mut Topology, exe: &Path, wrapper: &[&str]) -> io::Res
         topo.spawn(&ns, &format!("braid-edge{e}"), &argv)?;
     }
     // Ready when every edge reports an established session.
-    let wait = if wrapper.is_empty() { 15 } else { 150 };
+    let wait = if wrapper.is_empty() && core_wrapper.is_empty() {
+        15
+    } else {
+        150
+    };
     let deadline = Instant::now() + Duration::from_secs(wait);
     for e in 0..edges.len() {
         let sock = topo.log_dir.join(format!("edge{e}.sock"));

@@ -31,8 +31,8 @@
 
 use super::nft::{self, NftTable};
 use super::{sysctl_get, sysctl_set, Prefix, Result};
+use crate::proto::fasthash::FastMap;
 use crate::proto::packet::{Field, PacketMut};
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Core NAT settings.
@@ -261,12 +261,12 @@ pub struct SourceMap {
     secret: [u8; 32],
     idle: u64,
     max_clients: usize,
-    fwd: HashMap<(EdgeKey, IpAddr), IpAddr>,
-    rev: HashMap<IpAddr, Entry>,
+    fwd: FastMap<(EdgeKey, IpAddr), IpAddr>,
+    rev: FastMap<IpAddr, Entry>,
     /// Each edge's clients with an address.
-    clients: HashMap<EdgeKey, Vec<IpAddr>>,
+    clients: FastMap<EdgeKey, Vec<IpAddr>>,
     /// An edge at its limit with nothing idle: no reclaim is tried before this time.
-    full_until: HashMap<EdgeKey, u64>,
+    full_until: FastMap<EdgeKey, u64>,
     dirty: bool,
 }
 
@@ -292,10 +292,10 @@ impl SourceMap {
             secret,
             idle: cfg.idle_secs,
             max_clients: cfg.max_clients.max(1),
-            fwd: HashMap::new(),
-            rev: HashMap::new(),
-            clients: HashMap::new(),
-            full_until: HashMap::new(),
+            fwd: FastMap::default(),
+            rev: FastMap::default(),
+            clients: FastMap::default(),
+            full_until: FastMap::default(),
             dirty: false,
         }
     }

@@ -27,6 +27,7 @@ use super::netlink::{
 };
 use super::{Error, Prefix, Result};
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -385,33 +386,54 @@ pub(crate) fn send_gso(
     plan: &GsoPlan,
     first: usize,
 ) -> io::Result<usize> {
-    // SAFETY: zeroed iovec, mmsghdr and sockaddr_storage are valid (null pointers, zeros).
-    let mut iov: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut hdrs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut names: [libc::sockaddr_storage; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut ctrl = [[0u64; 4]; SEND_BATCH];
+    // Only the entries this call uses are written: zeroing the four arrays whole (7.7 KB)
+    // cost more instructions per datagram than anything else outside the AEAD.
+    let mut iov = [MaybeUninit::<libc::iovec>::uninit(); SEND_BATCH];
+    let mut hdrs = [MaybeUninit::<libc::mmsghdr>::uninit(); SEND_BATCH];
+    let mut names = [MaybeUninit::<libc::sockaddr_storage>::uninit(); SEND_BATCH];
+    let mut ctrl = [MaybeUninit::<[u64; 4]>::uninit(); SEND_BATCH];
+    // Raw pointers taken once, so that each header's pointers cover the entries they span.
+    let (iovp, hdrp, namep, ctrlp) = (
+        iov.as_mut_ptr().cast::<libc::iovec>(),
+        hdrs.as_mut_ptr().cast::<libc::mmsghdr>(),
+        names.as_mut_ptr().cast::<libc::sockaddr_storage>(),
+        ctrl.as_mut_ptr().cast::<[u64; 4]>(),
+    );
     let mut v = 0;
-    let groups = plan.len().saturating_sub(first);
-    for (k, h) in hdrs.iter_mut().take(groups).enumerate() {
+    let groups = plan.len().saturating_sub(first).min(SEND_BATCH);
+    for k in 0..groups {
         let group = plan.group(first + k);
-        let h = &mut h.msg_hdr;
-        h.msg_iov = &mut iov[v];
+        // SAFETY: zeroed mmsghdr is valid (null pointers, zeros).
+        let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        let h = &mut m.msg_hdr;
+        // SAFETY: v + group.len() <= SEND_BATCH (a plan's groups hold at most SEND_BATCH
+        // datagrams in all), so every write is inside `iov`.
+        h.msg_iov = unsafe { iovp.add(v) };
         h.msg_iovlen = group.len() as _;
         for &i in group {
             let d = msgs[usize::from(i)].0;
-            iov[v].iov_base = d.as_ptr() as *mut libc::c_void;
-            iov[v].iov_len = d.len();
+            assert!(v < SEND_BATCH, "a GSO plan past SEND_BATCH datagrams");
+            // SAFETY: v < SEND_BATCH.
+            unsafe {
+                iovp.add(v).write(libc::iovec {
+                    iov_base: d.as_ptr() as *mut libc::c_void,
+                    iov_len: d.len(),
+                })
+            };
             v += 1;
         }
         if let Some(to) = msgs[usize::from(group[0])].1 {
             let (ss, len) = sockaddr(&to);
-            names[k] = ss;
-            h.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
+            // SAFETY: k < groups <= SEND_BATCH.
+            unsafe { namep.add(k).write(ss) };
+            h.msg_name = unsafe { namep.add(k) }.cast();
             h.msg_namelen = len;
         }
         if group.len() > 1 {
             let seg = msgs[usize::from(group[0])].0.len() as u16;
-            h.msg_control = ctrl[k].as_mut_ptr().cast();
+            // SAFETY: k < SEND_BATCH; the buffer is zeroed before the header is written in it.
+            unsafe { ctrlp.add(k).write([0u64; 4]) };
+            h.msg_control = unsafe { ctrlp.add(k) }.cast();
             // SAFETY: CMSG_SPACE of 2 bytes (at most 24) fits the 32-byte, 8-aligned buffer
             // the header points at; CMSG_FIRSTHDR gives its start (controllen set first).
             unsafe {
@@ -423,13 +445,16 @@ pub(crate) fn send_gso(
                 std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
             }
         }
+        // SAFETY: k < SEND_BATCH.
+        unsafe { hdrp.add(k).write(m) };
     }
     if groups == 0 {
         return Ok(0);
     }
     // SAFETY: every header points at its group's iovecs (each covering a datagram, read only
     // by the kernel), its own address and control buffer if any, all alive for the call.
-    let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), groups as _, libc::MSG_DONTWAIT as _) };
+    // The first `groups` headers are written.
+    let n = unsafe { libc::sendmmsg(fd, hdrp, groups as _, libc::MSG_DONTWAIT as _) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -1156,6 +1181,53 @@ mod tests {
         for d in &data {
             let n = rx.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], &d[..], "one datagram per send, in order");
+        }
+    }
+
+    /// A full batch to two destinations, interleaved, in runs of one size: every header, address
+    /// and control message of the sendmmsg(2) (written entry by entry, not zeroed whole) is
+    /// right, and each receiver gets its datagrams, whole and in order.
+    #[test]
+    fn a_full_batch_of_gso_runs_to_two_destinations_arrives_whole_and_in_order() {
+        let rx: Vec<std::net::UdpSocket> = (0..2)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Datagram i goes to receiver i % 3 % 2 (runs and switches), its size in runs of 1000
+        // with a shorter last one now and then; its bytes say which it is.
+        let data: Vec<(Vec<u8>, usize)> = (0..SEND_BATCH)
+            .map(|i| {
+                let n = if i % 5 == 4 { 300 + i } else { 1000 };
+                let mut d = vec![i as u8; n];
+                d[0] = i as u8;
+                (d, i % 3 % 2)
+            })
+            .collect();
+        let msgs: Vec<(&[u8], Option<SocketAddr>)> = data
+            .iter()
+            .map(|(d, r)| (&d[..], Some(rx[*r].local_addr().unwrap())))
+            .collect();
+        let plan = gso_plan(&msgs);
+        assert!(
+            (0..plan.len()).any(|g| plan.group(g).len() > 1),
+            "some groups are GSO sends"
+        );
+        let mut g = 0;
+        while g < plan.len() {
+            let n = send_gso(tx.as_raw_fd(), &msgs, &plan, g).unwrap();
+            assert!(n > 0);
+            g += n;
+        }
+        let mut buf = [0u8; 2048];
+        for (r, sock) in rx.iter().enumerate() {
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            for (d, _) in data.iter().filter(|(_, to)| *to == r) {
+                let n = sock.recv(&mut buf).unwrap();
+                assert_eq!(&buf[..n], &d[..], "receiver {r}: datagram {}", d[0]);
+            }
+            sock.set_nonblocking(true).unwrap();
+            assert!(sock.recv(&mut buf).is_err(), "receiver {r}: nothing more");
         }
     }
 

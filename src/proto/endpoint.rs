@@ -13,6 +13,7 @@
 //!   leave over the same link even behind NAT and after a modem changes address,
 //! - forgets sessions silent for [`SESSION_IDLE`] (the edge restarted or went away).
 
+use super::fasthash::FastMap;
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -77,7 +78,7 @@ pub(crate) struct EndpointStats {
 struct Slot<A> {
     session: Session,
     peer: usize,
-    addrs: HashMap<LinkId, A>,
+    addrs: FastMap<LinkId, A>,
     /// Where the last datagram of any link came from (for links not yet named).
     last_addr: A,
     last_heard: Instant,
@@ -88,9 +89,9 @@ pub struct Endpoint<A> {
     acceptor: Acceptor,
     peers: Vec<Peer>,
     config: SessionConfig,
-    sessions: HashMap<SessionId, Slot<A>>,
-    by_index: HashMap<u32, SessionId>,
-    by_peer: HashMap<[u8; 32], SessionId>,
+    sessions: FastMap<SessionId, Slot<A>>,
+    by_index: FastMap<u32, SessionId>,
+    by_peer: FastMap<[u8; 32], SessionId>,
     next_id: SessionId,
     next_index: u32,
     responses: VecDeque<(A, Vec<u8>)>,
@@ -109,9 +110,9 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
             acceptor: Acceptor::new(keypair),
             peers,
             config,
-            sessions: HashMap::new(),
-            by_index: HashMap::new(),
-            by_peer: HashMap::new(),
+            sessions: FastMap::default(),
+            by_index: FastMap::default(),
+            by_peer: FastMap::default(),
             next_id: 1,
             next_index: u32::from_le_bytes(seed),
             responses: VecDeque::new(),
@@ -311,7 +312,7 @@ impl<A: Copy + Eq + Hash + core::fmt::Debug> Endpoint<A> {
             Slot {
                 session,
                 peer,
-                addrs: HashMap::new(),
+                addrs: FastMap::default(),
                 last_addr: from,
                 last_heard: now,
             },

@@ -8,6 +8,7 @@
 pub mod coalesce;
 pub mod cookie;
 pub mod endpoint;
+pub(crate) mod fasthash;
 pub mod link;
 pub(crate) mod maxfilter;
 pub mod offload;

@@ -37,7 +37,7 @@
 //! travel whole, as before. Nothing here allocates per packet; the tables are bounded by
 //! [`CONTEXTS`].
 
-use std::collections::HashMap;
+use super::fasthash::FastMap;
 
 use super::packet::{ipproto, set_ipv4_len, PlainV4};
 use super::wire::DataForm;
@@ -199,7 +199,7 @@ struct SendCtx {
 /// The sending side: decides, per packet, whether it goes whole, installs or packed.
 #[derive(Debug, Default)]
 pub struct Packer {
-    flows: HashMap<FlowKey, u16>,
+    flows: FastMap<FlowKey, u16>,
     ctxs: Vec<SendCtx>,
     hand: usize,
     stats: PackStats,

@@ -7,8 +7,9 @@
 //! wait, or when the buffer is full (oldest first). Releasing a packet releases the chain of
 //! packets waiting on it. Flows are never parsed: the chain is all the receiver needs.
 
+use super::fasthash::FastMap;
 use core::time::Duration;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::proto::Instant;
 
@@ -162,8 +163,8 @@ pub struct Reorder {
     dedup: Dedup,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    by_seq: HashMap<u32, u32>,
-    by_pred: HashMap<u32, u32>,
+    by_seq: FastMap<u32, u32>,
+    by_pred: FastMap<u32, u32>,
     fifo: VecDeque<(u32, Instant)>,
     bytes: usize,
     ready: VecDeque<Delivered>,
@@ -179,8 +180,8 @@ impl Reorder {
             dedup: Dedup::new(cfg.window_log2),
             slots: Vec::new(),
             free: Vec::new(),
-            by_seq: HashMap::new(),
-            by_pred: HashMap::new(),
+            by_seq: FastMap::default(),
+            by_pred: FastMap::default(),
             fifo: VecDeque::new(),
             bytes: 0,
             ready: VecDeque::new(),

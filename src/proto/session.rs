@@ -33,8 +33,9 @@
 //! - `can_send` keeps each user's backlog near 2 ms of the summed pacing rate (the hard cap is
 //!   `per_user_queue_bytes`), so bulk sources do not add queueing delay.
 
+use super::fasthash::FastMap;
 use core::time::Duration;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::proto::link::{
     Link, LinkConfig, LinkCounters, LinkState, Resolved, MSS, RELAYED_ACK_DELAY, RELAYED_PROBE_BIT,
@@ -349,7 +350,7 @@ pub struct Session {
     flow_in_links: Box<[u16; FLOW_BUCKETS]>,
     free: Vec<PktId>,
     next_seq: u32,
-    flows: HashMap<u64, u32>,
+    flows: FastMap<u64, u32>,
     conn: Box<dyn ConnOrder>,
     path: ByMode,
     resend: ResendQueue,
@@ -412,7 +413,7 @@ impl Session {
             flow_waiting: Box::new([0; FLOW_BUCKETS]),
             flow_in_links: Box::new([0; FLOW_BUCKETS]),
             next_seq: 1,
-            flows: HashMap::new(),
+            flows: FastMap::default(),
             conn,
             path: ByMode::default(),
             resend: ResendQueue::new(),
@@ -809,7 +810,7 @@ impl Session {
         self.next_seq = self.next_seq.wrapping_add(1);
         if self.flows.len() > self.cfg.max_flows {
             // Forget old flows (they restart with prev = 0), and the map's memory with them.
-            self.flows = HashMap::new();
+            self.flows = FastMap::default();
         }
         let prev = match self.flows.insert(meta.flow, seq) {
             Some(last) => {

@@ -13,7 +13,8 @@
 //! flow has at most one packet in the fast lane at a time (the next one finds the first
 //! waiting), so bulk flows cannot use it, and order within a flow is kept.
 
-use std::collections::{HashMap, VecDeque};
+use crate::proto::fasthash::FastMap;
+use std::collections::VecDeque;
 
 use super::{ClassConfig, ClassId, ConnOrder, Entry, QueueFull};
 
@@ -38,7 +39,7 @@ struct UserQ {
 struct ClassQ {
     cfg: ClassConfig,
     users: Vec<UserQ>,
-    index: HashMap<u32, usize>,
+    index: FastMap<u32, usize>,
     ring: VecDeque<usize>,
     deficit: i64,
     fresh: bool,
@@ -51,7 +52,7 @@ impl ClassQ {
         ClassQ {
             cfg,
             users: Vec::new(),
-            index: HashMap::new(),
+            index: FastMap::default(),
             ring: VecDeque::new(),
             deficit: 0,
             fresh: false,
@@ -182,7 +183,7 @@ pub(crate) struct DrrOrder {
     class_index: [u8; 256], // 0 = unknown (uses the default slot 0)
     /// Priority levels, highest first; each holds a ring of class slots with packets.
     levels: Vec<(u8, VecDeque<usize>)>,
-    user_bytes: HashMap<u32, u64>,
+    user_bytes: FastMap<u32, u64>,
     per_user_cap: u64,
     total_cap: u64,
     bytes: u64,
@@ -196,7 +197,7 @@ impl DrrOrder {
             classes: Vec::new(),
             class_index: [0; 256],
             levels: Vec::new(),
-            user_bytes: HashMap::new(),
+            user_bytes: FastMap::default(),
             per_user_cap,
             total_cap,
             bytes: 0,
