@@ -7,11 +7,14 @@
 //! a multiply-rotate hash (the word step of rustc's FxHash) with a final avalanche, a few
 //! instructions per word.
 //!
-//! It is not keyed: use it only for tables whose keys an outsider cannot choose at will and
-//! whose size is bounded (client addresses and flows behind an authenticated edge, sequence
-//! numbers of authenticated datagrams, sessions and their indexes, counter names), where a
-//! crafted collision costs at most a longer probe in a bounded table. Deterministic (no random
-//! key), so the protocol core stays free of I/O; the handshake cookies' table keeps SipHash.
+//! Its state starts from a key drawn once per process from the OS's random source (as std's
+//! `RandomState` does per thread), so a passenger who chooses client addresses and ports
+//! cannot compute which of them collide. It is not a keyed PRF as SipHash is: use it only for
+//! tables whose size is bounded (client addresses and flows behind an edge, sequence numbers
+//! of authenticated datagrams, sessions and their indexes, counter names), where a collision
+//! costs at most a longer probe; the handshake cookies' table, open to anyone on the core's
+//! port, keeps SipHash. No code may depend on a table's iteration order (it was random with
+//! SipHash too), so the simulator stays deterministic.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -26,8 +29,25 @@ pub type FastState = BuildHasherDefault<FastHasher>;
 const K: u64 = 0x517c_c1b7_2722_0a95;
 
 /// See the module docs.
-#[derive(Default, Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct FastHasher(u64);
+
+/// The process's key: drawn once, on the first table made.
+fn key() -> u64 {
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).expect("the OS random source is available");
+        u64::from_le_bytes(b)
+    })
+}
+
+impl Default for FastHasher {
+    #[inline]
+    fn default() -> Self {
+        FastHasher(key())
+    }
+}
 
 impl FastHasher {
     #[inline]
@@ -144,6 +164,22 @@ mod tests {
         // And the top 7 bits (the tag) too.
         let tags: HashSet<u64> = (0..1024u32).map(|i| h(&i) >> 57).collect();
         assert!(tags.len() >= 120, "{} tags", tags.len());
+    }
+
+    /// The state starts from the process's random key: the same for every table of the
+    /// process, not the fixed zero an outsider could compute collisions against.
+    #[test]
+    fn hashes_depend_on_the_process_key() {
+        let a = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10));
+        let unkeyed = |t: &IpAddr| {
+            let mut x = FastHasher(0);
+            t.hash(&mut x);
+            x.finish()
+        };
+        assert_ne!(key(), 0);
+        assert_eq!(FastHasher::default().0, key());
+        assert_ne!(h(&a), unkeyed(&a));
+        assert_eq!(h(&a), FastState::default().hash_one(a));
     }
 
     #[test]
