@@ -150,7 +150,8 @@ pub enum LinkRole {
 }
 
 impl LinkRole {
-    /// Every role, most used first.
+    /// Every role, most used first (the simulator's scenario parser).
+    #[cfg(feature = "sim")]
     pub(crate) const ALL: [LinkRole; 4] = [
         LinkRole::Primary,
         LinkRole::Secondary,
