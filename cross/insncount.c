@@ -12,7 +12,8 @@
  * measured here, and the same in a run and its baseline). One counter for the process: the
  * programs measured are single-threaded. Built by cross/count.sh; Debian's qemu-user ships the
  * plugin interface (qemu -plugin) but neither plugins nor the C header, so the few declarations
- * of the interface (version 1, QEMU 4.2 to 8.x) are written out here.
+ * of the interface (version 1) are written out here. Tested with QEMU 7.2 (Debian 12): QEMU 9
+ * reworked the inline-counter calls, so a newer qemu may refuse or need them updated.
  */
 #include <inttypes.h>
 #include <stddef.h>
