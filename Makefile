@@ -6,7 +6,7 @@ export CARGO_TERM_COLOR ?= never
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: fuzz all build test e2e lint unit demo bench bench-cpu bench-faults bench-hub bench-memory bench-offload bench-pack lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
+.PHONY: fuzz all build test e2e lint unit demo bench bench-cpu bench-mips bench-faults bench-hub bench-memory bench-offload bench-pack lab-deps cross cross-test ipk ipk-test pkg-test luci-test setup clean sim
 
 all: build
 
@@ -87,6 +87,15 @@ bench-cpu: lab-deps
 	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
 	$(CARGO) build --release --locked
 	./target/release/braid lab cpu --repeat $(CPU_REPEAT) --callgrind-core --out bench/cpu
+
+## bench-mips: instructions per packet on the router build (mips_24kc) under qemu-mips with an
+## instruction-counting plugin (cross/insncount.c), beside the x86_64 build: ChaCha20-Poly1305 seal
+## and open, and the protocol core's edge + core path in memory; min/median/max over COUNT_REPEAT
+## runs, net of a 0-packet baseline, with the MT7621 projection (no root; ~5 min with the builds).
+COUNT_REPEAT ?= 3
+bench-mips:
+	cross/build.sh setup mips_24kc
+	COUNT_REPEAT=$(COUNT_REPEAT) cross/count.sh mips_24kc
 
 ## bench-memory: peak RSS of the edge and the core at their default budgets (option memory,
 ## 16M and 64M) with 200 users and 2,000 UDP flows overloading two links, min/median/max over

@@ -6,6 +6,8 @@
 #   cross/build.sh sizes [ARCH...]          build router + openwrt profiles, run each, print a table
 #   cross/build.sh test ARCH [cargo args]   run the unit and simulator tests for ARCH under qemu
 #   cross/build.sh crates [ARCH]            what each crate costs in the router binary (mips_24kc)
+#   cross/build.sh example ARCH NAME [PROF] build examples/NAME.rs as the router binary is built
+#   cross/build.sh count [ARCH]             instructions per packet under qemu (cross/count.sh)
 #   cross/build.sh list                     the OpenWrt architectures known here
 #
 # ARCH is an OpenWrt package architecture (what `opkg print-architecture` shows on the router).
@@ -155,6 +157,15 @@ cmd_build() {
 	echo "$ROOT/target/$TRIPLE/$(out_dir "$profile")/braid"
 }
 
+# cmd_example ARCH NAME [PROFILE]: an example built with the router binary's settings (profile,
+# std, flags, no default features); its path is the last line printed.
+cmd_example() {
+	local arch=$1 name=$2 profile=${3:-router}
+	cargo_for "$arch" "$profile" build --no-default-features --example "$name" >&2 || return 1
+	target_of "$arch"
+	echo "$ROOT/target/$TRIPLE/$(out_dir "$profile")/examples/$name"
+}
+
 cmd_sizes() {
 	local archs=("$@")
 	[ ${#archs[@]} -gt 0 ] || read -r -a archs <<<"$ALL_ARCHS"
@@ -243,8 +254,10 @@ build) shift; cmd_build "$@" ;;
 sizes) shift; cmd_sizes "$@" ;;
 test) shift; cmd_test "$@" ;;
 crates) shift; cmd_crates "$@" ;;
+example) shift; cmd_example "$@" ;;
+count) shift; exec "$ROOT/cross/count.sh" "$@" ;;
 list) echo "$KNOWN_ARCHS" ;;
 *)
-	sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,15s/^# \{0,1\}//p' "$0" >&2
 	exit 2 ;;
 esac

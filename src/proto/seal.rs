@@ -44,8 +44,7 @@ use std::collections::HashMap;
 use blake2::digest::consts::U16;
 use blake2::digest::{Digest, Mac};
 use blake2::{Blake2s256, Blake2sMac};
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
+use braid_aead::Aead;
 
 use super::cookie::{self, CookieJar, COOKIE_LIFE};
 use super::wire::VERSION;
@@ -286,8 +285,8 @@ impl ReplayWindow {
 struct Keys {
     local_index: u32,
     remote_index: u32,
-    send: ChaCha20Poly1305,
-    recv: ChaCha20Poly1305,
+    send: Aead,
+    recv: Aead,
     send_counter: u64,
     replay: ReplayWindow,
     created: Instant,
@@ -304,8 +303,8 @@ impl Keys {
         Keys {
             local_index,
             remote_index,
-            send: ChaCha20Poly1305::new((&send).into()),
-            recv: ChaCha20Poly1305::new((&recv).into()),
+            send: Aead::new(&send),
+            recv: Aead::new(&recv),
             send_counter: 0,
             replay: ReplayWindow::new(),
             created: now,
@@ -331,10 +330,10 @@ fn widen_counter(top: u64, low: u32) -> u64 {
     }
 }
 
-fn nonce(counter: u64) -> Nonce {
+fn nonce(counter: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_le_bytes());
-    n.into()
+    n
 }
 
 fn mac1_key(receiver_public: &[u8; 32]) -> [u8; 32] {
@@ -703,8 +702,7 @@ impl Channel {
         body[..plaintext.len()].copy_from_slice(plaintext);
         let tag = keys
             .send
-            .encrypt_in_place_detached(&nonce(counter), header, &mut body[..plaintext.len()])
-            .map_err(|_| SealError::NoRoom)?;
+            .seal(&nonce(counter), header, &mut body[..plaintext.len()]);
         body[plaintext.len()..].copy_from_slice(&tag);
         self.stats.sealed += 1;
         Ok(len)
@@ -804,9 +802,9 @@ impl Channel {
         }
         let (header, body) = d.split_at_mut(DATA_HEADER_LEN);
         let (ct, tag) = body.split_at_mut(body.len() - TAG_LEN);
-        let tag = Tag::clone_from_slice(tag);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("split at TAG_LEN");
         keys.recv
-            .decrypt_in_place_detached(&nonce(counter), header, ct, &tag)
+            .open(&nonce(counter), header, ct, tag)
             .map_err(|_| SealError::Decrypt)?;
         keys.replay.record(counter);
         if which == 1 {
@@ -1065,6 +1063,56 @@ mod tests {
         /// Refusals of one kind.
         fn refused(&self, e: SealError) -> u64 {
             self.refused.get(&e).copied().unwrap_or(0)
+        }
+    }
+
+    /// Data packets are sealed by `braid_aead` (compiled apart, for speed): the bytes must be
+    /// those of the `chacha20poly1305` crate's ChaCha20-Poly1305, both ways, or peers on the
+    /// previous build (and the cookie replies, which use the crate directly) stop interoperating.
+    #[test]
+    fn data_aead_is_the_chacha20poly1305_crates_both_ways() {
+        use chacha20poly1305::aead::AeadInPlace;
+        use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+        let key = [0x42u8; 32];
+        let ours = Aead::new(&key);
+        let crate_ = ChaCha20Poly1305::new((&key).into());
+        let header = [1u8, KIND_DATA, 0, 0, 0, 7, 0, 0, 0, 9];
+        for (i, size) in [0usize, 1, 15, 16, 17, 63, 64, 65, 255, 1400, 1500]
+            .into_iter()
+            .enumerate()
+        {
+            let n = nonce(1 << (i * 5));
+            let plain: Vec<u8> = (0..size).map(|b| (b * 31 + i) as u8).collect();
+            let mut a = plain.clone();
+            let tag_a = ours.seal(&n, &header, &mut a);
+            let mut b = plain.clone();
+            let tag_b = crate_
+                .encrypt_in_place_detached((&n).into(), &header, &mut b)
+                .expect("seals");
+            assert_eq!((&a, &tag_a[..]), (&b, &tag_b[..]), "size {size}");
+            // Each opens the other's.
+            crate_
+                .decrypt_in_place_detached((&n).into(), &header, &mut a, (&tag_a).into())
+                .expect("the crate opens ours");
+            assert_eq!(a, plain);
+            ours.open(&n, &header, &mut b, &tag_b.into())
+                .expect("ours opens the crate's");
+            assert_eq!(b, plain);
+            // A changed byte of the header, the body or the tag is refused, the body unchanged.
+            let mut c = plain.clone();
+            let tag = ours.seal(&n, &header, &mut c);
+            let sealed = c.clone();
+            let mut bad_header = header;
+            bad_header[9] ^= 1;
+            assert!(ours.open(&n, &bad_header, &mut c, &tag).is_err());
+            let mut bad_tag = tag;
+            bad_tag[0] ^= 0x80;
+            assert!(ours.open(&n, &header, &mut c, &bad_tag).is_err());
+            assert_eq!(c, sealed);
+            if size > 0 {
+                c[size / 2] ^= 4;
+                assert!(ours.open(&n, &header, &mut c, &tag).is_err());
+            }
         }
     }
 

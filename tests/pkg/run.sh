@@ -821,6 +821,7 @@ test_luci_ipk() {
 
 test_shellcheck
 check "cross/crates.py: symbols by crate, 32-bit big-endian and 64-bit ELF" python3 cross/test_crates.py
+check "cross/count.py: instructions per packet net of the baseline, lab cpu's projection" python3 cross/test_count.py
 test_init
 test_hotplug
 test_defaults
