@@ -46,9 +46,7 @@ use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
 use crate::proto::sched::drr::DrrOrder;
 use crate::proto::sched::path::ByMode;
 use crate::proto::sched::resend::{pick_resend_link, ResendQueue, MAX_RESENDS};
-use crate::proto::sched::{
-    Choice, ClassConfig, ClassId, ConnOrder, Entry, LinkView, Mode, PktId, SLOW_FRACTION,
-};
+use crate::proto::sched::{Choice, ClassConfig, ClassId, ConnOrder, Entry, LinkView, Mode, PktId};
 use crate::proto::seal::{self, Channel, SealError};
 use crate::proto::wire::{
     self, Ack, Control, DataForm, DataHeader, Frame, FrameWriter, LinkRole, Probe, WireError,
@@ -896,21 +894,7 @@ impl Session {
                 ),
                 one_way_us: ow,
                 packet_time_us: pkt_us,
-                slow: false,
             });
-        }
-        // A primary much slower than the best usable one takes bulk only as a spill-over (see
-        // `LinkView::rank`). A link not measured yet is not judged.
-        let best = self
-            .links
-            .iter()
-            .filter(|l| l.link.usable() && l.link.cfg.role == LinkRole::Primary)
-            .map(|l| l.link.delivery_rate_bps())
-            .max()
-            .unwrap_or(0);
-        for (v, l) in self.views.iter_mut().zip(&self.links) {
-            let rate = l.link.delivery_rate_bps();
-            v.slow = v.usable && rate > 0 && rate * SLOW_FRACTION < best;
         }
     }
 

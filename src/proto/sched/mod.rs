@@ -104,10 +104,6 @@ pub(crate) trait ConnOrder {
     }
 }
 
-/// A primary whose delivery-rate estimate is below the best usable primary's divided by this
-/// is slow (see [`LinkView::rank`]).
-pub(crate) const SLOW_FRACTION: u64 = 2;
-
 /// What the path scheduler knows about one link at decision time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LinkView {
@@ -128,10 +124,6 @@ pub(crate) struct LinkView {
     pub(crate) one_way_us: u64,
     /// Time one full-size packet takes at this link's pacing rate.
     pub(crate) packet_time_us: u64,
-    /// Its delivery-rate estimate is below [`SLOW_FRACTION`] of the best usable primary's:
-    /// packets that are not urgent go to it only when the faster primaries are saturated (see
-    /// [`LinkView::rank`]).
-    pub(crate) slow: bool,
 }
 
 impl LinkView {
@@ -142,23 +134,6 @@ impl LinkView {
             LinkRole::Primary if !self.degraded => Some(0),
             LinkRole::Primary | LinkRole::Secondary => Some(1),
             LinkRole::Backup => Some(2),
-        }
-    }
-
-    /// The rank of the aggregate mode (earliest arrival): 0 a primary, 2 a secondary (or
-    /// degraded primary, or a slow primary for packets that are not urgent), 3 a backup.
-    ///
-    /// Earliest arrival balanced the links' expected arrivals, but a slow cellular link's
-    /// estimate lags its fades by seconds: its packets arrived behind the good link's by more
-    /// than the receiver's reorder wait and inner TCP resent them (lte, seed 1, one way: 73 %
-    /// of the resends spurious). Ranked behind the fast primaries, it takes bulk only when
-    /// they cannot carry it within their horizon (bench/sim/cellular.md, session 16). Urgent
-    /// packets (a sparse flow's, put at the head of a queue) still take the earliest arrival.
-    pub(crate) fn rank(&self, urgent: bool) -> Option<u8> {
-        match self.tier()? {
-            0 if self.slow && !urgent => Some(2),
-            0 => Some(0),
-            t => Some(t + 1),
         }
     }
 }
@@ -186,7 +161,6 @@ impl LinkView {
             arrival_resend: Instant(head_us),
             one_way_us: owd_us,
             packet_time_us: 500,
-            slow: false,
         }
     }
 }

@@ -15,14 +15,12 @@ const HORIZON_SLACK_US: u64 = 2_000;
 
 /// The horizon over the links of tiers `<= max_tier`: see the module docs.
 pub(crate) fn horizon(now: Instant, links: &[LinkView], max_tier: u8) -> Instant {
-    horizon_by(now, links, |l| l.tier().is_some_and(|t| t <= max_tier))
-}
-
-/// The horizon over the links `within` selects.
-fn horizon_by(now: Instant, links: &[LinkView], within: impl Fn(&LinkView) -> bool) -> Instant {
     let mut owd = 0;
     let mut pkt = 0;
-    for l in links.iter().filter(|l| l.usable && within(l)) {
+    for l in links
+        .iter()
+        .filter(|l| l.usable && l.tier().is_some_and(|t| t <= max_tier))
+    {
         owd = owd.max(l.one_way_us);
         pkt = pkt.max(l.packet_time_us);
     }
@@ -55,21 +53,9 @@ fn tiers(links: &[LinkView]) -> Option<core::ops::RangeInclusive<u8>> {
 
 /// Earliest expected arrival among the usable links of tiers <= `max_tier`.
 fn earliest(links: &[LinkView], max_tier: u8, urgent: bool, skip: Option<usize>) -> Option<usize> {
-    earliest_by(links, urgent, skip, |l| {
-        l.tier().is_some_and(|t| t <= max_tier)
-    })
-}
-
-/// Earliest expected arrival among the usable links `within` selects.
-fn earliest_by(
-    links: &[LinkView],
-    urgent: bool,
-    skip: Option<usize>,
-    within: impl Fn(&LinkView) -> bool,
-) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (i, l) in links.iter().enumerate() {
-        if !l.usable || Some(i) == skip || !within(l) {
+        if !l.usable || Some(i) == skip || !l.tier().is_some_and(|t| t <= max_tier) {
             continue;
         }
         if best.map_or(true, |b| arrival(l, urgent) < arrival(&links[b], urgent)) {
@@ -79,24 +65,16 @@ fn earliest_by(
     best
 }
 
-/// Default: the link where the packet is expected to arrive first, by rank (see
-/// [`LinkView::rank`]): the primaries, then (when they are saturated) the secondaries, degraded
-/// and slow primaries too.
+/// Default: the link where the packet is expected to arrive first.
 fn earliest_arrival(now: Instant, links: &[LinkView], urgent: bool) -> Choice {
-    let Some(r0) = links
-        .iter()
-        .filter(|l| l.usable)
-        .filter_map(|l| l.rank(urgent))
-        .min()
-    else {
+    let Some(tiers) = tiers(links) else {
         return Choice::NoPath;
     };
-    for max_rank in r0..=r0.max(2) {
-        let within = |l: &LinkView| l.rank(urgent).is_some_and(|r| r <= max_rank);
-        let Some(i) = earliest_by(links, urgent, None, within) else {
+    for max_tier in tiers {
+        let Some(i) = earliest(links, max_tier, urgent, None) else {
             continue;
         };
-        if urgent || arrival(&links[i], urgent) <= horizon_by(now, links, within) {
+        if urgent || arrival(&links[i], urgent) <= horizon(now, links, max_tier) {
             return Choice::One(i);
         }
     }
@@ -317,36 +295,6 @@ mod tests {
             lv(2, LinkRole::Primary, 0, 30),
         ];
         links[0].degraded = true;
-        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(1));
-    }
-
-    #[test]
-    fn a_slow_primary_takes_bulk_only_when_the_fast_links_are_saturated() {
-        // Link 2 would deliver first, but it is slow: bulk stays on link 1 while link 1 is
-        // within its own horizon (21 ms + 2 packets + 2 ms).
-        let mut links = [
-            lv(1, LinkRole::Primary, 2, 21),
-            lv(2, LinkRole::Primary, 0, 20),
-        ];
-        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(1));
-        links[1].slow = true;
-        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(0));
-        // Urgent packets still take the earliest arrival.
-        assert_eq!(earliest_arrival(T0, &links, true), Choice::One(1));
-        // Link 1 saturated (beyond its horizon): bulk spills onto the slow link.
-        links[0] = lv(1, LinkRole::Primary, 10, 21);
-        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(1));
-        // Link 1 down: the slow link is the only one, and carries everything.
-        links[0] = lv(1, LinkRole::Primary, 0, 5);
-        links[0].usable = false;
-        assert_eq!(earliest_arrival(T0, &links, false), Choice::One(1));
-        // Backups stay out while a slow primary is usable.
-        let mut links = [
-            lv(1, LinkRole::Primary, 10, 20),
-            lv(2, LinkRole::Primary, 0, 20),
-            lv(3, LinkRole::Backup, 0, 5),
-        ];
-        links[1].slow = true;
         assert_eq!(earliest_arrival(T0, &links, false), Choice::One(1));
     }
 
