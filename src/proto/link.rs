@@ -177,6 +177,19 @@ pub(crate) struct Link {
     /// This direction's queueing delay alone, from the peer's receive stamps (see
     /// [`ForwardDelay`]).
     fwd: ForwardDelay,
+    /// The return path's (peer to sender) one-way delay: each direct ACK says when the peer
+    /// sent it (its receive stamp of `largest` plus its ACK delay, the peer's clock), and the
+    /// sender's arrival time against that is the return path's delay plus the clocks' offset,
+    /// so the same estimator as `fwd` gives its queueing delay.
+    back: ForwardDelay,
+    /// Windowed minimum (negated, over about one smoothed RTT) of `back`'s samples: the part of
+    /// the return path's queue that every ACK of the last round trip waited in, not its jitter.
+    back_min: MaxFilter<i64>,
+    /// The return path's persistent queueing delay in µs: `back_min`, at most `back`'s smoothed
+    /// value (so the first ACK after a gap in the return path does not count alone) and the
+    /// smoothed RTT above its floor. ACKs waiting in it are for data already delivered, so the
+    /// in-flight cap must cover it (see [`Link::cwnd`]).
+    back_queue: u64,
 
     // --- sender: delivery rate and pacing ---
     delivered: u64,
@@ -278,6 +291,9 @@ impl Link {
             min_rtt: INITIAL_RTT_US,
             min_rtt_stamp: now,
             fwd: ForwardDelay::default(),
+            back: ForwardDelay::default(),
+            back_min: MaxFilter::default(),
+            back_queue: 0,
             delivered: 0,
             delivered_time: now,
             first_sent_time: now,
@@ -479,7 +495,10 @@ impl Link {
         }
         // Two round trips of data at the estimate on a steady link; on a link whose RTT swings
         // (cellular scheduling, ACK bunching) up to three, or ACK gaps would starve the pacer.
-        let rtt = (self.srtt + self.min_rtt).min(3 * self.min_rtt);
+        // A queue on the return path delays the ACKs of data already delivered: those bytes
+        // are in flight without being in the forward queue, so the cap covers that delay on top.
+        let own = self.srtt.saturating_sub(self.back_queue);
+        let rtt = (own + self.min_rtt).min(3 * self.min_rtt) + self.back_queue;
         let window = bw * rtt / 1_000_000;
         let floor = if self.phase == Phase::Startup {
             INITIAL_CWND
@@ -729,6 +748,9 @@ impl Link {
             // The receive stamp is of `largest` on this link, relayed or not: a one-way sample.
             self.fwd.on_sample(now.0, self.sent[li].sent.0, ack.rx_time);
         }
+        if !relayed && ack.delay_8us < RELAYED_ACK_DELAY - 1 {
+            self.on_return_sample(now, ack);
+        }
         let first_direct = (newly_largest && self.sent[li].in_flight) || self.sent[li].relay_acked;
         if first_direct && !relayed {
             let sent = self.sent[li].sent;
@@ -821,6 +843,20 @@ impl Link {
         }
         self.on_alive(now);
         self.update_health(now);
+    }
+
+    /// A direct ACK's return-path sample: the peer sent it at its receive stamp of `largest`
+    /// plus its ACK delay (its clock); it arrives now (ours). Measured directly rather than as
+    /// the smoothed RTT minus the smoothed forward delay: on a jittery link those two follow at
+    /// different speeds and their difference widened the cap (session 15, 49223e9).
+    fn on_return_sample(&mut self, now: Instant, ack: &Ack) {
+        let peer_sent = ack.rx_time.wrapping_add(u32::from(ack.delay_8us) * 8);
+        self.back
+            .on_sample(now.0, u64::from(peer_sent), now.0 as u32);
+        let q = self.back.latest_us() as i64;
+        self.back_min.update(now.0, self.srtt.max(self.min_rtt), -q);
+        let persistent = ((-self.back_min.get()).max(0) as u64).min(self.back.smoothed_us());
+        self.back_queue = persistent.min(self.srtt.saturating_sub(self.min_rtt));
     }
 
     fn on_rtt_sample(&mut self, now: Instant, rtt: u64, ack_delay: u64) {
@@ -1591,6 +1627,52 @@ mod tests {
         assert_eq!(
             p.tx.forward_delay_us(now),
             p.tx.srtt().as_micros() as u64 / 2
+        );
+    }
+
+    /// A queue on the return path only holds ACKs of data already delivered: the in-flight cap
+    /// covers it, so a saturating sender keeps the link full. Without that, the cap (three RTT
+    /// floors of data at the estimate) let through a third of the capacity per 440 ms RTT, the
+    /// delivery samples fell with it, and once the old samples aged out of the estimate the
+    /// link spiralled down to a tenth of its capacity (what an upload met behind a download's
+    /// queue on the same cellular link, lte-bidir).
+    #[test]
+    fn a_queue_on_the_return_path_does_not_starve_the_sender() {
+        let mut p = Pipe::new(2_500_000, 20);
+        p.back_queue = |t| (t.saturating_sub(2_000_000) / 4).min(400_000);
+        let mut out = Vec::new();
+        p.run(4_500, &mut out);
+        let before = p.tx.counters.bytes_acked;
+        p.run(7_500, &mut out);
+        let rate = (p.tx.counters.bytes_acked - before) as f64 / 3.0;
+        assert!(rate > 0.75 * 2_500_000.0, "acked {rate:.0} B/s of 2500000");
+        assert!(p.tx.srtt() > Duration::from_millis(400));
+        // The forward queue stays as short as without the return queue.
+        let q = p.tx.forward_queue_us(Instant(p.now)).expect("measured");
+        assert!(q < 30_000, "forward queue {q} µs");
+        assert_eq!(p.tx.state(), LinkState::Up);
+    }
+
+    /// Jitter on the return path (0-6 ms per ACK, no queue every ACK waits in for a round trip)
+    /// does not widen the in-flight cap: only the return delay every ACK of the last round
+    /// trip had above the floor counts (the difference of two smoothed delays that follow at
+    /// different speeds did, and let a jittery link overshoot after a dip).
+    #[test]
+    fn return_path_jitter_is_not_a_return_queue() {
+        let mut p = Pipe::new(2_500_000, 20);
+        p.back_queue = |t| ((t / 100).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % 6_000;
+        let mut out = Vec::new();
+        let mut worst = 0;
+        for ms in (1_000..5_000).step_by(10) {
+            p.run(ms, &mut out);
+            worst = worst.max(p.tx.back_queue);
+        }
+        assert!(worst < 500, "return-path allowance {worst} µs");
+        // The sampled delays do vary: the smoothed one is well above the windowed minimum.
+        assert!(
+            p.tx.back.smoothed_us() > 1_000,
+            "{}",
+            p.tx.back.smoothed_us()
         );
     }
 

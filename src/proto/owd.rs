@@ -24,7 +24,9 @@ const WINDOW_US: u64 = 10_000_000;
 /// data: its queue is unknown).
 pub(crate) const STALE_US: u64 = 1_000_000;
 
-/// One link's forward (sender to peer) queueing-delay estimator. Times are the sender's µs.
+/// One link's forward (sender to peer) queueing-delay estimator. Times are the sender's µs. The
+/// link also keeps one for its return path, fed the other way round: the peer's send time of an
+/// ACK (its clock) as `tx_us`, the ACK's arrival (ours) as the stamp.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ForwardDelay {
     /// The previous raw value and its unwrapped form (None before the first sample).
@@ -69,8 +71,12 @@ impl ForwardDelay {
         (self.last.is_some() && now_us.saturating_sub(self.at) <= STALE_US).then_some(self.smoothed)
     }
 
-    /// The latest sample's forward queueing delay in µs (0 before any sample).
-    #[cfg(test)]
+    /// The smoothed queueing delay in µs, however old (0 before any sample).
+    pub(crate) fn smoothed_us(&self) -> u64 {
+        self.smoothed
+    }
+
+    /// The latest sample's queueing delay in µs (0 before any sample).
     pub(crate) fn latest_us(&self) -> u64 {
         self.latest
     }
