@@ -45,6 +45,13 @@ fuzz:
 DEMO_MODES ?= braid,direct,mptcp
 # Empty: direct, mptcp, and braid when `braid edge`/`braid core` are built.
 BENCH_MODES ?=
+# Empty: `braid lab bench`'s defaults (hetero, lte, hsr, flap; the six bench workloads; each
+# scenario's own duration). bench/results was made with
+#   BENCH_SCENARIOS=lte,hetero,hsr-pair,umts-pair,driving-pair
+#   BENCH_WORKLOADS=bulk1-down,bulk8-down,bulk1-up,bulk8-up,rr BENCH_DURATION=20s
+BENCH_SCENARIOS ?=
+BENCH_WORKLOADS ?=
+BENCH_DURATION ?=
 LAB_PKGS = iproute2 nftables shadowsocks-libev mptcpize
 
 lab-deps:
@@ -109,7 +116,9 @@ bench-memory:
 BENCH_REPEAT ?= 3
 bench: lab-deps
 	$(CARGO) build --release --locked
-	./target/release/braid lab bench --repeat $(BENCH_REPEAT) $(if $(BENCH_MODES),--mode $(BENCH_MODES)) --out bench/results
+	./target/release/braid lab bench --repeat $(BENCH_REPEAT) $(if $(BENCH_MODES),--mode $(BENCH_MODES)) \
+	  $(if $(BENCH_SCENARIOS),--scenario $(BENCH_SCENARIOS)) $(if $(BENCH_WORKLOADS),--workload $(BENCH_WORKLOADS)) \
+	  $(if $(BENCH_DURATION),--duration $(BENCH_DURATION)) --out bench/results
 
 ## Router builds and packages (cross/, openwrt/, hotplug/). ARCH is an OpenWrt package arch, as
 ## `opkg print-architecture` shows it (`cross/build.sh list`: mipsel_24kc, mips_24kc,
