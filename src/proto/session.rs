@@ -269,7 +269,7 @@ const TIER_PRIO: usize = 0;
 /// A sparse packet up to this long (a request, an answer, a keystroke; not a bulk segment) is
 /// also copied to the head of a second link's queue (see `schedule`).
 const SPARSE_COPY_MAX_LEN: u32 = 256;
-/// The copies' budget: this fraction (1/N) of the usable links' summed pacing rate ...
+/// The copies' budget: this fraction (1/N) of the pacing rate of the link they go on ...
 const SPARSE_COPY_SHARE: u64 = 64;
 /// ... saved up to this many bytes.
 const SPARSE_COPY_BURST: u64 = 16 * 1024;
@@ -299,6 +299,8 @@ struct LinkSlot {
     last_relay: Instant,
     /// The edge's name for the link (set on the edge, learnt from LinkName on the core).
     name: String,
+    /// Bytes of sparse packets' second copies this link may still take (see `copy_sparse`).
+    copy_credit: u64,
 }
 
 /// The edge handshakes again when nothing authenticated has come from the core for this long
@@ -378,8 +380,7 @@ pub struct Session {
     /// Of those, the ones in link queues: a sparse packet goes ahead of the link queues only
     /// if none of its flow waits there, or it would overtake them (see `schedule`).
     flow_in_links: Box<[u16; FLOW_BUCKETS]>,
-    /// Bytes the second copies of sparse packets may still take, and when it was refilled.
-    copy_credit: u64,
+    /// When the links' budgets for sparse packets' second copies were last refilled.
     copy_credit_at: Instant,
     free: Vec<PktId>,
     next_seq: u32,
@@ -445,7 +446,6 @@ impl Session {
             free: Vec::new(),
             flow_waiting: Box::new([0; FLOW_BUCKETS]),
             flow_in_links: Box::new([0; FLOW_BUCKETS]),
-            copy_credit: 0,
             copy_credit_at: now,
             next_seq: 1,
             flows: FastMap::default(),
@@ -539,6 +539,7 @@ impl Session {
                 peer_cap_bps: None,
                 last_relay: Instant::ZERO,
                 name: String::new(),
+                copy_credit: 0,
             }),
         }
         self.announce_link(id);
@@ -954,30 +955,28 @@ impl Session {
         p.live += 1;
     }
 
-    /// Refills the budget of the sparse packets' second copies: 1/`SPARSE_COPY_SHARE` of the
-    /// usable links' summed pacing rate, up to `SPARSE_COPY_BURST` bytes.
+    /// Refills each link's budget for sparse packets' second copies: 1/`SPARSE_COPY_SHARE` of
+    /// its pacing rate, up to `SPARSE_COPY_BURST` bytes. Per link, not of the summed rate: the
+    /// copies of an upload's interactive requests took 3-4 % of the slow link's upstream
+    /// (lte-rr-up below, bench/sim/owd.md session 17).
     fn refill_copy_credit(&mut self, now: Instant) {
         let dt = now.0.saturating_sub(self.copy_credit_at.0);
         self.copy_credit_at = now;
-        let rate: u64 = self
-            .links
-            .iter()
-            .filter(|l| l.link.usable())
-            .map(|l| l.link.pacing_rate())
-            .sum();
-        let add = (rate / SPARSE_COPY_SHARE).saturating_mul(dt) / 1_000_000;
-        self.copy_credit = (self.copy_credit + add).min(SPARSE_COPY_BURST);
+        for l in &mut self.links {
+            let add = (l.link.pacing_rate() / SPARSE_COPY_SHARE).saturating_mul(dt) / 1_000_000;
+            l.copy_credit = (l.copy_credit + add).min(SPARSE_COPY_BURST);
+        }
     }
 
     /// A small sparse packet just put at the head of link `a`'s queue: a second copy at the head
-    /// of the usable primary or secondary link where it would arrive first, within the budget.
-    /// The first copy's link is chosen by predicted arrival, and a cellular link's prediction
-    /// misses by hundreds of ms when its network queue swells or it enters a dead spell (the
-    /// forward queue is measured one RTT late); the copy makes the packet's delay the smaller
-    /// of the two links'. The receiver drops the later copy (its `seq`). Simulator, lte-rr104
-    /// (8 downloads, interactive 104-byte packets each way), seeds 1-8: downstream
-    /// interactive p50 83.5 -> 41 ms, p99 678 -> 412 ms (medians over seeds; bench/sim/owd.md,
-    /// session 17).
+    /// of the usable primary or secondary link where it would arrive first, within that link's
+    /// budget. The first copy's link is chosen by predicted arrival, and a cellular link's
+    /// prediction misses by hundreds of ms when its network queue swells or it enters a dead
+    /// spell (the forward queue is measured one RTT late); the copy makes the packet's delay
+    /// the smaller of the two links'. The receiver drops the later copy (its `seq`).
+    /// Simulator, lte-rr104 (8 downloads, interactive 104-byte packets each way), held-out
+    /// seeds 9-24: downstream interactive p50 87.5 -> 39.5 ms, p99 610 -> 432 ms (medians over
+    /// seeds; bench/sim/owd.md, session 17).
     ///
     /// Not for a bare TCP ACK (a download's ACK stream is sparse too, and cumulative: one late
     /// ACK costs nothing the next one does not repair). Copied, a download's ACKs took the
@@ -986,7 +985,7 @@ impl Session {
     fn copy_sparse(&mut self, a: usize, pid: PktId) {
         let data = &self.pkts[pid as usize].data;
         let w = wire_len(data.len());
-        if self.copy_credit < w || is_bare_tcp_ack(data) {
+        if is_bare_tcp_ack(data) {
             return;
         }
         let b = self
@@ -996,8 +995,8 @@ impl Session {
             .filter(|&(i, v)| i != a && v.usable && v.tier().is_some_and(|t| t <= 1))
             .min_by_key(|(_, v)| v.arrival_head)
             .map(|(i, _)| i);
-        if let Some(b) = b {
-            self.copy_credit -= w;
+        if let Some(b) = b.filter(|&b| self.links[b].copy_credit >= w) {
+            self.links[b].copy_credit -= w;
             self.pkts[pid as usize].refs += 1;
             self.push_to_link(b, pid, TIER_PRIO);
             self.stats.sparse_copies += 1;
@@ -1645,6 +1644,7 @@ impl Session {
                 peer_cap_bps: l.peer_cap_bps,
                 last_relay: Instant::ZERO,
                 name: l.name.clone(),
+                copy_credit: 0,
             });
         }
         fresh.reorder.stats = self.reorder.stats;
@@ -1671,6 +1671,7 @@ impl Session {
                     peer_cap_bps: None,
                     last_relay: Instant::ZERO,
                     name: String::new(),
+                    copy_credit: 0,
                 });
                 self.links.len() - 1
             }
