@@ -87,6 +87,95 @@ struct Flight {
     to: usize,
     link: LinkId,
     data: Vec<u8>,
+    /// When the sender put it on the link (µs; for the packet trace).
+    tx_us: u64,
+}
+
+/// A per-packet trace of the paced (interactive, realtime) sources, for finding where their
+/// delay goes: written when `BRAID_SIM_PKTTRACE` names a file (simulator instrumentation only;
+/// it reads what the run does and changes nothing in it). One line per delivered packet:
+/// `dir source seq sent_us tx_us link arrive_us deliver_us copies base_delay_us`, where tx is
+/// when the datagram that first brought it was put on the link and arrive when it arrived
+/// (the receiver found the packet's tag in the opened datagram).
+struct PktTrace {
+    out: std::io::BufWriter<std::fs::File>,
+    /// (source, seq) -> (tx µs, arrival µs, link, copies seen).
+    first: std::collections::HashMap<(u32, u64), (u64, u64, LinkId, u32)>,
+    /// Small datagrams (< 300 bytes) the links dropped, per link and side.
+    small_drops: Vec<[u64; 2]>,
+    /// Lengths of the small datagrams dropped, and of those that brought a paced packet.
+    drop_lens: std::collections::BTreeMap<(usize, usize), u64>,
+    carrier_lens: std::collections::BTreeMap<(usize, usize), u64>,
+}
+
+impl PktTrace {
+    fn from_env(links: usize) -> Option<PktTrace> {
+        let path = std::env::var_os("BRAID_SIM_PKTTRACE")?;
+        let f = std::fs::File::create(path).ok()?;
+        Some(PktTrace {
+            out: std::io::BufWriter::new(f),
+            first: std::collections::HashMap::new(),
+            small_drops: vec![[0; 2]; links],
+            drop_lens: Default::default(),
+            carrier_lens: Default::default(),
+        })
+    }
+
+    /// Note every tag of a paced source in an opened datagram.
+    fn arrived(
+        &mut self,
+        sources: &[Source],
+        to: usize,
+        data: &[u8],
+        link: LinkId,
+        tx_us: u64,
+        now: u64,
+    ) {
+        const MAGIC: [u8; 4] = 0x4252_534d_u32.to_be_bytes();
+        let mut i = 0;
+        while i + 16 <= data.len() {
+            if data[i..i + 4] == MAGIC {
+                let source = u32::from_be_bytes(data[i + 4..i + 8].try_into().unwrap());
+                let seq = u64::from_be_bytes(data[i + 8..i + 16].try_into().unwrap());
+                if sources.get(source as usize).is_some_and(|s| s.is_paced()) {
+                    *self.carrier_lens.entry((1 - to, data.len())).or_insert(0) += 1;
+                    self.first
+                        .entry((source, seq))
+                        .and_modify(|e| e.3 += 1)
+                        .or_insert((tx_us, now, link, 1));
+                }
+                i += 16;
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn delivered(&mut self, sources: &[Source], side: usize, packet: &[u8], now: u64, base: u64) {
+        use std::io::Write;
+        let Some(tag) = super::traffic::read_tag(packet) else {
+            return;
+        };
+        if !sources
+            .get(tag.source as usize)
+            .is_some_and(|s| s.is_paced())
+        {
+            return;
+        }
+        let (tx, arr, link, copies) = self
+            .first
+            .get(&(tag.source, tag.seq))
+            .copied()
+            .unwrap_or((0, 0, 255, 0));
+        let _ = writeln!(
+            self.out,
+            "{} {} {} {} {tx} {link} {arr} {now} {copies} {base}",
+            if side == 1 { "up" } else { "down" },
+            tag.source,
+            tag.seq,
+            tag.sent_us,
+        );
+    }
 }
 
 /// Run a scenario with the given endpoints.
@@ -137,8 +226,21 @@ pub fn run_with(
         },
         timeline: Vec::new(),
         timeline_ends: Vec::new(),
+        trace: PktTrace::from_env(sc.links.len()),
     };
     e.run()?;
+    if let Some(t) = &mut e.trace {
+        use std::io::Write;
+        for (l, d) in t.small_drops.iter().enumerate() {
+            let _ = writeln!(
+                t.out,
+                "# small datagrams dropped link {l}: up {} down {}",
+                d[0], d[1]
+            );
+        }
+        let _ = writeln!(t.out, "# drop lens (side, len, n) {:?}", t.drop_lens);
+        let _ = writeln!(t.out, "# carrier lens (side, len, n) {:?}", t.carrier_lens);
+    }
     let stats: Vec<[(DirStats, Vec<u32>); 2]> = e
         .links
         .iter_mut()
@@ -205,6 +307,7 @@ struct Engine<'a> {
     second: Second,
     timeline: Vec<TimelineRow>,
     timeline_ends: Vec<TimelineEnd>,
+    trace: Option<PktTrace>,
 }
 
 struct Second {
@@ -379,6 +482,9 @@ impl Engine<'_> {
             } else {
                 cfg.down.delay_us
             };
+            if let Some(t) = &mut self.trace {
+                t.arrived(&self.sources, f.to, &f.data, f.link, f.tx_us, self.now);
+            }
             self.drain_exit(f.to, Some(delay));
         }
         // Timers.
@@ -484,7 +590,15 @@ impl Engine<'_> {
                 let (at, flip) = match fate {
                     Fate::Arrive(at) => (at, None),
                     Fate::Mangled(at, r) => (at, Some(r)),
-                    Fate::Dropped(_) => continue,
+                    Fate::Dropped(_) => {
+                        if let Some(t) = &mut self.trace {
+                            if len < 300 {
+                                t.small_drops[l][side] += 1;
+                                *t.drop_lens.entry((side, len)).or_insert(0) += 1;
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let mut data = self.out[..len].to_vec();
                 if let Some(r) = flip {
@@ -495,6 +609,7 @@ impl Engine<'_> {
                     to: 1 - side,
                     link,
                     data,
+                    tx_us: self.now,
                 };
                 let slot = match self.free.pop() {
                     Some(s) => {
@@ -518,6 +633,15 @@ impl Engine<'_> {
         while self.ends[side].poll_deliver(Instant(self.now), &mut self.exit) {
             if self.tcp.delivered(self.now, side, &self.exit) {
                 continue;
+            }
+            if let Some(t) = &mut self.trace {
+                t.delivered(
+                    &self.sources,
+                    side,
+                    &self.exit,
+                    self.now,
+                    release_delay_us.unwrap_or(0),
+                );
             }
             self.metrics
                 .delivered(self.sc, dir, self.now, &self.exit, release_delay_us);

@@ -101,7 +101,9 @@ impl TcpFlows {
                         dir: t.dir,
                         meta: Meta {
                             user: t.user,
-                            flow: (0x7c70 << 48) | ((i as u64) << 32) | u64::from(f),
+                            flow: super::traffic::flow_id(
+                                (0x7c70 << 48) | ((i as u64) << 32) | u64::from(f),
+                            ),
                             class: t.class,
                         },
                         client: [10, 1, (t.user >> 8) as u8, t.user as u8],
