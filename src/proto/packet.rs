@@ -112,6 +112,21 @@ pub struct PacketInfo {
     ttl: u8,
 }
 
+/// A whole TCP segment without payload and without SYN, FIN or RST: a bare ACK (IPv4 or IPv6,
+/// after any IPv6 extension headers).
+pub(crate) fn is_bare_tcp_ack(pkt: &[u8]) -> bool {
+    let Ok(info) = parse(pkt) else {
+        return false;
+    };
+    let Some(&data_off) = pkt.get(info.l4_offset + 12) else {
+        return false;
+    };
+    info.proto == 6
+        && info.fragment == Fragment::No
+        && info.tcp_flags & 0x07 == 0
+        && info.total_len == info.l4_offset + usize::from(data_off >> 4) * 4
+}
+
 /// TCP SYN flag.
 pub(crate) const TCP_SYN: u8 = 0x02;
 

@@ -42,6 +42,7 @@ use crate::proto::link::{
     WIRE_OVERHEAD,
 };
 use crate::proto::pack::{self, PackStats, Packer, Packing, Unpacker};
+use crate::proto::packet;
 use crate::proto::reorder::{Delivered, Reorder, ReorderConfig, ReorderStats};
 use crate::proto::sched::drr::DrrOrder;
 use crate::proto::sched::path::ByMode;
@@ -318,27 +319,6 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 const RELAY_EVERY: Duration = Duration::from_millis(50);
 
 /// Wire bytes a queued packet of `len` inner bytes occupies.
-/// An IPv4 or IPv6 TCP segment without payload and without SYN, FIN or RST (a bare ACK); an IPv6
-/// packet with extension headers does not count.
-fn is_bare_tcp_ack(p: &[u8]) -> bool {
-    let (ip_len, total) = match p.first().map(|b| b >> 4) {
-        Some(4) if p.len() >= 20 && p[9] == 6 => (
-            usize::from(p[0] & 0x0f) * 4,
-            usize::from(u16::from_be_bytes([p[2], p[3]])),
-        ),
-        Some(6) if p.len() >= 40 && p[6] == 6 => {
-            (40, 40 + usize::from(u16::from_be_bytes([p[4], p[5]])))
-        }
-        _ => return false,
-    };
-    let Some(tcp) = p.get(ip_len..ip_len + 20) else {
-        return false;
-    };
-    let data_off = usize::from(tcp[12] >> 4) * 4;
-    let flags = tcp[13];
-    total == ip_len + data_off && flags & 0x07 == 0
-}
-
 fn wire_len(len: usize) -> u64 {
     (len + wire::DATA_HEADER_LEN + seal::OVERHEAD) as u64 + WIRE_OVERHEAD as u64
 }
@@ -985,7 +965,7 @@ impl Session {
     fn copy_sparse(&mut self, a: usize, pid: PktId) {
         let data = &self.pkts[pid as usize].data;
         let w = wire_len(data.len());
-        if is_bare_tcp_ack(data) {
+        if packet::is_bare_tcp_ack(data) {
             return;
         }
         let b = self
@@ -2253,11 +2233,11 @@ mod tests {
         tcp[12] = 5 << 4;
         tcp[13] = 0x10; // ACK
         let ack = ip4(6, [10, 0, 0, 1], [10, 0, 0, 2], &tcp);
-        assert!(is_bare_tcp_ack(&ack));
+        assert!(packet::is_bare_tcp_ack(&ack));
         let mut psh = tcp.to_vec();
         psh[13] = 0x18;
         psh.extend_from_slice(&[7; 64]);
-        assert!(!is_bare_tcp_ack(&ip4(
+        assert!(!packet::is_bare_tcp_ack(&ip4(
             6,
             [10, 0, 0, 1],
             [10, 0, 0, 2],
