@@ -683,7 +683,24 @@ impl Channel {
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SealError> {
-        let len = DATA_HEADER_LEN + plaintext.len() + TAG_LEN;
+        if out.len() < DATA_HEADER_LEN + plaintext.len() + TAG_LEN {
+            return Err(SealError::NoRoom);
+        }
+        out[DATA_HEADER_LEN..DATA_HEADER_LEN + plaintext.len()].copy_from_slice(plaintext);
+        self.seal_in_place(now, out, plaintext.len())
+    }
+
+    /// [`seal`](Self::seal) of the `plain_len` bytes of plaintext the caller already wrote at
+    /// `out[DATA_HEADER_LEN..]` (one copy of the packet less): writes the header before them
+    /// and the tag after them; returns the datagram's length. On an error `out` holds nothing
+    /// to send.
+    pub(crate) fn seal_in_place(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+        plain_len: usize,
+    ) -> Result<usize, SealError> {
+        let len = DATA_HEADER_LEN + plain_len + TAG_LEN;
         if out.len() < len {
             return Err(SealError::NoRoom);
         }
@@ -698,12 +715,11 @@ impl Channel {
         out[2..6].copy_from_slice(&keys.remote_index.to_be_bytes());
         out[6..10].copy_from_slice(&(counter as u32).to_be_bytes());
         let (header, body) = out.split_at_mut(DATA_HEADER_LEN);
-        let body = &mut body[..plaintext.len() + TAG_LEN];
-        body[..plaintext.len()].copy_from_slice(plaintext);
+        let body = &mut body[..plain_len + TAG_LEN];
         let tag = keys
             .send
-            .seal(&nonce(counter), header, &mut body[..plaintext.len()]);
-        body[plaintext.len()..].copy_from_slice(&tag);
+            .seal(&nonce(counter), header, &mut body[..plain_len]);
+        body[plain_len..].copy_from_slice(&tag);
         self.stats.sealed += 1;
         Ok(len)
     }
