@@ -796,8 +796,9 @@ pub(crate) fn instr_text(r: &InstrRow, user_share: Option<f64>) -> String {
          Projected for an MT7621 (one {:.0} MHz MIPS 1004Kc core, IPC {ipc_lo}-{ipc_hi}, the same count of \
          instructions per byte, and the kernel's work on top in the proportion measured above: \
          user space {:.0} % of the edge's CPU time): {:.0}-{:.0} Mbit/s of bonded, encrypted \
-         goodput. The router build needs 3.5-4 times x86_64's instructions for the same packet \
-         (`make bench-mips` counts it under qemu-mips), so the real figure is lower.{kept}\n",
+         goodput. The router build needs about 2.7 times x86_64's instructions for the same packet \
+         (session 17; `make bench-mips` counts it under qemu-mips), so the real figure is \
+         lower.{kept}\n",
         r.workload,
         r.per_packet(),
         r.instructions,
