@@ -9,7 +9,8 @@ repeats for each N (equal figures across N: the cost is linear in packets) and o
 
 The MT7621 projection uses the formula and IPC range of `braid lab cpu` (src/lab/cpu.rs): one
 880 MHz MIPS 1004Kc core retiring 0.5-0.8 instructions per cycle, Mbit/s = Hz * IPC /
-(instructions per byte) * 8 / 1e6, the bytes being the 1,400-byte inner packets.
+(instructions per byte) * 8 / 1e6, the bytes being the 1,400-byte inner packets. The clock and
+the IPC range are read from src/lab/cpu.rs's MT7621_HZ and MT7621_IPC: one source for both.
 """
 import argparse
 import os
@@ -19,8 +20,23 @@ import subprocess
 import sys
 import tempfile
 
-MT7621_HZ = 880e6
-IPC = (0.5, 0.8)
+LAB_CPU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "lab", "cpu.rs")
+
+
+def lab_constants(path=LAB_CPU):
+    """(Hz, (IPC low, IPC high)) of the MT7621 projection, from `braid lab cpu`'s source."""
+    with open(path) as f:
+        text = f.read()
+    hz = re.search(r"^pub\(crate\) const MT7621_HZ: f64 = ([0-9.e]+);$", text, re.M)
+    ipc = re.search(
+        r"^pub\(crate\) const MT7621_IPC: \(f64, f64\) = \(([0-9.]+), ([0-9.]+)\);$", text, re.M
+    )
+    if not hz or not ipc:
+        raise ValueError(f"{path}: no MT7621_HZ / MT7621_IPC constants")
+    return float(hz.group(1)), (float(ipc.group(1)), float(ipc.group(2)))
+
+
+MT7621_HZ, IPC = lab_constants()
 DATA = 1400
 SMALL = 64
 # (name, example arguments but N): what each run does.

@@ -5,7 +5,7 @@
  * each block's first instruction: the program needs its symbol table, i.e. an unstripped build).
  *
  *   cc -shared -fPIC -O2 -o insncount.so cross/insncount.c
- *   qemu-mips -plugin ./insncount.so[,outfile=PATH][,symbols=K] PROGRAM ARGS...
+ *   qemu-mips -plugin ./insncount.so[,outfile=PATH][,symbols=K[,callee=NAME[+NAME...]]] PROGRAM ARGS...
  *
  * Each translated block gets an inline add of its instruction count, run when the block starts
  * executing (a block left early by a signal or fault is counted whole: rare in the programs
@@ -37,6 +37,9 @@ extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 struct qemu_plugin_insn;
 extern struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 extern const char *qemu_plugin_insn_symbol(const struct qemu_plugin_insn *insn);
+typedef void (*udata_cb)(unsigned int vcpu_index, void *userdata);
+extern void qemu_plugin_register_vcpu_tb_exec_cb(
+	struct qemu_plugin_tb *tb, udata_cb cb, int flags /* QEMU_PLUGIN_CB_NO_REGS */, void *userdata);
 extern void qemu_plugin_register_atexit_cb(
 	plugin_id id, void (*cb)(plugin_id id, void *userdata), void *userdata);
 
@@ -54,20 +57,61 @@ struct sym {
 };
 static int top;
 static struct sym syms[SYMS];
+/* callee=NAME: counters by caller, and the last function other than NAME that ran. */
+static char callee[256];
+static struct sym callers[SYMS];
+static const char *last_caller = "?";
 
-static uint64_t *sym_counter(const char *name)
+static uint64_t *counter_in(struct sym *table, const char *name)
 {
 	if (!name)
 		name = "?";
 	size_t h = ((uintptr_t)name >> 3) * 0x9E3779B97F4A7C15ull;
 	for (size_t i = 0; i < SYMS; i++) {
-		struct sym *e = &syms[(h + i) & (SYMS - 1)];
+		struct sym *e = &table[(h + i) & (SYMS - 1)];
 		if (e->name == name || !e->name) {
 			e->name = name;
 			return &e->count;
 		}
 	}
-	return &syms[0].count; /* full: lumped with whatever is there */
+	return &table[0].count; /* full: lumped with whatever is there */
+}
+
+static uint64_t *sym_counter(const char *name)
+{
+	return counter_in(syms, name);
+}
+
+/* Whether `name` is one of callee's '+'-separated names. */
+static int is_callee(const char *name)
+{
+	size_t len = strlen(name);
+	for (const char *p = callee; *p;) {
+		const char *end = strchr(p, '+');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (n == len && strncmp(p, name, n) == 0)
+			return 1;
+		p += n + (end ? 1 : 0);
+	}
+	return 0;
+}
+
+/* A block of `callee` counts for the last caller; any other block becomes the last caller.
+ * userdata: the block's symbol name, with its instruction count in a struct. */
+struct block {
+	const char *name;
+	uint64_t n;
+	int is_callee;
+};
+
+static void on_block(unsigned int vcpu, void *userdata)
+{
+	(void)vcpu;
+	struct block *b = userdata;
+	if (b->is_callee)
+		*counter_in(callers, last_caller) += b->n;
+	else
+		last_caller = b->name;
 }
 
 static int by_count(const void *a, const void *b)
@@ -81,10 +125,20 @@ static void on_translate(plugin_id id, struct qemu_plugin_tb *tb)
 	(void)id;
 	size_t n = qemu_plugin_tb_n_insns(tb);
 	qemu_plugin_register_vcpu_tb_exec_inline(tb, INLINE_ADD_U64, &insns, n);
-	if (top > 0 && n > 0)
-		qemu_plugin_register_vcpu_tb_exec_inline(
-			tb, INLINE_ADD_U64,
-			sym_counter(qemu_plugin_insn_symbol(qemu_plugin_tb_get_insn(tb, 0))), n);
+	if (top > 0 && n > 0) {
+		const char *name = qemu_plugin_insn_symbol(qemu_plugin_tb_get_insn(tb, 0));
+		qemu_plugin_register_vcpu_tb_exec_inline(tb, INLINE_ADD_U64, sym_counter(name), n);
+		if (callee[0]) {
+			/* One per translation (blocks are translated once and then reused). */
+			struct block *b = malloc(sizeof *b);
+			if (b) {
+				b->name = name ? name : "?";
+				b->n = n;
+				b->is_callee = name && is_callee(name);
+				qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, 0, b);
+			}
+		}
+	}
 }
 
 static void on_exit_cb(plugin_id id, void *userdata)
@@ -100,6 +154,11 @@ static void on_exit_cb(plugin_id id, void *userdata)
 		for (int i = 0; i < top && i < SYMS && syms[i].count; i++)
 			fprintf(f, "sym %" PRIu64 " %s\n", syms[i].count, syms[i].name);
 	}
+	if (top > 0 && callee[0]) {
+		qsort(callers, SYMS, sizeof *callers, by_count);
+		for (int i = 0; i < top && i < SYMS && callers[i].count; i++)
+			fprintf(f, "caller %" PRIu64 " %s\n", callers[i].count, callers[i].name);
+	}
 	if (f != stderr)
 		fclose(f);
 }
@@ -112,6 +171,8 @@ EXPORT int qemu_plugin_install(plugin_id id, const void *info, int argc, char **
 			snprintf(outfile, sizeof outfile, "%s", argv[i] + 8);
 		} else if (strncmp(argv[i], "symbols=", 8) == 0) {
 			top = atoi(argv[i] + 8);
+		} else if (strncmp(argv[i], "callee=", 7) == 0) {
+			snprintf(callee, sizeof callee, "%s", argv[i] + 7);
 		} else {
 			fprintf(stderr, "insncount: unknown argument '%s'\n", argv[i]);
 			return -1;

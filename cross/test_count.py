@@ -52,6 +52,19 @@ class Figures(unittest.TestCase):
         # 100 Mbit/s of 1400-byte packets at that cost: 8,929 packets/s * 14,000 instructions.
         self.assertAlmostEqual(count.core_share(14_000, 100, 0.5), 100 / want)
 
+    def test_constants_come_from_lab_cpu(self):
+        # The values src/lab/cpu.rs declares, read from there; a source without them is an error.
+        self.assertEqual((count.MT7621_HZ, count.IPC), count.lab_constants())
+        self.assertEqual(count.MT7621_HZ, 880e6)
+        self.assertEqual(count.IPC, (0.5, 0.8))
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".rs") as f:
+            f.write("pub(crate) const MT7621_HZ: f64 = 1e9;\n")
+            f.flush()
+            with self.assertRaises(ValueError):
+                count.lab_constants(f.name)
+
     def test_table_has_a_row_per_workload_and_the_derived_open(self):
         results = {
             "mips": {

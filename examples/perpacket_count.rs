@@ -164,7 +164,7 @@ impl Pair {
                     Err(_) => self.bad += 1,
                 }
             }
-            while let Some((_, d)) = self.core.poll_deliver(self.now) {
+            while let Some((id, d)) = self.core.poll_deliver(self.now) {
                 moved = true;
                 let seq = u32::from_be_bytes([d.data[24], d.data[25], d.data[26], d.data[27]]);
                 if d.data.len() != self.size || seq != self.want_seq {
@@ -172,6 +172,11 @@ impl Pair {
                 }
                 self.want_seq = seq.wrapping_add(1);
                 self.delivered += 1;
+                // The buffer back, as the core daemon gives it (since session 17 here: before,
+                // an allocation per packet that the daemons do not make was counted).
+                if let Some(s) = self.core.session_mut(id) {
+                    s.recycle(d.data);
+                }
             }
             while let Some((link, len)) = self.core.poll_transmit(self.now, &mut self.buf) {
                 moved = true;
@@ -223,8 +228,12 @@ fn pair(size: usize, n: u64) -> Result<String, String> {
     };
     let mut sent = 0u64;
     let mut refused = 0u64;
+    // One buffer, its sequence number rewritten per packet (the IPv4 checksum does not cover
+    // it): building each packet anew (a Vec filled byte by byte) cost 6,800 instructions per
+    // packet on mips_24kc, counted as the protocol's until session 17.
+    let mut packet = tcp_packet(size, 0);
     while sent < n {
-        let packet = tcp_packet(size, sent as u32);
+        packet[24..28].copy_from_slice(&(sent as u32).to_be_bytes());
         if p.edge.send(p.now, &packet, meta).is_ok() {
             sent += 1;
         } else {

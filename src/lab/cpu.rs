@@ -758,6 +758,12 @@ fn callgrind_run(
     })
 }
 
+/// The MT7621 projection's assumptions: one 880 MHz MIPS 1004Kc core, in-order single issue;
+/// the IPCs bracket what such a core retires on integer and crypto code. cross/count.py reads
+/// these two lines (one source for both projections): keep their form.
+pub(crate) const MT7621_HZ: f64 = 880e6;
+pub(crate) const MT7621_IPC: (f64, f64) = (0.5, 0.8);
+
 /// The instruction table, with the MT7621 projection and its assumptions. `user_share` is the
 /// user-space part of the edge's CPU time in the native runs of the same workload: callgrind
 /// counts user space only, the kernel's work for the same packets comes on top in proportion.
@@ -779,24 +785,26 @@ pub(crate) fn instr_text(r: &InstrRow, user_share: Option<f64>) -> String {
             r.bytes,
         );
     }
-    // MT7621: MIPS 1004Kc at 880 MHz, in-order single issue; the IPCs bracket what such a core
-    // retires on integer and crypto code. One core: the edge's loop is single-threaded.
+    // One MT7621 core: the edge's loop is single-threaded.
     let share = user_share.filter(|s| *s > 0.0 && *s <= 1.0).unwrap_or(1.0);
-    let lo = r.projected_mbps(880e6, 0.5) * share;
-    let hi = r.projected_mbps(880e6, 0.8) * share;
+    let (ipc_lo, ipc_hi) = MT7621_IPC;
+    let lo = r.projected_mbps(MT7621_HZ, ipc_lo) * share;
+    let hi = r.projected_mbps(MT7621_HZ, ipc_hi) * share;
     format!(
         "Instructions of `braid edge` (x86_64 release build, callgrind), {}: {:.0} per forwarded \
          packet ({} instructions, {} packets both ways, {} goodput bytes).\n\
-         Projected for an MT7621 (one 880 MHz MIPS 1004Kc core, IPC 0.5-0.8, the same count of \
+         Projected for an MT7621 (one {:.0} MHz MIPS 1004Kc core, IPC {ipc_lo}-{ipc_hi}, the same count of \
          instructions per byte, and the kernel's work on top in the proportion measured above: \
          user space {:.0} % of the edge's CPU time): {:.0}-{:.0} Mbit/s of bonded, encrypted \
-         goodput. The router build needs 3.5-4 times x86_64's instructions for the same packet \
-         (`make bench-mips` counts it under qemu-mips), so the real figure is lower.{kept}\n",
+         goodput. The router build needs about 2.7 times x86_64's instructions for the same packet \
+         (session 17; `make bench-mips` counts it under qemu-mips), so the real figure is \
+         lower.{kept}\n",
         r.workload,
         r.per_packet(),
         r.instructions,
         r.packets,
         r.bytes,
+        MT7621_HZ / 1e6,
         100.0 * share,
         lo,
         hi
@@ -938,6 +946,10 @@ mod tests {
         let full = instr_text(&r, None);
         let half = instr_text(&r, Some(0.5));
         assert!(full.contains("user space 100 %"), "{full}");
+        assert!(
+            full.contains("one 880 MHz MIPS 1004Kc core, IPC 0.5-0.8,"),
+            "{full}"
+        );
         assert!(half.contains("user space 50 %"), "{half}");
         let p = 880e6 * 0.5 / 10.0 * 8.0 / 1e6;
         assert!(half.contains(&format!("{:.0}-", p / 2.0)), "{half}");

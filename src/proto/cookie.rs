@@ -31,8 +31,7 @@ use std::collections::HashMap;
 use blake2::digest::consts::U16;
 use blake2::digest::{Digest, Mac};
 use blake2::{Blake2s256, Blake2sMac};
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
+use braid_aead::Aead;
 
 use super::wire::VERSION;
 use super::Instant;
@@ -176,9 +175,7 @@ impl CookieJar {
         out[6..6 + NONCE_LEN].copy_from_slice(&nonce);
         let body = &mut out[6 + NONCE_LEN..6 + NONCE_LEN + COOKIE_LEN];
         body.copy_from_slice(&cookie);
-        let tag = ChaCha20Poly1305::new((&self.reply_key).into())
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), mac1, body)
-            .expect("16 bytes encrypt");
+        let tag = Aead::new(&self.reply_key).seal(&nonce, mac1, body);
         out[6 + NONCE_LEN + COOKIE_LEN..REPLY_LEN].copy_from_slice(&tag);
         REPLY_LEN
     }
@@ -234,12 +231,12 @@ pub fn open_reply(core_public: &[u8; 32], mac1: &[u8], reply: &[u8]) -> Option<[
     if reply.len() != REPLY_LEN || reply[0] != VERSION || reply[1] != KIND_COOKIE {
         return None;
     }
-    let nonce = &reply[6..6 + NONCE_LEN];
+    let nonce: &[u8; NONCE_LEN] = reply[6..6 + NONCE_LEN].try_into().ok()?;
     let mut cookie = [0u8; COOKIE_LEN];
     cookie.copy_from_slice(&reply[6 + NONCE_LEN..6 + NONCE_LEN + COOKIE_LEN]);
-    let tag = Tag::clone_from_slice(&reply[6 + NONCE_LEN + COOKIE_LEN..]);
-    ChaCha20Poly1305::new((&reply_key(core_public)).into())
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), mac1, &mut cookie, &tag)
+    let tag: &[u8; TAG_LEN] = reply[6 + NONCE_LEN + COOKIE_LEN..].try_into().ok()?;
+    Aead::new(&reply_key(core_public))
+        .open(nonce, mac1, &mut cookie, tag)
         .ok()?;
     Some(cookie)
 }
@@ -308,6 +305,40 @@ mod tests {
         // Still good after one change of secret, not after two.
         assert!(jar.mac2_ok(t(1000 + 130_000), &src(1), &init, &mac2));
         assert!(!jar.mac2_ok(t(1000 + 260_000), &src(1), &init, &mac2));
+    }
+
+    /// Cookie replies are sealed by `braid_aead` since session 17 (before: the
+    /// `chacha20poly1305` crate directly): the bytes on the wire are the crate's, both ways, so
+    /// edges and cores of either build still understand each other's replies.
+    #[test]
+    fn reply_bytes_are_the_chacha20poly1305_crates() {
+        use chacha20poly1305::aead::AeadInPlace;
+        use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+        let mut jar = CookieJar::new(&PUBLIC);
+        let mac1 = [0xc3u8; 16];
+        let mut reply = [0u8; REPLY_LEN];
+        jar.write_reply(t(0), &src(1), 77, &mac1, &mut reply);
+        let crate_ = ChaCha20Poly1305::new((&reply_key(&PUBLIC)).into());
+        let nonce = &reply[6..6 + NONCE_LEN];
+        let mut want = jar.cookie(t(0), &src(1));
+        let tag = crate_
+            .encrypt_in_place_detached(nonce.into(), &mac1, &mut want)
+            .expect("seals");
+        assert_eq!(&reply[6 + NONCE_LEN..6 + NONCE_LEN + COOKIE_LEN], &want[..]);
+        assert_eq!(&reply[6 + NONCE_LEN + COOKIE_LEN..], &tag[..]);
+        // A reply the crate sealed (another nonce, another cookie) opens here.
+        let mut theirs = reply;
+        theirs[6..6 + NONCE_LEN].copy_from_slice(&[9; NONCE_LEN]);
+        let mut body = [0x77u8; COOKIE_LEN];
+        let tag = crate_
+            .encrypt_in_place_detached((&[9u8; NONCE_LEN]).into(), &mac1, &mut body)
+            .expect("seals");
+        theirs[6 + NONCE_LEN..6 + NONCE_LEN + COOKIE_LEN].copy_from_slice(&body);
+        theirs[6 + NONCE_LEN + COOKIE_LEN..].copy_from_slice(&tag);
+        assert_eq!(
+            open_reply(&PUBLIC, &mac1, &theirs),
+            Some([0x77; COOKIE_LEN])
+        );
     }
 
     #[test]

@@ -222,23 +222,44 @@ impl Reorder {
         b
     }
 
+    /// An empty buffer from the pool, for a packet to be written into and given to
+    /// [`insert_owned`](Self::insert_owned) (or back to [`recycle`](Self::recycle)).
+    pub fn spare(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_default()
+    }
+
     /// Takes in one packet. Returns false if it was a duplicate (dropped).
     pub fn insert(&mut self, now: Instant, seq: u32, prev: u16, data: &[u8]) -> bool {
         if !self.dedup.insert(seq) {
             self.stats.duplicates += 1;
             return false;
         }
+        let data = self.buffer(data);
+        self.insert_new(now, seq, prev, data)
+    }
+
+    /// [`insert`](Self::insert) of a packet already in a buffer of its own (from
+    /// [`spare`](Self::spare): no copy); a duplicate's buffer goes back to the pool.
+    pub fn insert_owned(&mut self, now: Instant, seq: u32, prev: u16, data: Vec<u8>) -> bool {
+        if !self.dedup.insert(seq) {
+            self.stats.duplicates += 1;
+            self.recycle(data);
+            return false;
+        }
+        self.insert_new(now, seq, prev, data)
+    }
+
+    /// A packet not seen before (`seq` just entered the duplicate filter).
+    fn insert_new(&mut self, now: Instant, seq: u32, prev: u16, data_buf: Vec<u8>) -> bool {
         let pred = seq.wrapping_sub(prev as u32);
         let pred_done = prev == 0
             || self.dedup.too_old(pred)
             || (self.dedup.seen(pred) && !self.by_seq.contains_key(&pred));
         if pred_done {
-            let data = self.buffer(data);
-            self.emit(seq, data);
+            self.emit(seq, data_buf);
             self.release_chain(seq);
             return true;
         }
-        let data_buf = self.buffer(data);
         self.bytes += data_buf.len();
         let slot = Slot {
             seq,

@@ -683,7 +683,24 @@ impl Channel {
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SealError> {
-        let len = DATA_HEADER_LEN + plaintext.len() + TAG_LEN;
+        if out.len() < DATA_HEADER_LEN + plaintext.len() + TAG_LEN {
+            return Err(SealError::NoRoom);
+        }
+        out[DATA_HEADER_LEN..DATA_HEADER_LEN + plaintext.len()].copy_from_slice(plaintext);
+        self.seal_in_place(now, out, plaintext.len())
+    }
+
+    /// [`seal`](Self::seal) of the `plain_len` bytes of plaintext the caller already wrote at
+    /// `out[DATA_HEADER_LEN..]` (one copy of the packet less): writes the header before them
+    /// and the tag after them; returns the datagram's length. On an error `out` holds nothing
+    /// to send.
+    pub(crate) fn seal_in_place(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+        plain_len: usize,
+    ) -> Result<usize, SealError> {
+        let len = DATA_HEADER_LEN + plain_len + TAG_LEN;
         if out.len() < len {
             return Err(SealError::NoRoom);
         }
@@ -698,12 +715,11 @@ impl Channel {
         out[2..6].copy_from_slice(&keys.remote_index.to_be_bytes());
         out[6..10].copy_from_slice(&(counter as u32).to_be_bytes());
         let (header, body) = out.split_at_mut(DATA_HEADER_LEN);
-        let body = &mut body[..plaintext.len() + TAG_LEN];
-        body[..plaintext.len()].copy_from_slice(plaintext);
+        let body = &mut body[..plain_len + TAG_LEN];
         let tag = keys
             .send
-            .seal(&nonce(counter), header, &mut body[..plaintext.len()]);
-        body[plaintext.len()..].copy_from_slice(&tag);
+            .seal(&nonce(counter), header, &mut body[..plain_len]);
+        body[plain_len..].copy_from_slice(&tag);
         self.stats.sealed += 1;
         Ok(len)
     }
@@ -1076,42 +1092,46 @@ mod tests {
         let key = [0x42u8; 32];
         let ours = Aead::new(&key);
         let crate_ = ChaCha20Poly1305::new((&key).into());
-        let header = [1u8, KIND_DATA, 0, 0, 0, 7, 0, 0, 0, 9];
-        for (i, size) in [0usize, 1, 15, 16, 17, 63, 64, 65, 255, 1400, 1500]
-            .into_iter()
-            .enumerate()
-        {
-            let n = nonce(1 << (i * 5));
+        let data_header = [1u8, KIND_DATA, 0, 0, 0, 7, 0, 0, 0, 9];
+        // Every length across the first blocks (braid_aead XORs whole blocks by words and the
+        // last partial block by bytes), the packet sizes, and associated data of other lengths.
+        let sizes = (0usize..=200).chain([255, 256, 257, 1399, 1400, 1401, 1500]);
+        for (i, size) in sizes.enumerate() {
+            let header = &data_header[..[10, 10, 0, 3][i % 4]];
+            let n = nonce(1 << (i % 12 * 5));
             let plain: Vec<u8> = (0..size).map(|b| (b * 31 + i) as u8).collect();
             let mut a = plain.clone();
-            let tag_a = ours.seal(&n, &header, &mut a);
+            let tag_a = ours.seal(&n, header, &mut a);
             let mut b = plain.clone();
             let tag_b = crate_
-                .encrypt_in_place_detached((&n).into(), &header, &mut b)
+                .encrypt_in_place_detached((&n).into(), header, &mut b)
                 .expect("seals");
             assert_eq!((&a, &tag_a[..]), (&b, &tag_b[..]), "size {size}");
             // Each opens the other's.
             crate_
-                .decrypt_in_place_detached((&n).into(), &header, &mut a, (&tag_a).into())
+                .decrypt_in_place_detached((&n).into(), header, &mut a, (&tag_a).into())
                 .expect("the crate opens ours");
             assert_eq!(a, plain);
-            ours.open(&n, &header, &mut b, &tag_b.into())
+            ours.open(&n, header, &mut b, &tag_b.into())
                 .expect("ours opens the crate's");
             assert_eq!(b, plain);
             // A changed byte of the header, the body or the tag is refused, the body unchanged.
             let mut c = plain.clone();
-            let tag = ours.seal(&n, &header, &mut c);
+            let tag = ours.seal(&n, header, &mut c);
             let sealed = c.clone();
-            let mut bad_header = header;
-            bad_header[9] ^= 1;
+            let mut bad_header = header.to_vec();
+            match bad_header.last_mut() {
+                Some(last) => *last ^= 1,
+                None => bad_header.push(0),
+            }
             assert!(ours.open(&n, &bad_header, &mut c, &tag).is_err());
             let mut bad_tag = tag;
             bad_tag[0] ^= 0x80;
-            assert!(ours.open(&n, &header, &mut c, &bad_tag).is_err());
+            assert!(ours.open(&n, header, &mut c, &bad_tag).is_err());
             assert_eq!(c, sealed);
             if size > 0 {
                 c[size / 2] ^= 4;
-                assert!(ours.open(&n, &header, &mut c, &tag).is_err());
+                assert!(ours.open(&n, header, &mut c, &tag).is_err());
             }
         }
     }

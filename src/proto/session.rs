@@ -397,8 +397,6 @@ pub struct Session {
     // scratch, reused to avoid per-packet allocation
     views: Vec<LinkView>,
     resolved: Vec<Resolved>,
-    plain: Vec<u8>,
-    unpacked: Vec<u8>,
     blocked: [bool; 256],
 
     stats: SessionStats,
@@ -448,8 +446,6 @@ impl Session {
             unpacker: Unpacker::new(),
             views: Vec::new(),
             resolved: Vec::new(),
-            plain: vec![0; config.max_packet + 256],
-            unpacked: Vec::with_capacity(config.max_packet + 64),
             blocked: [false; 256],
             stats: SessionStats::default(),
             cfg: config,
@@ -1273,11 +1269,10 @@ impl Session {
             return None;
         }
         let max_plain = out.len().saturating_sub(seal::OVERHEAD);
-        let mut plain = std::mem::take(&mut self.plain);
-        if plain.len() < max_plain {
-            plain.resize(max_plain, 0);
-        }
-        let mut w = FrameWriter::new(&mut plain[..max_plain]);
+        // The frames go straight where the channel seals them in place (after the data header,
+        // room left for the tag): a copy of each packet less than through a buffer of their own.
+        let at = seal::DATA_HEADER_LEN.min(out.len());
+        let mut w = FrameWriter::new(&mut out[at..at + max_plain]);
         let link = &mut self.links[i].link;
         let id = link.id;
         let mut ack_sent = false;
@@ -1377,7 +1372,6 @@ impl Session {
         }
         let plen = w.len();
         if plen == 0 {
-            self.plain = plain;
             return None;
         }
         if !data_sent {
@@ -1386,9 +1380,7 @@ impl Session {
                 self.links[i].link.counters.ack_only_sent += 1;
             }
         }
-        let r = self.channel.seal(now, &plain[..plen], out);
-        self.plain = plain;
-        match r {
+        match self.channel.seal_in_place(now, out, plen) {
             Ok(len) => Some(Transmit { link: id, len }),
             Err(_) => None, // keys expired mid-rekey: the copy counts as lost and is resent
         }
@@ -1485,11 +1477,16 @@ impl Session {
                             self.reorder.insert(now, h.seq, h.prev, payload);
                         }
                         DataForm::Packed(c) => {
-                            match self.unpacker.unpack(c, payload, &mut self.unpacked) {
+                            // Rebuilt straight into the buffer the packet is delivered in.
+                            let mut buf = self.reorder.spare();
+                            match self.unpacker.unpack(c, payload, &mut buf) {
                                 Ok(()) => {
-                                    self.reorder.insert(now, h.seq, h.prev, &self.unpacked);
+                                    self.reorder.insert_owned(now, h.seq, h.prev, buf);
                                 }
-                                Err(_) => self.stats.unpack_errors += 1,
+                                Err(_) => {
+                                    self.reorder.recycle(buf);
+                                    self.stats.unpack_errors += 1;
+                                }
                             }
                         }
                     }
