@@ -10,11 +10,14 @@
 //! The primitives are the `chacha20` and `poly1305` crates' (the versions `chacha20poly1305`
 //! links); the AEAD construction of RFC 8439 §2.8 is put together here as the
 //! `chacha20poly1305` crate (0.10) does it, with one difference in the glue: the keystream is
-//! written into a buffer (`write_keystream_blocks`: one 64-byte block at a time on MIPS and ARM,
-//! four on x86 for the AVX2 backend) and XORed into the packet a 32-bit word at a time. Through the `cipher` crate's `apply_keystream`, each block was XORed
+//! written a 64-byte block at a time (`write_keystream_block`) and XORed into the packet a 32-bit
+//! word at a time. Through the `cipher` crate's `apply_keystream`, each block was XORed
 //! byte by byte through two stack copies and a memset: on mips_24kc (no SIMD) that glue cost
 //! about 700 of the 1,700 instructions of a block. The bytes are the `chacha20poly1305`
 //! crate's exactly (tests below, and braid's `data_aead_is_the_chacha20poly1305_crates_both_ways`).
+//! x86 builds seal and open with the `chacha20poly1305` crate itself (its AVX2 glue was faster
+//! there, see [`Aead::seal`]); the construction here is what MIPS and ARM run, and what the
+//! tests hold to the crate's bytes on every host.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -153,40 +156,28 @@ fn lengths(mac: &mut Poly1305, aad: usize, data: usize) {
     mac.update(&[block]);
 }
 
-/// Keystream blocks generated per call: `chacha20`'s AVX2 backend computes 4 blocks per pass
-/// and spends a whole pass on a single one, so x86 asks for 4 at a time (the SSE2 and portable
-/// backends make them one by one either way); elsewhere (MIPS, ARM: the portable backend)
-/// exactly the blocks needed. (x86 builds seal with the `chacha20poly1305` crate itself, see
-/// [`Aead::seal`]; this serves the tests there.)
-#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-const PAR: usize = 4;
-#[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
-const PAR: usize = 1;
-
 /// XORs the keystream from the cipher's current block on into `buf`: whole blocks a 32-bit
 /// word at a time, the last partial block byte by byte.
 #[inline(always)]
 fn apply_keystream(cipher: &mut ChaCha20Core, buf: &mut [u8]) {
-    let mut ks: [Block; PAR] = core::array::from_fn(|_| Block::default());
-    for chunk in buf.chunks_mut(PAR * BLOCK_LEN) {
-        cipher.write_keystream_blocks(&mut ks);
-        for (data, k) in chunk.chunks_mut(BLOCK_LEN).zip(ks.iter()) {
-            if data.len() == BLOCK_LEN {
-                for (d, k) in data.chunks_exact_mut(4).zip(k.chunks_exact(4)) {
-                    let x = u32::from_ne_bytes([d[0], d[1], d[2], d[3]])
-                        ^ u32::from_ne_bytes([k[0], k[1], k[2], k[3]]);
-                    d.copy_from_slice(&x.to_ne_bytes());
-                }
-            } else {
-                for (d, k) in data.iter_mut().zip(k.iter()) {
-                    *d ^= k;
-                }
-            }
+    let mut ks = Block::default();
+    let mut blocks = buf.chunks_exact_mut(BLOCK_LEN);
+    for data in &mut blocks {
+        cipher.write_keystream_block(&mut ks);
+        for (d, k) in data.chunks_exact_mut(4).zip(ks.chunks_exact(4)) {
+            let x = u32::from_ne_bytes([d[0], d[1], d[2], d[3]])
+                ^ u32::from_ne_bytes([k[0], k[1], k[2], k[3]]);
+            d.copy_from_slice(&x.to_ne_bytes());
         }
     }
-    for k in ks.iter_mut() {
-        k.zeroize();
+    let tail = blocks.into_remainder();
+    if !tail.is_empty() {
+        cipher.write_keystream_block(&mut ks);
+        for (d, k) in tail.iter_mut().zip(ks.iter()) {
+            *d ^= k;
+        }
     }
+    ks.zeroize();
 }
 
 #[cfg(test)]
