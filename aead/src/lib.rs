@@ -190,8 +190,12 @@ mod tests {
     #[test]
     fn rfc8439_aead_vector() {
         let key: [u8; 32] = core::array::from_fn(|i| 0x80 + i as u8);
-        let nonce = [0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47];
-        let aad = [0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7];
+        let nonce = [
+            0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+        ];
+        let aad = [
+            0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+        ];
         let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only one \
 tip for the future, sunscreen would be it.";
         let mut buf = plain.to_vec();
@@ -268,7 +272,10 @@ tip for the future, sunscreen would be it.";
                 assert_eq!(ours.open(&nonce, &aad, &mut buf, &tag), Err(BadTag));
                 buf[size - 1] ^= 0x80;
             }
-            assert_eq!(buf, sealed, "size {size}: refused packets stay as they were");
+            assert_eq!(
+                buf, sealed,
+                "size {size}: refused packets stay as they were"
+            );
             ours.open(&nonce, &aad, &mut buf, &tag).expect("opens");
             assert_eq!(buf, plain, "size {size}");
         }
