@@ -2,7 +2,7 @@
 //! namespaces, the same `config policy` sections on both (the edge classifies upstream, the core
 //! downstream).
 //!
-//! - `redundant_class_rides_out_a_link_cut`: a UDP stream (50 datagrams/s of 200 B, echoed by the
+//! - `redundant_class_rides_out_a_link_cut`: a UDP stream (50 datagrams/s of 400 B, echoed by the
 //!   server) in a class with mode `redundant`, and beside it, in the same run, the same stream in
 //!   the `default` (aggregate) class. The best link is black-holed (emulator outage) for 3 s.
 //!   Measured per stream: echoes lost, echoes later than the base RTT + 30 ms, the longest gap between
@@ -297,8 +297,11 @@ fn redundant_class_rides_out_a_link_cut() {
         seen
     });
     let (c2, to_ag) = (client.clone(), ag.addr());
-    let agg = std::thread::spawn(move || udp_echo_stream(&c2, to_ag, N, 200, EVERY, LATE));
-    let red = udp_echo_stream(&client, rt.addr(), N, 200, EVERY, LATE);
+    // 400-byte datagrams: an aggregate class copies small sparse packets (up to 256 bytes) to a
+    // second link, so a stream of smaller ones would ride out the cut in the default class too,
+    // and the contrast below would show nothing.
+    let agg = std::thread::spawn(move || udp_echo_stream(&c2, to_ag, N, 400, EVERY, LATE));
+    let red = udp_echo_stream(&client, rt.addr(), N, 400, EVERY, LATE);
     let agg = agg.join().unwrap();
     cutter.join().unwrap();
     let monitor = monitor.join().unwrap();
@@ -322,7 +325,7 @@ fn redundant_class_rides_out_a_link_cut() {
 
     println!(
         "wan0 (20 Mbit/s, 25 ms one way) black-holed 2-5 s into two 8 s UDP echo streams of \
-         50 x 200 B/s (wan1: 10 Mbit/s, 25 ms):"
+         50 x 400 B/s (wan1: 10 Mbit/s, 25 ms):"
     );
     println!("  redundant class 'realtime': {}", red.line());
     println!("  default class (aggregate):  {}", agg.line());
